@@ -1,0 +1,168 @@
+/* ganglion devices: list, show, label and decommission enrolled devices. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_client.h"
+#include "selector.h"
+
+static const output_col list_cols[] = {
+	{"ID", "id", NULL},           {"NAME", "name", NULL},
+	{"STATUS", "status", NULL},   {"LABELS", "labels", NULL},
+	{"LAST SEEN", "last_seen_at", NULL},
+};
+
+static const output_col show_fields[] = {
+	{"ID", "id", NULL},
+	{"Name", "name", NULL},
+	{"Status", "status", NULL},
+	{"Labels", "labels", NULL},
+	{"Created", "created_at", NULL},
+	{"Last seen", "last_seen_at", NULL},
+	{"Decommissioned", "decommissioned_at", NULL},
+	{"Facts", "facts", NULL},
+};
+
+/* Returns /v1/devices/{id} with id URL-encoded (new). */
+static char *device_path(const char *id)
+{
+	char *esc = gn_http_escape(id);
+	char *path = gn_asprintf("/v1/devices/%s", esc);
+	free(esc);
+	return path;
+}
+
+static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *selector = cli_args_get(args, "selector"), *status = cli_args_get(args, "status");
+	const char *limit = cli_args_get(args, "limit");
+	bool all = cli_args_get(args, "all") != NULL;
+	json_t *page = NULL;
+	gn_selector sel = {0};
+	gn_buf path;
+	int64_t n;
+
+	gn_buf_init(&path);
+	gn_buf_puts(&path, "/v1/devices");
+	if (selector) {
+		/* Catch a bad selector here, with the parser the server uses. */
+		if ((error = gn_selector_parse(&sel, selector, err))) {
+			err->code = error = CLI_EUSAGE;
+			goto out;
+		}
+		cli_query_add(&path, "selector", selector);
+	}
+	if (status) {
+		if (strcmp(status, "active") != 0 && strcmp(status, "decommissioned") != 0) {
+			error = gn_err_set(err, CLI_EUSAGE, "--status must be active or decommissioned, not '%s'", status);
+			goto out;
+		}
+		cli_query_add(&path, "status", status);
+	}
+	if (limit) {
+		if ((error = cli_parse_int(&n, limit, "--limit", 1, 1000, err)))
+			goto out;
+		char num[24];
+		snprintf(num, sizeof(num), "%lld", (long long)n);
+		cli_query_add(&path, "limit", num);
+	}
+	if ((error = cli_list(&page, ctx, path.data, all, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(page);
+		goto out;
+	}
+	output_table(json_object_get(page, "items"), list_cols, GN_ARRAY_LEN(list_cols));
+	if (!all && json_is_string(json_object_get(page, "next_cursor")) && ctx->tty)
+		fputs("(more devices: use --all to list every page)\n", stderr);
+out:
+	gn_selector_cleanup(&sel);
+	gn_buf_cleanup(&path);
+	json_decref(page);
+	return error;
+}
+
+static int show_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *dev = NULL;
+	char *path = device_path(args->pos[0]);
+
+	if ((error = cli_request(&dev, ctx, "GET", path, NULL, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(dev);
+	else
+		output_fields(dev, show_fields, GN_ARRAY_LEN(show_fields));
+out:
+	json_decref(dev);
+	free(path);
+	return error;
+}
+
+static int label_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *labels = json_object(), *body = NULL, *dev = NULL;
+	char *path = device_path(args->pos[0]), *shown = NULL;
+
+	/* Check every change before sending any, so a typo changes nothing. */
+	for (size_t i = 1; i < args->npos; i++)
+		if ((error = cli_label_add(labels, args->pos[i], true, err)))
+			goto out;
+	body = json_pack("{s:O}", "labels", labels);
+	if ((error = cli_request(&dev, ctx, "PATCH", path, body, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(dev);
+		goto out;
+	}
+	shown = output_value_dup(json_object_get(dev, "labels"));
+	printf("device %s labeled: %s\n", args->pos[0], shown);
+out:
+	json_decref(labels);
+	json_decref(body);
+	json_decref(dev);
+	free(shown);
+	free(path);
+	return error;
+}
+
+static int decommission_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *dev = NULL;
+	char *path = device_path(args->pos[0]);
+
+	if ((error = cli_request(&dev, ctx, "DELETE", path, NULL, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(dev);
+	else
+		printf("device %s decommissioned; its tokens are revoked\n", args->pos[0]);
+out:
+	json_decref(dev);
+	free(path);
+	return error;
+}
+
+static const cli_opt list_opts[] = {
+	{"selector", 0, "S", "only devices whose labels match S, e.g. site=north,type!=camera,gpu,!old"},
+	{"status", 0, "STATUS", "only active or decommissioned devices"},
+	{"limit", 0, "N", "devices per page, 1 to 1000 (server default 100)"},
+	{"all", 0, NULL, "follow the pages to the end instead of printing the first one"},
+};
+
+static const cli_cmd cmds[] = {
+	{"list", "", "List devices (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0, 0, list_run},
+	{"show", "ID", "Show one device with its labels and facts.", NULL, 0, 1, 1, show_run},
+	{"label", "ID key=value... key-...",
+	 "Set labels (key=value) and remove them (key-) on a device; other labels stay.", NULL, 0, 2, SIZE_MAX,
+	 label_run},
+	{"decommission", "ID", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
+	 decommission_run},
+};
+
+const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices.", cmds, GN_ARRAY_LEN(cmds)};

@@ -1,0 +1,131 @@
+/* ganglion tokens: create, list and revoke API tokens for people and automation. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_client.h"
+
+static const output_col list_cols[] = {
+	{"ID", "id", NULL},
+	{"NAME", "name", NULL},
+	{"SCOPES", "scopes", NULL},
+	{"CREATED", "created_at", NULL},
+	{"EXPIRES", "expires_at", NULL},
+	{"LAST USED", "last_used_at", NULL},
+	{"REVOKED", "revoked_at", NULL},
+};
+
+static const output_col created_fields[] = {
+	{"ID", "id", NULL},
+	{"Name", "name", NULL},
+	{"Scopes", "scopes", NULL},
+	{"Expires", "expires_at", NULL},
+};
+
+/* Adds the scopes of one --scope value, which may hold several separated by commas. */
+static int add_scopes(json_t *scopes, const char *value, gn_err *err)
+{
+	const char *p = value;
+	for (;;) {
+		size_t len = strcspn(p, ",");
+		if (len == 0)
+			return gn_err_set(err, CLI_EUSAGE, "--scope '%s' has an empty scope", value);
+		json_array_append_new(scopes, json_stringn(p, len));
+		if (!p[len])
+			return 0;
+		p += len + 1;
+	}
+}
+
+static int create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *scopes = json_array(), *body = NULL, *tok = NULL;
+	const char *name = cli_args_get(args, "name"), *expires = cli_args_get(args, "expires-in"), *scope;
+	int64_t secs;
+
+	if (!name) {
+		error = gn_err_set(err, CLI_EUSAGE, "--name is required");
+		goto out;
+	}
+	for (size_t i = 0; (scope = cli_args_nth(args, "scope", i)); i++)
+		if ((error = add_scopes(scopes, scope, err)))
+			goto out;
+	if (json_array_size(scopes) == 0) {
+		error = gn_err_set(err, CLI_EUSAGE, "at least one --scope is required (admin, operator, ci, read)");
+		goto out;
+	}
+	body = json_pack("{s:s, s:O}", "name", name, "scopes", scopes);
+	if (expires) {
+		if ((error = cli_parse_duration(&secs, expires, "--expires-in", err)))
+			goto out;
+		json_object_set_new(body, "expires_in", json_integer(secs));
+	}
+	if ((error = cli_request(&tok, ctx, "POST", "/v1/tokens", body, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(tok);
+		goto out;
+	}
+	printf("API token created.\n\n");
+	output_fields(tok, created_fields, GN_ARRAY_LEN(created_fields));
+	output_secret("API token", json_string_value(json_object_get(tok, "token")),
+		      "Use it with --token, GANGLION_TOKEN, or `token = ...` in the config file.");
+out:
+	json_decref(scopes);
+	json_decref(body);
+	json_decref(tok);
+	return error;
+}
+
+static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *list = NULL;
+
+	if ((error = cli_list(&list, ctx, "/v1/tokens", true, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(list);
+	else
+		output_table(json_object_get(list, "items"), list_cols, GN_ARRAY_LEN(list_cols));
+out:
+	json_decref(list);
+	return error;
+}
+
+static int revoke_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *ans = NULL;
+	char *esc = gn_http_escape(args->pos[0]);
+	char *path = gn_asprintf("/v1/tokens/%s", esc);
+
+	if ((error = cli_request(&ans, ctx, "DELETE", path, NULL, err)))
+		goto out;
+	/* 204 has no body; with -o json print nothing and let the exit code speak. */
+	if (ctx->output == CLI_OUTPUT_TABLE)
+		printf("API token %s revoked\n", args->pos[0]);
+out:
+	json_decref(ans);
+	free(path);
+	free(esc);
+	return error;
+}
+
+static const cli_opt create_opts[] = {
+	{"name", 0, "NAME", "what the token is for, 1 to 64 characters (required)"},
+	{"scope", 0, "SCOPE", "admin, operator, ci or read; repeatable or comma-separated (required)"},
+	{"expires-in", 0, "DURATION", "lifetime: 3600, 90s, 30m, 1h, 7d, 2w (default: never expires)"},
+};
+
+static const cli_cmd cmds[] = {
+	{"create", "", "Create an API token and print it (shown only once).", create_opts,
+	 GN_ARRAY_LEN(create_opts), 0, 0, create_run},
+	{"list", "", "List API tokens (never the secrets).", NULL, 0, 0, 0, list_run},
+	{"revoke", "ID", "Revoke an API token at once.", NULL, 0, 1, 1, revoke_run},
+};
+
+const cli_group cmd_tokens_group = {"tokens", "Manage API tokens (needs the admin scope).", cmds,
+				    GN_ARRAY_LEN(cmds)};

@@ -1,0 +1,175 @@
+/* Error details, allocation wrappers that abort on OOM, a growable buffer, clocks. */
+#include "common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int gn_err_set(gn_err *err, int code, const char *fmt, ...)
+{
+	if (err) {
+		va_list ap;
+		err->code = code;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+void gn_err_clear(gn_err *err)
+{
+	if (err) {
+		err->code = 0;
+		err->msg[0] = '\0';
+	}
+}
+
+const char *gn_err_name(int code)
+{
+	switch (code) {
+	case GN_OK: return "ok";
+	case GN_EINVAL: return "invalid";
+	case GN_ENOTFOUND: return "not found";
+	case GN_ECONFLICT: return "conflict";
+	case GN_EAUTH: return "unauthorized";
+	case GN_EFORBIDDEN: return "forbidden";
+	case GN_ETOOBIG: return "too large";
+	case GN_EUNAVAIL: return "unavailable";
+	case GN_EGONE: return "gone";
+	default: return "error";
+	}
+}
+
+static void oom(void)
+{
+	/* The one place the library may end the process: there is nothing sane to return. */
+	fputs("ganglion: out of memory\n", stderr);
+	abort();
+}
+
+void *gn_malloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *gn_calloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	if (!p)
+		oom();
+	return p;
+}
+
+void *gn_realloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (!q)
+		oom();
+	return q;
+}
+
+char *gn_strdup(const char *s)
+{
+	return gn_strndup(s, strlen(s));
+}
+
+char *gn_strndup(const char *s, size_t n)
+{
+	char *p = gn_malloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *gn_asprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	char *p = gn_malloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+void gn_buf_init(gn_buf *b)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void gn_buf_cleanup(gn_buf *b)
+{
+	free(b->data);
+	gn_buf_init(b);
+}
+
+static void buf_reserve(gn_buf *b, size_t extra)
+{
+	if (b->len + extra + 1 <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + extra + 1)
+		cap *= 2;
+	b->data = gn_realloc(b->data, cap);
+	b->cap = cap;
+}
+
+void gn_buf_append(gn_buf *b, const void *p, size_t n)
+{
+	buf_reserve(b, n);
+	if (n)
+		memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void gn_buf_puts(gn_buf *b, const char *s)
+{
+	gn_buf_append(b, s, strlen(s));
+}
+
+void gn_buf_printf(gn_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		oom();
+	buf_reserve(b, (size_t)n);
+	va_start(ap, fmt);
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len += (size_t)n;
+}
+
+char *gn_buf_detach(gn_buf *b)
+{
+	char *p = b->data ? b->data : gn_strdup("");
+	gn_buf_init(b);
+	return p;
+}
+
+int64_t gn_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+uint64_t gn_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}

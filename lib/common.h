@@ -1,0 +1,70 @@
+/* Shared basics for libganglion: error codes, the error-detail struct, allocation wrappers.
+ * The library never prints or exits; fallible functions return 0 or a negative GN_E code and
+ * fill a gn_err once, where the failure happens. */
+#ifndef GN_COMMON_H
+#define GN_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define GN_WUR __attribute__((warn_unused_result))
+#define GN_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define GN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Expected failures; anything else is -1 (GN_ERROR). */
+enum {
+	GN_OK = 0,
+	GN_ERROR = -1,
+	GN_EINVAL = -2,     /* malformed or invalid input */
+	GN_ENOTFOUND = -3,  /* no such object */
+	GN_ECONFLICT = -4,  /* exists already / state conflict */
+	GN_EAUTH = -5,      /* missing or bad credentials */
+	GN_EFORBIDDEN = -6, /* credentials lack the scope */
+	GN_ETOOBIG = -7,    /* over a configured limit */
+	GN_EUNAVAIL = -8,   /* dependency (database, server) unreachable */
+	GN_EGONE = -9,      /* used up, expired or revoked */
+};
+
+/* Details of one failure: a code and a human-readable message. */
+typedef struct gn_err {
+	int code;
+	char msg[512];
+} gn_err;
+
+/* Fills err (if not NULL) with code and a formatted message; returns code for `return gn_err_set(...)`. */
+int gn_err_set(gn_err *err, int code, const char *fmt, ...) GN_PRINTF(3, 4);
+/* Clears err. */
+void gn_err_clear(gn_err *err);
+/* Returns a short name for a GN_E code ("invalid", "not found", ...). */
+const char *gn_err_name(int code);
+
+/* Allocation wrappers: abort on out-of-memory, so callers never test for NULL. */
+void *gn_malloc(size_t n);
+void *gn_calloc(size_t n, size_t size);
+void *gn_realloc(void *p, size_t n);
+char *gn_strdup(const char *s);
+char *gn_strndup(const char *s, size_t n);
+/* Returns a new string formatted like printf. */
+char *gn_asprintf(const char *fmt, ...) GN_PRINTF(1, 2);
+
+/* A growable byte buffer; always NUL-terminated after its len bytes. */
+typedef struct gn_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+} gn_buf;
+
+void gn_buf_init(gn_buf *b);
+void gn_buf_cleanup(gn_buf *b);
+void gn_buf_append(gn_buf *b, const void *p, size_t n);
+void gn_buf_puts(gn_buf *b, const char *s);
+void gn_buf_printf(gn_buf *b, const char *fmt, ...) GN_PRINTF(2, 3);
+/* Detaches and returns the buffer's data (new; caller frees); b is left empty. */
+char *gn_buf_detach(gn_buf *b);
+
+/* Returns the current wall-clock time in seconds / monotonic time in nanoseconds. */
+int64_t gn_now(void);
+uint64_t gn_mono_ns(void);
+
+#endif

@@ -1,0 +1,254 @@
+/* One-shot HTTP requests over libcurl for the CLI and the agent, with a bounded in-memory body. */
+#include "http_client.h"
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "json.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "0"
+#endif
+
+#define DEFAULT_TIMEOUT_S 30L
+#define DEFAULT_MAX_RESPONSE ((size_t)64 * 1024 * 1024)
+#define CONNECT_TIMEOUT_S 10L
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void)
+{
+	global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* What the write and header callbacks fill in while curl runs. */
+typedef struct transfer {
+	gn_http_resp *resp;
+	size_t max;
+	bool too_big;
+} transfer;
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+	transfer *t = ud;
+	size_t n = size * nmemb;
+	if (n > t->max - t->resp->body.len) {
+		t->too_big = true;
+		return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+	}
+	gn_buf_append(&t->resp->body, p, n);
+	return n;
+}
+
+/* Returns the trimmed value of header line p (len bytes) if it is `name: value` (new), else NULL. */
+static char *header_value(const char *p, size_t len, const char *name)
+{
+	size_t nl = strlen(name);
+	if (len <= nl || strncasecmp(p, name, nl) != 0 || p[nl] != ':')
+		return NULL;
+	const char *v = p + nl + 1, *e = p + len;
+	while (v < e && isspace((unsigned char)*v))
+		v++;
+	while (e > v && isspace((unsigned char)e[-1]))
+		e--;
+	return gn_strndup(v, (size_t)(e - v));
+}
+
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+	transfer *t = ud;
+	size_t n = size * nmemb;
+	char *v;
+	/* A new status line (after a 100 Continue, say) starts a new set of headers. */
+	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0) {
+		free(t->resp->content_type);
+		free(t->resp->etag);
+		t->resp->content_type = t->resp->etag = NULL;
+		return n;
+	}
+	if ((v = header_value(p, n, "Content-Type"))) {
+		free(t->resp->content_type);
+		t->resp->content_type = v;
+	} else if ((v = header_value(p, n, "ETag"))) {
+		free(t->resp->etag);
+		t->resp->etag = v;
+	}
+	return n;
+}
+
+static struct curl_slist *add_header(struct curl_slist *list, const char *name, const char *value)
+{
+	char *line = gn_asprintf("%s: %s", name, value);
+	struct curl_slist *l = curl_slist_append(list, line);
+	free(line);
+	if (!l) /* curl's own allocation failed: treat it like ours */
+		abort();
+	return l;
+}
+
+/* Header values come from the caller; a CR or LF in one would let it inject more headers. */
+static bool header_safe(const char *v)
+{
+	return !v || !strpbrk(v, "\r\n");
+}
+
+int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
+{
+	int error = 0;
+	CURL *h = NULL;
+	struct curl_slist *headers = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	char *auth = NULL;
+	long timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_TIMEOUT_S;
+	transfer t = {.resp = out, .max = req->max_response ? req->max_response : DEFAULT_MAX_RESPONSE};
+	CURLcode rc;
+
+	memset(out, 0, sizeof(*out));
+	gn_buf_init(&out->body);
+	if (!header_safe(req->token) || !header_safe(req->content_type) || !header_safe(req->if_none_match)) {
+		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
+		goto out;
+	}
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK) {
+		error = gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
+		goto out;
+	}
+	if (!(h = curl_easy_init())) {
+		error = gn_err_set(err, GN_ERROR, "cannot initialise libcurl");
+		goto out;
+	}
+
+	headers = add_header(headers, "Accept", "application/json, application/problem+json");
+	/* No "Expect: 100-continue" round trip for larger bodies. */
+	headers = add_header(headers, "Expect", "");
+	if (req->token) {
+		auth = gn_asprintf("Bearer %s", req->token);
+		headers = add_header(headers, "Authorization", auth);
+	}
+	if (req->body)
+		headers = add_header(headers, "Content-Type",
+				     req->content_type ? req->content_type : "application/json");
+	if (req->if_none_match)
+		headers = add_header(headers, "If-None-Match", req->if_none_match);
+
+	curl_easy_setopt(h, CURLOPT_URL, req->url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads, and no SIGALRM for DNS timeouts */
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t.max);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "ganglion/" PACKAGE_VERSION);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+	if (req->body) {
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
+		if (strcmp(req->method, "POST") != 0)
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+	} else if (strcmp(req->method, "GET") == 0) {
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	} else if (strcmp(req->method, "HEAD") == 0) {
+		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	} else if (strcmp(req->method, "POST") == 0) {
+		/* An empty POST still says Content-Length: 0. */
+		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+	} else {
+		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+	}
+
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+	if (rc == CURLE_OK)
+		goto out;
+	if (t.too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+		error = gn_err_set(err, GN_ETOOBIG, "%s %s: response larger than %zu bytes", req->method, req->url,
+				   t.max);
+	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
+		error = gn_err_set(err, GN_EUNAVAIL, "%s %s: no answer within %ld s", req->method, req->url, timeout);
+	} else if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL) {
+		error = gn_err_set(err, GN_EINVAL, "bad URL %s: %s", req->url,
+				   errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	} else {
+		error = gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s", req->url,
+				   errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	}
+out:
+	if (error)
+		gn_http_resp_cleanup(out);
+	free(auth);
+	curl_slist_free_all(headers);
+	if (h)
+		curl_easy_cleanup(h);
+	return error;
+}
+
+void gn_http_resp_cleanup(gn_http_resp *resp)
+{
+	if (!resp)
+		return;
+	gn_buf_cleanup(&resp->body);
+	free(resp->content_type);
+	free(resp->etag);
+	resp->content_type = resp->etag = NULL;
+	resp->status = 0;
+}
+
+/* The one table from HTTP status to GN_E code on the client side. */
+static int status_code(long status)
+{
+	switch (status) {
+	case 400:
+	case 422: return GN_EINVAL;
+	case 401: return GN_EAUTH;
+	case 403: return GN_EFORBIDDEN;
+	case 404: return GN_ENOTFOUND;
+	case 409: return GN_ECONFLICT;
+	case 410: return GN_EGONE;
+	case 413: return GN_ETOOBIG;
+	default: return status >= 500 ? GN_EUNAVAIL : GN_ERROR;
+	}
+}
+
+int gn_http_check(const gn_http_resp *resp, gn_err *err)
+{
+	char desc[400];
+	if (resp->status >= 200 && resp->status < 400)
+		return 0;
+	if (resp->status == 0)
+		return gn_err_set(err, GN_EUNAVAIL, "no HTTP response");
+	gn_problem_describe(desc, sizeof(desc), resp->body.data, resp->body.len);
+	if (!desc[0])
+		return gn_err_set(err, status_code(resp->status), "server answered HTTP %ld", resp->status);
+	return gn_err_set(err, status_code(resp->status), "%s (HTTP %ld)", desc, resp->status);
+}
+
+char *gn_http_escape(const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	gn_buf b;
+	gn_buf_init(&b);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		/* RFC 3986 unreserved characters; isalnum() would depend on the locale. */
+		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+		    strchr("-._~", *p)) {
+			gn_buf_append(&b, p, 1);
+		} else {
+			char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+			gn_buf_append(&b, enc, 3);
+		}
+	}
+	return gn_buf_detach(&b);
+}

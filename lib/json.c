@@ -1,0 +1,146 @@
+/* Bounded JSON parsing, strict field checks and problem+json bodies. */
+#include "json.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Finds the deepest nesting of [ and { outside strings, without building anything. */
+static int max_nesting(const char *buf, size_t len)
+{
+	int depth = 0, max = 0;
+	bool in_str = false, esc = false;
+	for (size_t i = 0; i < len; i++) {
+		char c = buf[i];
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+			continue;
+		}
+		if (c == '"')
+			in_str = true;
+		else if (c == '[' || c == '{') {
+			if (++depth > max)
+				max = depth;
+		} else if (c == ']' || c == '}')
+			depth--;
+	}
+	return max;
+}
+
+int gn_json_parse(json_t **out, const char *buf, size_t len, int max_depth, gn_err *err)
+{
+	json_error_t jerr;
+	if (len == 0)
+		return gn_err_set(err, GN_EINVAL, "the request body is empty; a JSON object is expected");
+	if (max_nesting(buf, len) > max_depth)
+		return gn_err_set(err, GN_EINVAL, "JSON nested deeper than %d levels", max_depth);
+	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j)
+		return gn_err_set(err, GN_EINVAL, "malformed JSON at line %d column %d: %s", jerr.line,
+				  jerr.column, jerr.text);
+	*out = j;
+	return 0;
+}
+
+static const char *kind_name(enum gn_json_kind k)
+{
+	switch (k) {
+	case GN_JSON_STRING: return "a string";
+	case GN_JSON_INTEGER: return "an integer";
+	case GN_JSON_BOOL: return "a boolean";
+	case GN_JSON_OBJECT: return "an object";
+	case GN_JSON_ARRAY: return "an array";
+	case GN_JSON_STRING_MAP: return "an object of strings";
+	}
+	return "?";
+}
+
+static bool kind_ok(const json_t *v, enum gn_json_kind k)
+{
+	switch (k) {
+	case GN_JSON_STRING: return json_is_string(v);
+	case GN_JSON_INTEGER: return json_is_integer(v);
+	case GN_JSON_BOOL: return json_is_boolean(v);
+	case GN_JSON_OBJECT: return json_is_object(v);
+	case GN_JSON_ARRAY: return json_is_array(v);
+	case GN_JSON_STRING_MAP: {
+		const char *key;
+		json_t *val;
+		if (!json_is_object(v))
+			return false;
+		json_object_foreach((json_t *)v, key, val)
+		{
+			(void)key;
+			if (!json_is_string(val))
+				return false;
+		}
+		return true;
+	}
+	}
+	return false;
+}
+
+int gn_json_check(const json_t *obj, const gn_json_field *fields, size_t n, gn_err *err)
+{
+	const char *key;
+	json_t *val;
+	if (!json_is_object(obj))
+		return gn_err_set(err, GN_EINVAL, "a JSON object is expected");
+	json_object_foreach((json_t *)obj, key, val)
+	{
+		const gn_json_field *f = NULL;
+		for (size_t i = 0; i < n && !f; i++)
+			if (strcmp(fields[i].name, key) == 0)
+				f = &fields[i];
+		if (!f)
+			return gn_err_set(err, GN_EINVAL, "unknown field '%.100s'", key);
+		if (json_is_null(val) && f->nullable)
+			continue;
+		if (!kind_ok(val, f->kind))
+			return gn_err_set(err, GN_EINVAL, "field '%s' must be %s", key, kind_name(f->kind));
+	}
+	for (size_t i = 0; i < n; i++)
+		if (fields[i].required && !json_object_get(obj, fields[i].name))
+			return gn_err_set(err, GN_EINVAL, "field '%s' is required", fields[i].name);
+	return 0;
+}
+
+const char *gn_json_str(const json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+char *gn_json_dump(const json_t *obj)
+{
+	char *s = json_dumps(obj, JSON_COMPACT);
+	if (!s) /* only on allocation failure */
+		abort();
+	return s;
+}
+
+char *gn_problem_dup(int status, const char *title, const char *detail)
+{
+	json_t *j = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", title, "status", status,
+			      "detail", detail ? detail : title);
+	char *s = gn_json_dump(j);
+	json_decref(j);
+	return s;
+}
+
+void gn_problem_describe(char *out, size_t outlen, const char *body, size_t len)
+{
+	json_t *j = len ? json_loadb(body, len, 0, NULL) : NULL;
+	const char *title = gn_json_str(j, "title"), *detail = gn_json_str(j, "detail");
+	if (title && detail && strcmp(title, detail) != 0)
+		snprintf(out, outlen, "%s: %s", title, detail);
+	else if (detail || title)
+		snprintf(out, outlen, "%s", detail ? detail : title);
+	else
+		snprintf(out, outlen, "%.*s", (int)(len > 200 ? 200 : len), body ? body : "");
+	json_decref(j);
+}

@@ -1,0 +1,84 @@
+/* The gangliond option table and the listen-address parser. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define OPT(k, t, f, d, r, mn, mx, a, h) {k, t, offsetof(struct gd_config, f), d, r, mn, mx, a, h}
+
+static const gn_conf_opt opts[] = {
+	OPT("config", GN_CONF_STRING, config, NULL, false, 0, 0, "FILE", "read settings from this INI file"),
+	OPT("data-dir", GN_CONF_STRING, data_dir, "/var/lib/ganglion", false, 0, 0, "DIR",
+	    "state directory: admin.token, artifacts, and the private PostgreSQL cluster (pg/)"),
+	OPT("listen", GN_CONF_STRING, listen, "127.0.0.1:7700", false, 0, 0, "ADDR:PORT",
+	    "address for the REST API"),
+	OPT("database-url", GN_CONF_STRING, database_url, "", false, 0, 0, "URL",
+	    "PostgreSQL connection string; empty runs a private cluster under DATA_DIR/pg"),
+	OPT("pg-bindir", GN_CONF_STRING, pg_bindir, "", false, 0, 0, "DIR",
+	    "PostgreSQL server binaries for the private cluster; empty finds /usr/lib/postgresql/*/bin"),
+	OPT("pg-user", GN_CONF_STRING, pg_user, "postgres", false, 0, 0, "USER",
+	    "unprivileged user that runs the private cluster when gangliond runs as root"),
+	OPT("log-level", GN_CONF_STRING, log_level, "info", true, 0, 0, "LEVEL", "debug, info, warn or error"),
+	OPT("log-file", GN_CONF_STRING, log_file, "", true, 0, 0, "FILE", "append logs here instead of stderr"),
+	OPT("threads", GN_CONF_INT, threads, "4", false, 2, 256, "N",
+	    "HTTP worker threads (epoll thread pool; at least 2)"),
+	OPT("db-pool-size", GN_CONF_INT, db_pool_size, "8", false, 1, 512, "N", "PostgreSQL connections"),
+	OPT("max-body", GN_CONF_SIZE, max_body, "1M", true, 1024, 1LL << 30, "SIZE",
+	    "largest JSON request body (413 beyond)"),
+	OPT("max-json-depth", GN_CONF_INT, max_json_depth, "32", true, 2, 1000, "N",
+	    "deepest nesting accepted in a JSON body"),
+	OPT("connection-timeout", GN_CONF_DURATION, connection_timeout, "30s", false, 1, 86400, "DURATION",
+	    "close idle or stalled connections after this"),
+	OPT("per-ip-connection-limit", GN_CONF_INT, per_ip_connection_limit, "256", false, 1, 1000000, "N",
+	    "concurrent connections from one IP address"),
+	OPT("connection-limit", GN_CONF_INT, connection_limit, "4096", false, 4, 1000000, "N",
+	    "concurrent connections in all"),
+	OPT("device-token-ttl", GN_CONF_DURATION, device_token_ttl, "1h", true, 60, 86400 * 7, "DURATION",
+	    "lifetime of a device's bearer token"),
+	OPT("challenge-ttl", GN_CONF_DURATION, challenge_ttl, "60s", true, 5, 3600, "DURATION",
+	    "lifetime of a device authentication nonce"),
+	OPT("shutdown-grace", GN_CONF_DURATION, shutdown_grace, "10s", true, 0, 3600, "DURATION",
+	    "on SIGTERM, how long in-flight requests may take to finish"),
+};
+
+const gn_conf_table config_table = {"gangliond", "GANGLIOND_", opts, GN_ARRAY_LEN(opts)};
+
+int config_parse_listen(struct sockaddr_storage *out, const char *listen, gn_err *err)
+{
+	char host[128];
+	const char *colon = strrchr(listen, ':');
+	memset(out, 0, sizeof(*out));
+	if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof(host))
+		return gn_err_set(err, GN_EINVAL, "listen address '%s' must be ADDR:PORT", listen);
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end || end == colon + 1 || port < 0 || port > 65535)
+		return gn_err_set(err, GN_EINVAL, "listen address '%s' has a bad port", listen);
+	memcpy(host, listen, (size_t)(colon - listen));
+	host[colon - listen] = '\0';
+	if (host[0] == '[') {
+		size_t n = strlen(host);
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+		if (n < 3 || host[n - 1] != ']')
+			return gn_err_set(err, GN_EINVAL, "listen address '%s': bad IPv6 address", listen);
+		host[n - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &s6->sin6_addr) != 1)
+			return gn_err_set(err, GN_EINVAL, "listen address '%s': bad IPv6 address", listen);
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return 0;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &s4->sin_addr) != 1)
+		return gn_err_set(err, GN_EINVAL, "listen address '%s': '%s' is not an IPv4 address", listen, host);
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)port);
+	return 0;
+}

@@ -1,0 +1,35 @@
+/* gangliond's configuration: one table drives flags, GANGLIOND_* variables, the INI file,
+ * --help and packaging/gangliond.conf. */
+#ifndef GD_CONFIG_H
+#define GD_CONFIG_H
+
+#include "conf.h"
+
+struct gd_config {
+	char *config;
+	char *data_dir;
+	char *listen;
+	char *database_url;
+	char *pg_bindir;
+	char *pg_user;
+	char *log_level;
+	char *log_file;
+	int64_t threads;
+	int64_t db_pool_size;
+	int64_t max_body;
+	int64_t max_json_depth;
+	int64_t connection_timeout;
+	int64_t per_ip_connection_limit;
+	int64_t connection_limit;
+	int64_t device_token_ttl;
+	int64_t challenge_ttl;
+	int64_t shutdown_grace;
+};
+
+extern const gn_conf_table config_table;
+
+/* Splits "ADDR:PORT" or "[V6]:PORT" into a socket address; GN_EINVAL with a message otherwise. */
+struct sockaddr_storage;
+int config_parse_listen(struct sockaddr_storage *out, const char *listen, gn_err *err) GN_WUR;
+
+#endif

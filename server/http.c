@@ -1,0 +1,508 @@
+/* libmicrohttpd glue: routing, request lifecycle, auth, body limits, problem+json, access log. */
+#include "http.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "crypto.h"
+#include "gangliond.h"
+#include "log.h"
+#include "metrics.h"
+
+/* Every route the server serves; `gangliond routes` prints it and a test compares it with
+ * api/openapi.yaml. */
+static const struct gd_route routes[] = {
+	{"GET", "/healthz", SCOPE_PUBLIC, http_health_healthz},
+	{"GET", "/readyz", SCOPE_PUBLIC, http_health_readyz},
+	{"GET", "/metrics", SCOPE_PUBLIC, http_health_metrics},
+	{"POST", "/v1/tokens", SCOPE_ADMIN, http_tokens_create},
+	{"GET", "/v1/tokens", SCOPE_ADMIN, http_tokens_list},
+	{"DELETE", "/v1/tokens/{id}", SCOPE_ADMIN, http_tokens_revoke},
+	{"POST", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_create},
+	{"GET", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_list},
+	{"DELETE", "/v1/enroll-tokens/{id}", SCOPE_OPERATOR, http_enroll_tokens_revoke},
+	{"POST", "/v1/enroll", SCOPE_PUBLIC, http_enroll_device},
+	{"POST", "/v1/agent/auth/challenge", SCOPE_PUBLIC, http_agent_challenge},
+	{"POST", "/v1/agent/auth/token", SCOPE_PUBLIC, http_agent_token},
+	{"GET", "/v1/agent/self", SCOPE_DEVICE, http_agent_self},
+	{"GET", "/v1/devices", SCOPE_READ, http_devices_list},
+	{"GET", "/v1/devices/{id}", SCOPE_READ, http_devices_get},
+	{"PATCH", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_patch},
+	{"DELETE", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_decommission},
+	{"GET", "/v1/audit", SCOPE_ADMIN, http_audit_list},
+};
+
+_Static_assert(GN_ARRAY_LEN(routes) <= METRICS_MAX_ROUTES, "raise METRICS_MAX_ROUTES");
+
+static struct MHD_Daemon *daemon_;
+/* Requests begun and not yet completed, for the drain on shutdown. */
+static _Atomic int inflight;
+
+const struct gd_route *http_routes(size_t *out_n)
+{
+	*out_n = GN_ARRAY_LEN(routes);
+	return routes;
+}
+
+/* One table from GN_E codes to HTTP statuses. */
+int gd_http_status(int code)
+{
+	switch (code) {
+	case GN_EINVAL: return 400;
+	case GN_EAUTH: return 401;
+	case GN_EFORBIDDEN: return 403;
+	case GN_ENOTFOUND: return 404;
+	case GN_ECONFLICT: return 409;
+	case GN_EGONE: return 410;
+	case GN_ETOOBIG: return 413;
+	case GN_EUNAVAIL: return 503;
+	default: return 500;
+	}
+}
+
+static const char *status_title(int status)
+{
+	switch (status) {
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 410: return "Gone";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 503: return "Service Unavailable";
+	default: return status >= 500 ? "Internal Server Error" : "Error";
+	}
+}
+
+/* Matches path segments against a pattern; "{x}" matches one non-empty segment, which is
+ * copied into r->params. */
+static bool match(const char *pattern, const char *path, struct gd_req *r)
+{
+	const char *pp = pattern, *sp = path;
+	const char *starts[GD_MAX_PARAMS];
+	size_t lens[GD_MAX_PARAMS], total = 1;
+	int np = 0;
+	while (*pp == '/' && *sp == '/') {
+		pp++;
+		sp++;
+		size_t plen = strcspn(pp, "/"), slen = strcspn(sp, "/");
+		if (plen && pp[0] == '{') {
+			if (!slen || np == GD_MAX_PARAMS)
+				return false;
+			starts[np] = sp;
+			lens[np++] = slen;
+			total += slen + 1;
+		} else if (plen != slen || strncmp(pp, sp, plen) != 0) {
+			return false;
+		}
+		pp += plen;
+		sp += slen;
+	}
+	if (*pp || *sp)
+		return false;
+	char *store = gn_malloc(total), *w = store;
+	for (int i = 0; i < np; i++) {
+		memcpy(w, starts[i], lens[i]);
+		w[lens[i]] = '\0';
+		r->params[i] = w;
+		w += lens[i] + 1;
+	}
+	free(r->param_store);
+	r->param_store = store;
+	return true;
+}
+
+const char *gd_param(struct gd_req *r, int i)
+{
+	return i < GD_MAX_PARAMS ? r->params[i] : NULL;
+}
+
+const char *gd_query(struct gd_req *r, const char *key)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+db_conn *gd_db(struct gd_req *r)
+{
+	if (!r->db)
+		r->db = db_acquire(gd.pool);
+	return r->db;
+}
+
+bool gd_is_uuid(const char *s)
+{
+	if (!s || strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		char c = s[i];
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+			return false;
+	}
+	return true;
+}
+
+int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r)
+{
+	const char *l = gd_query(r, "limit");
+	*out_limit = 100;
+	*out_cursor = gd_query(r, "cursor");
+	if (*out_cursor && !**out_cursor)
+		*out_cursor = NULL;
+	if (l) {
+		char *end;
+		long v = strtol(l, &end, 10);
+		if (*end || end == l || v < 1 || v > 1000) {
+			gd_reply_problem(r, 400, "limit must be an integer from 1 to 1000");
+			return GN_EINVAL;
+		}
+		*out_limit = (int)v;
+	}
+	return 0;
+}
+
+void gd_reply_page(struct gd_req *r, const PGresult *res, int limit)
+{
+	gn_buf b;
+	int n = PQntuples(res);
+	gn_buf_init(&b);
+	gn_buf_puts(&b, "{\"items\":[");
+	for (int i = 0; i < n && i < limit; i++) {
+		if (i)
+			gn_buf_puts(&b, ",");
+		gn_buf_puts(&b, PQgetvalue(res, i, 0));
+	}
+	gn_buf_puts(&b, "],\"next_cursor\":");
+	if (n > limit) {
+		json_t *c = json_string(PQgetvalue(res, limit - 1, 1));
+		char *cs = json_dumps(c, JSON_ENCODE_ANY);
+		gn_buf_puts(&b, cs);
+		free(cs);
+		json_decref(c);
+	} else {
+		gn_buf_puts(&b, "null");
+	}
+	gn_buf_puts(&b, "}");
+	gd_reply_raw(r, 200, "application/json", b.data, b.len);
+	gn_buf_cleanup(&b);
+}
+
+void gd_reply_raw(struct gd_req *r, int status, const char *type, const char *body, size_t len)
+{
+	free(r->resp);
+	r->resp = gn_malloc(len + 1);
+	memcpy(r->resp, body, len);
+	r->resp[len] = '\0';
+	r->resp_len = len;
+	r->resp_type = type;
+	r->status = status;
+	r->responded = true;
+}
+
+void gd_reply_json(struct gd_req *r, int status, json_t *body)
+{
+	free(r->resp);
+	r->resp = body ? gn_json_dump(body) : gn_strdup("");
+	r->resp_len = strlen(r->resp);
+	r->resp_type = "application/json";
+	r->status = status;
+	r->responded = true;
+	json_decref(body);
+}
+
+void gd_reply_problem(struct gd_req *r, int status, const char *detail)
+{
+	free(r->resp);
+	r->resp = gn_problem_dup(status, status_title(status), detail);
+	r->resp_len = strlen(r->resp);
+	r->resp_type = "application/problem+json";
+	r->status = status;
+	r->responded = true;
+}
+
+void gd_reply_error(struct gd_req *r, const gn_err *err)
+{
+	int status = gd_http_status(err->code);
+	/* Internal details stay in the log; the client gets the request id to quote. */
+	if (status == 500) {
+		gn_log(GN_LOG_ERROR, "event=internal_error msg=\"%s\"", err->msg);
+		gd_reply_problem(r, 500, "internal error; the server log has the details under this request id");
+		return;
+	}
+	gd_reply_problem(r, status, err->msg);
+}
+
+int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n)
+{
+	gn_err err;
+	json_t *j = NULL;
+	const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+	if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+		gd_reply_problem(r, 415, "request bodies must be application/json");
+		return GN_EINVAL;
+	}
+	if (gn_json_parse(&j, r->body.data ? r->body.data : "", r->body.len, (int)atomic_load(&gd.max_json_depth),
+			  &err) ||
+	    gn_json_check(j, fields, n, &err)) {
+		json_decref(j);
+		gd_reply_problem(r, 400, err.msg);
+		return GN_EINVAL;
+	}
+	*out = j;
+	return 0;
+}
+
+static void new_request_id(struct gd_req *r)
+{
+	const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (given && strlen(given) >= 8 && strlen(given) < sizeof(r->id)) {
+		bool ok = true;
+		for (const char *p = given; *p && ok; p++)
+			ok = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			     *p == '-' || *p == '_' || *p == '.';
+		if (ok) {
+			/* Keep a load balancer's id so one id follows the request end to end. */
+			snprintf(r->id, sizeof(r->id), "%s", given);
+			return;
+		}
+	}
+	unsigned char raw[8];
+	gn_err err;
+	if (gn_random_bytes(raw, sizeof(raw), &err))
+		memset(raw, 0, sizeof(raw));
+	gn_hex_encode(r->id, raw, sizeof(raw));
+}
+
+static enum MHD_Result queue(struct gd_req *r)
+{
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"", r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+	r->resp = NULL; /* owned by the response now */
+	if (!resp)
+		return MHD_NO;
+	if (r->resp_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
+	MHD_add_response_header(resp, "X-Request-Id", r->id);
+	if (r->status == 401)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+	if (r->status == 405 && r->route_index == -2) {
+		gn_buf allow;
+		gn_buf_init(&allow);
+		for (size_t i = 0; i < GN_ARRAY_LEN(routes); i++) {
+			if (match(routes[i].pattern, r->path, r))
+				gn_buf_printf(&allow, "%s%s", allow.len ? ", " : "", routes[i].method);
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow.data ? allow.data : "");
+		gn_buf_cleanup(&allow);
+	}
+	enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+/* Finds the route for method and path; -1 no such path (404), -2 path exists but not the method (405). */
+static int find_route(struct gd_req *r)
+{
+	bool path_seen = false;
+	for (size_t i = 0; i < GN_ARRAY_LEN(routes); i++) {
+		if (!match(routes[i].pattern, r->path, r))
+			continue;
+		path_seen = true;
+		if (strcmp(routes[i].method, r->method) == 0 ||
+		    (strcmp(r->method, "HEAD") == 0 && strcmp(routes[i].method, "GET") == 0))
+			return (int)i;
+	}
+	return path_seen ? -2 : -1;
+}
+
+static void dispatch(struct gd_req *r)
+{
+	gn_err err;
+	if (r->route_index == -1) {
+		gd_reply_problem(r, 404, "no such endpoint");
+		return;
+	}
+	if (r->route_index == -2) {
+		gd_reply_problem(r, 405, "method not allowed on this endpoint");
+		return;
+	}
+	const struct gd_route *rt = r->route;
+	if (rt->scope != SCOPE_PUBLIC) {
+		const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+		if (auth_authenticate(&r->auth, gd_db(r), h, &err)) {
+			gd_reply_error(r, &err);
+			return;
+		}
+		if (auth_allows(&r->auth, rt->scope, &err)) {
+			gd_reply_error(r, &err);
+			return;
+		}
+		if (r->auth.kind == AUTH_DEVICE) {
+			char ctx[128];
+			snprintf(ctx, sizeof(ctx), "req=%s device=%s", r->id, r->auth.device_id);
+			gn_log_set_context(ctx);
+		}
+	}
+	rt->handler(r);
+	if (!r->responded)
+		gd_reply_problem(r, 500, "handler gave no answer");
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **req_cls)
+{
+	struct gd_req *r = *req_cls;
+	int64_t max_body = atomic_load(&gd.max_body);
+	if (!r) {
+		r = gn_calloc(1, sizeof(*r));
+		*req_cls = r;
+		atomic_fetch_add(&inflight, 1);
+		r->conn = conn;
+		r->method = method;
+		r->path = gn_strdup(url);
+		r->start_ns = gn_mono_ns();
+		r->route_index = -1;
+		gn_buf_init(&r->body);
+		new_request_id(r);
+		r->route_index = find_route(r);
+		r->route = r->route_index >= 0 ? &routes[r->route_index] : NULL;
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoll(cl, NULL, 10) > max_body) {
+			char ctx[128];
+			snprintf(ctx, sizeof(ctx), "req=%s", r->id);
+			gn_log_set_context(ctx);
+			char detail[128];
+			snprintf(detail, sizeof(detail), "request body larger than the %lld-byte limit", (long long)max_body);
+			gd_reply_problem(r, 413, detail);
+			r->started = true;
+			gn_log_set_context(NULL);
+			return queue(r);
+		}
+		return MHD_YES;
+	}
+	if (r->started) {
+		/* A response went out early (413); drop whatever body still arrives. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (r->too_big || r->body.len + *upload_data_size > (size_t)max_body) {
+			/* Chunked bodies have no Content-Length: notice the overflow as it streams, drop the rest,
+			 * and give up on the connection if a client keeps sending far beyond the limit. */
+			r->too_big = true;
+			gn_buf_cleanup(&r->body);
+			r->discarded += *upload_data_size;
+			*upload_data_size = 0;
+			return r->discarded > (uint64_t)max_body * 16 ? MHD_NO : MHD_YES;
+		}
+		gn_buf_append(&r->body, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	/* The body is complete: answer now (on the second call, so keep-alive stays on). */
+	char ctx[128];
+	snprintf(ctx, sizeof(ctx), "req=%s", r->id);
+	gn_log_set_context(ctx);
+	r->started = true;
+	if (r->too_big) {
+		char detail[128];
+		snprintf(detail, sizeof(detail), "request body larger than the %lld-byte limit", (long long)max_body);
+		gd_reply_problem(r, 413, detail);
+	} else {
+		dispatch(r);
+	}
+	if (r->db) {
+		db_release(gd.pool, r->db);
+		r->db = NULL;
+	}
+	enum MHD_Result ret = queue(r);
+	gn_log_set_context(NULL);
+	return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct gd_req *r = *req_cls;
+	if (!r)
+		return;
+	uint64_t dur = gn_mono_ns() - r->start_ns;
+	int status = r->status ? r->status : 499; /* client went away before an answer */
+	metrics_observe(r->route_index, status, dur);
+	char ctx[128];
+	snprintf(ctx, sizeof(ctx), "req=%s", r->id);
+	gn_log_set_context(ctx);
+	gn_log(status >= 500 ? GN_LOG_WARN : GN_LOG_INFO,
+	       "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s%s%s",
+	       r->method, r->path, r->route ? r->route->pattern : "-", status, (double)dur / 1e6,
+	       r->auth.kind == AUTH_TOKEN ? "token:" : r->auth.kind == AUTH_DEVICE ? "device:" : "-",
+	       r->auth.kind == AUTH_TOKEN ? r->auth.token_id : r->auth.kind == AUTH_DEVICE ? r->auth.device_id : "",
+	       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+	gn_log_set_context(NULL);
+	if (r->db)
+		db_release(gd.pool, r->db);
+	gn_buf_cleanup(&r->body);
+	free(r->resp);
+	free(r->param_store);
+	free(r->path);
+	free(r);
+	*req_cls = NULL;
+	atomic_fetch_sub(&inflight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	gn_log(GN_LOG_WARN, "event=mhd msg=\"%s\"", msg);
+}
+
+int http_start(const struct sockaddr *addr, gn_err *err)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO |
+			 MHD_USE_ERROR_LOG;
+	if (addr->sa_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	daemon_ = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, addr,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)gd.cfg.threads,
+		/* 8 KiB per connection: enough for API headers; bodies are copied out as they stream. */
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)8192,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gd.cfg.connection_timeout,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)gd.cfg.per_ip_connection_limit,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)gd.cfg.connection_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+		(unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+	if (!daemon_)
+		return gn_err_set(err, GN_ERROR, "cannot listen on %s (address in use or not available?)", gd.cfg.listen);
+	return 0;
+}
+
+void http_stop(int64_t grace_s)
+{
+	if (!daemon_)
+		return;
+	/* Stop accepting, let in-flight requests finish, then close what is left (idle keep-alives). */
+	MHD_socket s = MHD_quiesce_daemon(daemon_);
+	if (s != MHD_INVALID_SOCKET)
+		close(s);
+	uint64_t deadline = gn_mono_ns() + (uint64_t)grace_s * 1000000000ull;
+	while (atomic_load(&inflight) > 0 && gn_mono_ns() < deadline)
+		usleep(10000);
+	if (atomic_load(&inflight) > 0)
+		gn_log(GN_LOG_WARN, "event=shutdown_grace_expired inflight=%d", atomic_load(&inflight));
+	MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
+}

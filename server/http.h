@@ -1,0 +1,126 @@
+/* The REST API's HTTP layer: libmicrohttpd on an epoll thread pool, the route table, the
+ * per-request context, authentication, problem+json errors and request logging. */
+#ifndef GD_HTTP_H
+#define GD_HTTP_H
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <sys/socket.h>
+
+#include "common.h"
+#include "db.h"
+#include "json.h"
+
+enum gd_scope {
+	SCOPE_PUBLIC = 0,
+	SCOPE_ADMIN = 1 << 0,
+	SCOPE_OPERATOR = 1 << 1,
+	SCOPE_CI = 1 << 2,
+	SCOPE_READ = 1 << 3,
+	SCOPE_DEVICE = 1 << 8, /* a device's bearer token; only for /v1/agent routes */
+};
+
+struct gd_auth {
+	enum { AUTH_NONE, AUTH_TOKEN, AUTH_DEVICE } kind;
+	char token_id[40];  /* API token id */
+	char name[72];      /* API token name */
+	unsigned scopes;    /* SCOPE_* bits */
+	char device_id[40]; /* for AUTH_DEVICE */
+};
+
+struct gd_req;
+typedef void (*gd_handler)(struct gd_req *r);
+
+struct gd_route {
+	const char *method;
+	const char *pattern; /* "/v1/devices/{id}" */
+	unsigned scope;      /* SCOPE_PUBLIC, SCOPE_DEVICE, or the API scope needed */
+	gd_handler handler;
+};
+
+#define GD_MAX_PARAMS 4
+
+struct gd_req {
+	struct MHD_Connection *conn;
+	const struct gd_route *route;
+	int route_index;
+	const char *method;
+	char *path;
+	char id[40]; /* request id */
+	const char *params[GD_MAX_PARAMS];
+	char *param_store;
+	gn_buf body;
+	uint64_t discarded;
+	bool too_big;
+	bool started;
+	uint64_t start_ns;
+	struct gd_auth auth;
+	db_conn *db;
+	/* response */
+	int status;
+	char *resp;
+	size_t resp_len;
+	const char *resp_type;
+	bool responded;
+};
+
+/* Starts the HTTP daemon on addr; GN_ERROR if the address cannot be bound. */
+int http_start(const struct sockaddr *addr, gn_err *err) GN_WUR;
+/* Stops accepting connections, waits up to grace_s for in-flight requests, then stops. */
+void http_stop(int64_t grace_s);
+/* Returns the route table (borrowed) and its length, for `gangliond routes`. */
+const struct gd_route *http_routes(size_t *out_n);
+
+/* Returns path parameter i ("{id}" etc.) of the matched route. Borrowed. */
+const char *gd_param(struct gd_req *r, int i);
+/* Returns query argument key, or NULL. Borrowed. */
+const char *gd_query(struct gd_req *r, const char *key);
+/* Returns a pooled database connection for this request, released when the request ends. */
+db_conn *gd_db(struct gd_req *r);
+/* Parses the body as a JSON object checked against fields; on failure answers 400 and returns
+ * non-zero, so the handler just returns. *out is a new reference. */
+int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n) GN_WUR;
+
+/* Answers with a JSON value (reference stolen). */
+void gd_reply_json(struct gd_req *r, int status, json_t *body);
+/* Answers with pre-serialised bytes (copied). */
+void gd_reply_raw(struct gd_req *r, int status, const char *type, const char *body, size_t len);
+/* Answers with a problem+json body. */
+void gd_reply_problem(struct gd_req *r, int status, const char *detail);
+/* Answers for a failure: the status comes from err->code through the one GN_E -> HTTP table. */
+void gd_reply_error(struct gd_req *r, const gn_err *err);
+/* Maps a GN_E code to its HTTP status. */
+int gd_http_status(int code);
+
+/* Parses limit (1..1000, default 100) and cursor query args; answers 400 and returns non-zero on
+ * a bad limit. */
+int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r) GN_WUR;
+/* Answers a page of a list: res holds up to limit+1 rows of (JSON text, cursor); the extra row
+ * only tells that there is a next page. */
+void gd_reply_page(struct gd_req *r, const PGresult *res, int limit);
+/* Checks that s is a canonical UUID (so it can be passed to uuid columns without a SQL error). */
+bool gd_is_uuid(const char *s);
+
+/* Handlers, one file per resource. */
+void http_health_healthz(struct gd_req *r);
+void http_health_readyz(struct gd_req *r);
+void http_health_metrics(struct gd_req *r);
+void http_tokens_create(struct gd_req *r);
+void http_tokens_list(struct gd_req *r);
+void http_tokens_revoke(struct gd_req *r);
+void http_enroll_tokens_create(struct gd_req *r);
+void http_enroll_tokens_list(struct gd_req *r);
+void http_enroll_tokens_revoke(struct gd_req *r);
+void http_enroll_device(struct gd_req *r);
+void http_agent_challenge(struct gd_req *r);
+void http_agent_token(struct gd_req *r);
+void http_agent_self(struct gd_req *r);
+void http_devices_list(struct gd_req *r);
+void http_devices_get(struct gd_req *r);
+void http_devices_patch(struct gd_req *r);
+void http_devices_decommission(struct gd_req *r);
+void http_audit_list(struct gd_req *r);
+/* Deletes expired device nonces and sessions (housekeeping). */
+int http_agent_gc(db_conn *c, gn_err *err) GN_WUR;
+
+#endif

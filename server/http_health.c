@@ -1,0 +1,32 @@
+/* GET /healthz, /readyz and /metrics. */
+#include "gangliond.h"
+#include "http.h"
+#include "metrics.h"
+#include "migrate.h"
+
+void http_health_healthz(struct gd_req *r)
+{
+	static const char ok[] = "{\"status\":\"ok\"}";
+	gd_reply_raw(r, 200, "application/json", ok, sizeof(ok) - 1);
+}
+
+void http_health_readyz(struct gd_req *r)
+{
+	static const char ready[] = "{\"status\":\"ready\"}";
+	gn_err err;
+	db_conn *c = gd_db(r);
+	if (db_exec_sql(c, "SELECT 1", &err) || migrate_check(c, &err)) {
+		gd_reply_problem(r, 503, err.msg);
+		return;
+	}
+	gd_reply_raw(r, 200, "application/json", ready, sizeof(ready) - 1);
+}
+
+void http_health_metrics(struct gd_req *r)
+{
+	gn_buf b;
+	gn_buf_init(&b);
+	metrics_render(&b);
+	gd_reply_raw(r, 200, "text/plain; version=0.0.4", b.data, b.len);
+	gn_buf_cleanup(&b);
+}

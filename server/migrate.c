@@ -1,0 +1,87 @@
+/* Applies the embedded migrations under a PostgreSQL advisory lock, recording checksums. */
+#include "migrate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "log.h"
+
+/* Arbitrary constant shared by every gangliond: "gang" in ASCII. */
+#define MIGRATE_LOCK_SQL "SELECT pg_advisory_lock(1734438503)"
+#define MIGRATE_UNLOCK_SQL "SELECT pg_advisory_unlock(1734438503)"
+
+static const db_stmt st_applied = {"migrate_applied", "SELECT checksum FROM schema_migrations WHERE version = $1", 1};
+static const db_stmt st_record = {
+	"migrate_record", "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3};
+static const db_stmt st_latest = {"migrate_latest", "SELECT coalesce(max(version), 0) FROM schema_migrations", 0};
+
+static int apply_one(db_conn *c, const struct migration *m, gn_err *err)
+{
+	int error = 0;
+	PGresult *res = NULL;
+	char sum[GN_SHA256_HEX_LEN + 1], ver[16];
+	gn_sha256_hex(sum, m->sql, strlen(m->sql));
+	snprintf(ver, sizeof(ver), "%d", m->version);
+	const char *p1[] = {ver};
+	if ((error = db_exec(&res, c, &st_applied, p1, err)))
+		goto out;
+	if (PQntuples(res) == 1) {
+		if (strcmp(PQgetvalue(res, 0, 0), sum) != 0)
+			error = gn_err_set(err, GN_ECONFLICT,
+					   "migration %s was applied but its file has changed since (checksum %s, "
+					   "recorded %.64s); restore the original file and add a new migration instead",
+					   m->name, sum, PQgetvalue(res, 0, 0));
+		goto out;
+	}
+	if ((error = db_exec_sql(c, "BEGIN", err)))
+		goto out;
+	if ((error = db_exec_sql(c, m->sql, err))) {
+		char why[sizeof(err->msg)];
+		snprintf(why, sizeof(why), "%s", err ? err->msg : "");
+		gn_err_set(err, error, "migration %s failed: %s", m->name, why);
+		goto out;
+	}
+	const char *p3[] = {ver, m->name, sum};
+	if ((error = db_exec(NULL, c, &st_record, p3, err)))
+		goto out;
+	if ((error = db_exec_sql(c, "COMMIT", err)))
+		goto out;
+	gn_log(GN_LOG_INFO, "event=migration_applied name=%s", m->name);
+out:
+	if (error && PQtransactionStatus(db_pg(c)) != PQTRANS_IDLE) {
+			db_exec_sql_logged(c, "ROLLBACK");
+	}
+	PQclear(res);
+	return error;
+}
+
+int migrate_run(db_conn *c, gn_err *err)
+{
+	int error;
+	if ((error = db_exec_sql(c, MIGRATE_LOCK_SQL, err)))
+		return error;
+	error = db_exec_sql(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+			       " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+			       " applied_at timestamptz NOT NULL DEFAULT now())",
+			    err);
+	for (int i = 0; !error && i < gd_migrations_count; i++)
+		error = apply_one(c, &gd_migrations[i], err);
+	db_exec_sql_logged(c, MIGRATE_UNLOCK_SQL);
+	return error;
+}
+
+int migrate_check(db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	int error = db_exec(&res, c, &st_latest, NULL, err);
+	if (error)
+		return error;
+	int latest = atoi(PQgetvalue(res, 0, 0));
+	int want = gd_migrations_count ? gd_migrations[gd_migrations_count - 1].version : 0;
+	PQclear(res);
+	if (latest < want)
+		return gn_err_set(err, GN_EUNAVAIL, "database schema is at version %d, this gangliond needs %d", latest, want);
+	return 0;
+}
