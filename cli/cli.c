@@ -21,10 +21,9 @@ static const struct {
 	int code;
 	int exit;
 } exit_map[] = {
-	{CLI_EUSAGE, CLI_EXIT_USAGE},       {GN_EAUTH, CLI_EXIT_AUTH},
-	{GN_EFORBIDDEN, CLI_EXIT_AUTH},     {GN_ENOTFOUND, CLI_EXIT_NOTFOUND},
-	{GN_ECONFLICT, CLI_EXIT_CONFLICT},  {GN_EUNAVAIL, CLI_EXIT_UNAVAIL},
-	{GN_EINVAL, CLI_EXIT_INVALID},      {GN_ETOOBIG, CLI_EXIT_INVALID},
+	{CLI_EUSAGE, CLI_EXIT_USAGE},      {GN_EAUTH, CLI_EXIT_AUTH},         {GN_EFORBIDDEN, CLI_EXIT_AUTH},
+	{GN_ENOTFOUND, CLI_EXIT_NOTFOUND}, {GN_ECONFLICT, CLI_EXIT_CONFLICT}, {GN_EUNAVAIL, CLI_EXIT_UNAVAIL},
+	{GN_EINVAL, CLI_EXIT_INVALID},     {GN_ETOOBIG, CLI_EXIT_INVALID},
 };
 
 static const char *const exit_text[] = {
@@ -137,7 +136,8 @@ int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, c
 				goto out;
 			}
 			if (a[2] && !o->arg) {
-				error = gn_err_set(err, CLI_EUSAGE, "option -%c takes no value", o->short_name);
+				error =
+				    gn_err_set(err, CLI_EUSAGE, "option -%c takes no value", o->short_name);
 				goto out;
 			}
 			if (a[2])
@@ -147,7 +147,8 @@ int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, c
 			value = "true";
 		} else if (!value) {
 			if (i + 1 >= argc) {
-				error = gn_err_set(err, CLI_EUSAGE, "option --%s needs a value (%s)", o->name, o->arg);
+				error = gn_err_set(err, CLI_EUSAGE, "option --%s needs a value (%s)", o->name,
+				                   o->arg);
 				goto out;
 			}
 			value = argv[++i];
@@ -199,7 +200,7 @@ void cli_opts_help(FILE *f, const cli_opt *opts, size_t n)
 		if (o->short_name)
 			k = snprintf(flag, sizeof(flag), "-%c, ", o->short_name);
 		snprintf(flag + k, sizeof(flag) - (size_t)k, "--%s%s%s", o->name, o->arg ? " " : "",
-			 o->arg ? o->arg : "");
+		         o->arg ? o->arg : "");
 		fprintf(f, "  %-28s %s\n", flag, o->help);
 	}
 	fprintf(f, "  %-28s %s\n", "-h, --help", "show this help");
@@ -208,18 +209,23 @@ void cli_opts_help(FILE *f, const cli_opt *opts, size_t n)
 void cli_cmd_help(FILE *f, const cli_group *group, const cli_cmd *cmd)
 {
 	fprintf(f, "Usage: ganglion %s %s%s%s%s\n\n%s\n\nOptions:\n", group->name, cmd->name,
-		cmd->nopts ? " [options]" : "", cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
+	        cmd->nopts ? " [options]" : "", cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
 	cli_opts_help(f, cmd->opts, cmd->nopts);
 	fputs("\nGlobal options (--url, --token, -o, ...) are accepted too; see 'ganglion --help'.\n", f);
 }
 
 void cli_group_help(FILE *f, const cli_group *group)
 {
+	int w = 0;
 	fprintf(f, "Usage: ganglion %s COMMAND [options]\n\n%s\n\nCommands:\n", group->name, group->summary);
 	for (size_t i = 0; i < group->n; i++) {
-		char head[96];
-		snprintf(head, sizeof(head), "%s %s", group->cmds[i].name, group->cmds[i].synopsis);
-		fprintf(f, "  %-24s %s\n", head, group->cmds[i].summary);
+		int k = (int)(strlen(group->cmds[i].name) + 1 + strlen(group->cmds[i].synopsis));
+		w = k > w ? k : w;
+	}
+	for (size_t i = 0; i < group->n; i++) {
+		char *head = gn_asprintf("%s %s", group->cmds[i].name, group->cmds[i].synopsis);
+		fprintf(f, "  %-*s   %s\n", w, head, group->cmds[i].summary);
+		free(head);
 	}
 	fprintf(f, "\nRun 'ganglion %s COMMAND --help' for a command's options.\n", group->name);
 }
@@ -231,7 +237,7 @@ int cli_parse_int(int64_t *out, const char *s, const char *what, int64_t min, in
 	long long v = strtoll(s, &end, 10);
 	if (!*s || *end || errno || s[0] == ' ' || v < min || v > max)
 		return gn_err_set(err, CLI_EUSAGE, "%s must be an integer from %lld to %lld, not '%s'", what,
-				  (long long)min, (long long)max, s);
+		                  (long long)min, (long long)max, s);
 	*out = v;
 	return 0;
 }
@@ -254,8 +260,9 @@ int cli_parse_duration(int64_t *out, const char *s, const char *what, gn_err *er
 				mult = units[i].mult;
 	}
 	if (!mult || v <= 0 || v > INT64_MAX / mult / 2)
-		return gn_err_set(err, CLI_EUSAGE,
-				  "%s must be a positive duration such as 3600, 90s, 30m, 1h, 7d or 2w, not '%s'", what, s);
+		return gn_err_set(
+		    err, CLI_EUSAGE,
+		    "%s must be a positive duration such as 3600, 90s, 30m, 1h, 7d or 2w, not '%s'", what, s);
 	*out = v * mult;
 	return 0;
 }
@@ -269,8 +276,8 @@ int cli_label_add(json_t *labels, const char *arg, bool allow_remove, gn_err *er
 	bool remove = !eq && allow_remove && len > 0 && arg[len - 1] == '-';
 
 	if (!eq && !remove) {
-		error = gn_err_set(err, CLI_EUSAGE, "expected key=value%s, not '%.200s'", allow_remove ? " or key-" : "",
-				   arg);
+		error = gn_err_set(err, CLI_EUSAGE, "expected key=value%s, not '%.200s'",
+		                   allow_remove ? " or key-" : "", arg);
 		goto out;
 	}
 	key = gn_strndup(arg, eq ? (size_t)(eq - arg) : len - 1);
@@ -303,13 +310,13 @@ int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char
 	char *url = gn_asprintf("%s%s", ctx->url, path);
 	char *text = body ? gn_json_dump(body) : NULL;
 	gn_http_req req = {
-		.method = method,
-		.url = url,
-		.token = ctx->token,
-		.body = text,
-		.body_len = text ? strlen(text) : 0,
-		.timeout_s = ctx->timeout_s,
-		.max_response = MAX_RESPONSE,
+	    .method = method,
+	    .url = url,
+	    .token = ctx->token,
+	    .body = text,
+	    .body_len = text ? strlen(text) : 0,
+	    .timeout_s = ctx->timeout_s,
+	    .max_response = MAX_RESPONSE,
 	};
 
 	*out = NULL;
@@ -322,8 +329,9 @@ int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char
 		if (error == GN_EAUTH && !ctx->token) {
 			char why[sizeof(err->msg)];
 			snprintf(why, sizeof(why), "%s", err->msg);
-			gn_err_set(err, error, "%s; no token given (use --token, GANGLION_TOKEN or the config file)",
-				   why);
+			gn_err_set(err, error,
+			           "%s; no token given (use --token, GANGLION_TOKEN or the config file)",
+			           why);
 		}
 		goto out;
 	}
@@ -332,7 +340,8 @@ int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char
 	if ((error = gn_json_parse(out, resp.body.data, resp.body.len, MAX_JSON_DEPTH, err))) {
 		char why[sizeof(err->msg)];
 		snprintf(why, sizeof(why), "%s", err->msg);
-		error = gn_err_set(err, GN_ERROR, "%s %s: the server's answer is not JSON: %s", method, url, why);
+		error =
+		    gn_err_set(err, GN_ERROR, "%s %s: the server's answer is not JSON: %s", method, url, why);
 	}
 out:
 	gn_http_resp_cleanup(&resp);
@@ -370,7 +379,8 @@ int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_er
 			goto out;
 		items = json_object_get(page, "items");
 		if (!json_is_array(items)) {
-			error = gn_err_set(err, GN_ERROR, "GET %s: the server's answer has no \"items\" array", path);
+			error = gn_err_set(err, GN_ERROR,
+			                   "GET %s: the server's answer has no \"items\" array", path);
 			goto out;
 		}
 		if (!all)
@@ -380,7 +390,8 @@ int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_er
 		if (!next || !*next)
 			break;
 		if (cursor && strcmp(cursor, next) == 0) {
-			error = gn_err_set(err, GN_ERROR, "GET %s: the server returned the same cursor twice", path);
+			error = gn_err_set(err, GN_ERROR, "GET %s: the server returned the same cursor twice",
+			                   path);
 			goto out;
 		}
 		free(cursor);

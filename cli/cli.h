@@ -71,7 +71,7 @@ typedef struct cli_args {
 	struct cli_given {
 		size_t opt; /* index into opts */
 		const char *value;
-	} *given; /* in command-line order */
+	} * given; /* in command-line order */
 	size_t ngiven;
 	bool help;
 	int next; /* index of the first argument not parsed (stop_at_positional) */
@@ -117,7 +117,8 @@ void cli_group_help(FILE *f, const cli_group *group);
 void cli_opts_help(FILE *f, const cli_opt *opts, size_t n);
 
 /* Parses a decimal integer in [min, max] given for `what`; CLI_EUSAGE otherwise. */
-int cli_parse_int(int64_t *out, const char *s, const char *what, int64_t min, int64_t max, gn_err *err) GN_WUR;
+int cli_parse_int(int64_t *out, const char *s, const char *what, int64_t min, int64_t max,
+		  gn_err *err) GN_WUR;
 /* Parses a positive duration: 3600, 90s, 30m, 1h, 7d, 2w; returns seconds. CLI_EUSAGE otherwise. */
 int cli_parse_duration(int64_t *out, const char *s, const char *what, gn_err *err) GN_WUR;
 /* Adds one `key=value` (or, with allow_remove, `key-` as null) to the labels object after checking

@@ -64,4 +64,5 @@ static const cli_cmd cmds[] = {
 	 GN_ARRAY_LEN(list_opts), 0, 0, list_run},
 };
 
-const cli_group cmd_audit_group = {"audit", "Read the audit log (needs the admin scope).", cmds, GN_ARRAY_LEN(cmds)};
+const cli_group cmd_audit_group = {"audit", "Read the audit log (needs the admin scope).", cmds,
+				   GN_ARRAY_LEN(cmds)};

@@ -8,8 +8,10 @@
 #include "selector.h"
 
 static const output_col list_cols[] = {
-	{"ID", "id", NULL},           {"NAME", "name", NULL},
-	{"STATUS", "status", NULL},   {"LABELS", "labels", NULL},
+	{"ID", "id", NULL},
+	{"NAME", "name", NULL},
+	{"STATUS", "status", NULL},
+	{"LABELS", "labels", NULL},
 	{"LAST SEEN", "last_seen_at", NULL},
 };
 
@@ -56,7 +58,8 @@ static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	}
 	if (status) {
 		if (strcmp(status, "active") != 0 && strcmp(status, "decommissioned") != 0) {
-			error = gn_err_set(err, CLI_EUSAGE, "--status must be active or decommissioned, not '%s'", status);
+			error = gn_err_set(err, CLI_EUSAGE,
+			                   "--status must be active or decommissioned, not '%s'", status);
 			goto out;
 		}
 		cli_query_add(&path, "status", status);
@@ -156,13 +159,15 @@ static const cli_opt list_opts[] = {
 };
 
 static const cli_cmd cmds[] = {
-	{"list", "", "List devices (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0, 0, list_run},
+	{"list", "", "List devices (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0, 0,
+	 list_run},
 	{"show", "ID", "Show one device with its labels and facts.", NULL, 0, 1, 1, show_run},
 	{"label", "ID key=value... key-...",
-	 "Set labels (key=value) and remove them (key-) on a device; other labels stay.", NULL, 0, 2, SIZE_MAX,
-	 label_run},
+	 "Set labels (key=value) and remove them (key-) on a device; other labels stay.", NULL, 0, 2,
+	 SIZE_MAX, label_run},
 	{"decommission", "ID", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
 	 decommission_run},
 };
 
-const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices.", cmds, GN_ARRAY_LEN(cmds)};
+const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices.", cmds,
+				     GN_ARRAY_LEN(cmds)};

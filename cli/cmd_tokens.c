@@ -53,7 +53,8 @@ static int create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		if ((error = add_scopes(scopes, scope, err)))
 			goto out;
 	if (json_array_size(scopes) == 0) {
-		error = gn_err_set(err, CLI_EUSAGE, "at least one --scope is required (admin, operator, ci, read)");
+		error = gn_err_set(err, CLI_EUSAGE,
+		                   "at least one --scope is required (admin, operator, ci, read)");
 		goto out;
 	}
 	body = json_pack("{s:s, s:O}", "name", name, "scopes", scopes);
@@ -71,7 +72,7 @@ static int create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	printf("API token created.\n\n");
 	output_fields(tok, created_fields, GN_ARRAY_LEN(created_fields));
 	output_secret("API token", json_string_value(json_object_get(tok, "token")),
-		      "Use it with --token, GANGLION_TOKEN, or `token = ...` in the config file.");
+	              "Use it with --token, GANGLION_TOKEN, or `token = ...` in the config file.");
 out:
 	json_decref(scopes);
 	json_decref(body);

@@ -417,9 +417,9 @@ char *gn_conf_sample_dup(const gn_conf_table *t)
 	gn_buf b;
 	gn_buf_init(&b);
 	gn_buf_printf(&b, "# Sample configuration for %s: every key with its default.\n"
-			  "# Generated from the program's option table (`%s --print-sample-config`).\n"
+			  "# Generated from the program's option table; do not edit by hand.\n"
 			  "# Each key can also be given as a --flag or as %sKEY in the environment.\n",
-		      t->program, t->program, t->env_prefix);
+		      t->program, t->env_prefix);
 	for (size_t i = 0; i < t->n; i++) {
 		const gn_conf_opt *o = &t->opts[i];
 		if (strcmp(o->key, "config") == 0)

@@ -118,7 +118,8 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	}
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK) {
-		error = gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
+		error =
+		    gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
 		goto out;
 	}
 	if (!(h = curl_easy_init())) {
@@ -135,7 +136,7 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	}
 	if (req->body)
 		headers = add_header(headers, "Content-Type",
-				     req->content_type ? req->content_type : "application/json");
+		                     req->content_type ? req->content_type : "application/json");
 	if (req->if_none_match)
 		headers = add_header(headers, "If-None-Match", req->if_none_match);
 
@@ -143,7 +144,8 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads, and no SIGALRM for DNS timeouts */
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+	                 timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t.max);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "ganglion/" PACKAGE_VERSION);
@@ -174,16 +176,17 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	if (rc == CURLE_OK)
 		goto out;
 	if (t.too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-		error = gn_err_set(err, GN_ETOOBIG, "%s %s: response larger than %zu bytes", req->method, req->url,
-				   t.max);
+		error = gn_err_set(err, GN_ETOOBIG, "%s %s: response larger than %zu bytes", req->method,
+		                   req->url, t.max);
 	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
-		error = gn_err_set(err, GN_EUNAVAIL, "%s %s: no answer within %ld s", req->method, req->url, timeout);
+		error = gn_err_set(err, GN_EUNAVAIL, "%s %s: no answer within %ld s", req->method, req->url,
+		                   timeout);
 	} else if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL) {
 		error = gn_err_set(err, GN_EINVAL, "bad URL %s: %s", req->url,
-				   errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		                   errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	} else {
 		error = gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s", req->url,
-				   errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		                   errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	}
 out:
 	if (error)

@@ -418,9 +418,11 @@ class Gangliond:
         if output:
             cmd += ["-o", output]
         cmd += [str(a) for a in args]
+        # An empty config home, so that no user config file takes part.
+        xdg = make_dir(self.workdir / "xdg", 0o700)
         return subprocess.run(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=timeout,
-            env=child_env(), stdin=subprocess.DEVNULL,
+            env=child_env(XDG_CONFIG_HOME=str(xdg), HOME=str(xdg)), stdin=subprocess.DEVNULL,
         )
 
 

@@ -81,31 +81,38 @@ def test_metrics_use_route_templates_not_raw_paths(server):
     assert metric_value(samples, "gangliond_http_requests_total", route="/v1/devices/{id}", method="GET", status="404") >= 3
 
 
+def _histograms(samples):
+    """Returns {labels without le: (sorted [(le, cumulative count)], _count, _sum)}."""
+    series = {}
+    for n, l, v in samples:
+        if n == "gangliond_http_request_duration_seconds_bucket":
+            key = tuple(sorted((k, x) for k, x in l.items() if k != "le"))
+            le = float("inf") if l["le"] == "+Inf" else float(l["le"])
+            series.setdefault(key, []).append((le, v))
+    out = {}
+    for key, bs in series.items():
+        labels = dict(key)
+        count = sum(v for n, l, v in samples if n == "gangliond_http_request_duration_seconds_count" and l == labels)
+        total = sum(v for n, l, v in samples if n == "gangliond_http_request_duration_seconds_sum" and l == labels)
+        out[key] = (sorted(bs), count, total)
+    return out
+
+
 def test_metrics_latency_histogram(server):
+    before = _histograms(_metrics(server))
+    assert before, "no gangliond_http_request_duration_seconds histogram"
     for _ in range(5):
         server.api("GET", "/v1/devices")
-    samples = _metrics(server)
-    buckets = [(l, v) for n, l, v in samples
-               if n == "gangliond_http_request_duration_seconds_bucket" and l.get("route") == "/v1/devices"]
-    assert buckets, "no histogram buckets for route /v1/devices"
-    # Group by label set without "le"; within each series buckets are cumulative and +Inf == _count.
-    series = {}
-    for l, v in buckets:
-        key = tuple(sorted((k, x) for k, x in l.items() if k != "le"))
-        series.setdefault(key, []).append((float("inf") if l["le"] == "+Inf" else float(l["le"]), v))
-    total = 0
-    for key, bs in series.items():
-        bs.sort()
+    time.sleep(0.2)
+    after = _histograms(_metrics(server))
+    for key, (bs, count, total) in after.items():
         assert bs[-1][0] == float("inf"), f"no +Inf bucket for {key}"
         values = [v for _, v in bs]
         assert values == sorted(values), f"buckets not cumulative for {key}: {bs}"
-        labels = dict(key)
-        count = metric_value(samples, "gangliond_http_request_duration_seconds_count", **labels)
-        s = metric_value(samples, "gangliond_http_request_duration_seconds_sum", **labels)
         assert count == values[-1], f"_count {count} != +Inf bucket {values[-1]} for {key}"
-        assert s > 0 and s < count * 10, f"implausible _sum {s} for {count} requests"
-        total += count
-    assert total >= 5
+        assert 0 < total < count * 10, f"implausible _sum {total} for {count} requests"
+    grew = sum(c for _, c, _ in after.values()) - sum(c for _, c, _ in before.values())
+    assert 5 <= grew <= 7, f"histogram count grew by {grew} after 5 requests (+ metrics scrapes)"
 
 
 def test_metrics_show_database_pool(server):

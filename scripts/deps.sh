@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Ganglion needs to build, test and run, skipping those present.
+# Usage: scripts/deps.sh [build|test|demo]   (test installs everything)
+set -euo pipefail
+
+BUILD_PKGS=(build-essential autoconf automake pkg-config
+	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libcurl4-openssl-dev libcmocka-dev)
+RUN_PKGS=(postgresql postgresql-client curl)
+TEST_PKGS=(python3 python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib)
+
+want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
+[ "${1:-test}" = test ] && want+=("${TEST_PKGS[@]}")
+
+missing=()
+for p in "${want[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+	command -v sudo >/dev/null || { echo "deps: missing packages and not root: ${missing[*]}" >&2; exit 1; }
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Installing the postgresql package must not leave a system cluster running that we never use.
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

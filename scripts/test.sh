@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Sets everything up on a fresh Debian 12 machine and runs the whole test suite twice: a normal
+# build (build/) and one with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/).
+# Unit tests are CMocka binaries; integration tests (pytest) start a real PostgreSQL, the real
+# gangliond and the real CLI. Prints each runner's summary and ends with "N passed, N failed".
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+scripts/deps.sh test || { echo "test.sh: could not install dependencies"; exit 1; }
+
+status=0
+run_suite() {
+	local dir=$1
+	shift
+	echo "=== build $dir ($*) ==="
+	if ! scripts/build.sh "$dir" "$@"; then
+		echo "test.sh: build in $dir failed"
+		echo "build-$dir" >> "$top/$dir.buildfail" 2>/dev/null
+		status=1
+		return
+	fi
+	echo "=== tests in $dir ==="
+	rm -f "$dir"/tests/integration/junit.xml
+	# make check runs each test binary; the logs carry the runners' own summaries.
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		make -C "$dir" -s check -j1 >"$dir/check.out" 2>&1 || status=1
+	grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):' "$dir/check.out" || true
+	for log in $(find "$dir/tests" -name '*.log' ! -name 'test-suite.log' | sort); do
+		echo "--- ${log#$dir/}"
+		grep -E '^\[ *(PASSED|FAILED|  ERROR) *\]|^\[==========\]|passed|failed|error' "$log" | tail -n 8
+		if grep -qE '^(FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null; then
+			echo "--- failure output of ${log#$dir/}:"
+			tail -n 60 "$log"
+		fi
+	done
+}
+
+rm -f build.buildfail build-asan.buildfail
+run_suite build
+run_suite build-asan --enable-asan
+
+/usr/bin/python3 scripts/summarize.py build build-asan
+rc=$?
+[ $status -ne 0 ] && rc=1
+exit $rc
