@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crypto.h"
 #include "http_client.h"
 #include "json.h"
 #include "selector.h"
@@ -325,7 +326,21 @@ int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char
 			err->code = error = GN_ERROR;
 		goto out;
 	}
-	if ((error = gn_http_check(&resp, err))) {
+	error = cli_answer(out, ctx, method, url, &resp, err);
+out:
+	gn_http_resp_cleanup(&resp);
+	free(text);
+	free(url);
+	return error;
+}
+
+int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char *url,
+	       const gn_http_resp *resp, gn_err *err)
+{
+	int error = 0;
+
+	*out = NULL;
+	if ((error = gn_http_check(resp, err))) {
 		if (error == GN_EAUTH && !ctx->token) {
 			char why[sizeof(err->msg)];
 			snprintf(why, sizeof(why), "%s", err->msg);
@@ -333,20 +348,16 @@ int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char
 			           "%s; no token given (use --token, GANGLION_TOKEN or the config file)",
 			           why);
 		}
-		goto out;
+		return error;
 	}
-	if (resp.body.len == 0)
-		goto out;
-	if ((error = gn_json_parse(out, resp.body.data, resp.body.len, MAX_JSON_DEPTH, err))) {
+	if (resp->body.len == 0)
+		return 0;
+	if ((error = gn_json_parse(out, resp->body.data, resp->body.len, MAX_JSON_DEPTH, err))) {
 		char why[sizeof(err->msg)];
 		snprintf(why, sizeof(why), "%s", err->msg);
 		error =
 		    gn_err_set(err, GN_ERROR, "%s %s: the server's answer is not JSON: %s", method, url, why);
 	}
-out:
-	gn_http_resp_cleanup(&resp);
-	free(text);
-	free(url);
 	return error;
 }
 
@@ -409,5 +420,64 @@ out:
 	json_decref(merged);
 	free(cursor);
 	free(url);
+	return error;
+}
+
+int cli_read_json_file(json_t **out, const char *path, size_t max, gn_err *err)
+{
+	int error = 0;
+	FILE *f = fopen(path, "re");
+	gn_buf b;
+	char chunk[65536];
+	size_t n;
+
+	gn_buf_init(&b);
+	if (!f) {
+		error = gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (n > max - b.len) {
+			error = gn_err_set(err, CLI_EUSAGE, "%s is larger than %zu bytes", path, max);
+			goto out;
+		}
+		gn_buf_append(&b, chunk, n);
+	}
+	if (ferror(f)) {
+		error = gn_err_set(err, CLI_EUSAGE, "cannot read %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (b.len == 0) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s is empty", path);
+		goto out;
+	}
+	if ((error = gn_json_parse(out, b.data, b.len, MAX_JSON_DEPTH, err))) {
+		char why[sizeof(err->msg)];
+		snprintf(why, sizeof(why), "%s", err->msg);
+		error = gn_err_set(err, CLI_EUSAGE, "%s: %s", path, why);
+	}
+out:
+	if (f)
+		fclose(f);
+	gn_buf_cleanup(&b);
+	return error;
+}
+
+int cli_write_json(const char *path, const json_t *v, gn_err *err)
+{
+	int error = 0;
+	char *text = json_dumps(v, JSON_INDENT(2));
+	gn_buf b;
+
+	if (!text) /* only on allocation failure */
+		abort();
+	gn_buf_init(&b);
+	gn_buf_printf(&b, "%s\n", text);
+	if (path)
+		error = gn_file_write_atomic(path, b.data, b.len, 0644, err);
+	else if (fwrite(b.data, 1, b.len, stdout) != b.len)
+		error = gn_err_set(err, GN_ERROR, "cannot write output: %s", strerror(errno));
+	free(text);
+	gn_buf_cleanup(&b);
 	return error;
 }

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "common.h"
+#include "http_client.h"
 
 /* Exit codes. The one table from error code to exit code is in cli.c (cli_exit_code); these
  * are also printed by `ganglion --help` and listed in docs/CLI.md.
@@ -98,6 +99,8 @@ extern const cli_group cmd_devices_group;
 extern const cli_group cmd_enroll_tokens_group;
 extern const cli_group cmd_tokens_group;
 extern const cli_group cmd_audit_group;
+extern const cli_group cmd_models_group;
+extern const cli_group cmd_keys_group;
 
 /* Parses argv[0..argc) against opts into out (cli_args_cleanup it): --name value, --name=value,
  * -x value, -xvalue, -h/--help, and `--` ending options. Options may come anywhere unless
@@ -132,9 +135,20 @@ void cli_query_add(gn_buf *path, const char *key, const char *value);
  * answers become errors carrying the server's problem detail. */
 int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char *path, const json_t *body,
 		gn_err *err) GN_WUR;
+/* Turns the answer to method url into *out (new; NULL for an empty body) as cli_request does:
+ * non-2xx statuses become errors carrying the server's problem detail. */
+int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char *url,
+	       const gn_http_resp *resp, gn_err *err) GN_WUR;
 /* GETs a list endpoint (path may already hold a query). Without all, *out is the server's page
  * (new); with all, next_cursor is followed to the end and *out is {"items":[...]} (new). */
 int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_err *err) GN_WUR;
+
+/* Reads the JSON file at path, at most max bytes, into *out (new); CLI_EUSAGE when it cannot be read,
+ * is larger, or is not JSON, with a message naming the file. */
+int cli_read_json_file(json_t **out, const char *path, size_t max, gn_err *err) GN_WUR;
+/* Writes v pretty (two-space indent, final newline) to path atomically, or to stdout when path is
+ * NULL; GN_ERROR when it cannot. */
+int cli_write_json(const char *path, const json_t *v, gn_err *err) GN_WUR;
 
 /* One column of a table: a header and a member of each row, or a function that formats the row. */
 typedef struct output_col {

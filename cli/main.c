@@ -50,6 +50,8 @@ static const cli_group *const groups[] = {
 	&cmd_enroll_tokens_group,
 	&cmd_tokens_group,
 	&cmd_audit_group,
+	&cmd_models_group,
+	&cmd_keys_group,
 };
 
 /* Fills opts (N_GLOBAL entries) with the global flags, taken from the settings table. */

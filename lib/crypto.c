@@ -149,19 +149,37 @@ int gn_ed25519_load(gn_ed25519_key **out, const char *path, gn_err *err)
 	return 0;
 }
 
+int gn_ed25519_from_pem(gn_ed25519_key **out, const char *pem, size_t len, gn_err *err)
+{
+	BIO *bio = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	if (!pkey || EVP_PKEY_get_id(pkey) != EVP_PKEY_ED25519) {
+		EVP_PKEY_free(pkey);
+		return gn_err_set(err, GN_EINVAL, "not an Ed25519 private key in PEM form");
+	}
+	*out = gn_malloc(sizeof(**out));
+	(*out)->pkey = pkey;
+	return 0;
+}
+
+char *gn_ed25519_to_pem(const gn_ed25519_key *key)
+{
+	char *data = NULL, *copy;
+	BIO *bio = BIO_new(BIO_s_mem());
+	if (!bio || PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) != 1)
+		abort(); /* only fails on allocation */
+	long len = BIO_get_mem_data(bio, &data);
+	copy = gn_strndup(data, (size_t)len);
+	BIO_free(bio);
+	return copy;
+}
+
 int gn_ed25519_save(const gn_ed25519_key *key, const char *path, gn_err *err)
 {
-	int error;
-	char *data = NULL;
-	long len;
-	BIO *bio = BIO_new(BIO_s_mem());
-	if (!bio || PEM_write_bio_PrivateKey(bio, key->pkey, NULL, NULL, 0, NULL, NULL) != 1) {
-		BIO_free(bio);
-		return gn_err_set(err, GN_ERROR, "cannot encode private key");
-	}
-	len = BIO_get_mem_data(bio, &data);
-	error = gn_file_write_atomic(path, data, (size_t)len, 0600, err);
-	BIO_free(bio);
+	char *pem = gn_ed25519_to_pem(key);
+	int error = gn_file_write_atomic(path, pem, strlen(pem), 0600, err);
+	free(pem);
 	return error;
 }
 

@@ -31,6 +31,10 @@ typedef struct gn_ed25519_key gn_ed25519_key;
 int gn_ed25519_generate(gn_ed25519_key **out, gn_err *err) GN_WUR;
 /* Loads a PEM private key file (new). */
 int gn_ed25519_load(gn_ed25519_key **out, const char *path, gn_err *err) GN_WUR;
+/* Parses a PEM private key from memory (new). */
+int gn_ed25519_from_pem(gn_ed25519_key **out, const char *pem, size_t len, gn_err *err) GN_WUR;
+/* Returns the private key as PEM text (new). */
+char *gn_ed25519_to_pem(const gn_ed25519_key *key);
 /* Writes the private key as PEM, mode 0600, atomically (temp file, fsync, rename). */
 int gn_ed25519_save(const gn_ed25519_key *key, const char *path, gn_err *err) GN_WUR;
 /* Copies the raw 32-byte public key into out. */

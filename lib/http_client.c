@@ -1,4 +1,5 @@
-/* One-shot HTTP requests over libcurl for the CLI and the agent, with a bounded in-memory body. */
+/* One-shot HTTP requests over libcurl for the CLI and the agent, with a bounded in-memory body;
+ * multipart uploads that stream files. */
 #include "http_client.h"
 
 #include <ctype.h>
@@ -19,6 +20,8 @@
 #define DEFAULT_TIMEOUT_S 30L
 #define DEFAULT_MAX_RESPONSE ((size_t)64 * 1024 * 1024)
 #define CONNECT_TIMEOUT_S 10L
+#define DEFAULT_LOW_SPEED_LIMIT 1024L
+#define DEFAULT_LOW_SPEED_TIME_S 60L
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_FAILED_INIT;
@@ -99,13 +102,66 @@ static bool header_safe(const char *v)
 	return !v || !strpbrk(v, "\r\n");
 }
 
+/* Creates a handle with what every request shares: URL, protocols, limits on the answer, and
+ * the callbacks that fill t. */
+static int handle_new(CURL **out, const char *url, transfer *t, char *errbuf, gn_err *err)
+{
+	CURL *h;
+	pthread_once(&global_once, global_init);
+	if (global_rc != CURLE_OK)
+		return gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s",
+		                  curl_easy_strerror(global_rc));
+	if (!(h = curl_easy_init()))
+		return gn_err_set(err, GN_ERROR, "cannot initialise libcurl");
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads, and no SIGALRM for DNS timeouts */
+	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "ganglion/" PACKAGE_VERSION);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
+	*out = h;
+	return 0;
+}
+
+/* Returns the headers every request sends: Accept, and Authorization with a token. */
+static struct curl_slist *base_headers(const char *token)
+{
+	struct curl_slist *headers = add_header(NULL, "Accept", "application/json, application/problem+json");
+	if (token) {
+		char *auth = gn_asprintf("Bearer %s", token);
+		headers = add_header(headers, "Authorization", auth);
+		free(auth);
+	}
+	return headers;
+}
+
+/* Turns a failed transfer into an error; timeout_msg says what a timeout means. */
+static int transfer_error(CURLcode rc, const transfer *t, const char *method, const char *url,
+                          const char *errbuf, const char *timeout_msg, gn_err *err)
+{
+	if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED)
+		return gn_err_set(err, GN_ETOOBIG, "%s %s: response larger than %zu bytes", method, url,
+		                  t->max);
+	if (rc == CURLE_OPERATION_TIMEDOUT)
+		return gn_err_set(err, GN_EUNAVAIL, "%s %s: %s", method, url, timeout_msg);
+	if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
+		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", url,
+		                  errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	return gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s", url,
+	                  errbuf[0] ? errbuf : curl_easy_strerror(rc));
+}
+
 int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 {
 	int error = 0;
 	CURL *h = NULL;
 	struct curl_slist *headers = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
-	char *auth = NULL;
+	char timeout_msg[64];
 	long timeout = req->timeout_s > 0 ? req->timeout_s : DEFAULT_TIMEOUT_S;
 	transfer t = {.resp = out, .max = req->max_response ? req->max_response : DEFAULT_MAX_RESPONSE};
 	CURLcode rc;
@@ -116,44 +172,22 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
 		goto out;
 	}
-	pthread_once(&global_once, global_init);
-	if (global_rc != CURLE_OK) {
-		error =
-		    gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
+	if ((error = handle_new(&h, req->url, &t, errbuf, err)))
 		goto out;
-	}
-	if (!(h = curl_easy_init())) {
-		error = gn_err_set(err, GN_ERROR, "cannot initialise libcurl");
-		goto out;
-	}
 
-	headers = add_header(headers, "Accept", "application/json, application/problem+json");
+	headers = base_headers(req->token);
 	/* No "Expect: 100-continue" round trip for larger bodies. */
 	headers = add_header(headers, "Expect", "");
-	if (req->token) {
-		auth = gn_asprintf("Bearer %s", req->token);
-		headers = add_header(headers, "Authorization", auth);
-	}
 	if (req->body)
 		headers = add_header(headers, "Content-Type",
 		                     req->content_type ? req->content_type : "application/json");
 	if (req->if_none_match)
 		headers = add_header(headers, "If-None-Match", req->if_none_match);
 
-	curl_easy_setopt(h, CURLOPT_URL, req->url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads, and no SIGALRM for DNS timeouts */
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
 	                 timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
-	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t.max);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "ganglion/" PACKAGE_VERSION);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
 	if (req->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
@@ -173,28 +207,115 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 
 	rc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
-	if (rc == CURLE_OK)
-		goto out;
-	if (t.too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-		error = gn_err_set(err, GN_ETOOBIG, "%s %s: response larger than %zu bytes", req->method,
-		                   req->url, t.max);
-	} else if (rc == CURLE_OPERATION_TIMEDOUT) {
-		error = gn_err_set(err, GN_EUNAVAIL, "%s %s: no answer within %ld s", req->method, req->url,
-		                   timeout);
-	} else if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL) {
-		error = gn_err_set(err, GN_EINVAL, "bad URL %s: %s", req->url,
-		                   errbuf[0] ? errbuf : curl_easy_strerror(rc));
-	} else {
-		error = gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s", req->url,
-		                   errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	if (rc != CURLE_OK) {
+		snprintf(timeout_msg, sizeof(timeout_msg), "no answer within %ld s", timeout);
+		error = transfer_error(rc, &t, req->method, req->url, errbuf, timeout_msg, err);
 	}
 out:
 	if (error)
 		gn_http_resp_cleanup(out);
-	free(auth);
 	curl_slist_free_all(headers);
 	if (h)
 		curl_easy_cleanup(h);
+	return error;
+}
+
+/* Adapts curl's progress callback to gn_http_progress_fn. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const gn_http_upload *req = ud;
+	req->progress(req->progress_ud, ulnow > 0 ? (uint64_t)ulnow : 0, ultotal > 0 ? (uint64_t)ultotal : 0);
+	return 0;
+}
+
+int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_err *err)
+{
+	int error = 0;
+	CURL *h = NULL;
+	curl_mime *mime = NULL;
+	struct curl_slist *headers = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	char timeout_msg[96];
+	long low_limit = req->low_speed_limit > 0 ? req->low_speed_limit : DEFAULT_LOW_SPEED_LIMIT;
+	long low_time = req->low_speed_time_s > 0 ? req->low_speed_time_s : DEFAULT_LOW_SPEED_TIME_S;
+	transfer t = {.resp = out, .max = req->max_response ? req->max_response : DEFAULT_MAX_RESPONSE};
+	CURLcode rc;
+
+	memset(out, 0, sizeof(*out));
+	gn_buf_init(&out->body);
+	if (!header_safe(req->token)) {
+		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
+		goto out;
+	}
+	for (size_t i = 0; i < req->nparts; i++) {
+		const gn_http_part *p = &req->parts[i];
+		if (!header_safe(p->name) || !header_safe(p->content_type) || !header_safe(p->filename)) {
+			error = gn_err_set(err, GN_EINVAL, "a multipart header contains a line break");
+			goto out;
+		}
+	}
+	if ((error = handle_new(&h, req->url, &t, errbuf, err)))
+		goto out;
+
+	mime = curl_mime_init(h);
+	for (size_t i = 0; i < req->nparts; i++) {
+		const gn_http_part *p = &req->parts[i];
+		curl_mimepart *part = curl_mime_addpart(mime);
+		if (!part)
+			abort();
+		curl_mime_name(part, p->name);
+		if (p->data) {
+			curl_mime_data(part, p->data, p->data_len);
+		} else if ((rc = curl_mime_filedata(part, p->path)) != CURLE_OK) {
+			error =
+			    gn_err_set(err, GN_ERROR, "cannot read %s: %s", p->path, curl_easy_strerror(rc));
+			goto out;
+		}
+		if (p->content_type)
+			curl_mime_type(part, p->content_type);
+		if (p->filename)
+			curl_mime_filename(part, p->filename);
+	}
+
+	/* Unlike gn_http_do, keep curl's "Expect: 100-continue" on a large body: a server that
+	 * refuses the request (bad token, existing version) says so before the body is sent. */
+	headers = base_headers(req->token);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+	                 req->connect_timeout_s > 0 ? req->connect_timeout_s : CONNECT_TIMEOUT_S);
+	/* No CURLOPT_TIMEOUT: a large file on a slow link may take hours; a stalled one may not. */
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, low_limit);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, low_time);
+	if (req->progress) {
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)req);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	}
+
+	rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &out->status);
+	if (rc == CURLE_OK)
+		goto out;
+	/* A server that refuses the upload part-way (413 over the size limit) may close the
+	 * connection while curl is still sending; its answer is the better error. */
+	if ((rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR) && out->status >= 400 && !t.too_big)
+		goto out;
+	if (rc == CURLE_READ_ERROR) {
+		error = gn_err_set(err, GN_ERROR, "POST %s: cannot read the file to upload: %s", req->url,
+		                   errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		goto out;
+	}
+	snprintf(timeout_msg, sizeof(timeout_msg), "transfer slower than %ld bytes/s for %ld s", low_limit,
+	         low_time);
+	error = transfer_error(rc, &t, "POST", req->url, errbuf, timeout_msg, err);
+out:
+	if (error)
+		gn_http_resp_cleanup(out);
+	curl_slist_free_all(headers);
+	if (h)
+		curl_easy_cleanup(h);
+	curl_mime_free(mime); /* only once no handle uses it */
 	return error;
 }
 

@@ -1,5 +1,6 @@
 /* A small HTTP client over libcurl for the CLI and the agent: one request, whole response
- * body in memory (bounded), JSON convenience, problem+json errors turned into gn_err. */
+ * body in memory (bounded), JSON convenience, problem+json errors turned into gn_err; and
+ * multipart/form-data uploads that stream files from disk. */
 #ifndef GN_HTTP_CLIENT_H
 #define GN_HTTP_CLIENT_H
 
@@ -28,6 +29,41 @@ typedef struct gn_http_req {
  * timeout, response too large) return GN_EUNAVAIL / GN_ETOOBIG; any HTTP status returns 0. */
 int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err) GN_WUR;
 void gn_http_resp_cleanup(gn_http_resp *resp);
+
+/* One part of a multipart/form-data body: bytes in memory, or a file read while sending. All
+ * pointers are borrowed for the duration of the call. */
+typedef struct gn_http_part {
+	const char *name;         /* form field name */
+	const char *content_type; /* or NULL for curl's default */
+	const char *data;         /* the part's bytes, or NULL to stream path instead */
+	size_t data_len;
+	const char *path;     /* file streamed from disk in pieces, never read whole */
+	const char *filename; /* filename= of the part, or NULL (the file's base name for path) */
+} gn_http_part;
+
+/* Called while an upload runs with the bytes sent so far and the total (0 while unknown). */
+typedef void (*gn_http_progress_fn)(void *ud, uint64_t sent, uint64_t total);
+
+typedef struct gn_http_upload {
+	const char *url;           /* absolute URL */
+	const char *token;         /* bearer token or NULL */
+	const gn_http_part *parts; /* sent in this order */
+	size_t nparts;
+	long connect_timeout_s;       /* 0 = 10 s */
+	long low_speed_limit;         /* bytes per second; 0 = 1024 */
+	long low_speed_time_s;        /* abort after this long below low_speed_limit; 0 = 60 s */
+	size_t max_response;          /* 0 = 64 MiB */
+	gn_http_progress_fn progress; /* or NULL */
+	void *progress_ud;
+} gn_http_upload;
+
+/* POSTs req->parts as multipart/form-data and fills out (gn_http_resp_cleanup it). Unlike
+ * gn_http_do there is no limit on the whole transfer, which may be gigabytes; it is aborted
+ * (GN_EUNAVAIL) when slower than low_speed_limit for low_speed_time_s, which also bounds the wait
+ * for the answer after the last byte. A file that cannot be read is GN_ERROR; other failures are
+ * those of gn_http_do. An HTTP error the server answers before the body is fully sent returns 0
+ * with that status. */
+int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_err *err) GN_WUR;
 /* Maps a non-2xx response to a GN_E code (401->GN_EAUTH, 403->GN_EFORBIDDEN, 404->GN_ENOTFOUND,
  * 409->GN_ECONFLICT, 410->GN_EGONE, 413->GN_ETOOBIG, 400/422->GN_EINVAL, 5xx->GN_EUNAVAIL) and
  * fills err with the server's problem detail. Returns 0 for 2xx/3xx. */

@@ -47,6 +47,89 @@ int gn_json_parse(json_t **out, const char *buf, size_t len, int max_depth, gn_e
 	return 0;
 }
 
+static int cmp_keys(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void canon_string(gn_buf *b, const char *s, size_t n)
+{
+	gn_buf_append(b, "\"", 1);
+	size_t start = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\') {
+			gn_buf_append(b, s + start, i - start);
+			gn_buf_append(b, "\\", 1);
+			start = i;
+		}
+	}
+	gn_buf_append(b, s + start, n - start);
+	gn_buf_append(b, "\"", 1);
+}
+
+static int canon(gn_buf *b, const json_t *j, gn_err *err)
+{
+	switch (json_typeof(j)) {
+	case JSON_OBJECT: {
+		size_t n = json_object_size(j), i = 0;
+		const char **keys = gn_malloc(n * sizeof(*keys));
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)j, k, v)
+			keys[i++] = k;
+		qsort(keys, n, sizeof(*keys), cmp_keys);
+		gn_buf_append(b, "{", 1);
+		for (i = 0; i < n; i++) {
+			if (i)
+				gn_buf_append(b, ",", 1);
+			canon_string(b, keys[i], strlen(keys[i]));
+			gn_buf_append(b, ":", 1);
+			int rc = canon(b, json_object_get(j, keys[i]), err);
+			if (rc) {
+				free(keys);
+				return rc;
+			}
+		}
+		free(keys);
+		gn_buf_append(b, "}", 1);
+		return 0;
+	}
+	case JSON_ARRAY: {
+		gn_buf_append(b, "[", 1);
+		for (size_t i = 0; i < json_array_size(j); i++) {
+			if (i)
+				gn_buf_append(b, ",", 1);
+			int rc = canon(b, json_array_get(j, i), err);
+			if (rc)
+				return rc;
+		}
+		gn_buf_append(b, "]", 1);
+		return 0;
+	}
+	case JSON_STRING: canon_string(b, json_string_value(j), json_string_length(j)); return 0;
+	case JSON_INTEGER: gn_buf_printf(b, "%" JSON_INTEGER_FORMAT, json_integer_value(j)); return 0;
+	case JSON_TRUE: gn_buf_puts(b, "true"); return 0;
+	case JSON_FALSE: gn_buf_puts(b, "false"); return 0;
+	case JSON_NULL: gn_buf_puts(b, "null"); return 0;
+	case JSON_REAL: return gn_err_set(err, GN_EINVAL, "canonical JSON has no real numbers (found %g)", json_real_value(j));
+	}
+	return gn_err_set(err, GN_EINVAL, "unknown JSON type");
+}
+
+int gn_json_canonical(char **out, size_t *out_len, const json_t *j, gn_err *err)
+{
+	gn_buf b;
+	gn_buf_init(&b);
+	int rc = canon(&b, j, err);
+	if (rc) {
+		gn_buf_cleanup(&b);
+		return rc;
+	}
+	*out_len = b.len;
+	*out = gn_buf_detach(&b);
+	return 0;
+}
+
 static const char *kind_name(enum gn_json_kind k)
 {
 	switch (k) {
@@ -56,6 +139,7 @@ static const char *kind_name(enum gn_json_kind k)
 	case GN_JSON_OBJECT: return "an object";
 	case GN_JSON_ARRAY: return "an array";
 	case GN_JSON_STRING_MAP: return "an object of strings";
+	case GN_JSON_NUMBER: return "a number";
 	}
 	return "?";
 }
@@ -68,6 +152,7 @@ static bool kind_ok(const json_t *v, enum gn_json_kind k)
 	case GN_JSON_BOOL: return json_is_boolean(v);
 	case GN_JSON_OBJECT: return json_is_object(v);
 	case GN_JSON_ARRAY: return json_is_array(v);
+	case GN_JSON_NUMBER: return json_is_number(v);
 	case GN_JSON_STRING_MAP: {
 		const char *key;
 		json_t *val;

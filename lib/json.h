@@ -14,6 +14,7 @@ enum gn_json_kind {
 	GN_JSON_OBJECT,
 	GN_JSON_ARRAY,
 	GN_JSON_STRING_MAP, /* object whose values are all strings (labels) */
+	GN_JSON_NUMBER,     /* integer or real */
 };
 
 typedef struct gn_json_field {
@@ -32,6 +33,11 @@ int gn_json_check(const json_t *obj, const gn_json_field *fields, size_t n, gn_e
 const char *gn_json_str(const json_t *obj, const char *key);
 /* Returns obj serialised compactly (new). */
 char *gn_json_dump(const json_t *obj);
+
+/* Writes the OLPC canonical JSON form of j (as TUF uses it: keys sorted bytewise, no whitespace,
+ * only '"' and '\\' escaped in strings, integers only) into *out (new, NUL-terminated; *out_len
+ * bytes). GN_EINVAL for a real number anywhere in j. */
+int gn_json_canonical(char **out, size_t *out_len, const json_t *j, gn_err *err) GN_WUR;
 
 /* Returns an application/problem+json body (new): {"type","title","status","detail"}. */
 char *gn_problem_dup(int status, const char *title, const char *detail);

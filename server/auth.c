@@ -124,24 +124,30 @@ out:
 
 int auth_allows(const struct gd_auth *auth, unsigned scope, gn_err *err)
 {
-	if (scope == SCOPE_DEVICE) {
-		if (auth->kind != AUTH_DEVICE)
-			return gn_err_set(err, GN_EFORBIDDEN, "this endpoint is for devices; use a device token");
-		return 0;
+	if (auth->kind == AUTH_DEVICE) {
+		if (scope & SCOPE_DEVICE)
+			return 0;
+		return gn_err_set(err, GN_EFORBIDDEN, "device tokens only open /v1/agent endpoints, artifacts and TUF metadata");
 	}
-	if (auth->kind != AUTH_TOKEN)
-		return gn_err_set(err, GN_EFORBIDDEN, "device tokens only open /v1/agent endpoints");
+	if (scope == SCOPE_DEVICE)
+		return gn_err_set(err, GN_EFORBIDDEN, "this endpoint is for devices; use a device token");
 	if (auth->scopes & SCOPE_ADMIN)
 		return 0;
-	if (scope == SCOPE_READ && (auth->scopes & (SCOPE_READ | SCOPE_OPERATOR | SCOPE_CI)))
+	/* read is implied by every other API scope. */
+	if ((scope & SCOPE_READ) && (auth->scopes & (SCOPE_READ | SCOPE_OPERATOR | SCOPE_CI)))
 		return 0;
-	if (auth->scopes & scope)
+	if (auth->scopes & scope & (SCOPE_OPERATOR | SCOPE_CI))
 		return 0;
-	const char *need = "admin";
+	gn_buf need;
+	gn_buf_init(&need);
 	for (size_t i = 0; i < GN_ARRAY_LEN(scope_names); i++)
-		if (scope_names[i].bit == scope)
-			need = scope_names[i].name;
-	return gn_err_set(err, GN_EFORBIDDEN, "this token lacks the '%s' scope", need);
+		if (scope & scope_names[i].bit)
+			gn_buf_printf(&need, "%s'%s'", need.len ? " or " : "", scope_names[i].name);
+	if (!need.len)
+		gn_buf_puts(&need, "'admin'");
+	gn_err_set(err, GN_EFORBIDDEN, "this token lacks the %s scope", need.data);
+	gn_buf_cleanup(&need);
+	return GN_EFORBIDDEN;
 }
 
 static const db_stmt st_has_admin = {

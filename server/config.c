@@ -44,6 +44,22 @@ static const gn_conf_opt opts[] = {
 	    "lifetime of a device authentication nonce"),
 	OPT("shutdown-grace", GN_CONF_DURATION, shutdown_grace, "10s", true, 0, 3600, "DURATION",
 	    "on SIGTERM, how long in-flight requests may take to finish"),
+	OPT("housekeeping-interval", GN_CONF_DURATION, housekeeping_interval, "30s", false, 1, 3600, "DURATION",
+	    "how often expired nonces are purged and TUF metadata near expiry is re-signed"),
+	OPT("max-artifact-size", GN_CONF_SIZE, max_artifact_size, "4G", true, 1024, 1LL << 40, "SIZE",
+	    "largest model artifact accepted (413 beyond, checked as the bytes arrive)"),
+	OPT("tuf-root-keys", GN_CONF_INT, tuf_root_keys, "1", false, 1, 16, "N",
+	    "root keys generated on first start (written to DATA_DIR/keys; move them offline at will)"),
+	OPT("tuf-root-threshold", GN_CONF_INT, tuf_root_threshold, "1", false, 1, 16, "N",
+	    "signatures a root needs (at most tuf-root-keys)"),
+	OPT("tuf-root-expiry", GN_CONF_DURATION, tuf_root_expiry, "365d", false, 3600, 86400LL * 3650, "DURATION",
+	    "lifetime of root metadata"),
+	OPT("tuf-targets-expiry", GN_CONF_DURATION, tuf_targets_expiry, "90d", false, 60, 86400LL * 3650, "DURATION",
+	    "lifetime of targets metadata"),
+	OPT("tuf-snapshot-expiry", GN_CONF_DURATION, tuf_snapshot_expiry, "7d", false, 10, 86400LL * 365, "DURATION",
+	    "lifetime of snapshot metadata"),
+	OPT("tuf-timestamp-expiry", GN_CONF_DURATION, tuf_timestamp_expiry, "1d", false, 4, 86400LL * 30, "DURATION",
+	    "lifetime of timestamp metadata (re-signed when half of it is left)"),
 };
 
 const gn_conf_table config_table = {"gangliond", "GANGLIOND_", opts, GN_ARRAY_LEN(opts)};

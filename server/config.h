@@ -24,6 +24,14 @@ struct gd_config {
 	int64_t device_token_ttl;
 	int64_t challenge_ttl;
 	int64_t shutdown_grace;
+	int64_t housekeeping_interval;
+	int64_t max_artifact_size;
+	int64_t tuf_root_keys;
+	int64_t tuf_root_threshold;
+	int64_t tuf_root_expiry;
+	int64_t tuf_targets_expiry;
+	int64_t tuf_snapshot_expiry;
+	int64_t tuf_timestamp_expiry;
 };
 
 extern const gn_conf_table config_table;

@@ -15,6 +15,7 @@ struct gd_server {
 	_Atomic int64_t max_json_depth;
 	_Atomic int64_t device_token_ttl;
 	_Atomic int64_t challenge_ttl;
+	_Atomic int64_t max_artifact_size;
 };
 
 extern struct gd_server gd;

@@ -17,24 +17,38 @@
 /* Every route the server serves; `gangliond routes` prints it and a test compares it with
  * api/openapi.yaml. */
 static const struct gd_route routes[] = {
-	{"GET", "/healthz", SCOPE_PUBLIC, http_health_healthz},
-	{"GET", "/readyz", SCOPE_PUBLIC, http_health_readyz},
-	{"GET", "/metrics", SCOPE_PUBLIC, http_health_metrics},
-	{"POST", "/v1/tokens", SCOPE_ADMIN, http_tokens_create},
-	{"GET", "/v1/tokens", SCOPE_ADMIN, http_tokens_list},
-	{"DELETE", "/v1/tokens/{id}", SCOPE_ADMIN, http_tokens_revoke},
-	{"POST", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_create},
-	{"GET", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_list},
-	{"DELETE", "/v1/enroll-tokens/{id}", SCOPE_OPERATOR, http_enroll_tokens_revoke},
-	{"POST", "/v1/enroll", SCOPE_PUBLIC, http_enroll_device},
-	{"POST", "/v1/agent/auth/challenge", SCOPE_PUBLIC, http_agent_challenge},
-	{"POST", "/v1/agent/auth/token", SCOPE_PUBLIC, http_agent_token},
-	{"GET", "/v1/agent/self", SCOPE_DEVICE, http_agent_self},
-	{"GET", "/v1/devices", SCOPE_READ, http_devices_list},
-	{"GET", "/v1/devices/{id}", SCOPE_READ, http_devices_get},
-	{"PATCH", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_patch},
-	{"DELETE", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_decommission},
-	{"GET", "/v1/audit", SCOPE_ADMIN, http_audit_list},
+	{"GET", "/healthz", SCOPE_PUBLIC, http_health_healthz, NULL},
+	{"GET", "/readyz", SCOPE_PUBLIC, http_health_readyz, NULL},
+	{"GET", "/metrics", SCOPE_PUBLIC, http_health_metrics, NULL},
+	{"POST", "/v1/tokens", SCOPE_ADMIN, http_tokens_create, NULL},
+	{"GET", "/v1/tokens", SCOPE_ADMIN, http_tokens_list, NULL},
+	{"DELETE", "/v1/tokens/{id}", SCOPE_ADMIN, http_tokens_revoke, NULL},
+	{"POST", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_create, NULL},
+	{"GET", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_list, NULL},
+	{"DELETE", "/v1/enroll-tokens/{id}", SCOPE_OPERATOR, http_enroll_tokens_revoke, NULL},
+	{"POST", "/v1/enroll", SCOPE_PUBLIC, http_enroll_device, NULL},
+	{"POST", "/v1/agent/auth/challenge", SCOPE_PUBLIC, http_agent_challenge, NULL},
+	{"POST", "/v1/agent/auth/token", SCOPE_PUBLIC, http_agent_token, NULL},
+	{"GET", "/v1/agent/self", SCOPE_DEVICE, http_agent_self, NULL},
+	{"GET", "/v1/devices", SCOPE_READ, http_devices_list, NULL},
+	{"GET", "/v1/devices/{id}", SCOPE_READ, http_devices_get, NULL},
+	{"PATCH", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_patch, NULL},
+	{"DELETE", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_decommission, NULL},
+	{"GET", "/v1/audit", SCOPE_ADMIN, http_audit_list, NULL},
+	{"GET", "/v1/models", SCOPE_READ, http_models_list, NULL},
+	{"GET", "/v1/models/{name}", SCOPE_READ, http_models_get, NULL},
+	{"POST", "/v1/models/{name}/versions", SCOPE_CI, http_models_publish, &http_models_publish_stream},
+	{"GET", "/v1/models/{name}/versions/{version}", SCOPE_READ | SCOPE_DEVICE, http_models_version_get, NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/sample", SCOPE_READ | SCOPE_DEVICE, http_models_sample_get, NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/reference-profile", SCOPE_READ | SCOPE_DEVICE, http_models_profile_get, NULL},
+	{"PUT", "/v1/models/{name}/aliases/{alias}", SCOPE_CI | SCOPE_OPERATOR, http_models_alias_set, NULL},
+	{"DELETE", "/v1/models/{name}/aliases/{alias}", SCOPE_CI | SCOPE_OPERATOR, http_models_alias_delete, NULL},
+	{"GET", "/v1/artifacts/sha256/{digest}", SCOPE_READ | SCOPE_DEVICE, http_artifacts_get, NULL},
+	{"GET", "/v1/tuf/image/{file}", SCOPE_READ | SCOPE_DEVICE, http_tuf_get, NULL},
+	{"GET", "/v1/tuf/image/root/draft", SCOPE_ADMIN, http_tuf_root_draft, NULL},
+	{"POST", "/v1/tuf/image/root", SCOPE_ADMIN, http_tuf_root_import, NULL},
+	{"GET", "/v1/keys", SCOPE_ADMIN, http_tuf_keys_list, NULL},
+	{"POST", "/v1/keys/rotate", SCOPE_ADMIN, http_tuf_keys_rotate, NULL},
 };
 
 _Static_assert(GN_ARRAY_LEN(routes) <= METRICS_MAX_ROUTES, "raise METRICS_MAX_ROUTES");
@@ -207,6 +221,28 @@ void gd_reply_raw(struct gd_req *r, int status, const char *type, const char *bo
 	r->responded = true;
 }
 
+void gd_reply_fd(struct gd_req *r, int status, const char *type, int fd, uint64_t offset, uint64_t len)
+{
+	free(r->resp);
+	r->resp = NULL;
+	if (r->resp_fd >= 0)
+		close(r->resp_fd);
+	r->resp_fd = fd;
+	r->resp_off = offset;
+	r->resp_len = len;
+	r->resp_type = type;
+	r->status = status;
+	r->responded = true;
+}
+
+void gd_header(struct gd_req *r, const char *name, const char *value)
+{
+	if (r->nhdr == GD_MAX_HEADERS)
+		return;
+	r->hdr_name[r->nhdr] = name;
+	r->hdr_value[r->nhdr++] = gn_strdup(value);
+}
+
 void gd_reply_json(struct gd_req *r, int status, json_t *body)
 {
 	free(r->resp);
@@ -283,11 +319,24 @@ static void new_request_id(struct gd_req *r)
 
 static enum MHD_Result queue(struct gd_req *r)
 {
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"", r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-	r->resp = NULL; /* owned by the response now */
+	struct MHD_Response *resp;
+	if (r->resp_fd >= 0) {
+		/* Served from the file descriptor (sendfile where possible), never copied through memory. */
+		resp = MHD_create_response_from_fd_at_offset64(r->resp_len, r->resp_fd, r->resp_off);
+		if (!resp)
+			close(r->resp_fd);
+		r->resp_fd = -1;
+	} else {
+		resp = MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"",
+						       r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			free(r->resp);
+		r->resp = NULL; /* owned by the response now */
+	}
 	if (!resp)
 		return MHD_NO;
+	for (int i = 0; i < r->nhdr; i++)
+		MHD_add_response_header(resp, r->hdr_name[i], r->hdr_value[i]);
 	if (r->resp_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
 	MHD_add_response_header(resp, "X-Request-Id", r->id);
@@ -323,27 +372,24 @@ static int find_route(struct gd_req *r)
 	return path_seen ? -2 : -1;
 }
 
-static void dispatch(struct gd_req *r)
+/* Routes the request and checks its credentials; non-zero when it has been answered already. */
+static int admit(struct gd_req *r)
 {
 	gn_err err;
 	if (r->route_index == -1) {
 		gd_reply_problem(r, 404, "no such endpoint");
-		return;
+		return -1;
 	}
 	if (r->route_index == -2) {
 		gd_reply_problem(r, 405, "method not allowed on this endpoint");
-		return;
+		return -1;
 	}
 	const struct gd_route *rt = r->route;
 	if (rt->scope != SCOPE_PUBLIC) {
 		const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-		if (auth_authenticate(&r->auth, gd_db(r), h, &err)) {
+		if (auth_authenticate(&r->auth, gd_db(r), h, &err) || auth_allows(&r->auth, rt->scope, &err)) {
 			gd_reply_error(r, &err);
-			return;
-		}
-		if (auth_allows(&r->auth, rt->scope, &err)) {
-			gd_reply_error(r, &err);
-			return;
+			return -1;
 		}
 		if (r->auth.kind == AUTH_DEVICE) {
 			char ctx[128];
@@ -351,9 +397,25 @@ static void dispatch(struct gd_req *r)
 			gn_log_set_context(ctx);
 		}
 	}
-	rt->handler(r);
+	return 0;
+}
+
+static void dispatch(struct gd_req *r)
+{
+	if (!r->stream && admit(r))
+		return;
+	r->handled = true;
+	r->route->handler(r);
 	if (!r->responded)
 		gd_reply_problem(r, 500, "handler gave no answer");
+}
+
+static void release_db(struct gd_req *r)
+{
+	if (r->db) {
+		db_release(gd.pool, r->db);
+		r->db = NULL;
+	}
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -375,6 +437,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		new_request_id(r);
 		r->route_index = find_route(r);
 		r->route = r->route_index >= 0 ? &routes[r->route_index] : NULL;
+		r->resp_fd = -1;
+		if (r->route && r->route->stream) {
+			/* Uploads: check credentials and the request before accepting a byte of the body. */
+			char ctx[128];
+			snprintf(ctx, sizeof(ctx), "req=%s", r->id);
+			gn_log_set_context(ctx);
+			if (admit(r) == 0) {
+				r->stream = r->route->stream;
+				if (r->stream->begin(r))
+					r->stream_failed = true;
+			}
+			release_db(r);
+			gn_log_set_context(NULL);
+			if (r->responded) {
+				r->started = true;
+				return queue(r);
+			}
+			return MHD_YES;
+		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoll(cl, NULL, 10) > max_body) {
 			char ctx[128];
@@ -391,6 +472,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (r->started) {
 		/* A response went out early (413); drop whatever body still arrives. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size && r->stream) {
+		if (!r->stream_failed && r->stream->data(r, upload_data, *upload_data_size))
+			r->stream_failed = true;
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
@@ -417,13 +504,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		char detail[128];
 		snprintf(detail, sizeof(detail), "request body larger than the %lld-byte limit", (long long)max_body);
 		gd_reply_problem(r, 413, detail);
-	} else {
+	} else if (!r->stream_failed) {
 		dispatch(r);
 	}
-	if (r->db) {
-		db_release(gd.pool, r->db);
-		r->db = NULL;
-	}
+	if (!r->responded)
+		gd_reply_problem(r, 500, "request refused without an answer");
+	release_db(r);
 	enum MHD_Result ret = queue(r);
 	gn_log_set_context(NULL);
 	return ret;
@@ -447,9 +533,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	       r->auth.kind == AUTH_TOKEN ? "token:" : r->auth.kind == AUTH_DEVICE ? "device:" : "-",
 	       r->auth.kind == AUTH_TOKEN ? r->auth.token_id : r->auth.kind == AUTH_DEVICE ? r->auth.device_id : "",
 	       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+	if (r->stream && !r->handled)
+		r->stream->abort(r);
 	gn_log_set_context(NULL);
 	if (r->db)
 		db_release(gd.pool, r->db);
+	if (r->resp_fd >= 0)
+		close(r->resp_fd);
+	for (int i = 0; i < r->nhdr; i++)
+		free(r->hdr_value[i]);
 	gn_buf_cleanup(&r->body);
 	free(r->resp);
 	free(r->param_store);

@@ -31,12 +31,25 @@ struct gd_auth {
 struct gd_req;
 typedef void (*gd_handler)(struct gd_req *r);
 
+/* Routes whose bodies are streamed rather than buffered (uploads). The caller is authenticated
+ * before the first byte is accepted. begin/data answer (gd_reply_*) and return non-zero to refuse;
+ * the rest of the body is then discarded. abort releases what begin took if the request did not
+ * reach its handler (client gone, error). */
+struct gd_stream {
+	int (*begin)(struct gd_req *r);
+	int (*data)(struct gd_req *r, const char *buf, size_t len);
+	void (*abort)(struct gd_req *r);
+};
+
 struct gd_route {
 	const char *method;
 	const char *pattern; /* "/v1/devices/{id}" */
-	unsigned scope;      /* SCOPE_PUBLIC, SCOPE_DEVICE, or the API scope needed */
-	gd_handler handler;
+	unsigned scope;      /* SCOPE_PUBLIC, or the scopes any one of which opens it */
+	gd_handler handler;  /* runs once the whole body is in */
+	const struct gd_stream *stream;
 };
+
+#define GD_MAX_HEADERS 6
 
 #define GD_MAX_PARAMS 4
 
@@ -56,8 +69,17 @@ struct gd_req {
 	uint64_t start_ns;
 	struct gd_auth auth;
 	db_conn *db;
+	const struct gd_stream *stream;
+	void *stream_ctx; /* owned by the stream ops */
+	bool stream_failed;
+	bool handled;
 	/* response */
 	int status;
+	int resp_fd; /* >= 0: answer with this file (owned) */
+	uint64_t resp_off;
+	const char *hdr_name[GD_MAX_HEADERS];
+	char *hdr_value[GD_MAX_HEADERS];
+	int nhdr;
 	char *resp;
 	size_t resp_len;
 	const char *resp_type;
@@ -85,6 +107,10 @@ int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, si
 void gd_reply_json(struct gd_req *r, int status, json_t *body);
 /* Answers with pre-serialised bytes (copied). */
 void gd_reply_raw(struct gd_req *r, int status, const char *type, const char *body, size_t len);
+/* Answers with len bytes of fd from offset (fd is owned by the request from now on). */
+void gd_reply_fd(struct gd_req *r, int status, const char *type, int fd, uint64_t offset, uint64_t len);
+/* Adds a response header (value copied); name must be a string literal. */
+void gd_header(struct gd_req *r, const char *name, const char *value);
 /* Answers with a problem+json body. */
 void gd_reply_problem(struct gd_req *r, int status, const char *detail);
 /* Answers for a failure: the status comes from err->code through the one GN_E -> HTTP table. */
@@ -120,6 +146,21 @@ void http_devices_get(struct gd_req *r);
 void http_devices_patch(struct gd_req *r);
 void http_devices_decommission(struct gd_req *r);
 void http_audit_list(struct gd_req *r);
+void http_models_list(struct gd_req *r);
+void http_models_get(struct gd_req *r);
+void http_models_version_get(struct gd_req *r);
+void http_models_sample_get(struct gd_req *r);
+void http_models_profile_get(struct gd_req *r);
+void http_models_publish(struct gd_req *r);
+extern const struct gd_stream http_models_publish_stream;
+void http_models_alias_set(struct gd_req *r);
+void http_models_alias_delete(struct gd_req *r);
+void http_artifacts_get(struct gd_req *r);
+void http_tuf_get(struct gd_req *r);
+void http_tuf_root_draft(struct gd_req *r);
+void http_tuf_root_import(struct gd_req *r);
+void http_tuf_keys_list(struct gd_req *r);
+void http_tuf_keys_rotate(struct gd_req *r);
 /* Deletes expired device nonces and sessions (housekeeping). */
 int http_agent_gc(db_conn *c, gn_err *err) GN_WUR;
 

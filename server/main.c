@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -13,6 +14,8 @@
 #include "log.h"
 #include "migrate.h"
 #include "pgcluster.h"
+#include "artifacts.h"
+#include "tufrepo.h"
 
 extern char **environ;
 
@@ -36,6 +39,7 @@ static void apply_live_settings(const struct gd_config *c)
 	atomic_store(&gd.max_json_depth, c->max_json_depth);
 	atomic_store(&gd.device_token_ttl, c->device_token_ttl);
 	atomic_store(&gd.challenge_ttl, c->challenge_ttl);
+	atomic_store(&gd.max_artifact_size, c->max_artifact_size);
 	if (gn_log_level_parse(&lvl, c->log_level) == 0)
 		gn_log_set_level(lvl);
 }
@@ -46,6 +50,9 @@ static int check_config(const struct gd_config *c, gn_err *err)
 	struct sockaddr_storage ss;
 	if (gn_log_level_parse(&lvl, c->log_level))
 		return gn_err_set(err, GN_EINVAL, "log-level must be debug, info, warn or error, not '%s'", c->log_level);
+	if (c->tuf_root_threshold > c->tuf_root_keys)
+		return gn_err_set(err, GN_EINVAL, "tuf-root-threshold (%lld) exceeds tuf-root-keys (%lld)",
+				  (long long)c->tuf_root_threshold, (long long)c->tuf_root_keys);
 	if (!c->data_dir || !*c->data_dir)
 		return gn_err_set(err, GN_EINVAL, "data-dir must be set");
 	return config_parse_listen(&ss, c->listen, err);
@@ -93,7 +100,7 @@ static int mkdir_p(const char *path, mode_t mode)
 static int serve_loop(int argc, char **argv, sigset_t *set)
 {
 	for (;;) {
-		struct timespec ts = {30, 0};
+		struct timespec ts = {(time_t)gd.cfg.housekeeping_interval, 0};
 		int sig = sigtimedwait(set, NULL, &ts);
 		if (sig == SIGTERM || sig == SIGINT) {
 			gn_log(GN_LOG_INFO, "event=shutdown signal=%s grace_s=%lld", sig == SIGTERM ? "TERM" : "INT",
@@ -105,11 +112,13 @@ static int serve_loop(int argc, char **argv, sigset_t *set)
 			continue;
 		}
 		if (sig < 0 && errno == EAGAIN) {
-			/* Housekeeping: expired nonces and sessions. */
+			/* Housekeeping: expired nonces and sessions; TUF metadata near its expiry. */
 			gn_err err;
 			db_conn *c = db_acquire(gd.pool);
 			if (http_agent_gc(c, &err))
-				gn_log(GN_LOG_WARN, "event=housekeeping_failed msg=\"%s\"", err.msg);
+				gn_log(GN_LOG_WARN, "event=housekeeping_failed task=gc msg=\"%s\"", err.msg);
+			if (tufrepo_refresh(c, &err))
+				gn_log(GN_LOG_WARN, "event=housekeeping_failed task=tuf_refresh msg=\"%s\"", err.msg);
 			db_release(gd.pool, c);
 		}
 	}
@@ -198,8 +207,9 @@ int main(int argc, char **argv)
 	}
 	db_conn *c = db_acquire(gd.pool);
 	int mrc = migrate_run(c, &err);
-	if (!mrc && strcmp(cmd, "serve") == 0)
-		mrc = auth_bootstrap_admin(c, gd.cfg.data_dir, &err);
+	if (!mrc && strcmp(cmd, "serve") == 0 && !(mrc = auth_bootstrap_admin(c, gd.cfg.data_dir, &err)) &&
+	    !(mrc = artifacts_init(gd.cfg.data_dir, &err)))
+		mrc = tufrepo_init(c, &err);
 	db_release(gd.pool, c);
 	if (mrc) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);

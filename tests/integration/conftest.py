@@ -98,9 +98,11 @@ def gangliond(pg, db, workdir):
             errors.append(str(e))
         finally:
             print(f"\n--- gangliond log ({s.logfile}) ---\n{s.log()}")
-        pgdata = s.data_dir / "pg"
-        if s.database_url is None and (pgdata / "postmaster.pid").exists():
+        if s.database_url is not None:
+            continue
+        for pid_file in (s.data_dir / "pg").glob("**/postmaster.pid"):
             # A private cluster outlived its gangliond: stop it so nothing leaks, and fail.
+            pgdata = pid_file.parent
             errors.append(f"private cluster {pgdata} still running after gangliond stopped")
             run(as_pg_user([PG_BINDIR / "pg_ctl", "-D", pgdata, "-m", "immediate", "-w", "stop"]),
                 check=False)

@@ -197,7 +197,7 @@ class Postgres:
         """Runs sql through psql (unaligned, tuples only) and returns the CompletedProcess."""
         return run(
             [
-                "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                PG_BINDIR / "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
                 "-h", self.sockdir, "-p", self.port, "-U", self.user, "-d", dbname,
                 "-c", sql,
             ],

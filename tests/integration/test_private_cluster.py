@@ -20,11 +20,13 @@ def _wait_gone(pgdata, timeout=10):
 @pytest.mark.slow
 def test_private_cluster(gangliond):
     s = gangliond(private=True)
-    pgdata = s.data_dir / "pg"
+    pgdir = s.data_dir / "pg"
     assert s.admin_token, "no admin.token in private-cluster mode"
-    assert (pgdata / "PG_VERSION").exists(), f"no cluster in {pgdata}"
+    found = [p.parent for p in pgdir.glob("**/PG_VERSION") if p.parent.parent.name != "base"]
+    assert len(found) == 1, f"no (or several) clusters under {pgdir}: {found}"
+    pgdata = found[0]
     assert (pgdata / "postmaster.pid").exists(), "the private cluster is not running"
-    pids = postgres_pids_for(pgdata)
+    pids = postgres_pids_for(pgdir)
     assert pids, "no postgres process for the private cluster"
     if IS_ROOT:
         # PostgreSQL refuses root; gangliond must hand the cluster to the postgres user
@@ -38,8 +40,8 @@ def test_private_cluster(gangliond):
     assert [d["name"] for d in list_all(s, "/v1/devices")[0]] == ["trial"]
 
     s.stop()  # exit status 0 within 15 s
-    left = _wait_gone(pgdata)
-    assert not left, f"postgres processes left for {pgdata}: {left}"
+    left = _wait_gone(pgdir)
+    assert not left, f"postgres processes left for {pgdir}: {left}"
     assert not (pgdata / "postmaster.pid").exists(), "postmaster.pid left behind"
 
     # a second start reuses the cluster and its data (no second initdb, same admin token)
@@ -47,5 +49,6 @@ def test_private_cluster(gangliond):
     r = again.api("GET", f"/v1/devices/{dev.id}")
     assert r.status_code == 200 and r.json()["name"] == "trial", r.text
     again.stop()
-    assert not _wait_gone(pgdata), "postgres left running after the second stop"
+    assert not _wait_gone(pgdir), "postgres left running after the second stop"
+    assert not (pgdata / "postmaster.pid").exists()
 

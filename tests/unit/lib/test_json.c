@@ -95,12 +95,49 @@ static void test_problem(void **state)
 	assert_string_equal(out, "<html>oops</html>");
 }
 
+/* Expected forms computed with securesystemslib.formats.encode_canonical. */
+static void test_canonical(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{"{}", "{}"},
+		{"{\"b\":1,\"a\":[true,false,null],\"c\":{\"z\":\"\",\"y\":-5}}",
+		 "{\"a\":[true,false,null],\"b\":1,\"c\":{\"y\":-5,\"z\":\"\"}}"},
+		{"{\"k\":\"quote \\\" backslash \\\\ slash / tab \\t\"}", "{\"k\":\"quote \\\" backslash \\\\ slash / tab \t\"}"},
+		{"{\"\u00e9\":1,\"z\":2,\"Z\":3,\"a\":4}", "{\"Z\":3,\"a\":4,\"z\":2,\"\xc3\xa9\":1}"},
+		{"[9007199254740993, 0, -1]", "[9007199254740993,0,-1]"},
+	};
+	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
+		json_error_t je;
+		json_t *j = json_loads(cases[i].in, JSON_DECODE_ANY, &je);
+		char *out = NULL;
+		size_t len = 0;
+		gn_err err;
+		assert_non_null(j);
+		assert_int_equal(gn_json_canonical(&out, &len, j, &err), 0);
+		if (strcmp(out, cases[i].want) != 0)
+			fail_msg("case %zu: got %s want %s", i, out, cases[i].want);
+		assert_int_equal(len, strlen(cases[i].want));
+		free(out);
+		json_decref(j);
+	}
+	json_t *f = json_pack("{s:f}", "x", 0.5);
+	char *out = NULL;
+	size_t len;
+	gn_err err;
+	assert_int_equal(gn_json_canonical(&out, &len, f, &err), GN_EINVAL);
+	assert_null(out);
+	json_decref(f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_problem),
+		cmocka_unit_test(test_canonical),
 	};
 	return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }

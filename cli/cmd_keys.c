@@ -1,0 +1,304 @@
+/* ganglion keys: the TUF signing keys of the image repository. Online keys are listed and rotated
+ * on the server; the root role is rotated offline: export-root fetches an unsigned draft,
+ * sign-root signs it on a machine that holds a root key (no server needed), import-root uploads it. */
+#include "cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto.h"
+#include "http_client.h"
+#include "json.h"
+#include "tuf.h"
+
+/* Root metadata is small; this only stops a wrong file from being read whole. */
+#define METADATA_MAX ((size_t)16 * 1024 * 1024)
+
+static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
+
+static const output_col list_cols[] = {
+	{"ROLE", "role", NULL},
+	{"KEYID", "keyid", NULL},
+	{"ONLINE", "online", NULL},
+	{"THRESHOLD", "threshold", NULL},
+	{"CREATED", "created_at", NULL},
+};
+
+static const output_col rotated_fields[] = {
+	{"Role", "role", NULL},
+	{"Key id", "keyid", NULL},
+	{"Root version", "root_version", NULL},
+};
+
+static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *ans = NULL, *threshold;
+
+	if ((error = cli_request(&ans, ctx, "GET", "/v1/keys", NULL, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(ans);
+		goto out;
+	}
+	output_table(json_object_get(ans, "items"), list_cols, GN_ARRAY_LEN(list_cols));
+	/* The root threshold may come beside the items rather than in the root rows. */
+	threshold = json_object_get(json_object_get(ans, "root"), "threshold");
+	if (json_is_integer(threshold))
+		printf("\nroot threshold: %lld\n", (long long)json_integer_value(threshold));
+out:
+	json_decref(ans);
+	return error;
+}
+
+static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *role = args->pos[0];
+	json_t *body = NULL, *ans = NULL;
+	bool known = false;
+
+	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++)
+		known = known || strcmp(role, online_roles[i]) == 0;
+	if (!known) {
+		error = gn_err_set(
+		    err, CLI_EUSAGE, "role must be targets, snapshot or timestamp, not '%s'%s", role,
+		    strcmp(role, "root") == 0
+		        ? " (root keys are rotated offline: keys export-root, sign-root, import-root)"
+		        : "");
+		goto out;
+	}
+	body = json_pack("{s:s}", "role", role);
+	if ((error = cli_request(&ans, ctx, "POST", "/v1/keys/rotate", body, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(ans);
+		goto out;
+	}
+	printf("Key rotated; the repository metadata is re-signed.\n\n");
+	output_fields(ans, rotated_fields, GN_ARRAY_LEN(rotated_fields));
+out:
+	json_decref(body);
+	json_decref(ans);
+	return error;
+}
+
+static long long root_version(const json_t *env)
+{
+	return (long long)json_integer_value(json_object_get(json_object_get(env, "signed"), "version"));
+}
+
+static int export_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *out_path = cli_args_get(args, "out");
+	json_t *draft = NULL;
+
+	if ((error = cli_request(&draft, ctx, "GET", "/v1/tuf/image/root/draft", NULL, err)))
+		goto out;
+	if (!json_is_object(draft) || !json_is_object(json_object_get(draft, "signed"))) {
+		error = gn_err_set(err, GN_ERROR, "the server's root draft has no \"signed\" object");
+		goto out;
+	}
+	if ((error = cli_write_json(out_path, draft, err)))
+		goto out;
+	if (out_path && ctx->output == CLI_OUTPUT_TABLE)
+		printf("unsigned root version %lld written to %s\n"
+		       "sign it offline: ganglion keys sign-root --key ROOT-KEY.pem %s -o %s\n",
+		       root_version(draft), out_path, out_path, out_path);
+out:
+	json_decref(draft);
+	return error;
+}
+
+/* Loads a root metadata file and checks its shape: {"signed": {"_type": "root", ...},
+ * "signatures": [...]}; signatures may be missing (an empty array is put there). */
+static int load_root(json_t **out, const char *path, gn_err *err)
+{
+	int error = 0;
+	json_t *env = NULL, *sigs;
+	const json_t *sig_part;
+
+	if ((error = cli_read_json_file(&env, path, METADATA_MAX, err)))
+		goto out;
+	sig_part = json_object_get(env, "signed");
+	if (!json_is_object(env) || !json_is_object(sig_part)) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s is not TUF metadata: no \"signed\" object", path);
+		goto out;
+	}
+	if (!json_is_string(json_object_get(sig_part, "_type")) ||
+	    strcmp(gn_json_str(sig_part, "_type"), "root") != 0) {
+		error =
+		    gn_err_set(err, CLI_EUSAGE, "%s is not root metadata (\"_type\" is not \"root\")", path);
+		goto out;
+	}
+	if (!json_is_integer(json_object_get(sig_part, "version"))) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s: \"signed\" has no integer \"version\"", path);
+		goto out;
+	}
+	sigs = json_object_get(env, "signatures");
+	if (!sigs) {
+		json_object_set_new(env, "signatures", json_array());
+	} else if (!json_is_array(sigs)) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s: \"signatures\" must be an array", path);
+		goto out;
+	}
+	*out = env;
+	env = NULL;
+out:
+	json_decref(env);
+	return error;
+}
+
+/* Returns whether the JSON array arr holds the string s. */
+static bool array_has(const json_t *arr, const char *s)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v)
+	{
+		if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Writes to f how far env is from the threshold of the root keys it names itself. */
+static void report_threshold(FILE *f, const json_t *env, const char *keyid)
+{
+	const json_t *sig_part = json_object_get(env, "signed");
+	const json_t *root_role = json_object_get(json_object_get(sig_part, "roles"), "root");
+	const json_t *keyids = json_object_get(root_role, "keyids");
+	const json_t *threshold = json_object_get(root_role, "threshold");
+	size_t valid = 0;
+	gn_err ignored = {0};
+
+	if (!json_is_array(keyids) || !json_is_integer(threshold))
+		return;
+	if (!array_has(keyids, keyid))
+		fprintf(f, "note: key %s is not a root key of this version; its signature counts only "
+		           "towards the current root's threshold\n",
+		        keyid);
+	if (gn_tuf_count_valid(&valid, env, json_object_get(sig_part, "keys"), keyids, &ignored) == 0)
+		fprintf(f,
+		        "valid signatures by this version's root keys: %zu of the %lld needed (a new root "
+		        "needs a threshold of the current root's keys too)\n",
+		        valid, (long long)json_integer_value(threshold));
+}
+
+static int sign_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *key_path = cli_args_get(args, "key"), *out_path = cli_args_get(args, "out");
+	const char *draft_path = args->pos[0];
+	gn_ed25519_key *key = NULL;
+	json_t *env = NULL, *key_json = NULL, *sigs = NULL, *old, *s;
+	char *canon = NULL, keyid[GN_SHA256_HEX_LEN + 1], sighex[2 * GN_ED25519_SIG_LEN + 1];
+	unsigned char pub[GN_ED25519_PUB_LEN], sig[GN_ED25519_SIG_LEN];
+	size_t canon_len = 0, i;
+
+	if (!key_path) {
+		error = gn_err_set(err, CLI_EUSAGE, "--key is required");
+		goto out;
+	}
+	/* Wrong or missing local files are usage errors, not a 404 from a server. */
+	if ((error = gn_ed25519_load(&key, key_path, err))) {
+		err->code = error = CLI_EUSAGE;
+		goto out;
+	}
+	if ((error = load_root(&env, draft_path, err)))
+		goto out;
+	if ((error = gn_json_canonical(&canon, &canon_len, json_object_get(env, "signed"), err))) {
+		char why[sizeof(err->msg)];
+		snprintf(why, sizeof(why), "%s", err->msg);
+		error = gn_err_set(err, CLI_EUSAGE, "%s: cannot sign \"signed\": %s", draft_path, why);
+		goto out;
+	}
+	gn_ed25519_public(pub, key);
+	key_json = gn_tuf_key_json(pub);
+	if ((error = gn_tuf_keyid(keyid, key_json, err)) ||
+	    (error = gn_ed25519_sign(sig, key, canon, canon_len, err)))
+		goto out;
+	gn_hex_encode(sighex, sig, sizeof(sig));
+
+	/* Keep the other signatures; signing again with the same key replaces its signature. */
+	sigs = json_array();
+	json_array_foreach(json_object_get(env, "signatures"), i, old)
+	{
+		s = json_object_get(old, "keyid");
+		if (!json_is_string(s) || strcmp(json_string_value(s), keyid) != 0)
+			json_array_append(sigs, old);
+	}
+	json_array_append_new(sigs, json_pack("{s:s,s:s}", "keyid", keyid, "sig", sighex));
+	json_object_set(env, "signatures", sigs);
+
+	if ((error = cli_write_json(out_path, env, err)))
+		goto out;
+	if (out_path && ctx->output == CLI_OUTPUT_TABLE) {
+		printf("root version %lld signed with key %s; written to %s\n", root_version(env), keyid,
+		       out_path);
+		report_threshold(stdout, env, keyid);
+	} else {
+		/* stdout holds the document; the summary goes beside it. */
+		report_threshold(stderr, env, keyid);
+	}
+out:
+	gn_ed25519_key_free(key);
+	json_decref(env);
+	json_decref(key_json);
+	json_decref(sigs);
+	free(canon);
+	return error;
+}
+
+static int import_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *env = NULL, *ans = NULL;
+
+	if ((error = load_root(&env, args->pos[0], err)))
+		goto out;
+	if (json_array_size(json_object_get(env, "signatures")) == 0) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s has no signatures; sign it first with keys sign-root",
+		                   args->pos[0]);
+		goto out;
+	}
+	if ((error = cli_request(&ans, ctx, "POST", "/v1/tuf/image/root", env, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		if (ans)
+			output_json(ans);
+		goto out;
+	}
+	printf("root version %lld imported\n", root_version(env));
+out:
+	json_decref(env);
+	json_decref(ans);
+	return error;
+}
+
+static const cli_opt export_opts[] = {
+	{"out", 'o', "FILE", "write the draft to FILE instead of stdout"},
+};
+
+static const cli_opt sign_opts[] = {
+	{"key", 0, "KEY.pem", "Ed25519 private key (PEM) of a root key holder (required)"},
+	{"out", 'o', "OUT", "write the signed root to OUT (may be DRAFT itself) instead of stdout"},
+};
+
+static const cli_cmd cmds[] = {
+	{"list", "", "List the repository's signing keys by role.", NULL, 0, 0, 0, list_run},
+	{"rotate", "ROLE",
+	 "Replace the online key of targets, snapshot or timestamp and re-sign the metadata.", NULL, 0, 1,
+	 1, rotate_run},
+	{"export-root", "", "Fetch the unsigned draft of the next root version, to sign offline.",
+	 export_opts, GN_ARRAY_LEN(export_opts), 0, 0, export_root_run},
+	{"sign-root", "DRAFT.json",
+	 "Sign a root draft with a root key, offline; an earlier signature by the same key is replaced.",
+	 sign_opts, GN_ARRAY_LEN(sign_opts), 1, 1, sign_root_run},
+	{"import-root", "SIGNED.json", "Upload a signed root: it becomes the new root version.", NULL, 0, 1,
+	 1, import_root_run},
+};
+
+const cli_group cmd_keys_group = {"keys", "Manage the TUF signing keys (needs the admin scope).", cmds,
+				  GN_ARRAY_LEN(cmds)};

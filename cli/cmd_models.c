@@ -1,0 +1,604 @@
+/* ganglion models: publish model versions (a streamed multipart upload), list and show models
+ * and versions, and point aliases at versions. */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "crypto.h"
+#include "http_client.h"
+#include "json.h"
+
+/* The metadata part must fit the server's max-body (default 1 MiB). */
+#define META_MAX ((size_t)1024 * 1024)
+#define HASH_CHUNK ((size_t)1024 * 1024)
+#define PROGRESS_INTERVAL_NS 100000000ULL /* redraw at most ten times a second */
+#define FILENAME_MAX_LEN 128
+#define MODEL_NAME_MAX_LEN 63
+/* The connection must be up within this long; the transfer itself has no time limit. */
+#define CONNECT_TIMEOUT_S 10L
+/* An upload slower than LOW_SPEED_LIMIT bytes/s for LOW_SPEED_TIME_S is given up. */
+#define LOW_SPEED_LIMIT 1024L
+#define LOW_SPEED_TIME_S 60L
+#define UPLOAD_MAX_RESPONSE ((size_t)16 * 1024 * 1024)
+
+static const char *const formats[] = {"onnx", "tflite", "tensorrt-plan", "other"};
+
+/* Returns member key of member sub of row, formatted for a cell (new). */
+static char *nested_dup(const json_t *row, const char *sub, const char *key)
+{
+	return output_value_dup(json_object_get(json_object_get(row, sub), key));
+}
+
+static char *artifact_sha256(const json_t *row)
+{
+	return nested_dup(row, "artifact", "sha256");
+}
+
+static char *artifact_length(const json_t *row)
+{
+	return nested_dup(row, "artifact", "length");
+}
+
+static char *artifact_url(const json_t *row)
+{
+	return nested_dup(row, "artifact", "url");
+}
+
+static const output_col pushed_fields[] = {
+	{"Model", "model", NULL},
+	{"Version", "version", NULL},
+	{"Format", "format", NULL},
+	{"SHA256", NULL, artifact_sha256},
+	{"Length", NULL, artifact_length},
+	{"Target", "target", NULL},
+};
+
+static const output_col version_fields[] = {
+	{"Model", "model", NULL},
+	{"Version", "version", NULL},
+	{"Format", "format", NULL},
+	{"Filename", "filename", NULL},
+	{"SHA256", NULL, artifact_sha256},
+	{"Length", NULL, artifact_length},
+	{"URL", NULL, artifact_url},
+	{"Target", "target", NULL},
+	{"Published", "published_at", NULL},
+	{"Published by", "published_by", NULL},
+	{"Requirements", "requirements", NULL},
+	{"Inputs", "inputs", NULL},
+	{"Outputs", "outputs", NULL},
+	{"Provenance", "provenance", NULL},
+};
+
+static const output_col list_cols[] = {
+	{"NAME", "name", NULL},
+	{"LATEST", "latest_version", NULL},
+	{"VERSIONS", "versions", NULL},
+	{"ALIASES", "aliases", NULL},
+	{"CREATED", "created_at", NULL},
+};
+
+static const output_col model_fields[] = {
+	{"Name", "name", NULL},
+	{"Created", "created_at", NULL},
+	{"Aliases", "aliases", NULL},
+};
+
+static const output_col model_version_cols[] = {
+	{"VERSION", "version", NULL},
+	{"FORMAT", "format", NULL},
+	{"SHA256", "sha256", NULL},
+	{"LENGTH", "length", NULL},
+	{"PUBLISHED", "published_at", NULL},
+	{"PUBLISHED BY", "published_by", NULL},
+};
+
+/* A progress line on stderr for hashing and uploading, redrawn in place. */
+typedef struct progress {
+	const char *what;
+	uint64_t start_ns, last_ns, last_done;
+	bool shown, done;
+} progress;
+
+static void progress_start(progress *p, const char *what)
+{
+	*p = (progress){.what = what, .start_ns = gn_mono_ns()};
+}
+
+/* Formats a byte count with SI units, as the MB/s rate is. */
+static void fmt_bytes(char *out, size_t n, uint64_t v)
+{
+	if (v < 1000)
+		snprintf(out, n, "%llu B", (unsigned long long)v);
+	else if (v < 1000 * 1000)
+		snprintf(out, n, "%.1f kB", (double)v / 1e3);
+	else if (v < 1000ULL * 1000 * 1000)
+		snprintf(out, n, "%.1f MB", (double)v / 1e6);
+	else
+		snprintf(out, n, "%.2f GB", (double)v / 1e9);
+}
+
+static void progress_update(void *ud, uint64_t done, uint64_t total)
+{
+	progress *p = ud;
+	uint64_t now = gn_mono_ns();
+	char a[32], b[32];
+	double secs;
+
+	if (total == 0 || p->done)
+		return;
+	if (done < total && p->shown && (done == p->last_done || now - p->last_ns < PROGRESS_INTERVAL_NS))
+		return;
+	if (done > total)
+		done = total;
+	secs = (double)(now - p->start_ns) / 1e9;
+	fmt_bytes(a, sizeof(a), done);
+	fmt_bytes(b, sizeof(b), total);
+	/* \033[K clears what a longer earlier line left behind. */
+	fprintf(stderr, "\r%s %3u%%  %s / %s  %.1f MB/s\033[K", p->what, (unsigned)(done * 100 / total), a, b,
+	        secs > 0 ? (double)done / secs / 1e6 : 0.0);
+	p->last_ns = now;
+	p->last_done = done;
+	p->shown = true;
+	p->done = done == total;
+}
+
+/* Ends the progress line, so what follows starts on a line of its own. */
+static void progress_end(progress *p)
+{
+	if (p->shown)
+		fputc('\n', stderr);
+	p->shown = false;
+}
+
+/* Computes the SHA-256 (hex) and length of the regular file at path, reading it in pieces. */
+static int hash_file(char hex[GN_SHA256_HEX_LEN + 1], uint64_t *len, const char *path, progress *p,
+                     gn_err *err)
+{
+	int error = 0, fd = -1;
+	EVP_MD_CTX *md = NULL;
+	unsigned char *buf = NULL, digest[GN_SHA256_LEN];
+	struct stat st;
+	uint64_t total = 0;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		error = gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s is not a regular file", path);
+		goto out;
+	}
+	if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+		error = gn_err_set(err, GN_ERROR, "cannot initialise SHA-256");
+		goto out;
+	}
+	buf = gn_malloc(HASH_CHUNK);
+	for (;;) {
+		ssize_t n = read(fd, buf, HASH_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error = gn_err_set(err, GN_ERROR, "cannot read %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
+			error = gn_err_set(err, GN_ERROR, "SHA-256 failed");
+			goto out;
+		}
+		total += (uint64_t)n;
+		if (p)
+			progress_update(p, total, (uint64_t)st.st_size);
+	}
+	if (EVP_DigestFinal_ex(md, digest, NULL) != 1) {
+		error = gn_err_set(err, GN_ERROR, "SHA-256 failed");
+		goto out;
+	}
+	gn_hex_encode(hex, digest, sizeof(digest));
+	*len = total;
+out:
+	EVP_MD_CTX_free(md);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return error;
+}
+
+static bool is_lower_alnum(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_alnum(char c)
+{
+	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
+}
+
+/* Checks a model name against ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$, as the server does. */
+static int check_name(const char *name, gn_err *err)
+{
+	size_t n = strlen(name);
+	bool ok = n >= 1 && n <= MODEL_NAME_MAX_LEN && is_lower_alnum(name[0]) && is_lower_alnum(name[n - 1]);
+	for (size_t i = 0; ok && i < n; i++)
+		ok = is_lower_alnum(name[i]) || name[i] == '-';
+	if (!ok)
+		return gn_err_set(err, CLI_EUSAGE,
+		                  "model name '%s' is not a lower-case DNS label (a-z, 0-9 and -, at most "
+		                  "63 characters, starting and ending with a letter or digit)",
+		                  name);
+	return 0;
+}
+
+/* Checks the dot-separated identifiers of s[0..len): [0-9A-Za-z-]+, and with numeric_rule no
+ * leading zero in an all-digit one (SemVer 2.0 pre-release rule). */
+static bool semver_idents_ok(const char *s, size_t len, bool numeric_rule)
+{
+	size_t start = 0;
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && s[i] != '.') {
+			if (!is_alnum(s[i]) && s[i] != '-')
+				return false;
+			continue;
+		}
+		size_t k = i - start;
+		bool digits = true;
+		for (size_t j = start; j < i; j++)
+			digits = digits && s[j] >= '0' && s[j] <= '9';
+		if (k == 0 || (numeric_rule && digits && k > 1 && s[start] == '0'))
+			return false;
+		start = i + 1;
+	}
+	return true;
+}
+
+/* Checks MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] (SemVer 2.0). */
+static int check_version(const char *v, gn_err *err)
+{
+	const char *p = v;
+	bool ok = true;
+	for (int part = 0; part < 3 && ok; part++) {
+		const char *start = p;
+		while (*p >= '0' && *p <= '9')
+			p++;
+		ok = p > start && !(p - start > 1 && *start == '0') && (part == 2 || *p++ == '.');
+	}
+	if (ok && *p == '-') {
+		size_t n = strcspn(p + 1, "+");
+		ok = semver_idents_ok(p + 1, n, true);
+		p += 1 + n;
+	}
+	if (ok && *p == '+') {
+		ok = semver_idents_ok(p + 1, strlen(p + 1), false);
+		p += strlen(p);
+	}
+	if (!ok || *p)
+		return gn_err_set(
+		    err, CLI_EUSAGE,
+		    "version '%s' is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD])", v);
+	return 0;
+}
+
+static int check_format(const char *f, gn_err *err)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(formats); i++)
+		if (strcmp(f, formats[i]) == 0)
+			return 0;
+	return gn_err_set(err, CLI_EUSAGE, "format must be onnx, tflite, tensorrt-plan or other, not '%s'",
+	                  f);
+}
+
+static int check_filename(const char *f, gn_err *err)
+{
+	size_t n = strlen(f);
+	bool ok = n >= 1 && n <= FILENAME_MAX_LEN && strcmp(f, ".") != 0 && strcmp(f, "..") != 0;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = is_alnum(f[i]) || strchr("._-", f[i]);
+	if (!ok)
+		return gn_err_set(err, CLI_EUSAGE, "filename '%s' must be 1 to %d of A-Z a-z 0-9 . _ -", f,
+		                  FILENAME_MAX_LEN);
+	return 0;
+}
+
+/* Returns string member key of meta (borrowed) after checking its type; NULL if absent. */
+static int meta_str(const char **out, const json_t *meta, const char *key, const char *path, gn_err *err)
+{
+	const json_t *v = json_object_get(meta, key);
+	*out = NULL;
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return gn_err_set(err, CLI_EUSAGE, "%s: \"%s\" must be a string", path, key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+/* Loads the metadata part: the --meta file's object, then the flags over it, checked. */
+static int load_metadata(json_t **out, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *meta_path = cli_args_get(args, "meta"), *s;
+	static const char *const keys[] = {"version", "format", "filename"};
+	int (*const checks[])(const char *, gn_err *) = {check_version, check_format, check_filename};
+	json_t *meta = NULL;
+
+	if (meta_path) {
+		if ((error = cli_read_json_file(&meta, meta_path, META_MAX, err)))
+			goto out;
+		if (!json_is_object(meta)) {
+			error = gn_err_set(err, CLI_EUSAGE, "%s must hold a JSON object", meta_path);
+			goto out;
+		}
+	} else {
+		meta = json_object();
+	}
+	for (size_t i = 0; i < GN_ARRAY_LEN(keys); i++) {
+		const char *flag = cli_args_get(args, keys[i]);
+		if (flag)
+			json_object_set_new(meta, keys[i], json_string(flag));
+		if ((error = meta_str(&s, meta, keys[i], meta_path, err)))
+			goto out;
+		if (s && (error = checks[i](s, err)))
+			goto out;
+	}
+	if (!json_object_get(meta, "version")) {
+		error =
+		    gn_err_set(err, CLI_EUSAGE, "--version is required (or \"version\" in the --meta file)");
+		goto out;
+	}
+	*out = meta;
+	meta = NULL;
+out:
+	json_decref(meta);
+	return error;
+}
+
+/* Puts the file's digest and length into meta; a different one already there is what the file
+ * was expected to be, so a mismatch means the wrong file. */
+static int add_digest(json_t *meta, const char *meta_path, const char *file, const char *hex, uint64_t len,
+                      gn_err *err)
+{
+	int error = 0;
+	const char *s;
+	const json_t *v = json_object_get(meta, "length");
+
+	if ((error = meta_str(&s, meta, "sha256", meta_path, err)))
+		return error;
+	if (s && strcasecmp(s, hex) != 0)
+		return gn_err_set(err, CLI_EUSAGE, "%s says sha256 %s but %s has %s", meta_path, s, file,
+		                  hex);
+	if (v && !json_is_integer(v))
+		return gn_err_set(err, CLI_EUSAGE, "%s: \"length\" must be an integer", meta_path);
+	if (v && (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) != len))
+		return gn_err_set(err, CLI_EUSAGE, "%s says length %lld but %s has %llu bytes", meta_path,
+		                  (long long)json_integer_value(v), file, (unsigned long long)len);
+	json_object_set_new(meta, "sha256", json_string(hex));
+	json_object_set_new(meta, "length", json_integer((json_int_t)len));
+	return 0;
+}
+
+/* Returns /v1/models/{name} with name URL-encoded, followed by suffix (new). */
+static char *model_path(const char *name, const char *suffix)
+{
+	char *esc = gn_http_escape(name);
+	char *path = gn_asprintf("/v1/models/%s%s", esc, suffix);
+	free(esc);
+	return path;
+}
+
+static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *file = args->pos[0], *name = cli_args_get(args, "name");
+	bool show = !cli_args_get(args, "no-progress") && isatty(STDERR_FILENO);
+	char hex[GN_SHA256_HEX_LEN + 1], *meta_text = NULL, *path = NULL, *url = NULL;
+	uint64_t len = 0;
+	json_t *meta = NULL, *ver = NULL;
+	gn_http_resp resp = {0};
+	progress prog;
+
+	progress_start(&prog, "hashing  ");
+	if (!name) {
+		error = gn_err_set(err, CLI_EUSAGE, "--name is required");
+		goto out;
+	}
+	if ((error = check_name(name, err)))
+		goto out;
+	/* Check everything that can be checked before reading what may be gigabytes. */
+	if ((error = load_metadata(&meta, args, err)))
+		goto out;
+	if ((error = hash_file(hex, &len, file, show ? &prog : NULL, err)))
+		goto out;
+	progress_end(&prog);
+	if ((error = add_digest(meta, cli_args_get(args, "meta"), file, hex, len, err)))
+		goto out;
+	meta_text = gn_json_dump(meta);
+
+	gn_http_part parts[] = {
+	    {.name = "metadata",
+	     .content_type = "application/json",
+	     .data = meta_text,
+	     .data_len = strlen(meta_text)},
+	    {.name = "artifact",
+	     .content_type = "application/octet-stream",
+	     .path = file,
+	     .filename = gn_json_str(meta, "filename")},
+	};
+	path = model_path(name, "/versions");
+	url = gn_asprintf("%s%s", ctx->url, path);
+	gn_http_upload up = {
+	    .url = url,
+	    .token = ctx->token,
+	    .parts = parts,
+	    .nparts = GN_ARRAY_LEN(parts),
+	    .connect_timeout_s = ctx->timeout_s < CONNECT_TIMEOUT_S ? ctx->timeout_s : CONNECT_TIMEOUT_S,
+	    .low_speed_limit = LOW_SPEED_LIMIT,
+	    .low_speed_time_s = LOW_SPEED_TIME_S,
+	    .max_response = UPLOAD_MAX_RESPONSE,
+	    .progress = show ? progress_update : NULL,
+	    .progress_ud = &prog,
+	};
+	progress_start(&prog, "uploading");
+	error = gn_http_upload_multipart(&resp, &up, err);
+	progress_end(&prog);
+	if (error) {
+		if (error == GN_ETOOBIG) /* our own limit on the answer, not a 413 */
+			err->code = error = GN_ERROR;
+		goto out;
+	}
+	if ((error = cli_answer(&ver, ctx, "POST", url, &resp, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(ver);
+		goto out;
+	}
+	printf("Model version published.\n\n");
+	output_fields(ver, pushed_fields, GN_ARRAY_LEN(pushed_fields));
+out:
+	progress_end(&prog);
+	gn_http_resp_cleanup(&resp);
+	json_decref(meta);
+	json_decref(ver);
+	free(meta_text);
+	free(path);
+	free(url);
+	return error;
+}
+
+static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *list = NULL;
+
+	if ((error = cli_list(&list, ctx, "/v1/models", true, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(list);
+	else
+		output_table(json_object_get(list, "items"), list_cols, GN_ARRAY_LEN(list_cols));
+out:
+	json_decref(list);
+	return error;
+}
+
+static int show_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *arg = args->pos[0], *at = strchr(arg, '@');
+	char *name = gn_strndup(arg, at ? (size_t)(at - arg) : strlen(arg)), *path = NULL, *esc = NULL;
+	json_t *ans = NULL, *versions;
+
+	if (at && !at[1]) {
+		error = gn_err_set(err, CLI_EUSAGE, "'%s': a version or alias is expected after @", arg);
+		goto out;
+	}
+	if (at) {
+		esc = gn_http_escape(at + 1);
+		char *suffix = gn_asprintf("/versions/%s", esc);
+		path = model_path(name, suffix);
+		free(suffix);
+	} else {
+		path = model_path(name, "");
+	}
+	if ((error = cli_request(&ans, ctx, "GET", path, NULL, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(ans);
+		goto out;
+	}
+	if (at) {
+		output_fields(ans, version_fields, GN_ARRAY_LEN(version_fields));
+		goto out;
+	}
+	output_fields(ans, model_fields, GN_ARRAY_LEN(model_fields));
+	versions = json_object_get(ans, "versions");
+	if (json_array_size(versions) == 0) {
+		printf("\nNo versions.\n");
+		goto out;
+	}
+	printf("\n");
+	output_table(versions, model_version_cols, GN_ARRAY_LEN(model_version_cols));
+out:
+	json_decref(ans);
+	free(name);
+	free(path);
+	free(esc);
+	return error;
+}
+
+static int alias_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *op = args->pos[0];
+	bool set = strcmp(op, "set") == 0;
+	json_t *body = NULL, *ans = NULL;
+	char *esc = NULL, *suffix = NULL, *path = NULL;
+
+	if (!set && strcmp(op, "rm") != 0) {
+		error = gn_err_set(err, CLI_EUSAGE, "models alias: expected set or rm, not '%s'", op);
+		goto out;
+	}
+	if (args->npos != (set ? 4u : 3u)) {
+		error = gn_err_set(err, CLI_EUSAGE, "models alias %s: expected %s", op,
+		                   set ? "NAME ALIAS VERSION" : "NAME ALIAS");
+		goto out;
+	}
+	esc = gn_http_escape(args->pos[2]);
+	suffix = gn_asprintf("/aliases/%s", esc);
+	path = model_path(args->pos[1], suffix);
+	if (set)
+		body = json_pack("{s:s}", "version", args->pos[3]);
+	if ((error = cli_request(&ans, ctx, set ? "PUT" : "DELETE", path, body, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		/* rm answers 204: print nothing and let the exit code speak, as revoke does. */
+		if (ans)
+			output_json(ans);
+		goto out;
+	}
+	if (set)
+		printf("alias %s of model %s now points to version %s\n", args->pos[2], args->pos[1],
+		       args->pos[3]);
+	else
+		printf("alias %s of model %s removed\n", args->pos[2], args->pos[1]);
+out:
+	json_decref(body);
+	json_decref(ans);
+	free(esc);
+	free(suffix);
+	free(path);
+	return error;
+}
+
+static const cli_opt push_opts[] = {
+	{"name", 0, "NAME", "the model's name, a lower-case DNS label (required)"},
+	{"version", 0, "VERSION", "semantic version, e.g. 1.2.0 (required unless in the --meta file)"},
+	{"format", 0, "FORMAT", "onnx, tflite, tensorrt-plan or other (server default: other)"},
+	{"meta", 0, "FILE", "JSON object with the other metadata: requirements, inputs, outputs, ..."},
+	{"filename", 0, "F", "the artifact's file name in the release target (default model.EXT)"},
+	{"no-progress", 0, NULL, "no progress bar (there is none anyway unless stderr is a terminal)"},
+};
+
+static const cli_cmd cmds[] = {
+	{"push", "FILE",
+	 "Publish FILE as a new model version (streamed; its SHA-256 and length are sent along, so a "
+	 "damaged transfer is refused). Flags override the --meta file.",
+	 push_opts, GN_ARRAY_LEN(push_opts), 1, 1, push_run},
+	{"list", "", "List models with their latest version and aliases.", NULL, 0, 0, 0, list_run},
+	{"show", "NAME[@VERSION]", "Show a model with its versions and aliases, or one version (or alias).",
+	 NULL, 0, 1, 1, show_run},
+	{"alias", "set|rm NAME ALIAS [VERSION]", "set: point ALIAS at VERSION; rm: remove ALIAS.",
+	 NULL, 0, 3, 4, alias_run},
+};
+
+const cli_group cmd_models_group = {"models", "Publish and inspect models, versions and aliases.", cmds,
+				    GN_ARRAY_LEN(cmds)};

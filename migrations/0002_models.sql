@@ -1,0 +1,60 @@
+-- Model registry, aliases, and the TUF image repository (keys and signed metadata).
+
+CREATE TABLE models (
+    name       text PRIMARY KEY CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE model_versions (
+    model        text NOT NULL REFERENCES models (name),
+    version      text NOT NULL,
+    -- semantic-version precedence, for "latest"
+    major        bigint NOT NULL,
+    minor        bigint NOT NULL,
+    patch        bigint NOT NULL,
+    prerelease   text,
+    format       text NOT NULL CHECK (format IN ('onnx', 'tflite', 'tensorrt-plan', 'other')),
+    filename     text NOT NULL,
+    sha256       text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+    length       bigint NOT NULL CHECK (length >= 0),
+    metadata     jsonb NOT NULL,   -- requirements, inputs, outputs, provenance
+    -- The sample and the reference profile exactly as signed: targets' custom fields carry the
+    -- SHA-256 of these bytes, served as they are by .../sample and .../reference-profile.
+    sample_json  text,
+    profile_json text,
+    custom       jsonb NOT NULL,   -- the TUF target's custom fields (integers only)
+    published_by text NOT NULL,
+    published_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model, version)
+);
+CREATE INDEX model_versions_sha256_idx ON model_versions (sha256);
+
+CREATE TABLE model_aliases (
+    model      text NOT NULL,
+    alias      text NOT NULL CHECK (alias ~ '^[a-z0-9]([a-z0-9._-]{0,62})$'),
+    version    text NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model, alias),
+    FOREIGN KEY (model, version) REFERENCES model_versions (model, version)
+);
+
+-- Signing keys. Online roles (targets, snapshot, timestamp) keep their private key here so every
+-- replica can sign; root private keys live only in files under DATA_DIR/keys (or offline).
+CREATE TABLE tuf_keys (
+    keyid       text PRIMARY KEY,
+    role        text NOT NULL CHECK (role IN ('root', 'targets', 'snapshot', 'timestamp')),
+    public      text NOT NULL,
+    private_pem text,
+    active      boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every signed metadata file ever published, byte for byte; (role, version) never repeats.
+CREATE TABLE tuf_metadata (
+    role       text NOT NULL CHECK (role IN ('root', 'targets', 'snapshot', 'timestamp')),
+    version    integer NOT NULL CHECK (version > 0),
+    body       text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role, version)
+);

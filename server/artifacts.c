@@ -1,0 +1,189 @@
+/* Streaming, hashing, atomic writes into the content-addressed artifact store. */
+#include "artifacts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "log.h"
+
+#define WRITE_BUF (1024 * 1024)
+
+static char *root_dir; /* DATA_DIR/artifacts */
+
+struct artifact_upload {
+	int fd;
+	char *tmp;
+	EVP_MD_CTX *sha;
+	uint64_t len;
+	char digest[GN_SHA256_HEX_LEN + 1];
+	/* Small network chunks are gathered here so the disk sees large writes. */
+	unsigned char *buf;
+	size_t buflen;
+};
+
+static int mkdir_ok(const char *path, gn_err *err)
+{
+	if (mkdir(path, 0750) < 0 && errno != EEXIST)
+		return gn_err_set(err, GN_ERROR, "cannot create %s: %s", path, strerror(errno));
+	return 0;
+}
+
+int artifacts_init(const char *data_dir, gn_err *err)
+{
+	int rc;
+	free(root_dir);
+	root_dir = gn_asprintf("%s/artifacts", data_dir);
+	char *sha = gn_asprintf("%s/sha256", root_dir), *tmp = gn_asprintf("%s/tmp", root_dir);
+	if (!(rc = mkdir_ok(root_dir, err)) && !(rc = mkdir_ok(sha, err)))
+		rc = mkdir_ok(tmp, err);
+	if (!rc) {
+		/* Temp files belong to uploads that died with a previous process. */
+		DIR *d = opendir(tmp);
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			if (strncmp(e->d_name, "upload-", 7) != 0)
+				continue;
+			char *p = gn_asprintf("%s/%s", tmp, e->d_name);
+			if (unlink(p) == 0)
+				gn_log(GN_LOG_INFO, "event=artifact_tmp_removed file=%s", p);
+			free(p);
+		}
+		if (d)
+			closedir(d);
+	}
+	free(sha);
+	free(tmp);
+	return rc;
+}
+
+char *artifacts_path(const char *digest)
+{
+	return gn_asprintf("%s/sha256/%.2s/%s", root_dir, digest, digest);
+}
+
+int artifacts_begin(artifact_upload **out, gn_err *err)
+{
+	artifact_upload *up = gn_calloc(1, sizeof(*up));
+	up->tmp = gn_asprintf("%s/tmp/upload-XXXXXX", root_dir);
+	up->fd = mkostemp(up->tmp, O_CLOEXEC);
+	if (up->fd < 0) {
+		int e = errno;
+		free(up->tmp);
+		free(up);
+		return gn_err_set(err, GN_ERROR, "cannot create an upload file: %s", strerror(e));
+	}
+	fchmod(up->fd, 0640);
+	up->sha = EVP_MD_CTX_new();
+	if (!up->sha || EVP_DigestInit_ex(up->sha, EVP_sha256(), NULL) != 1)
+		abort();
+	up->buf = gn_malloc(WRITE_BUF);
+	*out = up;
+	return 0;
+}
+
+static int flush(artifact_upload *up, gn_err *err)
+{
+	size_t off = 0;
+	while (off < up->buflen) {
+		ssize_t n = write(up->fd, up->buf + off, up->buflen - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return gn_err_set(err, errno == ENOSPC ? GN_ETOOBIG : GN_ERROR, "cannot write the artifact: %s",
+					  strerror(errno));
+		off += (size_t)n;
+	}
+	up->buflen = 0;
+	return 0;
+}
+
+int artifacts_write(artifact_upload *up, const void *buf, size_t len, uint64_t max, gn_err *err)
+{
+	if (up->len + len > max)
+		return gn_err_set(err, GN_ETOOBIG, "artifact larger than the %llu-byte limit", (unsigned long long)max);
+	EVP_DigestUpdate(up->sha, buf, len);
+	up->len += len;
+	const unsigned char *p = buf;
+	while (len) {
+		size_t take = WRITE_BUF - up->buflen < len ? WRITE_BUF - up->buflen : len;
+		memcpy(up->buf + up->buflen, p, take);
+		up->buflen += take;
+		p += take;
+		len -= take;
+		if (up->buflen == WRITE_BUF) {
+			int rc = flush(up, err);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int artifacts_finish(artifact_upload *up, char digest[GN_SHA256_HEX_LEN + 1], uint64_t *out_len, gn_err *err)
+{
+	unsigned char md[GN_SHA256_LEN];
+	unsigned int mdlen;
+	int rc = flush(up, err);
+	if (rc)
+		return rc;
+	if (fsync(up->fd) < 0)
+		return gn_err_set(err, GN_ERROR, "cannot sync the artifact: %s", strerror(errno));
+	EVP_DigestFinal_ex(up->sha, md, &mdlen);
+	gn_hex_encode(up->digest, md, sizeof(md));
+	memcpy(digest, up->digest, sizeof(up->digest));
+	*out_len = up->len;
+	return 0;
+}
+
+static void upload_free(artifact_upload *up)
+{
+	if (up->fd >= 0)
+		close(up->fd);
+	EVP_MD_CTX_free(up->sha);
+	free(up->buf);
+	free(up->tmp);
+	free(up);
+}
+
+int artifacts_commit(artifact_upload *up, gn_err *err)
+{
+	int rc = 0;
+	char *dir = gn_asprintf("%s/sha256/%.2s", root_dir, up->digest), *final = artifacts_path(up->digest);
+	struct stat st;
+	if ((rc = mkdir_ok(dir, err)))
+		goto out;
+	if (stat(final, &st) == 0 && (uint64_t)st.st_size == up->len) {
+		/* Same bytes already stored (same digest): keep one copy. */
+		unlink(up->tmp);
+	} else if (rename(up->tmp, final) < 0) {
+		rc = gn_err_set(err, GN_ERROR, "cannot move the artifact into place: %s", strerror(errno));
+		unlink(up->tmp);
+		goto out;
+	}
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+out:
+	free(dir);
+	free(final);
+	upload_free(up);
+	return rc;
+}
+
+void artifacts_abort(artifact_upload *up)
+{
+	if (!up)
+		return;
+	unlink(up->tmp);
+	upload_free(up);
+}

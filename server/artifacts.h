@@ -1,0 +1,27 @@
+/* The content-addressed artifact store: DATA_DIR/artifacts/sha256/ab/abcdef… Uploads stream into
+ * a temp file under DATA_DIR/artifacts/tmp while SHA-256 and length are computed; only a complete,
+ * fsynced file is renamed into place, so no path ever holds a partial artifact. */
+#ifndef GD_ARTIFACTS_H
+#define GD_ARTIFACTS_H
+
+#include "common.h"
+#include "crypto.h"
+
+typedef struct artifact_upload artifact_upload;
+
+/* Creates the store's directories and removes temp files left by a crash. */
+int artifacts_init(const char *data_dir, gn_err *err) GN_WUR;
+/* Returns the path of the artifact with this digest (new); it may not exist. */
+char *artifacts_path(const char *digest);
+/* Starts an upload (new; finish with artifacts_commit or artifacts_abort). */
+int artifacts_begin(artifact_upload **out, gn_err *err) GN_WUR;
+/* Appends bytes, hashing them; GN_ETOOBIG past max bytes. */
+int artifacts_write(artifact_upload *up, const void *buf, size_t len, uint64_t max, gn_err *err) GN_WUR;
+/* Flushes and fsyncs; fills the digest (hex) and length. */
+int artifacts_finish(artifact_upload *up, char digest[GN_SHA256_HEX_LEN + 1], uint64_t *out_len, gn_err *err) GN_WUR;
+/* Moves a finished upload into place (identical content is stored once) and frees it. */
+int artifacts_commit(artifact_upload *up, gn_err *err) GN_WUR;
+/* Deletes the temp file and frees the upload; NULL is fine. */
+void artifacts_abort(artifact_upload *up);
+
+#endif

@@ -1,0 +1,635 @@
+/* The TUF image repository: generates keys, builds and signs metadata, keeps it fresh. */
+#include "tufrepo.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gangliond.h"
+#include "json.h"
+#include "log.h"
+#include "tuf.h"
+
+#define TUF_LOCK_SQL "SELECT pg_advisory_xact_lock(1734438505)"
+
+static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
+
+static const db_stmt st_latest = {
+	"tuf_latest",
+	"SELECT version, body, extract(epoch FROM expires_at)::bigint, extract(epoch FROM created_at)::bigint"
+	" FROM tuf_metadata WHERE role = $1 ORDER BY version DESC LIMIT 1",
+	1};
+static const db_stmt st_get = {"tufrepo_get", "SELECT body FROM tuf_metadata WHERE role = $1 AND version = $2", 2};
+static const db_stmt st_store = {
+	"tuf_store",
+	"INSERT INTO tuf_metadata (role, version, body, expires_at) VALUES ($1, $2, $3, to_timestamp($4::bigint))", 4};
+static const db_stmt st_online_key = {
+	"tuf_online_key",
+	"SELECT private_pem FROM tuf_keys WHERE role = $1 AND active AND private_pem IS NOT NULL"
+	" ORDER BY created_at DESC LIMIT 1",
+	1};
+static const db_stmt st_keys_active = {
+	"tuf_keys_active", "SELECT keyid, role, public FROM tuf_keys WHERE active ORDER BY role, created_at, keyid", 0};
+static const db_stmt st_key_insert = {
+	"tuf_key_insert",
+	"INSERT INTO tuf_keys (keyid, role, public, private_pem) VALUES ($1, $2, $3, $4) ON CONFLICT (keyid) DO UPDATE"
+	" SET active = true",
+	4};
+static const db_stmt st_key_retire_others = {
+	"tuf_key_retire_others", "UPDATE tuf_keys SET active = false WHERE role = $1 AND active AND keyid <> ALL($2::text[])",
+	2};
+static const db_stmt st_targets = {
+	"tuf_targets",
+	"SELECT coalesce(jsonb_object_agg('models/' || model || '/' || version || '/' || filename,"
+	" jsonb_build_object('length', length, 'hashes', jsonb_build_object('sha256', sha256), 'custom', custom)),"
+	" '{}')::text FROM model_versions",
+	0};
+static const db_stmt st_keys_list = {
+	"tufrepo_keys_list",
+	"SELECT coalesce(jsonb_agg(jsonb_build_object('keyid', keyid, 'role', role, 'public', public,"
+	" 'online', private_pem IS NOT NULL, 'active', active, 'created_at', gn_ts(created_at))"
+	" ORDER BY role, created_at), '[]')::text FROM tuf_keys WHERE active",
+	0};
+
+static int64_t lifetime(const char *role)
+{
+	if (strcmp(role, "root") == 0)
+		return gd.cfg.tuf_root_expiry;
+	if (strcmp(role, "targets") == 0)
+		return gd.cfg.tuf_targets_expiry;
+	if (strcmp(role, "snapshot") == 0)
+		return gd.cfg.tuf_snapshot_expiry;
+	return gd.cfg.tuf_timestamp_expiry;
+}
+
+struct latest {
+	int version; /* 0 when none */
+	json_t *env;
+	char *body;
+	int64_t expires;
+	int64_t created;
+};
+
+static void latest_cleanup(struct latest *l)
+{
+	json_decref(l->env);
+	free(l->body);
+	memset(l, 0, sizeof(*l));
+}
+
+static int get_latest(struct latest *out, db_conn *c, const char *role, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {role};
+	memset(out, 0, sizeof(*out));
+	int rc = db_exec(&res, c, &st_latest, p, err);
+	if (rc)
+		return rc;
+	if (PQntuples(res) == 1) {
+		out->version = atoi(PQgetvalue(res, 0, 0));
+		out->body = gn_strdup(PQgetvalue(res, 0, 1));
+		out->expires = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		out->created = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		out->env = json_loads(out->body, 0, NULL);
+		if (!out->env)
+			rc = gn_err_set(err, GN_ERROR, "stored %s metadata version %d is not JSON", role, out->version);
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Signs `signed_part` with keys and stores it as role/version; *out_body (optional) gets the bytes. */
+static int store(char **out_body, db_conn *c, const char *role, int version, json_t *signed_part,
+		 gn_ed25519_key *const *keys, size_t nkeys, int64_t expires, gn_err *err)
+{
+	json_t *env = NULL;
+	char ver[16], exp[32];
+	int rc = gn_tuf_sign(&env, signed_part, keys, nkeys, err);
+	if (rc)
+		return rc;
+	char *body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(env);
+	snprintf(ver, sizeof(ver), "%d", version);
+	snprintf(exp, sizeof(exp), "%lld", (long long)expires);
+	const char *p[] = {role, ver, body, exp};
+	rc = db_exec(NULL, c, &st_store, p, err);
+	if (!rc)
+		gn_log(GN_LOG_INFO, "event=tuf_signed role=%s version=%d", role, version);
+	if (!rc && out_body)
+		*out_body = body;
+	else
+		free(body);
+	return rc;
+}
+
+static json_t *header(const char *type, int version, int64_t expires)
+{
+	char t[21];
+	gn_tuf_time(t, expires);
+	return json_pack("{s:s,s:s,s:i,s:s}", "_type", type, "spec_version", GN_TUF_SPEC_VERSION, "version", version,
+			 "expires", t);
+}
+
+static int online_key(gn_ed25519_key **out, db_conn *c, const char *role, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {role};
+	int rc = db_exec(&res, c, &st_online_key, p, err);
+	if (rc)
+		return rc;
+	if (PQntuples(res) != 1)
+		rc = gn_err_set(err, GN_ERROR, "no online %s key", role);
+	else
+		rc = gn_ed25519_from_pem(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err);
+	PQclear(res);
+	return rc;
+}
+
+static int sign_online(char **out_body, db_conn *c, const char *role, int version, json_t *signed_part,
+		       int64_t expires, gn_err *err)
+{
+	gn_ed25519_key *key = NULL;
+	int rc = online_key(&key, c, role, err);
+	if (!rc)
+		rc = store(out_body, c, role, version, signed_part, &key, 1, expires, err);
+	gn_ed25519_key_free(key);
+	return rc;
+}
+
+static int publish_timestamp(db_conn *c, int snapshot_version, const char *snapshot_body, gn_err *err)
+{
+	struct latest ts;
+	char sum[GN_SHA256_HEX_LEN + 1];
+	int rc = get_latest(&ts, c, "timestamp", err);
+	if (rc)
+		return rc;
+	int64_t exp = gn_now() + lifetime("timestamp");
+	json_t *s = header("timestamp", ts.version + 1, exp);
+	gn_sha256_hex(sum, snapshot_body, strlen(snapshot_body));
+	json_object_set_new(s, "meta",
+			    json_pack("{s:{s:i,s:I,s:{s:s}}}", "snapshot.json", "version", snapshot_version, "length",
+				      (json_int_t)strlen(snapshot_body), "hashes", "sha256", sum));
+	rc = sign_online(NULL, c, "timestamp", ts.version + 1, s, exp, err);
+	json_decref(s);
+	latest_cleanup(&ts);
+	return rc;
+}
+
+static int publish_snapshot(db_conn *c, int targets_version, gn_err *err)
+{
+	struct latest sn;
+	char *body = NULL;
+	int rc = get_latest(&sn, c, "snapshot", err);
+	if (rc)
+		return rc;
+	int64_t exp = gn_now() + lifetime("snapshot");
+	json_t *s = header("snapshot", sn.version + 1, exp);
+	json_object_set_new(s, "meta", json_pack("{s:{s:i}}", "targets.json", "version", targets_version));
+	rc = sign_online(&body, c, "snapshot", sn.version + 1, s, exp, err);
+	if (!rc)
+		rc = publish_timestamp(c, sn.version + 1, body, err);
+	json_decref(s);
+	free(body);
+	latest_cleanup(&sn);
+	return rc;
+}
+
+static int publish_targets_locked(db_conn *c, gn_err *err)
+{
+	struct latest tg;
+	PGresult *res = NULL;
+	json_t *s = NULL;
+	int rc = get_latest(&tg, c, "targets", err);
+	if (rc)
+		return rc;
+	if ((rc = db_exec(&res, c, &st_targets, NULL, err)))
+		goto out;
+	json_t *targets = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	if (!targets) {
+		rc = gn_err_set(err, GN_ERROR, "cannot build targets");
+		goto out;
+	}
+	int64_t exp = gn_now() + lifetime("targets");
+	s = header("targets", tg.version + 1, exp);
+	json_object_set_new(s, "targets", targets);
+	if ((rc = sign_online(NULL, c, "targets", tg.version + 1, s, exp, err)))
+		goto out;
+	rc = publish_snapshot(c, tg.version + 1, err);
+out:
+	json_decref(s);
+	PQclear(res);
+	latest_cleanup(&tg);
+	return rc;
+}
+
+int tufrepo_publish_targets(db_conn *c, gn_err *err)
+{
+	int rc = db_exec_sql(c, TUF_LOCK_SQL, err);
+	return rc ? rc : publish_targets_locked(c, err);
+}
+
+/* Builds the signed part of a root from the active keys in the database. */
+static int build_root(json_t **out, db_conn *c, int version, json_int_t root_threshold, gn_err *err)
+{
+	PGresult *res = NULL;
+	int rc = db_exec(&res, c, &st_keys_active, NULL, err);
+	if (rc)
+		return rc;
+	json_t *keys = json_object(), *roles = json_object();
+	static const char *const all[] = {"root", "targets", "snapshot", "timestamp"};
+	for (size_t i = 0; i < GN_ARRAY_LEN(all); i++)
+		json_object_set_new(roles, all[i],
+				    json_pack("{s:[],s:I}", "keyids", "threshold",
+					      strcmp(all[i], "root") == 0 ? root_threshold : (json_int_t)1));
+	for (int i = 0; i < PQntuples(res); i++) {
+		unsigned char pub[GN_ED25519_PUB_LEN];
+		if (gn_hex_decode(pub, sizeof(pub), PQgetvalue(res, i, 2)))
+			continue;
+		json_object_set_new(keys, PQgetvalue(res, i, 0), gn_tuf_key_json(pub));
+		json_array_append_new(json_object_get(json_object_get(roles, PQgetvalue(res, i, 1)), "keyids"),
+				      json_string(PQgetvalue(res, i, 0)));
+	}
+	PQclear(res);
+	int64_t exp = gn_now() + lifetime("root");
+	json_t *s = header("root", version, exp);
+	json_object_set_new(s, "consistent_snapshot", json_true());
+	json_object_set_new(s, "keys", keys);
+	json_object_set_new(s, "roles", roles);
+	*out = s;
+	return 0;
+}
+
+static char *root_key_path(const char *keyid)
+{
+	return gn_asprintf("%s/keys/root-%s.pem", gd.cfg.data_dir, keyid);
+}
+
+/* Loads the root private keys this server holds for the keyids listed (new array of keys). */
+static size_t load_root_keys(gn_ed25519_key ***out, const json_t *keyids)
+{
+	size_t n = 0, i;
+	json_t *k;
+	gn_ed25519_key **keys = gn_calloc(json_array_size(keyids) + 1, sizeof(*keys));
+	json_array_foreach(keyids, i, k)
+	{
+		gn_err ignore;
+		char *path = root_key_path(json_string_value(k));
+		if (gn_ed25519_load(&keys[n], path, &ignore) == 0)
+			n++;
+		free(path);
+	}
+	*out = keys;
+	return n;
+}
+
+static void free_keys(gn_ed25519_key **keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		gn_ed25519_key_free(keys[i]);
+	free(keys);
+}
+
+/* Publishes a new root from the database's active keys, signed with the root keys on disk; they
+ * must meet the thresholds of the current root and of the new one. */
+static int publish_root(db_conn *c, const struct latest *cur, gn_err *err)
+{
+	json_t *s = NULL;
+	gn_ed25519_key **keys = NULL;
+	const json_t *cur_signed = json_object_get(cur->env, "signed");
+	const json_t *cur_root = json_object_get(json_object_get(cur_signed, "roles"), "root");
+	json_int_t threshold = json_integer_value(json_object_get(cur_root, "threshold"));
+	int rc = build_root(&s, c, cur->version + 1, threshold, err);
+	if (rc)
+		return rc;
+	size_t n = load_root_keys(&keys, json_object_get(cur_root, "keyids"));
+	if ((json_int_t)n < threshold) {
+		rc = gn_err_set(err, GN_ECONFLICT,
+				"this server holds %zu of the %lld root keys needed to sign a new root; export the "
+				"draft (GET /v1/tuf/image/root/draft), sign it offline with `ganglion keys sign-root` "
+				"and import it",
+				n, (long long)threshold);
+		goto out;
+	}
+	rc = store(NULL, c, "root", cur->version + 1, s, keys, n, gn_now() + lifetime("root"), err);
+out:
+	free_keys(keys, n);
+	json_decref(s);
+	return rc;
+}
+
+static int insert_key(db_conn *c, const char *role, gn_ed25519_key *key, bool keep_private, char keyid[65], gn_err *err)
+{
+	unsigned char pub[GN_ED25519_PUB_LEN];
+	char hex[2 * GN_ED25519_PUB_LEN + 1];
+	gn_ed25519_public(pub, key);
+	gn_hex_encode(hex, pub, sizeof(pub));
+	json_t *kj = gn_tuf_key_json(pub);
+	int rc = gn_tuf_keyid(keyid, kj, err);
+	json_decref(kj);
+	if (rc)
+		return rc;
+	char *pem = keep_private ? gn_ed25519_to_pem(key) : NULL;
+	const char *p[] = {keyid, role, hex, pem};
+	rc = db_exec(NULL, c, &st_key_insert, p, err);
+	free(pem);
+	return rc;
+}
+
+int tufrepo_init(db_conn *c, gn_err *err)
+{
+	struct latest root;
+	gn_ed25519_key **keys = NULL;
+	json_t *s = NULL;
+	size_t nkeys = 0;
+	char *dir = NULL;
+	int rc;
+	memset(&root, 0, sizeof(root));
+	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)) ||
+	    (rc = get_latest(&root, c, "root", err)))
+		goto out;
+	if (root.version > 0)
+		goto commit;
+	dir = gn_asprintf("%s/keys", gd.cfg.data_dir);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		rc = gn_err_set(err, GN_ERROR, "cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	nkeys = (size_t)gd.cfg.tuf_root_keys;
+	keys = gn_calloc(nkeys, sizeof(*keys));
+	for (size_t i = 0; i < nkeys; i++) {
+		char keyid[65];
+		if ((rc = gn_ed25519_generate(&keys[i], err)) || (rc = insert_key(c, "root", keys[i], false, keyid, err)))
+			goto out;
+		char *path = root_key_path(keyid);
+		rc = gn_ed25519_save(keys[i], path, err);
+		if (!rc)
+			gn_log(GN_LOG_INFO, "event=tuf_root_key_created keyid=%s file=%s", keyid, path);
+		free(path);
+		if (rc)
+			goto out;
+	}
+	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++) {
+		gn_ed25519_key *k = NULL;
+		char keyid[65];
+		rc = gn_ed25519_generate(&k, err);
+		if (!rc)
+			rc = insert_key(c, online_roles[i], k, true, keyid, err);
+		gn_ed25519_key_free(k);
+		if (rc)
+			goto out;
+	}
+	if ((rc = build_root(&s, c, 1, gd.cfg.tuf_root_threshold, err)) ||
+	    (rc = store(NULL, c, "root", 1, s, keys, nkeys, gn_now() + lifetime("root"), err)) ||
+	    (rc = publish_targets_locked(c, err)))
+		goto out;
+commit:
+	rc = db_exec_sql(c, "COMMIT", err);
+out:
+	if (rc)
+		db_exec_sql_logged(c, "ROLLBACK");
+	free_keys(keys, nkeys);
+	json_decref(s);
+	free(dir);
+	latest_cleanup(&root);
+	return rc;
+}
+
+int tufrepo_refresh(db_conn *c, gn_err *err)
+{
+	struct latest l;
+	int rc;
+	int64_t now = gn_now();
+	memset(&l, 0, sizeof(l));
+	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)))
+		goto out;
+	/* The first role found at less than half its lifetime is re-signed with everything below it. */
+	if ((rc = get_latest(&l, c, "root", err)))
+		goto out;
+	if (l.version && l.expires - now < (l.expires - l.created) / 2) {
+		gn_err why;
+		if (publish_root(c, &l, &why))
+			gn_log(GN_LOG_WARN, "event=tuf_root_expiring expires_in_s=%lld msg=\"%s\"",
+			       (long long)(l.expires - now), why.msg);
+	}
+	latest_cleanup(&l);
+	if ((rc = get_latest(&l, c, "targets", err)))
+		goto out;
+	if (l.version && l.expires - now < (l.expires - l.created) / 2) {
+		rc = publish_targets_locked(c, err);
+		goto commit;
+	}
+	latest_cleanup(&l);
+	if ((rc = get_latest(&l, c, "snapshot", err)))
+		goto out;
+	if (l.version && l.expires - now < (l.expires - l.created) / 2) {
+		struct latest tg;
+		if ((rc = get_latest(&tg, c, "targets", err)))
+			goto out;
+		rc = publish_snapshot(c, tg.version, err);
+		latest_cleanup(&tg);
+		goto commit;
+	}
+	int64_t sv = l.version;
+	char *sbody = l.body ? gn_strdup(l.body) : NULL;
+	latest_cleanup(&l);
+	if ((rc = get_latest(&l, c, "timestamp", err))) {
+		free(sbody);
+		goto out;
+	}
+	if (l.version && sbody && l.expires - now < (l.expires - l.created) / 2)
+		rc = publish_timestamp(c, (int)sv, sbody, err);
+	free(sbody);
+commit:
+	if (!rc)
+		rc = db_exec_sql(c, "COMMIT", err);
+out:
+	if (rc)
+		db_exec_sql_logged(c, "ROLLBACK");
+	latest_cleanup(&l);
+	return rc;
+}
+
+int tufrepo_get(char **out, db_conn *c, const char *role, int version, gn_err *err)
+{
+	if (version == 0) {
+		struct latest l;
+		int rc = get_latest(&l, c, role, err);
+		if (rc)
+			return rc;
+		if (!l.version) {
+			latest_cleanup(&l);
+			return gn_err_set(err, GN_ENOTFOUND, "no %s metadata yet", role);
+		}
+		*out = l.body;
+		l.body = NULL;
+		latest_cleanup(&l);
+		return 0;
+	}
+	PGresult *res = NULL;
+	char ver[16];
+	snprintf(ver, sizeof(ver), "%d", version);
+	const char *p[] = {role, ver};
+	int rc = db_exec(&res, c, &st_get, p, err);
+	if (rc)
+		return rc;
+	if (PQntuples(res) == 0)
+		rc = gn_err_set(err, GN_ENOTFOUND, "no %s metadata version %d", role, version);
+	else
+		*out = gn_strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return rc;
+}
+
+int tufrepo_keys_list(json_t **out, db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	int rc = db_exec(&res, c, &st_keys_list, NULL, err);
+	if (rc)
+		return rc;
+	*out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	PQclear(res);
+	/* Root keys are "online" to this server when their file is here. */
+	size_t i;
+	json_t *k;
+	json_array_foreach(*out, i, k)
+	{
+		if (strcmp(json_string_value(json_object_get(k, "role")), "root") != 0)
+			continue;
+		char *path = root_key_path(json_string_value(json_object_get(k, "keyid")));
+		struct stat st;
+		json_object_set_new(k, "online", json_boolean(stat(path, &st) == 0));
+		free(path);
+	}
+	return 0;
+}
+
+int tufrepo_rotate(json_t **out, db_conn *c, const char *role, gn_err *err)
+{
+	struct latest root;
+	gn_ed25519_key *k = NULL;
+	char keyid[65];
+	int rc;
+	memset(&root, 0, sizeof(root));
+	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)) ||
+	    (rc = get_latest(&root, c, "root", err)) || (rc = gn_ed25519_generate(&k, err)) ||
+	    (rc = insert_key(c, role, k, true, keyid, err)))
+		goto out;
+	char arr[80];
+	snprintf(arr, sizeof(arr), "{%s}", keyid);
+	const char *p[] = {role, arr};
+	if ((rc = db_exec(NULL, c, &st_key_retire_others, p, err)) || (rc = publish_root(c, &root, err)) ||
+	    (rc = publish_targets_locked(c, err)) || (rc = db_exec_sql(c, "COMMIT", err)))
+		goto out;
+	*out = json_pack("{s:s,s:s,s:i}", "role", role, "keyid", keyid, "root_version", root.version + 1);
+	gn_log(GN_LOG_INFO, "event=tuf_key_rotated role=%s keyid=%s", role, keyid);
+out:
+	if (rc)
+		db_exec_sql_logged(c, "ROLLBACK");
+	gn_ed25519_key_free(k);
+	latest_cleanup(&root);
+	return rc;
+}
+
+int tufrepo_root_draft(json_t **out, db_conn *c, gn_err *err)
+{
+	struct latest root;
+	json_t *s = NULL;
+	int rc = get_latest(&root, c, "root", err);
+	if (rc)
+		return rc;
+	json_int_t threshold = json_integer_value(json_object_get(
+		json_object_get(json_object_get(json_object_get(root.env, "signed"), "roles"), "root"), "threshold"));
+	rc = build_root(&s, c, root.version + 1, threshold, err);
+	if (!rc)
+		*out = json_pack("{s:o,s:[]}", "signed", s, "signatures");
+	latest_cleanup(&root);
+	return rc;
+}
+
+static bool same_keyids(const json_t *a, const json_t *b, const char *role)
+{
+	const json_t *ka = json_object_get(json_object_get(json_object_get(a, "roles"), role), "keyids");
+	const json_t *kb = json_object_get(json_object_get(json_object_get(b, "roles"), role), "keyids");
+	return ka && kb && json_equal((json_t *)ka, (json_t *)kb);
+}
+
+int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
+{
+	struct latest cur;
+	int rc;
+	int64_t exp;
+	memset(&cur, 0, sizeof(cur));
+	const json_t *s = json_object_get(env, "signed");
+	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)) ||
+	    (rc = get_latest(&cur, c, "root", err)))
+		goto out;
+	const json_t *cur_signed = json_object_get(cur.env, "signed");
+	if (!json_is_object(s) || !json_is_string(json_object_get(s, "_type")) ||
+	    strcmp(json_string_value(json_object_get(s, "_type")), "root") != 0) {
+		rc = gn_err_set(err, GN_EINVAL, "not root metadata");
+		goto out;
+	}
+	if (json_integer_value(json_object_get(s, "version")) != cur.version + 1) {
+		rc = gn_err_set(err, GN_EINVAL, "root version must be %d (the current one is %d)", cur.version + 1,
+				cur.version);
+		goto out;
+	}
+	if (gn_tuf_time_parse(&exp, json_string_value(json_object_get(s, "expires"))) || exp <= gn_now()) {
+		rc = gn_err_set(err, GN_EINVAL, "root 'expires' is missing, malformed or in the past");
+		goto out;
+	}
+	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++) {
+		if (!same_keyids(s, cur_signed, online_roles[i])) {
+			rc = gn_err_set(err, GN_EINVAL, "the %s role's keys differ from the current root's; rotate online keys with POST /v1/keys/rotate", online_roles[i]);
+			goto out;
+		}
+	}
+	/* TUF's rule for a new root: a threshold of the old root's keys and of its own. */
+	if ((rc = gn_tuf_verify_role(env, cur_signed, "root", err)) || (rc = gn_tuf_verify_role(env, s, "root", err))) {
+		if (rc == GN_EAUTH)
+			rc = GN_EINVAL;
+		if (err)
+			err->code = rc;
+		goto out;
+	}
+	/* Record the root keys the new root names, retire the others. */
+	const json_t *ids = json_object_get(json_object_get(json_object_get(s, "roles"), "root"), "keyids");
+	gn_buf arr;
+	gn_buf_init(&arr);
+	gn_buf_puts(&arr, "{");
+	size_t i;
+	json_t *id;
+	json_array_foreach(ids, i, id)
+	{
+		const char *pub = json_string_value(json_object_get(
+			json_object_get(json_object_get(json_object_get(s, "keys"), json_string_value(id)), "keyval"), "public"));
+		const char *p[] = {json_string_value(id), "root", pub ? pub : "", NULL};
+		if (!rc)
+			rc = db_exec(NULL, c, &st_key_insert, p, err);
+		gn_buf_printf(&arr, "%s%s", i ? "," : "", json_string_value(id));
+	}
+	gn_buf_puts(&arr, "}");
+	const char *pr[] = {"root", arr.data};
+	if (!rc)
+		rc = db_exec(NULL, c, &st_key_retire_others, pr, err);
+	gn_buf_cleanup(&arr);
+	if (rc)
+		goto out;
+	char *body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS), ver[16], exps[32];
+	snprintf(ver, sizeof(ver), "%d", cur.version + 1);
+	snprintf(exps, sizeof(exps), "%lld", (long long)exp);
+	const char *p[] = {"root", ver, body, exps};
+	rc = db_exec(NULL, c, &st_store, p, err);
+	free(body);
+	if (!rc)
+		rc = db_exec_sql(c, "COMMIT", err);
+	if (!rc)
+		gn_log(GN_LOG_INFO, "event=tuf_root_imported version=%d", cur.version + 1);
+out:
+	if (rc)
+		db_exec_sql_logged(c, "ROLLBACK");
+	latest_cleanup(&cur);
+	return rc;
+}
