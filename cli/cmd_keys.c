@@ -19,8 +19,8 @@ static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
 static const output_col list_cols[] = {
 	{"ROLE", "role", NULL},
 	{"KEYID", "keyid", NULL},
+	{"ACTIVE", "active", NULL},
 	{"ONLINE", "online", NULL},
-	{"THRESHOLD", "threshold", NULL},
 	{"CREATED", "created_at", NULL},
 };
 
@@ -33,7 +33,8 @@ static const output_col rotated_fields[] = {
 static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	int error = 0;
-	json_t *ans = NULL, *threshold;
+	json_t *ans = NULL, *threshold, *item;
+	size_t i;
 
 	if ((error = cli_request(&ans, ctx, "GET", "/v1/keys", NULL, err)))
 		goto out;
@@ -42,8 +43,14 @@ static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		goto out;
 	}
 	output_table(json_object_get(ans, "items"), list_cols, GN_ARRAY_LEN(list_cols));
-	/* The root threshold may come beside the items rather than in the root rows. */
+	/* The root threshold may come beside the items or in the root rows. */
 	threshold = json_object_get(json_object_get(ans, "root"), "threshold");
+	json_array_foreach(json_object_get(ans, "items"), i, item)
+	{
+		if (!json_is_integer(threshold) && json_is_string(json_object_get(item, "role")) &&
+		    strcmp(gn_json_str(item, "role"), "root") == 0)
+			threshold = json_object_get(item, "threshold");
+	}
 	if (json_is_integer(threshold))
 		printf("\nroot threshold: %lld\n", (long long)json_integer_value(threshold));
 out:

@@ -40,8 +40,11 @@ CREATE TABLE model_aliases (
 
 -- Signing keys. Online roles (targets, snapshot, timestamp) keep their private key here so every
 -- replica can sign; root private keys live only in files under DATA_DIR/keys (or offline).
+-- Two repositories share these tables: 'image' (every released model) and 'director' (what each
+-- device should run now), as in Uptane.
 CREATE TABLE tuf_keys (
     keyid       text PRIMARY KEY,
+    repo        text NOT NULL CHECK (repo IN ('image', 'director')),
     role        text NOT NULL CHECK (role IN ('root', 'targets', 'snapshot', 'timestamp')),
     public      text NOT NULL,
     private_pem text,
@@ -51,10 +54,11 @@ CREATE TABLE tuf_keys (
 
 -- Every signed metadata file ever published, byte for byte; (role, version) never repeats.
 CREATE TABLE tuf_metadata (
+    repo       text NOT NULL CHECK (repo IN ('image', 'director')),
     role       text NOT NULL CHECK (role IN ('root', 'targets', 'snapshot', 'timestamp')),
     version    integer NOT NULL CHECK (version > 0),
     body       text NOT NULL,
     expires_at timestamptz NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (role, version)
+    PRIMARY KEY (repo, role, version)
 );

@@ -43,7 +43,7 @@ void http_tuf_get(struct gd_req *r)
 		gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, timestamp.json, N.snapshot.json, N.targets.json)");
 		return;
 	}
-	if (tufrepo_get(&body, gd_db(r), role, version, &err)) {
+	if (tufrepo_get(&body, gd_db(r), "image", role, version, &err)) {
 		gd_reply_error(r, &err);
 		return;
 	}

@@ -19,27 +19,31 @@ static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
 static const db_stmt st_latest = {
 	"tuf_latest",
 	"SELECT version, body, extract(epoch FROM expires_at)::bigint, extract(epoch FROM created_at)::bigint"
-	" FROM tuf_metadata WHERE role = $1 ORDER BY version DESC LIMIT 1",
-	1};
-static const db_stmt st_get = {"tufrepo_get", "SELECT body FROM tuf_metadata WHERE role = $1 AND version = $2", 2};
+	" FROM tuf_metadata WHERE repo = $1 AND role = $2 ORDER BY version DESC LIMIT 1",
+	2};
+static const db_stmt st_get = {
+	"tuf_get", "SELECT body FROM tuf_metadata WHERE repo = $1 AND role = $2 AND version = $3", 3};
 static const db_stmt st_store = {
 	"tuf_store",
-	"INSERT INTO tuf_metadata (role, version, body, expires_at) VALUES ($1, $2, $3, to_timestamp($4::bigint))", 4};
+	"INSERT INTO tuf_metadata (repo, role, version, body, expires_at)"
+	" VALUES ($1, $2, $3, $4, to_timestamp($5::bigint))",
+	5};
 static const db_stmt st_online_key = {
 	"tuf_online_key",
-	"SELECT private_pem FROM tuf_keys WHERE role = $1 AND active AND private_pem IS NOT NULL"
+	"SELECT private_pem FROM tuf_keys WHERE repo = $1 AND role = $2 AND active AND private_pem IS NOT NULL"
 	" ORDER BY created_at DESC LIMIT 1",
-	1};
+	2};
 static const db_stmt st_keys_active = {
-	"tuf_keys_active", "SELECT keyid, role, public FROM tuf_keys WHERE active ORDER BY role, created_at, keyid", 0};
+	"tuf_keys_active",
+	"SELECT keyid, role, public FROM tuf_keys WHERE repo = $1 AND active ORDER BY role, created_at, keyid", 1};
 static const db_stmt st_key_insert = {
 	"tuf_key_insert",
-	"INSERT INTO tuf_keys (keyid, role, public, private_pem) VALUES ($1, $2, $3, $4) ON CONFLICT (keyid) DO UPDATE"
-	" SET active = true",
-	4};
+	"INSERT INTO tuf_keys (keyid, repo, role, public, private_pem) VALUES ($1, $2, $3, $4, $5)"
+	" ON CONFLICT (keyid) DO UPDATE SET active = true",
+	5};
 static const db_stmt st_key_retire_others = {
-	"tuf_key_retire_others", "UPDATE tuf_keys SET active = false WHERE role = $1 AND active AND keyid <> ALL($2::text[])",
-	2};
+	"tuf_key_retire_others",
+	"UPDATE tuf_keys SET active = false WHERE repo = $1 AND role = $2 AND active AND keyid <> ALL($3::text[])", 3};
 static const db_stmt st_targets = {
 	"tuf_targets",
 	"SELECT coalesce(jsonb_object_agg('models/' || model || '/' || version || '/' || filename,"
@@ -48,9 +52,9 @@ static const db_stmt st_targets = {
 	0};
 static const db_stmt st_keys_list = {
 	"tufrepo_keys_list",
-	"SELECT coalesce(jsonb_agg(jsonb_build_object('keyid', keyid, 'role', role, 'public', public,"
+	"SELECT coalesce(jsonb_agg(jsonb_build_object('keyid', keyid, 'repo', repo, 'role', role, 'public', public,"
 	" 'online', private_pem IS NOT NULL, 'active', active, 'created_at', gn_ts(created_at))"
-	" ORDER BY role, created_at), '[]')::text FROM tuf_keys WHERE active",
+	" ORDER BY repo DESC, role, created_at), '[]')::text FROM tuf_keys WHERE active",
 	0};
 
 static int64_t lifetime(const char *role)
@@ -79,10 +83,10 @@ static void latest_cleanup(struct latest *l)
 	memset(l, 0, sizeof(*l));
 }
 
-static int get_latest(struct latest *out, db_conn *c, const char *role, gn_err *err)
+static int get_latest(struct latest *out, db_conn *c, const char *repo, const char *role, gn_err *err)
 {
 	PGresult *res = NULL;
-	const char *p[] = {role};
+	const char *p[] = {repo, role};
 	memset(out, 0, sizeof(*out));
 	int rc = db_exec(&res, c, &st_latest, p, err);
 	if (rc)
@@ -101,7 +105,7 @@ static int get_latest(struct latest *out, db_conn *c, const char *role, gn_err *
 }
 
 /* Signs `signed_part` with keys and stores it as role/version; *out_body (optional) gets the bytes. */
-static int store(char **out_body, db_conn *c, const char *role, int version, json_t *signed_part,
+static int store(char **out_body, db_conn *c, const char *repo, const char *role, int version, json_t *signed_part,
 		 gn_ed25519_key *const *keys, size_t nkeys, int64_t expires, gn_err *err)
 {
 	json_t *env = NULL;
@@ -113,10 +117,10 @@ static int store(char **out_body, db_conn *c, const char *role, int version, jso
 	json_decref(env);
 	snprintf(ver, sizeof(ver), "%d", version);
 	snprintf(exp, sizeof(exp), "%lld", (long long)expires);
-	const char *p[] = {role, ver, body, exp};
+	const char *p[] = {repo, role, ver, body, exp};
 	rc = db_exec(NULL, c, &st_store, p, err);
 	if (!rc)
-		gn_log(GN_LOG_INFO, "event=tuf_signed role=%s version=%d", role, version);
+		gn_log(GN_LOG_INFO, "event=tuf_signed repo=%s role=%s version=%d", repo, role, version);
 	if (!rc && out_body)
 		*out_body = body;
 	else
@@ -132,28 +136,28 @@ static json_t *header(const char *type, int version, int64_t expires)
 			 "expires", t);
 }
 
-static int online_key(gn_ed25519_key **out, db_conn *c, const char *role, gn_err *err)
+static int online_key(gn_ed25519_key **out, db_conn *c, const char *repo, const char *role, gn_err *err)
 {
 	PGresult *res = NULL;
-	const char *p[] = {role};
+	const char *p[] = {repo, role};
 	int rc = db_exec(&res, c, &st_online_key, p, err);
 	if (rc)
 		return rc;
 	if (PQntuples(res) != 1)
-		rc = gn_err_set(err, GN_ERROR, "no online %s key", role);
+		rc = gn_err_set(err, GN_ERROR, "no online %s %s key", repo, role);
 	else
 		rc = gn_ed25519_from_pem(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), err);
 	PQclear(res);
 	return rc;
 }
 
-static int sign_online(char **out_body, db_conn *c, const char *role, int version, json_t *signed_part,
+static int sign_online(char **out_body, db_conn *c, const char *repo, const char *role, int version, json_t *signed_part,
 		       int64_t expires, gn_err *err)
 {
 	gn_ed25519_key *key = NULL;
-	int rc = online_key(&key, c, role, err);
+	int rc = online_key(&key, c, repo, role, err);
 	if (!rc)
-		rc = store(out_body, c, role, version, signed_part, &key, 1, expires, err);
+		rc = store(out_body, c, repo, role, version, signed_part, &key, 1, expires, err);
 	gn_ed25519_key_free(key);
 	return rc;
 }
@@ -162,7 +166,7 @@ static int publish_timestamp(db_conn *c, int snapshot_version, const char *snaps
 {
 	struct latest ts;
 	char sum[GN_SHA256_HEX_LEN + 1];
-	int rc = get_latest(&ts, c, "timestamp", err);
+	int rc = get_latest(&ts, c, "image", "timestamp", err);
 	if (rc)
 		return rc;
 	int64_t exp = gn_now() + lifetime("timestamp");
@@ -171,7 +175,7 @@ static int publish_timestamp(db_conn *c, int snapshot_version, const char *snaps
 	json_object_set_new(s, "meta",
 			    json_pack("{s:{s:i,s:I,s:{s:s}}}", "snapshot.json", "version", snapshot_version, "length",
 				      (json_int_t)strlen(snapshot_body), "hashes", "sha256", sum));
-	rc = sign_online(NULL, c, "timestamp", ts.version + 1, s, exp, err);
+	rc = sign_online(NULL, c, "image", "timestamp", ts.version + 1, s, exp, err);
 	json_decref(s);
 	latest_cleanup(&ts);
 	return rc;
@@ -181,13 +185,13 @@ static int publish_snapshot(db_conn *c, int targets_version, gn_err *err)
 {
 	struct latest sn;
 	char *body = NULL;
-	int rc = get_latest(&sn, c, "snapshot", err);
+	int rc = get_latest(&sn, c, "image", "snapshot", err);
 	if (rc)
 		return rc;
 	int64_t exp = gn_now() + lifetime("snapshot");
 	json_t *s = header("snapshot", sn.version + 1, exp);
 	json_object_set_new(s, "meta", json_pack("{s:{s:i}}", "targets.json", "version", targets_version));
-	rc = sign_online(&body, c, "snapshot", sn.version + 1, s, exp, err);
+	rc = sign_online(&body, c, "image", "snapshot", sn.version + 1, s, exp, err);
 	if (!rc)
 		rc = publish_timestamp(c, sn.version + 1, body, err);
 	json_decref(s);
@@ -201,7 +205,7 @@ static int publish_targets_locked(db_conn *c, gn_err *err)
 	struct latest tg;
 	PGresult *res = NULL;
 	json_t *s = NULL;
-	int rc = get_latest(&tg, c, "targets", err);
+	int rc = get_latest(&tg, c, "image", "targets", err);
 	if (rc)
 		return rc;
 	if ((rc = db_exec(&res, c, &st_targets, NULL, err)))
@@ -214,7 +218,7 @@ static int publish_targets_locked(db_conn *c, gn_err *err)
 	int64_t exp = gn_now() + lifetime("targets");
 	s = header("targets", tg.version + 1, exp);
 	json_object_set_new(s, "targets", targets);
-	if ((rc = sign_online(NULL, c, "targets", tg.version + 1, s, exp, err)))
+	if ((rc = sign_online(NULL, c, "image", "targets", tg.version + 1, s, exp, err)))
 		goto out;
 	rc = publish_snapshot(c, tg.version + 1, err);
 out:
@@ -231,15 +235,18 @@ int tufrepo_publish_targets(db_conn *c, gn_err *err)
 }
 
 /* Builds the signed part of a root from the active keys in the database. */
-static int build_root(json_t **out, db_conn *c, int version, json_int_t root_threshold, gn_err *err)
+static int build_root(json_t **out, db_conn *c, const char *repo, int version, json_int_t root_threshold, gn_err *err)
 {
 	PGresult *res = NULL;
-	int rc = db_exec(&res, c, &st_keys_active, NULL, err);
+	const char *pk[] = {repo};
+	int rc = db_exec(&res, c, &st_keys_active, pk, err);
 	if (rc)
 		return rc;
 	json_t *keys = json_object(), *roles = json_object();
 	static const char *const all[] = {"root", "targets", "snapshot", "timestamp"};
-	for (size_t i = 0; i < GN_ARRAY_LEN(all); i++)
+	/* The director signs only root and per-device targets. */
+	size_t nroles = strcmp(repo, "director") == 0 ? 2 : GN_ARRAY_LEN(all);
+	for (size_t i = 0; i < nroles; i++)
 		json_object_set_new(roles, all[i],
 				    json_pack("{s:[],s:I}", "keyids", "threshold",
 					      strcmp(all[i], "root") == 0 ? root_threshold : (json_int_t)1));
@@ -261,13 +268,13 @@ static int build_root(json_t **out, db_conn *c, int version, json_int_t root_thr
 	return 0;
 }
 
-static char *root_key_path(const char *keyid)
+static char *root_key_path(const char *repo, const char *keyid)
 {
-	return gn_asprintf("%s/keys/root-%s.pem", gd.cfg.data_dir, keyid);
+	return gn_asprintf("%s/keys/%sroot-%s.pem", gd.cfg.data_dir, strcmp(repo, "image") == 0 ? "" : "director-", keyid);
 }
 
 /* Loads the root private keys this server holds for the keyids listed (new array of keys). */
-static size_t load_root_keys(gn_ed25519_key ***out, const json_t *keyids)
+static size_t load_root_keys(gn_ed25519_key ***out, const char *repo, const json_t *keyids)
 {
 	size_t n = 0, i;
 	json_t *k;
@@ -275,7 +282,7 @@ static size_t load_root_keys(gn_ed25519_key ***out, const json_t *keyids)
 	json_array_foreach(keyids, i, k)
 	{
 		gn_err ignore;
-		char *path = root_key_path(json_string_value(k));
+		char *path = root_key_path(repo, json_string_value(k));
 		if (gn_ed25519_load(&keys[n], path, &ignore) == 0)
 			n++;
 		free(path);
@@ -293,17 +300,17 @@ static void free_keys(gn_ed25519_key **keys, size_t n)
 
 /* Publishes a new root from the database's active keys, signed with the root keys on disk; they
  * must meet the thresholds of the current root and of the new one. */
-static int publish_root(db_conn *c, const struct latest *cur, gn_err *err)
+static int publish_root(db_conn *c, const char *repo, const struct latest *cur, gn_err *err)
 {
 	json_t *s = NULL;
 	gn_ed25519_key **keys = NULL;
 	const json_t *cur_signed = json_object_get(cur->env, "signed");
 	const json_t *cur_root = json_object_get(json_object_get(cur_signed, "roles"), "root");
 	json_int_t threshold = json_integer_value(json_object_get(cur_root, "threshold"));
-	int rc = build_root(&s, c, cur->version + 1, threshold, err);
+	int rc = build_root(&s, c, repo, cur->version + 1, threshold, err);
 	if (rc)
 		return rc;
-	size_t n = load_root_keys(&keys, json_object_get(cur_root, "keyids"));
+	size_t n = load_root_keys(&keys, repo, json_object_get(cur_root, "keyids"));
 	if ((json_int_t)n < threshold) {
 		rc = gn_err_set(err, GN_ECONFLICT,
 				"this server holds %zu of the %lld root keys needed to sign a new root; export the "
@@ -312,14 +319,14 @@ static int publish_root(db_conn *c, const struct latest *cur, gn_err *err)
 				n, (long long)threshold);
 		goto out;
 	}
-	rc = store(NULL, c, "root", cur->version + 1, s, keys, n, gn_now() + lifetime("root"), err);
+	rc = store(NULL, c, repo, "root", cur->version + 1, s, keys, n, gn_now() + lifetime("root"), err);
 out:
 	free_keys(keys, n);
 	json_decref(s);
 	return rc;
 }
 
-static int insert_key(db_conn *c, const char *role, gn_ed25519_key *key, bool keep_private, char keyid[65], gn_err *err)
+static int insert_key(db_conn *c, const char *repo, const char *role, gn_ed25519_key *key, bool keep_private, char keyid[65], gn_err *err)
 {
 	unsigned char pub[GN_ED25519_PUB_LEN];
 	char hex[2 * GN_ED25519_PUB_LEN + 1];
@@ -331,13 +338,14 @@ static int insert_key(db_conn *c, const char *role, gn_ed25519_key *key, bool ke
 	if (rc)
 		return rc;
 	char *pem = keep_private ? gn_ed25519_to_pem(key) : NULL;
-	const char *p[] = {keyid, role, hex, pem};
+	const char *p[] = {keyid, repo, role, hex, pem};
 	rc = db_exec(NULL, c, &st_key_insert, p, err);
 	free(pem);
 	return rc;
 }
 
-int tufrepo_init(db_conn *c, gn_err *err)
+/* Creates a repository's keys and first root (inside the caller's locked transaction). */
+static int init_repo(db_conn *c, const char *repo, gn_err *err)
 {
 	struct latest root;
 	gn_ed25519_key **keys = NULL;
@@ -345,12 +353,11 @@ int tufrepo_init(db_conn *c, gn_err *err)
 	size_t nkeys = 0;
 	char *dir = NULL;
 	int rc;
-	memset(&root, 0, sizeof(root));
-	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)) ||
-	    (rc = get_latest(&root, c, "root", err)))
-		goto out;
+	bool image = strcmp(repo, "image") == 0;
+	if ((rc = get_latest(&root, c, repo, "root", err)))
+		return rc;
 	if (root.version > 0)
-		goto commit;
+		goto out;
 	dir = gn_asprintf("%s/keys", gd.cfg.data_dir);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		rc = gn_err_set(err, GN_ERROR, "cannot create %s: %s", dir, strerror(errno));
@@ -360,39 +367,47 @@ int tufrepo_init(db_conn *c, gn_err *err)
 	keys = gn_calloc(nkeys, sizeof(*keys));
 	for (size_t i = 0; i < nkeys; i++) {
 		char keyid[65];
-		if ((rc = gn_ed25519_generate(&keys[i], err)) || (rc = insert_key(c, "root", keys[i], false, keyid, err)))
+		if ((rc = gn_ed25519_generate(&keys[i], err)) ||
+		    (rc = insert_key(c, repo, "root", keys[i], false, keyid, err)))
 			goto out;
-		char *path = root_key_path(keyid);
+		char *path = root_key_path(repo, keyid);
 		rc = gn_ed25519_save(keys[i], path, err);
 		if (!rc)
-			gn_log(GN_LOG_INFO, "event=tuf_root_key_created keyid=%s file=%s", keyid, path);
+			gn_log(GN_LOG_INFO, "event=tuf_root_key_created repo=%s keyid=%s file=%s", repo, keyid, path);
 		free(path);
 		if (rc)
 			goto out;
 	}
-	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++) {
+	for (size_t i = 0; i < (image ? GN_ARRAY_LEN(online_roles) : 1); i++) {
 		gn_ed25519_key *k = NULL;
 		char keyid[65];
 		rc = gn_ed25519_generate(&k, err);
 		if (!rc)
-			rc = insert_key(c, online_roles[i], k, true, keyid, err);
+			rc = insert_key(c, repo, online_roles[i], k, true, keyid, err);
 		gn_ed25519_key_free(k);
 		if (rc)
 			goto out;
 	}
-	if ((rc = build_root(&s, c, 1, gd.cfg.tuf_root_threshold, err)) ||
-	    (rc = store(NULL, c, "root", 1, s, keys, nkeys, gn_now() + lifetime("root"), err)) ||
-	    (rc = publish_targets_locked(c, err)))
+	if ((rc = build_root(&s, c, repo, 1, gd.cfg.tuf_root_threshold, err)) ||
+	    (rc = store(NULL, c, repo, "root", 1, s, keys, nkeys, gn_now() + lifetime("root"), err)))
 		goto out;
-commit:
-	rc = db_exec_sql(c, "COMMIT", err);
+	if (image)
+		rc = publish_targets_locked(c, err);
 out:
-	if (rc)
-		db_exec_sql_logged(c, "ROLLBACK");
 	free_keys(keys, nkeys);
 	json_decref(s);
 	free(dir);
 	latest_cleanup(&root);
+	return rc;
+}
+
+int tufrepo_init(db_conn *c, gn_err *err)
+{
+	int rc;
+	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)) ||
+	    (rc = init_repo(c, "image", err)) || (rc = init_repo(c, "director", err)) ||
+	    (rc = db_exec_sql(c, "COMMIT", err)))
+		db_exec_sql_logged(c, "ROLLBACK");
 	return rc;
 }
 
@@ -405,27 +420,30 @@ int tufrepo_refresh(db_conn *c, gn_err *err)
 	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)))
 		goto out;
 	/* The first role found at less than half its lifetime is re-signed with everything below it. */
-	if ((rc = get_latest(&l, c, "root", err)))
-		goto out;
-	if (l.version && l.expires - now < (l.expires - l.created) / 2) {
-		gn_err why;
-		if (publish_root(c, &l, &why))
-			gn_log(GN_LOG_WARN, "event=tuf_root_expiring expires_in_s=%lld msg=\"%s\"",
-			       (long long)(l.expires - now), why.msg);
+	static const char *const repos[] = {"image", "director"};
+	for (size_t i = 0; i < GN_ARRAY_LEN(repos); i++) {
+		if ((rc = get_latest(&l, c, repos[i], "root", err)))
+			goto out;
+		if (l.version && l.expires - now < (l.expires - l.created) / 2) {
+			gn_err why;
+			if (publish_root(c, repos[i], &l, &why))
+				gn_log(GN_LOG_WARN, "event=tuf_root_expiring repo=%s expires_in_s=%lld msg=\"%s\"", repos[i],
+				       (long long)(l.expires - now), why.msg);
+		}
+		latest_cleanup(&l);
 	}
-	latest_cleanup(&l);
-	if ((rc = get_latest(&l, c, "targets", err)))
+	if ((rc = get_latest(&l, c, "image", "targets", err)))
 		goto out;
 	if (l.version && l.expires - now < (l.expires - l.created) / 2) {
 		rc = publish_targets_locked(c, err);
 		goto commit;
 	}
 	latest_cleanup(&l);
-	if ((rc = get_latest(&l, c, "snapshot", err)))
+	if ((rc = get_latest(&l, c, "image", "snapshot", err)))
 		goto out;
 	if (l.version && l.expires - now < (l.expires - l.created) / 2) {
 		struct latest tg;
-		if ((rc = get_latest(&tg, c, "targets", err)))
+		if ((rc = get_latest(&tg, c, "image", "targets", err)))
 			goto out;
 		rc = publish_snapshot(c, tg.version, err);
 		latest_cleanup(&tg);
@@ -434,7 +452,7 @@ int tufrepo_refresh(db_conn *c, gn_err *err)
 	int64_t sv = l.version;
 	char *sbody = l.body ? gn_strdup(l.body) : NULL;
 	latest_cleanup(&l);
-	if ((rc = get_latest(&l, c, "timestamp", err))) {
+	if ((rc = get_latest(&l, c, "image", "timestamp", err))) {
 		free(sbody);
 		goto out;
 	}
@@ -451,11 +469,11 @@ out:
 	return rc;
 }
 
-int tufrepo_get(char **out, db_conn *c, const char *role, int version, gn_err *err)
+int tufrepo_get(char **out, db_conn *c, const char *repo, const char *role, int version, gn_err *err)
 {
 	if (version == 0) {
 		struct latest l;
-		int rc = get_latest(&l, c, role, err);
+		int rc = get_latest(&l, c, repo, role, err);
 		if (rc)
 			return rc;
 		if (!l.version) {
@@ -470,7 +488,7 @@ int tufrepo_get(char **out, db_conn *c, const char *role, int version, gn_err *e
 	PGresult *res = NULL;
 	char ver[16];
 	snprintf(ver, sizeof(ver), "%d", version);
-	const char *p[] = {role, ver};
+	const char *p[] = {repo, role, ver};
 	int rc = db_exec(&res, c, &st_get, p, err);
 	if (rc)
 		return rc;
@@ -497,7 +515,8 @@ int tufrepo_keys_list(json_t **out, db_conn *c, gn_err *err)
 	{
 		if (strcmp(json_string_value(json_object_get(k, "role")), "root") != 0)
 			continue;
-		char *path = root_key_path(json_string_value(json_object_get(k, "keyid")));
+		char *path = root_key_path(json_string_value(json_object_get(k, "repo")),
+					   json_string_value(json_object_get(k, "keyid")));
 		struct stat st;
 		json_object_set_new(k, "online", json_boolean(stat(path, &st) == 0));
 		free(path);
@@ -513,13 +532,13 @@ int tufrepo_rotate(json_t **out, db_conn *c, const char *role, gn_err *err)
 	int rc;
 	memset(&root, 0, sizeof(root));
 	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)) ||
-	    (rc = get_latest(&root, c, "root", err)) || (rc = gn_ed25519_generate(&k, err)) ||
-	    (rc = insert_key(c, role, k, true, keyid, err)))
+	    (rc = get_latest(&root, c, "image", "root", err)) || (rc = gn_ed25519_generate(&k, err)) ||
+	    (rc = insert_key(c, "image", role, k, true, keyid, err)))
 		goto out;
 	char arr[80];
 	snprintf(arr, sizeof(arr), "{%s}", keyid);
-	const char *p[] = {role, arr};
-	if ((rc = db_exec(NULL, c, &st_key_retire_others, p, err)) || (rc = publish_root(c, &root, err)) ||
+	const char *p[] = {"image", role, arr};
+	if ((rc = db_exec(NULL, c, &st_key_retire_others, p, err)) || (rc = publish_root(c, "image", &root, err)) ||
 	    (rc = publish_targets_locked(c, err)) || (rc = db_exec_sql(c, "COMMIT", err)))
 		goto out;
 	*out = json_pack("{s:s,s:s,s:i}", "role", role, "keyid", keyid, "root_version", root.version + 1);
@@ -536,12 +555,12 @@ int tufrepo_root_draft(json_t **out, db_conn *c, gn_err *err)
 {
 	struct latest root;
 	json_t *s = NULL;
-	int rc = get_latest(&root, c, "root", err);
+	int rc = get_latest(&root, c, "image", "root", err);
 	if (rc)
 		return rc;
 	json_int_t threshold = json_integer_value(json_object_get(
 		json_object_get(json_object_get(json_object_get(root.env, "signed"), "roles"), "root"), "threshold"));
-	rc = build_root(&s, c, root.version + 1, threshold, err);
+	rc = build_root(&s, c, "image", root.version + 1, threshold, err);
 	if (!rc)
 		*out = json_pack("{s:o,s:[]}", "signed", s, "signatures");
 	latest_cleanup(&root);
@@ -563,7 +582,7 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 	memset(&cur, 0, sizeof(cur));
 	const json_t *s = json_object_get(env, "signed");
 	if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec_sql(c, TUF_LOCK_SQL, err)) ||
-	    (rc = get_latest(&cur, c, "root", err)))
+	    (rc = get_latest(&cur, c, "image", "root", err)))
 		goto out;
 	const json_t *cur_signed = json_object_get(cur.env, "signed");
 	if (!json_is_object(s) || !json_is_string(json_object_get(s, "_type")) ||
@@ -605,13 +624,13 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 	{
 		const char *pub = json_string_value(json_object_get(
 			json_object_get(json_object_get(json_object_get(s, "keys"), json_string_value(id)), "keyval"), "public"));
-		const char *p[] = {json_string_value(id), "root", pub ? pub : "", NULL};
+		const char *p[] = {json_string_value(id), "image", "root", pub ? pub : "", NULL};
 		if (!rc)
 			rc = db_exec(NULL, c, &st_key_insert, p, err);
 		gn_buf_printf(&arr, "%s%s", i ? "," : "", json_string_value(id));
 	}
 	gn_buf_puts(&arr, "}");
-	const char *pr[] = {"root", arr.data};
+	const char *pr[] = {"image", "root", arr.data};
 	if (!rc)
 		rc = db_exec(NULL, c, &st_key_retire_others, pr, err);
 	gn_buf_cleanup(&arr);
@@ -620,7 +639,7 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 	char *body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS), ver[16], exps[32];
 	snprintf(ver, sizeof(ver), "%d", cur.version + 1);
 	snprintf(exps, sizeof(exps), "%lld", (long long)exp);
-	const char *p[] = {"root", ver, body, exps};
+	const char *p[] = {"image", "root", ver, body, exps};
 	rc = db_exec(NULL, c, &st_store, p, err);
 	free(body);
 	if (!rc)

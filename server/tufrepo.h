@@ -16,7 +16,7 @@ int tufrepo_publish_targets(db_conn *c, gn_err *err) GN_WUR;
 /* Re-signs whatever has less than half its lifetime left (own transaction). */
 int tufrepo_refresh(db_conn *c, gn_err *err) GN_WUR;
 /* Returns the stored bytes of role's metadata at version (0 = newest) in *out (new). */
-int tufrepo_get(char **out, db_conn *c, const char *role, int version, gn_err *err) GN_WUR;
+int tufrepo_get(char **out, db_conn *c, const char *repo, const char *role, int version, gn_err *err) GN_WUR;
 /* Lists the keys: [{"keyid","role","public","online","created_at"}] (new). */
 int tufrepo_keys_list(json_t **out, db_conn *c, gn_err *err) GN_WUR;
 /* Replaces the online key of role, publishes a new root (needs root keys in DATA_DIR/keys;

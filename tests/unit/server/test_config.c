@@ -88,10 +88,11 @@ static void test_sample_config_matches_table(void **state)
 	size_t n = fread(got, 1, 65535, f);
 	fclose(f);
 	got[n] = '\0';
-	if (strcmp(got, want) != 0)
-		fail_msg("packaging/gangliond.conf is stale: regenerate it with `gangliond sample-config`");
+	int same = strcmp(got, want) == 0;
 	free(got);
 	free(want);
+	if (!same)
+		fail_msg("packaging/gangliond.conf is stale: regenerate it with `gangliond sample-config`");
 }
 
 int main(void)
