@@ -60,6 +60,10 @@ static const gn_conf_opt opts[] = {
 	    "lifetime of snapshot metadata"),
 	OPT("tuf-timestamp-expiry", GN_CONF_DURATION, tuf_timestamp_expiry, "1d", false, 4, 86400LL * 30, "DURATION",
 	    "lifetime of timestamp metadata (re-signed when half of it is left)"),
+	OPT("tuf-director-expiry", GN_CONF_DURATION, tuf_director_expiry, "1d", false, 4, 86400LL * 30, "DURATION",
+	    "lifetime of a device's director targets (re-signed at check-in when half of it is left)"),
+	OPT("agent-poll-interval", GN_CONF_DURATION, agent_poll_interval, "60s", true, 1, 86400, "DURATION",
+	    "check-in interval the server gives agents (they add jitter)"),
 };
 
 const gn_conf_table config_table = {"gangliond", "GANGLIOND_", opts, GN_ARRAY_LEN(opts)};

@@ -32,6 +32,8 @@ struct gd_config {
 	int64_t tuf_targets_expiry;
 	int64_t tuf_snapshot_expiry;
 	int64_t tuf_timestamp_expiry;
+	int64_t tuf_director_expiry;
+	int64_t agent_poll_interval;
 };
 
 extern const gn_conf_table config_table;

@@ -16,6 +16,7 @@ struct gd_server {
 	_Atomic int64_t device_token_ttl;
 	_Atomic int64_t challenge_ttl;
 	_Atomic int64_t max_artifact_size;
+	_Atomic int64_t agent_poll_interval;
 };
 
 extern struct gd_server gd;

@@ -161,6 +161,12 @@ void http_tuf_root_draft(struct gd_req *r);
 void http_tuf_root_import(struct gd_req *r);
 void http_tuf_keys_list(struct gd_req *r);
 void http_tuf_keys_rotate(struct gd_req *r);
+void http_tuf_director_get(struct gd_req *r);
+void http_agent_checkin(struct gd_req *r);
+void http_devices_desired_put(struct gd_req *r);
+void http_devices_desired_delete(struct gd_req *r);
+void http_devices_events(struct gd_req *r);
+void http_desired_bulk(struct gd_req *r);
 /* Deletes expired device nonces and sessions (housekeeping). */
 int http_agent_gc(db_conn *c, gn_err *err) GN_WUR;
 

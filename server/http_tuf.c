@@ -125,3 +125,46 @@ void http_tuf_keys_rotate(struct gd_req *r)
 	gd_reply_json(r, 200, out);
 	json_decref(body);
 }
+
+/* The director's metadata: its root chain for everyone who may read, and each device's own
+ * targets for that device (they name its device id and are of no use to another). */
+void http_tuf_director_get(struct gd_req *r)
+{
+	const char *file = gd_param(r, 0);
+	char *body = NULL;
+	int version = 0;
+	gn_err err;
+	if (strcmp(file, "targets.json") == 0) {
+		if (r->auth.kind != AUTH_DEVICE) {
+			gd_reply_problem(r, 404, "director targets are per device: fetch them with the device's token");
+			return;
+		}
+		if (tufrepo_director_current(&body, &version, gd_db(r), r->auth.device_id, &err)) {
+			gd_reply_error(r, &err);
+			return;
+		}
+	} else {
+		char *end;
+		const char *rest = file;
+		if (file[0] >= '1' && file[0] <= '9') {
+			long v = strtol(file, &end, 10);
+			if (*end != '.' || v <= 0 || v > 1000000000) {
+				gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, targets.json)");
+				return;
+			}
+			version = (int)v;
+			rest = end + 1;
+		}
+		if (strcmp(rest, "root.json") != 0) {
+			gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, targets.json)");
+			return;
+		}
+		if (tufrepo_get(&body, gd_db(r), "director", "root", version, &err)) {
+			gd_reply_error(r, &err);
+			return;
+		}
+	}
+	gd_header(r, "Cache-Control", "no-cache");
+	gd_reply_raw(r, 200, "application/json", body, strlen(body));
+	free(body);
+}

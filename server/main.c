@@ -40,6 +40,7 @@ static void apply_live_settings(const struct gd_config *c)
 	atomic_store(&gd.device_token_ttl, c->device_token_ttl);
 	atomic_store(&gd.challenge_ttl, c->challenge_ttl);
 	atomic_store(&gd.max_artifact_size, c->max_artifact_size);
+	atomic_store(&gd.agent_poll_interval, c->agent_poll_interval);
 	if (gn_log_level_parse(&lvl, c->log_level) == 0)
 		gn_log_set_level(lvl);
 }

@@ -652,3 +652,145 @@ out:
 	latest_cleanup(&cur);
 	return rc;
 }
+
+/* --- the director: per-device targets ------------------------------------------------------ */
+
+static const db_stmt st_dt_latest = {
+	"director_latest",
+	"SELECT version, body, extract(epoch FROM expires_at)::bigint, extract(epoch FROM created_at)::bigint,"
+	" coalesce(model, ''), coalesce(model_version, '') FROM director_targets WHERE device_id = $1"
+	" ORDER BY version DESC LIMIT 1",
+	1};
+static const db_stmt st_dt_desired = {
+	"director_desired",
+	"SELECT d.model, d.version, v.filename, v.sha256, v.length FROM device_desired d"
+	" JOIN model_versions v ON v.model = d.model AND v.version = d.version WHERE d.device_id = $1",
+	1};
+static const db_stmt st_dt_store = {
+	"director_store",
+	"INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at)"
+	" VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), to_timestamp($6::bigint))",
+	6};
+static const db_stmt st_dt_lock = {"director_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", 1};
+
+struct dt_state {
+	int version;
+	char *body;
+	int64_t expires, created;
+	char model[128], model_version[72];
+	/* desired */
+	bool has_desired;
+	char want_model[128], want_version[72], filename[160], sha256[65], length[32];
+};
+
+static int dt_read(struct dt_state *st, db_conn *c, const char *device_id, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {device_id};
+	int rc = db_exec(&res, c, &st_dt_latest, p, err);
+	if (rc)
+		return rc;
+	if (PQntuples(res) == 1) {
+		st->version = atoi(PQgetvalue(res, 0, 0));
+		st->body = gn_strdup(PQgetvalue(res, 0, 1));
+		st->expires = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+		st->created = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+		snprintf(st->model, sizeof(st->model), "%s", PQgetvalue(res, 0, 4));
+		snprintf(st->model_version, sizeof(st->model_version), "%s", PQgetvalue(res, 0, 5));
+	}
+	PQclear(res);
+	if ((rc = db_exec(&res, c, &st_dt_desired, p, err)))
+		return rc;
+	if (PQntuples(res) == 1) {
+		st->has_desired = true;
+		snprintf(st->want_model, sizeof(st->want_model), "%s", PQgetvalue(res, 0, 0));
+		snprintf(st->want_version, sizeof(st->want_version), "%s", PQgetvalue(res, 0, 1));
+		snprintf(st->filename, sizeof(st->filename), "%s", PQgetvalue(res, 0, 2));
+		snprintf(st->sha256, sizeof(st->sha256), "%s", PQgetvalue(res, 0, 3));
+		snprintf(st->length, sizeof(st->length), "%s", PQgetvalue(res, 0, 4));
+	}
+	PQclear(res);
+	return 0;
+}
+
+static bool dt_stale(const struct dt_state *st, int64_t now)
+{
+	if (!st->version)
+		return true;
+	if (strcmp(st->model, st->has_desired ? st->want_model : "") != 0 ||
+	    strcmp(st->model_version, st->has_desired ? st->want_version : "") != 0)
+		return true;
+	return st->expires - now < (st->expires - st->created) / 2;
+}
+
+static int dt_sign(struct dt_state *st, db_conn *c, const char *device_id, gn_err *err)
+{
+	char ver[16], exps[32];
+	int64_t exp = gn_now() + gd.cfg.tuf_director_expiry;
+	json_t *s = header("targets", st->version + 1, exp), *targets = json_object();
+	char *body = NULL;
+	if (st->has_desired) {
+		char *path = gn_asprintf("models/%s/%s/%s", st->want_model, st->want_version, st->filename);
+		json_object_set_new(targets, path,
+				    json_pack("{s:I,s:{s:s},s:{s:s,s:s,s:s}}", "length",
+					      (json_int_t)strtoll(st->length, NULL, 10), "hashes", "sha256", st->sha256,
+					      "custom", "device_id", device_id, "model", st->want_model, "version",
+					      st->want_version));
+		free(path);
+	}
+	json_object_set_new(s, "targets", targets);
+	/* The device id is inside what is signed: metadata for one device is useless to another. */
+	json_object_set_new(s, "custom", json_pack("{s:s}", "device_id", device_id));
+	gn_ed25519_key *key = NULL;
+	json_t *env = NULL;
+	int rc = online_key(&key, c, "director", "targets", err);
+	if (!rc)
+		rc = gn_tuf_sign(&env, s, &key, 1, err);
+	gn_ed25519_key_free(key);
+	json_decref(s);
+	if (rc)
+		return rc;
+	body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(env);
+	snprintf(ver, sizeof(ver), "%d", st->version + 1);
+	snprintf(exps, sizeof(exps), "%lld", (long long)exp);
+	const char *p[] = {device_id, ver, body, st->has_desired ? st->want_model : "",
+			   st->has_desired ? st->want_version : "", exps};
+	rc = db_exec(NULL, c, &st_dt_store, p, err);
+	if (rc) {
+		free(body);
+		return rc;
+	}
+	free(st->body);
+	st->body = body;
+	st->version++;
+	return 0;
+}
+
+int tufrepo_director_current(char **out_body, int *out_version, db_conn *c, const char *device_id, gn_err *err)
+{
+	struct dt_state st;
+	int rc;
+	memset(&st, 0, sizeof(st));
+	/* Most check-ins find nothing to sign: decide on a plain read, lock only to sign. */
+	if ((rc = dt_read(&st, c, device_id, err)))
+		goto out;
+	if (dt_stale(&st, gn_now())) {
+		free(st.body);
+		memset(&st, 0, sizeof(st));
+		const char *p[] = {device_id};
+		if ((rc = db_exec_sql(c, "BEGIN", err)) || (rc = db_exec(NULL, c, &st_dt_lock, p, err)) ||
+		    (rc = dt_read(&st, c, device_id, err)) ||
+		    (dt_stale(&st, gn_now()) && (rc = dt_sign(&st, c, device_id, err))) ||
+		    (rc = db_exec_sql(c, "COMMIT", err))) {
+			db_exec_sql_logged(c, "ROLLBACK");
+			goto out;
+		}
+	}
+	*out_body = st.body;
+	*out_version = st.version;
+	st.body = NULL;
+out:
+	free(st.body);
+	return rc;
+}

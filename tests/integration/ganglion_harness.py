@@ -240,6 +240,7 @@ class Gangliond:
         self.logfile = None
         self.admin_token = admin_token
         self.returncode = None
+        self.start_failed = False  # set when the start was already reported as a failure
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies, no .netrc
 
@@ -265,6 +266,7 @@ class Gangliond:
                 start_new_session=True,
             )
         self.returncode = None
+        self.start_failed = False
         if wait:
             self.wait_ready(timeout)
         return self
@@ -275,6 +277,7 @@ class Gangliond:
         last = "no answer"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.start_failed = True  # reported here; stop() need not say it again
                 raise ServerError(
                     f"gangliond exited with status {self.proc.returncode} before it was ready; "
                     f"command: {' '.join(self.command())}\n--- log ---\n{self.log()}"
@@ -288,6 +291,7 @@ class Gangliond:
                 last = repr(e)
             time.sleep(0.1)
         else:
+            self.start_failed = True
             raise ServerError(
                 f"gangliond not ready after {timeout} s (last: {last})\n--- log ---\n{self.log()}"
             )
@@ -313,12 +317,12 @@ class Gangliond:
                 problems.append(f"did not exit within {STOP_TIMEOUT} s of SIGTERM (killed)")
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        else:
+        elif not self.start_failed:
             problems.append(f"had already exited (status {self.proc.returncode}) before SIGTERM")
         self.returncode = self.proc.returncode
         self.proc = None
         self.session.close()
-        if self.returncode != 0 and not problems:
+        if self.returncode != 0 and not problems and not self.start_failed:
             problems.append(f"exited with status {self.returncode} after SIGTERM")
         log = self.log()
         bad = [l for l in log.splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
@@ -489,6 +493,71 @@ def enroll_device(server, labels=None, name=None, facts=None, enroll_token=None,
     assert r.status_code == 201, f"POST /v1/enroll -> {r.status_code} {r.text}"
     b = r.json()
     return Device(key, b["device_id"], b.get("name"), b.get("labels"))
+
+
+# --- models and artifacts -------------------------------------------------------------------
+def model_meta(version="1.0.0", **fields):
+    """Returns publish metadata for version: a float32 [1,4] input, a [1,2] output, a sample and
+    a reference profile. Keyword arguments add or replace fields; None removes one."""
+    meta = {
+        "version": version,
+        "format": "onnx",
+        "requirements": {"runtime": "onnx", "accelerators": ["cpu"], "min_memory_mb": 64},
+        "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 4]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 2]}],
+        "sample": {"inputs": {"x": [0.1, 0.2, 0.3, 0.4]}, "outputs": {"y": [0.5, 0.6]}, "tolerance": 0.0001},
+        "reference_profile": {"features": [{"name": "x0", "edges": [0, 0.5, 1], "proportions": [0.4, 0.6]}]},
+        "provenance": {"commit": "abc123", "dataset": "ds-7", "metrics": {"accuracy": 0.93}},
+    }
+    for k, v in fields.items():
+        if v is None:
+            meta.pop(k, None)
+        else:
+            meta[k] = v
+    return meta
+
+
+def multipart(meta, artifact, filename="model.bin", boundary=None):
+    """Returns (body, content_type) of a publish request: the metadata part (a dict, or bytes
+    sent as they are), then the artifact part."""
+    boundary = boundary or f"gnboundary{next(_seq)}x{os.getpid()}"
+    meta_bytes = meta if isinstance(meta, bytes) else jsonlib.dumps(meta).encode()
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"metadata\"\r\n"
+        f"Content-Type: application/json\r\n\r\n"
+    ).encode() + meta_bytes + (
+        f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"{filename}\"\r\n"
+        f"Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + artifact + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def publish(server, name, artifact, meta=None, token=ADMIN, timeout=60):
+    """POSTs artifact (bytes) with meta (default model_meta()) to /v1/models/{name}/versions;
+    returns the Response."""
+    body, ctype = multipart(model_meta() if meta is None else meta, artifact)
+    return server.api("POST", f"/v1/models/{name}/versions", token=token, data=body,
+                      headers={"Content-Type": ctype}, timeout=timeout)
+
+
+def artifact_files(data_dir):
+    """Returns (stored, temporary): sorted file paths under DATA_DIR/artifacts/sha256 and
+    DATA_DIR/artifacts/tmp, relative to those directories."""
+    base = Path(data_dir) / "artifacts"
+    return tuple(
+        sorted(str(p.relative_to(base / d)) for p in (base / d).rglob("*") if p.is_file())
+        for d in ("sha256", "tmp")
+    )
+
+
+def wait_for(predicate, timeout=5.0, interval=0.05):
+    """Polls predicate until it returns something true or timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = predicate()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
 
 
 def assert_problem(r, status, detail_contains=None):

@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""Generates the small ONNX test models and their release metadata (with a sample input and the
+numpy-computed expected output) into the directory given as argv[1].
+
+Run with /usr/bin/python3: it needs Debian's python3-onnx and python3-numpy. Deterministic: fixed
+seeds, fixed opset (11) and IR version (6), which OpenCV 4.6's ONNX importer handles.
+
+  v1.onnx    y = relu(x @ W1 + b1), x[1,4] -> y[1,3]
+  v2.onnx    same graph and IO, other weights
+  bad.onnx   a valid model whose metadata sample claims v1's output: the self-test must fail
+  conv.onnx  x[1,3,32,32] -> conv3x3(16) -> relu -> conv3x3(16) -> relu -> global avg pool
+             -> flatten -> gemm -> y[1,4]; enough work for the OpenCL path to run real kernels
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 11
+IR_VERSION = 6
+
+
+def make_model(name, nodes, inputs, outputs, inits):
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializer=inits)
+    model = helper.make_model(graph, producer_name="ganglion-tests",
+                              opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def dense_model(name, w, b):
+    inits = [numpy_helper.from_array(w, "W1"), numpy_helper.from_array(b, "b1")]
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["xw"], name="matmul"),
+        helper.make_node("Add", ["xw", "b1"], ["xwb"], name="add"),
+        helper.make_node("Relu", ["xwb"], ["y"], name="relu"),
+    ]
+    return make_model(name, nodes,
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+
+
+def dense_ref(x, w, b):
+    return np.maximum(x.astype(np.float64) @ w.astype(np.float64) + b.astype(np.float64), 0.0)
+
+
+def conv2d(x, w, b):
+    """NCHW convolution, stride 1, padding 1, in float64."""
+    n, c, h, wd = x.shape
+    k = w.shape[2]
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.zeros((n, w.shape[0], h, wd))
+    for i in range(k):
+        for j in range(k):
+            patch = xp[:, :, i:i + h, j:j + wd]  # n, c, h, w
+            out += np.einsum("nchw,oc->nohw", patch, w[:, :, i, j])
+    return out + b.reshape(1, -1, 1, 1)
+
+
+def conv_model(rng):
+    w1 = rng.normal(0, 0.3, (16, 3, 3, 3)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, (16,)).astype(np.float32)
+    w2 = rng.normal(0, 0.1, (16, 16, 3, 3)).astype(np.float32)
+    b2 = rng.normal(0, 0.1, (16,)).astype(np.float32)
+    wf = rng.normal(0, 0.5, (4, 16)).astype(np.float32)
+    bf = rng.normal(0, 0.1, (4,)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in
+             [(w1, "c1_w"), (b1, "c1_b"), (w2, "c2_w"), (b2, "c2_b"), (wf, "fc_w"), (bf, "fc_b")]]
+    conv = dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])
+    nodes = [
+        helper.make_node("Conv", ["x", "c1_w", "c1_b"], ["c1"], name="conv1", **conv),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "c2_w", "c2_b"], ["c2"], name="conv2", **conv),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], name="fc", transB=1),
+    ]
+    model = make_model("conv", nodes,
+                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)
+
+    def ref(x):
+        r1 = np.maximum(conv2d(x.astype(np.float64), w1.astype(np.float64), b1), 0)
+        r2 = np.maximum(conv2d(r1, w2.astype(np.float64), b2), 0)
+        return r2.mean(axis=(2, 3)) @ wf.astype(np.float64).T + bf
+
+    return model, ref
+
+
+def spec(name, shape):
+    return {"name": name, "dtype": "float32", "shape": list(shape)}
+
+
+def rounded(a):
+    # float32 values, printed with enough digits to round-trip
+    return [float(np.float32(v)) for v in np.asarray(a, dtype=np.float32).ravel()]
+
+
+def write(outdir, name, version, model, x, y, tolerance, in_shape, out_shape):
+    fname = name + ".onnx"
+    path = os.path.join(outdir, fname)
+    onnx.save(model, path)
+    meta = {
+        "version": version,
+        "format": "onnx",
+        "filename": fname,
+        "inputs": [spec("x", in_shape)],
+        "outputs": [spec("y", out_shape)],
+        "sample": {"inputs": {"x": rounded(x)}, "outputs": {"y": rounded(y)}, "tolerance": tolerance},
+    }
+    with open(os.path.join(outdir, name + ".json"), "w") as f:
+        json.dump(meta, f, sort_keys=True)
+        f.write("\n")
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: make_models.py OUTDIR")
+    outdir = sys.argv[1]
+    os.makedirs(outdir, exist_ok=True)
+
+    rng = np.random.default_rng(20240611)
+    x = np.array([[0.5, -1.25, 2.0, 0.75]], dtype=np.float32)
+
+    w1 = rng.normal(0, 1, (4, 3)).astype(np.float32)
+    # choose b1 so that the sample's pre-activations are [1.5, 0.7, -0.4]: relu keeps two, zeroes one
+    b1 = (np.array([1.5, 0.7, -0.4]) - x.astype(np.float64) @ w1).ravel().astype(np.float32)
+    y1 = dense_ref(x, w1, b1)
+    write(outdir, "v1", "1.0.0", dense_model("v1", w1, b1), x, y1, 1e-4, [1, 4], [1, 3])
+
+    w2 = rng.normal(0, 1, (4, 3)).astype(np.float32)
+    b2 = (np.abs(rng.normal(0, 0.5, (3,))) + 3.0).astype(np.float32)
+    y2 = dense_ref(x, w2, b2)
+    write(outdir, "v2", "2.0.0", dense_model("v2", w2, b2), x, y2, 1e-4, [1, 4], [1, 3])
+
+    # bad: different weights, but the sample claims v1's output
+    wb = (w1 + 1.0).astype(np.float32)
+    bb = (b1 + 1.0).astype(np.float32)
+    assert np.max(np.abs(dense_ref(x, wb, bb) - y1)) > 0.5
+    write(outdir, "bad", "3.0.0", dense_model("bad", wb, bb), x, y1, 1e-4, [1, 4], [1, 3])
+
+    model, ref = conv_model(rng)
+    xc = rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
+    write(outdir, "conv", "1.0.0", model, xc, ref(xc), 1e-3, [1, 3, 32, 32], [1, 4])
+
+
+if __name__ == "__main__":
+    main()
