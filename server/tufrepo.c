@@ -740,7 +740,9 @@ static int dt_sign(struct dt_state *st, db_conn *c, const char *device_id, gn_er
 	}
 	json_object_set_new(s, "targets", targets);
 	/* The device id is inside what is signed: metadata for one device is useless to another. */
-	json_object_set_new(s, "custom", json_pack("{s:s}", "device_id", device_id));
+	char issued[21];
+	gn_tuf_time(issued, gn_now());
+	json_object_set_new(s, "custom", json_pack("{s:s,s:s}", "device_id", device_id, "issued_at", issued));
 	gn_ed25519_key *key = NULL;
 	json_t *env = NULL;
 	int rc = online_key(&key, c, "director", "targets", err);

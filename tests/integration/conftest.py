@@ -4,6 +4,7 @@ must exit cleanly on SIGTERM). The helpers themselves live in ganglion_harness.p
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -25,6 +26,12 @@ from ganglion_harness import (  # noqa: E402
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes several seconds (initdb, sleeps past expiry)")
+    # A harness that times out sends SIGTERM; treat it like ^C so that the fixtures still stop
+    # gangliond and PostgreSQL instead of leaving them running.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +101,7 @@ def gangliond(pg, db, workdir):
     for s in servers:
         try:
             s.stop(check=True)
-        except AssertionError as e:
+        except Exception as e:  # keep going: every server and cluster must be stopped
             errors.append(str(e))
         finally:
             print(f"\n--- gangliond log ({s.logfile}) ---\n{s.log()}")

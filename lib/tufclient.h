@@ -1,0 +1,50 @@
+/* A TUF 1.0 client's checks, without I/O: the agent fetches bytes, this decides whether to trust
+ * them. Each function takes what the client already trusts and the new metadata, and answers 0
+ * (trust it) or GN_EAUTH/GN_EINVAL with the reason. Testable on its own. */
+#ifndef GN_TUFCLIENT_H
+#define GN_TUFCLIENT_H
+
+#include <jansson.h>
+
+#include "common.h"
+
+/* Metadata larger than this is refused before it is parsed. */
+#define GN_TUF_MAX_METADATA (4 * 1024 * 1024)
+
+/* Parses at most GN_TUF_MAX_METADATA bytes of metadata into an envelope (new reference):
+ * {"signed": {...}, "signatures": [...]} with a string "_type" inside "signed". */
+int gn_tufc_parse(json_t **out, const char *bytes, size_t len, gn_err *err) GN_WUR;
+
+/* Checks that next is the root that follows trusted (both envelopes): _type root, version exactly
+ * trusted+1, signed by a threshold of trusted's root keys and of its own. Expiry is not checked
+ * here (a chain may pass through expired roots); check the final one with gn_tufc_check_fresh. */
+int gn_tufc_root_update(const json_t *trusted, const json_t *next, gn_err *err) GN_WUR;
+
+/* Checks env as `role` metadata under root (an envelope): _type, signatures to the role's
+ * threshold, not expired at now, and not older than trusted (an envelope or NULL): a lower version
+ * is a rollback, and the same version with different signed content is refused too. */
+int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, const json_t *trusted,
+		       int64_t now, gn_err *err) GN_WUR;
+
+/* Checks that env's "expires" is after now. */
+int gn_tufc_check_fresh(const json_t *env, int64_t now, gn_err *err) GN_WUR;
+
+/* Checks snapshot bytes against the timestamp: version, length and SHA-256 as the timestamp lists. */
+int gn_tufc_snapshot_matches(const json_t *timestamp, const json_t *snapshot, const char *bytes, size_t len,
+			     gn_err *err) GN_WUR;
+
+/* Checks that targets has the version the snapshot lists for targets.json. */
+int gn_tufc_targets_matches(const json_t *snapshot, const json_t *targets, gn_err *err) GN_WUR;
+
+/* Returns the target entry at path in a targets envelope, or NULL. Borrowed. */
+const json_t *gn_tufc_target(const json_t *targets, const char *path);
+
+/* Checks a director target against the image repository's targets: the image must list the same
+ * path with the same length and SHA-256 (the director may only choose among released bytes). */
+int gn_tufc_director_target_ok(const json_t *image_targets, const char *path, const json_t *director_entry,
+			       gn_err *err) GN_WUR;
+
+/* The clock the client trusts: never earlier than the newest signed time it has seen. */
+int64_t gn_tufc_clock(int64_t system_now, int64_t newest_seen);
+
+#endif

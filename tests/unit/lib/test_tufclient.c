@@ -1,0 +1,254 @@
+/* Unit tests for lib/tufclient.c: every refusal the agent relies on, with metadata built and
+ * signed here (lib/tuf.c), so no server is needed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "crypto.h"
+#include "json.h"
+#include "tuf.h"
+#include "tufclient.h"
+
+#define NOW 1800000000LL
+
+static gn_ed25519_key *keys[6];
+static char ids[6][65];
+
+static int setup(void **state)
+{
+	gn_err err;
+	for (int i = 0; i < 6; i++) {
+		unsigned char pub[32];
+		assert_int_equal(gn_ed25519_generate(&keys[i], &err), 0);
+		gn_ed25519_public(pub, keys[i]);
+		json_t *k = gn_tuf_key_json(pub);
+		assert_int_equal(gn_tuf_keyid(ids[i], k, &err), 0);
+		json_decref(k);
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	for (int i = 0; i < 6; i++)
+		gn_ed25519_key_free(keys[i]);
+	return 0;
+}
+
+static json_t *key_obj(int i)
+{
+	unsigned char pub[32];
+	gn_ed25519_public(pub, keys[i]);
+	return gn_tuf_key_json(pub);
+}
+
+/* Root signed part: root keys rk[0..nr) with threshold t; targets key tk. */
+static json_t *root_signed(int version, const int *rk, int nr, int t, int tk, int64_t expires)
+{
+	char exp[21];
+	gn_tuf_time(exp, expires);
+	json_t *kobj = json_object(), *rids = json_array();
+	for (int i = 0; i < nr; i++) {
+		json_object_set_new(kobj, ids[rk[i]], key_obj(rk[i]));
+		json_array_append_new(rids, json_string(ids[rk[i]]));
+	}
+	json_object_set_new(kobj, ids[tk], key_obj(tk));
+	return json_pack("{s:s,s:s,s:i,s:s,s:b,s:o,s:{s:{s:o,s:i},s:{s:[s],s:i}}}", "_type", "root", "spec_version",
+			 "1.0.0", "version", version, "expires", exp, "consistent_snapshot", 1, "keys", kobj, "roles",
+			 "root", "keyids", rids, "threshold", t, "targets", "keyids", ids[tk], "threshold", 1);
+}
+
+static json_t *sign(json_t *signed_part, const int *by, int n)
+{
+	gn_ed25519_key *ks[6];
+	json_t *env = NULL;
+	gn_err err;
+	for (int i = 0; i < n; i++)
+		ks[i] = keys[by[i]];
+	assert_int_equal(gn_tuf_sign(&env, signed_part, ks, (size_t)n, &err), 0);
+	json_decref(signed_part);
+	return env;
+}
+
+static json_t *targets_env(int version, int64_t expires, const char *path, int len, const char *sha, int by)
+{
+	char exp[21];
+	gn_tuf_time(exp, expires);
+	json_t *t = json_object();
+	if (path)
+		json_object_set_new(t, path, json_pack("{s:i,s:{s:s}}", "length", len, "hashes", "sha256", sha));
+	json_t *s = json_pack("{s:s,s:s,s:i,s:s,s:o}", "_type", "targets", "spec_version", "1.0.0", "version", version,
+			      "expires", exp, "targets", t);
+	return sign(s, &by, 1);
+}
+
+static void test_root_chain(void **state)
+{
+	gn_err err;
+	int r0[] = {0, 1}, r1[] = {1, 2};
+	json_t *v1 = sign(root_signed(1, r0, 2, 2, 5, NOW + 100), r0, 2);
+	/* v2 rotates key 0 out for key 2: needs 2 of {0,1} and 2 of {1,2}. */
+	int all[] = {0, 1, 2};
+	json_t *v2 = sign(root_signed(2, r1, 2, 2, 5, NOW + 100), all, 3);
+	assert_int_equal(gn_tufc_root_update(v1, v2, &err), 0);
+
+	/* Signed only by the new keys: the old threshold is not met. */
+	json_t *v2new = sign(root_signed(2, r1, 2, 2, 5, NOW + 100), r1, 2);
+	assert_int_equal(gn_tufc_root_update(v1, v2new, &err), GN_EAUTH);
+	/* Signed only by the old keys: its own threshold is not met. */
+	json_t *v2old = sign(root_signed(2, r1, 2, 2, 5, NOW + 100), r0, 2);
+	assert_int_equal(gn_tufc_root_update(v1, v2old, &err), GN_EAUTH);
+	/* Skipping a version. */
+	json_t *v3 = sign(root_signed(3, r0, 2, 2, 5, NOW + 100), r0, 2);
+	assert_int_equal(gn_tufc_root_update(v1, v3, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "does not follow"));
+	json_decref(v1);
+	json_decref(v2);
+	json_decref(v2new);
+	json_decref(v2old);
+	json_decref(v3);
+}
+
+static void test_threshold_counts_each_key_once(void **state)
+{
+	gn_err err;
+	int r[] = {0, 1};
+	json_t *root = sign(root_signed(1, r, 2, 2, 5, NOW + 100), r, 2);
+	/* The same key twice does not make two signatures. */
+	int twice[] = {0, 0};
+	json_t *dup = sign(root_signed(1, r, 2, 2, 5, NOW + 100), twice, 2);
+	assert_int_equal(gn_tufc_check_role(root, "root", dup, NULL, NOW, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "1 valid signature"));
+	/* An unknown key does not count either. */
+	int unknown[] = {0, 3};
+	json_t *unk = sign(root_signed(1, r, 2, 2, 5, NOW + 100), unknown, 2);
+	assert_int_equal(gn_tufc_check_role(root, "root", unk, NULL, NOW, &err), GN_EAUTH);
+	/* A bad signature beside enough good ones does not spoil them. */
+	int three[] = {0, 1, 3};
+	json_t *good = sign(root_signed(1, r, 2, 2, 5, NOW + 100), three, 3);
+	json_t *bad = json_pack("{s:s,s:s}", "keyid", ids[0], "sig", "00");
+	json_array_append_new(json_object_get(good, "signatures"), bad);
+	assert_int_equal(gn_tufc_check_role(root, "root", good, NULL, NOW, &err), 0);
+	json_decref(root);
+	json_decref(dup);
+	json_decref(unk);
+	json_decref(good);
+}
+
+static void test_targets_refusals(void **state)
+{
+	gn_err err;
+	int r[] = {0};
+	const char *sha = "aa00000000000000000000000000000000000000000000000000000000000000";
+	json_t *root = sign(root_signed(1, r, 1, 1, 5, NOW + 1000), r, 1);
+	json_t *t2 = targets_env(2, NOW + 100, "models/m/1.0.0/model.onnx", 10, sha, 5);
+	assert_int_equal(gn_tufc_check_role(root, "targets", t2, NULL, NOW, &err), 0);
+	/* Unsigned (no signatures). */
+	json_t *unsigned_ = json_deep_copy(t2);
+	json_array_clear(json_object_get(unsigned_, "signatures"));
+	assert_int_equal(gn_tufc_check_role(root, "targets", unsigned_, NULL, NOW, &err), GN_EAUTH);
+	/* Signed by a key the root does not give the role (the root key). */
+	json_t *wrongkey = targets_env(2, NOW + 100, NULL, 0, NULL, 0);
+	assert_int_equal(gn_tufc_check_role(root, "targets", wrongkey, NULL, NOW, &err), GN_EAUTH);
+	/* Expired. */
+	json_t *expired = targets_env(3, NOW - 1, NULL, 0, NULL, 5);
+	assert_int_equal(gn_tufc_check_role(root, "targets", expired, NULL, NOW, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "expired"));
+	/* Rollback to a lower version. */
+	json_t *t1 = targets_env(1, NOW + 100, NULL, 0, NULL, 5);
+	assert_int_equal(gn_tufc_check_role(root, "targets", t1, t2, NOW, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "rollback"));
+	/* The same version with different content. */
+	json_t *t2b = targets_env(2, NOW + 100, "models/m/1.0.1/model.onnx", 10, sha, 5);
+	assert_int_equal(gn_tufc_check_role(root, "targets", t2b, t2, NOW, &err), GN_EAUTH);
+	/* The same version, same content: fine (a re-fetch). */
+	assert_int_equal(gn_tufc_check_role(root, "targets", t2, t2, NOW, &err), 0);
+	/* Tampered content under a valid signature. */
+	json_t *tampered = json_deep_copy(t2);
+	json_object_set_new(json_object_get(json_object_get(json_object_get(tampered, "signed"), "targets"),
+					    "models/m/1.0.0/model.onnx"),
+			    "length", json_integer(11));
+	assert_int_equal(gn_tufc_check_role(root, "targets", tampered, NULL, NOW, &err), GN_EAUTH);
+	/* Wrong type. */
+	assert_int_equal(gn_tufc_check_role(root, "snapshot", t2, NULL, NOW, &err), GN_EINVAL);
+	json_t *objs[] = {root, t2, unsigned_, wrongkey, expired, t1, t2b, tampered};
+	for (size_t i = 0; i < GN_ARRAY_LEN(objs); i++)
+		json_decref(objs[i]);
+}
+
+static void test_director_must_match_image(void **state)
+{
+	gn_err err;
+	const char *sha = "bb00000000000000000000000000000000000000000000000000000000000000";
+	const char *other = "cc00000000000000000000000000000000000000000000000000000000000000";
+	json_t *image = targets_env(1, NOW + 100, "models/m/1.0.0/model.onnx", 10, sha, 5);
+	json_t *ok = json_pack("{s:i,s:{s:s}}", "length", 10, "hashes", "sha256", sha);
+	json_t *badlen = json_pack("{s:i,s:{s:s}}", "length", 11, "hashes", "sha256", sha);
+	json_t *badsha = json_pack("{s:i,s:{s:s}}", "length", 10, "hashes", "sha256", other);
+	assert_int_equal(gn_tufc_director_target_ok(image, "models/m/1.0.0/model.onnx", ok, &err), 0);
+	assert_int_equal(gn_tufc_director_target_ok(image, "models/m/1.0.0/model.onnx", badlen, &err), GN_EAUTH);
+	assert_int_equal(gn_tufc_director_target_ok(image, "models/m/1.0.0/model.onnx", badsha, &err), GN_EAUTH);
+	assert_int_equal(gn_tufc_director_target_ok(image, "models/m/9.9.9/model.onnx", ok, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "not signed"));
+	json_decref(image);
+	json_decref(ok);
+	json_decref(badlen);
+	json_decref(badsha);
+}
+
+static void test_snapshot_consistency(void **state)
+{
+	gn_err err;
+	char sum[65];
+	const char *bytes = "{\"signed\":{}}";
+	gn_sha256_hex(sum, bytes, strlen(bytes));
+	json_t *ts = json_pack("{s:{s:{s:{s:i,s:i,s:{s:s}}}}}", "signed", "meta", "snapshot.json", "version", 4, "length",
+			       (int)strlen(bytes), "hashes", "sha256", sum);
+	json_t *sn = json_pack("{s:{s:i,s:{s:{s:i}}}}", "signed", "version", 4, "meta", "targets.json", "version", 7);
+	json_t *tg7 = json_pack("{s:{s:i}}", "signed", "version", 7);
+	json_t *tg6 = json_pack("{s:{s:i}}", "signed", "version", 6);
+	assert_int_equal(gn_tufc_snapshot_matches(ts, sn, bytes, strlen(bytes), &err), 0);
+	assert_int_equal(gn_tufc_snapshot_matches(ts, sn, "{\"signed\":{ }}", 14, &err), GN_EAUTH);
+	assert_int_equal(gn_tufc_targets_matches(sn, tg7, &err), 0);
+	assert_int_equal(gn_tufc_targets_matches(sn, tg6, &err), GN_EAUTH);
+	json_decref(ts);
+	json_decref(sn);
+	json_decref(tg7);
+	json_decref(tg6);
+}
+
+static void test_parse_limits_and_clock(void **state)
+{
+	gn_err err;
+	json_t *j = NULL;
+	size_t big = GN_TUF_MAX_METADATA + 1;
+	char *buf = malloc(big);
+	memset(buf, ' ', big);
+	assert_int_equal(gn_tufc_parse(&j, buf, big, &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "cap"));
+	free(buf);
+	assert_int_equal(gn_tufc_parse(&j, "{\"signed\":{}}", 13, &err), GN_EINVAL);
+	const char *ok = "{\"signed\":{\"_type\":\"targets\",\"version\":1},\"signatures\":[]}";
+	assert_int_equal(gn_tufc_parse(&j, ok, strlen(ok), &err), 0);
+	json_decref(j);
+	/* A clock reset to the past does not make expired metadata fresh again. */
+	assert_int_equal(gn_tufc_clock(1000, 5000), 5000);
+	assert_int_equal(gn_tufc_clock(9000, 5000), 9000);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_root_chain),
+		cmocka_unit_test(test_threshold_counts_each_key_once),
+		cmocka_unit_test(test_targets_refusals),
+		cmocka_unit_test(test_director_must_match_image),
+		cmocka_unit_test(test_snapshot_consistency),
+		cmocka_unit_test(test_parse_limits_and_clock),
+	};
+	return cmocka_run_group_tests_name("tufclient", tests, setup, teardown);
+}
