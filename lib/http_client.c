@@ -188,6 +188,10 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
 	                 timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	if (req->ca_file && *req->ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
+	if (req->pinned_pubkey && *req->pinned_pubkey)
+		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
 	if (req->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);

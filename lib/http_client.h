@@ -23,6 +23,8 @@ typedef struct gn_http_req {
 	const char *if_none_match; /* or NULL */
 	long timeout_s;           /* whole request; 0 = 30 s */
 	size_t max_response;      /* 0 = 64 MiB */
+	const char *ca_file;       /* CA bundle for https, or NULL for the system's */
+	const char *pinned_pubkey; /* "sha256//BASE64" or a PEM/DER file: only this server key, or NULL */
 } gn_http_req;
 
 /* Performs req and fills out (gn_http_resp_cleanup it). Transport failures (connection refused,

@@ -38,6 +38,13 @@ def test_contract_names_the_documented_routes(contract):
         ("POST", "/v1/enroll"), ("POST", "/v1/agent/auth/challenge"), ("POST", "/v1/agent/auth/token"),
         ("GET", "/v1/agent/self"), ("GET", "/v1/devices"), ("GET", "/v1/devices/{id}"),
         ("PATCH", "/v1/devices/{id}"), ("DELETE", "/v1/devices/{id}"), ("GET", "/v1/audit"),
+        ("GET", "/v1/models"), ("GET", "/v1/models/{name}"), ("POST", "/v1/models/{name}/versions"),
+        ("GET", "/v1/models/{name}/versions/{version}"), ("GET", "/v1/models/{name}/versions/{version}/sample"),
+        ("GET", "/v1/models/{name}/versions/{version}/reference-profile"),
+        ("PUT", "/v1/models/{name}/aliases/{alias}"), ("DELETE", "/v1/models/{name}/aliases/{alias}"),
+        ("GET", "/v1/artifacts/sha256/{digest}"), ("GET", "/v1/tuf/image/{file}"),
+        ("GET", "/v1/tuf/image/root/draft"), ("POST", "/v1/tuf/image/root"),
+        ("GET", "/v1/keys"), ("POST", "/v1/keys/rotate"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():
@@ -45,8 +52,8 @@ def test_contract_names_the_documented_routes(contract):
             if method == "parameters":
                 continue
             body = op.get("requestBody")
-            if body:
-                schema = contract.resolve(body["content"]["application/json"]["schema"])
+            for media in (body or {}).get("content", {}).values():  # JSON, or the multipart upload
+                schema = contract.resolve(media["schema"])
                 assert schema.get("additionalProperties") is False, f"{method} {path}: body allows unknown fields"
 
 

@@ -7,6 +7,7 @@ import datetime
 import json
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
@@ -250,6 +251,73 @@ def test_threshold_two_needs_two_distinct_keys(gangliond):
     assert r.status_code == 200, r.text
     assert len(_meta(server, "3.root.json")["signatures"]) == 2
     assert _verify(server)["root_version"] == 3
+
+
+def test_root_key_rotation_offline(server):
+    """A new root key: the next root names it, signed by the old root key and the new one. The
+    server then holds no root key it needs, so online rotation asks for the offline flow."""
+    old = next(iter(_root_keys(server).values()))
+    new = new_key()
+    new_obj = tuf_verify.ed25519_key_object(bytes.fromhex(public_hex(new)))
+    new_id = tuf_verify.keyid(new_obj)
+    draft = _draft(server)
+    old_id = draft["signed"]["roles"]["root"]["keyids"][0]
+    draft["signed"]["keys"][new_id] = new_obj
+    del draft["signed"]["keys"][old_id]
+    draft["signed"]["roles"]["root"]["keyids"] = [new_id]
+    # Only the new key, or only the old one: not enough.
+    assert_problem(_import(server, tuf_verify.sign_metadata(copy.deepcopy(draft), new)), 400)
+    assert_problem(_import(server, tuf_verify.sign_metadata(copy.deepcopy(draft), old)), 400)
+    both = tuf_verify.sign_metadata(tuf_verify.sign_metadata(draft, old), new)
+    r = _import(server, both)
+    assert r.status_code == 201, r.text
+    s = _verify(server)
+    assert s["root_version"] == 2 and s["keyids"]["root"] == [new_id]
+    keys = server.api("GET", "/v1/keys").json()["items"]
+    assert [(k["keyid"], k["online"]) for k in keys if k["role"] == "root"] == [(new_id, False)]
+
+    assert_problem(server.api("POST", "/v1/keys/rotate", json={"role": "timestamp"}), 409)
+    nxt = _draft(server)
+    assert list(nxt["signed"]["keys"]).count(old_id) == 0
+    assert_problem(_import(server, tuf_verify.sign_metadata(copy.deepcopy(nxt), old)), 400)
+    assert _import(server, tuf_verify.sign_metadata(nxt, new)).status_code == 201
+    assert _verify(server)["root_version"] == 3
+
+
+BREAKING_ROOTS = {
+    "online role threshold above its keys": lambda d: d["roles"]["targets"].update(threshold=2),
+    "no spec_version": lambda d: d.pop("spec_version"),
+    "spec_version 2": lambda d: d.update(spec_version="2.0.0"),
+    "consistent_snapshot false": lambda d: d.update(consistent_snapshot=False),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: POST /v1/tuf/image/root stores a correctly signed root "
+                                        "that breaks the repository for TUF clients")
+@pytest.mark.parametrize("case", list(BREAKING_ROOTS))
+def test_import_refuses_a_root_that_breaks_the_repository(server, case):
+    key = next(iter(_root_keys(server).values()))
+    draft = _draft(server)
+    BREAKING_ROOTS[case](draft["signed"])
+    r = _import(server, tuf_verify.sign_metadata(draft, key))
+    assert r.status_code == 400, f"accepted ({r.status_code} {r.text[:200]}) a root with {case}"
+
+
+def test_concurrent_publishes_all_become_targets(server):
+    results = {}
+
+    def go(i):
+        results[i] = publish(server, f"m{i % 3}", f"c{i}".encode() * 1000, meta=model_meta(f"1.0.{i}"))
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(r.status_code for r in results.values()) == [201] * 8, [r.text[:200] for r in results.values()]
+    s = _verify(server)
+    assert s["targets"] == sorted(f"models/m{i % 3}/1.0.{i}/model.onnx" for i in range(8))
+    assert s["targets_version"] == 9
 
 
 @pytest.mark.xfail(strict=True, reason="server bug: GET /v1/keys gives no threshold for root (docs/API.md: "

@@ -1,0 +1,133 @@
+/* ganglion-agent: the daemon on every edge node. Shared state of its modules.
+ *
+ * Data directory layout (every file written atomically: temp file, fsync, rename):
+ *   identity/key.pem        the device's Ed25519 private key (0600)
+ *   identity/device.json    {"device_id", "server_url"}
+ *   trust/image/ROLE.json   trusted image-repository metadata (root, timestamp, snapshot, targets)
+ *   trust/director/ROLE.json trusted director metadata (root, targets)
+ *   trust/clock             the newest signed time seen (the agent's clock never goes below it)
+ *   downloads/SHA256.part   a download in progress (resumed with HTTP Range after a restart)
+ *   models/SHA256           verified model files (0400); the current and the previous one are kept
+ *   state.json              {"current": {...}, "previous": {...}, "last_operation": {...}}
+ */
+#ifndef GA_AGENT_H
+#define GA_AGENT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <jansson.h>
+
+#include "common.h"
+#include "conf.h"
+#include "crypto.h"
+#include "../agents/runtimes/runtime.h"
+
+#define AGENT_VERSION PACKAGE_VERSION
+
+struct agent_config {
+	char *config;
+	char *server_url;
+	char *ca_file;
+	char *pinned_pubkey;
+	char *data_dir;
+	char *runtime_plugin;
+	char *runtime_target;
+	char *socket_path;
+	char *log_level;
+	int64_t poll_min;
+	int64_t poll_max;
+	int64_t backoff_max;
+	int64_t download_deadline;
+	int64_t download_min_rate;
+	int64_t max_infer_body;
+	int64_t threads;
+};
+
+extern const gn_conf_table agent_config_table;
+
+/* One loaded model version. Reference-counted: the "current" slot holds one reference and every
+ * request in flight holds one, so a swapped-out model is freed when its last request finishes. */
+struct agent_model {
+	_Atomic int refs;
+	ganglion_rt_model *rt_model;
+	const ganglion_rt_model_info *info; /* borrowed from rt_model */
+	char name[64];
+	char version[72];
+	char sha256[65];
+	char target[16]; /* the target that really runs it */
+	/* counters for telemetry */
+	_Atomic uint64_t requests, errors, latency_us_sum, latency_us_max;
+};
+
+struct agent {
+	struct agent_config cfg;
+	char device_id[40];
+	gn_ed25519_key *key;
+	/* bearer token from the challenge-response, refreshed before it expires */
+	char token[128];
+	int64_t token_expires;
+	char etag[32];
+	/* the runtime plugin */
+	void *dl;
+	const ganglion_runtime *rt;
+	/* serving: `current` swaps under `lock`; readers take a reference */
+	pthread_mutex_t lock;
+	struct agent_model *current;
+	/* the last update attempt, reported at the next check-in (owned, under lock) */
+	json_t *last_op;
+	_Atomic uint64_t infer_total, infer_errors;
+	int64_t clock_floor;
+};
+
+/* config.c */
+int agent_config_check(const struct agent_config *c, gn_err *err) GN_WUR;
+
+/* state.c: files under the data directory */
+char *state_path(const struct agent *a, const char *rel);
+int state_mkdirs(const struct agent *a, gn_err *err) GN_WUR;
+int state_read_json(json_t **out, const struct agent *a, const char *rel, gn_err *err) GN_WUR;
+int state_write_json(const struct agent *a, const char *rel, const json_t *j, gn_err *err) GN_WUR;
+int state_write_bytes(const struct agent *a, const char *rel, const char *data, size_t len, gn_err *err) GN_WUR;
+int state_load_identity(struct agent *a, gn_err *err) GN_WUR;
+/* Raises the clock floor to t (a signed time) and persists it. */
+void state_clock_seen(struct agent *a, int64_t t);
+int64_t state_now(const struct agent *a);
+
+/* client.c: talking to gangliond */
+int client_enroll(struct agent *a, const char *enroll_token, const char *name, gn_err *err) GN_WUR;
+int client_ensure_token(struct agent *a, gn_err *err) GN_WUR;
+/* GET (token-authenticated) into *out (new buffer, NUL-terminated), at most max bytes; GN_ENOTFOUND on 404. */
+int client_get(char **out, size_t *out_len, struct agent *a, const char *path, size_t max, gn_err *err) GN_WUR;
+int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, gn_err *err) GN_WUR;
+
+/* models.c: runtime plugin, loading, self-test, swap */
+int models_open_runtime(struct agent *a, gn_err *err) GN_WUR;
+json_t *models_runtime_facts(struct agent *a);
+int models_load(struct agent_model **out, struct agent *a, const char *path, const char *name,
+		const char *version, const char *sha256, gn_err *err) GN_WUR;
+int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err) GN_WUR;
+/* Makes m current (takes over the caller's reference) and drops the old one. */
+void models_swap(struct agent *a, struct agent_model *m);
+/* Returns the current model with a reference (release with models_unref), or NULL. */
+struct agent_model *models_get(struct agent *a);
+void models_unref(struct agent *a, struct agent_model *m);
+/* Runs one inference on m. */
+int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input *in, size_t nin,
+		 ganglion_rt_output *out, size_t nout, gn_err *err) GN_WUR;
+
+/* download.c */
+int download_artifact(struct agent *a, const char *sha256, uint64_t length, char **out_path, gn_err *err) GN_WUR;
+
+/* update.c: one check-in and whatever update it brings */
+int update_once(struct agent *a, int64_t *out_poll, gn_err *err) GN_WUR;
+/* Loads the current model from state.json at start-up (re-verifying its file). */
+int update_restore(struct agent *a, gn_err *err) GN_WUR;
+/* Records the last operation (state + detail) for the next check-in and the log. */
+void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail);
+
+/* serve.c: the local inference endpoint on a Unix socket */
+int serve_start(struct agent *a, gn_err *err) GN_WUR;
+void serve_stop(void);
+
+#endif

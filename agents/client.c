@@ -1,0 +1,224 @@
+/* The agent's conversation with gangliond: enrollment, challenge-response tokens, check-in,
+ * authenticated GETs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+
+#include "agent.h"
+#include "http_client.h"
+#include "json.h"
+#include "log.h"
+#include "tuf.h"
+
+#define AUTH_PREFIX "ganglion-device-auth:v1:"
+
+static int request(gn_http_resp *resp, struct agent *a, const char *method, const char *path, const char *body,
+		   const char *token, const char *inm, size_t max, gn_err *err)
+{
+	char *url = gn_asprintf("%s%s", a->cfg.server_url, path);
+	gn_http_req req = {
+		.method = method,
+		.url = url,
+		.token = token,
+		.body = body,
+		.body_len = body ? strlen(body) : 0,
+		.if_none_match = inm,
+		.timeout_s = 30,
+		.max_response = max,
+		.ca_file = a->cfg.ca_file,
+		.pinned_pubkey = a->cfg.pinned_pubkey,
+	};
+	int rc = gn_http_do(resp, &req, err);
+	free(url);
+	return rc;
+}
+
+/* POSTs JSON without a bearer token and parses a JSON answer (2xx only). */
+static int post_json(json_t **out, struct agent *a, const char *path, json_t *body, gn_err *err)
+{
+	gn_http_resp resp;
+	char *s = gn_json_dump(body);
+	int rc = request(&resp, a, "POST", path, s, NULL, NULL, 1 << 20, err);
+	free(s);
+	if (!rc && !(rc = gn_http_check(&resp, err))) {
+		*out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+		if (!*out)
+			rc = gn_err_set(err, GN_ERROR, "%s answered something that is not JSON", path);
+	}
+	gn_http_resp_cleanup(&resp);
+	return rc;
+}
+
+int client_ensure_token(struct agent *a, gn_err *err)
+{
+	json_t *ch = NULL, *tok = NULL;
+	unsigned char sig[GN_ED25519_SIG_LEN];
+	char sighex[2 * GN_ED25519_SIG_LEN + 1];
+	int rc;
+	if (a->token[0] && a->token_expires - gn_now() > 300)
+		return 0;
+	json_t *b1 = json_pack("{s:s}", "device_id", a->device_id);
+	rc = post_json(&ch, a, "/v1/agent/auth/challenge", b1, err);
+	json_decref(b1);
+	if (rc)
+		return rc;
+	const char *nonce = gn_json_str(ch, "nonce");
+	char *msg = gn_asprintf(AUTH_PREFIX "%s:%s", a->device_id, nonce ? nonce : "");
+	rc = gn_ed25519_sign(sig, a->key, msg, strlen(msg), err);
+	free(msg);
+	if (rc)
+		goto out;
+	gn_hex_encode(sighex, sig, sizeof(sig));
+	json_t *b2 = json_pack("{s:s,s:s,s:s}", "device_id", a->device_id, "nonce", nonce ? nonce : "", "signature", sighex);
+	rc = post_json(&tok, a, "/v1/agent/auth/token", b2, err);
+	json_decref(b2);
+	if (rc)
+		goto out;
+	const char *t = gn_json_str(tok, "token");
+	int64_t exp = 0;
+	if (!t || strlen(t) >= sizeof(a->token) || gn_tuf_time_parse(&exp, gn_json_str(tok, "expires_at"))) {
+		rc = gn_err_set(err, GN_ERROR, "the server's token answer is malformed");
+		goto out;
+	}
+	snprintf(a->token, sizeof(a->token), "%s", t);
+	/* Trust our own clock for the refresh margin, not the server's. */
+	a->token_expires = gn_now() + (exp - gn_now() > 0 ? exp - gn_now() : 60);
+	gn_log(GN_LOG_DEBUG, "event=device_token_refreshed");
+out:
+	json_decref(ch);
+	json_decref(tok);
+	return rc;
+}
+
+int client_get(char **out, size_t *out_len, struct agent *a, const char *path, size_t max, gn_err *err)
+{
+	gn_http_resp resp;
+	int rc;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if ((rc = client_ensure_token(a, err)))
+			return rc;
+		if ((rc = request(&resp, a, "GET", path, NULL, a->token, NULL, max, err)))
+			return rc;
+		if (resp.status == 401 && attempt == 0) {
+			/* Expired or revoked early: get a fresh token once. */
+			a->token[0] = '\0';
+			gn_http_resp_cleanup(&resp);
+			continue;
+		}
+		break;
+	}
+	if (resp.status == 404) {
+		gn_http_resp_cleanup(&resp);
+		return gn_err_set(err, GN_ENOTFOUND, "%s: not found", path);
+	}
+	if ((rc = gn_http_check(&resp, err))) {
+		gn_http_resp_cleanup(&resp);
+		return rc;
+	}
+	*out_len = resp.body.len;
+	*out = gn_buf_detach(&resp.body);
+	gn_http_resp_cleanup(&resp);
+	return 0;
+}
+
+static json_t *facts(struct agent *a)
+{
+	struct utsname u;
+	json_t *f = json_pack("{s:s}", "agent_version", AGENT_VERSION);
+	if (uname(&u) == 0) {
+		json_object_set_new(f, "os", json_sprintf("%s %s", u.sysname, u.release));
+		json_object_set_new(f, "arch", json_string(u.machine));
+		json_object_set_new(f, "hostname", json_string(u.nodename));
+	}
+	json_object_set_new(f, "runtime", models_runtime_facts(a));
+	return f;
+}
+
+int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, gn_err *err)
+{
+	gn_http_resp resp;
+	int rc;
+	json_t *models = json_array();
+	struct agent_model *m = models_get(a);
+	if (m) {
+		json_array_append_new(models, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "name", m->name, "version",
+							m->version, "sha256", m->sha256, "target", m->target, "state",
+							"active", "requests", (json_int_t)atomic_load(&m->requests), "errors",
+							(json_int_t)atomic_load(&m->errors), "latency_us_max",
+							(json_int_t)atomic_load(&m->latency_us_max)));
+		models_unref(a, m);
+	}
+	pthread_mutex_lock(&a->lock);
+	json_t *op = a->last_op ? json_incref(a->last_op) : json_null();
+	pthread_mutex_unlock(&a->lock);
+	json_t *body = json_pack("{s:s,s:o,s:o,s:o}", "agent_version", AGENT_VERSION, "models", models, "facts",
+				 facts(a), "last_operation", op);
+	char *s = gn_json_dump(body);
+	json_decref(body);
+	*out = NULL;
+	*out_unchanged = false;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if ((rc = client_ensure_token(a, err)))
+			goto out;
+		if ((rc = request(&resp, a, "POST", "/v1/agent/checkin", s, a->token, a->etag[0] ? a->etag : NULL,
+				  8 << 20, err)))
+			goto out;
+		if (resp.status == 401 && attempt == 0) {
+			a->token[0] = '\0';
+			gn_http_resp_cleanup(&resp);
+			continue;
+		}
+		break;
+	}
+	if (resp.status == 304) {
+		*out_unchanged = true;
+	} else if (!(rc = gn_http_check(&resp, err))) {
+		*out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+		if (!*out)
+			rc = gn_err_set(err, GN_ERROR, "check-in answer is not JSON");
+		else if (resp.etag && strlen(resp.etag) < sizeof(a->etag))
+			snprintf(a->etag, sizeof(a->etag), "%s", resp.etag);
+	}
+	gn_http_resp_cleanup(&resp);
+out:
+	free(s);
+	return rc;
+}
+
+int client_enroll(struct agent *a, const char *enroll_token, const char *name, gn_err *err)
+{
+	json_t *ans = NULL, *dev = NULL;
+	unsigned char pub[GN_ED25519_PUB_LEN];
+	char pubhex[2 * GN_ED25519_PUB_LEN + 1];
+	int rc;
+	char *kp = state_path(a, "identity/key.pem");
+	if ((rc = gn_ed25519_generate(&a->key, err)))
+		goto out;
+	gn_ed25519_public(pub, a->key);
+	gn_hex_encode(pubhex, pub, sizeof(pub));
+	json_t *b = json_pack("{s:s,s:s}", "token", enroll_token, "public_key", pubhex);
+	if (name)
+		json_object_set_new(b, "name", json_string(name));
+	json_object_set_new(b, "facts", facts(a));
+	rc = post_json(&ans, a, "/v1/enroll", b, err);
+	json_decref(b);
+	if (rc)
+		goto out;
+	const char *id = gn_json_str(ans, "device_id");
+	if (!id || strlen(id) >= sizeof(a->device_id)) {
+		rc = gn_err_set(err, GN_ERROR, "the enrollment answer has no device_id");
+		goto out;
+	}
+	snprintf(a->device_id, sizeof(a->device_id), "%s", id);
+	/* The key first: a device.json without its key would be an identity nobody can use. */
+	if ((rc = gn_ed25519_save(a->key, kp, err)))
+		goto out;
+	dev = json_pack("{s:s,s:s}", "device_id", id, "server_url", a->cfg.server_url);
+	rc = state_write_json(a, "identity/device.json", dev, err);
+out:
+	json_decref(ans);
+	json_decref(dev);
+	free(kp);
+	return rc;
+}

@@ -1,0 +1,225 @@
+/* ganglion-agent: enroll once, then run: serve the current model on a local socket, check in,
+ * install verified updates with a zero-downtime swap, keep serving whatever happens upstream. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent.h"
+#include "json.h"
+#include "log.h"
+#include "tuf.h"
+#include "tufclient.h"
+
+extern char **environ;
+
+static const char usage[] =
+	"usage: ganglion-agent [OPTIONS] COMMAND\n"
+	"\n"
+	"Commands:\n"
+	"  enroll --token TOKEN [--name NAME] [--trusted-root FILE] [--trusted-director-root FILE]\n"
+	"                 create this device's key, enroll it, and pin the repositories' root metadata\n"
+	"                 (given out of band with --trusted-root*, or trusted on first use)\n"
+	"  run            serve the current model and keep it up to date (the default)\n"
+	"  status         print what this device runs and its last update attempt";
+
+/* Stores a repository's first trusted root: a file given out of band, or the server's current one. */
+static int pin_root(struct agent *a, const char *repo, const char *file, gn_err *err)
+{
+	char *bytes = NULL, path[64], rel[64];
+	size_t len = 0;
+	json_t *root = NULL;
+	int rc;
+	if (file) {
+		json_error_t je;
+		json_t *j = json_load_file(file, 0, &je);
+		if (!j)
+			return gn_err_set(err, GN_EINVAL, "cannot read %s: %s", file, je.text);
+		bytes = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+		len = strlen(bytes);
+		json_decref(j);
+	} else {
+		snprintf(path, sizeof(path), "/v1/tuf/%s/root.json", repo);
+		if ((rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_METADATA, err)))
+			return rc;
+		gn_log(GN_LOG_WARN, "event=trust_on_first_use repo=%s note=\"root metadata taken from the server; pin it "
+				    "with --trusted-root in production\"",
+		       repo);
+	}
+	if (!(rc = gn_tufc_parse(&root, bytes, len, err)) &&
+	    !(rc = gn_tufc_check_role(root, "root", root, NULL, gn_now(), err))) {
+		snprintf(rel, sizeof(rel), "trust/%s/root.json", repo);
+		rc = state_write_bytes(a, rel, bytes, len, err);
+	}
+	json_decref(root);
+	free(bytes);
+	return rc;
+}
+
+static int cmd_enroll(struct agent *a, int argc, char **argv)
+{
+	const char *token = NULL, *name = NULL, *img = NULL, *dir = NULL;
+	gn_err err;
+	for (int i = 0; i < argc; i++) {
+		const char **dst = strcmp(argv[i], "--token") == 0           ? &token
+				   : strcmp(argv[i], "--name") == 0           ? &name
+				   : strcmp(argv[i], "--trusted-root") == 0   ? &img
+				   : strcmp(argv[i], "--trusted-director-root") == 0 ? &dir
+									     : NULL;
+		if (!dst || i + 1 >= argc) {
+			fprintf(stderr, "ganglion-agent enroll: unexpected '%s'\n%s\n", argv[i], usage);
+			return 2;
+		}
+		*dst = argv[++i];
+	}
+	if (!token) {
+		fprintf(stderr, "ganglion-agent enroll: --token is required\n");
+		return 2;
+	}
+	json_t *existing = NULL;
+	if (state_read_json(&existing, a, "identity/device.json", &err) == 0) {
+		json_decref(existing);
+		fprintf(stderr, "ganglion-agent: this device is enrolled already (%s/identity); remove it to enroll again\n",
+			a->cfg.data_dir);
+		return 1;
+	}
+	if (state_mkdirs(a, &err) || models_open_runtime(a, &err) || client_enroll(a, token, name, &err) ||
+	    pin_root(a, "image", img, &err) || pin_root(a, "director", dir, &err)) {
+		fprintf(stderr, "ganglion-agent: enrollment failed: %s\n", err.msg);
+		return 1;
+	}
+	printf("enrolled as device %s\n", a->device_id);
+	return 0;
+}
+
+static int cmd_status(struct agent *a)
+{
+	json_t *state = NULL;
+	gn_err err;
+	if (state_load_identity(a, &err)) {
+		fprintf(stderr, "ganglion-agent: %s\n", err.msg);
+		return 1;
+	}
+	printf("device: %s\n", a->device_id);
+	if (state_read_json(&state, a, "state.json", &err) == 0) {
+		char *s = json_dumps(state, JSON_INDENT(2) | JSON_SORT_KEYS);
+		printf("%s\n", s);
+		free(s);
+		json_decref(state);
+	} else {
+		printf("no model installed yet\n");
+	}
+	return 0;
+}
+
+static int cmd_run(struct agent *a)
+{
+	gn_err err;
+	sigset_t set;
+	int64_t poll = 60, backoff = 0;
+	unsigned seed = (unsigned)(gn_mono_ns() ^ (uint64_t)getpid());
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (state_mkdirs(a, &err) || state_load_identity(a, &err) || models_open_runtime(a, &err)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		return 1;
+	}
+	/* Serve what was installed before talking to anyone: the network may be down. */
+	if (update_restore(a, &err))
+		gn_log(GN_LOG_ERROR, "event=restore_failed msg=\"%s\"", err.msg);
+	if (serve_start(a, &err)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		return 1;
+	}
+	gn_log(GN_LOG_INFO, "event=running device=%s server=%s target=%s", a->device_id, a->cfg.server_url,
+	       a->cfg.runtime_target);
+	for (;;) {
+		int64_t wait;
+		if (update_once(a, &poll, &err)) {
+			/* Unreachable or refusing: keep serving, back off exponentially up to the cap. */
+			backoff = backoff ? backoff * 2 : a->cfg.poll_min;
+			if (backoff > a->cfg.backoff_max)
+				backoff = a->cfg.backoff_max;
+			gn_log(GN_LOG_WARN, "event=checkin_failed retry_s=%lld msg=\"%s\"", (long long)backoff, err.msg);
+			wait = backoff;
+		} else {
+			backoff = 0;
+			wait = poll < a->cfg.poll_min ? a->cfg.poll_min : poll > a->cfg.poll_max ? a->cfg.poll_max : poll;
+		}
+		/* ±10 % jitter so a fleet restarted together does not check in together. */
+		int64_t ms = wait * 1000;
+		ms += (int64_t)(rand_r(&seed) % (unsigned)(ms / 5 + 1)) - ms / 10;
+		struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+		int sig = sigtimedwait(&set, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			gn_log(GN_LOG_INFO, "event=shutdown");
+			break;
+		}
+	}
+	serve_stop();
+	pthread_mutex_lock(&a->lock);
+	struct agent_model *m = a->current;
+	a->current = NULL;
+	pthread_mutex_unlock(&a->lock);
+	models_unref(a, m);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct agent a;
+	gn_err err;
+	int first = 0, rc;
+	bool help = false;
+	enum gn_log_level lvl;
+
+	memset(&a, 0, sizeof(a));
+	pthread_mutex_init(&a.lock, NULL);
+	if (gn_conf_load_all(&first, &help, &agent_config_table, &a.cfg, argc - 1, argv + 1, environ, &err)) {
+		fprintf(stderr, "ganglion-agent: %s\n", err.msg);
+		gn_conf_cleanup(&agent_config_table, &a.cfg);
+		return 2;
+	}
+	if (help) {
+		char *h = gn_conf_help_dup(&agent_config_table, usage);
+		fputs(h, stdout);
+		free(h);
+		gn_conf_cleanup(&agent_config_table, &a.cfg);
+		return 0;
+	}
+	if (agent_config_check(&a.cfg, &err) || gn_log_level_parse(&lvl, a.cfg.log_level)) {
+		fprintf(stderr, "ganglion-agent: %s\n", err.msg[0] ? err.msg : "bad log-level");
+		gn_conf_cleanup(&agent_config_table, &a.cfg);
+		return 2;
+	}
+	gn_log_set_level(lvl);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const char *cmd = first + 1 < argc ? argv[first + 1] : "run";
+	if (strcmp(cmd, "enroll") == 0)
+		rc = cmd_enroll(&a, argc - first - 2, argv + first + 2);
+	else if (strcmp(cmd, "run") == 0)
+		rc = cmd_run(&a);
+	else if (strcmp(cmd, "status") == 0)
+		rc = cmd_status(&a);
+	else if (strcmp(cmd, "sample-config") == 0) {
+		char *s = gn_conf_sample_dup(&agent_config_table);
+		fputs(s, stdout);
+		free(s);
+		rc = 0;
+	} else {
+		fprintf(stderr, "ganglion-agent: unknown command '%s' (see --help)\n", cmd);
+		rc = 2;
+	}
+	gn_ed25519_key_free(a.key);
+	json_decref(a.last_op);
+	gn_conf_cleanup(&agent_config_table, &a.cfg);
+	curl_global_cleanup();
+	return rc;
+}

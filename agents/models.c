@@ -1,0 +1,231 @@
+/* The runtime plugin and the models it runs: loading, self-test, reference-counted hot swap. */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent.h"
+#include "json.h"
+#include "log.h"
+
+int models_open_runtime(struct agent *a, gn_err *err)
+{
+	char ebuf[512] = "";
+	a->dl = dlopen(a->cfg.runtime_plugin, RTLD_NOW | RTLD_LOCAL);
+	if (!a->dl)
+		return gn_err_set(err, GN_ENOTFOUND, "cannot load runtime plugin %s: %s", a->cfg.runtime_plugin, dlerror());
+	ganglion_runtime_entry_fn entry = (ganglion_runtime_entry_fn)dlsym(a->dl, GANGLION_RUNTIME_ENTRY);
+	if (!entry)
+		return gn_err_set(err, GN_EINVAL, "%s exports no %s", a->cfg.runtime_plugin, GANGLION_RUNTIME_ENTRY);
+	a->rt = entry();
+	if (!a->rt || a->rt->abi_version != GANGLION_RUNTIME_ABI_VERSION || a->rt->struct_size < sizeof(ganglion_runtime))
+		return gn_err_set(err, GN_EINVAL, "%s speaks runtime ABI %u, this agent speaks %d", a->cfg.runtime_plugin,
+				  a->rt ? a->rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
+	if (a->rt->init(NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
+		return gn_err_set(err, GN_ERROR, "runtime %s failed to start: %s", a->rt->name, ebuf);
+	gn_log(GN_LOG_INFO, "event=runtime_loaded name=%s version=\"%s\"", a->rt->name, a->rt->version);
+	return 0;
+}
+
+json_t *models_runtime_facts(struct agent *a)
+{
+	ganglion_rt_caps caps;
+	char ebuf[256];
+	if (!a->rt)
+		return json_null();
+	json_t *targets = json_array();
+	if (a->rt->capabilities(&caps, ebuf, sizeof(ebuf)) == GANGLION_RT_OK) {
+		for (size_t i = 0; i < caps.n_targets && i < GANGLION_RT_MAX_TARGETS; i++)
+			json_array_append_new(targets, json_pack("{s:s,s:s,s:I}", "name", caps.targets[i].name, "device",
+								 caps.targets[i].device, "mem_total_bytes",
+								 (json_int_t)caps.targets[i].mem_total_bytes));
+	}
+	return json_pack("{s:s,s:s,s:o,s:s}", "name", a->rt->name, "version", a->rt->version, "targets", targets,
+			 "configured_target", a->cfg.runtime_target);
+}
+
+int models_load(struct agent_model **out, struct agent *a, const char *path, const char *name, const char *version,
+		const char *sha256, gn_err *err)
+{
+	char ebuf[512] = "";
+	ganglion_rt_model *rm = NULL;
+	int rc = a->rt->load(&rm, path, a->cfg.runtime_target, ebuf, sizeof(ebuf));
+	if (rc != GANGLION_RT_OK)
+		return gn_err_set(err, GN_EINVAL, "runtime could not load %s %s: %s", name, version, ebuf);
+	struct agent_model *m = gn_calloc(1, sizeof(*m));
+	atomic_init(&m->refs, 1);
+	m->rt_model = rm;
+	m->info = a->rt->describe(rm);
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(m->version, sizeof(m->version), "%s", version);
+	snprintf(m->sha256, sizeof(m->sha256), "%s", sha256);
+	snprintf(m->target, sizeof(m->target), "%s", m->info && m->info->target ? m->info->target : "unknown");
+	if (strcmp(m->target, a->cfg.runtime_target) != 0)
+		gn_log(GN_LOG_WARN, "event=target_fallback model=%s version=%s requested=%s actual=%s why=\"%s\"", name,
+		       version, a->cfg.runtime_target, m->target, m->info && m->info->target_detail ? m->info->target_detail : "");
+	*out = m;
+	return 0;
+}
+
+static const ganglion_rt_tensor_info *find_info(const ganglion_rt_tensor_info *t, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(t[i].name, name) == 0)
+			return &t[i];
+	return NULL;
+}
+
+/* Fills in a tensor's shape for `count` values: the model's shape, with one dynamic dimension solved. */
+static int shape_for(ganglion_rt_input *in, const ganglion_rt_tensor_info *ti, size_t count, gn_err *err)
+{
+	int64_t known = 1;
+	int dyn = -1;
+	in->ndim = ti->ndim;
+	for (int d = 0; d < ti->ndim; d++) {
+		in->shape[d] = ti->shape[d];
+		if (ti->shape[d] < 0) {
+			if (dyn >= 0)
+				return gn_err_set(err, GN_EINVAL, "input %s has more than one dynamic dimension", ti->name);
+			dyn = d;
+		} else {
+			known *= ti->shape[d];
+		}
+	}
+	if (dyn >= 0) {
+		if (known == 0 || count % (size_t)known)
+			return gn_err_set(err, GN_EINVAL, "%zu values do not fit input %s", count, ti->name);
+		in->shape[dyn] = (int64_t)(count / (size_t)known);
+	} else if ((size_t)known != count) {
+		return gn_err_set(err, GN_EINVAL, "input %s takes %lld values, got %zu", ti->name, (long long)known, count);
+	}
+	return 0;
+}
+
+int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err)
+{
+	const json_t *ins = json_object_get(sample, "inputs"), *outs = json_object_get(sample, "outputs");
+	double tol = json_is_number(json_object_get(sample, "tolerance")) ? json_number_value(json_object_get(sample, "tolerance")) : 1e-4;
+	size_t nin = json_object_size(ins), nout = json_object_size(outs), i = 0;
+	ganglion_rt_input *in = gn_calloc(nin, sizeof(*in));
+	ganglion_rt_output *out = gn_calloc(nout, sizeof(*out));
+	int rc = 0;
+	const char *k;
+	json_t *v;
+	if (!nin || !nout) {
+		rc = gn_err_set(err, GN_EINVAL, "the sample has no inputs or no outputs");
+		goto done;
+	}
+	json_object_foreach((json_t *)ins, k, v)
+	{
+		const ganglion_rt_tensor_info *ti = find_info(m->info->inputs, m->info->n_inputs, k);
+		if (!ti) {
+			rc = gn_err_set(err, GN_EINVAL, "the sample names input '%s', the model has no such input", k);
+			goto done;
+		}
+		float *data = gn_malloc(json_array_size(v) * sizeof(float));
+		for (size_t j = 0; j < json_array_size(v); j++)
+			data[j] = (float)json_number_value(json_array_get(v, j));
+		in[i].name = k;
+		in[i].data = data;
+		if ((rc = shape_for(&in[i++], ti, json_array_size(v), err)))
+			goto done;
+	}
+	i = 0;
+	json_object_foreach((json_t *)outs, k, v)
+	{
+		out[i].name = k;
+		out[i].capacity = json_array_size(v);
+		out[i++].data = gn_calloc(json_array_size(v) + 1, sizeof(float));
+	}
+	/* Twice: the first run warms up (compiles OpenCL kernels, allocates), the second is judged. */
+	for (int run = 0; run < 2 && !rc; run++)
+		rc = models_infer(a, m, in, nin, out, nout, err);
+	if (rc)
+		goto done;
+	i = 0;
+	json_object_foreach((json_t *)outs, k, v)
+	{
+		size_t n = 1;
+		for (int d = 0; d < out[i].ndim; d++)
+			n *= (size_t)out[i].shape[d];
+		if (n != json_array_size(v)) {
+			rc = gn_err_set(err, GN_EINVAL, "output %s has %zu values, the sample expects %zu", k, n, json_array_size(v));
+			goto done;
+		}
+		for (size_t j = 0; j < n; j++) {
+			double want = json_number_value(json_array_get(v, j)), got = out[i].data[j];
+			if (!(fabs(got - want) <= tol)) {
+				rc = gn_err_set(err, GN_EINVAL,
+						"self-test failed: output %s[%zu] is %g, the release expects %g (tolerance %g)", k, j,
+						got, want, tol);
+				goto done;
+			}
+		}
+		i++;
+	}
+done:
+	for (size_t j = 0; j < nin; j++)
+		free((void *)in[j].data);
+	for (size_t j = 0; j < nout; j++)
+		free(out[j].data);
+	free(in);
+	free(out);
+	/* The counters are for served traffic, not the self-test. */
+	atomic_store(&m->requests, 0);
+	atomic_store(&m->errors, 0);
+	atomic_store(&m->latency_us_sum, 0);
+	atomic_store(&m->latency_us_max, 0);
+	return rc;
+}
+
+int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input *in, size_t nin,
+		 ganglion_rt_output *out, size_t nout, gn_err *err)
+{
+	char ebuf[512] = "";
+	uint64_t t0 = gn_mono_ns();
+	int rc = a->rt->infer(m->rt_model, in, nin, out, nout, ebuf, sizeof(ebuf));
+	uint64_t us = (gn_mono_ns() - t0) / 1000;
+	atomic_fetch_add(&m->requests, 1);
+	atomic_fetch_add(&m->latency_us_sum, us);
+	uint64_t prev = atomic_load(&m->latency_us_max);
+	while (us > prev && !atomic_compare_exchange_weak(&m->latency_us_max, &prev, us))
+		;
+	if (rc != GANGLION_RT_OK) {
+		atomic_fetch_add(&m->errors, 1);
+		return gn_err_set(err, rc == GANGLION_RT_EINVAL || rc == GANGLION_RT_ESPACE ? GN_EINVAL : GN_ERROR,
+				  "inference failed: %s", ebuf);
+	}
+	return 0;
+}
+
+struct agent_model *models_get(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_model *m = a->current;
+	if (m)
+		atomic_fetch_add(&m->refs, 1);
+	pthread_mutex_unlock(&a->lock);
+	return m;
+}
+
+void models_unref(struct agent *a, struct agent_model *m)
+{
+	if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
+		return;
+	/* The last reference: no request uses the model any more. */
+	gn_log(GN_LOG_INFO, "event=model_freed model=%s version=%s", m->name, m->version);
+	a->rt->free_model(m->rt_model);
+	free(m);
+}
+
+void models_swap(struct agent *a, struct agent_model *m)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_model *old = a->current;
+	a->current = m;
+	pthread_mutex_unlock(&a->lock);
+	gn_log(GN_LOG_INFO, "event=model_swapped model=%s version=%s target=%s previous=%s", m->name, m->version,
+	       m->target, old ? old->version : "-");
+	models_unref(a, old);
+}

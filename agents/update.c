@@ -1,0 +1,393 @@
+/* One check-in and the update it may bring: verify the director's and the image repository's
+ * metadata (lib/tufclient.c), download the named artifact, load it beside the current model,
+ * self-test it, swap. Every failure on the way leaves the current model serving, and is reported. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "json.h"
+#include "log.h"
+#include "tuf.h"
+#include "tufclient.h"
+
+#include <openssl/evp.h>
+
+/* A target that failed (bad bytes, self-test) is not retried until the director names another. */
+static char failed_sha[65];
+
+void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail)
+{
+	char at[21];
+	gn_tuf_time(at, gn_now());
+	json_t *op = json_pack("{s:s,s:s,s:s,s:s}", "state", state, "model", model ? model : "", "version",
+			       version ? version : "", "at", at);
+	if (detail)
+		json_object_set_new(op, "detail", json_string(detail));
+	pthread_mutex_lock(&a->lock);
+	json_decref(a->last_op);
+	a->last_op = op;
+	pthread_mutex_unlock(&a->lock);
+	gn_log(strcmp(state, "failed") == 0 ? GN_LOG_WARN : GN_LOG_INFO, "event=update state=%s model=%s version=%s%s%s%s",
+	       state, model ? model : "-", version ? version : "-", detail ? " detail=\"" : "", detail ? detail : "",
+	       detail ? "\"" : "");
+}
+
+/* Follows a repository's root chain from the trusted root to the newest one. */
+static int refresh_root(json_t **out, struct agent *a, const char *repo, gn_err *err)
+{
+	char rel[64], path[96];
+	json_t *root = NULL;
+	snprintf(rel, sizeof(rel), "trust/%s/root.json", repo);
+	int rc = state_read_json(&root, a, rel, err);
+	if (rc)
+		return rc;
+	for (int hops = 0; hops < 1024; hops++) {
+		char *bytes = NULL;
+		size_t len;
+		json_t *next = NULL;
+		json_int_t v = json_integer_value(json_object_get(json_object_get(root, "signed"), "version"));
+		snprintf(path, sizeof(path), "/v1/tuf/%s/%lld.root.json", repo, (long long)v + 1);
+		rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_METADATA, err);
+		if (rc == GN_ENOTFOUND) {
+			rc = 0;
+			break;
+		}
+		if (!rc)
+			rc = gn_tufc_parse(&next, bytes, len, err);
+		if (!rc)
+			rc = gn_tufc_root_update(root, next, err);
+		if (!rc)
+			rc = state_write_bytes(a, rel, bytes, len, err);
+		free(bytes);
+		if (rc) {
+			json_decref(next);
+			break;
+		}
+		gn_log(GN_LOG_INFO, "event=root_updated repo=%s version=%lld", repo, (long long)v + 1);
+		json_decref(root);
+		root = next;
+	}
+	if (!rc)
+		rc = gn_tufc_check_fresh(root, state_now(a), err);
+	if (rc) {
+		json_decref(root);
+		return rc;
+	}
+	*out = root;
+	return 0;
+}
+
+/* Fetches path, checks it as `role` against root and the trusted copy, and stores it. */
+static int fetch_role(json_t **out, char **out_bytes, size_t *out_len, struct agent *a, const json_t *root,
+		      const char *repo, const char *role, const char *path, gn_err *err)
+{
+	char rel[64], *bytes = NULL;
+	size_t len;
+	json_t *env = NULL, *trusted = NULL;
+	gn_err ignore;
+	snprintf(rel, sizeof(rel), "trust/%s/%s.json", repo, role);
+	int rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_METADATA, err);
+	if (!rc)
+		rc = gn_tufc_parse(&env, bytes, len, err);
+	if (!rc && state_read_json(&trusted, a, rel, &ignore))
+		trusted = NULL;
+	if (!rc)
+		rc = gn_tufc_check_role(root, role, env, trusted, state_now(a), err);
+	if (!rc)
+		rc = state_write_bytes(a, rel, bytes, len, err);
+	json_decref(trusted);
+	if (rc) {
+		json_decref(env);
+		free(bytes);
+		return rc;
+	}
+	*out = env;
+	if (out_bytes) {
+		*out_bytes = bytes;
+		*out_len = len;
+	} else {
+		free(bytes);
+	}
+	return 0;
+}
+
+/* Brings the image repository up to date: root chain, timestamp, snapshot, targets. */
+static int refresh_image(json_t **out_targets, struct agent *a, gn_err *err)
+{
+	json_t *root = NULL, *ts = NULL, *sn = NULL, *tg = NULL;
+	char *snbytes = NULL, path[96];
+	size_t snlen = 0;
+	int rc;
+	if ((rc = refresh_root(&root, a, "image", err)) ||
+	    (rc = fetch_role(&ts, NULL, NULL, a, root, "image", "timestamp", "/v1/tuf/image/timestamp.json", err)))
+		goto out;
+	json_int_t sv = json_integer_value(
+		json_object_get(json_object_get(json_object_get(json_object_get(ts, "signed"), "meta"), "snapshot.json"), "version"));
+	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.snapshot.json", (long long)sv);
+	if ((rc = fetch_role(&sn, &snbytes, &snlen, a, root, "image", "snapshot", path, err)) ||
+	    (rc = gn_tufc_snapshot_matches(ts, sn, snbytes, snlen, err)))
+		goto out;
+	json_int_t tv = json_integer_value(
+		json_object_get(json_object_get(json_object_get(json_object_get(sn, "signed"), "meta"), "targets.json"), "version"));
+	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.targets.json", (long long)tv);
+	if ((rc = fetch_role(&tg, NULL, NULL, a, root, "image", "targets", path, err)) ||
+	    (rc = gn_tufc_targets_matches(sn, tg, err)))
+		goto out;
+	*out_targets = tg;
+	tg = NULL;
+out:
+	json_decref(root);
+	json_decref(ts);
+	json_decref(sn);
+	json_decref(tg);
+	free(snbytes);
+	return rc;
+}
+
+/* Checks the director targets from a check-in answer and stores them. */
+static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_err *err)
+{
+	json_t *root = NULL, *trusted = NULL;
+	gn_err ignore;
+	int rc = refresh_root(&root, a, "director", err);
+	if (rc)
+		return rc;
+	if (state_read_json(&trusted, a, "trust/director/targets.json", &ignore))
+		trusted = NULL;
+	if (!(rc = gn_tufc_check_role(root, "targets", dt, trusted, state_now(a), err))) {
+		const json_t *custom = json_object_get(json_object_get(dt, "signed"), "custom");
+		const char *id = gn_json_str(custom, "device_id");
+		int64_t issued;
+		if (!id || strcmp(id, a->device_id) != 0)
+			rc = gn_err_set(err, GN_EAUTH, "director metadata is for device %s, not this one", id ? id : "(none)");
+		else if (!(rc = state_write_json(a, "trust/director/targets.json", dt, err)) &&
+			 gn_tuf_time_parse(&issued, gn_json_str(custom, "issued_at")) == 0)
+			state_clock_seen(a, issued);
+	}
+	json_decref(root);
+	json_decref(trusted);
+	if (!rc)
+		*out = json_incref((json_t *)dt);
+	return rc;
+}
+
+static int sha256_file(char out[65], const char *path, gn_err *err)
+{
+	unsigned char buf[1 << 16], md[32];
+	unsigned int mdlen;
+	ssize_t r;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return gn_err_set(err, GN_ENOTFOUND, "cannot open %s: %s", path, strerror(errno));
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	while ((r = read(fd, buf, sizeof(buf))) > 0)
+		EVP_DigestUpdate(c, buf, (size_t)r);
+	EVP_DigestFinal_ex(c, md, &mdlen);
+	EVP_MD_CTX_free(c);
+	close(fd);
+	if (r < 0)
+		return gn_err_set(err, GN_ERROR, "cannot read %s", path);
+	gn_hex_encode(out, md, 32);
+	return 0;
+}
+
+/* Drops model files other than the current and the previous one. */
+static void prune_models(struct agent *a, const char *keep1, const char *keep2)
+{
+	char *dir = state_path(a, "models");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || strlen(e->d_name) != 64)
+			continue;
+		if ((keep1 && strcmp(e->d_name, keep1) == 0) || (keep2 && strcmp(e->d_name, keep2) == 0))
+			continue;
+		char *p = gn_asprintf("%s/%s", dir, e->d_name);
+		unlink(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+}
+
+/* Verifies, downloads, loads, self-tests and swaps in the target the director names. */
+static int install(struct agent *a, const json_t *image_targets, const char *path, const json_t *entry, gn_err *outerr)
+{
+	gn_err err;
+	char *file = NULL, *sample_bytes = NULL, spath[256], sum[65];
+	size_t slen = 0;
+	json_t *sample = NULL, *state = NULL, *prev = NULL;
+	struct agent_model *m = NULL, *cur = NULL;
+	const json_t *dcustom = json_object_get(entry, "custom");
+	const char *model = gn_json_str(dcustom, "model"), *version = gn_json_str(dcustom, "version");
+	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
+	uint64_t length = (uint64_t)json_integer_value(json_object_get(entry, "length"));
+	int rc = 0;
+
+	if (!model || !version || !sha || strlen(sha) != 64) {
+		update_report(a, "failed", model, version, "director target lacks model, version or sha256");
+		return 0;
+	}
+	if ((rc = gn_tufc_director_target_ok(image_targets, path, entry, &err))) {
+		update_report(a, "failed", model, version, err.msg);
+		snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+		return 0;
+	}
+	const json_t *icustom = json_object_get(gn_tufc_target(image_targets, path), "custom");
+	update_report(a, "downloading", model, version, NULL);
+	if ((rc = download_artifact(a, sha, length, &file, &err))) {
+		update_report(a, "failed", model, version, err.msg);
+		if (rc == GN_EAUTH)
+			snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+		if (outerr)
+			*outerr = err;
+		return rc == GN_EAUTH ? 0 : rc;
+	}
+	update_report(a, "verifying", model, version, NULL);
+	/* Hash the stored file again right before loading it: what is checked is what is loaded. */
+	if ((rc = sha256_file(sum, file, &err)) || strcmp(sum, sha) != 0) {
+		update_report(a, "failed", model, version, rc ? err.msg : "stored model file changed after verification");
+		unlink(file);
+		rc = 0;
+		goto out;
+	}
+	const char *want_sample = gn_json_str(icustom, "sample_sha256");
+	if (want_sample) {
+		snprintf(spath, sizeof(spath), "/v1/models/%s/versions/%s/sample", model, version);
+		if ((rc = client_get(&sample_bytes, &slen, a, spath, 64 << 20, &err))) {
+			update_report(a, "failed", model, version, err.msg);
+			goto out;
+		}
+		char ssum[65];
+		gn_sha256_hex(ssum, sample_bytes, slen);
+		if (strcmp(ssum, want_sample) != 0 || !(sample = json_loadb(sample_bytes, slen, 0, NULL))) {
+			update_report(a, "failed", model, version, "the sample does not match its signed SHA-256");
+			snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+			goto out;
+		}
+	}
+	update_report(a, "loading", model, version, NULL);
+	if ((rc = models_load(&m, a, file, model, version, sha, &err))) {
+		update_report(a, "failed", model, version, err.msg);
+		snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+		rc = 0;
+		goto out;
+	}
+	if (sample && (rc = models_self_test(a, m, sample, &err))) {
+		update_report(a, "failed", model, version, err.msg);
+		snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+		models_unref(a, m);
+		m = NULL;
+		rc = 0;
+		goto out;
+	}
+	/* Record the new state before the swap is visible, keeping the old as "previous". */
+	cur = models_get(a);
+	if (cur)
+		prev = json_pack("{s:s,s:s,s:s}", "name", cur->name, "version", cur->version, "sha256", cur->sha256);
+	state = json_pack("{s:{s:s,s:s,s:s,s:s},s:o}", "current", "name", model, "version", version, "sha256", sha,
+			  "path", path, "previous", prev ? prev : json_null());
+	if ((rc = state_write_json(a, "state.json", state, &err))) {
+		update_report(a, "failed", model, version, err.msg);
+		models_unref(a, m);
+		m = NULL;
+		goto out;
+	}
+	models_swap(a, m);
+	m = NULL;
+	failed_sha[0] = '\0';
+	update_report(a, "active", model, version, NULL);
+	prune_models(a, sha, cur ? cur->sha256 : NULL);
+out:
+	if (cur)
+		models_unref(a, cur);
+	json_decref(sample);
+	json_decref(state);
+	free(sample_bytes);
+	free(file);
+	return rc;
+}
+
+int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
+{
+	json_t *ans = NULL, *dt = NULL, *image = NULL;
+	bool unchanged = false;
+	int rc = client_checkin(&ans, &unchanged, a, err);
+	if (rc || unchanged)
+		return rc;
+	json_int_t poll = json_integer_value(json_object_get(ans, "poll_interval"));
+	if (poll > 0)
+		*out_poll = poll;
+	if ((rc = check_director(&dt, a, json_object_get(ans, "director_targets"), err))) {
+		/* Refused metadata: keep serving, report why, and ask again from scratch next time. */
+		update_report(a, "failed", NULL, NULL, err->msg);
+		a->etag[0] = '\0';
+		rc = 0;
+		goto out;
+	}
+	const json_t *targets = json_object_get(json_object_get(dt, "signed"), "targets");
+	const char *path;
+	json_t *entry;
+	json_object_foreach((json_t *)targets, path, entry)
+	{
+		const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
+		struct agent_model *cur = models_get(a);
+		bool same = cur && sha && strcmp(cur->sha256, sha) == 0;
+		models_unref(a, cur);
+		if (same || (sha && strcmp(sha, failed_sha) == 0))
+			continue;
+		if ((rc = refresh_image(&image, a, err))) {
+			update_report(a, "failed", gn_json_str(json_object_get(entry, "custom"), "model"),
+				      gn_json_str(json_object_get(entry, "custom"), "version"), err->msg);
+			a->etag[0] = '\0';
+			rc = rc == GN_EUNAVAIL ? rc : 0;
+			goto out;
+		}
+		rc = install(a, image, path, entry, err);
+		if (rc)
+			a->etag[0] = '\0'; /* transient (network): try again at the next check-in */
+		break; /* one model per device for now */
+	}
+out:
+	json_decref(ans);
+	json_decref(dt);
+	json_decref(image);
+	return rc;
+}
+
+int update_restore(struct agent *a, gn_err *err)
+{
+	json_t *state = NULL;
+	struct agent_model *m = NULL;
+	char sum[65];
+	int rc = state_read_json(&state, a, "state.json", err);
+	if (rc == GN_ENOTFOUND)
+		return 0;
+	if (rc)
+		return rc;
+	const json_t *cur = json_object_get(state, "current");
+	const char *name = gn_json_str(cur, "name"), *version = gn_json_str(cur, "version"), *sha = gn_json_str(cur, "sha256");
+	if (!name || !version || !sha) {
+		json_decref(state);
+		return 0;
+	}
+	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
+	/* Only a file that still hashes to what was verified is loaded. */
+	if ((rc = sha256_file(sum, file, err)) || strcmp(sum, sha) != 0) {
+		if (!rc)
+			rc = gn_err_set(err, GN_EAUTH, "model file %s no longer matches its verified SHA-256", file);
+	} else if (!(rc = models_load(&m, a, file, name, version, sha, err))) {
+		models_swap(a, m);
+		update_report(a, "active", name, version, "restored at start-up");
+	}
+	free(file);
+	json_decref(state);
+	return rc;
+}
