@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "http_client.h"
+#include "json.h"
 #include "selector.h"
 
 static const output_col list_cols[] = {
@@ -24,6 +25,9 @@ static const output_col show_fields[] = {
 	{"Last seen", "last_seen_at", NULL},
 	{"Decommissioned", "decommissioned_at", NULL},
 	{"Facts", "facts", NULL},
+	{"Desired", "desired", NULL},
+	{"Reported", "reported", NULL},
+	{"Reported at", "reported_at", NULL},
 };
 
 /* Returns /v1/devices/{id} with id URL-encoded (new). */
@@ -151,6 +155,108 @@ out:
 	return error;
 }
 
+/* Splits MODEL@VERSION (VERSION may be an alias); CLI_EUSAGE when malformed. */
+static int split_model(char **model, char **version, const char *arg, gn_err *err)
+{
+	const char *at = strchr(arg, '@');
+	if (!at || at == arg || !at[1]) {
+		gn_err_set(err, CLI_EUSAGE, "expected MODEL@VERSION (or MODEL@ALIAS), got '%s'", arg);
+		return CLI_EUSAGE;
+	}
+	*model = gn_strndup(arg, (size_t)(at - arg));
+	*version = gn_strdup(at + 1);
+	return 0;
+}
+
+static int assign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *body = NULL, *ans = NULL;
+	char *model = NULL, *version = NULL, *path = NULL;
+	const char *selector = cli_args_get(args, "selector");
+	gn_selector sel = {0};
+
+	if (selector ? args->npos != 1 : args->npos != 2) {
+		gn_err_set(err, CLI_EUSAGE, "give either ID MODEL@VERSION or --selector S MODEL@VERSION");
+		return CLI_EUSAGE;
+	}
+	if ((error = split_model(&model, &version, args->pos[args->npos - 1], err)))
+		goto out;
+	if (selector) {
+		if ((error = gn_selector_parse(&sel, selector, err))) {
+			err->code = error = CLI_EUSAGE;
+			goto out;
+		}
+		body = json_pack("{s:s,s:s,s:s}", "selector", selector, "model", model, "version", version);
+		if ((error = cli_request(&ans, ctx, "POST", "/v1/desired", body, err)))
+			goto out;
+		if (ctx->output == CLI_OUTPUT_JSON)
+			output_json(ans);
+		else
+			printf("%lld device(s) assigned %s %s\n", (long long)json_integer_value(json_object_get(ans, "count")),
+			       model, gn_json_str(ans, "version") ? gn_json_str(ans, "version") : version);
+		goto out;
+	}
+	char *dev = device_path(args->pos[0]);
+	path = gn_asprintf("%s/desired", dev);
+	free(dev);
+	body = json_pack("{s:s,s:s}", "model", model, "version", version);
+	if ((error = cli_request(&ans, ctx, "PUT", path, body, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(ans);
+	else
+		printf("device %s assigned %s %s; it installs it at its next check-in\n", args->pos[0], model,
+		       gn_json_str(ans, "version"));
+out:
+	gn_selector_cleanup(&sel);
+	json_decref(body);
+	json_decref(ans);
+	free(model);
+	free(version);
+	free(path);
+	return error;
+}
+
+static int unassign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	char *dev = device_path(args->pos[0]), *path = gn_asprintf("%s/desired", dev);
+	json_t *ans = NULL;
+	int error = cli_request(&ans, ctx, "DELETE", path, NULL, err);
+	if (!error && ctx->output != CLI_OUTPUT_JSON)
+		printf("device %s has no desired model now; it keeps serving what it runs\n", args->pos[0]);
+	json_decref(ans);
+	free(dev);
+	free(path);
+	return error;
+}
+
+static const output_col event_cols[] = {
+	{"AT", "at", NULL},
+	{"OPERATION", "operation", NULL},
+};
+
+static int events_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	char *dev = device_path(args->pos[0]), *path = gn_asprintf("%s/events", dev);
+	json_t *page = NULL;
+	int error = cli_request(&page, ctx, "GET", path, NULL, err);
+	if (!error) {
+		if (ctx->output == CLI_OUTPUT_JSON)
+			output_json(page);
+		else
+			output_table(json_object_get(page, "items"), event_cols, GN_ARRAY_LEN(event_cols));
+	}
+	json_decref(page);
+	free(dev);
+	free(path);
+	return error;
+}
+
+static const cli_opt assign_opts[] = {
+	{"selector", 0, "S", "assign every active device whose labels match S instead of one ID"},
+};
+
 static const cli_opt list_opts[] = {
 	{"selector", 0, "S", "only devices whose labels match S, e.g. site=north,type!=camera,gpu,!old"},
 	{"status", 0, "STATUS", "only active or decommissioned devices"},
@@ -167,6 +273,13 @@ static const cli_cmd cmds[] = {
 	 SIZE_MAX, label_run},
 	{"decommission", "ID", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
 	 decommission_run},
+	{"assign", "ID MODEL@VERSION | --selector S MODEL@VERSION",
+	 "Set the model version (or alias, resolved now) a device should run.", assign_opts,
+	 GN_ARRAY_LEN(assign_opts), 1, 2, assign_run},
+	{"unassign", "ID", "Clear a device's desired model (it keeps serving what it runs).", NULL, 0, 1, 1,
+	 unassign_run},
+	{"events", "ID", "Show a device's update attempts as it reported them, newest first.", NULL, 0, 1, 1,
+	 events_run},
 };
 
 const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices.", cmds,

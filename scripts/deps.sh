@@ -3,10 +3,11 @@
 # Usage: scripts/deps.sh [build|test|demo]   (test installs everything)
 set -euo pipefail
 
-BUILD_PKGS=(build-essential autoconf automake pkg-config
+BUILD_PKGS=(build-essential g++ autoconf automake pkg-config libopencv-dnn-dev ocl-icd-opencl-dev
 	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libcurl4-openssl-dev libcmocka-dev)
-RUN_PKGS=(postgresql postgresql-client curl)
-TEST_PKGS=(python3 python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib)
+RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
+TEST_PKGS=(python3 python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib
+	python3-onnx python3-numpy)
 
 want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
 [ "${1:-test}" = test ] && want+=("${TEST_PKGS[@]}")

@@ -340,16 +340,22 @@ void setup_opencl_env()
 	setenv("OPENCV_DNN_OPENCL_ALLOW_ALL_DEVICES", "1", 0);
 	if (getenv("OPENCV_OPENCL_DEVICE"))
 		return;
-	std::vector<cv::ocl::PlatformInfo> platforms;
-	cv::ocl::getPlatfomsInfo(platforms); // enumerates only; creates no context
 	bool gpu = false, cpu = false;
-	for (const cv::ocl::PlatformInfo &p : platforms) {
-		for (int i = 0; i < p.deviceNumber(); i++) {
-			cv::ocl::Device d;
-			p.getDevice(d, i);
-			gpu = gpu || (d.type() & cv::ocl::Device::TYPE_GPU);
-			cpu = cpu || (d.type() & cv::ocl::Device::TYPE_CPU);
+	try { // no OpenCL here (or OPENCV_OPENCL_RUNTIME=disabled) is not an error: load() reports it
+		if (!cv::ocl::haveOpenCL())
+			return;
+		std::vector<cv::ocl::PlatformInfo> platforms;
+		cv::ocl::getPlatfomsInfo(platforms); // enumerates only; creates no context
+		for (const cv::ocl::PlatformInfo &p : platforms) {
+			for (int i = 0; i < p.deviceNumber(); i++) {
+				cv::ocl::Device d;
+				p.getDevice(d, i);
+				gpu = gpu || (d.type() & cv::ocl::Device::TYPE_GPU);
+				cpu = cpu || (d.type() & cv::ocl::Device::TYPE_CPU);
+			}
 		}
+	} catch (const cv::Exception &) {
+		return;
 	}
 	if (!gpu && cpu)
 		setenv("OPENCV_OPENCL_DEVICE", ":CPU:", 0);
