@@ -6,11 +6,15 @@ set -euo pipefail
 BUILD_PKGS=(build-essential g++ autoconf automake pkg-config libopencv-dnn-dev ocl-icd-opencl-dev
 	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libcurl4-openssl-dev libcmocka-dev)
 RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
-TEST_PKGS=(python3 python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib
-	python3-onnx python3-numpy)
+# The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py).
+MODEL_PKGS=(python3 python3-onnx python3-numpy)
+TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib)
 
 want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
-[ "${1:-test}" = test ] && want+=("${TEST_PKGS[@]}")
+case "${1:-test}" in
+test) want+=("${MODEL_PKGS[@]}" "${TEST_PKGS[@]}") ;;
+demo) want+=("${MODEL_PKGS[@]}") ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

@@ -171,6 +171,22 @@ int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, 
 		if (stat(data_dir, &st) == 0 && !(st.st_mode & S_IXOTH) && chmod(data_dir, (st.st_mode & 07777) | 0711) == 0)
 			gn_log(GN_LOG_INFO, "event=pg_datadir_chmod dir=%s mode=0711 why=\"cluster user %s must traverse it\"",
 			       data_dir, pw->pw_name);
+		/* Its parents are not ours to change: say which one blocks the way. */
+		char *walk = realpath(data_dir, NULL);
+		for (char *slash = walk ? strrchr(walk, '/') : NULL; slash && slash != walk; slash = strrchr(walk, '/')) {
+			*slash = '\0';
+			if (stat(walk, &st) == 0 && !(st.st_mode & S_IXOTH) &&
+			    !(st.st_uid == pw->pw_uid && (st.st_mode & S_IXUSR)) &&
+			    !(st.st_gid == pw->pw_gid && (st.st_mode & S_IXGRP))) {
+				error = gn_err_set(err, GN_EINVAL,
+						   "PostgreSQL runs as '%s', which cannot enter %s (mode %04o) on the way to the "
+						   "data dir: `chmod o+x %s`, or choose a data-dir it can reach",
+						   pw->pw_name, walk, (unsigned)(st.st_mode & 07777), walk);
+				free(walk);
+				goto out;
+			}
+		}
+		free(walk);
 	}
 	pc->pgdir = gn_asprintf("%s/pg", data_dir);
 	pc->datadir = gn_asprintf("%s/pg/data", data_dir);

@@ -602,6 +602,201 @@ def nested(depth, leaf=1):
     return v
 
 
+# --- ganglion-agent -------------------------------------------------------------------------
+AGENT = BUILDDIR / "agents" / "ganglion-agent"
+RUNTIME_PLUGIN = BUILDDIR / "agents" / "runtimes" / "ganglion-runtime-opencv.so"
+TEST_MODELS = BUILDDIR / "tests" / "models"  # `make tests/models/stamp`: v1, v2, bad, conv (.onnx + .json)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over an AF_UNIX stream socket (the agent's local inference endpoint)."""
+
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = str(path)
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(self.unix_path)
+        except OSError:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Agent:
+    """One ganglion-agent: its own data dir, socket and log. enroll() runs `enroll` once;
+    start() runs `run` in the background, stop() sends SIGTERM (it must exit 0), kill() sends
+    SIGKILL. Every option but the command goes on the command line (command())."""
+
+    def __init__(self, workdir, server_url, target="cpu", extra_args=(), env=None):
+        # Short paths: the socket's must fit in sun_path (107 bytes).
+        self.workdir = make_dir(workdir, 0o700)
+        self.data_dir = self.workdir / "data"
+        self.socket_path = self.workdir / "infer.sock"
+        self.server_url = server_url
+        self.target = target
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
+        self.proc = None
+        self.logfile = self.workdir / "agent.log"
+        self.device_id = None
+
+    def command(self, *cmd, server_url=None, extra_args=None):
+        return [str(c) for c in [
+            AGENT, "--server-url", server_url or self.server_url, "--data-dir", self.data_dir,
+            "--runtime-plugin", RUNTIME_PLUGIN, "--runtime-target", self.target,
+            "--socket-path", self.socket_path, "--poll-min", "1s",
+            *(self.extra_args if extra_args is None else extra_args), *cmd]]
+
+    def enroll(self, token, name=None, timeout=60):
+        """Enrolls with an enrollment token; returns the device id."""
+        cmd = self.command("enroll", "--token", token, *(["--name", name] if name else []))
+        p = run(cmd, timeout=timeout, env=child_env(**self.env))
+        self.device_id = jsonlib.loads((self.data_dir / "identity" / "device.json").read_text())["device_id"]
+        assert self.device_id in p.stdout, p.stdout
+        return self.device_id
+
+    def start(self, wait=True, timeout=30, server_url=None, extra_args=None):
+        """Starts `run` (appending to the log); with wait, returns once the socket answers."""
+        if not AGENT.exists():
+            raise ServerError(f"{AGENT} not built (set GANGLION_BUILDDIR)")
+        with open(self.logfile, "ab") as log:
+            log.write(f"--- start {time.strftime('%H:%M:%S')} ---\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                self.command("run", server_url=server_url, extra_args=extra_args),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                env=child_env(**self.env), start_new_session=True,
+            )
+        if wait:
+            ok = wait_for(lambda: self.proc.poll() is not None or self.healthz() is not None, timeout, 0.05)
+            if self.proc.poll() is not None or not ok:
+                raise ServerError(f"ganglion-agent did not start serving (status {self.proc.poll()})\n"
+                                  f"--- log ---\n{self.log()}")
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, check=True):
+        """SIGTERM; with check, fails unless it exits 0 within STOP_TIMEOUT with no sanitizer
+        report in its log."""
+        if self.proc is None:
+            return []
+        problems = []
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                problems.append(f"did not exit within {STOP_TIMEOUT} s of SIGTERM (killed)")
+                self.proc.kill()
+                self.proc.wait()
+        else:
+            problems.append(f"had already exited (status {self.proc.returncode}) before SIGTERM")
+        if self.proc.returncode != 0 and not problems:
+            problems.append(f"exited with status {self.proc.returncode} after SIGTERM")
+        self.proc = None
+        bad = [l for l in self.log().splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
+        if bad:
+            problems.append("sanitizer report in log:\n  " + "\n  ".join(bad[:20]))
+        if problems and check:
+            raise ServerError("ganglion-agent: " + "; ".join(problems) + f"\n--- log ---\n{self.log()}")
+        return problems
+
+    def kill(self):
+        """kill -9, as a power cut would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def log(self, limit=20000):
+        try:
+            text = self.logfile.read_text(errors="replace")
+        except OSError:
+            return ""
+        return text if len(text) <= limit else "...\n" + text[-limit:]
+
+    def state(self):
+        """The agent's state.json (current and previous model), or None."""
+        try:
+            return jsonlib.loads((self.data_dir / "state.json").read_text())
+        except FileNotFoundError:
+            return None
+
+    # --- the local inference endpoint ---------------------------------------------------------
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        """One request on a fresh connection to the socket; returns (status, headers, body bytes)."""
+        conn = UnixHTTPConnection(self.socket_path, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = jsonlib.dumps(body).encode()
+                headers = {"Content-Type": "application/json", **(headers or {})}
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def healthz(self):
+        """GET /healthz as a dict, or None when the socket does not answer."""
+        try:
+            status, _, body = self.request("GET", "/healthz", timeout=2)
+        except OSError:
+            return None
+        return jsonlib.loads(body) if status == 200 else None
+
+    def models(self):
+        """GET /v1/models: the items (what serves, its version and real target)."""
+        status, _, body = self.request("GET", "/v1/models")
+        assert status == 200, f"GET /v1/models on the socket -> {status} {body[:300]!r}"
+        return jsonlib.loads(body)["items"]
+
+    def serving(self):
+        """(version, target) of the model that serves now, or None."""
+        items = self.models()
+        return (items[0]["version"], items[0]["target"]) if items else None
+
+    def infer(self, model, inputs, timeout=30):
+        """POSTs JSON inputs; returns the parsed 200 answer (asserting the status)."""
+        status, _, body = self.request("POST", f"/v1/models/{model}/infer", {"inputs": inputs}, timeout=timeout)
+        assert status == 200, f"infer {model} -> {status} {body[:300]!r}"
+        return jsonlib.loads(body)
+
+
+def device_reported(server, device_id):
+    """GET /v1/devices/{id} as a dict."""
+    r = server.api("GET", f"/v1/devices/{device_id}")
+    assert r.status_code == 200, f"GET /v1/devices/{device_id} -> {r.status_code} {r.text[:300]}"
+    return r.json()
+
+
+def wait_operation(server, device_id, predicate, timeout=30.0, what="the expected operation"):
+    """Polls GET /v1/devices/{id} until predicate(reported.last_operation) holds; returns that
+    operation, or fails with the last one seen."""
+    seen = [None]
+
+    def check():
+        op = (device_reported(server, device_id).get("reported") or {}).get("last_operation")
+        seen[0] = op
+        return op if op and predicate(op) else None
+
+    op = wait_for(check, timeout, 0.2)
+    assert op, f"device {device_id}: no {what} reported within {timeout} s; last_operation: {seen[0]}"
+    return op
+
+
+def device_events(server, device_id, limit=100):
+    """The device's update events, oldest first (their operation objects)."""
+    r = server.api("GET", f"/v1/devices/{device_id}/events", params={"limit": limit})
+    assert r.status_code == 200, f"GET /v1/devices/{device_id}/events -> {r.status_code} {r.text[:300]}"
+    return [e["operation"] for e in reversed(r.json()["items"])]
+
+
 # --- Prometheus text ------------------------------------------------------------------------
 _METRIC_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
 _LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')

@@ -45,6 +45,8 @@ def test_contract_names_the_documented_routes(contract):
         ("GET", "/v1/artifacts/sha256/{digest}"), ("GET", "/v1/tuf/image/{file}"),
         ("GET", "/v1/tuf/image/root/draft"), ("POST", "/v1/tuf/image/root"),
         ("GET", "/v1/keys"), ("POST", "/v1/keys/rotate"),
+        ("POST", "/v1/agent/checkin"), ("PUT", "/v1/devices/{id}/desired"), ("DELETE", "/v1/devices/{id}/desired"),
+        ("GET", "/v1/devices/{id}/events"), ("POST", "/v1/desired"), ("GET", "/v1/tuf/director/{file}"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():

@@ -40,6 +40,13 @@ def _root_keys(server):
             for k in root["roles"]["root"]["keyids"] if _root_key_file(server, k).exists()}
 
 
+def _image_keys(server):
+    """GET /v1/keys, the image repository's keys only (the director has its own)."""
+    r = server.api("GET", "/v1/keys")
+    assert r.status_code == 200, r.text
+    return [k for k in r.json()["items"] if k.get("repo", "image") == "image"]
+
+
 def _draft(server):
     r = server.api("GET", "/v1/tuf/image/root/draft")
     assert r.status_code == 200, r.text
@@ -156,7 +163,7 @@ def test_rotate_each_online_role(server):
         # The role's current metadata is signed by the new key only.
         f = "timestamp.json" if role == "timestamp" else f"{role}.json"
         assert [x["keyid"] for x in _meta(server, f)["signatures"]] == [out["keyid"]]
-        keys = server.api("GET", "/v1/keys").json()["items"]
+        keys = _image_keys(server)
         assert [k["keyid"] for k in keys if k["role"] == role] == [out["keyid"]]
         # Publishing still works and verifies under the new key.
         assert publish(server, "rot", role.encode(), meta=model_meta(f"1.{root_version}.0")).status_code == 201
@@ -273,7 +280,7 @@ def test_root_key_rotation_offline(server):
     assert r.status_code == 201, r.text
     s = _verify(server)
     assert s["root_version"] == 2 and s["keyids"]["root"] == [new_id]
-    keys = server.api("GET", "/v1/keys").json()["items"]
+    keys = _image_keys(server)
     assert [(k["keyid"], k["online"]) for k in keys if k["role"] == "root"] == [(new_id, False)]
 
     assert_problem(server.api("POST", "/v1/keys/rotate", json={"role": "timestamp"}), 409)
@@ -323,12 +330,11 @@ def test_concurrent_publishes_all_become_targets(server):
 @pytest.mark.xfail(strict=True, reason="server bug: GET /v1/keys gives no threshold for root (docs/API.md: "
                                         "root: {\"threshold\": n} too)")
 def test_keys_list_shows_the_root_threshold(server):
-    items = server.api("GET", "/v1/keys").json()["items"]
-    assert [k.get("threshold") for k in items if k["role"] == "root"] == [1]
+    assert [k.get("threshold") for k in _image_keys(server) if k["role"] == "root"] == [1]
 
 
 def test_keys_list(server):
-    items = server.api("GET", "/v1/keys").json()["items"]
+    items = _image_keys(server)
     root = _meta(server, "root.json")["signed"]
     assert sorted(k["role"] for k in items) == ["root", "snapshot", "targets", "timestamp"]
     for k in items:
@@ -341,13 +347,13 @@ def test_rotation_without_the_root_key_is_409(server, workdir):
     (keyid,) = _meta(server, "root.json")["signed"]["roles"]["root"]["keyids"]
     offline = workdir / "offline-root.pem"
     shutil.move(_root_key_file(server, keyid), offline)
-    before = server.api("GET", "/v1/keys").json()["items"]
+    before = _image_keys(server)
     assert [k["online"] for k in before if k["role"] == "root"] == [False]
 
     r = server.api("POST", "/v1/keys/rotate", json={"role": "targets"})
     assert_problem(r, 409, "offline")
     # Nothing changed: same keys, same root, still verifies.
-    assert server.api("GET", "/v1/keys").json()["items"] == before
+    assert _image_keys(server) == before
     assert _verify(server)["root_version"] == 1
     assert publish(server, "after", b"w").status_code == 201
     _verify(server)
@@ -451,5 +457,6 @@ def test_cli_keys_sign_root_then_import(server, workdir):
     assert json.loads(p.stdout)["root_version"] == 3
     listed = json.loads(server.cli("keys", "list", output="json").stdout)
     items = listed["items"] if isinstance(listed, dict) else listed
-    assert sorted(k["role"] for k in items) == ["root", "snapshot", "targets", "timestamp"]
+    assert sorted(k["role"] for k in items if k.get("repo", "image") == "image") == \
+        ["root", "snapshot", "targets", "timestamp"]
     assert _verify(server)["root_version"] == 3
