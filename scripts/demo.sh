@@ -114,7 +114,8 @@ infer "$data/cam-north-2.sock"
 step "what the devices reported"
 id1=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' "$data/cam-north-1/identity/device.json")
 # The agent reports the outcome at its next check-in.
-wait_for "cam-north-1 to report 2.0.0" sh -c "build/cli/ganglion -o json devices show $id1 | grep -q '\"version\": \"2.0.0\"'"
+reported_v2() { build/cli/ganglion -o json devices show "$1" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if (d.get("reported") or {}).get("last_operation", {}).get("version") == "2.0.0" else 1)'; }
+wait_for "cam-north-1 to report 2.0.0" reported_v2 "$id1"
 ganglion devices events "$id1"
 ganglion devices list
 
