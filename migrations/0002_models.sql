@@ -13,6 +13,7 @@ CREATE TABLE model_versions (
     minor        bigint NOT NULL,
     patch        bigint NOT NULL,
     prerelease   text,
+    prerelease_key text,           -- sorts as SemVer precedence (COLLATE "C"); see model_meta.c
     format       text NOT NULL CHECK (format IN ('onnx', 'tflite', 'tensorrt-plan', 'other')),
     filename     text NOT NULL,
     sha256       text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),

@@ -30,7 +30,7 @@ run_suite() {
 	for log in $(find "$dir/tests" -name '*.log' ! -name 'test-suite.log' | sort); do
 		echo "--- ${log#$dir/}"
 		grep -E '^\[ *(PASSED|FAILED|  ERROR) *\]|^\[==========\]|passed|failed|error' "$log" | tail -n 8
-		if grep -qE '^(FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null; then
+		if grep -qE ':test-result: (FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null; then
 			echo "--- failure output of ${log#$dir/}:"
 			tail -n 60 "$log"
 		fi

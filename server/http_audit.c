@@ -8,8 +8,8 @@ static const db_stmt st_list = {
 	"audit_list",
 	"SELECT jsonb_build_object('id', id, 'at', gn_ts(at), 'actor', actor, 'token_id', token_id,"
 	" 'action', action, 'object_type', object_type, 'object_id', object_id, 'request_id', request_id,"
-	" 'detail', detail)::text, id::text FROM audit_log"
-	" WHERE ($1::bigint IS NULL OR id < $1::bigint) ORDER BY id DESC LIMIT $2",
+	" 'detail', detail)::text, id::text AS cursor FROM audit_log"
+	" WHERE ($1::bigint IS NULL OR id < $1::bigint) ORDER BY audit_log.id DESC LIMIT $2",
 	2};
 
 void http_audit_list(struct gd_req *r)

@@ -144,8 +144,8 @@ void http_devices_patch(struct gd_req *r)
 	if (gd_body_json(&body, r, patch_fields, GN_ARRAY_LEN(patch_fields)))
 		goto out;
 	const char *name = gn_json_str(body, "name");
-	if (name && strlen(name) > 128) {
-		gd_reply_problem(r, 400, "name must be at most 128 characters");
+	if (name && (strlen(name) < 1 || strlen(name) > 128)) {
+		gd_reply_problem(r, 400, "name must be 1 to 128 characters");
 		goto out;
 	}
 	const char *k;

@@ -315,9 +315,9 @@ out:
 
 static const db_stmt st_events = {
 	"director_events",
-	"SELECT jsonb_build_object('id', id, 'at', gn_ts(at), 'operation', operation)::text, id::text"
+	"SELECT jsonb_build_object('id', id, 'at', gn_ts(at), 'operation', operation)::text, id::text AS cursor"
 	" FROM device_events WHERE device_id = $1 AND ($2::bigint IS NULL OR id < $2::bigint)"
-	" ORDER BY id DESC LIMIT $3",
+	" ORDER BY device_events.id DESC LIMIT $3",
 	3};
 
 void http_devices_events(struct gd_req *r)

@@ -23,7 +23,8 @@
 	" 'published_by', v.published_by, 'published_at', gn_ts(v.published_at))"
 
 /* Newest first by semantic-version precedence (a release outranks its pre-releases). */
-#define SEMVER_DESC "v.major DESC, v.minor DESC, v.patch DESC, (v.prerelease IS NULL) DESC, v.prerelease DESC"
+#define SEMVER_DESC \
+	"v.major DESC, v.minor DESC, v.patch DESC, (v.prerelease IS NULL) DESC, v.prerelease_key COLLATE \"C\" DESC"
 
 static const db_stmt st_exists = {
 	"models_version_exists", "SELECT 1 FROM model_versions WHERE model = $1 AND version = $2", 2};
@@ -34,10 +35,10 @@ static const db_stmt st_digest_lock = {
 static const db_stmt st_version_insert = {
 	"models_version_insert",
 	"INSERT INTO model_versions (model, version, major, minor, patch, prerelease, format, filename, sha256,"
-	" length, metadata, custom, published_by, sample_json, profile_json)"
+	" length, metadata, custom, published_by, sample_json, profile_json, prerelease_key)"
 	" VALUES ($1, $2, $3, $4, $5, nullif($6, ''), $7, $8, $9, $10, $11::jsonb,"
-	"  $12::jsonb || jsonb_build_object('published_at', gn_ts(now())), $13, $14, $15)",
-	15};
+	"  $12::jsonb || jsonb_build_object('published_at', gn_ts(now())), $13, $14, $15, nullif($16, ''))",
+	16};
 static const db_stmt st_version_get = {
 	"models_version_get",
 	"SELECT " VERSION_JSON "::text FROM model_versions v WHERE v.model = $1 AND v.version ="
@@ -357,7 +358,7 @@ void http_models_publish(struct gd_req *r)
 	const char *pm[] = {name};
 	const char *pd[] = {digest};
 	const char *pv[] = {name, m.version, maj, min, pat, m.semver.prerelease, m.format, m.filename, digest, len,
-			    s_stored, s_custom, r->auth.name, sample_bytes, profile_bytes};
+			    s_stored, s_custom, r->auth.name, sample_bytes, profile_bytes, m.semver.prerelease_key};
 	if (db_exec_sql(c, "BEGIN", &err) || db_exec(NULL, c, &st_model_insert, pm, &err) ||
 	    db_exec(NULL, c, &st_digest_lock, pd, &err) || db_exec(NULL, c, &st_version_insert, pv, &err)) {
 		if (err.code == GN_ECONFLICT)

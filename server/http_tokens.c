@@ -85,7 +85,7 @@ void http_tokens_create(struct gd_req *r)
 	auth_hash_token(hash, token);
 	const char *p[] = {name, hash, scopes.data, r->auth.token_id, exp && json_is_integer(exp) ? ttl : NULL};
 	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_create, p, &err) ||
-	    audit_write(r, "token.create", "token", PQgetvalue(res, 0, 1), json_pack("{s:s,s:s}", "name", name, "scopes", scopes.data), &err) ||
+	    audit_write(r, "token.create", "token", PQgetvalue(res, 0, 1), json_pack("{s:s,s:O}", "name", name, "scopes", arr), &err) ||
 	    db_exec_sql(gd_db(r), "COMMIT", &err)) {
 		gd_reply_error(r, &err);
 		goto out;

@@ -34,6 +34,10 @@ int model_alias_check(const char *alias, gn_err *err)
 		ok = islower((unsigned char)alias[i]) || isdigit((unsigned char)alias[i]) || strchr("._-", alias[i]);
 	if (!ok)
 		return gn_err_set(err, GN_EINVAL, "alias must be 1 to 63 characters of a-z, 0-9, '.', '_', '-'");
+	/* An alias spelled like a version would shadow that version in lookups. */
+	struct semver sv;
+	if (model_version_parse(&sv, alias, NULL) == 0)
+		return gn_err_set(err, GN_EINVAL, "alias '%s' looks like a version; aliases are names such as production", alias);
 	return 0;
 }
 
@@ -52,22 +56,57 @@ static const char *num(const char *p, int64_t *out)
 	return p;
 }
 
-/* Checks dot-separated identifiers of [0-9A-Za-z-] up to `end`. */
-static bool idents(const char *p, const char *end)
+/* Checks dot-separated identifiers of [0-9A-Za-z-] up to `end`; with `numeric_rule`, an
+ * all-digit identifier must not have a leading zero (SemVer 2.0.0 rule 9, pre-releases). */
+static bool idents(const char *p, const char *end, bool numeric_rule)
 {
-	bool empty = true;
-	for (; p < end; p++) {
-		if (*p == '.') {
-			if (empty)
-				return false;
-			empty = true;
-		} else if (isalnum((unsigned char)*p) || *p == '-') {
-			empty = false;
-		} else {
+	while (p < end) {
+		const char *dot = memchr(p, '.', (size_t)(end - p));
+		const char *e = dot ? dot : end;
+		bool digits = true;
+		if (e == p)
 			return false;
+		for (const char *q = p; q < e; q++) {
+			if (!isalnum((unsigned char)*q) && *q != '-')
+				return false;
+			digits = digits && isdigit((unsigned char)*q);
 		}
+		if (numeric_rule && digits && e - p > 1 && *p == '0')
+			return false;
+		if (!dot)
+			return true;
+		p = dot + 1;
+		if (p == end)
+			return false;
 	}
-	return !empty;
+	return false;
+}
+
+/* Builds a key whose bytewise (COLLATE "C") order is SemVer pre-release precedence: identifiers
+ * joined by \x01 (below every identifier byte, so a shorter list sorts first), numeric ones as
+ * "0" + 20 zero-padded digits (numerically, and before alphanumerics), the others as "1" + text. */
+static void prerelease_key(char *out, size_t outlen, const char *pre)
+{
+	gn_buf b;
+	gn_buf_init(&b);
+	const char *p = pre;
+	while (*p) {
+		size_t n = strcspn(p, ".");
+		bool digits = n > 0;
+		for (size_t i = 0; i < n; i++)
+			digits = digits && isdigit((unsigned char)p[i]);
+		if (b.len)
+			gn_buf_append(&b, "\x01", 1);
+		if (digits && n <= 20)
+			gn_buf_printf(&b, "0%020llu", strtoull(p, NULL, 10));
+		else
+			gn_buf_printf(&b, "1%.*s", (int)n, p);
+		p += n;
+		if (*p == '.')
+			p++;
+	}
+	snprintf(out, outlen, "%s", b.data ? b.data : "");
+	gn_buf_cleanup(&b);
 }
 
 int model_version_parse(struct semver *out, const char *v, gn_err *err)
@@ -83,13 +122,14 @@ int model_version_parse(struct semver *out, const char *v, gn_err *err)
 		const char *end = strchr(p, '+');
 		if (!end)
 			end = p + strlen(p);
-		if (!idents(p + 1, end))
+		if (!idents(p + 1, end, true))
 			goto bad;
 		snprintf(out->prerelease, sizeof(out->prerelease), "%.*s", (int)(end - p - 1), p + 1);
+		prerelease_key(out->prerelease_key, sizeof(out->prerelease_key), out->prerelease);
 		p = end;
 	}
 	if (*p == '+') {
-		if (!idents(p + 1, p + strlen(p)))
+		if (!idents(p + 1, p + strlen(p), false))
 			goto bad;
 		p += strlen(p);
 	}

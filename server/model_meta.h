@@ -7,6 +7,7 @@
 struct semver {
 	int64_t major, minor, patch;
 	char prerelease[65]; /* empty for a release */
+	char prerelease_key[400]; /* sorts as SemVer precedence under COLLATE "C" */
 };
 
 struct model_meta {

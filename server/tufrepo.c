@@ -508,13 +508,26 @@ int tufrepo_keys_list(json_t **out, db_conn *c, gn_err *err)
 		return rc;
 	*out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
 	PQclear(res);
-	/* Root keys are "online" to this server when their file is here. */
+	/* Root keys are "online" to this server when their file is here; they carry the threshold. */
 	size_t i;
 	json_t *k;
+	json_int_t thresholds[2] = {0, 0};
+	static const char *const repos[] = {"image", "director"};
+	for (int r = 0; r < 2; r++) {
+		struct latest root;
+		gn_err ignore;
+		if (get_latest(&root, c, repos[r], "root", &ignore) == 0) {
+			thresholds[r] = json_integer_value(json_object_get(
+				json_object_get(json_object_get(json_object_get(root.env, "signed"), "roles"), "root"), "threshold"));
+			latest_cleanup(&root);
+		}
+	}
 	json_array_foreach(*out, i, k)
 	{
 		if (strcmp(json_string_value(json_object_get(k, "role")), "root") != 0)
 			continue;
+		json_object_set_new(k, "threshold",
+				    json_integer(thresholds[strcmp(json_string_value(json_object_get(k, "repo")), "image") == 0 ? 0 : 1]));
 		char *path = root_key_path(json_string_value(json_object_get(k, "repo")),
 					   json_string_value(json_object_get(k, "keyid")));
 		struct stat st;
@@ -599,7 +612,33 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 		rc = gn_err_set(err, GN_EINVAL, "root 'expires' is missing, malformed or in the past");
 		goto out;
 	}
+	/* Refuse a root that would break the repository for TUF clients, however well signed. */
+	const char *spec = json_string_value(json_object_get(s, "spec_version"));
+	if (!spec || strncmp(spec, "1.", 2) != 0) {
+		rc = gn_err_set(err, GN_EINVAL, "root spec_version must be 1.x (TUF 1.0)");
+		goto out;
+	}
+	if (!json_is_true(json_object_get(s, "consistent_snapshot"))) {
+		rc = gn_err_set(err, GN_EINVAL, "root must keep consistent_snapshot true: the repository serves N.ROLE.json files");
+		goto out;
+	}
+	static const char *const all_roles[] = {"root", "targets", "snapshot", "timestamp"};
+	for (size_t i = 0; i < GN_ARRAY_LEN(all_roles); i++) {
+		const json_t *role = json_object_get(json_object_get(s, "roles"), all_roles[i]);
+		json_int_t t = json_integer_value(json_object_get(role, "threshold"));
+		size_t nk = json_array_size(json_object_get(role, "keyids"));
+		if (!json_is_integer(json_object_get(role, "threshold")) || t < 1 || (size_t)t > nk) {
+			rc = gn_err_set(err, GN_EINVAL, "root role %s needs a threshold from 1 to its %zu key(s)", all_roles[i], nk);
+			goto out;
+		}
+	}
 	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++) {
+		const json_t *nr = json_object_get(json_object_get(s, "roles"), online_roles[i]);
+		const json_t *cr = json_object_get(json_object_get(cur_signed, "roles"), online_roles[i]);
+		if (!json_equal(json_object_get(nr, "threshold"), json_object_get(cr, "threshold"))) {
+			rc = gn_err_set(err, GN_EINVAL, "the %s role's threshold differs from the current root's", online_roles[i]);
+			goto out;
+		}
 		if (!same_keyids(s, cur_signed, online_roles[i])) {
 			rc = gn_err_set(err, GN_EINVAL, "the %s role's keys differ from the current root's; rotate online keys with POST /v1/keys/rotate", online_roles[i]);
 			goto out;

@@ -790,11 +790,32 @@ def wait_operation(server, device_id, predicate, timeout=30.0, what="the expecte
     return op
 
 
-def device_events(server, device_id, limit=100):
-    """The device's update events, oldest first (their operation objects)."""
+def device_events(server, device_id, limit=100, with_ids=False):
+    """The device's update events, oldest first: their operation objects, or (id, operation)."""
     r = server.api("GET", f"/v1/devices/{device_id}/events", params={"limit": limit})
     assert r.status_code == 200, f"GET /v1/devices/{device_id}/events -> {r.status_code} {r.text[:300]}"
-    return [e["operation"] for e in reversed(r.json()["items"])]
+    items = list(reversed(r.json()["items"]))
+    return [(int(e["id"]), e["operation"]) if with_ids else e["operation"] for e in items]
+
+
+def last_event_id(server, device_id):
+    ev = device_events(server, device_id, limit=1, with_ids=True)
+    return ev[-1][0] if ev else 0
+
+
+def wait_event(server, device_id, predicate, after_id=0, timeout=30.0, what="the expected event"):
+    """Polls the device's events until one newer than after_id satisfies predicate(operation);
+    returns that operation, or fails with the newest events seen."""
+    seen = [[]]
+
+    def check():
+        ev = [(i, op) for i, op in device_events(server, device_id, limit=20, with_ids=True) if i > after_id]
+        seen[0] = ev
+        return next((op for _, op in ev if predicate(op)), None)
+
+    op = wait_for(check, timeout, 0.2)
+    assert op, f"device {device_id}: no {what} within {timeout} s; newer events: {[o for _, o in seen[0]][-5:]}"
+    return op
 
 
 # --- Prometheus text ------------------------------------------------------------------------

@@ -1,0 +1,716 @@
+"""ganglion-agent end to end, with the real gangliond, PostgreSQL and the OpenCV runtime plugin:
+enrollment and a first install, zero-downtime swaps under load (cpu and opencl), every refusal an
+agent must make (tampered artifacts, targets the image repository did not sign, expired, replayed
+and forged director metadata, a threshold reached with duplicate signatures, downloads that are
+too long or too slow, a failed self-test) with the old model serving on, kill -9 at each step of
+an update, and a server outage.
+
+One gangliond (and one device, "agent A") serves most of the module; the tests run in file order
+and each one states what it needs from the device (whatever version serves before a refusal must
+serve after it). Models: BUILD/tests/models/{v1,v2,bad,conv}.{onnx,json} (`make tests/models/stamp`);
+variants with other bytes but the same function are made here by changing the ONNX doc string."""
+
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import socketserver
+import struct
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import onnx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from onnx import TensorProto, helper, numpy_helper
+from securesystemslib.formats import encode_canonical
+
+from ganglion_harness import (
+    TEST_MODELS,
+    Agent,
+    Gangliond,
+    device_events,
+    device_reported,
+    free_port,
+    last_event_id,
+    make_dir,
+    new_key,
+    publish,
+    wait_event,
+    wait_for,
+    wait_operation,
+)
+
+MODEL = "det"
+
+
+# --- models ---------------------------------------------------------------------------------
+def _meta(name):
+    path = TEST_MODELS / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"{path} missing: run `make tests/models/stamp` in the build directory")
+    return json.loads(path.read_text())
+
+
+def _onnx(name):
+    return (TEST_MODELS / f"{name}.onnx").read_bytes()
+
+
+def variant(name, tag, pad=0):
+    """The ONNX model `name` with another doc string (and pad bytes of it): other bytes, so
+    another SHA-256 and artifact, the same function and sample."""
+    m = onnx.load_from_string(_onnx(name))
+    m.doc_string = f"ganglion test variant {tag} " + "#" * pad
+    return m.SerializeToString()
+
+
+def heavy_variant(tag, size=192, layers=6):
+    """v2's function, y = relu(x W2 + b2), plus a branch that does real work and adds exactly
+    zero: x -> [1,16,size,size] -> `layers` 3x3 convolutions -> pooled -> times a zero matrix.
+    Loading it (the plugin's warm-up plus the agent's two self-test runs) takes long enough to
+    kill the agent in the middle."""
+    src = onnx.load_from_string(_onnx("v2"))
+    inits = {i.name: numpy_helper.to_array(i) for i in src.graph.initializer}
+    rng = np.random.default_rng(7)
+    c = 16
+    arrays = {
+        "W1": inits["W1"], "b1": inits["b1"],
+        "Wa": rng.normal(0, 0.1, (4, c * size * size)).astype(np.float32),
+        "shape": np.array([1, c, size, size], dtype=np.int64),
+        "Wz": np.zeros((c, 3), dtype=np.float32),
+    }
+    nodes = [
+        helper.make_node("MatMul", ["x", "W1"], ["xw"]),
+        helper.make_node("Add", ["xw", "b1"], ["xwb"]),
+        helper.make_node("Relu", ["xwb"], ["dense"]),
+        helper.make_node("MatMul", ["x", "Wa"], ["wide"]),
+        helper.make_node("Reshape", ["wide", "shape"], ["h0"]),
+    ]
+    for i in range(layers):
+        arrays[f"cw{i}"] = rng.normal(0, 0.05, (c, c, 3, 3)).astype(np.float32)
+        arrays[f"cb{i}"] = np.zeros(c, dtype=np.float32)
+        nodes.append(helper.make_node("Conv", [f"h{i}", f"cw{i}", f"cb{i}"], [f"h{i + 1}"],
+                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1]))
+    nodes += [
+        helper.make_node("GlobalAveragePool", [f"h{layers}"], ["gap"]),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "Wz"], ["zero"]),
+        helper.make_node("Add", ["dense", "zero"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, f"heavy-{tag}",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        initializer=[numpy_helper.from_array(a, n) for n, a in arrays.items()])
+    model = helper.make_model(graph, producer_name="ganglion-tests", opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def push(srv, version, artifact, like="v1"):
+    """Publishes artifact as det/version with the metadata (and so the sample) of `like`;
+    returns its SHA-256."""
+    meta = dict(_meta(like), version=version)
+    r = publish(srv, MODEL, artifact, meta=meta)
+    assert r.status_code == 201, f"publish {MODEL} {version} -> {r.status_code} {r.text[:300]}"
+    return hashlib.sha256(artifact).hexdigest()
+
+
+def close_to(got, want, tol):
+    return len(got) == len(want) and all(abs(g - w) <= tol for g, w in zip(got, want))
+
+
+class Refs:
+    """The expected answer to the sample input of each release, by version."""
+
+    def __init__(self):
+        self.by_version = {}
+
+    def add(self, version, like):
+        s = _meta(like)["sample"]
+        self.by_version[version] = (s["inputs"]["x"], s["outputs"]["y"], s["tolerance"])
+
+    def x(self, version):
+        return self.by_version[version][0]
+
+    def check(self, answer):
+        """Asserts that an inference answer matches its own version's reference; returns the version."""
+        v = answer["version"]
+        assert v in self.by_version, f"answer from unknown version {v}: {answer}"
+        _, want, tol = self.by_version[v]
+        assert close_to(answer["outputs"]["y"], want, tol), f"{v} answered {answer['outputs']['y']}, expected {want}"
+        return v
+
+
+def assign(srv, device_id, version, model=MODEL):
+    r = srv.api("PUT", f"/v1/devices/{device_id}/desired", json={"model": model, "version": version})
+    assert r.status_code == 200, f"PUT desired {model} {version} -> {r.status_code} {r.text[:300]}"
+    return r.json()
+
+
+def wait_serving(agent, version, timeout=30):
+    got = wait_for(lambda: agent.serving() if agent.serving() and agent.serving()[0] == version else None, timeout, 0.1)
+    assert got, f"agent does not serve {version} within {timeout} s (serves {agent.serving()})\n{agent.log()[-4000:]}"
+    return got
+
+
+def assert_serves(agent, refs, version, model=MODEL):
+    """The socket answers the sample with `version`, matching its reference (JSON and raw float32)."""
+    assert agent.serving()[0] == version, agent.serving()
+    a = agent.infer(model, {"x": refs.x(version)})
+    assert refs.check(a) == version
+    status, headers, body = agent.request("POST", f"/v1/models/{model}/infer", struct.pack("<4f", *refs.x(version)),
+                                          {"Content-Type": "application/octet-stream"})
+    assert status == 200 and headers.get("x-model-version") == version, (status, headers, body[:200])
+    _, want, tol = refs.by_version[version]
+    assert close_to(struct.unpack(f"<{len(body) // 4}f", body), want, tol)
+
+
+def verified_files(agent):
+    """Checks every file in models/ hashes to its name (nothing partial is ever kept there);
+    returns the names."""
+    names = sorted(p.name for p in (agent.data_dir / "models").iterdir())
+    for n in names:
+        assert hashlib.sha256((agent.data_dir / "models" / n).read_bytes()).hexdigest() == n, f"models/{n} is not what it claims"
+    return names
+
+
+class Load:
+    """Threads that call the socket's infer endpoint without pause. Each result is
+    (t_sent, t_answered, version or None, error or None)."""
+
+    def __init__(self, agent, refs, threads=4, model=MODEL, x_version=None):
+        self.agent, self.refs, self.model = agent, refs, model
+        self.x = refs.x(x_version) if x_version else None
+        self.results = []
+        self.stop_flag = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self):
+        body = json.dumps({"inputs": {"x": self.x or next(iter(self.refs.by_version.values()))[0]}}).encode()
+        out = []
+        while not self.stop_flag.is_set():
+            t0 = time.monotonic()
+            try:
+                status, _, resp = self.agent.request("POST", f"/v1/models/{self.model}/infer", body,
+                                                     {"Content-Type": "application/json"}, timeout=30)
+                t1 = time.monotonic()
+                if status != 200:
+                    out.append((t0, t1, None, f"HTTP {status} {resp[:200]!r}"))
+                    continue
+                a = json.loads(resp)
+                try:
+                    out.append((t0, t1, self.refs.check(a), None))
+                except AssertionError as e:
+                    out.append((t0, t1, a.get("version"), f"wrong answer: {e}"))
+            except Exception as e:  # a failed request is a finding, never a crash of the test
+                out.append((t0, time.monotonic(), None, repr(e)))
+        self.results.extend(out)  # list.extend is atomic under the GIL
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_flag.set()
+        for t in self.threads:
+            t.join(60)
+
+
+def check_swap(results, old, new):
+    """Zero failures, every answer from old or new and right, and once an answer from new has
+    come back, every request sent later is answered by new."""
+    errors = [r for r in results if r[3]]
+    assert not errors, f"{len(errors)} of {len(results)} requests failed during the swap, e.g. {errors[:3]}"
+    versions = {r[2] for r in results}
+    assert versions <= {old, new}, versions
+    first_new = min((r[1] for r in results if r[2] == new), default=None)
+    assert first_new is not None, f"no answer from {new} among {len(results)}"
+    late_old = [r for r in results if r[0] > first_new and r[2] == old]
+    assert not late_old, f"{len(late_old)} requests sent after the first {new} answer were answered by {old}"
+    assert any(r[2] == old for r in results), "the load started after the swap: nothing was tested"
+    return first_new
+
+
+# --- a proxy in front of gangliond that can trickle artifact downloads ------------------------
+class TrickleProxy:
+    """HTTP proxy to gangliond that records every request (path, Range header, status, body
+    bytes sent) and sends /v1/artifacts/ bodies at `rate` bytes/s (None: full speed)."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.rate = None
+        self.log = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                up = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=60)
+                entry = {"path": self.path, "range": self.headers.get("Range"), "status": None, "sent": 0}
+                with proxy.lock:
+                    proxy.log.append(entry)
+                try:
+                    up.request(self.command, self.path, body=body, headers=hdrs)
+                    r = up.getresponse()
+                    entry["status"] = r.status
+                    trickle = self.path.startswith("/v1/artifacts/") and proxy.rate
+                    data = b"" if trickle else r.read()
+                    self.send_response(r.status)
+                    for k, v in r.getheaders():
+                        if k.lower() not in ("connection", "transfer-encoding", "content-length"):
+                            self.send_header(k, v)
+                    length = int(r.getheader("Content-Length") or 0) if trickle else len(data)
+                    self.send_header("Content-Length", str(length))
+                    self.end_headers()
+                    if not trickle:
+                        self.wfile.write(data)
+                        entry["sent"] = len(data)
+                        return
+                    chunk = max(1, int(proxy.rate) // 20)
+                    while entry["sent"] < length:
+                        piece = r.read(min(chunk, length - entry["sent"]))
+                        if not piece:
+                            break
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                        entry["sent"] += len(piece)
+                        time.sleep(len(piece) / (proxy.rate or 1e12))
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+                finally:
+                    up.close()
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.httpd = Server(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def artifact_requests(self, sha):
+        with self.lock:
+            return [dict(e) for e in self.log if e["path"] == f"/v1/artifacts/sha256/{sha}"]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+# --- TUF metadata made by the test ----------------------------------------------------------
+def canonical(obj):
+    return encode_canonical(obj).encode()
+
+
+def key_object(private_key):
+    pub = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": pub.hex()}}
+
+
+def keyid(private_key):
+    return hashlib.sha256(canonical(key_object(private_key))).hexdigest()
+
+
+def sign(signed, *keys):
+    """An envelope of signed with one signature per key given (the same key twice: two copies)."""
+    return {"signed": signed, "signatures": [{"keyid": keyid(k), "sig": k.sign(canonical(signed)).hex()} for k in keys]}
+
+
+def tuf_time(dt):
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def sql(srv, text):
+    return srv.pg.sql(text, srv.db)
+
+
+def director_key(srv):
+    pem = sql(srv, "SELECT private_pem FROM tuf_keys WHERE repo = 'director' AND role = 'targets' AND active"
+                   " ORDER BY created_at DESC LIMIT 1")
+    return load_pem_private_key(pem.encode() + b"\n", password=None)
+
+
+def director_rows(srv, device_id):
+    """The device's signed director targets, newest first: dicts of version, body (parsed), model, model_version."""
+    out = sql(srv, "SELECT coalesce(json_agg(json_build_object('version', version, 'body', body, 'model', model,"
+                   f" 'model_version', model_version) ORDER BY version DESC), '[]') FROM director_targets"
+                   f" WHERE device_id = '{device_id}'")
+    rows = json.loads(out)
+    for r in rows:
+        r["body"] = json.loads(r["body"])
+    return rows
+
+
+def insert_director(srv, device_id, version, env, model, model_version):
+    """Stores env as the device's director targets `version`, with the row's model columns set to
+    what is desired and a long expiry, so that the server serves it as is (no re-signing)."""
+    body = json.dumps(env, separators=(",", ":"), sort_keys=True)
+    assert "$gn$" not in body
+    sql(srv, "INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at)"
+             f" VALUES ('{device_id}', {version}, $gn${body}$gn$, '{model}', '{model_version}', now() + interval '30 days')")
+
+
+def delete_director_above(srv, device_id, version):
+    sql(srv, f"DELETE FROM director_targets WHERE device_id = '{device_id}' AND version > {version}")
+
+
+def artifact_path(srv, sha):
+    return srv.data_dir / "artifacts" / "sha256" / sha[:2] / sha
+
+
+# --- fixtures -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def srv(pg, tmp_base):
+    """One gangliond for the module, agents told to check in every second."""
+    db = pg.create_database()
+    s = Gangliond(make_dir(tmp_base / "agsrv", 0o711), database_url=pg.dsn(db),
+                  extra_args=["--agent-poll-interval", "1s"])
+    s.pg, s.db = pg, db
+    s.start()
+    try:
+        yield s
+    finally:
+        try:
+            s.stop(check=True)
+        finally:
+            print(f"\n--- gangliond log ({s.logfile}) ---\n{s.log()}")
+
+
+@pytest.fixture(scope="module")
+def refs(srv):
+    """det 1.0.0 (v1) and 2.0.0 (v2) published; the references by version."""
+    r = Refs()
+    push(srv, "1.0.0", _onnx("v1"), "v1")
+    push(srv, "2.0.0", _onnx("v2"), "v2")
+    r.add("1.0.0", "v1")
+    r.add("2.0.0", "v2")
+    return r
+
+
+@pytest.fixture(scope="module")
+def agents(tmp_base):
+    """Factory: agents(server_url, target=..., extra_args=..., env=...) makes an Agent (not yet
+    enrolled). At the end every agent still running gets SIGTERM and must exit 0."""
+    made = []
+    n = [0]
+
+    def make(server_url, **kw):
+        n[0] += 1
+        a = Agent(tmp_base / f"ag{n[0]}", server_url, **kw)
+        made.append(a)
+        return a
+
+    yield make
+    errors = []
+    for a in made:
+        errors += a.stop(check=False)
+    for a in made:
+        print(f"\n--- agent log ({a.logfile}) ---\n{a.log()[-6000:]}")
+    assert not errors, errors
+
+
+def enroll_and_start(srv, agent, **start_kw):
+    token = srv.make_enroll_token()["token"]
+    agent.enroll(token)
+    agent.start(**start_kw)
+    return agent.device_id
+
+
+@pytest.fixture(scope="module")
+def dev_a(srv, refs, agents):
+    """Agent A: enrolled on the module's server, cpu target, v1 assigned and serving."""
+    a = agents(srv.url)
+    enroll_and_start(srv, a)
+    assert a.healthz() == {"status": "ok", "serving": False}
+    assert a.models() == []
+    status, _, body = a.request("POST", f"/v1/models/{MODEL}/infer", {"inputs": {"x": refs.x("1.0.0")}})
+    assert status == 503, (status, body)
+    assign(srv, a.device_id, "1.0.0")
+    wait_serving(a, "1.0.0")
+    return a
+
+
+# --- 1. enroll, assign, serve ---------------------------------------------------------------
+def test_enroll_assign_v1_serves_the_reference(srv, refs, dev_a):
+    a = dev_a
+    (item,) = a.models()
+    assert item["name"] == MODEL and item["version"] == "1.0.0" and item["target"] == "cpu"
+    assert item["sha256"] == hashlib.sha256(_onnx("v1")).hexdigest()
+    ans = a.infer(MODEL, {"x": refs.x("1.0.0")})
+    assert ans["model"] == MODEL and ans["target"] == "cpu"
+    assert refs.check(ans) == "1.0.0"
+    assert_serves(a, refs, "1.0.0")
+    # A model this device does not run, and bad bodies, are refused without harm.
+    assert a.request("POST", "/v1/models/other/infer", {"inputs": {"x": refs.x("1.0.0")}})[0] == 404
+    assert a.request("POST", f"/v1/models/{MODEL}/infer", {"inputs": {"x": [1, 2]}})[0] == 400
+    assert a.request("POST", f"/v1/models/{MODEL}/infer", b"\x00" * 5, {"Content-Type": "application/octet-stream"})[0] == 400
+
+    op = wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "1.0.0")
+    assert op["model"] == MODEL
+    d = device_reported(srv, a.device_id)
+    assert d["desired"]["model"] == MODEL and d["desired"]["version"] == "1.0.0"
+    assert [m["version"] for m in d["reported"]["models"]] == ["1.0.0"]
+    # The history: the install of 1.0.0 ended active (the intermediate states of a fast install
+    # fall between two check-ins; see test_progress_reported_during_a_long_download).
+    events = device_events(srv, a.device_id)
+    assert [e["state"] for e in events if e.get("version") == "1.0.0"][-1:] == ["active"], events
+    assert not [e for e in events if e["state"] == "failed"], events
+    st = a.state()
+    assert st["current"]["version"] == "1.0.0" and st["previous"] is None
+    assert verified_files(a) == [item["sha256"]]
+
+
+# --- 2. swap under load ---------------------------------------------------------------------
+def test_swap_to_v2_under_load_fails_no_request(srv, refs, dev_a):
+    a = dev_a
+    with Load(a, refs, x_version="1.0.0") as load:
+        time.sleep(0.5)
+        assign(srv, a.device_id, "2.0.0")
+        wait_serving(a, "2.0.0")
+        time.sleep(0.5)
+    # v1 and v2 share the sample input, so every answer is checked against its own version.
+    assert refs.x("1.0.0") == refs.x("2.0.0")
+    check_swap(load.results, "1.0.0", "2.0.0")
+    assert len(load.results) > 50, len(load.results)
+    assert_serves(a, refs, "2.0.0")
+    wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "2.0.0")
+    st = a.state()
+    assert st["current"]["version"] == "2.0.0" and st["previous"]["version"] == "1.0.0"
+    # The current and the previous model are kept, both verified.
+    assert len(verified_files(a)) == 2
+
+
+# --- 3. the same on OpenCL ------------------------------------------------------------------
+def test_opencl_target_serves_and_swaps_under_load(srv, refs, agents, tmp_base):
+    cache = make_dir(tmp_base / "pocl-cache", 0o700)
+    b = agents(srv.url, target="opencl", env={"POCL_CACHE_DIR": str(cache)})
+    enroll_and_start(srv, b)
+    assign(srv, b.device_id, "1.0.0")
+    # The first OpenCL load compiles kernels: seconds.
+    assert wait_serving(b, "1.0.0", timeout=60) == ("1.0.0", "opencl"), b.log()[-3000:]
+    (item,) = b.models()
+    assert item["requested_target"] == "opencl"
+    ans = b.infer(MODEL, {"x": refs.x("1.0.0")})
+    assert ans["target"] == "opencl" and refs.check(ans) == "1.0.0"
+    with Load(b, refs, x_version="1.0.0") as load:
+        time.sleep(0.5)
+        assign(srv, b.device_id, "2.0.0")
+        assert wait_serving(b, "2.0.0", timeout=60) == ("2.0.0", "opencl")
+        time.sleep(0.5)
+    check_swap(load.results, "1.0.0", "2.0.0")
+    assert_serves(b, refs, "2.0.0")
+    d = device_reported(srv, b.device_id)
+    assert [(m["version"], m["target"]) for m in wait_for(
+        lambda: [m for m in device_reported(srv, b.device_id)["reported"]["models"] if m["version"] == "2.0.0"], 10)] \
+        == [("2.0.0", "opencl")], d["reported"]
+    # A model with real convolutions: OpenCL kernels run it and agree with numpy.
+    conv = _meta("conv")
+    r = publish(srv, "conv", _onnx("conv"), meta=conv)
+    assert r.status_code == 201, r.text
+    assign(srv, b.device_id, "1.0.0", model="conv")
+    got = wait_for(lambda: b.models() and b.models()[0]["name"] == "conv" and b.models()[0], 60, 0.2)
+    assert got and got["target"] == "opencl", (got, b.log()[-3000:])
+    ans = b.infer("conv", conv["sample"]["inputs"])
+    assert ans["target"] == "opencl"
+    assert close_to(ans["outputs"]["y"], conv["sample"]["outputs"]["y"], conv["sample"]["tolerance"]), ans
+    b.stop()
+
+
+
+# --- 4. refusals: the old model serves on, the failure is reported ----------------------------
+_last_attack_end = [0.0]
+
+
+def baseline(srv, refs, a, version="2.0.0"):
+    """Assigns version (already installed once), waits until it serves and the agent trusts the
+    server's newest director targets; returns the newest event id. Starts at least a second
+    after the previous attack ended, so that failures reported late for it (an operation is
+    reported at the check-in after it, its time to the second) are older than anything now."""
+    time.sleep(max(0.0, _last_attack_end[0] + 1.05 - time.time()))
+    assign(srv, a.device_id, version)
+    wait_serving(a, version)
+    top = director_rows(srv, a.device_id)[0]["version"]
+    ok = wait_for(lambda: json.loads((a.data_dir / "trust" / "director" / "targets.json").read_text())
+                  ["signed"]["version"] == top, 10, 0.1)
+    assert ok, f"agent never accepted director targets version {top}"
+    return last_event_id(srv, a.device_id), tuf_time(datetime.now(timezone.utc))
+
+
+def expect_refusal(srv, refs, a, after, before, detail, version=None):
+    """Waits for a failed operation (newer than event after) whose detail contains `detail`;
+    checks the server shows it as reported.last_operation and that `before` still serves."""
+    after_id, since = after
+    op = wait_event(srv, a.device_id,
+                    lambda o: o["state"] == "failed" and detail in o.get("detail", "") and o["at"] >= since
+                    and (version is None or o.get("version") == version),
+                    after_id=after_id, what=f"failed operation ({detail})")
+    last = device_reported(srv, a.device_id)["reported"]["last_operation"]
+    assert last["state"] == "failed" and detail in last["detail"], last
+    assert_serves(a, refs, before)
+    return op
+
+
+@pytest.mark.parametrize("how", ["same-length", "longer"])
+def test_refuses_an_artifact_changed_on_the_server_disk(srv, refs, dev_a, how):
+    a = dev_a
+    after = baseline(srv, refs, a)
+    version = {"same-length": "2.0.1", "longer": "2.0.2"}[how]
+    art = variant("v2", f"tamper-{how}")
+    sha = push(srv, version, art, "v2")
+    refs.add(version, "v2")
+    path = artifact_path(srv, sha)
+    assert path.read_bytes() == art
+    os.chmod(path, 0o600)
+    bad = bytearray(art)
+    if how == "same-length":
+        bad[len(bad) // 2] ^= 0x5A
+    else:
+        bad += b"\0" * 4096
+    path.write_bytes(bytes(bad))
+    assign(srv, a.device_id, version)
+    detail = "downloaded bytes hash to" if how == "same-length" else f"more than the signed {len(art)} bytes"
+    expect_refusal(srv, refs, a, after, "2.0.0", detail, version)
+    assert sha not in verified_files(a)
+    part = a.data_dir / "downloads" / f"{sha}.part"
+    assert not part.exists() or part.stat().st_size == 0, "refused bytes were kept for a resume"
+
+
+def test_refuses_a_target_the_image_repository_did_not_sign(srv, refs, dev_a):
+    """A version that reached the database without being published (so without an image
+    targets signature), artifact in place: the director names it, the agent refuses it."""
+    a = dev_a
+    after = baseline(srv, refs, a)
+    art = variant("v2", "unsigned")
+    sha = hashlib.sha256(art).hexdigest()
+    path = artifact_path(srv, sha)
+    make_dir(path.parent, 0o755)
+    path.write_bytes(art)
+    sql(srv, "INSERT INTO model_versions (model, version, major, minor, patch, prerelease, format, filename, sha256,"
+             " length, metadata, sample_json, profile_json, custom, published_by)"
+             f" SELECT model, '2.0.3', 2, 0, 3, NULL, format, filename, '{sha}', {len(art)}, metadata, sample_json,"
+             " profile_json, custom, 'intruder' FROM model_versions WHERE model = 'det' AND version = '2.0.0'")
+    refs.add("2.0.3", "v2")
+    try:
+        assign(srv, a.device_id, "2.0.3")
+        expect_refusal(srv, refs, a, after, "2.0.0", "the image repository has not signed target models/det/2.0.3/", "2.0.3")
+        assert sha not in verified_files(a)
+        assert not [e for e in srv.api("GET", f"/v1/tuf/image/targets.json").json()["signed"]["targets"] if "2.0.3" in e]
+    finally:
+        # Out of the database before any publish re-signs the image targets from it.
+        assign(srv, a.device_id, "2.0.0")
+        sql(srv, "DELETE FROM model_versions WHERE model = 'det' AND version = '2.0.3'")
+        path.unlink()
+
+
+def test_refuses_a_model_that_fails_its_self_test(srv, refs, dev_a):
+    a = dev_a
+    after = baseline(srv, refs, a)
+    meta = _meta("bad")
+    r = publish(srv, MODEL, _onnx("bad"), meta=meta)
+    assert r.status_code == 201, r.text
+    assign(srv, a.device_id, meta["version"])
+    expect_refusal(srv, refs, a, after, "2.0.0", "self-test failed", meta["version"])
+    assert a.state()["current"]["version"] == "2.0.0"
+
+
+def target_entry(srv, device_id, version, model=MODEL):
+    """(path, entry) of a published model version as the director would name it for the device."""
+    row = json.loads(sql(srv, "SELECT json_build_object('filename', filename, 'sha256', sha256, 'length', length)"
+                              f" FROM model_versions WHERE model = '{model}' AND version = '{version}'"))
+    return (f"models/{model}/{version}/{row['filename']}",
+            {"length": row["length"], "hashes": {"sha256": row["sha256"]},
+             "custom": {"device_id": device_id, "model": model, "version": version}})
+
+
+def crafted(srv, a, top, target_version="1.0.0", expires=None, version=None):
+    """The signed part of director targets for agent a: version top+1 (or version), naming
+    target_version (published, signed by the image repository, the agent has it), fresh times."""
+    path, entry = target_entry(srv, a.device_id, target_version)
+    now = datetime.now(timezone.utc)
+    return {
+        "_type": "targets", "spec_version": top["body"]["signed"]["spec_version"],
+        "version": version or top["version"] + 1,
+        "expires": tuf_time(expires or now + timedelta(days=1)),
+        "targets": {path: entry},
+        "custom": {"device_id": a.device_id, "issued_at": tuf_time(now)},
+    }
+
+
+@pytest.mark.parametrize("attack", ["expired", "replayed-older-version", "unknown-key", "unknown-key-claiming-the-known-id",
+                                    "other-device"])
+def test_refuses_forged_director_metadata(srv, refs, dev_a, attack):
+    """Director targets signed here and stored as the newest version for the device (as a
+    compromised database or a replaying mirror would serve them); each names 1.0.0, which the
+    agent would install at once if it accepted them."""
+    a = dev_a
+    after = baseline(srv, refs, a)
+    rows = director_rows(srv, a.device_id)
+    top = rows[0]
+    key = director_key(srv)
+    assert keyid(key) in [s["keyid"] for s in top["body"]["signatures"]], "not the director's online key"
+    if attack == "expired":
+        env = sign(crafted(srv, a, top, expires=datetime.now(timezone.utc) - timedelta(minutes=5)), key)
+        detail = f"targets metadata version {top['version'] + 1} expired at"
+    elif attack == "replayed-older-version":
+        old = next(r for r in rows if r["model_version"] == "1.0.0")
+        env = old["body"]
+        detail = f"targets version {old['version']} is older than the trusted version {top['version']} (rollback)"
+    elif attack == "unknown-key":
+        env = sign(crafted(srv, a, top), new_key())
+        detail = "targets metadata has 0 valid signature(s), the threshold is 1"
+    elif attack == "unknown-key-claiming-the-known-id":
+        env = sign(crafted(srv, a, top), new_key())
+        env["signatures"][0]["keyid"] = keyid(key)
+        detail = "targets metadata has 0 valid signature(s), the threshold is 1"
+    else:
+        # Properly signed, but for another device: it must not be installed here.
+        s = crafted(srv, a, top)
+        s["custom"]["device_id"] = "00000000-0000-4000-8000-000000000000"
+        env = sign(s, key)
+        detail = "director metadata is for device 00000000-0000-4000-8000-000000000000"
+    insert_director(srv, a.device_id, top["version"] + 1, env, top["model"], top["model_version"])
+    try:
+        expect_refusal(srv, refs, a, after, "2.0.0", detail)
+        trusted = json.loads((a.data_dir / "trust" / "director" / "targets.json").read_text())
+        assert trusted["signed"]["version"] == top["version"], "refused metadata became trusted"
+    finally:
+        delete_director_above(srv, a.device_id, top["version"])
+        _last_attack_end[0] = time.time()
+
+
+def test_forged_director_metadata_control(srv, refs, dev_a):
+    """The control for the refusals above: the same crafting, done right (the online key, a
+    newer version, fresh), is accepted and installed, so the refusals are about what was wrong."""
+    a = dev_a
+    baseline(srv, refs, a)
+    top = director_rows(srv, a.device_id)[0]
+    insert_director(srv, a.device_id, top["version"] + 1, sign(crafted(srv, a, top), director_key(srv)),
+                    top["model"], top["model_version"])
+    wait_serving(a, "1.0.0")
+    assert_serves(a, refs, "1.0.0")
+    # The server signs over it (newer versions) when the operator's assignment changes.
+    assign(srv, a.device_id, "1.0.0")
+    assign(srv, a.device_id, "2.0.0")
+    wait_serving(a, "2.0.0")
+    assert director_rows(srv, a.device_id)[0]["version"] == top["version"] + 3
