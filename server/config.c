@@ -38,6 +38,8 @@ static const gn_conf_opt opts[] = {
 	    "concurrent connections from one IP address"),
 	OPT("connection-limit", GN_CONF_INT, connection_limit, "4096", false, 4, 1000000, "N",
 	    "concurrent connections in all"),
+	OPT("connection-memory", GN_CONF_SIZE, connection_memory, "8K", false, 4096, 1 << 20, "SIZE",
+	    "per-connection buffer for headers and body reads (small keeps keep-alive requests cheap)"),
 	OPT("device-token-ttl", GN_CONF_DURATION, device_token_ttl, "1h", true, 60, 86400 * 7, "DURATION",
 	    "lifetime of a device's bearer token"),
 	OPT("challenge-ttl", GN_CONF_DURATION, challenge_ttl, "60s", true, 5, 3600, "DURATION",

@@ -21,6 +21,7 @@ struct gd_config {
 	int64_t connection_timeout;
 	int64_t per_ip_connection_limit;
 	int64_t connection_limit;
+	int64_t connection_memory;
 	int64_t device_token_ttl;
 	int64_t challenge_ttl;
 	int64_t shutdown_grace;

@@ -577,8 +577,9 @@ int http_start(const struct sockaddr *addr, gn_err *err)
 		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_SOCK_ADDR, addr,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)gd.cfg.threads,
-		/* 8 KiB per connection: enough for API headers; bodies are copied out as they stream. */
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)8192,
+		/* Small per connection (8 KiB default): enough for API headers; bodies are copied out as they
+		 * stream. libmicrohttpd clears the pool on every keep-alive request (PITFALLS.md). */
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)gd.cfg.connection_memory,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gd.cfg.connection_timeout,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)gd.cfg.per_ip_connection_limit,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)gd.cfg.connection_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
