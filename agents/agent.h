@@ -123,11 +123,16 @@ int download_artifact(struct agent *a, const char *sha256, uint64_t length, char
 int update_once(struct agent *a, int64_t *out_poll, gn_err *err) GN_WUR;
 /* Loads the current model from state.json at start-up (re-verifying its file). */
 int update_restore(struct agent *a, gn_err *err) GN_WUR;
+/* Swaps the previous version back in (its file re-verified) and keeps the rolled-back one from
+ * being reinstalled until the director names another target. */
+int update_rollback(struct agent *a, gn_err *err) GN_WUR;
 /* Records the last operation (state + detail) for the next check-in and the log. */
 void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail);
 
 /* serve.c: the local inference endpoint on a Unix socket */
 int serve_start(struct agent *a, gn_err *err) GN_WUR;
+/* Held while a model is being changed (update or rollback). */
+extern pthread_mutex_t update_lock;
 void serve_stop(void);
 
 #endif

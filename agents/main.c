@@ -142,7 +142,10 @@ static int cmd_run(struct agent *a)
 	       a->cfg.runtime_target);
 	for (;;) {
 		int64_t wait;
-		if (update_once(a, &poll, &err)) {
+		pthread_mutex_lock(&update_lock);
+		int urc = update_once(a, &poll, &err);
+		pthread_mutex_unlock(&update_lock);
+		if (urc) {
 			/* Unreachable or refusing: keep serving, back off exponentially up to the cap. */
 			backoff = backoff ? backoff * 2 : a->cfg.poll_min;
 			if (backoff > a->cfg.backoff_max)

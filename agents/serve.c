@@ -2,6 +2,7 @@
  *   POST /v1/models/{name}/infer   JSON {"inputs":{"x":[...]}} -> {"outputs":{"y":[...]}, "version", ...}
  *                                  or application/octet-stream: raw little-endian float32 in and out
  *   GET  /v1/models                what runs: name, version, digest, target, counters
+ *   POST /v1/rollback              swap the previous version back in (kept on disk, re-verified)
  *   GET  /healthz                  alive, and whether a model is serving
  * Each request holds a reference on the model it started with, so a swap never fails it. */
 #include <errno.h>
@@ -21,6 +22,8 @@
 
 static struct MHD_Daemon *daemon_;
 static struct agent *agent_;
+/* Serialises model changes (rollback here, updates in the main loop). */
+pthread_mutex_t update_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct sreq {
 	gn_buf body;
@@ -261,6 +264,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		char *s = gn_json_dump(j);
 		json_decref(j);
 		return reply(c, 200, "application/json", s, strlen(s), NULL);
+	}
+	if (strcmp(url, "/v1/rollback") == 0) {
+		gn_err err;
+		if (strcmp(method, "POST") != 0)
+			return problem(c, 405, "Method Not Allowed", "POST to roll back");
+		/* Rollbacks and updates both swap models: one at a time. */
+		if (pthread_mutex_trylock(&update_lock) != 0)
+			return problem(c, 409, "Conflict", "an update is in progress; try the rollback again when it ends");
+		int rc = update_rollback(agent_, &err);
+		pthread_mutex_unlock(&update_lock);
+		if (rc)
+			return problem(c, rc == GN_ENOTFOUND ? 404 : 500, rc == GN_ENOTFOUND ? "Not Found" : "Rollback Failed", err.msg);
+		struct agent_model *m = models_get(agent_);
+		char *s = gn_asprintf("{\"status\":\"rolled_back\",\"model\":\"%s\",\"version\":\"%s\"}", m->name, m->version);
+		enum MHD_Result ret = reply(c, 200, "application/json", s, strlen(s), m);
+		models_unref(agent_, m);
+		return ret;
 	}
 	const char *prefix = "/v1/models/", *suffix = "/infer";
 	size_t ul = strlen(url);

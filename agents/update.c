@@ -374,6 +374,8 @@ int update_restore(struct agent *a, gn_err *err)
 		return rc;
 	const json_t *cur = json_object_get(state, "current");
 	const char *name = gn_json_str(cur, "name"), *version = gn_json_str(cur, "version"), *sha = gn_json_str(cur, "sha256");
+	if (gn_json_str(state, "held"))
+		snprintf(failed_sha, sizeof(failed_sha), "%s", gn_json_str(state, "held"));
 	if (!name || !version || !sha) {
 		json_decref(state);
 		return 0;
@@ -389,5 +391,45 @@ int update_restore(struct agent *a, gn_err *err)
 	}
 	free(file);
 	json_decref(state);
+	return rc;
+}
+
+int update_rollback(struct agent *a, gn_err *err)
+{
+	json_t *state = NULL, *next = NULL;
+	struct agent_model *m = NULL;
+	char sum[65];
+	int rc = state_read_json(&state, a, "state.json", err);
+	if (rc)
+		return rc == GN_ENOTFOUND ? gn_err_set(err, GN_ENOTFOUND, "nothing installed, nothing to roll back to") : rc;
+	const json_t *cur = json_object_get(state, "current"), *prev = json_object_get(state, "previous");
+	const char *name = gn_json_str(prev, "name"), *version = gn_json_str(prev, "version"), *sha = gn_json_str(prev, "sha256");
+	if (!name || !version || !sha) {
+		json_decref(state);
+		return gn_err_set(err, GN_ENOTFOUND, "no previous version is kept");
+	}
+	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
+	if ((rc = sha256_file(sum, file, err)) || strcmp(sum, sha) != 0) {
+		if (!rc)
+			rc = gn_err_set(err, GN_EAUTH, "the previous model's file no longer matches its verified SHA-256");
+		goto out;
+	}
+	if ((rc = models_load(&m, a, file, name, version, sha, err)))
+		goto out;
+	/* "held": the rolled-back target, not reinstalled (even after a restart) until the director
+	 * names another one. */
+	next = json_pack("{s:O,s:O,s:O?}", "current", prev, "previous", cur, "held", json_object_get(cur, "sha256"));
+	if ((rc = state_write_json(a, "state.json", next, err))) {
+		models_unref(a, m);
+		goto out;
+	}
+	/* Do not reinstall what was rolled back until the director names something else. */
+	snprintf(failed_sha, sizeof(failed_sha), "%s", gn_json_str(cur, "sha256") ? gn_json_str(cur, "sha256") : "");
+	models_swap(a, m);
+	update_report(a, "rolled_back", name, version, "local rollback to the previous version");
+out:
+	free(file);
+	json_decref(state);
+	json_decref(next);
 	return rc;
 }
