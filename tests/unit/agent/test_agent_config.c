@@ -1,0 +1,76 @@
+/* Unit tests for agents/config.c: the agent's option table, its checks, and the sample config in
+ * packaging/ agreeing with the table. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "agent.h"
+
+static void test_defaults_and_checks(void **state)
+{
+	struct agent_config c;
+	gn_err err;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(gn_conf_defaults(&agent_config_table, &c, &err), 0);
+	assert_int_equal(agent_config_check(&c, &err), 0);
+	assert_string_equal(c.runtime_target, "cpu");
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "server-url", "ftp://x", "t", &err), 0);
+	assert_int_equal(agent_config_check(&c, &err), GN_EINVAL);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "server-url", "https://x", "t", &err), 0);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "poll-min", "2h", "t", &err), 0);
+	assert_int_equal(agent_config_check(&c, &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "poll-min"));
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "pol-max", "1h", "t", &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "did you mean 'poll-max'"));
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "download-min-rate", "fast", "t", &err), GN_EINVAL);
+	gn_conf_cleanup(&agent_config_table, &c);
+}
+
+static void test_env_prefix(void **state)
+{
+	struct agent_config c;
+	gn_err err;
+	int first;
+	bool help;
+	memset(&c, 0, sizeof(c));
+	char *argv[] = {"run"};
+	char *env[] = {"GANGLION_AGENT_RUNTIME_TARGET=opencl", NULL};
+	assert_int_equal(gn_conf_load_all(&first, &help, &agent_config_table, &c, 1, argv, env, &err), 0);
+	assert_string_equal(c.runtime_target, "opencl");
+	assert_int_equal(first, 0);
+	gn_conf_cleanup(&agent_config_table, &c);
+	char *bad[] = {"GANGLION_AGENT_RUNTIME_TARGT=opencl", NULL};
+	assert_int_equal(gn_conf_load_all(&first, &help, &agent_config_table, &c, 1, argv, bad, &err), GN_EINVAL);
+	gn_conf_cleanup(&agent_config_table, &c);
+}
+
+static void test_sample_config_matches_table(void **state)
+{
+	char *want = gn_conf_sample_dup(&agent_config_table);
+	FILE *f = fopen(SRCDIR "/packaging/ganglion-agent.conf", "r");
+	assert_non_null(f);
+	char *got = calloc(1, 65536);
+	size_t n = fread(got, 1, 65535, f);
+	fclose(f);
+	got[n] = '\0';
+	int same = strcmp(got, want) == 0;
+	free(got);
+	free(want);
+	if (!same)
+		fail_msg("packaging/ganglion-agent.conf is stale: regenerate it with `ganglion-agent sample-config`");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults_and_checks),
+		cmocka_unit_test(test_env_prefix),
+		cmocka_unit_test(test_sample_config_matches_table),
+	};
+	return cmocka_run_group_tests_name("agent_config", tests, NULL, NULL);
+}
