@@ -1,6 +1,7 @@
 /* libmicrohttpd glue: routing, request lifecycle, auth, body limits, problem+json, access log. */
 #include "http.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -187,6 +188,34 @@ int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r)
 		*out_limit = (int)v;
 	}
 	return 0;
+}
+
+void gd_list(struct gd_req *r, const db_stmt *st, enum gd_cursor kind, const char *const *fixed, int nfixed)
+{
+	PGresult *res = NULL;
+	gn_err err;
+	int limit;
+	const char *cursor, *p[16];
+	char lim[16];
+	assert(nfixed + 2 <= (int)GN_ARRAY_LEN(p) && st->nparams == nfixed + 2);
+	if (gd_page_args(&limit, &cursor, r))
+		return;
+	if (cursor && ((kind == CURSOR_UUID && !gd_is_uuid(cursor)) ||
+		       (kind == CURSOR_INT && (strspn(cursor, "0123456789") != strlen(cursor) || strlen(cursor) > 18)))) {
+		gd_reply_problem(r, 400, "bad cursor (use next_cursor from the previous page)");
+		return;
+	}
+	snprintf(lim, sizeof(lim), "%d", limit + 1);
+	for (int i = 0; i < nfixed; i++)
+		p[i] = fixed[i];
+	p[nfixed] = cursor;
+	p[nfixed + 1] = lim;
+	if (db_exec(&res, gd_db(r), st, p, &err)) {
+		gd_reply_error(r, &err);
+		return;
+	}
+	gd_reply_page(r, res, limit);
+	PQclear(res);
 }
 
 void gd_reply_page(struct gd_req *r, const PGresult *res, int limit)

@@ -124,8 +124,18 @@ int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r) GN_W
 /* Answers a page of a list: res holds up to limit+1 rows of (JSON text, cursor); the extra row
  * only tells that there is a next page. */
 void gd_reply_page(struct gd_req *r, const PGresult *res, int limit);
+enum gd_cursor { CURSOR_UUID, CURSOR_INT, CURSOR_TEXT };
+
+/* Answers a paged list: runs st with parameters fixed[0..nfixed), then the cursor (query arg
+ * "cursor", checked to be of `kind`; NULL for the first page), then the row limit. The statement
+ * returns (JSON text, cursor) rows. Answers 400 for a bad limit or cursor. */
+void gd_list(struct gd_req *r, const db_stmt *st, enum gd_cursor kind, const char *const *fixed, int nfixed);
 /* Checks that s is a canonical UUID (so it can be passed to uuid columns without a SQL error). */
 bool gd_is_uuid(const char *s);
+
+/* Turns a label selector into the five JSON parameters of the device-matching SQL (equalities as
+ * an object and as pairs, inequalities as pairs, has and has-not as key lists); out[] are new. */
+int devices_selector_params(char *out[5], const char *selector, gn_err *err) GN_WUR;
 
 /* Handlers, one file per resource. */
 void http_health_healthz(struct gd_req *r);

@@ -14,27 +14,5 @@ static const db_stmt st_list = {
 
 void http_audit_list(struct gd_req *r)
 {
-	PGresult *res = NULL;
-	gn_err err;
-	int limit;
-	const char *cursor;
-	char lim[16];
-	if (gd_page_args(&limit, &cursor, r))
-		return;
-	if (cursor) {
-		char *end;
-		long long v = strtoll(cursor, &end, 10);
-		if (*end || v <= 0) {
-			gd_reply_problem(r, 400, "bad cursor");
-			return;
-		}
-	}
-	snprintf(lim, sizeof(lim), "%d", limit + 1);
-	const char *p[] = {cursor, lim};
-	if (db_exec(&res, gd_db(r), &st_list, p, &err)) {
-		gd_reply_error(r, &err);
-		return;
-	}
-	gd_reply_page(r, res, limit);
-	PQclear(res);
+	gd_list(r, &st_list, CURSOR_INT, NULL, 0);
 }

@@ -13,13 +13,13 @@
 static const db_stmt st_list = {
 	"devices_list",
 	"SELECT gn_device_json(d)::text, d.id FROM devices d"
-	" WHERE ($1::uuid IS NULL OR d.id > $1::uuid)"
-	"  AND d.labels @> $2::jsonb"
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($3::jsonb) e WHERE d.labels->>(e->>0) IS DISTINCT FROM e->>1)"
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($4::jsonb) e WHERE d.labels->>(e->>0) = e->>1)"
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($5::jsonb) k WHERE NOT d.labels ? k)"
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($6::jsonb) k WHERE d.labels ? k)"
-	"  AND ($7::text IS NULL OR d.status = $7)"
+	" WHERE d.labels @> $1::jsonb"
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($2::jsonb) e WHERE d.labels->>(e->>0) IS DISTINCT FROM e->>1)"
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($3::jsonb) e WHERE d.labels->>(e->>0) = e->>1)"
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($4::jsonb) k WHERE NOT d.labels ? k)"
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($5::jsonb) k WHERE d.labels ? k)"
+	"  AND ($6::text IS NULL OR d.status = $6)"
+	"  AND ($7::uuid IS NULL OR d.id > $7::uuid)"
 	" ORDER BY d.id LIMIT $8",
 	8};
 static const db_stmt st_get = {
@@ -38,33 +38,13 @@ static const db_stmt st_decommission = {
 	" SELECT gn_device_json(d.*)::text FROM d",
 	1};
 
-void http_devices_list(struct gd_req *r)
+int devices_selector_params(char *out[5], const char *selector, gn_err *err)
 {
 	gn_selector sel;
-	gn_err err;
-	PGresult *res = NULL;
-	int limit;
-	const char *cursor;
-	char lim[16];
-	char *s_eqobj = NULL, *s_eq = NULL, *s_ne = NULL, *s_has = NULL, *s_not = NULL;
-	json_t *eqobj = json_object(), *eq = json_array(), *ne = json_array(), *has = json_array(),
-	       *nothas = json_array();
-
-	if (gd_page_args(&limit, &cursor, r))
-		goto out;
-	if (cursor && !gd_is_uuid(cursor)) {
-		gd_reply_problem(r, 400, "bad cursor");
-		goto out;
-	}
-	const char *status = gd_query(r, "status");
-	if (status && strcmp(status, "active") != 0 && strcmp(status, "decommissioned") != 0) {
-		gd_reply_problem(r, 400, "status must be active or decommissioned");
-		goto out;
-	}
-	if (gn_selector_parse(&sel, gd_query(r, "selector"), &err)) {
-		gd_reply_problem(r, 400, err.msg);
-		goto out;
-	}
+	int rc = gn_selector_parse(&sel, selector, err);
+	if (rc)
+		return rc;
+	json_t *eqobj = json_object(), *eq = json_array(), *ne = json_array(), *has = json_array(), *nothas = json_array();
 	for (size_t i = 0; i < sel.n; i++) {
 		gn_selector_term *t = &sel.terms[i];
 		switch (t->op) {
@@ -78,30 +58,31 @@ void http_devices_list(struct gd_req *r)
 		}
 	}
 	gn_selector_cleanup(&sel);
-	s_eqobj = gn_json_dump(eqobj);
-	s_eq = gn_json_dump(eq);
-	s_ne = gn_json_dump(ne);
-	s_has = gn_json_dump(has);
-	s_not = gn_json_dump(nothas);
-	snprintf(lim, sizeof(lim), "%d", limit + 1);
-	const char *p[] = {cursor, s_eqobj, s_eq, s_ne, s_has, s_not, status, lim};
-	if (db_exec(&res, gd_db(r), &st_list, p, &err)) {
-		gd_reply_error(r, &err);
-		goto out;
+	json_t *parts[5] = {eqobj, eq, ne, has, nothas};
+	for (int i = 0; i < 5; i++) {
+		out[i] = gn_json_dump(parts[i]);
+		json_decref(parts[i]);
 	}
-	gd_reply_page(r, res, limit);
-out:
-	PQclear(res);
-	json_decref(eqobj);
-	json_decref(eq);
-	json_decref(ne);
-	json_decref(has);
-	json_decref(nothas);
-	free(s_eqobj);
-	free(s_eq);
-	free(s_ne);
-	free(s_has);
-	free(s_not);
+	return 0;
+}
+
+void http_devices_list(struct gd_req *r)
+{
+	char *sp[5] = {0};
+	gn_err err;
+	const char *status = gd_query(r, "status");
+	if (status && strcmp(status, "active") != 0 && strcmp(status, "decommissioned") != 0) {
+		gd_reply_problem(r, 400, "status must be active or decommissioned");
+		return;
+	}
+	if (devices_selector_params(sp, gd_query(r, "selector"), &err)) {
+		gd_reply_problem(r, 400, err.msg);
+		return;
+	}
+	const char *p[] = {sp[0], sp[1], sp[2], sp[3], sp[4], status};
+	gd_list(r, &st_list, CURSOR_UUID, p, 6);
+	for (int i = 0; i < 5; i++)
+		free(sp[i]);
 }
 
 void http_devices_get(struct gd_req *r)

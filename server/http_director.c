@@ -7,7 +7,6 @@
 #include "audit.h"
 #include "gangliond.h"
 #include "http.h"
-#include "selector.h"
 #include "tufrepo.h"
 
 static const db_stmt st_checkin = {
@@ -235,40 +234,22 @@ void http_desired_bulk(struct gd_req *r)
 {
 	json_t *body = NULL, *ids = json_array();
 	PGresult *res = NULL;
-	gn_selector sel = {0};
 	gn_err err;
 	char version[72];
 	char *sp[5] = {0};
 	if (gd_body_json(&body, r, bulk_fields, GN_ARRAY_LEN(bulk_fields)))
 		goto out;
 	const char *model = gn_json_str(body, "model");
-	if (gn_selector_parse(&sel, gn_json_str(body, "selector"), &err)) {
-		gd_reply_problem(r, 400, err.msg);
+	if (!*gn_json_str(body, "selector")) {
+		gd_reply_problem(r, 400, "the selector is empty; name the devices (e.g. site=north), a fleet-wide change is a rollout");
 		goto out;
 	}
-	if (sel.n == 0) {
-		gd_reply_problem(r, 400, "the selector is empty; name the devices (e.g. site=north), a fleet-wide change is a rollout");
+	if (devices_selector_params(sp, gn_json_str(body, "selector"), &err)) {
+		gd_reply_problem(r, 400, err.msg);
 		goto out;
 	}
 	if (resolve(r, model, gn_json_str(body, "version"), version))
 		goto out;
-	json_t *eqobj = json_object(), *eq = json_array(), *ne = json_array(), *has = json_array(), *nothas = json_array();
-	for (size_t i = 0; i < sel.n; i++) {
-		gn_selector_term *t = &sel.terms[i];
-		if (t->op == GN_SEL_EQ) {
-			json_object_set_new(eqobj, t->key, json_string(t->value));
-			json_array_append_new(eq, json_pack("[s,s]", t->key, t->value));
-		} else if (t->op == GN_SEL_NE) {
-			json_array_append_new(ne, json_pack("[s,s]", t->key, t->value));
-		} else {
-			json_array_append_new(t->op == GN_SEL_HAS ? has : nothas, json_string(t->key));
-		}
-	}
-	json_t *parts[5] = {eqobj, eq, ne, has, nothas};
-	for (int i = 0; i < 5; i++) {
-		sp[i] = gn_json_dump(parts[i]);
-		json_decref(parts[i]);
-	}
 	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_select, (const char *const *)sp, &err)) {
 		gd_reply_error(r, &err);
 		goto out;
@@ -308,7 +289,6 @@ out:
 	PQclear(res);
 	json_decref(body);
 	json_decref(ids);
-	gn_selector_cleanup(&sel);
 	for (int k = 0; k < 5; k++)
 		free(sp[k]);
 }
@@ -322,28 +302,10 @@ static const db_stmt st_events = {
 
 void http_devices_events(struct gd_req *r)
 {
-	PGresult *res = NULL;
-	gn_err err;
-	int limit;
-	const char *cursor;
-	char lim[16];
 	const char *id = gd_param(r, 0);
 	if (!gd_is_uuid(id)) {
 		gd_reply_problem(r, 404, "no such device");
 		return;
 	}
-	if (gd_page_args(&limit, &cursor, r))
-		return;
-	if (cursor && strspn(cursor, "0123456789") != strlen(cursor)) {
-		gd_reply_problem(r, 400, "bad cursor");
-		return;
-	}
-	snprintf(lim, sizeof(lim), "%d", limit + 1);
-	const char *p[] = {id, cursor, lim};
-	if (db_exec(&res, gd_db(r), &st_events, p, &err)) {
-		gd_reply_error(r, &err);
-		return;
-	}
-	gd_reply_page(r, res, limit);
-	PQclear(res);
+	gd_list(r, &st_events, CURSOR_INT, &id, 1);
 }

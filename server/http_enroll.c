@@ -129,25 +129,7 @@ out:
 
 void http_enroll_tokens_list(struct gd_req *r)
 {
-	PGresult *res = NULL;
-	gn_err err;
-	int limit;
-	const char *cursor;
-	char lim[16];
-	if (gd_page_args(&limit, &cursor, r))
-		return;
-	if (cursor && !gd_is_uuid(cursor)) {
-		gd_reply_problem(r, 400, "bad cursor");
-		return;
-	}
-	snprintf(lim, sizeof(lim), "%d", limit + 1);
-	const char *p[] = {cursor, lim};
-	if (db_exec(&res, gd_db(r), &st_list, p, &err)) {
-		gd_reply_error(r, &err);
-		return;
-	}
-	gd_reply_page(r, res, limit);
-	PQclear(res);
+	gd_list(r, &st_list, CURSOR_UUID, NULL, 0);
 }
 
 void http_enroll_tokens_revoke(struct gd_req *r)

@@ -408,21 +408,7 @@ out:
 
 void http_models_list(struct gd_req *r)
 {
-	PGresult *res = NULL;
-	gn_err err;
-	int limit;
-	const char *cursor;
-	char lim[16];
-	if (gd_page_args(&limit, &cursor, r))
-		return;
-	snprintf(lim, sizeof(lim), "%d", limit + 1);
-	const char *p[] = {cursor, lim};
-	if (db_exec(&res, gd_db(r), &st_list, p, &err)) {
-		gd_reply_error(r, &err);
-		return;
-	}
-	gd_reply_page(r, res, limit);
-	PQclear(res);
+	gd_list(r, &st_list, CURSOR_TEXT, NULL, 0);
 }
 
 static void reply_one(struct gd_req *r, const db_stmt *st, const char *const *p, const char *missing)
