@@ -78,6 +78,10 @@ struct agent {
 	json_t *last_op;
 	_Atomic uint64_t infer_total, infer_errors;
 	int64_t clock_floor;
+	/* set by the signal thread on SIGTERM/SIGINT; long transfers check it and stop */
+	_Atomic bool stopping;
+	pthread_cond_t wake;
+	pthread_mutex_t wake_lock;
 };
 
 /* config.c */
@@ -99,7 +103,9 @@ int client_enroll(struct agent *a, const char *enroll_token, const char *name, g
 int client_ensure_token(struct agent *a, gn_err *err) GN_WUR;
 /* GET (token-authenticated) into *out (new buffer, NUL-terminated), at most max bytes; GN_ENOTFOUND on 404. */
 int client_get(char **out, size_t *out_len, struct agent *a, const char *path, size_t max, gn_err *err) GN_WUR;
-int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, gn_err *err) GN_WUR;
+/* Checks in; with report_only the answer is not used and the ETag is left alone (progress
+ * reports during an install must not hide a newer desired state from the next check-in). */
+int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err) GN_WUR;
 
 /* models.c: runtime plugin, loading, self-test, swap */
 int models_open_runtime(struct agent *a, gn_err *err) GN_WUR;

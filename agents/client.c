@@ -135,7 +135,7 @@ static json_t *facts(struct agent *a)
 	return f;
 }
 
-int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, gn_err *err)
+int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err)
 {
 	gn_http_resp resp;
 	int rc;
@@ -173,7 +173,7 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, gn_err *e
 	}
 	if (resp.status == 304) {
 		*out_unchanged = true;
-	} else if (!(rc = gn_http_check(&resp, err))) {
+	} else if (!(rc = gn_http_check(&resp, err)) && !report_only) {
 		*out = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
 		if (!*out)
 			rc = gn_err_set(err, GN_ERROR, "check-in answer is not JSON");

@@ -51,6 +51,13 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 	return len;
 }
 
+/* Ends the transfer early when the agent is asked to stop (SIGTERM); the part file stays. */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	const struct agent *a = ud;
+	return atomic_load(&a->stopping) ? 1 : 0;
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
 	struct dl *d = ud;
@@ -136,6 +143,9 @@ int download_artifact(struct agent *a, const char *sha256, uint64_t length, char
 		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 		curl_easy_setopt(h, CURLOPT_HEADERDATA, &d);
 		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, a);
 		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
 		curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)a->cfg.download_deadline);
 		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, (long)a->cfg.download_min_rate);
@@ -167,6 +177,11 @@ int download_artifact(struct agent *a, const char *sha256, uint64_t length, char
 		}
 		if (d.write_failed) {
 			rc = gn_err_set(err, GN_ERROR, "cannot write %s: %s", part, strerror(errno));
+			goto out;
+		}
+		if (cc == CURLE_ABORTED_BY_CALLBACK) {
+			rc = gn_err_set(err, GN_EUNAVAIL, "download paused at %llu of %llu bytes: the agent is stopping",
+					(unsigned long long)d.have, (unsigned long long)length);
 			goto out;
 		}
 		if (cc != CURLE_OK) {

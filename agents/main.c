@@ -115,6 +115,25 @@ static int cmd_status(struct agent *a)
 	return 0;
 }
 
+/* Waits for SIGTERM/SIGINT (blocked in every thread) and tells the main loop and any transfer
+ * in progress to stop. */
+static void *signal_thread(void *ud)
+{
+	struct agent *a = ud;
+	sigset_t set;
+	int sig;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigwait(&set, &sig) == 0)
+		gn_log(GN_LOG_INFO, "event=shutdown signal=%s", sig == SIGTERM ? "TERM" : "INT");
+	pthread_mutex_lock(&a->wake_lock);
+	atomic_store(&a->stopping, true);
+	pthread_cond_broadcast(&a->wake);
+	pthread_mutex_unlock(&a->wake_lock);
+	return NULL;
+}
+
 static int cmd_run(struct agent *a)
 {
 	gn_err err;
@@ -140,7 +159,13 @@ static int cmd_run(struct agent *a)
 	}
 	gn_log(GN_LOG_INFO, "event=running device=%s server=%s target=%s", a->device_id, a->cfg.server_url,
 	       a->cfg.runtime_target);
-	for (;;) {
+	pthread_t sigt;
+	if (pthread_create(&sigt, NULL, signal_thread, a) != 0) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot start the signal thread\"");
+		serve_stop();
+		return 1;
+	}
+	while (!atomic_load(&a->stopping)) {
 		int64_t wait;
 		pthread_mutex_lock(&update_lock);
 		int urc = update_once(a, &poll, &err);
@@ -159,13 +184,21 @@ static int cmd_run(struct agent *a)
 		/* ±10 % jitter so a fleet restarted together does not check in together. */
 		int64_t ms = wait * 1000;
 		ms += (int64_t)(rand_r(&seed) % (unsigned)(ms / 5 + 1)) - ms / 10;
-		struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-		int sig = sigtimedwait(&set, NULL, &ts);
-		if (sig == SIGTERM || sig == SIGINT) {
-			gn_log(GN_LOG_INFO, "event=shutdown");
-			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(ms / 1000);
+		ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
 		}
+		pthread_mutex_lock(&a->wake_lock);
+		while (!atomic_load(&a->stopping) &&
+		       pthread_cond_timedwait(&a->wake, &a->wake_lock, &ts) == 0)
+			;
+		pthread_mutex_unlock(&a->wake_lock);
 	}
+	pthread_join(sigt, NULL);
 	serve_stop();
 	pthread_mutex_lock(&a->lock);
 	struct agent_model *m = a->current;
@@ -185,6 +218,8 @@ int main(int argc, char **argv)
 
 	memset(&a, 0, sizeof(a));
 	pthread_mutex_init(&a.lock, NULL);
+	pthread_mutex_init(&a.wake_lock, NULL);
+	pthread_cond_init(&a.wake, NULL);
 	if (gn_conf_load_all(&first, &help, &agent_config_table, &a.cfg, argc - 1, argv + 1, environ, &err)) {
 		fprintf(stderr, "ganglion-agent: %s\n", err.msg);
 		gn_conf_cleanup(&agent_config_table, &a.cfg);

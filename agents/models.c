@@ -22,7 +22,9 @@ int models_open_runtime(struct agent *a, gn_err *err)
 	if (!a->rt || a->rt->abi_version != GANGLION_RUNTIME_ABI_VERSION || a->rt->struct_size < sizeof(ganglion_runtime))
 		return gn_err_set(err, GN_EINVAL, "%s speaks runtime ABI %u, this agent speaks %d", a->cfg.runtime_plugin,
 				  a->rt ? a->rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
-	if (a->rt->init(NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
+	/* A CPU-only agent never touches OpenCL: no ICD loading, some 70 MB less memory. */
+	static const char *const cpu_only[] = {"opencl=off", NULL};
+	if (a->rt->init(strcmp(a->cfg.runtime_target, "cpu") == 0 ? cpu_only : NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
 		return gn_err_set(err, GN_ERROR, "runtime %s failed to start: %s", a->rt->name, ebuf);
 	gn_log(GN_LOG_INFO, "event=runtime_loaded name=%s version=\"%s\"", a->rt->name, a->rt->version);
 	return 0;

@@ -17,8 +17,17 @@
 
 #include <openssl/evp.h>
 
-/* A target that failed (bad bytes, self-test) is not retried until the director names another. */
-static char failed_sha[65];
+/* A target that failed (bad bytes, self-test) or was rolled back is not retried until the director
+ * names another target or the operator assigns it again: the key is "SHA256 ASSIGNED_AT". */
+static char failed_sha[96];
+
+/* The key under which a director target's failure is remembered. */
+static void failure_key(char *out, size_t n, const json_t *entry)
+{
+	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
+	const char *at = gn_json_str(json_object_get(entry, "custom"), "assigned_at");
+	snprintf(out, n, "%s %s", sha ? sha : "", at ? at : "");
+}
 
 void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail)
 {
@@ -29,12 +38,52 @@ void update_report(struct agent *a, const char *state, const char *model, const 
 	if (detail)
 		json_object_set_new(op, "detail", json_string(detail));
 	pthread_mutex_lock(&a->lock);
+	/* The same outcome again (metadata refused at every check-in) is one event, not one per poll. */
+	bool same = a->last_op;
+	static const char *const keys[] = {"state", "model", "version", "detail"};
+	for (size_t i = 0; same && i < GN_ARRAY_LEN(keys); i++)
+		same = json_equal(json_object_get(a->last_op, keys[i]), json_object_get(op, keys[i])) ||
+		       (!json_object_get(a->last_op, keys[i]) && !json_object_get(op, keys[i]));
+	if (same) {
+		pthread_mutex_unlock(&a->lock);
+		json_decref(op);
+		return;
+	}
 	json_decref(a->last_op);
 	a->last_op = op;
 	pthread_mutex_unlock(&a->lock);
 	gn_log(strcmp(state, "failed") == 0 ? GN_LOG_WARN : GN_LOG_INFO, "event=update state=%s model=%s version=%s%s%s%s",
 	       state, model ? model : "-", version ? version : "-", detail ? " detail=\"" : "", detail ? detail : "",
 	       detail ? "\"" : "");
+}
+
+/* Sends the last operation now (best effort), so a long download or load shows on the server. */
+static void push_progress(struct agent *a)
+{
+	json_t *ignored = NULL;
+	bool unchanged;
+	gn_err err;
+	if (client_checkin(&ignored, &unchanged, a, true, &err))
+		gn_log(GN_LOG_DEBUG, "event=progress_not_reported msg=\"%s\"", err.msg);
+	json_decref(ignored);
+}
+
+/* Drops partial downloads of targets other than keep (abandoned when the director moved on). */
+static void prune_partials(struct agent *a, const char *keep)
+{
+	char *dir = state_path(a, "downloads");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || (keep && strncmp(e->d_name, keep, 64) == 0))
+			continue;
+		char *p = gn_asprintf("%s/%s", dir, e->d_name);
+		unlink(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
 }
 
 /* Follows a repository's root chain from the trusted root to the newest one. */
@@ -237,15 +286,17 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	}
 	if ((rc = gn_tufc_director_target_ok(image_targets, path, entry, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+		failure_key(failed_sha, sizeof(failed_sha), entry);
 		return 0;
 	}
 	const json_t *icustom = json_object_get(gn_tufc_target(image_targets, path), "custom");
+	prune_partials(a, sha);
 	update_report(a, "downloading", model, version, NULL);
+	push_progress(a);
 	if ((rc = download_artifact(a, sha, length, &file, &err))) {
 		update_report(a, "failed", model, version, err.msg);
 		if (rc == GN_EAUTH)
-			snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+			failure_key(failed_sha, sizeof(failed_sha), entry);
 		if (outerr)
 			*outerr = err;
 		return rc == GN_EAUTH ? 0 : rc;
@@ -269,20 +320,21 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 		gn_sha256_hex(ssum, sample_bytes, slen);
 		if (strcmp(ssum, want_sample) != 0 || !(sample = json_loadb(sample_bytes, slen, 0, NULL))) {
 			update_report(a, "failed", model, version, "the sample does not match its signed SHA-256");
-			snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+			failure_key(failed_sha, sizeof(failed_sha), entry);
 			goto out;
 		}
 	}
 	update_report(a, "loading", model, version, NULL);
+	push_progress(a);
 	if ((rc = models_load(&m, a, file, model, version, sha, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+		failure_key(failed_sha, sizeof(failed_sha), entry);
 		rc = 0;
 		goto out;
 	}
 	if (sample && (rc = models_self_test(a, m, sample, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		snprintf(failed_sha, sizeof(failed_sha), "%s", sha);
+		failure_key(failed_sha, sizeof(failed_sha), entry);
 		models_unref(a, m);
 		m = NULL;
 		rc = 0;
@@ -319,15 +371,21 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 {
 	json_t *ans = NULL, *dt = NULL, *image = NULL;
 	bool unchanged = false;
-	int rc = client_checkin(&ans, &unchanged, a, err);
+	int rc = client_checkin(&ans, &unchanged, a, false, err);
 	if (rc || unchanged)
 		return rc;
 	json_int_t poll = json_integer_value(json_object_get(ans, "poll_interval"));
 	if (poll > 0)
 		*out_poll = poll;
 	if ((rc = check_director(&dt, a, json_object_get(ans, "director_targets"), err))) {
-		/* Refused metadata: keep serving, report why, and ask again from scratch next time. */
-		update_report(a, "failed", NULL, NULL, err->msg);
+		/* Refused metadata: keep serving, report why (naming the version refused, so a repeat of
+		 * the same one is one event and a new one is another), and ask again from scratch. */
+		char detail[700];
+		snprintf(detail, sizeof(detail), "director targets version %lld refused: %s",
+			 (long long)json_integer_value(json_object_get(
+				 json_object_get(json_object_get(ans, "director_targets"), "signed"), "version")),
+			 err->msg);
+		update_report(a, "failed", NULL, NULL, detail);
 		a->etag[0] = '\0';
 		rc = 0;
 		goto out;
@@ -341,7 +399,9 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 		struct agent_model *cur = models_get(a);
 		bool same = cur && sha && strcmp(cur->sha256, sha) == 0;
 		models_unref(a, cur);
-		if (same || (sha && strcmp(sha, failed_sha) == 0))
+		char key[96];
+		failure_key(key, sizeof(key), entry);
+		if (same || strcmp(key, failed_sha) == 0)
 			continue;
 		if ((rc = refresh_image(&image, a, err))) {
 			update_report(a, "failed", gn_json_str(json_object_get(entry, "custom"), "model"),
@@ -418,13 +478,28 @@ int update_rollback(struct agent *a, gn_err *err)
 		goto out;
 	/* "held": the rolled-back target, not reinstalled (even after a restart) until the director
 	 * names another one. */
-	next = json_pack("{s:O,s:O,s:O?}", "current", prev, "previous", cur, "held", json_object_get(cur, "sha256"));
+	char held[96] = "";
+	json_t *dt = NULL;
+	gn_err ignore;
+	if (state_read_json(&dt, a, "trust/director/targets.json", &ignore) == 0) {
+		const char *path;
+		json_t *entry;
+		json_object_foreach(json_object_get(json_object_get(dt, "signed"), "targets"), path, entry)
+		{
+			const char *esha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
+			if (esha && gn_json_str(cur, "sha256") && strcmp(esha, gn_json_str(cur, "sha256")) == 0)
+				failure_key(held, sizeof(held), entry);
+		}
+		json_decref(dt);
+	}
+	next = json_pack("{s:O,s:O,s:s}", "current", prev, "previous", cur, "held", held);
 	if ((rc = state_write_json(a, "state.json", next, err))) {
 		models_unref(a, m);
 		goto out;
 	}
-	/* Do not reinstall what was rolled back until the director names something else. */
-	snprintf(failed_sha, sizeof(failed_sha), "%s", gn_json_str(cur, "sha256") ? gn_json_str(cur, "sha256") : "");
+	/* Do not reinstall what was rolled back until the director names something else or the
+	 * operator assigns it again. */
+	snprintf(failed_sha, sizeof(failed_sha), "%s", held);
 	models_swap(a, m);
 	update_report(a, "rolled_back", name, version, "local rollback to the previous version");
 out:

@@ -16,6 +16,7 @@ CREATE TABLE director_targets (
     body       text NOT NULL,
     model      text,
     model_version text,
+    assigned_at timestamptz,          -- of the desired state it names: a re-assignment re-signs
     expires_at timestamptz NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, version)

@@ -697,29 +697,30 @@ out:
 static const db_stmt st_dt_latest = {
 	"director_latest",
 	"SELECT version, body, extract(epoch FROM expires_at)::bigint, extract(epoch FROM created_at)::bigint,"
-	" coalesce(model, ''), coalesce(model_version, '') FROM director_targets WHERE device_id = $1"
+	" coalesce(model, ''), coalesce(model_version, ''), coalesce(gn_ts(assigned_at), '')"
+	" FROM director_targets WHERE device_id = $1"
 	" ORDER BY version DESC LIMIT 1",
 	1};
 static const db_stmt st_dt_desired = {
 	"director_desired",
-	"SELECT d.model, d.version, v.filename, v.sha256, v.length FROM device_desired d"
+	"SELECT d.model, d.version, v.filename, v.sha256, v.length, gn_ts(d.assigned_at) FROM device_desired d"
 	" JOIN model_versions v ON v.model = d.model AND v.version = d.version WHERE d.device_id = $1",
 	1};
 static const db_stmt st_dt_store = {
 	"director_store",
-	"INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at)"
-	" VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), to_timestamp($6::bigint))",
-	6};
+	"INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at)"
+	" VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), to_timestamp($6::bigint), nullif($7, '')::timestamptz)",
+	7};
 static const db_stmt st_dt_lock = {"director_lock", "SELECT pg_advisory_xact_lock(hashtextextended($1, 11))", 1};
 
 struct dt_state {
 	int version;
 	char *body;
 	int64_t expires, created;
-	char model[128], model_version[72];
+	char model[128], model_version[72], assigned_at[24];
 	/* desired */
 	bool has_desired;
-	char want_model[128], want_version[72], filename[160], sha256[65], length[32];
+	char want_model[128], want_version[72], filename[160], sha256[65], length[32], want_assigned_at[24];
 };
 
 static int dt_read(struct dt_state *st, db_conn *c, const char *device_id, gn_err *err)
@@ -736,6 +737,7 @@ static int dt_read(struct dt_state *st, db_conn *c, const char *device_id, gn_er
 		st->created = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 		snprintf(st->model, sizeof(st->model), "%s", PQgetvalue(res, 0, 4));
 		snprintf(st->model_version, sizeof(st->model_version), "%s", PQgetvalue(res, 0, 5));
+		snprintf(st->assigned_at, sizeof(st->assigned_at), "%s", PQgetvalue(res, 0, 6));
 	}
 	PQclear(res);
 	if ((rc = db_exec(&res, c, &st_dt_desired, p, err)))
@@ -747,6 +749,7 @@ static int dt_read(struct dt_state *st, db_conn *c, const char *device_id, gn_er
 		snprintf(st->filename, sizeof(st->filename), "%s", PQgetvalue(res, 0, 2));
 		snprintf(st->sha256, sizeof(st->sha256), "%s", PQgetvalue(res, 0, 3));
 		snprintf(st->length, sizeof(st->length), "%s", PQgetvalue(res, 0, 4));
+		snprintf(st->want_assigned_at, sizeof(st->want_assigned_at), "%s", PQgetvalue(res, 0, 5));
 	}
 	PQclear(res);
 	return 0;
@@ -757,7 +760,8 @@ static bool dt_stale(const struct dt_state *st, int64_t now)
 	if (!st->version)
 		return true;
 	if (strcmp(st->model, st->has_desired ? st->want_model : "") != 0 ||
-	    strcmp(st->model_version, st->has_desired ? st->want_version : "") != 0)
+	    strcmp(st->model_version, st->has_desired ? st->want_version : "") != 0 ||
+	    strcmp(st->assigned_at, st->has_desired ? st->want_assigned_at : "") != 0)
 		return true;
 	return st->expires - now < (st->expires - st->created) / 2;
 }
@@ -771,10 +775,10 @@ static int dt_sign(struct dt_state *st, db_conn *c, const char *device_id, gn_er
 	if (st->has_desired) {
 		char *path = gn_asprintf("models/%s/%s/%s", st->want_model, st->want_version, st->filename);
 		json_object_set_new(targets, path,
-				    json_pack("{s:I,s:{s:s},s:{s:s,s:s,s:s}}", "length",
+				    json_pack("{s:I,s:{s:s},s:{s:s,s:s,s:s,s:s}}", "length",
 					      (json_int_t)strtoll(st->length, NULL, 10), "hashes", "sha256", st->sha256,
 					      "custom", "device_id", device_id, "model", st->want_model, "version",
-					      st->want_version));
+					      st->want_version, "assigned_at", st->want_assigned_at));
 		free(path);
 	}
 	json_object_set_new(s, "targets", targets);
@@ -796,7 +800,7 @@ static int dt_sign(struct dt_state *st, db_conn *c, const char *device_id, gn_er
 	snprintf(ver, sizeof(ver), "%d", st->version + 1);
 	snprintf(exps, sizeof(exps), "%lld", (long long)exp);
 	const char *p[] = {device_id, ver, body, st->has_desired ? st->want_model : "",
-			   st->has_desired ? st->want_version : "", exps};
+			   st->has_desired ? st->want_version : "", exps, st->has_desired ? st->want_assigned_at : ""};
 	rc = db_exec(NULL, c, &st_dt_store, p, err);
 	if (rc) {
 		free(body);

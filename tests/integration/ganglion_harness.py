@@ -779,11 +779,19 @@ def wait_operation(server, device_id, predicate, timeout=30.0, what="the expecte
     """Polls GET /v1/devices/{id} until predicate(reported.last_operation) holds; returns that
     operation, or fails with the last one seen."""
     seen = [None]
+    # The agent pushes progress as it goes, so a state can be replaced within milliseconds:
+    # look at the event history recorded since the call too, not only the latest report.
+    since = max([i for i, _ in device_events(server, device_id, limit=1, with_ids=True)], default=0)
 
     def check():
         op = (device_reported(server, device_id).get("reported") or {}).get("last_operation")
         seen[0] = op
-        return op if op and predicate(op) else None
+        if op and predicate(op):
+            return op
+        for i, e in device_events(server, device_id, limit=50, with_ids=True):
+            if i > since and predicate(e):
+                return e
+        return None
 
     op = wait_for(check, timeout, 0.2)
     assert op, f"device {device_id}: no {what} reported within {timeout} s; last_operation: {seen[0]}"
