@@ -375,8 +375,10 @@ void http_models_publish(struct gd_req *r)
 	}
 	committed_file = true;
 	const char *pg[] = {name, m.version};
+	char object[200];
+	snprintf(object, sizeof(object), "%s@%s", name, m.version);
 	if (tufrepo_publish_targets(c, &err) ||
-	    audit_write(r, "model.publish", "model_version", m.version,
+	    audit_write(r, "model.publish", "model_version", object,
 			json_pack("{s:s,s:s,s:s,s:I}", "model", name, "version", m.version, "sha256", digest, "length",
 				  (json_int_t)length),
 			&err) ||
