@@ -1,5 +1,7 @@
 /* gangliond: start-up, commands (serve, migrate, routes, sample-config), signals, housekeeping. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,7 +129,7 @@ static int serve_loop(int argc, char **argv, sigset_t *set)
 
 int main(int argc, char **argv)
 {
-	int rc = 1, first = 0;
+	int rc = 1, first = 0, lockfd = -1;
 	bool help = false;
 	gn_err err;
 	pgcluster *pg = NULL;
@@ -186,6 +188,18 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/* One gangliond per data dir: a second one would share (and on exit stop) the private cluster. */
+	char *lockpath = gn_asprintf("%s/gangliond.lock", gd.cfg.data_dir);
+	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"data-dir %s is in use by another gangliond (lock %s): "
+				     "give each replica its own data-dir\"",
+		       gd.cfg.data_dir, lockpath);
+		free(lockpath);
+		goto out;
+	}
+	free(lockpath);
+
 	/* Signals are taken synchronously by the main thread; worker threads inherit the mask. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -234,6 +248,8 @@ out:
 	db_pool_free(gd.pool);
 	gd.pool = NULL;
 	pgcluster_stop(pg);
+	if (lockfd >= 0)
+		close(lockfd);
 	free(conninfo);
 	gn_conf_cleanup(&config_table, &gd.cfg);
 	if (gn_log_open(NULL, &err)) { /* nothing left to report to */ }
