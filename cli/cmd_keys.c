@@ -82,6 +82,15 @@ static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		output_json(ans);
 		goto out;
 	}
+	if (json_is_true(json_object_get(ans, "pending"))) {
+		/* The root keys are offline: the new key waits for a root signed elsewhere. */
+		printf("New %s key %s is pending.\n%s:\n  ganglion keys export-root -o draft.json\n"
+		       "  ganglion keys sign-root --key ROOT.pem draft.json -o signed.json   (where the root key is)\n"
+		       "  ganglion keys import-root signed.json\n",
+		       gn_json_str(ans, "role"), gn_json_str(ans, "keyid"),
+		       "The root keys are offline; to make it sign, list it in a new root");
+		goto out;
+	}
 	printf("Key rotated; the repository metadata is re-signed.\n\n");
 	output_fields(ans, rotated_fields, GN_ARRAY_LEN(rotated_fields));
 out:

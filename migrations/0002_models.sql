@@ -50,6 +50,8 @@ CREATE TABLE tuf_keys (
     public      text NOT NULL,
     private_pem text,
     active      boolean NOT NULL DEFAULT true,
+    -- a new online key waiting for an offline-signed root that lists it (root keys not on the server)
+    pending     boolean NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 

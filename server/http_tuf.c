@@ -122,7 +122,8 @@ void http_tuf_keys_rotate(struct gd_req *r)
 		json_decref(body);
 		return;
 	}
-	gd_reply_json(r, 200, out);
+	/* 202: pending until a root signed offline lists the new key. */
+	gd_reply_json(r, json_is_true(json_object_get(out, "pending")) ? 202 : 200, out);
 	json_decref(body);
 }
 

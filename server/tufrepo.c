@@ -36,6 +36,25 @@ static const db_stmt st_online_key = {
 static const db_stmt st_keys_active = {
 	"tuf_keys_active",
 	"SELECT keyid, role, public FROM tuf_keys WHERE repo = $1 AND active ORDER BY role, created_at, keyid", 1};
+/* The keys a draft root lists: a role's pending key replaces its active ones. */
+static const db_stmt st_keys_draft = {
+	"tuf_keys_draft",
+	"SELECT keyid, role, public FROM tuf_keys k WHERE repo = $1 AND (pending OR (active AND NOT EXISTS"
+	" (SELECT 1 FROM tuf_keys p WHERE p.repo = $1 AND p.role = k.role AND p.pending)))"
+	" ORDER BY role, created_at, keyid",
+	1};
+static const db_stmt st_key_pending = {
+	"tuf_key_pending",
+	"WITH x AS (DELETE FROM tuf_keys WHERE repo = $1 AND role = $2 AND pending AND keyid <> $3)"
+	" UPDATE tuf_keys SET active = false, pending = true WHERE keyid = $3",
+	3};
+static const db_stmt st_key_activate_pending = {
+	"tuf_key_activate_pending",
+	"WITH p AS (UPDATE tuf_keys SET active = true, pending = false WHERE repo = $1 AND role = $2 AND pending"
+	"   RETURNING keyid)"
+	" UPDATE tuf_keys SET active = false WHERE repo = $1 AND role = $2 AND active"
+	"   AND keyid NOT IN (SELECT keyid FROM p) AND EXISTS (SELECT 1 FROM p)",
+	2};
 static const db_stmt st_key_insert = {
 	"tuf_key_insert",
 	"INSERT INTO tuf_keys (keyid, repo, role, public, private_pem) VALUES ($1, $2, $3, $4, $5)"
@@ -235,11 +254,12 @@ int tufrepo_publish_targets(db_conn *c, gn_err *err)
 }
 
 /* Builds the signed part of a root from the active keys in the database. */
-static int build_root(json_t **out, db_conn *c, const char *repo, int version, json_int_t root_threshold, gn_err *err)
+static int build_root_from(json_t **out, db_conn *c, const db_stmt *keys_st, const char *repo, int version,
+			   json_int_t root_threshold, gn_err *err)
 {
 	PGresult *res = NULL;
 	const char *pk[] = {repo};
-	int rc = db_exec(&res, c, &st_keys_active, pk, err);
+	int rc = db_exec(&res, c, keys_st, pk, err);
 	if (rc)
 		return rc;
 	json_t *keys = json_object(), *roles = json_object();
@@ -266,6 +286,27 @@ static int build_root(json_t **out, db_conn *c, const char *repo, int version, j
 	json_object_set_new(s, "roles", roles);
 	*out = s;
 	return 0;
+}
+
+static size_t load_root_keys(gn_ed25519_key ***out, const char *repo, const json_t *keyids);
+static void free_keys(gn_ed25519_key **keys, size_t n);
+
+/* Builds the signed part of a root from the active keys. */
+static int build_root(json_t **out, db_conn *c, const char *repo, int version, json_int_t root_threshold, gn_err *err)
+{
+	return build_root_from(out, c, &st_keys_active, repo, version, root_threshold, err);
+}
+
+/* The number of root keys whose private half is in DATA_DIR/keys. */
+static size_t root_keys_here(const char *repo, const struct latest *root)
+{
+	gn_ed25519_key **keys = NULL;
+	size_t n = load_root_keys(&keys, repo,
+				  json_object_get(json_object_get(json_object_get(json_object_get(root->env, "signed"), "roles"),
+								  "root"),
+						  "keyids"));
+	free_keys(keys, n);
+	return n;
 }
 
 static char *root_key_path(const char *repo, const char *keyid)
@@ -548,13 +589,27 @@ int tufrepo_rotate(json_t **out, db_conn *c, const char *role, gn_err *err)
 	    (rc = get_latest(&root, c, "image", "root", err)) || (rc = gn_ed25519_generate(&k, err)) ||
 	    (rc = insert_key(c, "image", role, k, true, keyid, err)))
 		goto out;
+	json_int_t threshold = json_integer_value(json_object_get(
+		json_object_get(json_object_get(json_object_get(root.env, "signed"), "roles"), "root"), "threshold"));
+	if ((json_int_t)root_keys_here("image", &root) < threshold) {
+		/* Root keys are offline: the new key waits for a root signed elsewhere that lists it. */
+		const char *pp[] = {"image", role, keyid};
+		if ((rc = db_exec(NULL, c, &st_key_pending, pp, err)) || (rc = db_exec_sql(c, "COMMIT", err)))
+			goto out;
+		*out = json_pack("{s:s,s:s,s:b,s:s}", "role", role, "keyid", keyid, "pending", 1, "next",
+				 "the root keys are offline: export the draft root (it lists the new key), sign it "
+				 "with `ganglion keys sign-root`, and import it; the old key signs until then");
+		gn_log(GN_LOG_INFO, "event=tuf_key_pending role=%s keyid=%s", role, keyid);
+		goto out;
+	}
 	char arr[80];
 	snprintf(arr, sizeof(arr), "{%s}", keyid);
 	const char *p[] = {"image", role, arr};
 	if ((rc = db_exec(NULL, c, &st_key_retire_others, p, err)) || (rc = publish_root(c, "image", &root, err)) ||
 	    (rc = publish_targets_locked(c, err)) || (rc = db_exec_sql(c, "COMMIT", err)))
 		goto out;
-	*out = json_pack("{s:s,s:s,s:i}", "role", role, "keyid", keyid, "root_version", root.version + 1);
+	*out = json_pack("{s:s,s:s,s:i,s:b}", "role", role, "keyid", keyid, "root_version", root.version + 1,
+			 "pending", 0);
 	gn_log(GN_LOG_INFO, "event=tuf_key_rotated role=%s keyid=%s", role, keyid);
 out:
 	if (rc)
@@ -573,7 +628,7 @@ int tufrepo_root_draft(json_t **out, db_conn *c, gn_err *err)
 		return rc;
 	json_int_t threshold = json_integer_value(json_object_get(
 		json_object_get(json_object_get(json_object_get(root.env, "signed"), "roles"), "root"), "threshold"));
-	rc = build_root(&s, c, "image", root.version + 1, threshold, err);
+	rc = build_root_from(&s, c, &st_keys_draft, "image", root.version + 1, threshold, err);
 	if (!rc)
 		*out = json_pack("{s:o,s:[]}", "signed", s, "signatures");
 	latest_cleanup(&root);
@@ -590,6 +645,7 @@ static bool same_keyids(const json_t *a, const json_t *b, const char *role)
 int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 {
 	struct latest cur;
+	json_t *draft = NULL;
 	int rc;
 	int64_t exp;
 	memset(&cur, 0, sizeof(cur));
@@ -632,6 +688,10 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 			goto out;
 		}
 	}
+	/* Online roles must list the keys the server signs with: the current ones, or a pending
+	 * rotation's (as the draft shows them). */
+	if ((rc = build_root_from(&draft, c, &st_keys_draft, "image", cur.version + 1, 1, err)))
+		goto out;
 	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++) {
 		const json_t *nr = json_object_get(json_object_get(s, "roles"), online_roles[i]);
 		const json_t *cr = json_object_get(json_object_get(cur_signed, "roles"), online_roles[i]);
@@ -639,8 +699,11 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 			rc = gn_err_set(err, GN_EINVAL, "the %s role's threshold differs from the current root's", online_roles[i]);
 			goto out;
 		}
-		if (!same_keyids(s, cur_signed, online_roles[i])) {
-			rc = gn_err_set(err, GN_EINVAL, "the %s role's keys differ from the current root's; rotate online keys with POST /v1/keys/rotate", online_roles[i]);
+		if (!same_keyids(s, cur_signed, online_roles[i]) && !same_keyids(s, draft, online_roles[i])) {
+			rc = gn_err_set(err, GN_EINVAL,
+					"the %s role's keys are neither the current ones nor a pending rotation's; rotate "
+					"online keys with POST /v1/keys/rotate, then export the draft",
+					online_roles[i]);
 			goto out;
 		}
 	}
@@ -681,13 +744,26 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 	const char *p[] = {"image", "root", ver, body, exps};
 	rc = db_exec(NULL, c, &st_store, p, err);
 	free(body);
+	/* Keys the new root brings in from a pending rotation sign from now on. */
+	bool rotated = false;
+	for (size_t r = 0; !rc && r < GN_ARRAY_LEN(online_roles); r++) {
+		if (same_keyids(s, cur_signed, online_roles[r]))
+			continue;
+		const char *pa[] = {"image", online_roles[r]};
+		rc = db_exec(NULL, c, &st_key_activate_pending, pa, err);
+		rotated = true;
+	}
+	if (!rc && rotated)
+		rc = publish_targets_locked(c, err);
 	if (!rc)
 		rc = db_exec_sql(c, "COMMIT", err);
 	if (!rc)
-		gn_log(GN_LOG_INFO, "event=tuf_root_imported version=%d", cur.version + 1);
+		gn_log(GN_LOG_INFO, "event=tuf_root_imported version=%d rotated_online_keys=%s", cur.version + 1,
+		       rotated ? "yes" : "no");
 out:
 	if (rc)
 		db_exec_sql_logged(c, "ROLLBACK");
+	json_decref(draft);
 	latest_cleanup(&cur);
 	return rc;
 }

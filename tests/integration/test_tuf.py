@@ -283,8 +283,10 @@ def test_root_key_rotation_offline(server):
     keys = _image_keys(server)
     assert [(k["keyid"], k["online"]) for k in keys if k["role"] == "root"] == [(new_id, False)]
 
-    assert_problem(server.api("POST", "/v1/keys/rotate", json={"role": "timestamp"}), 409)
+    r = server.api("POST", "/v1/keys/rotate", json={"role": "timestamp"})
+    assert r.status_code == 202 and r.json()["pending"] is True, r.text
     nxt = _draft(server)
+    assert nxt["signed"]["roles"]["timestamp"]["keyids"] == [r.json()["keyid"]]
     assert list(nxt["signed"]["keys"]).count(old_id) == 0
     assert_problem(_import(server, tuf_verify.sign_metadata(copy.deepcopy(nxt), old)), 400)
     assert _import(server, tuf_verify.sign_metadata(nxt, new)).status_code == 201
@@ -339,26 +341,34 @@ def test_keys_list(server):
         assert k["online"] is True
 
 
-def test_rotation_without_the_root_key_is_409(server, workdir):
+def test_rotation_without_the_root_key_waits_for_an_offline_root(server, workdir):
     (keyid,) = _meta(server, "root.json")["signed"]["roles"]["root"]["keyids"]
     offline = workdir / "offline-root.pem"
     shutil.move(_root_key_file(server, keyid), offline)
     before = _image_keys(server)
     assert [k["online"] for k in before if k["role"] == "root"] == [False]
+    old_targets = _meta(server, "root.json")["signed"]["roles"]["targets"]["keyids"]
 
     r = server.api("POST", "/v1/keys/rotate", json={"role": "targets"})
-    assert_problem(r, 409, "offline")
-    # Nothing changed: same keys, same root, still verifies.
+    assert r.status_code == 202, r.text
+    assert r.json()["pending"] is True and "offline" in r.json()["next"]
+    pending = r.json()["keyid"]
+    # Until a root lists it, nothing changes for clients: same keys, same root, old key signs.
     assert _image_keys(server) == before
     assert _verify(server)["root_version"] == 1
     assert publish(server, "after", b"w").status_code == 201
-    _verify(server)
+    assert _verify(server)["keyids"]["targets"] == old_targets
 
-    # The offline holder signs the next root; the server accepts it.
+    # The draft lists the pending key; the offline holder signs it; the server switches keys.
+    draft = _draft(server)
+    assert draft["signed"]["roles"]["targets"]["keyids"] == [pending]
     key = load_pem_private_key(offline.read_bytes(), password=None)
-    r = _import(server, tuf_verify.sign_metadata(_draft(server), key))
+    r = _import(server, tuf_verify.sign_metadata(draft, key))
     assert r.status_code == 201, r.text
-    assert _verify(server)["root_version"] == 2
+    s = _verify(server)
+    assert s["root_version"] == 2 and s["keyids"]["targets"] == [pending]
+    assert publish(server, "after-rotation", b"v").status_code == 201
+    assert "models/after-rotation/1.0.0/model.onnx" in _verify(server)["targets"]
 
 
 @pytest.mark.slow
