@@ -208,12 +208,76 @@ char *gn_json_dump(const json_t *obj)
 	return s;
 }
 
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	size_t len;
+	unsigned min;
+	if (p[0] < 0x80)
+		return 1;
+	if ((p[0] & 0xE0) == 0xC0)
+		len = 2, min = 0x80;
+	else if ((p[0] & 0xF0) == 0xE0)
+		len = 3, min = 0x800;
+	else if ((p[0] & 0xF8) == 0xF0)
+		len = 4, min = 0x10000;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	unsigned cp = p[0] & (0x7F >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = cp << 6 | (p[i] & 0x3F);
+	}
+	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return len;
+}
+
+bool gn_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+	while (i < len) {
+		size_t n = utf8_seq(p + i, len - i);
+		if (!n || (n == 1 && p[i] == 0))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+char *gn_utf8_clean_dup(const char *s)
+{
+	size_t len = strlen(s), i = 0, o = 0;
+	const unsigned char *p = (const unsigned char *)s;
+	char *out = gn_malloc(len + 1);
+	while (i < len) {
+		size_t n = utf8_seq(p + i, len - i);
+		if (n == 0 || (n == 1 && (p[i] < 0x20 || p[i] == 0x7F))) {
+			out[o++] = '?';
+			i++;
+			continue;
+		}
+		memcpy(out + o, p + i, n);
+		o += n;
+		i += n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 char *gn_problem_dup(int status, const char *title, const char *detail)
 {
-	json_t *j = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", title, "status", status,
-			      "detail", detail ? detail : title);
+	/* Details quote client input, cut at byte counts: never let a split character abort us. */
+	char *t = gn_utf8_clean_dup(title), *d = gn_utf8_clean_dup(detail ? detail : title);
+	json_t *j = json_pack("{s:s, s:s, s:i, s:s}", "type", "about:blank", "title", t, "status", status, "detail", d);
 	char *s = gn_json_dump(j);
 	json_decref(j);
+	free(t);
+	free(d);
 	return s;
 }
 

@@ -39,6 +39,12 @@ char *gn_json_dump(const json_t *obj);
  * bytes). GN_EINVAL for a real number anywhere in j. */
 int gn_json_canonical(char **out, size_t *out_len, const json_t *j, gn_err *err) GN_WUR;
 
+/* Returns a copy of s (new) that is valid UTF-8 without control characters: invalid bytes and
+ * controls become '?'. For text from untrusted input going into JSON or logs. */
+char *gn_utf8_clean_dup(const char *s);
+/* Checks that s is valid UTF-8. */
+bool gn_utf8_valid(const char *s, size_t len);
+
 /* Returns an application/problem+json body (new): {"type","title","status","detail"}. */
 char *gn_problem_dup(int status, const char *title, const char *detail);
 /* Reads a problem+json body; writes "title: detail" (or the raw body, cut) into out. */

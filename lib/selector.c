@@ -1,6 +1,8 @@
 /* Label selector parsing and label validation. */
 #include "selector.h"
 
+#include "json.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +10,8 @@
 int gn_label_key_check(const char *key, gn_err *err)
 {
 	size_t n = strlen(key);
+	if (!gn_utf8_valid(key, n))
+		return gn_err_set(err, GN_EINVAL, "label key is not valid UTF-8");
 	if (n == 0 || n > GN_LABEL_KEY_MAX)
 		return gn_err_set(err, GN_EINVAL, "label key must be 1 to %d bytes", GN_LABEL_KEY_MAX);
 	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
@@ -18,6 +22,8 @@ int gn_label_key_check(const char *key, gn_err *err)
 
 int gn_label_value_check(const char *value, gn_err *err)
 {
+	if (!gn_utf8_valid(value, strlen(value)))
+		return gn_err_set(err, GN_EINVAL, "label value is not valid UTF-8");
 	if (strlen(value) > GN_LABEL_VALUE_MAX)
 		return gn_err_set(err, GN_EINVAL, "label value must be at most %d bytes", GN_LABEL_VALUE_MAX);
 	for (const unsigned char *p = (const unsigned char *)value; *p; p++)

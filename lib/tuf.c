@@ -72,6 +72,12 @@ int gn_tuf_count_valid(size_t *out, const json_t *env, const json_t *keys, const
 	json_array_foreach(role_keyids, i, kid)
 	{
 		const char *id = json_string_value(kid);
+		/* A key listed twice still counts once. */
+		bool seen = false;
+		for (size_t k = 0; id && k < i && !seen; k++)
+			seen = json_equal(json_array_get(role_keyids, k), kid);
+		if (seen)
+			continue;
 		const json_t *key = id ? json_object_get(keys, id) : NULL;
 		const char *pubhex = json_string_value(json_object_get(json_object_get(key, "keyval"), "public"));
 		unsigned char pub[GN_ED25519_PUB_LEN];

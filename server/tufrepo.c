@@ -682,7 +682,14 @@ int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err)
 	for (size_t i = 0; i < GN_ARRAY_LEN(all_roles); i++) {
 		const json_t *role = json_object_get(json_object_get(s, "roles"), all_roles[i]);
 		json_int_t t = json_integer_value(json_object_get(role, "threshold"));
-		size_t nk = json_array_size(json_object_get(role, "keyids"));
+		const json_t *ids = json_object_get(role, "keyids");
+		size_t nk = json_array_size(ids);
+		for (size_t a2 = 0; a2 < nk; a2++)
+			for (size_t b2 = a2 + 1; b2 < nk; b2++)
+				if (json_equal(json_array_get(ids, a2), json_array_get(ids, b2))) {
+					rc = gn_err_set(err, GN_EINVAL, "root role %s lists a key id twice", all_roles[i]);
+					goto out;
+				}
 		if (!json_is_integer(json_object_get(role, "threshold")) || t < 1 || (size_t)t > nk) {
 			rc = gn_err_set(err, GN_EINVAL, "root role %s needs a threshold from 1 to its %zu key(s)", all_roles[i], nk);
 			goto out;

@@ -84,11 +84,11 @@ static void test_problem(void **state)
 	gn_problem_describe(out, sizeof(out), p, strlen(p));
 	assert_string_equal(out, "Content Too Large: body over 1048576 bytes");
 	free(p);
-	/* Quotes and control characters in the detail stay valid JSON. */
+	/* Quotes stay valid JSON; control characters (from client input) are replaced. */
 	p = gn_problem_dup(400, "Bad Request", "field \"x\"\n is bad");
 	j = json_loads(p, 0, NULL);
 	assert_non_null(j);
-	assert_string_equal(gn_json_str(j, "detail"), "field \"x\"\n is bad");
+	assert_string_equal(gn_json_str(j, "detail"), "field \"x\"? is bad");
 	json_decref(j);
 	free(p);
 	gn_problem_describe(out, sizeof(out), "<html>oops</html>", 17);
@@ -131,6 +131,25 @@ static void test_canonical(void **state)
 	json_decref(f);
 }
 
+/* A detail cut in the middle of a character (or carrying raw bytes) still makes a valid answer. */
+static void test_problem_with_broken_utf8(void **state)
+{
+	const char detail[] = "unknown field 'aaaa\xc3'";
+	char *p = gn_problem_dup(400, "Bad Request", detail);
+	json_t *j = json_loads(p, 0, NULL);
+	assert_non_null(j);
+	assert_string_equal(gn_json_str(j, "detail"), "unknown field 'aaaa?'");
+	json_decref(j);
+	free(p);
+	assert_true(gn_utf8_valid("caf\xc3\xa9", 5));
+	assert_false(gn_utf8_valid("caf\xc3", 4));
+	assert_false(gn_utf8_valid("\xed\xa0\x80", 3)); /* a surrogate */
+	assert_false(gn_utf8_valid("\xc0\xaf", 2));     /* overlong */
+	char *c = gn_utf8_clean_dup("line\nbreak\x01 caf\xc3\xa9");
+	assert_string_equal(c, "line?break? caf\xc3\xa9");
+	free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -138,6 +157,7 @@ int main(void)
 		cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_problem),
 		cmocka_unit_test(test_canonical),
+		cmocka_unit_test(test_problem_with_broken_utf8),
 	};
 	return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }

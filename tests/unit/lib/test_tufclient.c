@@ -133,10 +133,18 @@ static void test_threshold_counts_each_key_once(void **state)
 	json_t *bad = json_pack("{s:s,s:s}", "keyid", ids[0], "sig", "00");
 	json_array_append_new(json_object_get(good, "signatures"), bad);
 	assert_int_equal(gn_tufc_check_role(root, "root", good, NULL, NOW, &err), 0);
+	/* A role that lists one key twice with threshold 2 is not satisfied by that key alone. */
+	json_t *rs = root_signed(1, r, 2, 2, 5, NOW + 100);
+	json_t *rk = json_object_get(json_object_get(json_object_get(rs, "roles"), "root"), "keyids");
+	json_array_set_new(rk, 1, json_string(ids[0]));
+	int one[] = {0};
+	json_t *twice_listed = sign(rs, one, 1);
+	assert_int_equal(gn_tufc_check_role(twice_listed, "root", twice_listed, NULL, NOW, &err), GN_EAUTH);
 	json_decref(root);
 	json_decref(dup);
 	json_decref(unk);
 	json_decref(good);
+	json_decref(twice_listed);
 }
 
 static void test_targets_refusals(void **state)
