@@ -99,6 +99,7 @@ int download_artifact(struct agent *a, const char *sha256, uint64_t length, char
 	unsigned int mdlen;
 	struct dl d = {.fd = -1, .length = length};
 	struct stat st;
+	bool resumed = false, retried = false;
 
 	/* Already verified and stored (e.g. the previous version): nothing to fetch. */
 	if (stat(final, &st) == 0 && (uint64_t)st.st_size == length) {
@@ -106,6 +107,8 @@ int download_artifact(struct agent *a, const char *sha256, uint64_t length, char
 		final = NULL;
 		goto out;
 	}
+again:
+	d = (struct dl){.fd = -1, .length = length};
 	d.sha = EVP_MD_CTX_new();
 	EVP_DigestInit_ex(d.sha, EVP_sha256(), NULL);
 	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -124,9 +127,11 @@ int download_artifact(struct agent *a, const char *sha256, uint64_t length, char
 		EVP_DigestInit_ex(d.sha, EVP_sha256(), NULL);
 		d.have = 0;
 	}
-	if (d.have > 0)
+	if (d.have > 0) {
+		resumed = true;
 		gn_log(GN_LOG_INFO, "event=download_resume sha256=%s have=%llu length=%llu", sha256,
 		       (unsigned long long)d.have, (unsigned long long)length);
+	}
 	if (d.have < length) {
 		if ((rc = client_ensure_token(a, err)))
 			goto out;
@@ -202,8 +207,23 @@ int download_artifact(struct agent *a, const char *sha256, uint64_t length, char
 	EVP_DigestFinal_ex(d.sha, md, &mdlen);
 	gn_hex_encode(sum, md, sizeof(md));
 	if (strcmp(sum, sha256) != 0) {
-		/* Tampered or corrupt: throw it away, never load it. */
+		/* Tampered or corrupt: throw it away, never load it. A resumed file may have carried a
+		 * torn tail from a power cut: that earns one fresh download before we call it tampering. */
 		unlink(part);
+		if (resumed && !retried) {
+			gn_log(GN_LOG_WARN, "event=download_restart sha256=%s why=\"resumed file did not verify\"", sha256);
+			close(d.fd);
+			d.fd = -1;
+			EVP_MD_CTX_free(d.sha);
+			d.sha = NULL;
+			if (h)
+				curl_easy_cleanup(h);
+			h = NULL;
+			curl_slist_free_all(hdrs);
+			hdrs = NULL;
+			retried = true;
+			goto again;
+		}
 		rc = gn_err_set(err, GN_EAUTH, "downloaded bytes hash to %s, the signed SHA-256 is %s", sum, sha256);
 		goto out;
 	}

@@ -86,6 +86,27 @@ static int cmd_enroll(struct agent *a, int argc, char **argv)
 			a->cfg.data_dir);
 		return 1;
 	}
+	/* Check the roots given out of band before the token is spent on enrollment. */
+	const char *files[] = {img, dir};
+	for (int i = 0; i < 2; i++) {
+		json_t *root = NULL;
+		json_error_t je;
+		if (!files[i])
+			continue;
+		json_t *j = json_load_file(files[i], 0, &je);
+		char *bytes = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+		int bad = !bytes || gn_tufc_parse(&root, bytes, strlen(bytes), &err) ||
+			  gn_tufc_check_role(root, "root", root, NULL, gn_now(), &err);
+		if (!j)
+			snprintf(err.msg, sizeof(err.msg), "cannot read %s: %s", files[i], je.text);
+		json_decref(j);
+		json_decref(root);
+		free(bytes);
+		if (bad) {
+			fprintf(stderr, "ganglion-agent: %s is not a usable root: %s\n", files[i], err.msg);
+			return 2;
+		}
+	}
 	if (state_mkdirs(a, &err) || models_open_runtime(a, &err) || client_enroll(a, token, name, &err) ||
 	    pin_root(a, "image", img, &err) || pin_root(a, "director", dir, &err)) {
 		fprintf(stderr, "ganglion-agent: enrollment failed: %s\n", err.msg);
@@ -149,6 +170,17 @@ static int cmd_run(struct agent *a)
 	if (state_mkdirs(a, &err) || state_load_identity(a, &err) || models_open_runtime(a, &err)) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 		return 1;
+	}
+	/* An enrollment that stopped before the roots were stored (server gone): take them now. */
+	static const char *const repos[] = {"image", "director"};
+	for (int i = 0; i < 2; i++) {
+		char rel[64];
+		json_t *root = NULL;
+		snprintf(rel, sizeof(rel), "trust/%s/root.json", repos[i]);
+		if (state_read_json(&root, a, rel, &err) == GN_ENOTFOUND && pin_root(a, repos[i], NULL, &err))
+			gn_log(GN_LOG_WARN, "event=root_missing repo=%s msg=\"%s\" note=\"restart the agent to retry\"",
+			       repos[i], err.msg);
+		json_decref(root);
 	}
 	/* Serve what was installed before talking to anyone: the network may be down. */
 	if (update_restore(a, &err))

@@ -118,6 +118,23 @@ static int refresh_root(json_t **out, struct agent *a, const char *repo, gn_err 
 			break;
 		}
 		gn_log(GN_LOG_INFO, "event=root_updated repo=%s version=%lld", repo, (long long)v + 1);
+		/* TUF 5.3.11: when timestamp or snapshot keys change, forget the versions they vouched
+		 * for, so that a rotation undoes a fast-forward made with a stolen key. */
+		static const char *const guarded[] = {"timestamp", "snapshot", "targets"};
+		for (size_t g = 0; g < GN_ARRAY_LEN(guarded); g++) {
+			const json_t *ok = json_object_get(json_object_get(json_object_get(root, "signed"), "roles"), guarded[g]);
+			const json_t *nk = json_object_get(json_object_get(json_object_get(next, "signed"), "roles"), guarded[g]);
+			if (json_equal(json_object_get(ok, "keyids"), json_object_get(nk, "keyids")))
+				continue;
+			/* targets: its copy; timestamp or snapshot: both, as the chain restarts from them. */
+			const char *drop[2] = {guarded[g], strcmp(guarded[g], "targets") == 0 ? NULL
+							 : strcmp(guarded[g], "timestamp") == 0 ? "snapshot" : "timestamp"};
+			for (int k = 0; k < 2 && drop[k]; k++) {
+				char *gp = gn_asprintf("%s/trust/%s/%s.json", a->cfg.data_dir, repo, drop[k]);
+				unlink(gp);
+				free(gp);
+			}
+		}
 		json_decref(root);
 		root = next;
 	}
@@ -138,13 +155,15 @@ static int fetch_role(json_t **out, char **out_bytes, size_t *out_len, struct ag
 	char rel[64], *bytes = NULL;
 	size_t len;
 	json_t *env = NULL, *trusted = NULL;
-	gn_err ignore;
 	snprintf(rel, sizeof(rel), "trust/%s/%s.json", repo, role);
 	int rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_METADATA, err);
 	if (!rc)
 		rc = gn_tufc_parse(&env, bytes, len, err);
-	if (!rc && state_read_json(&trusted, a, rel, &ignore))
+	/* No trusted copy yet is fine; one we cannot read is not (the rollback check needs it). */
+	if (!rc && (rc = state_read_json(&trusted, a, rel, err)) == GN_ENOTFOUND) {
 		trusted = NULL;
+		rc = 0;
+	}
 	if (!rc)
 		rc = gn_tufc_check_role(root, role, env, trusted, state_now(a), err);
 	if (!rc)
@@ -202,21 +221,31 @@ out:
 static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_err *err)
 {
 	json_t *root = NULL, *trusted = NULL;
-	gn_err ignore;
 	int rc = refresh_root(&root, a, "director", err);
 	if (rc)
 		return rc;
-	if (state_read_json(&trusted, a, "trust/director/targets.json", &ignore))
+	if ((rc = state_read_json(&trusted, a, "trust/director/targets.json", err)) == GN_ENOTFOUND) {
 		trusted = NULL;
-	if (!(rc = gn_tufc_check_role(root, "targets", dt, trusted, state_now(a), err))) {
+		rc = 0;
+	}
+	if (!rc && !(rc = gn_tufc_check_role(root, "targets", dt, trusted, state_now(a), err))) {
 		const json_t *custom = json_object_get(json_object_get(dt, "signed"), "custom");
 		const char *id = gn_json_str(custom, "device_id");
 		int64_t issued;
 		if (!id || strcmp(id, a->device_id) != 0)
 			rc = gn_err_set(err, GN_EAUTH, "director metadata is for device %s, not this one", id ? id : "(none)");
 		else if (!(rc = state_write_json(a, "trust/director/targets.json", dt, err)) &&
-			 gn_tuf_time_parse(&issued, gn_json_str(custom, "issued_at")) == 0)
-			state_clock_seen(a, issued);
+			 gn_tuf_time_parse(&issued, gn_json_str(custom, "issued_at")) == 0) {
+			/* Raise the clock floor with care: a stolen online key could sign a time in the far
+			 * future and freeze the device for good. Never past the metadata's own expiry, and
+			 * while the system clock is not behind the floor, not past it by more than a day. */
+			int64_t exp = 0, now = gn_now();
+			if (gn_tuf_time_parse(&exp, gn_json_str(json_object_get(dt, "signed"), "expires")) == 0 &&
+			    issued <= exp && (now < a->clock_floor || issued <= now + 86400))
+				state_clock_seen(a, issued);
+			else
+				gn_log(GN_LOG_WARN, "event=issued_at_ignored issued_at=%s", gn_json_str(custom, "issued_at"));
+		}
 	}
 	json_decref(root);
 	json_decref(trusted);
@@ -280,8 +309,9 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	uint64_t length = (uint64_t)json_integer_value(json_object_get(entry, "length"));
 	int rc = 0;
 
-	if (!model || !version || !sha || strlen(sha) != 64) {
-		update_report(a, "failed", model, version, "director target lacks model, version or sha256");
+	if (!model || !version || !sha || strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64) {
+		/* The digest names files on disk: only 64 lower-case hex digits will do. */
+		update_report(a, "failed", model, version, "director target lacks model, version or a hex sha256");
 		return 0;
 	}
 	if ((rc = gn_tufc_director_target_ok(image_targets, path, entry, &err))) {
@@ -372,8 +402,21 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 	json_t *ans = NULL, *dt = NULL, *image = NULL;
 	bool unchanged = false;
 	int rc = client_checkin(&ans, &unchanged, a, false, err);
-	if (rc || unchanged)
+	if (rc)
 		return rc;
+	if (unchanged) {
+		/* "Nothing changed" must not hide expired metadata (a server answering 304 forever
+		 * would freeze the device silently): check the trusted copy's expiry. */
+		json_t *trusted = NULL;
+		gn_err e2;
+		if (state_read_json(&trusted, a, "trust/director/targets.json", &e2) == 0 &&
+		    gn_tufc_check_fresh(trusted, state_now(a), &e2)) {
+			update_report(a, "failed", NULL, NULL, e2.msg);
+			a->etag[0] = '\0';
+		}
+		json_decref(trusted);
+		return 0;
+	}
 	json_int_t poll = json_integer_value(json_object_get(ans, "poll_interval"));
 	if (poll > 0)
 		*out_poll = poll;

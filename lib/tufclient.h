@@ -9,7 +9,7 @@
 #include "common.h"
 
 /* Metadata larger than this is refused before it is parsed. */
-#define GN_TUF_MAX_METADATA (4 * 1024 * 1024)
+#define GN_TUF_MAX_METADATA (32 * 1024 * 1024)
 
 /* Parses at most GN_TUF_MAX_METADATA bytes of metadata into an envelope (new reference):
  * {"signed": {...}, "signatures": [...]} with a string "_type" inside "signed". */

@@ -97,7 +97,7 @@ static int flush(artifact_upload *up, gn_err *err)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return gn_err_set(err, errno == ENOSPC ? GN_ETOOBIG : GN_ERROR, "cannot write the artifact: %s",
+			return gn_err_set(err, errno == ENOSPC ? GN_EUNAVAIL : GN_ERROR, "cannot write the artifact: %s",
 					  strerror(errno));
 		off += (size_t)n;
 	}
@@ -158,8 +158,10 @@ int artifacts_commit(artifact_upload *up, gn_err *err)
 	int rc = 0;
 	char *dir = gn_asprintf("%s/sha256/%.2s", root_dir, up->digest), *final = artifacts_path(up->digest);
 	struct stat st;
-	if ((rc = mkdir_ok(dir, err)))
+	if ((rc = mkdir_ok(dir, err))) {
+		unlink(up->tmp);
 		goto out;
+	}
 	if (stat(final, &st) == 0 && (uint64_t)st.st_size == up->len) {
 		/* Same bytes already stored (same digest): keep one copy. */
 		unlink(up->tmp);

@@ -437,7 +437,7 @@ static int admit(struct gd_req *r)
 
 static void dispatch(struct gd_req *r)
 {
-	if (!r->stream && admit(r))
+	if (!r->stream && !r->admitted && admit(r))
 		return;
 	r->handled = true;
 	r->route->handler(r);
@@ -490,6 +490,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				return queue(r);
 			}
 			return MHD_YES;
+		}
+		/* Credentials before the body: nobody unauthenticated gets to fill max-body buffers. */
+		if (r->route && r->route->scope != SCOPE_PUBLIC) {
+			char ctx[128];
+			snprintf(ctx, sizeof(ctx), "req=%s", r->id);
+			gn_log_set_context(ctx);
+			int refused = admit(r);
+			release_db(r);
+			gn_log_set_context(NULL);
+			if (refused) {
+				r->started = true;
+				return queue(r);
+			}
+			r->admitted = true;
 		}
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoll(cl, NULL, 10) > max_body) {
@@ -562,9 +576,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	char ctx[128];
 	snprintf(ctx, sizeof(ctx), "req=%s", r->id);
 	gn_log_set_context(ctx);
+	/* The path is the client's: no line breaks or control bytes into the log. */
+	char *path = gn_utf8_clean_dup(r->path);
+	for (char *q = path; *q; q++)
+		if (*q == ' ' || *q == '"')
+			*q = '?';
 	gn_log(status >= 500 ? GN_LOG_WARN : GN_LOG_INFO,
 	       "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s%s%s",
-	       r->method, r->path, r->route ? r->route->pattern : "-", status, (double)dur / 1e6,
+	       r->method, path, r->route ? r->route->pattern : "-", status, (double)dur / 1e6,
 	       r->auth.kind == AUTH_TOKEN ? "token:" : r->auth.kind == AUTH_DEVICE ? "device:" : "-",
 	       r->auth.kind == AUTH_TOKEN ? r->auth.token_id : r->auth.kind == AUTH_DEVICE ? r->auth.device_id : "",
 	       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");

@@ -73,6 +73,7 @@ struct gd_req {
 	void *stream_ctx; /* owned by the stream ops */
 	bool stream_failed;
 	bool handled;
+	bool admitted; /* credentials checked on the first call */
 	/* response */
 	int status;
 	int resp_fd; /* >= 0: answer with this file (owned) */

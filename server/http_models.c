@@ -22,6 +22,9 @@
 	" 'target', 'models/' || v.model || '/' || v.version || '/' || v.filename, 'custom', v.custom,"        \
 	" 'published_by', v.published_by, 'published_at', gn_ts(v.published_at))"
 
+/* Most bytes a version's custom fields may take in the signed targets metadata. */
+#define MAX_TARGET_CUSTOM 16384
+
 /* Newest first by semantic-version precedence (a release outranks its pre-releases). */
 #define SEMVER_DESC \
 	"v.major DESC, v.minor DESC, v.patch DESC, (v.prerelease IS NULL) DESC, v.prerelease_key COLLATE \"C\" DESC"
@@ -349,6 +352,14 @@ void http_models_publish(struct gd_req *r)
 	custom = target_custom(name, &m, meta, sample ? sample_sha : NULL, profile_bytes ? profile_sha : NULL);
 	s_stored = json_dumps(stored, JSON_COMPACT | JSON_SORT_KEYS);
 	s_custom = gn_json_dump(custom);
+	/* Every device downloads targets metadata listing every version: keep each entry small. */
+	if (strlen(s_custom) > MAX_TARGET_CUSTOM) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "requirements, inputs and outputs take %zu bytes in the signed metadata; at most %d",
+			 strlen(s_custom), MAX_TARGET_CUSTOM);
+		gd_reply_problem(r, 400, msg);
+		goto out;
+	}
 	snprintf(len, sizeof(len), "%llu", (unsigned long long)length);
 	snprintf(maj, sizeof(maj), "%lld", (long long)m.semver.major);
 	snprintf(min, sizeof(min), "%lld", (long long)m.semver.minor);

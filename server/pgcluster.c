@@ -80,7 +80,7 @@ static int run(const pgcluster *pc, const char *prog, const char *const *args)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		int fd = open(pc->logfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		int fd = open(pc->logfile, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
 		if (fd >= 0) {
 			dup2(fd, 1);
 			dup2(fd, 2);
@@ -104,10 +104,18 @@ static int run(const pgcluster *pc, const char *prog, const char *const *args)
 
 static int make_dir(const pgcluster *pc, const char *dir, mode_t mode, gn_err *err)
 {
-	if (mkdir(dir, mode) < 0 && errno != EEXIST)
+	struct stat st;
+	if (mkdir(dir, mode) == 0) {
+		/* Only what we just created changes hands; lchown never follows a link. */
+		if (pc->drop_privileges && lchown(dir, pc->uid, pc->gid) < 0)
+			return gn_err_set(err, GN_ERROR, "cannot give %s to the PostgreSQL user: %s", dir, strerror(errno));
+		return 0;
+	}
+	if (errno != EEXIST)
 		return gn_err_set(err, GN_ERROR, "cannot create %s: %s", dir, strerror(errno));
-	if (pc->drop_privileges && chown(dir, pc->uid, pc->gid) < 0)
-		return gn_err_set(err, GN_ERROR, "cannot give %s to the PostgreSQL user: %s", dir, strerror(errno));
+	/* An existing entry must be a real directory (not a link the cluster's user planted). */
+	if (lstat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+		return gn_err_set(err, GN_EINVAL, "%s exists and is not a directory; refusing to use it", dir);
 	return 0;
 }
 
@@ -194,9 +202,12 @@ int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, 
 	pc->logfile = gn_asprintf("%s/pg/postgres.log", data_dir);
 	if ((error = make_dir(pc, pc->pgdir, 0700, err)) || (error = make_dir(pc, pc->sockdir, 0700, err)))
 		goto out;
-	int lfd = open(pc->logfile, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	/* O_NOFOLLOW: root must not be led to create or chown a file elsewhere through a link. */
+	int lfd = open(pc->logfile, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (lfd >= 0) {
-		if (pc->drop_privileges && fchown(lfd, pc->uid, pc->gid) < 0)
+		struct stat lst;
+		if (pc->drop_privileges && fstat(lfd, &lst) == 0 && S_ISREG(lst.st_mode) && lst.st_uid == 0 &&
+		    fchown(lfd, pc->uid, pc->gid) < 0)
 			gn_log(GN_LOG_WARN, "event=pg_log_chown_failed file=%s", pc->logfile);
 		close(lfd);
 	}
