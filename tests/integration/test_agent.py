@@ -707,6 +707,33 @@ def test_refuses_forged_director_metadata(srv, refs, dev_a, attack):
         _last_attack_end[0] = time.time()
 
 
+def test_far_future_issued_at_does_not_freeze_the_clock(srv, refs, dev_a):
+    """A stolen online director key signs issued_at in 2100. If the agent raised its clock floor
+    to it, every later metadata file would look expired for good; it must ignore such a time."""
+    a = dev_a
+    baseline(srv, refs, a)
+    top = director_rows(srv, a.device_id)[0]
+    far = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    signed = crafted(srv, a, top, target_version="2.0.0", expires=far + timedelta(days=1))
+    signed["custom"]["issued_at"] = tuf_time(far)
+    insert_director(srv, a.device_id, top["version"] + 1, sign(signed, director_key(srv)), top["model"],
+                    top["model_version"])
+    try:
+        ok = wait_for(lambda: json.loads((a.data_dir / "trust" / "director" / "targets.json").read_text())
+                      ["signed"]["version"] == top["version"] + 1, 15, 0.1)
+        assert ok, "the (validly signed) metadata was not accepted"
+        assert "event=issued_at_ignored" in a.log()
+        clock = a.data_dir / "trust" / "clock"
+        floor = int(clock.read_text()) if clock.exists() else 0
+        assert floor <= time.time() + 86400, f"clock floor moved to {floor}"
+    finally:
+        # The row stays: the agent trusts that version now, so the server must sign past it.
+        _last_attack_end[0] = time.time()
+    # Not frozen: fresh metadata with ordinary times is accepted again (a re-assignment signs it).
+    assign(srv, a.device_id, "1.0.0")
+    wait_serving(a, "1.0.0")
+
+
 def test_forged_director_metadata_control(srv, refs, dev_a):
     """The control for the refusals above: the same crafting, done right (the online key, a
     newer version, fresh), is accepted and installed, so the refusals are about what was wrong."""
