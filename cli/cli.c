@@ -481,3 +481,17 @@ int cli_write_json(const char *path, const json_t *v, gn_err *err)
 	gn_buf_cleanup(&b);
 	return error;
 }
+
+int cli_list_print(const cli_ctx *ctx, const char *path, const struct output_col *cols, size_t ncols, gn_err *err)
+{
+	json_t *list = NULL;
+	int error = cli_list(&list, ctx, path, true, err);
+	if (!error) {
+		if (ctx->output == CLI_OUTPUT_JSON)
+			output_json(list);
+		else
+			output_table(json_object_get(list, "items"), cols, ncols);
+	}
+	json_decref(list);
+	return error;
+}

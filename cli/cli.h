@@ -157,6 +157,10 @@ typedef struct output_col {
 	char *(*format)(const json_t *row); /* new string; NULL to use key */
 } output_col;
 
+/* Fetches every page of path and prints it: the merged JSON with -o json, else a table of cols. */
+int cli_list_print(const cli_ctx *ctx, const char *path, const struct output_col *cols, size_t ncols,
+		   gn_err *err) GN_WUR;
+
 /* Prints v pretty (two-space indent) to stdout. */
 void output_json(const json_t *v);
 /* Prints the array rows as a table with a header row, columns as wide as their widest cell. */

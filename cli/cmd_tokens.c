@@ -82,18 +82,7 @@ out:
 
 static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
-	int error = 0;
-	json_t *list = NULL;
-
-	if ((error = cli_list(&list, ctx, "/v1/tokens", true, err)))
-		goto out;
-	if (ctx->output == CLI_OUTPUT_JSON)
-		output_json(list);
-	else
-		output_table(json_object_get(list, "items"), list_cols, GN_ARRAY_LEN(list_cols));
-out:
-	json_decref(list);
-	return error;
+	return cli_list_print(ctx, "/v1/tokens", list_cols, GN_ARRAY_LEN(list_cols), err);
 }
 
 static int revoke_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
