@@ -27,3 +27,31 @@ int audit_write(struct gd_req *r, const char *action, const char *object_type, c
 	json_decref(detail);
 	return rc;
 }
+
+int audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params, const char *missing,
+		 const char *action, const char *object_type, const char *object_id, json_t *detail)
+{
+	PGresult *res = NULL;
+	gn_err err;
+	*out = NULL;
+	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), st, params, &err)) {
+		json_decref(detail);
+		gd_reply_error(r, &err);
+		goto fail;
+	}
+	if (PQntuples(res) == 0) {
+		json_decref(detail);
+		gd_reply_problem(r, 404, missing);
+		goto fail;
+	}
+	if (audit_write(r, action, object_type, object_id, detail, &err) || db_exec_sql(gd_db(r), "COMMIT", &err)) {
+		gd_reply_error(r, &err);
+		goto fail;
+	}
+	*out = res;
+	return 0;
+fail:
+	/* The request's connection rolls back what is left open when it goes back to the pool. */
+	PQclear(res);
+	return GN_ERROR;
+}

@@ -9,4 +9,10 @@
 int audit_write(struct gd_req *r, const char *action, const char *object_type, const char *object_id,
 		json_t *detail, gn_err *err) GN_WUR;
 
+/* Runs one change and its audit row in a transaction: BEGIN, st with params, 404 `missing` when
+ * it touches no row, the audit row (detail stolen), COMMIT. On failure it answers and returns
+ * non-zero; on success *out holds st's rows (PQclear it) and the caller answers. */
+int audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params, const char *missing,
+		 const char *action, const char *object_type, const char *object_id, json_t *detail) GN_WUR;
+
 #endif

@@ -152,19 +152,8 @@ void http_devices_patch(struct gd_req *r)
 	s_set = gn_json_dump(set);
 	s_del = gn_json_dump(del);
 	const char *p[] = {id, s_set, s_del, name};
-	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_patch, p, &err)) {
-		gd_reply_error(r, &err);
+	if (audit_change(&res, r, &st_patch, p, "no such device", "device.update", "device", id, json_incref(body)))
 		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		gd_reply_problem(r, 404, "no such device");
-		goto out;
-	}
-	if (audit_write(r, "device.update", "device", id, json_incref(body), &err) ||
-	    db_exec_sql(gd_db(r), "COMMIT", &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
 	gd_reply_raw(r, 200, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
 out:
 	PQclear(res);
@@ -178,26 +167,14 @@ out:
 void http_devices_decommission(struct gd_req *r)
 {
 	PGresult *res = NULL;
-	gn_err err;
 	const char *id = gd_param(r, 0);
 	if (!gd_is_uuid(id)) {
 		gd_reply_problem(r, 404, "no such device");
 		return;
 	}
 	const char *p[] = {id};
-	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_decommission, p, &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		gd_reply_problem(r, 404, "no such device");
-		goto out;
-	}
-	if (audit_write(r, "device.decommission", "device", id, NULL, &err) || db_exec_sql(gd_db(r), "COMMIT", &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
+	if (audit_change(&res, r, &st_decommission, p, "no such device", "device.decommission", "device", id, NULL))
+		return;
 	gd_reply_raw(r, 200, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
-out:
 	PQclear(res);
 }

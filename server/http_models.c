@@ -492,19 +492,9 @@ void http_models_alias_set(struct gd_req *r)
 		return;
 	const char *version = gn_json_str(body, "version");
 	const char *p[] = {name, alias, version};
-	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_alias_set, p, &err)) {
-		gd_reply_error(r, &err);
+	if (audit_change(&res, r, &st_alias_set, p, "no such model version", "model.alias", "model", name,
+			 json_pack("{s:s,s:s}", "alias", alias, "version", version)))
 		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		gd_reply_problem(r, 404, "no such model version");
-		goto out;
-	}
-	if (audit_write(r, "model.alias", "model", name, json_pack("{s:s,s:s}", "alias", alias, "version", version), &err) ||
-	    db_exec_sql(gd_db(r), "COMMIT", &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
 	gd_reply_raw(r, 200, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
 out:
 	PQclear(res);
@@ -514,23 +504,11 @@ out:
 void http_models_alias_delete(struct gd_req *r)
 {
 	PGresult *res = NULL;
-	gn_err err;
 	const char *name = gd_param(r, 0), *alias = gd_param(r, 1);
 	const char *p[] = {name, alias};
-	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_alias_delete, p, &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		gd_reply_problem(r, 404, "no such alias");
-		goto out;
-	}
-	if (audit_write(r, "model.alias_delete", "model", name, json_pack("{s:s}", "alias", alias), &err) ||
-	    db_exec_sql(gd_db(r), "COMMIT", &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
+	if (audit_change(&res, r, &st_alias_delete, p, "no such alias", "model.alias_delete", "model", name,
+			 json_pack("{s:s}", "alias", alias)))
+		return;
 	gd_reply_raw(r, 204, NULL, "", 0);
-out:
 	PQclear(res);
 }

@@ -108,26 +108,14 @@ void http_tokens_list(struct gd_req *r)
 void http_tokens_revoke(struct gd_req *r)
 {
 	PGresult *res = NULL;
-	gn_err err;
 	const char *id = gd_param(r, 0);
 	if (!gd_is_uuid(id)) {
 		gd_reply_problem(r, 404, "no such token");
 		return;
 	}
 	const char *p[] = {id};
-	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_revoke, p, &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
-	if (PQntuples(res) == 0) {
-		gd_reply_problem(r, 404, "no such token");
-		goto out;
-	}
-	if (audit_write(r, "token.revoke", "token", id, NULL, &err) || db_exec_sql(gd_db(r), "COMMIT", &err)) {
-		gd_reply_error(r, &err);
-		goto out;
-	}
+	if (audit_change(&res, r, &st_revoke, p, "no such token", "token.revoke", "token", id, NULL))
+		return;
 	gd_reply_raw(r, 204, NULL, "", 0);
-out:
 	PQclear(res);
 }
