@@ -587,6 +587,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	       r->auth.kind == AUTH_TOKEN ? "token:" : r->auth.kind == AUTH_DEVICE ? "device:" : "-",
 	       r->auth.kind == AUTH_TOKEN ? r->auth.token_id : r->auth.kind == AUTH_DEVICE ? r->auth.device_id : "",
 	       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+	free(path);
 	if (r->stream && !r->handled)
 		r->stream->abort(r);
 	gn_log_set_context(NULL);

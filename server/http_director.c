@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "checkin_cache.h"
 #include "gangliond.h"
 #include "http.h"
 #include "tufrepo.h"
@@ -54,14 +55,33 @@ void http_agent_checkin(struct gd_req *r)
 	if (json_is_object(op))
 		s_op = json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS);
 	const char *p[] = {id, s_rep, s_facts, s_op};
+	const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+	int64_t now = gn_now(), fresh_until = 0;
+	uint64_t hash = checkin_cache_hash(0, s_rep, strlen(s_rep));
+	hash = checkin_cache_hash(hash, s_facts ? s_facts : "-", s_facts ? strlen(s_facts) : 1);
+	hash = checkin_cache_hash(hash, s_op ? s_op : "-", s_op ? strlen(s_op) : 1);
+	int told;
+	bool write;
+	/* Nothing changed since the answer this device holds: answer from memory (and write its
+	 * report only when it changed or its last-seen time is due). */
+	if (inm && sscanf(inm, "\"dt-%d\"", &told) == 1 && checkin_cache_fresh(id, told, hash, now, &write)) {
+		if (write && db_exec(NULL, gd_db(r), &st_checkin, p, &err)) {
+			gd_reply_error(r, &err);
+			goto out;
+		}
+		gd_header(r, "ETag", inm);
+		gd_reply_raw(r, 304, NULL, "", 0);
+		goto out;
+	}
+	uint64_t epoch = checkin_cache_epoch();
 	if (db_exec(NULL, gd_db(r), &st_checkin, p, &err) ||
-	    tufrepo_director_current(&dt, &dt_version, gd_db(r), id, &err)) {
+	    tufrepo_director_current(&dt, &dt_version, &fresh_until, gd_db(r), id, &err)) {
 		gd_reply_error(r, &err);
 		goto out;
 	}
+	checkin_cache_put(id, dt_version, fresh_until, hash, now, epoch);
 	snprintf(etag, sizeof(etag), "\"dt-%d\"", dt_version);
 	gd_header(r, "ETag", etag);
-	const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 	if (inm && strcmp(inm, etag) == 0) {
 		gd_reply_raw(r, 304, NULL, "", 0);
 		goto out;
@@ -136,7 +156,7 @@ static int resolve(struct gd_req *r, const char *model, const char *version, cha
 static int resign(struct gd_req *r, const char *id, int *out_version, gn_err *err)
 {
 	char *body = NULL;
-	int rc = tufrepo_director_current(&body, out_version, gd_db(r), id, err);
+	int rc = tufrepo_director_current(&body, out_version, NULL, gd_db(r), id, err);
 	free(body);
 	return rc;
 }

@@ -140,7 +140,7 @@ void http_tuf_director_get(struct gd_req *r)
 			gd_reply_problem(r, 404, "director targets are per device: fetch them with the device's token");
 			return;
 		}
-		if (tufrepo_director_current(&body, &version, gd_db(r), r->auth.device_id, &err)) {
+		if (tufrepo_director_current(&body, &version, NULL, gd_db(r), r->auth.device_id, &err)) {
 			gd_reply_error(r, &err);
 			return;
 		}

@@ -17,6 +17,7 @@
 #include "migrate.h"
 #include "pgcluster.h"
 #include "artifacts.h"
+#include "checkin_cache.h"
 #include "tufrepo.h"
 
 extern char **environ;
@@ -235,6 +236,10 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
+	if (checkin_cache_start(conninfo, &err)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		goto out;
+	}
 	if (http_start((struct sockaddr *)&addr, &err)) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 		goto out;
@@ -245,6 +250,7 @@ int main(int argc, char **argv)
 	http_stop(gd.cfg.shutdown_grace);
 	gn_log(GN_LOG_INFO, "event=stopped");
 out:
+	checkin_cache_stop();
 	db_pool_free(gd.pool);
 	gd.pool = NULL;
 	pgcluster_stop(pg);

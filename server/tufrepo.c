@@ -892,10 +892,13 @@ static int dt_sign(struct dt_state *st, db_conn *c, const char *device_id, gn_er
 	free(st->body);
 	st->body = body;
 	st->version++;
+	st->created = exp - gd.cfg.tuf_director_expiry;
+	st->expires = exp;
 	return 0;
 }
 
-int tufrepo_director_current(char **out_body, int *out_version, db_conn *c, const char *device_id, gn_err *err)
+int tufrepo_director_current(char **out_body, int *out_version, int64_t *out_fresh_until, db_conn *c,
+			     const char *device_id, gn_err *err)
 {
 	struct dt_state st;
 	int rc;
@@ -917,6 +920,8 @@ int tufrepo_director_current(char **out_body, int *out_version, db_conn *c, cons
 	}
 	*out_body = st.body;
 	*out_version = st.version;
+	if (out_fresh_until)
+		*out_fresh_until = st.created + (st.expires - st.created) / 2;
 	st.body = NULL;
 out:
 	free(st.body);

@@ -29,8 +29,9 @@ int tufrepo_root_draft(json_t **out, db_conn *c, gn_err *err) GN_WUR;
 int tufrepo_root_import(db_conn *c, const json_t *env, gn_err *err) GN_WUR;
 
 /* Returns the device's current director targets metadata (new bytes) and its version, signing a
- * new version first when the desired state changed or less than half its lifetime is left. */
-int tufrepo_director_current(char **out_body, int *out_version, db_conn *c, const char *device_id,
-			     gn_err *err) GN_WUR;
+ * new version first when the desired state changed or less than half its lifetime is left;
+ * *out_fresh_until (may be NULL) is when that answer will need re-signing. */
+int tufrepo_director_current(char **out_body, int *out_version, int64_t *out_fresh_until, db_conn *c,
+			     const char *device_id, gn_err *err) GN_WUR;
 
 #endif

@@ -1,0 +1,27 @@
+/* What each device was last told at check-in, kept in memory so that "nothing changed" (304)
+ * needs no database read. Every replica drops a device's entry when PostgreSQL notifies a change
+ * to its director state (migrations/0004_director_notify.sql), whichever replica made it. */
+#ifndef GD_CHECKIN_CACHE_H
+#define GD_CHECKIN_CACHE_H
+
+#include "common.h"
+
+/* Starts the listener (its own connection to conninfo). */
+int checkin_cache_start(const char *conninfo, gn_err *err) GN_WUR;
+/* Stops the listener and frees the entries. */
+void checkin_cache_stop(void);
+/* True when the device was answered director version `version` and that answer is still fresh
+ * at now; *out_write tells whether its report (body_hash) or last-seen time needs a write. */
+bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t now, bool *out_write);
+/* Returns the invalidation epoch; read it before the database read whose answer is cached. */
+uint64_t checkin_cache_epoch(void);
+/* Records an answer: version, fresh until (re-sign time), the report written at now. Ignored if
+ * anything was invalidated since `epoch` (the answer may predate the change). */
+void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, uint64_t body_hash, int64_t now,
+		       uint64_t epoch);
+/* Forgets a device (its director state changed). */
+void checkin_cache_forget(const char *device_id);
+/* Returns a 64-bit FNV-1a hash of len bytes (to notice a changed report). */
+uint64_t checkin_cache_hash(uint64_t seed, const void *p, size_t len);
+
+#endif

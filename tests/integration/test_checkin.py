@@ -1,0 +1,59 @@
+"""Agent check-ins: 304 while nothing changed (answered from memory), and every replica sees a
+change made through any other at once (PostgreSQL NOTIFY drops the remembered answer)."""
+
+import time
+
+from ganglion_harness import enroll_device, model_meta, publish
+
+
+def _checkin(server, token, etag=None, report=None):
+    headers = {"If-None-Match": etag} if etag else {}
+    return server.api("POST", "/v1/agent/checkin", token=token, json=report or {"agent_version": "t"},
+                      headers=headers)
+
+
+def _director_version(r):
+    return r.json()["director_targets"]["signed"]["version"]
+
+
+def test_checkin_is_304_until_something_changes(server):
+    dev = enroll_device(server)
+    tok = dev.authenticate(server)
+    first = _checkin(server, tok)
+    assert first.status_code == 200, first.text
+    etag = first.headers["ETag"]
+    for _ in range(3):
+        r = _checkin(server, tok, etag)
+        assert r.status_code == 304 and r.headers["ETag"] == etag
+    # A report that changes is still stored while the answer stays 304.
+    r = _checkin(server, tok, etag, {"agent_version": "t", "last_operation": {"state": "active", "model": "m"}})
+    assert r.status_code == 304
+    got = server.api("GET", f"/v1/devices/{dev.id}").json()
+    assert got["reported"]["last_operation"]["state"] == "active"
+    # An ETag the device was never given is answered in full.
+    assert _checkin(server, tok, '"dt-999"').status_code == 200
+
+
+def test_a_change_through_one_replica_is_seen_by_the_other(gangliond):
+    a = gangliond()
+    b = gangliond(admin_token=a.admin_token)
+    assert publish(a, "det", b"model-bytes", meta=model_meta("1.0.0")).status_code == 201
+    dev = enroll_device(a)
+    tok = dev.authenticate(b)
+    first = _checkin(b, tok)
+    etag = first.headers["ETag"]
+    assert _checkin(b, tok, etag).status_code == 304  # b now answers from memory
+
+    r = a.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.0.0"})
+    assert r.status_code == 200, r.text
+    # b must not keep saying "nothing changed": within a moment it answers the new targets.
+    deadline = time.monotonic() + 5
+    while True:
+        r = _checkin(b, tok, etag)
+        if r.status_code == 200:
+            break
+        assert time.monotonic() < deadline, "replica b kept answering 304 after the change on a"
+        time.sleep(0.05)
+    targets = r.json()["director_targets"]["signed"]["targets"]
+    assert list(targets) == ["models/det/1.0.0/model.onnx"]
+    assert _director_version(r) > _director_version(first)
