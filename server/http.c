@@ -437,7 +437,7 @@ static int admit(struct gd_req *r)
 
 static void dispatch(struct gd_req *r)
 {
-	if (!r->stream && !r->admitted && admit(r))
+	if (!r->admitted && admit(r))
 		return;
 	r->handled = true;
 	r->route->handler(r);
@@ -473,48 +473,28 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->route_index = find_route(r);
 		r->route = r->route_index >= 0 ? &routes[r->route_index] : NULL;
 		r->resp_fd = -1;
-		if (r->route && r->route->stream) {
-			/* Uploads: check credentials and the request before accepting a byte of the body. */
-			char ctx[128];
-			snprintf(ctx, sizeof(ctx), "req=%s", r->id);
-			gn_log_set_context(ctx);
-			if (admit(r) == 0) {
-				r->stream = r->route->stream;
-				if (r->stream->begin(r))
-					r->stream_failed = true;
-			}
-			release_db(r);
-			gn_log_set_context(NULL);
-			if (r->responded) {
-				r->started = true;
-				return queue(r);
-			}
-			return MHD_YES;
-		}
-		/* Credentials before the body: nobody unauthenticated gets to fill max-body buffers. */
-		if (r->route && r->route->scope != SCOPE_PUBLIC) {
-			char ctx[128];
-			snprintf(ctx, sizeof(ctx), "req=%s", r->id);
-			gn_log_set_context(ctx);
-			int refused = admit(r);
-			release_db(r);
-			gn_log_set_context(NULL);
-			if (refused) {
-				r->started = true;
-				return queue(r);
-			}
+		/* Credentials (and for uploads, the request itself) before a byte of the body: nobody
+		 * unauthenticated gets to fill buffers or disks. */
+		char ctx[128];
+		snprintf(ctx, sizeof(ctx), "req=%s", r->id);
+		gn_log_set_context(ctx);
+		if (r->route && r->route->scope != SCOPE_PUBLIC && admit(r) == 0)
 			r->admitted = true;
+		if (!r->responded && r->route && r->route->stream) {
+			r->stream = r->route->stream;
+			if (r->stream->begin(r))
+				r->stream_failed = true;
 		}
+		release_db(r);
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && strtoll(cl, NULL, 10) > max_body) {
-			char ctx[128];
-			snprintf(ctx, sizeof(ctx), "req=%s", r->id);
-			gn_log_set_context(ctx);
+		if (!r->responded && !r->stream && cl && strtoll(cl, NULL, 10) > max_body) {
 			char detail[128];
 			snprintf(detail, sizeof(detail), "request body larger than the %lld-byte limit", (long long)max_body);
 			gd_reply_problem(r, 413, detail);
+		}
+		gn_log_set_context(NULL);
+		if (r->responded) {
 			r->started = true;
-			gn_log_set_context(NULL);
 			return queue(r);
 		}
 		return MHD_YES;
