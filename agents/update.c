@@ -15,7 +15,6 @@
 #include "tuf.h"
 #include "tufclient.h"
 
-#include <openssl/evp.h>
 
 /* A target that failed (bad bytes, self-test) or was rolled back is not retried until the director
  * names another target or the operator assigns it again: the key is "SHA256 ASSIGNED_AT". */
@@ -68,14 +67,17 @@ static void push_progress(struct agent *a)
 	json_decref(ignored);
 }
 
-/* Drops partial downloads of targets other than keep (abandoned when the director moved on). */
-static void prune_partials(struct agent *a, const char *keep)
+/* Deletes the entries of the data dir's sub (models/, downloads/) that belong to neither keep1 nor
+ * keep2: digests, or "DIGEST.part" for partial downloads. */
+static void prune_dir(struct agent *a, const char *sub, const char *keep1, const char *keep2)
 {
-	char *dir = state_path(a, "downloads");
+	char *dir = state_path(a, sub);
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.' || (keep && strncmp(e->d_name, keep, 64) == 0))
+		if (e->d_name[0] == '.' || strlen(e->d_name) < 64)
+			continue;
+		if ((keep1 && strncmp(e->d_name, keep1, 64) == 0) || (keep2 && strncmp(e->d_name, keep2, 64) == 0))
 			continue;
 		char *p = gn_asprintf("%s/%s", dir, e->d_name);
 		unlink(p);
@@ -254,46 +256,7 @@ static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_er
 	return rc;
 }
 
-static int sha256_file(char out[65], const char *path, gn_err *err)
-{
-	unsigned char buf[1 << 16], md[32];
-	unsigned int mdlen;
-	ssize_t r;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return gn_err_set(err, GN_ENOTFOUND, "cannot open %s: %s", path, strerror(errno));
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-	while ((r = read(fd, buf, sizeof(buf))) > 0)
-		EVP_DigestUpdate(c, buf, (size_t)r);
-	EVP_DigestFinal_ex(c, md, &mdlen);
-	EVP_MD_CTX_free(c);
-	close(fd);
-	if (r < 0)
-		return gn_err_set(err, GN_ERROR, "cannot read %s", path);
-	gn_hex_encode(out, md, 32);
-	return 0;
-}
 
-/* Drops model files other than the current and the previous one. */
-static void prune_models(struct agent *a, const char *keep1, const char *keep2)
-{
-	char *dir = state_path(a, "models");
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.' || strlen(e->d_name) != 64)
-			continue;
-		if ((keep1 && strcmp(e->d_name, keep1) == 0) || (keep2 && strcmp(e->d_name, keep2) == 0))
-			continue;
-		char *p = gn_asprintf("%s/%s", dir, e->d_name);
-		unlink(p);
-		free(p);
-	}
-	if (d)
-		closedir(d);
-	free(dir);
-}
 
 /* Verifies, downloads, loads, self-tests and swaps in the target the director names. */
 static int install(struct agent *a, const json_t *image_targets, const char *path, const json_t *entry, gn_err *outerr)
@@ -320,7 +283,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 		return 0;
 	}
 	const json_t *icustom = json_object_get(gn_tufc_target(image_targets, path), "custom");
-	prune_partials(a, sha);
+	prune_dir(a, "downloads", sha, NULL);
 	update_report(a, "downloading", model, version, NULL);
 	push_progress(a);
 	if ((rc = download_artifact(a, sha, length, &file, &err))) {
@@ -333,7 +296,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	}
 	update_report(a, "verifying", model, version, NULL);
 	/* Hash the stored file again right before loading it: what is checked is what is loaded. */
-	if ((rc = sha256_file(sum, file, &err)) || strcmp(sum, sha) != 0) {
+	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, &err)) || strcmp(sum, sha) != 0) {
 		update_report(a, "failed", model, version, rc ? err.msg : "stored model file changed after verification");
 		unlink(file);
 		rc = 0;
@@ -386,7 +349,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	m = NULL;
 	failed_sha[0] = '\0';
 	update_report(a, "active", model, version, NULL);
-	prune_models(a, sha, cur ? cur->sha256 : NULL);
+	prune_dir(a, "models", sha, cur ? cur->sha256 : NULL);
 out:
 	if (cur)
 		models_unref(a, cur);
@@ -485,7 +448,7 @@ int update_restore(struct agent *a, gn_err *err)
 	}
 	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
 	/* Only a file that still hashes to what was verified is loaded. */
-	if ((rc = sha256_file(sum, file, err)) || strcmp(sum, sha) != 0) {
+	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, err)) || strcmp(sum, sha) != 0) {
 		if (!rc)
 			rc = gn_err_set(err, GN_EAUTH, "model file %s no longer matches its verified SHA-256", file);
 	} else if (!(rc = models_load(&m, a, file, name, version, sha, err))) {
@@ -512,7 +475,7 @@ int update_rollback(struct agent *a, gn_err *err)
 		return gn_err_set(err, GN_ENOTFOUND, "no previous version is kept");
 	}
 	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
-	if ((rc = sha256_file(sum, file, err)) || strcmp(sum, sha) != 0) {
+	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, err)) || strcmp(sum, sha) != 0) {
 		if (!rc)
 			rc = gn_err_set(err, GN_EAUTH, "the previous model's file no longer matches its verified SHA-256");
 		goto out;

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 #include "crypto.h"
 #include "http_client.h"
@@ -18,7 +17,6 @@
 
 /* The metadata part must fit the server's max-body (default 1 MiB). */
 #define META_MAX ((size_t)1024 * 1024)
-#define HASH_CHUNK ((size_t)1024 * 1024)
 #define PROGRESS_INTERVAL_NS 100000000ULL /* redraw at most ten times a second */
 #define FILENAME_MAX_LEN 128
 #define MODEL_NAME_MAX_LEN 63
@@ -159,58 +157,13 @@ static void progress_end(progress *p)
 	p->shown = false;
 }
 
-/* Computes the SHA-256 (hex) and length of the regular file at path, reading it in pieces. */
+/* Computes the file's SHA-256 and length (lib), showing progress; a bad path is a usage error. */
 static int hash_file(char hex[GN_SHA256_HEX_LEN + 1], uint64_t *len, const char *path, progress *p,
                      gn_err *err)
 {
-	int error = 0, fd = -1;
-	EVP_MD_CTX *md = NULL;
-	unsigned char *buf = NULL, digest[GN_SHA256_LEN];
-	struct stat st;
-	uint64_t total = 0;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		error = gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		error = gn_err_set(err, CLI_EUSAGE, "%s is not a regular file", path);
-		goto out;
-	}
-	if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-		error = gn_err_set(err, GN_ERROR, "cannot initialise SHA-256");
-		goto out;
-	}
-	buf = gn_malloc(HASH_CHUNK);
-	for (;;) {
-		ssize_t n = read(fd, buf, HASH_CHUNK);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			error = gn_err_set(err, GN_ERROR, "cannot read %s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		if (EVP_DigestUpdate(md, buf, (size_t)n) != 1) {
-			error = gn_err_set(err, GN_ERROR, "SHA-256 failed");
-			goto out;
-		}
-		total += (uint64_t)n;
-		if (p)
-			progress_update(p, total, (uint64_t)st.st_size);
-	}
-	if (EVP_DigestFinal_ex(md, digest, NULL) != 1) {
-		error = gn_err_set(err, GN_ERROR, "SHA-256 failed");
-		goto out;
-	}
-	gn_hex_encode(hex, digest, sizeof(digest));
-	*len = total;
-out:
-	EVP_MD_CTX_free(md);
-	free(buf);
-	if (fd >= 0)
-		close(fd);
+	int error = gn_sha256_file(hex, len, path, p ? progress_update : NULL, p, err);
+	if (error == GN_ENOTFOUND || error == GN_EINVAL)
+		err->code = error = CLI_EUSAGE;
 	return error;
 }
 

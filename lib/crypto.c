@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -23,6 +24,53 @@ void gn_sha256_hex(char out[GN_SHA256_HEX_LEN + 1], const void *data, size_t len
 	unsigned int mdlen = 0;
 	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
 	gn_hex_encode(out, md, GN_SHA256_LEN);
+}
+
+int gn_sha256_file(char out[GN_SHA256_HEX_LEN + 1], uint64_t *out_len, const char *path, gn_progress_fn progress,
+		   void *ud, gn_err *err)
+{
+	int error = 0;
+	unsigned char *buf = gn_malloc(1 << 20), md[GN_SHA256_LEN];
+	unsigned int mdlen;
+	uint64_t total = 0;
+	struct stat st;
+	EVP_MD_CTX *ctx = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		error = gn_err_set(err, GN_ENOTFOUND, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		error = gn_err_set(err, GN_EINVAL, "%s is not a regular file", path);
+		goto out;
+	}
+	if (!(ctx = EVP_MD_CTX_new()) || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		abort(); /* only fails on allocation */
+	for (;;) {
+		ssize_t n = read(fd, buf, 1 << 20);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error = gn_err_set(err, GN_ERROR, "cannot read %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		EVP_DigestUpdate(ctx, buf, (size_t)n);
+		total += (uint64_t)n;
+		if (progress)
+			progress(ud, total, (uint64_t)st.st_size);
+	}
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	gn_hex_encode(out, md, sizeof(md));
+	if (out_len)
+		*out_len = total;
+out:
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return error;
 }
 
 void gn_hex_encode(char *out, const unsigned char *in, size_t len)

@@ -11,6 +11,13 @@
 
 /* Writes the SHA-256 of data as 64 lower-case hex digits plus NUL into out (65 bytes). */
 void gn_sha256_hex(char out[GN_SHA256_HEX_LEN + 1], const void *data, size_t len);
+/* Called as a file is read: bytes done so far of total. */
+typedef void (*gn_progress_fn)(void *ud, uint64_t done, uint64_t total);
+/* Computes the SHA-256 (hex) and length of the regular file at path, reading it in pieces;
+ * progress (may be NULL) is told as it goes. GN_ENOTFOUND when it cannot be opened, GN_EINVAL
+ * when it is not a regular file. */
+int gn_sha256_file(char out[GN_SHA256_HEX_LEN + 1], uint64_t *out_len, const char *path, gn_progress_fn progress,
+		   void *ud, gn_err *err) GN_WUR;
 /* Writes len bytes as lower-case hex plus NUL into out (2*len+1 bytes). */
 void gn_hex_encode(char *out, const unsigned char *in, size_t len);
 /* Decodes exactly outlen bytes from hex; GN_EINVAL on bad length or digit. */

@@ -103,6 +103,23 @@ static void test_atomic_write(void **state)
 	assert_int_equal(gn_file_write_atomic("/nonexistent-dir/x", "a", 1, 0600, &err), GN_ERROR);
 }
 
+static void test_sha256_file(void **state)
+{
+	gn_err err;
+	char hex[65];
+	uint64_t len = 99;
+	char path[] = "/tmp/gn-test-sha-XXXXXX";
+	int fd = mkstemp(path);
+	assert_int_equal(write(fd, "abc", 3), 3);
+	close(fd);
+	assert_int_equal(gn_sha256_file(hex, &len, path, NULL, NULL, &err), 0);
+	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_int_equal(len, 3);
+	unlink(path);
+	assert_int_equal(gn_sha256_file(hex, &len, path, NULL, NULL, &err), GN_ENOTFOUND);
+	assert_int_equal(gn_sha256_file(hex, &len, "/tmp", NULL, NULL, &err), GN_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -111,6 +128,7 @@ int main(void)
 		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_ed25519),
 		cmocka_unit_test(test_atomic_write),
+		cmocka_unit_test(test_sha256_file),
 	};
 	return cmocka_run_group_tests_name("crypto", tests, NULL, NULL);
 }
