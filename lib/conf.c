@@ -430,6 +430,30 @@ char *gn_conf_sample_dup(const gn_conf_table *t)
 	return gn_buf_detach(&b);
 }
 
+int gn_conf_sample_check(const gn_conf_table *t, const char *path, gn_err *err)
+{
+	int error = 0;
+	char *want = gn_conf_sample_dup(t);
+	gn_buf got;
+	char chunk[4096];
+	size_t n;
+	gn_buf_init(&got);
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		error = gn_err_set(err, GN_ENOTFOUND, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		gn_buf_append(&got, chunk, n);
+	fclose(f);
+	if (!got.data || strcmp(got.data, want) != 0)
+		error = gn_err_set(err, GN_ECONFLICT, "%s is stale: regenerate it with `%s sample-config`", path, t->program);
+out:
+	gn_buf_cleanup(&got);
+	free(want);
+	return error;
+}
+
 void gn_conf_cleanup(const gn_conf_table *t, void *cfg)
 {
 	for (size_t i = 0; i < t->n; i++) {

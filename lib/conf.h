@@ -60,6 +60,9 @@ void gn_conf_copy_reloadable(const gn_conf_table *t, void *dst, void *src);
 char *gn_conf_help_dup(const gn_conf_table *t, const char *usage);
 /* Returns a commented sample config file listing every key with its default (new). */
 char *gn_conf_sample_dup(const gn_conf_table *t);
+/* Checks that the file at path is exactly the sample gn_conf_sample_dup writes (so a sample shipped
+ * in packaging/ cannot drift from the table); GN_ECONFLICT naming the program otherwise. */
+int gn_conf_sample_check(const gn_conf_table *t, const char *path, gn_err *err) GN_WUR;
 /* Frees the string fields of cfg. */
 void gn_conf_cleanup(const gn_conf_table *t, void *cfg);
 

@@ -472,6 +472,13 @@ def test_enroll_assign_v1_serves_the_reference(srv, refs, dev_a):
     assert a.request("POST", "/v1/models/other/infer", {"inputs": {"x": refs.x("1.0.0")}})[0] == 404
     assert a.request("POST", f"/v1/models/{MODEL}/infer", {"inputs": {"x": [1, 2]}})[0] == 400
     assert a.request("POST", f"/v1/models/{MODEL}/infer", b"\x00" * 5, {"Content-Type": "application/octet-stream"})[0] == 400
+    json_ct = {"Content-Type": "application/json"}
+    for body in (b'{"inputs": ', b'{"inputs": {"x": [1, 2, 3, "4"]}}', b'{"inputs": {}, "extra": 1}', b"[]", b""):
+        status, headers, text = a.request("POST", f"/v1/models/{MODEL}/infer", body, json_ct)
+        assert status == 400 and headers["content-type"] == "application/problem+json", (body, status, text)
+    assert a.request("GET", f"/v1/models/{MODEL}/infer")[0] == 405
+    assert a.request("GET", "/v1/nothing-here")[0] == 404
+    assert_serves(a, refs, "1.0.0")
 
     op = wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "1.0.0")
     assert op["model"] == MODEL
