@@ -12,10 +12,10 @@ static const struct {
 	const char *name;
 	unsigned bit;
 } scope_names[] = {
-	{"admin", SCOPE_ADMIN},
-	{"operator", SCOPE_OPERATOR},
-	{"ci", SCOPE_CI},
-	{"read", SCOPE_READ},
+	{"admin", GD_SCOPE_ADMIN},
+	{"operator", GD_SCOPE_OPERATOR},
+	{"ci", GD_SCOPE_CI},
+	{"read", GD_SCOPE_READ},
 };
 
 void auth_hash_token(char out[GN_SHA256_HEX_LEN + 1], const char *token)
@@ -51,12 +51,20 @@ static const db_stmt st_device_token = {
 	" JOIN devices d ON d.id = s.device_id WHERE s.hash = $1",
 	1};
 
-int auth_authenticate(struct gd_auth *out, db_conn *c, const char *header, gn_err *err)
+/* Forgets who the actor was (not the request it belongs to). */
+static void clear_identity(struct gd_actor *a)
+{
+	a->kind = GD_ACTOR_NONE;
+	a->id[0] = a->name[0] = '\0';
+	a->scopes = 0;
+}
+
+int auth_authenticate(struct gd_actor *out, db_conn *c, const char *header, gn_err *err)
 {
 	int error = 0;
 	PGresult *res = NULL;
 	char hash[GN_SHA256_HEX_LEN + 1];
-	memset(out, 0, sizeof(*out));
+	clear_identity(out);
 	if (!header || !*header)
 		return gn_err_set(err, GN_EAUTH, "missing Authorization: Bearer token");
 	if (strncasecmp(header, "Bearer ", 7) != 0)
@@ -84,8 +92,8 @@ int auth_authenticate(struct gd_auth *out, db_conn *c, const char *header, gn_er
 			error = gn_err_set(err, GN_EAUTH, "token has expired");
 			goto out;
 		}
-		out->kind = AUTH_TOKEN;
-		snprintf(out->token_id, sizeof(out->token_id), "%s", PQgetvalue(res, 0, 0));
+		out->kind = GD_ACTOR_TOKEN;
+		snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(res, 0, 0));
 		snprintf(out->name, sizeof(out->name), "%s", PQgetvalue(res, 0, 1));
 		char *scopes = gn_strdup(PQgetvalue(res, 0, 2)), *save = NULL;
 		for (char *s = strtok_r(scopes, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
@@ -109,34 +117,34 @@ int auth_authenticate(struct gd_auth *out, db_conn *c, const char *header, gn_er
 			error = gn_err_set(err, GN_EAUTH, "device token has expired; authenticate again");
 			goto out;
 		}
-		out->kind = AUTH_DEVICE;
-		out->scopes = SCOPE_DEVICE;
-		snprintf(out->device_id, sizeof(out->device_id), "%s", PQgetvalue(res, 0, 0));
+		out->kind = GD_ACTOR_DEVICE;
+		out->scopes = GD_SCOPE_DEVICE;
+		snprintf(out->id, sizeof(out->id), "%s", PQgetvalue(res, 0, 0));
 	} else {
 		error = gn_err_set(err, GN_EAUTH, "unknown token");
 	}
 out:
 	PQclear(res);
 	if (error)
-		memset(out, 0, sizeof(*out));
+		clear_identity(out);
 	return error;
 }
 
-int auth_allows(const struct gd_auth *auth, unsigned scope, gn_err *err)
+int auth_allows(const struct gd_actor *auth, unsigned scope, gn_err *err)
 {
-	if (auth->kind == AUTH_DEVICE) {
-		if (scope & SCOPE_DEVICE)
+	if (auth->kind == GD_ACTOR_DEVICE) {
+		if (scope & GD_SCOPE_DEVICE)
 			return 0;
 		return gn_err_set(err, GN_EFORBIDDEN, "device tokens only open /v1/agent endpoints, artifacts and TUF metadata");
 	}
-	if (scope == SCOPE_DEVICE)
+	if (scope == GD_SCOPE_DEVICE)
 		return gn_err_set(err, GN_EFORBIDDEN, "this endpoint is for devices; use a device token");
-	if (auth->scopes & SCOPE_ADMIN)
+	if (auth->scopes & GD_SCOPE_ADMIN)
 		return 0;
 	/* read is implied by every other API scope. */
-	if ((scope & SCOPE_READ) && (auth->scopes & (SCOPE_READ | SCOPE_OPERATOR | SCOPE_CI)))
+	if ((scope & GD_SCOPE_READ) && (auth->scopes & (GD_SCOPE_READ | GD_SCOPE_OPERATOR | GD_SCOPE_CI)))
 		return 0;
-	if (auth->scopes & scope & (SCOPE_OPERATOR | SCOPE_CI))
+	if (auth->scopes & scope & (GD_SCOPE_OPERATOR | GD_SCOPE_CI))
 		return 0;
 	gn_buf need;
 	gn_buf_init(&need);
@@ -170,7 +178,7 @@ int auth_bootstrap_admin(db_conn *c, const char *data_dir, gn_err *err)
 	char hash[GN_SHA256_HEX_LEN + 1];
 
 	/* Replicas starting together must not both mint a token. */
-	if ((error = db_exec_sql(c, "SELECT pg_advisory_lock(1734438504)", err)))
+	if ((error = db_lock_session(c, DB_LOCK_ADMIN_TOKEN, err)))
 		return error;
 	if ((error = db_exec(&res, c, &st_has_admin, NULL, err)))
 		goto out;
@@ -191,7 +199,7 @@ int auth_bootstrap_admin(db_conn *c, const char *data_dir, gn_err *err)
 		goto out;
 	gn_log(GN_LOG_INFO, "event=admin_token_created file=%s", path);
 out:
-	db_exec_sql_logged(c, "SELECT pg_advisory_unlock(1734438504)");
+	db_unlock_session(c, DB_LOCK_ADMIN_TOKEN);
 	PQclear(res);
 	free(token);
 	free(path);

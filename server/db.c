@@ -1,7 +1,9 @@
 /* A fixed-size PostgreSQL connection pool with per-connection lazily prepared statements. */
 #include "db.h"
 
+#include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@ struct db_conn {
 	const db_stmt **prepared;
 	size_t nprepared;
 	bool busy;
+	bool in_tx; /* inside db_tx_begin .. db_tx_commit/rollback */
 };
 
 struct db_pool {
@@ -102,6 +105,9 @@ void db_release(db_pool *p, db_conn *c)
 {
 	if (!c)
 		return;
+	if (c->in_tx)
+		gn_log(GN_LOG_WARN, "event=db_tx_left_open note=\"rolled back when the connection went back to the pool\"");
+	c->in_tx = false;
 	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
 		PGresult *r = PQexec(c->pg, "ROLLBACK");
 		PQclear(r);
@@ -181,11 +187,111 @@ int db_exec_sql(db_conn *c, const char *sql, gn_err *err)
 	return rc;
 }
 
-void db_exec_sql_logged(db_conn *c, const char *sql)
+static void exec_logged(db_conn *c, const char *sql)
 {
 	gn_err err;
 	if (db_exec_sql(c, sql, &err))
 		gn_log(GN_LOG_WARN, "event=db_error sql=\"%s\" msg=\"%s\"", sql, err.msg);
+}
+
+void db_exec_sql_logged(db_conn *c, const char *sql)
+{
+	exec_logged(c, sql);
+}
+
+int db_tx_begin(db_conn *c, gn_err *err)
+{
+	int rc;
+	if (c->in_tx || PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+		gn_log(GN_LOG_ERROR, "event=bug msg=\"nested transaction refused\"");
+		return gn_err_set(err, GN_ERROR, "internal error: a transaction was opened inside another");
+	}
+	if ((rc = db_exec_sql(c, "BEGIN", err)))
+		return rc;
+	c->in_tx = true;
+	return 0;
+}
+
+int db_tx_commit(db_conn *c, gn_err *err)
+{
+	assert(c->in_tx);
+	int rc = db_exec_sql(c, "COMMIT", err);
+	c->in_tx = false;
+	/* A failed COMMIT leaves the transaction aborted (or the connection gone): end it. */
+	if (rc && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		exec_logged(c, "ROLLBACK");
+	return rc;
+}
+
+void db_tx_rollback(db_conn *c)
+{
+	if (!c->in_tx)
+		return;
+	c->in_tx = false;
+	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		exec_logged(c, "ROLLBACK");
+}
+
+bool db_in_tx(const db_conn *c)
+{
+	return c->in_tx;
+}
+
+static const db_stmt st_lock_xact = {"db_lock_xact", "SELECT pg_advisory_xact_lock($1::bigint)", 1};
+static const db_stmt st_lock_xact_text = {
+	"db_lock_xact_text", "SELECT pg_advisory_xact_lock(hashtextextended($2, $1::bigint))", 2};
+static const db_stmt st_lock = {"db_lock_session", "SELECT pg_advisory_lock($1::bigint)", 1};
+static const db_stmt st_trylock = {"db_trylock_session", "SELECT pg_try_advisory_lock($1::bigint)", 1};
+static const db_stmt st_unlock = {"db_unlock_session", "SELECT pg_advisory_unlock($1::bigint)", 1};
+
+int db_lock_xact(db_conn *c, enum db_lock key, gn_err *err)
+{
+	char k[24];
+	assert(c->in_tx);
+	snprintf(k, sizeof(k), "%lld", (long long)key);
+	const char *p[] = {k};
+	return db_exec(NULL, c, &st_lock_xact, p, err);
+}
+
+int db_lock_xact_text(db_conn *c, enum db_lock_ns ns, const char *text, gn_err *err)
+{
+	char k[24];
+	assert(c->in_tx);
+	snprintf(k, sizeof(k), "%d", (int)ns);
+	const char *p[] = {k, text};
+	return db_exec(NULL, c, &st_lock_xact_text, p, err);
+}
+
+int db_lock_session(db_conn *c, int64_t key, gn_err *err)
+{
+	char k[24];
+	snprintf(k, sizeof(k), "%lld", (long long)key);
+	const char *p[] = {k};
+	return db_exec(NULL, c, &st_lock, p, err);
+}
+
+int db_try_lock_session(bool *out_got, db_conn *c, int64_t key, gn_err *err)
+{
+	char k[24];
+	PGresult *res = NULL;
+	snprintf(k, sizeof(k), "%lld", (long long)key);
+	const char *p[] = {k};
+	*out_got = false;
+	int rc = db_exec(&res, c, &st_trylock, p, err);
+	if (!rc)
+		*out_got = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return rc;
+}
+
+void db_unlock_session(db_conn *c, int64_t key)
+{
+	char k[24];
+	gn_err err;
+	snprintf(k, sizeof(k), "%lld", (long long)key);
+	const char *p[] = {k};
+	if (db_exec(NULL, c, &st_unlock, p, &err))
+		gn_log(GN_LOG_WARN, "event=db_unlock_failed key=%s msg=\"%s\"", k, err.msg);
 }
 
 PGconn *db_pg(db_conn *c)

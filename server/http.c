@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "auth.h"
 #include "crypto.h"
 #include "gangliond.h"
@@ -18,44 +19,44 @@
 /* Every route the server serves; `gangliond routes` prints it and a test compares it with
  * api/openapi.yaml. */
 static const struct gd_route routes[] = {
-	{"GET", "/healthz", SCOPE_PUBLIC, http_health_healthz, NULL},
-	{"GET", "/readyz", SCOPE_PUBLIC, http_health_readyz, NULL},
-	{"GET", "/metrics", SCOPE_PUBLIC, http_health_metrics, NULL},
-	{"POST", "/v1/tokens", SCOPE_ADMIN, http_tokens_create, NULL},
-	{"GET", "/v1/tokens", SCOPE_ADMIN, http_tokens_list, NULL},
-	{"DELETE", "/v1/tokens/{id}", SCOPE_ADMIN, http_tokens_revoke, NULL},
-	{"POST", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_create, NULL},
-	{"GET", "/v1/enroll-tokens", SCOPE_OPERATOR, http_enroll_tokens_list, NULL},
-	{"DELETE", "/v1/enroll-tokens/{id}", SCOPE_OPERATOR, http_enroll_tokens_revoke, NULL},
-	{"POST", "/v1/enroll", SCOPE_PUBLIC, http_enroll_device, NULL},
-	{"POST", "/v1/agent/auth/challenge", SCOPE_PUBLIC, http_agent_challenge, NULL},
-	{"POST", "/v1/agent/auth/token", SCOPE_PUBLIC, http_agent_token, NULL},
-	{"GET", "/v1/agent/self", SCOPE_DEVICE, http_agent_self, NULL},
-	{"POST", "/v1/agent/checkin", SCOPE_DEVICE, http_agent_checkin, NULL},
-	{"GET", "/v1/devices", SCOPE_READ, http_devices_list, NULL},
-	{"GET", "/v1/devices/{id}", SCOPE_READ, http_devices_get, NULL},
-	{"PATCH", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_patch, NULL},
-	{"DELETE", "/v1/devices/{id}", SCOPE_OPERATOR, http_devices_decommission, NULL},
-	{"PUT", "/v1/devices/{id}/desired", SCOPE_OPERATOR, http_devices_desired_put, NULL},
-	{"DELETE", "/v1/devices/{id}/desired", SCOPE_OPERATOR, http_devices_desired_delete, NULL},
-	{"GET", "/v1/devices/{id}/events", SCOPE_READ, http_devices_events, NULL},
-	{"POST", "/v1/desired", SCOPE_OPERATOR, http_desired_bulk, NULL},
-	{"GET", "/v1/audit", SCOPE_ADMIN, http_audit_list, NULL},
-	{"GET", "/v1/models", SCOPE_READ, http_models_list, NULL},
-	{"GET", "/v1/models/{name}", SCOPE_READ, http_models_get, NULL},
-	{"POST", "/v1/models/{name}/versions", SCOPE_CI, http_models_publish, &http_models_publish_stream},
-	{"GET", "/v1/models/{name}/versions/{version}", SCOPE_READ | SCOPE_DEVICE, http_models_version_get, NULL},
-	{"GET", "/v1/models/{name}/versions/{version}/sample", SCOPE_READ | SCOPE_DEVICE, http_models_sample_get, NULL},
-	{"GET", "/v1/models/{name}/versions/{version}/reference-profile", SCOPE_READ | SCOPE_DEVICE, http_models_profile_get, NULL},
-	{"PUT", "/v1/models/{name}/aliases/{alias}", SCOPE_CI | SCOPE_OPERATOR, http_models_alias_set, NULL},
-	{"DELETE", "/v1/models/{name}/aliases/{alias}", SCOPE_CI | SCOPE_OPERATOR, http_models_alias_delete, NULL},
-	{"GET", "/v1/artifacts/sha256/{digest}", SCOPE_READ | SCOPE_DEVICE, http_artifacts_get, NULL},
-	{"GET", "/v1/tuf/image/{file}", SCOPE_READ | SCOPE_DEVICE, http_tuf_get, NULL},
-	{"GET", "/v1/tuf/image/root/draft", SCOPE_ADMIN, http_tuf_root_draft, NULL},
-	{"GET", "/v1/tuf/director/{file}", SCOPE_READ | SCOPE_DEVICE, http_tuf_director_get, NULL},
-	{"POST", "/v1/tuf/image/root", SCOPE_ADMIN, http_tuf_root_import, NULL},
-	{"GET", "/v1/keys", SCOPE_ADMIN, http_tuf_keys_list, NULL},
-	{"POST", "/v1/keys/rotate", SCOPE_ADMIN, http_tuf_keys_rotate, NULL},
+	{"GET", "/healthz", GD_SCOPE_PUBLIC, http_health_healthz, NULL},
+	{"GET", "/readyz", GD_SCOPE_PUBLIC, http_health_readyz, NULL},
+	{"GET", "/metrics", GD_SCOPE_PUBLIC, http_health_metrics, NULL},
+	{"POST", "/v1/tokens", GD_SCOPE_ADMIN, http_tokens_create, NULL},
+	{"GET", "/v1/tokens", GD_SCOPE_ADMIN, http_tokens_list, NULL},
+	{"DELETE", "/v1/tokens/{id}", GD_SCOPE_ADMIN, http_tokens_revoke, NULL},
+	{"POST", "/v1/enroll-tokens", GD_SCOPE_OPERATOR, http_enroll_tokens_create, NULL},
+	{"GET", "/v1/enroll-tokens", GD_SCOPE_OPERATOR, http_enroll_tokens_list, NULL},
+	{"DELETE", "/v1/enroll-tokens/{id}", GD_SCOPE_OPERATOR, http_enroll_tokens_revoke, NULL},
+	{"POST", "/v1/enroll", GD_SCOPE_PUBLIC, http_enroll_device, NULL},
+	{"POST", "/v1/agent/auth/challenge", GD_SCOPE_PUBLIC, http_agent_challenge, NULL},
+	{"POST", "/v1/agent/auth/token", GD_SCOPE_PUBLIC, http_agent_token, NULL},
+	{"GET", "/v1/agent/self", GD_SCOPE_DEVICE, http_agent_self, NULL},
+	{"POST", "/v1/agent/checkin", GD_SCOPE_DEVICE, http_agent_checkin, NULL},
+	{"GET", "/v1/devices", GD_SCOPE_READ, http_devices_list, NULL},
+	{"GET", "/v1/devices/{id}", GD_SCOPE_READ, http_devices_get, NULL},
+	{"PATCH", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_patch, NULL},
+	{"DELETE", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_decommission, NULL},
+	{"PUT", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_devices_desired_put, NULL},
+	{"DELETE", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_devices_desired_delete, NULL},
+	{"GET", "/v1/devices/{id}/events", GD_SCOPE_READ, http_devices_events, NULL},
+	{"POST", "/v1/desired", GD_SCOPE_OPERATOR, http_desired_bulk, NULL},
+	{"GET", "/v1/audit", GD_SCOPE_ADMIN, http_audit_list, NULL},
+	{"GET", "/v1/models", GD_SCOPE_READ, http_models_list, NULL},
+	{"GET", "/v1/models/{name}", GD_SCOPE_READ, http_models_get, NULL},
+	{"POST", "/v1/models/{name}/versions", GD_SCOPE_CI, http_models_publish, &http_models_publish_stream},
+	{"GET", "/v1/models/{name}/versions/{version}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_version_get, NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/sample", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_sample_get, NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/reference-profile", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_profile_get, NULL},
+	{"PUT", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_set, NULL},
+	{"DELETE", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_delete, NULL},
+	{"GET", "/v1/artifacts/sha256/{digest}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_artifacts_get, NULL},
+	{"GET", "/v1/tuf/image/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_get, NULL},
+	{"GET", "/v1/tuf/image/root/draft", GD_SCOPE_ADMIN, http_tuf_root_draft, NULL},
+	{"GET", "/v1/tuf/director/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_director_get, NULL},
+	{"POST", "/v1/tuf/image/root", GD_SCOPE_ADMIN, http_tuf_root_import, NULL},
+	{"GET", "/v1/keys", GD_SCOPE_ADMIN, http_tuf_keys_list, NULL},
+	{"POST", "/v1/keys/rotate", GD_SCOPE_ADMIN, http_tuf_keys_rotate, NULL},
 };
 
 _Static_assert(GN_ARRAY_LEN(routes) <= METRICS_MAX_ROUTES, "raise METRICS_MAX_ROUTES");
@@ -158,19 +159,6 @@ db_conn *gd_db(struct gd_req *r)
 	return r->db;
 }
 
-bool gd_is_uuid(const char *s)
-{
-	if (!s || strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		char c = s[i];
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
-			return false;
-	}
-	return true;
-}
-
 int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r)
 {
 	const char *l = gd_query(r, "limit");
@@ -200,7 +188,7 @@ void gd_list(struct gd_req *r, const db_stmt *st, enum gd_cursor kind, const cha
 	assert(nfixed + 2 <= (int)GN_ARRAY_LEN(p) && st->nparams == nfixed + 2);
 	if (gd_page_args(&limit, &cursor, r))
 		return;
-	if (cursor && ((kind == CURSOR_UUID && !gd_is_uuid(cursor)) ||
+	if (cursor && ((kind == CURSOR_UUID && !gn_is_uuid(cursor)) ||
 		       (kind == CURSOR_INT && (strspn(cursor, "0123456789") != strlen(cursor) || strlen(cursor) > 18)))) {
 		gd_reply_problem(r, 400, "bad cursor (use next_cursor from the previous page)");
 		return;
@@ -392,6 +380,18 @@ static enum MHD_Result queue(struct gd_req *r)
 	return ret;
 }
 
+int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params,
+		    const char *missing, const char *action, const char *object_type, const char *object_id,
+		    json_t *detail)
+{
+	gn_err err;
+	if (audit_change(out, gd_db(r), &r->actor, st, params, missing, action, object_type, object_id, detail, &err)) {
+		gd_reply_error(r, &err);
+		return -1;
+	}
+	return 0;
+}
+
 /* Finds the route for method and path; -1 no such path (404), -2 path exists but not the method (405). */
 static int find_route(struct gd_req *r)
 {
@@ -420,15 +420,15 @@ static int admit(struct gd_req *r)
 		return -1;
 	}
 	const struct gd_route *rt = r->route;
-	if (rt->scope != SCOPE_PUBLIC) {
+	if (rt->scope != GD_SCOPE_PUBLIC) {
 		const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-		if (auth_authenticate(&r->auth, gd_db(r), h, &err) || auth_allows(&r->auth, rt->scope, &err)) {
+		if (auth_authenticate(&r->actor, gd_db(r), h, &err) || auth_allows(&r->actor, rt->scope, &err)) {
 			gd_reply_error(r, &err);
 			return -1;
 		}
-		if (r->auth.kind == AUTH_DEVICE) {
+		if (r->actor.kind == GD_ACTOR_DEVICE) {
 			char ctx[128];
-			snprintf(ctx, sizeof(ctx), "req=%s device=%s", r->id, r->auth.device_id);
+			snprintf(ctx, sizeof(ctx), "req=%s device=%s", r->id, r->actor.id);
 			gn_log_set_context(ctx);
 		}
 	}
@@ -470,6 +470,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->route_index = -1;
 		gn_buf_init(&r->body);
 		new_request_id(r);
+		snprintf(r->actor.request_id, sizeof(r->actor.request_id), "%s", r->id);
 		r->route_index = find_route(r);
 		r->route = r->route_index >= 0 ? &routes[r->route_index] : NULL;
 		r->resp_fd = -1;
@@ -478,7 +479,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		char ctx[128];
 		snprintf(ctx, sizeof(ctx), "req=%s", r->id);
 		gn_log_set_context(ctx);
-		if (r->route && r->route->scope != SCOPE_PUBLIC && admit(r) == 0)
+		if (r->route && r->route->scope != GD_SCOPE_PUBLIC && admit(r) == 0)
 			r->admitted = true;
 		if (!r->responded && r->route && r->route->stream) {
 			r->stream = r->route->stream;
@@ -564,8 +565,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	gn_log(status >= 500 ? GN_LOG_WARN : GN_LOG_INFO,
 	       "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s%s%s",
 	       r->method, path, r->route ? r->route->pattern : "-", status, (double)dur / 1e6,
-	       r->auth.kind == AUTH_TOKEN ? "token:" : r->auth.kind == AUTH_DEVICE ? "device:" : "-",
-	       r->auth.kind == AUTH_TOKEN ? r->auth.token_id : r->auth.kind == AUTH_DEVICE ? r->auth.device_id : "",
+	       r->actor.kind == GD_ACTOR_TOKEN ? "token:" : r->actor.kind == GD_ACTOR_DEVICE ? "device:" : "-",
+	       r->actor.id,
 	       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
 	free(path);
 	if (r->stream && !r->handled)

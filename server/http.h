@@ -7,26 +7,10 @@
 #include <microhttpd.h>
 #include <sys/socket.h>
 
+#include "actor.h"
 #include "common.h"
 #include "db.h"
 #include "json.h"
-
-enum gd_scope {
-	SCOPE_PUBLIC = 0,
-	SCOPE_ADMIN = 1 << 0,
-	SCOPE_OPERATOR = 1 << 1,
-	SCOPE_CI = 1 << 2,
-	SCOPE_READ = 1 << 3,
-	SCOPE_DEVICE = 1 << 8, /* a device's bearer token; only for /v1/agent routes */
-};
-
-struct gd_auth {
-	enum { AUTH_NONE, AUTH_TOKEN, AUTH_DEVICE } kind;
-	char token_id[40];  /* API token id */
-	char name[72];      /* API token name */
-	unsigned scopes;    /* SCOPE_* bits */
-	char device_id[40]; /* for AUTH_DEVICE */
-};
 
 struct gd_req;
 typedef void (*gd_handler)(struct gd_req *r);
@@ -44,7 +28,7 @@ struct gd_stream {
 struct gd_route {
 	const char *method;
 	const char *pattern; /* "/v1/devices/{id}" */
-	unsigned scope;      /* SCOPE_PUBLIC, or the scopes any one of which opens it */
+	unsigned scope;      /* GD_SCOPE_PUBLIC, or the scopes any one of which opens it */
 	gd_handler handler;  /* runs once the whole body is in */
 	const struct gd_stream *stream;
 };
@@ -67,7 +51,7 @@ struct gd_req {
 	bool too_big;
 	bool started;
 	uint64_t start_ns;
-	struct gd_auth auth;
+	struct gd_actor actor; /* who is asking (kind NONE on public routes) */
 	db_conn *db;
 	const struct gd_stream *stream;
 	void *stream_ctx; /* owned by the stream ops */
@@ -131,12 +115,13 @@ enum gd_cursor { CURSOR_UUID, CURSOR_INT, CURSOR_TEXT };
  * "cursor", checked to be of `kind`; NULL for the first page), then the row limit. The statement
  * returns (JSON text, cursor) rows. Answers 400 for a bad limit or cursor. */
 void gd_list(struct gd_req *r, const db_stmt *st, enum gd_cursor kind, const char *const *fixed, int nfixed);
-/* Checks that s is a canonical UUID (so it can be passed to uuid columns without a SQL error). */
-bool gd_is_uuid(const char *s);
 
-/* Turns a label selector into the five JSON parameters of the device-matching SQL (equalities as
- * an object and as pairs, inequalities as pairs, has and has-not as key lists); out[] are new. */
-int devices_selector_params(char *out[5], const char *selector, gn_err *err) GN_WUR;
+/* Runs audit_change (one change and its audit row, own transaction) as r's actor on r's
+ * connection; on failure it answers (404 `missing` when no row matched) and returns non-zero. */
+int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params,
+		    const char *missing, const char *action, const char *object_type, const char *object_id,
+		    json_t *detail) GN_WUR;
+
 
 /* Handlers, one file per resource. */
 void http_health_healthz(struct gd_req *r);

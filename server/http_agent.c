@@ -43,7 +43,7 @@ static int active_device(struct gd_req *r, const char *id, unsigned char pub[GN_
 	PGresult *res = NULL;
 	gn_err err;
 	int error = GN_ENOTFOUND;
-	if (!gd_is_uuid(id)) {
+	if (!gn_is_uuid(id)) {
 		gd_reply_problem(r, 404, "no such device");
 		return error;
 	}
@@ -163,7 +163,7 @@ void http_agent_self(struct gd_req *r)
 {
 	PGresult *res = NULL;
 	gn_err err;
-	const char *p[] = {r->auth.device_id};
+	const char *p[] = {r->actor.id};
 	if (db_exec(&res, gd_db(r), &st_self, p, &err)) {
 		gd_reply_error(r, &err);
 		return;

@@ -6,6 +6,7 @@
 
 #include "audit.h"
 #include "checkin_cache.h"
+#include "devices.h"
 #include "gangliond.h"
 #include "http.h"
 #include "tufrepo.h"
@@ -42,7 +43,7 @@ void http_agent_checkin(struct gd_req *r)
 	char *s_rep = NULL, *s_facts = NULL, *s_op = NULL, *dt = NULL, etag[32];
 	int dt_version = 0;
 	gn_err err;
-	const char *id = r->auth.device_id;
+	const char *id = r->actor.id;
 
 	if (gd_body_json(&body, r, checkin_fields, GN_ARRAY_LEN(checkin_fields)))
 		goto out;
@@ -169,7 +170,7 @@ void http_devices_desired_put(struct gd_req *r)
 	char version[72];
 	int dv = 0;
 	const char *id = gd_param(r, 0);
-	if (!gd_is_uuid(id)) {
+	if (!gn_is_uuid(id)) {
 		gd_reply_problem(r, 404, "no such device");
 		return;
 	}
@@ -178,7 +179,7 @@ void http_devices_desired_put(struct gd_req *r)
 	const char *model = gn_json_str(body, "model");
 	if (resolve(r, model, gn_json_str(body, "version"), version))
 		goto out;
-	const char *p[] = {id, model, version, r->auth.name};
+	const char *p[] = {id, model, version, r->actor.name};
 	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_set_desired, p, &err)) {
 		gd_reply_error(r, &err);
 		goto out;
@@ -187,7 +188,7 @@ void http_devices_desired_put(struct gd_req *r)
 		gd_reply_problem(r, 404, "no such active device");
 		goto out;
 	}
-	if (audit_write(r, "device.assign", "device", id, json_pack("{s:s,s:s}", "model", model, "version", version), &err) ||
+	if (audit_write(gd_db(r), &r->actor, "device.assign", "device", id, json_pack("{s:s,s:s}", "model", model, "version", version), &err) ||
 	    db_exec_sql(gd_db(r), "COMMIT", &err) || resign(r, id, &dv, &err)) {
 		gd_reply_error(r, &err);
 		goto out;
@@ -205,7 +206,7 @@ void http_devices_desired_delete(struct gd_req *r)
 	gn_err err;
 	int dv = 0;
 	const char *id = gd_param(r, 0);
-	if (!gd_is_uuid(id)) {
+	if (!gn_is_uuid(id)) {
 		gd_reply_problem(r, 404, "no such device");
 		return;
 	}
@@ -222,7 +223,7 @@ void http_devices_desired_delete(struct gd_req *r)
 	PQclear(res);
 	res = NULL;
 	if (db_exec_sql(gd_db(r), "BEGIN", &err) || db_exec(&res, gd_db(r), &st_clear_desired, p, &err) ||
-	    audit_write(r, "device.unassign", "device", id, NULL, &err) || db_exec_sql(gd_db(r), "COMMIT", &err) ||
+	    audit_write(gd_db(r), &r->actor, "device.unassign", "device", id, NULL, &err) || db_exec_sql(gd_db(r), "COMMIT", &err) ||
 	    resign(r, id, &dv, &err)) {
 		gd_reply_error(r, &err);
 		PQclear(res);
@@ -279,14 +280,14 @@ void http_desired_bulk(struct gd_req *r)
 		goto out;
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
-		const char *p[] = {PQgetvalue(res, i, 0), model, version, r->auth.name};
+		const char *p[] = {PQgetvalue(res, i, 0), model, version, r->actor.name};
 		if (db_exec(NULL, gd_db(r), &st_set_desired, p, &err)) {
 			gd_reply_error(r, &err);
 			goto out;
 		}
 		json_array_append_new(ids, json_string(PQgetvalue(res, i, 0)));
 	}
-	if (audit_write(r, "device.assign", "selector", gn_json_str(body, "selector"),
+	if (audit_write(gd_db(r), &r->actor, "device.assign", "selector", gn_json_str(body, "selector"),
 			json_pack("{s:s,s:s,s:i}", "model", model, "version", version, "devices", PQntuples(res)), &err) ||
 	    db_exec_sql(gd_db(r), "COMMIT", &err)) {
 		gd_reply_error(r, &err);
@@ -323,7 +324,7 @@ static const db_stmt st_events = {
 void http_devices_events(struct gd_req *r)
 {
 	const char *id = gd_param(r, 0);
-	if (!gd_is_uuid(id)) {
+	if (!gn_is_uuid(id)) {
 		gd_reply_problem(r, 404, "no such device");
 		return;
 	}

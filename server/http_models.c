@@ -369,7 +369,7 @@ void http_models_publish(struct gd_req *r)
 	const char *pm[] = {name};
 	const char *pd[] = {digest};
 	const char *pv[] = {name, m.version, maj, min, pat, m.semver.prerelease, m.format, m.filename, digest, len,
-			    s_stored, s_custom, r->auth.name, sample_bytes, profile_bytes, m.semver.prerelease_key};
+			    s_stored, s_custom, r->actor.name, sample_bytes, profile_bytes, m.semver.prerelease_key};
 	if (db_exec_sql(c, "BEGIN", &err) || db_exec(NULL, c, &st_model_insert, pm, &err) ||
 	    db_exec(NULL, c, &st_digest_lock, pd, &err) || db_exec(NULL, c, &st_version_insert, pv, &err)) {
 		if (err.code == GN_ECONFLICT)
@@ -389,7 +389,7 @@ void http_models_publish(struct gd_req *r)
 	char object[200];
 	snprintf(object, sizeof(object), "%s@%s", name, m.version);
 	if (tufrepo_publish_targets(c, &err) ||
-	    audit_write(r, "model.publish", "model_version", object,
+	    audit_write(gd_db(r), &r->actor, "model.publish", "model_version", object,
 			json_pack("{s:s,s:s,s:s,s:I}", "model", name, "version", m.version, "sha256", digest, "length",
 				  (json_int_t)length),
 			&err) ||
@@ -492,7 +492,7 @@ void http_models_alias_set(struct gd_req *r)
 		return;
 	const char *version = gn_json_str(body, "version");
 	const char *p[] = {name, alias, version};
-	if (audit_change(&res, r, &st_alias_set, p, "no such model version", "model.alias", "model", name,
+	if (gd_audit_change(&res, r, &st_alias_set, p, "no such model version", "model.alias", "model", name,
 			 json_pack("{s:s,s:s}", "alias", alias, "version", version)))
 		goto out;
 	gd_reply_raw(r, 200, "application/json", PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0));
@@ -506,7 +506,7 @@ void http_models_alias_delete(struct gd_req *r)
 	PGresult *res = NULL;
 	const char *name = gd_param(r, 0), *alias = gd_param(r, 1);
 	const char *p[] = {name, alias};
-	if (audit_change(&res, r, &st_alias_delete, p, "no such alias", "model.alias_delete", "model", name,
+	if (gd_audit_change(&res, r, &st_alias_delete, p, "no such alias", "model.alias_delete", "model", name,
 			 json_pack("{s:s}", "alias", alias)))
 		return;
 	gd_reply_raw(r, 204, NULL, "", 0);

@@ -82,7 +82,7 @@ void http_tuf_root_import(struct gd_req *r)
 	}
 	char ver[24];
 	snprintf(ver, sizeof(ver), "%lld", (long long)json_integer_value(json_object_get(json_object_get(body, "signed"), "version")));
-	if (audit_write(r, "tuf.root_import", "tuf_root", ver, NULL, &err))
+	if (audit_write(gd_db(r), &r->actor, "tuf.root_import", "tuf_root", ver, NULL, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_json(r, 201, json_pack("{s:s,s:i}", "role", "root", "version", atoi(ver)));
@@ -115,7 +115,7 @@ void http_tuf_keys_rotate(struct gd_req *r)
 		return;
 	}
 	if (tufrepo_rotate(&out, gd_db(r), role, &err) ||
-	    audit_write(r, "tuf.key_rotate", "tuf_key", json_string_value(json_object_get(out, "keyid")),
+	    audit_write(gd_db(r), &r->actor, "tuf.key_rotate", "tuf_key", json_string_value(json_object_get(out, "keyid")),
 			json_pack("{s:s}", "role", role), &err)) {
 		gd_reply_error(r, &err);
 		json_decref(out);
@@ -136,11 +136,11 @@ void http_tuf_director_get(struct gd_req *r)
 	int version = 0;
 	gn_err err;
 	if (strcmp(file, "targets.json") == 0) {
-		if (r->auth.kind != AUTH_DEVICE) {
+		if (r->actor.kind != GD_ACTOR_DEVICE) {
 			gd_reply_problem(r, 404, "director targets are per device: fetch them with the device's token");
 			return;
 		}
-		if (tufrepo_director_current(&body, &version, NULL, gd_db(r), r->auth.device_id, &err)) {
+		if (tufrepo_director_current(&body, &version, NULL, gd_db(r), r->actor.id, &err)) {
 			gd_reply_error(r, &err);
 			return;
 		}

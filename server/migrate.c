@@ -8,9 +8,6 @@
 #include "crypto.h"
 #include "log.h"
 
-/* Arbitrary constant shared by every gangliond: "gang" in ASCII. */
-#define MIGRATE_LOCK_SQL "SELECT pg_advisory_lock(1734438503)"
-#define MIGRATE_UNLOCK_SQL "SELECT pg_advisory_unlock(1734438503)"
 
 static const db_stmt st_applied = {"migrate_applied", "SELECT checksum FROM schema_migrations WHERE version = $1", 1};
 static const db_stmt st_record = {
@@ -35,7 +32,7 @@ static int apply_one(db_conn *c, const struct migration *m, gn_err *err)
 					   m->name, sum, PQgetvalue(res, 0, 0));
 		goto out;
 	}
-	if ((error = db_exec_sql(c, "BEGIN", err)))
+	if ((error = db_tx_begin(c, err)))
 		goto out;
 	if ((error = db_exec_sql(c, m->sql, err))) {
 		char why[sizeof(err->msg)];
@@ -46,13 +43,12 @@ static int apply_one(db_conn *c, const struct migration *m, gn_err *err)
 	const char *p3[] = {ver, m->name, sum};
 	if ((error = db_exec(NULL, c, &st_record, p3, err)))
 		goto out;
-	if ((error = db_exec_sql(c, "COMMIT", err)))
+	if ((error = db_tx_commit(c, err)))
 		goto out;
 	gn_log(GN_LOG_INFO, "event=migration_applied name=%s", m->name);
 out:
-	if (error && PQtransactionStatus(db_pg(c)) != PQTRANS_IDLE) {
-			db_exec_sql_logged(c, "ROLLBACK");
-	}
+	if (error)
+		db_tx_rollback(c);
 	PQclear(res);
 	return error;
 }
@@ -60,7 +56,7 @@ out:
 int migrate_run(db_conn *c, gn_err *err)
 {
 	int error;
-	if ((error = db_exec_sql(c, MIGRATE_LOCK_SQL, err)))
+	if ((error = db_lock_session(c, DB_LOCK_MIGRATE, err)))
 		return error;
 	error = db_exec_sql(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
 			       " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
@@ -68,7 +64,7 @@ int migrate_run(db_conn *c, gn_err *err)
 			    err);
 	for (int i = 0; !error && i < gd_migrations_count; i++)
 		error = apply_one(c, &gd_migrations[i], err);
-	db_exec_sql_logged(c, MIGRATE_UNLOCK_SQL);
+	db_unlock_session(c, DB_LOCK_MIGRATE);
 	return error;
 }
 
