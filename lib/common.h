@@ -63,6 +63,9 @@ void gn_buf_printf(gn_buf *b, const char *fmt, ...) GN_PRINTF(2, 3);
 /* Detaches and returns the buffer's data (new; caller frees); b is left empty. */
 char *gn_buf_detach(gn_buf *b);
 
+/* Checks that s is a canonical UUID (8-4-4-4-12 hex digits), so it can go to a uuid column. */
+bool gn_is_uuid(const char *s);
+
 /* Returns the current wall-clock time in seconds / monotonic time in nanoseconds. */
 int64_t gn_now(void);
 uint64_t gn_mono_ns(void);
