@@ -10,24 +10,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 #include "crypto.h"
 #include "http_client.h"
 #include "json.h"
+#include "model.h"
 
 /* The metadata part must fit the server's max-body (default 1 MiB). */
 #define META_MAX ((size_t)1024 * 1024)
 #define PROGRESS_INTERVAL_NS 100000000ULL /* redraw at most ten times a second */
-#define FILENAME_MAX_LEN 128
-#define MODEL_NAME_MAX_LEN 63
 /* The connection must be up within this long; the transfer itself has no time limit. */
 #define CONNECT_TIMEOUT_S 10L
 /* An upload slower than LOW_SPEED_LIMIT bytes/s for LOW_SPEED_TIME_S is given up. */
 #define LOW_SPEED_LIMIT 1024L
 #define LOW_SPEED_TIME_S 60L
 #define UPLOAD_MAX_RESPONSE ((size_t)16 * 1024 * 1024)
-
-static const char *const formats[] = {"onnx", "tflite", "tensorrt-plan", "other"};
 
 /* Returns member key of member sub of row, formatted for a cell (new). */
 static char *nested_dup(const json_t *row, const char *sub, const char *key)
@@ -167,99 +163,34 @@ static int hash_file(char hex[GN_SHA256_HEX_LEN + 1], uint64_t *len, const char 
 	return error;
 }
 
-static bool is_lower_alnum(char c)
+/* The naming rules are lib/model.c's, the server's own; here a broken one is a usage error. */
+static int usage_if(int error, gn_err *err)
 {
-	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+	if (error)
+		err->code = error = CLI_EUSAGE;
+	return error;
 }
 
-static bool is_alnum(char c)
-{
-	return is_lower_alnum(c) || (c >= 'A' && c <= 'Z');
-}
-
-/* Checks a model name against ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$, as the server does. */
 static int check_name(const char *name, gn_err *err)
 {
-	size_t n = strlen(name);
-	bool ok = n >= 1 && n <= MODEL_NAME_MAX_LEN && is_lower_alnum(name[0]) && is_lower_alnum(name[n - 1]);
-	for (size_t i = 0; ok && i < n; i++)
-		ok = is_lower_alnum(name[i]) || name[i] == '-';
-	if (!ok)
-		return gn_err_set(err, CLI_EUSAGE,
-		                  "model name '%s' is not a lower-case DNS label (a-z, 0-9 and -, at most "
-		                  "63 characters, starting and ending with a letter or digit)",
-		                  name);
-	return 0;
+	return usage_if(gn_model_name_check(name, err), err);
 }
 
-/* Checks the dot-separated identifiers of s[0..len): [0-9A-Za-z-]+, and with numeric_rule no
- * leading zero in an all-digit one (SemVer 2.0 pre-release rule). */
-static bool semver_idents_ok(const char *s, size_t len, bool numeric_rule)
-{
-	size_t start = 0;
-	for (size_t i = 0; i <= len; i++) {
-		if (i < len && s[i] != '.') {
-			if (!is_alnum(s[i]) && s[i] != '-')
-				return false;
-			continue;
-		}
-		size_t k = i - start;
-		bool digits = true;
-		for (size_t j = start; j < i; j++)
-			digits = digits && s[j] >= '0' && s[j] <= '9';
-		if (k == 0 || (numeric_rule && digits && k > 1 && s[start] == '0'))
-			return false;
-		start = i + 1;
-	}
-	return true;
-}
-
-/* Checks MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD] (SemVer 2.0). */
 static int check_version(const char *v, gn_err *err)
 {
-	const char *p = v;
-	bool ok = true;
-	for (int part = 0; part < 3 && ok; part++) {
-		const char *start = p;
-		while (*p >= '0' && *p <= '9')
-			p++;
-		ok = p > start && !(p - start > 1 && *start == '0') && (part == 2 || *p++ == '.');
-	}
-	if (ok && *p == '-') {
-		size_t n = strcspn(p + 1, "+");
-		ok = semver_idents_ok(p + 1, n, true);
-		p += 1 + n;
-	}
-	if (ok && *p == '+') {
-		ok = semver_idents_ok(p + 1, strlen(p + 1), false);
-		p += strlen(p);
-	}
-	if (!ok || *p)
-		return gn_err_set(
-		    err, CLI_EUSAGE,
-		    "version '%s' is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD])", v);
-	return 0;
+	struct gn_semver sv;
+	return usage_if(gn_model_version_parse(&sv, v, err), err);
 }
 
 static int check_format(const char *f, gn_err *err)
 {
-	for (size_t i = 0; i < GN_ARRAY_LEN(formats); i++)
-		if (strcmp(f, formats[i]) == 0)
-			return 0;
-	return gn_err_set(err, CLI_EUSAGE, "format must be onnx, tflite, tensorrt-plan or other, not '%s'",
-	                  f);
+	const struct gn_model_format *fmt;
+	return usage_if(gn_model_format_lookup(&fmt, f, err), err);
 }
 
 static int check_filename(const char *f, gn_err *err)
 {
-	size_t n = strlen(f);
-	bool ok = n >= 1 && n <= FILENAME_MAX_LEN && strcmp(f, ".") != 0 && strcmp(f, "..") != 0;
-	for (size_t i = 0; ok && i < n; i++)
-		ok = is_alnum(f[i]) || strchr("._-", f[i]);
-	if (!ok)
-		return gn_err_set(err, CLI_EUSAGE, "filename '%s' must be 1 to %d of A-Z a-z 0-9 . _ -", f,
-		                  FILENAME_MAX_LEN);
-	return 0;
+	return usage_if(gn_model_filename_check(f, err), err);
 }
 
 /* Returns string member key of meta (borrowed) after checking its type; NULL if absent. */

@@ -1,145 +1,13 @@
-/* Validation of model names, semantic versions and the metadata CI publishes with a version. */
+/* Validation of the metadata CI publishes with a model version; the naming rules are lib/model.c. */
 #include "model_meta.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "crypto.h"
 
-static const char *const formats[] = {"onnx", "tflite", "tensorrt-plan", "other"};
-static const char *const format_ext[] = {"onnx", "tflite", "plan", "bin"};
 static const char *const dtypes[] = {"float32", "float16", "int8", "uint8", "int32", "int64"};
-
-int model_name_check(const char *name, gn_err *err)
-{
-	size_t n = name ? strlen(name) : 0;
-	bool ok = n >= 1 && n <= 63 && name[0] != '-' && name[n - 1] != '-';
-	for (size_t i = 0; ok && i < n; i++)
-		ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') || name[i] == '-';
-	if (!ok)
-		return gn_err_set(err, GN_EINVAL,
-				  "model name must be a lower-case DNS label (a-z, 0-9, '-', 1 to 63 characters, no "
-				  "leading or trailing '-')");
-	return 0;
-}
-
-int model_alias_check(const char *alias, gn_err *err)
-{
-	size_t n = alias ? strlen(alias) : 0;
-	bool ok = n >= 1 && n <= 63 && (islower((unsigned char)alias[0]) || isdigit((unsigned char)alias[0]));
-	for (size_t i = 0; ok && i < n; i++)
-		ok = islower((unsigned char)alias[i]) || isdigit((unsigned char)alias[i]) || strchr("._-", alias[i]);
-	if (!ok)
-		return gn_err_set(err, GN_EINVAL, "alias must be 1 to 63 characters of a-z, 0-9, '.', '_', '-'");
-	/* An alias spelled like a version would shadow that version in lookups. */
-	struct semver sv;
-	if (model_version_parse(&sv, alias, NULL) == 0)
-		return gn_err_set(err, GN_EINVAL, "alias '%s' looks like a version; aliases are names such as production", alias);
-	return 0;
-}
-
-/* Parses one numeric identifier: digits, no leading zero. */
-static const char *num(const char *p, int64_t *out)
-{
-	if (!isdigit((unsigned char)*p) || (p[0] == '0' && isdigit((unsigned char)p[1])))
-		return NULL;
-	int64_t v = 0;
-	for (; isdigit((unsigned char)*p); p++) {
-		if (v > (INT64_MAX - 9) / 10)
-			return NULL;
-		v = v * 10 + (*p - '0');
-	}
-	*out = v;
-	return p;
-}
-
-/* Checks dot-separated identifiers of [0-9A-Za-z-] up to `end`; with `numeric_rule`, an
- * all-digit identifier must not have a leading zero (SemVer 2.0.0 rule 9, pre-releases). */
-static bool idents(const char *p, const char *end, bool numeric_rule)
-{
-	while (p < end) {
-		const char *dot = memchr(p, '.', (size_t)(end - p));
-		const char *e = dot ? dot : end;
-		bool digits = true;
-		if (e == p)
-			return false;
-		for (const char *q = p; q < e; q++) {
-			if (!isalnum((unsigned char)*q) && *q != '-')
-				return false;
-			digits = digits && isdigit((unsigned char)*q);
-		}
-		if (numeric_rule && digits && e - p > 1 && *p == '0')
-			return false;
-		if (!dot)
-			return true;
-		p = dot + 1;
-		if (p == end)
-			return false;
-	}
-	return false;
-}
-
-/* Builds a key whose bytewise (COLLATE "C") order is SemVer pre-release precedence: identifiers
- * joined by \x01 (below every identifier byte, so a shorter list sorts first), numeric ones as
- * "0" + 20 zero-padded digits (numerically, and before alphanumerics), the others as "1" + text. */
-static void prerelease_key(char *out, size_t outlen, const char *pre)
-{
-	gn_buf b;
-	gn_buf_init(&b);
-	const char *p = pre;
-	while (*p) {
-		size_t n = strcspn(p, ".");
-		bool digits = n > 0;
-		for (size_t i = 0; i < n; i++)
-			digits = digits && isdigit((unsigned char)p[i]);
-		if (b.len)
-			gn_buf_append(&b, "\x01", 1);
-		if (digits && n <= 20)
-			gn_buf_printf(&b, "0%020llu", strtoull(p, NULL, 10));
-		else
-			gn_buf_printf(&b, "1%.*s", (int)n, p);
-		p += n;
-		if (*p == '.')
-			p++;
-	}
-	snprintf(out, outlen, "%s", b.data ? b.data : "");
-	gn_buf_cleanup(&b);
-}
-
-int model_version_parse(struct semver *out, const char *v, gn_err *err)
-{
-	const char *p = v;
-	memset(out, 0, sizeof(*out));
-	if (!v || strlen(v) > 64)
-		goto bad;
-	if (!(p = num(p, &out->major)) || *p++ != '.' || !(p = num(p, &out->minor)) || *p++ != '.' ||
-	    !(p = num(p, &out->patch)))
-		goto bad;
-	if (*p == '-') {
-		const char *end = strchr(p, '+');
-		if (!end)
-			end = p + strlen(p);
-		if (!idents(p + 1, end, true))
-			goto bad;
-		snprintf(out->prerelease, sizeof(out->prerelease), "%.*s", (int)(end - p - 1), p + 1);
-		prerelease_key(out->prerelease_key, sizeof(out->prerelease_key), out->prerelease);
-		p = end;
-	}
-	if (*p == '+') {
-		if (!idents(p + 1, p + strlen(p), false))
-			goto bad;
-		p += strlen(p);
-	}
-	if (*p)
-		goto bad;
-	return 0;
-bad:
-	return gn_err_set(err, GN_EINVAL, "version '%.70s' is not a semantic version (MAJOR.MINOR.PATCH[-PRE][+BUILD])",
-			  v ? v : "");
-}
 
 static int index_of(const char *const *list, size_t n, const char *s)
 {
@@ -179,17 +47,21 @@ static int check_tensors(const json_t *arr, const char *what, gn_err *err)
 	return 0;
 }
 
-/* Number of elements of a tensor spec, or -1 when a dimension is dynamic. */
+/* Number of elements of a tensor spec, or -1 when a dimension is dynamic. A count past
+ * INT64_MAX is INT64_MAX, which no sample can match. */
 static int64_t elements(const json_t *spec)
 {
 	int64_t n = 1;
+	bool huge = false;
 	size_t i;
 	json_t *d;
 	json_array_foreach(json_object_get(spec, "shape"), i, d)
 	{
-		if (json_integer_value(d) < 0)
+		int64_t v = json_integer_value(d);
+		if (v < 1) /* -1: dynamic (check_tensors refused 0 and the rest) */
 			return -1;
-		n *= json_integer_value(d);
+		huge = huge || n > INT64_MAX / v;
+		n = huge ? INT64_MAX : n * v;
 	}
 	return n;
 }
@@ -327,35 +199,31 @@ static const gn_json_field meta_fields[] = {
 	{"length", GN_JSON_INTEGER, false, false},
 };
 
-int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err)
+/* Fills out's format and file name: the stated ones, checked, or "other" and model.EXT. */
+static int check_format_filename(struct model_meta *out, const json_t *meta, gn_err *err)
 {
+	const struct gn_model_format *f;
+	const char *fmt = gn_json_str(meta, "format"), *fn = gn_json_str(meta, "filename");
 	int rc;
-	memset(out, 0, sizeof(*out));
-	out->stated_length = -1;
-	if ((rc = gn_json_check(meta, meta_fields, GN_ARRAY_LEN(meta_fields), err)) ||
-	    (rc = model_version_parse(&out->semver, gn_json_str(meta, "version"), err)))
+	if ((rc = gn_model_format_lookup(&f, fmt ? fmt : GN_MODEL_FORMAT_DEFAULT, err)))
 		return rc;
-	snprintf(out->version, sizeof(out->version), "%s", gn_json_str(meta, "version"));
-	const char *fmt = gn_json_str(meta, "format");
-	int fi = fmt ? index_of(formats, GN_ARRAY_LEN(formats), fmt) : 3;
-	if (fi < 0)
-		return gn_err_set(err, GN_EINVAL, "format must be one of onnx, tflite, tensorrt-plan, other");
-	out->format = formats[fi];
-	const char *fn = gn_json_str(meta, "filename");
-	if (fn) {
-		size_t n = strlen(fn);
-		bool ok = n >= 1 && n <= 128 && fn[0] != '.';
-		for (size_t i = 0; ok && i < n; i++)
-			ok = isalnum((unsigned char)fn[i]) || strchr("._-", fn[i]);
-		if (!ok)
-			return gn_err_set(err, GN_EINVAL, "filename must be 1 to 128 characters of A-Z a-z 0-9 . _ - (not starting with '.')");
+	out->format = f->name;
+	if (fn && (rc = gn_model_filename_check(fn, err)))
+		return rc;
+	if (fn)
 		snprintf(out->filename, sizeof(out->filename), "%s", fn);
-	} else {
-		snprintf(out->filename, sizeof(out->filename), "model.%s", format_ext[fi]);
-	}
+	else
+		snprintf(out->filename, sizeof(out->filename), "model.%s", f->ext);
+	return 0;
+}
+
+/* Checks requirements, tensor specs, sample and reference profile. */
+static int check_specs(const json_t *meta, gn_err *err)
+{
 	const json_t *req = json_object_get(meta, "requirements");
 	const json_t *in = json_object_get(meta, "inputs"), *outs = json_object_get(meta, "outputs");
 	const json_t *sample = json_object_get(meta, "sample"), *prof = json_object_get(meta, "reference_profile");
+	int rc;
 	if (req && (rc = check_requirements(req, err)))
 		return rc;
 	if (in && (rc = check_tensors(in, "inputs", err)))
@@ -368,6 +236,12 @@ int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err)
 		return rc;
 	if (prof && !json_is_null(prof) && (rc = check_profile(prof, err)))
 		return rc;
+	return 0;
+}
+
+/* Fills out's stated digest and length, which the upload must then match. */
+static int check_stated(struct model_meta *out, const json_t *meta, gn_err *err)
+{
 	const char *sha = gn_json_str(meta, "sha256");
 	if (sha) {
 		unsigned char raw[GN_SHA256_LEN];
@@ -380,5 +254,20 @@ int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err)
 		if (out->stated_length < 0)
 			return gn_err_set(err, GN_EINVAL, "length must not be negative");
 	}
+	return 0;
+}
+
+int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err)
+{
+	int rc;
+	memset(out, 0, sizeof(*out));
+	out->stated_length = -1;
+	if ((rc = gn_json_check(meta, meta_fields, GN_ARRAY_LEN(meta_fields), err)) ||
+	    (rc = gn_model_version_parse(&out->semver, gn_json_str(meta, "version"), err)) ||
+	    (rc = check_format_filename(out, meta, err)))
+		return rc;
+	snprintf(out->version, sizeof(out->version), "%s", gn_json_str(meta, "version"));
+	if ((rc = check_specs(meta, err)) || (rc = check_stated(out, meta, err)))
+		return rc;
 	return 0;
 }
