@@ -237,6 +237,17 @@ static void env_name(char *out, size_t n, const char *prefix, const char *key)
 	out[i] = '\0';
 }
 
+/* Returns the value of variable name in envp (borrowed), or NULL; the first one wins, as with
+ * getenv(). */
+static const char *env_get(char *const *envp, const char *name)
+{
+	size_t n = strlen(name);
+	for (char *const *e = envp; e && *e; e++)
+		if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+			return *e + n + 1;
+	return NULL;
+}
+
 int gn_conf_load_env(const gn_conf_table *t, void *cfg, char *const *envp, gn_err *err)
 {
 	size_t pl = strlen(t->env_prefix);
@@ -332,7 +343,7 @@ int gn_conf_load_all(int *out_first_positional, bool *out_help, const gn_conf_ta
 		char name[128];
 		char *fromflag = *(char **)FIELD(cfg, copt);
 		env_name(name, sizeof(name), t->env_prefix, "config");
-		const char *fromenv = getenv(name);
+		const char *fromenv = env_get(envp, name);
 		if (fromflag)
 			path = gn_strdup(fromflag);
 		else if (fromenv && *fromenv)

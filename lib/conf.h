@@ -51,7 +51,8 @@ int gn_conf_load_env(const gn_conf_table *t, void *cfg, char *const *envp, gn_er
 int gn_conf_load_args(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg,
 		      int argc, char **argv, gn_err *err) GN_WUR;
 /* Loads in precedence order defaults < config file < environment < flags. The config file is
- * the one named by the "config" key if the table has one (from flags or environment). */
+ * the one named by the "config" key if the table has one (from flags, or from envp: the process
+ * environment is never read behind the caller's back). */
 int gn_conf_load_all(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg,
 		     int argc, char **argv, char *const *envp, gn_err *err) GN_WUR;
 /* Copies the reloadable fields from src to dst (strings are moved; src keeps NULL). */

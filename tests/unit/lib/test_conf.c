@@ -183,6 +183,39 @@ static void test_env_and_args_precedence(void **state)
 	free(cfgarg);
 }
 
+/* The config file named in envp is read; one named only in the process environment is not. */
+static void test_config_path_from_envp_only(void **state)
+{
+	struct cfg c = {0};
+	gn_err err;
+	int first;
+	bool help;
+	char *p = write_tmp("port = 1000\n");
+	char *var = NULL;
+	char *argv[] = {"serve"};
+	char *none[] = {NULL};
+	assert_true(asprintf(&var, "TESTPROG_CONFIG=%s", p) > 0);
+	char *envp[] = {var, NULL};
+
+	assert_int_equal(unsetenv("TESTPROG_CONFIG"), 0);
+	assert_int_equal(gn_conf_load_all(&first, &help, &table, &c, 1, argv, envp, &err), 0);
+	assert_int_equal(c.port, 1000);
+	assert_string_equal(c.config, p);
+	gn_conf_cleanup(&table, &c);
+
+	assert_int_equal(setenv("TESTPROG_CONFIG", "/nonexistent/x.conf", 1), 0);
+	assert_int_equal(gn_conf_load_all(&first, &help, &table, &c, 1, argv, none, &err), 0);
+	assert_int_equal(c.port, 7700);
+	gn_conf_cleanup(&table, &c);
+	assert_int_equal(gn_conf_load_all(&first, &help, &table, &c, 1, argv, envp, &err), 0);
+	assert_int_equal(c.port, 1000);
+	assert_int_equal(unsetenv("TESTPROG_CONFIG"), 0);
+	gn_conf_cleanup(&table, &c);
+	unlink(p);
+	free(p);
+	free(var);
+}
+
 static void test_help_and_sample(void **state)
 {
 	char *h = gn_conf_help_dup(&table, "usage: testprog");
@@ -222,6 +255,7 @@ int main(void)
 		cmocka_unit_test(test_typo_suggests),
 		cmocka_unit_test(test_file),
 		cmocka_unit_test(test_env_and_args_precedence),
+		cmocka_unit_test(test_config_path_from_envp_only),
 		cmocka_unit_test(test_help_and_sample),
 		cmocka_unit_test(test_reload_copies_only_reloadable),
 	};
