@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "agent.h"
+#include "fileio.h"
 #include "json.h"
 #include "log.h"
 #include "tuf.h"

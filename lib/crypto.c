@@ -1,9 +1,9 @@
-/* SHA-256, random tokens, hex and Ed25519 via OpenSSL 3 EVP; atomic file writes. */
+/* SHA-256, random tokens, hex and Ed25519 via OpenSSL 3 EVP. */
 #include "crypto.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,52 +256,4 @@ void gn_ed25519_key_free(gn_ed25519_key *key)
 		return;
 	EVP_PKEY_free(key->pkey);
 	free(key);
-}
-
-int gn_file_write_atomic(const char *path, const void *data, size_t len, int mode, gn_err *err)
-{
-	int error = 0, fd = -1;
-	char *tmp = gn_asprintf("%s.tmp.%ld", path, (long)getpid());
-	char *dircopy = gn_strdup(path);
-	const unsigned char *p = data;
-
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-	if (fd < 0) {
-		error = gn_err_set(err, GN_ERROR, "cannot create %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			error = gn_err_set(err, GN_ERROR, "cannot write %s: %s", tmp, strerror(errno));
-			goto out;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		fd = -1;
-		error = gn_err_set(err, GN_ERROR, "cannot sync %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		error = gn_err_set(err, GN_ERROR, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-		goto out;
-	}
-	int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-out:
-	if (fd >= 0)
-		close(fd);
-	if (error)
-		unlink(tmp);
-	free(tmp);
-	free(dircopy);
-	return error;
 }

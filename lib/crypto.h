@@ -3,6 +3,8 @@
 #define GN_CRYPTO_H
 
 #include "common.h"
+/* gn_file_write_atomic lived here; kept visible for the files that still look for it here. */
+#include "fileio.h"
 
 #define GN_SHA256_LEN 32
 #define GN_SHA256_HEX_LEN 64
@@ -50,8 +52,5 @@ void gn_ed25519_public(unsigned char out[GN_ED25519_PUB_LEN], const gn_ed25519_k
 int gn_ed25519_sign(unsigned char sig[GN_ED25519_SIG_LEN], const gn_ed25519_key *key, const void *msg,
 		    size_t len, gn_err *err) GN_WUR;
 void gn_ed25519_key_free(gn_ed25519_key *key);
-
-/* Writes data to path atomically: temp file beside it, fsync, rename, fsync of the directory. */
-int gn_file_write_atomic(const char *path, const void *data, size_t len, int mode, gn_err *err) GN_WUR;
 
 #endif

@@ -12,6 +12,7 @@
 
 #include <openssl/evp.h>
 
+#include "fileio.h"
 #include "log.h"
 
 #define WRITE_BUF (1024 * 1024)
@@ -165,15 +166,9 @@ int artifacts_commit(artifact_upload *up, gn_err *err)
 	if (stat(final, &st) == 0 && (uint64_t)st.st_size == up->len) {
 		/* Same bytes already stored (same digest): keep one copy. */
 		unlink(up->tmp);
-	} else if (rename(up->tmp, final) < 0) {
-		rc = gn_err_set(err, GN_ERROR, "cannot move the artifact into place: %s", strerror(errno));
+	} else if ((rc = gn_file_commit(-1, up->tmp, final, -1, err))) { /* synced by artifacts_finish */
 		unlink(up->tmp);
 		goto out;
-	}
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
 	}
 out:
 	free(dir);

@@ -1,14 +1,11 @@
-/* The in-memory check-in answers and the LISTEN thread that keeps them honest. */
+/* The in-memory check-in answers, kept honest by the director NOTIFY channel (notify.c). */
 #include "checkin_cache.h"
 
-#include <libpq-fe.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "log.h"
 
@@ -31,8 +28,7 @@ static struct stripe {
 	struct entry *buckets[BUCKETS];
 } stripes[STRIPES];
 
-static pthread_t listener;
-static _Atomic bool stopping, running;
+static _Atomic bool running; /* only while the NOTIFY listener listens */
 /* Bumped by every invalidation: an answer read before a bump is not cached after it. */
 static _Atomic uint64_t epoch_;
 
@@ -40,7 +36,6 @@ uint64_t checkin_cache_epoch(void)
 {
 	return atomic_load(&epoch_);
 }
-static char *listen_conninfo;
 
 uint64_t checkin_cache_hash(uint64_t seed, const void *p, size_t len)
 {
@@ -145,66 +140,30 @@ static void clear_all(void)
 	}
 }
 
-/* LISTENs for director changes. While it is not listening (connection lost), the cache is off:
- * answers come from the database, so a missed notification cannot leave a stale 304. */
-static void *listen_main(void *unused)
+void checkin_cache_on_notify(const char *device_id)
 {
-	while (!atomic_load(&stopping)) {
-		PGconn *c = PQconnectdb(listen_conninfo);
-		PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, "LISTEN gn_director") : NULL;
-		if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
-			PQclear(r);
-			PQfinish(c);
-			gn_log(GN_LOG_WARN, "event=checkin_cache_listen_failed note=\"check-ins read the database until it works\"");
-			for (int i = 0; i < 20 && !atomic_load(&stopping); i++)
-				usleep(100000);
-			continue;
-		}
-		PQclear(r);
-		atomic_store(&running, true);
-		while (!atomic_load(&stopping)) {
-			struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
-			if (poll(&pfd, 1, 200) < 0)
-				continue;
-			if (!PQconsumeInput(c))
-				break;
-			PGnotify *n;
-			while ((n = PQnotifies(c))) {
-				checkin_cache_forget(n->extra);
-				PQfreemem(n);
-			}
-		}
-		/* Off first, then empty: nothing cached while no one listens. */
-		atomic_store(&running, false);
-		clear_all();
-		PQfinish(c);
-		if (!atomic_load(&stopping))
-			gn_log(GN_LOG_WARN, "event=checkin_cache_listen_lost");
-	}
-	return NULL;
+	checkin_cache_forget(device_id);
 }
 
-int checkin_cache_start(const char *conninfo, gn_err *err)
+void checkin_cache_on_listening(bool up)
+{
+	if (up) {
+		atomic_store(&running, true);
+		return;
+	}
+	/* Off first, then empty: nothing cached while no one listens. */
+	atomic_store(&running, false);
+	clear_all();
+}
+
+void checkin_cache_init(void)
 {
 	for (int i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&stripes[i].lock, NULL);
-	listen_conninfo = gn_strdup(conninfo);
-	atomic_store(&stopping, false);
-	if (pthread_create(&listener, NULL, listen_main, NULL) != 0) {
-		free(listen_conninfo);
-		listen_conninfo = NULL;
-		return gn_err_set(err, GN_ERROR, "cannot start the check-in cache listener");
-	}
-	return 0;
 }
 
-void checkin_cache_stop(void)
+void checkin_cache_cleanup(void)
 {
-	if (!listen_conninfo)
-		return;
-	atomic_store(&stopping, true);
-	pthread_join(listener, NULL);
+	atomic_store(&running, false);
 	clear_all();
-	free(listen_conninfo);
-	listen_conninfo = NULL;
 }

@@ -6,10 +6,15 @@
 
 #include "common.h"
 
-/* Starts the listener (its own connection to conninfo). */
-int checkin_cache_start(const char *conninfo, gn_err *err) GN_WUR;
-/* Stops the listener and frees the entries. */
-void checkin_cache_stop(void);
+/* Sets up the (empty, off) cache; it serves nothing until checkin_cache_on_listening(true). */
+void checkin_cache_init(void);
+/* Frees the entries. */
+void checkin_cache_cleanup(void);
+/* The callbacks of the "gn_director" channel (notify.h): a device's director state changed; the
+ * listener started or stopped listening (while it is stopped the cache is off and empty, so a
+ * missed notification cannot leave a stale 304). */
+void checkin_cache_on_notify(const char *device_id);
+void checkin_cache_on_listening(bool up);
 /* True when the device was answered director version `version` and that answer is still fresh
  * at now; *out_write tells whether its report (body_hash) or last-seen time needs a write. */
 bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t now, bool *out_write);

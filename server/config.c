@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,4 +105,68 @@ int config_parse_listen(struct sockaddr_storage *out, const char *listen, gn_err
 	s4->sin_family = AF_INET;
 	s4->sin_port = htons((uint16_t)port);
 	return 0;
+}
+
+/* Every snapshot installed so far, newest first; `running` is the head. */
+struct snapshot {
+	struct gd_config cfg;
+	struct snapshot *older;
+};
+static _Atomic(struct snapshot *) running;
+static pthread_mutex_t install_lock = PTHREAD_MUTEX_INITIALIZER;
+
+const struct gd_config *config_get(void)
+{
+	struct snapshot *s = atomic_load_explicit(&running, memory_order_acquire);
+	return s ? &s->cfg : NULL;
+}
+
+static void install(struct snapshot *s)
+{
+	pthread_mutex_lock(&install_lock);
+	s->older = atomic_load(&running);
+	atomic_store_explicit(&running, s, memory_order_release);
+	pthread_mutex_unlock(&install_lock);
+}
+
+void config_install(struct gd_config *cfg)
+{
+	struct snapshot *s = gn_calloc(1, sizeof(*s));
+	s->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	install(s);
+}
+
+/* Copies every key of src into dst (strings duplicated). */
+static void copy_all(struct gd_config *dst, const struct gd_config *src)
+{
+	*dst = *src;
+	for (size_t i = 0; i < GN_ARRAY_LEN(opts); i++) {
+		if (opts[i].type != GN_CONF_STRING)
+			continue;
+		char **f = (char **)((char *)dst + opts[i].offset);
+		if (*f)
+			*f = gn_strdup(*f);
+	}
+}
+
+void config_reload_from(struct gd_config *fresh)
+{
+	struct snapshot *s = gn_calloc(1, sizeof(*s));
+	pthread_mutex_lock(&install_lock);
+	copy_all(&s->cfg, config_get());
+	pthread_mutex_unlock(&install_lock);
+	gn_conf_copy_reloadable(&config_table, &s->cfg, fresh);
+	install(s);
+}
+
+void config_free_all(void)
+{
+	struct snapshot *s = atomic_exchange(&running, NULL);
+	while (s) {
+		struct snapshot *older = s->older;
+		gn_conf_cleanup(&config_table, &s->cfg);
+		free(s);
+		s = older;
+	}
 }

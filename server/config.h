@@ -39,6 +39,19 @@ struct gd_config {
 
 extern const gn_conf_table config_table;
 
+/* The running configuration is one snapshot, replaced whole when SIGHUP reloads it, so a reader
+ * never sees half of an old and half of a new one. config_get returns it borrowed: a replaced
+ * snapshot is kept (a few hundred bytes per reload) until config_free_all at exit, so a pointer
+ * taken by a request stays valid while it runs. */
+const struct gd_config *config_get(void);
+/* Makes cfg (taken over, emptied) the running snapshot. */
+void config_install(struct gd_config *cfg);
+/* Installs a new snapshot: the running one with the reloadable keys of fresh (fresh is emptied
+ * of what it gave and must still be cleaned up). */
+void config_reload_from(struct gd_config *fresh);
+/* Frees every snapshot (at exit, when nothing reads them any more). */
+void config_free_all(void);
+
 /* Splits "ADDR:PORT" or "[V6]:PORT" into a socket address; GN_EINVAL with a message otherwise. */
 struct sockaddr_storage;
 int config_parse_listen(struct sockaddr_storage *out, const char *listen, gn_err *err) GN_WUR;

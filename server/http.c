@@ -308,7 +308,7 @@ int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, si
 		gd_reply_problem(r, 415, "request bodies must be application/json");
 		return GN_EINVAL;
 	}
-	if (gn_json_parse(&j, r->body.data ? r->body.data : "", r->body.len, (int)atomic_load(&gd.max_json_depth),
+	if (gn_json_parse(&j, r->body.data ? r->body.data : "", r->body.len, (int)config_get()->max_json_depth,
 			  &err) ||
 	    gn_json_check(j, fields, n, &err)) {
 		json_decref(j);
@@ -458,7 +458,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 				  void **req_cls)
 {
 	struct gd_req *r = *req_cls;
-	int64_t max_body = atomic_load(&gd.max_body);
+	int64_t max_body = config_get()->max_body;
 	if (!r) {
 		r = gn_calloc(1, sizeof(*r));
 		*req_cls = r;
@@ -606,16 +606,16 @@ int http_start(const struct sockaddr *addr, gn_err *err)
 	daemon_ = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_SOCK_ADDR, addr,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)gd.cfg.threads,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config_get()->threads,
 		/* Small per connection (8 KiB default): enough for API headers; bodies are copied out as they
 		 * stream. libmicrohttpd clears the pool on every keep-alive request (PITFALLS.md). */
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)gd.cfg.connection_memory,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)gd.cfg.connection_timeout,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)gd.cfg.per_ip_connection_limit,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)gd.cfg.connection_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config_get()->connection_memory,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config_get()->connection_timeout,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config_get()->per_ip_connection_limit,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
 		(unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
 	if (!daemon_)
-		return gn_err_set(err, GN_ERROR, "cannot listen on %s (address in use or not available?)", gd.cfg.listen);
+		return gn_err_set(err, GN_ERROR, "cannot listen on %s (address in use or not available?)", config_get()->listen);
 	return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include "actor.h"
 #include "common.h"
+#include "config.h"
 #include "db.h"
 #include "json.h"
 
@@ -163,7 +164,5 @@ void http_devices_desired_put(struct gd_req *r);
 void http_devices_desired_delete(struct gd_req *r);
 void http_devices_events(struct gd_req *r);
 void http_desired_bulk(struct gd_req *r);
-/* Deletes expired device nonces and sessions (housekeeping). */
-int http_agent_gc(db_conn *c, gn_err *err) GN_WUR;
 
 #endif

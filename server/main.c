@@ -18,6 +18,8 @@
 #include "pgcluster.h"
 #include "artifacts.h"
 #include "checkin_cache.h"
+#include "jobs.h"
+#include "notify.h"
 #include "tufrepo.h"
 
 extern char **environ;
@@ -35,15 +37,9 @@ static const char usage[] =
 	"  routes         print the REST routes this server serves\n"
 	"  sample-config  print a config file with every key and its default";
 
-static void apply_live_settings(const struct gd_config *c)
+static void apply_log_level(const struct gd_config *c)
 {
 	enum gn_log_level lvl;
-	atomic_store(&gd.max_body, c->max_body);
-	atomic_store(&gd.max_json_depth, c->max_json_depth);
-	atomic_store(&gd.device_token_ttl, c->device_token_ttl);
-	atomic_store(&gd.challenge_ttl, c->challenge_ttl);
-	atomic_store(&gd.max_artifact_size, c->max_artifact_size);
-	atomic_store(&gd.agent_poll_interval, c->agent_poll_interval);
 	if (gn_log_level_parse(&lvl, c->log_level) == 0)
 		gn_log_set_level(lvl);
 }
@@ -76,11 +72,11 @@ static void reload(int argc, char **argv)
 		gn_conf_cleanup(&config_table, &fresh);
 		return;
 	}
-	gn_conf_copy_reloadable(&config_table, &gd.cfg, &fresh);
+	config_reload_from(&fresh);
 	gn_conf_cleanup(&config_table, &fresh);
-	if (gn_log_open(gd.cfg.log_file, &err))
+	if (gn_log_open(config_get()->log_file, &err))
 		gn_log(GN_LOG_ERROR, "event=reload_log_file_failed msg=\"%s\"", err.msg);
-	apply_live_settings(&gd.cfg);
+	apply_log_level(config_get());
 	gn_log(GN_LOG_INFO, "event=reloaded");
 }
 
@@ -101,31 +97,108 @@ static int mkdir_p(const char *path, mode_t mode)
 	return mkdir(path, mode) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* Takes signals until one says stop; periodic work runs on the job scheduler (jobs.c). */
 static int serve_loop(int argc, char **argv, sigset_t *set)
 {
 	for (;;) {
-		struct timespec ts = {(time_t)gd.cfg.housekeeping_interval, 0};
-		int sig = sigtimedwait(set, NULL, &ts);
+		int sig = sigwaitinfo(set, NULL);
 		if (sig == SIGTERM || sig == SIGINT) {
 			gn_log(GN_LOG_INFO, "event=shutdown signal=%s grace_s=%lld", sig == SIGTERM ? "TERM" : "INT",
-			       (long long)gd.cfg.shutdown_grace);
+			       (long long)config_get()->shutdown_grace);
 			return 0;
 		}
-		if (sig == SIGHUP) {
+		if (sig == SIGHUP)
 			reload(argc, argv);
-			continue;
-		}
-		if (sig < 0 && errno == EAGAIN) {
-			/* Housekeeping: expired nonces and sessions; TUF metadata near its expiry. */
-			gn_err err;
-			db_conn *c = db_acquire(gd.pool);
-			if (http_agent_gc(c, &err))
-				gn_log(GN_LOG_WARN, "event=housekeeping_failed task=gc msg=\"%s\"", err.msg);
-			if (tufrepo_refresh(c, &err))
-				gn_log(GN_LOG_WARN, "event=housekeeping_failed task=tuf_refresh msg=\"%s\"", err.msg);
-			db_release(gd.pool, c);
-		}
 	}
+}
+
+/* The NOTIFY channels gangliond listens on, and who gets them. */
+static const struct notify_channel channels[] = {
+	{"gn_director", checkin_cache_on_notify, checkin_cache_on_listening},
+	{"gn_jobs", jobs_on_notify, NULL},
+};
+
+/* Opens the data dir and takes its lock: one gangliond per data dir (a second one would share,
+ * and on exit stop, the private cluster). Returns the lock's fd, or -1 after logging why. */
+static int lock_data_dir(const char *data_dir)
+{
+	if (mkdir_p(data_dir, 0700) < 0) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot create data-dir %s: %s\"", data_dir, strerror(errno));
+		return -1;
+	}
+	char *lockpath = gn_asprintf("%s/gangliond.lock", data_dir);
+	int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"data-dir %s is in use by another gangliond (lock %s): "
+				     "give each replica its own data-dir\"",
+		       data_dir, lockpath);
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	free(lockpath);
+	return fd;
+}
+
+/* Migrates and, for `serve`, prepares what serving needs: the first admin token, the artifact
+ * store, the TUF repositories. */
+static int prepare_database(const struct gd_config *cfg, bool serve, gn_err *err)
+{
+	db_conn *c = db_acquire(gd.pool);
+	int rc = migrate_run(c, err);
+	if (!rc && serve && !(rc = auth_bootstrap_admin(c, cfg->data_dir, err)) &&
+	    !(rc = artifacts_init(cfg->data_dir, err)))
+		rc = tufrepo_init(c, err);
+	db_release(gd.pool, c);
+	return rc;
+}
+
+/* Handles the commands that need no database; returns -1 for the others. */
+static int offline_command(const char *cmd)
+{
+	if (strcmp(cmd, "routes") == 0) {
+		size_t n;
+		const struct gd_route *r = http_routes(&n);
+		for (size_t i = 0; i < n; i++)
+			printf("%s %s\n", r[i].method, r[i].pattern);
+		return 0;
+	}
+	if (strcmp(cmd, "sample-config") == 0) {
+		char *s = gn_conf_sample_dup(&config_table);
+		fputs(s, stdout);
+		free(s);
+		return 0;
+	}
+	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+		fprintf(stderr, "gangliond: unknown command '%s' (see --help)\n", cmd);
+		return 2;
+	}
+	return -1;
+}
+
+/* Runs the server until SIGTERM/SIGINT: NOTIFY listener, job scheduler, HTTP. */
+static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, const struct sockaddr_storage *addr,
+		 bool private_db)
+{
+	gn_err err;
+	const struct gd_config *cfg = config_get();
+	int rc = 1;
+	checkin_cache_init();
+	if (notify_start(conninfo, channels, GN_ARRAY_LEN(channels), &err) || jobs_start(gd.pool, &err) ||
+	    http_start((const struct sockaddr *)addr, &err)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		goto out;
+	}
+	gn_log(GN_LOG_INFO, "event=listening addr=%s threads=%lld db_pool=%lld database=%s", cfg->listen,
+	       (long long)cfg->threads, (long long)cfg->db_pool_size, private_db ? "private" : "external");
+	rc = serve_loop(argc, argv, set);
+	http_stop(config_get()->shutdown_grace);
+	gn_log(GN_LOG_INFO, "event=stopped");
+out:
+	jobs_stop();
+	notify_stop();
+	checkin_cache_cleanup();
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -137,12 +210,17 @@ int main(int argc, char **argv)
 	char *conninfo = NULL;
 	sigset_t set;
 	struct sockaddr_storage addr;
+	struct gd_config boot;
+	const struct gd_config *cfg = NULL;
 
-	if (gn_conf_load_all(&first, &help, &config_table, &gd.cfg, argc - 1, argv + 1, environ, &err)) {
+	memset(&boot, 0, sizeof(boot));
+	if (gn_conf_load_all(&first, &help, &config_table, &boot, argc - 1, argv + 1, environ, &err)) {
 		fprintf(stderr, "gangliond: %s\n", err.msg);
-		gn_conf_cleanup(&config_table, &gd.cfg);
+		gn_conf_cleanup(&config_table, &boot);
 		return 2;
 	}
+	config_install(&boot);
+	cfg = config_get();
 	const char *cmd = first + 1 < argc ? argv[first + 1] : "serve";
 	if (help) {
 		char *h = gn_conf_help_dup(&config_table, usage);
@@ -156,50 +234,17 @@ int main(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	if (strcmp(cmd, "routes") == 0) {
-		size_t n;
-		const struct gd_route *r = http_routes(&n);
-		for (size_t i = 0; i < n; i++)
-			printf("%s %s\n", r[i].method, r[i].pattern);
-		rc = 0;
+	if ((rc = offline_command(cmd)) >= 0)
 		goto out;
-	}
-	if (strcmp(cmd, "sample-config") == 0) {
-		char *s = gn_conf_sample_dup(&config_table);
-		fputs(s, stdout);
-		free(s);
-		rc = 0;
-		goto out;
-	}
-	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
-		fprintf(stderr, "gangliond: unknown command '%s' (see --help)\n", cmd);
-		rc = 2;
-		goto out;
-	}
-	if (check_config(&gd.cfg, &err) || config_parse_listen(&addr, gd.cfg.listen, &err) ||
-	    gn_log_open(gd.cfg.log_file, &err)) {
+	rc = 1;
+	if (check_config(cfg, &err) || config_parse_listen(&addr, cfg->listen, &err) || gn_log_open(cfg->log_file, &err)) {
 		fprintf(stderr, "gangliond: %s\n", err.msg);
 		rc = 2;
 		goto out;
 	}
-	apply_live_settings(&gd.cfg);
-	if (mkdir_p(gd.cfg.data_dir, 0700) < 0) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot create data-dir %s: %s\"", gd.cfg.data_dir,
-		       strerror(errno));
+	apply_log_level(cfg);
+	if ((lockfd = lock_data_dir(cfg->data_dir)) < 0)
 		goto out;
-	}
-
-	/* One gangliond per data dir: a second one would share (and on exit stop) the private cluster. */
-	char *lockpath = gn_asprintf("%s/gangliond.lock", gd.cfg.data_dir);
-	lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) < 0) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"data-dir %s is in use by another gangliond (lock %s): "
-				     "give each replica its own data-dir\"",
-		       gd.cfg.data_dir, lockpath);
-		free(lockpath);
-		goto out;
-	}
-	free(lockpath);
 
 	/* Signals are taken synchronously by the main thread; worker threads inherit the mask. */
 	sigemptyset(&set);
@@ -209,25 +254,16 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (!*gd.cfg.database_url) {
-		if (pgcluster_start(&pg, &conninfo, gd.cfg.data_dir, gd.cfg.pg_bindir, gd.cfg.pg_user, &err)) {
+	if (!*cfg->database_url) {
+		if (pgcluster_start(&pg, &conninfo, cfg->data_dir, cfg->pg_bindir, cfg->pg_user, &err)) {
 			gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 			goto out;
 		}
 	} else {
-		conninfo = gn_strdup(gd.cfg.database_url);
+		conninfo = gn_strdup(cfg->database_url);
 	}
-	if (db_pool_new(&gd.pool, conninfo, (int)gd.cfg.db_pool_size, &err)) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
-		goto out;
-	}
-	db_conn *c = db_acquire(gd.pool);
-	int mrc = migrate_run(c, &err);
-	if (!mrc && strcmp(cmd, "serve") == 0 && !(mrc = auth_bootstrap_admin(c, gd.cfg.data_dir, &err)) &&
-	    !(mrc = artifacts_init(gd.cfg.data_dir, &err)))
-		mrc = tufrepo_init(c, &err);
-	db_release(gd.pool, c);
-	if (mrc) {
+	if (db_pool_new(&gd.pool, conninfo, (int)cfg->db_pool_size, &err) ||
+	    prepare_database(cfg, strcmp(cmd, "serve") == 0, &err)) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 		goto out;
 	}
@@ -236,28 +272,15 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	if (checkin_cache_start(conninfo, &err)) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
-		goto out;
-	}
-	if (http_start((struct sockaddr *)&addr, &err)) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
-		goto out;
-	}
-	gn_log(GN_LOG_INFO, "event=listening addr=%s threads=%lld db_pool=%lld database=%s", gd.cfg.listen,
-	       (long long)gd.cfg.threads, (long long)gd.cfg.db_pool_size, pg ? "private" : "external");
-	rc = serve_loop(argc, argv, &set);
-	http_stop(gd.cfg.shutdown_grace);
-	gn_log(GN_LOG_INFO, "event=stopped");
+	rc = serve(argc, argv, &set, conninfo, &addr, pg != NULL);
 out:
-	checkin_cache_stop();
 	db_pool_free(gd.pool);
 	gd.pool = NULL;
 	pgcluster_stop(pg);
 	if (lockfd >= 0)
 		close(lockfd);
 	free(conninfo);
-	gn_conf_cleanup(&config_table, &gd.cfg);
+	config_free_all();
 	if (gn_log_open(NULL, &err)) { /* nothing left to report to */ }
 	return rc;
 }

@@ -1,0 +1,76 @@
+/* Atomic, durable file writes: temp file, fsync, rename, fsync of the directory. */
+#include "fileio.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Fsyncs the directory that holds path, so that a rename in it survives a power cut. Best
+ * effort: some file systems refuse fsync on a directory, and the file is in place already. */
+static void sync_parent(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = slash ? gn_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : gn_strdup(".");
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	free(dir);
+}
+
+/* Writes all len bytes to fd, retrying short writes and EINTR; 0 or errno. */
+static int write_all(int fd, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int gn_file_commit(int fd, const char *tmp_path, const char *final_path, int mode, gn_err *err)
+{
+	if (fd >= 0 && mode >= 0 && fchmod(fd, (mode_t)mode) < 0)
+		return gn_err_set(err, GN_ERROR, "cannot set the mode of %s: %s", tmp_path, strerror(errno));
+	if (fd >= 0 && fsync(fd) < 0)
+		return gn_err_set(err, GN_ERROR, "cannot sync %s: %s", tmp_path, strerror(errno));
+	if (rename(tmp_path, final_path) < 0)
+		return gn_err_set(err, GN_ERROR, "cannot rename %s to %s: %s", tmp_path, final_path, strerror(errno));
+	sync_parent(final_path);
+	return 0;
+}
+
+int gn_file_write_atomic(const char *path, const void *data, size_t len, int mode, gn_err *err)
+{
+	int error = 0, e;
+	/* A unique name: two threads (or processes) writing the same file must not share one. */
+	char *tmp = gn_asprintf("%s.tmp.XXXXXX", path);
+	int fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		error = gn_err_set(err, GN_ERROR, "cannot create %s: %s", tmp, strerror(errno));
+		free(tmp);
+		return error;
+	}
+	if ((e = write_all(fd, data, len))) {
+		error = gn_err_set(err, GN_ERROR, "cannot write %s: %s", tmp, strerror(e));
+		goto out;
+	}
+	error = gn_file_commit(fd, tmp, path, mode, err);
+out:
+	close(fd); /* fsync has reported any write error */
+	if (error)
+		unlink(tmp);
+	free(tmp);
+	return error;
+}

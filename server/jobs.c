@@ -1,0 +1,161 @@
+/* The periodic-job scheduler (a table, one thread, advisory locks). */
+#include "jobs.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+
+#include "device_auth.h"
+#include "log.h"
+#include "tufrepo.h"
+
+static int64_t every_housekeeping(const struct gd_config *cfg)
+{
+	return cfg->housekeeping_interval;
+}
+
+static int job_auth_gc(db_conn *c, const struct gd_config *cfg, gn_err *err)
+{
+	(void)cfg;
+	return device_auth_gc(c, err);
+}
+
+static int job_tuf_refresh(db_conn *c, const struct gd_config *cfg, gn_err *err)
+{
+	(void)cfg;
+	return tufrepo_refresh(c, err);
+}
+
+/* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */
+static const struct job jobs[] = {
+	{"auth_gc", every_housekeeping, job_auth_gc},	   /* expired device nonces and sessions */
+	{"tuf_refresh", every_housekeeping, job_tuf_refresh}, /* TUF metadata near its expiry */
+};
+
+static pthread_t thread;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static bool stopping, started;
+static int64_t due[GN_ARRAY_LEN(jobs)]; /* monotonic seconds; 0 = now */
+static db_pool *pool_;
+
+const struct job *jobs_table(size_t *out_n)
+{
+	*out_n = GN_ARRAY_LEN(jobs);
+	return jobs;
+}
+
+static int64_t mono_s(void)
+{
+	return (int64_t)(gn_mono_ns() / 1000000000ull);
+}
+
+/* Runs job i under its advisory lock; skipped when another replica holds it. */
+static void run_one(size_t i)
+{
+	gn_err err;
+	bool got = false;
+	const struct gd_config *cfg = config_get();
+	db_conn *c = db_acquire(pool_);
+	int64_t key = DB_LOCK_JOBS + (int64_t)i;
+	int rc = db_try_lock_session(&got, c, key, &err);
+	if (!rc && got) {
+		uint64_t t0 = gn_mono_ns();
+		rc = jobs[i].fn(c, cfg, &err);
+		db_unlock_session(c, key);
+		gn_log(GN_LOG_DEBUG, "event=job_done job=%s dur_ms=%.1f", jobs[i].name, (double)(gn_mono_ns() - t0) / 1e6);
+	}
+	db_release(pool_, c);
+	if (rc)
+		gn_log(GN_LOG_WARN, "event=job_failed job=%s msg=\"%s\"", jobs[i].name, err.msg);
+}
+
+/* Returns the index of a due job (marking its next run), or -1 and the seconds until one is. */
+static int next_due(int64_t *out_wait)
+{
+	int64_t now = mono_s(), soonest = INT64_MAX;
+	for (size_t i = 0; i < GN_ARRAY_LEN(jobs); i++) {
+		if (due[i] <= now) {
+			due[i] = now + jobs[i].interval(config_get());
+			return (int)i;
+		}
+		if (due[i] < soonest)
+			soonest = due[i];
+	}
+	*out_wait = soonest - now;
+	return -1;
+}
+
+static void *scheduler_main(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&lock);
+	while (!stopping) {
+		int64_t wait = 0;
+		int i = next_due(&wait);
+		if (i >= 0) {
+			pthread_mutex_unlock(&lock);
+			run_one((size_t)i);
+			pthread_mutex_lock(&lock);
+			continue;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += (time_t)wait;
+		pthread_cond_timedwait(&wake, &lock, &ts);
+	}
+	pthread_mutex_unlock(&lock);
+	return NULL;
+}
+
+int jobs_start(db_pool *pool, gn_err *err)
+{
+	pthread_condattr_t attr;
+	pool_ = pool;
+	stopping = false;
+	/* The first runs happen one interval after start-up, as start-up did the work itself. */
+	for (size_t i = 0; i < GN_ARRAY_LEN(jobs); i++)
+		due[i] = mono_s() + jobs[i].interval(config_get());
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&wake);
+	pthread_cond_init(&wake, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&thread, NULL, scheduler_main, NULL) != 0)
+		return gn_err_set(err, GN_ERROR, "cannot start the job scheduler thread");
+	started = true;
+	return 0;
+}
+
+void jobs_stop(void)
+{
+	if (!started)
+		return;
+	pthread_mutex_lock(&lock);
+	stopping = true;
+	pthread_cond_signal(&wake);
+	pthread_mutex_unlock(&lock);
+	pthread_join(thread, NULL);
+	started = false;
+}
+
+bool jobs_wake(const char *name)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(jobs); i++) {
+		if (strcmp(jobs[i].name, name) != 0)
+			continue;
+		pthread_mutex_lock(&lock);
+		due[i] = 0;
+		pthread_cond_signal(&wake);
+		pthread_mutex_unlock(&lock);
+		return true;
+	}
+	return false;
+}
+
+void jobs_on_notify(const char *payload)
+{
+	if (!jobs_wake(payload))
+		gn_log(GN_LOG_WARN, "event=job_wake_unknown job=%s", payload);
+}
