@@ -1,7 +1,7 @@
 /* Downloads an artifact the metadata has signed: resumes a partial file with HTTP Range, never
  * accepts more than the signed length, hashes as it goes, gives up on a deadline or below a
- * minimum rate (slow retrieval), and moves only a verified file into models/. */
-#include <curl/curl.h>
+ * minimum rate (slow retrieval), and moves only a verified file into models/. The transfer itself
+ * is lib/http_client.c's gn_http_download, with the client's TLS set-up. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,60 +13,58 @@
 #include <openssl/evp.h>
 
 #include "agent.h"
+#include "fileio.h"
+#include "http_client.h"
 #include "log.h"
 
+#define CONNECT_TIMEOUT_S 15L
+#define LOW_SPEED_TIME_S 30L
+
+/* One artifact being fetched into downloads/SHA256.part. */
 struct dl {
+	const char *sha256;
+	char *part, *final, *url; /* owned */
+	uint64_t length;          /* signed */
 	int fd;
-	uint64_t have, length;
 	EVP_MD_CTX *sha;
-	bool overflow;
-	bool write_failed;
-	long status;
+	uint64_t have; /* bytes in the part file, all hashed */
+	bool overflow; /* the server sent more than the signed length */
+	bool resumed;  /* some attempt started from a partial file */
+	bool retried;  /* the one fresh start after a resumed file failed its hash is used */
 };
 
-static size_t on_data(char *p, size_t size, size_t n, void *ud)
+/* Appends a piece of the body to the part file and the hash (gn_http_sink_fn). */
+static int on_data(void *ud, const void *p, size_t len, gn_err *err)
 {
 	struct dl *d = ud;
-	size_t len = size * n;
-	if (d->status != 206 && d->status != 200)
-		return len; /* an error body: discard, the status says it all */
+	size_t off = 0;
 	if (d->have + len > d->length) {
 		/* More bytes than were signed: stop reading (endless-data attack). */
 		d->overflow = true;
-		return 0;
+		return gn_err_set(err, GN_EAUTH, "the server sent more than the signed %llu bytes",
+				  (unsigned long long)d->length);
 	}
-	size_t off = 0;
 	while (off < len) {
-		ssize_t w = write(d->fd, p + off, len - off);
+		ssize_t w = write(d->fd, (const char *)p + off, len - off);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w < 0) {
-			d->write_failed = true;
-			return 0;
-		}
+		if (w < 0)
+			return gn_err_set(err, GN_ERROR, "cannot write %s: %s", d->part, strerror(errno));
 		off += (size_t)w;
 	}
 	EVP_DigestUpdate(d->sha, p, len);
 	d->have += len;
-	return len;
+	return 0;
 }
 
-/* Ends the transfer early when the agent is asked to stop (SIGTERM); the part file stays. */
-static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+/* Starts the hash over with an empty part file. */
+static int part_reset(struct dl *d, gn_err *err)
 {
-	const struct agent *a = ud;
-	return atomic_load(&a->stopping) ? 1 : 0;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *ud)
-{
-	struct dl *d = ud;
-	if (size * n > 9 && strncmp(p, "HTTP/", 5) == 0) {
-		const char *sp = memchr(p, ' ', size * n);
-		if (sp)
-			d->status = strtol(sp + 1, NULL, 10);
-	}
-	return size * n;
+	if (ftruncate(d->fd, 0) < 0)
+		return gn_err_set(err, GN_ERROR, "cannot reset %s: %s", d->part, strerror(errno));
+	EVP_DigestInit_ex(d->sha, EVP_sha256(), NULL);
+	d->have = 0;
+	return 0;
 }
 
 /* Feeds the part already on disk into the hash, so a resumed file is hashed whole. */
@@ -86,169 +84,132 @@ static int hash_existing(struct dl *d, gn_err *err)
 	return 0;
 }
 
+/* Opens (or creates) the part file and hashes what it holds. */
+static int part_open(struct dl *d, gn_err *err)
+{
+	int rc;
+	d->fd = open(d->part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (d->fd < 0)
+		return gn_err_set(err, GN_ERROR, "cannot open %s: %s", d->part, strerror(errno));
+	d->sha = EVP_MD_CTX_new();
+	if (!d->sha || EVP_DigestInit_ex(d->sha, EVP_sha256(), NULL) != 1)
+		abort();
+	if ((rc = hash_existing(d, err)))
+		return rc;
+	/* Longer than signed: not ours to resume. */
+	if (d->have > d->length && (rc = part_reset(d, err)))
+		return rc;
+	if (d->have > 0) {
+		d->resumed = true;
+		gn_log(GN_LOG_INFO, "event=download_resume sha256=%s have=%llu length=%llu", d->sha256,
+		       (unsigned long long)d->have, (unsigned long long)d->length);
+	}
+	return 0;
+}
+
+static void part_close(struct dl *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	d->fd = -1;
+	EVP_MD_CTX_free(d->sha);
+	d->sha = NULL;
+}
+
+/* Fetches the bytes the part file lacks, appending and hashing them. */
+static int fetch_rest(struct dl *d, struct agent *a, gn_err *err)
+{
+	long status = 0;
+	uint64_t from = d->have;
+	int rc;
+	if ((rc = client_ensure_token(a, err)))
+		return rc;
+	if (lseek(d->fd, (off_t)d->have, SEEK_SET) < 0)
+		return gn_err_set(err, GN_ERROR, "cannot seek in %s: %s", d->part, strerror(errno));
+	gn_http_download_req req = {
+		.url = d->url,
+		.token = a->token,
+		.ca_file = a->cfg.ca_file,
+		.pinned_pubkey = a->cfg.pinned_pubkey,
+		.offset = d->have,
+		.length = d->length,
+		.deadline_s = (long)a->cfg.download_deadline,
+		.min_rate = (long)a->cfg.download_min_rate,
+		.min_rate_time_s = LOW_SPEED_TIME_S,
+		.connect_timeout_s = CONNECT_TIMEOUT_S,
+		.stop = &a->stopping, /* SIGTERM: stop now, the part file stays for the next start */
+		.sink = on_data,
+		.sink_ud = d,
+	};
+	rc = gn_http_download(&status, &req, err);
+	/* Too long, or the whole file again instead of the rest: what is on disk is no prefix of the
+	 * artifact, so the next attempt starts from scratch. The error is the one already in err. */
+	if (rc && (d->overflow || (from > 0 && status == 200)) && ftruncate(d->fd, 0) < 0)
+		gn_log(GN_LOG_WARN, "event=download_reset_failed file=%s msg=\"%s\"", d->part, strerror(errno));
+	return rc;
+}
+
+/* One attempt: resume the part file, fetch the rest, check length and hash, move it into
+ * models/. Sets *out_again (returning 0) when a resumed file failed its hash for the first time:
+ * it may carry a torn tail from a power cut, which earns one fresh download. */
+static int attempt(struct dl *d, struct agent *a, bool *out_again, gn_err *err)
+{
+	unsigned char md[GN_SHA256_LEN];
+	unsigned int mdlen;
+	char sum[GN_SHA256_HEX_LEN + 1];
+	int rc;
+	*out_again = false;
+	if ((rc = part_open(d, err)) || (d->have < d->length && (rc = fetch_rest(d, a, err))))
+		goto out;
+	if (d->have != d->length) {
+		rc = gn_err_set(err, GN_EUNAVAIL, "download ended at %llu of %llu bytes", (unsigned long long)d->have,
+				(unsigned long long)d->length);
+		goto out;
+	}
+	EVP_DigestFinal_ex(d->sha, md, &mdlen);
+	gn_hex_encode(sum, md, sizeof(md));
+	if (strcmp(sum, d->sha256) != 0) {
+		/* Tampered or corrupt: throw it away, never load it. */
+		unlink(d->part);
+		if (d->resumed && !d->retried) {
+			gn_log(GN_LOG_WARN, "event=download_restart sha256=%s why=\"resumed file did not verify\"", d->sha256);
+			d->retried = *out_again = true;
+			goto out;
+		}
+		rc = gn_err_set(err, GN_EAUTH, "downloaded bytes hash to %s, the signed SHA-256 is %s", sum, d->sha256);
+		goto out;
+	}
+	rc = gn_file_commit(d->fd, d->part, d->final, 0400, err);
+out:
+	part_close(d);
+	return rc;
+}
+
 int download_artifact(struct agent *a, const char *sha256, uint64_t length, char **out_path, gn_err *err)
 {
 	int rc = 0;
-	CURL *h = NULL;
-	struct curl_slist *hdrs = NULL;
-	char *part = gn_asprintf("%s/downloads/%s.part", a->cfg.data_dir, sha256);
-	char *final = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha256);
-	char *url = gn_asprintf("%s/v1/artifacts/sha256/%s", a->cfg.server_url, sha256);
-	char errbuf[CURL_ERROR_SIZE] = "", range[64], sum[GN_SHA256_HEX_LEN + 1];
-	unsigned char md[GN_SHA256_LEN];
-	unsigned int mdlen;
-	struct dl d = {.fd = -1, .length = length};
+	bool again;
 	struct stat st;
-	bool resumed = false, retried = false;
-
+	struct dl d = {
+		.sha256 = sha256,
+		.part = gn_asprintf("%s/downloads/%s.part", a->cfg.data_dir, sha256),
+		.final = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha256),
+		.url = gn_asprintf("%s/v1/artifacts/sha256/%s", a->cfg.server_url, sha256),
+		.length = length,
+		.fd = -1,
+	};
 	/* Already verified and stored (e.g. the previous version): nothing to fetch. */
-	if (stat(final, &st) == 0 && (uint64_t)st.st_size == length) {
-		*out_path = final;
-		final = NULL;
-		goto out;
+	if (stat(d.final, &st) != 0 || (uint64_t)st.st_size != length) {
+		do
+			rc = attempt(&d, a, &again, err);
+		while (!rc && again);
 	}
-again:
-	d = (struct dl){.fd = -1, .length = length};
-	d.sha = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(d.sha, EVP_sha256(), NULL);
-	d.fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (d.fd < 0) {
-		rc = gn_err_set(err, GN_ERROR, "cannot open %s: %s", part, strerror(errno));
-		goto out;
+	if (!rc) {
+		*out_path = d.final;
+		d.final = NULL;
 	}
-	if ((rc = hash_existing(&d, err)))
-		goto out;
-	if (d.have > length) {
-		/* Longer than signed: not ours to resume. */
-		if (ftruncate(d.fd, 0) < 0 || lseek(d.fd, 0, SEEK_SET) < 0) {
-			rc = gn_err_set(err, GN_ERROR, "cannot reset %s", part);
-			goto out;
-		}
-		EVP_DigestInit_ex(d.sha, EVP_sha256(), NULL);
-		d.have = 0;
-	}
-	if (d.have > 0) {
-		resumed = true;
-		gn_log(GN_LOG_INFO, "event=download_resume sha256=%s have=%llu length=%llu", sha256,
-		       (unsigned long long)d.have, (unsigned long long)length);
-	}
-	if (d.have < length) {
-		if ((rc = client_ensure_token(a, err)))
-			goto out;
-		char *auth = gn_asprintf("Authorization: Bearer %s", a->token);
-		hdrs = curl_slist_append(NULL, auth);
-		free(auth);
-		h = curl_easy_init();
-		curl_easy_setopt(h, CURLOPT_URL, url);
-		curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-		curl_easy_setopt(h, CURLOPT_WRITEDATA, &d);
-		curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(h, CURLOPT_HEADERDATA, &d);
-		curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-		curl_easy_setopt(h, CURLOPT_XFERINFODATA, a);
-		curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 15L);
-		curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)a->cfg.download_deadline);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, (long)a->cfg.download_min_rate);
-		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
-		if (a->cfg.ca_file && *a->cfg.ca_file)
-			curl_easy_setopt(h, CURLOPT_CAINFO, a->cfg.ca_file);
-		if (a->cfg.pinned_pubkey && *a->cfg.pinned_pubkey)
-			curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, a->cfg.pinned_pubkey);
-		if (d.have > 0) {
-			snprintf(range, sizeof(range), "%llu-", (unsigned long long)d.have);
-			curl_easy_setopt(h, CURLOPT_RANGE, range);
-		}
-		if (lseek(d.fd, (off_t)d.have, SEEK_SET) < 0) {
-			rc = gn_err_set(err, GN_ERROR, "cannot seek in %s", part);
-			goto out;
-		}
-		uint64_t resumed_from = d.have;
-		CURLcode cc = curl_easy_perform(h);
-		if (resumed_from > 0 && d.status == 200) {
-			/* The server ignored the Range: what we wrote follows the old part; start over next time. */
-			if (ftruncate(d.fd, 0) < 0) {}
-			rc = gn_err_set(err, GN_EUNAVAIL, "the server did not resume the download; restarting it");
-			goto out;
-		}
-		if (d.overflow) {
-			if (ftruncate(d.fd, 0) < 0) {}
-			rc = gn_err_set(err, GN_EAUTH, "the server sent more than the signed %llu bytes", (unsigned long long)length);
-			goto out;
-		}
-		if (d.write_failed) {
-			rc = gn_err_set(err, GN_ERROR, "cannot write %s: %s", part, strerror(errno));
-			goto out;
-		}
-		if (cc == CURLE_ABORTED_BY_CALLBACK) {
-			rc = gn_err_set(err, GN_EUNAVAIL, "download paused at %llu of %llu bytes: the agent is stopping",
-					(unsigned long long)d.have, (unsigned long long)length);
-			goto out;
-		}
-		if (cc != CURLE_OK) {
-			rc = gn_err_set(err, GN_EUNAVAIL, "download stopped at %llu of %llu bytes: %s", (unsigned long long)d.have,
-					(unsigned long long)length, errbuf[0] ? errbuf : curl_easy_strerror(cc));
-			goto out;
-		}
-		if (d.status != 200 && d.status != 206) {
-			rc = gn_err_set(err, d.status == 404 ? GN_ENOTFOUND : GN_EUNAVAIL, "artifact download answered HTTP %ld", d.status);
-			goto out;
-		}
-	}
-	if (d.have != length) {
-		rc = gn_err_set(err, GN_EUNAVAIL, "download ended at %llu of %llu bytes", (unsigned long long)d.have,
-				(unsigned long long)length);
-		goto out;
-	}
-	EVP_DigestFinal_ex(d.sha, md, &mdlen);
-	gn_hex_encode(sum, md, sizeof(md));
-	if (strcmp(sum, sha256) != 0) {
-		/* Tampered or corrupt: throw it away, never load it. A resumed file may have carried a
-		 * torn tail from a power cut: that earns one fresh download before we call it tampering. */
-		unlink(part);
-		if (resumed && !retried) {
-			gn_log(GN_LOG_WARN, "event=download_restart sha256=%s why=\"resumed file did not verify\"", sha256);
-			close(d.fd);
-			d.fd = -1;
-			EVP_MD_CTX_free(d.sha);
-			d.sha = NULL;
-			if (h)
-				curl_easy_cleanup(h);
-			h = NULL;
-			curl_slist_free_all(hdrs);
-			hdrs = NULL;
-			retried = true;
-			goto again;
-		}
-		rc = gn_err_set(err, GN_EAUTH, "downloaded bytes hash to %s, the signed SHA-256 is %s", sum, sha256);
-		goto out;
-	}
-	if (fsync(d.fd) < 0 || fchmod(d.fd, 0400) < 0 || rename(part, final) < 0) {
-		rc = gn_err_set(err, GN_ERROR, "cannot store the verified model: %s", strerror(errno));
-		goto out;
-	}
-	char *dir = gn_asprintf("%s/models", a->cfg.data_dir);
-	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	free(dir);
-	*out_path = final;
-	final = NULL;
-out:
-	if (d.fd >= 0)
-		close(d.fd);
-	EVP_MD_CTX_free(d.sha);
-	if (h)
-		curl_easy_cleanup(h);
-	curl_slist_free_all(hdrs);
-	free(part);
-	free(final);
-	free(url);
+	free(d.part);
+	free(d.final);
+	free(d.url);
 	return rc;
 }

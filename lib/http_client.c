@@ -1,5 +1,5 @@
 /* One-shot HTTP requests over libcurl for the CLI and the agent, with a bounded in-memory body;
- * multipart uploads that stream files. */
+ * multipart uploads that stream files; downloads that stream to the caller. */
 #include "http_client.h"
 
 #include <ctype.h>
@@ -102,9 +102,10 @@ static bool header_safe(const char *v)
 	return !v || !strpbrk(v, "\r\n");
 }
 
-/* Creates a handle with what every request shares: URL, protocols, limits on the answer, and
- * the callbacks that fill t. */
-static int handle_new(CURL **out, const char *url, transfer *t, char *errbuf, gn_err *err)
+/* Creates a handle with what every request shares: URL, protocols, and the one TLS set-up (a
+ * CA bundle, or the system's; optionally a pinned server key). */
+static int handle_new(CURL **out, const char *url, const char *ca_file, const char *pinned_pubkey, char *errbuf,
+		      gn_err *err)
 {
 	CURL *h;
 	pthread_once(&global_once, global_init);
@@ -116,27 +117,41 @@ static int handle_new(CURL **out, const char *url, transfer *t, char *errbuf, gn
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads, and no SIGALRM for DNS timeouts */
-	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "ganglion/" PACKAGE_VERSION);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
+	if (ca_file && *ca_file)
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+	if (pinned_pubkey && *pinned_pubkey)
+		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, pinned_pubkey);
 	*out = h;
 	return 0;
 }
 
-/* Returns the headers every request sends: Accept, and Authorization with a token. */
-static struct curl_slist *base_headers(const char *token)
+/* Makes h gather the answer into t: a bounded body, Content-Type and ETag. */
+static void handle_buffer(CURL *h, transfer *t)
 {
-	struct curl_slist *headers = add_header(NULL, "Accept", "application/json, application/problem+json");
+	curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
+}
+
+/* Adds Authorization with a bearer token (none without one). */
+static struct curl_slist *auth_header(struct curl_slist *list, const char *token)
+{
 	if (token) {
 		char *auth = gn_asprintf("Bearer %s", token);
-		headers = add_header(headers, "Authorization", auth);
+		list = add_header(list, "Authorization", auth);
 		free(auth);
 	}
-	return headers;
+	return list;
+}
+
+/* Returns the headers every API request sends: Accept, and Authorization with a token. */
+static struct curl_slist *base_headers(const char *token)
+{
+	return auth_header(add_header(NULL, "Accept", "application/json, application/problem+json"), token);
 }
 
 /* Turns a failed transfer into an error; timeout_msg says what a timeout means. */
@@ -172,8 +187,9 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
 		goto out;
 	}
-	if ((error = handle_new(&h, req->url, &t, errbuf, err)))
+	if ((error = handle_new(&h, req->url, req->ca_file, req->pinned_pubkey, errbuf, err)))
 		goto out;
+	handle_buffer(h, &t);
 
 	headers = base_headers(req->token);
 	/* No "Expect: 100-continue" round trip for larger bodies. */
@@ -188,10 +204,6 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
 	                 timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-	if (req->ca_file && *req->ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
-	if (req->pinned_pubkey && *req->pinned_pubkey)
-		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
 	if (req->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body);
@@ -258,8 +270,9 @@ int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_er
 			goto out;
 		}
 	}
-	if ((error = handle_new(&h, req->url, &t, errbuf, err)))
+	if ((error = handle_new(&h, req->url, req->ca_file, req->pinned_pubkey, errbuf, err)))
 		goto out;
+	handle_buffer(h, &t);
 
 	mime = curl_mime_init(h);
 	for (size_t i = 0; i < req->nparts; i++) {
@@ -379,4 +392,134 @@ char *gn_http_escape(const char *s)
 		}
 	}
 	return gn_buf_detach(&b);
+}
+
+/* What the download callbacks share while curl runs. */
+typedef struct download {
+	const gn_http_download_req *req;
+	long status;         /* of the last status line */
+	uint64_t got;        /* body bytes the sink took */
+	int sink_rc;         /* the sink's error, when it stopped the transfer */
+	bool range_ignored;  /* 200 with the whole file to a Range request */
+	gn_buf error_body;   /* the start of a non-2xx body, for its problem detail */
+	gn_err *err;
+} download;
+
+#define DOWNLOAD_ERROR_BODY_MAX 4096
+#define DOWNLOAD_LOW_SPEED_TIME_S 30L
+
+static size_t on_download_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+	download *d = ud;
+	size_t n = size * nmemb;
+	if (n > 9 && strncmp(p, "HTTP/", 5) == 0) {
+		const char *sp = memchr(p, ' ', n);
+		if (sp)
+			d->status = strtol(sp + 1, NULL, 10);
+	}
+	return n;
+}
+
+/* Passes a 200/206 body to the sink; keeps the start of any other body for the error. */
+static size_t on_download_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+	download *d = ud;
+	size_t n = size * nmemb;
+	if (d->status != 200 && d->status != 206) {
+		size_t room = DOWNLOAD_ERROR_BODY_MAX - d->error_body.len;
+		gn_buf_append(&d->error_body, p, n < room ? n : room);
+		return n;
+	}
+	if (d->req->offset > 0 && d->status == 200) {
+		d->range_ignored = true; /* the whole file again: appending it would corrupt the part */
+		return 0;
+	}
+	if ((d->sink_rc = d->req->sink(d->req->sink_ud, p, n, d->err)))
+		return 0;
+	d->got += n;
+	return n;
+}
+
+/* Ends the transfer early once the caller's stop flag is set. */
+static int on_download_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+				curl_off_t ulnow)
+{
+	const download *d = ud;
+	return d->req->stop && atomic_load(d->req->stop) ? 1 : 0;
+}
+
+/* Turns the end of a download that did not deliver a 2xx body into an error (0 if it did). */
+static int download_result(const download *d, CURLcode rc, const char *errbuf, gn_err *err)
+{
+	const gn_http_download_req *req = d->req;
+	char at[64], desc[400];
+	if (d->sink_rc)
+		return d->sink_rc; /* the sink has said why */
+	if (d->range_ignored)
+		return gn_err_set(err, GN_EUNAVAIL, "the server did not resume the download at byte %llu (HTTP 200 "
+						    "to a Range request)", (unsigned long long)req->offset);
+	if (req->length)
+		snprintf(at, sizeof(at), "%llu of %llu bytes", (unsigned long long)(req->offset + d->got),
+			 (unsigned long long)req->length);
+	else
+		snprintf(at, sizeof(at), "%llu bytes", (unsigned long long)(req->offset + d->got));
+	if (rc == CURLE_ABORTED_BY_CALLBACK)
+		return gn_err_set(err, GN_EUNAVAIL, "download paused at %s: asked to stop", at);
+	if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
+		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", req->url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	if (rc != CURLE_OK)
+		return gn_err_set(err, GN_EUNAVAIL, "download stopped at %s: %s", at,
+				  errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	if (d->status == 200 || d->status == 206)
+		return 0;
+	gn_problem_describe(desc, sizeof(desc), d->error_body.data, d->error_body.len);
+	return gn_err_set(err, d->status == 404 ? GN_ENOTFOUND : GN_EUNAVAIL, "download answered HTTP %ld%s%s",
+			  d->status, desc[0] ? ": " : "", desc);
+}
+
+int gn_http_download(long *out_status, const gn_http_download_req *req, gn_err *err)
+{
+	int error = 0;
+	CURL *h = NULL;
+	struct curl_slist *headers = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "", range[32];
+	download d = {.req = req, .err = err};
+
+	*out_status = 0;
+	gn_buf_init(&d.error_body);
+	if (!header_safe(req->token)) {
+		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
+		goto out;
+	}
+	if ((error = handle_new(&h, req->url, req->ca_file, req->pinned_pubkey, errbuf, err)))
+		goto out;
+	headers = auth_header(NULL, req->token);
+	curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_download_body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &d);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_download_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &d);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_download_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, &d);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
+			 req->connect_timeout_s > 0 ? req->connect_timeout_s : CONNECT_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, req->deadline_s > 0 ? req->deadline_s : 0L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, req->min_rate > 0 ? req->min_rate : 0L);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+			 req->min_rate_time_s > 0 ? req->min_rate_time_s : DOWNLOAD_LOW_SPEED_TIME_S);
+	if (req->offset > 0) {
+		snprintf(range, sizeof(range), "%llu-", (unsigned long long)req->offset);
+		curl_easy_setopt(h, CURLOPT_RANGE, range);
+	}
+	CURLcode rc = curl_easy_perform(h);
+	*out_status = d.status;
+	error = download_result(&d, rc, errbuf, err);
+out:
+	gn_buf_cleanup(&d.error_body);
+	curl_slist_free_all(headers);
+	if (h)
+		curl_easy_cleanup(h);
+	return error;
 }

@@ -1,8 +1,10 @@
 /* A small HTTP client over libcurl for the CLI and the agent: one request, whole response
- * body in memory (bounded), JSON convenience, problem+json errors turned into gn_err; and
- * multipart/form-data uploads that stream files from disk. */
+ * body in memory (bounded), JSON convenience, problem+json errors turned into gn_err;
+ * multipart/form-data uploads that stream files from disk; downloads streamed to a callback. */
 #ifndef GN_HTTP_CLIENT_H
 #define GN_HTTP_CLIENT_H
+
+#include <stdatomic.h>
 
 #include "common.h"
 
@@ -57,6 +59,8 @@ typedef struct gn_http_upload {
 	size_t max_response;          /* 0 = 64 MiB */
 	gn_http_progress_fn progress; /* or NULL */
 	void *progress_ud;
+	const char *ca_file;       /* as in gn_http_req */
+	const char *pinned_pubkey; /* as in gn_http_req */
 } gn_http_upload;
 
 /* POSTs req->parts as multipart/form-data and fills out (gn_http_resp_cleanup it). Unlike
@@ -66,6 +70,34 @@ typedef struct gn_http_upload {
  * those of gn_http_do. An HTTP error the server answers before the body is fully sent returns 0
  * with that status. */
 int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_err *err) GN_WUR;
+/* Receives each piece of a download's body in order; returns 0 to go on, or a GN_E code with err
+ * filled to stop the transfer (gn_http_download then returns that code). */
+typedef int (*gn_http_sink_fn)(void *ud, const void *data, size_t len, gn_err *err);
+
+typedef struct gn_http_download_req {
+	const char *url;           /* absolute URL */
+	const char *token;         /* bearer token or NULL */
+	const char *ca_file;       /* as in gn_http_req */
+	const char *pinned_pubkey; /* as in gn_http_req */
+	uint64_t offset;           /* > 0: resume, asking for the bytes from this one on (Range) */
+	uint64_t length;           /* the whole file's size, for messages; 0 when unknown */
+	long deadline_s;           /* the whole transfer; 0 = no limit */
+	long min_rate;             /* bytes per second; 0 = no limit */
+	long min_rate_time_s;      /* stop after this long below min_rate; 0 = 30 s */
+	long connect_timeout_s;    /* 0 = 10 s */
+	const _Atomic bool *stop;  /* set from another thread to end the transfer early; or NULL */
+	gn_http_sink_fn sink;      /* takes the body; called only for 200, or 206 to a Range request */
+	void *sink_ud;
+} gn_http_download_req;
+
+/* GETs req->url with the TLS set-up of gn_http_do and streams the body into req->sink, for files
+ * too large to hold in memory. *out_status is the HTTP status (0 if none) whatever the result.
+ * Returns 0 when a 200 (or 206) body ended normally; the sink's own error when it stopped the
+ * transfer; GN_ENOTFOUND for 404; GN_EUNAVAIL for any other status, for a 200 to a Range request
+ * (the whole file again: nothing is passed to the sink), for a transport failure, the deadline,
+ * a rate below min_rate, or the stop flag ("download stopped at N of LENGTH bytes: why"). */
+int gn_http_download(long *out_status, const gn_http_download_req *req, gn_err *err) GN_WUR;
+
 /* Maps a non-2xx response to a GN_E code (401->GN_EAUTH, 403->GN_EFORBIDDEN, 404->GN_ENOTFOUND,
  * 409->GN_ECONFLICT, 410->GN_EGONE, 413->GN_ETOOBIG, 400/422->GN_EINVAL, 5xx->GN_EUNAVAIL) and
  * fills err with the server's problem detail. Returns 0 for 2xx/3xx. */
