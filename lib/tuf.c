@@ -82,10 +82,11 @@ int gn_tuf_count_valid(size_t *out, const json_t *env, const json_t *keys, const
 		const char *pubhex = json_string_value(json_object_get(json_object_get(key, "keyval"), "public"));
 		unsigned char pub[GN_ED25519_PUB_LEN];
 		char check[GN_SHA256_HEX_LEN + 1];
+		gn_err skipped; /* a key we skip is no failure of the count: err stays as it was */
 		/* Skip keys that are not what they claim: wrong type, or an id that is not their hash. */
 		if (!pubhex || gn_hex_decode(pub, sizeof(pub), pubhex) ||
 		    !json_is_string(json_object_get(key, "keytype")) || strcmp(json_string_value(json_object_get(key, "keytype")), "ed25519") != 0 ||
-		    gn_tuf_keyid(check, key, err) || strcmp(check, id) != 0)
+		    gn_tuf_keyid(check, key, &skipped) || strcmp(check, id) != 0)
 			continue;
 		/* Each listed key counts once, whichever of its signatures verifies. */
 		size_t j;

@@ -1,6 +1,8 @@
 /* The Update Framework (TUF 1.0) building blocks shared by the server (which signs) and the agent
  * (which verifies): Ed25519 key objects and key ids, signing and threshold verification of
- * metadata envelopes {"signed": ..., "signatures": [{"keyid","sig"}]} over canonical JSON. */
+ * metadata envelopes {"signed": ..., "signatures": [{"keyid","sig"}]} over canonical JSON.
+ * A function that returns 0 leaves err as it was: keys and signatures skipped on the way are no
+ * failure and leave no message. */
 #ifndef GN_TUF_H
 #define GN_TUF_H
 
