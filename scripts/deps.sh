@@ -4,7 +4,8 @@
 set -euo pipefail
 
 BUILD_PKGS=(build-essential g++ autoconf automake pkg-config libopencv-dnn-dev ocl-icd-opencl-dev
-	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libcurl4-openssl-dev libcmocka-dev)
+	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libcurl4-openssl-dev libcmocka-dev
+	clang-format)
 RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
 # The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py).
 MODEL_PKGS=(python3 python3-onnx python3-numpy)

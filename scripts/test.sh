@@ -27,7 +27,7 @@ run_suite() {
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		make -C "$dir" -s check -j1 >"$dir/check.out" 2>&1 || status=1
 	grep -E '^(PASS|FAIL|ERROR|SKIP|XFAIL|XPASS):' "$dir/check.out" || true
-	for log in $(find "$dir/tests" -name '*.log' ! -name 'test-suite.log' | sort); do
+	for log in $(find "$dir/tests" "$dir/scripts" -name '*.log' ! -name 'test-suite.log' 2>/dev/null | sort); do
 		echo "--- ${log#$dir/}"
 		grep -E '^\[ *(PASSED|FAILED|  ERROR) *\]|^\[==========\]|passed|failed|error' "$log" | tail -n 8
 		if grep -qE ':test-result: (FAIL|ERROR)' "${log%.log}.trs" 2>/dev/null; then
@@ -40,6 +40,15 @@ run_suite() {
 rm -f build.buildfail build-asan.buildfail
 run_suite build
 run_suite build-asan --enable-asan
+
+# Formatting: every tracked *.c/*.h/*.cpp as .clang-format says (not counted in the line below).
+echo "=== formatting (scripts/check-format.sh) ==="
+scripts/check-format.sh
+fmt=$?
+if [ $fmt -ne 0 ]; then
+	echo "test.sh: FAIL: formatting (scripts/check-format.sh exited $fmt; fix with clang-format -i FILE...)"
+	status=1
+fi
 
 /usr/bin/python3 scripts/summarize.py build build-asan
 rc=$?
