@@ -32,14 +32,14 @@ static const struct gd_route routes[] = {
 	{"POST", "/v1/agent/auth/challenge", GD_SCOPE_PUBLIC, http_agent_challenge, NULL},
 	{"POST", "/v1/agent/auth/token", GD_SCOPE_PUBLIC, http_agent_token, NULL},
 	{"GET", "/v1/agent/self", GD_SCOPE_DEVICE, http_agent_self, NULL},
-	{"POST", "/v1/agent/checkin", GD_SCOPE_DEVICE, http_agent_checkin, NULL},
+	{"POST", "/v1/agent/checkin", GD_SCOPE_DEVICE, http_checkin_post, NULL},
 	{"GET", "/v1/devices", GD_SCOPE_READ, http_devices_list, NULL},
 	{"GET", "/v1/devices/{id}", GD_SCOPE_READ, http_devices_get, NULL},
 	{"PATCH", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_patch, NULL},
 	{"DELETE", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_decommission, NULL},
-	{"PUT", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_devices_desired_put, NULL},
-	{"DELETE", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_devices_desired_delete, NULL},
-	{"GET", "/v1/devices/{id}/events", GD_SCOPE_READ, http_devices_events, NULL},
+	{"PUT", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_desired_put, NULL},
+	{"DELETE", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_desired_delete, NULL},
+	{"GET", "/v1/devices/{id}/events", GD_SCOPE_READ, http_checkin_events, NULL},
 	{"POST", "/v1/desired", GD_SCOPE_OPERATOR, http_desired_bulk, NULL},
 	{"GET", "/v1/audit", GD_SCOPE_ADMIN, http_audit_list, NULL},
 	{"GET", "/v1/models", GD_SCOPE_READ, http_models_list, NULL},
@@ -157,6 +157,39 @@ db_conn *gd_db(struct gd_req *r)
 	if (!r->db)
 		r->db = db_acquire(gd.pool);
 	return r->db;
+}
+
+const struct gd_actor *gd_actor(struct gd_req *r)
+{
+	return &r->actor;
+}
+
+struct MHD_Connection *gd_connection(struct gd_req *r)
+{
+	return r->conn;
+}
+
+void *gd_stream_ctx(struct gd_req *r)
+{
+	return r->stream_ctx;
+}
+
+void gd_set_stream_ctx(struct gd_req *r, void *ctx)
+{
+	r->stream_ctx = ctx;
+}
+
+bool gd_answered(const struct gd_req *r)
+{
+	return r->responded;
+}
+
+void gd_db_release(struct gd_req *r)
+{
+	if (r->db) {
+		db_release(gd.pool, r->db);
+		r->db = NULL;
+	}
 }
 
 int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r)

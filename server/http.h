@@ -79,6 +79,19 @@ void http_stop(int64_t grace_s);
 /* Returns the route table (borrowed) and its length, for `gangliond routes`. */
 const struct gd_route *http_routes(size_t *out_n);
 
+/* Who is asking (borrowed; kind GD_ACTOR_NONE on public routes). */
+const struct gd_actor *gd_actor(struct gd_req *r);
+/* The libmicrohttpd connection (for headers and the post processor). Borrowed. */
+struct MHD_Connection *gd_connection(struct gd_req *r);
+/* A streamed route's own state (owned by its stream ops). */
+void *gd_stream_ctx(struct gd_req *r);
+void gd_set_stream_ctx(struct gd_req *r, void *ctx);
+/* True once an answer has been set. */
+bool gd_answered(const struct gd_req *r);
+/* Returns the request's pooled connection early (e.g. before a long upload); gd_db takes a new
+ * one if needed later. */
+void gd_db_release(struct gd_req *r);
+
 /* Returns path parameter i ("{id}" etc.) of the matched route. Borrowed. */
 const char *gd_param(struct gd_req *r, int i);
 /* Returns query argument key, or NULL. Borrowed. */
@@ -159,10 +172,10 @@ void http_tuf_root_import(struct gd_req *r);
 void http_tuf_keys_list(struct gd_req *r);
 void http_tuf_keys_rotate(struct gd_req *r);
 void http_tuf_director_get(struct gd_req *r);
-void http_agent_checkin(struct gd_req *r);
-void http_devices_desired_put(struct gd_req *r);
-void http_devices_desired_delete(struct gd_req *r);
-void http_devices_events(struct gd_req *r);
+void http_checkin_post(struct gd_req *r);
+void http_checkin_events(struct gd_req *r);
+void http_desired_put(struct gd_req *r);
+void http_desired_delete(struct gd_req *r);
 void http_desired_bulk(struct gd_req *r);
 
 #endif

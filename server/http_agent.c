@@ -45,7 +45,7 @@ void http_agent_self(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
-	if (devices_get(&out, gd_db(r), r->actor.id, &err)) {
+	if (devices_get(&out, gd_db(r), gd_actor(r)->id, &err)) {
 		gd_reply_error(r, &err);
 		return;
 	}

@@ -59,7 +59,7 @@ void http_devices_patch(struct gd_req *r)
 	}
 	if (gd_body_json(&body, r, patch_fields, GN_ARRAY_LEN(patch_fields)))
 		return;
-	int rc = devices_update(&out, gd_db(r), &r->actor, gd_param(r, 0), body, &err);
+	int rc = devices_update(&out, gd_db(r), gd_actor(r), gd_param(r, 0), body, &err);
 	reply_device(r, rc, out, &err);
 	json_decref(body);
 }
@@ -68,6 +68,6 @@ void http_devices_decommission(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
-	int rc = devices_decommission(&out, gd_db(r), &r->actor, gd_param(r, 0), &err);
+	int rc = devices_decommission(&out, gd_db(r), gd_actor(r), gd_param(r, 0), &err);
 	reply_device(r, rc, out, &err);
 }

@@ -8,7 +8,7 @@ void http_enroll_tokens_create(struct gd_req *r)
 	gn_err err;
 	if (gd_body_json(&body, r, enroll_tokens_create_fields, enroll_tokens_create_nfields))
 		return;
-	if (enroll_tokens_create(&out, gd_db(r), &r->actor, body, &err))
+	if (enroll_tokens_create(&out, gd_db(r), gd_actor(r), body, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_json(r, 201, out);
@@ -23,7 +23,7 @@ void http_enroll_tokens_list(struct gd_req *r)
 void http_enroll_tokens_revoke(struct gd_req *r)
 {
 	gn_err err;
-	if (enroll_tokens_revoke(gd_db(r), &r->actor, gd_param(r, 0), &err))
+	if (enroll_tokens_revoke(gd_db(r), gd_actor(r), gd_param(r, 0), &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_raw(r, 204, NULL, "", 0);
@@ -35,7 +35,7 @@ void http_enroll_device(struct gd_req *r)
 	gn_err err;
 	if (gd_body_json(&body, r, enroll_device_fields, enroll_device_nfields))
 		return;
-	if (enroll_device(&out, gd_db(r), r->actor.request_id, body, &err))
+	if (enroll_device(&out, gd_db(r), gd_actor(r)->request_id, body, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_json(r, 201, out);

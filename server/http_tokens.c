@@ -8,7 +8,7 @@ void http_tokens_create(struct gd_req *r)
 	gn_err err;
 	if (gd_body_json(&body, r, tokens_create_fields, tokens_create_nfields))
 		return;
-	if (tokens_create(&out, gd_db(r), &r->actor, body, &err))
+	if (tokens_create(&out, gd_db(r), gd_actor(r), body, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_json(r, 201, out);
@@ -23,7 +23,7 @@ void http_tokens_list(struct gd_req *r)
 void http_tokens_revoke(struct gd_req *r)
 {
 	gn_err err;
-	if (tokens_revoke(gd_db(r), &r->actor, gd_param(r, 0), &err))
+	if (tokens_revoke(gd_db(r), gd_actor(r), gd_param(r, 0), &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_raw(r, 204, NULL, "", 0);

@@ -1,0 +1,359 @@
+/* The model registry: versions (immutable, content-addressed), aliases, and publishing, which
+ * records a version and re-signs the TUF targets in one transaction. */
+#include "models.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "crypto.h"
+#include "log.h"
+#include "model_meta.h"
+#include "tuf_image.h"
+
+#define VERSION_JSON                                                                                      \
+	"jsonb_build_object('model', v.model, 'version', v.version, 'format', v.format, 'filename', v.filename," \
+	" 'requirements', v.metadata->'requirements', 'inputs', v.metadata->'inputs', 'outputs',"              \
+	" v.metadata->'outputs', 'sample', v.sample_json::jsonb, 'reference_profile',"                       \
+	" v.profile_json::jsonb, 'provenance', v.metadata->'provenance', 'artifact',"                         \
+	" jsonb_build_object('sha256', v.sha256, 'length', v.length, 'url', '/v1/artifacts/sha256/' || v.sha256)," \
+	" 'target', 'models/' || v.model || '/' || v.version || '/' || v.filename, 'custom', v.custom,"        \
+	" 'published_by', v.published_by, 'published_at', gn_ts(v.published_at))"
+
+/* Most bytes a version's custom fields may take in the signed targets metadata. */
+#define MAX_TARGET_CUSTOM 16384
+
+/* Newest first by semantic-version precedence (a release outranks its pre-releases). */
+#define SEMVER_DESC \
+	"v.major DESC, v.minor DESC, v.patch DESC, (v.prerelease IS NULL) DESC, v.prerelease_key COLLATE \"C\" DESC"
+
+static const db_stmt st_exists = {
+	"models_version_exists", "SELECT 1 FROM model_versions WHERE model = $1 AND version = $2", 2};
+static const db_stmt st_model_insert = {
+	"models_insert", "INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", 1};
+static const db_stmt st_version_insert = {
+	"models_version_insert",
+	"INSERT INTO model_versions (model, version, major, minor, patch, prerelease, format, filename, sha256,"
+	" length, metadata, custom, published_by, sample_json, profile_json, prerelease_key)"
+	" VALUES ($1, $2, $3, $4, $5, nullif($6, ''), $7, $8, $9, $10, $11::jsonb,"
+	"  $12::jsonb || jsonb_build_object('published_at', gn_ts(now())), $13, $14, $15, nullif($16, ''))",
+	16};
+static const db_stmt st_version_get = {
+	"models_version_get",
+	"SELECT " VERSION_JSON "::text FROM model_versions v WHERE v.model = $1 AND v.version ="
+	" coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
+	2};
+static const db_stmt st_digest_used = {
+	"models_digest_used", "SELECT 1 FROM model_versions WHERE sha256 = $1 LIMIT 1", 1};
+const db_stmt models_list_stmt = {
+	"models_list",
+	"SELECT jsonb_build_object('name', m.name, 'created_at', gn_ts(m.created_at),"
+	" 'versions', (SELECT count(*) FROM model_versions v WHERE v.model = m.name),"
+	" 'latest_version', (SELECT v.version FROM model_versions v WHERE v.model = m.name ORDER BY " SEMVER_DESC " LIMIT 1),"
+	" 'aliases', (SELECT coalesce(jsonb_object_agg(a.alias, a.version), '{}') FROM model_aliases a WHERE a.model = m.name)"
+	")::text, m.name FROM models m WHERE ($1::text IS NULL OR m.name > $1) ORDER BY m.name LIMIT $2",
+	2};
+static const db_stmt st_model_get = {
+	"models_get",
+	"SELECT jsonb_build_object('name', m.name, 'created_at', gn_ts(m.created_at),"
+	" 'aliases', (SELECT coalesce(jsonb_object_agg(a.alias, a.version), '{}') FROM model_aliases a WHERE a.model = m.name),"
+	" 'versions', (SELECT coalesce(jsonb_agg(jsonb_build_object('version', v.version, 'format', v.format,"
+	"   'sha256', v.sha256, 'length', v.length, 'published_at', gn_ts(v.published_at), 'published_by', v.published_by)"
+	"   ORDER BY " SEMVER_DESC "), '[]') FROM model_versions v WHERE v.model = m.name))::text"
+	" FROM models m WHERE m.name = $1",
+	1};
+static const db_stmt st_alias_set = {
+	"models_alias_set",
+	"INSERT INTO model_aliases (model, alias, version) SELECT model, $2, version FROM model_versions"
+	" WHERE model = $1 AND version = $3"
+	" ON CONFLICT (model, alias) DO UPDATE SET version = excluded.version, updated_at = now()"
+	" RETURNING jsonb_build_object('model', model, 'alias', alias, 'version', version)::text",
+	3};
+static const db_stmt st_alias_delete = {
+	"models_alias_delete", "DELETE FROM model_aliases WHERE model = $1 AND alias = $2 RETURNING version", 2};
+
+
+static const db_stmt st_sample = {
+	"models_sample",
+	"SELECT sample_json FROM model_versions WHERE model = $1 AND version ="
+	" coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
+	2};
+static const db_stmt st_profile = {
+	"models_profile",
+	"SELECT profile_json FROM model_versions WHERE model = $1 AND version ="
+	" coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
+	2};
+
+
+/* Builds the TUF target's custom fields: integers and strings only, so it has a canonical form. */
+static json_t *target_custom(const char *name, const struct model_meta *m, const json_t *meta,
+			     const char *sample_sha, const char *profile_sha)
+{
+	json_t *c = json_pack("{s:s,s:s,s:s}", "model", name, "version", m->version, "format", m->format);
+	static const char *const keep[] = {"requirements", "inputs", "outputs"};
+	for (size_t i = 0; i < GN_ARRAY_LEN(keep); i++) {
+		json_t *v = json_object_get(meta, keep[i]);
+		json_object_set_new(c, keep[i], v ? json_deep_copy(v) : json_null());
+	}
+	json_object_set_new(c, "sample_sha256", sample_sha ? json_string(sample_sha) : json_null());
+	json_object_set_new(c, "reference_profile_sha256", profile_sha ? json_string(profile_sha) : json_null());
+	return c;
+}
+
+/* Removes a stored artifact that no version references (after a failed publish). */
+static void drop_if_unused(db_conn *c, const char *digest)
+{
+	gn_err err;
+	PGresult *res = NULL;
+	const char *p[] = {digest};
+	if (db_tx_begin(c, &err))
+		return;
+	if (db_lock_xact_text(c, DB_LOCK_NS_DIGEST, digest, &err) || db_exec(&res, c, &st_digest_used, p, &err)) {
+		db_tx_rollback(c);
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		char *path = artifacts_path(digest);
+		unlink(path);
+		free(path);
+	}
+	PQclear(res);
+	if (db_tx_commit(c, &err))
+		gn_log(GN_LOG_WARN, "event=artifact_drop_failed sha256=%s msg=\"%s\"", digest, err.msg);
+}
+
+
+/* Parses and checks the metadata part; every failure is the client's (GN_EINVAL). */
+static int parse_meta(json_t **out, struct model_meta *m, const char *meta, size_t len, int depth, gn_err *err)
+{
+	*out = NULL;
+	if (gn_json_parse(out, meta, len, depth, err) || model_meta_check(m, *out, err)) {
+		json_decref(*out);
+		*out = NULL;
+		err->code = GN_EINVAL;
+		return GN_EINVAL;
+	}
+	return 0;
+}
+
+int models_upload_check(db_conn *c, const char *name, const char *meta, size_t len, int json_depth,
+			int64_t max_artifact_size, gn_err *err)
+{
+	json_t *j = NULL;
+	PGresult *res = NULL;
+	struct model_meta m;
+	int error;
+	if ((error = parse_meta(&j, &m, meta, len, json_depth, err)))
+		return error;
+	json_decref(j);
+	const char *pv[] = {name, m.version};
+	if ((error = db_exec(&res, c, &st_exists, pv, err)))
+		return error;
+	if (PQntuples(res) > 0)
+		error = gn_err_set(err, GN_ECONFLICT, "%s version %s is already published; versions are immutable", name,
+				   m.version);
+	else if (m.stated_length >= 0 && m.stated_length > max_artifact_size)
+		error = gn_err_set(err, GN_ETOOBIG, "the stated length is over max-artifact-size");
+	PQclear(res);
+	return error;
+}
+
+/* What a publish writes besides the file: the stored metadata and the signed custom fields, and
+ * the exact bytes (and digests) of the sample and reference profile. */
+struct release {
+	char *stored, *custom, *sample, *profile;
+	char sample_sha[65], profile_sha[65];
+};
+
+static void release_cleanup(struct release *rel)
+{
+	free(rel->stored);
+	free(rel->custom);
+	free(rel->sample);
+	free(rel->profile);
+}
+
+static int release_build(struct release *rel, const char *name, const struct model_meta *m, const json_t *meta,
+			 gn_err *err)
+{
+	json_t *stored = json_object();
+	static const char *const keep[] = {"requirements", "inputs", "outputs", "provenance"};
+	for (size_t i = 0; i < GN_ARRAY_LEN(keep); i++) {
+		json_t *v = json_object_get(meta, keep[i]);
+		json_object_set(stored, keep[i], v ? v : json_null());
+	}
+	json_t *sample = json_object_get(meta, "sample"), *profile = json_object_get(meta, "reference_profile");
+	if (sample) {
+		rel->sample = json_dumps(sample, JSON_COMPACT | JSON_SORT_KEYS);
+		gn_sha256_hex(rel->sample_sha, rel->sample, strlen(rel->sample));
+	}
+	if (profile && !json_is_null(profile)) {
+		rel->profile = json_dumps(profile, JSON_COMPACT | JSON_SORT_KEYS);
+		gn_sha256_hex(rel->profile_sha, rel->profile, strlen(rel->profile));
+	}
+	json_t *custom = target_custom(name, m, meta, rel->sample ? rel->sample_sha : NULL,
+				       rel->profile ? rel->profile_sha : NULL);
+	rel->stored = json_dumps(stored, JSON_COMPACT | JSON_SORT_KEYS);
+	rel->custom = gn_json_dump(custom);
+	json_decref(stored);
+	json_decref(custom);
+	/* Every device downloads targets metadata listing every version: keep each entry small. */
+	if (strlen(rel->custom) > MAX_TARGET_CUSTOM)
+		return gn_err_set(err, GN_EINVAL,
+				  "requirements, inputs and outputs take %zu bytes in the signed metadata; at most %d",
+				  strlen(rel->custom), MAX_TARGET_CUSTOM);
+	return 0;
+}
+
+/* Checks the received bytes against what the metadata states. */
+static int check_stated(const struct model_meta *m, const char *digest, uint64_t length, gn_err *err)
+{
+	if (m->stated_sha256[0] && strcmp(m->stated_sha256, digest) != 0)
+		return gn_err_set(err, GN_EINVAL, "artifact SHA-256 is %s, the metadata states %s; nothing was stored",
+				  digest, m->stated_sha256);
+	if (m->stated_length >= 0 && (uint64_t)m->stated_length != length)
+		return gn_err_set(err, GN_EINVAL, "artifact is %llu bytes, the metadata states %lld; nothing was stored",
+				  (unsigned long long)length, (long long)m->stated_length);
+	return 0;
+}
+
+/* Records the version, moves the file into place, re-signs TUF and audits, in one transaction;
+ * *out_file tells whether the file was moved into place (to drop it if the rest fails). */
+static int record(char **out, bool *out_file, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf,
+		  const char *name, const struct model_meta *m, const struct release *rel, artifact_upload **up,
+		  const char *digest, uint64_t length, gn_err *err)
+{
+	PGresult *res = NULL;
+	char len[32], maj[24], min[24], pat[24], object[200];
+	int error;
+	snprintf(len, sizeof(len), "%llu", (unsigned long long)length);
+	snprintf(maj, sizeof(maj), "%lld", (long long)m->semver.major);
+	snprintf(min, sizeof(min), "%lld", (long long)m->semver.minor);
+	snprintf(pat, sizeof(pat), "%lld", (long long)m->semver.patch);
+	snprintf(object, sizeof(object), "%s@%s", name, m->version);
+	const char *pm[] = {name};
+	const char *pv[] = {name,	    m->version, maj,	      min,	pat,	      m->semver.prerelease,
+			    m->format,	    m->filename, digest,       len,	rel->stored,  rel->custom,
+			    who->name,	    rel->sample, rel->profile, m->semver.prerelease_key};
+	const char *pg[] = {name, m->version};
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_exec(NULL, c, &st_model_insert, pm, err)) ||
+	    (error = db_lock_xact_text(c, DB_LOCK_NS_DIGEST, digest, err)) ||
+	    (error = db_exec(NULL, c, &st_version_insert, pv, err))) {
+		if (error == GN_ECONFLICT)
+			gn_err_set(err, GN_ECONFLICT, "%s version %s is already published; versions are immutable", name,
+				   m->version);
+		goto out;
+	}
+	/* The file goes into place before the row commits: no row ever points at a missing file. */
+	error = artifacts_commit(*up, err);
+	*up = NULL;
+	if (error)
+		goto out;
+	*out_file = true;
+	if ((error = tuf_image_publish_targets(c, tuf, err)) ||
+	    (error = audit_write(c, who, "model.publish", "model_version", object,
+				 json_pack("{s:s,s:s,s:s,s:I}", "model", name, "version", m->version, "sha256", digest,
+					   "length", (json_int_t)length),
+				 err)) ||
+	    (error = db_exec(&res, c, &st_version_get, pg, err)) || (error = db_tx_commit(c, err)))
+		goto out;
+	*out = gn_strdup(PQgetvalue(res, 0, 0));
+out:
+	if (error)
+		db_tx_rollback(c);
+	PQclear(res);
+	return error;
+}
+
+int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf,
+		   const char *name, const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
+		   gn_err *err)
+{
+	json_t *j = NULL;
+	struct model_meta m;
+	struct release rel = {0};
+	char digest[GN_SHA256_HEX_LEN + 1];
+	uint64_t length = 0;
+	bool file_placed = false;
+	int error;
+	*out = NULL;
+	if ((error = parse_meta(&j, &m, meta, meta_len, json_depth, err)) ||
+	    (error = artifacts_finish(up, digest, &length, err)) || (error = check_stated(&m, digest, length, err)) ||
+	    (error = release_build(&rel, name, &m, j, err)) ||
+	    (error = record(out, &file_placed, c, who, tuf, name, &m, &rel, &up, digest, length, err)))
+		goto out;
+	gn_log(GN_LOG_INFO, "event=model_published model=%s version=%s sha256=%s length=%llu", name, m.version, digest,
+	       (unsigned long long)length);
+out:
+	if (error && file_placed)
+		drop_if_unused(c, digest);
+	artifacts_abort(up);
+	json_decref(j);
+	release_cleanup(&rel);
+	return error;
+}
+
+/* Runs a one-row read; GN_ENOTFOUND with `missing` when there is no row (or a NULL). */
+static int read_one(char **out, db_conn *c, const db_stmt *st, const char *const *p, const char *missing, gn_err *err)
+{
+	PGresult *res = NULL;
+	int error = db_exec(&res, c, st, p, err);
+	*out = NULL;
+	if (error)
+		return error;
+	if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0))
+		error = gn_err_set(err, GN_ENOTFOUND, "%s", missing);
+	else
+		*out = gn_strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return error;
+}
+
+int models_get(char **out, db_conn *c, const char *name, gn_err *err)
+{
+	const char *p[] = {name};
+	return read_one(out, c, &st_model_get, p, "no such model", err);
+}
+
+int models_version_get(char **out, db_conn *c, const char *name, const char *version, enum models_part part,
+		       gn_err *err)
+{
+	const char *p[] = {name, version};
+	switch (part) {
+	case MODELS_SAMPLE: return read_one(out, c, &st_sample, p, "no such model version, or it has no sample", err);
+	case MODELS_PROFILE:
+		return read_one(out, c, &st_profile, p, "no such model version, or it has no reference profile", err);
+	default: return read_one(out, c, &st_version_get, p, "no such model version or alias", err);
+	}
+}
+
+int models_alias_set(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
+		     const char *version, gn_err *err)
+{
+	PGresult *res = NULL;
+	int error;
+	*out = NULL;
+	if ((error = model_alias_check(alias, err)))
+		return error;
+	const char *p[] = {name, alias, version};
+	if ((error = audit_change(&res, c, who, &st_alias_set, p, "no such model version", "model.alias", "model", name,
+				  json_pack("{s:s,s:s}", "alias", alias, "version", version), err)))
+		return error;
+	*out = gn_strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+int models_alias_delete(db_conn *c, const struct gd_actor *who, const char *name, const char *alias, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {name, alias};
+	int error = audit_change(&res, c, who, &st_alias_delete, p, "no such alias", "model.alias_delete", "model",
+				 name, json_pack("{s:s}", "alias", alias), err);
+	PQclear(res);
+	return error;
+}

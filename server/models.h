@@ -1,0 +1,43 @@
+/* The model registry: immutable versions stored content-addressed, aliases, publishing. Domain
+ * layer. */
+#ifndef GD_MODELS_H
+#define GD_MODELS_H
+
+#include "actor.h"
+#include "artifacts.h"
+#include "db.h"
+#include "tuf_sign.h"
+
+/* Pages over models: ($1 cursor name or NULL, $2 limit) -> (JSON text, name). */
+extern const db_stmt models_list_stmt;
+
+/* Checks an upload's metadata before its artifact arrives, so a bad or duplicate version is
+ * refused before gigabytes do: GN_EINVAL (bad metadata), GN_ECONFLICT (version taken), GN_ETOOBIG
+ * (stated length over max_artifact_size). No transaction. */
+int models_upload_check(db_conn *c, const char *name, const char *meta, size_t len, int json_depth,
+			int64_t max_artifact_size, gn_err *err) GN_WUR;
+/* Publishes version meta (the metadata part's bytes) of model `name` with the streamed artifact
+ * `up` (taken: committed or aborted): checks the metadata and the stated digest and length,
+ * records the version, moves the file into place, re-signs the TUF targets and audits, all in one
+ * transaction of its own; a file left unreferenced by a failure is removed. *out is the version's
+ * JSON text (new). GN_EINVAL for bad metadata, GN_ECONFLICT for a version already published. */
+int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf,
+		   const char *name, const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
+		   gn_err *err) GN_WUR;
+
+/* Returns a model's JSON text (new); GN_ENOTFOUND. No transaction. */
+int models_get(char **out, db_conn *c, const char *name, gn_err *err) GN_WUR;
+enum models_part { MODELS_VERSION, MODELS_SAMPLE, MODELS_PROFILE };
+/* Returns a version's JSON, its sample, or its reference profile (new text); version may be an
+ * alias. GN_ENOTFOUND. No transaction. */
+int models_version_get(char **out, db_conn *c, const char *name, const char *version, enum models_part part,
+		       gn_err *err) GN_WUR;
+/* Points alias at an existing version; *out is {"model","alias","version"} (new text). Own
+ * transaction, audited. */
+int models_alias_set(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
+		     const char *version, gn_err *err) GN_WUR;
+/* Removes an alias; GN_ENOTFOUND when there is none. Own transaction, audited. */
+int models_alias_delete(db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
+			gn_err *err) GN_WUR;
+
+#endif
