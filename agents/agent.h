@@ -135,6 +135,15 @@ int update_rollback(struct agent *a, gn_err *err) GN_WUR;
 /* Records the last operation (state + detail) for the next check-in and the log. */
 void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail);
 
+/* shape.c: an input's shape from the values a request gives */
+/* Fills in->ndim and in->shape for `count` values of the model input ti. Without a given shape
+ * (given NULL): the model's shape with its one dynamic dimension (-1 or 0) solved from count; an
+ * input with two or more dynamic dimensions cannot be shaped from a count alone. With one:
+ * given_ndim dimensions, each at least 1, that agree with the model's fixed ones and hold count
+ * values. GN_EINVAL naming the input when the values do not fit. */
+int shape_solve(ganglion_rt_input *in, const ganglion_rt_tensor_info *ti, size_t count, const int64_t *given,
+		int given_ndim, gn_err *err) GN_WUR;
+
 /* serve.c: the local inference endpoint on a Unix socket */
 int serve_start(struct agent *a, gn_err *err) GN_WUR;
 /* Held while a model is being changed (update or rollback). */

@@ -78,32 +78,6 @@ static const ganglion_rt_tensor_info *find_info(const ganglion_rt_tensor_info *t
 	return NULL;
 }
 
-/* Fills in a tensor's shape for `count` values: the model's shape, with one dynamic dimension solved. */
-static int shape_for(ganglion_rt_input *in, const ganglion_rt_tensor_info *ti, size_t count, gn_err *err)
-{
-	int64_t known = 1;
-	int dyn = -1;
-	in->ndim = ti->ndim;
-	for (int d = 0; d < ti->ndim; d++) {
-		in->shape[d] = ti->shape[d];
-		if (ti->shape[d] < 0) {
-			if (dyn >= 0)
-				return gn_err_set(err, GN_EINVAL, "input %s has more than one dynamic dimension", ti->name);
-			dyn = d;
-		} else {
-			known *= ti->shape[d];
-		}
-	}
-	if (dyn >= 0) {
-		if (known == 0 || count % (size_t)known)
-			return gn_err_set(err, GN_EINVAL, "%zu values do not fit input %s", count, ti->name);
-		in->shape[dyn] = (int64_t)(count / (size_t)known);
-	} else if ((size_t)known != count) {
-		return gn_err_set(err, GN_EINVAL, "input %s takes %lld values, got %zu", ti->name, (long long)known, count);
-	}
-	return 0;
-}
-
 int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err)
 {
 	const json_t *ins = json_object_get(sample, "inputs"), *outs = json_object_get(sample, "outputs");
@@ -130,7 +104,7 @@ int models_self_test(struct agent *a, struct agent_model *m, const json_t *sampl
 			data[j] = (float)json_number_value(json_array_get(v, j));
 		in[i].name = k;
 		in[i].data = data;
-		if ((rc = shape_for(&in[i++], ti, json_array_size(v), err)))
+		if ((rc = shape_solve(&in[i++], ti, json_array_size(v), NULL, 0, err)))
 			goto done;
 	}
 	i = 0;

@@ -108,26 +108,6 @@ static void free_outputs(struct agent_model *m, ganglion_rt_output *out)
 	free(out);
 }
 
-/* Fills input i's shape from the model's, solving one dynamic dimension from the value count. */
-static int shape_input(ganglion_rt_input *in, const ganglion_rt_tensor_info *ti, size_t count, gn_err *err)
-{
-	size_t known = 1;
-	int dyn = -1;
-	in->ndim = ti->ndim;
-	for (int d = 0; d < ti->ndim; d++) {
-		in->shape[d] = ti->shape[d];
-		if (ti->shape[d] < 0)
-			dyn = d;
-		else
-			known *= (size_t)ti->shape[d];
-	}
-	if (dyn >= 0 && known && count % known == 0)
-		in->shape[dyn] = (int64_t)(count / known);
-	if (elements(in->shape, in->ndim) != count)
-		return gn_err_set(err, GN_EINVAL, "input '%s' takes %zu values, got %zu", ti->name, elements(in->shape, in->ndim), count);
-	return 0;
-}
-
 static enum MHD_Result infer_json(struct MHD_Connection *c, struct agent_model *m, const char *body, size_t len)
 {
 	json_t *j = NULL, *outj = NULL;
@@ -162,7 +142,7 @@ static enum MHD_Result infer_json(struct MHD_Connection *c, struct agent_model *
 			}
 			data[k] = (float)json_number_value(json_array_get(v, k));
 		}
-		if (shape_input(&in[i], ti, json_array_size(v), &err)) {
+		if (shape_solve(&in[i], ti, json_array_size(v), NULL, 0, &err)) {
 			ret = problem(c, 400, "Bad Request", err.msg);
 			goto out;
 		}
@@ -208,7 +188,7 @@ static enum MHD_Result infer_raw(struct MHD_Connection *c, struct agent_model *m
 	float *data = gn_malloc(len + sizeof(float));
 	memcpy(data, body, len);
 	in.data = data;
-	if (shape_input(&in, &m->info->inputs[0], len / sizeof(float), &err)) {
+	if (shape_solve(&in, &m->info->inputs[0], len / sizeof(float), NULL, 0, &err)) {
 		free(data);
 		return problem(c, 400, "Bad Request", err.msg);
 	}
