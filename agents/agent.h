@@ -23,6 +23,8 @@
 #include "crypto.h"
 #include "../agents/runtimes/runtime.h"
 
+struct MHD_Daemon;
+
 #define AGENT_VERSION PACKAGE_VERSION
 
 struct agent_config {
@@ -82,6 +84,14 @@ struct agent {
 	_Atomic bool stopping;
 	pthread_cond_t wake;
 	pthread_mutex_t wake_lock;
+	/* held while a model is being changed: an update (main loop) or a rollback (socket) */
+	pthread_mutex_t update_lock;
+	/* The target that failed (bad bytes, self-test) or was rolled back, not retried until the
+	 * director names another or the operator assigns it again: "SHA256 ASSIGNED_AT", or "".
+	 * Under update_lock. */
+	char failed_key[96];
+	/* the local inference endpoint (serve.c) */
+	struct MHD_Daemon *daemon;
 };
 
 /* config.c */
@@ -125,12 +135,12 @@ int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input
 /* download.c */
 int download_artifact(struct agent *a, const char *sha256, uint64_t length, char **out_path, gn_err *err) GN_WUR;
 
-/* update.c: one check-in and whatever update it brings */
+/* update.c: one check-in and whatever update it brings (the caller holds a->update_lock) */
 int update_once(struct agent *a, int64_t *out_poll, gn_err *err) GN_WUR;
 /* Loads the current model from state.json at start-up (re-verifying its file). */
 int update_restore(struct agent *a, gn_err *err) GN_WUR;
 /* Swaps the previous version back in (its file re-verified) and keeps the rolled-back one from
- * being reinstalled until the director names another target. */
+ * being reinstalled until the director names another target (the caller holds a->update_lock). */
 int update_rollback(struct agent *a, gn_err *err) GN_WUR;
 /* Records the last operation (state + detail) for the next check-in and the log. */
 void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail);
@@ -146,8 +156,7 @@ int shape_solve(ganglion_rt_input *in, const ganglion_rt_tensor_info *ti, size_t
 
 /* serve.c: the local inference endpoint on a Unix socket */
 int serve_start(struct agent *a, gn_err *err) GN_WUR;
-/* Held while a model is being changed (update or rollback). */
-extern pthread_mutex_t update_lock;
-void serve_stop(void);
+/* Stops the endpoint (waiting for requests in flight) and removes its socket; fine if not started. */
+void serve_stop(struct agent *a);
 
 #endif

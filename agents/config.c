@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "log.h"
 
 #define OPT(k, t, f, d, r, mn, mx, a, h) {k, t, offsetof(struct agent_config, f), d, r, mn, mx, a, h}
 
@@ -41,11 +42,14 @@ const gn_conf_table agent_config_table = {"ganglion-agent", "GANGLION_AGENT_", o
 
 int agent_config_check(const struct agent_config *c, gn_err *err)
 {
+	enum gn_log_level level;
 	if (strncmp(c->server_url, "http://", 7) != 0 && strncmp(c->server_url, "https://", 8) != 0)
 		return gn_err_set(err, GN_EINVAL, "server-url must start with http:// or https://");
 	if (c->poll_min > c->poll_max)
 		return gn_err_set(err, GN_EINVAL, "poll-min is larger than poll-max");
 	if (!*c->data_dir)
 		return gn_err_set(err, GN_EINVAL, "data-dir must be set");
+	if (gn_log_level_parse(&level, c->log_level))
+		return gn_err_set(err, GN_EINVAL, "log-level must be debug, info, warn or error, not '%s'", c->log_level);
 	return 0;
 }

@@ -194,14 +194,14 @@ static int cmd_run(struct agent *a)
 	pthread_t sigt;
 	if (pthread_create(&sigt, NULL, signal_thread, a) != 0) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot start the signal thread\"");
-		serve_stop();
+		serve_stop(a);
 		return 1;
 	}
 	while (!atomic_load(&a->stopping)) {
 		int64_t wait;
-		pthread_mutex_lock(&update_lock);
+		pthread_mutex_lock(&a->update_lock);
 		int urc = update_once(a, &poll, &err);
-		pthread_mutex_unlock(&update_lock);
+		pthread_mutex_unlock(&a->update_lock);
 		if (urc) {
 			/* Unreachable or refusing: keep serving, back off exponentially up to the cap. */
 			backoff = backoff ? backoff * 2 : a->cfg.poll_min;
@@ -231,7 +231,7 @@ static int cmd_run(struct agent *a)
 		pthread_mutex_unlock(&a->wake_lock);
 	}
 	pthread_join(sigt, NULL);
-	serve_stop();
+	serve_stop(a);
 	pthread_mutex_lock(&a->lock);
 	struct agent_model *m = a->current;
 	a->current = NULL;
@@ -240,56 +240,74 @@ static int cmd_run(struct agent *a)
 	return 0;
 }
 
+/* Sets up an empty agent: locks and the wake-up condition; the config comes later. */
+static void agent_init(struct agent *a)
+{
+	memset(a, 0, sizeof(*a));
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->wake_lock, NULL);
+	pthread_cond_init(&a->wake, NULL);
+	pthread_mutex_init(&a->update_lock, NULL);
+}
+
+/* Releases what the agent holds; the endpoint is stopped and the model released already. */
+static void agent_cleanup(struct agent *a)
+{
+	gn_ed25519_key_free(a->key);
+	json_decref(a->last_op);
+	gn_conf_cleanup(&agent_config_table, &a->cfg);
+	pthread_mutex_destroy(&a->update_lock);
+	pthread_cond_destroy(&a->wake);
+	pthread_mutex_destroy(&a->wake_lock);
+	pthread_mutex_destroy(&a->lock);
+}
+
+/* Runs the command named on the command line; returns the exit status. */
+static int run_command(struct agent *a, const char *cmd, int argc, char **argv)
+{
+	if (strcmp(cmd, "enroll") == 0)
+		return cmd_enroll(a, argc, argv);
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(a);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(a);
+	if (strcmp(cmd, "sample-config") == 0) {
+		char *s = gn_conf_sample_dup(&agent_config_table);
+		fputs(s, stdout);
+		free(s);
+		return 0;
+	}
+	fprintf(stderr, "ganglion-agent: unknown command '%s' (see --help)\n", cmd);
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	struct agent a;
 	gn_err err;
-	int first = 0, rc;
+	int first = 0, rc = 2;
 	bool help = false;
 	enum gn_log_level lvl;
 
-	memset(&a, 0, sizeof(a));
-	pthread_mutex_init(&a.lock, NULL);
-	pthread_mutex_init(&a.wake_lock, NULL);
-	pthread_cond_init(&a.wake, NULL);
-	if (gn_conf_load_all(&first, &help, &agent_config_table, &a.cfg, argc - 1, argv + 1, environ, &err)) {
+	agent_init(&a);
+	if (gn_conf_load_all(&first, &help, &agent_config_table, &a.cfg, argc - 1, argv + 1, environ, &err) ||
+	    (!help && agent_config_check(&a.cfg, &err))) {
 		fprintf(stderr, "ganglion-agent: %s\n", err.msg);
-		gn_conf_cleanup(&agent_config_table, &a.cfg);
-		return 2;
+		goto out;
 	}
 	if (help) {
 		char *h = gn_conf_help_dup(&agent_config_table, usage);
 		fputs(h, stdout);
 		free(h);
-		gn_conf_cleanup(&agent_config_table, &a.cfg);
-		return 0;
-	}
-	if (agent_config_check(&a.cfg, &err) || gn_log_level_parse(&lvl, a.cfg.log_level)) {
-		fprintf(stderr, "ganglion-agent: %s\n", err.msg[0] ? err.msg : "bad log-level");
-		gn_conf_cleanup(&agent_config_table, &a.cfg);
-		return 2;
-	}
-	gn_log_set_level(lvl);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	const char *cmd = first + 1 < argc ? argv[first + 1] : "run";
-	if (strcmp(cmd, "enroll") == 0)
-		rc = cmd_enroll(&a, argc - first - 2, argv + first + 2);
-	else if (strcmp(cmd, "run") == 0)
-		rc = cmd_run(&a);
-	else if (strcmp(cmd, "status") == 0)
-		rc = cmd_status(&a);
-	else if (strcmp(cmd, "sample-config") == 0) {
-		char *s = gn_conf_sample_dup(&agent_config_table);
-		fputs(s, stdout);
-		free(s);
 		rc = 0;
-	} else {
-		fprintf(stderr, "ganglion-agent: unknown command '%s' (see --help)\n", cmd);
-		rc = 2;
+		goto out;
 	}
-	gn_ed25519_key_free(a.key);
-	json_decref(a.last_op);
-	gn_conf_cleanup(&agent_config_table, &a.cfg);
+	if (gn_log_level_parse(&lvl, a.cfg.log_level) == 0) /* checked by agent_config_check */
+		gn_log_set_level(lvl);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	rc = run_command(&a, first + 1 < argc ? argv[first + 1] : "run", argc - first - 2, argv + first + 2);
 	curl_global_cleanup();
+out:
+	agent_cleanup(&a);
 	return rc;
 }

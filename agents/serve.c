@@ -1,5 +1,7 @@
 /* The local inference endpoint: HTTP on a Unix socket for apps on the node.
- *   POST /v1/models/{name}/infer   JSON {"inputs":{"x":[...]}} -> {"outputs":{"y":[...]}, "version", ...}
+ *   POST /v1/models/{name}/infer   JSON {"inputs":{"x":[...]}} -> {"outputs":{"y":[...]}, "version", ...},
+ *                                  optionally with "shapes":{"x":[2,3,8,8]} (needed for an input with
+ *                                  more than one dynamic dimension);
  *                                  or application/octet-stream: raw little-endian float32 in and out
  *   GET  /v1/models                what runs: name, version, digest, target, counters
  *   POST /v1/rollback              swap the previous version back in (kept on disk, re-verified)
@@ -20,40 +22,57 @@
 #include "json.h"
 #include "log.h"
 
-static struct MHD_Daemon *daemon_;
-static struct agent *agent_;
-/* Serialises model changes (rollback here, updates in the main loop). */
-pthread_mutex_t update_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Outputs are first sized from their declared shapes; past this many values a guess is not worth
+ * allocating, and the runtime's GANGLION_RT_ESPACE answer says what is needed. */
+#define OUTPUT_GUESS_MAX ((size_t)16 << 20)
 
+/* One request: its body, and what the route table matched. */
 struct sreq {
+	struct agent *a;
+	struct MHD_Connection *conn;
 	gn_buf body;
 	bool too_big;
+	char *param;       /* the route's "{name}" segment (owned), or NULL */
+	const char *allow; /* the methods the path takes, for a 405 (static) */
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *type, char *body, size_t len,
+typedef enum MHD_Result (*serve_handler)(struct sreq *r);
+
+/* Queues body (taken over) as the answer; m, when set, names the version that answered. */
+static enum MHD_Result reply(struct sreq *r, unsigned status, const char *type, char *body, size_t len,
 			     const struct agent_model *m)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	if (!r) {
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
 		free(body);
 		return MHD_NO;
 	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
 	if (m) {
-		MHD_add_response_header(r, "X-Model-Version", m->version);
-		MHD_add_response_header(r, "X-Model-Target", m->target);
+		MHD_add_response_header(resp, "X-Model-Version", m->version);
+		MHD_add_response_header(resp, "X-Model-Target", m->target);
 	}
-	enum MHD_Result ret = MHD_queue_response(c, status, r);
-	MHD_destroy_response(r);
+	if (status == 405 && r->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+	enum MHD_Result ret = MHD_queue_response(r->conn, status, resp);
+	MHD_destroy_response(resp);
 	return ret;
 }
 
-static enum MHD_Result problem(struct MHD_Connection *c, unsigned status, const char *title, const char *detail)
+static enum MHD_Result problem(struct sreq *r, unsigned status, const char *title, const char *detail)
 {
 	char *p = gn_problem_dup((int)status, title, detail);
-	return reply(c, status, "application/problem+json", p, strlen(p), NULL);
+	return reply(r, status, "application/problem+json", p, strlen(p), NULL);
 }
 
+/* The answer for an error from the model: the caller's (400) or the runtime's (500). */
+static enum MHD_Result infer_problem(struct sreq *r, const gn_err *err)
+{
+	bool theirs = err->code == GN_EINVAL;
+	return problem(r, theirs ? 400 : 500, theirs ? "Bad Request" : "Inference Failed", err->msg);
+}
+
+/* Counts the values of a shape, a dynamic dimension counting as one. */
 static size_t elements(const int64_t *shape, int ndim)
 {
 	size_t n = 1;
@@ -62,99 +81,139 @@ static size_t elements(const int64_t *shape, int ndim)
 	return n;
 }
 
-/* Runs the model with outputs sized from its declared shapes (retrying once if it needs more). */
-static int run(struct agent_model *m, ganglion_rt_input *in, size_t nin, ganglion_rt_output **out_outputs,
-	       gn_err *err)
+/* How many times the request's inputs exceed the model's declared shapes, i.e. their solved
+ * dynamic dimensions (a batch): an output with a dynamic dimension likely grows as much. */
+static size_t batch_scale(const ganglion_rt_model_info *info, const ganglion_rt_input *in, size_t nin)
+{
+	size_t scale = 1;
+	for (size_t i = 0; i < nin; i++) {
+		size_t s = elements(in[i].shape, in[i].ndim) / elements(info->inputs[i].shape, info->inputs[i].ndim);
+		scale = s > scale ? s : scale;
+	}
+	return scale;
+}
+
+/* A first guess at an output's size: its declared shape, scaled by the batch when it has a
+ * dynamic dimension, within reason. */
+static size_t output_guess(const ganglion_rt_tensor_info *ti, size_t scale)
+{
+	size_t n = elements(ti->shape, ti->ndim), scaled;
+	bool dyn = false;
+	for (int d = 0; d < ti->ndim; d++)
+		dyn = dyn || ti->shape[d] <= 0;
+	if (dyn && !__builtin_mul_overflow(n, scale, &scaled) && scaled <= OUTPUT_GUESS_MAX)
+		n = scaled;
+	return n + 16;
+}
+
+static void free_outputs(const ganglion_rt_model_info *info, ganglion_rt_output *out)
+{
+	for (size_t i = 0; out && i < info->n_outputs; i++)
+		free(out[i].data);
+	free(out);
+}
+
+/* Grows the outputs the runtime found too small (it set the shape it needs); false if none. */
+static bool grow_outputs(const ganglion_rt_model_info *info, ganglion_rt_output *out)
+{
+	bool grown = false;
+	for (size_t i = 0; i < info->n_outputs; i++) {
+		size_t need = elements(out[i].shape, out[i].ndim);
+		if (out[i].ndim > 0 && need > out[i].capacity) {
+			out[i].capacity = need;
+			out[i].data = gn_realloc(out[i].data, need * sizeof(float));
+			grown = true;
+		}
+	}
+	return grown;
+}
+
+/* Runs the model with outputs sized from their declared shapes (retrying once if it needs more);
+ * *out_outputs is new (free_outputs). */
+static int run(struct agent *a, struct agent_model *m, ganglion_rt_input *in, size_t nin,
+	       ganglion_rt_output **out_outputs, gn_err *err)
 {
 	const ganglion_rt_model_info *info = m->info;
 	ganglion_rt_output *out = gn_calloc(info->n_outputs, sizeof(*out));
-	size_t in_elems = 0;
-	for (size_t i = 0; i < nin; i++)
-		in_elems += elements(in[i].shape, in[i].ndim);
+	size_t scale = batch_scale(info, in, nin);
 	for (size_t i = 0; i < info->n_outputs; i++) {
 		out[i].name = info->outputs[i].name;
-		out[i].capacity = elements(info->outputs[i].shape, info->outputs[i].ndim) * (in_elems > 1 ? 1 : 1) + 16;
+		out[i].capacity = output_guess(&info->outputs[i], scale);
 		out[i].data = gn_malloc(out[i].capacity * sizeof(float));
 	}
-	int rc = models_infer(agent_, m, in, nin, out, info->n_outputs, err);
+	int rc = models_infer(a, m, in, nin, out, info->n_outputs, err);
+	/* ESPACE reports the needed shape: grow and run again. */
+	if (rc && grow_outputs(info, out))
+		rc = models_infer(a, m, in, nin, out, info->n_outputs, err);
 	if (rc) {
-		/* ESPACE reports the needed shape: grow and run again. */
-		bool grown = false;
-		for (size_t i = 0; i < info->n_outputs; i++) {
-			size_t need = elements(out[i].shape, out[i].ndim);
-			if (out[i].ndim > 0 && need > out[i].capacity) {
-				out[i].capacity = need;
-				out[i].data = gn_realloc(out[i].data, need * sizeof(float));
-				grown = true;
-			}
-		}
-		if (grown)
-			rc = models_infer(agent_, m, in, nin, out, info->n_outputs, err);
-	}
-	if (rc) {
-		for (size_t i = 0; i < info->n_outputs; i++)
-			free(out[i].data);
-		free(out);
+		free_outputs(info, out);
 		return rc;
 	}
 	*out_outputs = out;
 	return 0;
 }
 
-static void free_outputs(struct agent_model *m, ganglion_rt_output *out)
+/* Reads shapes.NAME into shape when the request gives it (*out_ndim stays -1 when not). */
+static int given_shape(int64_t shape[GANGLION_RT_MAX_DIMS], int *out_ndim, const json_t *shapes, const char *name,
+		       gn_err *err)
 {
-	for (size_t i = 0; out && i < m->info->n_outputs; i++)
-		free(out[i].data);
-	free(out);
+	const json_t *v = json_object_get(shapes, name), *d;
+	size_t k;
+	*out_ndim = -1;
+	if (!v)
+		return 0;
+	if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > GANGLION_RT_MAX_DIMS)
+		return gn_err_set(err, GN_EINVAL, "shapes.%s must be an array of 1 to %d positive integers", name,
+				  GANGLION_RT_MAX_DIMS);
+	json_array_foreach(v, k, d) {
+		if (!json_is_integer(d) || json_integer_value(d) < 1)
+			return gn_err_set(err, GN_EINVAL, "shapes.%s must be an array of 1 to %d positive integers",
+					  name, GANGLION_RT_MAX_DIMS);
+		shape[k] = json_integer_value(d);
+	}
+	*out_ndim = (int)json_array_size(v);
+	return 0;
 }
 
-static enum MHD_Result infer_json(struct MHD_Connection *c, struct agent_model *m, const char *body, size_t len)
+/* Fills in (name, data, shape) from inputs.NAME and shapes.NAME of a JSON request; in->data is new. */
+static int json_input(ganglion_rt_input *in, const ganglion_rt_tensor_info *ti, const json_t *inputs,
+		      const json_t *shapes, gn_err *err)
 {
-	json_t *j = NULL, *outj = NULL;
-	gn_err err;
-	ganglion_rt_input *in = NULL;
-	ganglion_rt_output *out = NULL;
-	size_t nin = m->info->n_inputs;
-	enum MHD_Result ret;
-	static const gn_json_field fields[] = {{"inputs", GN_JSON_OBJECT, true, false}};
-	if (gn_json_parse(&j, body, len, 8, &err) || gn_json_check(j, fields, 1, &err)) {
-		ret = problem(c, 400, "Bad Request", err.msg);
-		goto out;
+	const json_t *v = json_object_get(inputs, ti->name);
+	int64_t shape[GANGLION_RT_MAX_DIMS];
+	int ndim;
+	if (!json_is_array(v))
+		return gn_err_set(err, GN_EINVAL, "inputs.%s must be an array of numbers", ti->name);
+	float *data = gn_malloc((json_array_size(v) + 1) * sizeof(float));
+	in->name = ti->name;
+	in->data = data;
+	for (size_t k = 0; k < json_array_size(v); k++) {
+		if (!json_is_number(json_array_get(v, k)))
+			return gn_err_set(err, GN_EINVAL, "inputs hold numbers only");
+		data[k] = (float)json_number_value(json_array_get(v, k));
 	}
-	const json_t *inputs = json_object_get(j, "inputs");
-	in = gn_calloc(nin, sizeof(*in));
-	for (size_t i = 0; i < nin; i++) {
-		const ganglion_rt_tensor_info *ti = &m->info->inputs[i];
-		const json_t *v = json_object_get(inputs, ti->name);
-		if (!json_is_array(v)) {
-			char msg[160];
-			snprintf(msg, sizeof(msg), "inputs.%s must be an array of numbers", ti->name);
-			ret = problem(c, 400, "Bad Request", msg);
-			goto out;
-		}
-		float *data = gn_malloc((json_array_size(v) + 1) * sizeof(float));
-		in[i].name = ti->name;
-		in[i].data = data;
-		for (size_t k = 0; k < json_array_size(v); k++) {
-			if (!json_is_number(json_array_get(v, k))) {
-				ret = problem(c, 400, "Bad Request", "inputs hold numbers only");
-				goto out;
-			}
-			data[k] = (float)json_number_value(json_array_get(v, k));
-		}
-		if (shape_solve(&in[i], ti, json_array_size(v), NULL, 0, &err)) {
-			ret = problem(c, 400, "Bad Request", err.msg);
-			goto out;
-		}
+	int rc = given_shape(shape, &ndim, shapes, ti->name, err);
+	return rc ? rc : shape_solve(in, ti, json_array_size(v), ndim < 0 ? NULL : shape, ndim, err);
+}
+
+/* Checks that every key of obj (inputs or shapes) names an input of the model. */
+static int names_inputs(const json_t *obj, const char *what, const ganglion_rt_model_info *info, gn_err *err)
+{
+	const char *k;
+	const json_t *v;
+	json_object_foreach((json_t *)obj, k, v) {
+		size_t i = 0;
+		while (i < info->n_inputs && strcmp(info->inputs[i].name, k) != 0)
+			i++;
+		if (i == info->n_inputs)
+			return gn_err_set(err, GN_EINVAL, "%s names '%.64s', the model has no such input", what, k);
 	}
-	if (json_object_size(inputs) != nin) {
-		ret = problem(c, 400, "Bad Request", "inputs must name each model input exactly once");
-		goto out;
-	}
-	if (run(m, in, nin, &out, &err)) {
-		ret = problem(c, err.code == GN_EINVAL ? 400 : 500, err.code == GN_EINVAL ? "Bad Request" : "Inference Failed", err.msg);
-		goto out;
-	}
+	return 0;
+}
+
+/* Turns the outputs into {"model", "version", "target", "outputs": {NAME: [...]}} (new). */
+static json_t *outputs_json(const struct agent_model *m, const ganglion_rt_output *out)
+{
 	json_t *outs = json_object();
 	for (size_t i = 0; i < m->info->n_outputs; i++) {
 		json_t *arr = json_array();
@@ -163,58 +222,211 @@ static enum MHD_Result infer_json(struct MHD_Connection *c, struct agent_model *
 			json_array_append_new(arr, json_real(out[i].data[k]));
 		json_object_set_new(outs, out[i].name, arr);
 	}
-	outj = json_pack("{s:s,s:s,s:s,s:o}", "model", m->name, "version", m->version, "target", m->target, "outputs", outs);
+	return json_pack("{s:s,s:s,s:s,s:o}", "model", m->name, "version", m->version, "target", m->target, "outputs",
+			 outs);
+}
+
+static enum MHD_Result infer_json(struct sreq *r, struct agent_model *m)
+{
+	static const gn_json_field fields[] = {{"inputs", GN_JSON_OBJECT, true, false},
+					       {"shapes", GN_JSON_OBJECT, false, false}};
+	const ganglion_rt_model_info *info = m->info;
+	json_t *j = NULL, *outj = NULL;
+	gn_err err;
+	ganglion_rt_input *in = gn_calloc(info->n_inputs, sizeof(*in));
+	ganglion_rt_output *out = NULL;
+	enum MHD_Result ret;
+	int rc = gn_json_parse(&j, r->body.data ? r->body.data : "", r->body.len, 8, &err);
+	if (!rc)
+		rc = gn_json_check(j, fields, GN_ARRAY_LEN(fields), &err);
+	const json_t *inputs = json_object_get(j, "inputs"), *shapes = json_object_get(j, "shapes");
+	for (size_t i = 0; !rc && i < info->n_inputs; i++)
+		rc = json_input(&in[i], &info->inputs[i], inputs, shapes, &err);
+	if (!rc && json_object_size(inputs) != info->n_inputs)
+		rc = gn_err_set(&err, GN_EINVAL, "inputs must name each model input exactly once");
+	if (!rc)
+		rc = names_inputs(shapes, "shapes", info, &err);
+	if (rc) {
+		ret = problem(r, 400, "Bad Request", err.msg);
+		goto out;
+	}
+	if (run(r->a, m, in, info->n_inputs, &out, &err)) {
+		ret = infer_problem(r, &err);
+		goto out;
+	}
+	outj = outputs_json(m, out);
 	char *s = gn_json_dump(outj);
-	ret = reply(c, 200, "application/json", s, strlen(s), m);
+	ret = reply(r, 200, "application/json", s, strlen(s), m);
 out:
-	for (size_t i = 0; in && i < nin; i++)
+	for (size_t i = 0; i < info->n_inputs; i++)
 		free((void *)in[i].data);
 	free(in);
-	free_outputs(m, out);
+	free_outputs(info, out);
 	json_decref(j);
 	json_decref(outj);
 	return ret;
 }
 
-static enum MHD_Result infer_raw(struct MHD_Connection *c, struct agent_model *m, const char *body, size_t len)
+static enum MHD_Result infer_raw(struct sreq *r, struct agent_model *m)
 {
 	gn_err err;
 	ganglion_rt_output *out = NULL;
+	size_t len = r->body.len;
 	if (m->info->n_inputs != 1 || m->info->n_outputs < 1)
-		return problem(c, 415, "Unsupported Media Type", "raw float32 bodies need a model with one input; send JSON");
+		return problem(r, 415, "Unsupported Media Type",
+			       "raw float32 bodies need a model with one input; send JSON");
 	if (len % sizeof(float))
-		return problem(c, 400, "Bad Request", "a raw body is a whole number of little-endian float32 values");
+		return problem(r, 400, "Bad Request", "a raw body is a whole number of little-endian float32 values");
 	ganglion_rt_input in = {.name = m->info->inputs[0].name};
 	float *data = gn_malloc(len + sizeof(float));
-	memcpy(data, body, len);
+	if (len)
+		memcpy(data, r->body.data, len);
 	in.data = data;
 	if (shape_solve(&in, &m->info->inputs[0], len / sizeof(float), NULL, 0, &err)) {
 		free(data);
-		return problem(c, 400, "Bad Request", err.msg);
+		return problem(r, 400, "Bad Request", err.msg);
 	}
-	int rc = run(m, &in, 1, &out, &err);
+	int rc = run(r->a, m, &in, 1, &out, &err);
 	free(data);
 	if (rc)
-		return problem(c, err.code == GN_EINVAL ? 400 : 500, "Inference Failed", err.msg);
+		return problem(r, err.code == GN_EINVAL ? 400 : 500, "Inference Failed", err.msg);
 	size_t n = elements(out[0].shape, out[0].ndim);
 	char *bytes = gn_malloc(n * sizeof(float) + 1);
 	memcpy(bytes, out[0].data, n * sizeof(float));
-	free_outputs(m, out);
-	return reply(c, 200, "application/octet-stream", bytes, n * sizeof(float), m);
+	free_outputs(m->info, out);
+	return reply(r, 200, "application/octet-stream", bytes, n * sizeof(float), m);
+}
+
+/* POST /v1/models/{name}/infer */
+static enum MHD_Result on_infer(struct sreq *r)
+{
+	struct agent_model *m = models_get(r->a);
+	enum MHD_Result ret;
+	atomic_fetch_add(&r->a->infer_total, 1);
+	if (!m || strcmp(m->name, r->param) != 0) {
+		ret = problem(r, m ? 404 : 503, m ? "Not Found" : "Service Unavailable",
+			      m ? "this device does not run that model" : "no model is loaded yet");
+	} else {
+		const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+		if (ct && strncasecmp(ct, "application/octet-stream", 24) == 0)
+			ret = infer_raw(r, m);
+		else
+			ret = infer_json(r, m);
+	}
+	models_unref(r->a, m);
+	return ret;
+}
+
+/* GET /healthz */
+static enum MHD_Result on_healthz(struct sreq *r)
+{
+	struct agent_model *m = models_get(r->a);
+	char *s = gn_asprintf("{\"status\":\"ok\",\"serving\":%s}", m ? "true" : "false");
+	models_unref(r->a, m);
+	return reply(r, 200, "application/json", s, strlen(s), NULL);
+}
+
+/* GET /v1/models */
+static enum MHD_Result on_models(struct sreq *r)
+{
+	struct agent_model *m = models_get(r->a);
+	json_t *items = json_array();
+	if (m) {
+		json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", m->name, "version",
+						       m->version, "sha256", m->sha256, "target", m->target,
+						       "requested_target", r->a->cfg.runtime_target, "state", "active",
+						       "requests", (json_int_t)atomic_load(&m->requests), "errors",
+						       (json_int_t)atomic_load(&m->errors)));
+	}
+	models_unref(r->a, m);
+	json_t *j = json_pack("{s:o}", "items", items);
+	char *s = gn_json_dump(j);
+	json_decref(j);
+	return reply(r, 200, "application/json", s, strlen(s), NULL);
+}
+
+/* POST /v1/rollback */
+static enum MHD_Result on_rollback(struct sreq *r)
+{
+	gn_err err;
+	/* Rollbacks and updates both swap models: one at a time. */
+	if (pthread_mutex_trylock(&r->a->update_lock) != 0)
+		return problem(r, 409, "Conflict", "an update is in progress; try the rollback again when it ends");
+	int rc = update_rollback(r->a, &err);
+	pthread_mutex_unlock(&r->a->update_lock);
+	if (rc)
+		return problem(r, rc == GN_ENOTFOUND ? 404 : 500, rc == GN_ENOTFOUND ? "Not Found" : "Rollback Failed",
+			       err.msg);
+	struct agent_model *m = models_get(r->a);
+	char *s = gn_asprintf("{\"status\":\"rolled_back\",\"model\":\"%s\",\"version\":\"%s\"}", m->name, m->version);
+	enum MHD_Result ret = reply(r, 200, "application/json", s, strlen(s), m);
+	models_unref(r->a, m);
+	return ret;
+}
+
+/* Every endpoint of the socket; one method per path. */
+static const struct serve_route {
+	const char *method;
+	const char *pattern; /* "{name}" matches one non-empty path segment */
+	serve_handler handler;
+} routes[] = {
+	{"GET", "/healthz", on_healthz},
+	{"GET", "/v1/models", on_models},
+	{"POST", "/v1/models/{name}/infer", on_infer},
+	{"POST", "/v1/rollback", on_rollback},
+};
+
+/* Matches url against pattern; the "{...}" segment, if any, is copied into *out_param (new). */
+static bool match(const char *pattern, const char *url, char **out_param)
+{
+	const char *open = strchr(pattern, '{');
+	if (!open)
+		return strcmp(pattern, url) == 0;
+	const char *post = strchr(open, '}') + 1;
+	size_t pre = (size_t)(open - pattern), postlen = strlen(post), ul = strlen(url);
+	if (ul <= pre + postlen || strncmp(url, pattern, pre) != 0 || strcmp(url + ul - postlen, post) != 0 ||
+	    memchr(url + pre, '/', ul - pre - postlen))
+		return false;
+	*out_param = gn_strndup(url + pre, ul - pre - postlen);
+	return true;
+}
+
+/* Runs the handler of the route for method and url: 404 for no such path, 405 for another method. */
+static enum MHD_Result dispatch(struct sreq *r, const char *url, const char *method)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(routes); i++) {
+		char *param = NULL;
+		if (!match(routes[i].pattern, url, &param))
+			continue;
+		if (strcmp(routes[i].method, method) == 0) {
+			r->param = param;
+			return routes[i].handler(r);
+		}
+		free(param);
+		r->allow = routes[i].method;
+		char *detail = gn_asprintf("%s takes %s", routes[i].pattern, routes[i].method);
+		enum MHD_Result ret = problem(r, 405, "Method Not Allowed", detail);
+		free(detail);
+		return ret;
+	}
+	return problem(r, 404, "Not Found", "no such endpoint");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				  const char *version, const char *upload, size_t *upload_size, void **ctx)
 {
+	struct agent *a = cls;
 	struct sreq *r = *ctx;
 	if (!r) {
 		r = gn_calloc(1, sizeof(*r));
+		r->a = a;
+		r->conn = c;
 		gn_buf_init(&r->body);
 		*ctx = r;
 		return MHD_YES;
 	}
 	if (*upload_size) {
-		if (r->too_big || r->body.len + *upload_size > (size_t)agent_->cfg.max_infer_body)
+		if (r->too_big || r->body.len + *upload_size > (size_t)a->cfg.max_infer_body)
 			r->too_big = true;
 		else
 			gn_buf_append(&r->body, upload, *upload_size);
@@ -222,71 +434,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_YES;
 	}
 	if (r->too_big)
-		return problem(c, 413, "Content Too Large", "request body over max-infer-body");
-	if (strcmp(url, "/healthz") == 0 && strcmp(method, "GET") == 0) {
-		struct agent_model *m = models_get(agent_);
-		char *s = gn_asprintf("{\"status\":\"ok\",\"serving\":%s}", m ? "true" : "false");
-		models_unref(agent_, m);
-		return reply(c, 200, "application/json", s, strlen(s), NULL);
-	}
-	if (strcmp(url, "/v1/models") == 0 && strcmp(method, "GET") == 0) {
-		struct agent_model *m = models_get(agent_);
-		json_t *items = json_array();
-		if (m) {
-			json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", m->name, "version",
-							       m->version, "sha256", m->sha256, "target", m->target,
-							       "requested_target", agent_->cfg.runtime_target, "state",
-							       "active", "requests", (json_int_t)atomic_load(&m->requests),
-							       "errors", (json_int_t)atomic_load(&m->errors)));
-		}
-		models_unref(agent_, m);
-		json_t *j = json_pack("{s:o}", "items", items);
-		char *s = gn_json_dump(j);
-		json_decref(j);
-		return reply(c, 200, "application/json", s, strlen(s), NULL);
-	}
-	if (strcmp(url, "/v1/rollback") == 0) {
-		gn_err err;
-		if (strcmp(method, "POST") != 0)
-			return problem(c, 405, "Method Not Allowed", "POST to roll back");
-		/* Rollbacks and updates both swap models: one at a time. */
-		if (pthread_mutex_trylock(&update_lock) != 0)
-			return problem(c, 409, "Conflict", "an update is in progress; try the rollback again when it ends");
-		int rc = update_rollback(agent_, &err);
-		pthread_mutex_unlock(&update_lock);
-		if (rc)
-			return problem(c, rc == GN_ENOTFOUND ? 404 : 500, rc == GN_ENOTFOUND ? "Not Found" : "Rollback Failed", err.msg);
-		struct agent_model *m = models_get(agent_);
-		char *s = gn_asprintf("{\"status\":\"rolled_back\",\"model\":\"%s\",\"version\":\"%s\"}", m->name, m->version);
-		enum MHD_Result ret = reply(c, 200, "application/json", s, strlen(s), m);
-		models_unref(agent_, m);
-		return ret;
-	}
-	const char *prefix = "/v1/models/", *suffix = "/infer";
-	size_t ul = strlen(url);
-	if (strncmp(url, prefix, strlen(prefix)) == 0 && ul > strlen(prefix) + strlen(suffix) &&
-	    strcmp(url + ul - strlen(suffix), suffix) == 0) {
-		if (strcmp(method, "POST") != 0)
-			return problem(c, 405, "Method Not Allowed", "POST an inference request");
-		char name[128];
-		snprintf(name, sizeof(name), "%.*s", (int)(ul - strlen(prefix) - strlen(suffix)), url + strlen(prefix));
-		struct agent_model *m = models_get(agent_);
-		enum MHD_Result ret;
-		atomic_fetch_add(&agent_->infer_total, 1);
-		if (!m || strcmp(m->name, name) != 0) {
-			ret = problem(c, m ? 404 : 503, m ? "Not Found" : "Service Unavailable",
-				      m ? "this device does not run that model" : "no model is loaded yet");
-		} else {
-			const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-			if (ct && strncasecmp(ct, "application/octet-stream", 24) == 0)
-				ret = infer_raw(c, m, r->body.data, r->body.len);
-			else
-				ret = infer_json(c, m, r->body.data ? r->body.data : "", r->body.len);
-		}
-		models_unref(agent_, m);
-		return ret;
-	}
-	return problem(c, 404, "Not Found", "no such endpoint");
+		return problem(r, 413, "Content Too Large", "request body over max-infer-body");
+	return dispatch(r, url, method);
 }
 
 static void on_done(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_RequestTerminationCode toe)
@@ -295,33 +444,43 @@ static void on_done(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_Re
 	if (!r)
 		return;
 	gn_buf_cleanup(&r->body);
+	free(r->param);
 	free(r);
 	*ctx = NULL;
 }
 
-int serve_start(struct agent *a, gn_err *err)
+/* Binds the Unix socket (replacing a stale one) and listens; the fd is new. */
+static int listen_unix(int *out, const char *path, gn_err *err)
 {
 	struct sockaddr_un sa;
-	agent_ = a;
-	if (strlen(a->cfg.socket_path) >= sizeof(sa.sun_path))
+	if (strlen(path) >= sizeof(sa.sun_path))
 		return gn_err_set(err, GN_EINVAL, "socket-path is too long for a Unix socket");
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return gn_err_set(err, GN_ERROR, "cannot create a Unix socket: %s", strerror(errno));
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", a->cfg.socket_path);
-	unlink(a->cfg.socket_path); /* a stale socket from a previous run */
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(a->cfg.socket_path, 0660) < 0 || listen(fd, 256) < 0) {
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path); /* a stale socket from a previous run */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0660) < 0 || listen(fd, 256) < 0) {
 		int e = errno;
 		close(fd);
-		return gn_err_set(err, GN_ERROR, "cannot listen on %s: %s", a->cfg.socket_path, strerror(e));
+		return gn_err_set(err, GN_ERROR, "cannot listen on %s: %s", path, strerror(e));
 	}
-	daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,
-				   on_request, NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
-				   (unsigned)a->cfg.threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-				   MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
-	if (!daemon_) {
+	*out = fd;
+	return 0;
+}
+
+int serve_start(struct agent *a, gn_err *err)
+{
+	int fd = -1, rc = listen_unix(&fd, a->cfg.socket_path, err);
+	if (rc)
+		return rc;
+	a->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, NULL, NULL,
+				     on_request, a, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+				     (unsigned)a->cfg.threads, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+				     MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
+	if (!a->daemon) {
 		close(fd);
 		return gn_err_set(err, GN_ERROR, "cannot start the inference endpoint on %s", a->cfg.socket_path);
 	}
@@ -329,11 +488,11 @@ int serve_start(struct agent *a, gn_err *err)
 	return 0;
 }
 
-void serve_stop(void)
+void serve_stop(struct agent *a)
 {
-	if (daemon_) {
-		MHD_stop_daemon(daemon_);
-		daemon_ = NULL;
-		unlink(agent_->cfg.socket_path);
-	}
+	if (!a->daemon)
+		return;
+	MHD_stop_daemon(a->daemon);
+	a->daemon = NULL;
+	unlink(a->cfg.socket_path);
 }

@@ -15,12 +15,7 @@
 #include "tuf.h"
 #include "tufclient.h"
 
-
-/* A target that failed (bad bytes, self-test) or was rolled back is not retried until the director
- * names another target or the operator assigns it again: the key is "SHA256 ASSIGNED_AT". */
-static char failed_sha[96];
-
-/* The key under which a director target's failure is remembered. */
+/* The key under which a director target's failure is remembered (a->failed_key). */
 static void failure_key(char *out, size_t n, const json_t *entry)
 {
 	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
@@ -279,7 +274,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	}
 	if ((rc = gn_tufc_director_target_ok(image_targets, path, entry, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		failure_key(failed_sha, sizeof(failed_sha), entry);
+		failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		return 0;
 	}
 	const json_t *icustom = json_object_get(gn_tufc_target(image_targets, path), "custom");
@@ -289,7 +284,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	if ((rc = download_artifact(a, sha, length, &file, &err))) {
 		update_report(a, "failed", model, version, err.msg);
 		if (rc == GN_EAUTH)
-			failure_key(failed_sha, sizeof(failed_sha), entry);
+			failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		if (outerr)
 			*outerr = err;
 		return rc == GN_EAUTH ? 0 : rc;
@@ -313,7 +308,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 		gn_sha256_hex(ssum, sample_bytes, slen);
 		if (strcmp(ssum, want_sample) != 0 || !(sample = json_loadb(sample_bytes, slen, 0, NULL))) {
 			update_report(a, "failed", model, version, "the sample does not match its signed SHA-256");
-			failure_key(failed_sha, sizeof(failed_sha), entry);
+			failure_key(a->failed_key, sizeof(a->failed_key), entry);
 			goto out;
 		}
 	}
@@ -321,13 +316,13 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	push_progress(a);
 	if ((rc = models_load(&m, a, file, model, version, sha, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		failure_key(failed_sha, sizeof(failed_sha), entry);
+		failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		rc = 0;
 		goto out;
 	}
 	if (sample && (rc = models_self_test(a, m, sample, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		failure_key(failed_sha, sizeof(failed_sha), entry);
+		failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		models_unref(a, m);
 		m = NULL;
 		rc = 0;
@@ -347,7 +342,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	}
 	models_swap(a, m);
 	m = NULL;
-	failed_sha[0] = '\0';
+	a->failed_key[0] = '\0';
 	update_report(a, "active", model, version, NULL);
 	prune_dir(a, "models", sha, cur ? cur->sha256 : NULL);
 out:
@@ -407,7 +402,7 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 		models_unref(a, cur);
 		char key[96];
 		failure_key(key, sizeof(key), entry);
-		if (same || strcmp(key, failed_sha) == 0)
+		if (same || strcmp(key, a->failed_key) == 0)
 			continue;
 		if ((rc = refresh_image(&image, a, err))) {
 			update_report(a, "failed", gn_json_str(json_object_get(entry, "custom"), "model"),
@@ -441,7 +436,7 @@ int update_restore(struct agent *a, gn_err *err)
 	const json_t *cur = json_object_get(state, "current");
 	const char *name = gn_json_str(cur, "name"), *version = gn_json_str(cur, "version"), *sha = gn_json_str(cur, "sha256");
 	if (gn_json_str(state, "held"))
-		snprintf(failed_sha, sizeof(failed_sha), "%s", gn_json_str(state, "held"));
+		snprintf(a->failed_key, sizeof(a->failed_key), "%s", gn_json_str(state, "held"));
 	if (!name || !version || !sha) {
 		json_decref(state);
 		return 0;
@@ -505,7 +500,7 @@ int update_rollback(struct agent *a, gn_err *err)
 	}
 	/* Do not reinstall what was rolled back until the director names something else or the
 	 * operator assigns it again. */
-	snprintf(failed_sha, sizeof(failed_sha), "%s", held);
+	snprintf(a->failed_key, sizeof(a->failed_key), "%s", held);
 	models_swap(a, m);
 	update_report(a, "rolled_back", name, version, "local rollback to the previous version");
 out:

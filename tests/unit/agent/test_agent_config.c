@@ -31,6 +31,22 @@ static void test_defaults_and_checks(void **state)
 	gn_conf_cleanup(&agent_config_table, &c);
 }
 
+/* A log level the agent does not know is refused with a message that names it. */
+static void test_bad_log_level(void **state)
+{
+	struct agent_config c;
+	gn_err err;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(gn_conf_defaults(&agent_config_table, &c, &err), 0);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "log-level", "warn", "t", &err), 0);
+	assert_int_equal(agent_config_check(&c, &err), 0);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "log-level", "loud", "t", &err), 0);
+	gn_err_clear(&err);
+	assert_int_equal(agent_config_check(&c, &err), GN_EINVAL);
+	assert_string_equal(err.msg, "log-level must be debug, info, warn or error, not 'loud'");
+	gn_conf_cleanup(&agent_config_table, &c);
+}
+
 static void test_env_prefix(void **state)
 {
 	struct agent_config c;
@@ -60,6 +76,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_checks),
+		cmocka_unit_test(test_bad_log_level),
 		cmocka_unit_test(test_env_prefix),
 		cmocka_unit_test(test_sample_config_matches_table),
 	};
