@@ -8,10 +8,10 @@
 #define KEY_DIGITS 20
 
 static const struct gn_model_format formats[] = {
-    {"onnx", "onnx"},
-    {"tflite", "tflite"},
-    {"tensorrt-plan", "plan"},
-    {"other", "bin"},
+	{"onnx", "onnx"},
+	{"tflite", "tflite"},
+	{"tensorrt-plan", "plan"},
+	{"other", "bin"},
 };
 
 /* Locale-independent character classes: the rules are ASCII whatever LC_CTYPE says. */
@@ -37,11 +37,10 @@ int gn_model_name_check(const char *name, gn_err *err)
 	for (size_t i = 0; ok && i < n; i++)
 		ok = is_lower_alnum(name[i]) || name[i] == '-';
 	if (!ok)
-		return gn_err_set(
-		    err, GN_EINVAL,
-		    "model name '%.64s' is not a lower-case DNS label (a-z, 0-9 and '-', 1 to 63 "
-		    "characters, no leading or trailing '-')",
-		    name ? name : "");
+		return gn_err_set(err, GN_EINVAL,
+				  "model name '%.64s' is not a lower-case DNS label (a-z, 0-9 and '-', 1 to 63 "
+				  "characters, no leading or trailing '-')",
+				  name ? name : "");
 	return 0;
 }
 
@@ -53,15 +52,13 @@ int gn_model_alias_check(const char *alias, gn_err *err)
 	for (size_t i = 0; ok && i < n; i++)
 		ok = is_lower_alnum(alias[i]) || strchr("._-", alias[i]);
 	if (!ok)
-		return gn_err_set(
-		    err, GN_EINVAL,
-		    "alias '%.64s' must be 1 to 63 characters of a-z, 0-9, '.', '_', '-' starting "
-		    "with a letter or digit",
-		    alias ? alias : "");
+		return gn_err_set(err, GN_EINVAL,
+				  "alias '%.64s' must be 1 to 63 characters of a-z, 0-9, '.', '_', '-' starting "
+				  "with a letter or digit",
+				  alias ? alias : "");
 	if (gn_model_version_parse(&sv, alias, NULL) == 0)
 		return gn_err_set(err, GN_EINVAL,
-		                  "alias '%s' looks like a version; aliases are names such as production",
-		                  alias);
+				  "alias '%s' looks like a version; aliases are names such as production", alias);
 	return 0;
 }
 
@@ -162,8 +159,8 @@ int gn_model_version_parse(struct gn_semver *out, const char *v, gn_err *err)
 	memset(out, 0, sizeof(*out));
 	if (!v || strlen(v) > GN_MODEL_VERSION_MAX)
 		goto bad;
-	if (!(p = parse_num(p, &out->major)) || *p++ != '.' || !(p = parse_num(p, &out->minor)) ||
-	    *p++ != '.' || !(p = parse_num(p, &out->patch)))
+	if (!(p = parse_num(p, &out->major)) || *p++ != '.' || !(p = parse_num(p, &out->minor)) || *p++ != '.' ||
+	    !(p = parse_num(p, &out->patch)))
 		goto bad;
 	if (*p == '-' && !(p = parse_prerelease(out, p + 1)))
 		goto bad;
@@ -174,9 +171,9 @@ int gn_model_version_parse(struct gn_semver *out, const char *v, gn_err *err)
 	return 0;
 bad:
 	memset(out, 0, sizeof(*out));
-	return gn_err_set(
-	    err, GN_EINVAL,
-	    "version '%.70s' is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD])", v ? v : "");
+	return gn_err_set(err, GN_EINVAL,
+			  "version '%.70s' is not a semantic version (MAJOR.MINOR.PATCH[-PRERELEASE][+BUILD])",
+			  v ? v : "");
 }
 
 static int cmp_i64(int64_t a, int64_t b)
@@ -187,8 +184,7 @@ static int cmp_i64(int64_t a, int64_t b)
 int gn_model_version_cmp(const struct gn_semver *a, const struct gn_semver *b)
 {
 	int c;
-	if ((c = cmp_i64(a->major, b->major)) || (c = cmp_i64(a->minor, b->minor)) ||
-	    (c = cmp_i64(a->patch, b->patch)))
+	if ((c = cmp_i64(a->major, b->major)) || (c = cmp_i64(a->minor, b->minor)) || (c = cmp_i64(a->patch, b->patch)))
 		return c;
 	/* A release has higher precedence than any of its pre-releases. */
 	if (!a->prerelease[0] || !b->prerelease[0])
@@ -205,9 +201,8 @@ int gn_model_format_lookup(const struct gn_model_format **out, const char *name,
 			return 0;
 		}
 	}
-	return gn_err_set(err, GN_EINVAL,
-	                  "format must be one of onnx, tflite, tensorrt-plan, other, not '%.32s'",
-	                  name ? name : "");
+	return gn_err_set(err, GN_EINVAL, "format must be one of onnx, tflite, tensorrt-plan, other, not '%.32s'",
+			  name ? name : "");
 }
 
 int gn_model_filename_check(const char *filename, gn_err *err)
@@ -218,8 +213,8 @@ int gn_model_filename_check(const char *filename, gn_err *err)
 		ok = is_alnum(filename[i]) || strchr("._-", filename[i]);
 	if (!ok)
 		return gn_err_set(err, GN_EINVAL,
-		                  "filename '%.128s' must be 1 to 128 characters of A-Z a-z 0-9 . _ - (not "
-		                  "starting with '.')",
-		                  filename ? filename : "");
+				  "filename '%.128s' must be 1 to 128 characters of A-Z a-z 0-9 . _ - (not "
+				  "starting with '.')",
+				  filename ? filename : "");
 	return 0;
 }

@@ -17,8 +17,7 @@ struct check_case {
 };
 
 /* Runs each case through check; a refusal must be GN_EINVAL with a message naming `what`. */
-static void run_cases(int (*check)(const char *, gn_err *), const struct check_case *cases, size_t n,
-                      const char *what)
+static void run_cases(int (*check)(const char *, gn_err *), const struct check_case *cases, size_t n, const char *what)
 {
 	for (size_t i = 0; i < n; i++) {
 		gn_err err = {.code = 1, .msg = "untouched"};
@@ -37,11 +36,11 @@ static void run_cases(int (*check)(const char *, gn_err *), const struct check_c
 static void test_names(void **state)
 {
 	static const struct check_case cases[] = {
-	    {"a", true},    {"0", true},      {"a-0", true},       {"detector-v2", true},
-	    {A63, true},    {A63 "a", false}, {"", false},         {NULL, false},
-	    {"-x", false},  {"x-", false},    {"Bad_Name", false}, {"UPPER", false},
-	    {"a.b", false}, {"a_b", false},   {"a b", false},      {"caf\xc3\xa9", false},
-	    {"a\n", false},
+		{"a", true},    {"0", true},      {"a-0", true},       {"detector-v2", true},
+		{A63, true},    {A63 "a", false}, {"", false},         {NULL, false},
+		{"-x", false},  {"x-", false},    {"Bad_Name", false}, {"UPPER", false},
+		{"a.b", false}, {"a_b", false},   {"a b", false},      {"caf\xc3\xa9", false},
+		{"a\n", false},
 	};
 	run_cases(gn_model_name_check, cases, GN_ARRAY_LEN(cases), "model name");
 }
@@ -49,10 +48,10 @@ static void test_names(void **state)
 static void test_aliases(void **state)
 {
 	static const struct check_case cases[] = {
-	    {"production", true}, {"stable", true}, {"v1", true},       {"canary.eu_west-1", true},
-	    {"1", true},          {"1.0", true},    {A63, true},        {A63 "a", false},
-	    {"", false},          {NULL, false},    {".hidden", false}, {"-x", false},
-	    {"_x", false},        {"Prod", false},  {"a/b", false},     {"a b", false},
+		{"production", true}, {"stable", true}, {"v1", true},       {"canary.eu_west-1", true},
+		{"1", true},          {"1.0", true},    {A63, true},        {A63 "a", false},
+		{"", false},          {NULL, false},    {".hidden", false}, {"-x", false},
+		{"_x", false},        {"Prod", false},  {"a/b", false},     {"a b", false},
 	};
 	run_cases(gn_model_alias_check, cases, GN_ARRAY_LEN(cases), "alias");
 }
@@ -60,10 +59,10 @@ static void test_aliases(void **state)
 static void test_alias_shaped_like_a_version(void **state)
 {
 	static const struct check_case cases[] = {
-	    {"1.0.0", false},
-	    {"1.0.0-rc.1", false},
-	    {"10.20.30", false},
-	    {"1.0.0-", true},
+		{"1.0.0", false},
+		{"1.0.0-rc.1", false},
+		{"10.20.30", false},
+		{"1.0.0-", true},
 	};
 	run_cases(gn_model_alias_check, cases, GN_ARRAY_LEN(cases), "looks like a version");
 }
@@ -77,46 +76,45 @@ static int version_check(const char *v, gn_err *err)
 static void test_versions(void **state)
 {
 	static const struct check_case cases[] = {
-	    /* semver.org's examples of valid versions */
-	    {"0.0.0", true},
-	    {"1.0.0-alpha", true},
-	    {"1.0.0-alpha.1", true},
-	    {"1.0.0-0.3.7", true},
-	    {"1.0.0-x.7.z.92", true},
-	    {"1.0.0-x-y-z.--", true},
-	    {"1.0.0+20130313144700", true},
-	    {"1.0.0-beta+exp.sha.5114f85", true},
-	    {"1.0.0+21AF26D3----117B344092BD", true},
-	    {"10.20.30", true},
-	    {"1.0.0-0A.is.legal", true},
-	    {"1.0.0+0.build.1-rc.10000aaa-kk-0.1", true}, /* build identifiers may have leading zeros */
-	    {"9223372036854775807.0.0", true},
-	    /* invalid */
-	    {"1.0", false},
-	    {"1", false},
-	    {"", false},
-	    {NULL, false},
-	    {"1.0.0.0", false},
-	    {"01.0.0", false},
-	    {"1.00.0", false},
-	    {"1.0.00", false},
-	    {"v1.0.0", false},
-	    {" 1.0.0", false},
-	    {"1.0.0 ", false},
-	    {"1.0.0-", false},
-	    {"1.0.0+", false},
-	    {"1.0.0-a..b", false},
-	    {"1.0.0-a.", false},
-	    {"1.0.0-01", false}, /* numeric pre-release identifiers have no leading zero */
-	    {"1.0.0-rc.01", false},
-	    {"1.0.0+a+b", false},
-	    {"1.0.0-\xc3\xa9", false},
-	    {"1.0.0-a_b", false},
-	    {"-1.0.0", false},
-	    {"9223372036854775808.0.0", false}, /* past int64 */
-	    {"1.2.3-0123", false},
-	    {"1.2.3----RC-SNAPSHOT.12.9.1--.12+788.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-	     false}, /* > 64 bytes */
+		/* semver.org's examples of valid versions */
+		{"0.0.0", true},
+		{"1.0.0-alpha", true},
+		{"1.0.0-alpha.1", true},
+		{"1.0.0-0.3.7", true},
+		{"1.0.0-x.7.z.92", true},
+		{"1.0.0-x-y-z.--", true},
+		{"1.0.0+20130313144700", true},
+		{"1.0.0-beta+exp.sha.5114f85", true},
+		{"1.0.0+21AF26D3----117B344092BD", true},
+		{"10.20.30", true},
+		{"1.0.0-0A.is.legal", true},
+		{"1.0.0+0.build.1-rc.10000aaa-kk-0.1", true}, /* build identifiers may have leading zeros */
+		{"9223372036854775807.0.0", true},
+		/* invalid */
+		{"1.0", false},
+		{"1", false},
+		{"", false},
+		{NULL, false},
+		{"1.0.0.0", false},
+		{"01.0.0", false},
+		{"1.00.0", false},
+		{"1.0.00", false},
+		{"v1.0.0", false},
+		{" 1.0.0", false},
+		{"1.0.0 ", false},
+		{"1.0.0-", false},
+		{"1.0.0+", false},
+		{"1.0.0-a..b", false},
+		{"1.0.0-a.", false},
+		{"1.0.0-01", false}, /* numeric pre-release identifiers have no leading zero */
+		{"1.0.0-rc.01", false},
+		{"1.0.0+a+b", false},
+		{"1.0.0-\xc3\xa9", false},
+		{"1.0.0-a_b", false},
+		{"-1.0.0", false},
+		{"9223372036854775808.0.0", false}, /* past int64 */
+		{"1.2.3-0123", false},
+		{"1.2.3----RC-SNAPSHOT.12.9.1--.12+788.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false}, /* > 64 bytes */
 	};
 	run_cases(version_check, cases, GN_ARRAY_LEN(cases), "semantic version");
 }
@@ -164,38 +162,38 @@ static void test_precedence(void **state)
 {
 	/* semver.org, items 11.2 and 11.4 */
 	static const char *const spec[] = {
-	    "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta",
-	    "1.0.0-beta",  "1.0.0-beta.2",  "1.0.0-beta.11",
-	    "1.0.0-rc.1",  "1.0.0",         "2.0.0",
-	    "2.1.0",       "2.1.1",
+		"1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta",
+		"1.0.0-beta",  "1.0.0-beta.2",  "1.0.0-beta.11",
+		"1.0.0-rc.1",  "1.0.0",         "2.0.0",
+		"2.1.0",       "2.1.1",
 	};
 	/* Numeric identifiers compare as numbers, before alphanumeric ones, at any length; ASCII
 	 * order for the rest (upper case first); more identifiers win when the others are equal. */
 	static const char *const numeric[] = {
-	    "1.0.0-0",
-	    "1.0.0-2",
-	    "1.0.0-10",
-	    "1.0.0-18446744073709551615",
-	    "1.0.0-18446744073709551616",
-	    "1.0.0-99999999999999999999",
-	    "1.0.0-100000000000000000000",
-	    "1.0.0-999999999999999999999",
-	    "1.0.0-1000000000000000000000",
-	    "1.0.0--",
-	    "1.0.0-0a",
-	    "1.0.0-A",
-	    "1.0.0-a",
-	    "1.0.0-a.0",
-	    "1.0.0-a.0.0",
-	    "1.0.0-a.1",
-	    "1.0.0-a-",
-	    "1.0.0-b",
-	    "1.0.0",
-	    "1.0.1-0",
-	    "1.0.10",
-	    "1.2.0",
-	    "1.10.0",
-	    "9223372036854775807.0.0",
+		"1.0.0-0",
+		"1.0.0-2",
+		"1.0.0-10",
+		"1.0.0-18446744073709551615",
+		"1.0.0-18446744073709551616",
+		"1.0.0-99999999999999999999",
+		"1.0.0-100000000000000000000",
+		"1.0.0-999999999999999999999",
+		"1.0.0-1000000000000000000000",
+		"1.0.0--",
+		"1.0.0-0a",
+		"1.0.0-A",
+		"1.0.0-a",
+		"1.0.0-a.0",
+		"1.0.0-a.0.0",
+		"1.0.0-a.1",
+		"1.0.0-a-",
+		"1.0.0-b",
+		"1.0.0",
+		"1.0.1-0",
+		"1.0.10",
+		"1.2.0",
+		"1.10.0",
+		"9223372036854775807.0.0",
 	};
 	assert_ascending(spec, GN_ARRAY_LEN(spec));
 	assert_ascending(numeric, GN_ARRAY_LEN(numeric));
@@ -231,8 +229,8 @@ static void test_prerelease_key_orders(void **state)
 	/* Keys of identifiers up to 20 digits are what they were when keys were first stored. */
 	assert_int_equal(gn_model_version_parse(&a, "1.0.0-rc.7", &err), 0);
 	assert_string_equal(a.prerelease_key, "1rc\x01"
-	                                      "0"
-	                                      "00000000000000000007");
+					      "0"
+					      "00000000000000000007");
 }
 
 static void test_version_length(void **state)
@@ -271,22 +269,22 @@ static void test_formats(void **state)
 static void test_filenames(void **state)
 {
 	static const struct check_case cases[] = {
-	    {"model.onnx", true},
-	    {"det_v2-final.tflite", true},
-	    {"M", true},
-	    {"a..b", true},
-	    {"x.", true},
-	    {"", false},
-	    {NULL, false},
-	    {".", false},
-	    {"..", false},
-	    {".hidden", false},
-	    {"../evil", false},
-	    {"a/b", false},
-	    {"a b", false},
-	    {"a\\b", false},
-	    {"caf\xc3\xa9", false},
-	    {"a\n", false},
+		{"model.onnx", true},
+		{"det_v2-final.tflite", true},
+		{"M", true},
+		{"a..b", true},
+		{"x.", true},
+		{"", false},
+		{NULL, false},
+		{".", false},
+		{"..", false},
+		{".hidden", false},
+		{"../evil", false},
+		{"a/b", false},
+		{"a b", false},
+		{"a\\b", false},
+		{"caf\xc3\xa9", false},
+		{"a\n", false},
 	};
 	char longest[GN_MODEL_FILENAME_MAX + 2];
 	gn_err err;
@@ -301,16 +299,16 @@ static void test_filenames(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_names),
-	    cmocka_unit_test(test_aliases),
-	    cmocka_unit_test(test_alias_shaped_like_a_version),
-	    cmocka_unit_test(test_versions),
-	    cmocka_unit_test(test_version_fields),
-	    cmocka_unit_test(test_precedence),
-	    cmocka_unit_test(test_prerelease_key_orders),
-	    cmocka_unit_test(test_version_length),
-	    cmocka_unit_test(test_formats),
-	    cmocka_unit_test(test_filenames),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_aliases),
+		cmocka_unit_test(test_alias_shaped_like_a_version),
+		cmocka_unit_test(test_versions),
+		cmocka_unit_test(test_version_fields),
+		cmocka_unit_test(test_precedence),
+		cmocka_unit_test(test_prerelease_key_orders),
+		cmocka_unit_test(test_version_length),
+		cmocka_unit_test(test_formats),
+		cmocka_unit_test(test_filenames),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
