@@ -1,11 +1,14 @@
-/* The TUF image repository over HTTP: metadata files, keys, offline root signing. */
+/* The TUF repositories over HTTP: image metadata files, keys, offline root signing, and the
+ * director's metadata. Thin handlers over tuf_image.c, tuf_keys.c and director.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
+#include "config.h"
+#include "director.h"
 #include "http.h"
-#include "tufrepo.h"
+#include "tuf_image.h"
+#include "tuf_keys.h"
 
 /* Maps "root.json", "3.root.json", "timestamp.json", "7.snapshot.json"... to role and version. */
 static int parse_file(const char *file, char role[16], int *version)
@@ -40,10 +43,12 @@ void http_tuf_get(struct gd_req *r)
 	int version;
 	gn_err err;
 	if (parse_file(gd_param(r, 0), role, &version)) {
-		gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, timestamp.json, N.snapshot.json, N.targets.json)");
+		gd_reply_problem(
+			r, 404,
+			"no such metadata file (root.json, N.root.json, timestamp.json, N.snapshot.json, N.targets.json)");
 		return;
 	}
-	if (tufrepo_get(&body, gd_db(r), "image", role, version, &err)) {
+	if (tuf_image_get(&body, gd_db(r), role, version, &err)) {
 		gd_reply_error(r, &err);
 		return;
 	}
@@ -56,8 +61,10 @@ void http_tuf_get(struct gd_req *r)
 void http_tuf_root_draft(struct gd_req *r)
 {
 	json_t *draft = NULL;
+	struct tuf_settings ts;
 	gn_err err;
-	if (tufrepo_root_draft(&draft, gd_db(r), &err)) {
+	tuf_sign_settings(&ts, config_get());
+	if (tuf_keys_root_draft(&draft, gd_db(r), &ts, &err)) {
 		gd_reply_error(r, &err);
 		return;
 	}
@@ -72,28 +79,26 @@ static const gn_json_field root_fields[] = {
 void http_tuf_root_import(struct gd_req *r)
 {
 	json_t *body = NULL;
+	struct tuf_settings ts;
+	int version;
 	gn_err err;
 	if (gd_body_json(&body, r, root_fields, GN_ARRAY_LEN(root_fields)))
 		return;
-	if (tufrepo_root_import(gd_db(r), body, &err)) {
-		gd_reply_error(r, &err);
-		json_decref(body);
-		return;
-	}
-	char ver[24];
-	snprintf(ver, sizeof(ver), "%lld", (long long)json_integer_value(json_object_get(json_object_get(body, "signed"), "version")));
-	if (audit_write(gd_db(r), &r->actor, "tuf.root_import", "tuf_root", ver, NULL, &err))
+	tuf_sign_settings(&ts, config_get());
+	if (tuf_keys_root_import(&version, gd_db(r), &ts, gd_actor(r), body, &err))
 		gd_reply_error(r, &err);
 	else
-		gd_reply_json(r, 201, json_pack("{s:s,s:i}", "role", "root", "version", atoi(ver)));
+		gd_reply_json(r, 201, json_pack("{s:s,s:i}", "role", "root", "version", version));
 	json_decref(body);
 }
 
 void http_tuf_keys_list(struct gd_req *r)
 {
 	json_t *items = NULL;
+	struct tuf_settings ts;
 	gn_err err;
-	if (tufrepo_keys_list(&items, gd_db(r), &err)) {
+	tuf_sign_settings(&ts, config_get());
+	if (tuf_keys_list(&items, gd_db(r), &ts, &err)) {
 		gd_reply_error(r, &err);
 		return;
 	}
@@ -105,26 +110,49 @@ static const gn_json_field rotate_fields[] = {{"role", GN_JSON_STRING, true, fal
 void http_tuf_keys_rotate(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
+	struct tuf_settings ts;
 	gn_err err;
-	if (gd_body_json(&body, r, rotate_fields, 1))
+	if (gd_body_json(&body, r, rotate_fields, GN_ARRAY_LEN(rotate_fields)))
 		return;
-	const char *role = gn_json_str(body, "role");
-	if (strcmp(role, "targets") != 0 && strcmp(role, "snapshot") != 0 && strcmp(role, "timestamp") != 0) {
-		gd_reply_problem(r, 400, "role must be targets, snapshot or timestamp (root keys change through an offline-signed root)");
-		json_decref(body);
-		return;
-	}
-	if (tufrepo_rotate(&out, gd_db(r), role, &err) ||
-	    audit_write(gd_db(r), &r->actor, "tuf.key_rotate", "tuf_key", json_string_value(json_object_get(out, "keyid")),
-			json_pack("{s:s}", "role", role), &err)) {
+	tuf_sign_settings(&ts, config_get());
+	if (tuf_keys_rotate(&out, gd_db(r), &ts, gd_actor(r), gn_json_str(body, "role"), &err))
 		gd_reply_error(r, &err);
-		json_decref(out);
-		json_decref(body);
-		return;
-	}
-	/* 202: pending until a root signed offline lists the new key. */
-	gd_reply_json(r, json_is_true(json_object_get(out, "pending")) ? 202 : 200, out);
+	else /* 202: pending until a root signed offline lists the new key. */
+		gd_reply_json(r, json_is_true(json_object_get(out, "pending")) ? 202 : 200, out);
 	json_decref(body);
+}
+
+/* Maps "root.json" and "N.root.json" to the root's version (0 = the newest). */
+static int parse_director_root(const char *file, int *version)
+{
+	char *end;
+	*version = 0;
+	if (file[0] >= '1' && file[0] <= '9') {
+		long v = strtol(file, &end, 10);
+		if (*end != '.' || v <= 0 || v > 1000000000)
+			return -1;
+		*version = (int)v;
+		file = end + 1;
+	}
+	return strcmp(file, "root.json") == 0 ? 0 : -1;
+}
+
+/* Returns the device's own director targets (new) in *out, or answers and returns non-zero. */
+static int director_targets(char **out, struct gd_req *r)
+{
+	struct tuf_settings ts;
+	int version;
+	gn_err err;
+	if (gd_actor(r)->kind != GD_ACTOR_DEVICE) {
+		gd_reply_problem(r, 404, "director targets are per device: fetch them with the device's token");
+		return -1;
+	}
+	tuf_sign_settings(&ts, config_get());
+	if (director_current(out, &version, NULL, gd_db(r), &ts, gd_actor(r)->id, &err)) {
+		gd_reply_error(r, &err);
+		return -1;
+	}
+	return 0;
 }
 
 /* The director's metadata: its root chain for everyone who may read, and each device's own
@@ -133,37 +161,17 @@ void http_tuf_director_get(struct gd_req *r)
 {
 	const char *file = gd_param(r, 0);
 	char *body = NULL;
-	int version = 0;
+	int version;
 	gn_err err;
 	if (strcmp(file, "targets.json") == 0) {
-		if (r->actor.kind != GD_ACTOR_DEVICE) {
-			gd_reply_problem(r, 404, "director targets are per device: fetch them with the device's token");
+		if (director_targets(&body, r))
 			return;
-		}
-		if (tufrepo_director_current(&body, &version, NULL, gd_db(r), r->actor.id, &err)) {
-			gd_reply_error(r, &err);
-			return;
-		}
-	} else {
-		char *end;
-		const char *rest = file;
-		if (file[0] >= '1' && file[0] <= '9') {
-			long v = strtol(file, &end, 10);
-			if (*end != '.' || v <= 0 || v > 1000000000) {
-				gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, targets.json)");
-				return;
-			}
-			version = (int)v;
-			rest = end + 1;
-		}
-		if (strcmp(rest, "root.json") != 0) {
-			gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, targets.json)");
-			return;
-		}
-		if (tufrepo_get(&body, gd_db(r), "director", "root", version, &err)) {
-			gd_reply_error(r, &err);
-			return;
-		}
+	} else if (parse_director_root(file, &version)) {
+		gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, targets.json)");
+		return;
+	} else if (director_root_get(&body, gd_db(r), version, &err)) {
+		gd_reply_error(r, &err);
+		return;
 	}
 	gd_header(r, "Cache-Control", "no-cache");
 	gd_reply_raw(r, 200, "application/json", body, strlen(body));

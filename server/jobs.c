@@ -8,7 +8,8 @@
 
 #include "device_auth.h"
 #include "log.h"
-#include "tufrepo.h"
+#include "tuf_image.h"
+#include "tuf_keys.h"
 
 static int64_t every_housekeeping(const struct gd_config *cfg)
 {
@@ -21,10 +22,15 @@ static int job_auth_gc(db_conn *c, const struct gd_config *cfg, gn_err *err)
 	return device_auth_gc(c, err);
 }
 
+/* Roots first, then the image repository's targets, snapshot and timestamp. */
 static int job_tuf_refresh(db_conn *c, const struct gd_config *cfg, gn_err *err)
 {
-	(void)cfg;
-	return tufrepo_refresh(c, err);
+	struct tuf_settings ts;
+	int error;
+	tuf_sign_settings(&ts, cfg);
+	if ((error = tuf_keys_refresh(c, &ts, err)))
+		return error;
+	return tuf_image_refresh(c, &ts, err);
 }
 
 /* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */

@@ -20,7 +20,7 @@
 #include "checkin_cache.h"
 #include "jobs.h"
 #include "notify.h"
-#include "tufrepo.h"
+#include "tuf_keys.h"
 
 extern char **environ;
 
@@ -144,11 +144,13 @@ static int lock_data_dir(const char *data_dir)
  * store, the TUF repositories. */
 static int prepare_database(const struct gd_config *cfg, bool serve, gn_err *err)
 {
+	struct tuf_settings ts;
+	tuf_sign_settings(&ts, cfg);
 	db_conn *c = db_acquire(gd.pool);
 	int rc = migrate_run(c, err);
 	if (!rc && serve && !(rc = auth_bootstrap_admin(c, cfg->data_dir, err)) &&
 	    !(rc = artifacts_init(cfg->data_dir, err)))
-		rc = tufrepo_init(c, err);
+		rc = tuf_keys_init(c, &ts, err);
 	db_release(gd.pool, c);
 	return rc;
 }

@@ -1,0 +1,457 @@
+/* The director: per-device targets, the desired state they name, and check-in reports. */
+#include "director.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "devices.h"
+#include "log.h"
+#include "tuf.h"
+
+#define SELECTOR_MAX_DEVICES 100000
+
+static const db_stmt st_latest = {
+	"director_latest",
+	"SELECT version, body, extract(epoch FROM expires_at)::bigint, extract(epoch FROM created_at)::bigint,"
+	" coalesce(model, ''), coalesce(model_version, ''), coalesce(gn_ts(assigned_at), '')"
+	" FROM director_targets WHERE device_id = $1"
+	" ORDER BY version DESC LIMIT 1",
+	1};
+static const db_stmt st_desired = {
+	"director_desired",
+	"SELECT d.model, d.version, v.filename, v.sha256, v.length, gn_ts(d.assigned_at) FROM device_desired d"
+	" JOIN model_versions v ON v.model = d.model AND v.version = d.version WHERE d.device_id = $1",
+	1};
+static const db_stmt st_store = {
+	"director_store",
+	"INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at)"
+	" VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), to_timestamp($6::bigint), nullif($7, '')::timestamptz)",
+	7};
+static const db_stmt st_resolve = {"director_resolve",
+				   "SELECT v.version FROM model_versions v WHERE v.model = $1 AND v.version ="
+				   " coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
+				   2};
+static const db_stmt st_set_desired = {
+	"director_set_desired",
+	"INSERT INTO device_desired (device_id, model, version, assigned_by) SELECT id, $2, $3, $4 FROM devices"
+	" WHERE id = $1 AND status = 'active'"
+	" ON CONFLICT (device_id) DO UPDATE SET model = excluded.model, version = excluded.version,"
+	" assigned_by = excluded.assigned_by, assigned_at = now() RETURNING device_id",
+	4};
+static const db_stmt st_clear_desired = {"director_clear_desired",
+					 "DELETE FROM device_desired WHERE device_id = $1 RETURNING device_id", 1};
+static const db_stmt st_device_exists = {"director_device_exists", "SELECT status FROM devices WHERE id = $1", 1};
+/* Every active device the selector matches (one past the limit, to tell that it is over). */
+static const db_stmt st_select = {"director_select",
+				  "SELECT d.id FROM devices d WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE
+				  " ORDER BY d.id LIMIT 100001",
+				  5};
+static const db_stmt st_report = {
+	"director_report",
+	"WITH u AS (UPDATE devices SET last_seen_at = now(), reported = $2::jsonb,"
+	"   reported_at = CASE WHEN reported IS DISTINCT FROM $2::jsonb THEN now() ELSE reported_at END,"
+	"   facts = CASE WHEN $3::jsonb IS NULL THEN facts ELSE $3::jsonb END"
+	"  WHERE id = $1 AND (reported IS DISTINCT FROM $2::jsonb OR ($3::jsonb IS NOT NULL AND facts IS DISTINCT FROM $3::jsonb)"
+	"   OR last_seen_at IS NULL OR last_seen_at < now() - interval '30 seconds') RETURNING 1),"
+	" e AS (INSERT INTO device_events (device_id, operation) SELECT $1, $4::jsonb WHERE $4::jsonb IS NOT NULL"
+	"   AND NOT EXISTS (SELECT 1 FROM (SELECT operation FROM device_events WHERE device_id = $1"
+	"   ORDER BY id DESC LIMIT 1) last WHERE last.operation = $4::jsonb))"
+	" SELECT 1",
+	4};
+static const db_stmt st_roots = {
+	"director_roots",
+	"SELECT (SELECT max(version) FROM tuf_metadata WHERE repo = 'image' AND role = 'root'),"
+	" (SELECT max(version) FROM tuf_metadata WHERE repo = 'director' AND role = 'root')",
+	0};
+const db_stmt director_events_stmt = {
+	"director_events",
+	"SELECT jsonb_build_object('id', id, 'at', gn_ts(at), 'operation', operation)::text, id::text AS cursor"
+	" FROM device_events WHERE device_id = $1 AND ($2::bigint IS NULL OR id < $2::bigint)"
+	" ORDER BY device_events.id DESC LIMIT $3",
+	3};
+
+/* --- the re-sign rule ------------------------------------------------------------------------- */
+
+bool director_needs_signing(const struct director_state *st, int64_t now)
+{
+	if (!st->version)
+		return true;
+	if (strcmp(st->model, st->has_desired ? st->want_model : "") != 0 ||
+	    strcmp(st->model_version, st->has_desired ? st->want_version : "") != 0 ||
+	    strcmp(st->assigned_at, st->has_desired ? st->want_assigned_at : "") != 0)
+		return true;
+	return tuf_sign_due(st->created, st->expires, now);
+}
+
+int64_t director_fresh_until(const struct director_state *st)
+{
+	return st->created + (st->expires - st->created) / 2;
+}
+
+/* --- signing a device's targets --------------------------------------------------------------- */
+
+#define COPY(dst, res, col) snprintf((dst), sizeof(dst), "%s", PQgetvalue((res), 0, (col)))
+
+/* Reads the newest signed targets into st and *out_body (new; NULL when none). */
+static int read_signed(struct director_state *st, char **out_body, db_conn *c, const char *device_id, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {device_id};
+	int error = db_exec(&res, c, &st_latest, p, err);
+	if (error || PQntuples(res) != 1)
+		goto out;
+	st->version = atoi(PQgetvalue(res, 0, 0));
+	*out_body = gn_strdup(PQgetvalue(res, 0, 1));
+	st->expires = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+	st->created = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+	COPY(st->model, res, 4);
+	COPY(st->model_version, res, 5);
+	COPY(st->assigned_at, res, 6);
+out:
+	PQclear(res);
+	return error;
+}
+
+/* Reads what the device should run into st. */
+static int read_desired(struct director_state *st, db_conn *c, const char *device_id, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {device_id};
+	int error = db_exec(&res, c, &st_desired, p, err);
+	if (error || PQntuples(res) != 1)
+		goto out;
+	st->has_desired = true;
+	COPY(st->want_model, res, 0);
+	COPY(st->want_version, res, 1);
+	COPY(st->filename, res, 2);
+	COPY(st->sha256, res, 3);
+	COPY(st->length, res, 4);
+	COPY(st->want_assigned_at, res, 5);
+out:
+	PQclear(res);
+	return error;
+}
+
+/* Reads the device's state afresh into st and *body (replacing what they held). */
+static int read_state(struct director_state *st, char **body, db_conn *c, const char *device_id, gn_err *err)
+{
+	int error;
+	free(*body);
+	*body = NULL;
+	memset(st, 0, sizeof(*st));
+	if ((error = read_signed(st, body, c, device_id, err)))
+		return error;
+	return read_desired(st, c, device_id, err);
+}
+
+/* Returns the signed part of version st->version + 1 of the device's targets (new). */
+static json_t *targets_signed(const struct director_state *st, const char *device_id, int64_t expires)
+{
+	json_t *sp = tuf_sign_header("targets", st->version + 1, expires), *targets = json_object();
+	if (st->has_desired) {
+		char *path = gn_asprintf("models/%s/%s/%s", st->want_model, st->want_version, st->filename);
+		json_object_set_new(targets, path,
+				    json_pack("{s:I,s:{s:s},s:{s:s,s:s,s:s,s:s}}", "length",
+					      (json_int_t)strtoll(st->length, NULL, 10), "hashes", "sha256", st->sha256,
+					      "custom", "device_id", device_id, "model", st->want_model, "version",
+					      st->want_version, "assigned_at", st->want_assigned_at));
+		free(path);
+	}
+	json_object_set_new(sp, "targets", targets);
+	/* The device id is inside what is signed: metadata for one device is useless to another. */
+	char issued[21];
+	gn_tuf_time(issued, gn_now());
+	json_object_set_new(sp, "custom", json_pack("{s:s,s:s}", "device_id", device_id, "issued_at", issued));
+	return sp;
+}
+
+/* Signs and stores the next version of the device's targets; st and *body become it. Inside the
+ * caller's transaction, under the device's director lock. */
+static int sign(struct director_state *st, char **body, db_conn *c, const struct tuf_settings *s, const char *device_id,
+		gn_err *err)
+{
+	gn_ed25519_key *key = NULL;
+	json_t *env = NULL;
+	char *signed_body = NULL, ver[16], exps[32];
+	int64_t exp = gn_now() + s->director_expiry;
+	json_t *sp = targets_signed(st, device_id, exp);
+	int error;
+	if ((error = tuf_sign_online_key(&key, c, "director", "targets", err)) ||
+	    (error = gn_tuf_sign(&env, sp, &key, 1, err)))
+		goto out;
+	signed_body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+	snprintf(ver, sizeof(ver), "%d", st->version + 1);
+	snprintf(exps, sizeof(exps), "%lld", (long long)exp);
+	const char *p[] = {device_id,
+			   ver,
+			   signed_body,
+			   st->has_desired ? st->want_model : "",
+			   st->has_desired ? st->want_version : "",
+			   exps,
+			   st->has_desired ? st->want_assigned_at : ""};
+	if ((error = db_exec(NULL, c, &st_store, p, err)))
+		goto out;
+	free(*body);
+	*body = signed_body;
+	signed_body = NULL;
+	st->version++;
+	st->created = exp - s->director_expiry;
+	st->expires = exp;
+out:
+	free(signed_body);
+	json_decref(env);
+	json_decref(sp);
+	gn_ed25519_key_free(key);
+	return error;
+}
+
+/* Takes the device's director lock, reads its state and signs it anew if it needs it. Inside the
+ * caller's transaction. */
+static int sync_locked(struct director_state *st, char **body, db_conn *c, const struct tuf_settings *s,
+		       const char *device_id, gn_err *err)
+{
+	int error;
+	if ((error = db_lock_xact_text(c, DB_LOCK_NS_DIRECTOR, device_id, err)) ||
+	    (error = read_state(st, body, c, device_id, err)))
+		return error;
+	if (director_needs_signing(st, gn_now()))
+		error = sign(st, body, c, s, device_id, err);
+	return error;
+}
+
+int director_sync(int *out_version, db_conn *c, const struct tuf_settings *s, const char *device_id, gn_err *err)
+{
+	struct director_state st;
+	char *body = NULL;
+	int error = sync_locked(&st, &body, c, s, device_id, err);
+	if (!error && out_version)
+		*out_version = st.version;
+	free(body);
+	return error;
+}
+
+int director_current(char **out_body, int *out_version, int64_t *out_fresh_until, db_conn *c,
+		     const struct tuf_settings *s, const char *device_id, gn_err *err)
+{
+	struct director_state st;
+	char *body = NULL;
+	int error;
+	assert(!db_in_tx(c));
+	/* Most check-ins find nothing to sign: decide on a plain read, lock only to sign. */
+	if ((error = read_state(&st, &body, c, device_id, err)))
+		goto out;
+	if (director_needs_signing(&st, gn_now())) {
+		if ((error = db_tx_begin(c, err)))
+			goto out;
+		if ((error = sync_locked(&st, &body, c, s, device_id, err)) || (error = db_tx_commit(c, err))) {
+			db_tx_rollback(c);
+			goto out;
+		}
+	}
+	*out_body = body;
+	body = NULL;
+	*out_version = st.version;
+	if (out_fresh_until)
+		*out_fresh_until = director_fresh_until(&st);
+out:
+	free(body);
+	return error;
+}
+
+int director_root_get(char **out, db_conn *c, int version, gn_err *err)
+{
+	return tuf_sign_get(out, c, "director", "root", version, err);
+}
+
+/* --- desired state ---------------------------------------------------------------------------- */
+
+/* Resolves model + version-or-alias to a published version, into out. */
+static int resolve(char out[72], db_conn *c, const char *model, const char *version, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {model, version};
+	int error = db_exec(&res, c, &st_resolve, p, err);
+	if (error)
+		return error;
+	if (PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "no such model version or alias");
+	else
+		snprintf(out, 72, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return error;
+}
+
+/* Records that the active device should run model at version; GN_ENOTFOUND when no active
+ * device has that id. */
+static int set_desired(db_conn *c, const struct gd_actor *who, const char *device_id, const char *model,
+		       const char *version, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {device_id, model, version, who->name};
+	int error = db_exec(&res, c, &st_set_desired, p, err);
+	if (!error && PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "no such active device");
+	PQclear(res);
+	return error;
+}
+
+int director_assign(struct director_assignment *out, db_conn *c, const struct tuf_settings *s,
+		    const struct gd_actor *who, const char *device_id, const char *model, const char *version,
+		    gn_err *err)
+{
+	int error;
+	memset(out, 0, sizeof(*out));
+	if (!gn_is_uuid(device_id))
+		return gn_err_set(err, GN_ENOTFOUND, "no such device");
+	if ((error = resolve(out->version, c, model, version, err)) || (error = db_tx_begin(c, err)))
+		return error;
+	if ((error = set_desired(c, who, device_id, model, out->version, err)) ||
+	    (error = audit_write(c, who, "device.assign", "device", device_id,
+				 json_pack("{s:s,s:s}", "model", model, "version", out->version), err)) ||
+	    (error = director_sync(&out->director_version, c, s, device_id, err)) || (error = db_tx_commit(c, err)))
+		db_tx_rollback(c);
+	return error;
+}
+
+/* GN_ENOTFOUND unless a device (of any status) has this id. */
+static int device_exists(db_conn *c, const char *device_id, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {device_id};
+	if (!gn_is_uuid(device_id))
+		return gn_err_set(err, GN_ENOTFOUND, "no such device");
+	int error = db_exec(&res, c, &st_device_exists, p, err);
+	if (!error && PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "no such device");
+	PQclear(res);
+	return error;
+}
+
+int director_unassign(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
+		      const char *device_id, gn_err *err)
+{
+	const char *p[] = {device_id};
+	int error;
+	if ((error = device_exists(c, device_id, err)) || (error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_exec(NULL, c, &st_clear_desired, p, err)) ||
+	    (error = audit_write(c, who, "device.unassign", "device", device_id, NULL, err)) ||
+	    (error = director_sync(out_version, c, s, device_id, err)) || (error = db_tx_commit(c, err)))
+		db_tx_rollback(c);
+	return error;
+}
+
+/* Sets the desired state of every device in res (one id per row) and audits it once. Inside the
+ * caller's transaction. */
+static int set_desired_all(json_t *ids, db_conn *c, const struct gd_actor *who, const PGresult *res,
+			   const char *selector, const char *model, const char *version, gn_err *err)
+{
+	int error;
+	for (int i = 0; i < PQntuples(res); i++) {
+		const char *id = PQgetvalue(res, i, 0);
+		if ((error = set_desired(c, who, id, model, version, err)))
+			return error;
+		json_array_append_new(ids, json_string(id));
+	}
+	return audit_write(c, who, "device.assign", "selector", selector,
+			   json_pack("{s:s,s:s,s:i}", "model", model, "version", version, "devices", PQntuples(res)),
+			   err);
+}
+
+/* Signs each device's targets anew, so that they see the change at their next check-in; the
+ * first failure stops it (those check-ins sign whatever is stale). */
+static void sync_each(db_conn *c, const struct tuf_settings *s, const json_t *ids)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(ids, i, v) {
+		char *body = NULL;
+		int version;
+		gn_err err;
+		int error = director_current(&body, &version, NULL, c, s, json_string_value(v), &err);
+		free(body);
+		if (error) {
+			gn_log(GN_LOG_WARN, "event=director_sign_failed device_id=%s msg=\"%s\"", json_string_value(v),
+			       err.msg);
+			break;
+		}
+	}
+}
+
+/* Assigns model at version to the devices that sp (selector parameters) matches, in a
+ * transaction of its own; ids gets their ids. */
+static int assign_matching(json_t *ids, db_conn *c, const struct gd_actor *who, char *const sp[5], const char *selector,
+			   const char *model, const char *version, gn_err *err)
+{
+	PGresult *res = NULL;
+	int error;
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_exec(&res, c, &st_select, (const char *const *)sp, err)))
+		goto out;
+	if (PQntuples(res) > SELECTOR_MAX_DEVICES) {
+		error = gn_err_set(err, GN_EINVAL,
+				   "the selector matches more than %d devices; narrow it or use a rollout",
+				   SELECTOR_MAX_DEVICES);
+		goto out;
+	}
+	if (!(error = set_desired_all(ids, c, who, res, selector, model, version, err)))
+		error = db_tx_commit(c, err);
+out:
+	if (error)
+		db_tx_rollback(c);
+	PQclear(res);
+	return error;
+}
+
+int director_assign_selector(json_t **out_devices, char out_version[72], db_conn *c, const struct tuf_settings *s,
+			     const struct gd_actor *who, const char *selector, const char *model, const char *version,
+			     gn_err *err)
+{
+	char *sp[5] = {0};
+	json_t *ids = json_array();
+	int error;
+	*out_devices = NULL;
+	if (!*selector) {
+		error = gn_err_set(
+			err, GN_EINVAL,
+			"the selector is empty; name the devices (e.g. site=north), a fleet-wide change is a rollout");
+		goto out;
+	}
+	if ((error = devices_selector_params(sp, selector, err)) ||
+	    (error = resolve(out_version, c, model, version, err)) ||
+	    (error = assign_matching(ids, c, who, sp, selector, model, out_version, err)))
+		goto out;
+	sync_each(c, s, ids);
+	*out_devices = ids;
+	ids = NULL;
+out:
+	json_decref(ids);
+	for (int k = 0; k < 5; k++)
+		free(sp[k]);
+	return error;
+}
+
+/* --- check-ins -------------------------------------------------------------------------------- */
+
+int director_report(db_conn *c, const char *device_id, const char *reported, const char *facts, const char *operation,
+		    gn_err *err)
+{
+	const char *p[] = {device_id, reported, facts, operation};
+	return db_exec(NULL, c, &st_report, p, err);
+}
+
+int director_root_versions(int *out_image, int *out_director, db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	int error = db_exec(&res, c, &st_roots, NULL, err);
+	if (error)
+		return error;
+	*out_image = atoi(PQgetvalue(res, 0, 0));
+	*out_director = atoi(PQgetvalue(res, 0, 1));
+	PQclear(res);
+	return 0;
+}

@@ -1,0 +1,73 @@
+/* What devices should run: PUT and DELETE /v1/devices/{id}/desired for one device, POST
+ * /v1/desired for the devices a label selector matches. Thin handlers over director.c. */
+#include <stdlib.h>
+
+#include "config.h"
+#include "director.h"
+#include "http.h"
+
+static const gn_json_field desired_fields[] = {
+	{"model", GN_JSON_STRING, true, false},
+	{"version", GN_JSON_STRING, true, false},
+};
+
+void http_desired_put(struct gd_req *r)
+{
+	json_t *body = NULL;
+	struct director_assignment a;
+	struct tuf_settings ts;
+	gn_err err;
+	const char *id = gd_param(r, 0);
+	if (!gn_is_uuid(id)) {
+		gd_reply_problem(r, 404, "no such device");
+		return;
+	}
+	if (gd_body_json(&body, r, desired_fields, GN_ARRAY_LEN(desired_fields)))
+		return;
+	tuf_sign_settings(&ts, config_get());
+	const char *model = gn_json_str(body, "model");
+	if (director_assign(&a, gd_db(r), &ts, gd_actor(r), id, model, gn_json_str(body, "version"), &err))
+		gd_reply_error(r, &err);
+	else
+		gd_reply_json(r, 200,
+			      json_pack("{s:s,s:s,s:s,s:i}", "device_id", id, "model", model, "version", a.version,
+					"director_version", a.director_version));
+	json_decref(body);
+}
+
+void http_desired_delete(struct gd_req *r)
+{
+	struct tuf_settings ts;
+	gn_err err;
+	tuf_sign_settings(&ts, config_get());
+	if (director_unassign(NULL, gd_db(r), &ts, gd_actor(r), gd_param(r, 0), &err))
+		gd_reply_error(r, &err);
+	else
+		gd_reply_raw(r, 204, NULL, "", 0);
+}
+
+static const gn_json_field bulk_fields[] = {
+	{"selector", GN_JSON_STRING, true, false},
+	{"model", GN_JSON_STRING, true, false},
+	{"version", GN_JSON_STRING, true, false},
+};
+
+void http_desired_bulk(struct gd_req *r)
+{
+	json_t *body = NULL, *ids = NULL;
+	struct tuf_settings ts;
+	char version[72];
+	gn_err err;
+	if (gd_body_json(&body, r, bulk_fields, GN_ARRAY_LEN(bulk_fields)))
+		return;
+	tuf_sign_settings(&ts, config_get());
+	const char *model = gn_json_str(body, "model");
+	if (director_assign_selector(&ids, version, gd_db(r), &ts, gd_actor(r), gn_json_str(body, "selector"), model,
+				     gn_json_str(body, "version"), &err))
+		gd_reply_error(r, &err);
+	else
+		gd_reply_json(r, 200,
+			      json_pack("{s:s,s:s,s:I,s:o}", "model", model, "version", version, "count",
+					(json_int_t)json_array_size(ids), "devices", ids));
+	json_decref(body);
+}

@@ -1,0 +1,603 @@
+/* Keys and roots of the TUF image and director repositories. */
+#include "tuf_keys.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "audit.h"
+#include "log.h"
+#include "tuf.h"
+#include "tuf_image.h"
+
+static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
+static const char *const all_roles[] = {"root", "targets", "snapshot", "timestamp"};
+static const char *const repos[] = {"image", "director"};
+
+static const db_stmt st_keys_active = {
+	"tuf_keys_active",
+	"SELECT keyid, role, public FROM tuf_keys WHERE repo = $1 AND active ORDER BY role, created_at, keyid", 1};
+/* The keys a draft root lists: a role's pending key replaces its active ones. */
+static const db_stmt st_keys_draft = {
+	"tuf_keys_draft",
+	"SELECT keyid, role, public FROM tuf_keys k WHERE repo = $1 AND (pending OR (active AND NOT EXISTS"
+	" (SELECT 1 FROM tuf_keys p WHERE p.repo = $1 AND p.role = k.role AND p.pending)))"
+	" ORDER BY role, created_at, keyid",
+	1};
+static const db_stmt st_key_pending = {
+	"tuf_key_pending",
+	"WITH x AS (DELETE FROM tuf_keys WHERE repo = $1 AND role = $2 AND pending AND keyid <> $3)"
+	" UPDATE tuf_keys SET active = false, pending = true WHERE keyid = $3",
+	3};
+static const db_stmt st_key_activate_pending = {
+	"tuf_key_activate_pending",
+	"WITH p AS (UPDATE tuf_keys SET active = true, pending = false WHERE repo = $1 AND role = $2 AND pending"
+	"   RETURNING keyid)"
+	" UPDATE tuf_keys SET active = false WHERE repo = $1 AND role = $2 AND active"
+	"   AND keyid NOT IN (SELECT keyid FROM p) AND EXISTS (SELECT 1 FROM p)",
+	2};
+static const db_stmt st_key_insert = {
+	"tuf_key_insert",
+	"INSERT INTO tuf_keys (keyid, repo, role, public, private_pem) VALUES ($1, $2, $3, $4, $5)"
+	" ON CONFLICT (keyid) DO UPDATE SET active = true",
+	5};
+static const db_stmt st_key_retire_others = {
+	"tuf_key_retire_others",
+	"UPDATE tuf_keys SET active = false WHERE repo = $1 AND role = $2 AND active AND keyid <> ALL($3::text[])", 3};
+static const db_stmt st_keys_list = {
+	"tuf_keys_list",
+	"SELECT coalesce(jsonb_agg(jsonb_build_object('keyid', keyid, 'repo', repo, 'role', role, 'public', public,"
+	" 'online', private_pem IS NOT NULL, 'active', active, 'created_at', gn_ts(created_at))"
+	" ORDER BY repo DESC, role, created_at), '[]')::text FROM tuf_keys WHERE active",
+	0};
+/* --- root keys on disk ---------------------------------------------------------------------- */
+
+/* Returns where a root key's private half lives (new). */
+static char *root_key_path(const struct tuf_settings *s, const char *repo, const char *keyid)
+{
+	return gn_asprintf("%s/keys/%sroot-%s.pem", s->data_dir, strcmp(repo, "image") == 0 ? "" : "director-", keyid);
+}
+
+static void free_keys(gn_ed25519_key **keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		gn_ed25519_key_free(keys[i]);
+	free(keys);
+}
+
+/* Loads the root private keys this server holds among keyids; returns how many (*out is new). */
+static size_t load_root_keys(gn_ed25519_key ***out, const struct tuf_settings *s, const char *repo,
+			     const json_t *keyids)
+{
+	size_t n = 0, i;
+	json_t *k;
+	gn_ed25519_key **keys = gn_calloc(json_array_size(keyids) + 1, sizeof(*keys));
+	json_array_foreach(keyids, i, k) {
+		gn_err ignore;
+		char *path = root_key_path(s, repo, json_string_value(k));
+		if (gn_ed25519_load(&keys[n], path, &ignore) == 0)
+			n++;
+		free(path);
+	}
+	*out = keys;
+	return n;
+}
+
+static const json_t *root_keyids(const json_t *root_signed)
+{
+	return json_object_get(json_object_get(json_object_get(root_signed, "roles"), "root"), "keyids");
+}
+
+/* The number of the current root's keys whose private half is here. */
+static size_t root_keys_here(const struct tuf_settings *s, const char *repo, const struct tuf_latest *root)
+{
+	gn_ed25519_key **keys = NULL;
+	size_t n = load_root_keys(&keys, s, repo, root_keyids(json_object_get(root->env, "signed")));
+	free_keys(keys, n);
+	return n;
+}
+
+/* --- building and publishing roots ------------------------------------------------------------ */
+
+/* Records a key (its private half too when keep_private) and writes its key id into keyid. */
+static int insert_key(char keyid[65], db_conn *c, const char *repo, const char *role, gn_ed25519_key *key,
+		      bool keep_private, gn_err *err)
+{
+	unsigned char pub[GN_ED25519_PUB_LEN];
+	char hex[2 * GN_ED25519_PUB_LEN + 1];
+	gn_ed25519_public(pub, key);
+	gn_hex_encode(hex, pub, sizeof(pub));
+	json_t *kj = gn_tuf_key_json(pub);
+	int error = gn_tuf_keyid(keyid, kj, err);
+	json_decref(kj);
+	if (error)
+		return error;
+	char *pem = keep_private ? gn_ed25519_to_pem(key) : NULL;
+	const char *p[] = {keyid, repo, role, hex, pem};
+	error = db_exec(NULL, c, &st_key_insert, p, err);
+	free(pem);
+	return error;
+}
+
+/* Builds the signed part of a root of repo from the keys keys_st selects. */
+static int build_root(json_t **out, db_conn *c, const struct tuf_settings *s, const db_stmt *keys_st, const char *repo,
+		      int version, json_int_t root_threshold, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *pk[] = {repo};
+	int error = db_exec(&res, c, keys_st, pk, err);
+	if (error)
+		return error;
+	json_t *keys = json_object(), *roles = json_object();
+	/* The director signs only root and per-device targets. */
+	size_t nroles = strcmp(repo, "director") == 0 ? 2 : GN_ARRAY_LEN(all_roles);
+	for (size_t i = 0; i < nroles; i++)
+		json_object_set_new(roles, all_roles[i],
+				    json_pack("{s:[],s:I}", "keyids", "threshold",
+					      strcmp(all_roles[i], "root") == 0 ? root_threshold : (json_int_t)1));
+	for (int i = 0; i < PQntuples(res); i++) {
+		unsigned char pub[GN_ED25519_PUB_LEN];
+		if (gn_hex_decode(pub, sizeof(pub), PQgetvalue(res, i, 2)))
+			continue;
+		json_object_set_new(keys, PQgetvalue(res, i, 0), gn_tuf_key_json(pub));
+		json_array_append_new(json_object_get(json_object_get(roles, PQgetvalue(res, i, 1)), "keyids"),
+				      json_string(PQgetvalue(res, i, 0)));
+	}
+	PQclear(res);
+	json_t *sp = tuf_sign_header("root", version, gn_now() + tuf_sign_lifetime(s, "root"));
+	json_object_set_new(sp, "consistent_snapshot", json_true());
+	json_object_set_new(sp, "keys", keys);
+	json_object_set_new(sp, "roles", roles);
+	*out = sp;
+	return 0;
+}
+
+/* Publishes root N+1 from the active keys, signed with the root keys on disk; they must meet the
+ * threshold of the current root (cur). GN_ECONFLICT when this server holds too few. */
+static int publish_root(db_conn *c, const struct tuf_settings *s, const char *repo, const struct tuf_latest *cur,
+			gn_err *err)
+{
+	json_t *sp = NULL;
+	gn_ed25519_key **keys = NULL;
+	size_t n = 0;
+	json_int_t threshold = tuf_sign_root_threshold(cur);
+	int error = build_root(&sp, c, s, &st_keys_active, repo, cur->version + 1, threshold, err);
+	if (error)
+		return error;
+	n = load_root_keys(&keys, s, repo, root_keyids(json_object_get(cur->env, "signed")));
+	if ((json_int_t)n < threshold) {
+		error = gn_err_set(
+			err, GN_ECONFLICT,
+			"this server holds %zu of the %lld root keys needed to sign a new root; export the "
+			"draft (GET /v1/tuf/image/root/draft), sign it offline with `ganglion keys sign-root` "
+			"and import it",
+			n, (long long)threshold);
+		goto out;
+	}
+	error = tuf_sign_store(NULL, c, repo, "root", cur->version + 1, sp, keys, n,
+			       gn_now() + tuf_sign_lifetime(s, "root"), err);
+out:
+	free_keys(keys, n);
+	json_decref(sp);
+	return error;
+}
+
+/* Generates root keys, saving them in data_dir/keys (*out is new, s->root_keys of them). */
+static int create_root_keys(gn_ed25519_key ***out, db_conn *c, const struct tuf_settings *s, const char *repo,
+			    gn_err *err)
+{
+	int error = 0;
+	char *dir = gn_asprintf("%s/keys", s->data_dir);
+	gn_ed25519_key **keys = gn_calloc((size_t)s->root_keys, sizeof(*keys));
+	*out = keys;
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		error = gn_err_set(err, GN_ERROR, "cannot create %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	for (int i = 0; i < s->root_keys; i++) {
+		char keyid[65];
+		if ((error = gn_ed25519_generate(&keys[i], err)) ||
+		    (error = insert_key(keyid, c, repo, "root", keys[i], false, err)))
+			goto out;
+		char *path = root_key_path(s, repo, keyid);
+		if (!(error = gn_ed25519_save(keys[i], path, err)))
+			gn_log(GN_LOG_INFO, "event=tuf_root_key_created repo=%s keyid=%s file=%s", repo, keyid, path);
+		free(path);
+		if (error)
+			goto out;
+	}
+out:
+	free(dir);
+	return error;
+}
+
+/* Generates the online keys of repo: targets, snapshot and timestamp for the image repository,
+ * targets for the director. */
+static int create_online_keys(db_conn *c, const char *repo, gn_err *err)
+{
+	size_t n = strcmp(repo, "image") == 0 ? GN_ARRAY_LEN(online_roles) : 1;
+	for (size_t i = 0; i < n; i++) {
+		gn_ed25519_key *k = NULL;
+		char keyid[65];
+		int error = gn_ed25519_generate(&k, err);
+		if (!error)
+			error = insert_key(keyid, c, repo, online_roles[i], k, true, err);
+		gn_ed25519_key_free(k);
+		if (error)
+			return error;
+	}
+	return 0;
+}
+
+/* Creates repo's keys and first root unless it has a root; *out_created tells whether it did.
+ * Inside the caller's locked transaction. */
+static int create_repo(bool *out_created, db_conn *c, const struct tuf_settings *s, const char *repo, gn_err *err)
+{
+	struct tuf_latest root;
+	gn_ed25519_key **keys = NULL;
+	json_t *sp = NULL;
+	int error;
+	*out_created = false;
+	if ((error = tuf_sign_latest(&root, c, repo, "root", err)) || root.version > 0)
+		goto out;
+	if ((error = create_root_keys(&keys, c, s, repo, err)) || (error = create_online_keys(c, repo, err)) ||
+	    (error = build_root(&sp, c, s, &st_keys_active, repo, 1, s->root_threshold, err)) ||
+	    (error = tuf_sign_store(NULL, c, repo, "root", 1, sp, keys, (size_t)s->root_keys,
+				    gn_now() + tuf_sign_lifetime(s, "root"), err)))
+		goto out;
+	*out_created = true;
+out:
+	free_keys(keys, keys ? (size_t)s->root_keys : 0);
+	json_decref(sp);
+	tuf_sign_latest_cleanup(&root);
+	return error;
+}
+
+int tuf_keys_init(db_conn *c, const struct tuf_settings *s, gn_err *err)
+{
+	bool image_created, director_created;
+	int error;
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = create_repo(&image_created, c, s, "image", err)) ||
+	    (image_created && (error = tuf_image_publish_targets(c, s, err))) ||
+	    (error = create_repo(&director_created, c, s, "director", err)) || (error = db_tx_commit(c, err)))
+		db_tx_rollback(c);
+	return error;
+}
+
+/* --- refresh and listing -------------------------------------------------------------------- */
+
+/* Signs a new root of repo if the current one is due; too few root keys here is only logged. */
+static int refresh_root(db_conn *c, const struct tuf_settings *s, const char *repo, int64_t now, gn_err *err)
+{
+	struct tuf_latest l;
+	int error = tuf_sign_latest(&l, c, repo, "root", err);
+	if (!error && l.version && tuf_sign_due(l.created, l.expires, now)) {
+		gn_err why;
+		if (publish_root(c, s, repo, &l, &why))
+			gn_log(GN_LOG_WARN, "event=tuf_root_expiring repo=%s expires_in_s=%lld msg=\"%s\"", repo,
+			       (long long)(l.expires - now), why.msg);
+	}
+	tuf_sign_latest_cleanup(&l);
+	return error;
+}
+
+int tuf_keys_refresh(db_conn *c, const struct tuf_settings *s, gn_err *err)
+{
+	int64_t now = gn_now();
+	int error;
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)))
+		goto out;
+	for (size_t i = 0; i < GN_ARRAY_LEN(repos) && !error; i++)
+		error = refresh_root(c, s, repos[i], now, err);
+	if (!error)
+		error = db_tx_commit(c, err);
+out:
+	if (error)
+		db_tx_rollback(c);
+	return error;
+}
+
+/* Adds "threshold" (the current root's) and "online" (its file is here) to each root key. */
+static void describe_root_keys(json_t *list, db_conn *c, const struct tuf_settings *s)
+{
+	json_int_t thresholds[GN_ARRAY_LEN(repos)] = {0, 0};
+	for (size_t r = 0; r < GN_ARRAY_LEN(repos); r++) {
+		struct tuf_latest root;
+		gn_err ignore;
+		if (tuf_sign_latest(&root, c, repos[r], "root", &ignore) == 0)
+			thresholds[r] = tuf_sign_root_threshold(&root);
+		tuf_sign_latest_cleanup(&root);
+	}
+	size_t i;
+	json_t *k;
+	json_array_foreach(list, i, k) {
+		if (strcmp(json_string_value(json_object_get(k, "role")), "root") != 0)
+			continue;
+		const char *repo = json_string_value(json_object_get(k, "repo"));
+		json_object_set_new(k, "threshold", json_integer(thresholds[strcmp(repo, "image") == 0 ? 0 : 1]));
+		char *path = root_key_path(s, repo, json_string_value(json_object_get(k, "keyid")));
+		struct stat st;
+		json_object_set_new(k, "online", json_boolean(stat(path, &st) == 0));
+		free(path);
+	}
+}
+
+int tuf_keys_list(json_t **out, db_conn *c, const struct tuf_settings *s, gn_err *err)
+{
+	PGresult *res = NULL;
+	int error = db_exec(&res, c, &st_keys_list, NULL, err);
+	if (error)
+		return error;
+	*out = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	PQclear(res);
+	if (!*out)
+		return gn_err_set(err, GN_ERROR, "cannot read the key list");
+	describe_root_keys(*out, c, s);
+	return 0;
+}
+
+/* --- rotation of online keys ------------------------------------------------------------------ */
+
+/* The root keys are offline: the new key waits for a root signed elsewhere that lists it. */
+static int rotate_pending(json_t **out, db_conn *c, const char *role, const char *keyid, gn_err *err)
+{
+	const char *p[] = {"image", role, keyid};
+	int error = db_exec(NULL, c, &st_key_pending, p, err);
+	if (error)
+		return error;
+	*out = json_pack("{s:s,s:s,s:b,s:s}", "role", role, "keyid", keyid, "pending", 1, "next",
+			 "the root keys are offline: export the draft root (it lists the new key), sign it "
+			 "with `ganglion keys sign-root`, and import it; the old key signs until then");
+	gn_log(GN_LOG_INFO, "event=tuf_key_pending role=%s keyid=%s", role, keyid);
+	return 0;
+}
+
+/* The root keys are here: the new key replaces the old at once, under a new root. */
+static int rotate_now(json_t **out, db_conn *c, const struct tuf_settings *s, const char *role, const char *keyid,
+		      const struct tuf_latest *root, gn_err *err)
+{
+	char arr[80];
+	snprintf(arr, sizeof(arr), "{%s}", keyid);
+	const char *p[] = {"image", role, arr};
+	int error;
+	if ((error = db_exec(NULL, c, &st_key_retire_others, p, err)) ||
+	    (error = publish_root(c, s, "image", root, err)) || (error = tuf_image_publish_targets(c, s, err)))
+		return error;
+	*out = json_pack("{s:s,s:s,s:i,s:b}", "role", role, "keyid", keyid, "root_version", root->version + 1,
+			 "pending", 0);
+	gn_log(GN_LOG_INFO, "event=tuf_key_rotated role=%s keyid=%s", role, keyid);
+	return 0;
+}
+
+static bool is_online_role(const char *role)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++)
+		if (strcmp(role, online_roles[i]) == 0)
+			return true;
+	return false;
+}
+
+int tuf_keys_rotate(json_t **out, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
+		    const char *role, gn_err *err)
+{
+	struct tuf_latest root;
+	gn_ed25519_key *k = NULL;
+	char keyid[65];
+	int error;
+	*out = NULL;
+	memset(&root, 0, sizeof(root));
+	if (!is_online_role(role))
+		return gn_err_set(
+			err, GN_EINVAL,
+			"role must be targets, snapshot or timestamp (root keys change through an offline-signed root)");
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_sign_latest(&root, c, "image", "root", err)) ||
+	    (error = gn_ed25519_generate(&k, err)) || (error = insert_key(keyid, c, "image", role, k, true, err)))
+		goto out;
+	if ((json_int_t)root_keys_here(s, "image", &root) < tuf_sign_root_threshold(&root))
+		error = rotate_pending(out, c, role, keyid, err);
+	else
+		error = rotate_now(out, c, s, role, keyid, &root, err);
+	if (!error &&
+	    !(error = audit_write(c, who, "tuf.key_rotate", "tuf_key", keyid, json_pack("{s:s}", "role", role), err)))
+		error = db_tx_commit(c, err);
+out:
+	if (error) {
+		db_tx_rollback(c);
+		json_decref(*out);
+		*out = NULL;
+	}
+	gn_ed25519_key_free(k);
+	tuf_sign_latest_cleanup(&root);
+	return error;
+}
+
+int tuf_keys_root_draft(json_t **out, db_conn *c, const struct tuf_settings *s, gn_err *err)
+{
+	struct tuf_latest root;
+	json_t *sp = NULL;
+	int error = tuf_sign_latest(&root, c, "image", "root", err);
+	if (!error)
+		error = build_root(&sp, c, s, &st_keys_draft, "image", root.version + 1, tuf_sign_root_threshold(&root),
+				   err);
+	if (!error)
+		*out = json_pack("{s:o,s:[]}", "signed", sp, "signatures");
+	tuf_sign_latest_cleanup(&root);
+	return error;
+}
+
+/* --- import of a root signed offline ---------------------------------------------------------- */
+
+static bool same_keyids(const json_t *a, const json_t *b, const char *role)
+{
+	const json_t *ka = json_object_get(json_object_get(json_object_get(a, "roles"), role), "keyids");
+	const json_t *kb = json_object_get(json_object_get(json_object_get(b, "roles"), role), "keyids");
+	return ka && kb && json_equal((json_t *)ka, (json_t *)kb);
+}
+
+/* Checks each role of a new root: no key id twice, a threshold from 1 to its number of keys. */
+static int check_root_roles(const json_t *sp, gn_err *err)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(all_roles); i++) {
+		const json_t *role = json_object_get(json_object_get(sp, "roles"), all_roles[i]);
+		const json_t *ids = json_object_get(role, "keyids");
+		json_int_t t = json_integer_value(json_object_get(role, "threshold"));
+		size_t nk = json_array_size(ids);
+		for (size_t a = 0; a < nk; a++)
+			for (size_t b = a + 1; b < nk; b++)
+				if (json_equal(json_array_get(ids, a), json_array_get(ids, b)))
+					return gn_err_set(err, GN_EINVAL, "root role %s lists a key id twice",
+							  all_roles[i]);
+		if (!json_is_integer(json_object_get(role, "threshold")) || t < 1 || (size_t)t > nk)
+			return gn_err_set(err, GN_EINVAL, "root role %s needs a threshold from 1 to its %zu key(s)",
+					  all_roles[i], nk);
+	}
+	return 0;
+}
+
+/* Checks what any root must be to follow the current one (version cur_version) and to keep the
+ * repository working for TUF clients, however well signed; *out_expires is its expiry. */
+static int check_root_shape(int64_t *out_expires, const json_t *sp, int cur_version, gn_err *err)
+{
+	const char *type = json_string_value(json_object_get(sp, "_type"));
+	const char *spec = json_string_value(json_object_get(sp, "spec_version"));
+	if (!json_is_object(sp) || !type || strcmp(type, "root") != 0)
+		return gn_err_set(err, GN_EINVAL, "not root metadata");
+	if (json_integer_value(json_object_get(sp, "version")) != cur_version + 1)
+		return gn_err_set(err, GN_EINVAL, "root version must be %d (the current one is %d)", cur_version + 1,
+				  cur_version);
+	if (gn_tuf_time_parse(out_expires, json_string_value(json_object_get(sp, "expires"))) ||
+	    *out_expires <= gn_now())
+		return gn_err_set(err, GN_EINVAL, "root 'expires' is missing, malformed or in the past");
+	if (!spec || strncmp(spec, "1.", 2) != 0)
+		return gn_err_set(err, GN_EINVAL, "root spec_version must be 1.x (TUF 1.0)");
+	if (!json_is_true(json_object_get(sp, "consistent_snapshot")))
+		return gn_err_set(err, GN_EINVAL,
+				  "root must keep consistent_snapshot true: the repository serves N.ROLE.json files");
+	return check_root_roles(sp, err);
+}
+
+/* Online roles must list the keys the server signs with: the current ones, or a pending
+ * rotation's (as the draft shows them), with the current thresholds. */
+static int check_online_roles(db_conn *c, const struct tuf_settings *s, const json_t *sp, const json_t *cur_signed,
+			      int cur_version, gn_err *err)
+{
+	json_t *draft = NULL;
+	int error = build_root(&draft, c, s, &st_keys_draft, "image", cur_version + 1, 1, err);
+	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles) && !error; i++) {
+		const json_t *nr = json_object_get(json_object_get(sp, "roles"), online_roles[i]);
+		const json_t *cr = json_object_get(json_object_get(cur_signed, "roles"), online_roles[i]);
+		if (!json_equal(json_object_get(nr, "threshold"), json_object_get(cr, "threshold")))
+			error = gn_err_set(err, GN_EINVAL, "the %s role's threshold differs from the current root's",
+					   online_roles[i]);
+		else if (!same_keyids(sp, cur_signed, online_roles[i]) && !same_keyids(sp, draft, online_roles[i]))
+			error = gn_err_set(
+				err, GN_EINVAL,
+				"the %s role's keys are neither the current ones nor a pending rotation's; rotate "
+				"online keys with POST /v1/keys/rotate, then export the draft",
+				online_roles[i]);
+	}
+	json_decref(draft);
+	return error;
+}
+
+/* TUF's rule for a new root: signed by a threshold of the old root's keys and of its own. */
+static int check_root_signatures(const json_t *env, const json_t *cur_signed, gn_err *err)
+{
+	int error = gn_tuf_verify_role(env, cur_signed, "root", err);
+	if (!error)
+		error = gn_tuf_verify_role(env, json_object_get(env, "signed"), "root", err);
+	if (error == GN_EAUTH) {
+		error = GN_EINVAL;
+		if (err)
+			err->code = error;
+	}
+	return error;
+}
+
+/* Records the root keys the new root names and retires the others. */
+static int record_root_keys(db_conn *c, const json_t *sp, gn_err *err)
+{
+	gn_buf arr;
+	size_t i;
+	json_t *id;
+	int error = 0;
+	gn_buf_init(&arr);
+	gn_buf_puts(&arr, "{");
+	json_array_foreach(root_keyids(sp), i, id) {
+		const json_t *key = json_object_get(json_object_get(sp, "keys"), json_string_value(id));
+		const char *pub = json_string_value(json_object_get(json_object_get(key, "keyval"), "public"));
+		const char *p[] = {json_string_value(id), "image", "root", pub ? pub : "", NULL};
+		if (!error)
+			error = db_exec(NULL, c, &st_key_insert, p, err);
+		gn_buf_printf(&arr, "%s%s", i ? "," : "", json_string_value(id));
+	}
+	gn_buf_puts(&arr, "}");
+	const char *pr[] = {"image", "root", arr.data};
+	if (!error)
+		error = db_exec(NULL, c, &st_key_retire_others, pr, err);
+	gn_buf_cleanup(&arr);
+	return error;
+}
+
+/* Stores the imported root as it was signed; keys it brings in from a pending rotation sign from
+ * now on, over fresh targets, snapshot and timestamp. */
+static int store_root(db_conn *c, const struct tuf_settings *s, const json_t *env, const json_t *cur_signed,
+		      int version, int64_t expires, gn_err *err)
+{
+	const json_t *sp = json_object_get(env, "signed");
+	char *body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+	int error = tuf_sign_put(c, "image", "root", version, body, expires, err);
+	free(body);
+	bool rotated = false;
+	for (size_t r = 0; !error && r < GN_ARRAY_LEN(online_roles); r++) {
+		if (same_keyids(sp, cur_signed, online_roles[r]))
+			continue;
+		const char *pa[] = {"image", online_roles[r]};
+		error = db_exec(NULL, c, &st_key_activate_pending, pa, err);
+		rotated = true;
+	}
+	if (!error && rotated)
+		error = tuf_image_publish_targets(c, s, err);
+	if (!error)
+		gn_log(GN_LOG_INFO, "event=tuf_root_imported version=%d rotated_online_keys=%s", version,
+		       rotated ? "yes" : "no");
+	return error;
+}
+
+int tuf_keys_root_import(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
+			 const json_t *env, gn_err *err)
+{
+	struct tuf_latest cur;
+	char ver[16];
+	int64_t exp;
+	int error;
+	memset(&cur, 0, sizeof(cur));
+	const json_t *sp = json_object_get(env, "signed");
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_sign_latest(&cur, c, "image", "root", err)))
+		goto out;
+	const json_t *cur_signed = json_object_get(cur.env, "signed");
+	snprintf(ver, sizeof(ver), "%d", cur.version + 1);
+	if ((error = check_root_shape(&exp, sp, cur.version, err)) ||
+	    (error = check_online_roles(c, s, sp, cur_signed, cur.version, err)) ||
+	    (error = check_root_signatures(env, cur_signed, err)) || (error = record_root_keys(c, sp, err)) ||
+	    (error = store_root(c, s, env, cur_signed, cur.version + 1, exp, err)) ||
+	    (error = audit_write(c, who, "tuf.root_import", "tuf_root", ver, NULL, err)) ||
+	    (error = db_tx_commit(c, err)))
+		goto out;
+	*out_version = cur.version + 1;
+out:
+	if (error)
+		db_tx_rollback(c);
+	tuf_sign_latest_cleanup(&cur);
+	return error;
+}
