@@ -194,11 +194,6 @@ static void exec_logged(db_conn *c, const char *sql)
 		gn_log(GN_LOG_WARN, "event=db_error sql=\"%s\" msg=\"%s\"", sql, err.msg);
 }
 
-void db_exec_sql_logged(db_conn *c, const char *sql)
-{
-	exec_logged(c, sql);
-}
-
 int db_tx_begin(db_conn *c, gn_err *err)
 {
 	int rc;
@@ -215,8 +210,15 @@ int db_tx_begin(db_conn *c, gn_err *err)
 int db_tx_commit(db_conn *c, gn_err *err)
 {
 	assert(c->in_tx);
-	int rc = db_exec_sql(c, "COMMIT", err);
 	c->in_tx = false;
+	PGresult *res = PQexec(c->pg, "COMMIT");
+	int rc = 0;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = result_error(res, c, "COMMIT", err);
+	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+		/* PostgreSQL answers COMMIT in a failed transaction with ROLLBACK, and no error. */
+		rc = gn_err_set(err, GN_ERROR, "the transaction had failed and was rolled back, not committed");
+	PQclear(res);
 	/* A failed COMMIT leaves the transaction aborted (or the connection gone): end it. */
 	if (rc && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		exec_logged(c, "ROLLBACK");

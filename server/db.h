@@ -30,9 +30,6 @@ int db_exec(PGresult **out, db_conn *c, const db_stmt *s, const char *const *par
 /* Runs fixed SQL text (migrations); never pass text built from input. Transactions go through
  * db_tx_*, never through this. */
 int db_exec_sql(db_conn *c, const char *sql, gn_err *err) GN_WUR;
-/* TEMPORARY while tufrepo.c moves to db_tx_*: do not use. */
-void db_exec_sql_logged(db_conn *c, const char *sql);
-
 /* Transactions. A function that opens one says so in its header; one that must run inside the
  * caller's says that instead. db_tx_begin refuses to nest (GN_ERROR, logged as a bug): a nested
  * BEGIN would otherwise commit the caller's work early. */
