@@ -46,9 +46,12 @@ void update_report(struct agent *a, const char *state, const char *model, const 
 	json_decref(a->last_op);
 	a->last_op = op;
 	pthread_mutex_unlock(&a->lock);
-	gn_log(strcmp(state, "failed") == 0 ? GN_LOG_WARN : GN_LOG_INFO, "event=update state=%s model=%s version=%s%s%s%s",
-	       state, model ? model : "-", version ? version : "-", detail ? " detail=\"" : "", detail ? detail : "",
-	       detail ? "\"" : "");
+	enum gn_log_level lvl = strcmp(state, "failed") == 0 ? GN_LOG_WARN : GN_LOG_INFO;
+	if (detail)
+		gn_log(lvl, "event=update state=%s model=%s version=%s detail=\"%s\"", state, model ? model : "-",
+		       version ? version : "-", detail);
+	else
+		gn_log(lvl, "event=update state=%s model=%s version=%s", state, model ? model : "-", version ? version : "-");
 }
 
 /* Sends the last operation now (best effort), so a long download or load shows on the server. */

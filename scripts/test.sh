@@ -41,7 +41,7 @@ rm -f build.buildfail build-asan.buildfail
 run_suite build
 run_suite build-asan --enable-asan
 
-# Formatting: every tracked *.c/*.h/*.cpp as .clang-format says (not counted in the line below).
+# Formatting: every tracked *.c/*.h/*.cpp as .clang-format says (one test in the line below).
 echo "=== formatting (scripts/check-format.sh) ==="
 scripts/check-format.sh
 fmt=$?
@@ -50,7 +50,7 @@ if [ $fmt -ne 0 ]; then
 	status=1
 fi
 
-/usr/bin/python3 scripts/summarize.py build build-asan
+/usr/bin/python3 scripts/summarize.py build build-asan --check "formatting=$fmt"
 rc=$?
 [ $status -ne 0 ] && rc=1
 exit $rc

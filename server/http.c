@@ -2,6 +2,7 @@
 #include "http.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,52 +15,81 @@
 #include "crypto.h"
 #include "gangliond.h"
 #include "log.h"
-#include "metrics.h"
+#include "http_metrics.h"
 
-/* Every route the server serves; `gangliond routes` prints it and a test compares it with
- * api/openapi.yaml. */
-static const struct gd_route routes[] = {
-	{"GET", "/healthz", GD_SCOPE_PUBLIC, http_health_healthz, NULL},
-	{"GET", "/readyz", GD_SCOPE_PUBLIC, http_health_readyz, NULL},
-	{"GET", "/metrics", GD_SCOPE_PUBLIC, http_health_metrics, NULL},
-	{"POST", "/v1/tokens", GD_SCOPE_ADMIN, http_tokens_create, NULL},
-	{"GET", "/v1/tokens", GD_SCOPE_ADMIN, http_tokens_list, NULL},
-	{"DELETE", "/v1/tokens/{id}", GD_SCOPE_ADMIN, http_tokens_revoke, NULL},
-	{"POST", "/v1/enroll-tokens", GD_SCOPE_OPERATOR, http_enroll_tokens_create, NULL},
-	{"GET", "/v1/enroll-tokens", GD_SCOPE_OPERATOR, http_enroll_tokens_list, NULL},
-	{"DELETE", "/v1/enroll-tokens/{id}", GD_SCOPE_OPERATOR, http_enroll_tokens_revoke, NULL},
-	{"POST", "/v1/enroll", GD_SCOPE_PUBLIC, http_enroll_device, NULL},
-	{"POST", "/v1/agent/auth/challenge", GD_SCOPE_PUBLIC, http_agent_challenge, NULL},
-	{"POST", "/v1/agent/auth/token", GD_SCOPE_PUBLIC, http_agent_token, NULL},
-	{"GET", "/v1/agent/self", GD_SCOPE_DEVICE, http_agent_self, NULL},
-	{"POST", "/v1/agent/checkin", GD_SCOPE_DEVICE, http_checkin_post, NULL},
-	{"GET", "/v1/devices", GD_SCOPE_READ, http_devices_list, NULL},
-	{"GET", "/v1/devices/{id}", GD_SCOPE_READ, http_devices_get, NULL},
-	{"PATCH", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_patch, NULL},
-	{"DELETE", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_decommission, NULL},
-	{"PUT", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_desired_put, NULL},
-	{"DELETE", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_desired_delete, NULL},
-	{"GET", "/v1/devices/{id}/events", GD_SCOPE_READ, http_checkin_events, NULL},
-	{"POST", "/v1/desired", GD_SCOPE_OPERATOR, http_desired_bulk, NULL},
-	{"GET", "/v1/audit", GD_SCOPE_ADMIN, http_audit_list, NULL},
-	{"GET", "/v1/models", GD_SCOPE_READ, http_models_list, NULL},
-	{"GET", "/v1/models/{name}", GD_SCOPE_READ, http_models_get, NULL},
-	{"POST", "/v1/models/{name}/versions", GD_SCOPE_CI, http_models_publish, &http_models_publish_stream},
-	{"GET", "/v1/models/{name}/versions/{version}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_version_get, NULL},
-	{"GET", "/v1/models/{name}/versions/{version}/sample", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_sample_get, NULL},
-	{"GET", "/v1/models/{name}/versions/{version}/reference-profile", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_profile_get, NULL},
-	{"PUT", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_set, NULL},
-	{"DELETE", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_delete, NULL},
-	{"GET", "/v1/artifacts/sha256/{digest}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_artifacts_get, NULL},
-	{"GET", "/v1/tuf/image/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_get, NULL},
-	{"GET", "/v1/tuf/image/root/draft", GD_SCOPE_ADMIN, http_tuf_root_draft, NULL},
-	{"GET", "/v1/tuf/director/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_director_get, NULL},
-	{"POST", "/v1/tuf/image/root", GD_SCOPE_ADMIN, http_tuf_root_import, NULL},
-	{"GET", "/v1/keys", GD_SCOPE_ADMIN, http_tuf_keys_list, NULL},
-	{"POST", "/v1/keys/rotate", GD_SCOPE_ADMIN, http_tuf_keys_rotate, NULL},
+/* One request, from its first byte to its completion callback; only this file sees inside. */
+#define GD_MAX_HEADERS 6
+
+#define GD_MAX_PARAMS 4
+
+struct gd_req {
+	struct MHD_Connection *conn;
+	const struct gd_route *route;
+	int route_index;
+	const char *method;
+	char *path;
+	char id[40]; /* request id */
+	const char *params[GD_MAX_PARAMS];
+	char *param_store;
+	gn_buf body;
+	uint64_t discarded;
+	bool too_big;
+	bool started;
+	uint64_t start_ns;
+	struct gd_actor actor; /* who is asking (kind NONE on public routes) */
+	db_conn *db;
+	const struct gd_stream *stream;
+	void *stream_ctx; /* owned by the stream ops */
+	bool stream_failed;
+	bool handled;
+	bool admitted; /* credentials checked on the first call */
+	/* response */
+	int status;
+	int resp_fd; /* >= 0: answer with this file (owned) */
+	uint64_t resp_off;
+	const char *hdr_name[GD_MAX_HEADERS];
+	char *hdr_value[GD_MAX_HEADERS];
+	int nhdr;
+	char *resp;
+	size_t resp_len;
+	const char *resp_type;
+	bool responded;
 };
 
-_Static_assert(GN_ARRAY_LEN(routes) <= METRICS_MAX_ROUTES, "raise METRICS_MAX_ROUTES");
+/* Each http_<resource>.c exports its routes next to its handlers; this only collects them, in
+ * this order, into one table (`gangliond routes` prints it; a test compares it with
+ * api/openapi.yaml; metrics count by its index). */
+static const struct {
+	const struct gd_route *routes;
+	const size_t *n;
+} tables[] = {
+	{http_health_routes, &http_health_nroutes},
+	{http_tokens_routes, &http_tokens_nroutes},
+	{http_enroll_routes, &http_enroll_nroutes},
+	{http_agent_routes, &http_agent_nroutes},
+	{http_checkin_routes, &http_checkin_nroutes},
+	{http_devices_routes, &http_devices_nroutes},
+	{http_desired_routes, &http_desired_nroutes},
+	{http_audit_routes, &http_audit_nroutes},
+	{http_models_routes, &http_models_nroutes},
+	{http_artifacts_routes, &http_artifacts_nroutes},
+	{http_tuf_routes, &http_tuf_nroutes},
+};
+
+static struct gd_route routes[HTTP_METRICS_MAX_ROUTES];
+static size_t nroutes;
+static pthread_once_t routes_once = PTHREAD_ONCE_INIT;
+
+static void collect_routes(void)
+{
+	for (size_t t = 0; t < GN_ARRAY_LEN(tables); t++) {
+		for (size_t i = 0; i < *tables[t].n; i++) {
+			assert(nroutes < GN_ARRAY_LEN(routes)); /* raise HTTP_METRICS_MAX_ROUTES */
+			routes[nroutes++] = tables[t].routes[i];
+		}
+	}
+}
+
 
 static struct MHD_Daemon *daemon_;
 /* Requests begun and not yet completed, for the drain on shutdown. */
@@ -67,7 +97,8 @@ static _Atomic int inflight;
 
 const struct gd_route *http_routes(size_t *out_n)
 {
-	*out_n = GN_ARRAY_LEN(routes);
+	pthread_once(&routes_once, collect_routes);
+	*out_n = nroutes;
 	return routes;
 }
 
@@ -401,7 +432,7 @@ static enum MHD_Result queue(struct gd_req *r)
 	if (r->status == 405 && r->route_index == -2) {
 		gn_buf allow;
 		gn_buf_init(&allow);
-		for (size_t i = 0; i < GN_ARRAY_LEN(routes); i++) {
+		for (size_t i = 0; i < nroutes; i++) {
 			if (match(routes[i].pattern, r->path, r))
 				gn_buf_printf(&allow, "%s%s", allow.len ? ", " : "", routes[i].method);
 		}
@@ -429,7 +460,7 @@ int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const c
 static int find_route(struct gd_req *r)
 {
 	bool path_seen = false;
-	for (size_t i = 0; i < GN_ARRAY_LEN(routes); i++) {
+	for (size_t i = 0; i < nroutes; i++) {
 		if (!match(routes[i].pattern, r->path, r))
 			continue;
 		path_seen = true;
@@ -586,7 +617,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		return;
 	uint64_t dur = gn_mono_ns() - r->start_ns;
 	int status = r->status ? r->status : 499; /* client went away before an answer */
-	metrics_observe(r->route_index, status, dur);
+	http_metrics_observe(r->route_index, status, dur);
 	char ctx[128];
 	snprintf(ctx, sizeof(ctx), "req=%s", r->id);
 	gn_log_set_context(ctx);
@@ -595,12 +626,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	for (char *q = path; *q; q++)
 		if (*q == ' ' || *q == '"')
 			*q = '?';
-	gn_log(status >= 500 ? GN_LOG_WARN : GN_LOG_INFO,
-	       "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s%s%s",
-	       r->method, path, r->route ? r->route->pattern : "-", status, (double)dur / 1e6,
-	       r->actor.kind == GD_ACTOR_TOKEN ? "token:" : r->actor.kind == GD_ACTOR_DEVICE ? "device:" : "-",
-	       r->actor.id,
-	       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+	char who[96];
+	if (r->actor.kind == GD_ACTOR_NONE)
+		snprintf(who, sizeof(who), "-");
+	else
+		actor_label(who, sizeof(who), &r->actor);
+	if (r->actor.kind == GD_ACTOR_TOKEN) /* the token's id, not its name: names need not be unique */
+		snprintf(who, sizeof(who), "token:%s", r->actor.id);
+	enum gn_log_level lvl = status >= 500 ? GN_LOG_WARN : GN_LOG_INFO;
+	const char *pattern = r->route ? r->route->pattern : "-";
+	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+		gn_log(lvl, "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s", r->method, path,
+		       pattern, status, (double)dur / 1e6, who);
+	else
+		gn_log(lvl, "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s aborted=true",
+		       r->method, path, pattern, status, (double)dur / 1e6, who);
 	free(path);
 	if (r->stream && !r->handled)
 		r->stream->abort(r);
@@ -632,6 +672,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int http_start(const struct sockaddr *addr, gn_err *err)
 {
+	pthread_once(&routes_once, collect_routes);
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO |
 			 MHD_USE_ERROR_LOG;
 	if (addr->sa_family == AF_INET6)

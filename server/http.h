@@ -34,44 +34,6 @@ struct gd_route {
 	const struct gd_stream *stream;
 };
 
-#define GD_MAX_HEADERS 6
-
-#define GD_MAX_PARAMS 4
-
-struct gd_req {
-	struct MHD_Connection *conn;
-	const struct gd_route *route;
-	int route_index;
-	const char *method;
-	char *path;
-	char id[40]; /* request id */
-	const char *params[GD_MAX_PARAMS];
-	char *param_store;
-	gn_buf body;
-	uint64_t discarded;
-	bool too_big;
-	bool started;
-	uint64_t start_ns;
-	struct gd_actor actor; /* who is asking (kind NONE on public routes) */
-	db_conn *db;
-	const struct gd_stream *stream;
-	void *stream_ctx; /* owned by the stream ops */
-	bool stream_failed;
-	bool handled;
-	bool admitted; /* credentials checked on the first call */
-	/* response */
-	int status;
-	int resp_fd; /* >= 0: answer with this file (owned) */
-	uint64_t resp_off;
-	const char *hdr_name[GD_MAX_HEADERS];
-	char *hdr_value[GD_MAX_HEADERS];
-	int nhdr;
-	char *resp;
-	size_t resp_len;
-	const char *resp_type;
-	bool responded;
-};
-
 /* Starts the HTTP daemon on addr; GN_ERROR if the address cannot be bound. */
 int http_start(const struct sockaddr *addr, gn_err *err) GN_WUR;
 /* Stops accepting connections, waits up to grace_s for in-flight requests, then stops. */
@@ -137,45 +99,20 @@ int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const c
 		    json_t *detail) GN_WUR;
 
 
-/* Handlers, one file per resource. */
-void http_health_healthz(struct gd_req *r);
-void http_health_readyz(struct gd_req *r);
-void http_health_metrics(struct gd_req *r);
-void http_tokens_create(struct gd_req *r);
-void http_tokens_list(struct gd_req *r);
-void http_tokens_revoke(struct gd_req *r);
-void http_enroll_tokens_create(struct gd_req *r);
-void http_enroll_tokens_list(struct gd_req *r);
-void http_enroll_tokens_revoke(struct gd_req *r);
-void http_enroll_device(struct gd_req *r);
-void http_agent_challenge(struct gd_req *r);
-void http_agent_token(struct gd_req *r);
-void http_agent_self(struct gd_req *r);
-void http_devices_list(struct gd_req *r);
-void http_devices_get(struct gd_req *r);
-void http_devices_patch(struct gd_req *r);
-void http_devices_decommission(struct gd_req *r);
-void http_audit_list(struct gd_req *r);
-void http_models_list(struct gd_req *r);
-void http_models_get(struct gd_req *r);
-void http_models_version_get(struct gd_req *r);
-void http_models_sample_get(struct gd_req *r);
-void http_models_profile_get(struct gd_req *r);
-void http_models_publish(struct gd_req *r);
-extern const struct gd_stream http_models_publish_stream;
-void http_models_alias_set(struct gd_req *r);
-void http_models_alias_delete(struct gd_req *r);
-void http_artifacts_get(struct gd_req *r);
-void http_tuf_get(struct gd_req *r);
-void http_tuf_root_draft(struct gd_req *r);
-void http_tuf_root_import(struct gd_req *r);
-void http_tuf_keys_list(struct gd_req *r);
-void http_tuf_keys_rotate(struct gd_req *r);
-void http_tuf_director_get(struct gd_req *r);
-void http_checkin_post(struct gd_req *r);
-void http_checkin_events(struct gd_req *r);
-void http_desired_put(struct gd_req *r);
-void http_desired_delete(struct gd_req *r);
-void http_desired_bulk(struct gd_req *r);
+/* The route tables, one per http_<resource>.c, next to its handlers; http.c collects them. */
+#define GD_ROUTE_TABLE(name)                                 \
+	extern const struct gd_route http_##name##_routes[]; \
+	extern const size_t http_##name##_nroutes
+GD_ROUTE_TABLE(health);
+GD_ROUTE_TABLE(tokens);
+GD_ROUTE_TABLE(enroll);
+GD_ROUTE_TABLE(agent);
+GD_ROUTE_TABLE(checkin);
+GD_ROUTE_TABLE(devices);
+GD_ROUTE_TABLE(desired);
+GD_ROUTE_TABLE(audit);
+GD_ROUTE_TABLE(models);
+GD_ROUTE_TABLE(artifacts);
+GD_ROUTE_TABLE(tuf);
 
 #endif

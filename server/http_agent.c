@@ -8,7 +8,7 @@
 
 static const gn_json_field challenge_fields[] = {{"device_id", GN_JSON_STRING, true, false}};
 
-void http_agent_challenge(struct gd_req *r)
+static void http_agent_challenge(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
@@ -27,7 +27,7 @@ static const gn_json_field token_fields[] = {
 	{"signature", GN_JSON_STRING, true, false},
 };
 
-void http_agent_token(struct gd_req *r)
+static void http_agent_token(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
@@ -41,7 +41,7 @@ void http_agent_token(struct gd_req *r)
 	json_decref(body);
 }
 
-void http_agent_self(struct gd_req *r)
+static void http_agent_self(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
@@ -52,3 +52,10 @@ void http_agent_self(struct gd_req *r)
 	gd_reply_raw(r, 200, "application/json", out, strlen(out));
 	free(out);
 }
+
+const struct gd_route http_agent_routes[] = {
+	{"POST", "/v1/agent/auth/challenge", GD_SCOPE_PUBLIC, http_agent_challenge, NULL},
+	{"POST", "/v1/agent/auth/token", GD_SCOPE_PUBLIC, http_agent_token, NULL},
+	{"GET", "/v1/agent/self", GD_SCOPE_DEVICE, http_agent_self, NULL},
+};
+const size_t http_agent_nroutes = GN_ARRAY_LEN(http_agent_routes);

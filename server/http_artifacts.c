@@ -48,7 +48,7 @@ static int parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *
 	return 1;
 }
 
-void http_artifacts_get(struct gd_req *r)
+static void http_artifacts_get(struct gd_req *r)
 {
 	const char *digest = gd_param(r, 0);
 	unsigned char raw[GN_SHA256_LEN];
@@ -99,3 +99,8 @@ void http_artifacts_get(struct gd_req *r)
 	}
 	gd_reply_fd(r, 200, "application/octet-stream", fd, 0, size);
 }
+
+const struct gd_route http_artifacts_routes[] = {
+	{"GET", "/v1/artifacts/sha256/{digest}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_artifacts_get, NULL},
+};
+const size_t http_artifacts_nroutes = GN_ARRAY_LEN(http_artifacts_routes);

@@ -12,7 +12,12 @@ static const db_stmt st_list = {
 	" WHERE ($1::bigint IS NULL OR id < $1::bigint) ORDER BY audit_log.id DESC LIMIT $2",
 	2};
 
-void http_audit_list(struct gd_req *r)
+static void http_audit_list(struct gd_req *r)
 {
 	gd_list(r, &st_list, CURSOR_INT, NULL, 0);
 }
+
+const struct gd_route http_audit_routes[] = {
+	{"GET", "/v1/audit", GD_SCOPE_ADMIN, http_audit_list, NULL},
+};
+const size_t http_audit_nroutes = GN_ARRAY_LEN(http_audit_routes);

@@ -83,7 +83,7 @@ static void reply_targets(struct gd_req *r, int version, const char *targets)
 	gn_buf_cleanup(&b);
 }
 
-void http_checkin_post(struct gd_req *r)
+static void http_checkin_post(struct gd_req *r)
 {
 	json_t *body = NULL;
 	struct report rep = {0};
@@ -120,7 +120,7 @@ out:
 	free(targets);
 }
 
-void http_checkin_events(struct gd_req *r)
+static void http_checkin_events(struct gd_req *r)
 {
 	const char *id = gd_param(r, 0);
 	if (!gn_is_uuid(id)) {
@@ -129,3 +129,9 @@ void http_checkin_events(struct gd_req *r)
 	}
 	gd_list(r, &director_events_stmt, CURSOR_INT, &id, 1);
 }
+
+const struct gd_route http_checkin_routes[] = {
+	{"POST", "/v1/agent/checkin", GD_SCOPE_DEVICE, http_checkin_post, NULL},
+	{"GET", "/v1/devices/{id}/events", GD_SCOPE_READ, http_checkin_events, NULL},
+};
+const size_t http_checkin_nroutes = GN_ARRAY_LEN(http_checkin_routes);

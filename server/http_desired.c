@@ -11,7 +11,7 @@ static const gn_json_field desired_fields[] = {
 	{"version", GN_JSON_STRING, true, false},
 };
 
-void http_desired_put(struct gd_req *r)
+static void http_desired_put(struct gd_req *r)
 {
 	json_t *body = NULL;
 	struct director_assignment a;
@@ -35,7 +35,7 @@ void http_desired_put(struct gd_req *r)
 	json_decref(body);
 }
 
-void http_desired_delete(struct gd_req *r)
+static void http_desired_delete(struct gd_req *r)
 {
 	struct tuf_settings ts;
 	gn_err err;
@@ -52,7 +52,7 @@ static const gn_json_field bulk_fields[] = {
 	{"version", GN_JSON_STRING, true, false},
 };
 
-void http_desired_bulk(struct gd_req *r)
+static void http_desired_bulk(struct gd_req *r)
 {
 	json_t *body = NULL, *ids = NULL;
 	struct tuf_settings ts;
@@ -71,3 +71,10 @@ void http_desired_bulk(struct gd_req *r)
 					(json_int_t)json_array_size(ids), "devices", ids));
 	json_decref(body);
 }
+
+const struct gd_route http_desired_routes[] = {
+	{"PUT", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_desired_put, NULL},
+	{"DELETE", "/v1/devices/{id}/desired", GD_SCOPE_OPERATOR, http_desired_delete, NULL},
+	{"POST", "/v1/desired", GD_SCOPE_OPERATOR, http_desired_bulk, NULL},
+};
+const size_t http_desired_nroutes = GN_ARRAY_LEN(http_desired_routes);

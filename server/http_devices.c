@@ -6,7 +6,7 @@
 #include "devices.h"
 #include "http.h"
 
-void http_devices_list(struct gd_req *r)
+static void http_devices_list(struct gd_req *r)
 {
 	char *sp[5] = {0};
 	gn_err err;
@@ -35,7 +35,7 @@ static void reply_device(struct gd_req *r, int rc, char *json, const gn_err *err
 	free(json);
 }
 
-void http_devices_get(struct gd_req *r)
+static void http_devices_get(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
@@ -48,7 +48,7 @@ static const gn_json_field patch_fields[] = {
 	{"name", GN_JSON_STRING, false, false},
 };
 
-void http_devices_patch(struct gd_req *r)
+static void http_devices_patch(struct gd_req *r)
 {
 	json_t *body = NULL;
 	char *out = NULL;
@@ -64,10 +64,18 @@ void http_devices_patch(struct gd_req *r)
 	json_decref(body);
 }
 
-void http_devices_decommission(struct gd_req *r)
+static void http_devices_decommission(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
 	int rc = devices_decommission(&out, gd_db(r), gd_actor(r), gd_param(r, 0), &err);
 	reply_device(r, rc, out, &err);
 }
+
+const struct gd_route http_devices_routes[] = {
+	{"GET", "/v1/devices", GD_SCOPE_READ, http_devices_list, NULL},
+	{"GET", "/v1/devices/{id}", GD_SCOPE_READ, http_devices_get, NULL},
+	{"PATCH", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_patch, NULL},
+	{"DELETE", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_decommission, NULL},
+};
+const size_t http_devices_nroutes = GN_ARRAY_LEN(http_devices_routes);

@@ -2,7 +2,7 @@
 #include "enroll.h"
 #include "http.h"
 
-void http_enroll_tokens_create(struct gd_req *r)
+static void http_enroll_tokens_create(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
@@ -15,12 +15,12 @@ void http_enroll_tokens_create(struct gd_req *r)
 	json_decref(body);
 }
 
-void http_enroll_tokens_list(struct gd_req *r)
+static void http_enroll_tokens_list(struct gd_req *r)
 {
 	gd_list(r, &enroll_tokens_list_stmt, CURSOR_UUID, NULL, 0);
 }
 
-void http_enroll_tokens_revoke(struct gd_req *r)
+static void http_enroll_tokens_revoke(struct gd_req *r)
 {
 	gn_err err;
 	if (enroll_tokens_revoke(gd_db(r), gd_actor(r), gd_param(r, 0), &err))
@@ -29,7 +29,7 @@ void http_enroll_tokens_revoke(struct gd_req *r)
 		gd_reply_raw(r, 204, NULL, "", 0);
 }
 
-void http_enroll_device(struct gd_req *r)
+static void http_enroll_device(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
@@ -41,3 +41,11 @@ void http_enroll_device(struct gd_req *r)
 		gd_reply_json(r, 201, out);
 	json_decref(body);
 }
+
+const struct gd_route http_enroll_routes[] = {
+	{"POST", "/v1/enroll-tokens", GD_SCOPE_OPERATOR, http_enroll_tokens_create, NULL},
+	{"GET", "/v1/enroll-tokens", GD_SCOPE_OPERATOR, http_enroll_tokens_list, NULL},
+	{"DELETE", "/v1/enroll-tokens/{id}", GD_SCOPE_OPERATOR, http_enroll_tokens_revoke, NULL},
+	{"POST", "/v1/enroll", GD_SCOPE_PUBLIC, http_enroll_device, NULL},
+};
+const size_t http_enroll_nroutes = GN_ARRAY_LEN(http_enroll_routes);

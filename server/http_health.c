@@ -1,16 +1,16 @@
 /* GET /healthz, /readyz and /metrics. */
 #include "gangliond.h"
 #include "http.h"
-#include "metrics.h"
+#include "http_metrics.h"
 #include "migrate.h"
 
-void http_health_healthz(struct gd_req *r)
+static void http_health_healthz(struct gd_req *r)
 {
 	static const char ok[] = "{\"status\":\"ok\"}";
 	gd_reply_raw(r, 200, "application/json", ok, sizeof(ok) - 1);
 }
 
-void http_health_readyz(struct gd_req *r)
+static void http_health_readyz(struct gd_req *r)
 {
 	static const char ready[] = "{\"status\":\"ready\"}";
 	gn_err err;
@@ -22,11 +22,18 @@ void http_health_readyz(struct gd_req *r)
 	gd_reply_raw(r, 200, "application/json", ready, sizeof(ready) - 1);
 }
 
-void http_health_metrics(struct gd_req *r)
+static void http_health_metrics(struct gd_req *r)
 {
 	gn_buf b;
 	gn_buf_init(&b);
-	metrics_render(&b);
+	http_metrics_render(&b);
 	gd_reply_raw(r, 200, "text/plain; version=0.0.4", b.data, b.len);
 	gn_buf_cleanup(&b);
 }
+
+const struct gd_route http_health_routes[] = {
+	{"GET", "/healthz", GD_SCOPE_PUBLIC, http_health_healthz, NULL},
+	{"GET", "/readyz", GD_SCOPE_PUBLIC, http_health_readyz, NULL},
+	{"GET", "/metrics", GD_SCOPE_PUBLIC, http_health_metrics, NULL},
+};
+const size_t http_health_nroutes = GN_ARRAY_LEN(http_health_routes);

@@ -158,9 +158,9 @@ static void publish_abort(struct gd_req *r)
 	publish_free(r);
 }
 
-const struct gd_stream http_models_publish_stream = {publish_begin, publish_data, publish_abort};
+static const struct gd_stream http_models_publish_stream = {publish_begin, publish_data, publish_abort};
 
-void http_models_publish(struct gd_req *r)
+static void http_models_publish(struct gd_req *r)
 {
 	struct publish *p = gd_stream_ctx(r);
 	struct tuf_settings ts;
@@ -195,7 +195,7 @@ out:
 
 /* --- reading ------------------------------------------------------------------------------ */
 
-void http_models_list(struct gd_req *r)
+static void http_models_list(struct gd_req *r)
 {
 	gd_list(r, &models_list_stmt, CURSOR_TEXT, NULL, 0);
 }
@@ -210,7 +210,7 @@ static void reply_text(struct gd_req *r, int rc, char *json, const gn_err *err)
 	free(json);
 }
 
-void http_models_get(struct gd_req *r)
+static void http_models_get(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
@@ -226,17 +226,17 @@ static void version_part(struct gd_req *r, enum models_part part)
 	reply_text(r, rc, out, &err);
 }
 
-void http_models_version_get(struct gd_req *r)
+static void http_models_version_get(struct gd_req *r)
 {
 	version_part(r, MODELS_VERSION);
 }
 
-void http_models_sample_get(struct gd_req *r)
+static void http_models_sample_get(struct gd_req *r)
 {
 	version_part(r, MODELS_SAMPLE);
 }
 
-void http_models_profile_get(struct gd_req *r)
+static void http_models_profile_get(struct gd_req *r)
 {
 	version_part(r, MODELS_PROFILE);
 }
@@ -245,7 +245,7 @@ void http_models_profile_get(struct gd_req *r)
 
 static const gn_json_field alias_fields[] = {{"version", GN_JSON_STRING, true, false}};
 
-void http_models_alias_set(struct gd_req *r)
+static void http_models_alias_set(struct gd_req *r)
 {
 	json_t *body = NULL;
 	char *out = NULL;
@@ -262,7 +262,7 @@ void http_models_alias_set(struct gd_req *r)
 	json_decref(body);
 }
 
-void http_models_alias_delete(struct gd_req *r)
+static void http_models_alias_delete(struct gd_req *r)
 {
 	gn_err err;
 	if (models_alias_delete(gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), &err))
@@ -270,3 +270,15 @@ void http_models_alias_delete(struct gd_req *r)
 	else
 		gd_reply_raw(r, 204, NULL, "", 0);
 }
+
+const struct gd_route http_models_routes[] = {
+	{"GET", "/v1/models", GD_SCOPE_READ, http_models_list, NULL},
+	{"GET", "/v1/models/{name}", GD_SCOPE_READ, http_models_get, NULL},
+	{"POST", "/v1/models/{name}/versions", GD_SCOPE_CI, http_models_publish, &http_models_publish_stream},
+	{"GET", "/v1/models/{name}/versions/{version}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_version_get, NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/sample", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_sample_get, NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/reference-profile", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_profile_get, NULL},
+	{"PUT", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_set, NULL},
+	{"DELETE", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_delete, NULL},
+};
+const size_t http_models_nroutes = GN_ARRAY_LEN(http_models_routes);

@@ -2,7 +2,7 @@
 #include "http.h"
 #include "tokens.h"
 
-void http_tokens_create(struct gd_req *r)
+static void http_tokens_create(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
@@ -15,12 +15,12 @@ void http_tokens_create(struct gd_req *r)
 	json_decref(body);
 }
 
-void http_tokens_list(struct gd_req *r)
+static void http_tokens_list(struct gd_req *r)
 {
 	gd_list(r, &tokens_list_stmt, CURSOR_UUID, NULL, 0);
 }
 
-void http_tokens_revoke(struct gd_req *r)
+static void http_tokens_revoke(struct gd_req *r)
 {
 	gn_err err;
 	if (tokens_revoke(gd_db(r), gd_actor(r), gd_param(r, 0), &err))
@@ -28,3 +28,10 @@ void http_tokens_revoke(struct gd_req *r)
 	else
 		gd_reply_raw(r, 204, NULL, "", 0);
 }
+
+const struct gd_route http_tokens_routes[] = {
+	{"POST", "/v1/tokens", GD_SCOPE_ADMIN, http_tokens_create, NULL},
+	{"GET", "/v1/tokens", GD_SCOPE_ADMIN, http_tokens_list, NULL},
+	{"DELETE", "/v1/tokens/{id}", GD_SCOPE_ADMIN, http_tokens_revoke, NULL},
+};
+const size_t http_tokens_nroutes = GN_ARRAY_LEN(http_tokens_routes);

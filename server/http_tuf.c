@@ -37,7 +37,7 @@ static int parse_file(const char *file, char role[16], int *version)
 	return -1;
 }
 
-void http_tuf_get(struct gd_req *r)
+static void http_tuf_get(struct gd_req *r)
 {
 	char role[16], *body = NULL;
 	int version;
@@ -58,7 +58,7 @@ void http_tuf_get(struct gd_req *r)
 	free(body);
 }
 
-void http_tuf_root_draft(struct gd_req *r)
+static void http_tuf_root_draft(struct gd_req *r)
 {
 	json_t *draft = NULL;
 	struct tuf_settings ts;
@@ -76,7 +76,7 @@ static const gn_json_field root_fields[] = {
 	{"signatures", GN_JSON_ARRAY, true, false},
 };
 
-void http_tuf_root_import(struct gd_req *r)
+static void http_tuf_root_import(struct gd_req *r)
 {
 	json_t *body = NULL;
 	struct tuf_settings ts;
@@ -92,7 +92,7 @@ void http_tuf_root_import(struct gd_req *r)
 	json_decref(body);
 }
 
-void http_tuf_keys_list(struct gd_req *r)
+static void http_tuf_keys_list(struct gd_req *r)
 {
 	json_t *items = NULL;
 	struct tuf_settings ts;
@@ -107,7 +107,7 @@ void http_tuf_keys_list(struct gd_req *r)
 
 static const gn_json_field rotate_fields[] = {{"role", GN_JSON_STRING, true, false}};
 
-void http_tuf_keys_rotate(struct gd_req *r)
+static void http_tuf_keys_rotate(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	struct tuf_settings ts;
@@ -157,7 +157,7 @@ static int director_targets(char **out, struct gd_req *r)
 
 /* The director's metadata: its root chain for everyone who may read, and each device's own
  * targets for that device (they name its device id and are of no use to another). */
-void http_tuf_director_get(struct gd_req *r)
+static void http_tuf_director_get(struct gd_req *r)
 {
 	const char *file = gd_param(r, 0);
 	char *body = NULL;
@@ -177,3 +177,13 @@ void http_tuf_director_get(struct gd_req *r)
 	gd_reply_raw(r, 200, "application/json", body, strlen(body));
 	free(body);
 }
+
+const struct gd_route http_tuf_routes[] = {
+	{"GET", "/v1/tuf/image/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_get, NULL},
+	{"GET", "/v1/tuf/image/root/draft", GD_SCOPE_ADMIN, http_tuf_root_draft, NULL},
+	{"GET", "/v1/tuf/director/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_director_get, NULL},
+	{"POST", "/v1/tuf/image/root", GD_SCOPE_ADMIN, http_tuf_root_import, NULL},
+	{"GET", "/v1/keys", GD_SCOPE_ADMIN, http_tuf_keys_list, NULL},
+	{"POST", "/v1/keys/rotate", GD_SCOPE_ADMIN, http_tuf_keys_rotate, NULL},
+};
+const size_t http_tuf_nroutes = GN_ARRAY_LEN(http_tuf_routes);

@@ -1,19 +1,19 @@
 /* Lock-free request counters and a latency histogram, rendered in Prometheus text format. */
-#include "metrics.h"
+#include "http_metrics.h"
 
 #include <stdatomic.h>
 
 #include "gangliond.h"
 #include "http.h"
 
-static _Atomic uint64_t counts[METRICS_MAX_ROUTES + 1][600];
+static _Atomic uint64_t counts[HTTP_METRICS_MAX_ROUTES + 1][600];
 static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 static _Atomic uint64_t buckets[GN_ARRAY_LEN(bounds) + 1];
 static _Atomic uint64_t sum_ns, total;
 
-void metrics_observe(int route_index, int status, uint64_t dur_ns)
+void http_metrics_observe(int route_index, int status, uint64_t dur_ns)
 {
-	int ri = route_index < 0 || route_index >= METRICS_MAX_ROUTES ? METRICS_MAX_ROUTES : route_index;
+	int ri = route_index < 0 || route_index >= HTTP_METRICS_MAX_ROUTES ? HTTP_METRICS_MAX_ROUTES : route_index;
 	if (status < 100 || status > 599)
 		status = 599;
 	atomic_fetch_add_explicit(&counts[ri][status], 1, memory_order_relaxed);
@@ -26,15 +26,15 @@ void metrics_observe(int route_index, int status, uint64_t dur_ns)
 	atomic_fetch_add_explicit(&total, 1, memory_order_relaxed);
 }
 
-void metrics_render(gn_buf *b)
+void http_metrics_render(gn_buf *b)
 {
 	size_t nroutes;
 	const struct gd_route *routes = http_routes(&nroutes);
 
 	gn_buf_puts(b, "# HELP gangliond_http_requests_total HTTP requests answered, by route, method and status.\n"
 		       "# TYPE gangliond_http_requests_total counter\n");
-	for (size_t r = 0; r <= METRICS_MAX_ROUTES; r++) {
-		if (r < METRICS_MAX_ROUTES && r >= nroutes)
+	for (size_t r = 0; r <= HTTP_METRICS_MAX_ROUTES; r++) {
+		if (r < HTTP_METRICS_MAX_ROUTES && r >= nroutes)
 			continue;
 		for (int s = 100; s < 600; s++) {
 			uint64_t v = atomic_load_explicit(&counts[r][s], memory_order_relaxed);
