@@ -120,8 +120,8 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 /* models.c: runtime plugin, loading, self-test, swap */
 int models_open_runtime(struct agent *a, gn_err *err) GN_WUR;
 json_t *models_runtime_facts(struct agent *a);
-int models_load(struct agent_model **out, struct agent *a, const char *path, const char *name,
-		const char *version, const char *sha256, gn_err *err) GN_WUR;
+int models_load(struct agent_model **out, struct agent *a, const char *path, const char *name, const char *version,
+		const char *sha256, gn_err *err) GN_WUR;
 int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err) GN_WUR;
 /* Makes m current (takes over the caller's reference) and drops the old one. */
 void models_swap(struct agent *a, struct agent_model *m);

@@ -70,7 +70,8 @@ int client_ensure_token(struct agent *a, gn_err *err)
 	if (rc)
 		goto out;
 	gn_hex_encode(sighex, sig, sizeof(sig));
-	json_t *b2 = json_pack("{s:s,s:s,s:s}", "device_id", a->device_id, "nonce", nonce ? nonce : "", "signature", sighex);
+	json_t *b2 =
+		json_pack("{s:s,s:s,s:s}", "device_id", a->device_id, "nonce", nonce ? nonce : "", "signature", sighex);
 	rc = post_json(&tok, a, "/v1/agent/auth/token", b2, err);
 	json_decref(b2);
 	if (rc)
@@ -144,8 +145,8 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 	if (m) {
 		json_array_append_new(models, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "name", m->name, "version",
 							m->version, "sha256", m->sha256, "target", m->target, "state",
-							"active", "requests", (json_int_t)atomic_load(&m->requests), "errors",
-							(json_int_t)atomic_load(&m->errors), "latency_us_max",
+							"active", "requests", (json_int_t)atomic_load(&m->requests),
+							"errors", (json_int_t)atomic_load(&m->errors), "latency_us_max",
 							(json_int_t)atomic_load(&m->latency_us_max)));
 		models_unref(a, m);
 	}

@@ -5,7 +5,10 @@
 #include "agent.h"
 #include "log.h"
 
-#define OPT(k, t, f, d, r, mn, mx, a, h) {k, t, offsetof(struct agent_config, f), d, r, mn, mx, a, h}
+#define OPT(k, t, f, d, r, mn, mx, a, h)                                   \
+	{                                                                  \
+		k, t, offsetof(struct agent_config, f), d, r, mn, mx, a, h \
+	}
 
 static const gn_conf_opt opts[] = {
 	OPT("config", GN_CONF_STRING, config, NULL, false, 0, 0, "FILE", "read settings from this INI file"),
@@ -16,8 +19,8 @@ static const gn_conf_opt opts[] = {
 	    "accept only this server key (sha256//BASE64, or a PEM/DER public key file)"),
 	OPT("data-dir", GN_CONF_STRING, data_dir, "/var/lib/ganglion-agent", false, 0, 0, "DIR",
 	    "identity, trusted metadata, downloads and models"),
-	OPT("runtime-plugin", GN_CONF_STRING, runtime_plugin, PKGLIBDIR "/runtimes/ganglion-runtime-opencv.so", false, 0, 0,
-	    "FILE", "inference runtime plugin (agents/runtimes/runtime.h)"),
+	OPT("runtime-plugin", GN_CONF_STRING, runtime_plugin, PKGLIBDIR "/runtimes/ganglion-runtime-opencv.so", false,
+	    0, 0, "FILE", "inference runtime plugin (agents/runtimes/runtime.h)"),
 	OPT("runtime-target", GN_CONF_STRING, runtime_target, "cpu", false, 0, 0, "TARGET",
 	    "where models run: cpu, opencl, ... (the agent reports what really ran)"),
 	OPT("socket-path", GN_CONF_STRING, socket_path, "/run/ganglion-agent/infer.sock", false, 0, 0, "PATH",
@@ -50,6 +53,7 @@ int agent_config_check(const struct agent_config *c, gn_err *err)
 	if (!*c->data_dir)
 		return gn_err_set(err, GN_EINVAL, "data-dir must be set");
 	if (gn_log_level_parse(&level, c->log_level))
-		return gn_err_set(err, GN_EINVAL, "log-level must be debug, info, warn or error, not '%s'", c->log_level);
+		return gn_err_set(err, GN_EINVAL, "log-level must be debug, info, warn or error, not '%s'",
+				  c->log_level);
 	return 0;
 }

@@ -172,7 +172,8 @@ static int attempt(struct dl *d, struct agent *a, bool *out_again, gn_err *err)
 		/* Tampered or corrupt: throw it away, never load it. */
 		unlink(d->part);
 		if (d->resumed && !d->retried) {
-			gn_log(GN_LOG_WARN, "event=download_restart sha256=%s why=\"resumed file did not verify\"", d->sha256);
+			gn_log(GN_LOG_WARN, "event=download_restart sha256=%s why=\"resumed file did not verify\"",
+			       d->sha256);
 			d->retried = *out_again = true;
 			goto out;
 		}

@@ -45,8 +45,9 @@ static int pin_root(struct agent *a, const char *repo, const char *file, gn_err 
 		snprintf(path, sizeof(path), "/v1/tuf/%s/root.json", repo);
 		if ((rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_METADATA, err)))
 			return rc;
-		gn_log(GN_LOG_WARN, "event=trust_on_first_use repo=%s note=\"root metadata taken from the server; pin it "
-				    "with --trusted-root in production\"",
+		gn_log(GN_LOG_WARN,
+		       "event=trust_on_first_use repo=%s note=\"root metadata taken from the server; pin it "
+		       "with --trusted-root in production\"",
 		       repo);
 	}
 	if (!(rc = gn_tufc_parse(&root, bytes, len, err)) &&
@@ -64,11 +65,11 @@ static int cmd_enroll(struct agent *a, int argc, char **argv)
 	const char *token = NULL, *name = NULL, *img = NULL, *dir = NULL;
 	gn_err err;
 	for (int i = 0; i < argc; i++) {
-		const char **dst = strcmp(argv[i], "--token") == 0           ? &token
-				   : strcmp(argv[i], "--name") == 0           ? &name
-				   : strcmp(argv[i], "--trusted-root") == 0   ? &img
+		const char **dst = strcmp(argv[i], "--token") == 0                   ? &token
+				   : strcmp(argv[i], "--name") == 0                  ? &name
+				   : strcmp(argv[i], "--trusted-root") == 0          ? &img
 				   : strcmp(argv[i], "--trusted-director-root") == 0 ? &dir
-									     : NULL;
+										     : NULL;
 		if (!dst || i + 1 >= argc) {
 			fprintf(stderr, "ganglion-agent enroll: unexpected '%s'\n%s\n", argv[i], usage);
 			return 2;
@@ -82,7 +83,8 @@ static int cmd_enroll(struct agent *a, int argc, char **argv)
 	json_t *existing = NULL;
 	if (state_read_json(&existing, a, "identity/device.json", &err) == 0) {
 		json_decref(existing);
-		fprintf(stderr, "ganglion-agent: this device is enrolled already (%s/identity); remove it to enroll again\n",
+		fprintf(stderr,
+			"ganglion-agent: this device is enrolled already (%s/identity); remove it to enroll again\n",
 			a->cfg.data_dir);
 		return 1;
 	}
@@ -207,11 +209,14 @@ static int cmd_run(struct agent *a)
 			backoff = backoff ? backoff * 2 : a->cfg.poll_min;
 			if (backoff > a->cfg.backoff_max)
 				backoff = a->cfg.backoff_max;
-			gn_log(GN_LOG_WARN, "event=checkin_failed retry_s=%lld msg=\"%s\"", (long long)backoff, err.msg);
+			gn_log(GN_LOG_WARN, "event=checkin_failed retry_s=%lld msg=\"%s\"", (long long)backoff,
+			       err.msg);
 			wait = backoff;
 		} else {
 			backoff = 0;
-			wait = poll < a->cfg.poll_min ? a->cfg.poll_min : poll > a->cfg.poll_max ? a->cfg.poll_max : poll;
+			wait = poll < a->cfg.poll_min   ? a->cfg.poll_min
+			       : poll > a->cfg.poll_max ? a->cfg.poll_max
+							: poll;
 		}
 		/* ±10 % jitter so a fleet restarted together does not check in together. */
 		int64_t ms = wait * 1000;
@@ -225,8 +230,7 @@ static int cmd_run(struct agent *a)
 			ts.tv_nsec -= 1000000000L;
 		}
 		pthread_mutex_lock(&a->wake_lock);
-		while (!atomic_load(&a->stopping) &&
-		       pthread_cond_timedwait(&a->wake, &a->wake_lock, &ts) == 0)
+		while (!atomic_load(&a->stopping) && pthread_cond_timedwait(&a->wake, &a->wake_lock, &ts) == 0)
 			;
 		pthread_mutex_unlock(&a->wake_lock);
 	}

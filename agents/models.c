@@ -14,17 +14,20 @@ int models_open_runtime(struct agent *a, gn_err *err)
 	char ebuf[512] = "";
 	a->dl = dlopen(a->cfg.runtime_plugin, RTLD_NOW | RTLD_LOCAL);
 	if (!a->dl)
-		return gn_err_set(err, GN_ENOTFOUND, "cannot load runtime plugin %s: %s", a->cfg.runtime_plugin, dlerror());
+		return gn_err_set(err, GN_ENOTFOUND, "cannot load runtime plugin %s: %s", a->cfg.runtime_plugin,
+				  dlerror());
 	ganglion_runtime_entry_fn entry = (ganglion_runtime_entry_fn)dlsym(a->dl, GANGLION_RUNTIME_ENTRY);
 	if (!entry)
 		return gn_err_set(err, GN_EINVAL, "%s exports no %s", a->cfg.runtime_plugin, GANGLION_RUNTIME_ENTRY);
 	a->rt = entry();
-	if (!a->rt || a->rt->abi_version != GANGLION_RUNTIME_ABI_VERSION || a->rt->struct_size < sizeof(ganglion_runtime))
-		return gn_err_set(err, GN_EINVAL, "%s speaks runtime ABI %u, this agent speaks %d", a->cfg.runtime_plugin,
-				  a->rt ? a->rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
+	if (!a->rt || a->rt->abi_version != GANGLION_RUNTIME_ABI_VERSION ||
+	    a->rt->struct_size < sizeof(ganglion_runtime))
+		return gn_err_set(err, GN_EINVAL, "%s speaks runtime ABI %u, this agent speaks %d",
+				  a->cfg.runtime_plugin, a->rt ? a->rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
 	/* A CPU-only agent never touches OpenCL: no ICD loading, some 70 MB less memory. */
 	static const char *const cpu_only[] = {"opencl=off", NULL};
-	if (a->rt->init(strcmp(a->cfg.runtime_target, "cpu") == 0 ? cpu_only : NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
+	if (a->rt->init(strcmp(a->cfg.runtime_target, "cpu") == 0 ? cpu_only : NULL, ebuf, sizeof(ebuf)) !=
+	    GANGLION_RT_OK)
 		return gn_err_set(err, GN_ERROR, "runtime %s failed to start: %s", a->rt->name, ebuf);
 	gn_log(GN_LOG_INFO, "event=runtime_loaded name=%s version=\"%s\"", a->rt->name, a->rt->version);
 	return 0;
@@ -39,8 +42,8 @@ json_t *models_runtime_facts(struct agent *a)
 	json_t *targets = json_array();
 	if (a->rt->capabilities(&caps, ebuf, sizeof(ebuf)) == GANGLION_RT_OK) {
 		for (size_t i = 0; i < caps.n_targets && i < GANGLION_RT_MAX_TARGETS; i++)
-			json_array_append_new(targets, json_pack("{s:s,s:s,s:I}", "name", caps.targets[i].name, "device",
-								 caps.targets[i].device, "mem_total_bytes",
+			json_array_append_new(targets, json_pack("{s:s,s:s,s:I}", "name", caps.targets[i].name,
+								 "device", caps.targets[i].device, "mem_total_bytes",
 								 (json_int_t)caps.targets[i].mem_total_bytes));
 	}
 	return json_pack("{s:s,s:s,s:o,s:s}", "name", a->rt->name, "version", a->rt->version, "targets", targets,
@@ -65,7 +68,8 @@ int models_load(struct agent_model **out, struct agent *a, const char *path, con
 	snprintf(m->target, sizeof(m->target), "%s", m->info && m->info->target ? m->info->target : "unknown");
 	if (strcmp(m->target, a->cfg.runtime_target) != 0)
 		gn_log(GN_LOG_WARN, "event=target_fallback model=%s version=%s requested=%s actual=%s why=\"%s\"", name,
-		       version, a->cfg.runtime_target, m->target, m->info && m->info->target_detail ? m->info->target_detail : "");
+		       version, a->cfg.runtime_target, m->target,
+		       m->info && m->info->target_detail ? m->info->target_detail : "");
 	*out = m;
 	return 0;
 }
@@ -81,7 +85,9 @@ static const ganglion_rt_tensor_info *find_info(const ganglion_rt_tensor_info *t
 int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err)
 {
 	const json_t *ins = json_object_get(sample, "inputs"), *outs = json_object_get(sample, "outputs");
-	double tol = json_is_number(json_object_get(sample, "tolerance")) ? json_number_value(json_object_get(sample, "tolerance")) : 1e-4;
+	double tol = json_is_number(json_object_get(sample, "tolerance"))
+			     ? json_number_value(json_object_get(sample, "tolerance"))
+			     : 1e-4;
 	size_t nin = json_object_size(ins), nout = json_object_size(outs), i = 0;
 	ganglion_rt_input *in = gn_calloc(nin, sizeof(*in));
 	ganglion_rt_output *out = gn_calloc(nout, sizeof(*out));
@@ -92,8 +98,7 @@ int models_self_test(struct agent *a, struct agent_model *m, const json_t *sampl
 		rc = gn_err_set(err, GN_EINVAL, "the sample has no inputs or no outputs");
 		goto done;
 	}
-	json_object_foreach((json_t *)ins, k, v)
-	{
+	json_object_foreach((json_t *)ins, k, v) {
 		const ganglion_rt_tensor_info *ti = find_info(m->info->inputs, m->info->n_inputs, k);
 		if (!ti) {
 			rc = gn_err_set(err, GN_EINVAL, "the sample names input '%s', the model has no such input", k);
@@ -108,8 +113,7 @@ int models_self_test(struct agent *a, struct agent_model *m, const json_t *sampl
 			goto done;
 	}
 	i = 0;
-	json_object_foreach((json_t *)outs, k, v)
-	{
+	json_object_foreach((json_t *)outs, k, v) {
 		out[i].name = k;
 		out[i].capacity = json_array_size(v);
 		out[i++].data = gn_calloc(json_array_size(v) + 1, sizeof(float));
@@ -120,21 +124,22 @@ int models_self_test(struct agent *a, struct agent_model *m, const json_t *sampl
 	if (rc)
 		goto done;
 	i = 0;
-	json_object_foreach((json_t *)outs, k, v)
-	{
+	json_object_foreach((json_t *)outs, k, v) {
 		size_t n = 1;
 		for (int d = 0; d < out[i].ndim; d++)
 			n *= (size_t)out[i].shape[d];
 		if (n != json_array_size(v)) {
-			rc = gn_err_set(err, GN_EINVAL, "output %s has %zu values, the sample expects %zu", k, n, json_array_size(v));
+			rc = gn_err_set(err, GN_EINVAL, "output %s has %zu values, the sample expects %zu", k, n,
+					json_array_size(v));
 			goto done;
 		}
 		for (size_t j = 0; j < n; j++) {
 			double want = json_number_value(json_array_get(v, j)), got = out[i].data[j];
 			if (!(fabs(got - want) <= tol)) {
-				rc = gn_err_set(err, GN_EINVAL,
-						"self-test failed: output %s[%zu] is %g, the release expects %g (tolerance %g)", k, j,
-						got, want, tol);
+				rc = gn_err_set(
+					err, GN_EINVAL,
+					"self-test failed: output %s[%zu] is %g, the release expects %g (tolerance %g)",
+					k, j, got, want, tol);
 				goto done;
 			}
 		}

@@ -18,14 +18,16 @@ char *state_path(const struct agent *a, const char *rel)
 
 int state_mkdirs(const struct agent *a, gn_err *err)
 {
-	static const char *const dirs[] = {"", "identity", "trust", "trust/image", "trust/director", "downloads", "models"};
+	static const char *const dirs[] = {"",          "identity", "trust", "trust/image", "trust/director",
+					   "downloads", "models"};
 	for (size_t i = 0; i < GN_ARRAY_LEN(dirs); i++) {
 		char *p = state_path(a, dirs[i]);
 		int rc = mkdir(p, 0700);
 		int e = errno;
 		free(p);
 		if (rc < 0 && e != EEXIST)
-			return gn_err_set(err, GN_ERROR, "cannot create %s/%s: %s", a->cfg.data_dir, dirs[i], strerror(e));
+			return gn_err_set(err, GN_ERROR, "cannot create %s/%s: %s", a->cfg.data_dir, dirs[i],
+					  strerror(e));
 	}
 	return 0;
 }
@@ -67,7 +69,8 @@ int state_load_identity(struct agent *a, gn_err *err)
 	int rc = state_read_json(&dev, a, "identity/device.json", err);
 	if (rc) {
 		if (rc == GN_ENOTFOUND)
-			gn_err_set(err, GN_ENOTFOUND, "this device is not enrolled: run `ganglion-agent enroll --token TOKEN`");
+			gn_err_set(err, GN_ENOTFOUND,
+				   "this device is not enrolled: run `ganglion-agent enroll --token TOKEN`");
 		goto out;
 	}
 	const char *id = gn_json_str(dev, "device_id");

@@ -51,7 +51,8 @@ void update_report(struct agent *a, const char *state, const char *model, const 
 		gn_log(lvl, "event=update state=%s model=%s version=%s detail=\"%s\"", state, model ? model : "-",
 		       version ? version : "-", detail);
 	else
-		gn_log(lvl, "event=update state=%s model=%s version=%s", state, model ? model : "-", version ? version : "-");
+		gn_log(lvl, "event=update state=%s model=%s version=%s", state, model ? model : "-",
+		       version ? version : "-");
 }
 
 /* Sends the last operation now (best effort), so a long download or load shows on the server. */
@@ -122,13 +123,16 @@ static int refresh_root(json_t **out, struct agent *a, const char *repo, gn_err 
 		 * for, so that a rotation undoes a fast-forward made with a stolen key. */
 		static const char *const guarded[] = {"timestamp", "snapshot", "targets"};
 		for (size_t g = 0; g < GN_ARRAY_LEN(guarded); g++) {
-			const json_t *ok = json_object_get(json_object_get(json_object_get(root, "signed"), "roles"), guarded[g]);
-			const json_t *nk = json_object_get(json_object_get(json_object_get(next, "signed"), "roles"), guarded[g]);
+			const json_t *ok =
+				json_object_get(json_object_get(json_object_get(root, "signed"), "roles"), guarded[g]);
+			const json_t *nk =
+				json_object_get(json_object_get(json_object_get(next, "signed"), "roles"), guarded[g]);
 			if (json_equal(json_object_get(ok, "keyids"), json_object_get(nk, "keyids")))
 				continue;
 			/* targets: its copy; timestamp or snapshot: both, as the chain restarts from them. */
-			const char *drop[2] = {guarded[g], strcmp(guarded[g], "targets") == 0 ? NULL
-							 : strcmp(guarded[g], "timestamp") == 0 ? "snapshot" : "timestamp"};
+			const char *drop[2] = {guarded[g], strcmp(guarded[g], "targets") == 0     ? NULL
+							   : strcmp(guarded[g], "timestamp") == 0 ? "snapshot"
+												  : "timestamp"};
 			for (int k = 0; k < 2 && drop[k]; k++) {
 				char *gp = gn_asprintf("%s/trust/%s/%s.json", a->cfg.data_dir, repo, drop[k]);
 				unlink(gp);
@@ -194,14 +198,14 @@ static int refresh_image(json_t **out_targets, struct agent *a, gn_err *err)
 	if ((rc = refresh_root(&root, a, "image", err)) ||
 	    (rc = fetch_role(&ts, NULL, NULL, a, root, "image", "timestamp", "/v1/tuf/image/timestamp.json", err)))
 		goto out;
-	json_int_t sv = json_integer_value(
-		json_object_get(json_object_get(json_object_get(json_object_get(ts, "signed"), "meta"), "snapshot.json"), "version"));
+	json_int_t sv = json_integer_value(json_object_get(
+		json_object_get(json_object_get(json_object_get(ts, "signed"), "meta"), "snapshot.json"), "version"));
 	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.snapshot.json", (long long)sv);
 	if ((rc = fetch_role(&sn, &snbytes, &snlen, a, root, "image", "snapshot", path, err)) ||
 	    (rc = gn_tufc_snapshot_matches(ts, sn, snbytes, snlen, err)))
 		goto out;
-	json_int_t tv = json_integer_value(
-		json_object_get(json_object_get(json_object_get(json_object_get(sn, "signed"), "meta"), "targets.json"), "version"));
+	json_int_t tv = json_integer_value(json_object_get(
+		json_object_get(json_object_get(json_object_get(sn, "signed"), "meta"), "targets.json"), "version"));
 	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.targets.json", (long long)tv);
 	if ((rc = fetch_role(&tg, NULL, NULL, a, root, "image", "targets", path, err)) ||
 	    (rc = gn_tufc_targets_matches(sn, tg, err)))
@@ -233,7 +237,8 @@ static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_er
 		const char *id = gn_json_str(custom, "device_id");
 		int64_t issued;
 		if (!id || strcmp(id, a->device_id) != 0)
-			rc = gn_err_set(err, GN_EAUTH, "director metadata is for device %s, not this one", id ? id : "(none)");
+			rc = gn_err_set(err, GN_EAUTH, "director metadata is for device %s, not this one",
+					id ? id : "(none)");
 		else if (!(rc = state_write_json(a, "trust/director/targets.json", dt, err)) &&
 			 gn_tuf_time_parse(&issued, gn_json_str(custom, "issued_at")) == 0) {
 			/* Raise the clock floor with care: a stolen online key could sign a time in the far
@@ -244,7 +249,8 @@ static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_er
 			    issued <= exp && (now < a->clock_floor || issued <= now + 86400))
 				state_clock_seen(a, issued);
 			else
-				gn_log(GN_LOG_WARN, "event=issued_at_ignored issued_at=%s", gn_json_str(custom, "issued_at"));
+				gn_log(GN_LOG_WARN, "event=issued_at_ignored issued_at=%s",
+				       gn_json_str(custom, "issued_at"));
 		}
 	}
 	json_decref(root);
@@ -253,8 +259,6 @@ static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_er
 		*out = json_incref((json_t *)dt);
 	return rc;
 }
-
-
 
 /* Verifies, downloads, loads, self-tests and swaps in the target the director names. */
 static int install(struct agent *a, const json_t *image_targets, const char *path, const json_t *entry, gn_err *outerr)
@@ -295,7 +299,8 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	update_report(a, "verifying", model, version, NULL);
 	/* Hash the stored file again right before loading it: what is checked is what is loaded. */
 	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, &err)) || strcmp(sum, sha) != 0) {
-		update_report(a, "failed", model, version, rc ? err.msg : "stored model file changed after verification");
+		update_report(a, "failed", model, version,
+			      rc ? err.msg : "stored model file changed after verification");
 		unlink(file);
 		rc = 0;
 		goto out;
@@ -397,8 +402,7 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 	const json_t *targets = json_object_get(json_object_get(dt, "signed"), "targets");
 	const char *path;
 	json_t *entry;
-	json_object_foreach((json_t *)targets, path, entry)
-	{
+	json_object_foreach((json_t *)targets, path, entry) {
 		const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
 		struct agent_model *cur = models_get(a);
 		bool same = cur && sha && strcmp(cur->sha256, sha) == 0;
@@ -417,7 +421,7 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 		rc = install(a, image, path, entry, err);
 		if (rc)
 			a->etag[0] = '\0'; /* transient (network): try again at the next check-in */
-		break; /* one model per device for now */
+		break;                     /* one model per device for now */
 	}
 out:
 	json_decref(ans);
@@ -437,7 +441,8 @@ int update_restore(struct agent *a, gn_err *err)
 	if (rc)
 		return rc;
 	const json_t *cur = json_object_get(state, "current");
-	const char *name = gn_json_str(cur, "name"), *version = gn_json_str(cur, "version"), *sha = gn_json_str(cur, "sha256");
+	const char *name = gn_json_str(cur, "name"), *version = gn_json_str(cur, "version"),
+		   *sha = gn_json_str(cur, "sha256");
 	if (gn_json_str(state, "held"))
 		snprintf(a->failed_key, sizeof(a->failed_key), "%s", gn_json_str(state, "held"));
 	if (!name || !version || !sha) {
@@ -465,9 +470,11 @@ int update_rollback(struct agent *a, gn_err *err)
 	char sum[65];
 	int rc = state_read_json(&state, a, "state.json", err);
 	if (rc)
-		return rc == GN_ENOTFOUND ? gn_err_set(err, GN_ENOTFOUND, "nothing installed, nothing to roll back to") : rc;
+		return rc == GN_ENOTFOUND ? gn_err_set(err, GN_ENOTFOUND, "nothing installed, nothing to roll back to")
+					  : rc;
 	const json_t *cur = json_object_get(state, "current"), *prev = json_object_get(state, "previous");
-	const char *name = gn_json_str(prev, "name"), *version = gn_json_str(prev, "version"), *sha = gn_json_str(prev, "sha256");
+	const char *name = gn_json_str(prev, "name"), *version = gn_json_str(prev, "version"),
+		   *sha = gn_json_str(prev, "sha256");
 	if (!name || !version || !sha) {
 		json_decref(state);
 		return gn_err_set(err, GN_ENOTFOUND, "no previous version is kept");
@@ -475,7 +482,8 @@ int update_rollback(struct agent *a, gn_err *err)
 	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
 	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, err)) || strcmp(sum, sha) != 0) {
 		if (!rc)
-			rc = gn_err_set(err, GN_EAUTH, "the previous model's file no longer matches its verified SHA-256");
+			rc = gn_err_set(err, GN_EAUTH,
+					"the previous model's file no longer matches its verified SHA-256");
 		goto out;
 	}
 	if ((rc = models_load(&m, a, file, name, version, sha, err)))
@@ -488,9 +496,9 @@ int update_rollback(struct agent *a, gn_err *err)
 	if (state_read_json(&dt, a, "trust/director/targets.json", &ignore) == 0) {
 		const char *path;
 		json_t *entry;
-		json_object_foreach(json_object_get(json_object_get(dt, "signed"), "targets"), path, entry)
-		{
-			const char *esha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
+		json_object_foreach(json_object_get(json_object_get(dt, "signed"), "targets"), path, entry) {
+			const char *esha =
+				json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
 			if (esha && gn_json_str(cur, "sha256") && strcmp(esha, gn_json_str(cur, "sha256")) == 0)
 				failure_key(held, sizeof(held), entry);
 		}

@@ -84,8 +84,8 @@ static void args_give(cli_args *a, size_t opt, const char *value)
 	a->ngiven++;
 }
 
-int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, char **argv,
-		   bool stop_at_positional, gn_err *err)
+int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, char **argv, bool stop_at_positional,
+		   gn_err *err)
 {
 	int error = 0, i;
 	bool only_pos = false;
@@ -137,8 +137,7 @@ int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, c
 				goto out;
 			}
 			if (a[2] && !o->arg) {
-				error =
-				    gn_err_set(err, CLI_EUSAGE, "option -%c takes no value", o->short_name);
+				error = gn_err_set(err, CLI_EUSAGE, "option -%c takes no value", o->short_name);
 				goto out;
 			}
 			if (a[2])
@@ -148,8 +147,7 @@ int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, c
 			value = "true";
 		} else if (!value) {
 			if (i + 1 >= argc) {
-				error = gn_err_set(err, CLI_EUSAGE, "option --%s needs a value (%s)", o->name,
-				                   o->arg);
+				error = gn_err_set(err, CLI_EUSAGE, "option --%s needs a value (%s)", o->name, o->arg);
 				goto out;
 			}
 			value = argv[++i];
@@ -201,7 +199,7 @@ void cli_opts_help(FILE *f, const cli_opt *opts, size_t n)
 		if (o->short_name)
 			k = snprintf(flag, sizeof(flag), "-%c, ", o->short_name);
 		snprintf(flag + k, sizeof(flag) - (size_t)k, "--%s%s%s", o->name, o->arg ? " " : "",
-		         o->arg ? o->arg : "");
+			 o->arg ? o->arg : "");
 		fprintf(f, "  %-28s %s\n", flag, o->help);
 	}
 	fprintf(f, "  %-28s %s\n", "-h, --help", "show this help");
@@ -210,7 +208,7 @@ void cli_opts_help(FILE *f, const cli_opt *opts, size_t n)
 void cli_cmd_help(FILE *f, const cli_group *group, const cli_cmd *cmd)
 {
 	fprintf(f, "Usage: ganglion %s %s%s%s%s\n\n%s\n\nOptions:\n", group->name, cmd->name,
-	        cmd->nopts ? " [options]" : "", cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
+		cmd->nopts ? " [options]" : "", cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
 	cli_opts_help(f, cmd->opts, cmd->nopts);
 	fputs("\nGlobal options (--url, --token, -o, ...) are accepted too; see 'ganglion --help'.\n", f);
 }
@@ -238,7 +236,7 @@ int cli_parse_int(int64_t *out, const char *s, const char *what, int64_t min, in
 	long long v = strtoll(s, &end, 10);
 	if (!*s || *end || errno || s[0] == ' ' || v < min || v > max)
 		return gn_err_set(err, CLI_EUSAGE, "%s must be an integer from %lld to %lld, not '%s'", what,
-		                  (long long)min, (long long)max, s);
+				  (long long)min, (long long)max, s);
 	*out = v;
 	return 0;
 }
@@ -261,9 +259,9 @@ int cli_parse_duration(int64_t *out, const char *s, const char *what, gn_err *er
 				mult = units[i].mult;
 	}
 	if (!mult || v <= 0 || v > INT64_MAX / mult / 2)
-		return gn_err_set(
-		    err, CLI_EUSAGE,
-		    "%s must be a positive duration such as 3600, 90s, 30m, 1h, 7d or 2w, not '%s'", what, s);
+		return gn_err_set(err, CLI_EUSAGE,
+				  "%s must be a positive duration such as 3600, 90s, 30m, 1h, 7d or 2w, not '%s'", what,
+				  s);
 	*out = v * mult;
 	return 0;
 }
@@ -278,7 +276,7 @@ int cli_label_add(json_t *labels, const char *arg, bool allow_remove, gn_err *er
 
 	if (!eq && !remove) {
 		error = gn_err_set(err, CLI_EUSAGE, "expected key=value%s, not '%.200s'",
-		                   allow_remove ? " or key-" : "", arg);
+				   allow_remove ? " or key-" : "", arg);
 		goto out;
 	}
 	key = gn_strndup(arg, eq ? (size_t)(eq - arg) : len - 1);
@@ -303,21 +301,20 @@ void cli_query_add(gn_buf *path, const char *key, const char *value)
 	free(esc);
 }
 
-int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char *path, const json_t *body,
-		gn_err *err)
+int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char *path, const json_t *body, gn_err *err)
 {
 	int error = 0;
 	gn_http_resp resp = {0};
 	char *url = gn_asprintf("%s%s", ctx->url, path);
 	char *text = body ? gn_json_dump(body) : NULL;
 	gn_http_req req = {
-	    .method = method,
-	    .url = url,
-	    .token = ctx->token,
-	    .body = text,
-	    .body_len = text ? strlen(text) : 0,
-	    .timeout_s = ctx->timeout_s,
-	    .max_response = MAX_RESPONSE,
+		.method = method,
+		.url = url,
+		.token = ctx->token,
+		.body = text,
+		.body_len = text ? strlen(text) : 0,
+		.timeout_s = ctx->timeout_s,
+		.max_response = MAX_RESPONSE,
 	};
 
 	*out = NULL;
@@ -334,8 +331,8 @@ out:
 	return error;
 }
 
-int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char *url,
-	       const gn_http_resp *resp, gn_err *err)
+int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char *url, const gn_http_resp *resp,
+	       gn_err *err)
 {
 	int error = 0;
 
@@ -344,9 +341,8 @@ int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char 
 		if (error == GN_EAUTH && !ctx->token) {
 			char why[sizeof(err->msg)];
 			snprintf(why, sizeof(why), "%s", err->msg);
-			gn_err_set(err, error,
-			           "%s; no token given (use --token, GANGLION_TOKEN or the config file)",
-			           why);
+			gn_err_set(err, error, "%s; no token given (use --token, GANGLION_TOKEN or the config file)",
+				   why);
 		}
 		return error;
 	}
@@ -355,8 +351,7 @@ int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char 
 	if ((error = gn_json_parse(out, resp->body.data, resp->body.len, MAX_JSON_DEPTH, err))) {
 		char why[sizeof(err->msg)];
 		snprintf(why, sizeof(why), "%s", err->msg);
-		error =
-		    gn_err_set(err, GN_ERROR, "%s %s: the server's answer is not JSON: %s", method, url, why);
+		error = gn_err_set(err, GN_ERROR, "%s %s: the server's answer is not JSON: %s", method, url, why);
 	}
 	return error;
 }
@@ -390,8 +385,7 @@ int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_er
 			goto out;
 		items = json_object_get(page, "items");
 		if (!json_is_array(items)) {
-			error = gn_err_set(err, GN_ERROR,
-			                   "GET %s: the server's answer has no \"items\" array", path);
+			error = gn_err_set(err, GN_ERROR, "GET %s: the server's answer has no \"items\" array", path);
 			goto out;
 		}
 		if (!all)
@@ -401,8 +395,7 @@ int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_er
 		if (!next || !*next)
 			break;
 		if (cursor && strcmp(cursor, next) == 0) {
-			error = gn_err_set(err, GN_ERROR, "GET %s: the server returned the same cursor twice",
-			                   path);
+			error = gn_err_set(err, GN_ERROR, "GET %s: the server returned the same cursor twice", path);
 			goto out;
 		}
 		free(cursor);

@@ -106,8 +106,8 @@ extern const cli_group cmd_keys_group;
  * -x value, -xvalue, -h/--help, and `--` ending options. Options may come anywhere unless
  * stop_at_positional, which stops at the first positional and records its index in out->next.
  * Fails with CLI_EUSAGE. */
-int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, char **argv,
-		   bool stop_at_positional, gn_err *err) GN_WUR;
+int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, char **argv, bool stop_at_positional,
+		   gn_err *err) GN_WUR;
 void cli_args_cleanup(cli_args *args);
 /* Returns the last value given for option name ("true" for flags), or NULL. Borrowed. */
 const char *cli_args_get(const cli_args *args, const char *name);
@@ -120,8 +120,7 @@ void cli_group_help(FILE *f, const cli_group *group);
 void cli_opts_help(FILE *f, const cli_opt *opts, size_t n);
 
 /* Parses a decimal integer in [min, max] given for `what`; CLI_EUSAGE otherwise. */
-int cli_parse_int(int64_t *out, const char *s, const char *what, int64_t min, int64_t max,
-		  gn_err *err) GN_WUR;
+int cli_parse_int(int64_t *out, const char *s, const char *what, int64_t min, int64_t max, gn_err *err) GN_WUR;
 /* Parses a positive duration: 3600, 90s, 30m, 1h, 7d, 2w; returns seconds. CLI_EUSAGE otherwise. */
 int cli_parse_duration(int64_t *out, const char *s, const char *what, gn_err *err) GN_WUR;
 /* Adds one `key=value` (or, with allow_remove, `key-` as null) to the labels object after checking
@@ -137,8 +136,8 @@ int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char
 		gn_err *err) GN_WUR;
 /* Turns the answer to method url into *out (new; NULL for an empty body) as cli_request does:
  * non-2xx statuses become errors carrying the server's problem detail. */
-int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char *url,
-	       const gn_http_resp *resp, gn_err *err) GN_WUR;
+int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char *url, const gn_http_resp *resp,
+	       gn_err *err) GN_WUR;
 /* GETs a list endpoint (path may already hold a query). Without all, *out is the server's page
  * (new); with all, next_cursor is followed to the end and *out is {"items":[...]} (new). */
 int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_err *err) GN_WUR;

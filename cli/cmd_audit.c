@@ -60,9 +60,8 @@ static const cli_opt list_opts[] = {
 };
 
 static const cli_cmd cmds[] = {
-	{"list", "", "List audit entries, newest first (one page unless --all).", list_opts,
-	 GN_ARRAY_LEN(list_opts), 0, 0, list_run},
+	{"list", "", "List audit entries, newest first (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0,
+	 0, list_run},
 };
 
-const cli_group cmd_audit_group = {"audit", "Read the audit log (needs the admin scope).", cmds,
-				   GN_ARRAY_LEN(cmds)};
+const cli_group cmd_audit_group = {"audit", "Read the audit log (needs the admin scope).", cmds, GN_ARRAY_LEN(cmds)};

@@ -62,8 +62,8 @@ static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	}
 	if (status) {
 		if (strcmp(status, "active") != 0 && strcmp(status, "decommissioned") != 0) {
-			error = gn_err_set(err, CLI_EUSAGE,
-			                   "--status must be active or decommissioned, not '%s'", status);
+			error = gn_err_set(err, CLI_EUSAGE, "--status must be active or decommissioned, not '%s'",
+					   status);
 			goto out;
 		}
 		cli_query_add(&path, "status", status);
@@ -193,8 +193,9 @@ static int assign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		if (ctx->output == CLI_OUTPUT_JSON)
 			output_json(ans);
 		else
-			printf("%lld device(s) assigned %s %s\n", (long long)json_integer_value(json_object_get(ans, "count")),
-			       model, gn_json_str(ans, "version") ? gn_json_str(ans, "version") : version);
+			printf("%lld device(s) assigned %s %s\n",
+			       (long long)json_integer_value(json_object_get(ans, "count")), model,
+			       gn_json_str(ans, "version") ? gn_json_str(ans, "version") : version);
 		goto out;
 	}
 	char *dev = device_path(args->pos[0]);
@@ -265,22 +266,20 @@ static const cli_opt list_opts[] = {
 };
 
 static const cli_cmd cmds[] = {
-	{"list", "", "List devices (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0, 0,
-	 list_run},
+	{"list", "", "List devices (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0, 0, list_run},
 	{"show", "ID", "Show one device with its labels and facts.", NULL, 0, 1, 1, show_run},
 	{"label", "ID key=value... key-...",
-	 "Set labels (key=value) and remove them (key-) on a device; other labels stay.", NULL, 0, 2,
-	 SIZE_MAX, label_run},
+	 "Set labels (key=value) and remove them (key-) on a device; other labels stay.", NULL, 0, 2, SIZE_MAX,
+	 label_run},
 	{"decommission", "ID", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
 	 decommission_run},
 	{"assign", "ID MODEL@VERSION | --selector S MODEL@VERSION",
-	 "Set the model version (or alias, resolved now) a device should run.", assign_opts,
-	 GN_ARRAY_LEN(assign_opts), 1, 2, assign_run},
+	 "Set the model version (or alias, resolved now) a device should run.", assign_opts, GN_ARRAY_LEN(assign_opts),
+	 1, 2, assign_run},
 	{"unassign", "ID", "Clear a device's desired model (it keeps serving what it runs).", NULL, 0, 1, 1,
 	 unassign_run},
 	{"events", "ID", "Show a device's update attempts as it reported them, newest first.", NULL, 0, 1, 1,
 	 events_run},
 };
 
-const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices.", cmds,
-				     GN_ARRAY_LEN(cmds)};
+const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices.", cmds, GN_ARRAY_LEN(cmds)};

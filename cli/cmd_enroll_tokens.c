@@ -8,7 +8,7 @@
 static char *uses_format(const json_t *row)
 {
 	return gn_asprintf("%lld/%lld", (long long)json_integer_value(json_object_get(row, "uses")),
-	                   (long long)json_integer_value(json_object_get(row, "max_uses")));
+			   (long long)json_integer_value(json_object_get(row, "max_uses")));
 }
 
 static const output_col list_cols[] = {
@@ -63,7 +63,7 @@ static int create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	printf("Enrollment token created.\n\n");
 	output_fields(tok, created_fields, GN_ARRAY_LEN(created_fields));
 	output_secret("enrollment token", json_string_value(json_object_get(tok, "token")),
-	              "Give it to the agent on each device that should enroll with it.");
+		      "Give it to the agent on each device that should enroll with it.");
 out:
 	json_decref(body);
 	json_decref(labels);
@@ -106,9 +106,8 @@ static const cli_cmd cmds[] = {
 	{"create", "", "Create an enrollment token and print it (shown only once).", create_opts,
 	 GN_ARRAY_LEN(create_opts), 0, 0, create_run},
 	{"list", "", "List enrollment tokens (never the secrets).", NULL, 0, 0, 0, list_run},
-	{"revoke", "ID", "Revoke an enrollment token; devices enrolled with it stay.", NULL, 0, 1, 1,
-	 revoke_run},
+	{"revoke", "ID", "Revoke an enrollment token; devices enrolled with it stay.", NULL, 0, 1, 1, revoke_run},
 };
 
-const cli_group cmd_enroll_tokens_group = {"enroll-tokens", "Manage the tokens that devices enroll with.",
-					   cmds, GN_ARRAY_LEN(cmds)};
+const cli_group cmd_enroll_tokens_group = {"enroll-tokens", "Manage the tokens that devices enroll with.", cmds,
+					   GN_ARRAY_LEN(cmds)};

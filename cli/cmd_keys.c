@@ -17,11 +17,8 @@
 static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
 
 static const output_col list_cols[] = {
-	{"ROLE", "role", NULL},
-	{"KEYID", "keyid", NULL},
-	{"ACTIVE", "active", NULL},
-	{"ONLINE", "online", NULL},
-	{"CREATED", "created_at", NULL},
+	{"ROLE", "role", NULL},     {"KEYID", "keyid", NULL},        {"ACTIVE", "active", NULL},
+	{"ONLINE", "online", NULL}, {"CREATED", "created_at", NULL},
 };
 
 static const output_col rotated_fields[] = {
@@ -45,8 +42,7 @@ static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	output_table(json_object_get(ans, "items"), list_cols, GN_ARRAY_LEN(list_cols));
 	/* The root threshold may come beside the items or in the root rows. */
 	threshold = json_object_get(json_object_get(ans, "root"), "threshold");
-	json_array_foreach(json_object_get(ans, "items"), i, item)
-	{
+	json_array_foreach(json_object_get(ans, "items"), i, item) {
 		if (!json_is_integer(threshold) && json_is_string(json_object_get(item, "role")) &&
 		    strcmp(gn_json_str(item, "role"), "root") == 0)
 			threshold = json_object_get(item, "threshold");
@@ -69,10 +65,10 @@ static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		known = known || strcmp(role, online_roles[i]) == 0;
 	if (!known) {
 		error = gn_err_set(
-		    err, CLI_EUSAGE, "role must be targets, snapshot or timestamp, not '%s'%s", role,
-		    strcmp(role, "root") == 0
-		        ? " (root keys are rotated offline: keys export-root, sign-root, import-root)"
-		        : "");
+			err, CLI_EUSAGE, "role must be targets, snapshot or timestamp, not '%s'%s", role,
+			strcmp(role, "root") == 0
+				? " (root keys are rotated offline: keys export-root, sign-root, import-root)"
+				: "");
 		goto out;
 	}
 	body = json_pack("{s:s}", "role", role);
@@ -144,8 +140,7 @@ static int load_root(json_t **out, const char *path, gn_err *err)
 	}
 	if (!json_is_string(json_object_get(sig_part, "_type")) ||
 	    strcmp(gn_json_str(sig_part, "_type"), "root") != 0) {
-		error =
-		    gn_err_set(err, CLI_EUSAGE, "%s is not root metadata (\"_type\" is not \"root\")", path);
+		error = gn_err_set(err, CLI_EUSAGE, "%s is not root metadata (\"_type\" is not \"root\")", path);
 		goto out;
 	}
 	if (!json_is_integer(json_object_get(sig_part, "version"))) {
@@ -171,8 +166,7 @@ static bool array_has(const json_t *arr, const char *s)
 {
 	size_t i;
 	json_t *v;
-	json_array_foreach(arr, i, v)
-	{
+	json_array_foreach(arr, i, v) {
 		if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
 			return true;
 	}
@@ -192,14 +186,15 @@ static void report_threshold(FILE *f, const json_t *env, const char *keyid)
 	if (!json_is_array(keyids) || !json_is_integer(threshold))
 		return;
 	if (!array_has(keyids, keyid))
-		fprintf(f, "note: key %s is not a root key of this version; its signature counts only "
-		           "towards the current root's threshold\n",
-		        keyid);
+		fprintf(f,
+			"note: key %s is not a root key of this version; its signature counts only "
+			"towards the current root's threshold\n",
+			keyid);
 	if (gn_tuf_count_valid(&valid, env, json_object_get(sig_part, "keys"), keyids, &ignored) == 0)
 		fprintf(f,
-		        "valid signatures by this version's root keys: %zu of the %lld needed (a new root "
-		        "needs a threshold of the current root's keys too)\n",
-		        valid, (long long)json_integer_value(threshold));
+			"valid signatures by this version's root keys: %zu of the %lld needed (a new root "
+			"needs a threshold of the current root's keys too)\n",
+			valid, (long long)json_integer_value(threshold));
 }
 
 static int sign_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
@@ -232,15 +227,13 @@ static int sign_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	}
 	gn_ed25519_public(pub, key);
 	key_json = gn_tuf_key_json(pub);
-	if ((error = gn_tuf_keyid(keyid, key_json, err)) ||
-	    (error = gn_ed25519_sign(sig, key, canon, canon_len, err)))
+	if ((error = gn_tuf_keyid(keyid, key_json, err)) || (error = gn_ed25519_sign(sig, key, canon, canon_len, err)))
 		goto out;
 	gn_hex_encode(sighex, sig, sizeof(sig));
 
 	/* Keep the other signatures; signing again with the same key replaces its signature. */
 	sigs = json_array();
-	json_array_foreach(json_object_get(env, "signatures"), i, old)
-	{
+	json_array_foreach(json_object_get(env, "signatures"), i, old) {
 		s = json_object_get(old, "keyid");
 		if (!json_is_string(s) || strcmp(json_string_value(s), keyid) != 0)
 			json_array_append(sigs, old);
@@ -251,8 +244,7 @@ static int sign_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	if ((error = cli_write_json(out_path, env, err)))
 		goto out;
 	if (out_path && ctx->output == CLI_OUTPUT_TABLE) {
-		printf("root version %lld signed with key %s; written to %s\n", root_version(env), keyid,
-		       out_path);
+		printf("root version %lld signed with key %s; written to %s\n", root_version(env), keyid, out_path);
 		report_threshold(stdout, env, keyid);
 	} else {
 		/* stdout holds the document; the summary goes beside it. */
@@ -276,7 +268,7 @@ static int import_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err
 		goto out;
 	if (json_array_size(json_object_get(env, "signatures")) == 0) {
 		error = gn_err_set(err, CLI_EUSAGE, "%s has no signatures; sign it first with keys sign-root",
-		                   args->pos[0]);
+				   args->pos[0]);
 		goto out;
 	}
 	if ((error = cli_request(&ans, ctx, "POST", "/v1/tuf/image/root", env, err)))
@@ -304,16 +296,15 @@ static const cli_opt sign_opts[] = {
 
 static const cli_cmd cmds[] = {
 	{"list", "", "List the repository's signing keys by role.", NULL, 0, 0, 0, list_run},
-	{"rotate", "ROLE",
-	 "Replace the online key of targets, snapshot or timestamp and re-sign the metadata.", NULL, 0, 1,
-	 1, rotate_run},
-	{"export-root", "", "Fetch the unsigned draft of the next root version, to sign offline.",
-	 export_opts, GN_ARRAY_LEN(export_opts), 0, 0, export_root_run},
+	{"rotate", "ROLE", "Replace the online key of targets, snapshot or timestamp and re-sign the metadata.", NULL,
+	 0, 1, 1, rotate_run},
+	{"export-root", "", "Fetch the unsigned draft of the next root version, to sign offline.", export_opts,
+	 GN_ARRAY_LEN(export_opts), 0, 0, export_root_run},
 	{"sign-root", "DRAFT.json",
-	 "Sign a root draft with a root key, offline; an earlier signature by the same key is replaced.",
-	 sign_opts, GN_ARRAY_LEN(sign_opts), 1, 1, sign_root_run},
-	{"import-root", "SIGNED.json", "Upload a signed root: it becomes the new root version.", NULL, 0, 1,
-	 1, import_root_run},
+	 "Sign a root draft with a root key, offline; an earlier signature by the same key is replaced.", sign_opts,
+	 GN_ARRAY_LEN(sign_opts), 1, 1, sign_root_run},
+	{"import-root", "SIGNED.json", "Upload a signed root: it becomes the new root version.", NULL, 0, 1, 1,
+	 import_root_run},
 };
 
 const cli_group cmd_keys_group = {"keys", "Manage the TUF signing keys (needs the admin scope).", cmds,

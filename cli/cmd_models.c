@@ -47,12 +47,8 @@ static char *artifact_url(const json_t *row)
 }
 
 static const output_col pushed_fields[] = {
-	{"Model", "model", NULL},
-	{"Version", "version", NULL},
-	{"Format", "format", NULL},
-	{"SHA256", NULL, artifact_sha256},
-	{"Length", NULL, artifact_length},
-	{"Target", "target", NULL},
+	{"Model", "model", NULL},          {"Version", "version", NULL},      {"Format", "format", NULL},
+	{"SHA256", NULL, artifact_sha256}, {"Length", NULL, artifact_length}, {"Target", "target", NULL},
 };
 
 static const output_col version_fields[] = {
@@ -73,11 +69,8 @@ static const output_col version_fields[] = {
 };
 
 static const output_col list_cols[] = {
-	{"NAME", "name", NULL},
-	{"LATEST", "latest_version", NULL},
-	{"VERSIONS", "versions", NULL},
-	{"ALIASES", "aliases", NULL},
-	{"CREATED", "created_at", NULL},
+	{"NAME", "name", NULL},       {"LATEST", "latest_version", NULL}, {"VERSIONS", "versions", NULL},
+	{"ALIASES", "aliases", NULL}, {"CREATED", "created_at", NULL},
 };
 
 static const output_col model_fields[] = {
@@ -87,12 +80,8 @@ static const output_col model_fields[] = {
 };
 
 static const output_col model_version_cols[] = {
-	{"VERSION", "version", NULL},
-	{"FORMAT", "format", NULL},
-	{"SHA256", "sha256", NULL},
-	{"LENGTH", "length", NULL},
-	{"PUBLISHED", "published_at", NULL},
-	{"PUBLISHED BY", "published_by", NULL},
+	{"VERSION", "version", NULL}, {"FORMAT", "format", NULL},          {"SHA256", "sha256", NULL},
+	{"LENGTH", "length", NULL},   {"PUBLISHED", "published_at", NULL}, {"PUBLISHED BY", "published_by", NULL},
 };
 
 /* A progress line on stderr for hashing and uploading, redrawn in place. */
@@ -138,7 +127,7 @@ static void progress_update(void *ud, uint64_t done, uint64_t total)
 	fmt_bytes(b, sizeof(b), total);
 	/* \033[K clears what a longer earlier line left behind. */
 	fprintf(stderr, "\r%s %3u%%  %s / %s  %.1f MB/s\033[K", p->what, (unsigned)(done * 100 / total), a, b,
-	        secs > 0 ? (double)done / secs / 1e6 : 0.0);
+		secs > 0 ? (double)done / secs / 1e6 : 0.0);
 	p->last_ns = now;
 	p->last_done = done;
 	p->shown = true;
@@ -154,8 +143,7 @@ static void progress_end(progress *p)
 }
 
 /* Computes the file's SHA-256 and length (lib), showing progress; a bad path is a usage error. */
-static int hash_file(char hex[GN_SHA256_HEX_LEN + 1], uint64_t *len, const char *path, progress *p,
-                     gn_err *err)
+static int hash_file(char hex[GN_SHA256_HEX_LEN + 1], uint64_t *len, const char *path, progress *p, gn_err *err)
 {
 	int error = gn_sha256_file(hex, len, path, p ? progress_update : NULL, p, err);
 	if (error == GN_ENOTFOUND || error == GN_EINVAL)
@@ -235,8 +223,7 @@ static int load_metadata(json_t **out, const cli_args *args, gn_err *err)
 			goto out;
 	}
 	if (!json_object_get(meta, "version")) {
-		error =
-		    gn_err_set(err, CLI_EUSAGE, "--version is required (or \"version\" in the --meta file)");
+		error = gn_err_set(err, CLI_EUSAGE, "--version is required (or \"version\" in the --meta file)");
 		goto out;
 	}
 	*out = meta;
@@ -248,8 +235,7 @@ out:
 
 /* Puts the file's digest and length into meta; a different one already there is what the file
  * was expected to be, so a mismatch means the wrong file. */
-static int add_digest(json_t *meta, const char *meta_path, const char *file, const char *hex, uint64_t len,
-                      gn_err *err)
+static int add_digest(json_t *meta, const char *meta_path, const char *file, const char *hex, uint64_t len, gn_err *err)
 {
 	int error = 0;
 	const char *s;
@@ -258,13 +244,12 @@ static int add_digest(json_t *meta, const char *meta_path, const char *file, con
 	if ((error = meta_str(&s, meta, "sha256", meta_path, err)))
 		return error;
 	if (s && strcasecmp(s, hex) != 0)
-		return gn_err_set(err, CLI_EUSAGE, "%s says sha256 %s but %s has %s", meta_path, s, file,
-		                  hex);
+		return gn_err_set(err, CLI_EUSAGE, "%s says sha256 %s but %s has %s", meta_path, s, file, hex);
 	if (v && !json_is_integer(v))
 		return gn_err_set(err, CLI_EUSAGE, "%s: \"length\" must be an integer", meta_path);
 	if (v && (json_integer_value(v) < 0 || (uint64_t)json_integer_value(v) != len))
 		return gn_err_set(err, CLI_EUSAGE, "%s says length %lld but %s has %llu bytes", meta_path,
-		                  (long long)json_integer_value(v), file, (unsigned long long)len);
+				  (long long)json_integer_value(v), file, (unsigned long long)len);
 	json_object_set_new(meta, "sha256", json_string(hex));
 	json_object_set_new(meta, "length", json_integer((json_int_t)len));
 	return 0;
@@ -308,28 +293,28 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	meta_text = gn_json_dump(meta);
 
 	gn_http_part parts[] = {
-	    {.name = "metadata",
-	     .content_type = "application/json",
-	     .data = meta_text,
-	     .data_len = strlen(meta_text)},
-	    {.name = "artifact",
-	     .content_type = "application/octet-stream",
-	     .path = file,
-	     .filename = gn_json_str(meta, "filename")},
+		{.name = "metadata",
+		 .content_type = "application/json",
+		 .data = meta_text,
+		 .data_len = strlen(meta_text)},
+		{.name = "artifact",
+		 .content_type = "application/octet-stream",
+		 .path = file,
+		 .filename = gn_json_str(meta, "filename")},
 	};
 	path = model_path(name, "/versions");
 	url = gn_asprintf("%s%s", ctx->url, path);
 	gn_http_upload up = {
-	    .url = url,
-	    .token = ctx->token,
-	    .parts = parts,
-	    .nparts = GN_ARRAY_LEN(parts),
-	    .connect_timeout_s = ctx->timeout_s < CONNECT_TIMEOUT_S ? ctx->timeout_s : CONNECT_TIMEOUT_S,
-	    .low_speed_limit = LOW_SPEED_LIMIT,
-	    .low_speed_time_s = LOW_SPEED_TIME_S,
-	    .max_response = UPLOAD_MAX_RESPONSE,
-	    .progress = show ? progress_update : NULL,
-	    .progress_ud = &prog,
+		.url = url,
+		.token = ctx->token,
+		.parts = parts,
+		.nparts = GN_ARRAY_LEN(parts),
+		.connect_timeout_s = ctx->timeout_s < CONNECT_TIMEOUT_S ? ctx->timeout_s : CONNECT_TIMEOUT_S,
+		.low_speed_limit = LOW_SPEED_LIMIT,
+		.low_speed_time_s = LOW_SPEED_TIME_S,
+		.max_response = UPLOAD_MAX_RESPONSE,
+		.progress = show ? progress_update : NULL,
+		.progress_ud = &prog,
 	};
 	progress_start(&prog, "uploading");
 	error = gn_http_upload_multipart(&resp, &up, err);
@@ -422,7 +407,7 @@ static int alias_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	}
 	if (args->npos != (set ? 4u : 3u)) {
 		error = gn_err_set(err, CLI_EUSAGE, "models alias %s: expected %s", op,
-		                   set ? "NAME ALIAS VERSION" : "NAME ALIAS");
+				   set ? "NAME ALIAS VERSION" : "NAME ALIAS");
 		goto out;
 	}
 	esc = gn_http_escape(args->pos[2]);
@@ -439,8 +424,7 @@ static int alias_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		goto out;
 	}
 	if (set)
-		printf("alias %s of model %s now points to version %s\n", args->pos[2], args->pos[1],
-		       args->pos[3]);
+		printf("alias %s of model %s now points to version %s\n", args->pos[2], args->pos[1], args->pos[3]);
 	else
 		printf("alias %s of model %s removed\n", args->pos[2], args->pos[1]);
 out:
@@ -467,10 +451,10 @@ static const cli_cmd cmds[] = {
 	 "damaged transfer is refused). Flags override the --meta file.",
 	 push_opts, GN_ARRAY_LEN(push_opts), 1, 1, push_run},
 	{"list", "", "List models with their latest version and aliases.", NULL, 0, 0, 0, list_run},
-	{"show", "NAME[@VERSION]", "Show a model with its versions and aliases, or one version (or alias).",
-	 NULL, 0, 1, 1, show_run},
-	{"alias", "set|rm NAME ALIAS [VERSION]", "set: point ALIAS at VERSION; rm: remove ALIAS.",
-	 NULL, 0, 3, 4, alias_run},
+	{"show", "NAME[@VERSION]", "Show a model with its versions and aliases, or one version (or alias).", NULL, 0, 1,
+	 1, show_run},
+	{"alias", "set|rm NAME ALIAS [VERSION]", "set: point ALIAS at VERSION; rm: remove ALIAS.", NULL, 0, 3, 4,
+	 alias_run},
 };
 
 const cli_group cmd_models_group = {"models", "Publish and inspect models, versions and aliases.", cmds,

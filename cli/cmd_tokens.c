@@ -53,8 +53,7 @@ static int create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		if ((error = add_scopes(scopes, scope, err)))
 			goto out;
 	if (json_array_size(scopes) == 0) {
-		error = gn_err_set(err, CLI_EUSAGE,
-		                   "at least one --scope is required (admin, operator, ci, read)");
+		error = gn_err_set(err, CLI_EUSAGE, "at least one --scope is required (admin, operator, ci, read)");
 		goto out;
 	}
 	body = json_pack("{s:s, s:O}", "name", name, "scopes", scopes);
@@ -72,7 +71,7 @@ static int create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	printf("API token created.\n\n");
 	output_fields(tok, created_fields, GN_ARRAY_LEN(created_fields));
 	output_secret("API token", json_string_value(json_object_get(tok, "token")),
-	              "Use it with --token, GANGLION_TOKEN, or `token = ...` in the config file.");
+		      "Use it with --token, GANGLION_TOKEN, or `token = ...` in the config file.");
 out:
 	json_decref(scopes);
 	json_decref(body);
@@ -111,11 +110,10 @@ static const cli_opt create_opts[] = {
 };
 
 static const cli_cmd cmds[] = {
-	{"create", "", "Create an API token and print it (shown only once).", create_opts,
-	 GN_ARRAY_LEN(create_opts), 0, 0, create_run},
+	{"create", "", "Create an API token and print it (shown only once).", create_opts, GN_ARRAY_LEN(create_opts), 0,
+	 0, create_run},
 	{"list", "", "List API tokens (never the secrets).", NULL, 0, 0, 0, list_run},
 	{"revoke", "ID", "Revoke an API token at once.", NULL, 0, 1, 1, revoke_run},
 };
 
-const cli_group cmd_tokens_group = {"tokens", "Manage API tokens (needs the admin scope).", cmds,
-				    GN_ARRAY_LEN(cmds)};
+const cli_group cmd_tokens_group = {"tokens", "Manage API tokens (needs the admin scope).", cmds, GN_ARRAY_LEN(cmds)};

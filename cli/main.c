@@ -46,12 +46,8 @@ static const gn_conf_table conf_table = {"ganglion", "GANGLION_", conf_opts, GN_
 #define N_GLOBAL (N_CONF + 1) /* the settings, then --version */
 
 static const cli_group *const groups[] = {
-	&cmd_devices_group,
-	&cmd_enroll_tokens_group,
-	&cmd_tokens_group,
-	&cmd_audit_group,
-	&cmd_models_group,
-	&cmd_keys_group,
+	&cmd_devices_group, &cmd_enroll_tokens_group, &cmd_tokens_group,
+	&cmd_audit_group,   &cmd_models_group,        &cmd_keys_group,
 };
 
 /* Fills opts (N_GLOBAL entries) with the global flags, taken from the settings table. */
@@ -88,8 +84,7 @@ static void main_help(FILE *f, const cli_opt *gopts)
 			fprintf(f, " [default: %s]", conf_opts[i].def);
 		fputc('\n', f);
 	}
-	fprintf(f, "  %-26s %s\n  %-26s %s\n", "-V, --version", "print the version", "-h, --help",
-	        "show this help");
+	fprintf(f, "  %-26s %s\n  %-26s %s\n", "-V, --version", "print the version", "-h, --help", "show this help");
 	fputs("\nSettings are taken from, first match wins: flags; the environment (GANGLION_URL,\n"
 	      "GANGLION_TOKEN, GANGLION_OUTPUT, GANGLION_TIMEOUT); the config file ($GANGLION_CONFIG,\n"
 	      "else $XDG_CONFIG_HOME/ganglion/config, else ~/.config/ganglion/config) with lines like\n"
@@ -145,8 +140,7 @@ static char *default_config_path(void)
 }
 
 /* Loads defaults < config file < environment < flags before the command < flags after it. */
-static int load_conf(cli_conf *cfg, const cli_args *gargs, const cli_args *cargs, size_t cmd_nopts,
-		     gn_err *err)
+static int load_conf(cli_conf *cfg, const cli_args *gargs, const cli_args *cargs, size_t cmd_nopts, gn_err *err)
 {
 	int error = 0;
 	char *deflt = NULL;
@@ -174,8 +168,7 @@ static int load_conf(cli_conf *cfg, const cli_args *gargs, const cli_args *cargs
 		snprintf(name, sizeof(name), "GANGLION_%s", conf_opts[i].key);
 		for (char *p = name; *p; p++)
 			*p = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
-		if ((v = getenv(name)) && *v &&
-		    (error = gn_conf_set(&conf_table, cfg, conf_opts[i].key, v, name, err)))
+		if ((v = getenv(name)) && *v && (error = gn_conf_set(&conf_table, cfg, conf_opts[i].key, v, name, err)))
 			goto out;
 	}
 	if ((error = apply_flags(cfg, gargs, 0, err)) || (error = apply_flags(cfg, cargs, cmd_nopts, err)))
@@ -204,15 +197,13 @@ static int read_token_file(char **out, const char *path, gn_err *err)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			error = gn_err_set(err, CLI_EUSAGE, "cannot read token file %s: %s", path,
-			                   strerror(errno));
+			error = gn_err_set(err, CLI_EUSAGE, "cannot read token file %s: %s", path, strerror(errno));
 			goto out;
 		}
 		len += (size_t)n;
 	}
 	if (len > TOKEN_FILE_MAX) {
-		error = gn_err_set(err, CLI_EUSAGE, "token file %s is larger than %d bytes", path,
-		                   TOKEN_FILE_MAX);
+		error = gn_err_set(err, CLI_EUSAGE, "token file %s is larger than %d bytes", path, TOKEN_FILE_MAX);
 		goto out;
 	}
 	size_t start = 0;
@@ -242,8 +233,7 @@ static int make_ctx(cli_ctx *ctx, char **out_token, cli_conf *cfg, gn_err *err)
 {
 	size_t n = strlen(cfg->url);
 	if (strncmp(cfg->url, "http://", 7) != 0 && strncmp(cfg->url, "https://", 8) != 0)
-		return gn_err_set(err, CLI_EUSAGE, "url must start with http:// or https://, not '%s'",
-		                  cfg->url);
+		return gn_err_set(err, CLI_EUSAGE, "url must start with http:// or https://, not '%s'", cfg->url);
 	while (n > 0 && cfg->url[n - 1] == '/')
 		cfg->url[--n] = '\0';
 	ctx->url = cfg->url;
@@ -308,8 +298,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (!(cmd = find_cmd(group, argv[first + 1]))) {
-		error =
-		    gn_err_set(&err, CLI_EUSAGE, "unknown %s subcommand '%s'", group->name, argv[first + 1]);
+		error = gn_err_set(&err, CLI_EUSAGE, "unknown %s subcommand '%s'", group->name, argv[first + 1]);
 		goto out;
 	}
 
@@ -318,8 +307,8 @@ int main(int argc, char **argv)
 	if (cmd->nopts)
 		memcpy(copts, cmd->opts, cmd->nopts * sizeof(*copts));
 	memcpy(copts + cmd->nopts, gopts, N_CONF * sizeof(*copts));
-	if ((error = cli_args_parse(&cargs, copts, cmd->nopts + N_CONF, argc - first - 2, argv + first + 2,
-	                            false, &err)))
+	if ((error = cli_args_parse(&cargs, copts, cmd->nopts + N_CONF, argc - first - 2, argv + first + 2, false,
+				    &err)))
 		goto out;
 	if (cargs.help) {
 		cli_cmd_help(stdout, group, cmd);
@@ -327,24 +316,23 @@ int main(int argc, char **argv)
 	}
 	if (cargs.npos < cmd->min_pos) {
 		error = gn_err_set(&err, CLI_EUSAGE, "%s %s: missing arguments: %s", group->name, cmd->name,
-		                   cmd->synopsis);
+				   cmd->synopsis);
 		goto out;
 	}
 	if (cargs.npos > cmd->max_pos) {
-		error = gn_err_set(&err, CLI_EUSAGE, "%s %s: unexpected argument '%s'", group->name,
-		                   cmd->name, cargs.pos[cmd->max_pos]);
+		error = gn_err_set(&err, CLI_EUSAGE, "%s %s: unexpected argument '%s'", group->name, cmd->name,
+				   cargs.pos[cmd->max_pos]);
 		goto out;
 	}
-	if ((error = load_conf(&cfg, &gargs, &cargs, cmd->nopts, &err)) ||
-	    (error = make_ctx(&ctx, &token, &cfg, &err)))
+	if ((error = load_conf(&cfg, &gargs, &cargs, cmd->nopts, &err)) || (error = make_ctx(&ctx, &token, &cfg, &err)))
 		goto out;
 	error = cmd->run(&ctx, &cargs, &err);
 out:
 	if (error) {
 		fprintf(stderr, "ganglion: %s\n", err.msg[0] ? err.msg : gn_err_name(error));
 		if (error == CLI_EUSAGE)
-			fprintf(stderr, "Try 'ganglion%s%s%s%s --help'.\n", group ? " " : "",
-			        group ? group->name : "", cmd ? " " : "", cmd ? cmd->name : "");
+			fprintf(stderr, "Try 'ganglion%s%s%s%s --help'.\n", group ? " " : "", group ? group->name : "",
+				cmd ? " " : "", cmd ? cmd->name : "");
 	}
 	if (fflush(stdout) != 0 && !error) {
 		fprintf(stderr, "ganglion: cannot write output: %s\n", strerror(errno));

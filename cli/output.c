@@ -34,15 +34,13 @@ static bool all_scalar(const json_t *v)
 	const char *k;
 	json_t *m;
 	if (json_is_array(v)) {
-		json_array_foreach(v, i, m)
-		{
+		json_array_foreach(v, i, m) {
 			if (json_is_object(m) || json_is_array(m))
 				return false;
 		}
 		return true;
 	}
-	json_object_foreach((json_t *)v, k, m)
-	{
+	json_object_foreach((json_t *)v, k, m) {
 		(void)k;
 		if (json_is_object(m) || json_is_array(m))
 			return false;
@@ -59,8 +57,7 @@ static void put_map(gn_buf *b, const json_t *obj)
 	const char **keys = gn_calloc(n, sizeof(*keys));
 	const char *k;
 	json_t *m;
-	json_object_foreach((json_t *)obj, k, m)
-	{
+	json_object_foreach((json_t *)obj, k, m) {
 		(void)m;
 		keys[i++] = k;
 	}
@@ -97,8 +94,7 @@ static void put_value(gn_buf *b, const json_t *v)
 		} else {
 			size_t i;
 			json_t *m;
-			json_array_foreach(v, i, m)
-			{
+			json_array_foreach(v, i, m) {
 				if (i)
 					gn_buf_puts(b, ",");
 				put_value(b, m);

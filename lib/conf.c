@@ -96,8 +96,7 @@ static int parse_int(int64_t *out, const char *s, int64_t mult_default, bool siz
 	return 0;
 }
 
-int gn_conf_set(const gn_conf_table *t, void *cfg, const char *key, const char *value,
-		const char *where, gn_err *err)
+int gn_conf_set(const gn_conf_table *t, void *cfg, const char *key, const char *value, const char *where, gn_err *err)
 {
 	const gn_conf_opt *o = gn_conf_find(t, key);
 	if (!o)
@@ -128,14 +127,14 @@ int gn_conf_set(const gn_conf_table *t, void *cfg, const char *key, const char *
 	case GN_CONF_SIZE:
 	case GN_CONF_DURATION: {
 		int64_t v;
-		const char *what = o->type == GN_CONF_SIZE ? "a size (e.g. 1048576, 512K, 1M)"
+		const char *what = o->type == GN_CONF_SIZE       ? "a size (e.g. 1048576, 512K, 1M)"
 				   : o->type == GN_CONF_DURATION ? "a duration (e.g. 30s, 5m, 2h)"
 								 : "an integer";
 		if (parse_int(&v, value, 1, o->type == GN_CONF_SIZE, o->type == GN_CONF_DURATION) < 0)
 			return gn_err_set(err, GN_EINVAL, "%s: %s must be %s, not '%s'", where, key, what, value);
 		if ((o->min || o->max) && (v < o->min || v > o->max))
-			return gn_err_set(err, GN_EINVAL, "%s: %s must be between %lld and %lld, not %lld", where,
-					  key, (long long)o->min, (long long)o->max, (long long)v);
+			return gn_err_set(err, GN_EINVAL, "%s: %s must be between %lld and %lld, not %lld", where, key,
+					  (long long)o->min, (long long)o->max, (long long)v);
 		*(int64_t *)f = v;
 		return 0;
 	}
@@ -278,8 +277,8 @@ int gn_conf_load_env(const gn_conf_table *t, void *cfg, char *const *envp, gn_er
 	return 0;
 }
 
-int gn_conf_load_args(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg,
-		      int argc, char **argv, gn_err *err)
+int gn_conf_load_args(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg, int argc,
+		      char **argv, gn_err *err)
 {
 	int i;
 	*out_help = false;
@@ -325,8 +324,8 @@ int gn_conf_load_args(int *out_first_positional, bool *out_help, const gn_conf_t
 	return 0;
 }
 
-int gn_conf_load_all(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg,
-		     int argc, char **argv, char *const *envp, gn_err *err)
+int gn_conf_load_all(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg, int argc,
+		     char **argv, char *const *envp, gn_err *err)
 {
 	int rc;
 	const gn_conf_opt *copt = gn_conf_find(t, "config");
@@ -379,12 +378,8 @@ void gn_conf_copy_reloadable(const gn_conf_table *t, void *dst, void *src)
 			*(char **)d = *(char **)s;
 			*(char **)s = NULL;
 			break;
-		case GN_CONF_BOOL:
-			*(bool *)d = *(bool *)s;
-			break;
-		default:
-			*(int64_t *)d = *(int64_t *)s;
-			break;
+		case GN_CONF_BOOL: *(bool *)d = *(bool *)s; break;
+		default: *(int64_t *)d = *(int64_t *)s; break;
 		}
 	}
 }
@@ -406,8 +401,8 @@ char *gn_conf_help_dup(const gn_conf_table *t, const char *usage)
 {
 	gn_buf b;
 	gn_buf_init(&b);
-	gn_buf_printf(&b, "%s\n\nOptions (also settable as `key = value` in the config file, or as %sKEY):\n",
-		      usage, t->env_prefix);
+	gn_buf_printf(&b, "%s\n\nOptions (also settable as `key = value` in the config file, or as %sKEY):\n", usage,
+		      t->env_prefix);
 	for (size_t i = 0; i < t->n; i++) {
 		const gn_conf_opt *o = &t->opts[i];
 		char flag[96];
@@ -427,9 +422,10 @@ char *gn_conf_sample_dup(const gn_conf_table *t)
 {
 	gn_buf b;
 	gn_buf_init(&b);
-	gn_buf_printf(&b, "# Sample configuration for %s: every key with its default.\n"
-			  "# Generated from the program's option table; do not edit by hand.\n"
-			  "# Each key can also be given as a --flag or as %sKEY in the environment.\n",
+	gn_buf_printf(&b,
+		      "# Sample configuration for %s: every key with its default.\n"
+		      "# Generated from the program's option table; do not edit by hand.\n"
+		      "# Each key can also be given as a --flag or as %sKEY in the environment.\n",
 		      t->program, t->env_prefix);
 	for (size_t i = 0; i < t->n; i++) {
 		const gn_conf_opt *o = &t->opts[i];
@@ -458,7 +454,8 @@ int gn_conf_sample_check(const gn_conf_table *t, const char *path, gn_err *err)
 		gn_buf_append(&got, chunk, n);
 	fclose(f);
 	if (!got.data || strcmp(got.data, want) != 0)
-		error = gn_err_set(err, GN_ECONFLICT, "%s is stale: regenerate it with `%s sample-config`", path, t->program);
+		error = gn_err_set(err, GN_ECONFLICT, "%s is stale: regenerate it with `%s sample-config`", path,
+				   t->program);
 out:
 	gn_buf_cleanup(&got);
 	free(want);

@@ -38,8 +38,8 @@ const gn_conf_opt *gn_conf_find(const gn_conf_table *t, const char *key);
 /* Sets every field to its default. */
 int gn_conf_defaults(const gn_conf_table *t, void *cfg, gn_err *err) GN_WUR;
 /* Parses value for key into cfg; `where` names the source in errors ("file.ini:3"). */
-int gn_conf_set(const gn_conf_table *t, void *cfg, const char *key, const char *value,
-		const char *where, gn_err *err) GN_WUR;
+int gn_conf_set(const gn_conf_table *t, void *cfg, const char *key, const char *value, const char *where,
+		gn_err *err) GN_WUR;
 /* Applies an INI file of `key = value` lines (# or ; comments). */
 int gn_conf_load_file(const gn_conf_table *t, void *cfg, const char *path, gn_err *err) GN_WUR;
 /* Applies PREFIX_KEY variables from envp (NULL-terminated); variables with the prefix that name no
@@ -48,13 +48,13 @@ int gn_conf_load_env(const gn_conf_table *t, void *cfg, char *const *envp, gn_er
 /* Applies --key=value / --key value / --flag arguments from argv[0..argc); stops at the first
  * argument that is not a flag and stores its index in *out_first_positional. *out_help is set
  * when --help is seen. */
-int gn_conf_load_args(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg,
-		      int argc, char **argv, gn_err *err) GN_WUR;
+int gn_conf_load_args(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg, int argc,
+		      char **argv, gn_err *err) GN_WUR;
 /* Loads in precedence order defaults < config file < environment < flags. The config file is
  * the one named by the "config" key if the table has one (from flags, or from envp: the process
  * environment is never read behind the caller's back). */
-int gn_conf_load_all(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg,
-		     int argc, char **argv, char *const *envp, gn_err *err) GN_WUR;
+int gn_conf_load_all(int *out_first_positional, bool *out_help, const gn_conf_table *t, void *cfg, int argc,
+		     char **argv, char *const *envp, gn_err *err) GN_WUR;
 /* Copies the reloadable fields from src to dst (strings are moved; src keeps NULL). */
 void gn_conf_copy_reloadable(const gn_conf_table *t, void *dst, void *src);
 /* Returns the --help text for the table (new). */

@@ -237,8 +237,8 @@ void gn_ed25519_public(unsigned char out[GN_ED25519_PUB_LEN], const gn_ed25519_k
 	EVP_PKEY_get_raw_public_key(key->pkey, out, &len);
 }
 
-int gn_ed25519_sign(unsigned char sig[GN_ED25519_SIG_LEN], const gn_ed25519_key *key, const void *msg,
-		    size_t len, gn_err *err)
+int gn_ed25519_sign(unsigned char sig[GN_ED25519_SIG_LEN], const gn_ed25519_key *key, const void *msg, size_t len,
+		    gn_err *err)
 {
 	int error = 0;
 	size_t siglen = GN_ED25519_SIG_LEN;

@@ -49,8 +49,8 @@ int gn_ed25519_save(const gn_ed25519_key *key, const char *path, gn_err *err) GN
 /* Copies the raw 32-byte public key into out. */
 void gn_ed25519_public(unsigned char out[GN_ED25519_PUB_LEN], const gn_ed25519_key *key);
 /* Signs msg into sig. */
-int gn_ed25519_sign(unsigned char sig[GN_ED25519_SIG_LEN], const gn_ed25519_key *key, const void *msg,
-		    size_t len, gn_err *err) GN_WUR;
+int gn_ed25519_sign(unsigned char sig[GN_ED25519_SIG_LEN], const gn_ed25519_key *key, const void *msg, size_t len,
+		    gn_err *err) GN_WUR;
 void gn_ed25519_key_free(gn_ed25519_key *key);
 
 #endif

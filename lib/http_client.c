@@ -110,8 +110,7 @@ static int handle_new(CURL **out, const char *url, const char *ca_file, const ch
 	CURL *h;
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK)
-		return gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s",
-		                  curl_easy_strerror(global_rc));
+		return gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
 	if (!(h = curl_easy_init()))
 		return gn_err_set(err, GN_ERROR, "cannot initialise libcurl");
 	curl_easy_setopt(h, CURLOPT_URL, url);
@@ -155,19 +154,16 @@ static struct curl_slist *base_headers(const char *token)
 }
 
 /* Turns a failed transfer into an error; timeout_msg says what a timeout means. */
-static int transfer_error(CURLcode rc, const transfer *t, const char *method, const char *url,
-                          const char *errbuf, const char *timeout_msg, gn_err *err)
+static int transfer_error(CURLcode rc, const transfer *t, const char *method, const char *url, const char *errbuf,
+			  const char *timeout_msg, gn_err *err)
 {
 	if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED)
-		return gn_err_set(err, GN_ETOOBIG, "%s %s: response larger than %zu bytes", method, url,
-		                  t->max);
+		return gn_err_set(err, GN_ETOOBIG, "%s %s: response larger than %zu bytes", method, url, t->max);
 	if (rc == CURLE_OPERATION_TIMEDOUT)
 		return gn_err_set(err, GN_EUNAVAIL, "%s %s: %s", method, url, timeout_msg);
 	if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
-		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", url,
-		                  errbuf[0] ? errbuf : curl_easy_strerror(rc));
-	return gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s", url,
-	                  errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	return gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 }
 
 int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
@@ -195,14 +191,13 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	/* No "Expect: 100-continue" round trip for larger bodies. */
 	headers = add_header(headers, "Expect", "");
 	if (req->body)
-		headers = add_header(headers, "Content-Type",
-		                     req->content_type ? req->content_type : "application/json");
+		headers =
+			add_header(headers, "Content-Type", req->content_type ? req->content_type : "application/json");
 	if (req->if_none_match)
 		headers = add_header(headers, "If-None-Match", req->if_none_match);
 
 	curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
-	                 timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, timeout < CONNECT_TIMEOUT_S ? timeout : CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
 	if (req->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
@@ -284,8 +279,7 @@ int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_er
 		if (p->data) {
 			curl_mime_data(part, p->data, p->data_len);
 		} else if ((rc = curl_mime_filedata(part, p->path)) != CURLE_OK) {
-			error =
-			    gn_err_set(err, GN_ERROR, "cannot read %s: %s", p->path, curl_easy_strerror(rc));
+			error = gn_err_set(err, GN_ERROR, "cannot read %s: %s", p->path, curl_easy_strerror(rc));
 			goto out;
 		}
 		if (p->content_type)
@@ -300,7 +294,7 @@ int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_er
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(h, CURLOPT_MIMEPOST, mime);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT,
-	                 req->connect_timeout_s > 0 ? req->connect_timeout_s : CONNECT_TIMEOUT_S);
+			 req->connect_timeout_s > 0 ? req->connect_timeout_s : CONNECT_TIMEOUT_S);
 	/* No CURLOPT_TIMEOUT: a large file on a slow link may take hours; a stalled one may not. */
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, low_limit);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, low_time);
@@ -320,11 +314,10 @@ int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_er
 		goto out;
 	if (rc == CURLE_READ_ERROR) {
 		error = gn_err_set(err, GN_ERROR, "POST %s: cannot read the file to upload: %s", req->url,
-		                   errbuf[0] ? errbuf : curl_easy_strerror(rc));
+				   errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		goto out;
 	}
-	snprintf(timeout_msg, sizeof(timeout_msg), "transfer slower than %ld bytes/s for %ld s", low_limit,
-	         low_time);
+	snprintf(timeout_msg, sizeof(timeout_msg), "transfer slower than %ld bytes/s for %ld s", low_limit, low_time);
 	error = transfer_error(rc, &t, "POST", req->url, errbuf, timeout_msg, err);
 out:
 	if (error)
@@ -397,11 +390,11 @@ char *gn_http_escape(const char *s)
 /* What the download callbacks share while curl runs. */
 typedef struct download {
 	const gn_http_download_req *req;
-	long status;         /* of the last status line */
-	uint64_t got;        /* body bytes the sink took */
-	int sink_rc;         /* the sink's error, when it stopped the transfer */
-	bool range_ignored;  /* 200 with the whole file to a Range request */
-	gn_buf error_body;   /* the start of a non-2xx body, for its problem detail */
+	long status;        /* of the last status line */
+	uint64_t got;       /* body bytes the sink took */
+	int sink_rc;        /* the sink's error, when it stopped the transfer */
+	bool range_ignored; /* 200 with the whole file to a Range request */
+	gn_buf error_body;  /* the start of a non-2xx body, for its problem detail */
 	gn_err *err;
 } download;
 
@@ -441,8 +434,7 @@ static size_t on_download_body(char *p, size_t size, size_t nmemb, void *ud)
 }
 
 /* Ends the transfer early once the caller's stop flag is set. */
-static int on_download_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-				curl_off_t ulnow)
+static int on_download_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
 {
 	const download *d = ud;
 	return d->req->stop && atomic_load(d->req->stop) ? 1 : 0;
@@ -456,8 +448,10 @@ static int download_result(const download *d, CURLcode rc, const char *errbuf, g
 	if (d->sink_rc)
 		return d->sink_rc; /* the sink has said why */
 	if (d->range_ignored)
-		return gn_err_set(err, GN_EUNAVAIL, "the server did not resume the download at byte %llu (HTTP 200 "
-						    "to a Range request)", (unsigned long long)req->offset);
+		return gn_err_set(err, GN_EUNAVAIL,
+				  "the server did not resume the download at byte %llu (HTTP 200 "
+				  "to a Range request)",
+				  (unsigned long long)req->offset);
 	if (req->length)
 		snprintf(at, sizeof(at), "%llu of %llu bytes", (unsigned long long)(req->offset + d->got),
 			 (unsigned long long)req->length);
@@ -466,7 +460,8 @@ static int download_result(const download *d, CURLcode rc, const char *errbuf, g
 	if (rc == CURLE_ABORTED_BY_CALLBACK)
 		return gn_err_set(err, GN_EUNAVAIL, "download paused at %s: asked to stop", at);
 	if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
-		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", req->url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", req->url,
+				  errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	if (rc != CURLE_OK)
 		return gn_err_set(err, GN_EUNAVAIL, "download stopped at %s: %s", at,
 				  errbuf[0] ? errbuf : curl_easy_strerror(rc));

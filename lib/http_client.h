@@ -9,22 +9,22 @@
 #include "common.h"
 
 typedef struct gn_http_resp {
-	long status;       /* HTTP status, 0 if no response */
-	gn_buf body;       /* response body */
+	long status;        /* HTTP status, 0 if no response */
+	gn_buf body;        /* response body */
 	char *content_type; /* new, may be NULL */
 	char *etag;         /* new, may be NULL */
 } gn_http_resp;
 
 typedef struct gn_http_req {
-	const char *method;       /* "GET", "POST", ... */
-	const char *url;          /* absolute URL */
-	const char *token;        /* bearer token or NULL */
-	const char *body;         /* request body or NULL */
+	const char *method; /* "GET", "POST", ... */
+	const char *url;    /* absolute URL */
+	const char *token;  /* bearer token or NULL */
+	const char *body;   /* request body or NULL */
 	size_t body_len;
-	const char *content_type; /* default application/json when body is set */
+	const char *content_type;  /* default application/json when body is set */
 	const char *if_none_match; /* or NULL */
-	long timeout_s;           /* whole request; 0 = 30 s */
-	size_t max_response;      /* 0 = 64 MiB */
+	long timeout_s;            /* whole request; 0 = 30 s */
+	size_t max_response;       /* 0 = 64 MiB */
 	const char *ca_file;       /* CA bundle for https, or NULL for the system's */
 	const char *pinned_pubkey; /* "sha256//BASE64" or a PEM/DER file: only this server key, or NULL */
 } gn_http_req;

@@ -41,8 +41,8 @@ int gn_json_parse(json_t **out, const char *buf, size_t len, int max_depth, gn_e
 		return gn_err_set(err, GN_EINVAL, "JSON nested deeper than %d levels", max_depth);
 	json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!j)
-		return gn_err_set(err, GN_EINVAL, "malformed JSON at line %d column %d: %s", jerr.line,
-				  jerr.column, jerr.text);
+		return gn_err_set(err, GN_EINVAL, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
+				  jerr.text);
 	*out = j;
 	return 0;
 }
@@ -111,7 +111,8 @@ static int canon(gn_buf *b, const json_t *j, gn_err *err)
 	case JSON_TRUE: gn_buf_puts(b, "true"); return 0;
 	case JSON_FALSE: gn_buf_puts(b, "false"); return 0;
 	case JSON_NULL: gn_buf_puts(b, "null"); return 0;
-	case JSON_REAL: return gn_err_set(err, GN_EINVAL, "canonical JSON has no real numbers (found %g)", json_real_value(j));
+	case JSON_REAL:
+		return gn_err_set(err, GN_EINVAL, "canonical JSON has no real numbers (found %g)", json_real_value(j));
 	}
 	return gn_err_set(err, GN_EINVAL, "unknown JSON type");
 }
@@ -158,8 +159,7 @@ static bool kind_ok(const json_t *v, enum gn_json_kind k)
 		json_t *val;
 		if (!json_is_object(v))
 			return false;
-		json_object_foreach((json_t *)v, key, val)
-		{
+		json_object_foreach((json_t *)v, key, val) {
 			(void)key;
 			if (!json_is_string(val))
 				return false;
@@ -176,8 +176,7 @@ int gn_json_check(const json_t *obj, const gn_json_field *fields, size_t n, gn_e
 	json_t *val;
 	if (!json_is_object(obj))
 		return gn_err_set(err, GN_EINVAL, "a JSON object is expected");
-	json_object_foreach((json_t *)obj, key, val)
-	{
+	json_object_foreach((json_t *)obj, key, val) {
 		const gn_json_field *f = NULL;
 		for (size_t i = 0; i < n && !f; i++)
 			if (strcmp(fields[i].name, key) == 0)

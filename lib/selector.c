@@ -16,7 +16,9 @@ int gn_label_key_check(const char *key, gn_err *err)
 		return gn_err_set(err, GN_EINVAL, "label key must be 1 to %d bytes", GN_LABEL_KEY_MAX);
 	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
 		if (*p <= ' ' || *p == 0x7f || strchr("=!,", *p))
-			return gn_err_set(err, GN_EINVAL, "label key '%.63s' contains a space, a control character or one of = ! ,", key);
+			return gn_err_set(err, GN_EINVAL,
+					  "label key '%.63s' contains a space, a control character or one of = ! ,",
+					  key);
 	return 0;
 }
 

@@ -69,8 +69,7 @@ int gn_tuf_count_valid(size_t *out, const json_t *env, const json_t *keys, const
 	int rc = gn_json_canonical(&c, &n, json_object_get(env, "signed"), err);
 	if (rc)
 		return rc;
-	json_array_foreach(role_keyids, i, kid)
-	{
+	json_array_foreach(role_keyids, i, kid) {
 		const char *id = json_string_value(kid);
 		/* A key listed twice still counts once. */
 		bool seen = false;
@@ -85,14 +84,14 @@ int gn_tuf_count_valid(size_t *out, const json_t *env, const json_t *keys, const
 		gn_err skipped; /* a key we skip is no failure of the count: err stays as it was */
 		/* Skip keys that are not what they claim: wrong type, or an id that is not their hash. */
 		if (!pubhex || gn_hex_decode(pub, sizeof(pub), pubhex) ||
-		    !json_is_string(json_object_get(key, "keytype")) || strcmp(json_string_value(json_object_get(key, "keytype")), "ed25519") != 0 ||
+		    !json_is_string(json_object_get(key, "keytype")) ||
+		    strcmp(json_string_value(json_object_get(key, "keytype")), "ed25519") != 0 ||
 		    gn_tuf_keyid(check, key, &skipped) || strcmp(check, id) != 0)
 			continue;
 		/* Each listed key counts once, whichever of its signatures verifies. */
 		size_t j;
 		json_t *s;
-		json_array_foreach(sigs, j, s)
-		{
+		json_array_foreach(sigs, j, s) {
 			const char *sid = json_string_value(json_object_get(s, "keyid"));
 			const char *sighex = json_string_value(json_object_get(s, "sig"));
 			unsigned char sig[GN_ED25519_SIG_LEN];

@@ -19,8 +19,7 @@ json_t *gn_tuf_key_json(const unsigned char pub[GN_ED25519_PUB_LEN]);
 int gn_tuf_keyid(char out[GN_SHA256_HEX_LEN + 1], const json_t *key, gn_err *err) GN_WUR;
 /* Returns a new envelope {"signed": signed, "signatures": [...]} signed by each of keys (signed's
  * reference is not stolen). */
-int gn_tuf_sign(json_t **out, const json_t *signed_part, gn_ed25519_key *const *keys, size_t nkeys,
-		gn_err *err) GN_WUR;
+int gn_tuf_sign(json_t **out, const json_t *signed_part, gn_ed25519_key *const *keys, size_t nkeys, gn_err *err) GN_WUR;
 /* Counts the distinct key ids among role_keyids (a JSON array) whose signature over the canonical
  * JSON of env.signed verifies with the key in keys (a "keys" object of a root). A bad signature
  * next to good ones does not spoil them; a key counts once however often it signed. */

@@ -29,7 +29,8 @@ int gn_tufc_parse(json_t **out, const char *bytes, size_t len, gn_err *err)
 {
 	json_error_t je;
 	if (len > GN_TUF_MAX_METADATA)
-		return gn_err_set(err, GN_EINVAL, "metadata of %zu bytes is over the %d-byte cap", len, GN_TUF_MAX_METADATA);
+		return gn_err_set(err, GN_EINVAL, "metadata of %zu bytes is over the %d-byte cap", len,
+				  GN_TUF_MAX_METADATA);
 	json_t *j = json_loadb(bytes, len, JSON_REJECT_DUPLICATES, &je);
 	if (!j)
 		return gn_err_set(err, GN_EINVAL, "metadata is not JSON: %s", je.text);
@@ -48,10 +49,12 @@ int gn_tufc_check_fresh(const json_t *env, int64_t now, gn_err *err)
 {
 	int64_t exp;
 	if (gn_tuf_time_parse(&exp, json_string_value(json_object_get(signed_of(env), "expires"))))
-		return gn_err_set(err, GN_EINVAL, "%s metadata has no valid 'expires'", type_of(env) ? type_of(env) : "?");
+		return gn_err_set(err, GN_EINVAL, "%s metadata has no valid 'expires'",
+				  type_of(env) ? type_of(env) : "?");
 	if (exp <= now)
 		return gn_err_set(err, GN_EAUTH, "%s metadata version %lld expired at %s", type_of(env),
-				  (long long)version_of(env), json_string_value(json_object_get(signed_of(env), "expires")));
+				  (long long)version_of(env),
+				  json_string_value(json_object_get(signed_of(env), "expires")));
 	return 0;
 }
 
@@ -59,7 +62,8 @@ int gn_tufc_root_update(const json_t *trusted, const json_t *next, gn_err *err)
 {
 	int rc;
 	if (!type_of(next) || strcmp(type_of(next), "root") != 0)
-		return gn_err_set(err, GN_EINVAL, "expected root metadata, got %s", type_of(next) ? type_of(next) : "?");
+		return gn_err_set(err, GN_EINVAL, "expected root metadata, got %s",
+				  type_of(next) ? type_of(next) : "?");
 	if (version_of(next) != version_of(trusted) + 1)
 		return gn_err_set(err, GN_EAUTH, "root version %lld does not follow the trusted version %lld",
 				  (long long)version_of(next), (long long)version_of(trusted));
@@ -71,22 +75,25 @@ int gn_tufc_root_update(const json_t *trusted, const json_t *next, gn_err *err)
 	return 0;
 }
 
-int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, const json_t *trusted,
-		       int64_t now, gn_err *err)
+int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, const json_t *trusted, int64_t now,
+		       gn_err *err)
 {
 	int rc;
 	if (!type_of(env) || strcmp(type_of(env), role) != 0)
-		return gn_err_set(err, GN_EINVAL, "expected %s metadata, got %s", role, type_of(env) ? type_of(env) : "?");
+		return gn_err_set(err, GN_EINVAL, "expected %s metadata, got %s", role,
+				  type_of(env) ? type_of(env) : "?");
 	if ((rc = gn_tuf_verify_role(env, signed_of(root), role, err)))
 		return rc == GN_EINVAL ? GN_EAUTH : rc;
 	if (trusted) {
 		json_int_t have = version_of(trusted), got = version_of(env);
 		if (got < have)
-			return gn_err_set(err, GN_EAUTH, "%s version %lld is older than the trusted version %lld (rollback)",
-					  role, (long long)got, (long long)have);
+			return gn_err_set(err, GN_EAUTH,
+					  "%s version %lld is older than the trusted version %lld (rollback)", role,
+					  (long long)got, (long long)have);
 		if (got == have && !json_equal((json_t *)signed_of(env), (json_t *)signed_of(trusted)))
-			return gn_err_set(err, GN_EAUTH, "%s version %lld differs from the trusted metadata of the same version",
-					  role, (long long)got);
+			return gn_err_set(err, GN_EAUTH,
+					  "%s version %lld differs from the trusted metadata of the same version", role,
+					  (long long)got);
 	}
 	return gn_tufc_check_fresh(env, now, err);
 }
@@ -100,7 +107,8 @@ int gn_tufc_snapshot_matches(const json_t *timestamp, const json_t *snapshot, co
 		return gn_err_set(err, GN_EINVAL, "timestamp lists no snapshot.json");
 	if (json_integer_value(json_object_get(m, "version")) != version_of(snapshot))
 		return gn_err_set(err, GN_EAUTH, "snapshot version %lld is not the %lld the timestamp lists",
-				  (long long)version_of(snapshot), (long long)json_integer_value(json_object_get(m, "version")));
+				  (long long)version_of(snapshot),
+				  (long long)json_integer_value(json_object_get(m, "version")));
 	const json_t *l = json_object_get(m, "length");
 	if (l && (size_t)json_integer_value(l) != len)
 		return gn_err_set(err, GN_EAUTH, "snapshot is %zu bytes, the timestamp lists %lld", len,
@@ -121,7 +129,8 @@ int gn_tufc_targets_matches(const json_t *snapshot, const json_t *targets, gn_er
 		return gn_err_set(err, GN_EINVAL, "snapshot lists no targets.json");
 	if (json_integer_value(json_object_get(m, "version")) != version_of(targets))
 		return gn_err_set(err, GN_EAUTH, "targets version %lld is not the %lld the snapshot lists",
-				  (long long)version_of(targets), (long long)json_integer_value(json_object_get(m, "version")));
+				  (long long)version_of(targets),
+				  (long long)json_integer_value(json_object_get(m, "version")));
 	return 0;
 }
 
@@ -130,8 +139,7 @@ const json_t *gn_tufc_target(const json_t *targets, const char *path)
 	return json_object_get(json_object_get(signed_of(targets), "targets"), path);
 }
 
-int gn_tufc_director_target_ok(const json_t *image_targets, const char *path, const json_t *director_entry,
-			       gn_err *err)
+int gn_tufc_director_target_ok(const json_t *image_targets, const char *path, const json_t *director_entry, gn_err *err)
 {
 	const json_t *img = gn_tufc_target(image_targets, path);
 	if (!img)

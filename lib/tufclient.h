@@ -23,8 +23,8 @@ int gn_tufc_root_update(const json_t *trusted, const json_t *next, gn_err *err) 
 /* Checks env as `role` metadata under root (an envelope): _type, signatures to the role's
  * threshold, not expired at now, and not older than trusted (an envelope or NULL): a lower version
  * is a rollback, and the same version with different signed content is refused too. */
-int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, const json_t *trusted,
-		       int64_t now, gn_err *err) GN_WUR;
+int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, const json_t *trusted, int64_t now,
+		       gn_err *err) GN_WUR;
 
 /* Checks that env's "expires" is after now. */
 int gn_tufc_check_fresh(const json_t *env, int64_t now, gn_err *err) GN_WUR;

@@ -25,8 +25,8 @@ enum gd_actor_kind {
 
 struct gd_actor {
 	enum gd_actor_kind kind;
-	char id[40];	     /* token id or device id; empty otherwise */
-	char name[72];	     /* token name, or the system part's name */
+	char id[40];         /* token id or device id; empty otherwise */
+	char name[72];       /* token name, or the system part's name */
 	unsigned scopes;     /* GD_SCOPE_* bits */
 	char request_id[40]; /* the HTTP request behind the action, if any (for the audit log) */
 };

@@ -98,8 +98,8 @@ static int flush(artifact_upload *up, gn_err *err)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return gn_err_set(err, errno == ENOSPC ? GN_EUNAVAIL : GN_ERROR, "cannot write the artifact: %s",
-					  strerror(errno));
+			return gn_err_set(err, errno == ENOSPC ? GN_EUNAVAIL : GN_ERROR,
+					  "cannot write the artifact: %s", strerror(errno));
 		off += (size_t)n;
 	}
 	up->buflen = 0;

@@ -18,19 +18,17 @@ int audit_write(db_conn *c, const struct gd_actor *who, const char *action, cons
 	char actor[128];
 	char *d = detail ? gn_json_dump(detail) : NULL;
 	actor_label(actor, sizeof(actor), who);
-	const char *p[] = {actor,     who->kind == GD_ACTOR_TOKEN ? who->id : NULL,
-			   action,    object_type,
-			   object_id, who->request_id[0] ? who->request_id : NULL,
-			   d};
+	const char *p[] = {actor,     who->kind == GD_ACTOR_TOKEN ? who->id : NULL, action, object_type,
+			   object_id, who->request_id[0] ? who->request_id : NULL,  d};
 	int rc = db_exec(NULL, c, &st_insert, p, err);
 	free(d);
 	json_decref(detail);
 	return rc;
 }
 
-int audit_change(PGresult **out, db_conn *c, const struct gd_actor *who, const db_stmt *st,
-		 const char *const *params, const char *missing, const char *action, const char *object_type,
-		 const char *object_id, json_t *detail, gn_err *err)
+int audit_change(PGresult **out, db_conn *c, const struct gd_actor *who, const db_stmt *st, const char *const *params,
+		 const char *missing, const char *action, const char *object_type, const char *object_id,
+		 json_t *detail, gn_err *err)
 {
 	PGresult *res = NULL;
 	int error;

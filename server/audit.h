@@ -15,8 +15,8 @@ int audit_write(db_conn *c, const struct gd_actor *who, const char *action, cons
 /* Runs one change and its audit row in a transaction of its own: st with params, GN_ENOTFOUND
  * with the message `missing` when it touches no row, the audit row (detail stolen), commit. On
  * success *out holds st's rows (PQclear it). */
-int audit_change(PGresult **out, db_conn *c, const struct gd_actor *who, const db_stmt *st,
-		 const char *const *params, const char *missing, const char *action, const char *object_type,
-		 const char *object_id, json_t *detail, gn_err *err) GN_WUR;
+int audit_change(PGresult **out, db_conn *c, const struct gd_actor *who, const db_stmt *st, const char *const *params,
+		 const char *missing, const char *action, const char *object_type, const char *object_id,
+		 json_t *detail, gn_err *err) GN_WUR;
 
 #endif

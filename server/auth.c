@@ -45,11 +45,10 @@ static const db_stmt st_api_token = {
 	" FROM api_tokens WHERE hash = $1",
 	1};
 
-static const db_stmt st_device_token = {
-	"auth_device_token",
-	"SELECT s.device_id, d.status, s.expires_at <= now() FROM device_sessions s"
-	" JOIN devices d ON d.id = s.device_id WHERE s.hash = $1",
-	1};
+static const db_stmt st_device_token = {"auth_device_token",
+					"SELECT s.device_id, d.status, s.expires_at <= now() FROM device_sessions s"
+					" JOIN devices d ON d.id = s.device_id WHERE s.hash = $1",
+					1};
 
 /* Forgets who the actor was (not the request it belongs to). */
 static void clear_identity(struct gd_actor *a)
@@ -135,7 +134,8 @@ int auth_allows(const struct gd_actor *auth, unsigned scope, gn_err *err)
 	if (auth->kind == GD_ACTOR_DEVICE) {
 		if (scope & GD_SCOPE_DEVICE)
 			return 0;
-		return gn_err_set(err, GN_EFORBIDDEN, "device tokens only open /v1/agent endpoints, artifacts and TUF metadata");
+		return gn_err_set(err, GN_EFORBIDDEN,
+				  "device tokens only open /v1/agent endpoints, artifacts and TUF metadata");
 	}
 	if (scope == GD_SCOPE_DEVICE)
 		return gn_err_set(err, GN_EFORBIDDEN, "this endpoint is for devices; use a device token");
@@ -158,11 +158,10 @@ int auth_allows(const struct gd_actor *auth, unsigned scope, gn_err *err)
 	return GN_EFORBIDDEN;
 }
 
-static const db_stmt st_has_admin = {
-	"auth_has_admin",
-	"SELECT 1 FROM api_tokens WHERE 'admin' = ANY(scopes) AND revoked_at IS NULL"
-	" AND (expires_at IS NULL OR expires_at > now()) LIMIT 1",
-	0};
+static const db_stmt st_has_admin = {"auth_has_admin",
+				     "SELECT 1 FROM api_tokens WHERE 'admin' = ANY(scopes) AND revoked_at IS NULL"
+				     " AND (expires_at IS NULL OR expires_at > now()) LIMIT 1",
+				     0};
 static const db_stmt st_create_admin = {
 	"auth_create_admin",
 	"WITH t AS (INSERT INTO api_tokens (name, hash, scopes) VALUES ('admin', $1, ARRAY['admin']) RETURNING id)"

@@ -11,14 +11,16 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#define OPT(k, t, f, d, r, mn, mx, a, h) {k, t, offsetof(struct gd_config, f), d, r, mn, mx, a, h}
+#define OPT(k, t, f, d, r, mn, mx, a, h)                                \
+	{                                                               \
+		k, t, offsetof(struct gd_config, f), d, r, mn, mx, a, h \
+	}
 
 static const gn_conf_opt opts[] = {
 	OPT("config", GN_CONF_STRING, config, NULL, false, 0, 0, "FILE", "read settings from this INI file"),
 	OPT("data-dir", GN_CONF_STRING, data_dir, "/var/lib/ganglion", false, 0, 0, "DIR",
 	    "state directory: admin.token, artifacts, and the private PostgreSQL cluster (pg/)"),
-	OPT("listen", GN_CONF_STRING, listen, "127.0.0.1:7700", false, 0, 0, "ADDR:PORT",
-	    "address for the REST API"),
+	OPT("listen", GN_CONF_STRING, listen, "127.0.0.1:7700", false, 0, 0, "ADDR:PORT", "address for the REST API"),
 	OPT("database-url", GN_CONF_STRING, database_url, "", false, 0, 0, "URL",
 	    "PostgreSQL connection string; empty runs a private cluster under DATA_DIR/pg"),
 	OPT("pg-bindir", GN_CONF_STRING, pg_bindir, "", false, 0, 0, "DIR",

@@ -106,7 +106,8 @@ void db_release(db_pool *p, db_conn *c)
 	if (!c)
 		return;
 	if (c->in_tx)
-		gn_log(GN_LOG_WARN, "event=db_tx_left_open note=\"rolled back when the connection went back to the pool\"");
+		gn_log(GN_LOG_WARN,
+		       "event=db_tx_left_open note=\"rolled back when the connection went back to the pool\"");
 	c->in_tx = false;
 	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
 		PGresult *r = PQexec(c->pg, "ROLLBACK");
@@ -240,8 +241,8 @@ bool db_in_tx(const db_conn *c)
 }
 
 static const db_stmt st_lock_xact = {"db_lock_xact", "SELECT pg_advisory_xact_lock($1::bigint)", 1};
-static const db_stmt st_lock_xact_text = {
-	"db_lock_xact_text", "SELECT pg_advisory_xact_lock(hashtextextended($2, $1::bigint))", 2};
+static const db_stmt st_lock_xact_text = {"db_lock_xact_text",
+					  "SELECT pg_advisory_xact_lock(hashtextextended($2, $1::bigint))", 2};
 static const db_stmt st_lock = {"db_lock_session", "SELECT pg_advisory_lock($1::bigint)", 1};
 static const db_stmt st_trylock = {"db_trylock_session", "SELECT pg_try_advisory_lock($1::bigint)", 1};
 static const db_stmt st_unlock = {"db_unlock_session", "SELECT pg_advisory_unlock($1::bigint)", 1};

@@ -43,14 +43,14 @@ bool db_in_tx(const db_conn *c);
 
 /* Advisory lock keys, one list for the whole server so no two uses collide. */
 enum db_lock {
-	DB_LOCK_MIGRATE = 1734438503,	/* session lock: migrations */
+	DB_LOCK_MIGRATE = 1734438503,     /* session lock: migrations */
 	DB_LOCK_ADMIN_TOKEN = 1734438504, /* session lock: first admin token */
-	DB_LOCK_TUF = 1734438505,	/* transaction lock: TUF image repository writers */
-	DB_LOCK_JOBS = 1734438600,	/* jobs: DB_LOCK_JOBS + the job's index */
+	DB_LOCK_TUF = 1734438505,         /* transaction lock: TUF image repository writers */
+	DB_LOCK_JOBS = 1734438600,        /* jobs: DB_LOCK_JOBS + the job's index */
 };
 /* Namespaces of locks keyed by text (hashed with hashtextextended(text, ns)). */
 enum db_lock_ns {
-	DB_LOCK_NS_DIGEST = 7,	  /* an artifact digest: publishing vs. sweeping its file */
+	DB_LOCK_NS_DIGEST = 7,    /* an artifact digest: publishing vs. sweeping its file */
 	DB_LOCK_NS_DIRECTOR = 11, /* a device's director repository */
 };
 /* Takes a transaction-scoped advisory lock (released at commit or rollback); needs a transaction. */

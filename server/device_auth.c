@@ -10,8 +10,7 @@
 
 #define AUTH_MESSAGE_PREFIX "ganglion-device-auth:v1:"
 
-static const db_stmt st_device = {
-	"agent_device", "SELECT status, public_key FROM devices WHERE id = $1", 1};
+static const db_stmt st_device = {"agent_device", "SELECT status, public_key FROM devices WHERE id = $1", 1};
 static const db_stmt st_challenge = {
 	"agent_challenge",
 	"INSERT INTO device_challenges (nonce, device_id, expires_at)"
@@ -20,20 +19,17 @@ static const db_stmt st_challenge = {
 /* Deleting the nonce as it is used makes it single-use even with replicas racing. */
 static const db_stmt st_take_nonce = {
 	"agent_take_nonce",
-	"DELETE FROM device_challenges WHERE nonce = $1 AND device_id = $2 RETURNING expires_at > now()",
-	2};
-static const db_stmt st_session = {
-	"agent_session",
-	"WITH s AS (INSERT INTO device_sessions (hash, device_id, expires_at)"
-	"  VALUES ($1, $2, now() + make_interval(secs => $3::bigint)) RETURNING expires_at),"
-	" u AS (UPDATE devices SET last_seen_at = now() WHERE id = $2)"
-	" SELECT gn_ts(expires_at) FROM s",
-	3};
-static const db_stmt st_gc = {
-	"agent_gc",
-	"WITH a AS (DELETE FROM device_challenges WHERE expires_at < now() - interval '1 minute')"
-	" DELETE FROM device_sessions WHERE expires_at < now() - interval '1 hour'",
-	0};
+	"DELETE FROM device_challenges WHERE nonce = $1 AND device_id = $2 RETURNING expires_at > now()", 2};
+static const db_stmt st_session = {"agent_session",
+				   "WITH s AS (INSERT INTO device_sessions (hash, device_id, expires_at)"
+				   "  VALUES ($1, $2, now() + make_interval(secs => $3::bigint)) RETURNING expires_at),"
+				   " u AS (UPDATE devices SET last_seen_at = now() WHERE id = $2)"
+				   " SELECT gn_ts(expires_at) FROM s",
+				   3};
+static const db_stmt st_gc = {"agent_gc",
+			      "WITH a AS (DELETE FROM device_challenges WHERE expires_at < now() - interval '1 minute')"
+			      " DELETE FROM device_sessions WHERE expires_at < now() - interval '1 hour'",
+			      0};
 
 /* Looks the device up: 0 and its public key when it is active. */
 static int active_device(unsigned char pub[GN_ED25519_PUB_LEN], db_conn *c, const char *id, gn_err *err)
@@ -109,7 +105,8 @@ int device_auth_token(json_t **out, db_conn *c, const char *device_id, const cha
 	*out = NULL;
 	if (gn_hex_decode(sig, sizeof(sig), signature))
 		return gn_err_set(err, GN_EINVAL, "signature must be 128 hex digits (Ed25519)");
-	if ((error = active_device(pub, c, device_id, err)) || (error = check_nonce(c, pub, device_id, nonce, sig, err)))
+	if ((error = active_device(pub, c, device_id, err)) ||
+	    (error = check_nonce(c, pub, device_id, nonce, sig, err)))
 		return error;
 	if (!(token = gn_token_new(AUTH_DEVICE_PREFIX, err)))
 		return GN_ERROR;

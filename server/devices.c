@@ -9,15 +9,13 @@
 #include "json.h"
 #include "selector.h"
 
-const db_stmt devices_list_stmt = {
-	"devices_list",
-	"SELECT gn_device_json(d)::text, d.id FROM devices d WHERE" DEVICES_SELECTOR_WHERE
-	"  AND ($6::text IS NULL OR d.status = $6)"
-	"  AND ($7::uuid IS NULL OR d.id > $7::uuid)"
-	" ORDER BY d.id LIMIT $8",
-	8};
-static const db_stmt st_get = {
-	"devices_get", "SELECT gn_device_json(d)::text FROM devices d WHERE id = $1", 1};
+const db_stmt devices_list_stmt = {"devices_list",
+				   "SELECT gn_device_json(d)::text, d.id FROM devices d WHERE" DEVICES_SELECTOR_WHERE
+				   "  AND ($6::text IS NULL OR d.status = $6)"
+				   "  AND ($7::uuid IS NULL OR d.id > $7::uuid)"
+				   " ORDER BY d.id LIMIT $8",
+				   8};
+static const db_stmt st_get = {"devices_get", "SELECT gn_device_json(d)::text FROM devices d WHERE id = $1", 1};
 static const db_stmt st_patch = {
 	"devices_patch",
 	"UPDATE devices d SET labels = (labels || $2::jsonb) - ARRAY(SELECT jsonb_array_elements_text($3::jsonb)),"
@@ -38,7 +36,8 @@ int devices_selector_params(char *out[5], const char *selector, gn_err *err)
 	int rc = gn_selector_parse(&sel, selector, err);
 	if (rc)
 		return rc;
-	json_t *eqobj = json_object(), *eq = json_array(), *ne = json_array(), *has = json_array(), *nothas = json_array();
+	json_t *eqobj = json_object(), *eq = json_array(), *ne = json_array(), *has = json_array(),
+	       *nothas = json_array();
 	for (size_t i = 0; i < sel.n; i++) {
 		gn_selector_term *t = &sel.terms[i];
 		switch (t->op) {
@@ -83,8 +82,7 @@ static int labels_patch(json_t *set, json_t *del, const json_t *labels, gn_err *
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach((json_t *)labels, k, v)
-	{
+	json_object_foreach((json_t *)labels, k, v) {
 		if (gn_label_key_check(k, err))
 			return GN_EINVAL;
 		if (json_is_null(v))
@@ -99,8 +97,7 @@ static int labels_patch(json_t *set, json_t *del, const json_t *labels, gn_err *
 	return 0;
 }
 
-int devices_update(char **out, db_conn *c, const struct gd_actor *who, const char *id, const json_t *req,
-		   gn_err *err)
+int devices_update(char **out, db_conn *c, const struct gd_actor *who, const char *id, const json_t *req, gn_err *err)
 {
 	json_t *set = json_object(), *del = json_array();
 	PGresult *res = NULL;

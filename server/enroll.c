@@ -10,7 +10,7 @@
 #include "crypto.h"
 #include "selector.h"
 
-#define ENROLL_JSON                                                                                   \
+#define ENROLL_JSON \
 	"jsonb_build_object('id', id, 'name', name, 'labels', labels, 'max_uses', max_uses, 'uses', uses, \
 	 'expires_at', gn_ts(expires_at), 'revoked_at', gn_ts(revoked_at), 'created_at', gn_ts(created_at))"
 
@@ -20,15 +20,14 @@ static const db_stmt st_create = {
 	" VALUES ($1, $2, $3::jsonb, $4::integer, now() + make_interval(secs => $5::bigint), $6)"
 	" RETURNING " ENROLL_JSON "::text, id",
 	6};
-const db_stmt enroll_tokens_list_stmt = {
-	"enroll_tokens_list",
-	"SELECT " ENROLL_JSON "::text, id FROM enroll_tokens WHERE ($1::uuid IS NULL OR id > $1::uuid)"
-	" ORDER BY id LIMIT $2",
-	2};
+const db_stmt enroll_tokens_list_stmt = {"enroll_tokens_list",
+					 "SELECT " ENROLL_JSON
+					 "::text, id FROM enroll_tokens WHERE ($1::uuid IS NULL OR id > $1::uuid)"
+					 " ORDER BY id LIMIT $2",
+					 2};
 static const db_stmt st_revoke = {
 	"enroll_tokens_revoke",
-	"UPDATE enroll_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
-	1};
+	"UPDATE enroll_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id", 1};
 
 /* Takes one use of the token and creates the device in one statement, so two devices racing for
  * the last use cannot both win; the audit row goes in with it. */
@@ -45,8 +44,7 @@ static const db_stmt st_enroll = {
 	5};
 static const db_stmt st_why = {
 	"enroll_why",
-	"SELECT revoked_at IS NOT NULL, expires_at <= now(), uses >= max_uses FROM enroll_tokens WHERE hash = $1",
-	1};
+	"SELECT revoked_at IS NOT NULL, expires_at <= now(), uses >= max_uses FROM enroll_tokens WHERE hash = $1", 1};
 
 const gn_json_field enroll_tokens_create_fields[] = {
 	{"name", GN_JSON_STRING, false, true},
@@ -69,9 +67,9 @@ static int check_labels(const json_t *labels, gn_err *err)
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach((json_t *)labels, k, v)
-	{
-		if (gn_label_key_check(k, err) || (json_is_string(v) && gn_label_value_check(json_string_value(v), err)))
+	json_object_foreach((json_t *)labels, k, v) {
+		if (gn_label_key_check(k, err) ||
+		    (json_is_string(v) && gn_label_value_check(json_string_value(v), err)))
 			return GN_EINVAL;
 	}
 	return 0;

@@ -20,8 +20,7 @@ extern const db_stmt enroll_tokens_list_stmt;
 
 /* Creates an enrollment token from a checked request; *out is its JSON with the secret in "token"
  * (new). GN_EINVAL for a bad field. Own transaction, audited. */
-int enroll_tokens_create(json_t **out, db_conn *c, const struct gd_actor *who, const json_t *req,
-			 gn_err *err) GN_WUR;
+int enroll_tokens_create(json_t **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err) GN_WUR;
 /* Revokes an enrollment token; GN_ENOTFOUND when there is none. Own transaction, audited. */
 int enroll_tokens_revoke(db_conn *c, const struct gd_actor *who, const char *id, gn_err *err) GN_WUR;
 /* Enrolls a device from a checked request: takes one use of the token and creates the device in

@@ -63,16 +63,11 @@ static const struct {
 	const struct gd_route *routes;
 	const size_t *n;
 } tables[] = {
-	{http_health_routes, &http_health_nroutes},
-	{http_tokens_routes, &http_tokens_nroutes},
-	{http_enroll_routes, &http_enroll_nroutes},
-	{http_agent_routes, &http_agent_nroutes},
-	{http_checkin_routes, &http_checkin_nroutes},
-	{http_devices_routes, &http_devices_nroutes},
-	{http_desired_routes, &http_desired_nroutes},
-	{http_audit_routes, &http_audit_nroutes},
-	{http_models_routes, &http_models_nroutes},
-	{http_artifacts_routes, &http_artifacts_nroutes},
+	{http_health_routes, &http_health_nroutes},   {http_tokens_routes, &http_tokens_nroutes},
+	{http_enroll_routes, &http_enroll_nroutes},   {http_agent_routes, &http_agent_nroutes},
+	{http_checkin_routes, &http_checkin_nroutes}, {http_devices_routes, &http_devices_nroutes},
+	{http_desired_routes, &http_desired_nroutes}, {http_audit_routes, &http_audit_nroutes},
+	{http_models_routes, &http_models_nroutes},   {http_artifacts_routes, &http_artifacts_nroutes},
 	{http_tuf_routes, &http_tuf_nroutes},
 };
 
@@ -89,7 +84,6 @@ static void collect_routes(void)
 		}
 	}
 }
-
 
 static struct MHD_Daemon *daemon_;
 /* Requests begun and not yet completed, for the drain on shutdown. */
@@ -252,8 +246,9 @@ void gd_list(struct gd_req *r, const db_stmt *st, enum gd_cursor kind, const cha
 	assert(nfixed + 2 <= (int)GN_ARRAY_LEN(p) && st->nparams == nfixed + 2);
 	if (gd_page_args(&limit, &cursor, r))
 		return;
-	if (cursor && ((kind == CURSOR_UUID && !gn_is_uuid(cursor)) ||
-		       (kind == CURSOR_INT && (strspn(cursor, "0123456789") != strlen(cursor) || strlen(cursor) > 18)))) {
+	if (cursor &&
+	    ((kind == CURSOR_UUID && !gn_is_uuid(cursor)) ||
+	     (kind == CURSOR_INT && (strspn(cursor, "0123456789") != strlen(cursor) || strlen(cursor) > 18)))) {
 		gd_reply_problem(r, 400, "bad cursor (use next_cursor from the previous page)");
 		return;
 	}
@@ -372,8 +367,7 @@ int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, si
 		gd_reply_problem(r, 415, "request bodies must be application/json");
 		return GN_EINVAL;
 	}
-	if (gn_json_parse(&j, r->body.data ? r->body.data : "", r->body.len, (int)config_get()->max_json_depth,
-			  &err) ||
+	if (gn_json_parse(&j, r->body.data ? r->body.data : "", r->body.len, (int)config_get()->max_json_depth, &err) ||
 	    gn_json_check(j, fields, n, &err)) {
 		json_decref(j);
 		gd_reply_problem(r, 400, err.msg);
@@ -444,9 +438,8 @@ static enum MHD_Result queue(struct gd_req *r)
 	return ret;
 }
 
-int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params,
-		    const char *missing, const char *action, const char *object_type, const char *object_id,
-		    json_t *detail)
+int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params, const char *missing,
+		    const char *action, const char *object_type, const char *object_id, json_t *detail)
 {
 	gn_err err;
 	if (audit_change(out, gd_db(r), &r->actor, st, params, missing, action, object_type, object_id, detail, &err)) {
@@ -554,7 +547,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (!r->responded && !r->stream && cl && strtoll(cl, NULL, 10) > max_body) {
 			char detail[128];
-			snprintf(detail, sizeof(detail), "request body larger than the %lld-byte limit", (long long)max_body);
+			snprintf(detail, sizeof(detail), "request body larger than the %lld-byte limit",
+				 (long long)max_body);
 			gd_reply_problem(r, 413, detail);
 		}
 		gn_log_set_context(NULL);
@@ -609,8 +603,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return ret;
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
-			 enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct gd_req *r = *req_cls;
 	if (!r)
@@ -673,14 +666,13 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 int http_start(const struct sockaddr *addr, gn_err *err)
 {
 	pthread_once(&routes_once, collect_routes);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO |
-			 MHD_USE_ERROR_LOG;
+	unsigned flags =
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	if (addr->sa_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	daemon_ = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-		MHD_OPTION_SOCK_ADDR, addr,
-		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config_get()->threads,
+		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+		addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config_get()->threads,
 		/* Small per connection (8 KiB default): enough for API headers; bodies are copied out as they
 		 * stream. libmicrohttpd clears the pool on every keep-alive request (PITFALLS.md). */
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config_get()->connection_memory,
@@ -689,7 +681,8 @@ int http_start(const struct sockaddr *addr, gn_err *err)
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
 		(unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
 	if (!daemon_)
-		return gn_err_set(err, GN_ERROR, "cannot listen on %s (address in use or not available?)", config_get()->listen);
+		return gn_err_set(err, GN_ERROR, "cannot listen on %s (address in use or not available?)",
+				  config_get()->listen);
 	return 0;
 }
 

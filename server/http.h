@@ -94,10 +94,8 @@ void gd_list(struct gd_req *r, const db_stmt *st, enum gd_cursor kind, const cha
 
 /* Runs audit_change (one change and its audit row, own transaction) as r's actor on r's
  * connection; on failure it answers (404 `missing` when no row matched) and returns non-zero. */
-int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params,
-		    const char *missing, const char *action, const char *object_type, const char *object_id,
-		    json_t *detail) GN_WUR;
-
+int gd_audit_change(PGresult **out, struct gd_req *r, const db_stmt *st, const char *const *params, const char *missing,
+		    const char *action, const char *object_type, const char *object_id, json_t *detail) GN_WUR;
 
 /* The route tables, one per http_<resource>.c, next to its handlers; http.c collects them. */
 #define GD_ROUTE_TABLE(name)                                 \

@@ -40,9 +40,10 @@ void http_metrics_render(gn_buf *b)
 			uint64_t v = atomic_load_explicit(&counts[r][s], memory_order_relaxed);
 			if (!v)
 				continue;
-			gn_buf_printf(b, "gangliond_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
-				      r < nroutes ? routes[r].pattern : "unmatched", r < nroutes ? routes[r].method : "",
-				      s, (unsigned long long)v);
+			gn_buf_printf(b,
+				      "gangliond_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+				      r < nroutes ? routes[r].pattern : "unmatched",
+				      r < nroutes ? routes[r].method : "", s, (unsigned long long)v);
 		}
 	}
 	gn_buf_puts(b, "# HELP gangliond_http_request_duration_seconds Time from request start to response queued.\n"

@@ -18,7 +18,7 @@ struct publish {
 	gn_buf meta;
 	artifact_upload *up;
 	bool meta_checked;
-	char *part;         /* the part being received */
+	char *part; /* the part being received */
 	gn_err err;
 	int status; /* non-zero once the upload has failed */
 };
@@ -53,8 +53,8 @@ static int early_check(struct gd_req *r, struct publish *p)
 }
 
 static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-			       const char *content_type, const char *transfer_encoding, const char *data,
-			       uint64_t off, size_t size)
+			       const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
+			       size_t size)
 {
 	struct gd_req *r = cls;
 	struct publish *p = gd_stream_ctx(r);
@@ -105,7 +105,8 @@ static int publish_begin(struct gd_req *r)
 		return -1;
 	}
 	if (!ct || strncasecmp(ct, "multipart/form-data", 19) != 0) {
-		gd_reply_problem(r, 415, "publish with multipart/form-data: a 'metadata' part, then an 'artifact' part");
+		gd_reply_problem(r, 415,
+				 "publish with multipart/form-data: a 'metadata' part, then an 'artifact' part");
 		return -1;
 	}
 	if (cl && strtoll(cl, NULL, 10) > max) {
@@ -276,9 +277,12 @@ const struct gd_route http_models_routes[] = {
 	{"GET", "/v1/models/{name}", GD_SCOPE_READ, http_models_get, NULL},
 	{"POST", "/v1/models/{name}/versions", GD_SCOPE_CI, http_models_publish, &http_models_publish_stream},
 	{"GET", "/v1/models/{name}/versions/{version}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_version_get, NULL},
-	{"GET", "/v1/models/{name}/versions/{version}/sample", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_sample_get, NULL},
-	{"GET", "/v1/models/{name}/versions/{version}/reference-profile", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_profile_get, NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/sample", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_models_sample_get,
+	 NULL},
+	{"GET", "/v1/models/{name}/versions/{version}/reference-profile", GD_SCOPE_READ | GD_SCOPE_DEVICE,
+	 http_models_profile_get, NULL},
 	{"PUT", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_set, NULL},
-	{"DELETE", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_delete, NULL},
+	{"DELETE", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_delete,
+	 NULL},
 };
 const size_t http_models_nroutes = GN_ARRAY_LEN(http_models_routes);

@@ -35,7 +35,7 @@ static int job_tuf_refresh(db_conn *c, const struct gd_config *cfg, gn_err *err)
 
 /* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */
 static const struct job jobs[] = {
-	{"auth_gc", every_housekeeping, job_auth_gc},	   /* expired device nonces and sessions */
+	{"auth_gc", every_housekeeping, job_auth_gc},         /* expired device nonces and sessions */
 	{"tuf_refresh", every_housekeeping, job_tuf_refresh}, /* TUF metadata near its expiry */
 };
 
@@ -70,7 +70,8 @@ static void run_one(size_t i)
 		uint64_t t0 = gn_mono_ns();
 		rc = jobs[i].fn(c, cfg, &err);
 		db_unlock_session(c, key);
-		gn_log(GN_LOG_DEBUG, "event=job_done job=%s dur_ms=%.1f", jobs[i].name, (double)(gn_mono_ns() - t0) / 1e6);
+		gn_log(GN_LOG_DEBUG, "event=job_done job=%s dur_ms=%.1f", jobs[i].name,
+		       (double)(gn_mono_ns() - t0) / 1e6);
 	}
 	db_release(pool_, c);
 	if (rc)

@@ -49,7 +49,8 @@ static int check_config(const struct gd_config *c, gn_err *err)
 	enum gn_log_level lvl;
 	struct sockaddr_storage ss;
 	if (gn_log_level_parse(&lvl, c->log_level))
-		return gn_err_set(err, GN_EINVAL, "log-level must be debug, info, warn or error, not '%s'", c->log_level);
+		return gn_err_set(err, GN_EINVAL, "log-level must be debug, info, warn or error, not '%s'",
+				  c->log_level);
 	if (c->tuf_root_threshold > c->tuf_root_keys)
 		return gn_err_set(err, GN_EINVAL, "tuf-root-threshold (%lld) exceeds tuf-root-keys (%lld)",
 				  (long long)c->tuf_root_threshold, (long long)c->tuf_root_keys);
@@ -123,14 +124,16 @@ static const struct notify_channel channels[] = {
 static int lock_data_dir(const char *data_dir)
 {
 	if (mkdir_p(data_dir, 0700) < 0) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot create data-dir %s: %s\"", data_dir, strerror(errno));
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot create data-dir %s: %s\"", data_dir,
+		       strerror(errno));
 		return -1;
 	}
 	char *lockpath = gn_asprintf("%s/gangliond.lock", data_dir);
 	int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"data-dir %s is in use by another gangliond (lock %s): "
-				     "give each replica its own data-dir\"",
+		gn_log(GN_LOG_ERROR,
+		       "event=startup_failed msg=\"data-dir %s is in use by another gangliond (lock %s): "
+		       "give each replica its own data-dir\"",
 		       data_dir, lockpath);
 		if (fd >= 0)
 			close(fd);
@@ -232,14 +235,16 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (first + 2 < argc) {
-		fprintf(stderr, "gangliond: unexpected argument '%s' (options go before the command)\n", argv[first + 2]);
+		fprintf(stderr, "gangliond: unexpected argument '%s' (options go before the command)\n",
+			argv[first + 2]);
 		rc = 2;
 		goto out;
 	}
 	if ((rc = offline_command(cmd)) >= 0)
 		goto out;
 	rc = 1;
-	if (check_config(cfg, &err) || config_parse_listen(&addr, cfg->listen, &err) || gn_log_open(cfg->log_file, &err)) {
+	if (check_config(cfg, &err) || config_parse_listen(&addr, cfg->listen, &err) ||
+	    gn_log_open(cfg->log_file, &err)) {
 		fprintf(stderr, "gangliond: %s\n", err.msg);
 		rc = 2;
 		goto out;
@@ -283,6 +288,7 @@ out:
 		close(lockfd);
 	free(conninfo);
 	config_free_all();
-	if (gn_log_open(NULL, &err)) { /* nothing left to report to */ }
+	if (gn_log_open(NULL, &err)) { /* nothing left to report to */
+	}
 	return rc;
 }

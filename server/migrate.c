@@ -8,10 +8,9 @@
 #include "crypto.h"
 #include "log.h"
 
-
 static const db_stmt st_applied = {"migrate_applied", "SELECT checksum FROM schema_migrations WHERE version = $1", 1};
-static const db_stmt st_record = {
-	"migrate_record", "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3};
+static const db_stmt st_record = {"migrate_record",
+				  "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3};
 static const db_stmt st_latest = {"migrate_latest", "SELECT coalesce(max(version), 0) FROM schema_migrations", 0};
 
 static int apply_one(db_conn *c, const struct migration *m, gn_err *err)
@@ -58,9 +57,10 @@ int migrate_run(db_conn *c, gn_err *err)
 	int error;
 	if ((error = db_lock_session(c, DB_LOCK_MIGRATE, err)))
 		return error;
-	error = db_exec_sql(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-			       " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-			       " applied_at timestamptz NOT NULL DEFAULT now())",
+	error = db_exec_sql(c,
+			    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+			    " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+			    " applied_at timestamptz NOT NULL DEFAULT now())",
 			    err);
 	for (int i = 0; !error && i < gd_migrations_count; i++)
 		error = apply_one(c, &gd_migrations[i], err);
@@ -78,6 +78,7 @@ int migrate_check(db_conn *c, gn_err *err)
 	int want = gd_migrations_count ? gd_migrations[gd_migrations_count - 1].version : 0;
 	PQclear(res);
 	if (latest < want)
-		return gn_err_set(err, GN_EUNAVAIL, "database schema is at version %d, this gangliond needs %d", latest, want);
+		return gn_err_set(err, GN_EUNAVAIL, "database schema is at version %d, this gangliond needs %d", latest,
+				  want);
 	return 0;
 }

@@ -28,21 +28,23 @@ static int check_tensors(const json_t *arr, const char *what, gn_err *err)
 	json_t *t, *d;
 	if (!json_is_array(arr))
 		return gn_err_set(err, GN_EINVAL, "%s must be an array of tensor specs", what);
-	json_array_foreach(arr, i, t)
-	{
+	json_array_foreach(arr, i, t) {
 		gn_err e;
 		if (gn_json_check(t, fields, GN_ARRAY_LEN(fields), &e))
 			return gn_err_set(err, GN_EINVAL, "%s[%zu]: %s", what, i, e.msg);
 		if (index_of(dtypes, GN_ARRAY_LEN(dtypes), gn_json_str(t, "dtype")) < 0)
-			return gn_err_set(err, GN_EINVAL, "%s[%zu].dtype must be one of float32, float16, int8, uint8, int32, int64", what, i);
-		json_array_foreach(json_object_get(t, "shape"), j, d)
-		{
+			return gn_err_set(err, GN_EINVAL,
+					  "%s[%zu].dtype must be one of float32, float16, int8, uint8, int32, int64",
+					  what, i);
+		json_array_foreach(json_object_get(t, "shape"), j, d) {
 			if (!json_is_integer(d) || json_integer_value(d) < -1 || json_integer_value(d) == 0)
-				return gn_err_set(err, GN_EINVAL, "%s[%zu].shape holds positive integers or -1 (dynamic)", what, i);
+				return gn_err_set(err, GN_EINVAL,
+						  "%s[%zu].shape holds positive integers or -1 (dynamic)", what, i);
 		}
 		for (size_t k = 0; k < i; k++)
 			if (strcmp(gn_json_str(json_array_get(arr, k), "name"), gn_json_str(t, "name")) == 0)
-				return gn_err_set(err, GN_EINVAL, "%s: tensor name '%.64s' appears twice", what, gn_json_str(t, "name"));
+				return gn_err_set(err, GN_EINVAL, "%s: tensor name '%.64s' appears twice", what,
+						  gn_json_str(t, "name"));
 	}
 	return 0;
 }
@@ -55,8 +57,7 @@ static int64_t elements(const json_t *spec)
 	bool huge = false;
 	size_t i;
 	json_t *d;
-	json_array_foreach(json_object_get(spec, "shape"), i, d)
-	{
+	json_array_foreach(json_object_get(spec, "shape"), i, d) {
 		int64_t v = json_integer_value(d);
 		if (v < 1) /* -1: dynamic (check_tensors refused 0 and the rest) */
 			return -1;
@@ -83,22 +84,23 @@ static int check_sample_tensors(const json_t *obj, const json_t *specs, const ch
 	json_t *v;
 	if (!json_is_object(obj) || json_object_size(obj) == 0)
 		return gn_err_set(err, GN_EINVAL, "sample.%s must be an object of tensor name to numbers", what);
-	json_object_foreach((json_t *)obj, k, v)
-	{
+	json_object_foreach((json_t *)obj, k, v) {
 		const json_t *spec = find_tensor(specs, k);
 		size_t i;
 		json_t *x;
 		if (!spec)
-			return gn_err_set(err, GN_EINVAL, "sample.%s names '%.64s', which is not among the model's %s", what, k, what);
+			return gn_err_set(err, GN_EINVAL, "sample.%s names '%.64s', which is not among the model's %s",
+					  what, k, what);
 		if (!json_is_array(v) || json_array_size(v) == 0)
-			return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s must be a non-empty array of numbers", what, k);
+			return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s must be a non-empty array of numbers", what,
+					  k);
 		json_array_foreach(v, i, x)
 			if (!json_is_number(x))
 				return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s must hold numbers only", what, k);
 		int64_t want = elements(spec);
 		if (want > 0 && (int64_t)json_array_size(v) != want)
-			return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s has %zu values, its shape needs %lld", what, k,
-					  json_array_size(v), (long long)want);
+			return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s has %zu values, its shape needs %lld", what,
+					  k, json_array_size(v), (long long)want);
 	}
 	return 0;
 }
@@ -136,8 +138,7 @@ static int check_profile(const json_t *p, gn_err *err)
 	json_t *f, *x;
 	if (gn_json_check(p, fields, 1, &e))
 		return gn_err_set(err, GN_EINVAL, "reference_profile: %s", e.msg);
-	json_array_foreach(json_object_get(p, "features"), i, f)
-	{
+	json_array_foreach(json_object_get(p, "features"), i, f) {
 		if (gn_json_check(f, ffields, GN_ARRAY_LEN(ffields), &e))
 			return gn_err_set(err, GN_EINVAL, "reference_profile.features[%zu]: %s", i, e.msg);
 		const json_t *edges = json_object_get(f, "edges"), *props = json_object_get(f, "proportions");
@@ -145,22 +146,23 @@ static int check_profile(const json_t *p, gn_err *err)
 			return gn_err_set(err, GN_EINVAL,
 					  "reference_profile.features[%zu]: k+1 edges need k proportions (k >= 1)", i);
 		double prev = -INFINITY, sum = 0;
-		json_array_foreach(edges, j, x)
-		{
+		json_array_foreach(edges, j, x) {
 			if (!json_is_number(x) || json_number_value(x) <= prev)
-				return gn_err_set(err, GN_EINVAL,
-						  "reference_profile.features[%zu].edges must be strictly increasing numbers", i);
+				return gn_err_set(
+					err, GN_EINVAL,
+					"reference_profile.features[%zu].edges must be strictly increasing numbers", i);
 			prev = json_number_value(x);
 		}
-		json_array_foreach(props, j, x)
-		{
+		json_array_foreach(props, j, x) {
 			double v = json_number_value(x);
 			if (!json_is_number(x) || v < 0 || v > 1)
-				return gn_err_set(err, GN_EINVAL, "reference_profile.features[%zu].proportions must be in [0, 1]", i);
+				return gn_err_set(err, GN_EINVAL,
+						  "reference_profile.features[%zu].proportions must be in [0, 1]", i);
 			sum += v;
 		}
 		if (fabs(sum - 1.0) > 0.001)
-			return gn_err_set(err, GN_EINVAL, "reference_profile.features[%zu].proportions sum to %g, not 1", i, sum);
+			return gn_err_set(err, GN_EINVAL,
+					  "reference_profile.features[%zu].proportions sum to %g, not 1", i, sum);
 	}
 	return 0;
 }
@@ -179,23 +181,19 @@ static int check_requirements(const json_t *r, gn_err *err)
 		return gn_err_set(err, GN_EINVAL, "requirements: %s", e.msg);
 	json_array_foreach(json_object_get(r, "accelerators"), i, a)
 		if (!json_is_string(a) || json_string_length(a) == 0 || json_string_length(a) > 32)
-			return gn_err_set(err, GN_EINVAL, "requirements.accelerators holds names like cpu, opencl, cuda");
+			return gn_err_set(err, GN_EINVAL,
+					  "requirements.accelerators holds names like cpu, opencl, cuda");
 	if (json_integer_value(json_object_get(r, "min_memory_mb")) < 0)
 		return gn_err_set(err, GN_EINVAL, "requirements.min_memory_mb must not be negative");
 	return 0;
 }
 
 static const gn_json_field meta_fields[] = {
-	{"version", GN_JSON_STRING, true, false},
-	{"format", GN_JSON_STRING, false, false},
-	{"filename", GN_JSON_STRING, false, false},
-	{"requirements", GN_JSON_OBJECT, false, false},
-	{"inputs", GN_JSON_ARRAY, false, false},
-	{"outputs", GN_JSON_ARRAY, false, false},
-	{"sample", GN_JSON_OBJECT, false, false},
-	{"reference_profile", GN_JSON_OBJECT, false, true},
-	{"provenance", GN_JSON_OBJECT, false, false},
-	{"sha256", GN_JSON_STRING, false, false},
+	{"version", GN_JSON_STRING, true, false},     {"format", GN_JSON_STRING, false, false},
+	{"filename", GN_JSON_STRING, false, false},   {"requirements", GN_JSON_OBJECT, false, false},
+	{"inputs", GN_JSON_ARRAY, false, false},      {"outputs", GN_JSON_ARRAY, false, false},
+	{"sample", GN_JSON_OBJECT, false, false},     {"reference_profile", GN_JSON_OBJECT, false, true},
+	{"provenance", GN_JSON_OBJECT, false, false}, {"sha256", GN_JSON_STRING, false, false},
 	{"length", GN_JSON_INTEGER, false, false},
 };
 

@@ -13,13 +13,13 @@
 #include "model_meta.h"
 #include "tuf_image.h"
 
-#define VERSION_JSON                                                                                      \
-	"jsonb_build_object('model', v.model, 'version', v.version, 'format', v.format, 'filename', v.filename," \
-	" 'requirements', v.metadata->'requirements', 'inputs', v.metadata->'inputs', 'outputs',"              \
-	" v.metadata->'outputs', 'sample', v.sample_json::jsonb, 'reference_profile',"                       \
-	" v.profile_json::jsonb, 'provenance', v.metadata->'provenance', 'artifact',"                         \
+#define VERSION_JSON                                                                                               \
+	"jsonb_build_object('model', v.model, 'version', v.version, 'format', v.format, 'filename', v.filename,"   \
+	" 'requirements', v.metadata->'requirements', 'inputs', v.metadata->'inputs', 'outputs',"                  \
+	" v.metadata->'outputs', 'sample', v.sample_json::jsonb, 'reference_profile',"                             \
+	" v.profile_json::jsonb, 'provenance', v.metadata->'provenance', 'artifact',"                              \
 	" jsonb_build_object('sha256', v.sha256, 'length', v.length, 'url', '/v1/artifacts/sha256/' || v.sha256)," \
-	" 'target', 'models/' || v.model || '/' || v.version || '/' || v.filename, 'custom', v.custom,"        \
+	" 'target', 'models/' || v.model || '/' || v.version || '/' || v.filename, 'custom', v.custom,"            \
 	" 'published_by', v.published_by, 'published_at', gn_ts(v.published_at))"
 
 /* Most bytes a version's custom fields may take in the signed targets metadata. */
@@ -29,10 +29,10 @@
 #define SEMVER_DESC \
 	"v.major DESC, v.minor DESC, v.patch DESC, (v.prerelease IS NULL) DESC, v.prerelease_key COLLATE \"C\" DESC"
 
-static const db_stmt st_exists = {
-	"models_version_exists", "SELECT 1 FROM model_versions WHERE model = $1 AND version = $2", 2};
-static const db_stmt st_model_insert = {
-	"models_insert", "INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", 1};
+static const db_stmt st_exists = {"models_version_exists",
+				  "SELECT 1 FROM model_versions WHERE model = $1 AND version = $2", 2};
+static const db_stmt st_model_insert = {"models_insert",
+					"INSERT INTO models (name) VALUES ($1) ON CONFLICT (name) DO NOTHING", 1};
 static const db_stmt st_version_insert = {
 	"models_version_insert",
 	"INSERT INTO model_versions (model, version, major, minor, patch, prerelease, format, filename, sha256,"
@@ -45,13 +45,14 @@ static const db_stmt st_version_get = {
 	"SELECT " VERSION_JSON "::text FROM model_versions v WHERE v.model = $1 AND v.version ="
 	" coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
 	2};
-static const db_stmt st_digest_used = {
-	"models_digest_used", "SELECT 1 FROM model_versions WHERE sha256 = $1 LIMIT 1", 1};
+static const db_stmt st_digest_used = {"models_digest_used", "SELECT 1 FROM model_versions WHERE sha256 = $1 LIMIT 1",
+				       1};
 const db_stmt models_list_stmt = {
 	"models_list",
 	"SELECT jsonb_build_object('name', m.name, 'created_at', gn_ts(m.created_at),"
 	" 'versions', (SELECT count(*) FROM model_versions v WHERE v.model = m.name),"
-	" 'latest_version', (SELECT v.version FROM model_versions v WHERE v.model = m.name ORDER BY " SEMVER_DESC " LIMIT 1),"
+	" 'latest_version', (SELECT v.version FROM model_versions v WHERE v.model = m.name ORDER BY " SEMVER_DESC
+	" LIMIT 1),"
 	" 'aliases', (SELECT coalesce(jsonb_object_agg(a.alias, a.version), '{}') FROM model_aliases a WHERE a.model = m.name)"
 	")::text, m.name FROM models m WHERE ($1::text IS NULL OR m.name > $1) ORDER BY m.name LIMIT $2",
 	2};
@@ -74,22 +75,18 @@ static const db_stmt st_alias_set = {
 static const db_stmt st_alias_delete = {
 	"models_alias_delete", "DELETE FROM model_aliases WHERE model = $1 AND alias = $2 RETURNING version", 2};
 
-
-static const db_stmt st_sample = {
-	"models_sample",
-	"SELECT sample_json FROM model_versions WHERE model = $1 AND version ="
-	" coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
-	2};
-static const db_stmt st_profile = {
-	"models_profile",
-	"SELECT profile_json FROM model_versions WHERE model = $1 AND version ="
-	" coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
-	2};
-
+static const db_stmt st_sample = {"models_sample",
+				  "SELECT sample_json FROM model_versions WHERE model = $1 AND version ="
+				  " coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
+				  2};
+static const db_stmt st_profile = {"models_profile",
+				   "SELECT profile_json FROM model_versions WHERE model = $1 AND version ="
+				   " coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
+				   2};
 
 /* Builds the TUF target's custom fields: integers and strings only, so it has a canonical form. */
-static json_t *target_custom(const char *name, const struct model_meta *m, const json_t *meta,
-			     const char *sample_sha, const char *profile_sha)
+static json_t *target_custom(const char *name, const struct model_meta *m, const json_t *meta, const char *sample_sha,
+			     const char *profile_sha)
 {
 	json_t *c = json_pack("{s:s,s:s,s:s}", "model", name, "version", m->version, "format", m->format);
 	static const char *const keep[] = {"requirements", "inputs", "outputs"};
@@ -124,7 +121,6 @@ static void drop_if_unused(db_conn *c, const char *digest)
 		gn_log(GN_LOG_WARN, "event=artifact_drop_failed sha256=%s msg=\"%s\"", digest, err.msg);
 }
 
-
 /* Parses and checks the metadata part; every failure is the client's (GN_EINVAL). */
 static int parse_meta(json_t **out, struct model_meta *m, const char *meta, size_t len, int depth, gn_err *err)
 {
@@ -152,8 +148,8 @@ int models_upload_check(db_conn *c, const char *name, const char *meta, size_t l
 	if ((error = db_exec(&res, c, &st_exists, pv, err)))
 		return error;
 	if (PQntuples(res) > 0)
-		error = gn_err_set(err, GN_ECONFLICT, "%s version %s is already published; versions are immutable", name,
-				   m.version);
+		error = gn_err_set(err, GN_ECONFLICT, "%s version %s is already published; versions are immutable",
+				   name, m.version);
 	else if (m.stated_length >= 0 && m.stated_length > max_artifact_size)
 		error = gn_err_set(err, GN_ETOOBIG, "the stated length is over max-artifact-size");
 	PQclear(res);
@@ -214,7 +210,8 @@ static int check_stated(const struct model_meta *m, const char *digest, uint64_t
 		return gn_err_set(err, GN_EINVAL, "artifact SHA-256 is %s, the metadata states %s; nothing was stored",
 				  digest, m->stated_sha256);
 	if (m->stated_length >= 0 && (uint64_t)m->stated_length != length)
-		return gn_err_set(err, GN_EINVAL, "artifact is %llu bytes, the metadata states %lld; nothing was stored",
+		return gn_err_set(err, GN_EINVAL,
+				  "artifact is %llu bytes, the metadata states %lld; nothing was stored",
 				  (unsigned long long)length, (long long)m->stated_length);
 	return 0;
 }
@@ -234,9 +231,14 @@ static int record(char **out, bool *out_file, db_conn *c, const struct gd_actor 
 	snprintf(pat, sizeof(pat), "%lld", (long long)m->semver.patch);
 	snprintf(object, sizeof(object), "%s@%s", name, m->version);
 	const char *pm[] = {name};
-	const char *pv[] = {name,	    m->version, maj,	      min,	pat,	      m->semver.prerelease,
-			    m->format,	    m->filename, digest,       len,	rel->stored,  rel->custom,
-			    who->name,	    rel->sample, rel->profile, m->semver.prerelease_key};
+	const char *pv[] = {name,         m->version,
+			    maj,          min,
+			    pat,          m->semver.prerelease,
+			    m->format,    m->filename,
+			    digest,       len,
+			    rel->stored,  rel->custom,
+			    who->name,    rel->sample,
+			    rel->profile, m->semver.prerelease_key};
 	const char *pg[] = {name, m->version};
 	if ((error = db_tx_begin(c, err)))
 		return error;
@@ -244,8 +246,8 @@ static int record(char **out, bool *out_file, db_conn *c, const struct gd_actor 
 	    (error = db_lock_xact_text(c, DB_LOCK_NS_DIGEST, digest, err)) ||
 	    (error = db_exec(NULL, c, &st_version_insert, pv, err))) {
 		if (error == GN_ECONFLICT)
-			gn_err_set(err, GN_ECONFLICT, "%s version %s is already published; versions are immutable", name,
-				   m->version);
+			gn_err_set(err, GN_ECONFLICT, "%s version %s is already published; versions are immutable",
+				   name, m->version);
 		goto out;
 	}
 	/* The file goes into place before the row commits: no row ever points at a missing file. */
@@ -269,9 +271,8 @@ out:
 	return error;
 }
 
-int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf,
-		   const char *name, const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
-		   gn_err *err)
+int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
+		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up, gn_err *err)
 {
 	json_t *j = NULL;
 	struct model_meta m;

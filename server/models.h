@@ -21,9 +21,8 @@ int models_upload_check(db_conn *c, const char *name, const char *meta, size_t l
  * records the version, moves the file into place, re-signs the TUF targets and audits, all in one
  * transaction of its own; a file left unreferenced by a failure is removed. *out is the version's
  * JSON text (new). GN_EINVAL for bad metadata, GN_ECONFLICT for a version already published. */
-int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf,
-		   const char *name, const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
-		   gn_err *err) GN_WUR;
+int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
+		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up, gn_err *err) GN_WUR;
 
 /* Returns a model's JSON text (new); GN_ENOTFOUND. No transaction. */
 int models_get(char **out, db_conn *c, const char *name, gn_err *err) GN_WUR;

@@ -89,8 +89,7 @@ static int run(const pgcluster *pc, const char *prog, const char *const *args)
 		int nul = open("/dev/null", O_RDONLY);
 		if (nul >= 0)
 			dup2(nul, 0);
-		if (pc->drop_privileges &&
-		    (setgroups(0, NULL) != 0 || setgid(pc->gid) != 0 || setuid(pc->uid) != 0))
+		if (pc->drop_privileges && (setgroups(0, NULL) != 0 || setgid(pc->gid) != 0 || setuid(pc->uid) != 0))
 			_exit(126);
 		execv(path, (char *const *)argv);
 		_exit(127);
@@ -108,7 +107,8 @@ static int make_dir(const pgcluster *pc, const char *dir, mode_t mode, gn_err *e
 	if (mkdir(dir, mode) == 0) {
 		/* Only what we just created changes hands; lchown never follows a link. */
 		if (pc->drop_privileges && lchown(dir, pc->uid, pc->gid) < 0)
-			return gn_err_set(err, GN_ERROR, "cannot give %s to the PostgreSQL user: %s", dir, strerror(errno));
+			return gn_err_set(err, GN_ERROR, "cannot give %s to the PostgreSQL user: %s", dir,
+					  strerror(errno));
 		return 0;
 	}
 	if (errno != EEXIST)
@@ -141,8 +141,8 @@ out:
 	return error;
 }
 
-int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, const char *bindir,
-		    const char *user, gn_err *err)
+int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, const char *bindir, const char *user,
+		    gn_err *err)
 {
 	int error = 0;
 	char *opts = NULL, *ci_postgres = NULL;
@@ -157,18 +157,20 @@ int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, 
 		goto out;
 	}
 	if (strchr(data_dir, '\'') || strchr(data_dir, '"') || strchr(data_dir, '\\')) {
-		error = gn_err_set(err, GN_EINVAL, "data-dir must not contain quotes or backslashes for the private cluster");
+		error = gn_err_set(err, GN_EINVAL,
+				   "data-dir must not contain quotes or backslashes for the private cluster");
 		goto out;
 	}
 	if (geteuid() == 0) {
 		/* PostgreSQL refuses to run as root: run it as the configured unprivileged user. */
 		struct passwd *pw = getpwnam(user && *user ? user : "postgres");
 		if (!pw || pw->pw_uid == 0) {
-			error = gn_err_set(err, GN_EINVAL,
-					   "gangliond runs as root and PostgreSQL refuses to: user '%s' for the private "
-					   "cluster does not exist (install the postgresql package, which creates it, "
-					   "set pg-user, run gangliond as an unprivileged user, or give --database-url)",
-					   user && *user ? user : "postgres");
+			error = gn_err_set(
+				err, GN_EINVAL,
+				"gangliond runs as root and PostgreSQL refuses to: user '%s' for the private "
+				"cluster does not exist (install the postgresql package, which creates it, "
+				"set pg-user, run gangliond as an unprivileged user, or give --database-url)",
+				user && *user ? user : "postgres");
 			goto out;
 		}
 		pc->drop_privileges = true;
@@ -176,20 +178,24 @@ int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, 
 		pc->gid = pw->pw_gid;
 		/* The cluster's user must be able to reach DATA_DIR/pg; DATA_DIR itself stays unlistable. */
 		struct stat st;
-		if (stat(data_dir, &st) == 0 && !(st.st_mode & S_IXOTH) && chmod(data_dir, (st.st_mode & 07777) | 0711) == 0)
-			gn_log(GN_LOG_INFO, "event=pg_datadir_chmod dir=%s mode=0711 why=\"cluster user %s must traverse it\"",
+		if (stat(data_dir, &st) == 0 && !(st.st_mode & S_IXOTH) &&
+		    chmod(data_dir, (st.st_mode & 07777) | 0711) == 0)
+			gn_log(GN_LOG_INFO,
+			       "event=pg_datadir_chmod dir=%s mode=0711 why=\"cluster user %s must traverse it\"",
 			       data_dir, pw->pw_name);
 		/* Its parents are not ours to change: say which one blocks the way. */
 		char *walk = realpath(data_dir, NULL);
-		for (char *slash = walk ? strrchr(walk, '/') : NULL; slash && slash != walk; slash = strrchr(walk, '/')) {
+		for (char *slash = walk ? strrchr(walk, '/') : NULL; slash && slash != walk;
+		     slash = strrchr(walk, '/')) {
 			*slash = '\0';
 			if (stat(walk, &st) == 0 && !(st.st_mode & S_IXOTH) &&
 			    !(st.st_uid == pw->pw_uid && (st.st_mode & S_IXUSR)) &&
 			    !(st.st_gid == pw->pw_gid && (st.st_mode & S_IXGRP))) {
-				error = gn_err_set(err, GN_EINVAL,
-						   "PostgreSQL runs as '%s', which cannot enter %s (mode %04o) on the way to the "
-						   "data dir: `chmod o+x %s`, or choose a data-dir it can reach",
-						   pw->pw_name, walk, (unsigned)(st.st_mode & 07777), walk);
+				error = gn_err_set(
+					err, GN_EINVAL,
+					"PostgreSQL runs as '%s', which cannot enter %s (mode %04o) on the way to the "
+					"data dir: `chmod o+x %s`, or choose a data-dir it can reach",
+					pw->pw_name, walk, (unsigned)(st.st_mode & 07777), walk);
 				free(walk);
 				goto out;
 			}
@@ -216,7 +222,8 @@ int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, 
 	snprintf(versionfile, sizeof(versionfile), "%s/PG_VERSION", pc->datadir);
 	if (access(versionfile, F_OK) != 0) {
 		gn_log(GN_LOG_INFO, "event=pg_initdb dir=%s bindir=%s", pc->datadir, pc->bindir);
-		const char *args[] = {"-D", pc->datadir, "-U", "ganglion", "-A", "trust", "-E", "UTF8", "--locale=C", NULL};
+		const char *args[] = {"-D",    pc->datadir, "-U",   "ganglion",   "-A",
+				      "trust", "-E",        "UTF8", "--locale=C", NULL};
 		if (run(pc, "initdb", args) != 0) {
 			error = gn_err_set(err, GN_ERROR, "initdb failed; see %s", pc->logfile);
 			goto out;
@@ -226,12 +233,15 @@ int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, 
 	if (run(pc, "pg_ctl", st_args) == 0) {
 		gn_log(GN_LOG_INFO, "event=pg_already_running dir=%s", pc->datadir);
 	} else {
-		opts = gn_asprintf("-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0700 -c port=5432",
-				   pc->sockdir);
-		const char *args[] = {"-D", pc->datadir, "-l", pc->logfile, "-w", "-t", "60", "-o", opts, "start", NULL};
+		opts = gn_asprintf(
+			"-c listen_addresses='' -c unix_socket_directories='%s' -c unix_socket_permissions=0700 -c port=5432",
+			pc->sockdir);
+		const char *args[] = {"-D", pc->datadir, "-l", pc->logfile, "-w", "-t",
+				      "60", "-o",        opts, "start",     NULL};
 		gn_log(GN_LOG_INFO, "event=pg_start dir=%s", pc->datadir);
 		if (run(pc, "pg_ctl", args) != 0) {
-			error = gn_err_set(err, GN_ERROR, "the private PostgreSQL cluster did not start; see %s", pc->logfile);
+			error = gn_err_set(err, GN_ERROR, "the private PostgreSQL cluster did not start; see %s",
+					   pc->logfile);
 			goto out;
 		}
 	}

@@ -10,8 +10,8 @@ typedef struct pgcluster pgcluster;
 
 /* Initialises (if needed) and starts the cluster; *out_conninfo is a new libpq conninfo for the
  * "ganglion" database. bindir and user may be empty for the defaults. */
-int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, const char *bindir,
-		    const char *user, gn_err *err) GN_WUR;
+int pgcluster_start(pgcluster **out, char **out_conninfo, const char *data_dir, const char *bindir, const char *user,
+		    gn_err *err) GN_WUR;
 /* Stops the cluster (fast shutdown) and frees it; NULL is fine. */
 void pgcluster_stop(pgcluster *pc);
 

@@ -9,7 +9,7 @@
 #include "auth.h"
 #include "common.h"
 
-#define TOKEN_JSON                                                                                   \
+#define TOKEN_JSON \
 	"jsonb_build_object('id', id, 'name', name, 'scopes', to_jsonb(scopes), 'created_at',           \
 	 gn_ts(created_at), 'expires_at', gn_ts(expires_at), 'revoked_at', gn_ts(revoked_at),           \
 	 'last_used_at', gn_ts(last_used_at))"
@@ -21,14 +21,13 @@ static const db_stmt st_create = {
 	"  CASE WHEN $5::bigint IS NULL THEN NULL ELSE now() + make_interval(secs => $5::bigint) END)"
 	" RETURNING " TOKEN_JSON "::text, id",
 	5};
-const db_stmt tokens_list_stmt = {
-	"tokens_list",
-	"SELECT " TOKEN_JSON "::text, id FROM api_tokens WHERE ($1::uuid IS NULL OR id > $1::uuid)"
-	" ORDER BY id LIMIT $2",
-	2};
+const db_stmt tokens_list_stmt = {"tokens_list",
+				  "SELECT " TOKEN_JSON
+				  "::text, id FROM api_tokens WHERE ($1::uuid IS NULL OR id > $1::uuid)"
+				  " ORDER BY id LIMIT $2",
+				  2};
 static const db_stmt st_revoke = {
-	"tokens_revoke",
-	"UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
+	"tokens_revoke", "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
 	1};
 
 const gn_json_field tokens_create_fields[] = {
@@ -46,8 +45,7 @@ static int scopes_join(gn_buf *out, const json_t *arr, gn_err *err)
 	unsigned seen = 0;
 	if (json_array_size(arr) == 0)
 		return gn_err_set(err, GN_EINVAL, "scopes must list at least one of admin, operator, ci, read");
-	json_array_foreach((json_t *)arr, i, v)
-	{
+	json_array_foreach((json_t *)arr, i, v) {
 		unsigned bit;
 		if (!json_is_string(v) || auth_scope_parse(&bit, json_string_value(v)))
 			return gn_err_set(err, GN_EINVAL, "scopes must be among admin, operator, ci, read");

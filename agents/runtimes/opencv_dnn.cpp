@@ -68,7 +68,7 @@ int fail_current(char *err, size_t errlen, const char *what, int cv_code)
 	} catch (const cv::Exception &e) {
 		if (e.code == cv::Error::StsNoMem)
 			return fail(err, errlen, GANGLION_RT_ENOMEM, "%s: out of memory: %s", what,
-			            cv_message(e).c_str());
+				    cv_message(e).c_str());
 		return fail(err, errlen, cv_code, "%s: %s", what, cv_message(e).c_str());
 	} catch (const std::bad_alloc &) {
 		return fail(err, errlen, GANGLION_RT_ENOMEM, "%s: out of memory", what);
@@ -250,7 +250,7 @@ bool read_value_info(pb_reader r, onnx_tensor *t, std::string *why)
 
 // Fills inputs and outputs from an ONNX file's bytes; false with a reason if it is not ONNX.
 bool read_onnx_interface(const std::vector<char> &buf, std::vector<onnx_tensor> *inputs,
-                         std::vector<onnx_tensor> *outputs, std::string *why)
+			 std::vector<onnx_tensor> *outputs, std::string *why)
 {
 	pb_reader model(buf.data(), buf.size());
 	pb_reader graph(nullptr, 0);
@@ -280,8 +280,8 @@ bool read_onnx_interface(const std::vector<char> &buf, std::vector<onnx_tensor> 
 			onnx_tensor t;
 			std::string reason;
 			if (!read_value_info(graph.sub(), &t, &reason) || t.name.empty()) {
-				*why = std::string("declares a graph ") + (f == 11 ? "input" : "output") +
-				       " '" + t.name + "' that " + (reason.empty() ? "has no name" : reason);
+				*why = std::string("declares a graph ") + (f == 11 ? "input" : "output") + " '" +
+				       t.name + "' that " + (reason.empty() ? "has no name" : reason);
 				return false;
 			}
 			(f == 11 ? ins : outs).push_back(t);
@@ -384,31 +384,28 @@ int parse_options(options *o, const char *const *kvs, char *err, size_t errlen)
 		std::string kv(kvs[i]);
 		size_t eq = kv.find('=');
 		if (eq == std::string::npos)
-			return fail(err, errlen, GANGLION_RT_EINVAL, "option '%.64s' is not key=value",
-			            kv.c_str());
+			return fail(err, errlen, GANGLION_RT_EINVAL, "option '%.64s' is not key=value", kv.c_str());
 		std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
 		if (k == "threads") {
 			char *endp;
 			long n = strtol(v.c_str(), &endp, 10);
 			if (v.empty() || *endp || n < 0 || n > 1024)
 				return fail(err, errlen, GANGLION_RT_EINVAL,
-				            "option threads=%.64s: need 0 (OpenCV's default) to 1024",
-				            v.c_str());
+					    "option threads=%.64s: need 0 (OpenCV's default) to 1024", v.c_str());
 			o->threads = (int)n;
 		} else if (k == "opencl") {
 			if (v != "on" && v != "off")
-				return fail(err, errlen, GANGLION_RT_EINVAL,
-				            "option opencl=%.64s: need on or off", v.c_str());
+				return fail(err, errlen, GANGLION_RT_EINVAL, "option opencl=%.64s: need on or off",
+					    v.c_str());
 			o->opencl = v == "on";
 		} else if (k == "log-level") {
 			if (v != "silent" && v != "error" && v != "warning" && v != "info")
 				return fail(err, errlen, GANGLION_RT_EINVAL,
-				            "option log-level=%.64s: need silent, error, warning or info",
-				            v.c_str());
+					    "option log-level=%.64s: need silent, error, warning or info", v.c_str());
 			o->log_level = v;
 		} else {
 			return fail(err, errlen, GANGLION_RT_EINVAL,
-			            "unknown option '%.64s' (known: threads, opencl, log-level)", k.c_str());
+				    "unknown option '%.64s' (known: threads, opencl, log-level)", k.c_str());
 		}
 	}
 	return GANGLION_RT_OK;
@@ -421,9 +418,9 @@ void do_init(const options &o)
 		if (!o.log_level.empty()) {
 			using namespace cv::utils::logging;
 			setLogLevel(o.log_level == "silent"    ? LOG_LEVEL_SILENT
-			            : o.log_level == "error"   ? LOG_LEVEL_ERROR
-			            : o.log_level == "warning" ? LOG_LEVEL_WARNING
-			                                       : LOG_LEVEL_INFO);
+				    : o.log_level == "error"   ? LOG_LEVEL_ERROR
+				    : o.log_level == "warning" ? LOG_LEVEL_WARNING
+							       : LOG_LEVEL_INFO);
 		}
 		// opencl=off: never touch OpenCL (no ICD loading, ~60 MB less RSS); cpu nets do not use it
 		opencl_enabled = o.opencl;
@@ -503,8 +500,7 @@ std::string opencl_fallback_reason(ganglion_rt_model *m)
 		return "no OpenCL runtime or platform (is an ICD such as pocl-opencl-icd installed?)";
 	if (!cv::ocl::useOpenCL() || !cv::ocl::Device::getDefault().available())
 		return "OpenCV found no usable OpenCL device (OPENCV_OPENCL_DEVICE='" +
-		       std::string(getenv("OPENCV_OPENCL_DEVICE") ? getenv("OPENCV_OPENCL_DEVICE") : "") +
-		       "')";
+		       std::string(getenv("OPENCV_OPENCL_DEVICE") ? getenv("OPENCV_OPENCL_DEVICE") : "") + "')";
 	std::vector<cv::String> layers = m->net.getLayerNames();
 	for (const cv::String &name : layers) {
 		cv::Ptr<cv::dnn::Layer> l = m->net.getLayer(m->net.getLayerId(name));
@@ -561,8 +557,8 @@ int read_file(std::vector<char> *out, const char *path, char *err, size_t errlen
 {
 	FILE *f = fopen(path, "rb");
 	if (!f)
-		return fail(err, errlen, errno == ENOENT ? GANGLION_RT_ENOTFOUND : GANGLION_RT_ERROR,
-		            "%s: %s", path, strerror(errno));
+		return fail(err, errlen, errno == ENOENT ? GANGLION_RT_ENOTFOUND : GANGLION_RT_ERROR, "%s: %s", path,
+			    strerror(errno));
 	struct stat st;
 	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
 		fclose(f);
@@ -584,7 +580,7 @@ int load_model(ganglion_rt_model **out, const char *path, const char *target, ch
 	bool want_opencl = strcmp(target, "opencl") == 0;
 	if (!want_opencl && strcmp(target, "cpu") != 0)
 		return fail(err, errlen, GANGLION_RT_EUNSUPPORTED,
-		            "target '%.32s' is not supported (opencv-dnn runs cpu and opencl)", target);
+			    "target '%.32s' is not supported (opencv-dnn runs cpu and opencl)", target);
 	std::vector<char> buf;
 	int rc = read_file(&buf, path, err, errlen);
 	if (rc)
@@ -596,11 +592,11 @@ int load_model(ganglion_rt_model **out, const char *path, const char *target, ch
 	for (const onnx_tensor &t : m->in) {
 		if (t.dtype != GANGLION_RT_FLOAT32)
 			return fail(err, errlen, GANGLION_RT_EUNSUPPORTED,
-			            "%s: input '%s' is %s; this runtime takes float32 inputs only", path,
-			            t.name.c_str(), dtype_name(t.dtype));
+				    "%s: input '%s' is %s; this runtime takes float32 inputs only", path,
+				    t.name.c_str(), dtype_name(t.dtype));
 		if (t.ndim < 1)
-			return fail(err, errlen, GANGLION_RT_EUNSUPPORTED, "%s: input '%s' declares no shape",
-			            path, t.name.c_str());
+			return fail(err, errlen, GANGLION_RT_EUNSUPPORTED, "%s: input '%s' declares no shape", path,
+				    t.name.c_str());
 	}
 	try {
 		m->net = cv::dnn::readNetFromONNX(buf.data(), buf.size());
@@ -654,8 +650,7 @@ int64_t match_shape(const onnx_tensor &t, int ndim, const int64_t *shape)
 		return -1;
 	int64_t n = 1;
 	for (int i = 0; i < ndim; i++) {
-		if (shape[i] < 1 || shape[i] > INT_MAX ||
-		    (t.ndim >= 0 && t.shape[i] > 0 && t.shape[i] != shape[i]))
+		if (shape[i] < 1 || shape[i] > INT_MAX || (t.ndim >= 0 && t.shape[i] > 0 && t.shape[i] != shape[i]))
 			return -1;
 		if (n > INT64_MAX / shape[i])
 			return -1;
@@ -664,15 +659,15 @@ int64_t match_shape(const onnx_tensor &t, int ndim, const int64_t *shape)
 	return n;
 }
 
-int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_inputs,
-                ganglion_rt_output *outputs, size_t n_outputs, char *err, size_t errlen)
+int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_inputs, ganglion_rt_output *outputs,
+		size_t n_outputs, char *err, size_t errlen)
 {
 	if (n_inputs != m->in.size())
 		return fail(err, errlen, GANGLION_RT_EINVAL, "got %zu inputs, the model has %zu", n_inputs,
-		            m->in.size());
+			    m->in.size());
 	if (n_outputs < 1 || n_outputs > m->out.size())
-		return fail(err, errlen, GANGLION_RT_EINVAL, "asked for %zu outputs, the model has %zu",
-		            n_outputs, m->out.size());
+		return fail(err, errlen, GANGLION_RT_EINVAL, "asked for %zu outputs, the model has %zu", n_outputs,
+			    m->out.size());
 	// Check everything before taking the lock; blobs only wrap the caller's memory (no copy:
 	// setInput copies it into the net).
 	std::vector<cv::Mat> blobs(m->in.size());
@@ -684,16 +679,15 @@ int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_
 			k++;
 		if (k == m->in.size() || seen[k])
 			return fail(err, errlen, GANGLION_RT_EINVAL, "input '%.64s' is %s",
-			            in.name ? in.name : "(null)",
-			            k == m->in.size() ? "not an input of the model" : "given twice");
+				    in.name ? in.name : "(null)",
+				    k == m->in.size() ? "not an input of the model" : "given twice");
 		seen[k] = true;
 		if (match_shape(m->in[k], in.ndim, in.shape) < 0)
-			return fail(
-			    err, errlen, GANGLION_RT_EINVAL, "input '%s' has shape %s, the model needs %s",
-			    in.name,
-			    shape_str(in.ndim >= 0 && in.ndim <= GANGLION_RT_MAX_DIMS ? in.ndim : 0, in.shape)
-			        .c_str(),
-			    shape_str(m->in[k].ndim, m->in[k].shape).c_str());
+			return fail(err, errlen, GANGLION_RT_EINVAL, "input '%s' has shape %s, the model needs %s",
+				    in.name,
+				    shape_str(in.ndim >= 0 && in.ndim <= GANGLION_RT_MAX_DIMS ? in.ndim : 0, in.shape)
+					    .c_str(),
+				    shape_str(m->in[k].ndim, m->in[k].shape).c_str());
 		if (!in.data)
 			return fail(err, errlen, GANGLION_RT_EINVAL, "input '%s' has no data", in.name);
 		int dims[GANGLION_RT_MAX_DIMS];
@@ -708,13 +702,12 @@ int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_
 		while (k < m->out.size() && (!outputs[i].name || m->out[k].name != outputs[i].name))
 			k++;
 		if (k == m->out.size())
-			return fail(err, errlen, GANGLION_RT_EINVAL,
-			            "output '%.64s' is not an output of the model",
-			            outputs[i].name ? outputs[i].name : "(null)");
+			return fail(err, errlen, GANGLION_RT_EINVAL, "output '%.64s' is not an output of the model",
+				    outputs[i].name ? outputs[i].name : "(null)");
 		for (size_t j : out_idx)
 			if (j == k)
 				return fail(err, errlen, GANGLION_RT_EINVAL, "output '%s' is asked for twice",
-				            outputs[i].name);
+					    outputs[i].name);
 		out_idx.push_back(k);
 		names.push_back(m->out[k].name);
 	}
@@ -732,8 +725,8 @@ int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_
 	std::vector<cv::Mat> res;
 	m->net.forward(res, names);
 	if (res.size() != n_outputs)
-		return fail(err, errlen, GANGLION_RT_ERROR, "OpenCV returned %zu outputs for %zu names",
-		            res.size(), n_outputs);
+		return fail(err, errlen, GANGLION_RT_ERROR, "OpenCV returned %zu outputs for %zu names", res.size(),
+			    n_outputs);
 	// The results alias the net's buffers: copy out before the lock goes.
 	int rc = GANGLION_RT_OK;
 	for (size_t i = 0; i < n_outputs; i++) {
@@ -758,13 +751,12 @@ int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_
 			for (int d = 0; d < r.dims; d++)
 				o.shape[d] = r.size[d];
 		} else {
-			return fail(err, errlen, GANGLION_RT_ERROR, "output '%s' has %d dimensions", o.name,
-			            r.dims);
+			return fail(err, errlen, GANGLION_RT_ERROR, "output '%s' has %d dimensions", o.name, r.dims);
 		}
 		if ((uint64_t)total > o.capacity) {
 			rc = fail(err, errlen, GANGLION_RT_ESPACE,
-			          "output '%s' needs %lld floats, the buffer holds %zu", o.name,
-			          (long long)total, o.capacity);
+				  "output '%s' needs %lld floats, the buffer holds %zu", o.name, (long long)total,
+				  o.capacity);
 			continue;
 		}
 		if (!o.data)
@@ -828,8 +820,8 @@ int rt_capabilities(ganglion_rt_caps *out, char *err, size_t errlen)
 		ganglion_rt_target_caps *c = &out->targets[out->n_targets++];
 		snprintf(c->name, sizeof(c->name), "cpu");
 		std::string model = cpu_model();
-		snprintf(c->device, sizeof(c->device), "%s%s%d threads", model.c_str(),
-		         model.empty() ? "" : ", ", cv::getNumberOfCPUs());
+		snprintf(c->device, sizeof(c->device), "%s%s%d threads", model.c_str(), model.empty() ? "" : ", ",
+			 cv::getNumberOfCPUs());
 		long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
 		c->mem_total_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
 		c->mem_available_bytes = meminfo_available();
@@ -872,8 +864,8 @@ const ganglion_rt_model_info *rt_describe(const ganglion_rt_model *model)
 	return model ? &model->info : nullptr;
 }
 
-int rt_infer(ganglion_rt_model *model, const ganglion_rt_input *inputs, size_t n_inputs,
-             ganglion_rt_output *outputs, size_t n_outputs, char *err, size_t errlen)
+int rt_infer(ganglion_rt_model *model, const ganglion_rt_input *inputs, size_t n_inputs, ganglion_rt_output *outputs,
+	     size_t n_outputs, char *err, size_t errlen)
 {
 	if (!model || (n_inputs && !inputs) || (n_outputs && !outputs))
 		return fail(err, errlen, GANGLION_RT_EINVAL, "infer: model, inputs and outputs are required");
@@ -896,17 +888,17 @@ void rt_free_model(ganglion_rt_model *model)
 const char *const formats[] = {"onnx", nullptr};
 
 const ganglion_runtime table = {
-    GANGLION_RUNTIME_ABI_VERSION,
-    sizeof(ganglion_runtime),
-    "opencv-dnn",
-    PLUGIN_VERSION " (OpenCV " CV_VERSION ")",
-    formats,
-    rt_init,
-    rt_capabilities,
-    rt_load,
-    rt_describe,
-    rt_infer,
-    rt_free_model,
+	GANGLION_RUNTIME_ABI_VERSION,
+	sizeof(ganglion_runtime),
+	"opencv-dnn",
+	PLUGIN_VERSION " (OpenCV " CV_VERSION ")",
+	formats,
+	rt_init,
+	rt_capabilities,
+	rt_load,
+	rt_describe,
+	rt_infer,
+	rt_free_model,
 };
 
 } // namespace

@@ -55,9 +55,9 @@ enum {
 	GANGLION_RT_EINVAL = -2,        /* bad argument: NULL, unknown tensor name, wrong shape, bad option */
 	GANGLION_RT_ENOTFOUND = -3,     /* the model file does not exist or cannot be opened */
 	GANGLION_RT_EUNSUPPORTED = -10, /* target, format or dtype this plugin does not handle */
-	GANGLION_RT_EMODEL = -11, /* the file is not a model this runtime can load (corrupt, unknown op) */
-	GANGLION_RT_ESPACE = -12, /* an output buffer is too small; its shape says what is needed */
-	GANGLION_RT_ENOMEM = -13, /* out of host or device memory */
+	GANGLION_RT_EMODEL = -11,       /* the file is not a model this runtime can load (corrupt, unknown op) */
+	GANGLION_RT_ESPACE = -12,       /* an output buffer is too small; its shape says what is needed */
+	GANGLION_RT_ENOMEM = -13,       /* out of host or device memory */
 };
 
 /* Most dimensions of a tensor; more is GANGLION_RT_EUNSUPPORTED at load time. */
@@ -81,9 +81,9 @@ typedef struct ganglion_rt_model ganglion_rt_model;
 
 /* One target the plugin can run on, as found on this machine when capabilities() was called. */
 typedef struct ganglion_rt_target_caps {
-	char name[16];            /* "cpu", "opencl", "cuda", ...: what load() accepts as target */
-	char device[128];         /* human-readable device name ("pthread-skylake-avx512"), "" if unknown */
-	uint64_t mem_total_bytes; /* memory of that device; 0 if unknown */
+	char name[16];                /* "cpu", "opencl", "cuda", ...: what load() accepts as target */
+	char device[128];             /* human-readable device name ("pthread-skylake-avx512"), "" if unknown */
+	uint64_t mem_total_bytes;     /* memory of that device; 0 if unknown */
 	uint64_t mem_available_bytes; /* free now; 0 if unknown */
 } ganglion_rt_target_caps;
 
@@ -178,7 +178,7 @@ typedef struct ganglion_runtime {
 	 * plugin whose backend is not re-entrant serializes internally (a lock per model). A failed
 	 * infer() leaves the model usable. */
 	int (*infer)(ganglion_rt_model *model, const ganglion_rt_input *inputs, size_t n_inputs,
-	             ganglion_rt_output *outputs, size_t n_outputs, char *err, size_t errlen);
+		     ganglion_rt_output *outputs, size_t n_outputs, char *err, size_t errlen);
 
 	/* Releases a model (NULL is fine). The caller guarantees that no other call on this model is
 	 * in flight or will follow (the agent frees a model when its last reference goes). */

@@ -234,7 +234,7 @@ static void *worker_run(void *arg)
 		if (rc || max_diff(w->s, y) > w->s->tolerance) {
 			if (!w->errors++)
 				snprintf(w->first_err, sizeof(w->first_err), "rc %d %s diff %g", rc, err,
-				         max_diff(w->s, y));
+					 max_diff(w->s, y));
 		}
 	}
 	return NULL;
@@ -251,8 +251,8 @@ static void run_concurrently(ganglion_rt_model *m, const struct sample *s, int t
 	}
 	for (int i = 0; i < threads; i++)
 		pthread_join(tid[i], NULL);
-	printf("# timing %s: %d threads x %d infers in %.0f ms\n", rt->describe(m)->target, threads,
-	       iterations, now_ms() - t0);
+	printf("# timing %s: %d threads x %d infers in %.0f ms\n", rt->describe(m)->target, threads, iterations,
+	       now_ms() - t0);
 	for (int i = 0; i < threads; i++)
 		if (w[i].errors)
 			fail_msg("thread %d: %d errors, first: %s", i, w[i].errors, w[i].first_err);
@@ -292,16 +292,14 @@ static void test_opencl_target_is_real(void **state)
 		}
 		double d = run_sample(m, &s);
 		if (d > s.tolerance)
-			fail_msg("%s on %s: off by %g (tolerance %g)", names[k], info->target, d,
-			         s.tolerance);
+			fail_msg("%s on %s: off by %g (tolerance %g)", names[k], info->target, d, s.tolerance);
 		double t2 = now_ms();
 		for (int i = 0; i < 100; i++)
 			run_sample(m, &s);
-		printf("# timing %s %s: load %.1f ms (with warm-up: first OpenCL inference), infer %.3f ms\n",
-		       names[k], info->target, t1 - t0, (now_ms() - t2) / 100);
+		printf("# timing %s %s: load %.1f ms (with warm-up: first OpenCL inference), infer %.3f ms\n", names[k],
+		       info->target, t1 - t0, (now_ms() - t2) / 100);
 		if (k == 0)
-			run_concurrently(m, &s, 4,
-			                 50); /* other threads: own OpenCL queues, per-thread state */
+			run_concurrently(m, &s, 4, 50); /* other threads: own OpenCL queues, per-thread state */
 		rt->free_model(m);
 	}
 }
@@ -359,8 +357,8 @@ static int fallback_child(const char *target)
 	ganglion_rt_output out = {.name = "y", .data = y, .capacity = 64};
 	int rc = rt->infer(m, &in, 1, &out, 1, err, sizeof(err));
 	printf("# child: runs on %s: %s\n", info->target, info->target_detail);
-	int honest = strcmp(info->target, "cpu") == 0 ? strlen(info->target_detail) > 10
-	                                              : info->target_detail[0] == '\0';
+	int honest =
+		strcmp(info->target, "cpu") == 0 ? strlen(info->target_detail) > 10 : info->target_detail[0] == '\0';
 	int ok = strcmp(info->target, target) == 0 && honest && rc == 0 && max_diff(&s, y) <= s.tolerance;
 	rt->free_model(m);
 	return ok ? 0 : 1;
@@ -511,8 +509,7 @@ static int open_plugin(const char *so)
 	/* a bad option is refused without using up init */
 	const char *bad[] = {"threads=lots", NULL}, *unknown[] = {"thread=1", NULL};
 	if (rt->init(bad, err, sizeof(err)) != GANGLION_RT_EINVAL || !strstr(err, "threads=lots") ||
-	    rt->init(unknown, err, sizeof(err)) != GANGLION_RT_EINVAL ||
-	    !strstr(err, "unknown option 'thread'")) {
+	    rt->init(unknown, err, sizeof(err)) != GANGLION_RT_EINVAL || !strstr(err, "unknown option 'thread'")) {
 		fprintf(stderr, "init accepted a bad option (%s)\n", err);
 		return -1;
 	}
@@ -551,16 +548,16 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_abi),
-	    cmocka_unit_test(test_capabilities),
-	    cmocka_unit_test(test_cpu_matches_reference),
-	    cmocka_unit_test(test_bad_model_fails_self_test),
-	    cmocka_unit_test(test_concurrent_infer_cpu),
-	    cmocka_unit_test(test_opencl_target_is_real),
-	    cmocka_unit_test(test_opencl_fallback_reported),
-	    cmocka_unit_test(test_bad_files_rejected),
-	    cmocka_unit_test(test_bad_calls_rejected),
-	    cmocka_unit_test(test_two_versions_side_by_side),
+		cmocka_unit_test(test_abi),
+		cmocka_unit_test(test_capabilities),
+		cmocka_unit_test(test_cpu_matches_reference),
+		cmocka_unit_test(test_bad_model_fails_self_test),
+		cmocka_unit_test(test_concurrent_infer_cpu),
+		cmocka_unit_test(test_opencl_target_is_real),
+		cmocka_unit_test(test_opencl_fallback_reported),
+		cmocka_unit_test(test_bad_files_rejected),
+		cmocka_unit_test(test_bad_calls_rejected),
+		cmocka_unit_test(test_two_versions_side_by_side),
 	};
 	int failed = cmocka_run_group_tests(tests, NULL, NULL);
 	char cmd[1300];

@@ -62,11 +62,21 @@ static void test_values(void **state)
 		int rc;
 		int64_t want;
 	} cases[] = {
-		{"port", "80", 0, 80},           {"port", "0", GN_EINVAL, 0},      {"port", "65536", GN_EINVAL, 0},
-		{"port", "8o", GN_EINVAL, 0},    {"port", "", GN_EINVAL, 0},       {"port", " 80", GN_EINVAL, 0},
-		{"max-size", "512K", 0, 524288}, {"max-size", "2MiB", 0, 2097152}, {"max-size", "1G", 0, 1073741824},
-		{"max-size", "1X", GN_EINVAL, 0}, {"timeout", "5m", 0, 300},        {"timeout", "2h", 0, 7200},
-		{"timeout", "7d", 0, 604800},    {"timeout", "10", 0, 10},         {"timeout", "10 s", GN_EINVAL, 0},
+		{"port", "80", 0, 80},
+		{"port", "0", GN_EINVAL, 0},
+		{"port", "65536", GN_EINVAL, 0},
+		{"port", "8o", GN_EINVAL, 0},
+		{"port", "", GN_EINVAL, 0},
+		{"port", " 80", GN_EINVAL, 0},
+		{"max-size", "512K", 0, 524288},
+		{"max-size", "2MiB", 0, 2097152},
+		{"max-size", "1G", 0, 1073741824},
+		{"max-size", "1X", GN_EINVAL, 0},
+		{"timeout", "5m", 0, 300},
+		{"timeout", "2h", 0, 7200},
+		{"timeout", "7d", 0, 604800},
+		{"timeout", "10", 0, 10},
+		{"timeout", "10 s", GN_EINVAL, 0},
 		{"max-size", "99999999999999999999", GN_EINVAL, 0},
 	};
 	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
@@ -77,7 +87,9 @@ static void test_values(void **state)
 		if (rc != cases[i].rc)
 			fail_msg("%s=%s: rc %d, want %d", cases[i].key, cases[i].value, rc, cases[i].rc);
 		if (rc == 0) {
-			int64_t got = strcmp(cases[i].key, "port") == 0 ? c.port : strcmp(cases[i].key, "timeout") == 0 ? c.timeout : c.size;
+			int64_t got = strcmp(cases[i].key, "port") == 0      ? c.port
+				      : strcmp(cases[i].key, "timeout") == 0 ? c.timeout
+									     : c.size;
 			assert_int_equal(got, cases[i].want);
 		} else {
 			assert_non_null(strstr(err.msg, cases[i].key));
@@ -158,9 +170,9 @@ static void test_env_and_args_precedence(void **state)
 	char *argv[] = {cfgarg, "--port", "3000", "serve", "extra"};
 	char *envp[] = {"TESTPROG_PORT=2000", "TESTPROG_NAME=fromenv", "OTHER=1", NULL};
 	assert_int_equal(gn_conf_load_all(&first, &help, &table, &c, 5, argv, envp, &err), 0);
-	assert_int_equal(c.port, 3000);           /* flag beats env beats file */
+	assert_int_equal(c.port, 3000);         /* flag beats env beats file */
 	assert_string_equal(c.name, "fromenv"); /* env beats file */
-	assert_true(c.verbose);                   /* file beats default */
+	assert_true(c.verbose);                 /* file beats default */
 	assert_int_equal(first, 3);
 	assert_false(help);
 	gn_conf_cleanup(&table, &c);

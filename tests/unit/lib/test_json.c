@@ -104,7 +104,8 @@ static void test_canonical(void **state)
 		{"{}", "{}"},
 		{"{\"b\":1,\"a\":[true,false,null],\"c\":{\"z\":\"\",\"y\":-5}}",
 		 "{\"a\":[true,false,null],\"b\":1,\"c\":{\"y\":-5,\"z\":\"\"}}"},
-		{"{\"k\":\"quote \\\" backslash \\\\ slash / tab \\t\"}", "{\"k\":\"quote \\\" backslash \\\\ slash / tab \t\"}"},
+		{"{\"k\":\"quote \\\" backslash \\\\ slash / tab \\t\"}",
+		 "{\"k\":\"quote \\\" backslash \\\\ slash / tab \t\"}"},
 		{"{\"\u00e9\":1,\"z\":2,\"Z\":3,\"a\":4}", "{\"Z\":3,\"a\":4,\"z\":2,\"\xc3\xa9\":1}"},
 		{"[9007199254740993, 0, -1]", "[9007199254740993,0,-1]"},
 	};

@@ -45,15 +45,22 @@ static void test_valid(void **state)
 	      (struct expect[]){{GN_SEL_HAS, "gpu", NULL}, {GN_SEL_NOTHAS, "npu", NULL}, {GN_SEL_EQ, "zone", "a"}});
 	check("site=", 1, (struct expect[]){{GN_SEL_EQ, "site", ""}});
 	/* Values are data: SQL-looking text is just text. */
-	check("name='; DROP TABLE devices; --", 1,
-	      (struct expect[]){{GN_SEL_EQ, "name", "'; DROP TABLE devices; --"}});
+	check("name='; DROP TABLE devices; --", 1, (struct expect[]){{GN_SEL_EQ, "name", "'; DROP TABLE devices; --"}});
 	check("city.gov/zone=a", 1, (struct expect[]){{GN_SEL_EQ, "city.gov/zone", "a"}});
 }
 
 static void test_invalid(void **state)
 {
 	static const char *bad[] = {
-		",", "a,", ",a", "a,,b", "=x", "!=x", "!", "a b=c", "a=b\x01",
+		",",
+		"a,",
+		",a",
+		"a,,b",
+		"=x",
+		"!=x",
+		"!",
+		"a b=c",
+		"a=b\x01",
 		"0123456789012345678901234567890123456789012345678901234567890123=x",
 		"a=1,a=2,a=3,a=4,a=5,a=6,a=7,a=8,a=9,a=10,a=11,a=12,a=13,a=14,a=15,a=16,a=17,a=18,a=19,a=20,"
 		"a=21,a=22,a=23,a=24,a=25,a=26,a=27,a=28,a=29,a=30,a=31,a=32,a=33",

@@ -214,8 +214,8 @@ static void test_snapshot_consistency(void **state)
 	char sum[65];
 	const char *bytes = "{\"signed\":{}}";
 	gn_sha256_hex(sum, bytes, strlen(bytes));
-	json_t *ts = json_pack("{s:{s:{s:{s:i,s:i,s:{s:s}}}}}", "signed", "meta", "snapshot.json", "version", 4, "length",
-			       (int)strlen(bytes), "hashes", "sha256", sum);
+	json_t *ts = json_pack("{s:{s:{s:{s:i,s:i,s:{s:s}}}}}", "signed", "meta", "snapshot.json", "version", 4,
+			       "length", (int)strlen(bytes), "hashes", "sha256", sum);
 	json_t *sn = json_pack("{s:{s:i,s:{s:{s:i}}}}", "signed", "version", 4, "meta", "targets.json", "version", 7);
 	json_t *tg7 = json_pack("{s:{s:i}}", "signed", "version", 7);
 	json_t *tg6 = json_pack("{s:{s:i}}", "signed", "version", 6);
@@ -251,12 +251,9 @@ static void test_parse_limits_and_clock(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_root_chain),
-		cmocka_unit_test(test_threshold_counts_each_key_once),
-		cmocka_unit_test(test_targets_refusals),
-		cmocka_unit_test(test_director_must_match_image),
-		cmocka_unit_test(test_snapshot_consistency),
-		cmocka_unit_test(test_parse_limits_and_clock),
+		cmocka_unit_test(test_root_chain),           cmocka_unit_test(test_threshold_counts_each_key_once),
+		cmocka_unit_test(test_targets_refusals),     cmocka_unit_test(test_director_must_match_image),
+		cmocka_unit_test(test_snapshot_consistency), cmocka_unit_test(test_parse_limits_and_clock),
 	};
 	return cmocka_run_group_tests_name("tufclient", tests, setup, teardown);
 }

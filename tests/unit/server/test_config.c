@@ -72,7 +72,8 @@ static void test_listen(void **state)
 	assert_int_equal(config_parse_listen(&ss, "[::1]:80", &err), 0);
 	assert_int_equal(ss.ss_family, AF_INET6);
 	assert_int_equal(config_parse_listen(&ss, "0.0.0.0:0", &err), 0);
-	static const char *bad[] = {"7700", ":7700", "127.0.0.1:", "127.0.0.1:70000", "host.example:80", "[::1:80", "1.2.3:4"};
+	static const char *bad[] = {"7700",    ":7700",  "127.0.0.1:", "127.0.0.1:70000", "host.example:80",
+				    "[::1:80", "1.2.3:4"};
 	for (size_t i = 0; i < GN_ARRAY_LEN(bad); i++)
 		if (config_parse_listen(&ss, bad[i], &err) != GN_EINVAL)
 			fail_msg("'%s' should be refused", bad[i]);

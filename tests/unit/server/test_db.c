@@ -173,10 +173,8 @@ static void test_advisory_locks_exclude(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nested_begin_refused),
-		cmocka_unit_test(test_commit_and_rollback),
-		cmocka_unit_test(test_failed_commit_ends_transaction),
-		cmocka_unit_test(test_release_rolls_back),
+		cmocka_unit_test(test_nested_begin_refused),           cmocka_unit_test(test_commit_and_rollback),
+		cmocka_unit_test(test_failed_commit_ends_transaction), cmocka_unit_test(test_release_rolls_back),
 		cmocka_unit_test(test_advisory_locks_exclude),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
