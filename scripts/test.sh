@@ -2,7 +2,9 @@
 # Sets everything up on a fresh Debian 12 machine and runs the whole test suite twice: a normal
 # build (build/) and one with AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/).
 # Unit tests are CMocka binaries; integration tests (pytest) start a real PostgreSQL, the real
-# gangliond and the real CLI. Prints each runner's summary and ends with "N passed, N failed".
+# gangliond and the real CLI. Prints each runner's summary, every skip with its reason, and ends
+# with "N passed, N failed, N skipped". With CI=true a skip not declared in tests/expected-skips.txt
+# is a failure (scripts/summarize.py).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
