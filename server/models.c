@@ -150,6 +150,9 @@ int models_upload_check(db_conn *c, const char *name, const char *meta, size_t l
 	if (PQntuples(res) > 0)
 		error = gn_err_set(err, GN_ECONFLICT, "%s version %s is already published; versions are immutable",
 				   name, m.version);
+	else if (m.stated_length == 0)
+		error = gn_err_set(err, GN_EINVAL,
+				   "the stated length is 0: a model version needs a non-empty artifact");
 	else if (m.stated_length >= 0 && m.stated_length > max_artifact_size)
 		error = gn_err_set(err, GN_ETOOBIG, "the stated length is over max-artifact-size");
 	PQclear(res);
@@ -203,9 +206,13 @@ static int release_build(struct release *rel, const char *name, const struct mod
 	return 0;
 }
 
-/* Checks the received bytes against what the metadata states. */
+/* Checks the received bytes against what the metadata states (and that there are some). */
 static int check_stated(const struct model_meta *m, const char *digest, uint64_t length, gn_err *err)
 {
+	if (length == 0)
+		return gn_err_set(
+			err, GN_EINVAL,
+			"the artifact is empty (0 bytes): a model version needs its model file; nothing was stored");
 	if (m->stated_sha256[0] && strcmp(m->stated_sha256, digest) != 0)
 		return gn_err_set(err, GN_EINVAL, "artifact SHA-256 is %s, the metadata states %s; nothing was stored",
 				  digest, m->stated_sha256);

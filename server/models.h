@@ -12,15 +12,16 @@
 extern const db_stmt models_list_stmt;
 
 /* Checks an upload's metadata before its artifact arrives, so a bad or duplicate version is
- * refused before gigabytes do: GN_EINVAL (bad metadata), GN_ECONFLICT (version taken), GN_ETOOBIG
- * (stated length over max_artifact_size). No transaction. */
+ * refused before gigabytes do: GN_EINVAL (bad metadata, a stated length of 0), GN_ECONFLICT
+ * (version taken), GN_ETOOBIG (stated length over max_artifact_size). No transaction. */
 int models_upload_check(db_conn *c, const char *name, const char *meta, size_t len, int json_depth,
 			int64_t max_artifact_size, gn_err *err) GN_WUR;
 /* Publishes version meta (the metadata part's bytes) of model `name` with the streamed artifact
  * `up` (taken: committed or aborted): checks the metadata and the stated digest and length,
  * records the version, moves the file into place, re-signs the TUF targets and audits, all in one
  * transaction of its own; a file left unreferenced by a failure is removed. *out is the version's
- * JSON text (new). GN_EINVAL for bad metadata, GN_ECONFLICT for a version already published. */
+ * JSON text (new). GN_EINVAL for bad metadata, an empty (0-byte) artifact or a digest or length
+ * other than the stated one; GN_ECONFLICT for a version already published. */
 int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
 		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up, gn_err *err) GN_WUR;
 
