@@ -37,7 +37,14 @@ static int mkdir_ok(const char *path, gn_err *err)
 	return 0;
 }
 
-int artifacts_init(const char *data_dir, gn_err *err)
+/* True when the file at path was last changed before `before` (epoch seconds). */
+static bool older_than(const char *path, int64_t before)
+{
+	struct stat st;
+	return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (int64_t)st.st_mtime < before;
+}
+
+int artifacts_init(const char *data_dir, int64_t grace_s, gn_err *err)
 {
 	int rc;
 	free(root_dir);
@@ -46,14 +53,16 @@ int artifacts_init(const char *data_dir, gn_err *err)
 	if (!(rc = mkdir_ok(root_dir, err)) && !(rc = mkdir_ok(sha, err)))
 		rc = mkdir_ok(tmp, err);
 	if (!rc) {
-		/* Temp files belong to uploads that died with a previous process. */
+		/* Temp files belong to uploads that died with a previous process, unless they are still
+		 * growing: with a shared artifact directory, another replica may be receiving one now. */
+		int64_t before = gn_now() - grace_s;
 		DIR *d = opendir(tmp);
 		struct dirent *e;
 		while (d && (e = readdir(d))) {
 			if (strncmp(e->d_name, "upload-", 7) != 0)
 				continue;
 			char *p = gn_asprintf("%s/%s", tmp, e->d_name);
-			if (unlink(p) == 0)
+			if (older_than(p, before) && unlink(p) == 0)
 				gn_log(GN_LOG_INFO, "event=artifact_tmp_removed file=%s", p);
 			free(p);
 		}
@@ -62,6 +71,63 @@ int artifacts_init(const char *data_dir, gn_err *err)
 	}
 	free(sha);
 	free(tmp);
+	return rc;
+}
+
+/* True for a 64-character lower-case hex name. */
+static bool is_digest(const char *name)
+{
+	return strlen(name) == GN_SHA256_HEX_LEN && strspn(name, "0123456789abcdef") == GN_SHA256_HEX_LEN;
+}
+
+int artifacts_list(char ***out, size_t *out_n, int64_t before, gn_err *err)
+{
+	char *sha = gn_asprintf("%s/sha256", root_dir);
+	DIR *top = opendir(sha);
+	struct dirent *e;
+	char **list = NULL;
+	size_t n = 0;
+	*out = NULL;
+	*out_n = 0;
+	if (!top) {
+		int e2 = errno;
+		free(sha);
+		return gn_err_set(err, GN_ERROR, "cannot read the artifact store: %s", strerror(e2));
+	}
+	while ((e = readdir(top))) {
+		if (strlen(e->d_name) != 2 || strspn(e->d_name, "0123456789abcdef") != 2)
+			continue;
+		char *sub = gn_asprintf("%s/%s", sha, e->d_name);
+		DIR *d = opendir(sub);
+		struct dirent *f;
+		while (d && (f = readdir(d))) {
+			if (!is_digest(f->d_name) || strncmp(f->d_name, e->d_name, 2) != 0)
+				continue;
+			char *p = gn_asprintf("%s/%s", sub, f->d_name);
+			if (older_than(p, before)) {
+				list = gn_realloc(list, (n + 1) * sizeof(*list));
+				list[n++] = gn_strdup(f->d_name);
+			}
+			free(p);
+		}
+		if (d)
+			closedir(d);
+		free(sub);
+	}
+	closedir(top);
+	free(sha);
+	*out = list;
+	*out_n = n;
+	return 0;
+}
+
+int artifacts_remove(const char *digest, gn_err *err)
+{
+	char *path = artifacts_path(digest);
+	int rc = 0;
+	if (unlink(path) < 0 && errno != ENOENT)
+		rc = gn_err_set(err, GN_ERROR, "cannot remove %s: %s", path, strerror(errno));
+	free(path);
 	return rc;
 }
 

@@ -9,8 +9,15 @@
 
 typedef struct artifact_upload artifact_upload;
 
-/* Creates the store's directories and removes temp files left by a crash. */
-int artifacts_init(const char *data_dir, gn_err *err) GN_WUR;
+/* Creates the store's directories and removes temp files left by a crash: those unchanged for
+ * grace_s seconds (a replica sharing the directory may be writing a younger one). */
+int artifacts_init(const char *data_dir, int64_t grace_s, gn_err *err) GN_WUR;
+/* Lists the digests of the stored files last changed before `before` (epoch seconds): *out is a
+ * new array of new strings (free each, then the array), *out_n its length. */
+int artifacts_list(char ***out, size_t *out_n, int64_t before, gn_err *err) GN_WUR;
+/* Deletes the stored file of digest (none there is fine). Only under the digest's lock, with no
+ * committed version referencing it: see models_sweep_artifacts. */
+int artifacts_remove(const char *digest, gn_err *err) GN_WUR;
 /* Returns the path of the artifact with this digest (new); it may not exist. */
 char *artifacts_path(const char *digest);
 /* Starts an upload (new; finish with artifacts_commit or artifacts_abort). */

@@ -54,6 +54,9 @@ static const gn_conf_opt opts[] = {
 	    "how often expired nonces are purged and TUF metadata near expiry is re-signed"),
 	OPT("max-artifact-size", GN_CONF_SIZE, max_artifact_size, "4G", true, 1024, 1LL << 40, "SIZE",
 	    "largest model artifact accepted (413 beyond, checked as the bytes arrive)"),
+	OPT("artifact-sweep-grace", GN_CONF_DURATION, artifact_sweep_grace, "1h", false, 0, 86400LL * 30, "DURATION",
+	    "at start-up, delete stored artifacts that no published version references (a publish cut short) "
+	    "and temp upload files, once unchanged for this long (a younger one may be another replica's upload)"),
 	OPT("tuf-root-keys", GN_CONF_INT, tuf_root_keys, "1", false, 1, 16, "N",
 	    "root keys generated on first start (written to DATA_DIR/keys; move them offline at will)"),
 	OPT("tuf-root-threshold", GN_CONF_INT, tuf_root_threshold, "1", false, 1, 16, "N",

@@ -10,6 +10,7 @@
 
 #include "artifacts.h"
 #include "http.h"
+#include "models.h"
 
 /* Parses a single "bytes=A-B", "bytes=A-" or "bytes=-N" range against size. Returns 1 with the
  * range set, 0 to serve the whole file (no or unsupported Range), -1 when unsatisfiable. */
@@ -59,6 +60,12 @@ static void http_artifacts_get(struct gd_req *r)
 		return;
 	}
 	gn_hex_encode(hex, raw, sizeof(raw));
+	gn_err err;
+	if (models_artifact_readable(gd_db(r), gd_actor(r), hex, &err)) {
+		gd_reply_error(r, &err);
+		return;
+	}
+	gd_db_release(r);
 	char *path = artifacts_path(hex);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	free(path);

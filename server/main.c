@@ -15,6 +15,7 @@
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
+#include "models.h"
 #include "pgcluster.h"
 #include "artifacts.h"
 #include "checkin_cache.h"
@@ -152,7 +153,8 @@ static int prepare_database(const struct gd_config *cfg, bool serve, gn_err *err
 	db_conn *c = db_acquire(gd.pool);
 	int rc = migrate_run(c, err);
 	if (!rc && serve && !(rc = auth_bootstrap_admin(c, cfg->data_dir, err)) &&
-	    !(rc = artifacts_init(cfg->data_dir, err)))
+	    !(rc = artifacts_init(cfg->data_dir, cfg->artifact_sweep_grace, err)) &&
+	    !(rc = models_sweep_artifacts(c, cfg->artifact_sweep_grace, err)))
 		rc = tuf_keys_init(c, &ts, err);
 	db_release(gd.pool, c);
 	return rc;

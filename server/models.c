@@ -99,26 +99,70 @@ static json_t *target_custom(const char *name, const struct model_meta *m, const
 	return c;
 }
 
-/* Removes a stored artifact that no version references (after a failed publish). */
-static void drop_if_unused(db_conn *c, const char *digest)
+/* Removes the stored file of digest if no committed version references it (after a failed
+ * publish, or when sweeping); *out_removed (may be NULL) tells whether it did. The digest's lock
+ * orders this against a publish of the same bytes, which moves its file into place and commits
+ * its row under that lock. Opens its own transaction. */
+static int drop_if_unused(bool *out_removed, db_conn *c, const char *digest, gn_err *err)
 {
-	gn_err err;
 	PGresult *res = NULL;
 	const char *p[] = {digest};
-	if (db_tx_begin(c, &err))
-		return;
-	if (db_lock_xact_text(c, DB_LOCK_NS_DIGEST, digest, &err) || db_exec(&res, c, &st_digest_used, p, &err)) {
-		db_tx_rollback(c);
-		return;
-	}
+	int error;
+	if (out_removed)
+		*out_removed = false;
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_lock_xact_text(c, DB_LOCK_NS_DIGEST, digest, err)) ||
+	    (error = db_exec(&res, c, &st_digest_used, p, err)))
+		goto out;
 	if (PQntuples(res) == 0) {
-		char *path = artifacts_path(digest);
-		unlink(path);
-		free(path);
+		if ((error = artifacts_remove(digest, err)))
+			goto out;
+		if (out_removed)
+			*out_removed = true;
 	}
+	error = db_tx_commit(c, err);
+out:
+	if (error)
+		db_tx_rollback(c);
 	PQclear(res);
-	if (db_tx_commit(c, &err))
-		gn_log(GN_LOG_WARN, "event=artifact_drop_failed sha256=%s msg=\"%s\"", digest, err.msg);
+	return error;
+}
+
+int models_sweep_artifacts(db_conn *c, int64_t grace_s, gn_err *err)
+{
+	char **digests = NULL;
+	size_t n = 0, removed = 0;
+	int error = artifacts_list(&digests, &n, gn_now() - grace_s, err);
+	for (size_t i = 0; !error && i < n; i++) {
+		bool gone = false;
+		if (!(error = drop_if_unused(&gone, c, digests[i], err)) && gone) {
+			removed++;
+			gn_log(GN_LOG_WARN,
+			       "event=artifact_swept sha256=%s note=\"no committed version referenced it\"",
+			       digests[i]);
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		free(digests[i]);
+	free(digests);
+	if (!error && removed)
+		gn_log(GN_LOG_INFO, "event=artifacts_swept removed=%zu checked=%zu", removed, n);
+	return error;
+}
+
+int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char *digest, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {digest};
+	(void)who;
+	/* A file can exist without a committed version (a publish cut between moving it into place
+	 * and committing its row, before the start-up sweep): such bytes were never released. */
+	int error = db_exec(&res, c, &st_digest_used, p, err);
+	if (!error && PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "no such artifact");
+	PQclear(res);
+	return error;
 }
 
 /* Parses and checks the metadata part; every failure is the client's (GN_EINVAL). */
@@ -297,8 +341,11 @@ int models_publish(char **out, db_conn *c, const struct gd_actor *who, const str
 	gn_log(GN_LOG_INFO, "event=model_published model=%s version=%s sha256=%s length=%llu", name, m.version, digest,
 	       (unsigned long long)length);
 out:
-	if (error && file_placed)
-		drop_if_unused(c, digest);
+	if (error && file_placed) {
+		gn_err derr;
+		if (drop_if_unused(NULL, c, digest, &derr))
+			gn_log(GN_LOG_WARN, "event=artifact_drop_failed sha256=%s msg=\"%s\"", digest, derr.msg);
+	}
 	artifacts_abort(up);
 	json_decref(j);
 	release_cleanup(&rel);

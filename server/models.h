@@ -25,6 +25,15 @@ int models_upload_check(db_conn *c, const char *name, const char *meta, size_t l
 int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
 		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up, gn_err *err) GN_WUR;
 
+/* Checks that who may download the artifact with this digest (64 lower-case hex digits): a
+ * committed version must reference it, else GN_ENOTFOUND. A plain read. */
+int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char *digest, gn_err *err) GN_WUR;
+/* Deletes the stored artifact files that no committed version references and that have not
+ * changed for grace_s seconds (younger ones may belong to a publish in flight on another replica
+ * sharing the store). Each file is checked and removed under its digest's lock, in a transaction
+ * of its own; run at start-up. */
+int models_sweep_artifacts(db_conn *c, int64_t grace_s, gn_err *err) GN_WUR;
+
 /* Returns a model's JSON text (new); GN_ENOTFOUND. No transaction. */
 int models_get(char **out, db_conn *c, const char *name, gn_err *err) GN_WUR;
 enum models_part { MODELS_VERSION, MODELS_SAMPLE, MODELS_PROFILE };

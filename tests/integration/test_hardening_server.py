@@ -4,11 +4,20 @@ version, devices reaching for models not meant for them, empty artifacts, and li
 refusals."""
 
 import hashlib
+import os
+import signal
+import subprocess
+import threading
+import time
 
 from ganglion_harness import (
+    PG_BINDIR,
+    as_pg_user,
     assert_problem,
+    child_env,
     model_meta,
     publish,
+    wait_for,
 )
 
 
@@ -26,3 +35,90 @@ def test_zero_byte_artifact_is_refused(server):
     assert_problem(publish(server, "empty", b"", meta=model_meta(length=0)), 400, "0")
     # One byte is a (tiny) model.
     assert publish(server, "empty", b"\0").status_code == 201
+
+
+# --- 13: bytes no committed version references are never served, and are swept -------------------
+DB_LOCK_TUF = 1734438505  # server/db.h: every writer of the TUF image repository takes it
+
+
+class HeldLock:
+    """A psql session holding a PostgreSQL advisory lock until release()."""
+
+    def __init__(self, pg, dbname, key):
+        self.proc = subprocess.Popen(
+            as_pg_user([PG_BINDIR / "psql", "-X", "-q", "-A", "-t", "-h", pg.sockdir, "-p", str(pg.port),
+                        "-U", pg.user, "-d", dbname]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env(),
+        )
+        self.proc.stdin.write(f"SELECT pg_advisory_lock({key}), 'locked';\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert "locked" in line, line
+
+    def release(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(10)
+
+
+def test_a_publish_killed_before_its_commit_leaves_bytes_nobody_can_download(gangliond, pg, db):
+    s = gangliond()
+    reader = s.make_token(["read"])["token"]
+    data = b"never released " * 1000
+    digest = _sha(data)
+    stored = s.data_dir / "artifacts" / "sha256" / digest[:2] / digest
+    # Hold the TUF lock: the publish moves its file into place, then waits for the lock to sign the
+    # targets, with its row not yet committed. kill -9 it right there.
+    lock = HeldLock(pg, db, DB_LOCK_TUF)
+    try:
+        t = threading.Thread(target=lambda: _swallow(lambda: publish(s, "ghost", data, timeout=30)), daemon=True)
+        t.start()
+        assert wait_for(stored.exists, 20, 0.05), "the publish never moved its file into place"
+        os.killpg(s.proc.pid, signal.SIGKILL)
+        s.proc.wait(10)
+    finally:
+        lock.release()
+    t.join(30)
+    assert stored.exists()
+
+    s.start()  # within the grace period: the file may be another replica's upload in flight
+    assert stored.exists(), "swept a file younger than artifact-sweep-grace"
+    assert_problem(s.api("GET", f"/v1/artifacts/sha256/{digest}", token=reader), 404)
+    assert s.api("HEAD", f"/v1/artifacts/sha256/{digest}", token=reader).status_code == 404
+    assert s.api("GET", "/v1/models/ghost/versions/1.0.0", token=reader).status_code == 404
+
+    # Past the grace period, the next start-up removes it.
+    old = time.time() - 7200
+    os.utime(stored, (old, old))
+    s.stop()
+    s.start()
+    assert not stored.exists(), "an unreferenced artifact outlived the start-up sweep"
+    assert "event=artifact_swept" in s.log()
+    # Published bytes stay, whatever their age, and can be published again once swept.
+    r = publish(s, "ghost", data)
+    assert r.status_code == 201, r.text
+    os.utime(stored, (old, old))
+    s.stop()
+    s.start()
+    assert s.api("GET", f"/v1/artifacts/sha256/{digest}", token=reader).content == data
+
+
+def test_old_temp_files_are_removed_at_start_up_but_young_ones_are_kept(gangliond):
+    s = gangliond()
+    tmp = s.data_dir / "artifacts" / "tmp"
+    young, old = tmp / "upload-young1", tmp / "upload-old123"
+    young.write_bytes(b"x" * 100)
+    old.write_bytes(b"y" * 100)
+    t = time.time() - 7200
+    os.utime(old, (t, t))
+    s.stop()
+    s.start()
+    assert young.exists(), "removed a temp file another replica may still be writing"
+    assert not old.exists()
+
+
+def _swallow(fn):
+    try:
+        fn()
+    except Exception:  # the server is killed under it
+        pass
