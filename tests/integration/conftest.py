@@ -75,7 +75,7 @@ def gangliond(pg, db, workdir):
     """Factory: gangliond(database=db name | None for private-cluster mode, data_dir=...,
     extra_args=[...], admin_token=..., wait=True, timeout=...) starts a server and returns a
     Gangliond. Every server still running at the end of the test gets SIGTERM and must exit 0
-    within 15 s with no sanitizer report; its log is printed (pytest shows it on failure)."""
+    within STOP_TIMEOUT (30 s) with no sanitizer report; its log is printed (pytest shows it on failure)."""
     servers = []
     counter = [0]
 
@@ -92,7 +92,7 @@ def gangliond(pg, db, workdir):
         servers.append(s)
         s.start(wait=False)
         if wait:
-            s.wait_ready(timeout or (90 if private else 30))
+            s.wait_ready(timeout or (120 if private else 90))
         return s
 
     yield start

@@ -4,7 +4,7 @@ fits its schemas."""
 import re
 import uuid
 
-from ganglion_harness import GANGLIOND, NO_TOKEN, enroll_device, run
+from ganglion_harness import GANGLIOND, NO_TOKEN, assert_problem, enroll_device, run
 
 
 def _server_routes():
@@ -65,55 +65,104 @@ def test_responses_fit_the_contract(server, contract):
     check = contract.check_response
     missing = str(uuid.uuid4())
 
-    check("GET", "/healthz", s.api("GET", "/healthz", token=NO_TOKEN))
-    check("GET", "/readyz", s.api("GET", "/readyz", token=NO_TOKEN))
-    check("GET", "/metrics", s.api("GET", "/metrics", token=NO_TOKEN))
+    check("GET", "/healthz", s.api("GET", "/healthz", token=NO_TOKEN), 200)
+    check("GET", "/readyz", s.api("GET", "/readyz", token=NO_TOKEN), 200)
+    check("GET", "/metrics", s.api("GET", "/metrics", token=NO_TOKEN), 200)
 
-    r = s.api("POST", "/v1/tokens", json={"name": "c", "scopes": ["read", "ci"], "expires_in": 600})
-    check("POST", "/v1/tokens", r)
+    r = check("POST", "/v1/tokens", s.api("POST", "/v1/tokens", json={"name": "c", "scopes": ["read", "ci"],
+                                                                     "expires_in": 600}), 201)
     tid = r.json()["id"]
-    check("POST", "/v1/tokens", s.api("POST", "/v1/tokens", json={"name": 1, "scopes": ["read"]}))
-    check("POST", "/v1/tokens", s.api("POST", "/v1/tokens", token=NO_TOKEN, json={}))
+    check("POST", "/v1/tokens", s.api("POST", "/v1/tokens", json={"name": 1, "scopes": ["read"]}), 400)
+    check("POST", "/v1/tokens", s.api("POST", "/v1/tokens", token=NO_TOKEN, json={}), 401)
     check("POST", "/v1/tokens", s.api("POST", "/v1/tokens", token=r.json()["token"],
-                                      json={"name": "x", "scopes": ["read"]}))
-    check("GET", "/v1/tokens", s.api("GET", "/v1/tokens"))
-    check("DELETE", "/v1/tokens/{id}", s.api("DELETE", f"/v1/tokens/{tid}"))
-    check("DELETE", "/v1/tokens/{id}", s.api("DELETE", f"/v1/tokens/{missing}"))
-    check("GET", "/v1/tokens", s.api("GET", "/v1/tokens"))  # now with revoked_at set
+                                      json={"name": "x", "scopes": ["read"]}), 403)
+    check("GET", "/v1/tokens", s.api("GET", "/v1/tokens"), 200)
+    check("DELETE", "/v1/tokens/{id}", s.api("DELETE", f"/v1/tokens/{tid}"), 204)
+    check("DELETE", "/v1/tokens/{id}", s.api("DELETE", f"/v1/tokens/{missing}"), 404)
+    check("GET", "/v1/tokens", s.api("GET", "/v1/tokens"), 200)  # now with revoked_at set
 
-    r = s.api("POST", "/v1/enroll-tokens", json={"name": "n", "labels": {"site": "north"}, "max_uses": 3})
-    check("POST", "/v1/enroll-tokens", r)
+    r = check("POST", "/v1/enroll-tokens", s.api("POST", "/v1/enroll-tokens",
+                                                 json={"name": "n", "labels": {"site": "north"}, "max_uses": 3}), 201)
     et = r.json()
-    check("POST", "/v1/enroll-tokens", s.api("POST", "/v1/enroll-tokens", json={}))
-    check("GET", "/v1/enroll-tokens", s.api("GET", "/v1/enroll-tokens"))
+    check("POST", "/v1/enroll-tokens", s.api("POST", "/v1/enroll-tokens", json={}), 201)  # all defaults
+    check("POST", "/v1/enroll-tokens", s.api("POST", "/v1/enroll-tokens", json={"max_uses": 0}), 400)
+    check("GET", "/v1/enroll-tokens", s.api("GET", "/v1/enroll-tokens"), 200)
 
     dev = enroll_device(s, enroll_token=et["token"], name="contract", facts={"os": "linux"})
-    r = s.api("POST", "/v1/enroll", token=NO_TOKEN, json={"token": et["token"], "public_key": dev.public_hex})
-    check("POST", "/v1/enroll", r)  # 409
-    r = s.api("POST", "/v1/enroll", token=NO_TOKEN, json={"token": "gne_nope", "public_key": dev.public_hex})
-    check("POST", "/v1/enroll", r)  # 401
+    check("POST", "/v1/enroll", s.api("POST", "/v1/enroll", token=NO_TOKEN,
+                                      json={"token": et["token"], "public_key": dev.public_hex}), 409)
+    check("POST", "/v1/enroll", s.api("POST", "/v1/enroll", token=NO_TOKEN,
+                                      json={"token": "gne_nope", "public_key": dev.public_hex}), 401)
+    check("POST", "/v1/enroll", s.api("POST", "/v1/enroll", token=NO_TOKEN,
+                                      json={"token": et["token"], "public_key": "xy"}), 400)
 
-    r = dev.challenge(s)
-    check("POST", "/v1/agent/auth/challenge", r)
+    r = check("POST", "/v1/agent/auth/challenge", dev.challenge(s), 200)
     nonce = r.json()["nonce"]
-    r = dev.exchange(s, nonce)
-    check("POST", "/v1/agent/auth/token", r)
+    r = check("POST", "/v1/agent/auth/token", dev.exchange(s, nonce), 200)
     dtok = r.json()["token"]
-    check("POST", "/v1/agent/auth/token", dev.exchange(s, nonce))  # 401 replay
+    check("POST", "/v1/agent/auth/token", dev.exchange(s, nonce), 401)  # a replayed nonce
     check("POST", "/v1/agent/auth/challenge",
-          s.api("POST", "/v1/agent/auth/challenge", token=NO_TOKEN, json={"device_id": missing}))
-    check("GET", "/v1/agent/self", s.api("GET", "/v1/agent/self", token=dtok))
-    check("GET", "/v1/agent/self", s.api("GET", "/v1/agent/self", token=NO_TOKEN))
+          s.api("POST", "/v1/agent/auth/challenge", token=NO_TOKEN, json={"device_id": missing}), 404)
+    check("GET", "/v1/agent/self", s.api("GET", "/v1/agent/self", token=dtok), 200)
+    check("GET", "/v1/agent/self", s.api("GET", "/v1/agent/self", token=NO_TOKEN), 401)
+    check("POST", "/v1/agent/checkin", s.api("POST", "/v1/agent/checkin", token=dtok, json={}), 200)
 
-    check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"selector": "site=north", "limit": 1}))
-    check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"selector": "=x"}))
-    check("GET", "/v1/devices/{id}", s.api("GET", f"/v1/devices/{dev.id}"))
-    check("GET", "/v1/devices/{id}", s.api("GET", f"/v1/devices/{missing}"))
-    check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{dev.id}", json={"labels": {"a": "b"}}))
-    check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{dev.id}", json={"labels": {"a": 1}}))
-    check("DELETE", "/v1/devices/{id}", s.api("DELETE", f"/v1/devices/{dev.id}"))
-    check("POST", "/v1/agent/auth/challenge", dev.challenge(s))  # 403
+    check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"selector": "site=north", "limit": 1}), 200)
+    check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"selector": "=x"}), 400)
+    check("GET", "/v1/devices/{id}", s.api("GET", f"/v1/devices/{dev.id}"), 200)
+    check("GET", "/v1/devices/{id}", s.api("GET", f"/v1/devices/{missing}"), 404)
+    check("GET", "/v1/devices/{id}/events", s.api("GET", f"/v1/devices/{dev.id}/events"), 200)
+    check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{dev.id}", json={"labels": {"a": "b"}}), 200)
+    check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{dev.id}", json={"labels": {"a": 1}}), 400)
+    check("DELETE", "/v1/devices/{id}", s.api("DELETE", f"/v1/devices/{dev.id}"), 200)
+    check("POST", "/v1/agent/auth/challenge", dev.challenge(s), 403)  # decommissioned
 
-    check("DELETE", "/v1/enroll-tokens/{id}", s.api("DELETE", f"/v1/enroll-tokens/{et['id']}"))
-    check("GET", "/v1/audit", s.api("GET", "/v1/audit", params={"limit": 3}))
-    check("GET", "/v1/audit", s.api("GET", "/v1/audit"))
+    check("DELETE", "/v1/enroll-tokens/{id}", s.api("DELETE", f"/v1/enroll-tokens/{et['id']}"), 204)
+    check("DELETE", "/v1/enroll-tokens/{id}", s.api("DELETE", f"/v1/enroll-tokens/{missing}"), 404)
+    check("GET", "/v1/audit", s.api("GET", "/v1/audit", params={"limit": 3}), 200)
+    check("GET", "/v1/audit", s.api("GET", "/v1/audit"), 200)
+    check("GET", "/v1/audit", s.api("GET", "/v1/audit", token=dtok), 401)
+
+
+# --- the served routes, probed over HTTP ---------------------------------------------------------
+_SAMPLE = {"id": None, "name": "probe", "version": "1.0.0", "alias": "stable", "digest": "0" * 64,
+           "file": "root.json"}
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _concrete(pattern):
+    return re.sub(r"\{(\w+)\}", lambda m: _SAMPLE[m.group(1)] or str(uuid.uuid4()), pattern)
+
+
+def _matches(pattern, path):
+    return re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(pattern)), path) is not None
+
+
+def test_served_routes_answer_by_method_over_http(server):
+    """`gangliond routes` is what the contract test compares; this checks what the server does
+    with it: every route answers its declared method (a routing 404 or a 405 would mean the table
+    and the router disagree), every other method on a served path is 405 with an Allow header that
+    lists exactly the declared ones, and paths that are not routes are 404 for every method."""
+    served = _server_routes()
+    assert len(served) >= 30, served
+    for method, pattern in sorted(served):
+        path = _concrete(pattern)
+        declared = {m for m, p in served if _matches(p, path)}
+        assert method in declared, (method, pattern, path)
+        r = server.api(method, path, json={} if method in ("POST", "PUT", "PATCH") else None)
+        routed = not (r.status_code == 404 and "no such endpoint" in r.text) and r.status_code != 405
+        assert routed, f"{method} {path} (route {pattern}) -> {r.status_code} {r.text[:200]}"
+        for other in _METHODS:
+            if other in declared:
+                continue
+            r = server.api(other, path, json={} if other in ("POST", "PUT", "PATCH") else None)
+            assert_problem(r, 405)
+            allow = {m.strip() for m in r.headers.get("Allow", "").split(",") if m.strip()}
+            assert allow == declared, f"{other} {path}: Allow {r.headers.get('Allow')!r}, declared {declared}"
+    some_id = str(uuid.uuid4())
+    for path in ("/", "/v1", "/v1/", "/v1/nothing", "/v1/devices/", f"/v1/devices/{some_id}/nothing",
+                 f"/v1/devices/{some_id}/desired/x", "/healthz/x", "/v1/tuf/image/", "/v1/tuf/image/a/b/c",
+                 "/v1/models/probe/versions/1.0.0/nothing", "/V1/devices", "/v2/devices"):
+        for method in _METHODS:
+            r = server.api(method, path, json={} if method in ("POST", "PUT", "PATCH") else None)
+            assert_problem(r, 404, "no such endpoint")

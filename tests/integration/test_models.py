@@ -254,10 +254,11 @@ def test_aliases(server):
 def test_alias_cannot_shadow_a_version(server):
     for v in ("1.0.0", "1.1.0"):
         _ok(publish(server, "sh", v.encode(), meta=model_meta(v)))
-    r = server.api("PUT", "/v1/models/sh/aliases/1.0.0", json={"version": "1.1.0"})
-    if r.status_code == 400:
-        return
+    # An alias spelled like a version would shadow that version in lookups: refused.
+    for alias in ("1.0.0", "2.0.0", "1.0.0-rc.1"):
+        assert_problem(server.api("PUT", f"/v1/models/sh/aliases/{alias}", json={"version": "1.1.0"}), 400, "version")
     assert _ok(server.api("GET", "/v1/models/sh/versions/1.0.0"), 200)["version"] == "1.0.0"
+    assert _ok(server.api("GET", "/v1/models/sh"), 200)["aliases"] == {}
 
 
 def test_semver_ordering(server):
@@ -294,15 +295,16 @@ def test_semver_prerelease_precedence(server):
 def test_sample_and_reference_profile_bytes(server):
     meta = model_meta(sample={"inputs": {"x": [0.1, -2, 3e-7, 1e300]}, "outputs": {"y": [0, 1]}, "tolerance": 0.5})
     v = _ok(publish(server, "smp", b"x", meta=meta))
-    custom = v.get("custom")  # also signed into the TUF target (test_tuf checks that side)
     s = server.api("GET", "/v1/models/smp/versions/1.0.0/sample")
     p = server.api("GET", "/v1/models/smp/versions/1.0.0/reference-profile")
     assert s.status_code == 200 and p.status_code == 200
     assert s.headers["Content-Type"].startswith("application/json")
     assert s.json() == meta["sample"] and p.json() == meta["reference_profile"]
-    if custom is not None:
-        assert custom["sample_sha256"] == _sha(s.content)
-        assert custom["reference_profile_sha256"] == _sha(p.content)
+    # The image repository signs the digests of these exact bytes into the target's custom.
+    targets = _ok(server.api("GET", "/v1/tuf/image/targets.json"), 200)["signed"]["targets"]
+    custom = targets[v["target"]]["custom"]
+    assert custom["sample_sha256"] == _sha(s.content)
+    assert custom["reference_profile_sha256"] == _sha(p.content)
     # Fetched again: the same bytes.
     assert server.api("GET", "/v1/models/smp/versions/1.0.0/sample").content == s.content
 
@@ -315,56 +317,57 @@ def test_sample_and_reference_profile_bytes(server):
 def test_new_routes_fit_the_contract(server, contract):
     check = contract.check_response
     ci = server.make_token(["ci"])["token"]
-    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", token=ci))
-    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta={"version": "1.1.0"}))
-    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x"))
-    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta=model_meta(colour=1)))
-    check("GET", "/v1/models", server.api("GET", "/v1/models"))
-    check("GET", "/v1/models/{name}", server.api("GET", "/v1/models/c"))
-    check("GET", "/v1/models/{name}", server.api("GET", "/v1/models/none"))
-    check("GET", "/v1/models/{name}/versions/{version}", server.api("GET", "/v1/models/c/versions/1.0.0"))
-    check("GET", "/v1/models/{name}/versions/{version}", server.api("GET", "/v1/models/c/versions/1.1.0"))
-    check("GET", "/v1/models/{name}/versions/{version}/sample", server.api("GET", "/v1/models/c/versions/1.0.0/sample"))
-    check("GET", "/v1/models/{name}/versions/{version}/sample", server.api("GET", "/v1/models/c/versions/1.1.0/sample"))
+    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", token=ci), 201)
+    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta={"version": "1.1.0"}), 201)
+    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x"), 409)
+    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta=model_meta(colour=1)), 400)
+    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta=model_meta("3.0.0"), token=NO_TOKEN), 401)
+    check("GET", "/v1/models", server.api("GET", "/v1/models"), 200)
+    check("GET", "/v1/models/{name}", server.api("GET", "/v1/models/c"), 200)
+    check("GET", "/v1/models/{name}", server.api("GET", "/v1/models/none"), 404)
+    check("GET", "/v1/models/{name}/versions/{version}", server.api("GET", "/v1/models/c/versions/1.0.0"), 200)
+    check("GET", "/v1/models/{name}/versions/{version}", server.api("GET", "/v1/models/c/versions/1.1.0"), 200)
+    check("GET", "/v1/models/{name}/versions/{version}/sample",
+          server.api("GET", "/v1/models/c/versions/1.0.0/sample"), 200)
+    check("GET", "/v1/models/{name}/versions/{version}/sample",
+          server.api("GET", "/v1/models/c/versions/1.1.0/sample"), 404)  # published without one
     check("GET", "/v1/models/{name}/versions/{version}/reference-profile",
-          server.api("GET", "/v1/models/c/versions/1.0.0/reference-profile"))
+          server.api("GET", "/v1/models/c/versions/1.0.0/reference-profile"), 200)
     check("PUT", "/v1/models/{name}/aliases/{alias}",
-          server.api("PUT", "/v1/models/c/aliases/stable", json={"version": "1.0.0"}))
+          server.api("PUT", "/v1/models/c/aliases/stable", json={"version": "1.0.0"}), 200)
     check("PUT", "/v1/models/{name}/aliases/{alias}",
-          server.api("PUT", "/v1/models/c/aliases/stable", json={"version": "5.0.0"}))
-    check("DELETE", "/v1/models/{name}/aliases/{alias}", server.api("DELETE", "/v1/models/c/aliases/stable"))
-    check("DELETE", "/v1/models/{name}/aliases/{alias}", server.api("DELETE", "/v1/models/c/aliases/stable"))
+          server.api("PUT", "/v1/models/c/aliases/stable", json={"version": "5.0.0"}), 404)
+    check("DELETE", "/v1/models/{name}/aliases/{alias}", server.api("DELETE", "/v1/models/c/aliases/stable"), 204)
+    check("DELETE", "/v1/models/{name}/aliases/{alias}", server.api("DELETE", "/v1/models/c/aliases/stable"), 404)
     digest = _sha(b"x")
-    check("GET", "/v1/artifacts/sha256/{digest}", server.api("GET", f"/v1/artifacts/sha256/{digest}"))
+    check("GET", "/v1/artifacts/sha256/{digest}", server.api("GET", f"/v1/artifacts/sha256/{digest}"), 200)
     check("GET", "/v1/artifacts/sha256/{digest}", server.api("GET", f"/v1/artifacts/sha256/{digest}",
-                                                            headers={"Range": "bytes=5-"}))
-    check("GET", "/v1/artifacts/sha256/{digest}", server.api("GET", f"/v1/artifacts/sha256/{'0' * 64}"))
+                                                            headers={"Range": "bytes=0-"}), 206)
+    check("GET", "/v1/artifacts/sha256/{digest}", server.api("GET", f"/v1/artifacts/sha256/{'0' * 64}"), 404)
     for f in ("root.json", "1.root.json", "timestamp.json", "snapshot.json", "targets.json", "2.targets.json"):
-        check("GET", "/v1/tuf/image/{file}", server.api("GET", f"/v1/tuf/image/{f}"))
-    check("GET", "/v1/tuf/image/{file}", server.api("GET", "/v1/tuf/image/99.root.json"))
-    check("GET", "/v1/tuf/image/root/draft", server.api("GET", "/v1/tuf/image/root/draft"))
-    check("GET", "/v1/tuf/director/{file}", server.api("GET", "/v1/tuf/director/root.json"))
-    check("GET", "/v1/tuf/director/{file}", server.api("GET", "/v1/tuf/director/1.root.json"))
-    check("GET", "/v1/tuf/director/{file}", server.api("GET", "/v1/tuf/director/targets.json"))
-    check("GET", "/v1/keys", server.api("GET", "/v1/keys"))
-    check("POST", "/v1/keys/rotate", server.api("POST", "/v1/keys/rotate", json={"role": "snapshot"}))
-    check("POST", "/v1/keys/rotate", server.api("POST", "/v1/keys/rotate", json={"role": "root"}))
+        check("GET", "/v1/tuf/image/{file}", server.api("GET", f"/v1/tuf/image/{f}"), 200)
+    check("GET", "/v1/tuf/image/{file}", server.api("GET", "/v1/tuf/image/99.root.json"), 404)
+    check("GET", "/v1/tuf/image/root/draft", server.api("GET", "/v1/tuf/image/root/draft"), 200)
+    check("GET", "/v1/tuf/director/{file}", server.api("GET", "/v1/tuf/director/root.json"), 200)
+    check("GET", "/v1/tuf/director/{file}", server.api("GET", "/v1/tuf/director/1.root.json"), 200)
+    # A device's own director targets: a device token only (404 for an API token).
+    r = check("GET", "/v1/tuf/director/{file}", server.api("GET", "/v1/tuf/director/targets.json"), 404)
+    assert_problem(r, 404, "device's token")
+    check("GET", "/v1/keys", server.api("GET", "/v1/keys"), 200)
+    check("POST", "/v1/keys/rotate", server.api("POST", "/v1/keys/rotate", json={"role": "snapshot"}), 200)
+    check("POST", "/v1/keys/rotate", server.api("POST", "/v1/keys/rotate", json={"role": "root"}), 400)
     check("POST", "/v1/tuf/image/root", server.api("POST", "/v1/tuf/image/root",
-                                                   json={"signed": {"_type": "root"}, "signatures": []}))
-    check("GET", "/v1/audit", server.api("GET", "/v1/audit"))
+                                                   json={"signed": {"_type": "root"}, "signatures": []}), 400)
+    check("GET", "/v1/audit", server.api("GET", "/v1/audit"), 200)
 
 
 # --- the CLI ------------------------------------------------------------------------------
-def _cli_has(server, command):
-    try:
-        return server.cli(command, "--help", token=None).returncode == 0
-    except Exception:
-        return False
+def _cli_json(p):
+    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
+    return json.loads(p.stdout)
 
 
 def test_cli_push_list_show_alias(server, workdir):
-    if not _cli_has(server, "models"):
-        pytest.skip("this ganglion has no 'models' command")
     art = workdir / "model.onnx"
     art.write_bytes(b"cli-weights" * 1000)
     metafile = workdir / "meta.json"
@@ -388,17 +391,28 @@ def test_cli_push_list_show_alias(server, workdir):
 
     # Read access: read token is enough for list and show.
     read = server.make_token(["read"])["token"]
-    out = json.loads(server.cli("models", "list", token=read, output="json").stdout)
-    items = out["items"] if isinstance(out, dict) else out
-    assert [(m["name"], m["latest_version"]) for m in items] == [("cli-model", "3.1.4")]
-    shown = json.loads(server.cli("models", "show", "cli-model@3.1.4", token=read, output="json").stdout)
+    out = _cli_json(server.cli("models", "list", token=read, output="json"))
+    assert [(m["name"], m["latest_version"]) for m in out["items"]] == [("cli-model", "3.1.4")]
+    shown = _cli_json(server.cli("models", "show", "cli-model@3.1.4", token=read, output="json"))
     assert shown["artifact"] == v["artifact"]
+    # models show NAME: the model with its versions and aliases.
+    shown = _cli_json(server.cli("models", "show", "cli-model", token=read, output="json"))
+    assert shown["name"] == "cli-model" and [x["version"] for x in shown["versions"]] == ["3.1.4"]
+    assert shown["aliases"] == {}
+    p = server.cli("models", "show", "cli-model", token=read)
+    assert p.returncode == 0 and "3.1.4" in p.stdout and "cli-model" in p.stdout, (p.returncode, p.stdout, p.stderr)
+    p = server.cli("models", "show", "cli-model@9.9.9", token=read)
+    assert p.returncode == 4 and "404" in p.stderr, (p.returncode, p.stderr)
+    p = server.cli("models", "show", "no-such-model", token=read)
+    assert p.returncode == 4, (p.returncode, p.stderr)
 
     p = server.cli("models", "alias", "set", "cli-model", "stable", "3.1.4", token=ci)
     assert p.returncode == 0, p.stderr
     assert _ok(server.api("GET", "/v1/models/cli-model/versions/stable"), 200)["version"] == "3.1.4"
-    shown = json.loads(server.cli("models", "show", "cli-model@stable", token=read, output="json").stdout)
+    shown = _cli_json(server.cli("models", "show", "cli-model@stable", token=read, output="json"))
     assert shown["version"] == "3.1.4"
+    assert _cli_json(server.cli("models", "show", "cli-model", token=read, output="json"))["aliases"] == \
+        {"stable": "3.1.4"}
     p = server.cli("models", "alias", "rm", "cli-model", "stable", token=ci)
     assert p.returncode == 0, p.stderr
     assert_problem(server.api("GET", "/v1/models/cli-model/versions/stable"), 404)

@@ -4,9 +4,8 @@ parses; SIGTERM lets a request in flight finish before gangliond stops."""
 import signal
 import socket
 import threading
-import time
 
-from ganglion_harness import ADMIN, assert_problem, model_meta, multipart, wait_for
+from ganglion_harness import artifact_files, assert_problem, model_meta, multipart, wait_for
 
 
 def _post_tokens(server, size):
@@ -24,12 +23,12 @@ def test_sighup_applies_a_valid_config_and_keeps_the_old_one_when_invalid(gangli
 
     conf.write_text("# smaller now\nmax-body = 2K\n")
     srv.proc.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: _post_tokens(srv, 4096).status_code == 413, 10, 0.1), "max-body did not reload"
+    assert wait_for(lambda: _post_tokens(srv, 4096).status_code == 413, 60, 0.1), "max-body did not reload"
 
     # A typo: the whole file is refused and the running settings stay.
     conf.write_text("max-body = 1M\nmax-bdy = 3\n")
     srv.proc.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: "event=reload_failed" in srv.logfile.read_text(errors="replace"), 10, 0.1)
+    assert wait_for(lambda: "event=reload_failed" in srv.logfile.read_text(errors="replace"), 60, 0.1)
     assert "did you mean 'max-body'" in srv.logfile.read_text(errors="replace")
     assert_problem(_post_tokens(srv, 4096), 413)
     assert srv.api("GET", "/healthz").status_code == 200
@@ -42,21 +41,24 @@ def test_sigterm_drains_an_upload_in_flight(gangliond):
             f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     s = socket.create_connection(("127.0.0.1", srv.port))
     s.sendall(head + body[:1000])
-    time.sleep(0.5)  # the request is in flight
+    # In flight: the artifact part has begun streaming into a temporary file.
+    assert wait_for(lambda: artifact_files(srv.data_dir)[1], 60, 0.02), "the upload never started"
     # stop() sends SIGTERM and asserts a clean exit (status 0, no sanitizer report) within its timeout.
     problems = []
     stopper = threading.Thread(target=lambda: problems.extend(srv.stop(check=False) or []))
     proc = srv.proc
     stopper.start()
-    time.sleep(0.5)
+    assert wait_for(lambda: "event=shutdown signal=TERM" in srv.logfile.read_text(errors="replace"), 60, 0.02), \
+        "no shutdown logged after SIGTERM"
     assert proc.poll() is None, "gangliond exited with a request in flight"
     s.sendall(body[1000:])
     answer = b""
-    s.settimeout(10)
+    s.settimeout(60)
     while chunk := s.recv(65536):
         answer += chunk
     s.close()
-    stopper.join(20)
+    stopper.join(90)
+    assert not stopper.is_alive(), "gangliond did not stop"
     assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
     assert not problems, problems
     assert proc.returncode == 0

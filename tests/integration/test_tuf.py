@@ -373,21 +373,25 @@ def test_rotation_without_the_root_key_waits_for_an_offline_root(server, workdir
 
 @pytest.mark.slow
 def test_timestamp_is_re_signed_before_it_expires(gangliond):
-    server = gangliond(extra_args=["--tuf-timestamp-expiry", "6s", "--housekeeping-interval", "1s"])
+    """A 16 s timestamp is re-signed once less than half of it is left (housekeeping every
+    second): 8 s of slack, so a loaded machine does not make it serve an expired one. Watched
+    until it has been re-signed; the deadline only bounds a broken run."""
+    server = gangliond(extra_args=["--tuf-timestamp-expiry", "16s", "--housekeeping-interval", "1s"])
     first = _meta(server, "timestamp.json")
     v0 = first["signed"]["version"]
     seen = {}
-    deadline = time.monotonic() + 5.5
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 90
+    while not [v for v in seen if v > v0]:
+        assert time.monotonic() < deadline, f"timestamp not re-signed in 90 s: {sorted(seen)}"
         ts = _meta(server, "timestamp.json")
         exp = tuf_verify.parse_time(ts["signed"]["expires"])
         assert exp > datetime.datetime.now(datetime.timezone.utc), f"served an expired timestamp: {ts['signed']}"
         v = ts["signed"]["version"]
         assert v >= max(seen, default=v0), "timestamp version went back"
         assert seen.setdefault(v, ts) == ts, f"timestamp version {v} changed content"
-        time.sleep(0.2)
+        time.sleep(0.2)  # the polling interval, not a wait for something to happen
     latest = _meta(server, "timestamp.json")["signed"]
-    assert latest["version"] > v0, f"timestamp not re-signed in 5.5 s: {latest}"
+    assert latest["version"] > v0
     # Only the timestamp moved: it names the same snapshot.
     assert latest["meta"] == first["signed"]["meta"]
     _verify(server)
@@ -423,16 +427,7 @@ def test_versioned_files_never_change(server):
         assert server.api("GET", f"/v1/tuf/image/{bad}").status_code == 404, bad
 
 
-def _cli_has(server, command):
-    try:
-        return server.cli(command, "--help", token=None).returncode == 0
-    except Exception:
-        return False
-
-
 def test_cli_keys_sign_root_then_import(server, workdir):
-    if not _cli_has(server, "keys"):
-        pytest.skip("this ganglion has no 'keys' command")
     (keyid,) = _meta(server, "root.json")["signed"]["roles"]["root"]["keyids"]
     pem = _root_key_file(server, keyid)
     draft, signed = workdir / "draft.json", workdir / "signed.json"
