@@ -14,7 +14,17 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 import tuf_verify
-from ganglion_harness import NO_TOKEN, TEST_DIR, assert_problem, list_all, model_meta, new_key, public_hex, publish
+from ganglion_harness import (
+    NO_TOKEN,
+    TEST_DIR,
+    assert_problem,
+    enroll_device,
+    list_all,
+    model_meta,
+    new_key,
+    public_hex,
+    publish,
+)
 
 ONLINE_ROLES = ("targets", "snapshot", "timestamp")
 
@@ -100,8 +110,8 @@ def test_verifier_catches_tampering(server, monkeypatch):
     real_get = tuf_verify.Verifier.get
 
     def tampered(rewrite):
-        def get(self, path, method="GET"):
-            body, headers = real_get(self, path, method)
+        def get(self, path, method="GET", token=None):
+            body, headers = real_get(self, path, method, token)
             return rewrite(path, body), headers
         return get
 
@@ -461,3 +471,74 @@ def test_cli_keys_sign_root_then_import(server, workdir):
     assert sorted(k["role"] for k in items if k.get("repo", "image") == "image") == \
         ["root", "snapshot", "targets", "timestamp"]
     assert _verify(server)["root_version"] == 3
+
+
+# --- the director, checked by the same independent verifier ------------------------------------
+def test_director_repository_verifies_independently(server, monkeypatch):
+    """The agent verifies the director with lib/tufclient.c, the signer's own library; here
+    tuf_verify.py (securesystemslib and python3-cryptography) checks the director's root chain
+    and a device's targets: threshold, freshness, device id, and the image repository's length
+    and hash for every target. Its refusals are checked too, so it can fail."""
+    for v in ("1.0.0", "1.1.0"):
+        assert publish(server, "det", f"det-{v}".encode() * 50, meta=model_meta(v)).status_code == 201
+    dev = enroll_device(server)
+    other = enroll_device(server)
+    tok = dev.authenticate(server)
+    assert server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.0.0"}).status_code == 200
+    s = tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id)
+    assert s["root_version"] == 1 and s["targets"] == ["models/det/1.0.0/model.onnx"], s
+    first = s["targets_version"]
+    assert server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.1.0"}).status_code == 200
+    s = tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id)
+    assert s["targets"] == ["models/det/1.1.0/model.onnx"] and s["targets_version"] > first, s
+    # The device's targets are its own only: another device's token gets its own (none assigned).
+    s = tuf_verify.verify_director(server.url, server.admin_token, other.authenticate(server), other.id)
+    assert s["targets"] == [], s
+
+    # As a command, with a read token.
+    read = server.make_token(["read"])["token"]
+    cli = ["/usr/bin/python3", str(TEST_DIR / "tuf_verify.py"), server.url, read, "--device-token", tok]
+    p = subprocess.run(cli + ["--device-id", dev.id], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["director"]["targets"] == ["models/det/1.1.0/model.onnx"]
+    p = subprocess.run(cli + ["--device-id", other.id], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "custom.device_id" in p.stderr, p.stderr
+
+    # What it exists to catch.
+    real_get = tuf_verify.Verifier.get
+
+    def tampered(path_end, fn):
+        def get(self, path, method="GET", token=None):
+            body, headers = real_get(self, path, method, token)
+            if path.endswith(path_end) and token == tok:
+                doc = json.loads(body)
+                fn(doc)
+                body = json.dumps(doc).encode()
+            return body, headers
+        return get
+
+    def flip(doc):
+        sig = doc["signatures"][0]["sig"]
+        doc["signatures"][0]["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
+
+    def other_device(doc):
+        doc["signed"]["custom"]["device_id"] = other.id
+
+    for fn, expect in ((flip, "does not verify"), (other_device, "valid signature")):
+        monkeypatch.setattr(tuf_verify.Verifier, "get", tampered("/director/targets.json", fn))
+        with pytest.raises(tuf_verify.VerifyError) as e:
+            tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id)
+        assert expect in str(e.value), str(e.value)
+    monkeypatch.setattr(tuf_verify.Verifier, "get", real_get)
+    # A target the image repository does not list, or lists with another length.
+    image = {p: dict(t) for p, t in _meta(server, "targets.json")["signed"]["targets"].items()}
+    director = tuf_verify.Verifier(server.url, server.admin_token, repo="director")
+    with pytest.raises(tuf_verify.VerifyError, match="not signed by the image repository"):
+        director.run_director(tok, dev.id, {p: t for p, t in image.items() if "1.1.0" not in p})
+    image["models/det/1.1.0/model.onnx"]["length"] += 1
+    with pytest.raises(tuf_verify.VerifyError, match="differs from the image repository"):
+        tuf_verify.Verifier(server.url, server.admin_token, repo="director").run_director(tok, dev.id, image)
+    # Expired at a later clock.
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)
+    with pytest.raises(tuf_verify.VerifyError, match="expired"):
+        tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id, now=later)

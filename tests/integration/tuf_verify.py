@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""An independent verifier of gangliond's TUF image repository. It shares no code with lib/:
-canonical JSON comes from securesystemslib and Ed25519 from python3-cryptography, so a bug in
-the server's canonical form, key ids or signatures shows up here as a failure.
+"""An independent verifier of gangliond's TUF image repository and of its director. It shares
+no code with lib/: canonical JSON comes from securesystemslib and Ed25519 from
+python3-cryptography, so a bug in the server's canonical form, key ids or signatures shows up
+here as a failure.
 
 Checks, for a running gangliond: the root chain 1..N (root 1 self-signed to threshold, each N+1
 signed by a threshold of N's root keys and of its own), key ids, timestamp -> snapshot (version,
@@ -10,9 +11,17 @@ spec_version, consistent-snapshot file names, and that every published model ver
 target with the right length and hash, whose custom digests are the SHA-256 of the bytes served
 at .../sample and .../reference-profile.
 
+The director (Uptane's split): its root chain 1..N under /v1/tuf/director/ (roles root and
+targets), and, with a device's token, that device's targets.json: signed to the threshold of the
+newest director root's targets keys, fresh, _type and spec_version, custom.device_id naming the
+device (on the metadata and on every target), and every target listed by the image repository's
+verified targets with the same length and SHA-256; an API token gets no device's targets (404).
+
 As a module: verify(url, token) returns a summary dict or raises VerifyError listing every
-problem found. As a command: /usr/bin/python3 tuf_verify.py URL TOKEN [--no-artifacts]
-(the token needs the read scope; exit 0 when everything verifies, 1 otherwise)."""
+problem found; verify_director(url, token, device_token, device_id) does the same for the
+director. As a command: /usr/bin/python3 tuf_verify.py URL TOKEN [--no-artifacts]
+[--device-token T --device-id ID] (the token needs the read scope; exit 0 when everything
+verifies, 1 otherwise)."""
 
 import argparse
 import datetime
@@ -29,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from securesystemslib.formats import encode_canonical
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
+DIRECTOR_ROLES = ("root", "targets")
 SPEC_VERSION = re.compile(r"^1\.\d+\.\d+$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX128 = re.compile(r"^[0-9a-f]{128}$")
@@ -91,7 +101,9 @@ def parse_time(s):
 class Verifier:
     """One verification run against a server; collects problems instead of stopping at the first."""
 
-    def __init__(self, url, token, check_artifacts=True, now=None, timeout=30):
+    def __init__(self, url, token, check_artifacts=True, now=None, timeout=30, repo="image"):
+        self.repo = repo
+        self.roles = ROLES if repo == "image" else DIRECTOR_ROLES
         self.url = url.rstrip("/")
         self.token = token
         self.check_artifacts = check_artifacts
@@ -102,11 +114,11 @@ class Verifier:
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     # --- HTTP ---------------------------------------------------------------------------------
-    def get(self, path, method="GET"):
+    def get(self, path, method="GET", token=None):
         """Returns (body bytes, headers) of a 200; raises NotFound on 404, VerifyError otherwise."""
         req = urllib.request.Request(self.url + path, method=method)
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
+        if token or self.token:
+            req.add_header("Authorization", f"Bearer {token or self.token}")
         try:
             with self.opener.open(req, timeout=self.timeout) as r:
                 return r.read(), r.headers
@@ -117,8 +129,8 @@ class Verifier:
         except OSError as e:
             raise VerifyError([f"{method} {path}: {e}"]) from None
 
-    def get_json(self, path):
-        body, _ = self.get(path)
+    def get_json(self, path, token=None):
+        body, _ = self.get(path, token=token)
         try:
             return json.loads(body), body
         except ValueError as e:
@@ -169,9 +181,9 @@ class Verifier:
                 self.problem(f"{name}: key {kid} keyval.public is not 64 hex digits")
             if keyid(key) != kid:
                 self.problem(f"{name}: key id {kid} is not sha256(canonical(key)) = {keyid(key)}")
-        if set(roles) != set(ROLES):
-            self.problem(f"{name}: roles are {sorted(roles)}, expected {sorted(ROLES)}")
-        for role in ROLES:
+        if set(roles) != set(self.roles):
+            self.problem(f"{name}: roles are {sorted(roles)}, expected {sorted(self.roles)}")
+        for role in self.roles:
             r = roles.get(role) or {}
             ids, th = r.get("keyids"), r.get("threshold")
             if not isinstance(ids, list) or not ids:
@@ -237,7 +249,7 @@ class Verifier:
         n = 0
         for v in range(1, MAX_ROOTS):
             try:
-                env, raw = self.get_json(f"/v1/tuf/image/{v}.root.json")
+                env, raw = self.get_json(f"/v1/tuf/{self.repo}/{v}.root.json")
             except NotFound:
                 break
             name = f"{v}.root.json"
@@ -260,11 +272,11 @@ class Verifier:
         exp = parse_time(prev.get("expires"))
         if exp is not None and exp <= self.now:
             self.problem(f"{n}.root.json (the newest) expired at {prev['expires']}")
-        env, raw = self.get_json("/v1/tuf/image/root.json")
+        env, raw = self.get_json(f"/v1/tuf/{self.repo}/root.json")
         if env.get("signed", {}).get("version") != n:
             self.problem(f"root.json is version {env.get('signed', {}).get('version')}, but {n}.root.json is the newest")
         else:
-            body, _ = self.get(f"/v1/tuf/image/{n}.root.json")
+            body, _ = self.get(f"/v1/tuf/{self.repo}/{n}.root.json")
             if body != raw:
                 self.problem(f"root.json and {n}.root.json differ")
         return prev, n
@@ -425,6 +437,61 @@ class Verifier:
         }
 
 
+    def run_director(self, device_token, device_id, image_targets):
+        """The director's root chain, and (with a device token) the device's targets checked
+        against image_targets (the image repository's verified targets)."""
+        root, root_version = self.verify_roots()
+        summary = {"root_version": root_version, "keyids": {r: list(root["roles"][r]["keyids"]) for r in self.roles}}
+        # Per device only: an API token gets none (404), whoever it belongs to.
+        try:
+            self.get("/v1/tuf/director/targets.json")
+            self.problem("director targets.json was served to an API token")
+        except NotFound:
+            pass
+        if device_token:
+            env, _ = self.get_json("/v1/tuf/director/targets.json", token=device_token)
+            name = "director targets.json"
+            if self.check_header(name, env, "targets"):
+                self.check_threshold(name, env, root, "targets")
+                keys = {k: root["keys"][k] for k in root["roles"]["targets"]["keyids"] if k in root["keys"]}
+                self.check_every_signature(name, env, keys)
+                s = env["signed"]
+                custom = s.get("custom") or {}
+                if custom.get("device_id") != device_id:
+                    self.problem(f"{name}: custom.device_id is {custom.get('device_id')!r}, expected {device_id!r}")
+                if parse_time(custom.get("issued_at")) is None:
+                    self.problem(f"{name}: custom.issued_at {custom.get('issued_at')!r} is not a TUF time")
+                targets = s.get("targets")
+                if not isinstance(targets, dict):
+                    self.problem(f"{name}: targets is not an object")
+                    targets = {}
+                for path, t in targets.items():
+                    if ((t or {}).get("custom") or {}).get("device_id") != device_id:
+                        self.problem(f"{name}: target {path} names device {((t or {}).get('custom') or {}).get('device_id')!r}")
+                    img = image_targets.get(path)
+                    if img is None:
+                        self.problem(f"{name}: target {path} is not signed by the image repository")
+                        continue
+                    if t.get("length") != img.get("length") or \
+                            (t.get("hashes") or {}).get("sha256") != (img.get("hashes") or {}).get("sha256"):
+                        self.problem(f"{name}: target {path} differs from the image repository's (length or sha256)")
+                summary.update(targets_version=s.get("version"), targets=sorted(targets), expires=s.get("expires"))
+        if self.problems:
+            raise VerifyError(self.problems)
+        return summary
+
+
+def verify_director(url, token, device_token=None, device_id=None, now=None):
+    """Verifies the image repository (for its targets), then the director: its root chain and,
+    with device_token, that device's targets. Returns the director summary or raises VerifyError."""
+    image = Verifier(url, token, check_artifacts=False, now=now)
+    root, _ = image.verify_roots()
+    _, _, tg = image.verify_chain(root)
+    if image.problems:
+        raise VerifyError(image.problems)
+    return Verifier(url, token, now=now, repo="director").run_director(device_token, device_id, tg["targets"])
+
+
 def verify(url, token, check_artifacts=True, now=None):
     """Verifies the whole repository of the gangliond at url; returns a summary (versions,
     target paths, expiries, key ids) or raises VerifyError."""
@@ -436,9 +503,12 @@ def main(argv=None):
     ap.add_argument("url", help="base URL, e.g. http://127.0.0.1:7700")
     ap.add_argument("token", help="API token with the read scope")
     ap.add_argument("--no-artifacts", action="store_true", help="do not download artifacts to hash them")
+    ap.add_argument("--device-token", help="also verify this device's director targets (with --device-id)")
+    ap.add_argument("--device-id", help="the device the token belongs to")
     a = ap.parse_args(argv)
     try:
         summary = verify(a.url, a.token, check_artifacts=not a.no_artifacts)
+        summary["director"] = verify_director(a.url, a.token, a.device_token, a.device_id)
     except VerifyError as e:
         print(e, file=sys.stderr)
         return 1
