@@ -5,9 +5,11 @@ and forged director metadata, a threshold reached with duplicate signatures, dow
 too long or too slow, a failed self-test) with the old model serving on, kill -9 at each step of
 an update, and a server outage.
 
-One gangliond (and one device, "agent A") serves most of the module; the tests run in file order
-and each one states what it needs from the device (whatever version serves before a refusal must
-serve after it). Models: BUILD/tests/models/{v1,v2,bad,conv}.{onnx,json} (`make tests/models/stamp`);
+One gangliond (and one device, "agent A") serves most of the module. Each test sets up what it
+needs itself (baseline(): the server and the agent running, a version assigned and serving;
+ensure_version(): a release published), so the tests pass alone, in any order, and one failure
+does not cascade into the next. Waits are on conditions with generous deadlines, never on sleeps.
+Models: BUILD/tests/models/{v1,v2,bad,conv}.{onnx,json} (`make check` builds them first);
 variants with other bytes but the same function are made here by changing the ONNX doc string."""
 
 import hashlib
@@ -32,9 +34,11 @@ from onnx import TensorProto, helper, numpy_helper
 from securesystemslib.formats import encode_canonical
 
 from ganglion_harness import (
+    SANITIZER_PATTERNS,
     TEST_MODELS,
     Agent,
     Gangliond,
+    child_env,
     device_events,
     device_reported,
     free_port,
@@ -42,6 +46,7 @@ from ganglion_harness import (
     make_dir,
     new_key,
     publish,
+    run,
     wait_event,
     wait_for,
     wait_operation,
@@ -53,8 +58,9 @@ MODEL = "det"
 # --- models ---------------------------------------------------------------------------------
 def _meta(name):
     path = TEST_MODELS / f"{name}.json"
-    if not path.exists():
-        pytest.skip(f"{path} missing: run `make tests/models/stamp` in the build directory")
+    # make check builds the models (check_DATA) before any test runs: a missing one is a broken
+    # build, and a failure here, not a reason to skip.
+    assert path.exists(), f"{path} missing: `make check` builds it (make tests/models/stamp)"
     return json.loads(path.read_text())
 
 
@@ -123,6 +129,22 @@ def push(srv, version, artifact, like="v1"):
     return hashlib.sha256(artifact).hexdigest()
 
 
+# Releases some tests start from, made the same way whichever test needs one first.
+RELEASES = {
+    "1.0.0": (lambda: _onnx("v1"), "v1"),
+    "2.0.0": (lambda: _onnx("v2"), "v2"),
+}
+
+
+def ensure_version(srv, refs, version):
+    """Publishes det/version (one of RELEASES) unless it is published already; adds its reference."""
+    make, like = RELEASES[version]
+    refs.add(version, like)
+    if srv.api("GET", f"/v1/models/{MODEL}/versions/{version}").status_code == 200:
+        return
+    push(srv, version, make(), like)
+
+
 def close_to(got, want, tol):
     return len(got) == len(want) and all(abs(g - w) <= tol for g, w in zip(got, want))
 
@@ -155,7 +177,7 @@ def assign(srv, device_id, version, model=MODEL):
     return r.json()
 
 
-def wait_serving(agent, version, timeout=30):
+def wait_serving(agent, version, timeout=90):
     """Waits until the socket reports version as serving; returns (version, target)."""
     def check():
         s = agent.serving()
@@ -200,7 +222,7 @@ class Load:
 
     def _run(self):
         body = json.dumps({"inputs": {"x": self.x or next(iter(self.refs.by_version.values()))[0]}}).encode()
-        out = []
+        out = self.results  # list.append is atomic under the GIL: results grow while the load runs
         while not self.stop_flag.is_set():
             t0 = time.monotonic()
             try:
@@ -217,7 +239,13 @@ class Load:
                     out.append((t0, t1, a.get("version"), f"wrong answer: {e}"))
             except Exception as e:  # a failed request is a finding, never a crash of the test
                 out.append((t0, time.monotonic(), None, repr(e)))
-        self.results.extend(out)  # list.extend is atomic under the GIL
+
+    def wait_answers(self, n, version=None, timeout=60):
+        """Waits until n requests (answered by version, if given) have come back."""
+        ok = wait_for(lambda: sum(1 for r in list(self.results) if version is None or r[2] == version) >= n,
+                      timeout, 0.02)
+        assert ok, f"fewer than {n} answers{' from ' + version if version else ''} within {timeout} s " \
+                   f"({len(self.results)} in all)"
 
     def __enter__(self):
         for t in self.threads:
@@ -429,7 +457,7 @@ def agents(tmp_base):
         return a
 
     yield make
-    errors = []
+    errors = list(_agent_deaths)
     for a in made:
         errors += a.stop(check=False)
     for a in made:
@@ -453,14 +481,43 @@ def dev_a(srv, refs, agents):
     assert a.models() == []
     status, _, body = a.request("POST", f"/v1/models/{MODEL}/infer", {"inputs": {"x": refs.x("1.0.0")}})
     assert status == 503, (status, body)
+    nothing = a.request("POST", "/v1/rollback")
     assign(srv, a.device_id, "1.0.0")
     wait_serving(a, "1.0.0")
+    # What the first install left, recorded now: the test of it may run after others.
+    op = wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "1.0.0")
+    a.first = {"models": a.models(), "op": op, "device": device_reported(srv, a.device_id),
+               "events": device_events(srv, a.device_id), "state": a.state(), "files": verified_files(a),
+               "rollback_before": nothing, "rollback_after": a.request("POST", "/v1/rollback")}
     return a
 
 
 # --- 1. enroll, assign, serve ---------------------------------------------------------------
 def test_enroll_assign_v1_serves_the_reference(srv, refs, dev_a):
     a = dev_a
+    first = a.first
+    (item,) = first["models"]
+    assert item["name"] == MODEL and item["version"] == "1.0.0" and item["target"] == "cpu"
+    assert item["sha256"] == hashlib.sha256(_onnx("v1")).hexdigest()
+    assert first["op"]["model"] == MODEL
+    d = first["device"]
+    assert d["desired"]["model"] == MODEL and d["desired"]["version"] == "1.0.0"
+    assert [m["version"] for m in d["reported"]["models"]] == ["1.0.0"]
+    # The history: the install of 1.0.0 ended active (the intermediate states of a fast install
+    # fall between two check-ins; see test_progress_reported_during_a_long_download).
+    events = first["events"]
+    assert [e["state"] for e in events if e.get("version") == "1.0.0"][-1:] == ["active"], events
+    assert not [e for e in events if e["state"] == "failed"], events
+    st = first["state"]
+    assert st["current"]["version"] == "1.0.0" and st["previous"] is None
+    assert first["files"] == [item["sha256"]]
+    # Nothing to roll back to: before the first install, and with no previous version.
+    for (status, headers, body), why in ((first["rollback_before"], "nothing installed"),
+                                         (first["rollback_after"], "no previous version")):
+        assert status == 404 and headers["content-type"] == "application/problem+json", (status, body)
+        assert why in json.loads(body)["detail"], body
+
+    baseline(srv, refs, a, "1.0.0")
     (item,) = a.models()
     assert item["name"] == MODEL and item["version"] == "1.0.0" and item["target"] == "cpu"
     assert item["sha256"] == hashlib.sha256(_onnx("v1")).hexdigest()
@@ -476,43 +533,126 @@ def test_enroll_assign_v1_serves_the_reference(srv, refs, dev_a):
     for body in (b'{"inputs": ', b'{"inputs": {"x": [1, 2, 3, "4"]}}', b'{"inputs": {}, "extra": 1}', b"[]", b""):
         status, headers, text = a.request("POST", f"/v1/models/{MODEL}/infer", body, json_ct)
         assert status == 400 and headers["content-type"] == "application/problem+json", (body, status, text)
-    assert a.request("GET", f"/v1/models/{MODEL}/infer")[0] == 405
+    status, headers, _ = a.request("GET", f"/v1/models/{MODEL}/infer")
+    assert status == 405 and headers.get("allow") == "POST", (status, headers)
+    status, headers, _ = a.request("GET", "/v1/rollback")
+    assert status == 405 and headers.get("allow") == "POST", (status, headers)
     assert a.request("GET", "/v1/nothing-here")[0] == 404
     assert_serves(a, refs, "1.0.0")
-
-    op = wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "1.0.0")
-    assert op["model"] == MODEL
-    d = device_reported(srv, a.device_id)
-    assert d["desired"]["model"] == MODEL and d["desired"]["version"] == "1.0.0"
-    assert [m["version"] for m in d["reported"]["models"]] == ["1.0.0"]
-    # The history: the install of 1.0.0 ended active (the intermediate states of a fast install
-    # fall between two check-ins; see test_progress_reported_during_a_long_download).
-    events = device_events(srv, a.device_id)
-    assert [e["state"] for e in events if e.get("version") == "1.0.0"][-1:] == ["active"], events
-    assert not [e for e in events if e["state"] == "failed"], events
-    st = a.state()
-    assert st["current"]["version"] == "1.0.0" and st["previous"] is None
-    assert verified_files(a) == [item["sha256"]]
 
 
 # --- 2. swap under load ---------------------------------------------------------------------
 def test_swap_to_v2_under_load_fails_no_request(srv, refs, dev_a):
     a = dev_a
+    baseline(srv, refs, a, "1.0.0")
     with Load(a, refs, x_version="1.0.0") as load:
-        time.sleep(0.5)
+        load.wait_answers(25, "1.0.0")  # the load runs before the swap...
         assign(srv, a.device_id, "2.0.0")
         wait_serving(a, "2.0.0")
-        time.sleep(0.5)
+        load.wait_answers(25, "2.0.0")  # ...and after it
     # v1 and v2 share the sample input, so every answer is checked against its own version.
     assert refs.x("1.0.0") == refs.x("2.0.0")
     check_swap(load.results, "1.0.0", "2.0.0")
-    assert len(load.results) > 50, len(load.results)
+    assert len(load.results) >= 50, len(load.results)
     assert_serves(a, refs, "2.0.0")
     wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "2.0.0")
     st = a.state()
     assert st["current"]["version"] == "2.0.0" and st["previous"]["version"] == "1.0.0"
     # The current and the previous model are kept, both verified.
     assert len(verified_files(a)) == 2
+
+
+# --- rollback on the socket -----------------------------------------------------------------
+def checkins_since(srv, device_id, offset):
+    """The number of check-ins the server logged for the device after log offset (bytes)."""
+    text = srv.logfile.read_text(errors="replace")[offset:]
+    return sum(1 for l in text.splitlines()
+               if "event=request" in l and "path=/v1/agent/checkin" in l and f"actor=device:{device_id}" in l)
+
+
+def test_rollback_on_the_socket_restores_the_previous_version(srv, refs, dev_a):
+    a = dev_a
+    baseline(srv, refs, a, "1.0.0")
+    baseline(srv, refs, a, "2.0.0")
+    st = a.state()
+    assert st["current"]["version"] == "2.0.0" and st["previous"]["version"] == "1.0.0", st
+    after = last_event_id(srv, a.device_id)
+
+    status, headers, body = a.request("POST", "/v1/rollback")
+    assert status == 200, (status, body)
+    assert json.loads(body) == {"status": "rolled_back", "model": MODEL, "version": "1.0.0"}
+    assert_serves(a, refs, "1.0.0")
+    st = a.state()
+    assert st["current"]["version"] == "1.0.0" and st["previous"]["version"] == "2.0.0", st
+    wait_event(srv, a.device_id, lambda o: o["state"] == "rolled_back" and o.get("version") == "1.0.0",
+               after_id=after, what="rolled_back event")
+    assert len(verified_files(a)) == 2
+
+    # Held: the director still names 2.0.0, but the agent does not reinstall it, not even after
+    # a restart (three check-ins later it still serves 1.0.0 and has not downloaded or loaded).
+    a.stop()
+    log_from = len(a.logfile.read_bytes())
+    a.start()
+    srv_from = len(srv.logfile.read_text(errors="replace"))
+    assert wait_for(lambda: checkins_since(srv, a.device_id, srv_from) >= 3, 60, 0.2), srv.log()[-2000:]
+    assert_serves(a, refs, "1.0.0")
+    since_restart = a.logfile.read_bytes()[log_from:].decode(errors="replace")
+    assert "version=2.0.0" not in since_restart, since_restart[-2000:]
+
+    # A previous file that no longer matches its verified SHA-256 is refused: the current serves on.
+    prev = a.data_dir / "models" / st["previous"]["sha256"]
+    good = prev.read_bytes()
+    os.chmod(prev, 0o600)
+    try:
+        prev.write_bytes(b"\0" + good[1:])
+        status, headers, body = a.request("POST", "/v1/rollback")
+        assert status == 500 and "no longer matches" in json.loads(body)["detail"], (status, body)
+        assert_serves(a, refs, "1.0.0")
+    finally:
+        prev.write_bytes(good)
+    verified_files(a)
+    # The operator's next assignment is installed as usual.
+    baseline(srv, refs, a, "2.0.0")
+
+
+def test_enroll_with_roots_given_out_of_band(srv, refs, agents, workdir):
+    """`enroll --trusted-root/--trusted-director-root`: roots fetched out of band are pinned as
+    given (no trust on first use), and a root that does not verify is refused before the
+    enrollment token is spent."""
+    image_root = workdir / "image-root.json"
+    director_root = workdir / "director-root.json"
+    image_root.write_bytes(srv.api("GET", "/v1/tuf/image/root.json").content)
+    director_root.write_bytes(srv.api("GET", "/v1/tuf/director/root.json").content)
+    bad = workdir / "bad-root.json"
+    env = json.loads(image_root.read_text())
+    env["signed"]["expires"] = "2099-01-01T00:00:00Z"  # changed after signing
+    bad.write_text(json.dumps(env))
+    et = srv.make_enroll_token(max_uses=1)
+    d = agents(srv.url)
+    for args in (["--trusted-root", bad, "--trusted-director-root", director_root],
+                 ["--trusted-root", image_root, "--trusted-director-root", bad],
+                 ["--trusted-root", workdir / "missing.json"]):
+        p = run(d.command("enroll", "--token", et["token"], *args), check=False, env=child_env(**d.env))
+        assert p.returncode == 2 and "is not a usable root" in p.stderr, (p.returncode, p.stderr)
+        assert not (d.data_dir / "identity" / "device.json").exists()
+    uses = {t["id"]: t["uses"] for t in srv.api("GET", "/v1/enroll-tokens").json()["items"]}
+    assert uses[et["id"]] == 0, "a refused root spent the enrollment token"
+
+    p = run(d.command("enroll", "--token", et["token"], "--trusted-root", image_root,
+                      "--trusted-director-root", director_root), env=child_env(**d.env))
+    assert "enrolled as device" in p.stdout, p.stdout
+    assert "trust_on_first_use" not in p.stdout + p.stderr, p.stderr
+    d.device_id = json.loads((d.data_dir / "identity" / "device.json").read_text())["device_id"]
+    for repo, given in (("image", image_root), ("director", director_root)):
+        pinned = json.loads((d.data_dir / "trust" / repo / "root.json").read_text())
+        assert pinned == json.loads(given.read_text()), repo
+    # The pinned roots carry it: it installs what it is assigned.
+    ensure_version(srv, refs, "1.0.0")
+    d.start()
+    assign(srv, d.device_id, "1.0.0")
+    wait_serving(d, "1.0.0")
+    assert_serves(d, refs, "1.0.0")
+    d.stop()
 
 
 # --- 3. the same on OpenCL ------------------------------------------------------------------
@@ -523,28 +663,28 @@ def test_opencl_target_serves_and_swaps_under_load(srv, refs, agents, tmp_base):
     enroll_and_start(srv, b)
     assign(srv, b.device_id, "1.0.0")
     # The first OpenCL load compiles kernels: seconds.
-    assert wait_serving(b, "1.0.0", timeout=60) == ("1.0.0", "opencl"), b.log()[-3000:]
+    assert wait_serving(b, "1.0.0", timeout=120) == ("1.0.0", "opencl"), b.log()[-3000:]
     (item,) = b.models()
     assert item["requested_target"] == "opencl"
     ans = b.infer(MODEL, {"x": refs.x("1.0.0")})
     assert ans["target"] == "opencl" and refs.check(ans) == "1.0.0"
     with Load(b, refs, x_version="1.0.0") as load:
-        time.sleep(0.5)
+        load.wait_answers(25, "1.0.0")
         assign(srv, b.device_id, "2.0.0")
-        assert wait_serving(b, "2.0.0", timeout=60) == ("2.0.0", "opencl")
-        time.sleep(0.5)
+        assert wait_serving(b, "2.0.0", timeout=120) == ("2.0.0", "opencl")
+        load.wait_answers(25, "2.0.0")
     check_swap(load.results, "1.0.0", "2.0.0")
     assert_serves(b, refs, "2.0.0")
-    d = device_reported(srv, b.device_id)
-    assert [(m["version"], m["target"]) for m in wait_for(
-        lambda: [m for m in device_reported(srv, b.device_id)["reported"]["models"] if m["version"] == "2.0.0"], 10)] \
-        == [("2.0.0", "opencl")], d["reported"]
+    reported = wait_for(lambda: [m for m in device_reported(srv, b.device_id)["reported"]["models"]
+                                 if m["version"] == "2.0.0"], 60, 0.2)
+    assert [(m["version"], m["target"]) for m in reported or []] == [("2.0.0", "opencl")], \
+        device_reported(srv, b.device_id)["reported"]
     # A model with real convolutions: OpenCL kernels run it and agree with numpy.
     conv = _meta("conv")
     r = publish(srv, "conv", _onnx("conv"), meta=conv)
     assert r.status_code == 201, r.text
     assign(srv, b.device_id, "1.0.0", model="conv")
-    got = wait_for(lambda: b.models() and b.models()[0]["name"] == "conv" and b.models()[0], 60, 0.2)
+    got = wait_for(lambda: b.models() and b.models()[0]["name"] == "conv" and b.models()[0], 120, 0.2)
     assert got and got["target"] == "opencl", (got, b.log()[-3000:])
     ans = b.infer("conv", conv["sample"]["inputs"])
     assert ans["target"] == "opencl"
@@ -555,19 +695,31 @@ def test_opencl_target_serves_and_swaps_under_load(srv, refs, agents, tmp_base):
 
 # --- 4. refusals: the old model serves on, the failure is reported ----------------------------
 _last_attack_end = [0.0]
+_agent_deaths = []
 
 
 def baseline(srv, refs, a, version="2.0.0"):
-    """Assigns version (already installed once), waits until it serves and the agent trusts the
-    server's newest director targets; returns the newest event id. Starts at least a second
-    after the previous attack ended, so that failures reported late for it (an operation is
-    reported at the check-in after it, its time to the second) are older than anything now."""
+    """What every test on agent A starts from, whatever ran before it: the server and the agent
+    running, `version` (published here if it is not yet) assigned and serving, and the agent
+    trusting the server's newest director targets. Returns the newest event id and the time.
+    Starts at least a second after the previous attack ended, so that failures reported late for
+    it (an operation is reported at the check-in after it, its time to the second) are older than
+    anything now."""
+    if not srv.running():
+        srv.start()
+    if a.proc is not None and a.proc.poll() is not None:
+        # Not stopped by a test: a crash. Reported at the end of the module, restarted here.
+        _agent_deaths.append(f"agent {a.workdir.name} exited by itself (status {a.proc.returncode})")
+        a.proc = None
+    if a.proc is None:
+        a.start()
+    ensure_version(srv, refs, version)
     time.sleep(max(0.0, _last_attack_end[0] + 1.05 - time.time()))
     assign(srv, a.device_id, version)
     wait_serving(a, version)
     top = director_rows(srv, a.device_id)[0]["version"]
     ok = wait_for(lambda: json.loads((a.data_dir / "trust" / "director" / "targets.json").read_text())
-                  ["signed"]["version"] == top, 10, 0.1)
+                  ["signed"]["version"] == top, 60, 0.1)
     assert ok, f"agent never accepted director targets version {top}"
     return last_event_id(srv, a.device_id), tuf_time(datetime.now(timezone.utc))
 
@@ -759,6 +911,16 @@ def test_forged_director_metadata_control(srv, refs, dev_a):
 
 
 # --- downloads through a proxy: too long, too slow, resumed after kill -9 ----------------------
+def stop_checked(agent, proxy):
+    """Teardown of an agent behind a proxy: SIGTERM, exit 0, no sanitizer report; the proxy is
+    closed whatever happens."""
+    try:
+        problems = agent.stop(check=False)
+    finally:
+        proxy.close()
+    assert not problems, f"agent {agent.workdir.name}: " + "; ".join(problems) + f"\n{agent.log()[-4000:]}"
+
+
 @pytest.fixture(scope="module")
 def dev_c(srv, refs, agents):
     """Agent C: talks to gangliond through a TrickleProxy (full speed for now), v1 serving."""
@@ -769,8 +931,19 @@ def dev_c(srv, refs, agents):
     assign(srv, c.device_id, "1.0.0")
     wait_serving(c, "1.0.0")
     yield c
-    c.stop(check=False)
-    proxy.close()
+    stop_checked(c, proxy)
+
+
+def c_baseline(srv, c, extra_args=None):
+    """Agent C running (with extra_args, or none), the proxy at full speed, 1.0.0 assigned and serving."""
+    c.proxy.rate = None
+    if srv.api("GET", f"/v1/models/{MODEL}/versions/1.0.0").status_code != 200:
+        push(srv, "1.0.0", _onnx("v1"), "v1")
+    assign(srv, c.device_id, "1.0.0")
+    if c.running():
+        c.stop()
+    c.start(extra_args=extra_args)
+    wait_serving(c, "1.0.0")
 
 
 @pytest.fixture(scope="module")
@@ -782,6 +955,7 @@ def slow_download(srv, refs, agents):
     s = agents(proxy.url, extra_args=["--download-min-rate", "64K"])
     s.proxy = proxy
     enroll_and_start(srv, s)
+    ensure_version(srv, refs, "1.0.0")
     assign(srv, s.device_id, "1.0.0")
     wait_serving(s, "1.0.0")
     art = variant("v1", "slow", pad=1 << 20)
@@ -791,53 +965,52 @@ def slow_download(srv, refs, agents):
     t0 = time.monotonic()
     assign(srv, s.device_id, "1.1.0")
     yield s, "1.1.0", sha, t0
-    s.stop(check=False)
-    proxy.close()
+    stop_checked(s, proxy)
 
 
 def test_progress_reported_during_a_long_download(srv, slow_download):
     s, version, sha, t0 = slow_download
-    wait_for(lambda: (s.data_dir / "downloads" / f"{sha}.part").exists(), 10)
-    op = wait_for(lambda: (device_reported(srv, s.device_id)["reported"].get("last_operation") or {}).get("version")
-                  == version, 5, 0.2)
-    assert op, "the server does not know that a download of 1.1.0 is under way"
+    assert wait_for(lambda: (s.data_dir / "downloads" / f"{sha}.part").exists(), 60), s.log()[-2000:]
+    # The agent pushes its progress: the server learns that this download is under way while
+    # it is (not only once it has ended, well or badly).
+    op = wait_operation(srv, s.device_id, lambda o: o["state"] == "downloading" and o.get("version") == version,
+                        timeout=60, what="downloading operation")
+    assert op["model"] == MODEL, op
 
 
 def test_download_longer_than_the_deadline_is_abandoned(srv, refs, dev_c):
     c = dev_c
-    c.stop()
-    c.start(extra_args=["--download-deadline", "3s"])
-    after = last_event_id(srv, c.device_id)
-    art = variant("v1", "deadline", pad=1 << 20)
-    sha = push(srv, "1.2.0", art, "v1")
-    refs.add("1.2.0", "v1")
-    c.proxy.rate = 20 * 1024
-    assign(srv, c.device_id, "1.2.0")
-    op = wait_event(srv, c.device_id, lambda o: o["state"] == "failed" and o.get("version") == "1.2.0",
-                    after_id=after, timeout=20, what="failed download")
-    assert "download stopped at" in op["detail"] and "timed out" in op["detail"].lower(), op
-    assert_serves(c, refs, "1.0.0")
-    # Abandoned, not lost: the next attempts go on from the bytes already on disk.
-    ok = wait_for(lambda: [e for e in c.proxy.artifact_requests(sha) if e["range"] and e["status"] == 206], 10)
-    assert ok, c.proxy.artifact_requests(sha)
-    assert_serves(c, refs, "1.0.0")
-    assert sha not in verified_files(c)
-    assign(srv, c.device_id, "1.0.0")
-    c.stop()
-    c.proxy.rate = None
-    c.start()
+    c_baseline(srv, c, extra_args=["--download-deadline", "3s"])
+    try:
+        after = last_event_id(srv, c.device_id)
+        art = variant("v1", "deadline", pad=1 << 20)
+        sha = push(srv, "1.2.0", art, "v1")
+        refs.add("1.2.0", "v1")
+        c.proxy.rate = 20 * 1024
+        assign(srv, c.device_id, "1.2.0")
+        op = wait_event(srv, c.device_id, lambda o: o["state"] == "failed" and o.get("version") == "1.2.0",
+                        after_id=after, timeout=90, what="failed download")
+        assert "download stopped at" in op["detail"] and "timed out" in op["detail"].lower(), op
+        assert_serves(c, refs, "1.0.0")
+        # Abandoned, not lost: the next attempts go on from the bytes already on disk.
+        ok = wait_for(lambda: [e for e in c.proxy.artifact_requests(sha) if e["range"] and e["status"] == 206], 90)
+        assert ok, c.proxy.artifact_requests(sha)
+        assert_serves(c, refs, "1.0.0")
+        assert sha not in verified_files(c)
+    finally:
+        c_baseline(srv, c)
 
 
 def test_kill_9_during_download_resumes_it(srv, refs, dev_c):
     c = dev_c
-    wait_serving(c, "1.0.0")
+    c_baseline(srv, c)
     art = variant("v1", "big", pad=6 << 20)
     sha = push(srv, "1.3.0", art, "v1")
     refs.add("1.3.0", "v1")
     part = c.data_dir / "downloads" / f"{sha}.part"
     c.proxy.rate = 1 << 20
     assign(srv, c.device_id, "1.3.0")
-    assert wait_for(lambda: part.exists() and part.stat().st_size >= 1_500_000, 20, 0.02), c.log()[-2000:]
+    assert wait_for(lambda: part.exists() and part.stat().st_size >= 1_500_000, 90, 0.02), c.log()[-2000:]
     c.kill()
     have = part.stat().st_size
     assert 0 < have < len(art)
@@ -861,9 +1034,12 @@ def test_kill_9_during_download_resumes_it(srv, refs, dev_c):
 
 def test_download_slower_than_the_minimum_rate_is_abandoned(srv, refs, slow_download):
     s, version, sha, t0 = slow_download
-    # libcurl's low-speed limit: below --download-min-rate for 30 s.
+    if not s.running():
+        s.start()
+    # libcurl's low-speed limit: below --download-min-rate for 30 s. The deadline here only
+    # bounds a broken run: the failure itself comes 30 s after the stall began.
     op = wait_operation(srv, s.device_id, lambda o: o["state"] == "failed" and o.get("version") == version,
-                        timeout=max(5, 50 - (time.monotonic() - t0)), what="failed slow download")
+                        timeout=180, what="failed slow download")
     assert "download stopped at" in op["detail"] and "too slow" in op["detail"].lower(), op
     assert time.monotonic() - t0 >= 30
     assert_serves(s, refs, "1.0.0")
@@ -871,39 +1047,50 @@ def test_download_slower_than_the_minimum_rate_is_abandoned(srv, refs, slow_down
 
 
 # --- 5. kill -9 while loading and at the swap -------------------------------------------------
-def wait_log(agent, needle, timeout=30):
+def wait_log(agent, needle, timeout=90):
     """Polls the agent's log (every 2 ms) until it contains needle."""
     assert wait_for(lambda: needle in agent.logfile.read_text(errors="replace"), timeout, 0.002), \
         f"{needle!r} not logged within {timeout} s\n{agent.log()[-3000:]}"
 
 
 def test_kill_9_while_loading_keeps_a_verified_model(srv, refs, dev_a):
+    """kill -9 between "loading" and the swap. The load of a heavy model takes a second or more,
+    but on a loaded machine the kill can still come too late: such a try proves nothing, so it is
+    made again with a heavier model (at most three tries)."""
     a = dev_a
-    baseline(srv, refs, a)
-    push(srv, "2.1.0", heavy_variant("load"), "v2")
-    refs.add("2.1.0", "v2")
-    assign(srv, a.device_id, "2.1.0")
-    wait_log(a, "event=update state=loading model=det version=2.1.0")
-    a.kill()
-    assert "model_swapped model=det version=2.1.0" not in a.log(), "too late: the load had finished"
+    for attempt in range(3):
+        baseline(srv, refs, a)
+        version = f"2.1.{10 + attempt}"
+        if srv.api("GET", f"/v1/models/{MODEL}/versions/{version}").status_code != 200:
+            push(srv, version, heavy_variant(f"load-{attempt}", layers=30 * (attempt + 1)), "v2")
+        refs.add(version, "v2")
+        assign(srv, a.device_id, version)
+        wait_log(a, f"event=update state=loading model=det version={version}")
+        a.kill()
+        if f"model_swapped model=det version={version}" not in a.log():
+            break
+        print(f"try {attempt + 1}: the load of {version} finished before the kill; again, heavier")
+    else:
+        pytest.fail("the kill came after the swap three times: nothing was tested")
     assert a.state()["current"]["version"] == "2.0.0"
     verified_files(a)
     a.start()
     v = a.serving()[0]
-    assert v in ("2.0.0", "2.1.0")
+    assert v in ("2.0.0", version)
     assert refs.check(a.infer(MODEL, {"x": refs.x(v)})) == v
-    wait_serving(a, "2.1.0")
-    assert_serves(a, refs, "2.1.0")
+    wait_serving(a, version)
+    assert_serves(a, refs, version)
     verified_files(a)
 
 
 def test_kill_9_at_the_swap_under_load_keeps_a_verified_model(srv, refs, dev_a):
     a = dev_a
-    baseline(srv, refs, a, "2.1.0")
-    push(srv, "2.2.0", heavy_variant("swap"), "v2")
+    baseline(srv, refs, a, "2.0.0")
+    if srv.api("GET", f"/v1/models/{MODEL}/versions/2.2.0").status_code != 200:
+        push(srv, "2.2.0", heavy_variant("swap"), "v2")
     refs.add("2.2.0", "v2")
     with Load(a, refs, x_version="2.0.0") as load:
-        time.sleep(0.3)
+        load.wait_answers(25, "2.0.0")
         assign(srv, a.device_id, "2.2.0")
         wait_log(a, "event=model_swapped model=det version=2.2.0")
         a.kill()
@@ -911,7 +1098,7 @@ def test_kill_9_at_the_swap_under_load_keeps_a_verified_model(srv, refs, dev_a):
     before_kill = [r for r in load.results if r[1] < t_kill - 0.05]
     errors = [r for r in before_kill if r[3]]
     assert before_kill and not errors, errors[:3]
-    assert {r[2] for r in before_kill} <= {"2.1.0", "2.2.0"}
+    assert {r[2] for r in before_kill} <= {"2.0.0", "2.2.0"}
     # state.json names the new model before the swap is visible: the restart serves it at once.
     assert a.state()["current"]["version"] == "2.2.0"
     verified_files(a)
@@ -920,46 +1107,63 @@ def test_kill_9_at_the_swap_under_load_keeps_a_verified_model(srv, refs, dev_a):
     assert "restored at start-up" in a.log()
 
 
-
 def test_sigterm_during_a_download_stops_the_agent_promptly(slow_download):
     """systemd stops a unit with SIGTERM and kills it 90 s later: an agent in the middle of a
-    slow download must still exit cleanly and soon (the download resumes at the next start)."""
+    slow download must still exit cleanly and well before that (the download resumes at the
+    next start). Under ASan the exit includes the leak check: 30 s is generous, 90 s the limit."""
     s, version, sha, t0 = slow_download
+    if not s.running():
+        s.start()
+
     # In a download now (not in the back-off after a failed one): the last update line says so.
     def downloading():
         lines = [l for l in s.logfile.read_text(errors="replace").splitlines() if "event=update " in l]
         return lines and f"state=downloading model=det version={version}" in lines[-1]
-    assert wait_for(downloading, 20, 0.01), s.log()[-2000:]
+
+    assert wait_for(downloading, 120, 0.01), s.log()[-2000:]
+    t = time.monotonic()
     s.proc.send_signal(signal.SIGTERM)
     try:
-        rc = s.proc.wait(5)
+        rc = s.proc.wait(60)
     except subprocess.TimeoutExpired:
         rc = None
     finally:
         s.kill()
-    assert rc == 0, f"SIGTERM during a download: no exit within 5 s (status {rc})"
+    took = time.monotonic() - t
+    assert rc == 0, f"SIGTERM during a download: status {rc} after {took:.1f} s\n{s.log()[-3000:]}"
+    assert took < 30, f"SIGTERM during a download took {took:.1f} s"
+    bad = [l for l in s.log().splitlines() if any(p in l for p in SANITIZER_PATTERNS)]
+    assert not bad, bad[:20]
 
 
 # --- 6. the server goes away and comes back ----------------------------------------------------
 def test_agent_serves_through_a_server_outage_and_resumes(srv, refs, dev_a):
     a = dev_a
+    baseline(srv, refs, a)
     before = a.serving()[0]
     # A short back-off cap so that the agent notices the server's return within the test.
     a.stop()
     a.start(extra_args=["--backoff-max", "2s"])
-    seen = wait_for(lambda: device_reported(srv, a.device_id)["last_seen_at"], 5)
+    seen = wait_for(lambda: device_reported(srv, a.device_id)["last_seen_at"], 60)
+    assert seen, "the agent never checked in"
     srv.stop()
-    t = time.monotonic()
-    while time.monotonic() - t < 5:
-        assert_serves(a, refs, before)
-        time.sleep(0.1)
-    assert "event=checkin_failed" in a.log()
-    srv.start()
+    try:
+        # It goes on serving while its check-ins fail (and says so in its log).
+        def failing():
+            assert_serves(a, refs, before)
+            return "event=checkin_failed" in a.log()
+
+        assert wait_for(failing, 60, 0.1), a.log()[-2000:]
+        for _ in range(10):
+            assert_serves(a, refs, before)
+    finally:
+        srv.start()
     # The requests served during the outage change what the agent reports, so the server
     # records its first check-in after the return (last_seen_at moves past the outage).
-    moved = wait_for(lambda: device_reported(srv, a.device_id)["last_seen_at"] > seen, 15, 0.2)
+    moved = wait_for(lambda: device_reported(srv, a.device_id)["last_seen_at"] > seen, 60, 0.2)
     assert moved, (seen, device_reported(srv, a.device_id)["last_seen_at"], a.log()[-2000:])
-    push(srv, "2.3.0", variant("v2", "after-outage"), "v2")
+    if srv.api("GET", f"/v1/models/{MODEL}/versions/2.3.0").status_code != 200:
+        push(srv, "2.3.0", variant("v2", "after-outage"), "v2")
     refs.add("2.3.0", "v2")
     assign(srv, a.device_id, "2.3.0")
     wait_serving(a, "2.3.0")
