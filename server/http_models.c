@@ -223,7 +223,7 @@ static void version_part(struct gd_req *r, enum models_part part)
 {
 	char *out = NULL;
 	gn_err err;
-	int rc = models_version_get(&out, gd_db(r), gd_param(r, 0), gd_param(r, 1), part, &err);
+	int rc = models_version_get(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), part, &err);
 	reply_text(r, rc, out, &err);
 }
 

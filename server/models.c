@@ -47,6 +47,19 @@ static const db_stmt st_version_get = {
 	2};
 static const db_stmt st_digest_used = {"models_digest_used", "SELECT 1 FROM model_versions WHERE sha256 = $1 LIMIT 1",
 				       1};
+/* Devices read only what their signed director targets name or named before (to roll back to
+ * it): the bytes by digest, the version's metadata by model and version (an alias resolved now). */
+static const db_stmt st_device_digest = {
+	"models_device_digest",
+	"SELECT 1 FROM director_targets t WHERE t.device_id = $1 AND jsonb_path_exists(t.body::jsonb,"
+	" '$.signed.targets.*.hashes.sha256 ? (@ == $d)', jsonb_build_object('d', $2::text)) LIMIT 1",
+	2};
+static const db_stmt st_device_version = {
+	"models_device_version",
+	"SELECT 1 FROM director_targets t WHERE t.device_id = $1 AND jsonb_path_exists(t.body::jsonb,"
+	" '$.signed.targets.*.custom ? (@.model == $m && @.version == $v)', jsonb_build_object('m', $2::text, 'v',"
+	" coalesce((SELECT version FROM model_aliases WHERE model = $2 AND alias = $3), $3::text))) LIMIT 1",
+	3};
 const db_stmt models_list_stmt = {
 	"models_list",
 	"SELECT jsonb_build_object('name', m.name, 'created_at', gn_ts(m.created_at),"
@@ -151,14 +164,31 @@ int models_sweep_artifacts(db_conn *c, int64_t grace_s, gn_err *err)
 	return error;
 }
 
+/* Runs st (a one-row existence check); GN_EFORBIDDEN with `why` when it finds nothing. */
+static int device_allowed(db_conn *c, const db_stmt *st, const char *const *p, const char *why, gn_err *err)
+{
+	PGresult *res = NULL;
+	int error = db_exec(&res, c, st, p, err);
+	if (!error && PQntuples(res) == 0)
+		error = gn_err_set(err, GN_EFORBIDDEN, "%s", why);
+	PQclear(res);
+	return error;
+}
+
 int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char *digest, gn_err *err)
 {
 	PGresult *res = NULL;
 	const char *p[] = {digest};
-	(void)who;
+	int error;
+	if (who->kind == GD_ACTOR_DEVICE) {
+		const char *pd[] = {who->id, digest};
+		if ((error = device_allowed(c, &st_device_digest, pd,
+					    "this device's director metadata has never named this artifact", err)))
+			return error;
+	}
 	/* A file can exist without a committed version (a publish cut between moving it into place
 	 * and committing its row, before the start-up sweep): such bytes were never released. */
-	int error = db_exec(&res, c, &st_digest_used, p, err);
+	error = db_exec(&res, c, &st_digest_used, p, err);
 	if (!error && PQntuples(res) == 0)
 		error = gn_err_set(err, GN_ENOTFOUND, "no such artifact");
 	PQclear(res);
@@ -374,10 +404,18 @@ int models_get(char **out, db_conn *c, const char *name, gn_err *err)
 	return read_one(out, c, &st_model_get, p, "no such model", err);
 }
 
-int models_version_get(char **out, db_conn *c, const char *name, const char *version, enum models_part part,
-		       gn_err *err)
+int models_version_get(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *version,
+		       enum models_part part, gn_err *err)
 {
 	const char *p[] = {name, version};
+	*out = NULL;
+	if (who->kind == GD_ACTOR_DEVICE) {
+		const char *pd[] = {who->id, name, version};
+		int error = device_allowed(c, &st_device_version, pd,
+					   "this device's director metadata has never named this model version", err);
+		if (error)
+			return error;
+	}
 	switch (part) {
 	case MODELS_SAMPLE: return read_one(out, c, &st_sample, p, "no such model version, or it has no sample", err);
 	case MODELS_PROFILE:

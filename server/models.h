@@ -26,7 +26,9 @@ int models_publish(char **out, db_conn *c, const struct gd_actor *who, const str
 		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up, gn_err *err) GN_WUR;
 
 /* Checks that who may download the artifact with this digest (64 lower-case hex digits): a
- * committed version must reference it, else GN_ENOTFOUND. A plain read. */
+ * committed version must reference it, else GN_ENOTFOUND; a device may read only what its
+ * director targets name or named before (what it runs, and what it may roll back to), else
+ * GN_EFORBIDDEN. A plain read. */
 int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char *digest, gn_err *err) GN_WUR;
 /* Deletes the stored artifact files that no committed version references and that have not
  * changed for grace_s seconds (younger ones may belong to a publish in flight on another replica
@@ -38,9 +40,10 @@ int models_sweep_artifacts(db_conn *c, int64_t grace_s, gn_err *err) GN_WUR;
 int models_get(char **out, db_conn *c, const char *name, gn_err *err) GN_WUR;
 enum models_part { MODELS_VERSION, MODELS_SAMPLE, MODELS_PROFILE };
 /* Returns a version's JSON, its sample, or its reference profile (new text); version may be an
- * alias. GN_ENOTFOUND. No transaction. */
-int models_version_get(char **out, db_conn *c, const char *name, const char *version, enum models_part part,
-		       gn_err *err) GN_WUR;
+ * alias. GN_ENOTFOUND; GN_EFORBIDDEN when who is a device whose director targets never named
+ * that version. No transaction. */
+int models_version_get(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *version,
+		       enum models_part part, gn_err *err) GN_WUR;
 /* Points alias at an existing version; *out is {"model","alias","version"} (new text). Own
  * transaction, audited. */
 int models_alias_set(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *alias,

@@ -15,6 +15,7 @@ from ganglion_harness import (
     as_pg_user,
     assert_problem,
     child_env,
+    enroll_device,
     model_meta,
     publish,
     wait_for,
@@ -122,3 +123,42 @@ def _swallow(fn):
         fn()
     except Exception:  # the server is killed under it
         pass
+
+
+# --- 14: a device reads only the models its director metadata names -----------------------------
+def _assign(server, device_id, model, version):
+    r = server.api("PUT", f"/v1/devices/{device_id}/desired", json={"model": model, "version": version})
+    assert r.status_code == 200, r.text
+
+
+def test_a_device_downloads_only_what_its_director_names_now_or_named_before(server):
+    ours1, ours2, secret = b"ours v1 " * 500, b"ours v2 " * 500, b"someone else's model " * 500
+    for name, version, data in (("ours", "1.0.0", ours1), ("ours", "1.0.1", ours2), ("secret", "1.0.0", secret)):
+        assert publish(server, name, data, meta=model_meta(version)).status_code == 201
+    a, b = enroll_device(server), enroll_device(server)
+    ta, tb = a.authenticate(server), b.authenticate(server)
+
+    def get(token, data):
+        return server.api("GET", f"/v1/artifacts/sha256/{_sha(data)}", token=token)
+
+    # Nothing assigned yet: nothing to download.
+    assert_problem(get(ta, ours1), 403, "director")
+    _assign(server, a.id, "ours", "1.0.0")
+    assert get(ta, ours1).content == ours1
+    assert server.api("GET", "/v1/models/ours/versions/1.0.0/sample", token=ta).status_code == 200
+    # Another model, another version, another device's assignment: refused, with or without Range.
+    assert_problem(get(ta, secret), 403)
+    assert_problem(server.api("GET", f"/v1/artifacts/sha256/{_sha(secret)}", token=ta,
+                              headers={"Range": "bytes=0-9"}), 403)
+    assert_problem(get(ta, ours2), 403)
+    assert_problem(get(tb, ours1), 403)
+    for part in ("", "/sample", "/reference-profile"):
+        assert_problem(server.api("GET", f"/v1/models/secret/versions/1.0.0{part}", token=ta), 403)
+    # A new assignment opens the new version and keeps the old one (the device may roll back to it).
+    _assign(server, a.id, "ours", "1.0.1")
+    assert get(ta, ours2).content == ours2
+    assert get(ta, ours1).content == ours1
+    assert server.api("GET", "/v1/models/ours/versions/1.0.0", token=ta).status_code == 200
+    assert_problem(get(ta, secret), 403)
+    # API tokens with read scope still read everything.
+    assert get(server.make_token(["read"])["token"], secret).content == secret
