@@ -303,19 +303,19 @@ class Gangliond:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, check=True):
-        """Sends SIGTERM and waits; with check, fails unless the process exits 0 within
+    def stop(self, check=True, sig=signal.SIGTERM):
+        """Sends SIGTERM (or sig) and waits; with check, fails unless the process exits 0 within
         STOP_TIMEOUT seconds with no sanitizer report in its log (under ASan a leak makes the
         exit status non-zero)."""
         if self.proc is None:
             return
         problems = []
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(sig)
             try:
                 self.proc.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                problems.append(f"did not exit within {STOP_TIMEOUT} s of SIGTERM (killed)")
+                problems.append(f"did not exit within {STOP_TIMEOUT} s of {signal.Signals(sig).name} (killed)")
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         elif not self.start_failed:
