@@ -6,12 +6,17 @@ refusals."""
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
 
+import yaml
+
 from ganglion_harness import (
+    OPENAPI,
     PG_BINDIR,
+    SRCDIR,
     as_pg_user,
     assert_problem,
     child_env,
@@ -162,3 +167,65 @@ def test_a_device_downloads_only_what_its_director_names_now_or_named_before(ser
     assert_problem(get(ta, secret), 403)
     # API tokens with read scope still read everything.
     assert get(server.make_token(["read"])["token"], secret).content == secret
+
+
+# --- 16: libmicrohttpd's own refusals are the documented exception -------------------------------
+MHD_REFUSALS = {
+    400: [b"GET /healthz HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n",
+          b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+          b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
+    413: [b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n"],
+    414: [b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"],
+    431: [b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n"],
+    505: [b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n"],
+}
+
+
+def _raw(port, request, timeout=5):
+    """Sends raw bytes; returns (status, {header: value}) of the first answer."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        try:
+            s.sendall(request)
+        except OSError:
+            pass  # it may answer and close before reading it all
+        data = b""
+        while b"\r\n\r\n" not in data:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    assert head and head[0].startswith("HTTP/1."), data[:200]
+    headers = {k.strip().lower(): v.strip() for k, _, v in (l.partition(":") for l in head[1:])}
+    return int(head[0].split()[1]), headers
+
+
+def test_refusals_libmicrohttpd_sends_itself_are_documented_exactly(server):
+    with open(OPENAPI) as f:
+        listed = {e["status"]: e["when"] for e in yaml.safe_load(f).get("x-transport-refusals", [])}
+    assert set(listed) == set(MHD_REFUSALS), f"x-transport-refusals lists {sorted(listed)}"
+    api_md = (SRCDIR / "docs" / "API.md").read_text()
+    assert "## Refusals that libmicrohttpd sends itself" in api_md
+    for status, requests in MHD_REFUSALS.items():
+        assert f"| {status} |" in api_md, f"docs/API.md does not list {status}"
+        for req in requests:
+            got, headers = _raw(server.port, req)
+            assert got == status, (req[:80], got)
+            # Exactly the documented shape: not problem+json, no request id, connection closed.
+            assert "problem+json" not in headers.get("content-type", ""), headers
+            assert "x-request-id" not in headers, headers
+            assert headers.get("connection", "").lower() == "close", headers
+    # Everything else, however odd, is gangliond's own problem+json.
+    for req in (b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+                b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+                b"DELETE /healthz HTTP/1.0\r\n\r\n"):
+        got, headers = _raw(server.port, req)
+        assert headers.get("content-type", "").startswith("application/problem+json"), (req, got, headers)
+        assert headers.get("x-request-id"), headers
+    assert server.api("GET", "/healthz").status_code == 200
