@@ -180,6 +180,31 @@ static void test_context(void **state)
 	assert_string_equal(one_line(), "event=x");
 }
 
+/* The level names the configuration accepts (--log-level), and a log file that cannot be opened. */
+static void test_level_names_and_open_errors(void **state)
+{
+	static const struct {
+		const char *name;
+		enum gn_log_level level;
+	} ok[] = {{"debug", GN_LOG_DEBUG}, {"info", GN_LOG_INFO}, {"warn", GN_LOG_WARN}, {"error", GN_LOG_ERROR}};
+	for (size_t i = 0; i < GN_ARRAY_LEN(ok); i++) {
+		enum gn_log_level l = GN_LOG_ERROR + 1;
+		assert_int_equal(gn_log_level_parse(&l, ok[i].name), 0);
+		assert_int_equal(l, ok[i].level);
+	}
+	const char *bad[] = {"", "INFO", "warning", "verbose", "info "};
+	for (size_t i = 0; i < GN_ARRAY_LEN(bad); i++) {
+		enum gn_log_level l = GN_LOG_INFO;
+		assert_int_equal(gn_log_level_parse(&l, bad[i]), GN_EINVAL);
+	}
+	gn_err err;
+	assert_int_not_equal(gn_log_open("/nonexistent-dir/gangliond.log", &err), 0);
+	assert_non_null(strstr(err.msg, "/nonexistent-dir/gangliond.log"));
+	/* The file opened before is still the one written to. */
+	gn_log(GN_LOG_WARN, "event=still_here");
+	assert_string_equal(one_line(), "event=still_here");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -191,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_long_values_are_cut_safely),
 		cmocka_unit_test(test_conversions),
 		cmocka_unit_test(test_context),
+		cmocka_unit_test(test_level_names_and_open_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
