@@ -48,6 +48,14 @@ static const gn_conf_opt opts[] = {
 	    "lifetime of a device's bearer token"),
 	OPT("challenge-ttl", GN_CONF_DURATION, challenge_ttl, "60s", true, 5, 3600, "DURATION",
 	    "lifetime of a device authentication nonce"),
+	OPT("max-device-challenges", GN_CONF_INT, max_device_challenges, "4", true, 1, 1000, "N",
+	    "open authentication nonces kept per device (a new challenge drops the oldest beyond this)"),
+	OPT("rate-limit-address", GN_CONF_INT, rate_limit_address, "600", true, 0, 1000000, "N",
+	    "requests a minute one client address may make to each of challenge, token, enroll and upload "
+	    "(429 beyond; counted per replica; 0: no limit)"),
+	OPT("rate-limit-identity", GN_CONF_INT, rate_limit_identity, "30", true, 0, 1000000, "N",
+	    "requests a minute for one device (challenge, token), enrollment token (enroll) or API token "
+	    "(upload) (429 beyond; counted per replica; 0: no limit)"),
 	OPT("shutdown-grace", GN_CONF_DURATION, shutdown_grace, "10s", true, 0, 3600, "DURATION",
 	    "on SIGTERM, how long in-flight requests may take to finish"),
 	OPT("housekeeping-interval", GN_CONF_DURATION, housekeeping_interval, "30s", false, 1, 3600, "DURATION",

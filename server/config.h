@@ -24,6 +24,9 @@ struct gd_config {
 	int64_t connection_memory;
 	int64_t device_token_ttl;
 	int64_t challenge_ttl;
+	int64_t max_device_challenges;
+	int64_t rate_limit_address;
+	int64_t rate_limit_identity;
 	int64_t shutdown_grace;
 	int64_t housekeeping_interval;
 	int64_t max_artifact_size;

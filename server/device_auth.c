@@ -11,11 +11,16 @@
 #define AUTH_MESSAGE_PREFIX "ganglion-device-auth:v1:"
 
 static const db_stmt st_device = {"agent_device", "SELECT status, public_key FROM devices WHERE id = $1", 1};
+/* A new nonce, and only the newest few kept per device: an unauthenticated caller cannot pile
+ * up rows. (The DELETE sees the rows from before the INSERT, so it keeps $4 - 1 of them.) */
 static const db_stmt st_challenge = {
 	"agent_challenge",
-	"INSERT INTO device_challenges (nonce, device_id, expires_at)"
-	" VALUES ($1, $2, now() + make_interval(secs => $3::bigint)) RETURNING gn_ts(expires_at)",
-	3};
+	"WITH n AS (INSERT INTO device_challenges (nonce, device_id, expires_at)"
+	"  VALUES ($1, $2, now() + make_interval(secs => $3::bigint)) RETURNING expires_at),"
+	" d AS (DELETE FROM device_challenges WHERE nonce IN (SELECT nonce FROM device_challenges"
+	"  WHERE device_id = $2 ORDER BY issued_at DESC, nonce OFFSET $4::int - 1))"
+	" SELECT gn_ts(expires_at) FROM n",
+	4};
 /* Deleting the nonce as it is used makes it single-use even with replicas racing. */
 static const db_stmt st_take_nonce = {
 	"agent_take_nonce",
@@ -51,18 +56,19 @@ static int active_device(unsigned char pub[GN_ED25519_PUB_LEN], db_conn *c, cons
 	return error;
 }
 
-int device_auth_challenge(json_t **out, db_conn *c, const char *device_id, int64_t ttl, gn_err *err)
+int device_auth_challenge(json_t **out, db_conn *c, const char *device_id, int64_t ttl, int keep, gn_err *err)
 {
 	PGresult *res = NULL;
 	unsigned char raw[32], pub[GN_ED25519_PUB_LEN];
-	char nonce[65], sttl[32];
+	char nonce[65], sttl[32], skeep[16];
 	int error;
 	*out = NULL;
 	if ((error = active_device(pub, c, device_id, err)) || (error = gn_random_bytes(raw, sizeof(raw), err)))
 		return error;
 	gn_hex_encode(nonce, raw, sizeof(raw));
 	snprintf(sttl, sizeof(sttl), "%lld", (long long)ttl);
-	const char *p[] = {nonce, device_id, sttl};
+	snprintf(skeep, sizeof(skeep), "%d", keep > 0 ? keep : 1);
+	const char *p[] = {nonce, device_id, sttl, skeep};
 	if ((error = db_exec(&res, c, &st_challenge, p, err)))
 		return error;
 	*out = json_pack("{s:s,s:s}", "nonce", nonce, "expires_at", PQgetvalue(res, 0, 0));

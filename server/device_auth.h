@@ -8,9 +8,10 @@
 
 #include "db.h"
 
-/* Issues a nonce for an active device, valid ttl seconds; *out is {"nonce", "expires_at"} (new).
- * GN_ENOTFOUND for no such device, GN_EFORBIDDEN for a decommissioned one. */
-int device_auth_challenge(json_t **out, db_conn *c, const char *device_id, int64_t ttl, gn_err *err) GN_WUR;
+/* Issues a nonce for an active device, valid ttl seconds, and drops the device's older nonces
+ * beyond the newest `keep`; *out is {"nonce", "expires_at"} (new). GN_ENOTFOUND for no such
+ * device, GN_EFORBIDDEN for a decommissioned one. */
+int device_auth_challenge(json_t **out, db_conn *c, const char *device_id, int64_t ttl, int keep, gn_err *err) GN_WUR;
 /* Trades a nonce signed by the device (signature: 128 hex digits) for a bearer token valid ttl
  * seconds; *out is {"token", "expires_at"} (new). GN_EAUTH for an unknown, used or expired nonce or
  * a bad signature; GN_EINVAL for a malformed signature. */

@@ -1,6 +1,7 @@
 /* libmicrohttpd glue: routing, request lifecycle, auth, body limits, problem+json, access log. */
 #include "http.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include "gangliond.h"
 #include "log.h"
 #include "http_metrics.h"
+#include "ratelimit.h"
 
 /* One request, from its first byte to its completion callback; only this file sees inside. */
 #define GD_MAX_HEADERS 6
@@ -124,6 +126,7 @@ static const char *status_title(int status)
 	case 410: return "Gone";
 	case 413: return "Content Too Large";
 	case 415: return "Unsupported Media Type";
+	case 429: return "Too Many Requests";
 	case 503: return "Service Unavailable";
 	default: return status >= 500 ? "Internal Server Error" : "Error";
 	}
@@ -375,6 +378,47 @@ int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, si
 	}
 	*out = j;
 	return 0;
+}
+
+/* Writes the client's address as a rate-limit key: IPv4 as it is, IPv6 by its /64 (one host
+ * commonly holds a whole /64). */
+static void client_key(char *out, size_t n, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	char host[INET6_ADDRSTRLEN] = "-";
+	if (sa && sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
+	} else if (sa && sa->sa_family == AF_INET6) {
+		struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (!IN6_IS_ADDR_V4MAPPED(&a))
+			memset(a.s6_addr + 8, 0, 8);
+		inet_ntop(AF_INET6, &a, host, sizeof(host));
+	}
+	snprintf(out, n, "%s", host);
+}
+
+int gd_rate_limit(struct gd_req *r, const char *what, const char *identity)
+{
+	const struct gd_config *cfg = config_get();
+	char key[192], addr[INET6_ADDRSTRLEN], detail[192], after[24];
+	uint64_t now = gn_mono_ns();
+	const char *by = "this address";
+	client_key(addr, sizeof(addr), r->conn);
+	snprintf(key, sizeof(key), "a|%s|%s", what, addr);
+	int64_t wait = ratelimit_take(key, cfg->rate_limit_address, now);
+	if (!wait && identity && *identity) {
+		by = "this identity";
+		snprintf(key, sizeof(key), "i|%s|%.128s", what, identity);
+		wait = ratelimit_take(key, cfg->rate_limit_identity, now);
+	}
+	if (!wait)
+		return 0;
+	snprintf(after, sizeof(after), "%lld", (long long)wait);
+	snprintf(detail, sizeof(detail), "too many %s requests from %s; retry in %lld s", what, by, (long long)wait);
+	gd_header(r, "Retry-After", after);
+	gd_reply_problem(r, 429, detail);
+	return -1;
 }
 
 static void new_request_id(struct gd_req *r)

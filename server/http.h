@@ -76,6 +76,11 @@ void gd_header(struct gd_req *r, const char *name, const char *value);
 void gd_reply_problem(struct gd_req *r, int status, const char *detail);
 /* Answers for a failure: the status comes from err->code through the one GN_E -> HTTP table. */
 void gd_reply_error(struct gd_req *r, const gn_err *err);
+/* Counts this request against the rate limits of class `what` ("challenge", "token", "enroll",
+ * "upload"): per client address (rate-limit-address) and, when identity is not NULL, per identity
+ * (rate-limit-identity: a device id, a hash of an enrollment token, an API token id). Over either,
+ * answers 429 problem+json with Retry-After and returns non-zero. In memory, per replica. */
+int gd_rate_limit(struct gd_req *r, const char *what, const char *identity) GN_WUR;
 /* Maps a GN_E code to its HTTP status. */
 int gd_http_status(int code);
 

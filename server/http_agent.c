@@ -12,12 +12,17 @@ static void http_agent_challenge(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
+	const struct gd_config *cfg = config_get();
 	if (gd_body_json(&body, r, challenge_fields, 1))
 		return;
-	if (device_auth_challenge(&out, gd_db(r), gn_json_str(body, "device_id"), config_get()->challenge_ttl, &err))
+	if (gd_rate_limit(r, "challenge", gn_json_str(body, "device_id")))
+		goto out;
+	if (device_auth_challenge(&out, gd_db(r), gn_json_str(body, "device_id"), cfg->challenge_ttl,
+				  (int)cfg->max_device_challenges, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_json(r, 200, out);
+out:
 	json_decref(body);
 }
 
@@ -33,6 +38,10 @@ static void http_agent_token(struct gd_req *r)
 	gn_err err;
 	if (gd_body_json(&body, r, token_fields, GN_ARRAY_LEN(token_fields)))
 		return;
+	if (gd_rate_limit(r, "token", gn_json_str(body, "device_id"))) {
+		json_decref(body);
+		return;
+	}
 	if (device_auth_token(&out, gd_db(r), gn_json_str(body, "device_id"), gn_json_str(body, "nonce"),
 			      gn_json_str(body, "signature"), config_get()->device_token_ttl, &err))
 		gd_reply_error(r, &err);

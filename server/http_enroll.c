@@ -1,4 +1,5 @@
 /* /v1/enroll-tokens and POST /v1/enroll: thin handlers over enroll.c. */
+#include "auth.h"
 #include "enroll.h"
 #include "http.h"
 
@@ -33,8 +34,15 @@ static void http_enroll_device(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
+	char hash[GN_SHA256_HEX_LEN + 1];
 	if (gd_body_json(&body, r, enroll_device_fields, enroll_device_nfields))
 		return;
+	/* The enrollment token is the identity; it is counted by its hash, never kept. */
+	auth_hash_token(hash, json_is_string(json_object_get(body, "token")) ? gn_json_str(body, "token") : "");
+	if (gd_rate_limit(r, "enroll", hash)) {
+		json_decref(body);
+		return;
+	}
 	if (enroll_device(&out, gd_db(r), gd_actor(r)->request_id, body, &err))
 		gd_reply_error(r, &err);
 	else

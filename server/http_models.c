@@ -100,6 +100,8 @@ static int publish_begin(struct gd_req *r)
 	const char *ct = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	const char *cl = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	int64_t max = config_get()->max_artifact_size + config_get()->max_body + 65536;
+	if (gd_rate_limit(r, "upload", gd_actor(r)->id))
+		return -1;
 	if (model_name_check(gd_param(r, 0), &err)) {
 		gd_reply_problem(r, 400, err.msg);
 		return -1;

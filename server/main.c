@@ -17,6 +17,7 @@
 #include "migrate.h"
 #include "models.h"
 #include "pgcluster.h"
+#include "ratelimit.h"
 #include "artifacts.h"
 #include "checkin_cache.h"
 #include "jobs.h"
@@ -200,6 +201,7 @@ static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, con
 	       (long long)cfg->threads, (long long)cfg->db_pool_size, private_db ? "private" : "external");
 	rc = serve_loop(argc, argv, set);
 	http_stop(config_get()->shutdown_grace);
+	ratelimit_reset();
 	gn_log(GN_LOG_INFO, "event=stopped");
 out:
 	jobs_stop();

@@ -4,6 +4,8 @@ version, devices reaching for models not meant for them, empty artifacts, and li
 refusals."""
 
 import hashlib
+import http.client
+import json
 import os
 import signal
 import socket
@@ -15,6 +17,7 @@ import yaml
 
 from ganglion_harness import (
     OPENAPI,
+    NO_TOKEN,
     PG_BINDIR,
     SRCDIR,
     as_pg_user,
@@ -22,6 +25,8 @@ from ganglion_harness import (
     child_env,
     enroll_device,
     model_meta,
+    new_key,
+    public_hex,
     publish,
     wait_for,
 )
@@ -229,3 +234,78 @@ def test_refusals_libmicrohttpd_sends_itself_are_documented_exactly(server):
         assert headers.get("content-type", "").startswith("application/problem+json"), (req, got, headers)
         assert headers.get("x-request-id"), headers
     assert server.api("GET", "/healthz").status_code == 200
+
+
+# --- 10: unauthenticated floods: bounded nonces, rate limits -----------------------------------
+def test_open_challenges_per_device_are_bounded(server, pg, db):
+    dev = enroll_device(server)
+    nonces = []
+    for _ in range(25):
+        r = dev.challenge(server)
+        assert r.status_code == 200, r.text
+        nonces.append(r.json()["nonce"])
+    rows = int(pg.sql(f"SELECT count(*) FROM device_challenges WHERE device_id = '{dev.id}'", db))
+    assert rows <= 4, f"{rows} open challenges kept for one device"
+    # The oldest is gone; the newest works.
+    assert_problem(dev.exchange(server, nonces[0]), 401, "nonce")
+    assert dev.exchange(server, nonces[-1]).status_code == 200
+
+
+def _post_from(source, port, path, body, headers=None):
+    """POSTs JSON from a given local address (127.0.0.x); returns (status, headers, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json",
+                                                                     **(headers or {})})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def _assert_429(r, by):
+    body = assert_problem(r, 429, by)
+    wait = int(r.headers["Retry-After"])
+    assert 1 <= wait <= 60, wait
+    return body
+
+
+def test_rate_limits_per_identity_and_per_address(gangliond):
+    s = gangliond(extra_args=["--rate-limit-identity", "3", "--rate-limit-address", "8"])
+    a, b, c = (enroll_device(s) for _ in range(3))
+    # challenge: 3 for one device, the 4th is refused for that device only...
+    for _ in range(3):
+        assert a.challenge(s).status_code == 200
+    _assert_429(a.challenge(s), "identity")
+    for _ in range(3):
+        assert b.challenge(s).status_code == 200
+    assert c.challenge(s).status_code == 200
+    # ...and the 9th from this address is refused whoever it names.
+    _assert_429(c.challenge(s), "address")
+    status, headers, body = _post_from("127.0.0.2", s.port, "/v1/agent/auth/challenge", {"device_id": c.id})
+    assert status == 200, body
+    # token: counted per device too (failed attempts count).
+    for _ in range(3):
+        assert_problem(a.exchange(s, "0" * 64), 401)
+    _assert_429(a.exchange(s, "0" * 64), "identity")
+    assert_problem(b.exchange(s, "1" * 64), 401)
+    # enroll: per enrollment token.
+    et = s.make_enroll_token(max_uses=10)["token"]
+    for _ in range(3):
+        assert s.api("POST", "/v1/enroll", token=NO_TOKEN,
+                     json={"token": et, "public_key": public_hex(new_key())}).status_code == 201
+    _assert_429(s.api("POST", "/v1/enroll", token=NO_TOKEN, json={"token": et, "public_key": public_hex(new_key())}),
+                "identity")
+    other = s.make_enroll_token()["token"]
+    assert s.api("POST", "/v1/enroll", token=NO_TOKEN,
+                 json={"token": other, "public_key": public_hex(new_key())}).status_code == 201
+    # upload: per API token, refused before the body is read; nothing is published.
+    for i in range(3):
+        assert publish(s, "rl", b"m%d" % i, meta=model_meta(f"1.0.{i}")).status_code == 201
+    _assert_429(publish(s, "rl", b"m3", meta=model_meta("1.0.3")), "identity")
+    assert s.api("GET", "/v1/models/rl/versions/1.0.3").status_code == 404
+    ci = s.make_token(["ci"])["token"]
+    assert publish(s, "rl", b"m4", meta=model_meta("1.0.4"), token=ci).status_code == 201
+    # Routes without a limit are not counted.
+    for _ in range(20):
+        assert s.api("GET", "/v1/devices").status_code == 200

@@ -1,0 +1,131 @@
+/* In-memory token buckets for the rate limits, in a hash table under one lock (the limited
+ * routes are few and cheap to count; a lookup is a few hundred nanoseconds). */
+#include "ratelimit.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+
+#define NSLOTS 65536
+#define MINUTE_NS 60000000000.0
+
+struct bucket {
+	struct bucket *next;
+	double tokens;    /* as of `at` */
+	uint64_t at;      /* monotonic ns */
+	int64_t capacity; /* per_minute at the last take: a reload changes it */
+	char key[];
+};
+
+static struct bucket *slots[NSLOTS];
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic long nkeys;
+static _Atomic bool overflow_logged;
+static uint64_t last_full_prune; /* under lock */
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* Tokens in b at now (refilled, capped). */
+static double level(const struct bucket *b, uint64_t now)
+{
+	double t = b->tokens + (double)(now - b->at) * (double)b->capacity / MINUTE_NS;
+	return t > (double)b->capacity ? (double)b->capacity : t;
+}
+
+/* Frees the buckets of one slot that are full again (idle long enough to forget). Under lock. */
+static void prune(size_t slot, uint64_t now)
+{
+	struct bucket **pp = &slots[slot];
+	while (*pp) {
+		struct bucket *b = *pp;
+		if (level(b, now) >= (double)b->capacity) {
+			*pp = b->next;
+			free(b);
+			atomic_fetch_sub(&nkeys, 1);
+		} else {
+			pp = &b->next;
+		}
+	}
+}
+
+int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
+{
+	if (per_minute <= 0)
+		return 0;
+	size_t slot = (size_t)(hash(key) % NSLOTS);
+	int64_t wait = 0;
+	pthread_mutex_lock(&lock);
+	prune(slot, now);
+	struct bucket *b = slots[slot];
+	while (b && strcmp(b->key, key) != 0)
+		b = b->next;
+	if (!b && atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS && now - last_full_prune > 1000000000ull) {
+		/* Full: forget every idle key (at most once a second, it walks the whole table). */
+		last_full_prune = now;
+		for (size_t i = 0; i < NSLOTS; i++)
+			prune(i, now);
+	}
+	if (!b) {
+		if (atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS) {
+			pthread_mutex_unlock(&lock);
+			if (!atomic_exchange(&overflow_logged, true))
+				gn_log(GN_LOG_WARN,
+				       "event=rate_limit_table_full keys=%d note=\"new keys pass unlimited\"",
+				       RATELIMIT_MAX_KEYS);
+			return 0;
+		}
+		size_t n = strlen(key) + 1;
+		b = gn_malloc(sizeof(*b) + n);
+		memcpy(b->key, key, n);
+		b->tokens = (double)per_minute;
+		b->at = now;
+		b->capacity = per_minute;
+		b->next = slots[slot];
+		slots[slot] = b;
+		atomic_fetch_add(&nkeys, 1);
+	}
+	b->tokens = level(b, now);
+	b->at = now;
+	if (b->capacity != per_minute) {
+		b->capacity = per_minute;
+		if (b->tokens > (double)per_minute)
+			b->tokens = (double)per_minute;
+	}
+	if (b->tokens >= 1.0) {
+		b->tokens -= 1.0;
+	} else {
+		/* Seconds until a whole token is back, rounded up. */
+		double s = (1.0 - b->tokens) * 60.0 / (double)per_minute - 1e-6; /* not 1.0000001 -> 2 */
+		wait = (int64_t)s + ((double)(int64_t)s < s ? 1 : 0);
+		if (wait < 1)
+			wait = 1;
+	}
+	pthread_mutex_unlock(&lock);
+	return wait;
+}
+
+void ratelimit_reset(void)
+{
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < NSLOTS; i++) {
+		while (slots[i]) {
+			struct bucket *b = slots[i];
+			slots[i] = b->next;
+			free(b);
+		}
+	}
+	atomic_store(&nkeys, 0);
+	pthread_mutex_unlock(&lock);
+	atomic_store(&overflow_logged, false);
+}

@@ -1,0 +1,88 @@
+/* Unit tests for server/ratelimit.c: the token buckets behind the 429s. A table of (time, key,
+ * limit) takes and the answer each must get. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+#include "ratelimit.h"
+
+#define S 1000000000ull /* one second in ns */
+
+struct take {
+	uint64_t at; /* ns since the start */
+	const char *key;
+	int64_t per_minute;
+	int64_t wait; /* 0: allowed; else the Retry-After seconds */
+};
+
+static void run(const struct take *t, size_t n)
+{
+	ratelimit_reset();
+	for (size_t i = 0; i < n; i++) {
+		int64_t got = ratelimit_take(t[i].key, t[i].per_minute, 1000 * S + t[i].at);
+		if (got != t[i].wait)
+			fail_msg("take %zu (key %s at %.1f s): waited %lld, expected %lld", i, t[i].key,
+				 (double)t[i].at / S, (long long)got, (long long)t[i].wait);
+	}
+}
+
+static void test_burst_then_rate(void **state)
+{
+	(void)state;
+	static const struct take t[] = {
+		/* 3 a minute: a burst of 3, then one every 20 s. */
+		{0, "a", 3, 0},
+		{0, "a", 3, 0},
+		{0, "a", 3, 0},
+		{0, "a", 3, 20},
+		{5 * S, "a", 3, 15},
+		{19 * S, "a", 3, 1},
+		{20 * S, "a", 3, 0},
+		{20 * S, "a", 3, 20},
+		/* Keys do not share. */
+		{20 * S, "b", 3, 0},
+		/* An idle key refills to the burst, not beyond. */
+		{600 * S, "a", 3, 0},
+		{600 * S, "a", 3, 0},
+		{600 * S, "a", 3, 0},
+		{600 * S, "a", 3, 20},
+	};
+	run(t, GN_ARRAY_LEN(t));
+}
+
+static void test_no_limit_and_reloads(void **state)
+{
+	(void)state;
+	static const struct take t[] = {
+		{0, "x", 0, 0},
+		{0, "x", 0, 0},
+		{0, "x", -1, 0},
+		/* 60 a minute: one a second. */
+		{0, "y", 1, 0},
+		{0, "y", 1, 60},
+		/* A reload that raises the limit refills at the new rate from then on... */
+		{1 * S, "y", 60, 1},
+		{2 * S, "y", 60, 0},
+		{2 * S, "y", 60, 1},
+		/* ...and one that lowers it caps what is left. */
+		{100 * S, "y", 2, 0},
+		{100 * S, "y", 2, 0},
+		{100 * S, "y", 2, 30},
+	};
+	run(t, GN_ARRAY_LEN(t));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_burst_then_rate),
+		cmocka_unit_test(test_no_limit_and_reloads),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	ratelimit_reset();
+	return rc;
+}
