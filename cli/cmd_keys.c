@@ -1,6 +1,7 @@
-/* ganglion keys: the TUF signing keys of the image repository. Online keys are listed and rotated
- * on the server; the root role is rotated offline: export-root fetches an unsigned draft,
- * sign-root signs it on a machine that holds a root key (no server needed), import-root uploads it. */
+/* ganglion keys: the TUF signing keys of the image repository and of the director. Online keys
+ * are listed and rotated on the server; a new root is signed offline when the root keys are not
+ * on the server: export-root fetches an unsigned draft, sign-root signs it on a machine that
+ * holds a root key (no server needed), import-root uploads it. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -11,14 +12,17 @@
 #include "json.h"
 #include "tuf.h"
 
+static const char *const repos[] = {"image", "director"};
+
 /* Root metadata is small; this only stops a wrong file from being read whole. */
 #define METADATA_MAX ((size_t)16 * 1024 * 1024)
 
-static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
+/* What `keys rotate` takes: the image repository's online roles, and the director's key. */
+static const char *const rotate_roles[] = {"targets", "snapshot", "timestamp", "director"};
 
 static const output_col list_cols[] = {
-	{"ROLE", "role", NULL},     {"KEYID", "keyid", NULL},        {"ACTIVE", "active", NULL},
-	{"ONLINE", "online", NULL}, {"CREATED", "created_at", NULL},
+	{"REPO", "repo", NULL},     {"ROLE", "role", NULL},     {"KEYID", "keyid", NULL},
+	{"ACTIVE", "active", NULL}, {"ONLINE", "online", NULL}, {"CREATED", "created_at", NULL},
 };
 
 static const output_col rotated_fields[] = {
@@ -30,7 +34,7 @@ static const output_col rotated_fields[] = {
 static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	int error = 0;
-	json_t *ans = NULL, *threshold, *item;
+	json_t *ans = NULL, *threshold = NULL, *item;
 	size_t i;
 
 	if ((error = cli_request(&ans, ctx, "GET", "/v1/keys", NULL, err)))
@@ -40,15 +44,19 @@ static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		goto out;
 	}
 	output_table(json_object_get(ans, "items"), list_cols, GN_ARRAY_LEN(list_cols));
-	/* The root threshold may come beside the items or in the root rows. */
-	threshold = json_object_get(json_object_get(ans, "root"), "threshold");
-	json_array_foreach(json_object_get(ans, "items"), i, item) {
-		if (!json_is_integer(threshold) && json_is_string(json_object_get(item, "role")) &&
-		    strcmp(gn_json_str(item, "role"), "root") == 0)
-			threshold = json_object_get(item, "threshold");
+	/* Each repository's root threshold is in its root rows (the first one says it). */
+	for (size_t r = 0; r < GN_ARRAY_LEN(repos); r++) {
+		threshold = NULL;
+		json_array_foreach(json_object_get(ans, "items"), i, item) {
+			const char *repo = gn_json_str(item, "repo"), *role = gn_json_str(item, "role");
+			if (!threshold && role && strcmp(role, "root") == 0 &&
+			    strcmp(repo ? repo : "image", repos[r]) == 0)
+				threshold = json_object_get(item, "threshold");
+		}
+		if (json_is_integer(threshold))
+			printf("%s%s root threshold: %lld\n", r ? "" : "\n", repos[r],
+			       (long long)json_integer_value(threshold));
 	}
-	if (json_is_integer(threshold))
-		printf("\nroot threshold: %lld\n", (long long)json_integer_value(threshold));
 out:
 	json_decref(ans);
 	return error;
@@ -61,11 +69,11 @@ static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	json_t *body = NULL, *ans = NULL;
 	bool known = false;
 
-	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++)
-		known = known || strcmp(role, online_roles[i]) == 0;
+	for (size_t i = 0; i < GN_ARRAY_LEN(rotate_roles); i++)
+		known = known || strcmp(role, rotate_roles[i]) == 0;
 	if (!known) {
 		error = gn_err_set(
-			err, CLI_EUSAGE, "role must be targets, snapshot or timestamp, not '%s'%s", role,
+			err, CLI_EUSAGE, "role must be targets, snapshot, timestamp or director, not '%s'%s", role,
 			strcmp(role, "root") == 0
 				? " (root keys are rotated offline: keys export-root, sign-root, import-root)"
 				: "");
@@ -78,21 +86,35 @@ static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		output_json(ans);
 		goto out;
 	}
+	const char *flag = strcmp(role, "director") == 0 ? " --repo director" : "";
 	if (json_is_true(json_object_get(ans, "pending"))) {
 		/* The root keys are offline: the new key waits for a root signed elsewhere. */
-		printf("New %s key %s is pending.\n%s:\n  ganglion keys export-root -o draft.json\n"
+		printf("New %s key %s is pending.\n%s:\n  ganglion keys export-root%s -o draft.json\n"
 		       "  ganglion keys sign-root --key ROOT.pem draft.json -o signed.json   (where the root key is)\n"
-		       "  ganglion keys import-root signed.json\n",
+		       "  ganglion keys import-root%s signed.json\n",
 		       gn_json_str(ans, "role"), gn_json_str(ans, "keyid"),
-		       "The root keys are offline; to make it sign, list it in a new root");
+		       "The root keys are offline; to make it sign, list it in a new root", flag, flag);
 		goto out;
 	}
-	printf("Key rotated; the repository metadata is re-signed.\n\n");
+	printf("%s\n\n", *flag ? "Key rotated under a new director root; each device's targets are signed anew at its "
+				 "next check-in."
+			       : "Key rotated; the repository metadata is re-signed.");
 	output_fields(ans, rotated_fields, GN_ARRAY_LEN(rotated_fields));
 out:
 	json_decref(body);
 	json_decref(ans);
 	return error;
+}
+
+/* Reads --repo (image when absent) into *out; CLI_EUSAGE for another name. */
+static int repo_arg(const char **out, const cli_args *args, gn_err *err)
+{
+	const char *repo = cli_args_get(args, "repo");
+	*out = repo ? repo : "image";
+	for (size_t i = 0; i < GN_ARRAY_LEN(repos); i++)
+		if (strcmp(*out, repos[i]) == 0)
+			return 0;
+	return gn_err_set(err, CLI_EUSAGE, "--repo must be image or director, not '%s'", *out);
 }
 
 static long long root_version(const json_t *env)
@@ -103,10 +125,14 @@ static long long root_version(const json_t *env)
 static int export_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	int error = 0;
-	const char *out_path = cli_args_get(args, "out");
+	const char *out_path = cli_args_get(args, "out"), *repo = NULL;
+	char path[64];
 	json_t *draft = NULL;
 
-	if ((error = cli_request(&draft, ctx, "GET", "/v1/tuf/image/root/draft", NULL, err)))
+	if ((error = repo_arg(&repo, args, err)))
+		goto out;
+	snprintf(path, sizeof(path), "/v1/tuf/%s/root/draft", repo);
+	if ((error = cli_request(&draft, ctx, "GET", path, NULL, err)))
 		goto out;
 	if (!json_is_object(draft) || !json_is_object(json_object_get(draft, "signed"))) {
 		error = gn_err_set(err, GN_ERROR, "the server's root draft has no \"signed\" object");
@@ -115,9 +141,9 @@ static int export_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err
 	if ((error = cli_write_json(out_path, draft, err)))
 		goto out;
 	if (out_path && ctx->output == CLI_OUTPUT_TABLE)
-		printf("unsigned root version %lld written to %s\n"
+		printf("unsigned %s root version %lld written to %s\n"
 		       "sign it offline: ganglion keys sign-root --key ROOT-KEY.pem %s -o %s\n",
-		       root_version(draft), out_path, out_path, out_path);
+		       repo, root_version(draft), out_path, out_path, out_path);
 out:
 	json_decref(draft);
 	return error;
@@ -263,22 +289,25 @@ static int import_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err
 {
 	int error = 0;
 	json_t *env = NULL, *ans = NULL;
+	const char *repo = NULL;
+	char path[64];
 
-	if ((error = load_root(&env, args->pos[0], err)))
+	if ((error = repo_arg(&repo, args, err)) || (error = load_root(&env, args->pos[0], err)))
 		goto out;
 	if (json_array_size(json_object_get(env, "signatures")) == 0) {
 		error = gn_err_set(err, CLI_EUSAGE, "%s has no signatures; sign it first with keys sign-root",
 				   args->pos[0]);
 		goto out;
 	}
-	if ((error = cli_request(&ans, ctx, "POST", "/v1/tuf/image/root", env, err)))
+	snprintf(path, sizeof(path), "/v1/tuf/%s/root", repo);
+	if ((error = cli_request(&ans, ctx, "POST", path, env, err)))
 		goto out;
 	if (ctx->output == CLI_OUTPUT_JSON) {
 		if (ans)
 			output_json(ans);
 		goto out;
 	}
-	printf("root version %lld imported\n", root_version(env));
+	printf("%s root version %lld imported\n", repo, root_version(env));
 out:
 	json_decref(env);
 	json_decref(ans);
@@ -287,6 +316,11 @@ out:
 
 static const cli_opt export_opts[] = {
 	{"out", 'o', "FILE", "write the draft to FILE instead of stdout"},
+	{"repo", 0, "REPO", "image (the default) or director: whose root"},
+};
+
+static const cli_opt import_opts[] = {
+	{"repo", 0, "REPO", "image (the default) or director: whose root"},
 };
 
 static const cli_opt sign_opts[] = {
@@ -295,16 +329,18 @@ static const cli_opt sign_opts[] = {
 };
 
 static const cli_cmd cmds[] = {
-	{"list", "", "List the repository's signing keys by role.", NULL, 0, 0, 0, list_run},
-	{"rotate", "ROLE", "Replace the online key of targets, snapshot or timestamp and re-sign the metadata.", NULL,
-	 0, 1, 1, rotate_run},
+	{"list", "", "List the signing keys of the image repository and the director by role.", NULL, 0, 0, 0,
+	 list_run},
+	{"rotate", "ROLE",
+	 "Replace the online key of targets, snapshot, timestamp (image repository) or director, under a new root.",
+	 NULL, 0, 1, 1, rotate_run},
 	{"export-root", "", "Fetch the unsigned draft of the next root version, to sign offline.", export_opts,
 	 GN_ARRAY_LEN(export_opts), 0, 0, export_root_run},
 	{"sign-root", "DRAFT.json",
 	 "Sign a root draft with a root key, offline; an earlier signature by the same key is replaced.", sign_opts,
 	 GN_ARRAY_LEN(sign_opts), 1, 1, sign_root_run},
-	{"import-root", "SIGNED.json", "Upload a signed root: it becomes the new root version.", NULL, 0, 1, 1,
-	 import_root_run},
+	{"import-root", "SIGNED.json", "Upload a signed root: it becomes the new root version.", import_opts,
+	 GN_ARRAY_LEN(import_opts), 1, 1, import_root_run},
 };
 
 const cli_group cmd_keys_group = {"keys", "Manage the TUF signing keys (needs the admin scope).", cmds,

@@ -13,11 +13,15 @@
 
 #define SELECTOR_MAX_DEVICES 100000
 
+/* The newest signed targets, and whether a director key since retired signed them. */
 static const db_stmt st_latest = {
 	"director_latest",
 	"SELECT version, body, extract(epoch FROM expires_at)::bigint, extract(epoch FROM created_at)::bigint,"
-	" coalesce(model, ''), coalesce(model_version, ''), coalesce(gn_ts(assigned_at), '')"
-	" FROM director_targets WHERE device_id = $1"
+	" coalesce(model, ''), coalesce(model_version, ''), coalesce(gn_ts(assigned_at), ''),"
+	" EXISTS (SELECT 1 FROM tuf_keys k WHERE k.repo = 'director' AND k.role = 'targets' AND NOT k.active"
+	"   AND NOT k.pending AND jsonb_path_exists(t.body::jsonb, '$.signatures[*] ? (@.keyid == $k)',"
+	"   jsonb_build_object('k', k.keyid)))"
+	" FROM director_targets t WHERE device_id = $1"
 	" ORDER BY version DESC LIMIT 1",
 	1};
 static const db_stmt st_desired = {
@@ -72,12 +76,17 @@ const db_stmt director_events_stmt = {
 	" FROM device_events WHERE device_id = $1 AND ($2::bigint IS NULL OR id < $2::bigint)"
 	" ORDER BY device_events.id DESC LIMIT $3",
 	3};
+/* Drops every replica's cached check-in answer for every active device (the gn_director channel
+ * of migrations/0004_director_notify.sql); sent when the transaction commits. */
+static const db_stmt st_notify_all = {
+	"director_notify_all", "SELECT count(pg_notify('gn_director', id::text)) FROM devices WHERE status = 'active'",
+	0};
 
 /* --- the re-sign rule ------------------------------------------------------------------------- */
 
 bool director_needs_signing(const struct director_state *st, int64_t now)
 {
-	if (!st->version)
+	if (!st->version || st->retired_key)
 		return true;
 	if (strcmp(st->model, st->has_desired ? st->want_model : "") != 0 ||
 	    strcmp(st->model_version, st->has_desired ? st->want_version : "") != 0 ||
@@ -110,6 +119,7 @@ static int read_signed(struct director_state *st, char **out_body, db_conn *c, c
 	COPY(st->model, res, 4);
 	COPY(st->model_version, res, 5);
 	COPY(st->assigned_at, res, 6);
+	st->retired_key = strcmp(PQgetvalue(res, 0, 7), "t") == 0;
 out:
 	PQclear(res);
 	return error;
@@ -198,6 +208,7 @@ static int sign(struct director_state *st, char **body, db_conn *c, const struct
 	*body = signed_body;
 	signed_body = NULL;
 	st->version++;
+	st->retired_key = false;
 	st->created = exp - s->director_expiry;
 	st->expires = exp;
 out:
@@ -264,6 +275,18 @@ out:
 int director_root_get(char **out, db_conn *c, int version, gn_err *err)
 {
 	return tuf_sign_get(out, c, "director", "root", version, err);
+}
+
+int director_key_changed(db_conn *c, gn_err *err)
+{
+	/* Signing every device's targets here would hold the TUF lock (and a device lock each) over
+	 * the whole fleet; the re-sign rule does it at each device's next check-in instead, as
+	 * targets signed by a retired key need signing anew. Only the cached answers must go. */
+	int error = db_exec(NULL, c, &st_notify_all, NULL, err);
+	if (!error)
+		gn_log(GN_LOG_INFO,
+		       "event=director_key_changed msg=\"each device's targets are signed anew at its next check-in\"");
+	return error;
 }
 
 /* --- desired state ---------------------------------------------------------------------------- */

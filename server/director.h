@@ -17,6 +17,7 @@ struct director_state {
 	int version;
 	int64_t created, expires;
 	char model[128], model_version[72], assigned_at[24];
+	bool retired_key; /* a director key since retired (a rotation) signed them */
 	/* What the device should run now (has_desired false: nothing); the file it names. */
 	bool has_desired;
 	char want_model[128], want_version[72], want_assigned_at[24];
@@ -24,8 +25,9 @@ struct director_state {
 };
 
 /* The re-sign rule: true when the device's director targets must be signed anew at now, because
- * there are none yet, the desired state changed since they were signed (model, version, or the
- * time of the assignment), or they have less than half of their lifetime left. Pure. */
+ * there are none yet, a key since retired signed them, the desired state changed since they were
+ * signed (model, version, or the time of the assignment), or they have less than half of their
+ * lifetime left. Pure. */
 bool director_needs_signing(const struct director_state *st, int64_t now);
 /* Returns when st's signed targets will need signing anew (half their lifetime). Pure. */
 int64_t director_fresh_until(const struct director_state *st);
@@ -44,6 +46,11 @@ int director_sync(int *out_version, db_conn *c, const struct tuf_settings *s, co
 /* Returns the director's root metadata at version (0 = the newest) in *out (new); GN_ENOTFOUND
  * when there is none. A plain read. */
 int director_root_get(char **out, db_conn *c, int version, gn_err *err) GN_WUR;
+/* Tells the director that its targets key changed (a rotation, or an imported root that lists a
+ * pending key): every replica drops its cached check-in answers when the caller's transaction
+ * commits, so each device's next check-in signs its targets anew with the new key (the re-sign
+ * rule's retired key). Runs inside the caller's transaction. */
+int director_key_changed(db_conn *c, gn_err *err) GN_WUR;
 
 /* The outcome of an assignment. */
 struct director_assignment {

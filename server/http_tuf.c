@@ -1,5 +1,6 @@
-/* The TUF repositories over HTTP: image metadata files, keys, offline root signing, and the
- * director's metadata. Thin handlers over tuf_image.c, tuf_keys.c and director.c. */
+/* The TUF repositories over HTTP: image metadata files, keys, offline root signing of both
+ * repositories, and the director's metadata. Thin handlers over tuf_image.c, tuf_keys.c and
+ * director.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,17 +59,27 @@ static void http_tuf_get(struct gd_req *r)
 	free(body);
 }
 
-static void http_tuf_root_draft(struct gd_req *r)
+static void root_draft(struct gd_req *r, const char *repo)
 {
 	json_t *draft = NULL;
 	struct tuf_settings ts;
 	gn_err err;
 	tuf_sign_settings(&ts, config_get());
-	if (tuf_keys_root_draft(&draft, gd_db(r), &ts, &err)) {
+	if (tuf_keys_root_draft(&draft, gd_db(r), &ts, repo, &err)) {
 		gd_reply_error(r, &err);
 		return;
 	}
 	gd_reply_json(r, 200, draft);
+}
+
+static void http_tuf_root_draft(struct gd_req *r)
+{
+	root_draft(r, "image");
+}
+
+static void http_tuf_director_root_draft(struct gd_req *r)
+{
+	root_draft(r, "director");
 }
 
 static const gn_json_field root_fields[] = {
@@ -76,7 +87,7 @@ static const gn_json_field root_fields[] = {
 	{"signatures", GN_JSON_ARRAY, true, false},
 };
 
-static void http_tuf_root_import(struct gd_req *r)
+static void root_import(struct gd_req *r, const char *repo)
 {
 	json_t *body = NULL;
 	struct tuf_settings ts;
@@ -85,11 +96,21 @@ static void http_tuf_root_import(struct gd_req *r)
 	if (gd_body_json(&body, r, root_fields, GN_ARRAY_LEN(root_fields)))
 		return;
 	tuf_sign_settings(&ts, config_get());
-	if (tuf_keys_root_import(&version, gd_db(r), &ts, gd_actor(r), body, &err))
+	if (tuf_keys_root_import(&version, gd_db(r), &ts, gd_actor(r), repo, body, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_json(r, 201, json_pack("{s:s,s:i}", "role", "root", "version", version));
 	json_decref(body);
+}
+
+static void http_tuf_root_import(struct gd_req *r)
+{
+	root_import(r, "image");
+}
+
+static void http_tuf_director_root_import(struct gd_req *r)
+{
+	root_import(r, "director");
 }
 
 static void http_tuf_keys_list(struct gd_req *r)
@@ -182,7 +203,9 @@ const struct gd_route http_tuf_routes[] = {
 	{"GET", "/v1/tuf/image/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_get, NULL},
 	{"GET", "/v1/tuf/image/root/draft", GD_SCOPE_ADMIN, http_tuf_root_draft, NULL},
 	{"GET", "/v1/tuf/director/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_director_get, NULL},
+	{"GET", "/v1/tuf/director/root/draft", GD_SCOPE_ADMIN, http_tuf_director_root_draft, NULL},
 	{"POST", "/v1/tuf/image/root", GD_SCOPE_ADMIN, http_tuf_root_import, NULL},
+	{"POST", "/v1/tuf/director/root", GD_SCOPE_ADMIN, http_tuf_director_root_import, NULL},
 	{"GET", "/v1/keys", GD_SCOPE_ADMIN, http_tuf_keys_list, NULL},
 	{"POST", "/v1/keys/rotate", GD_SCOPE_ADMIN, http_tuf_keys_rotate, NULL},
 };

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "audit.h"
+#include "director.h"
 #include "log.h"
 #include "tuf.h"
 #include "tuf_image.h"
@@ -15,6 +16,19 @@
 static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
 static const char *const all_roles[] = {"root", "targets", "snapshot", "timestamp"};
 static const char *const repos[] = {"image", "director"};
+
+/* The roles a repository's root lists: all four for the image repository; root and targets for
+ * the director, which signs only per-device targets (no snapshot or timestamp role). */
+static size_t repo_nroles(const char *repo)
+{
+	return strcmp(repo, "director") == 0 ? 2 : GN_ARRAY_LEN(all_roles);
+}
+
+/* The online roles of a repository: the first repo_nroles(repo) - 1 of online_roles. */
+static size_t repo_nonline(const char *repo)
+{
+	return repo_nroles(repo) - 1;
+}
 
 static const db_stmt st_keys_active = {
 	"tuf_keys_active",
@@ -131,9 +145,7 @@ static int build_root(json_t **out, db_conn *c, const struct tuf_settings *s, co
 	if (error)
 		return error;
 	json_t *keys = json_object(), *roles = json_object();
-	/* The director signs only root and per-device targets. */
-	size_t nroles = strcmp(repo, "director") == 0 ? 2 : GN_ARRAY_LEN(all_roles);
-	for (size_t i = 0; i < nroles; i++)
+	for (size_t i = 0; i < repo_nroles(repo); i++)
 		json_object_set_new(roles, all_roles[i],
 				    json_pack("{s:[],s:I}", "keyids", "threshold",
 					      strcmp(all_roles[i], "root") == 0 ? root_threshold : (json_int_t)1));
@@ -168,12 +180,11 @@ static int publish_root(db_conn *c, const struct tuf_settings *s, const char *re
 		return error;
 	n = load_root_keys(&keys, s, repo, root_keyids(json_object_get(cur->env, "signed")));
 	if ((json_int_t)n < threshold) {
-		error = gn_err_set(
-			err, GN_ECONFLICT,
-			"this server holds %zu of the %lld root keys needed to sign a new root; export the "
-			"draft (GET /v1/tuf/image/root/draft), sign it offline with `ganglion keys sign-root` "
-			"and import it",
-			n, (long long)threshold);
+		error = gn_err_set(err, GN_ECONFLICT,
+				   "this server holds %zu of the %lld %s root keys needed to sign a new root; export "
+				   "the draft (GET /v1/tuf/%s/root/draft), sign it offline with `ganglion keys "
+				   "sign-root` and import it",
+				   n, (long long)threshold, repo, repo);
 		goto out;
 	}
 	error = tuf_sign_store(NULL, c, repo, "root", cur->version + 1, sp, keys, n,
@@ -217,8 +228,7 @@ out:
  * targets for the director. */
 static int create_online_keys(db_conn *c, const char *repo, gn_err *err)
 {
-	size_t n = strcmp(repo, "image") == 0 ? GN_ARRAY_LEN(online_roles) : 1;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < repo_nonline(repo); i++) {
 		gn_ed25519_key *k = NULL;
 		char keyid[65];
 		int error = gn_ed25519_generate(&k, err);
@@ -344,43 +354,71 @@ int tuf_keys_list(json_t **out, db_conn *c, const struct tuf_settings *s, gn_err
 
 /* --- rotation of online keys ------------------------------------------------------------------ */
 
-/* The root keys are offline: the new key waits for a root signed elsewhere that lists it. */
-static int rotate_pending(json_t **out, db_conn *c, const char *role, const char *keyid, gn_err *err)
+/* After repo's online keys changed: the image repository signs fresh targets, snapshot and
+ * timestamp with them; the director makes each device's targets be signed anew. */
+static int republish(db_conn *c, const struct tuf_settings *s, const char *repo, gn_err *err)
 {
-	const char *p[] = {"image", role, keyid};
+	if (strcmp(repo, "director") == 0)
+		return director_key_changed(c, err);
+	return tuf_image_publish_targets(c, s, err);
+}
+
+/* The root keys are offline: the new key waits for a root signed elsewhere that lists it. */
+static int rotate_pending(json_t **out, db_conn *c, const char *repo, const char *role, const char *key_role,
+			  const char *keyid, gn_err *err)
+{
+	const char *p[] = {repo, key_role, keyid};
 	int error = db_exec(NULL, c, &st_key_pending, p, err);
 	if (error)
 		return error;
-	*out = json_pack("{s:s,s:s,s:b,s:s}", "role", role, "keyid", keyid, "pending", 1, "next",
-			 "the root keys are offline: export the draft root (it lists the new key), sign it "
-			 "with `ganglion keys sign-root`, and import it; the old key signs until then");
-	gn_log(GN_LOG_INFO, "event=tuf_key_pending role=%s keyid=%s", role, keyid);
+	const char *flag = strcmp(repo, "image") == 0 ? "" : " --repo director";
+	char *next = gn_asprintf("the %s root keys are offline: export the draft root (`ganglion keys export-root%s`; "
+				 "it lists the new key), sign it with `ganglion keys sign-root`, and import it "
+				 "(`ganglion keys import-root%s`); the old key signs until then",
+				 repo, flag, flag);
+	*out = json_pack("{s:s,s:s,s:b,s:s}", "role", role, "keyid", keyid, "pending", 1, "next", next);
+	free(next);
+	gn_log(GN_LOG_INFO, "event=tuf_key_pending repo=%s role=%s keyid=%s", repo, key_role, keyid);
 	return 0;
 }
 
 /* The root keys are here: the new key replaces the old at once, under a new root. */
-static int rotate_now(json_t **out, db_conn *c, const struct tuf_settings *s, const char *role, const char *keyid,
-		      const struct tuf_latest *root, gn_err *err)
+static int rotate_now(json_t **out, db_conn *c, const struct tuf_settings *s, const char *repo, const char *role,
+		      const char *key_role, const char *keyid, const struct tuf_latest *root, gn_err *err)
 {
 	char arr[80];
 	snprintf(arr, sizeof(arr), "{%s}", keyid);
-	const char *p[] = {"image", role, arr};
+	const char *p[] = {repo, key_role, arr};
 	int error;
 	if ((error = db_exec(NULL, c, &st_key_retire_others, p, err)) ||
-	    (error = publish_root(c, s, "image", root, err)) || (error = tuf_image_publish_targets(c, s, err)))
+	    (error = publish_root(c, s, repo, root, err)) || (error = republish(c, s, repo, err)))
 		return error;
 	*out = json_pack("{s:s,s:s,s:i,s:b}", "role", role, "keyid", keyid, "root_version", root->version + 1,
 			 "pending", 0);
-	gn_log(GN_LOG_INFO, "event=tuf_key_rotated role=%s keyid=%s", role, keyid);
+	gn_log(GN_LOG_INFO, "event=tuf_key_rotated repo=%s role=%s keyid=%s root_version=%d", repo, key_role, keyid,
+	       root->version + 1);
 	return 0;
 }
 
-static bool is_online_role(const char *role)
+/* Maps the role a rotation names to the repository and the role its key has there: targets,
+ * snapshot and timestamp are the image repository's; "director" is the director's targets key. */
+static int rotation_role(const char **out_repo, const char **out_key_role, const char *role, gn_err *err)
 {
-	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++)
-		if (strcmp(role, online_roles[i]) == 0)
-			return true;
-	return false;
+	if (strcmp(role, "director") == 0) {
+		*out_repo = "director";
+		*out_key_role = "targets";
+		return 0;
+	}
+	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++) {
+		if (strcmp(role, online_roles[i]) == 0) {
+			*out_repo = "image";
+			*out_key_role = online_roles[i];
+			return 0;
+		}
+	}
+	return gn_err_set(err, GN_EINVAL,
+			  "role must be targets, snapshot, timestamp (the image repository's online keys) or director "
+			  "(the director's online key); root keys change through an offline-signed root");
 }
 
 int tuf_keys_rotate(json_t **out, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
@@ -388,25 +426,22 @@ int tuf_keys_rotate(json_t **out, db_conn *c, const struct tuf_settings *s, cons
 {
 	struct tuf_latest root;
 	gn_ed25519_key *k = NULL;
+	const char *repo = NULL, *key_role = NULL;
 	char keyid[65];
 	int error;
 	*out = NULL;
 	memset(&root, 0, sizeof(root));
-	if (!is_online_role(role))
-		return gn_err_set(
-			err, GN_EINVAL,
-			"role must be targets, snapshot or timestamp (root keys change through an offline-signed root)");
-	if ((error = db_tx_begin(c, err)))
+	if ((error = rotation_role(&repo, &key_role, role, err)) || (error = db_tx_begin(c, err)))
 		return error;
-	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_sign_latest(&root, c, "image", "root", err)) ||
-	    (error = gn_ed25519_generate(&k, err)) || (error = insert_key(keyid, c, "image", role, k, true, err)))
+	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_sign_latest(&root, c, repo, "root", err)) ||
+	    (error = gn_ed25519_generate(&k, err)) || (error = insert_key(keyid, c, repo, key_role, k, true, err)))
 		goto out;
-	if ((json_int_t)root_keys_here(s, "image", &root) < tuf_sign_root_threshold(&root))
-		error = rotate_pending(out, c, role, keyid, err);
+	if ((json_int_t)root_keys_here(s, repo, &root) < tuf_sign_root_threshold(&root))
+		error = rotate_pending(out, c, repo, role, key_role, keyid, err);
 	else
-		error = rotate_now(out, c, s, role, keyid, &root, err);
-	if (!error &&
-	    !(error = audit_write(c, who, "tuf.key_rotate", "tuf_key", keyid, json_pack("{s:s}", "role", role), err)))
+		error = rotate_now(out, c, s, repo, role, key_role, keyid, &root, err);
+	if (!error && !(error = audit_write(c, who, "tuf.key_rotate", "tuf_key", keyid,
+					    json_pack("{s:s,s:s}", "role", role, "repo", repo), err)))
 		error = db_tx_commit(c, err);
 out:
 	if (error) {
@@ -419,13 +454,23 @@ out:
 	return error;
 }
 
-int tuf_keys_root_draft(json_t **out, db_conn *c, const struct tuf_settings *s, gn_err *err)
+static int check_repo(const char *repo, gn_err *err)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(repos); i++)
+		if (strcmp(repo, repos[i]) == 0)
+			return 0;
+	return gn_err_set(err, GN_EINVAL, "repository must be image or director");
+}
+
+int tuf_keys_root_draft(json_t **out, db_conn *c, const struct tuf_settings *s, const char *repo, gn_err *err)
 {
 	struct tuf_latest root;
 	json_t *sp = NULL;
-	int error = tuf_sign_latest(&root, c, "image", "root", err);
-	if (!error)
-		error = build_root(&sp, c, s, &st_keys_draft, "image", root.version + 1, tuf_sign_root_threshold(&root),
+	int error;
+	if ((error = check_repo(repo, err)))
+		return error;
+	if (!(error = tuf_sign_latest(&root, c, repo, "root", err)))
+		error = build_root(&sp, c, s, &st_keys_draft, repo, root.version + 1, tuf_sign_root_threshold(&root),
 				   err);
 	if (!error)
 		*out = json_pack("{s:o,s:[]}", "signed", sp, "signatures");
@@ -435,26 +480,59 @@ int tuf_keys_root_draft(json_t **out, db_conn *c, const struct tuf_settings *s, 
 
 /* --- import of a root signed offline ---------------------------------------------------------- */
 
+static const json_t *role_keyids(const json_t *sp, const char *role)
+{
+	return json_object_get(json_object_get(json_object_get(sp, "roles"), role), "keyids");
+}
+
 static bool same_keyids(const json_t *a, const json_t *b, const char *role)
 {
-	const json_t *ka = json_object_get(json_object_get(json_object_get(a, "roles"), role), "keyids");
-	const json_t *kb = json_object_get(json_object_get(json_object_get(b, "roles"), role), "keyids");
+	const json_t *ka = role_keyids(a, role), *kb = role_keyids(b, role);
 	return ka && kb && json_equal((json_t *)ka, (json_t *)kb);
 }
 
-/* Checks each role of a new root: no key id twice, a threshold from 1 to its number of keys. */
-static int check_root_roles(const json_t *sp, gn_err *err)
+/* True when every key id of role is listed in a's "keys" exactly as in b's: the same public key. */
+static bool same_keys(const json_t *a, const json_t *b, const char *role)
 {
-	for (size_t i = 0; i < GN_ARRAY_LEN(all_roles); i++) {
+	size_t i;
+	json_t *id;
+	json_array_foreach(role_keyids(a, role), i, id) {
+		const json_t *ka = json_object_get(json_object_get(a, "keys"), json_string_value(id));
+		const json_t *kb = json_object_get(json_object_get(b, "keys"), json_string_value(id));
+		if (!ka || !kb || !json_equal((json_t *)ka, (json_t *)kb))
+			return false;
+	}
+	return true;
+}
+
+/* Checks the roles of a new root of repo: only the roles repo has, each with key ids that the
+ * root's "keys" define, none twice, and a threshold from 1 to its number of keys. */
+static int check_root_roles(const json_t *sp, const char *repo, gn_err *err)
+{
+	const char *name;
+	json_t *v;
+	json_object_foreach(json_object_get(sp, "roles"), name, v) {
+		bool known = false;
+		for (size_t i = 0; i < repo_nroles(repo); i++)
+			known = known || strcmp(name, all_roles[i]) == 0;
+		if (!known)
+			return gn_err_set(err, GN_EINVAL, "root lists a role '%s' that the %s repository does not have",
+					  name, repo);
+	}
+	for (size_t i = 0; i < repo_nroles(repo); i++) {
 		const json_t *role = json_object_get(json_object_get(sp, "roles"), all_roles[i]);
 		const json_t *ids = json_object_get(role, "keyids");
 		json_int_t t = json_integer_value(json_object_get(role, "threshold"));
 		size_t nk = json_array_size(ids);
-		for (size_t a = 0; a < nk; a++)
+		for (size_t a = 0; a < nk; a++) {
+			if (!json_object_get(json_object_get(sp, "keys"), json_string_value(json_array_get(ids, a))))
+				return gn_err_set(err, GN_EINVAL, "root role %s names a key id that 'keys' lacks",
+						  all_roles[i]);
 			for (size_t b = a + 1; b < nk; b++)
 				if (json_equal(json_array_get(ids, a), json_array_get(ids, b)))
 					return gn_err_set(err, GN_EINVAL, "root role %s lists a key id twice",
 							  all_roles[i]);
+		}
 		if (!json_is_integer(json_object_get(role, "threshold")) || t < 1 || (size_t)t > nk)
 			return gn_err_set(err, GN_EINVAL, "root role %s needs a threshold from 1 to its %zu key(s)",
 					  all_roles[i], nk);
@@ -464,15 +542,15 @@ static int check_root_roles(const json_t *sp, gn_err *err)
 
 /* Checks what any root must be to follow the current one (version cur_version) and to keep the
  * repository working for TUF clients, however well signed; *out_expires is its expiry. */
-static int check_root_shape(int64_t *out_expires, const json_t *sp, int cur_version, gn_err *err)
+static int check_root_shape(int64_t *out_expires, const json_t *sp, const char *repo, int cur_version, gn_err *err)
 {
 	const char *type = json_string_value(json_object_get(sp, "_type"));
 	const char *spec = json_string_value(json_object_get(sp, "spec_version"));
 	if (!json_is_object(sp) || !type || strcmp(type, "root") != 0)
 		return gn_err_set(err, GN_EINVAL, "not root metadata");
 	if (json_integer_value(json_object_get(sp, "version")) != cur_version + 1)
-		return gn_err_set(err, GN_EINVAL, "root version must be %d (the current one is %d)", cur_version + 1,
-				  cur_version);
+		return gn_err_set(err, GN_EINVAL, "root version must be %d (the current %s root is %d)",
+				  cur_version + 1, repo, cur_version);
 	if (gn_tuf_time_parse(out_expires, json_string_value(json_object_get(sp, "expires"))) ||
 	    *out_expires <= gn_now())
 		return gn_err_set(err, GN_EINVAL, "root 'expires' is missing, malformed or in the past");
@@ -481,28 +559,30 @@ static int check_root_shape(int64_t *out_expires, const json_t *sp, int cur_vers
 	if (!json_is_true(json_object_get(sp, "consistent_snapshot")))
 		return gn_err_set(err, GN_EINVAL,
 				  "root must keep consistent_snapshot true: the repository serves N.ROLE.json files");
-	return check_root_roles(sp, err);
+	return check_root_roles(sp, repo, err);
 }
 
 /* Online roles must list the keys the server signs with: the current ones, or a pending
- * rotation's (as the draft shows them), with the current thresholds. */
-static int check_online_roles(db_conn *c, const struct tuf_settings *s, const json_t *sp, const json_t *cur_signed,
-			      int cur_version, gn_err *err)
+ * rotation's (as the draft shows them), with the same public keys and the current thresholds. */
+static int check_online_roles(db_conn *c, const struct tuf_settings *s, const char *repo, const json_t *sp,
+			      const json_t *cur_signed, int cur_version, gn_err *err)
 {
 	json_t *draft = NULL;
-	int error = build_root(&draft, c, s, &st_keys_draft, "image", cur_version + 1, 1, err);
-	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles) && !error; i++) {
-		const json_t *nr = json_object_get(json_object_get(sp, "roles"), online_roles[i]);
-		const json_t *cr = json_object_get(json_object_get(cur_signed, "roles"), online_roles[i]);
+	int error = build_root(&draft, c, s, &st_keys_draft, repo, cur_version + 1, 1, err);
+	for (size_t i = 0; i < repo_nonline(repo) && !error; i++) {
+		const char *role = online_roles[i];
+		const json_t *nr = json_object_get(json_object_get(sp, "roles"), role);
+		const json_t *cr = json_object_get(json_object_get(cur_signed, "roles"), role);
 		if (!json_equal(json_object_get(nr, "threshold"), json_object_get(cr, "threshold")))
 			error = gn_err_set(err, GN_EINVAL, "the %s role's threshold differs from the current root's",
-					   online_roles[i]);
-		else if (!same_keyids(sp, cur_signed, online_roles[i]) && !same_keyids(sp, draft, online_roles[i]))
+					   role);
+		else if (!(same_keyids(sp, cur_signed, role) && same_keys(sp, cur_signed, role)) &&
+			 !(same_keyids(sp, draft, role) && same_keys(sp, draft, role)))
 			error = gn_err_set(
 				err, GN_EINVAL,
 				"the %s role's keys are neither the current ones nor a pending rotation's; rotate "
 				"online keys with POST /v1/keys/rotate, then export the draft",
-				online_roles[i]);
+				role);
 	}
 	json_decref(draft);
 	return error;
@@ -522,8 +602,8 @@ static int check_root_signatures(const json_t *env, const json_t *cur_signed, gn
 	return error;
 }
 
-/* Records the root keys the new root names and retires the others. */
-static int record_root_keys(db_conn *c, const json_t *sp, gn_err *err)
+/* Records the root keys the new root of repo names and retires the others. */
+static int record_root_keys(db_conn *c, const char *repo, const json_t *sp, gn_err *err)
 {
 	gn_buf arr;
 	size_t i;
@@ -534,13 +614,13 @@ static int record_root_keys(db_conn *c, const json_t *sp, gn_err *err)
 	json_array_foreach(root_keyids(sp), i, id) {
 		const json_t *key = json_object_get(json_object_get(sp, "keys"), json_string_value(id));
 		const char *pub = json_string_value(json_object_get(json_object_get(key, "keyval"), "public"));
-		const char *p[] = {json_string_value(id), "image", "root", pub ? pub : "", NULL};
+		const char *p[] = {json_string_value(id), repo, "root", pub ? pub : "", NULL};
 		if (!error)
 			error = db_exec(NULL, c, &st_key_insert, p, err);
 		gn_buf_printf(&arr, "%s%s", i ? "," : "", json_string_value(id));
 	}
 	gn_buf_puts(&arr, "}");
-	const char *pr[] = {"image", "root", arr.data};
+	const char *pr[] = {repo, "root", arr.data};
 	if (!error)
 		error = db_exec(NULL, c, &st_key_retire_others, pr, err);
 	gn_buf_cleanup(&arr);
@@ -548,32 +628,33 @@ static int record_root_keys(db_conn *c, const json_t *sp, gn_err *err)
 }
 
 /* Stores the imported root as it was signed; keys it brings in from a pending rotation sign from
- * now on, over fresh targets, snapshot and timestamp. */
-static int store_root(db_conn *c, const struct tuf_settings *s, const json_t *env, const json_t *cur_signed,
-		      int version, int64_t expires, gn_err *err)
+ * now on (the image repository's over fresh targets, snapshot and timestamp; the director's over
+ * each device's targets, signed anew). */
+static int store_root(db_conn *c, const struct tuf_settings *s, const char *repo, const json_t *env,
+		      const json_t *cur_signed, int version, int64_t expires, gn_err *err)
 {
 	const json_t *sp = json_object_get(env, "signed");
 	char *body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
-	int error = tuf_sign_put(c, "image", "root", version, body, expires, err);
+	int error = tuf_sign_put(c, repo, "root", version, body, expires, err);
 	free(body);
 	bool rotated = false;
-	for (size_t r = 0; !error && r < GN_ARRAY_LEN(online_roles); r++) {
+	for (size_t r = 0; !error && r < repo_nonline(repo); r++) {
 		if (same_keyids(sp, cur_signed, online_roles[r]))
 			continue;
-		const char *pa[] = {"image", online_roles[r]};
+		const char *pa[] = {repo, online_roles[r]};
 		error = db_exec(NULL, c, &st_key_activate_pending, pa, err);
 		rotated = true;
 	}
 	if (!error && rotated)
-		error = tuf_image_publish_targets(c, s, err);
+		error = republish(c, s, repo, err);
 	if (!error)
-		gn_log(GN_LOG_INFO, "event=tuf_root_imported version=%d rotated_online_keys=%s", version,
+		gn_log(GN_LOG_INFO, "event=tuf_root_imported repo=%s version=%d rotated_online_keys=%s", repo, version,
 		       rotated ? "yes" : "no");
 	return error;
 }
 
 int tuf_keys_root_import(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
-			 const json_t *env, gn_err *err)
+			 const char *repo, const json_t *env, gn_err *err)
 {
 	struct tuf_latest cur;
 	char ver[16];
@@ -581,17 +662,17 @@ int tuf_keys_root_import(int *out_version, db_conn *c, const struct tuf_settings
 	int error;
 	memset(&cur, 0, sizeof(cur));
 	const json_t *sp = json_object_get(env, "signed");
-	if ((error = db_tx_begin(c, err)))
+	if ((error = check_repo(repo, err)) || (error = db_tx_begin(c, err)))
 		return error;
-	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_sign_latest(&cur, c, "image", "root", err)))
+	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_sign_latest(&cur, c, repo, "root", err)))
 		goto out;
 	const json_t *cur_signed = json_object_get(cur.env, "signed");
 	snprintf(ver, sizeof(ver), "%d", cur.version + 1);
-	if ((error = check_root_shape(&exp, sp, cur.version, err)) ||
-	    (error = check_online_roles(c, s, sp, cur_signed, cur.version, err)) ||
-	    (error = check_root_signatures(env, cur_signed, err)) || (error = record_root_keys(c, sp, err)) ||
-	    (error = store_root(c, s, env, cur_signed, cur.version + 1, exp, err)) ||
-	    (error = audit_write(c, who, "tuf.root_import", "tuf_root", ver, NULL, err)) ||
+	if ((error = check_root_shape(&exp, sp, repo, cur.version, err)) ||
+	    (error = check_online_roles(c, s, repo, sp, cur_signed, cur.version, err)) ||
+	    (error = check_root_signatures(env, cur_signed, err)) || (error = record_root_keys(c, repo, sp, err)) ||
+	    (error = store_root(c, s, repo, env, cur_signed, cur.version + 1, exp, err)) ||
+	    (error = audit_write(c, who, "tuf.root_import", "tuf_root", ver, json_pack("{s:s}", "repo", repo), err)) ||
 	    (error = db_tx_commit(c, err)))
 		goto out;
 	*out_version = cur.version + 1;

@@ -1,7 +1,7 @@
 /* The keys and roots of both TUF repositories (image and director): creation at first start,
- * listing, rotation of the image repository's online keys, the draft of its next root for
- * offline signing, the import of a root signed offline, and re-signing roots before they expire
- * (with root keys this server holds). Domain layer; every writer takes DB_LOCK_TUF. */
+ * listing, rotation of their online keys, the draft of a repository's next root for offline
+ * signing, the import of a root signed offline, and re-signing roots before they expire (with
+ * root keys this server holds). Domain layer; every writer takes DB_LOCK_TUF. */
 #ifndef GD_TUF_KEYS_H
 #define GD_TUF_KEYS_H
 
@@ -22,20 +22,25 @@ int tuf_keys_refresh(db_conn *c, const struct tuf_settings *s, gn_err *err) GN_W
  * "created_at"}], root keys with their "threshold" and "online" when their file is here (new).
  * Plain reads, no transaction of its own. */
 int tuf_keys_list(json_t **out, db_conn *c, const struct tuf_settings *s, gn_err *err) GN_WUR;
-/* Replaces the online key of role (targets, snapshot or timestamp; GN_EINVAL otherwise). With
- * enough root keys here it publishes a new root and fresh role metadata at once; otherwise the
- * new key is pending until an offline-signed root lists it. *out: {"role","keyid","pending",
+/* Replaces an online key: role is targets, snapshot or timestamp (the image repository's) or
+ * director (the director's targets key); GN_EINVAL otherwise. With enough of that repository's
+ * root keys here it publishes its new root at once, then the image repository's fresh targets,
+ * snapshot and timestamp, or for the director the re-signing of every device's targets at its
+ * next check-in (director_key_changed); otherwise the new key is pending until an offline-signed
+ * root lists it, and the old key signs until then. *out: {"role","keyid","pending",
  * "root_version" or "next"} (new). Opens its own transaction, audited (tuf.key_rotate). */
 int tuf_keys_rotate(json_t **out, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
 		    const char *role, gn_err *err) GN_WUR;
-/* Returns the unsigned next image root {"signed": ..., "signatures": []}, listing pending keys in
- * place of the active ones they replace (new). Plain reads, no transaction of its own. */
-int tuf_keys_root_draft(json_t **out, db_conn *c, const struct tuf_settings *s, gn_err *err) GN_WUR;
-/* Verifies an image root signed offline (version = current + 1, a threshold of the current and
- * of its own root keys, online roles as now or as a pending rotation has them) and publishes it;
- * *out_version is its version. GN_EINVAL when it is refused. Opens its own transaction, audited
- * (tuf.root_import). */
+/* Returns the unsigned next root of repo ("image" or "director", else GN_EINVAL) as
+ * {"signed": ..., "signatures": []}, listing pending keys in place of the active ones they
+ * replace (new). Plain reads, no transaction of its own. */
+int tuf_keys_root_draft(json_t **out, db_conn *c, const struct tuf_settings *s, const char *repo, gn_err *err) GN_WUR;
+/* Verifies a root of repo ("image" or "director") signed offline (version = current + 1, only
+ * the repository's roles, a threshold of the current and of its own root keys, online roles as
+ * now or as a pending rotation has them) and publishes it; a pending key it lists signs from now
+ * on. *out_version is its version. GN_EINVAL when it is refused. Opens its own transaction,
+ * audited (tuf.root_import). */
 int tuf_keys_root_import(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
-			 const json_t *env, gn_err *err) GN_WUR;
+			 const char *repo, const json_t *env, gn_err *err) GN_WUR;
 
 #endif
