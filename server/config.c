@@ -32,6 +32,14 @@ static const gn_conf_opt opts[] = {
 	OPT("threads", GN_CONF_INT, threads, "4", false, 2, 256, "N",
 	    "HTTP worker threads (epoll thread pool; at least 2)"),
 	OPT("db-pool-size", GN_CONF_INT, db_pool_size, "8", false, 1, 512, "N", "PostgreSQL connections"),
+	OPT("db-connect-timeout", GN_CONF_DURATION, db_connect_timeout, "5s", false, 1, 300, "DURATION",
+	    "give up connecting to PostgreSQL after this; a database that does not answer a probe (every second) "
+	    "within it is marked unavailable, and requests get 503 at once until it answers"),
+	OPT("db-statement-timeout", GN_CONF_DURATION, db_statement_timeout, "30s", false, 1, 86400, "DURATION",
+	    "PostgreSQL cancels a statement that runs longer (503); with no answer at all, gangliond drops the "
+	    "connection 2 s later"),
+	OPT("db-pool-wait", GN_CONF_DURATION, db_pool_wait, "2s", false, 1, 3600, "DURATION",
+	    "how long a request waits for a free PostgreSQL connection before it gets 503"),
 	OPT("max-body", GN_CONF_SIZE, max_body, "1M", true, 1024, 1LL << 30, "SIZE",
 	    "largest JSON request body (413 beyond)"),
 	OPT("max-json-depth", GN_CONF_INT, max_json_depth, "32", true, 2, 1000, "N",

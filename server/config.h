@@ -16,6 +16,9 @@ struct gd_config {
 	char *log_file;
 	int64_t threads;
 	int64_t db_pool_size;
+	int64_t db_connect_timeout;
+	int64_t db_statement_timeout;
+	int64_t db_pool_wait;
 	int64_t max_body;
 	int64_t max_json_depth;
 	int64_t connection_timeout;

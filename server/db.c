@@ -1,16 +1,37 @@
-/* A fixed-size PostgreSQL connection pool with per-connection lazily prepared statements. */
+/* A fixed-size PostgreSQL connection pool with per-connection lazily prepared statements, bounded
+ * waits (connecting, each statement, a free connection) and a monitor that notices a database that
+ * stopped answering. */
 #include "db.h"
 
 #include <assert.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "log.h"
 
+/* What a statement may take past the server's own statement_timeout before gangliond gives up on
+ * the connection: PostgreSQL cancels a slow statement itself, so only a server that does not
+ * answer at all gets here. */
+#define CLIENT_SLACK_MS 2000
+/* How often the monitor asks the database whether it answers. */
+#define PROBE_INTERVAL_MS 1000
+
+enum conn_kind {
+	CONN_POOLED,
+	CONN_DOWN, /* stands in while the database does not answer */
+	CONN_BUSY, /* stands in when no pooled connection came free in time */
+};
+
 struct db_conn {
-	PGconn *pg;
+	PGconn *pg; /* NULL: not connected (a stand-in, or dropped after a timeout) */
+	db_pool *pool;
+	enum conn_kind kind;
+	int sock; /* the socket while lent out, so the monitor can cut a wait short (under pool lock) */
 	const db_stmt **prepared;
 	size_t nprepared;
 	bool busy;
@@ -25,7 +46,21 @@ struct db_pool {
 	int size;
 	int in_use;
 	uint64_t waits;
+	struct db_limits limits; /* all 0 until db_pool_set_limits: wait forever, as at start-up */
+	/* The monitor's verdict: while down, requests get the CONN_DOWN stand-in at once. */
+	bool down;
+	char down_why[160];
+	uint64_t down_since_ns;
+	db_conn stand_down, stand_busy;
+	pthread_t monitor;
+	bool monitoring, stopping;
+	pthread_cond_t stop_cond;
 };
+
+static uint64_t mono_ms(void)
+{
+	return gn_mono_ns() / 1000000ull;
+}
 
 static void conn_forget_prepared(db_conn *c)
 {
@@ -34,15 +69,221 @@ static void conn_forget_prepared(db_conn *c)
 	c->nprepared = 0;
 }
 
+PGconn *db_connect(const char *conninfo, int64_t timeout_s)
+{
+	char t[24];
+	if (timeout_s <= 0)
+		return PQconnectdb(conninfo);
+	snprintf(t, sizeof(t), "%lld", (long long)timeout_s);
+	/* dbname first, expanded as a connection string or URI; connect_timeout after it wins. */
+	const char *const keys[] = {"dbname", "connect_timeout", NULL};
+	const char *const vals[] = {conninfo, t, NULL};
+	return PQconnectdbParams(keys, vals, 1);
+}
+
+/* Waits until pg has a whole answer or deadline_ms (monotonic; 0: no deadline) passes. Returns 0,
+ * 1 on timeout, -1 when the connection broke. */
+static int wait_answer(PGconn *pg, uint64_t deadline_ms)
+{
+	while (PQisBusy(pg)) {
+		int timeout = -1;
+		if (deadline_ms) {
+			uint64_t now = mono_ms();
+			if (now >= deadline_ms)
+				return 1;
+			timeout = (int)(deadline_ms - now);
+		}
+		struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+		int n = poll(&pfd, 1, timeout);
+		if (n < 0)
+			continue; /* EINTR */
+		if (n == 0)
+			return 1;
+		if (!PQconsumeInput(pg))
+			return -1;
+	}
+	return 0;
+}
+
+/* Collects the results of what was sent: the first failed one, else the last. */
+static PGresult *collect(PGconn *pg)
+{
+	PGresult *keep = NULL, *r;
+	while ((r = PQgetResult(pg))) {
+		ExecStatusType st = PQresultStatus(r);
+		bool failed = st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK && st != PGRES_EMPTY_QUERY;
+		if (keep && (!failed || PQresultStatus(keep) == PGRES_FATAL_ERROR)) {
+			PQclear(r);
+			continue;
+		}
+		PQclear(keep);
+		keep = r;
+	}
+	return keep;
+}
+
+int db_pg_run(PGconn *pg, const char *sql, int64_t timeout_ms, gn_err *err)
+{
+	if (!PQsendQuery(pg, sql))
+		return gn_err_set(err, GN_EUNAVAIL, "cannot send to PostgreSQL: %s", PQerrorMessage(pg));
+	int w = wait_answer(pg, timeout_ms > 0 ? mono_ms() + (uint64_t)timeout_ms : 0);
+	if (w > 0)
+		return gn_err_set(err, GN_EUNAVAIL, "no answer within %lld ms", (long long)timeout_ms);
+	if (w < 0)
+		return gn_err_set(err, GN_EUNAVAIL, "connection lost");
+	PGresult *res = collect(pg);
+	ExecStatusType st = PQresultStatus(res);
+	int rc = 0;
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		rc = gn_err_set(err, PQstatus(pg) == CONNECTION_OK ? GN_ERROR : GN_EUNAVAIL, "%s",
+				msg ? msg : PQerrorMessage(pg));
+	}
+	PQclear(res);
+	return rc;
+}
+
+/* Marks the database as not answering (why: for logs and answers) and cuts every wait on a lent
+ * connection short, so the threads blocked on it answer 503 now. Under p->lock. */
+static void mark_down_locked(db_pool *p, const char *why)
+{
+	snprintf(p->down_why, sizeof(p->down_why), "%s", why);
+	if (!p->down) {
+		p->down = true;
+		p->down_since_ns = gn_mono_ns();
+		gn_log(GN_LOG_ERROR, "event=db_unavailable msg=\"%s\" note=\"requests get 503 until it answers again\"",
+		       why);
+	}
+	for (int i = 0; i < p->size; i++)
+		if (p->conns[i].busy && p->conns[i].sock >= 0)
+			shutdown(p->conns[i].sock, SHUT_RDWR);
+	pthread_cond_broadcast(&p->freed);
+}
+
+static void mark_down(db_pool *p, const char *why)
+{
+	pthread_mutex_lock(&p->lock);
+	mark_down_locked(p, why);
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Closes c's connection (after a timeout or a failed reconnect); the next db_acquire reconnects. */
+static void conn_drop(db_conn *c)
+{
+	if (c->pool) {
+		pthread_mutex_lock(&c->pool->lock);
+		c->sock = -1;
+		pthread_mutex_unlock(&c->pool->lock);
+	}
+	if (c->pg)
+		PQfinish(c->pg);
+	c->pg = NULL;
+	conn_forget_prepared(c);
+}
+
+/* Gives up on c after its statement got no answer in time. */
+static int timed_out(db_conn *c, const char *what, gn_err *err)
+{
+	db_pool *p = c->pool;
+	char why[160];
+	snprintf(why, sizeof(why), "a statement got no answer within %lld s",
+		 (long long)(p->limits.statement_timeout_s + CLIENT_SLACK_MS / 1000));
+	gn_log(GN_LOG_WARN, "event=db_timeout stmt=%s msg=\"%s\"", what, why);
+	conn_drop(c);
+	mark_down(p, why);
+	return gn_err_set(err, GN_EUNAVAIL, "the database did not answer in time (%s); try again shortly", what);
+}
+
+/* Waits for the answer to what was just sent on c and returns it in *out (new); a timeout or a
+ * lost connection is GN_EUNAVAIL with *out NULL. */
+static int await(PGresult **out, db_conn *c, const char *what, gn_err *err)
+{
+	db_pool *p = c->pool;
+	uint64_t deadline = 0;
+	*out = NULL;
+	if (p && p->limits.statement_timeout_s > 0)
+		deadline = mono_ms() + (uint64_t)p->limits.statement_timeout_s * 1000 + CLIENT_SLACK_MS;
+	int w = wait_answer(c->pg, deadline);
+	if (w > 0)
+		return timed_out(c, what, err);
+	*out = collect(c->pg);
+	if (w < 0 && !*out)
+		return gn_err_set(err, GN_EUNAVAIL, "database connection lost during %s", what);
+	return 0;
+}
+
+/* A statement could not even be sent: the connection is broken (or was cut by the monitor). */
+static int send_failed(db_conn *c, const char *what, gn_err *err)
+{
+	const char *m = PQerrorMessage(c->pg);
+	gn_log(GN_LOG_WARN, "event=db_send_failed stmt=%s msg=\"%.*s\"", what, (int)strcspn(m, "\n"), m);
+	return gn_err_set(err, GN_EUNAVAIL, "database connection lost during %s", what);
+}
+
+/* Fails a call on a connection that is not there: a stand-in, or one whose reconnect failed. */
+static int unusable(db_conn *c, gn_err *err)
+{
+	db_pool *p = c->pool;
+	if (c->kind == CONN_BUSY)
+		return gn_err_set(
+			err, GN_EUNAVAIL,
+			"all %d database connections stayed busy for %lld s (db-pool-wait); try again shortly", p->size,
+			(long long)p->limits.pool_wait_s);
+	if (c->kind == CONN_DOWN) {
+		char why[160];
+		pthread_mutex_lock(&p->lock);
+		snprintf(why, sizeof(why), "%s", p->down_why);
+		pthread_mutex_unlock(&p->lock);
+		return gn_err_set(err, GN_EUNAVAIL, "the database is unavailable (%s); try again shortly", why);
+	}
+	return gn_err_set(err, GN_EUNAVAIL, "no database connection (reconnecting failed); try again shortly");
+}
+
+/* Connects c (again), with the pool's connect and statement timeouts. */
+static void conn_open(db_conn *c)
+{
+	db_pool *p = c->pool;
+	gn_err err;
+	conn_drop(c);
+	uint64_t t0 = mono_ms();
+	c->pg = db_connect(p->conninfo, p->limits.connect_timeout_s);
+	if (PQstatus(c->pg) != CONNECTION_OK) {
+		if (p->limits.connect_timeout_s > 0 && mono_ms() - t0 >= (uint64_t)p->limits.connect_timeout_s * 1000) {
+			char why[160];
+			snprintf(why, sizeof(why), "connecting took over %lld s",
+				 (long long)p->limits.connect_timeout_s);
+			mark_down(p, why);
+		}
+		PQfinish(c->pg);
+		c->pg = NULL;
+		return;
+	}
+	if (p->limits.statement_timeout_s > 0) {
+		char sql[64];
+		snprintf(sql, sizeof(sql), "SET statement_timeout = %lld",
+			 (long long)p->limits.statement_timeout_s * 1000);
+		if (db_pg_run(c->pg, sql, (int64_t)p->limits.statement_timeout_s * 1000 + CLIENT_SLACK_MS, &err)) {
+			gn_log(GN_LOG_WARN, "event=db_connect_failed msg=\"%s\"", err.msg);
+			PQfinish(c->pg);
+			c->pg = NULL;
+		}
+	}
+}
+
 int db_pool_new(db_pool **out, const char *conninfo, int size, gn_err *err)
 {
 	db_pool *p = gn_calloc(1, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->freed, NULL);
+	pthread_cond_init(&p->stop_cond, NULL);
 	p->conninfo = gn_strdup(conninfo);
 	p->size = size;
 	p->conns = gn_calloc((size_t)size, sizeof(*p->conns));
+	p->stand_down = (db_conn){.pool = p, .kind = CONN_DOWN, .sock = -1};
+	p->stand_busy = (db_conn){.pool = p, .kind = CONN_BUSY, .sock = -1};
 	for (int i = 0; i < size; i++) {
+		p->conns[i].pool = p;
+		p->conns[i].sock = -1;
 		p->conns[i].pg = PQconnectdb(conninfo);
 		if (PQstatus(p->conns[i].pg) != CONNECTION_OK) {
 			gn_err_set(err, GN_EUNAVAIL, "cannot connect to PostgreSQL: %s",
@@ -58,10 +299,117 @@ int db_pool_new(db_pool **out, const char *conninfo, int size, gn_err *err)
 	return 0;
 }
 
+/* Asks the database every PROBE_INTERVAL_MS whether it answers, on a connection of its own, and
+ * marks the pool down or up. */
+static void *monitor_main(void *arg)
+{
+	db_pool *p = arg;
+	PGconn *pg = NULL;
+	int64_t timeout_ms = p->limits.connect_timeout_s * 1000;
+	pthread_mutex_lock(&p->lock);
+	while (!p->stopping) {
+		pthread_mutex_unlock(&p->lock);
+		char why[160] = "";
+		gn_err err;
+		if (pg && PQstatus(pg) != CONNECTION_OK) {
+			PQfinish(pg);
+			pg = NULL;
+		}
+		if (!pg) {
+			uint64_t t0 = mono_ms();
+			pg = db_connect(p->conninfo, p->limits.connect_timeout_s);
+			if (PQstatus(pg) != CONNECTION_OK) {
+				const char *m = PQerrorMessage(pg);
+				if (mono_ms() - t0 >= (uint64_t)timeout_ms)
+					snprintf(why, sizeof(why), "connecting took over %lld s",
+						 (long long)p->limits.connect_timeout_s);
+				else
+					snprintf(why, sizeof(why), "cannot connect: %.*s", (int)strcspn(m, "\n"), m);
+				PQfinish(pg);
+				pg = NULL;
+			}
+		}
+		if (pg && db_pg_run(pg, "SELECT 1", timeout_ms, &err)) {
+			snprintf(why, sizeof(why), "a probe got %.140s", err.msg);
+			PQfinish(pg);
+			pg = NULL;
+		}
+		pthread_mutex_lock(&p->lock);
+		if (p->stopping)
+			break;
+		if (pg && p->down) {
+			gn_log(GN_LOG_INFO, "event=db_available down_s=%.1f",
+			       (double)(gn_mono_ns() - p->down_since_ns) / 1e9);
+			p->down = false;
+		} else if (!pg) {
+			mark_down_locked(p, why);
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += PROBE_INTERVAL_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (!p->stopping)
+			pthread_cond_timedwait(&p->stop_cond, &p->lock, &ts);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (pg)
+		PQfinish(pg);
+	return NULL;
+}
+
+int db_pool_set_limits(db_pool *p, const struct db_limits *limits, gn_err *err)
+{
+	pthread_condattr_t attr;
+	pthread_mutex_lock(&p->lock);
+	p->limits = *limits;
+	pthread_mutex_unlock(&p->lock);
+	if (p->monitoring || limits->connect_timeout_s <= 0)
+		return 0;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_destroy(&p->stop_cond);
+	pthread_cond_init(&p->stop_cond, &attr);
+	pthread_condattr_destroy(&attr);
+	if (pthread_create(&p->monitor, NULL, monitor_main, p) != 0)
+		return gn_err_set(err, GN_ERROR, "cannot start the database monitor thread");
+	p->monitoring = true;
+	/* Connections opened before get the statement timeout too. */
+	for (int i = 0; i < p->size; i++) {
+		db_conn *c = &p->conns[i];
+		char sql[64];
+		gn_err e2;
+		if (c->busy || !c->pg || limits->statement_timeout_s <= 0)
+			continue;
+		snprintf(sql, sizeof(sql), "SET statement_timeout = %lld",
+			 (long long)limits->statement_timeout_s * 1000);
+		if (db_pg_run(c->pg, sql, limits->statement_timeout_s * 1000 + CLIENT_SLACK_MS, &e2))
+			conn_drop(c);
+	}
+	return 0;
+}
+
+bool db_pool_down(db_pool *p, char *why, size_t n)
+{
+	pthread_mutex_lock(&p->lock);
+	bool down = p->down;
+	if (down && why)
+		snprintf(why, n, "%s (for %.0f s)", p->down_why, (double)(gn_mono_ns() - p->down_since_ns) / 1e9);
+	pthread_mutex_unlock(&p->lock);
+	return down;
+}
+
 void db_pool_free(db_pool *p)
 {
 	if (!p)
 		return;
+	if (p->monitoring) {
+		pthread_mutex_lock(&p->lock);
+		p->stopping = true;
+		pthread_cond_signal(&p->stop_cond);
+		pthread_mutex_unlock(&p->lock);
+		pthread_join(p->monitor, NULL);
+	}
 	for (int i = 0; i < p->size; i++) {
 		if (p->conns[i].pg)
 			PQfinish(p->conns[i].pg);
@@ -71,17 +419,37 @@ void db_pool_free(db_pool *p)
 	free(p->conninfo);
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->freed);
+	pthread_cond_destroy(&p->stop_cond);
 	free(p);
 }
 
 db_conn *db_acquire(db_pool *p)
 {
 	db_conn *c = NULL;
+	struct timespec until;
 	pthread_mutex_lock(&p->lock);
-	if (p->in_use == p->size)
+	bool bounded = p->limits.pool_wait_s > 0;
+	if (bounded && p->down) {
+		pthread_mutex_unlock(&p->lock);
+		return &p->stand_down;
+	}
+	if (p->in_use == p->size) {
 		p->waits++;
-	while (p->in_use == p->size)
-		pthread_cond_wait(&p->freed, &p->lock);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += (time_t)p->limits.pool_wait_s;
+	}
+	while (p->in_use == p->size) {
+		if (!bounded) {
+			pthread_cond_wait(&p->freed, &p->lock);
+			continue;
+		}
+		int rc = pthread_cond_timedwait(&p->freed, &p->lock, &until);
+		if (p->down || (rc != 0 && p->in_use == p->size)) {
+			db_conn *stand = p->down ? &p->stand_down : &p->stand_busy;
+			pthread_mutex_unlock(&p->lock);
+			return stand;
+		}
+	}
 	for (int i = 0; i < p->size; i++) {
 		if (!p->conns[i].busy) {
 			c = &p->conns[i];
@@ -91,29 +459,36 @@ db_conn *db_acquire(db_pool *p)
 	c->busy = true;
 	p->in_use++;
 	pthread_mutex_unlock(&p->lock);
-	if (PQstatus(c->pg) != CONNECTION_OK) {
-		/* The server restarted or the network dropped: reconnect; statements are gone. */
-		conn_forget_prepared(c);
-		PQreset(c->pg);
-		if (PQstatus(c->pg) == CONNECTION_OK)
+	if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+		/* The server restarted, the network dropped, or a timeout closed it: reconnect;
+		 * statements are gone. */
+		conn_open(c);
+		if (c->pg)
 			gn_log(GN_LOG_INFO, "event=db_reconnected");
 	}
+	pthread_mutex_lock(&p->lock);
+	c->sock = c->pg ? PQsocket(c->pg) : -1;
+	pthread_mutex_unlock(&p->lock);
 	return c;
 }
 
 void db_release(db_pool *p, db_conn *c)
 {
-	if (!c)
+	if (!c || c->kind != CONN_POOLED)
 		return;
 	if (c->in_tx)
 		gn_log(GN_LOG_WARN,
 		       "event=db_tx_left_open note=\"rolled back when the connection went back to the pool\"");
 	c->in_tx = false;
-	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-		PGresult *r = PQexec(c->pg, "ROLLBACK");
+	if (c->pg && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+		gn_err err;
+		PGresult *r = NULL;
+		if (!PQsendQuery(c->pg, "ROLLBACK") || await(&r, c, "ROLLBACK", &err))
+			conn_drop(c);
 		PQclear(r);
 	}
 	pthread_mutex_lock(&p->lock);
+	c->sock = -1;
 	c->busy = false;
 	p->in_use--;
 	pthread_cond_signal(&p->freed);
@@ -125,11 +500,15 @@ static int result_error(PGresult *res, db_conn *c, const char *what, gn_err *err
 	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	if (!msg)
-		msg = PQerrorMessage(c->pg);
-	if (PQstatus(c->pg) != CONNECTION_OK)
+		msg = c->pg ? PQerrorMessage(c->pg) : "no connection";
+	if (!c->pg || PQstatus(c->pg) != CONNECTION_OK)
 		return gn_err_set(err, GN_EUNAVAIL, "database connection lost during %s", what);
 	if (state && strcmp(state, "23505") == 0)
 		return gn_err_set(err, GN_ECONFLICT, "%s", msg);
+	if (state && strcmp(state, "57014") == 0) {
+		gn_log(GN_LOG_WARN, "event=db_statement_timeout stmt=%s msg=\"%s\"", what, msg);
+		return gn_err_set(err, GN_EUNAVAIL, "the database did not finish %s in time; try again shortly", what);
+	}
 	if (state && (strncmp(state, "22", 2) == 0 || strcmp(state, "23514") == 0))
 		return gn_err_set(err, GN_EINVAL, "%s", msg);
 	gn_log(GN_LOG_ERROR, "event=db_error stmt=%s sqlstate=%s msg=\"%s\"", what, state ? state : "-", msg);
@@ -141,9 +520,14 @@ static int ensure_prepared(db_conn *c, const db_stmt *s, gn_err *err)
 	for (size_t i = 0; i < c->nprepared; i++)
 		if (c->prepared[i] == s)
 			return 0;
-	PGresult *res = PQprepare(c->pg, s->name, s->sql, s->nparams, NULL);
+	PGresult *res = NULL;
+	int rc;
+	if (!PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL))
+		return send_failed(c, s->name, err);
+	if ((rc = await(&res, c, s->name, err)))
+		return rc;
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		int rc = result_error(res, c, s->name, err);
+		rc = result_error(res, c, s->name, err);
 		PQclear(res);
 		return rc;
 	}
@@ -158,9 +542,15 @@ int db_exec(PGresult **out, db_conn *c, const db_stmt *s, const char *const *par
 	int rc;
 	if (out)
 		*out = NULL;
+	if (!c->pg)
+		return unusable(c, err);
 	if ((rc = ensure_prepared(c, s, err)))
 		return rc;
-	PGresult *res = PQexecPrepared(c->pg, s->name, s->nparams, params, NULL, NULL, 0);
+	PGresult *res = NULL;
+	if (!PQsendQueryPrepared(c->pg, s->name, s->nparams, params, NULL, NULL, 0))
+		return send_failed(c, s->name, err);
+	if ((rc = await(&res, c, s->name, err)))
+		return rc;
 	ExecStatusType st = PQresultStatus(res);
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 		rc = result_error(res, c, s->name, err);
@@ -176,13 +566,23 @@ int db_exec(PGresult **out, db_conn *c, const db_stmt *s, const char *const *par
 
 int db_exec_sql(db_conn *c, const char *sql, gn_err *err)
 {
-	PGresult *res = PQexec(c->pg, sql);
+	PGresult *res = NULL;
+	int rc;
+	if (!c->pg)
+		return unusable(c, err);
+	if (!PQsendQuery(c->pg, sql))
+		return send_failed(c, "SQL", err);
+	if ((rc = await(&res, c, "SQL", err)))
+		return rc;
 	ExecStatusType st = PQresultStatus(res);
-	int rc = 0;
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-		rc = gn_err_set(err, PQstatus(c->pg) == CONNECTION_OK ? GN_ERROR : GN_EUNAVAIL, "SQL failed: %s",
-				msg ? msg : PQerrorMessage(c->pg));
+		if (state && strcmp(state, "57014") == 0)
+			rc = gn_err_set(err, GN_EUNAVAIL, "the database did not finish in time; try again shortly");
+		else
+			rc = gn_err_set(err, PQstatus(c->pg) == CONNECTION_OK ? GN_ERROR : GN_EUNAVAIL,
+					"SQL failed: %s", msg ? msg : PQerrorMessage(c->pg));
 	}
 	PQclear(res);
 	return rc;
@@ -198,6 +598,8 @@ static void exec_logged(db_conn *c, const char *sql)
 int db_tx_begin(db_conn *c, gn_err *err)
 {
 	int rc;
+	if (!c->pg)
+		return unusable(c, err);
 	if (c->in_tx || PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
 		gn_log(GN_LOG_ERROR, "event=bug msg=\"nested transaction refused\"");
 		return gn_err_set(err, GN_ERROR, "internal error: a transaction was opened inside another");
@@ -212,16 +614,20 @@ int db_tx_commit(db_conn *c, gn_err *err)
 {
 	assert(c->in_tx);
 	c->in_tx = false;
-	PGresult *res = PQexec(c->pg, "COMMIT");
+	PGresult *res = NULL;
 	int rc = 0;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+	if (!PQsendQuery(c->pg, "COMMIT"))
+		rc = send_failed(c, "COMMIT", err);
+	else if ((rc = await(&res, c, "COMMIT", err)))
+		;
+	else if (PQresultStatus(res) != PGRES_COMMAND_OK)
 		rc = result_error(res, c, "COMMIT", err);
 	else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
 		/* PostgreSQL answers COMMIT in a failed transaction with ROLLBACK, and no error. */
 		rc = gn_err_set(err, GN_ERROR, "the transaction had failed and was rolled back, not committed");
 	PQclear(res);
 	/* A failed COMMIT leaves the transaction aborted (or the connection gone): end it. */
-	if (rc && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+	if (rc && c->pg && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		exec_logged(c, "ROLLBACK");
 	return rc;
 }
@@ -231,7 +637,7 @@ void db_tx_rollback(db_conn *c)
 	if (!c->in_tx)
 		return;
 	c->in_tx = false;
-	if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+	if (c->pg && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		exec_logged(c, "ROLLBACK");
 }
 

@@ -16,10 +16,29 @@ typedef struct db_stmt {
 typedef struct db_pool db_pool;
 typedef struct db_conn db_conn;
 
-/* Opens size connections to conninfo (new pool). Fails if the first connection fails. */
+/* Opens size connections to conninfo (new pool). Fails if the first connection fails. Until
+ * db_pool_set_limits, every wait is unbounded (start-up work such as migrations may take long). */
 int db_pool_new(db_pool **out, const char *conninfo, int size, gn_err *err) GN_WUR;
+/* Stops the monitor and closes every connection. */
 void db_pool_free(db_pool *pool);
-/* Takes a connection, waiting while all are busy (borrowed until db_release). */
+
+/* Bounds on waiting for PostgreSQL, in seconds (0: unbounded). */
+struct db_limits {
+	int64_t connect_timeout_s;   /* a connection attempt; also a probe's deadline */
+	int64_t statement_timeout_s; /* PostgreSQL's statement_timeout; gangliond gives up 2 s later */
+	int64_t pool_wait_s;         /* waiting for a free pooled connection */
+};
+/* Applies limits from now on, and (with a connect timeout) starts the monitor: a thread that asks
+ * the database every second, on a connection of its own, whether it answers. While it does not
+ * (no answer within the connect timeout, or a statement past its deadline), the pool is down:
+ * db_acquire returns a stand-in at once whose every call fails with GN_EUNAVAIL, and waits on
+ * connections lent out are cut short. Call once serving starts. */
+int db_pool_set_limits(db_pool *pool, const struct db_limits *limits, gn_err *err) GN_WUR;
+/* True while the monitor finds the database not answering; why (may be NULL) gets the reason. */
+bool db_pool_down(db_pool *pool, char *why, size_t n);
+/* Takes a connection, waiting while all are busy (borrowed until db_release). With limits set it
+ * never blocks long: after pool_wait_s, or at once while the pool is down, it returns a stand-in
+ * whose calls fail with GN_EUNAVAIL (503) and whose release does nothing. */
 db_conn *db_acquire(db_pool *pool);
 /* Returns a connection; one left inside a transaction is rolled back, a broken one reset. */
 void db_release(db_pool *pool, db_conn *c);
@@ -62,8 +81,14 @@ int db_lock_session(db_conn *c, int64_t key, gn_err *err) GN_WUR;
 void db_unlock_session(db_conn *c, int64_t key);
 /* Tries a session-scoped advisory lock without waiting; *out_got tells whether it was taken. */
 int db_try_lock_session(bool *out_got, db_conn *c, int64_t key, gn_err *err) GN_WUR;
-/* Borrowed libpq handle of c. */
+/* Borrowed libpq handle of c (NULL for a stand-in, or a connection being re-opened). */
 PGconn *db_pg(db_conn *c);
+/* Connects to conninfo (a connection string or URI) giving up after timeout_s (0: libpq's
+ * default, no limit). Returns a new PGconn (check PQstatus; PQfinish it either way). */
+PGconn *db_connect(const char *conninfo, int64_t timeout_s);
+/* Runs fixed SQL on a bare connection, waiting at most timeout_ms for the answer (0: no limit);
+ * GN_EUNAVAIL for no answer or a lost connection. For the listener and the monitor. */
+int db_pg_run(PGconn *pg, const char *sql, int64_t timeout_ms, gn_err *err) GN_WUR;
 /* Returns the value of row r, column col (NULL for SQL NULL). Borrowed from res. */
 const char *db_val(const PGresult *res, int r, int col);
 /* Reads pool gauges for /metrics. */

@@ -358,6 +358,8 @@ void gd_reply_error(struct gd_req *r, const gn_err *err)
 		gd_reply_problem(r, 500, "internal error; the server log has the details under this request id");
 		return;
 	}
+	if (status == 503)
+		gd_header(r, "Retry-After", "5");
 	gd_reply_problem(r, status, err->msg);
 }
 

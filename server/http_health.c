@@ -1,9 +1,12 @@
 /* GET /healthz, /readyz and /metrics. */
+#include <stdio.h>
+
 #include "gangliond.h"
 #include "http.h"
 #include "http_metrics.h"
 #include "migrate.h"
 
+/* Liveness: answered from memory, never waits on the database. */
 static void http_health_healthz(struct gd_req *r)
 {
 	static const char ok[] = "{\"status\":\"ok\"}";
@@ -13,10 +16,20 @@ static void http_health_healthz(struct gd_req *r)
 static void http_health_readyz(struct gd_req *r)
 {
 	static const char ready[] = "{\"status\":\"ready\"}";
+	char why[200], detail[260];
 	gn_err err;
+	/* The monitor's verdict first: a database that does not answer is named at once. */
+	if (db_pool_down(gd.pool, why, sizeof(why))) {
+		snprintf(detail, sizeof(detail), "database unavailable: %s", why);
+		gd_header(r, "Retry-After", "5");
+		gd_reply_problem(r, 503, detail);
+		return;
+	}
 	db_conn *c = gd_db(r);
 	if (db_exec_sql(c, "SELECT 1", &err) || migrate_check(c, &err)) {
-		gd_reply_problem(r, 503, err.msg);
+		snprintf(detail, sizeof(detail), "database: %.240s", err.msg);
+		gd_header(r, "Retry-After", "5");
+		gd_reply_problem(r, 503, detail);
 		return;
 	}
 	gd_reply_raw(r, 200, "application/json", ready, sizeof(ready) - 1);

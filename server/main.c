@@ -191,8 +191,11 @@ static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, con
 	gn_err err;
 	const struct gd_config *cfg = config_get();
 	int rc = 1;
+	/* From here on no wait on PostgreSQL is unbounded (start-up work above may take long). */
+	struct db_limits limits = {cfg->db_connect_timeout, cfg->db_statement_timeout, cfg->db_pool_wait};
 	checkin_cache_init();
-	if (notify_start(conninfo, channels, GN_ARRAY_LEN(channels), &err) || jobs_start(gd.pool, &err) ||
+	if (db_pool_set_limits(gd.pool, &limits, &err) ||
+	    notify_start(conninfo, channels, GN_ARRAY_LEN(channels), &err) || jobs_start(gd.pool, &err) ||
 	    http_start((const struct sockaddr *)addr, &err)) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 		goto out;

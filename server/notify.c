@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "db.h"
 #include "log.h"
 
 static pthread_t listener;
@@ -34,13 +36,14 @@ static void dispatch(const PGnotify *n)
 /* Connects and LISTENs on every channel; NULL on failure. */
 static PGconn *connect_listening(void)
 {
-	PGconn *c = PQconnectdb(conninfo_);
+	/* Bounded, so that a database that stopped answering cannot hold up the shutdown. */
+	int64_t timeout_s = config_get() ? config_get()->db_connect_timeout : 0;
+	PGconn *c = db_connect(conninfo_, timeout_s);
 	for (size_t i = 0; PQstatus(c) == CONNECTION_OK && i < nchans; i++) {
+		gn_err err;
 		char *id = PQescapeIdentifier(c, chans_[i].channel, strlen(chans_[i].channel));
 		char *sql = gn_asprintf("LISTEN %s", id ? id : "\"\"");
-		PGresult *r = PQexec(c, sql);
-		bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-		PQclear(r);
+		bool ok = db_pg_run(c, sql, timeout_s * 1000, &err) == 0;
 		free(sql);
 		PQfreemem(id);
 		if (!ok)

@@ -13,12 +13,15 @@ import subprocess
 import threading
 import time
 
+import requests
 import yaml
 
 from ganglion_harness import (
     OPENAPI,
     NO_TOKEN,
     PG_BINDIR,
+    Gangliond,
+    Postgres,
     SRCDIR,
     as_pg_user,
     assert_problem,
@@ -26,6 +29,7 @@ from ganglion_harness import (
     enroll_device,
     model_meta,
     new_key,
+    postgres_pids_for,
     public_hex,
     publish,
     wait_for,
@@ -309,3 +313,74 @@ def test_rate_limits_per_identity_and_per_address(gangliond):
     # Routes without a limit are not counted.
     for _ in range(20):
         assert s.api("GET", "/v1/devices").status_code == 200
+
+
+# --- 12: a hung database (postmaster and backends stopped) -------------------------------------
+def _timed(fn):
+    t0 = time.monotonic()
+    try:
+        r = fn()
+    except requests.RequestException as e:
+        r = e
+    return r, time.monotonic() - t0
+
+
+def test_a_hung_database_gets_quick_503s_and_healthz_never_waits(workdir):
+    # A cluster of its own: the session's is shared with other tests and must not be stopped.
+    hung = Postgres(workdir / "pg-hung")
+    hung.initdb()
+    hung.start()
+    s = None
+    try:
+        hung.sql("CREATE DATABASE gn")
+        s = Gangliond(workdir / "srv", database_url=hung.dsn("gn"),
+                      extra_args=["--threads", "2", "--db-pool-size", "4", "--db-connect-timeout", "1s",
+                                  "--db-statement-timeout", "2s", "--db-pool-wait", "1s"])
+        s.start()
+        assert s.api("GET", "/v1/devices").status_code == 200
+        stopped = postgres_pids_for(hung.datadir)
+        assert len(stopped) >= 2, stopped
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            # Requests that were waiting on the database when it stopped (more than the threads).
+            inflight = []
+            threads = [threading.Thread(target=lambda: inflight.append(_timed(
+                lambda: s.api("GET", "/v1/devices", timeout=30))), daemon=True) for _ in range(6)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
+            r, took = _timed(lambda: s.api("GET", "/healthz", token=NO_TOKEN, timeout=20))
+            assert not isinstance(r, Exception) and r.status_code == 200, r
+            assert took < 5, f"/healthz took {took:.1f} s while the database hung"
+            for t in threads:
+                t.join(20)
+            assert len(inflight) == 6, "requests in flight never got an answer"
+            for r, took in inflight:
+                assert not isinstance(r, Exception), r
+                assert_problem(r, 503)
+                assert took < 8, f"a request in flight took {took:.1f} s to get its 503"
+            # Now that it is known to hang, a request gets 503 at once, and says to come back.
+            r, took = _timed(lambda: s.api("GET", "/v1/devices", timeout=20))
+            assert_problem(r, 503, "database")
+            assert took < 1.5, f"503 took {took:.1f} s"
+            assert int(r.headers["Retry-After"]) > 0
+            r, took = _timed(lambda: s.api("GET", "/readyz", token=NO_TOKEN, timeout=20))
+            assert_problem(r, 503, "database")
+            assert took < 1.5
+            for _ in range(5):
+                r, took = _timed(lambda: s.api("GET", "/healthz", token=NO_TOKEN, timeout=20))
+                assert r.status_code == 200 and took < 1, (r, took)
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+        # Back: everything recovers without a restart.
+        assert wait_for(lambda: s.api("GET", "/v1/devices").status_code == 200, 20, 0.2)
+        assert wait_for(lambda: s.api("GET", "/readyz", token=NO_TOKEN).status_code == 200, 20, 0.2)
+        assert "event=db_unavailable" in s.log() and "event=db_available" in s.log()
+    finally:
+        try:
+            if s is not None:
+                s.stop(check=True)
+        finally:
+            hung.stop()
