@@ -46,10 +46,19 @@ static const gn_conf_opt opts[] = {
 	    "deepest nesting accepted in a JSON body"),
 	OPT("connection-timeout", GN_CONF_DURATION, connection_timeout, "30s", false, 1, 86400, "DURATION",
 	    "close idle or stalled connections after this"),
+	OPT("request-header-timeout", GN_CONF_DURATION, request_header_timeout, "30s", true, 1, 3600, "DURATION",
+	    "cut a connection whose request headers are not all in this long after it opened or after its "
+	    "previous answer (so also the longest a kept-alive connection waits idle)"),
+	OPT("request-body-timeout", GN_CONF_DURATION, request_body_timeout, "60s", true, 1, 86400, "DURATION",
+	    "cut a request whose body is not in this long after its headers, plus a second per min-body-rate bytes "
+	    "received"),
+	OPT("min-body-rate", GN_CONF_SIZE, min_body_rate, "4K", true, 1, 1LL << 30, "SIZE",
+	    "bytes a second a request body (an upload) must keep up, on average, past request-body-timeout"),
 	OPT("per-ip-connection-limit", GN_CONF_INT, per_ip_connection_limit, "256", false, 1, 1000000, "N",
 	    "concurrent connections from one IP address"),
 	OPT("connection-limit", GN_CONF_INT, connection_limit, "4096", false, 4, 1000000, "N",
-	    "concurrent connections in all"),
+	    "concurrent connections in all; past seven eighths of it, each new connection cuts the one that has "
+	    "waited longest for its request headers"),
 	OPT("connection-memory", GN_CONF_SIZE, connection_memory, "8K", false, 4096, 1 << 20, "SIZE",
 	    "per-connection buffer for headers and body reads (small keeps keep-alive requests cheap)"),
 	OPT("device-token-ttl", GN_CONF_DURATION, device_token_ttl, "1h", true, 60, 86400 * 7, "DURATION",

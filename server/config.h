@@ -22,6 +22,9 @@ struct gd_config {
 	int64_t max_body;
 	int64_t max_json_depth;
 	int64_t connection_timeout;
+	int64_t request_header_timeout;
+	int64_t request_body_timeout;
+	int64_t min_body_rate;
 	int64_t per_ip_connection_limit;
 	int64_t connection_limit;
 	int64_t connection_memory;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "audit.h"
@@ -24,8 +26,11 @@
 
 #define GD_MAX_PARAMS 4
 
+struct gd_conn;
+
 struct gd_req {
 	struct MHD_Connection *conn;
+	struct gd_conn *gc; /* the connection's deadline record (NULL if none) */
 	const struct gd_route *route;
 	int route_index;
 	const char *method;
@@ -556,6 +561,214 @@ static void release_db(struct gd_req *r)
 	}
 }
 
+/* --- request deadlines ----------------------------------------------------------------------
+ * libmicrohttpd 0.9.75 only has an idle timeout: a client that sends a header line every few
+ * seconds is never cut, and a few thousand such connections fill the connection limit. So every
+ * connection is tracked from its first byte: its headers must all arrive within
+ * request-header-timeout (from the connection, or from the previous answer on a kept-alive one),
+ * and its body within request-body-timeout plus one second per min-body-rate bytes received. A
+ * thread cuts late ones (shutdown(2): libmicrohttpd then sees the peer gone and closes it). And
+ * when the connections near connection-limit, each new one cuts the connection that has been
+ * waiting longest for its headers, so that trickling clients cannot keep newcomers out. */
+
+enum conn_phase { PHASE_HEADERS, PHASE_BODY, PHASE_HANDLING };
+
+struct gd_conn {
+	struct gd_conn *prev, *next; /* in the list of its phase (headers: oldest first) */
+	int fd;
+	enum conn_phase phase;
+	uint64_t since_ns; /* start of the phase */
+	uint64_t body_bytes;
+	bool listed, cut;
+};
+
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t reaper_wake;
+static struct gd_conn *hdr_head, *hdr_tail, *body_head;
+static int nlive;                                   /* open connections not yet cut */
+static uint64_t cut_headers, cut_body, cut_evicted; /* since the last log line */
+static pthread_t reaper;
+static bool reaper_running, reaper_stop;
+
+/* Unlinks gc from the list of its phase. Under conns_lock. */
+static void conn_unlist(struct gd_conn *gc)
+{
+	if (!gc->listed)
+		return;
+	struct gd_conn **head = gc->phase == PHASE_HEADERS ? &hdr_head : &body_head;
+	if (gc->prev)
+		gc->prev->next = gc->next;
+	else
+		*head = gc->next;
+	if (gc->next)
+		gc->next->prev = gc->prev;
+	else if (gc->phase == PHASE_HEADERS)
+		hdr_tail = gc->prev;
+	gc->prev = gc->next = NULL;
+	gc->listed = false;
+}
+
+/* Moves gc into phase (the headers list is kept oldest first by appending). Under conns_lock. */
+static void conn_enter(struct gd_conn *gc, enum conn_phase phase, uint64_t now)
+{
+	conn_unlist(gc);
+	gc->phase = phase;
+	gc->since_ns = now;
+	gc->body_bytes = 0;
+	if (gc->cut || phase == PHASE_HANDLING)
+		return;
+	if (phase == PHASE_HEADERS) {
+		gc->prev = hdr_tail;
+		if (hdr_tail)
+			hdr_tail->next = gc;
+		else
+			hdr_head = gc;
+		hdr_tail = gc;
+	} else {
+		gc->next = body_head;
+		if (body_head)
+			body_head->prev = gc;
+		body_head = gc;
+	}
+	gc->listed = true;
+}
+
+/* Cuts gc's connection. Under conns_lock (the fd stays open until libmicrohttpd reports the
+ * connection closed, which takes the lock). */
+static void conn_cut(struct gd_conn *gc)
+{
+	conn_unlist(gc);
+	gc->cut = true;
+	nlive--;
+	shutdown(gc->fd, SHUT_RDWR);
+}
+
+static void change_phase(struct gd_req *r, enum conn_phase phase)
+{
+	if (!r->gc)
+		return;
+	pthread_mutex_lock(&conns_lock);
+	conn_enter(r->gc, phase, gn_mono_ns());
+	pthread_mutex_unlock(&conns_lock);
+}
+
+static void count_body(struct gd_req *r, size_t n)
+{
+	if (!r->gc)
+		return;
+	pthread_mutex_lock(&conns_lock);
+	r->gc->body_bytes += n;
+	pthread_mutex_unlock(&conns_lock);
+}
+
+/* Connections past this many get the oldest connection still waiting for its headers cut. */
+static int evict_above(void)
+{
+	int64_t limit = config_get()->connection_limit;
+	return (int)(limit - (limit / 8 > 1 ? limit / 8 : 1));
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	(void)cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct gd_conn *gc = gn_calloc(1, sizeof(*gc));
+		gc->fd = ci ? ci->connect_fd : -1;
+		*socket_context = gc;
+		pthread_mutex_lock(&conns_lock);
+		nlive++;
+		conn_enter(gc, PHASE_HEADERS, gn_mono_ns());
+		int above = evict_above();
+		while (nlive > above && hdr_head && hdr_head != gc) {
+			conn_cut(hdr_head);
+			cut_evicted++;
+		}
+		pthread_mutex_unlock(&conns_lock);
+		return;
+	}
+	struct gd_conn *gc = *socket_context;
+	if (!gc)
+		return;
+	pthread_mutex_lock(&conns_lock);
+	conn_unlist(gc);
+	if (!gc->cut)
+		nlive--;
+	pthread_mutex_unlock(&conns_lock);
+	free(gc);
+	*socket_context = NULL;
+}
+
+/* Cuts every connection past its deadline; logs what it cut at most once a second. */
+static void *reaper_main(void *unused)
+{
+	(void)unused;
+	uint64_t last_log = 0;
+	pthread_mutex_lock(&conns_lock);
+	while (!reaper_stop) {
+		const struct gd_config *cfg = config_get();
+		uint64_t now = gn_mono_ns();
+		uint64_t hdr_ns = (uint64_t)cfg->request_header_timeout * 1000000000ull;
+		while (hdr_head && now - hdr_head->since_ns > hdr_ns) {
+			conn_cut(hdr_head);
+			cut_headers++;
+		}
+		for (struct gd_conn *gc = body_head, *next; gc; gc = next) {
+			next = gc->next;
+			double allowed =
+				(double)cfg->request_body_timeout + (double)gc->body_bytes / (double)cfg->min_body_rate;
+			if ((double)(now - gc->since_ns) / 1e9 > allowed) {
+				conn_cut(gc);
+				cut_body++;
+			}
+		}
+		if ((cut_headers || cut_body || cut_evicted) && now - last_log >= 1000000000ull) {
+			gn_log(GN_LOG_WARN,
+			       "event=connections_cut header_timeout=%llu body_timeout=%llu evicted=%llu open=%d",
+			       (unsigned long long)cut_headers, (unsigned long long)cut_body,
+			       (unsigned long long)cut_evicted, nlive);
+			cut_headers = cut_body = cut_evicted = 0;
+			last_log = now;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 200000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&reaper_wake, &conns_lock, &ts);
+	}
+	pthread_mutex_unlock(&conns_lock);
+	return NULL;
+}
+
+static int reaper_start(gn_err *err)
+{
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&reaper_wake, &attr);
+	pthread_condattr_destroy(&attr);
+	reaper_stop = false;
+	if (pthread_create(&reaper, NULL, reaper_main, NULL) != 0)
+		return gn_err_set(err, GN_ERROR, "cannot start the request-deadline thread");
+	reaper_running = true;
+	return 0;
+}
+
+static void reaper_end(void)
+{
+	if (!reaper_running)
+		return;
+	pthread_mutex_lock(&conns_lock);
+	reaper_stop = true;
+	pthread_cond_signal(&reaper_wake);
+	pthread_mutex_unlock(&conns_lock);
+	pthread_join(reaper, NULL);
+	pthread_cond_destroy(&reaper_wake);
+	reaper_running = false;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **req_cls)
@@ -567,6 +780,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*req_cls = r;
 		atomic_fetch_add(&inflight, 1);
 		r->conn = conn;
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		r->gc = ci ? ci->socket_context : NULL;
+		change_phase(r, PHASE_BODY); /* the headers are in */
 		r->method = method;
 		r->path = gn_strdup(url);
 		r->start_ns = gn_mono_ns();
@@ -604,6 +820,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		return MHD_YES;
 	}
+	if (*upload_data_size)
+		count_body(r, *upload_data_size);
 	if (r->started) {
 		/* A response went out early (413); drop whatever body still arrives. */
 		*upload_data_size = 0;
@@ -630,6 +848,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	/* The body is complete: answer now (on the second call, so keep-alive stays on). */
+	change_phase(r, PHASE_HANDLING);
 	char ctx[128];
 	snprintf(ctx, sizeof(ctx), "req=%s", r->id);
 	gn_log_set_context(ctx);
@@ -690,6 +909,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		close(r->resp_fd);
 	for (int i = 0; i < r->nhdr; i++)
 		free(r->hdr_value[i]);
+	/* A kept-alive connection now waits for the next request's headers. */
+	change_phase(r, PHASE_HEADERS);
 	gn_buf_cleanup(&r->body);
 	free(r->resp);
 	free(r->param_store);
@@ -725,11 +946,12 @@ int http_start(const struct sockaddr *addr, gn_err *err)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config_get()->connection_timeout,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config_get()->per_ip_connection_limit,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-		(unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+		(unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+		on_connection, NULL, MHD_OPTION_END);
 	if (!daemon_)
 		return gn_err_set(err, GN_ERROR, "cannot listen on %s (address in use or not available?)",
 				  config_get()->listen);
-	return 0;
+	return reaper_start(err);
 }
 
 void http_stop(int64_t grace_s)
@@ -745,6 +967,7 @@ void http_stop(int64_t grace_s)
 		usleep(10000);
 	if (atomic_load(&inflight) > 0)
 		gn_log(GN_LOG_WARN, "event=shutdown_grace_expired inflight=%d", atomic_load(&inflight));
+	reaper_end();
 	MHD_stop_daemon(daemon_);
 	daemon_ = NULL;
 }

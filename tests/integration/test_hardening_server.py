@@ -384,3 +384,131 @@ def test_a_hung_database_gets_quick_503s_and_healthz_never_waits(workdir):
                 s.stop(check=True)
         finally:
             hung.stop()
+
+
+# --- 11: slow clients (slowloris) ------------------------------------------------------------------
+def _trickle_until_cut(sock, first, piece, every, limit):
+    """Sends first, then piece every `every` seconds, until the server closes the connection
+    (returns the seconds it took) or limit seconds pass (returns None)."""
+    t0 = time.monotonic()
+    sock.settimeout(every)
+    try:
+        sock.sendall(first)
+        while time.monotonic() - t0 < limit:
+            try:
+                if sock.recv(4096) == b"":
+                    return time.monotonic() - t0
+            except socket.timeout:
+                pass
+            sock.sendall(piece)
+    except (BrokenPipeError, ConnectionResetError):
+        return time.monotonic() - t0
+    return None
+
+
+def test_trickled_headers_and_bodies_are_cut_at_their_deadlines(gangliond):
+    s = gangliond(extra_args=["--request-header-timeout", "2s", "--request-body-timeout", "2s",
+                              "--min-body-rate", "1K", "--connection-timeout", "30s"])
+    # A header line every 0.3 s: never idle, so connection-timeout alone never cuts it.
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        took = _trickle_until_cut(c, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-A: b\r\n", 0.3, 10)
+    assert took is not None and took < 4, f"trickling headers were not cut (took {took})"
+    # A body at a few bytes a second: cut at request-body-timeout (plus a second per KiB).
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        took = _trickle_until_cut(c, b"POST /v1/enroll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                     b"Content-Length: 100000\r\n\r\n", b"    ", 0.3, 10)
+    assert took is not None and took < 4, f"a trickling body was not cut (took {took})"
+    # An honest request and a kept-alive connection that is reused promptly are untouched.
+    with requests.Session() as sess:
+        for _ in range(3):
+            assert sess.get(f"{s.url}/healthz", timeout=5).status_code == 200
+            time.sleep(0.5)
+    assert "event=connections_cut" in s.log()
+
+
+class Slowloris:
+    """Holds connections from several local addresses, each sending one header line a second and
+    never finishing its headers; reopens whatever the server closes."""
+
+    def __init__(self, port, sources, per_source):
+        self.port, self.targets = port, [src for src in sources for _ in range(per_source)]
+        self.socks = {}  # index -> socket
+        self.started = set()  # indexes whose request line went out
+        self.stop_flag = threading.Event()
+        self.opened = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _open(self, i):
+        c = socket.socket()
+        try:
+            c.setblocking(False)
+            c.bind((self.targets[i], 0))
+            c.connect_ex(("127.0.0.1", self.port))
+        except OSError:
+            c.close()
+            return
+        self.socks[i] = c
+        self.started.discard(i)
+        self.opened += 1
+
+    def _poke(self, i, c, first):
+        """Sends the next piece; False when the server has closed the connection."""
+        try:
+            if c.recv(4096) == b"":
+                return False
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return False
+        try:
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" if first else b"X-A: b\r\n")
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return False
+        return True
+
+    def _run(self):
+        while not self.stop_flag.is_set():
+            for i in range(len(self.targets)):
+                c = self.socks.get(i)
+                if c is None:
+                    self._open(i)
+                elif not self._poke(i, c, i not in self.started):
+                    c.close()
+                    del self.socks[i]
+                    self.started.discard(i)
+                else:
+                    self.started.add(i)
+            self.stop_flag.wait(1.0)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.stop_flag.set()
+        self.thread.join(10)
+        for c in self.socks.values():
+            c.close()
+
+
+def test_slowloris_from_several_addresses_does_not_starve_real_clients(gangliond):
+    # Scaled down from the report (4,200 connections, 17 addresses, a 4,096 limit): 5 addresses
+    # x 60 connections against a limit of 200, each adding a header line every second.
+    s = gangliond(extra_args=["--connection-limit", "200", "--per-ip-connection-limit", "60",
+                              "--request-header-timeout", "5s", "--threads", "2"])
+    attack = Slowloris(s.port, [f"127.0.0.{i}" for i in range(2, 7)], 60).start()
+    try:
+        assert wait_for(lambda: attack.opened >= 250, 20, 0.2), f"the attack opened only {attack.opened}"
+        time.sleep(2)  # the server is full of trickling connections now
+        for _ in range(6):
+            r, took = _timed(lambda: requests.get(f"{s.url}/healthz", timeout=5))
+            assert not isinstance(r, Exception), f"a real client got {r!r} during the attack"
+            assert r.status_code == 200 and took < 2, (r.status_code, took)
+            r, took = _timed(lambda: s.api("GET", "/v1/devices", timeout=5))
+            assert not isinstance(r, Exception) and r.status_code == 200 and took < 2, (r, took)
+            time.sleep(0.5)
+    finally:
+        attack.stop()
+    assert "event=connections_cut" in s.log()
