@@ -101,6 +101,8 @@ extern const cli_group cmd_tokens_group;
 extern const cli_group cmd_audit_group;
 extern const cli_group cmd_models_group;
 extern const cli_group cmd_keys_group;
+extern const cli_group cmd_deploy_group;
+extern const cli_group cmd_rollout_group;
 
 /* Parses argv[0..argc) against opts into out (cli_args_cleanup it): --name value, --name=value,
  * -x value, -xvalue, -h/--help, and `--` ending options. Options may come anywhere unless

@@ -77,6 +77,8 @@ static const gn_conf_opt opts[] = {
 	    "on SIGTERM, how long in-flight requests may take to finish"),
 	OPT("housekeeping-interval", GN_CONF_DURATION, housekeeping_interval, "30s", false, 1, 3600, "DURATION",
 	    "how often expired nonces are purged and TUF metadata near expiry is re-signed"),
+	OPT("rollout-interval", GN_CONF_DURATION, rollout_interval, "5s", true, 1, 3600, "DURATION",
+	    "how often the rollout controller judges rollouts and applies deployments (changes wake it at once)"),
 	OPT("max-artifact-size", GN_CONF_SIZE, max_artifact_size, "4G", true, 1024, 1LL << 40, "SIZE",
 	    "largest model artifact accepted (413 beyond, checked as the bytes arrive)"),
 	OPT("artifact-sweep-grace", GN_CONF_DURATION, artifact_sweep_grace, "1h", false, 0, 86400LL * 30, "DURATION",

@@ -35,6 +35,7 @@ struct gd_config {
 	int64_t rate_limit_identity;
 	int64_t shutdown_grace;
 	int64_t housekeeping_interval;
+	int64_t rollout_interval;
 	int64_t max_artifact_size;
 	int64_t artifact_sweep_grace;
 	int64_t tuf_root_keys;

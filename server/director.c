@@ -43,7 +43,7 @@ static const db_stmt st_set_desired = {
 	"INSERT INTO device_desired (device_id, model, version, assigned_by) SELECT id, $2, $3, $4 FROM devices"
 	" WHERE id = $1 AND status = 'active'"
 	" ON CONFLICT (device_id) DO UPDATE SET model = excluded.model, version = excluded.version,"
-	" assigned_by = excluded.assigned_by, assigned_at = now() RETURNING device_id",
+	" assigned_by = excluded.assigned_by, assigned_at = now(), deployment_id = NULL RETURNING device_id",
 	4};
 static const db_stmt st_clear_desired = {"director_clear_desired",
 					 "DELETE FROM device_desired WHERE device_id = $1 RETURNING device_id", 1};

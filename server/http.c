@@ -76,6 +76,8 @@ static const struct {
 	{http_desired_routes, &http_desired_nroutes}, {http_audit_routes, &http_audit_nroutes},
 	{http_models_routes, &http_models_nroutes},   {http_artifacts_routes, &http_artifacts_nroutes},
 	{http_tuf_routes, &http_tuf_nroutes},
+	{http_deployments_routes, &http_deployments_nroutes},
+	{http_rollouts_routes, &http_rollouts_nroutes},
 };
 
 static struct gd_route routes[HTTP_METRICS_MAX_ROUTES];

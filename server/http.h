@@ -117,5 +117,7 @@ GD_ROUTE_TABLE(audit);
 GD_ROUTE_TABLE(models);
 GD_ROUTE_TABLE(artifacts);
 GD_ROUTE_TABLE(tuf);
+GD_ROUTE_TABLE(deployments);
+GD_ROUTE_TABLE(rollouts);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "device_auth.h"
 #include "log.h"
+#include "rollouts.h"
 #include "tuf_image.h"
 #include "tuf_keys.h"
 
@@ -33,10 +34,22 @@ static int job_tuf_refresh(db_conn *c, const struct gd_config *cfg, gn_err *err)
 	return tuf_image_refresh(c, &ts, err);
 }
 
+static int64_t every_rollout_interval(const struct gd_config *cfg)
+{
+	return cfg->rollout_interval;
+}
+
+static int job_rollouts(db_conn *c, const struct gd_config *cfg, gn_err *err)
+{
+	(void)cfg;
+	return rollouts_tick(c, err);
+}
+
 /* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */
 static const struct job jobs[] = {
 	{"auth_gc", every_housekeeping, job_auth_gc},         /* expired device nonces and sessions */
 	{"tuf_refresh", every_housekeeping, job_tuf_refresh}, /* TUF metadata near its expiry */
+	{"rollouts", every_rollout_interval, job_rollouts},   /* the rollout controller (rollouts.c) */
 };
 
 static pthread_t thread;

@@ -1,0 +1,260 @@
+"""Deployments and canary rollouts, driven by a simulated fleet that speaks the real protocol
+(enrolment, challenge-response, check-ins reporting what it runs) against the real gangliond and
+its controller: standing selectors, staged cohorts, gates, rollback, operator actions."""
+
+import time
+
+import pytest
+
+from ganglion_harness import enroll_device, model_meta, publish, wait_for
+
+# The controller wakes at once on changes; this bounds the wait for judgements with bake times.
+FAST = ["--rollout-interval", "1s"]
+
+
+class SimDevice:
+    """A device that does what its director targets say: "installs" the named version (failing
+    for versions in `broken`), then reports it active with request and error counters."""
+
+    def __init__(self, server, labels, broken=(), error_rate=None):
+        self.dev = enroll_device(server, labels=labels)
+        self.server = server
+        self.token = self.dev.authenticate(server)
+        self.broken = set(broken)
+        self.error_rate = error_rate or {}
+        self.running = None  # (model, version)
+        self.op = None
+        self.seen = set()  # every (model, version) the director ever named to this device
+        self.requests = 0
+
+    def desired(self, answer):
+        for t in answer["director_targets"]["signed"]["targets"].values():
+            c = t["custom"]
+            return c["model"], c["version"]
+        return None
+
+    def checkin(self):
+        models = []
+        if self.running:
+            self.requests += 100
+            rate = self.error_rate.get(self.running[1], 0.0)
+            models.append({"name": self.running[0], "version": self.running[1], "sha256": "0" * 64,
+                           "target": "cpu", "state": "active", "requests": self.requests,
+                           "errors": int(self.requests * rate), "latency_us_max": 900})
+        body = {"agent_version": "sim", "models": models, "facts": {}}
+        if self.op:
+            body["last_operation"] = self.op
+        r = self.server.api("POST", "/v1/agent/checkin", token=self.token, json=body)
+        assert r.status_code == 200, r.text
+        want = self.desired(r.json())
+        if want:
+            self.seen.add(want)
+        if want and want != self.running and (not self.op or self.op.get("version") != want[1]
+                                              or self.op["state"] != "failed"):
+            if want[1] in self.broken:
+                self.op = {"state": "failed", "model": want[0], "version": want[1], "detail": "self-test failed"}
+            else:
+                self.running = want
+                self.requests = 0
+                self.op = {"state": "active", "model": want[0], "version": want[1]}
+        return want
+
+
+def fleet_checkin(fleet, rounds=1):
+    for _ in range(rounds):
+        for d in fleet:
+            d.checkin()
+
+
+def rollout_of(server, deployment):
+    r = server.api("GET", "/v1/rollouts", params={"deployment": deployment})
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    return items[0] if items else None
+
+
+def drive(server, fleet, deployment, until, timeout=90):
+    """Checks the fleet in until until(rollout) holds; returns the rollout."""
+    last = {}
+
+    def done():
+        fleet_checkin(fleet)
+        last["r"] = rollout_of(server, deployment)
+        return last["r"] is not None and until(last["r"])
+
+    assert wait_for(done, timeout, 0.2), f"rollout never got there: {last.get('r')}"
+    return last["r"]
+
+
+@pytest.fixture
+def fast(gangliond):
+    return gangliond(extra_args=FAST)
+
+
+def publish_versions(server, *versions, model="det"):
+    for v in versions:
+        r = publish(server, model, f"bytes-{model}-{v}".encode(), meta=model_meta(v))
+        assert r.status_code == 201, r.text
+
+
+def create(server, name="cams", model="det", selector="site=north", follow="production", strategy=None,
+           token=None, expect=201):
+    body = {"name": name, "model": model, "selector": selector, "follow": follow}
+    if strategy is not None:
+        body["strategy"] = strategy
+    kw = {"token": token} if token else {}
+    r = server.api("POST", "/v1/deployments", json=body, **kw)
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+CANARY = {"stages": [{"percent": 30, "bake": 1}, {"percent": 100, "bake": 0}],
+          "gates": {"max_failed": 0, "min_healthy": 1}}
+
+
+def test_a_deployment_is_a_standing_rule(fast):
+    publish_versions(fast, "1.0.0")
+    assert fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "1.0.0"}).status_code == 200
+    north = [SimDevice(fast, {"site": "north"}) for _ in range(3)]
+    south = SimDevice(fast, {"site": "south"})
+    d = create(fast)
+    assert d["version"] == "1.0.0" and d["follow"] == "production"
+    assert wait_for(lambda: (fleet_checkin(north), all(x.running == ("det", "1.0.0") for x in north))[1], 30, 0.2)
+    south.checkin()
+    assert south.running is None
+    # A camera that enrols later with the same labels gets it too.
+    late = SimDevice(fast, {"site": "north"})
+    assert wait_for(lambda: late.checkin() == ("det", "1.0.0"), 30, 0.2)
+    dev = fast.api("GET", f"/v1/devices/{late.dev.id}").json()
+    assert dev["desired"]["deployment"] == "cams" and dev["desired"]["override"] is False
+
+
+def test_alias_move_rolls_out_in_stages_and_completes(fast):
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "1.0.0"})
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(10)]
+    create(fast, strategy=CANARY)
+    assert wait_for(lambda: (fleet_checkin(fleet), all(x.running == ("det", "1.0.0") for x in fleet))[1], 30, 0.2)
+    plan = fast.api("GET", "/v1/deployments/cams/plan").json()
+    assert plan["devices"] == 10 and plan["stages"][-1] == {"percent": 100, "devices": 10}
+
+    assert fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "2.0.0"}).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "completed")
+    assert r["from_version"] == "1.0.0" and r["to_version"] == "2.0.0"
+    fleet_checkin(fleet)
+    assert all(x.running == ("det", "2.0.0") for x in fleet)
+    assert fast.api("GET", "/v1/deployments/cams").json()["version"] == "2.0.0"
+    kinds = [e["kind"] for e in fast.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
+    assert kinds == ["start", "stage", "complete"], kinds
+    audit = fast.api("GET", "/v1/audit", params={"limit": 200}).json()["items"]
+    assert any(a["action"] == "rollout.complete" and a["actor"] == "controller" for a in audit)
+
+
+def test_a_bad_canary_rolls_back_and_never_reaches_the_rest(fast):
+    publish_versions(fast, "1.0.0", "3.0.0")
+    fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "1.0.0"})
+    fleet = [SimDevice(fast, {"site": "north"}, broken={"3.0.0"}) for _ in range(10)]
+    create(fast, strategy=CANARY)
+    assert wait_for(lambda: (fleet_checkin(fleet), all(x.running == ("det", "1.0.0") for x in fleet))[1], 30, 0.2)
+    fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "3.0.0"})
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "rolled_back")
+    assert "failed install" in r["reason"]
+    fleet_checkin(fleet, 2)
+    assert all(x.running == ("det", "1.0.0") for x in fleet)
+    reached = [x for x in fleet if ("det", "3.0.0") in x.seen]
+    assert 1 <= len(reached) < len(fleet), "only the canary cohort may ever be told to run 3.0.0"
+    # The controller does not retry the same bad move by itself.
+    time.sleep(2.5)
+    assert rollout_of(fast, "cams")["id"] == r["id"]
+
+
+def test_error_rate_gate_rolls_back(fast):
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "1.0.0"})
+    fleet = [SimDevice(fast, {"site": "north"}, error_rate={"2.0.0": 0.3}) for _ in range(10)]
+    strat = {"stages": [{"percent": 50, "bake": 30}, {"percent": 100, "bake": 0}],
+             "gates": {"max_error_increase": 0.05, "min_requests": 200}}
+    create(fast, strategy=strat)
+    assert wait_for(lambda: (fleet_checkin(fleet), all(x.running == ("det", "1.0.0") for x in fleet))[1], 30, 0.2)
+    fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "2.0.0"})
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "rolled_back")
+    assert "error rate" in r["reason"], r["reason"]
+
+
+def test_operator_actions_and_approval(fast):
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(4)]
+    ci = fast.make_token(["ci"])["token"]
+    op = fast.make_token(["operator"])["token"]
+    strat = {"stages": [{"percent": 50, "bake": 3600}, {"percent": 100, "bake": 0}], "approval": True}
+    create(fast, follow="1.0.0", strategy=strat, token=ci)
+    r = fast.api("PATCH", "/v1/deployments/cams", token=ci, json={"follow": "2.0.0"})
+    assert r.status_code == 200, r.text
+    ro = rollout_of(fast, "cams")
+    assert ro["state"] == "waiting_approval"
+    fleet_checkin(fleet)
+    assert all(x.running == ("det", "1.0.0") for x in fleet), "nothing moves before approval"
+    # The token that started it cannot approve it; ci cannot act on rollouts at all.
+    assert fast.api("POST", f"/v1/rollouts/{ro['id']}/approve", token=ci).status_code == 403
+    assert fast.api("POST", f"/v1/rollouts/{ro['id']}/resume", token=op).status_code == 409
+    assert fast.api("POST", f"/v1/rollouts/{ro['id']}/launch", token=op).status_code == 400
+    r = fast.api("POST", f"/v1/rollouts/{ro['id']}/approve", token=op)
+    assert r.status_code == 200 and r.json()["state"] == "running", r.text
+    assert r.json()["approved_by"].startswith("token:")
+    # A second rollout while this one runs is refused, naming it.
+    publish_versions(fast, "2.1.0")
+    r = fast.api("PATCH", "/v1/deployments/cams", token=op, json={"follow": "2.1.0"})
+    assert r.status_code == 409 and ro["id"] in r.json()["detail"]
+    assert fast.api("POST", f"/v1/rollouts/{ro['id']}/pause", token=op).json()["state"] == "paused"
+    assert fast.api("POST", f"/v1/rollouts/{ro['id']}/resume", token=op).json()["state"] == "running"
+    # The bake is an hour: promote skips it once the stage is healthy.
+    assert fast.api("POST", f"/v1/rollouts/{ro['id']}/promote", token=op).status_code == 200
+    drive(fast, fleet, "cams", lambda r: r["stage"] == 1 or r["state"] == "completed")
+    assert fast.api("POST", f"/v1/rollouts/{ro['id']}/abort", token=op).json()["state"] == "aborted"
+    fleet_checkin(fleet, 2)
+    assert all(x.running == ("det", "1.0.0") for x in fleet), "abort takes every device back"
+
+
+def test_invalid_settings_and_overlap_are_refused(fast):
+    publish_versions(fast, "1.0.0")
+    bad = [
+        ({"stages": [{"percent": 50}]}, "100 percent"),
+        ({"stages": [{"percent": 50}, {"percent": 40}]}, "above the stage before"),
+        ({"stages": [{"percent": 100, "bake": -1}]}, "bake"),
+        ({"gates": {"max_failed_share": 2}}, "max_failed_share"),
+        ({"gates": {"max_parallel": 3}}, "max_parallel"),
+        ({"on_failure": "ignore"}, "on_failure"),
+        ({"stages": [{"percent": 100, "soak": 3}]}, "soak"),
+    ]
+    for strat, words in bad:
+        r = fast.api("POST", "/v1/deployments", json={"name": "x", "model": "det", "selector": "a=b",
+                                                      "follow": "1.0.0", "strategy": strat})
+        assert r.status_code == 400 and words in r.json()["detail"], (strat, r.text)
+    for body, status, words in [
+        ({"name": "Bad_Name", "model": "det", "selector": "a=b", "follow": "1.0.0"}, 400, "deployment name"),
+        ({"name": "x", "model": "det", "selector": "", "follow": "1.0.0"}, 400, "selector is empty"),
+        ({"name": "x", "model": "det", "selector": "a=b", "follow": "9.9.9"}, 404, "9.9.9"),
+        ({"name": "x", "model": "nope", "selector": "a=b", "follow": "1.0.0"}, 404, "nope"),
+    ]:
+        r = fast.api("POST", "/v1/deployments", json=body)
+        assert r.status_code == status and words in r.json()["detail"], (body, r.text)
+    SimDevice(fast, {"site": "north", "kind": "cam"})
+    create(fast, name="north", selector="site=north", follow="1.0.0")
+    r = fast.api("POST", "/v1/deployments", json={"name": "cams", "model": "det", "selector": "kind=cam",
+                                                  "follow": "1.0.0"})
+    assert r.status_code == 409 and "north" in r.json()["detail"], r.text
+    assert fast.api("POST", "/v1/deployments", json={"name": "north", "model": "det", "selector": "x=y",
+                                                     "follow": "1.0.0"}).status_code == 409
+
+
+def test_override_wins_and_is_shown(fast):
+    publish_versions(fast, "1.0.0", "2.0.0")
+    dev = SimDevice(fast, {"site": "north"})
+    create(fast, follow="1.0.0")
+    assert wait_for(lambda: dev.checkin() == ("det", "1.0.0"), 30, 0.2)
+    r = fast.api("PUT", f"/v1/devices/{dev.dev.id}/desired", json={"model": "det", "version": "2.0.0"})
+    assert r.status_code == 200, r.text
+    time.sleep(2.5)  # a controller pass or two must not undo the override
+    assert dev.checkin() == ("det", "2.0.0")
+    desired = fast.api("GET", f"/v1/devices/{dev.dev.id}").json()["desired"]
+    assert desired["override"] is True and desired["deployment"] is None
