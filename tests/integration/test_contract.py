@@ -47,6 +47,11 @@ def test_contract_names_the_documented_routes(contract):
         ("GET", "/v1/keys"), ("POST", "/v1/keys/rotate"),
         ("POST", "/v1/agent/checkin"), ("PUT", "/v1/devices/{id}/desired"), ("DELETE", "/v1/devices/{id}/desired"),
         ("GET", "/v1/devices/{id}/events"), ("POST", "/v1/desired"), ("GET", "/v1/tuf/director/{file}"),
+        ("GET", "/v1/tuf/director/root/draft"), ("POST", "/v1/tuf/director/root"),
+        ("POST", "/v1/deployments"), ("GET", "/v1/deployments"), ("GET", "/v1/deployments/{name}"),
+        ("PATCH", "/v1/deployments/{name}"), ("DELETE", "/v1/deployments/{name}"),
+        ("GET", "/v1/deployments/{name}/plan"), ("GET", "/v1/rollouts"), ("GET", "/v1/rollouts/{id}"),
+        ("GET", "/v1/rollouts/{id}/events"), ("POST", "/v1/rollouts/{id}/{action}"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():
@@ -126,7 +131,7 @@ def test_responses_fit_the_contract(server, contract):
 
 # --- the served routes, probed over HTTP ---------------------------------------------------------
 _SAMPLE = {"id": None, "name": "probe", "version": "1.0.0", "alias": "stable", "digest": "0" * 64,
-           "file": "root.json"}
+           "file": "root.json", "action": "pause"}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
