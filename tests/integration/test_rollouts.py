@@ -258,3 +258,45 @@ def test_override_wins_and_is_shown(fast):
     assert dev.checkin() == ("det", "2.0.0")
     desired = fast.api("GET", f"/v1/devices/{dev.dev.id}").json()["desired"]
     assert desired["override"] is True and desired["deployment"] is None
+
+
+def _kill9(server):
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = None
+
+
+def test_killed_mid_rollout_it_resumes(gangliond):
+    a = gangliond(extra_args=FAST)
+    publish_versions(a, "1.0.0", "2.0.0")
+    fleet = [SimDevice(a, {"site": "north"}) for _ in range(6)]
+    strat = {"stages": [{"percent": 50, "bake": 2}, {"percent": 100, "bake": 0}]}
+    create(a, follow="1.0.0", strategy=strat)
+    assert wait_for(lambda: (fleet_checkin(fleet), all(x.running == ("det", "1.0.0") for x in fleet))[1], 30, 0.2)
+    assert a.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    fleet_checkin(fleet)
+    _kill9(a)
+    b = gangliond(extra_args=FAST, admin_token=a.admin_token)
+    for d in fleet:
+        d.server = b
+    r = drive(b, fleet, "cams", lambda r: r["state"] == "completed")
+    fleet_checkin(fleet)
+    assert all(x.running == ("det", "2.0.0") for x in fleet)
+    kinds = [e["kind"] for e in b.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
+    assert kinds == ["start", "stage", "complete"], kinds
+
+
+def test_two_replicas_one_controller_and_handover(gangliond):
+    a = gangliond(extra_args=FAST)
+    b = gangliond(extra_args=FAST, admin_token=a.admin_token)
+    publish_versions(a, "1.0.0", "2.0.0")
+    fleet = [SimDevice(b, {"site": "north"}) for _ in range(8)]
+    strat = {"stages": [{"percent": 25, "bake": 1}, {"percent": 50, "bake": 1}, {"percent": 100, "bake": 0}]}
+    create(a, follow="1.0.0", strategy=strat)
+    assert wait_for(lambda: (fleet_checkin(fleet), all(x.running == ("det", "1.0.0") for x in fleet))[1], 30, 0.2)
+    assert a.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    drive(b, fleet, "cams", lambda r: r["stage"] >= 1)
+    _kill9(a)  # whichever replica held the controller, the other carries on
+    r = drive(b, fleet, "cams", lambda r: r["state"] == "completed")
+    kinds = [e["kind"] for e in b.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
+    assert kinds == ["start", "stage", "stage", "complete"], kinds
