@@ -134,6 +134,14 @@ int gn_tufc_targets_matches(const json_t *snapshot, const json_t *targets, gn_er
 	return 0;
 }
 
+size_t gn_tufc_fetch_limit(const json_t *listing, const char *file, size_t cap)
+{
+	const json_t *l = json_object_get(json_object_get(json_object_get(signed_of(listing), "meta"), file), "length");
+	if (json_is_integer(l) && json_integer_value(l) >= 0 && (uint64_t)json_integer_value(l) < cap)
+		return (size_t)json_integer_value(l);
+	return cap;
+}
+
 const json_t *gn_tufc_target(const json_t *targets, const char *path)
 {
 	return json_object_get(json_object_get(signed_of(targets), "targets"), path);

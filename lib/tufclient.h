@@ -8,8 +8,15 @@
 
 #include "common.h"
 
-/* Metadata larger than this is refused before it is parsed. */
+/* Limits (docs/DESIGN.md, "What the agent checks, and its limits"). Metadata larger than its
+ * role's cap is refused before it is parsed: the agent stops reading at the cap (or at the length
+ * the timestamp or snapshot lists, when smaller). GN_TUF_MAX_METADATA is the cap of any metadata,
+ * and of targets. */
 #define GN_TUF_MAX_METADATA (32 * 1024 * 1024)
+#define GN_TUF_MAX_ROOT_BYTES (512 * 1024)
+#define GN_TUF_MAX_TIMESTAMP_BYTES (16 * 1024)
+#define GN_TUF_MAX_SNAPSHOT_BYTES (2 * 1024 * 1024)
+#define GN_TUF_MAX_TARGETS_BYTES GN_TUF_MAX_METADATA
 
 /* Parses at most GN_TUF_MAX_METADATA bytes of metadata into an envelope (new reference):
  * {"signed": {...}, "signatures": [...]} with a string "_type" inside "signed". */
@@ -35,6 +42,10 @@ int gn_tufc_snapshot_matches(const json_t *timestamp, const json_t *snapshot, co
 
 /* Checks that targets has the version the snapshot lists for targets.json. */
 int gn_tufc_targets_matches(const json_t *snapshot, const json_t *targets, gn_err *err) GN_WUR;
+
+/* Returns the length that listing ("meta" of a timestamp or snapshot) gives for file when it is
+ * smaller than cap, else cap: the most bytes worth reading for that file. */
+size_t gn_tufc_fetch_limit(const json_t *listing, const char *file, size_t cap);
 
 /* Returns the target entry at path in a targets envelope, or NULL. Borrowed. */
 const json_t *gn_tufc_target(const json_t *targets, const char *path);

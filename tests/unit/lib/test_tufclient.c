@@ -248,12 +248,66 @@ static void test_parse_limits_and_clock(void **state)
 	assert_int_equal(gn_tufc_clock(9000, 5000), 9000);
 }
 
+/* An envelope of a targets role signed by key 5, with n junk signatures under key 5's id before
+ * (junk_first) or after its real one. */
+static json_t *with_junk(int n, bool junk_first)
+{
+	json_t *env = targets_env(2, NOW + 100, NULL, 0, NULL, 5);
+	json_t *sigs = json_object_get(env, "signatures"), *real = json_incref(json_array_get(sigs, 0));
+	char junk[129];
+	memset(junk, 'a', 128);
+	junk[128] = '\0';
+	json_array_clear(sigs);
+	if (!junk_first)
+		json_array_append(sigs, real);
+	for (int i = 0; i < n; i++)
+		json_array_append_new(sigs, json_pack("{s:s,s:s}", "keyid", ids[5], "sig", junk));
+	if (junk_first)
+		json_array_append(sigs, real);
+	json_decref(real);
+	return env;
+}
+
+static void test_signatures_are_capped_and_verified_once_per_key(void **state)
+{
+	gn_err err;
+	int r[] = {0};
+	json_t *root = sign(root_signed(1, r, 1, 1, 5, NOW + 1000), r, 1);
+	/* The real signature first: it is the one verified for key 5. */
+	json_t *ok = with_junk(GN_TUF_MAX_SIGNATURES - 1, false);
+	assert_int_equal(gn_tufc_check_role(root, "targets", ok, NULL, NOW, &err), 0);
+	/* Only the first signature under a key id is verified: junk there, and the key does not count
+	 * (however many signatures follow, they cost nothing). */
+	json_t *junk_first = with_junk(GN_TUF_MAX_SIGNATURES - 1, true);
+	assert_int_equal(gn_tufc_check_role(root, "targets", junk_first, NULL, NOW, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "0 valid signature(s)"));
+	/* More signatures than any role needs: refused before any is verified. */
+	json_t *flood = with_junk(GN_TUF_MAX_SIGNATURES, false);
+	assert_int_equal(gn_tufc_check_role(root, "targets", flood, NULL, NOW, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "targets metadata carries 257 signatures, more than the 256 allowed"));
+	size_t n = 9;
+	json_t *role = json_pack("[s]", ids[5]);
+	assert_int_equal(
+		gn_tuf_count_valid(&n, flood, json_object_get(json_object_get(root, "signed"), "keys"), role, &err),
+		GN_EINVAL);
+	json_decref(role);
+	assert_int_equal(n, 0);
+	json_decref(root);
+	json_decref(ok);
+	json_decref(junk_first);
+	json_decref(flood);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_root_chain),           cmocka_unit_test(test_threshold_counts_each_key_once),
-		cmocka_unit_test(test_targets_refusals),     cmocka_unit_test(test_director_must_match_image),
-		cmocka_unit_test(test_snapshot_consistency), cmocka_unit_test(test_parse_limits_and_clock),
+		cmocka_unit_test(test_root_chain),
+		cmocka_unit_test(test_threshold_counts_each_key_once),
+		cmocka_unit_test(test_targets_refusals),
+		cmocka_unit_test(test_director_must_match_image),
+		cmocka_unit_test(test_snapshot_consistency),
+		cmocka_unit_test(test_parse_limits_and_clock),
+		cmocka_unit_test(test_signatures_are_capped_and_verified_once_per_key),
 	};
 	return cmocka_run_group_tests_name("tufclient", tests, setup, teardown);
 }
