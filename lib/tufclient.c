@@ -58,6 +58,63 @@ int gn_tufc_check_fresh(const json_t *env, int64_t now, gn_err *err)
 	return 0;
 }
 
+/* Checks one role of a root: every key id resolves to a usable key, and the threshold is between
+ * 1 and the number of distinct keys. */
+static int role_usable(const json_t *root_signed, const char *name, const json_t *role, gn_err *err)
+{
+	const json_t *keyids = json_object_get(role, "keyids"), *t = json_object_get(role, "threshold");
+	const json_t *keys = json_object_get(root_signed, "keys");
+	long long v = (long long)json_integer_value(json_object_get(root_signed, "version"));
+	size_t i, distinct = 0;
+	json_t *kid;
+	if (!json_is_array(keyids) || !json_is_integer(t))
+		return gn_err_set(err, GN_EAUTH, "root version %lld: role '%s' lacks keyids or threshold", v, name);
+	json_array_foreach(keyids, i, kid) {
+		unsigned char pub[GN_ED25519_PUB_LEN];
+		gn_err why;
+		const char *id = json_string_value(kid);
+		if (gn_tuf_key_public(pub, keys, id, &why))
+			return gn_err_set(err, GN_EAUTH,
+					  "root version %lld: role '%s' lists key %.16s..., unusable: %s", v, name,
+					  id ? id : "(not a string)", why.msg);
+		bool again = false;
+		for (size_t k = 0; k < i && !again; k++)
+			again = json_equal(json_array_get(keyids, k), kid);
+		distinct += !again;
+	}
+	if (json_integer_value(t) < 1 || (size_t)json_integer_value(t) > distinct)
+		return gn_err_set(
+			err, GN_EAUTH,
+			"root version %lld: role '%s' has threshold %lld over %zu key(s); it must be between 1 "
+			"and the number of its keys",
+			v, name, (long long)json_integer_value(t), distinct);
+	return 0;
+}
+
+/* Checks that every role of root (signed part) is usable, and that it has root, targets and every
+ * role that prev (the root it follows) has. */
+static int roles_usable(const json_t *root, const json_t *prev, gn_err *err)
+{
+	const json_t *roles = json_object_get(root, "roles"), *role;
+	const char *name;
+	int rc;
+	static const char *const always[] = {"root", "targets"};
+	for (size_t i = 0; i < GN_ARRAY_LEN(always); i++)
+		if (!json_object_get(roles, always[i]))
+			return gn_err_set(err, GN_EAUTH, "root version %lld has no '%s' role",
+					  (long long)json_integer_value(json_object_get(root, "version")), always[i]);
+	json_object_foreach((json_t *)json_object_get(prev, "roles"), name, role) {
+		if (!json_object_get(roles, name))
+			return gn_err_set(err, GN_EAUTH, "root version %lld has no '%s' role",
+					  (long long)json_integer_value(json_object_get(root, "version")), name);
+	}
+	json_object_foreach((json_t *)roles, name, role) {
+		if ((rc = role_usable(root, name, role, err)))
+			return rc;
+	}
+	return 0;
+}
+
 int gn_tufc_root_update(const json_t *trusted, const json_t *next, gn_err *err)
 {
 	int rc;
@@ -72,7 +129,9 @@ int gn_tufc_root_update(const json_t *trusted, const json_t *next, gn_err *err)
 		return rc == GN_EINVAL ? GN_EAUTH : rc;
 	if ((rc = gn_tuf_verify_role(next, signed_of(next), "root", err)))
 		return rc == GN_EINVAL ? GN_EAUTH : rc;
-	return 0;
+	/* Signed, but a root whose roles can never verify (or verify with keys nobody defined) would
+	 * lock the device out of every later update: refuse it now, while the old root still works. */
+	return roles_usable(signed_of(next), signed_of(trusted), err);
 }
 
 int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, const json_t *trusted, int64_t now,

@@ -23,8 +23,12 @@
 int gn_tufc_parse(json_t **out, const char *bytes, size_t len, gn_err *err) GN_WUR;
 
 /* Checks that next is the root that follows trusted (both envelopes): _type root, version exactly
- * trusted+1, signed by a threshold of trusted's root keys and of its own. Expiry is not checked
- * here (a chain may pass through expired roots); check the final one with gn_tufc_check_fresh. */
+ * trusted+1, signed by a threshold of trusted's root keys and of its own, and usable: it has the
+ * roles root, targets and every role trusted has, each role's threshold is between 1 and the
+ * number of its distinct keys, and every key id a role lists names an Ed25519 key whose id is its
+ * SHA-256 (a root that could never verify its own roles is refused before it is trusted). Expiry
+ * is not checked here (a chain may pass through expired roots); check the final one with
+ * gn_tufc_check_fresh. GN_EAUTH or GN_EINVAL with the reason. */
 int gn_tufc_root_update(const json_t *trusted, const json_t *next, gn_err *err) GN_WUR;
 
 /* Checks env as `role` metadata under root (an envelope): _type, signatures to the role's

@@ -127,6 +127,47 @@ def hostile(srv, tmp_base):
         assert not problems, problems
 
 
+# --- 1. a root whose other roles are unusable is not trusted -----------------------------------
+def _no_timestamp(r):
+    del r["roles"]["timestamp"]
+
+
+def _unresolved(r):
+    r["roles"]["targets"]["keyids"].append("ab" * 32)
+
+
+ROOT_FLAWS = {
+    "timestamp-threshold-0": (lambda r: r["roles"]["timestamp"].update(threshold=0),
+                              "role 'timestamp' has threshold 0 over 1 key"),
+    "snapshot-threshold-2-of-1": (lambda r: r["roles"]["snapshot"].update(threshold=2),
+                                  "role 'snapshot' has threshold 2 over 1 key"),
+    "targets-key-unresolved": (_unresolved, "role 'targets' lists key abababababababab"),
+    "timestamp-role-missing": (_no_timestamp, "has no 'timestamp' role"),
+}
+
+
+@pytest.mark.parametrize("flaw", list(ROOT_FLAWS))
+def test_root_with_unusable_roles_is_not_trusted(hostile, flaw):
+    """Root 2, correctly signed by the root key, with one role that could never verify (or one
+    that would verify with a key nobody defined): refused before it is stored; 1.0.0 serves on.
+    The control: a sound root 2 in its place is taken and 2.0.0 installs."""
+    h = hostile
+    change, detail = ROOT_FLAWS[flaw]
+    bad = h.repo.root_signed(2)
+    change(bad)
+    h.repo.add_root(bad)
+    h.repo.publish()
+    h.assign("2.0.0")
+    line = h.failure("2.0.0")
+    assert "root version 2" in line and detail in line, line
+    assert h.trusted_version("root") == 1, "the flawed root was stored as trusted"
+    h.still_serves_1()
+
+    h.repo.add_root(h.repo.root_signed(2))
+    h.serves("2.0.0")
+    assert h.trusted_version("root") == 2
+
+
 # --- 3. floods of signatures are refused cheaply, and the memory comes back --------------------
 def _flood(role, n, h):
     kid = keyid(h.repo.keys[role])

@@ -248,6 +248,91 @@ static void test_parse_limits_and_clock(void **state)
 	assert_int_equal(gn_tufc_clock(9000, 5000), 9000);
 }
 
+/* Root v2 (signed by the root keys of v1 and its own) whose roles could never verify, or would
+ * verify with a key nobody defined: refused before it is trusted. v1 also has a snapshot role. */
+static json_t *root_v1_with_snapshot(void)
+{
+	int r[] = {0};
+	json_t *s = root_signed(1, r, 1, 1, 5, NOW + 1000);
+	json_object_set_new(json_object_get(s, "keys"), ids[4], key_obj(4));
+	json_object_set_new(json_object_get(s, "roles"), "snapshot",
+			    json_pack("{s:[s],s:i}", "keyids", ids[4], "threshold", 1));
+	return sign(s, r, 1);
+}
+
+enum root_flaw {
+	FLAW_NONE,
+	FLAW_THRESHOLD_0,
+	FLAW_THRESHOLD_OVER,
+	FLAW_TWICE,
+	FLAW_UNDEFINED,
+	FLAW_NOT_ED25519,
+	FLAW_WRONG_ID,
+	FLAW_NO_SNAPSHOT,
+	FLAW_NO_TARGETS
+};
+
+static json_t *flawed_root_v2(enum root_flaw flaw)
+{
+	int r[] = {0};
+	json_t *v1 = root_v1_with_snapshot();
+	json_t *s = json_deep_copy(json_object_get(v1, "signed"));
+	json_decref(v1);
+	json_t *roles = json_object_get(s, "roles"), *kobj = json_object_get(s, "keys");
+	json_t *snap = json_object_get(roles, "snapshot"), *snapids = json_object_get(snap, "keyids");
+	json_object_set_new(s, "version", json_integer(2));
+	switch (flaw) {
+	case FLAW_NONE: break;
+	case FLAW_THRESHOLD_0: json_object_set_new(snap, "threshold", json_integer(0)); break;
+	case FLAW_THRESHOLD_OVER: json_object_set_new(snap, "threshold", json_integer(2)); break;
+	case FLAW_TWICE:
+		json_array_append_new(snapids, json_string(ids[4]));
+		json_object_set_new(snap, "threshold", json_integer(2));
+		break;
+	case FLAW_UNDEFINED: json_array_append_new(snapids, json_string(ids[3])); break;
+	case FLAW_NOT_ED25519: json_object_set_new(json_object_get(kobj, ids[4]), "keytype", json_string("rsa")); break;
+	case FLAW_WRONG_ID:
+		/* key 4's id, key 3's public value: not what it claims */
+		json_object_set_new(kobj, ids[4], key_obj(3));
+		break;
+	case FLAW_NO_SNAPSHOT: json_object_del(roles, "snapshot"); break;
+	case FLAW_NO_TARGETS: json_object_del(roles, "targets"); break;
+	}
+	return sign(s, r, 1);
+}
+
+static void test_root_roles_must_be_usable(void **state)
+{
+	static const struct {
+		enum root_flaw flaw;
+		const char *msg;
+	} cases[] = {
+		{FLAW_NONE, NULL},
+		{FLAW_THRESHOLD_0, "role 'snapshot' has threshold 0 over 1 key(s)"},
+		{FLAW_THRESHOLD_OVER, "role 'snapshot' has threshold 2 over 1 key(s)"},
+		{FLAW_TWICE, "role 'snapshot' has threshold 2 over 1 key(s)"},
+		{FLAW_UNDEFINED, "is not defined"},
+		{FLAW_NOT_ED25519, "not an Ed25519 key"},
+		{FLAW_WRONG_ID, "is not the SHA-256 of its key"},
+		{FLAW_NO_SNAPSHOT, "root version 2 has no 'snapshot' role"},
+		{FLAW_NO_TARGETS, "root version 2 has no 'targets' role"},
+	};
+	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
+		gn_err err = {0};
+		json_t *v1 = root_v1_with_snapshot(), *v2 = flawed_root_v2(cases[i].flaw);
+		int rc = gn_tufc_root_update(v1, v2, &err);
+		if (!cases[i].msg) {
+			assert_int_equal(rc, 0);
+		} else {
+			assert_int_equal(rc, GN_EAUTH);
+			if (!strstr(err.msg, cases[i].msg))
+				fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, cases[i].msg);
+		}
+		json_decref(v1);
+		json_decref(v2);
+	}
+}
+
 /* An envelope of a targets role signed by key 5, with n junk signatures under key 5's id before
  * (junk_first) or after its real one. */
 static json_t *with_junk(int n, bool junk_first)
@@ -307,6 +392,7 @@ int main(void)
 		cmocka_unit_test(test_director_must_match_image),
 		cmocka_unit_test(test_snapshot_consistency),
 		cmocka_unit_test(test_parse_limits_and_clock),
+		cmocka_unit_test(test_root_roles_must_be_usable),
 		cmocka_unit_test(test_signatures_are_capped_and_verified_once_per_key),
 	};
 	return cmocka_run_group_tests_name("tufclient", tests, setup, teardown);
