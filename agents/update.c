@@ -88,60 +88,99 @@ static void prune_dir(struct agent *a, const char *sub, const char *keep1, const
 	free(dir);
 }
 
-/* Follows a repository's root chain from the trusted root to the newest one. */
-static int refresh_root(json_t **out, struct agent *a, const char *repo, gn_err *err)
+/* TUF 5.3.11: when the timestamp or snapshot keys change from old to next (root signed parts),
+ * forget the versions they vouched for, so that a rotation undoes a fast-forward made with a
+ * stolen key; when the targets keys change, forget the trusted targets. */
+static void forget_rotated(struct agent *a, const char *repo, const json_t *old, const json_t *next)
 {
-	char rel[64], path[96];
-	json_t *root = NULL;
+	static const char *const guarded[] = {"timestamp", "snapshot", "targets"};
+	for (size_t g = 0; g < GN_ARRAY_LEN(guarded); g++) {
+		const json_t *ok = json_object_get(json_object_get(old, "roles"), guarded[g]);
+		const json_t *nk = json_object_get(json_object_get(next, "roles"), guarded[g]);
+		if (json_equal(json_object_get(ok, "keyids"), json_object_get(nk, "keyids")))
+			continue;
+		/* targets: its copy; timestamp or snapshot: both, as the chain restarts from them. */
+		const char *drop[2] = {guarded[g], strcmp(guarded[g], "targets") == 0     ? NULL
+						   : strcmp(guarded[g], "timestamp") == 0 ? "snapshot"
+											  : "timestamp"};
+		for (int k = 0; k < 2 && drop[k]; k++) {
+			char *gp = gn_asprintf("%s/trust/%s/%s.json", a->cfg.data_dir, repo, drop[k]);
+			unlink(gp);
+			free(gp);
+		}
+	}
+}
+
+/* Fetches and checks the root version that follows root (trusted), and stores it once it is
+ * trusted. GN_ENOTFOUND when the repository has no such version: the chain ends at root. */
+static int next_root(json_t **out, struct agent *a, const char *repo, const json_t *root, gn_err *err)
+{
+	char rel[64], path[96], *bytes = NULL;
+	size_t len;
+	json_t *next = NULL;
+	json_int_t v = json_integer_value(json_object_get(json_object_get(root, "signed"), "version"));
 	snprintf(rel, sizeof(rel), "trust/%s/root.json", repo);
-	int rc = state_read_json(&root, a, rel, err);
+	snprintf(path, sizeof(path), "/v1/tuf/%s/%lld.root.json", repo, (long long)v + 1);
+	int rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_ROOT_BYTES, err);
+	if (!rc)
+		rc = gn_tufc_parse(&next, bytes, len, err);
+	if (!rc)
+		rc = gn_tufc_root_update(root, next, err);
+	if (!rc)
+		rc = state_write_bytes(a, rel, bytes, len, err);
+	free(bytes);
+	if (rc) {
+		json_decref(next);
+		return rc;
+	}
+	gn_log(GN_LOG_INFO, "event=root_updated repo=%s version=%lld", repo, (long long)v + 1);
+	forget_rotated(a, repo, json_object_get(root, "signed"), json_object_get(next, "signed"));
+	*out = next;
+	return 0;
+}
+
+/* Called after GN_TUF_MAX_ROOT_ROTATIONS versions: 0 when root is the newest, GN_EAUTH when the
+ * chain goes on (its next version is not fetched past the check that it exists). */
+static int chain_ends(struct agent *a, const char *repo, const json_t *root, gn_err *err)
+{
+	char path[96], *bytes = NULL;
+	size_t len;
+	json_int_t v = json_integer_value(json_object_get(json_object_get(root, "signed"), "version"));
+	snprintf(path, sizeof(path), "/v1/tuf/%s/%lld.root.json", repo, (long long)v + 1);
+	int rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_ROOT_BYTES, err);
+	free(bytes);
+	if (rc == GN_ENOTFOUND)
+		return 0;
 	if (rc)
 		return rc;
-	for (int hops = 0; hops < 1024; hops++) {
-		char *bytes = NULL;
-		size_t len;
-		json_t *next = NULL;
-		json_int_t v = json_integer_value(json_object_get(json_object_get(root, "signed"), "version"));
-		snprintf(path, sizeof(path), "/v1/tuf/%s/%lld.root.json", repo, (long long)v + 1);
-		rc = client_get(&bytes, &len, a, path, GN_TUF_MAX_ROOT_BYTES, err);
-		if (rc == GN_ENOTFOUND) {
+	return gn_err_set(err, GN_EAUTH,
+			  "more than %d root rotations in one refresh (root version %lld has a successor still); "
+			  "the chain is not followed further now",
+			  GN_TUF_MAX_ROOT_ROTATIONS, (long long)v);
+}
+
+/* Follows a repository's root chain from the trusted root to the newest one, at most
+ * GN_TUF_MAX_ROOT_ROTATIONS versions in one refresh: a chain that goes on past that fails the
+ * refresh (each root on the way was checked and stays trusted; the next refresh goes on). */
+static int refresh_root(json_t **out, struct agent *a, const char *repo, gn_err *err)
+{
+	char rel[64];
+	json_t *root = NULL, *next = NULL;
+	snprintf(rel, sizeof(rel), "trust/%s/root.json", repo);
+	int rc = state_read_json(&root, a, rel, err);
+	for (int hops = 0; !rc; hops++) {
+		if (hops == GN_TUF_MAX_ROOT_ROTATIONS) {
+			rc = chain_ends(a, repo, root, err);
+			break;
+		}
+		if ((rc = next_root(&next, a, repo, root, err)) == GN_ENOTFOUND) {
 			rc = 0;
 			break;
 		}
-		if (!rc)
-			rc = gn_tufc_parse(&next, bytes, len, err);
-		if (!rc)
-			rc = gn_tufc_root_update(root, next, err);
-		if (!rc)
-			rc = state_write_bytes(a, rel, bytes, len, err);
-		free(bytes);
-		if (rc) {
-			json_decref(next);
-			break;
+		if (!rc) {
+			json_decref(root);
+			root = next;
 		}
-		gn_log(GN_LOG_INFO, "event=root_updated repo=%s version=%lld", repo, (long long)v + 1);
-		/* TUF 5.3.11: when timestamp or snapshot keys change, forget the versions they vouched
-		 * for, so that a rotation undoes a fast-forward made with a stolen key. */
-		static const char *const guarded[] = {"timestamp", "snapshot", "targets"};
-		for (size_t g = 0; g < GN_ARRAY_LEN(guarded); g++) {
-			const json_t *ok =
-				json_object_get(json_object_get(json_object_get(root, "signed"), "roles"), guarded[g]);
-			const json_t *nk =
-				json_object_get(json_object_get(json_object_get(next, "signed"), "roles"), guarded[g]);
-			if (json_equal(json_object_get(ok, "keyids"), json_object_get(nk, "keyids")))
-				continue;
-			/* targets: its copy; timestamp or snapshot: both, as the chain restarts from them. */
-			const char *drop[2] = {guarded[g], strcmp(guarded[g], "targets") == 0     ? NULL
-							   : strcmp(guarded[g], "timestamp") == 0 ? "snapshot"
-												  : "timestamp"};
-			for (int k = 0; k < 2 && drop[k]; k++) {
-				char *gp = gn_asprintf("%s/trust/%s/%s.json", a->cfg.data_dir, repo, drop[k]);
-				unlink(gp);
-				free(gp);
-			}
-		}
-		json_decref(root);
-		root = next;
 	}
 	if (!rc)
 		rc = gn_tufc_check_fresh(root, state_now(a), err);

@@ -17,6 +17,9 @@
 #define GN_TUF_MAX_TIMESTAMP_BYTES (16 * 1024)
 #define GN_TUF_MAX_SNAPSHOT_BYTES (2 * 1024 * 1024)
 #define GN_TUF_MAX_TARGETS_BYTES GN_TUF_MAX_METADATA
+/* The most root versions one refresh follows; a chain that goes on is an error, not trusted. The
+ * TUF reference client uses the same bound. */
+#define GN_TUF_MAX_ROOT_ROTATIONS 256
 
 /* Parses at most GN_TUF_MAX_METADATA bytes of metadata into an envelope (new reference):
  * {"signed": {...}, "signatures": [...]} with a string "_type" inside "signed". */

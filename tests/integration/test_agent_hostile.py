@@ -168,6 +168,32 @@ def test_root_with_unusable_roles_is_not_trusted(hostile, flaw):
     assert h.trusted_version("root") == 2
 
 
+# --- 2. the root chain is capped per refresh --------------------------------------------------
+def test_root_rotations_are_capped_per_refresh(hostile):
+    """A repository that has a validly signed root N+1 for every N: one refresh follows at most
+    256 rotations and then fails (it does not go on to trust the root it reached and install).
+    The control: once the chain ends, the agent catches up and installs."""
+    h = hostile
+    h.repo.endless_roots = True
+    h.repo.publish()
+    h.assign("2.0.0")
+    line = h.failure("2.0.0", timeout=60)
+    assert f"more than {MAX_ROOT_ROTATIONS} root rotations" in line, line
+    # The first refresh: the root requests from the first one up to the next other request.
+    log = [p for _, p, _ in h.proxy.requests(r"^/v1/(tuf/image/|agent/checkin)")]
+    first = next(i for i, p in enumerate(log) if p.endswith(".root.json"))
+    run = 0
+    while first + run < len(log) and log[first + run].endswith(".root.json"):
+        run += 1
+    assert run <= MAX_ROOT_ROTATIONS + 1, f"{run} roots fetched in one refresh"
+    assert h.agent.serving()[0] == "1.0.0"
+    h.still_serves_1()
+
+    h.repo.endless_roots = False
+    h.serves("2.0.0", timeout=60)
+    assert h.trusted_version("root") == h.repo.root_version
+
+
 # --- 3. floods of signatures are refused cheaply, and the memory comes back --------------------
 def _flood(role, n, h):
     kid = keyid(h.repo.keys[role])
