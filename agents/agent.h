@@ -120,8 +120,21 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 /* models.c: runtime plugin, loading, self-test, swap */
 int models_open_runtime(struct agent *a, gn_err *err) GN_WUR;
 json_t *models_runtime_facts(struct agent *a);
-int models_load(struct agent_model **out, struct agent *a, const char *path, const char *name, const char *version,
-		const char *sha256, gn_err *err) GN_WUR;
+/* A model file's bytes, read once: what the agent hashes is what the runtime loads, whatever
+ * happens to the file afterwards. */
+struct models_file {
+	unsigned char *data; /* owned; models_file_cleanup */
+	size_t len;
+};
+/* Reads the regular file at path (not a symlink) into out, which the caller cleans up.
+ * GN_ENOTFOUND when it does not exist, GN_ERROR when it cannot be read or held in memory. */
+int models_file_load(struct models_file *out, const char *path, gn_err *err) GN_WUR;
+void models_file_cleanup(struct models_file *f);
+/* Loads a model version into the runtime from bytes (borrowed), only when they hash to sha256
+ * (GN_EAUTH otherwise); sets *out to a new model with one reference. GN_EINVAL when the runtime
+ * cannot load it. */
+int models_load(struct agent_model **out, struct agent *a, const struct models_file *bytes, const char *name,
+		const char *version, const char *sha256, gn_err *err) GN_WUR;
 int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err) GN_WUR;
 /* Makes m current (takes over the caller's reference) and drops the old one. */
 void models_swap(struct agent *a, struct agent_model *m);

@@ -1,9 +1,14 @@
-/* The runtime plugin and the models it runs: loading, self-test, reference-counted hot swap. */
+/* The runtime plugin and the models it runs: loading (from bytes read once and hashed, never from a
+ * path the runtime would open again), self-test, reference-counted hot swap. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "agent.h"
 #include "json.h"
@@ -20,10 +25,16 @@ int models_open_runtime(struct agent *a, gn_err *err)
 	if (!entry)
 		return gn_err_set(err, GN_EINVAL, "%s exports no %s", a->cfg.runtime_plugin, GANGLION_RUNTIME_ENTRY);
 	a->rt = entry();
-	if (!a->rt || a->rt->abi_version != GANGLION_RUNTIME_ABI_VERSION ||
-	    a->rt->struct_size < sizeof(ganglion_runtime))
+	if (!a->rt || a->rt->abi_version != GANGLION_RUNTIME_ABI_VERSION)
 		return gn_err_set(err, GN_EINVAL, "%s speaks runtime ABI %u, this agent speaks %d",
 				  a->cfg.runtime_plugin, a->rt ? a->rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
+	/* The agent needs every field up to load_buffer (it never lets a runtime open a model file). */
+	if (a->rt->struct_size < sizeof(ganglion_runtime) || !a->rt->load_buffer)
+		return gn_err_set(
+			err, GN_EINVAL,
+			"%s was built against an older runtime.h (its table of %u bytes lacks load_buffer, this "
+			"agent needs %zu): rebuild it",
+			a->cfg.runtime_plugin, a->rt->struct_size, sizeof(ganglion_runtime));
 	/* A CPU-only agent never touches OpenCL: no ICD loading, some 70 MB less memory. */
 	static const char *const cpu_only[] = {"opencl=off", NULL};
 	if (a->rt->init(strcmp(a->cfg.runtime_target, "cpu") == 0 ? cpu_only : NULL, ebuf, sizeof(ebuf)) !=
@@ -50,12 +61,64 @@ json_t *models_runtime_facts(struct agent *a)
 			 "configured_target", a->cfg.runtime_target);
 }
 
-int models_load(struct agent_model **out, struct agent *a, const char *path, const char *name, const char *version,
-		const char *sha256, gn_err *err)
+int models_file_load(struct models_file *out, const char *path, gn_err *err)
 {
-	char ebuf[512] = "";
+	struct stat st;
+	size_t have = 0;
+	int error = 0, fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	out->data = NULL;
+	out->len = 0;
+	if (fd < 0)
+		return gn_err_set(err, errno == ENOENT ? GN_ENOTFOUND : GN_ERROR, "cannot open %s: %s", path,
+				  strerror(errno));
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size >= SIZE_MAX) {
+		error = gn_err_set(err, GN_EINVAL, "%s is not a regular file", path);
+		goto out;
+	}
+	/* Not gn_malloc: a model too big for this device's memory is an error to report, not an abort. */
+	out->data = malloc((size_t)st.st_size + 1);
+	if (!out->data) {
+		error = gn_err_set(err, GN_ERROR, "no memory to read %s (%lld bytes)", path, (long long)st.st_size);
+		goto out;
+	}
+	while (have < (size_t)st.st_size) {
+		ssize_t r = read(fd, out->data + have, (size_t)st.st_size - have);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			error = gn_err_set(err, GN_ERROR, "cannot read %s: %s", path,
+					   r ? strerror(errno) : "it shrank");
+			goto out;
+		}
+		have += (size_t)r;
+	}
+	out->len = have;
+out:
+	close(fd);
+	if (error)
+		models_file_cleanup(out);
+	return error;
+}
+
+void models_file_cleanup(struct models_file *f)
+{
+	free(f->data);
+	f->data = NULL;
+	f->len = 0;
+}
+
+int models_load(struct agent_model **out, struct agent *a, const struct models_file *bytes, const char *name,
+		const char *version, const char *sha256, gn_err *err)
+{
+	char ebuf[512] = "", sum[GN_SHA256_HEX_LEN + 1], label[80];
 	ganglion_rt_model *rm = NULL;
-	int rc = a->rt->load(&rm, path, a->cfg.runtime_target, ebuf, sizeof(ebuf));
+	/* The runtime gets exactly these bytes: hashed here, in memory, nothing to replace on disk. */
+	gn_sha256_hex(sum, bytes->data, bytes->len);
+	if (strcmp(sum, sha256) != 0)
+		return gn_err_set(err, GN_EAUTH, "the model file of %s %s no longer matches its verified SHA-256", name,
+				  version);
+	snprintf(label, sizeof(label), "models/%.64s", sha256);
+	int rc = a->rt->load_buffer(&rm, bytes->data, bytes->len, label, a->cfg.runtime_target, ebuf, sizeof(ebuf));
 	if (rc != GANGLION_RT_OK)
 		return gn_err_set(err, GN_EINVAL, "runtime could not load %s %s: %s", name, version, ebuf);
 	struct agent_model *m = gn_calloc(1, sizeof(*m));

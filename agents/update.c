@@ -304,14 +304,75 @@ static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_er
 	return rc;
 }
 
+/* Reads the stored file once and checks that those bytes hash to sha: these bytes, not the file,
+ * are what gets loaded, whatever happens to the file meanwhile. */
+static int read_verified(struct models_file *out, const char *file, const char *sha, gn_err *err)
+{
+	char sum[GN_SHA256_HEX_LEN + 1];
+	int rc = models_file_load(out, file, err);
+	if (rc)
+		return rc;
+	gn_sha256_hex(sum, out->data, out->len);
+	if (strcmp(sum, sha) != 0)
+		return gn_err_set(err, GN_EAUTH, "stored model file changed after verification");
+	return 0;
+}
+
+/* Fetches the release's sample and checks it against its signed SHA-256; *out stays NULL when
+ * the release has none. GN_EAUTH when it does not match. */
+static int fetch_sample(json_t **out, struct agent *a, const json_t *icustom, const char *model, const char *version,
+			gn_err *err)
+{
+	const char *want = gn_json_str(icustom, "sample_sha256");
+	char spath[256], ssum[GN_SHA256_HEX_LEN + 1], *bytes = NULL;
+	size_t len = 0;
+	*out = NULL;
+	if (!want)
+		return 0;
+	snprintf(spath, sizeof(spath), "/v1/models/%s/versions/%s/sample", model, version);
+	int rc = client_get(&bytes, &len, a, spath, 64 << 20, err);
+	if (rc)
+		return rc;
+	gn_sha256_hex(ssum, bytes, len);
+	if (strcmp(ssum, want) != 0 || !(*out = json_loadb(bytes, len, 0, NULL)))
+		rc = gn_err_set(err, GN_EAUTH, "the sample does not match its signed SHA-256");
+	free(bytes);
+	return rc;
+}
+
+/* Makes m current, recording the new state (and the old one as "previous") before the swap is
+ * visible. Takes over m's reference, also on failure. */
+static int activate(struct agent *a, struct agent_model *m, const char *model, const char *version, const char *sha,
+		    const char *path, gn_err *err)
+{
+	struct agent_model *cur = models_get(a);
+	json_t *prev =
+		cur ? json_pack("{s:s,s:s,s:s}", "name", cur->name, "version", cur->version, "sha256", cur->sha256)
+		    : json_null();
+	json_t *state = json_pack("{s:{s:s,s:s,s:s,s:s},s:o}", "current", "name", model, "version", version, "sha256",
+				  sha, "path", path, "previous", prev);
+	char keep[GN_SHA256_HEX_LEN + 1];
+	snprintf(keep, sizeof(keep), "%s", cur ? cur->sha256 : "");
+	models_unref(a, cur);
+	int rc = state_write_json(a, "state.json", state, err);
+	json_decref(state);
+	if (rc) {
+		models_unref(a, m);
+		return rc;
+	}
+	models_swap(a, m);
+	prune_dir(a, "models", sha, keep[0] ? keep : NULL);
+	return 0;
+}
+
 /* Verifies, downloads, loads, self-tests and swaps in the target the director names. */
 static int install(struct agent *a, const json_t *image_targets, const char *path, const json_t *entry, gn_err *outerr)
 {
 	gn_err err;
-	char *file = NULL, *sample_bytes = NULL, spath[256], sum[65];
-	size_t slen = 0;
-	json_t *sample = NULL, *state = NULL, *prev = NULL;
-	struct agent_model *m = NULL, *cur = NULL;
+	char *file = NULL;
+	json_t *sample = NULL;
+	struct models_file bytes = {0};
+	struct agent_model *m = NULL;
 	const json_t *dcustom = json_object_get(entry, "custom");
 	const char *model = gn_json_str(dcustom, "model"), *version = gn_json_str(dcustom, "version");
 	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
@@ -328,7 +389,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 		failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		return 0;
 	}
-	const json_t *icustom = json_object_get(gn_tufc_target(image_targets, path), "custom");
+	const json_t *image_entry = gn_tufc_target(image_targets, path);
 	prune_dir(a, "downloads", sha, NULL);
 	update_report(a, "downloading", model, version, NULL);
 	push_progress(a);
@@ -341,68 +402,41 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 		return rc == GN_EAUTH ? 0 : rc;
 	}
 	update_report(a, "verifying", model, version, NULL);
-	/* Hash the stored file again right before loading it: what is checked is what is loaded. */
-	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, &err)) || strcmp(sum, sha) != 0) {
-		update_report(a, "failed", model, version,
-			      rc ? err.msg : "stored model file changed after verification");
+	if ((rc = read_verified(&bytes, file, sha, &err))) {
+		update_report(a, "failed", model, version, err.msg);
 		unlink(file);
 		rc = 0;
 		goto out;
 	}
-	const char *want_sample = gn_json_str(icustom, "sample_sha256");
-	if (want_sample) {
-		snprintf(spath, sizeof(spath), "/v1/models/%s/versions/%s/sample", model, version);
-		if ((rc = client_get(&sample_bytes, &slen, a, spath, 64 << 20, &err))) {
-			update_report(a, "failed", model, version, err.msg);
-			goto out;
-		}
-		char ssum[65];
-		gn_sha256_hex(ssum, sample_bytes, slen);
-		if (strcmp(ssum, want_sample) != 0 || !(sample = json_loadb(sample_bytes, slen, 0, NULL))) {
-			update_report(a, "failed", model, version, "the sample does not match its signed SHA-256");
+	if ((rc = fetch_sample(&sample, a, json_object_get(image_entry, "custom"), model, version, &err))) {
+		update_report(a, "failed", model, version, err.msg);
+		if (rc == GN_EAUTH) {
 			failure_key(a->failed_key, sizeof(a->failed_key), entry);
-			goto out;
+			rc = 0;
 		}
+		goto out;
 	}
 	update_report(a, "loading", model, version, NULL);
 	push_progress(a);
-	if ((rc = models_load(&m, a, file, model, version, sha, &err))) {
-		update_report(a, "failed", model, version, err.msg);
-		failure_key(a->failed_key, sizeof(a->failed_key), entry);
-		rc = 0;
-		goto out;
-	}
-	if (sample && (rc = models_self_test(a, m, sample, &err))) {
+	if ((rc = models_load(&m, a, &bytes, model, version, sha, &err)) ||
+	    (sample && (rc = models_self_test(a, m, sample, &err)))) {
 		update_report(a, "failed", model, version, err.msg);
 		failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		models_unref(a, m);
-		m = NULL;
 		rc = 0;
 		goto out;
 	}
-	/* Record the new state before the swap is visible, keeping the old as "previous". */
-	cur = models_get(a);
-	if (cur)
-		prev = json_pack("{s:s,s:s,s:s}", "name", cur->name, "version", cur->version, "sha256", cur->sha256);
-	state = json_pack("{s:{s:s,s:s,s:s,s:s},s:o}", "current", "name", model, "version", version, "sha256", sha,
-			  "path", path, "previous", prev ? prev : json_null());
-	if ((rc = state_write_json(a, "state.json", state, &err))) {
+	/* The runtime keeps what it needs: the bytes can go before the swap. */
+	models_file_cleanup(&bytes);
+	if ((rc = activate(a, m, model, version, sha, path, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		models_unref(a, m);
-		m = NULL;
 		goto out;
 	}
-	models_swap(a, m);
-	m = NULL;
 	a->failed_key[0] = '\0';
 	update_report(a, "active", model, version, NULL);
-	prune_dir(a, "models", sha, cur ? cur->sha256 : NULL);
 out:
-	if (cur)
-		models_unref(a, cur);
+	models_file_cleanup(&bytes);
 	json_decref(sample);
-	json_decref(state);
-	free(sample_bytes);
 	free(file);
 	return rc;
 }
@@ -482,7 +516,7 @@ int update_restore(struct agent *a, gn_err *err)
 {
 	json_t *state = NULL;
 	struct agent_model *m = NULL;
-	char sum[65];
+	struct models_file bytes = {0};
 	int rc = state_read_json(&state, a, "state.json", err);
 	if (rc == GN_ENOTFOUND)
 		return 0;
@@ -498,14 +532,13 @@ int update_restore(struct agent *a, gn_err *err)
 		return 0;
 	}
 	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
-	/* Only a file that still hashes to what was verified is loaded. */
-	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, err)) || strcmp(sum, sha) != 0) {
-		if (!rc)
-			rc = gn_err_set(err, GN_EAUTH, "model file %s no longer matches its verified SHA-256", file);
-	} else if (!(rc = models_load(&m, a, file, name, version, sha, err))) {
+	/* Only bytes that still hash to what was verified are loaded (models_load checks). */
+	if (!(rc = models_file_load(&bytes, file, err)) &&
+	    !(rc = models_load(&m, a, &bytes, name, version, sha, err))) {
 		models_swap(a, m);
 		update_report(a, "active", name, version, "restored at start-up");
 	}
+	models_file_cleanup(&bytes);
 	free(file);
 	json_decref(state);
 	return rc;
@@ -515,7 +548,7 @@ int update_rollback(struct agent *a, gn_err *err)
 {
 	json_t *state = NULL, *next = NULL;
 	struct agent_model *m = NULL;
-	char sum[65];
+	struct models_file bytes = {0};
 	int rc = state_read_json(&state, a, "state.json", err);
 	if (rc)
 		return rc == GN_ENOTFOUND ? gn_err_set(err, GN_ENOTFOUND, "nothing installed, nothing to roll back to")
@@ -528,14 +561,9 @@ int update_rollback(struct agent *a, gn_err *err)
 		return gn_err_set(err, GN_ENOTFOUND, "no previous version is kept");
 	}
 	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
-	if ((rc = gn_sha256_file(sum, NULL, file, NULL, NULL, err)) || strcmp(sum, sha) != 0) {
-		if (!rc)
-			rc = gn_err_set(err, GN_EAUTH,
-					"the previous model's file no longer matches its verified SHA-256");
+	if ((rc = models_file_load(&bytes, file, err)) || (rc = models_load(&m, a, &bytes, name, version, sha, err)))
 		goto out;
-	}
-	if ((rc = models_load(&m, a, file, name, version, sha, err)))
-		goto out;
+	models_file_cleanup(&bytes);
 	/* "held": the rolled-back target, not reinstalled (even after a restart) until the director
 	 * names another one. */
 	char held[96] = "";
@@ -563,6 +591,7 @@ int update_rollback(struct agent *a, gn_err *err)
 	models_swap(a, m);
 	update_report(a, "rolled_back", name, version, "local rollback to the previous version");
 out:
+	models_file_cleanup(&bytes);
 	free(file);
 	json_decref(state);
 	json_decref(next);

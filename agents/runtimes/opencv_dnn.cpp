@@ -249,10 +249,10 @@ bool read_value_info(pb_reader r, onnx_tensor *t, std::string *why)
 }
 
 // Fills inputs and outputs from an ONNX file's bytes; false with a reason if it is not ONNX.
-bool read_onnx_interface(const std::vector<char> &buf, std::vector<onnx_tensor> *inputs,
+bool read_onnx_interface(const char *data, size_t len, std::vector<onnx_tensor> *inputs,
 			 std::vector<onnx_tensor> *outputs, std::string *why)
 {
-	pb_reader model(buf.data(), buf.size());
+	pb_reader model(data, len);
 	pb_reader graph(nullptr, 0);
 	bool have_graph = false, have_ir = false;
 	int w;
@@ -575,36 +575,43 @@ int read_file(std::vector<char> *out, const char *path, char *err, size_t errlen
 	return rc;
 }
 
-int load_model(ganglion_rt_model **out, const char *path, const char *target, char *err, size_t errlen)
+int check_target(const char *target, char *err, size_t errlen)
 {
-	bool want_opencl = strcmp(target, "opencl") == 0;
-	if (!want_opencl && strcmp(target, "cpu") != 0)
+	if (strcmp(target, "opencl") != 0 && strcmp(target, "cpu") != 0)
 		return fail(err, errlen, GANGLION_RT_EUNSUPPORTED,
 			    "target '%.32s' is not supported (opencv-dnn runs cpu and opencl)", target);
-	std::vector<char> buf;
-	int rc = read_file(&buf, path, err, errlen);
+	return GANGLION_RT_OK;
+}
+
+// Loads a model from its bytes (borrowed for the call; OpenCV copies what it keeps). name says
+// what the bytes are in messages: a path, or what load_buffer() was told.
+int load_model(ganglion_rt_model **out, const char *data, size_t len, const char *name, const char *target, char *err,
+	       size_t errlen)
+{
+	bool want_opencl = strcmp(target, "opencl") == 0;
+	int rc = check_target(target, err, errlen);
 	if (rc)
 		return rc;
 	std::unique_ptr<ganglion_rt_model> m(new ganglion_rt_model);
 	std::string why;
-	if (!read_onnx_interface(buf, &m->in, &m->out, &why))
-		return fail(err, errlen, GANGLION_RT_EMODEL, "%s %s", path, why.c_str());
+	if (!read_onnx_interface(data, len, &m->in, &m->out, &why))
+		return fail(err, errlen, GANGLION_RT_EMODEL, "%s %s", name, why.c_str());
 	for (const onnx_tensor &t : m->in) {
 		if (t.dtype != GANGLION_RT_FLOAT32)
 			return fail(err, errlen, GANGLION_RT_EUNSUPPORTED,
-				    "%s: input '%s' is %s; this runtime takes float32 inputs only", path,
+				    "%s: input '%s' is %s; this runtime takes float32 inputs only", name,
 				    t.name.c_str(), dtype_name(t.dtype));
 		if (t.ndim < 1)
-			return fail(err, errlen, GANGLION_RT_EUNSUPPORTED, "%s: input '%s' declares no shape", path,
+			return fail(err, errlen, GANGLION_RT_EUNSUPPORTED, "%s: input '%s' declares no shape", name,
 				    t.name.c_str());
 	}
 	try {
-		m->net = cv::dnn::readNetFromONNX(buf.data(), buf.size());
+		m->net = cv::dnn::readNetFromONNX(data, len);
 	} catch (...) {
-		return fail_current(err, errlen, path, GANGLION_RT_EMODEL);
+		return fail_current(err, errlen, name, GANGLION_RT_EMODEL);
 	}
 	if (m->net.empty())
-		return fail(err, errlen, GANGLION_RT_EMODEL, "%s: OpenCV read no layers from it", path);
+		return fail(err, errlen, GANGLION_RT_EMODEL, "%s: OpenCV read no layers from it", name);
 	m->net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
 	m->requested = target;
 	m->target = "cpu";
@@ -634,7 +641,7 @@ int load_model(ganglion_rt_model **out, const char *path, const char *target, ch
 		try {
 			warm_up(m.get());
 		} catch (...) {
-			return fail_current(err, errlen, path, GANGLION_RT_EMODEL);
+			return fail_current(err, errlen, name, GANGLION_RT_EMODEL);
 		}
 	}
 	fill_info(m.get());
@@ -853,9 +860,32 @@ int rt_load(ganglion_rt_model **out, const char *path, const char *target, char 
 	if (rc)
 		return rc;
 	try {
-		return load_model(out, path, target, err, errlen);
+		std::vector<char> buf;
+		if ((rc = check_target(target, err, errlen)) || (rc = read_file(&buf, path, err, errlen)))
+			return rc;
+		return load_model(out, buf.data(), buf.size(), path, target, err, errlen);
 	} catch (...) {
 		return fail_current(err, errlen, path, GANGLION_RT_EMODEL);
+	}
+}
+
+int rt_load_buffer(ganglion_rt_model **out, const void *data, size_t len, const char *name, const char *target,
+		   char *err, size_t errlen)
+{
+	if (!out)
+		return fail(err, errlen, GANGLION_RT_EINVAL, "load_buffer: out is NULL");
+	*out = nullptr;
+	if (!data || !target)
+		return fail(err, errlen, GANGLION_RT_EINVAL, "load_buffer: data and target are required");
+	if (!name)
+		name = "model";
+	int rc = ensure_init(err, errlen);
+	if (rc)
+		return rc;
+	try {
+		return load_model(out, static_cast<const char *>(data), len, name, target, err, errlen);
+	} catch (...) {
+		return fail_current(err, errlen, name, GANGLION_RT_EMODEL);
 	}
 }
 
@@ -899,6 +929,7 @@ const ganglion_runtime table = {
 	rt_describe,
 	rt_infer,
 	rt_free_model,
+	rt_load_buffer,
 };
 
 } // namespace

@@ -1,4 +1,4 @@
-/* The inference-runtime plugin ABI of ganglion-agent, version 1.
+/* The inference-runtime plugin ABI of ganglion-agent, version 1 (revision 2: load_buffer).
  *
  * A runtime plugin is a shared object that the agent loads with dlopen(RTLD_NOW | RTLD_LOCAL).
  * It exports exactly one symbol, GANGLION_RUNTIME_ENTRY ("ganglion_runtime_v1"), a function that
@@ -30,7 +30,12 @@
  * Versioning: GANGLION_RUNTIME_ABI_VERSION changes, and the entry symbol's name with it, whenever
  * a change would break an existing plugin or agent. Fields may be appended to struct
  * ganglion_runtime within a version; the agent checks abi_version == GANGLION_RUNTIME_ABI_VERSION and
- * struct_size >= the size it needs, so a plugin sets struct_size = sizeof(struct ganglion_runtime). */
+ * struct_size >= the size it needs, so a plugin sets struct_size = sizeof(struct ganglion_runtime).
+ * Revisions of version 1 (GANGLION_RUNTIME_ABI_REVISION, for documentation; struct_size tells):
+ *   1  the table up to free_model.
+ *   2  load_buffer appended. An agent of revision 2 requires it: it loads only bytes it holds in
+ *      memory and has hashed, so that no file can change between the check and the load
+ *      (time-of-check to time-of-use). A revision-1 plugin is refused with a request to rebuild. */
 #ifndef GANGLION_RUNTIME_H
 #define GANGLION_RUNTIME_H
 
@@ -42,6 +47,8 @@ extern "C" {
 #endif
 
 #define GANGLION_RUNTIME_ABI_VERSION 1
+/* The revision of version 1 this header describes (see Versioning above). */
+#define GANGLION_RUNTIME_ABI_REVISION 2
 /* The one symbol a plugin exports; its type is ganglion_runtime_entry_fn. */
 #define GANGLION_RUNTIME_ENTRY "ganglion_runtime_v1"
 
@@ -150,9 +157,9 @@ typedef struct ganglion_runtime {
 	int (*capabilities)(ganglion_rt_caps *out, char *err, size_t errlen);
 
 	/* Loads the model in the file at path to run on target (a name from capabilities(), e.g.
-	 * "cpu" or "opencl") and sets *out to a new handle, released with free_model(). The agent has
-	 * verified the file (length, SHA-256) and passes it as is. The plugin reads the file during
-	 * the call and does not keep it open, so it may be replaced afterwards.
+	 * "cpu" or "opencl") and sets *out to a new handle, released with free_model(). The plugin
+	 * reads the file during the call and does not keep it open, so it may be replaced afterwards.
+	 * The agent (revision 2) calls load_buffer() instead; load() stays for other hosts and tools.
 	 *
 	 * Before it returns the plugin warms the model up (one inference on a zero input), so that
 	 * kernel compilation and allocation happen here and not in the first infer(), and so that it
@@ -183,6 +190,15 @@ typedef struct ganglion_runtime {
 	/* Releases a model (NULL is fine). The caller guarantees that no other call on this model is
 	 * in flight or will follow (the agent frees a model when its last reference goes). */
 	void (*free_model)(ganglion_rt_model *model);
+
+	/* Revision 2. Does what load() does, from the len bytes at data instead of a file: the agent
+	 * passes the very bytes it has checked against their signed length and hashes. data is
+	 * borrowed for the call only: the plugin copies whatever it keeps and never writes to it.
+	 * name says what the bytes are in messages (the agent passes "models/SHA256"); it is not a
+	 * path and is never opened. Same return codes as load(), except that there is no file to
+	 * miss: GANGLION_RT_ENOTFOUND is not returned. Thread-safe like load(). */
+	int (*load_buffer)(ganglion_rt_model **out, const void *data, size_t len, const char *name, const char *target,
+			   char *err, size_t errlen);
 } ganglion_runtime;
 
 /* The entry point's type: returns the plugin's table (static, never NULL). Calling it has no

@@ -258,3 +258,29 @@ def test_memory_comes_back_after_large_metadata(hostile):
     # Under AddressSanitizer its allocator (with its quarantine) replaces glibc's: nothing to see.
     if not sanitized(h.agent.proc.pid):
         assert rss1 - rss0 < 24 << 20, f"RSS grew from {rss0 >> 20} to {rss1 >> 20} MB and stayed"
+
+
+# --- 6. what was verified is what is loaded ---------------------------------------------------
+def test_the_verified_bytes_are_the_loaded_bytes(srv, hostile):
+    """While the agent fetches 2.0.0's sample (after it verified the downloaded file, before it
+    loads it), the file in models/ is replaced by other bytes, v1's model (someone with write
+    access to the data directory). The agent loads the bytes it verified: 2.0.0 serves v2's
+    answers."""
+    h = hostile
+    sha = srv.sha["2.0.0"]
+    done = []
+
+    def swap(path):
+        f = h.agent.data_dir / "models" / sha
+        if done or not f.exists():
+            return
+        tmp = f.with_name("swap.tmp")
+        tmp.write_bytes(_onnx("v1"))
+        os.replace(tmp, f)
+        done.append(path)
+
+    h.proxy.hooks.append((f"/v1/models/{MODEL}/versions/2.0.0/sample", swap))
+    h.assign("2.0.0")
+    h.serves("2.0.0")
+    assert done, "the file was never swapped: the test did not test anything"
+    assert "self-test failed" not in h.agent.log()
