@@ -7,7 +7,8 @@
  *   trust/director/ROLE.json trusted director metadata (root, targets)
  *   trust/clock             the newest signed time seen (the agent's clock never goes below it)
  *   downloads/SHA256.part   a download in progress (resumed with HTTP Range after a restart)
- *   models/SHA256           verified model files (0400); the current and the previous one are kept
+ *   models/SHA256           verified model files (0400); the current and the previous one are kept,
+ *                           a file that failed to load or to self-test is removed
  *   state.json              {"current": {...}, "previous": {...}, "last_operation": {...}}
  */
 #ifndef GA_AGENT_H

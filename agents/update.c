@@ -304,6 +304,18 @@ static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_er
 	return rc;
 }
 
+/* Removes models/SHA256, a file that failed to load or to self-test, as a failed download is
+ * removed; never the file of the model that serves. */
+static void drop_model_file(struct agent *a, const char *file, const char *sha)
+{
+	struct agent_model *cur = models_get(a);
+	if (!cur || strcmp(cur->sha256, sha) != 0) {
+		if (unlink(file) == 0)
+			gn_log(GN_LOG_INFO, "event=model_file_removed sha256=%s", sha);
+	}
+	models_unref(a, cur);
+}
+
 /* Reads the stored file once and checks that those bytes hash to sha: these bytes, not the file,
  * are what gets loaded, whatever happens to the file meanwhile. */
 static int read_verified(struct models_file *out, const char *file, const char *sha, gn_err *err)
@@ -423,6 +435,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 		update_report(a, "failed", model, version, err.msg);
 		failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		models_unref(a, m);
+		drop_model_file(a, file, sha);
 		rc = 0;
 		goto out;
 	}

@@ -284,3 +284,17 @@ def test_the_verified_bytes_are_the_loaded_bytes(srv, hostile):
     h.serves("2.0.0")
     assert done, "the file was never swapped: the test did not test anything"
     assert "self-test failed" not in h.agent.log()
+
+
+# --- 7. a model that fails to load does not stay on disk --------------------------------------
+def test_a_model_that_fails_to_load_is_removed(srv, hostile):
+    h = hostile
+    junk = b"this is not an ONNX model\n" * 64
+    sha = push(srv, "3.0.0", junk, "v1")
+    h.repo.publish()
+    h.assign("3.0.0")
+    line = h.failure("3.0.0")
+    assert "could not load" in line, line
+    h.still_serves_1()
+    assert sha not in h.model_files(), "the file that failed to load stayed in models/"
+    assert h.model_files() == [srv.sha["1.0.0"]]
