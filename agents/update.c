@@ -316,17 +316,26 @@ static void drop_model_file(struct agent *a, const char *file, const char *sha)
 	models_unref(a, cur);
 }
 
-/* Reads the stored file once and checks that those bytes hash to sha: these bytes, not the file,
- * are what gets loaded, whatever happens to the file meanwhile. */
-static int read_verified(struct models_file *out, const char *file, const char *sha, gn_err *err)
+/* Reads the stored file once and checks those bytes against the target's SHA-256, then against
+ * every hash both signed entries list: these bytes, not the file, are what gets loaded.
+ * *out_signed: the bytes hash to sha but not to something the metadata lists (not worth fetching
+ * again), as opposed to a file that changed on disk. */
+static int read_verified(struct models_file *out, bool *out_signed, const json_t *image_entry, const json_t *entry,
+			 const char *path, const char *file, const char *sha, gn_err *err)
 {
 	char sum[GN_SHA256_HEX_LEN + 1];
 	int rc = models_file_load(out, file, err);
+	*out_signed = false;
 	if (rc)
 		return rc;
 	gn_sha256_hex(sum, out->data, out->len);
 	if (strcmp(sum, sha) != 0)
 		return gn_err_set(err, GN_EAUTH, "stored model file changed after verification");
+	*out_signed = true;
+	if ((rc = gn_tufc_target_bytes_ok(image_entry, path, out->data, out->len, err)) ||
+	    (rc = gn_tufc_target_bytes_ok(entry, path, out->data, out->len, err)))
+		return rc;
+	*out_signed = false;
 	return 0;
 }
 
@@ -385,6 +394,7 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	json_t *sample = NULL;
 	struct models_file bytes = {0};
 	struct agent_model *m = NULL;
+	bool signed_mismatch = false;
 	const json_t *dcustom = json_object_get(entry, "custom");
 	const char *model = gn_json_str(dcustom, "model"), *version = gn_json_str(dcustom, "version");
 	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
@@ -414,9 +424,11 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 		return rc == GN_EAUTH ? 0 : rc;
 	}
 	update_report(a, "verifying", model, version, NULL);
-	if ((rc = read_verified(&bytes, file, sha, &err))) {
+	if ((rc = read_verified(&bytes, &signed_mismatch, image_entry, entry, path, file, sha, &err))) {
 		update_report(a, "failed", model, version, err.msg);
-		unlink(file);
+		if (signed_mismatch)
+			failure_key(a->failed_key, sizeof(a->failed_key), entry);
+		drop_model_file(a, file, sha);
 		rc = 0;
 		goto out;
 	}

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "crypto.h"
 #include "json.h"
 #include "tuf.h"
@@ -157,6 +159,45 @@ int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, 
 	return gn_tufc_check_fresh(env, now, err);
 }
 
+/* The hash algorithms this client checks, by their TUF names. */
+static const struct {
+	const char *name, *label;
+	const EVP_MD *(*md)(void);
+} algorithms[] = {{"sha256", "SHA-256", EVP_sha256}, {"sha512", "SHA-512", EVP_sha512}};
+
+/* Checks bytes against every supported algorithm that hashes lists; *out_checked counts them.
+ * what and by name the file and who lists its hashes, in messages. */
+static int hashes_match(size_t *out_checked, const json_t *hashes, const void *bytes, size_t len, const char *what,
+			const char *by, gn_err *err)
+{
+	*out_checked = 0;
+	for (size_t i = 0; i < GN_ARRAY_LEN(algorithms); i++) {
+		const json_t *want = json_object_get(hashes, algorithms[i].name);
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned int mdlen = 0;
+		char hex[2 * EVP_MAX_MD_SIZE + 1];
+		if (!want)
+			continue;
+		if (EVP_Digest(bytes, len, md, &mdlen, algorithms[i].md(), NULL) != 1)
+			return gn_err_set(err, GN_ERROR, "cannot compute %s", algorithms[i].label);
+		gn_hex_encode(hex, md, mdlen);
+		if (!json_is_string(want) || strcmp(json_string_value(want), hex) != 0)
+			return gn_err_set(err, GN_EAUTH, "%s %s differs from the one %s lists", what,
+					  algorithms[i].label, by);
+		(*out_checked)++;
+	}
+	return 0;
+}
+
+/* Whether hashes (an object or NULL) lists an algorithm this client supports. */
+static bool lists_supported(const json_t *hashes)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(algorithms); i++)
+		if (json_object_get(hashes, algorithms[i].name))
+			return true;
+	return false;
+}
+
 int gn_tufc_snapshot_matches(const json_t *timestamp, const json_t *snapshot, const char *bytes, size_t len,
 			     gn_err *err)
 {
@@ -212,13 +253,37 @@ int gn_tufc_director_target_ok(const json_t *image_targets, const char *path, co
 	if (!img)
 		return gn_err_set(err, GN_EAUTH, "the image repository has not signed target %s", path);
 	const json_t *dl = json_object_get(director_entry, "length"), *il = json_object_get(img, "length");
-	const char *dh = json_string_value(json_object_get(json_object_get(director_entry, "hashes"), "sha256"));
-	const char *ih = json_string_value(json_object_get(json_object_get(img, "hashes"), "sha256"));
+	const json_t *dhs = json_object_get(director_entry, "hashes"), *ihs = json_object_get(img, "hashes");
+	if (!lists_supported(ihs))
+		return gn_err_set(err, GN_EAUTH, "target %s lists no hash this client supports (sha256, sha512)", path);
 	if (!json_is_integer(dl) || !json_is_integer(il) || json_integer_value(dl) != json_integer_value(il))
 		return gn_err_set(err, GN_EAUTH, "director and image repository disagree on the length of %s", path);
-	if (!dh || !ih || strcmp(dh, ih) != 0)
+	/* SHA-256 is required on both sides: artifacts are addressed by it. */
+	if (!json_is_string(json_object_get(dhs, "sha256")) || !json_is_string(json_object_get(ihs, "sha256")))
 		return gn_err_set(err, GN_EAUTH, "director and image repository disagree on the SHA-256 of %s", path);
+	for (size_t i = 0; i < GN_ARRAY_LEN(algorithms); i++) {
+		const json_t *d = json_object_get(dhs, algorithms[i].name),
+			     *m = json_object_get(ihs, algorithms[i].name);
+		if (d && m && !json_equal((json_t *)d, (json_t *)m))
+			return gn_err_set(err, GN_EAUTH, "director and image repository disagree on the %s of %s",
+					  algorithms[i].label, path);
+	}
 	return 0;
+}
+
+int gn_tufc_target_bytes_ok(const json_t *entry, const char *path, const void *bytes, size_t len, gn_err *err)
+{
+	const json_t *l = json_object_get(entry, "length"), *h = json_object_get(entry, "hashes");
+	size_t checked = 0;
+	if (!json_is_integer(l) || json_integer_value(l) < 0 || (uint64_t)json_integer_value(l) != (uint64_t)len)
+		return gn_err_set(err, GN_EAUTH, "target %s is %zu bytes, its metadata lists %lld", path, len,
+				  (long long)json_integer_value(l));
+	char *what = gn_asprintf("target %s", path);
+	int rc = hashes_match(&checked, h, bytes, len, what, "its metadata", err);
+	free(what);
+	if (!rc && checked == 0)
+		rc = gn_err_set(err, GN_EAUTH, "target %s lists no hash this client supports (sha256, sha512)", path);
+	return rc;
 }
 
 int64_t gn_tufc_clock(int64_t system_now, int64_t newest_seen)

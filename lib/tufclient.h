@@ -58,9 +58,16 @@ size_t gn_tufc_fetch_limit(const json_t *listing, const char *file, size_t cap);
 const json_t *gn_tufc_target(const json_t *targets, const char *path);
 
 /* Checks a director target against the image repository's targets: the image must list the same
- * path with the same length and SHA-256 (the director may only choose among released bytes). */
+ * path with the same length and SHA-256 (the director may only choose among released bytes), a
+ * hash of a supported algorithm (sha256, sha512), and no supported hash that differs from one the
+ * director lists. */
 int gn_tufc_director_target_ok(const json_t *image_targets, const char *path, const json_t *director_entry,
 			       gn_err *err) GN_WUR;
+
+/* Checks a target file's bytes against its signed entry ({"length", "hashes"}): the length, and
+ * every listed hash of a supported algorithm (sha256, sha512); an entry that lists none is
+ * refused. path names the target in messages. GN_EAUTH with the reason. */
+int gn_tufc_target_bytes_ok(const json_t *entry, const char *path, const void *bytes, size_t len, gn_err *err) GN_WUR;
 
 /* The clock the client trusts: never earlier than the newest signed time it has seen. */
 int64_t gn_tufc_clock(int64_t system_now, int64_t newest_seen);

@@ -260,6 +260,41 @@ def test_memory_comes_back_after_large_metadata(hostile):
         assert rss1 - rss0 < 24 << 20, f"RSS grew from {rss0 >> 20} to {rss1 >> 20} MB and stayed"
 
 
+# --- 4. every listed hash must match ----------------------------------------------------------
+def _hashes(case, srv):
+    sha512 = hashlib.sha512(_onnx("v2")).hexdigest()
+
+    def edit(t):
+        entry = next(e for p, e in t["targets"].items() if p.startswith(f"models/{MODEL}/2.0.0/"))
+        if case == "wrong-sha512":
+            entry["hashes"]["sha512"] = "0" * 128
+        elif case == "right-sha512":
+            entry["hashes"]["sha512"] = sha512
+        else:
+            entry["hashes"] = {"md5": hashlib.md5(_onnx("v2")).hexdigest()}
+    return edit
+
+
+@pytest.mark.parametrize("case,detail", [
+    ("wrong-sha512", "SHA-512"),
+    ("no-supported-hash", "lists no hash this client supports"),
+    ("right-sha512", None),
+])
+def test_every_listed_hash_must_match(srv, hostile, case, detail):
+    """The image targets list 2.0.0 with its right SHA-256 and a wrong SHA-512 (refused, the file
+    not kept), with no hash the agent supports (refused), or with both right (installed)."""
+    h = hostile
+    h.repo.publish(edit={"targets": _hashes(case, srv)})
+    h.assign("2.0.0")
+    if detail is None:
+        h.serves("2.0.0")
+        return
+    line = h.failure("2.0.0")
+    assert detail in line, line
+    h.still_serves_1()
+    assert srv.sha["2.0.0"] not in h.model_files()
+
+
 # --- 6. what was verified is what is loaded ---------------------------------------------------
 def test_the_verified_bytes_are_the_loaded_bytes(srv, hostile):
     """While the agent fetches 2.0.0's sample (after it verified the downloaded file, before it

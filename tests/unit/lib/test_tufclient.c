@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/sha.h>
 
 #include "crypto.h"
 #include "json.h"
@@ -383,6 +384,48 @@ static void test_signatures_are_capped_and_verified_once_per_key(void **state)
 	json_decref(flood);
 }
 
+static void test_every_supported_target_hash_must_match(void **state)
+{
+	gn_err err;
+	const unsigned char data[] = "model bytes";
+	size_t len = sizeof(data) - 1;
+	char sum[65], sum512[129];
+	unsigned char md[64];
+	const char *path = "models/m/1.0.0/model.onnx";
+	gn_sha256_hex(sum, data, len);
+	assert_non_null(SHA512(data, len, md));
+	gn_hex_encode(sum512, md, 64);
+	json_t *right = json_pack("{s:i,s:{s:s,s:s}}", "length", (int)len, "hashes", "sha256", sum, "sha512", sum512);
+	json_t *bad512 = json_pack("{s:i,s:{s:s,s:s}}", "length", (int)len, "hashes", "sha256", sum, "sha512", sum);
+	json_t *only512 = json_pack("{s:i,s:{s:s}}", "length", (int)len, "hashes", "sha512", sum512);
+	json_t *none = json_pack("{s:i,s:{s:s}}", "length", (int)len, "hashes", "md5", "00");
+	json_t *nolen = json_pack("{s:{s:s}}", "hashes", "sha256", sum);
+	assert_int_equal(gn_tufc_target_bytes_ok(right, path, data, len, &err), 0);
+	assert_int_equal(gn_tufc_target_bytes_ok(only512, path, data, len, &err), 0);
+	assert_int_equal(gn_tufc_target_bytes_ok(bad512, path, data, len, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "SHA-512 differs"));
+	assert_int_equal(gn_tufc_target_bytes_ok(none, path, data, len, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "lists no hash this client supports"));
+	assert_int_equal(gn_tufc_target_bytes_ok(right, path, data, len - 1, &err), GN_EAUTH);
+	assert_int_equal(gn_tufc_target_bytes_ok(nolen, path, data, len, &err), GN_EAUTH);
+
+	/* Director and image: the image must list a supported hash, and no supported hash listed on
+	 * both sides may differ. */
+	json_t *image = targets_env(1, NOW + 100, path, (int)len, sum, 5);
+	json_t *ientry = json_object_get(json_object_get(json_object_get(image, "signed"), "targets"), path);
+	json_t *dir = json_pack("{s:i,s:{s:s,s:s}}", "length", (int)len, "hashes", "sha256", sum, "sha512", sum512);
+	assert_int_equal(gn_tufc_director_target_ok(image, path, dir, &err), 0);
+	json_object_set_new(json_object_get(ientry, "hashes"), "sha512", json_string(sum));
+	assert_int_equal(gn_tufc_director_target_ok(image, path, dir, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "disagree on the SHA-512"));
+	json_object_set_new(ientry, "hashes", json_pack("{s:s}", "md5", "00"));
+	assert_int_equal(gn_tufc_director_target_ok(image, path, dir, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "lists no hash this client supports"));
+	json_t *objs[] = {right, bad512, only512, none, nolen, image, dir};
+	for (size_t i = 0; i < GN_ARRAY_LEN(objs); i++)
+		json_decref(objs[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -394,6 +437,7 @@ int main(void)
 		cmocka_unit_test(test_parse_limits_and_clock),
 		cmocka_unit_test(test_root_roles_must_be_usable),
 		cmocka_unit_test(test_signatures_are_capped_and_verified_once_per_key),
+		cmocka_unit_test(test_every_supported_target_hash_must_match),
 	};
 	return cmocka_run_group_tests_name("tufclient", tests, setup, teardown);
 }
