@@ -1,6 +1,7 @@
 /* One check-in and the update it may bring: verify the director's and the image repository's
- * metadata (lib/tufclient.c), download the named artifact, load it beside the current model,
- * self-test it, swap. Every failure on the way leaves the current model serving, and is reported. */
+ * metadata (lib/tufclient.c; the limits are in docs/DESIGN.md), download the named artifact, read
+ * it once and check those bytes, load the same bytes beside the current model, self-test it, swap.
+ * Every failure on the way leaves the current model serving, and is reported. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -192,76 +193,97 @@ static int refresh_root(json_t **out, struct agent *a, const char *repo, gn_err 
 	return 0;
 }
 
-/* Fetches path (at most max bytes), checks it as `role` against root and the trusted copy, and
- * stores it. */
-static int fetch_role(json_t **out, char **out_bytes, size_t *out_len, struct agent *a, const json_t *root,
-		      const char *repo, const char *role, const char *path, size_t max, gn_err *err)
-{
-	char rel[64], *bytes = NULL;
+/* Metadata fetched and checked, kept in memory until the whole update has been checked. */
+struct fetched {
+	json_t *env;
+	char *bytes;
 	size_t len;
-	json_t *env = NULL, *trusted = NULL;
+};
+
+static void fetched_cleanup(struct fetched *f)
+{
+	json_decref(f->env);
+	free(f->bytes);
+	memset(f, 0, sizeof(*f));
+}
+
+/* Fetches path (at most max bytes) and checks it as `role` against root and the trusted copy.
+ * Stores nothing: the caller does, once every check of the update has passed. */
+static int fetch_role(struct fetched *out, struct agent *a, const json_t *root, const char *repo, const char *role,
+		      const char *path, size_t max, gn_err *err)
+{
+	char rel[64];
+	json_t *trusted = NULL;
 	snprintf(rel, sizeof(rel), "trust/%s/%s.json", repo, role);
-	int rc = client_get(&bytes, &len, a, path, max, err);
+	int rc = client_get(&out->bytes, &out->len, a, path, max, err);
 	if (!rc)
-		rc = gn_tufc_parse(&env, bytes, len, err);
+		rc = gn_tufc_parse(&out->env, out->bytes, out->len, err);
 	/* No trusted copy yet is fine; one we cannot read is not (the rollback check needs it). */
 	if (!rc && (rc = state_read_json(&trusted, a, rel, err)) == GN_ENOTFOUND) {
 		trusted = NULL;
 		rc = 0;
 	}
 	if (!rc)
-		rc = gn_tufc_check_role(root, role, env, trusted, state_now(a), err);
-	if (!rc)
-		rc = state_write_bytes(a, rel, bytes, len, err);
+		rc = gn_tufc_check_role(root, role, out->env, trusted, state_now(a), err);
 	json_decref(trusted);
-	if (rc) {
-		json_decref(env);
-		free(bytes);
-		return rc;
-	}
-	*out = env;
-	if (out_bytes) {
-		*out_bytes = bytes;
-		*out_len = len;
-	} else {
-		free(bytes);
-	}
-	return 0;
+	if (rc)
+		fetched_cleanup(out);
+	return rc;
 }
 
-/* Brings the image repository up to date: root chain, timestamp, snapshot, targets. */
+/* The version that listing (a timestamp or snapshot envelope) gives for file. */
+static json_int_t listed_version(const json_t *listing, const char *file)
+{
+	return json_integer_value(json_object_get(
+		json_object_get(json_object_get(json_object_get(listing, "signed"), "meta"), file), "version"));
+}
+
+/* Stores the image repository's timestamp, snapshot and targets as the trusted copies. */
+static int store_image(struct agent *a, const struct fetched *ts, const struct fetched *sn, const struct fetched *tg,
+		       gn_err *err)
+{
+	int rc = state_write_bytes(a, "trust/image/targets.json", tg->bytes, tg->len, err);
+	if (!rc)
+		rc = state_write_bytes(a, "trust/image/snapshot.json", sn->bytes, sn->len, err);
+	if (!rc)
+		rc = state_write_bytes(a, "trust/image/timestamp.json", ts->bytes, ts->len, err);
+	return rc;
+}
+
+/* Brings the image repository up to date: root chain, timestamp, snapshot, targets. Timestamp,
+ * snapshot and targets become trusted together, once each has passed its own checks and they
+ * agree with each other (versions, lengths, hashes): a later update is never checked against
+ * metadata that failed. */
 static int refresh_image(json_t **out_targets, struct agent *a, gn_err *err)
 {
-	json_t *root = NULL, *ts = NULL, *sn = NULL, *tg = NULL;
-	char *snbytes = NULL, path[96];
-	size_t snlen = 0;
+	json_t *root = NULL;
+	struct fetched ts = {0}, sn = {0}, tg = {0};
+	char path[96];
 	int rc;
 	if ((rc = refresh_root(&root, a, "image", err)) ||
-	    (rc = fetch_role(&ts, NULL, NULL, a, root, "image", "timestamp", "/v1/tuf/image/timestamp.json",
+	    (rc = fetch_role(&ts, a, root, "image", "timestamp", "/v1/tuf/image/timestamp.json",
 			     GN_TUF_MAX_TIMESTAMP_BYTES, err)))
 		goto out;
-	json_int_t sv = json_integer_value(json_object_get(
-		json_object_get(json_object_get(json_object_get(ts, "signed"), "meta"), "snapshot.json"), "version"));
-	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.snapshot.json", (long long)sv);
-	if ((rc = fetch_role(&sn, &snbytes, &snlen, a, root, "image", "snapshot", path,
-			     gn_tufc_fetch_limit(ts, "snapshot.json", GN_TUF_MAX_SNAPSHOT_BYTES), err)) ||
-	    (rc = gn_tufc_snapshot_matches(ts, sn, snbytes, snlen, err)))
+	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.snapshot.json",
+		 (long long)listed_version(ts.env, "snapshot.json"));
+	if ((rc = fetch_role(&sn, a, root, "image", "snapshot", path,
+			     gn_tufc_fetch_limit(ts.env, "snapshot.json", GN_TUF_MAX_SNAPSHOT_BYTES), err)) ||
+	    (rc = gn_tufc_meta_matches(ts.env, "snapshot.json", sn.env, sn.bytes, sn.len, err)))
 		goto out;
-	json_int_t tv = json_integer_value(json_object_get(
-		json_object_get(json_object_get(json_object_get(sn, "signed"), "meta"), "targets.json"), "version"));
-	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.targets.json", (long long)tv);
-	if ((rc = fetch_role(&tg, NULL, NULL, a, root, "image", "targets", path,
-			     gn_tufc_fetch_limit(sn, "targets.json", GN_TUF_MAX_TARGETS_BYTES), err)) ||
-	    (rc = gn_tufc_targets_matches(sn, tg, err)))
+	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.targets.json",
+		 (long long)listed_version(sn.env, "targets.json"));
+	if ((rc = fetch_role(&tg, a, root, "image", "targets", path,
+			     gn_tufc_fetch_limit(sn.env, "targets.json", GN_TUF_MAX_TARGETS_BYTES), err)) ||
+	    (rc = gn_tufc_meta_matches(sn.env, "targets.json", tg.env, tg.bytes, tg.len, err)) ||
+	    (rc = store_image(a, &ts, &sn, &tg, err)))
 		goto out;
-	*out_targets = tg;
-	tg = NULL;
+	*out_targets = tg.env;
+	tg.env = NULL;
 out:
 	json_decref(root);
-	json_decref(ts);
-	json_decref(sn);
-	json_decref(tg);
-	free(snbytes);
+	fetched_cleanup(&ts);
+	fetched_cleanup(&sn);
+	fetched_cleanup(&tg);
 	return rc;
 }
 

@@ -1,5 +1,6 @@
-/* TUF client checks: root chain, role signatures and thresholds, expiry, rollback, consistency
- * between timestamp, snapshot and targets, and director-versus-image agreement. */
+/* TUF client checks: root chain and the usability of each root's roles, role signatures and
+ * thresholds, expiry, rollback, consistency between timestamp, snapshot and targets (versions,
+ * lengths, hashes), director-versus-image agreement, and target bytes against their hashes. */
 #include "tufclient.h"
 
 #include <stdio.h>
@@ -198,40 +199,42 @@ static bool lists_supported(const json_t *hashes)
 	return false;
 }
 
+int gn_tufc_meta_matches(const json_t *listing, const char *file, const json_t *env, const char *bytes, size_t len,
+			 gn_err *err)
+{
+	const json_t *m = json_object_get(json_object_get(signed_of(listing), "meta"), file);
+	const char *what = strcmp(file, "snapshot.json") == 0 ? "snapshot" : "targets";
+	const char *lister = strcmp(file, "snapshot.json") == 0 ? "timestamp" : "snapshot";
+	const json_t *l = json_object_get(m, "length"), *h = json_object_get(m, "hashes");
+	size_t checked;
+	if (!m)
+		return gn_err_set(err, GN_EINVAL, "%s lists no %s", lister, file);
+	if (json_integer_value(json_object_get(m, "version")) != version_of(env))
+		return gn_err_set(err, GN_EAUTH, "%s version %lld is not the %lld the %s lists", what,
+				  (long long)version_of(env),
+				  (long long)json_integer_value(json_object_get(m, "version")), lister);
+	if (!bytes)
+		return 0;
+	if (l && (!json_is_integer(l) || json_integer_value(l) < 0 || (size_t)json_integer_value(l) != len))
+		return gn_err_set(err, GN_EAUTH, "%s is %zu bytes, the %s lists %lld", what, len, lister,
+				  (long long)json_integer_value(l));
+	if (h && !lists_supported(h))
+		return gn_err_set(err, GN_EAUTH,
+				  "the %s lists no hash of %s that this client supports (sha256, sha512)", lister,
+				  what);
+	return hashes_match(&checked, h, bytes, len, what,
+			    strcmp(lister, "timestamp") == 0 ? "the timestamp" : "the snapshot", err);
+}
+
 int gn_tufc_snapshot_matches(const json_t *timestamp, const json_t *snapshot, const char *bytes, size_t len,
 			     gn_err *err)
 {
-	const json_t *m = json_object_get(json_object_get(signed_of(timestamp), "meta"), "snapshot.json");
-	char sum[GN_SHA256_HEX_LEN + 1];
-	if (!m)
-		return gn_err_set(err, GN_EINVAL, "timestamp lists no snapshot.json");
-	if (json_integer_value(json_object_get(m, "version")) != version_of(snapshot))
-		return gn_err_set(err, GN_EAUTH, "snapshot version %lld is not the %lld the timestamp lists",
-				  (long long)version_of(snapshot),
-				  (long long)json_integer_value(json_object_get(m, "version")));
-	const json_t *l = json_object_get(m, "length");
-	if (l && (size_t)json_integer_value(l) != len)
-		return gn_err_set(err, GN_EAUTH, "snapshot is %zu bytes, the timestamp lists %lld", len,
-				  (long long)json_integer_value(l));
-	const char *want = json_string_value(json_object_get(json_object_get(m, "hashes"), "sha256"));
-	if (want) {
-		gn_sha256_hex(sum, bytes, len);
-		if (strcmp(sum, want) != 0)
-			return gn_err_set(err, GN_EAUTH, "snapshot SHA-256 differs from the timestamp's");
-	}
-	return 0;
+	return gn_tufc_meta_matches(timestamp, "snapshot.json", snapshot, bytes, len, err);
 }
 
 int gn_tufc_targets_matches(const json_t *snapshot, const json_t *targets, gn_err *err)
 {
-	const json_t *m = json_object_get(json_object_get(signed_of(snapshot), "meta"), "targets.json");
-	if (!m)
-		return gn_err_set(err, GN_EINVAL, "snapshot lists no targets.json");
-	if (json_integer_value(json_object_get(m, "version")) != version_of(targets))
-		return gn_err_set(err, GN_EAUTH, "targets version %lld is not the %lld the snapshot lists",
-				  (long long)version_of(targets),
-				  (long long)json_integer_value(json_object_get(m, "version")));
-	return 0;
+	return gn_tufc_meta_matches(snapshot, "targets.json", targets, NULL, 0, err);
 }
 
 size_t gn_tufc_fetch_limit(const json_t *listing, const char *file, size_t cap)

@@ -43,11 +43,20 @@ int gn_tufc_check_role(const json_t *root, const char *role, const json_t *env, 
 /* Checks that env's "expires" is after now. */
 int gn_tufc_check_fresh(const json_t *env, int64_t now, gn_err *err) GN_WUR;
 
-/* Checks snapshot bytes against the timestamp: version, length and SHA-256 as the timestamp lists. */
+/* Checks metadata against the entry that lists it: file ("snapshot.json" in a timestamp,
+ * "targets.json" in a snapshot) in listing's "meta", with env (parsed from bytes) having the
+ * version it lists, and bytes the length and every hash of a supported algorithm (sha256, sha512)
+ * it lists. Length and hashes are optional in TUF; hashes that list no supported algorithm are
+ * refused. GN_EINVAL when listing lists no such file, GN_EAUTH when something differs. */
+int gn_tufc_meta_matches(const json_t *listing, const char *file, const json_t *env, const char *bytes, size_t len,
+			 gn_err *err) GN_WUR;
+
+/* gn_tufc_meta_matches for the snapshot listed in a timestamp. */
 int gn_tufc_snapshot_matches(const json_t *timestamp, const json_t *snapshot, const char *bytes, size_t len,
 			     gn_err *err) GN_WUR;
 
-/* Checks that targets has the version the snapshot lists for targets.json. */
+/* Checks that targets has the version the snapshot lists for targets.json (gn_tufc_meta_matches
+ * also checks the bytes). */
 int gn_tufc_targets_matches(const json_t *snapshot, const json_t *targets, gn_err *err) GN_WUR;
 
 /* Returns the length that listing ("meta" of a timestamp or snapshot) gives for file when it is

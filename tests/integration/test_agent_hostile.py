@@ -295,6 +295,47 @@ def test_every_listed_hash_must_match(srv, hostile, case, detail):
     assert srv.sha["2.0.0"] not in h.model_files()
 
 
+# --- 5. snapshot and timestamp are stored only once the whole update checked out ----------------
+def _inconsistent(case):
+    def ts(s):
+        meta = s["meta"]["snapshot.json"]
+        if case == "snapshot-length":
+            meta["length"] += 1
+        elif case == "snapshot-hash":
+            meta["hashes"]["sha256"] = "0" * 64
+
+    def sn(s):
+        if case == "targets-length":
+            s["meta"]["targets.json"]["length"] += 1
+    return {"timestamp": ts, "snapshot": sn}
+
+
+@pytest.mark.parametrize("case,detail", [
+    ("snapshot-length", "the timestamp lists"),
+    ("snapshot-hash", "snapshot SHA-256 differs"),
+    ("targets-length", "the snapshot lists"),
+])
+def test_metadata_is_stored_only_after_every_check(hostile, case, detail):
+    """A new timestamp, snapshot and targets, each validly signed, that do not agree with each
+    other: none of them becomes the trusted copy (a later check would otherwise compare against
+    metadata that failed). The control: a consistent set afterwards is stored and installs."""
+    h = hostile
+    before = {r: h.repo.trusted(h.agent, r) for r in ("timestamp", "snapshot", "targets")}
+    assert all(before.values())
+    h.repo.publish(edit=_inconsistent(case))
+    h.assign("2.0.0")
+    line = h.failure("2.0.0")
+    assert detail in line, line
+    time.sleep(1.5)  # another refresh or two
+    after = {r: h.repo.trusted(h.agent, r) for r in before}
+    assert after == before, [r for r in before if after[r] != before[r]]
+    h.still_serves_1()
+
+    h.repo.publish()
+    h.serves("2.0.0")
+    assert h.trusted_version("timestamp") == h.repo.version
+
+
 # --- 6. what was verified is what is loaded ---------------------------------------------------
 def test_the_verified_bytes_are_the_loaded_bytes(srv, hostile):
     """While the agent fetches 2.0.0's sample (after it verified the downloaded file, before it

@@ -384,6 +384,49 @@ static void test_signatures_are_capped_and_verified_once_per_key(void **state)
 	json_decref(flood);
 }
 
+static void test_meta_lengths_and_hashes(void **state)
+{
+	gn_err err;
+	char sum[65], sum512[129];
+	unsigned char md[64];
+	const char *bytes = "{\"signed\":{}}";
+	size_t len = strlen(bytes);
+	gn_sha256_hex(sum, bytes, len);
+	assert_non_null(SHA512((const unsigned char *)bytes, len, md));
+	gn_hex_encode(sum512, md, 64);
+	json_t *sn = json_pack("{s:{s:i}}", "signed", "version", 4);
+	json_t *ts = json_pack("{s:{s:{s:{s:i,s:i,s:{s:s,s:s}}}}}", "signed", "meta", "snapshot.json", "version", 4,
+			       "length", (int)len, "hashes", "sha256", sum, "sha512", sum512);
+	json_t *m = json_object_get(json_object_get(json_object_get(ts, "signed"), "meta"), "snapshot.json");
+	assert_int_equal(gn_tufc_meta_matches(ts, "snapshot.json", sn, bytes, len, &err), 0);
+	assert_int_equal(gn_tufc_fetch_limit(ts, "snapshot.json", 1 << 20), len);
+	assert_int_equal(gn_tufc_fetch_limit(ts, "snapshot.json", 4), 4);
+	assert_int_equal(gn_tufc_fetch_limit(ts, "targets.json", 99), 99);
+	/* Every listed hash of a supported algorithm must match, SHA-512 too. */
+	json_object_set_new(json_object_get(m, "hashes"), "sha512", json_string("00"));
+	assert_int_equal(gn_tufc_meta_matches(ts, "snapshot.json", sn, bytes, len, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "snapshot SHA-512 differs from the one the timestamp lists"));
+	/* Hashes of no supported algorithm: refused. Unknown ones beside a supported one: ignored. */
+	json_object_set_new(m, "hashes", json_pack("{s:s}", "md5", "00"));
+	assert_int_equal(gn_tufc_meta_matches(ts, "snapshot.json", sn, bytes, len, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "no hash of snapshot"));
+	json_object_set_new(m, "hashes", json_pack("{s:s,s:s}", "md5", "00", "sha256", sum));
+	assert_int_equal(gn_tufc_meta_matches(ts, "snapshot.json", sn, bytes, len, &err), 0);
+	/* The length, when listed. */
+	json_object_set_new(m, "length", json_integer((json_int_t)len + 1));
+	assert_int_equal(gn_tufc_meta_matches(ts, "snapshot.json", sn, bytes, len, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "the timestamp lists"));
+	/* targets.json in a snapshot: the same rules. */
+	json_t *snap = json_pack("{s:{s:s,s:{s:{s:i,s:i}}}}", "signed", "_type", "snapshot", "meta", "targets.json",
+				 "version", 4, "length", (int)len + 1);
+	assert_int_equal(gn_tufc_meta_matches(snap, "targets.json", sn, bytes, len, &err), GN_EAUTH);
+	assert_non_null(strstr(err.msg, "targets is 13 bytes, the snapshot lists 14"));
+	assert_int_equal(gn_tufc_targets_matches(snap, sn, &err), 0);
+	json_decref(ts);
+	json_decref(sn);
+	json_decref(snap);
+}
+
 static void test_every_supported_target_hash_must_match(void **state)
 {
 	gn_err err;
@@ -437,6 +480,7 @@ int main(void)
 		cmocka_unit_test(test_parse_limits_and_clock),
 		cmocka_unit_test(test_root_roles_must_be_usable),
 		cmocka_unit_test(test_signatures_are_capped_and_verified_once_per_key),
+		cmocka_unit_test(test_meta_lengths_and_hashes),
 		cmocka_unit_test(test_every_supported_target_hash_must_match),
 	};
 	return cmocka_run_group_tests_name("tufclient", tests, setup, teardown);
