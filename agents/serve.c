@@ -247,6 +247,12 @@ static enum MHD_Result infer_json(struct sreq *r, struct agent_model *m)
 	if (!rc)
 		rc = names_inputs(shapes, "shapes", info, &err);
 	if (rc) {
+		/* A well-formed request this model cannot take (a changed interface) counts against it:
+		 * the local apps did not change, the model did, and a rollout's error gate must see it. */
+		if (j && json_is_object(inputs)) {
+			atomic_fetch_add(&m->requests, 1);
+			atomic_fetch_add(&m->errors, 1);
+		}
 		ret = problem(r, 400, "Bad Request", err.msg);
 		goto out;
 	}

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Ganglion's main job, end to end, on a fresh Debian 12 machine:
-#   gangliond on a private PostgreSQL it manages -> CI publishes a signed model release ->
-#   two edge agents enroll through the API (their own Ed25519 keys) -> the ops team assigns the
-#   model to the north-site cameras by label -> each agent verifies the TUF metadata, downloads,
-#   self-tests and serves it on a local socket (one on the CPU, one on OpenCL via PoCL) ->
-#   v2 is published and assigned -> the agents hot-swap with no failed request -> clean shutdown.
+#   gangliond on a private PostgreSQL it manages -> CI publishes a signed model release -> four
+#   edge agents enroll through the API (their own Ed25519 keys; three on the CPU, one on OpenCL via
+#   PoCL), each with a local app sending it requests -> a deployment runs det@production on every
+#   north-site camera -> CI publishes v2 and moves production: a canary rollout (50 %, then 100 %)
+#   passes its gates and completes, hot-swapping with no failed request -> a bad v3 (its interface
+#   changed, so the apps' requests fail) is moved to production: its canary fails the error-rate
+#   gate and the rollout rolls back by itself -> summary -> clean shutdown.
 # Usage: scripts/demo.sh [DATA_DIR]   (default: a new temporary directory, removed at the end)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,9 +52,8 @@ wait_for() { # description, command...
 
 step "start gangliond (data dir $data/server, private PostgreSQL under $data/server/pg)"
 build/server/gangliond --data-dir "$data/server" --listen "127.0.0.1:$port" --agent-poll-interval 2s \
-	2>"$data/gangliond.log" &
+	--rollout-interval 1s 2>"$data/gangliond.log" &
 pids+=($!)
-gd_pid=$!
 wait_for "gangliond /readyz" curl -sf "$url/readyz"
 curl -s "$url/readyz"; echo
 export GANGLION_URL=$url GANGLION_TOKEN=@$data/server/admin.token
@@ -62,69 +63,90 @@ ganglion tokens create --name ci-pipeline --scope ci -o json >/dev/null
 ganglion models push "$models/v1.onnx" --name det --version 1.0.0 --meta "$models/v1.json" --no-progress
 ganglion models alias set det production 1.0.0
 
-step "an enrollment token for the north-site cameras (2 uses)"
+step "an enrollment token for the north-site cameras (4 uses)"
 et=$(ganglion -o json enroll-tokens create --name north-cameras --label site=north --label type=camera \
-	--max-uses 2 --expires-in 1h | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+	--max-uses 4 --expires-in 1h | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 echo "created (token shown once; kept in a variable)"
 
-step "two edge agents enroll through the API: one runs models on the CPU, one on OpenCL (PoCL)"
+step "four edge agents enroll through the API; a local app on each sends it requests"
 export POCL_CACHE_DIR=$data/pocl-cache
-for cam in cam-north-1:cpu cam-north-2:opencl; do
+cams=(cam-north-1:cpu cam-north-2:cpu cam-north-3:cpu cam-north-4:opencl)
+for cam in "${cams[@]}"; do
 	name=${cam%%:*}
 	target=${cam##*:}
 	agent=(build/agents/ganglion-agent --server-url "$url" --data-dir "$data/$name" --runtime-plugin "$plugin"
-		--runtime-target "$target" --socket-path "$data/$name.sock" --poll-min 1s)
+		--runtime-target "$target" --socket-path "$data/$name.sock" --poll-min 1s --poll-max 2s)
 	"${agent[@]}" enroll --token "$et" --name "$name" 2>>"$data/$name.log"
 	"${agent[@]}" run 2>>"$data/$name.log" &
 	pids+=($!)
 done
 
-step "a third device with the used-up token is refused"
-if build/agents/ganglion-agent --server-url "$url" --data-dir "$data/cam-north-3" --runtime-plugin "$plugin" \
+step "a fifth device with the used-up token is refused"
+if build/agents/ganglion-agent --server-url "$url" --data-dir "$data/cam-north-5" --runtime-plugin "$plugin" \
 	enroll --token "$et" 2>&1; then
 	echo "unexpectedly enrolled"
 	exit 1
 fi
 
-step "the fleet, as the ops team sees it"
-ganglion devices list --selector site=north,type=camera
+step "deploy det@production to every north-site camera: a standing rule with a canary strategy"
+cat >"$data/strategy.json" <<'JSON'
+{"stages": [{"percent": 50, "bake": 6}, {"percent": 100, "bake": 0}], "probation": 2,
+ "gates": {"max_failed": 0, "max_error_rate": 0.05, "max_error_increase": 0.05, "min_requests": 20}}
+JSON
+ganglion deploy create cams --model det --selector site=north,type=camera --follow production \
+	--strategy "@$data/strategy.json"
+serving() { curl -s --unix-socket "$1" http://a/v1/models | grep -q "\"version\":\"$2\""; }
+for cam in "${cams[@]}"; do wait_for "${cam%%:*} to serve 1.0.0" serving "$data/${cam%%:*}.sock" 1.0.0; done
+ganglion devices list --selector site=north
 
-step "assign det@production to every north-site camera"
-ganglion devices assign --selector site=north,type=camera det@production
-wait_for "cam-north-1 to serve 1.0.0" sh -c "curl -s --unix-socket $data/cam-north-1.sock http://a/v1/models | grep -q 1.0.0"
-wait_for "cam-north-2 to serve 1.0.0" sh -c "curl -s --unix-socket $data/cam-north-2.sock http://a/v1/models | grep -q 1.0.0"
-for name in cam-north-1 cam-north-2; do
-	echo "$name:"; curl -s --unix-socket "$data/$name.sock" http://agent/v1/models; echo
-	infer "$data/$name.sock"
+# Each camera's local app: a request every 50 ms, answers appended to a file.
+for cam in "${cams[@]}"; do
+	name=${cam%%:*}
+	( while :; do infer "$data/$name.sock"; sleep 0.05; done ) >>"$data/$name.answers" 2>/dev/null &
+	pids+=($!)
 done
+rollout_id() { ganglion -o json rollout list --deployment cams | /usr/bin/python3 -c \
+	'import json,sys; r=json.load(sys.stdin)["items"]; print(r[0]["id"] if r else "")'; }
+newer_rollout() { [ -n "$(rollout_id)" ] && [ "$(rollout_id)" != "$1" ]; }
 
-step "CI publishes det 2.0.0; ops moves production to it; the agents hot-swap while serving"
+step "CI publishes det 2.0.0 and moves production: a canary rollout, 50 % then 100 %"
 ganglion models push "$models/v2.onnx" --name det --version 2.0.0 --meta "$models/v2.json" --no-progress >/dev/null
 ganglion models alias set det production 2.0.0
-( for _ in $(seq 1 400); do infer "$data/cam-north-1.sock"; done ) >"$data/during-swap.txt" &
-load=$!
-ganglion devices assign --selector site=north,type=camera det@production
-wait_for "cam-north-1 to serve 2.0.0" sh -c "curl -s --unix-socket $data/cam-north-1.sock http://a/v1/models | grep -q 2.0.0"
-wait_for "cam-north-2 to serve 2.0.0" sh -c "curl -s --unix-socket $data/cam-north-2.sock http://a/v1/models | grep -q 2.0.0"
-wait "$load"
-echo "requests during the swap: $(wc -l <"$data/during-swap.txt"), failed: $(grep -vc '"outputs"' "$data/during-swap.txt" || true)"
-echo "versions that answered: $(grep -o '"version":"[0-9.]*"' "$data/during-swap.txt" | sort | uniq -c | tr '\n' ' ')"
-infer "$data/cam-north-2.sock"
+wait_for "the rollout to start" newer_rollout ""
+r2=$(rollout_id)
+ganglion rollout plan cams
+ganglion rollout watch "$r2" --interval 1s
+for cam in "${cams[@]}"; do wait_for "${cam%%:*} to serve 2.0.0" serving "$data/${cam%%:*}.sock" 2.0.0; done
+failed=$(cat "$data"/*.answers | grep -vc '"outputs"' || true)
+echo "requests so far: $(cat "$data"/*.answers | wc -l), failed: $failed"
+[ "$failed" -eq 0 ] || { echo "requests failed during the v2 rollout"; exit 1; }
 
-step "what the devices reported"
-id1=$(/usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["device_id"])' "$data/cam-north-1/identity/device.json")
-# The agent reports the outcome at its next check-in.
-reported_v2() { build/cli/ganglion -o json devices show "$1" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if (d.get("reported") or {}).get("last_operation", {}).get("version") == "2.0.0" else 1)'; }
-wait_for "cam-north-1 to report 2.0.0" reported_v2 "$id1"
-ganglion devices events "$id1"
-ganglion devices list
+step "CI publishes det 3.1.0, whose input changed, and moves production: the canary fails its gate"
+ganglion models push "$models/wide.onnx" --name det --version 3.1.0 --meta "$models/wide.json" --no-progress >/dev/null
+ganglion models alias set det production 3.1.0
+wait_for "the rollout of 3.1.0 to start" newer_rollout "$r2"
+r3=$(rollout_id)
+if ganglion rollout watch "$r3" --interval 1s; then
+	echo "the bad release completed its rollout"
+	exit 1
+fi
+for cam in "${cams[@]}"; do wait_for "${cam%%:*} to serve 2.0.0 again" serving "$data/${cam%%:*}.sock" 2.0.0; done
+ganglion rollout status "$r3"
 
-step "audit log"
-ganglion audit list --limit 8
+step "summary"
+ganglion deploy list
+ganglion rollout list --deployment cams
+ganglion devices list --selector site=north
+for cam in "${cams[@]}"; do
+	name=${cam%%:*}
+	echo "$name: $(wc -l <"$data/$name.answers") requests, $(grep -vc '"outputs"' "$data/$name.answers" || true) failed," \
+		"versions that answered: $(grep -o '"version":"[0-9.]*"' "$data/$name.answers" | sort | uniq -c | tr '\n' ' ')"
+done
+ganglion audit list --limit 10
 
-step "shut down cleanly (SIGTERM: agents stop serving, gangliond drains requests and stops PostgreSQL)"
-for p in "${pids[@]}"; do kill -TERM "$p"; done
-for p in "${pids[@]}"; do wait "$p"; done
+step "shut down cleanly (SIGTERM: apps and agents stop, gangliond drains requests and stops PostgreSQL)"
+for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 pids=()
 tail -n 2 "$data/gangliond.log"
 echo

@@ -8,7 +8,7 @@
 static void http_rollouts_list(struct gd_req *r)
 {
 	const char *p[] = {gd_query(r, "deployment")};
-	gd_list(r, &rollouts_list_stmt, CURSOR_UUID, p, 1);
+	gd_list(r, &rollouts_list_stmt, CURSOR_TEXT, p, 1);
 }
 
 static void http_rollouts_get(struct gd_req *r)

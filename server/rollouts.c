@@ -22,12 +22,14 @@
 	" 'created_at', gn_ts(r.created_at), 'updated_at', gn_ts(r.updated_at), 'finished_at',"                  \
 	" gn_ts(r.finished_at))"
 
-const db_stmt rollouts_list_stmt = {"rollouts_list",
-				    "SELECT " ROLLOUT_JSON
-				    "::text, r.id FROM rollouts r JOIN deployments p ON p.id = r.deployment_id"
-				    " WHERE ($1::text IS NULL OR p.name = $1) AND ($2::uuid IS NULL OR r.id < $2::uuid)"
-				    " ORDER BY r.id DESC LIMIT $3",
-				    3};
+/* Newest first: the cursor is the creation time in microseconds, zero-padded, then the id. */
+#define ROLLOUT_CURSOR "(lpad((extract(epoch FROM r.created_at) * 1000000)::bigint::text, 20, '0') || r.id::text)"
+const db_stmt rollouts_list_stmt = {
+	"rollouts_list",
+	"SELECT " ROLLOUT_JSON "::text, " ROLLOUT_CURSOR " FROM rollouts r JOIN deployments p ON p.id = r.deployment_id"
+	" WHERE ($1::text IS NULL OR p.name = $1) AND ($2::text IS NULL OR " ROLLOUT_CURSOR " COLLATE \"C\" < $2)"
+	" ORDER BY " ROLLOUT_CURSOR " COLLATE \"C\" DESC LIMIT $3",
+	3};
 const db_stmt rollouts_events_stmt = {
 	"rollouts_events",
 	"SELECT jsonb_build_object('id', id, 'at', gn_ts(at), 'kind', kind, 'detail', detail)::text, id::text"

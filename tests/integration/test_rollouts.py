@@ -166,6 +166,13 @@ def test_a_bad_canary_rolls_back_and_never_reaches_the_rest(fast):
     # The controller does not retry the same bad move by itself.
     time.sleep(2.5)
     assert rollout_of(fast, "cams")["id"] == r["id"]
+    # A good release after it rolls out; the list shows the newest rollout first.
+    publish_versions(fast, "4.0.0")
+    fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "4.0.0"})
+    r4 = drive(fast, fleet, "cams", lambda x: x["to_version"] == "4.0.0" and x["state"] == "completed")
+    assert r4["from_version"] == "1.0.0"
+    ids = [x["id"] for x in fast.api("GET", "/v1/rollouts", params={"deployment": "cams"}).json()["items"]]
+    assert ids == [r4["id"], r["id"]], ids
 
 
 def test_error_rate_gate_rolls_back(fast):

@@ -8,6 +8,7 @@ seeds, fixed opset (11) and IR version (6), which OpenCV 4.6's ONNX importer han
   v1.onnx    y = relu(x @ W1 + b1), x[1,4] -> y[1,3]
   v2.onnx    same graph and IO, other weights
   bad.onnx   a valid model whose metadata sample claims v1's output: the self-test must fail
+  wide.onnx  x[1,5] -> y[1,3]: an interface change (its own sample passes, v1's inputs fail)
   conv.onnx  x[1,3,32,32] -> conv3x3(16) -> relu -> conv3x3(16) -> relu -> global avg pool
              -> flatten -> gemm -> y[1,4]; enough work for the OpenCL path to run real kernels
 """
@@ -147,6 +148,13 @@ def main():
     model, ref = conv_model(rng)
     xc = rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
     write(outdir, "conv", "1.0.0", model, xc, ref(xc), 1e-3, [1, 3, 32, 32], [1, 4])
+
+    # wide: a release whose interface changed (x[1,5]); its own sample passes, but the apps that
+    # send v1's four values get errors, which a rollout's error-rate gate must catch
+    xw = np.array([[0.5, -1.25, 2.0, 0.75, 1.0]], dtype=np.float32)
+    ww = rng.normal(0, 1, (5, 3)).astype(np.float32)
+    bw = (np.abs(rng.normal(0, 0.5, (3,))) + 1.0).astype(np.float32)
+    write(outdir, "wide", "3.1.0", dense_model("wide", ww, bw), xw, dense_ref(xw, ww, bw), 1e-4, [1, 5], [1, 3])
 
 
 if __name__ == "__main__":
