@@ -10,7 +10,7 @@ import pytest
 from ganglion_harness import IS_ROOT, NO_TOKEN, PG_USER, enroll_device, list_all, postgres_pids_for
 
 
-def _wait_gone(pgdata, timeout=10):
+def _wait_gone(pgdata, timeout=60):
     deadline = time.monotonic() + timeout
     while postgres_pids_for(pgdata) and time.monotonic() < deadline:
         time.sleep(0.2)
