@@ -136,10 +136,74 @@ static json_t *facts(struct agent *a)
 	return f;
 }
 
+/* Report sequence numbers: every check-in carries the next one, and they only go up, across
+ * restarts too, so the server can tell a replayed check-in from a new one. identity/report-seq
+ * holds a ceiling: numbers below it may have been used. A block is reserved at a time (one
+ * durable write per SEQ_BLOCK check-ins); a restart skips what was left of it. */
+#define SEQ_FILE "identity/report-seq"
+#define SEQ_BLOCK 1000
+
+static pthread_mutex_t seq_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t seq_next, seq_ceiling; /* under seq_lock; seq_ceiling 0: not loaded yet */
+
+/* Returns the next sequence number (> 0), or 0 after filling err when it cannot be made durable. */
+static int64_t seq_take(struct agent *a, gn_err *err)
+{
+	int64_t seq = 0;
+	pthread_mutex_lock(&seq_lock);
+	if (!seq_ceiling) {
+		char *path = state_path(a, SEQ_FILE);
+		FILE *f = fopen(path, "re");
+		long long v = 0;
+		if (f) {
+			if (fscanf(f, "%lld", &v) != 1 || v < 0)
+				v = 0; /* the server's 409 tells where to resume */
+			fclose(f);
+		}
+		free(path);
+		seq_next = v > 0 ? v : 1;
+		seq_ceiling = seq_next;
+	}
+	if (seq_next >= seq_ceiling) {
+		char buf[32];
+		snprintf(buf, sizeof(buf), "%lld\n", (long long)(seq_next + SEQ_BLOCK));
+		if (state_write_bytes(a, SEQ_FILE, buf, strlen(buf), err))
+			goto out;
+		seq_ceiling = seq_next + SEQ_BLOCK;
+	}
+	seq = seq_next++;
+out:
+	pthread_mutex_unlock(&seq_lock);
+	return seq;
+}
+
+/* Continues above `last` (what the server recorded last: our counter went back, e.g. a data
+ * directory restored from a backup). */
+static void seq_skip_to(int64_t last)
+{
+	pthread_mutex_lock(&seq_lock);
+	if (last >= seq_next)
+		seq_next = last + 1;
+	pthread_mutex_unlock(&seq_lock);
+}
+
+/* The last_seq of a 409 answer to a check-in, or -1. */
+static int64_t conflict_last_seq(const gn_http_resp *resp)
+{
+	json_t *j = resp->status == 409 ? json_loadb(resp->body.data ? resp->body.data : "", resp->body.len, 0, NULL)
+					: NULL;
+	json_t *v = json_object_get(j, "last_seq");
+	int64_t last = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+	json_decref(j);
+	return last;
+}
+
 int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err)
 {
 	gn_http_resp resp;
 	int rc;
+	bool resynced = false;
+	char *s = NULL;
 	json_t *models = json_array();
 	struct agent_model *m = models_get(a);
 	if (m) {
@@ -155,11 +219,18 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 	pthread_mutex_unlock(&a->lock);
 	json_t *body = json_pack("{s:s,s:o,s:o,s:o}", "agent_version", AGENT_VERSION, "models", models, "facts",
 				 facts(a), "last_operation", op);
-	char *s = gn_json_dump(body);
-	json_decref(body);
 	*out = NULL;
 	*out_unchanged = false;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (!s) {
+			int64_t seq = seq_take(a, err);
+			if (!seq) {
+				rc = GN_ERROR;
+				goto out;
+			}
+			json_object_set_new(body, "seq", json_integer((json_int_t)seq));
+			s = gn_json_dump(body);
+		}
 		if ((rc = client_ensure_token(a, err)))
 			goto out;
 		if ((rc = request(&resp, a, "POST", "/v1/agent/checkin", s, a->token, a->etag[0] ? a->etag : NULL,
@@ -167,6 +238,17 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 			goto out;
 		if (resp.status == 401 && attempt == 0) {
 			a->token[0] = '\0';
+			gn_http_resp_cleanup(&resp);
+			continue;
+		}
+		int64_t last = conflict_last_seq(&resp);
+		if (last >= 0 && !resynced) {
+			/* The server recorded a higher number than ours: resume above it, once. */
+			gn_log(GN_LOG_WARN, "event=report_seq_behind server_last=%lld", (long long)last);
+			seq_skip_to(last);
+			resynced = true;
+			free(s);
+			s = NULL;
 			gn_http_resp_cleanup(&resp);
 			continue;
 		}
@@ -183,6 +265,7 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 	}
 	gn_http_resp_cleanup(&resp);
 out:
+	json_decref(body);
 	free(s);
 	return rc;
 }

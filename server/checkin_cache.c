@@ -21,6 +21,7 @@ struct entry {
 	int64_t fresh_until;
 	uint64_t body_hash;
 	int64_t written_at;
+	int64_t seq; /* the highest report sequence number seen here (0: none) */
 };
 
 static struct stripe {
@@ -63,15 +64,20 @@ static struct entry **find(struct stripe *s, size_t bucket, const char *id)
 	return e;
 }
 
-bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t now, bool *out_write)
+bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t seq, int64_t now,
+			 bool *out_write)
 {
 	size_t b;
 	bool fresh = false;
 	struct stripe *s = stripe_of(device_id, &b);
 	pthread_mutex_lock(&s->lock);
 	struct entry *e = *find(s, b, device_id);
-	if (atomic_load(&running) && e && e->version == version && now < e->fresh_until) {
+	/* An older sequence number than seen here is a replay: the database says what becomes of it. */
+	if (atomic_load(&running) && e && e->version == version && now < e->fresh_until &&
+	    (seq <= 0 || seq >= e->seq)) {
 		fresh = true;
+		if (seq > e->seq)
+			e->seq = seq;
 		*out_write = e->body_hash != body_hash || now - e->written_at >= LAST_SEEN_WRITE_S;
 		if (*out_write) {
 			e->body_hash = body_hash;
@@ -82,8 +88,8 @@ bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash,
 	return fresh;
 }
 
-void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, uint64_t body_hash, int64_t now,
-		       uint64_t epoch)
+void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, uint64_t body_hash, int64_t seq,
+		       int64_t now, uint64_t epoch)
 {
 	size_t b;
 	struct stripe *s = stripe_of(device_id, &b);
@@ -105,6 +111,8 @@ void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, 
 	e->fresh_until = fresh_until;
 	e->body_hash = body_hash;
 	e->written_at = now;
+	if (seq > e->seq)
+		e->seq = seq;
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -16,14 +16,17 @@ void checkin_cache_cleanup(void);
 void checkin_cache_on_notify(const char *device_id);
 void checkin_cache_on_listening(bool up);
 /* True when the device was answered director version `version` and that answer is still fresh
- * at now; *out_write tells whether its report (body_hash) or last-seen time needs a write. */
-bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t now, bool *out_write);
+ * at now, and seq (its report's sequence number; 0 for none) is not below the highest seen here;
+ * *out_write tells whether its report (body_hash) or last-seen time needs a write. */
+bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t seq, int64_t now,
+			 bool *out_write);
 /* Returns the invalidation epoch; read it before the database read whose answer is cached. */
 uint64_t checkin_cache_epoch(void);
-/* Records an answer: version, fresh until (re-sign time), the report written at now. Ignored if
- * anything was invalidated since `epoch` (the answer may predate the change). */
-void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, uint64_t body_hash, int64_t now,
-		       uint64_t epoch);
+/* Records an answer: version, fresh until (re-sign time), the report (and its sequence number,
+ * 0 for none) written at now. Ignored if anything was invalidated since `epoch` (the answer may
+ * predate the change). */
+void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, uint64_t body_hash, int64_t seq,
+		       int64_t now, uint64_t epoch);
 /* Forgets a device (its director state changed). */
 void checkin_cache_forget(const char *device_id);
 /* Returns a 64-bit FNV-1a hash of len bytes (to notice a changed report). */

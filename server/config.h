@@ -46,6 +46,8 @@ struct gd_config {
 	int64_t tuf_timestamp_expiry;
 	int64_t tuf_director_expiry;
 	int64_t agent_poll_interval;
+	int64_t max_report_size;
+	int64_t device_reports_per_hour;
 };
 
 extern const gn_conf_table config_table;

@@ -53,18 +53,44 @@ static const db_stmt st_select = {"director_select",
 				  "SELECT d.id FROM devices d WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE
 				  " ORDER BY d.id LIMIT 100001",
 				  5};
+/* A check-in's report, in one statement under the device's row lock: the sequence number decides
+ * first (older: refused; the same: a replay, nothing stored; none from a device that sent one
+ * before: nothing stored), then the hourly budget of writes (a changed report and a new event
+ * count one each). Last seen at most every 30 seconds. Returns (verdict, last sequence number,
+ * dropped, first drop of this hour). A new sequence number is recorded even when nothing else is:
+ * replays below it are refused from then on. */
 static const db_stmt st_report = {
 	"director_report",
-	"WITH u AS (UPDATE devices SET last_seen_at = now(), reported = $2::jsonb,"
-	"   reported_at = CASE WHEN reported IS DISTINCT FROM $2::jsonb THEN now() ELSE reported_at END,"
-	"   facts = CASE WHEN $3::jsonb IS NULL THEN facts ELSE $3::jsonb END"
-	"  WHERE id = $1 AND (reported IS DISTINCT FROM $2::jsonb OR ($3::jsonb IS NOT NULL AND facts IS DISTINCT FROM $3::jsonb)"
-	"   OR last_seen_at IS NULL OR last_seen_at < now() - interval '30 seconds') RETURNING 1),"
-	" e AS (INSERT INTO device_events (device_id, operation) SELECT $1, $4::jsonb WHERE $4::jsonb IS NOT NULL"
-	"   AND NOT EXISTS (SELECT 1 FROM (SELECT operation FROM device_events WHERE device_id = $1"
-	"   ORDER BY id DESC LIMIT 1) last WHERE last.operation = $4::jsonb))"
-	" SELECT 1",
-	4};
+	"WITH cur AS (SELECT d.report_seq, d.reported IS DISTINCT FROM $2::jsonb AS report_changed,"
+	"   (d.reported IS DISTINCT FROM $2::jsonb OR ($3::jsonb IS NOT NULL AND d.facts IS DISTINCT FROM $3::jsonb))"
+	"    AS changed,"
+	"   ($4::jsonb IS NOT NULL AND NOT EXISTS (SELECT 1 FROM (SELECT operation FROM device_events"
+	"    WHERE device_id = $1 ORDER BY id DESC LIMIT 1) last WHERE last.operation = $4::jsonb)) AS new_event,"
+	"   (d.last_seen_at IS NULL OR d.last_seen_at < now() - interval '30 seconds') AS seen_due,"
+	"   CASE WHEN d.report_window > now() - interval '1 hour' THEN d.report_writes ELSE 0 END AS writes,"
+	"   CASE WHEN d.report_window > now() - interval '1 hour' THEN d.report_drops ELSE 0 END AS drops"
+	"  FROM devices d WHERE d.id = $1 FOR UPDATE),"
+	" v AS (SELECT cur.*, CASE WHEN $5::bigint IS NULL THEN CASE WHEN report_seq IS NULL THEN 'ok' ELSE 'no_seq' END"
+	"   WHEN report_seq IS NULL OR $5::bigint > report_seq THEN 'ok'"
+	"   WHEN $5::bigint = report_seq THEN 'replay' ELSE 'older' END AS verdict FROM cur),"
+	" w AS (SELECT v.*, (verdict = 'ok' AND changed AND writes < $6::int) AS store_report FROM v),"
+	" x AS (SELECT w.*, (verdict = 'ok' AND new_event AND writes + store_report::int < $6::int) AS store_event FROM w),"
+	" y AS (SELECT x.*, (verdict = 'ok' AND ((changed AND NOT store_report) OR (new_event AND NOT store_event)))"
+	"   AS dropped FROM x),"
+	" u AS (UPDATE devices SET last_seen_at = now(),"
+	"   reported = CASE WHEN y.store_report THEN $2::jsonb ELSE devices.reported END,"
+	"   reported_at = CASE WHEN y.store_report AND y.report_changed THEN now() ELSE devices.reported_at END,"
+	"   facts = CASE WHEN y.store_report AND $3::jsonb IS NOT NULL THEN $3::jsonb ELSE devices.facts END,"
+	"   report_seq = coalesce($5::bigint, devices.report_seq),"
+	"   report_window = CASE WHEN devices.report_window > now() - interval '1 hour' THEN devices.report_window"
+	"    ELSE now() END,"
+	"   report_writes = y.writes + y.store_report::int + y.store_event::int,"
+	"   report_drops = y.drops + y.dropped::int"
+	"  FROM y WHERE devices.id = $1 AND y.verdict = 'ok' AND (y.seen_due OR y.store_report OR y.store_event OR y.dropped OR $5::bigint IS NOT NULL)"
+	"  RETURNING 1),"
+	" e AS (INSERT INTO device_events (device_id, operation) SELECT $1, $4::jsonb FROM y WHERE y.store_event)"
+	" SELECT verdict, coalesce(report_seq::text, '0'), dropped, dropped AND drops = 0 FROM y",
+	6};
 static const db_stmt st_roots = {
 	"director_roots",
 	"SELECT (SELECT max(version) FROM tuf_metadata WHERE repo = 'image' AND role = 'root'),"
@@ -460,11 +486,43 @@ out:
 
 /* --- check-ins -------------------------------------------------------------------------------- */
 
-int director_report(db_conn *c, const char *device_id, const char *reported, const char *facts, const char *operation,
+int director_report(enum director_report_outcome *out, int64_t *out_last_seq, db_conn *c, const char *device_id,
+		    const char *reported, const char *facts, const char *operation, int64_t seq, int per_hour,
 		    gn_err *err)
 {
-	const char *p[] = {device_id, reported, facts, operation};
-	return db_exec(NULL, c, &st_report, p, err);
+	PGresult *res = NULL;
+	char sseq[24], sbudget[16];
+	snprintf(sseq, sizeof(sseq), "%lld", (long long)seq);
+	snprintf(sbudget, sizeof(sbudget), "%d", per_hour);
+	const char *p[] = {device_id, reported, facts, operation, seq > 0 ? sseq : NULL, sbudget};
+	int error = db_exec(&res, c, &st_report, p, err);
+	*out = DIRECTOR_REPORT_STORED;
+	*out_last_seq = 0;
+	if (error || PQntuples(res) != 1)
+		goto out;
+	const char *verdict = PQgetvalue(res, 0, 0);
+	*out_last_seq = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+	if (strcmp(verdict, "older") == 0) {
+		error = gn_err_set(
+			err, GN_ECONFLICT,
+			"report sequence number %lld is older than the last one recorded for this device (%lld):"
+			" a replayed check-in is not recorded",
+			(long long)seq, (long long)*out_last_seq);
+	} else if (strcmp(verdict, "replay") == 0) {
+		*out = DIRECTOR_REPORT_REPLAY;
+	} else if (strcmp(verdict, "no_seq") == 0) {
+		*out = DIRECTOR_REPORT_NO_SEQ;
+	} else if (strcmp(PQgetvalue(res, 0, 2), "t") == 0) {
+		*out = DIRECTOR_REPORT_OVER_BUDGET;
+		if (strcmp(PQgetvalue(res, 0, 3), "t") == 0)
+			gn_log(GN_LOG_WARN,
+			       "event=report_budget_exceeded device_id=%s per_hour=%d note=\"reports and events of this "
+			       "device are not recorded until its hour is over\"",
+			       device_id, per_hour);
+	}
+out:
+	PQclear(res);
+	return error;
 }
 
 int director_root_versions(int *out_image, int *out_director, db_conn *c, gn_err *err)

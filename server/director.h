@@ -78,11 +78,23 @@ int director_assign_selector(json_t **out_devices, char out_version[72], db_conn
 			     const struct gd_actor *who, const char *selector, const char *model, const char *version,
 			     gn_err *err) GN_WUR;
 
+/* What became of a check-in's report (besides GN_ECONFLICT for an older sequence number). */
+enum director_report_outcome {
+	DIRECTOR_REPORT_STORED,      /* recorded as far as it changed anything (or nothing to record) */
+	DIRECTOR_REPORT_REPLAY,      /* the sequence number last recorded: a replay, nothing recorded */
+	DIRECTOR_REPORT_NO_SEQ,      /* no sequence number from a device that sent them: nothing recorded */
+	DIRECTOR_REPORT_OVER_BUDGET, /* over per_hour writes this hour: what changed was not recorded */
+};
 /* Records a check-in: the device's report (JSON text), its facts and its last operation (JSON
- * text or NULL), the last-seen time. Writes only what changed (last seen at most every 30
- * seconds); an operation other than the last one recorded becomes an event. One statement, in
- * no transaction of its own. */
-int director_report(db_conn *c, const char *device_id, const char *reported, const char *facts, const char *operation,
+ * text or NULL), the last-seen time, and seq, the report's sequence number (> 0; 0 from an agent
+ * that sends none). A device's sequence numbers only go up: one below the last recorded is
+ * GN_ECONFLICT (*out_last_seq says the last), one equal to it is a replay and records nothing,
+ * and once a device has sent one, a report without one records nothing. Writes only what changed
+ * (last seen at most every 30 seconds), and at most per_hour changed reports and new events (an
+ * operation other than the last one recorded) per device and hour. One statement, in no
+ * transaction of its own. */
+int director_report(enum director_report_outcome *out, int64_t *out_last_seq, db_conn *c, const char *device_id,
+		    const char *reported, const char *facts, const char *operation, int64_t seq, int per_hour,
 		    gn_err *err) GN_WUR;
 /* Returns the newest root versions of the image repository and of the director. A plain read. */
 int director_root_versions(int *out_image, int *out_director, db_conn *c, gn_err *err) GN_WUR;

@@ -11,16 +11,16 @@
 #include "http.h"
 
 static const gn_json_field checkin_fields[] = {
-	{"agent_version", GN_JSON_STRING, false, false},
-	{"models", GN_JSON_ARRAY, false, false},
-	{"facts", GN_JSON_OBJECT, false, true},
-	{"last_operation", GN_JSON_OBJECT, false, true},
+	{"agent_version", GN_JSON_STRING, false, false}, {"models", GN_JSON_ARRAY, false, false},
+	{"facts", GN_JSON_OBJECT, false, true},          {"last_operation", GN_JSON_OBJECT, false, true},
+	{"seq", GN_JSON_INTEGER, false, false},
 };
 
 /* A check-in's parts as JSON text: the report, facts and last operation (NULL when absent). */
 struct report {
 	char *reported, *facts, *operation;
-	uint64_t hash; /* of all three, to notice a changed report */
+	int64_t seq;   /* its sequence number; 0 when the agent sends none */
+	uint64_t hash; /* of all three (not seq), to notice a changed report */
 };
 
 static void report_init(struct report *out, const json_t *body)
@@ -36,6 +36,54 @@ static void report_init(struct report *out, const json_t *body)
 	h = checkin_cache_hash(h, out->facts ? out->facts : "-", out->facts ? strlen(out->facts) : 1);
 	out->hash = checkin_cache_hash(h, out->operation ? out->operation : "-",
 				       out->operation ? strlen(out->operation) : 1);
+	json_t *seq = json_object_get(body, "seq");
+	out->seq = seq ? (int64_t)json_integer_value(seq) : 0;
+}
+
+/* Checks what the body cannot say by its types: a sequence number from 1, a report that fits
+ * max-report-size. Answers and returns non-zero otherwise. */
+static int report_check(struct gd_req *r, const struct report *rep, const json_t *body)
+{
+	char msg[160];
+	size_t size = strlen(rep->reported) + (rep->facts ? strlen(rep->facts) : 0);
+	int64_t max = config_get()->max_report_size;
+	if (json_object_get(body, "seq") && rep->seq < 1) {
+		gd_reply_problem(r, 400, "field 'seq' must be a positive integer");
+		return -1;
+	}
+	if ((int64_t)size > max) {
+		snprintf(msg, sizeof(msg), "the report and facts take %zu bytes; at most %lld (max-report-size)", size,
+			 (long long)max);
+		gd_reply_problem(r, 413, msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Records the report; on failure answers (409 with last_seq for a replayed, older sequence
+ * number) and returns non-zero. */
+static int record(struct gd_req *r, const struct report *rep)
+{
+	enum director_report_outcome outcome;
+	int64_t last = 0;
+	gn_err err;
+	int rc = director_report(&outcome, &last, gd_db(r), gd_actor(r)->id, rep->reported, rep->facts, rep->operation,
+				 rep->seq, (int)config_get()->device_reports_per_hour, &err);
+	if (rc == GN_ECONFLICT) {
+		/* The agent learns where the server stands (its own counter may have gone back). */
+		json_t *p = json_pack("{s:s,s:s,s:i,s:s,s:I}", "type", "about:blank", "title", "Conflict", "status",
+				      409, "detail", err.msg, "last_seq", (json_int_t)last);
+		char *body = gn_json_dump(p);
+		gd_reply_raw(r, 409, "application/problem+json", body, strlen(body));
+		free(body);
+		json_decref(p);
+		return -1;
+	}
+	if (rc) {
+		gd_reply_error(r, &err);
+		return -1;
+	}
+	return 0;
 }
 
 static void report_cleanup(struct report *rep)
@@ -51,14 +99,12 @@ static bool reply_from_memory(struct gd_req *r, const struct report *rep, const 
 {
 	int told;
 	bool write;
-	gn_err err;
 	const char *id = gd_actor(r)->id;
-	if (!inm || sscanf(inm, "\"dt-%d\"", &told) != 1 || !checkin_cache_fresh(id, told, rep->hash, now, &write))
+	if (!inm || sscanf(inm, "\"dt-%d\"", &told) != 1 ||
+	    !checkin_cache_fresh(id, told, rep->hash, rep->seq, now, &write))
 		return false;
-	if (write && director_report(gd_db(r), id, rep->reported, rep->facts, rep->operation, &err)) {
-		gd_reply_error(r, &err);
+	if (write && record(r, rep))
 		return true;
-	}
 	gd_header(r, "ETag", inm);
 	gd_reply_raw(r, 304, NULL, "", 0);
 	return true;
@@ -98,16 +144,17 @@ static void http_checkin_post(struct gd_req *r)
 	if (gd_body_json(&body, r, checkin_fields, GN_ARRAY_LEN(checkin_fields)))
 		goto out;
 	report_init(&rep, body);
-	if (reply_from_memory(r, &rep, inm, now))
+	if (report_check(r, &rep, body) || reply_from_memory(r, &rep, inm, now))
 		goto out;
 	tuf_sign_settings(&ts, config_get());
 	uint64_t epoch = checkin_cache_epoch();
-	if (director_report(gd_db(r), id, rep.reported, rep.facts, rep.operation, &err) ||
-	    director_current(&targets, &version, &fresh_until, gd_db(r), &ts, id, &err)) {
+	if (record(r, &rep))
+		goto out;
+	if (director_current(&targets, &version, &fresh_until, gd_db(r), &ts, id, &err)) {
 		gd_reply_error(r, &err);
 		goto out;
 	}
-	checkin_cache_put(id, version, fresh_until, rep.hash, now, epoch);
+	checkin_cache_put(id, version, fresh_until, rep.hash, rep.seq, now, epoch);
 	snprintf(etag, sizeof(etag), "\"dt-%d\"", version);
 	gd_header(r, "ETag", etag);
 	if (inm && strcmp(inm, etag) == 0)

@@ -18,6 +18,7 @@ import yaml
 
 from ganglion_harness import (
     OPENAPI,
+    Agent,
     NO_TOKEN,
     PG_BINDIR,
     Gangliond,
@@ -512,3 +513,108 @@ def test_slowloris_from_several_addresses_does_not_starve_real_clients(gangliond
     finally:
         attack.stop()
     assert "event=connections_cut" in s.log()
+
+
+# --- 9: replayed check-ins are not recorded; what a device can record is bounded -------------------
+def _checkin(server, token, body):
+    return server.api("POST", "/v1/agent/checkin", token=token, json=body)
+
+
+def _events(pg, db, device_id):
+    return int(pg.sql(f"SELECT count(*) FROM device_events WHERE device_id = '{device_id}'", db))
+
+
+def _report(seq, state, blob=""):
+    body = {"agent_version": "t", "models": [{"name": "m", "blob": blob}],
+            "last_operation": {"state": state, "model": "m", "version": "1.0.0"}}
+    if seq is not None:
+        body["seq"] = seq
+    return body
+
+
+def test_replayed_check_ins_are_refused_and_record_nothing(server, pg, db):
+    dev = enroll_device(server)
+    tok = dev.authenticate(server)
+    a, b = _report(1, "downloading"), _report(2, "active")
+    assert _checkin(server, tok, a).status_code == 200
+    assert _checkin(server, tok, b).status_code == 200
+    assert _events(pg, db, dev.id) == 2
+    # A recorded request replayed: the older one is refused and says where the device stands...
+    body = assert_problem(_checkin(server, tok, a), 409, "sequence")
+    assert body["last_seq"] == 2
+    # ...the newest one is answered, but records nothing a second time.
+    assert _checkin(server, tok, b).status_code == 200
+    # 200 check-ins alternating the two recorded requests record nothing.
+    for i in range(100):
+        _checkin(server, tok, a)
+        _checkin(server, tok, b)
+    assert _events(pg, db, dev.id) == 2
+    reported = server.api("GET", f"/v1/devices/{dev.id}").json()["reported"]
+    assert reported["last_operation"]["state"] == "active"
+    # Once a device has sent sequence numbers, a report without one is answered, never recorded.
+    assert _checkin(server, tok, _report(None, "failed")).status_code == 200
+    assert _events(pg, db, dev.id) == 2
+    # The next number goes on as before; 0 and negatives are malformed.
+    assert _checkin(server, tok, _report(3, "failed")).status_code == 200
+    assert _events(pg, db, dev.id) == 3
+    assert_problem(_checkin(server, tok, _report(0, "active")), 400, "seq")
+
+
+def test_what_one_device_can_record_is_bounded(gangliond, pg, db):
+    s = gangliond(extra_args=["--device-reports-per-hour", "10", "--max-report-size", "16K"])
+    dev = enroll_device(s)
+    tok = dev.authenticate(s)
+    # An agent without sequence numbers still works, within the same bounds.
+    for i in range(30):
+        assert _checkin(s, tok, _report(None, "downloading" if i % 2 else "active", blob=f"{i}" * 100)).status_code == 200
+    assert _events(pg, db, dev.id) <= 10
+    assert "event=report_budget_exceeded" in s.log()
+    # Over max-report-size: 413, nothing recorded.
+    before = _events(pg, db, dev.id)
+    assert_problem(_checkin(s, tok, _report(None, "failed", blob="x" * 20000)), 413, "max-report-size")
+    assert _events(pg, db, dev.id) == before
+
+
+def test_an_old_agent_without_sequence_numbers_keeps_working(server, pg, db):
+    dev = enroll_device(server)
+    tok = dev.authenticate(server)
+    for i, state in enumerate(["downloading", "verifying", "active"]):
+        assert _checkin(server, tok, _report(None, state)).status_code == 200
+    assert _events(pg, db, dev.id) == 3
+    # the same report again is not a new event
+    assert _checkin(server, tok, _report(None, "active")).status_code == 200
+    assert _events(pg, db, dev.id) == 3
+
+
+def test_the_agent_keeps_its_sequence_across_restarts_and_catches_up(gangliond, pg, db, workdir):
+    s = gangliond(extra_args=["--agent-poll-interval", "1s"])
+    agent = Agent(workdir / "ag", s.url)
+    agent.enroll(s.make_enroll_token()["token"])
+
+    def last_seq():
+        v = pg.sql(f"SELECT coalesce(report_seq, 0) FROM devices WHERE id = '{agent.device_id}'", db)
+        return int(v or 0)
+
+    try:
+        agent.start()
+        assert wait_for(lambda: last_seq() > 0, 30, 0.2), "the agent's check-ins carry no sequence number"
+        assert (agent.data_dir / "identity" / "report-seq").exists()
+        ceiling = int((agent.data_dir / "identity" / "report-seq").read_text())
+        agent.stop()
+        first = last_seq()
+        assert 0 < first < ceiling
+        # Drop the answer the server remembers for the device, so that the next check-in reaches the
+        # database (a check-in answered 304 from memory records nothing).
+        forget = f"NOTIFY gn_director, '{agent.device_id}'"
+        pg.sql(forget, db)
+        agent.start()
+        assert wait_for(lambda: last_seq() >= ceiling, 30, 0.2), "after a restart the numbers went back"
+        assert "report_seq_behind" not in agent.log()
+        # A data directory restored from an old backup: the server has seen higher numbers.
+        agent.stop()
+        pg.sql(f"UPDATE devices SET report_seq = 5000000 WHERE id = '{agent.device_id}'; " + forget, db)
+        agent.start()
+        assert wait_for(lambda: last_seq() > 5000000, 30, 0.2), "the agent did not catch up with the server"
+        assert "event=report_seq_behind" in agent.log()
+    finally:
+        agent.stop()
