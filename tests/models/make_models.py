@@ -41,7 +41,7 @@ def dense_model(name, w, b):
         helper.make_node("Relu", ["xwb"], ["y"], name="relu"),
     ]
     return make_model(name, nodes,
-                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, w.shape[0]])],
                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
 
 
