@@ -8,11 +8,52 @@
 #include "json.h"
 #include "selector.h"
 
+/* What the device should run: MODEL@VERSION, and from where (a deployment, or an override). */
+static char *fmt_desired(const json_t *row)
+{
+	json_t *d = json_object_get(row, "desired");
+	if (!json_is_object(d))
+		return gn_strdup("-");
+	const char *dep = json_string_value(json_object_get(d, "deployment"));
+	return gn_asprintf("%s@%s (%s%s)", json_string_value(json_object_get(d, "model")),
+			   json_string_value(json_object_get(d, "version")), dep ? "deployment " : "override",
+			   dep ? dep : "");
+}
+
+/* What the device runs and how its last update went: MODEL@VERSION, or "failed VERSION: why". */
+static char *fmt_runs(const json_t *row)
+{
+	json_t *rep = json_object_get(row, "reported"), *m, *op = json_object_get(rep, "last_operation");
+	gn_buf b;
+	size_t i;
+	gn_buf_init(&b);
+	json_array_foreach(json_object_get(rep, "models"), i, m)
+		gn_buf_printf(&b, "%s%s@%s", b.len ? ", " : "", json_string_value(json_object_get(m, "name")),
+			      json_string_value(json_object_get(m, "version")));
+	const char *state = json_string_value(json_object_get(op, "state"));
+	if (state && strcmp(state, "failed") == 0)
+		gn_buf_printf(&b, "%sFAILED %s: %.60s", b.len ? "; " : "",
+			      json_string_value(json_object_get(op, "version")),
+			      json_string_value(json_object_get(op, "detail"))
+				      ? json_string_value(json_object_get(op, "detail"))
+				      : "");
+	else if (state && strcmp(state, "active") != 0)
+		gn_buf_printf(&b, "%s%s %s", b.len ? "; " : "", state,
+			      json_string_value(json_object_get(op, "version")));
+	if (!b.len) {
+		gn_buf_cleanup(&b);
+		return gn_strdup("-");
+	}
+	return gn_buf_detach(&b);
+}
+
 static const output_col list_cols[] = {
 	{"ID", "id", NULL},
 	{"NAME", "name", NULL},
 	{"STATUS", "status", NULL},
 	{"LABELS", "labels", NULL},
+	{"DESIRED", NULL, fmt_desired},
+	{"RUNS", NULL, fmt_runs},
 	{"LAST SEEN", "last_seen_at", NULL},
 };
 

@@ -141,6 +141,8 @@ def test_alias_move_rolls_out_in_stages_and_completes(fast):
     assert fast.api("PUT", "/v1/models/det/aliases/production", json={"version": "2.0.0"}).status_code == 200
     r = drive(fast, fleet, "cams", lambda r: r["state"] == "completed")
     assert r["from_version"] == "1.0.0" and r["to_version"] == "2.0.0"
+    watch = fast.cli("rollout", "watch", r["id"])
+    assert watch.returncode == 0 and "completed" in watch.stdout, watch
     fleet_checkin(fleet)
     assert all(x.running == ("det", "2.0.0") for x in fleet)
     assert fast.api("GET", "/v1/deployments/cams").json()["version"] == "2.0.0"
@@ -161,6 +163,13 @@ def test_a_bad_canary_rolls_back_and_never_reaches_the_rest(fast):
     assert "failed install" in r["reason"]
     fleet_checkin(fleet, 2)
     assert all(x.running == ("det", "1.0.0") for x in fleet)
+    # The fleet view names what each device should run, from where, and the failure.
+    out = fast.cli("devices", "list", "--selector", "site=north")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("det@1.0.0 (deployment cams)") == 10, out.stdout
+    assert "FAILED 3.0.0: self-test failed" in out.stdout, out.stdout
+    watch = fast.cli("rollout", "watch", r["id"])
+    assert watch.returncode == 1 and "rolled_back" in watch.stderr + watch.stdout, watch
     reached = [x for x in fleet if ("det", "3.0.0") in x.seen]
     assert 1 <= len(reached) < len(fleet), "only the canary cohort may ever be told to run 3.0.0"
     # The controller does not retry the same bad move by itself.
