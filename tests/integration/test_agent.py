@@ -417,10 +417,12 @@ def artifact_path(srv, sha):
 # --- fixtures -------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def srv(pg, tmp_base):
-    """One gangliond for the module, agents told to check in every second."""
+    """One gangliond for the module, agents told to check in every second. Agent A installs
+    dozens of releases within minutes, far more than the per-device report budget of a real
+    fleet (device-reports-per-hour, 120): the budget is raised so that its reports keep counting."""
     db = pg.create_database()
     s = Gangliond(make_dir(tmp_base / "agsrv", 0o711), database_url=pg.dsn(db),
-                  extra_args=["--agent-poll-interval", "1s"])
+                  extra_args=["--agent-poll-interval", "1s", "--device-reports-per-hour", "100000"])
     s.pg, s.db = pg, db
     s.start()
     try:
@@ -481,14 +483,14 @@ def dev_a(srv, refs, agents):
     assert a.models() == []
     status, _, body = a.request("POST", f"/v1/models/{MODEL}/infer", {"inputs": {"x": refs.x("1.0.0")}})
     assert status == 503, (status, body)
-    nothing = a.request("POST", "/v1/rollback")
+    nothing = rollback(a)
     assign(srv, a.device_id, "1.0.0")
     wait_serving(a, "1.0.0")
     # What the first install left, recorded now: the test of it may run after others.
     op = wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "1.0.0")
     a.first = {"models": a.models(), "op": op, "device": device_reported(srv, a.device_id),
                "events": device_events(srv, a.device_id), "state": a.state(), "files": verified_files(a),
-               "rollback_before": nothing, "rollback_after": a.request("POST", "/v1/rollback")}
+               "rollback_before": nothing, "rollback_after": rollback(a)}
     return a
 
 
@@ -563,6 +565,19 @@ def test_swap_to_v2_under_load_fails_no_request(srv, refs, dev_a):
 
 
 # --- rollback on the socket -----------------------------------------------------------------
+def rollback(agent, timeout=60):
+    """POST /v1/rollback, again while it answers 409: the agent holds its update lock for every
+    check-in (each second here), and a rollback then asks to be tried again."""
+    answers = []
+
+    def attempt():
+        answers.append(agent.request("POST", "/v1/rollback"))
+        return answers[-1][0] != 409
+
+    assert wait_for(attempt, timeout, 0.05), f"rollback refused for {timeout} s: {answers[-1]}"
+    return answers[-1]
+
+
 def checkins_since(srv, device_id, offset):
     """The number of check-ins the server logged for the device after log offset (bytes)."""
     text = srv.logfile.read_text(errors="replace")[offset:]
@@ -578,7 +593,7 @@ def test_rollback_on_the_socket_restores_the_previous_version(srv, refs, dev_a):
     assert st["current"]["version"] == "2.0.0" and st["previous"]["version"] == "1.0.0", st
     after = last_event_id(srv, a.device_id)
 
-    status, headers, body = a.request("POST", "/v1/rollback")
+    status, headers, body = rollback(a)
     assert status == 200, (status, body)
     assert json.loads(body) == {"status": "rolled_back", "model": MODEL, "version": "1.0.0"}
     assert_serves(a, refs, "1.0.0")
@@ -605,7 +620,7 @@ def test_rollback_on_the_socket_restores_the_previous_version(srv, refs, dev_a):
     os.chmod(prev, 0o600)
     try:
         prev.write_bytes(b"\0" + good[1:])
-        status, headers, body = a.request("POST", "/v1/rollback")
+        status, headers, body = rollback(a)
         assert status == 500 and "no longer matches" in json.loads(body)["detail"], (status, body)
         assert_serves(a, refs, "1.0.0")
     finally:
