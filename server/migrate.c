@@ -7,11 +7,35 @@
 
 #include "crypto.h"
 #include "log.h"
+#include "version.h"
 
 static const db_stmt st_applied = {"migrate_applied", "SELECT checksum FROM schema_migrations WHERE version = $1", 1};
 static const db_stmt st_record = {"migrate_record",
 				  "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", 3};
 static const db_stmt st_latest = {"migrate_latest", "SELECT coalesce(max(version), 0) FROM schema_migrations", 0};
+static const db_stmt st_newer = {"migrate_newer",
+				 "SELECT version, name FROM schema_migrations WHERE version > $1 ORDER BY version", 1};
+
+/* A database migrated by a newer gangliond (a downgrade) would be served by code that does not
+ * know its schema: refuse, naming what this binary does not know. */
+static int refuse_unknown(db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	char ver[16];
+	snprintf(ver, sizeof(ver), "%d", gd_migrations_count ? gd_migrations[gd_migrations_count - 1].version : 0);
+	const char *p1[] = {ver};
+	int error = db_exec(&res, c, &st_newer, p1, err);
+	if (!error && PQntuples(res) > 0)
+		error = gn_err_set(
+			err, GN_ECONFLICT,
+			"the database was migrated by a newer gangliond: it has migration %s, which this "
+			"gangliond %s does not know (its newest is %s). Downgrading is not supported: run that "
+			"version or a newer one, or restore the backup taken before the upgrade",
+			PQgetvalue(res, PQntuples(res) - 1, 1), gn_version(),
+			gd_migrations_count ? gd_migrations[gd_migrations_count - 1].name : "none");
+	PQclear(res);
+	return error;
+}
 
 static int apply_one(db_conn *c, const struct migration *m, gn_err *err)
 {
@@ -62,6 +86,8 @@ int migrate_run(db_conn *c, gn_err *err)
 			    " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
 			    " applied_at timestamptz NOT NULL DEFAULT now())",
 			    err);
+	if (!error)
+		error = refuse_unknown(c, err);
 	for (int i = 0; !error && i < gd_migrations_count; i++)
 		error = apply_one(c, &gd_migrations[i], err);
 	db_unlock_session(c, DB_LOCK_MIGRATE);
