@@ -11,8 +11,10 @@
 #include "agent.h"
 #include "json.h"
 #include "log.h"
+#include "manpage.h"
 #include "tuf.h"
 #include "tufclient.h"
+#include "version.h"
 
 extern char **environ;
 
@@ -24,7 +26,11 @@ static const char usage[] =
 	"                 create this device's key, enroll it, and pin the repositories' root metadata\n"
 	"                 (given out of band with --trusted-root*, or trusted on first use)\n"
 	"  run            serve the current model and keep it up to date (the default)\n"
-	"  status         print what this device runs and its last update attempt";
+	"  status         print what this device runs and its last update attempt\n"
+	"  sample-config  print a config file with every key and its default\n"
+	"  man            print the manual page ganglion-agent(8) in roff (man -l -)\n"
+	"  man-config     print the manual page ganglion-agent.conf(5) in roff\n"
+	"  completion     print the bash completion script";
 
 /* Stores a repository's first trusted root: a file given out of band, or the server's current one. */
 static int pin_root(struct agent *a, const char *repo, const char *file, gn_err *err)
@@ -281,6 +287,8 @@ static int run_command(struct agent *a, const char *cmd, int argc, char **argv)
 		free(s);
 		return 0;
 	}
+	if (strcmp(cmd, "man") == 0 || strcmp(cmd, "man-config") == 0 || strcmp(cmd, "completion") == 0)
+		return manpage_print(stdout, usage, cmd);
 	fprintf(stderr, "ganglion-agent: unknown command '%s' (see --help)\n", cmd);
 	return 2;
 }
@@ -293,6 +301,10 @@ int main(int argc, char **argv)
 	bool help = false;
 	enum gn_log_level lvl;
 
+	if (gn_version_wanted(&agent_config_table, argc - 1, argv + 1)) {
+		printf("ganglion-agent %s\n", gn_version());
+		return 0;
+	}
 	agent_init(&a);
 	if (gn_conf_load_all(&first, &help, &agent_config_table, &a.cfg, argc - 1, argv + 1, environ, &err) ||
 	    (!help && agent_config_check(&a.cfg, &err))) {

@@ -10,10 +10,8 @@
 #include <unistd.h>
 
 #include "conf.h"
-
-#ifndef PACKAGE_VERSION
-#define PACKAGE_VERSION "0"
-#endif
+#include "manpage.h"
+#include "version.h"
 
 #define TOKEN_FILE_MAX 4096
 
@@ -74,6 +72,8 @@ static void main_help(FILE *f, const cli_opt *gopts)
 		fprintf(f, "  %-15s %s (%s)\n", groups[i]->name, groups[i]->summary, subs.data);
 		gn_buf_cleanup(&subs);
 	}
+	fprintf(f, "  %-15s %s\n  %-15s %s\n", "man", "print the manual page ganglion(1) in roff (man -l -)",
+		"completion", "print the bash completion script");
 	fputs("\nGlobal options (before or after the command):\n", f);
 	for (size_t i = 0; i < N_CONF; i++) {
 		char flag[64];
@@ -276,12 +276,20 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (cli_args_get(&gargs, "version")) {
-		printf("ganglion %s\n", PACKAGE_VERSION);
+		printf("ganglion %s\n", gn_version());
 		goto out;
 	}
 	first = 1 + gargs.next;
 	if (first >= argc) {
 		error = gn_err_set(&err, CLI_EUSAGE, "no command given");
+		goto out;
+	}
+	if (strcmp(argv[first], "man") == 0 || strcmp(argv[first], "completion") == 0) {
+		if (first + 1 < argc)
+			error = gn_err_set(&err, CLI_EUSAGE, "%s: unexpected argument '%s'", argv[first],
+					   argv[first + 1]);
+		else
+			manpage_print(stdout, argv[first], &conf_table, gopts, N_GLOBAL, groups, GN_ARRAY_LEN(groups));
 		goto out;
 	}
 	if (!(group = find_group(argv[first]))) {

@@ -397,6 +397,11 @@ static const char *type_arg(const gn_conf_opt *o)
 	}
 }
 
+const char *gn_conf_argname(const gn_conf_opt *o)
+{
+	return type_arg(o);
+}
+
 char *gn_conf_help_dup(const gn_conf_table *t, const char *usage)
 {
 	gn_buf b;
@@ -415,6 +420,7 @@ char *gn_conf_help_dup(const gn_conf_table *t, const char *usage)
 		gn_buf_puts(&b, "\n");
 	}
 	gn_buf_printf(&b, "  %-32s %s\n", "--help", "show this help");
+	gn_buf_printf(&b, "  %-32s %s\n", "--version", "print the version and the git commit, and exit");
 	return gn_buf_detach(&b);
 }
 

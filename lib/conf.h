@@ -57,6 +57,8 @@ int gn_conf_load_all(int *out_first_positional, bool *out_help, const gn_conf_ta
 		     char **argv, char *const *envp, gn_err *err) GN_WUR;
 /* Copies the reloadable fields from src to dst (strings are moved; src keeps NULL). */
 void gn_conf_copy_reloadable(const gn_conf_table *t, void *dst, void *src);
+/* Returns the name --help shows for o's value: its argname, else one for its type. Borrowed. */
+const char *gn_conf_argname(const gn_conf_opt *o);
 /* Returns the --help text for the table (new). */
 char *gn_conf_help_dup(const gn_conf_table *t, const char *usage);
 /* Returns a commented sample config file listing every key with its default (new). */

@@ -43,6 +43,15 @@ rm -f build.buildfail build-asan.buildfail
 run_suite build
 run_suite build-asan --enable-asan
 
+# Debian packages (one test in the summary; its own checks are listed in build/packages.out): built
+# from build/, installed, run as their units, upgraded, downgraded and purged, as root.
+echo "=== packages (scripts/test-packages.sh) ==="
+mkdir -p build
+scripts/test-packages.sh build >build/packages.out 2>&1
+pkg=$?
+grep -E '^(FAIL:|packages:)' build/packages.out
+[ $pkg -ne 0 ] && { echo "--- failure output of scripts/test-packages.sh:"; tail -n 80 build/packages.out; }
+
 # Formatting: every tracked *.c/*.h/*.cpp as .clang-format says (one test in the line below).
 echo "=== formatting (scripts/check-format.sh) ==="
 scripts/check-format.sh
@@ -52,7 +61,7 @@ if [ $fmt -ne 0 ]; then
 	status=1
 fi
 
-/usr/bin/python3 scripts/summarize.py build build-asan --check "formatting=$fmt"
+/usr/bin/python3 scripts/summarize.py build build-asan --check "formatting=$fmt" --check "packages=$pkg"
 rc=$?
 [ $status -ne 0 ] && rc=1
 exit $rc

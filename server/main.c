@@ -1,4 +1,4 @@
-/* gangliond: start-up, commands (serve, migrate, routes, sample-config), signals, housekeeping. */
+/* gangliond: start-up, commands (serve, migrate, routes, sample-config, man), signals, housekeeping. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/file.h>
@@ -14,6 +14,7 @@
 #include "gangliond.h"
 #include "http.h"
 #include "log.h"
+#include "manpage.h"
 #include "migrate.h"
 #include "models.h"
 #include "pgcluster.h"
@@ -23,6 +24,7 @@
 #include "jobs.h"
 #include "notify.h"
 #include "tuf_keys.h"
+#include "version.h"
 
 extern char **environ;
 
@@ -37,7 +39,9 @@ static const char usage[] =
 	"  serve          run the server (the default)\n"
 	"  migrate        apply pending database migrations and exit\n"
 	"  routes         print the REST routes this server serves\n"
-	"  sample-config  print a config file with every key and its default";
+	"  sample-config  print a config file with every key and its default\n"
+	"  man            print the manual page gangliond(8) in roff (man -l -)\n"
+	"  man-config     print the manual page gangliond.conf(5) in roff";
 
 static void apply_log_level(const struct gd_config *c)
 {
@@ -177,6 +181,8 @@ static int offline_command(const char *cmd)
 		free(s);
 		return 0;
 	}
+	if (strcmp(cmd, "man") == 0 || strcmp(cmd, "man-config") == 0)
+		return manpage_print(stdout, usage, cmd);
 	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
 		fprintf(stderr, "gangliond: unknown command '%s' (see --help)\n", cmd);
 		return 2;
@@ -225,6 +231,10 @@ int main(int argc, char **argv)
 	struct gd_config boot;
 	const struct gd_config *cfg = NULL;
 
+	if (gn_version_wanted(&config_table, argc - 1, argv + 1)) {
+		printf("gangliond %s\n", gn_version());
+		return 0;
+	}
 	memset(&boot, 0, sizeof(boot));
 	if (gn_conf_load_all(&first, &help, &config_table, &boot, argc - 1, argv + 1, environ, &err)) {
 		fprintf(stderr, "gangliond: %s\n", err.msg);
