@@ -204,6 +204,7 @@ def test_operator_actions_and_approval(fast):
     op = fast.make_token(["operator"])["token"]
     strat = {"stages": [{"percent": 50, "bake": 3600}, {"percent": 100, "bake": 0}], "approval": True}
     create(fast, follow="1.0.0", strategy=strat, token=ci)
+    assert wait_for(lambda: (fleet_checkin(fleet), all(x.running == ("det", "1.0.0") for x in fleet))[1], 30, 0.2)
     r = fast.api("PATCH", "/v1/deployments/cams", token=ci, json={"follow": "2.0.0"})
     assert r.status_code == 200, r.text
     ro = rollout_of(fast, "cams")
