@@ -7,6 +7,7 @@
 
 #include "checkin_cache.h"
 #include "config.h"
+#include "devices.h"
 #include "director.h"
 #include "http.h"
 
@@ -170,10 +171,14 @@ out:
 static void http_checkin_events(struct gd_req *r)
 {
 	const char *id = gd_param(r, 0);
-	if (!gn_is_uuid(id)) {
-		gd_reply_problem(r, 404, "no such device");
+	char *device = NULL;
+	gn_err err;
+	/* An unknown device is a 404, not an empty list (so a typo does not look like a quiet device). */
+	if (devices_get(&device, gd_db(r), id, &err)) {
+		gd_reply_error(r, &err);
 		return;
 	}
+	free(device);
 	gd_list(r, &director_events_stmt, CURSOR_INT, &id, 1);
 }
 

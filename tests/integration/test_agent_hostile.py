@@ -28,7 +28,7 @@ MAX_SIGNATURES = 256
 def _meta(name):
     path = TEST_MODELS / f"{name}.json"
     if not path.exists():
-        pytest.skip(f"{path} missing: run `make tests/models/stamp` in the build directory")
+        pytest.fail(f"{path} missing: `make check` builds it (or run `make tests/models/stamp` in the build directory)")
     return json.loads(path.read_text())
 
 

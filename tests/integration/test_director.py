@@ -267,8 +267,6 @@ def test_events_pages_and_scope(server):
     assert server.api("GET", f"/v1/devices/{other.id}/events").json() == {"items": [], "next_cursor": None}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: GET /v1/devices/{unknown id}/events answers 200 with no items; "
-                                       "api/openapi.yaml lists 404 for it, as for every /v1/devices/{id} route")
 def test_events_of_an_unknown_device_are_404(server):
     assert_problem(server.api("GET", f"/v1/devices/{uuid.uuid4()}/events"), 404)
 

@@ -313,7 +313,7 @@ def test_cli_rotates_the_director_key_offline(gangliond, workdir):
 def _model(name):
     path = TEST_MODELS / f"{name}.json"
     if not path.exists():
-        pytest.skip(f"{path} missing: run `make tests/models/stamp` in the build directory")
+        pytest.fail(f"{path} missing: `make check` builds it (or run `make tests/models/stamp` in the build directory)")
     return json.loads(path.read_text()), (TEST_MODELS / f"{name}.onnx").read_bytes()
 
 
