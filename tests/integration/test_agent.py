@@ -28,11 +28,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import onnx
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from onnx import TensorProto, helper, numpy_helper
-from securesystemslib.formats import encode_canonical
 
+from hostile_server import key_object, keyid, sign, tuf_time
 from ganglion_harness import (
     SANITIZER_PATTERNS,
     TEST_MODELS,
@@ -352,26 +351,7 @@ class TrickleProxy:
 
 
 # --- TUF metadata made by the test ----------------------------------------------------------
-def canonical(obj):
-    return encode_canonical(obj).encode()
-
-
-def key_object(private_key):
-    pub = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"keytype": "ed25519", "scheme": "ed25519", "keyval": {"public": pub.hex()}}
-
-
-def keyid(private_key):
-    return hashlib.sha256(canonical(key_object(private_key))).hexdigest()
-
-
-def sign(signed, *keys):
-    """An envelope of signed with one signature per key given (the same key twice: two copies)."""
-    return {"signed": signed, "signatures": [{"keyid": keyid(k), "sig": k.sign(canonical(signed)).hex()} for k in keys]}
-
-
-def tuf_time(dt):
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+# canonical, key_object, keyid, sign and tuf_time: the TUF signing helpers in hostile_server.py.
 
 
 def sql(srv, text):
