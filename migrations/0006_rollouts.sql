@@ -33,7 +33,10 @@ CREATE TABLE rollouts (
     reason           text,                        -- why it is in its state
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
-    finished_at      timestamptz
+    finished_at      timestamptz,
+    -- Devices taken into the canary because its stage would otherwise hold none (a small fleet):
+    -- in the current stage and every later one, whatever their place.
+    pinned           uuid[] NOT NULL DEFAULT '{}'
 );
 -- One rollout at a time per deployment.
 CREATE UNIQUE INDEX rollouts_one_active ON rollouts (deployment_id)

@@ -65,6 +65,15 @@ static const db_stmt st_next_stage = {
 	"rollouts_next_stage",
 	"UPDATE rollouts SET stage = stage + 1, stage_started_at = now(), updated_at = now(), reason = $2 WHERE id = $1",
 	2};
+/* Takes the deployment's device that comes first in the rollout's order into the canary (and
+ * restarts the stage's bake), for a stage that would otherwise hold no device. */
+static const db_stmt st_pin = {
+	"rollouts_pin",
+	"UPDATE rollouts r SET pinned = r.pinned || x.device_id, stage_started_at = now(), updated_at = now()"
+	" FROM (SELECT dd.device_id FROM device_desired dd JOIN devices dv ON dv.id = dd.device_id, rollouts q"
+	"  WHERE q.id = $1 AND dd.deployment_id = q.deployment_id AND dv.status = 'active'"
+	"  ORDER BY gn_cohort(q.id, dd.device_id) LIMIT 1) x WHERE r.id = $1 RETURNING x.device_id",
+	1};
 static const db_stmt st_complete_deployment = {
 	"rollouts_complete_deployment",
 	"UPDATE deployments SET version = (SELECT to_version FROM rollouts WHERE id = $1), updated_at = now()"
@@ -80,7 +89,8 @@ static const db_stmt st_complete_deployment = {
 	" EXISTS (SELECT 1 FROM rollouts x WHERE x.deployment_id = p.id AND x.state IN ('rolled_back', 'aborted')"  \
 	"   AND x.to_version = (SELECT v.version FROM model_versions v WHERE v.model = p.model AND v.version ="     \
 	"   coalesce((SELECT version FROM model_aliases WHERE model = p.model AND alias = p.follows), p.follows))"  \
-	"   AND x.from_version = p.version)"                                                                        \
+	"   AND x.from_version = p.version),"                                                                       \
+	" r.pinned::text"                                                                                           \
 	" FROM deployments p LEFT JOIN rollouts r ON r.deployment_id = p.id AND r.state IN " ACTIVE_STATES
 static const db_stmt st_deployments = {"rollouts_deployments", DEPLOYMENTS_SELECT " ORDER BY p.created_at", 0};
 static const db_stmt st_deployment = {"rollouts_deployment", DEPLOYMENTS_SELECT " WHERE p.id = $1", 1};
@@ -101,7 +111,8 @@ enum {
 	R_FROM,
 	R_STRATEGY,
 	R_BAKED,
-	D_REFUSED
+	D_REFUSED,
+	R_PINNED
 };
 
 /* What each matching active device of a deployment should run: the rollout's new version for the
@@ -110,7 +121,7 @@ enum {
 static const db_stmt st_materialise = {
 	"rollouts_materialise",
 	"WITH want AS (SELECT d.id AS device_id, CASE WHEN $9::uuid IS NOT NULL"
-	"   AND gn_cohort($9::uuid, d.id) * 100 < $11::int THEN $10 ELSE $8 END AS version"
+	"   AND (gn_cohort($9::uuid, d.id) * 100 < $11::int OR d.id = ANY($13::uuid[])) THEN $10 ELSE $8 END AS version"
 	"  FROM devices d WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE ")"
 	" INSERT INTO device_desired (device_id, model, version, assigned_by, deployment_id)"
 	" SELECT w.device_id, $7, w.version, $12, $6 FROM want w WHERE w.version IS NOT NULL"
@@ -119,15 +130,16 @@ static const db_stmt st_materialise = {
 	" WHERE device_desired.deployment_id = excluded.deployment_id"
 	"  AND (device_desired.version <> excluded.version OR device_desired.model <> excluded.model)"
 	" RETURNING device_id",
-	12};
+	13};
 
 /* The health of a rollout's current stage: devices in it, healthy on the new version (active for
  * the probation period), failed installs of it, and requests and errors of the canary (devices
  * on the new version) and of the control (the deployment's devices still on the old one). */
 static const db_stmt st_stage_stats = {
 	"rollouts_stage_stats",
-	"WITH r AS (SELECT id, created_at, deployment_id FROM rollouts WHERE id = $1),"
-	" mine AS (SELECT dd.device_id, dv.reported, gn_cohort($1::uuid, dd.device_id) * 100 < $2::int AS in_stage"
+	"WITH r AS (SELECT id, created_at, deployment_id, pinned FROM rollouts WHERE id = $1),"
+	" mine AS (SELECT dd.device_id, dv.reported,"
+	"   gn_cohort($1::uuid, dd.device_id) * 100 < $2::int OR dd.device_id = ANY(r.pinned) AS in_stage"
 	"  FROM device_desired dd JOIN devices dv ON dv.id = dd.device_id, r"
 	"  WHERE dd.deployment_id = r.deployment_id AND dv.status = 'active'),"
 	" per AS (SELECT m.device_id, m.in_stage, m.reported,"
@@ -267,6 +279,24 @@ static int set_state(db_conn *c, const char *id, const char *state, const char *
 	return db_exec(NULL, c, &st_set_state, p, err);
 }
 
+/* Takes one device into a stage that would hold none, and says so in the rollout's events. */
+static int pin_one(db_conn *c, const struct gd_actor *who, const char *id, int stage, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {id};
+	int error = db_exec(&res, c, &st_pin, p, err);
+	if (!error && PQntuples(res) == 1) {
+		gn_log(GN_LOG_INFO, "event=rollout_pinned rollout=%s stage=%d device=%s", id, stage,
+		       PQgetvalue(res, 0, 0));
+		error = event(c, who, id, "pin",
+			      json_pack("{s:i,s:s,s:s}", "stage", stage, "device", PQgetvalue(res, 0, 0), "reason",
+					"the stage held no device; the first in the rollout's order joins it"),
+			      err);
+	}
+	PQclear(res);
+	return error;
+}
+
 /* Judges a running rollout's current stage: fail (roll back or pause), hold, next stage, or done. */
 static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int row, gn_err *err)
 {
@@ -294,6 +324,9 @@ static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int 
 		       st.rollback_on_failure ? "rollback" : "pause", why);
 		return 0;
 	}
+	/* A canary stage with no device would judge nothing and pass: give it one. */
+	if (s.devices == 0 && s.all > 0 && stage + 1 < st.nstages)
+		return pin_one(c, who, id, stage, err);
 	if (strcmp(PQgetvalue(d, row, R_BAKED), "t") != 0 || !stage_passed(&st, &s))
 		return 0;
 	json_t *detail = json_pack("{s:i,s:i,s:o}", "stage", stage, "percent", st.stages[stage].percent, "stats",
@@ -345,7 +378,8 @@ static int materialise(long *out_changed, db_conn *c, const PGresult *d, int row
 			   rid,
 			   db_val(d, row, R_TO),
 			   pct,
-			   label};
+			   label,
+			   rid ? PQgetvalue(d, row, R_PINNED) : "{}"};
 	if (!error)
 		error = db_exec(&res, c, &st_materialise, p, err);
 	if (!error)
@@ -535,7 +569,8 @@ static const db_stmt st_plan = {
 	"   WHERE dd.deployment_id = p.id)"
 	" SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM devs),"
 	"  (SELECT coalesce(jsonb_agg(jsonb_build_object('percent', s.pct::int, 'devices',"
-	"    (SELECT count(*) FROM devs WHERE pos < s.pct::int))), '[]')::text"
+	"    GREATEST((SELECT count(*) FROM devs WHERE pos < s.pct::int),"
+	"     CASE WHEN EXISTS (SELECT 1 FROM devs) THEN 1 ELSE 0 END))), '[]')::text"
 	"   FROM jsonb_array_elements_text($2::jsonb) AS s(pct))",
 	2};
 static const db_stmt st_plan_strategy = {"rollouts_plan_strategy",

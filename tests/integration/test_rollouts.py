@@ -2,6 +2,7 @@
 (enrolment, challenge-response, check-ins reporting what it runs) against the real gangliond and
 its controller: standing selectors, staged cohorts, gates, rollback, operator actions."""
 
+import hashlib
 import time
 
 import pytest
@@ -318,3 +319,29 @@ def test_two_replicas_one_controller_and_handover(gangliond):
     r = drive(b, fleet, "cams", lambda r: r["state"] == "completed")
     kinds = [e["kind"] for e in b.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
     assert kinds == ["start", "stage", "stage", "complete"], kinds
+
+
+def cohort(rollout_id, device_id):
+    """The device's place in the rollout, as gn_cohort computes it in SQL."""
+    return int(hashlib.md5(f"{rollout_id}/{device_id}".encode()).hexdigest()[:8], 16) / 4294967296.0
+
+
+def test_a_canary_stage_never_judges_nothing(fast):
+    """1 % of three devices is usually none: the stage takes the first device in the rollout's
+    order instead of passing with nothing to judge, and the bad version stops there."""
+    publish_versions(fast, "1.0.0", "3.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}, broken={"3.0.0"}) for _ in range(3)]
+    create(fast, follow="1.0.0", strategy={"stages": [{"percent": 1, "bake": 1}, {"percent": 100, "bake": 0}]})
+    assert wait_for(lambda: (fleet_checkin(fleet), all(x.running == ("det", "1.0.0") for x in fleet))[1], 30, 0.2)
+    plan = fast.api("GET", "/v1/deployments/cams/plan").json()
+    assert plan["stages"][0]["devices"] >= 1, plan
+    assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "3.0.0"}).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "rolled_back")
+    assert r["stage"] == 0, r
+    reached = [x for x in fleet if ("det", "3.0.0") in x.seen]
+    natural = [x for x in fleet if cohort(r["id"], x.dev.id) < 0.01]
+    kinds = [e["kind"] for e in fast.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
+    if natural:
+        assert "pin" not in kinds and len(reached) == len(natural), (kinds, len(reached))
+    else:
+        assert kinds[:2] == ["start", "pin"] and len(reached) == 1, (kinds, len(reached))
