@@ -355,6 +355,15 @@ void gd_reply_problem(struct gd_req *r, int status, const char *detail)
 	r->responded = true;
 }
 
+void gd_reply_text(struct gd_req *r, int rc, int status, char *json, const gn_err *err)
+{
+	if (rc)
+		gd_reply_error(r, err);
+	else
+		gd_reply_raw(r, status, "application/json", json, strlen(json));
+	free(json);
+}
+
 void gd_reply_error(struct gd_req *r, const gn_err *err)
 {
 	int status = gd_http_status(err->code);

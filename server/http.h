@@ -72,6 +72,9 @@ void gd_reply_raw(struct gd_req *r, int status, const char *type, const char *bo
 void gd_reply_fd(struct gd_req *r, int status, const char *type, int fd, uint64_t offset, uint64_t len);
 /* Adds a response header (value copied); name must be a string literal. */
 void gd_header(struct gd_req *r, const char *name, const char *value);
+/* Answers a domain call's outcome: on rc == 0 status with json (JSON text, taken and freed), else
+ * the error in err (json is then NULL or freed all the same). */
+void gd_reply_text(struct gd_req *r, int rc, int status, char *json, const gn_err *err);
 /* Answers with a problem+json body. */
 void gd_reply_problem(struct gd_req *r, int status, const char *detail);
 /* Answers for a failure: the status comes from err->code through the one GN_E -> HTTP table. */

@@ -54,12 +54,8 @@ static void http_agent_self(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
-	if (devices_get(&out, gd_db(r), gd_actor(r)->id, &err)) {
-		gd_reply_error(r, &err);
-		return;
-	}
-	gd_reply_raw(r, 200, "application/json", out, strlen(out));
-	free(out);
+	int rc = devices_get(&out, gd_db(r), gd_actor(r)->id, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 const struct gd_route http_agent_routes[] = {

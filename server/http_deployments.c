@@ -6,16 +6,6 @@
 #include "http.h"
 #include "rollouts.h"
 
-/* Answers status with JSON text (taken), or the error. */
-static void reply_text(struct gd_req *r, int rc, int status, char *json, const gn_err *err)
-{
-	if (rc)
-		gd_reply_error(r, err);
-	else
-		gd_reply_raw(r, status, "application/json", json, strlen(json));
-	free(json);
-}
-
 static void http_deployments_create(struct gd_req *r)
 {
 	json_t *body = NULL;
@@ -24,7 +14,7 @@ static void http_deployments_create(struct gd_req *r)
 	if (gd_body_json(&body, r, deployments_create_fields, deployments_create_nfields))
 		return;
 	int rc = deployments_create(&out, gd_db(r), gd_actor(r), body, &err);
-	reply_text(r, rc, 201, out, &err);
+	gd_reply_text(r, rc, 201, out, &err);
 	json_decref(body);
 }
 
@@ -38,7 +28,7 @@ static void http_deployments_get(struct gd_req *r)
 	char *out = NULL;
 	gn_err err;
 	int rc = deployments_get(&out, gd_db(r), gd_param(r, 0), &err);
-	reply_text(r, rc, 200, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 static void http_deployments_patch(struct gd_req *r)
@@ -49,7 +39,7 @@ static void http_deployments_patch(struct gd_req *r)
 	if (gd_body_json(&body, r, deployments_update_fields, deployments_update_nfields))
 		return;
 	int rc = deployments_update(&out, gd_db(r), gd_actor(r), gd_param(r, 0), body, &err);
-	reply_text(r, rc, 200, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 	json_decref(body);
 }
 

@@ -25,22 +25,12 @@ static void http_devices_list(struct gd_req *r)
 		free(sp[i]);
 }
 
-/* Answers 200 with a device's JSON text (taken) or the error. */
-static void reply_device(struct gd_req *r, int rc, char *json, const gn_err *err)
-{
-	if (rc)
-		gd_reply_error(r, err);
-	else
-		gd_reply_raw(r, 200, "application/json", json, strlen(json));
-	free(json);
-}
-
 static void http_devices_get(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
 	int rc = devices_get(&out, gd_db(r), gd_param(r, 0), &err);
-	reply_device(r, rc, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 static const gn_json_field patch_fields[] = {
@@ -60,7 +50,7 @@ static void http_devices_patch(struct gd_req *r)
 	if (gd_body_json(&body, r, patch_fields, GN_ARRAY_LEN(patch_fields)))
 		return;
 	int rc = devices_update(&out, gd_db(r), gd_actor(r), gd_param(r, 0), body, &err);
-	reply_device(r, rc, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 	json_decref(body);
 }
 
@@ -69,7 +59,7 @@ static void http_devices_decommission(struct gd_req *r)
 	char *out = NULL;
 	gn_err err;
 	int rc = devices_decommission(&out, gd_db(r), gd_actor(r), gd_param(r, 0), &err);
-	reply_device(r, rc, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 const struct gd_route http_devices_routes[] = {

@@ -203,22 +203,12 @@ static void http_models_list(struct gd_req *r)
 	gd_list(r, &models_list_stmt, CURSOR_TEXT, NULL, 0);
 }
 
-/* Answers 200 with JSON text (taken), or the error. */
-static void reply_text(struct gd_req *r, int rc, char *json, const gn_err *err)
-{
-	if (rc)
-		gd_reply_error(r, err);
-	else
-		gd_reply_raw(r, 200, "application/json", json, strlen(json));
-	free(json);
-}
-
 static void http_models_get(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
 	int rc = models_get(&out, gd_db(r), gd_param(r, 0), &err);
-	reply_text(r, rc, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 static void version_part(struct gd_req *r, enum models_part part)
@@ -226,7 +216,7 @@ static void version_part(struct gd_req *r, enum models_part part)
 	char *out = NULL;
 	gn_err err;
 	int rc = models_version_get(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), part, &err);
-	reply_text(r, rc, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 static void http_models_version_get(struct gd_req *r)
@@ -261,7 +251,7 @@ static void http_models_alias_set(struct gd_req *r)
 		return;
 	int rc = models_alias_set(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1),
 				  gn_json_str(body, "version"), &err);
-	reply_text(r, rc, out, &err);
+	gd_reply_text(r, rc, 200, out, &err);
 	json_decref(body);
 }
 

@@ -15,11 +15,8 @@ static void http_rollouts_get(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
-	if (rollouts_get(&out, gd_db(r), gd_param(r, 0), &err))
-		gd_reply_error(r, &err);
-	else
-		gd_reply_raw(r, 200, "application/json", out, strlen(out));
-	free(out);
+	int rc = rollouts_get(&out, gd_db(r), gd_param(r, 0), &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 static void http_rollouts_events(struct gd_req *r)
@@ -36,11 +33,8 @@ static void http_rollouts_action(struct gd_req *r)
 {
 	char *out = NULL;
 	gn_err err;
-	if (rollouts_action(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), &err))
-		gd_reply_error(r, &err);
-	else
-		gd_reply_raw(r, 200, "application/json", out, strlen(out));
-	free(out);
+	int rc = rollouts_action(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), &err);
+	gd_reply_text(r, rc, 200, out, &err);
 }
 
 const struct gd_route http_rollouts_routes[] = {

@@ -264,6 +264,34 @@ def test_invalid_settings_and_overlap_are_refused(fast):
     assert r.status_code == 409 and "north" in r.json()["detail"], r.text
     assert fast.api("POST", "/v1/deployments", json={"name": "north", "model": "det", "selector": "x=y",
                                                      "follow": "1.0.0"}).status_code == 409
+    # Unknown fields, wrong types, missing fields, malformed JSON: 400, and nothing written.
+    for body in ({"name": "y", "model": "det", "selector": "a=b", "follow": "1.0.0", "extra": 1},
+                 {"name": "y", "model": "det", "selector": 7, "follow": "1.0.0"},
+                 {"name": "y", "model": "det", "selector": "a=b"}):
+        assert fast.api("POST", "/v1/deployments", json=body).status_code == 400, body
+    r = fast.api("POST", "/v1/deployments", data=b'{"name": "y",', headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert fast.api("GET", "/v1/deployments/y").status_code == 404
+    assert fast.api("PATCH", "/v1/deployments/north", json={"follow": "1.0.0", "soak": 1}).status_code == 400
+    assert fast.api("PATCH", "/v1/deployments/north", json={"follow": "9.9.9"}).status_code == 404
+    assert fast.api("PATCH", "/v1/deployments/nope", json={"follow": "1.0.0"}).status_code == 404
+    assert fast.api("DELETE", "/v1/deployments/nope").status_code == 404
+    assert fast.api("GET", "/v1/deployments/nope/plan").status_code == 404
+    for rid in ("not-a-uuid", "00000000-0000-0000-0000-000000000000"):
+        assert fast.api("GET", f"/v1/rollouts/{rid}").status_code == 404
+        assert fast.api("POST", f"/v1/rollouts/{rid}/pause").status_code == 404
+    # Scopes: read cannot write, ci cannot act on rollouts or delete, no token is 401.
+    read = fast.make_token(["read"])["token"]
+    ci = fast.make_token(["ci"])["token"]
+    body = {"name": "z", "model": "det", "selector": "q=r", "follow": "1.0.0"}
+    assert fast.api("POST", "/v1/deployments", json=body, token=read).status_code == 403
+    assert fast.api("DELETE", "/v1/deployments/north", token=ci).status_code == 403
+    assert fast.api("POST", "/v1/deployments", json=body, token=None).status_code == 401
+    assert fast.api("GET", "/v1/deployments/north", token=read).status_code == 200
+    names = [d["name"] for d in fast.api("GET", "/v1/deployments").json()["items"]]
+    assert names == ["north"], names
+    audit = [a["action"] for a in fast.api("GET", "/v1/audit", params={"limit": 200}).json()["items"]]
+    assert audit.count("deployment.create") == 1 and "deployment.update" not in audit, audit
 
 
 def test_override_wins_and_is_shown(fast):
