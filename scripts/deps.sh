@@ -15,6 +15,10 @@ TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography pyt
 # and procps for the checks.
 PKG_PKGS=(debhelper dpkg-dev lintian systemd man-db procps)
 
+# The OpenAPI linter (scripts/test.sh) is @redocly/cli from the npm registry, installed below.
+NODE_PKGS=(nodejs npm)
+top=$(cd "$(dirname "$0")/.." && pwd)
+
 want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
 case "${1:-test}" in
 test) want+=("${MODEL_PKGS[@]}" "${TEST_PKGS[@]}" "${PKG_PKGS[@]}") ;;
@@ -25,15 +29,39 @@ missing=()
 for p in "${want[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "deps: installing ${missing[*]}"
-SUDO=
-if [ "$(id -u)" -ne 0 ]; then
-	command -v sudo >/dev/null || { echo "deps: missing packages and not root: ${missing[*]}" >&2; exit 1; }
-	SUDO=sudo
+# Any Node.js with npm will do (NodeSource's packages, say); Debian's only when there is none.
+if [ "${1:-test}" = test ] && ! command -v npm >/dev/null; then
+	missing+=("${NODE_PKGS[@]}")
 fi
-export DEBIAN_FRONTEND=noninteractive
-# Installing the postgresql package must not leave a system cluster running that we never use.
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	SUDO=
+	if [ "$(id -u)" -ne 0 ]; then
+		command -v sudo >/dev/null || { echo "deps: missing packages and not root: ${missing[*]}" >&2; exit 1; }
+		SUDO=sudo
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	# Installing the postgresql package must not leave a system cluster running that we never use.
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# @redocly/cli into scripts/redocly/node_modules: npm ci installs exactly the version in
+# package-lock.json and refuses a download whose sha512 differs from the one recorded there.
+# Skipped when that version is already installed. It needs Node.js 20.19+ or 22.12+: with an older one
+# the linter is left out and scripts/test.sh reports the API lint as failed, saying why.
+if [ "${1:-test}" = test ]; then
+	lint=$top/scripts/redocly
+	want_v=$(sed -n 's/.*"@redocly\/cli": "\([0-9.]*\)".*/\1/p' "$lint/package.json")
+	have_v=$(sed -n 's/^  "version": "\([0-9.]*\)".*/\1/p' "$lint/node_modules/@redocly/cli/package.json" 2>/dev/null || true)
+	node_v=$(node -p 'process.versions.node' 2>/dev/null || echo 0)
+	if [ "$have_v" != "$want_v" ]; then
+		if node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit((a==20&&b>=19)||(a==22&&b>=12)||a>22?0:1)' 2>/dev/null; then
+			npm ci --prefix "$lint" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null ||
+				{ echo "deps: npm ci in $lint failed" >&2; exit 1; }
+		else
+			echo "deps: @redocly/cli $want_v needs Node.js 20.19+ or 22.12+, not $node_v: the API lint cannot run" >&2
+		fi
+	fi
+fi

@@ -61,7 +61,20 @@ if [ $fmt -ne 0 ]; then
 	status=1
 fi
 
-/usr/bin/python3 scripts/summarize.py build build-asan --check "formatting=$fmt" --check "packages=$pkg"
+# The REST contract: api/openapi.yaml lint clean under Redocly's recommended rules, warnings
+# included (api/redocly.yaml); one test in the line below. The linter's version and checksum are
+# pinned in scripts/redocly/package-lock.json (installed by scripts/deps.sh).
+echo "=== API contract lint (redocly lint api/openapi.yaml) ==="
+scripts/lint-api.sh >build/apilint.out 2>&1
+apilint=$?
+if [ $apilint -ne 0 ]; then
+	echo "test.sh: FAIL: api/openapi.yaml does not lint clean:"
+	tail -n 60 build/apilint.out
+	status=1
+fi
+
+/usr/bin/python3 scripts/summarize.py build build-asan --check "formatting=$fmt" --check "packages=$pkg" \
+	--check "apilint=$apilint"
 rc=$?
 [ $status -ne 0 ] && rc=1
 exit $rc

@@ -4,7 +4,7 @@ fits its schemas."""
 import re
 import uuid
 
-from ganglion_harness import GANGLIOND, NO_TOKEN, assert_problem, enroll_device, run
+from ganglion_harness import GANGLIOND, NO_TOKEN, assert_problem, enroll_device, publish, run
 
 
 def _server_routes():
@@ -22,6 +22,10 @@ def _server_routes():
 def test_routes_match_the_contract(contract):
     served = _server_routes()
     documented = contract.routes()
+    # gangliond answers HEAD on every GET route; the contract declares it where clients use it.
+    heads = {(m, p) for m, p in documented if m == "HEAD"}
+    assert all(("GET", p) in served for _, p in heads), f"HEAD declared without a GET route: {heads}"
+    documented -= heads
     missing = sorted(documented - served)
     undocumented = sorted(served - documented)
     assert not missing and not undocumented, (
@@ -42,7 +46,8 @@ def test_contract_names_the_documented_routes(contract):
         ("GET", "/v1/models/{name}/versions/{version}"), ("GET", "/v1/models/{name}/versions/{version}/sample"),
         ("GET", "/v1/models/{name}/versions/{version}/reference-profile"),
         ("PUT", "/v1/models/{name}/aliases/{alias}"), ("DELETE", "/v1/models/{name}/aliases/{alias}"),
-        ("GET", "/v1/artifacts/sha256/{digest}"), ("GET", "/v1/tuf/image/{file}"),
+        ("GET", "/v1/artifacts/sha256/{digest}"), ("HEAD", "/v1/artifacts/sha256/{digest}"),
+        ("GET", "/v1/tuf/image/{file}"),
         ("GET", "/v1/tuf/image/root/draft"), ("POST", "/v1/tuf/image/root"),
         ("GET", "/v1/keys"), ("POST", "/v1/keys/rotate"),
         ("POST", "/v1/agent/checkin"), ("PUT", "/v1/devices/{id}/desired"), ("DELETE", "/v1/devices/{id}/desired"),
@@ -127,6 +132,19 @@ def test_responses_fit_the_contract(server, contract):
     check("GET", "/v1/audit", s.api("GET", "/v1/audit", params={"limit": 3}), 200)
     check("GET", "/v1/audit", s.api("GET", "/v1/audit"), 200)
     check("GET", "/v1/audit", s.api("GET", "/v1/audit", token=dtok), 401)
+
+    # HEAD on an artifact: GET's headers and status, no body.
+    art = "/v1/artifacts/sha256/{digest}"
+    assert publish(s, "contract", b"contract-bytes").status_code == 201
+    digest = s.api("GET", "/v1/models/contract/versions/1.0.0").json()["artifact"]["sha256"]
+    r = check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{digest}"), 200)
+    assert r.headers["Content-Length"] == str(len(b"contract-bytes")), r.headers
+    assert r.headers["ETag"] == f'"sha256:{digest}"' and r.headers["Accept-Ranges"] == "bytes", r.headers
+    check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{digest}", headers={"If-None-Match": r.headers["ETag"]}),
+          304)
+    check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{'0' * 64}"), 404)
+    check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{digest}", token=NO_TOKEN), 401)
+    check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{digest}", token=dtok), 401)  # decommissioned
 
 
 # --- the served routes, probed over HTTP ---------------------------------------------------------
