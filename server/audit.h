@@ -19,4 +19,21 @@ int audit_change(PGresult **out, db_conn *c, const struct gd_actor *who, const d
 		 const char *missing, const char *action, const char *object_type, const char *object_id,
 		 json_t *detail, gn_err *err) GN_WUR;
 
+/* Pages over the audit log, newest first, filtered: ($1 actor, $2 action, $3 object, $4 since,
+ * $5 until: NULL or audit_filter's text; $6 cursor id or NULL, $7 limit) -> (JSON text, id). */
+extern const db_stmt audit_list_stmt;
+
+/* What GET /v1/audit filters on, checked; each member is NULL when not given. */
+struct audit_filter {
+	const char *actor, *action, *object; /* borrowed from the caller */
+	const char *since, *until;           /* point into the buffers below */
+	char since_buf[24], until_buf[24];   /* epoch seconds */
+};
+/* Fills out from the query's values (each may be NULL): actor, action and object at most 200
+ * characters and not empty; since and until RFC 3339 times (2026-01-02T15:04:05Z, with an offset
+ * or fractional seconds, or a date alone for its midnight UTC), since not after until.
+ * GN_EINVAL naming the parameter otherwise. */
+int audit_filter_parse(struct audit_filter *out, const char *actor, const char *action, const char *object,
+		       const char *since, const char *until, gn_err *err) GN_WUR;
+
 #endif

@@ -70,8 +70,9 @@ enum db_lock {
 };
 /* Namespaces of locks keyed by text (hashed with hashtextextended(text, ns)). */
 enum db_lock_ns {
-	DB_LOCK_NS_DIGEST = 7,    /* an artifact digest: publishing vs. sweeping its file */
-	DB_LOCK_NS_DIRECTOR = 11, /* a device's director repository */
+	DB_LOCK_NS_DIGEST = 7,      /* an artifact digest: publishing vs. sweeping its file */
+	DB_LOCK_NS_DIRECTOR = 11,   /* a device's director repository */
+	DB_LOCK_NS_TOKEN_NAME = 13, /* an API token's name: unique among live tokens */
 };
 /* Takes a transaction-scoped advisory lock (released at commit or rollback); needs a transaction. */
 int db_lock_xact(db_conn *c, enum db_lock key, gn_err *err) GN_WUR;

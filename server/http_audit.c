@@ -1,20 +1,18 @@
-/* GET /v1/audit: the audit log, newest first. */
-#include <stdio.h>
-#include <stdlib.h>
-
+/* GET /v1/audit: the audit log, newest first, filtered by actor, action, object and time. */
+#include "audit.h"
 #include "http.h"
-
-static const db_stmt st_list = {
-	"audit_list",
-	"SELECT jsonb_build_object('id', id, 'at', gn_ts(at), 'actor', actor, 'token_id', token_id,"
-	" 'action', action, 'object_type', object_type, 'object_id', object_id, 'request_id', request_id,"
-	" 'detail', detail)::text, id::text AS cursor FROM audit_log"
-	" WHERE ($1::bigint IS NULL OR id < $1::bigint) ORDER BY audit_log.id DESC LIMIT $2",
-	2};
 
 static void http_audit_list(struct gd_req *r)
 {
-	gd_list(r, &st_list, CURSOR_INT, NULL, 0);
+	struct audit_filter f;
+	gn_err err;
+	if (audit_filter_parse(&f, gd_query(r, "actor"), gd_query(r, "action"), gd_query(r, "object"),
+			       gd_query(r, "since"), gd_query(r, "until"), &err)) {
+		gd_reply_problem(r, 400, err.msg);
+		return;
+	}
+	const char *p[] = {f.actor, f.action, f.object, f.since, f.until};
+	gd_list(r, &audit_list_stmt, CURSOR_INT, p, 5);
 }
 
 const struct gd_route http_audit_routes[] = {

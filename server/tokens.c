@@ -26,6 +26,12 @@ const db_stmt tokens_list_stmt = {"tokens_list",
 				  "::text, id FROM api_tokens WHERE ($1::uuid IS NULL OR id > $1::uuid)"
 				  " ORDER BY id LIMIT $2",
 				  2};
+/* The live token (not revoked, not expired) with this name, if any. */
+static const db_stmt st_live_named = {
+	"tokens_live_named",
+	"SELECT id, gn_ts(created_at) FROM api_tokens WHERE name = $1 AND revoked_at IS NULL"
+	" AND (expires_at IS NULL OR expires_at > now()) LIMIT 1",
+	1};
 static const db_stmt st_revoke = {
 	"tokens_revoke", "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
 	1};
@@ -55,6 +61,27 @@ static int scopes_join(gn_buf *out, const json_t *arr, gn_err *err)
 		gn_buf_printf(out, "%s%s", out->len ? "," : "", json_string_value(v));
 	}
 	return 0;
+}
+
+/* Refuses a name that a live token has (so an audit entry's actor names one token), naming that
+ * token. Under the name's lock, inside the caller's transaction. */
+static int name_free(db_conn *c, const char *name, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {name};
+	int error;
+	if ((error = db_lock_xact_text(c, DB_LOCK_NS_TOKEN_NAME, name, err)) ||
+	    (error = db_exec(&res, c, &st_live_named, p, err)))
+		goto out;
+	if (PQntuples(res) > 0)
+		error = gn_err_set(
+			err, GN_ECONFLICT,
+			"a live token named '%s' exists already (id %s, created %s): names are unique "
+			"among tokens that are neither revoked nor expired; choose another name or revoke it",
+			name, PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+out:
+	PQclear(res);
+	return error;
 }
 
 int tokens_create(json_t **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err)
@@ -87,7 +114,8 @@ int tokens_create(json_t **out, db_conn *c, const struct gd_actor *who, const js
 	auth_hash_token(hash, token);
 	const char *p[] = {name, hash, scopes.data, who->kind == GD_ACTOR_TOKEN ? who->id : NULL,
 			   json_is_integer(exp) ? ttl : NULL};
-	if ((error = db_tx_begin(c, err)) || (error = db_exec(&res, c, &st_create, p, err)) ||
+	if ((error = db_tx_begin(c, err)) || (error = name_free(c, name, err)) ||
+	    (error = db_exec(&res, c, &st_create, p, err)) ||
 	    (error = audit_write(c, who, "token.create", "token", PQgetvalue(res, 0, 1),
 				 json_pack("{s:s,s:O}", "name", name, "scopes", arr), err)) ||
 	    (error = db_tx_commit(c, err)))

@@ -15,7 +15,8 @@ extern const size_t tokens_create_nfields;
 extern const db_stmt tokens_list_stmt;
 
 /* Creates a token from a checked request object; *out is the token's JSON with the secret in
- * "token", shown once (new). GN_EINVAL for a bad name, scope or expiry. Own transaction, audited. */
+ * "token", shown once (new). GN_EINVAL for a bad name, scope or expiry; GN_ECONFLICT when a live
+ * token (neither revoked nor expired) has that name. Own transaction, audited. */
 int tokens_create(json_t **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err) GN_WUR;
 /* Revokes token id (idempotent); GN_ENOTFOUND when there is none. Own transaction, audited. */
 int tokens_revoke(db_conn *c, const struct gd_actor *who, const char *id, gn_err *err) GN_WUR;

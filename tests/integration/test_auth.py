@@ -121,3 +121,41 @@ def test_secrets_are_stored_hashed(server, pg, db):
     for secret in (server.admin_token, api, enroll, device_token):
         body = secret.split("_", 1)[1]
         assert body not in dump, f"a {secret[:4]} secret is stored in clear in the database"
+
+
+def test_token_names_are_unique_among_live_tokens(server, pg, db):
+    first = server.make_token(["read"], name="grafana")
+    # a live token of that name: refused, naming it; nothing written
+    before = len(server.api("GET", "/v1/tokens").json()["items"])
+    p = assert_problem(server.api("POST", "/v1/tokens", json={"name": "grafana", "scopes": ["ci"]}), 409)
+    assert "'grafana'" in p["detail"] and first["id"] in p["detail"], p
+    assert len(server.api("GET", "/v1/tokens").json()["items"]) == before
+    # once it is revoked, or expired, the name is free again
+    assert server.api("DELETE", f"/v1/tokens/{first['id']}").status_code == 204
+    second = server.make_token(["read"], name="grafana")
+    pg.sql(f"UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = '{second['id']}'", db)
+    third = server.make_token(["read"], name="grafana")
+    assert_problem(server.api("POST", "/v1/tokens", json={"name": "grafana", "scopes": ["read"]}), 409, third["id"])
+    # the CLI shows the refusal with its own conflict exit code
+    p = server.cli("tokens", "create", "--name", "grafana", "--scope", "read")
+    assert p.returncode != 0 and third["id"] in p.stderr, p.stderr
+
+
+def test_the_migration_renames_live_duplicate_token_names(pg, db, gangliond):
+    from test_migrations import MIGRATIONS, _apply_as_release
+    _apply_as_release(pg, db, [m for m in MIGRATIONS if int(m.name[:4]) < 9])
+    ids = {}
+    for tag, created, extra in (("oldest", "2020-01-01", ""), ("later", "2020-02-01", ""),
+                                ("latest", "2020-03-01", ""), ("revoked", "2020-04-01", "revoked_at"),
+                                ("expired", "2020-05-01", "expires_at")):
+        cols = "name, hash, scopes, created_at" + (f", {extra}" if extra else "")
+        vals = f"'ci', '{uuid.uuid4().hex * 2}', ARRAY['ci'], '{created}'" + (", '2020-06-01'" if extra else "")
+        ids[tag] = pg.sql(f"INSERT INTO api_tokens ({cols}) VALUES ({vals}) RETURNING id", db).splitlines()[0]
+    s = gangliond()
+    names = {t["id"]: t["name"] for t in s.api("GET", "/v1/tokens").json()["items"]}
+    assert names[ids["oldest"]] == names[ids["revoked"]] == names[ids["expired"]] == "ci", names
+    for tag in ("later", "latest"):
+        assert names[ids[tag]] == "ci~" + ids[tag][:8], names
+    renames = [e for e in s.api("GET", "/v1/audit", params={"action": "token.rename"}).json()["items"]]
+    assert sorted(e["object_id"] for e in renames) == sorted([ids["later"], ids["latest"]]), renames
+    assert all(e["actor"] == "migration" and e["detail"]["from"] == "ci" for e in renames), renames
