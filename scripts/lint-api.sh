@@ -6,7 +6,7 @@ set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 redocly=$top/scripts/redocly/node_modules/.bin/redocly
 if [ ! -x "$redocly" ]; then
-	echo "lint-api: $redocly is not installed (scripts/deps.sh test installs it; it needs Node.js 20.19+ or 22.12+)"
+	echo "lint-api: $redocly is not installed (scripts/deps.sh test installs it; it needs Node.js 18.17+, which Debian 12's nodejs package has)"
 	exit 1
 fi
 # No telemetry and no update check: the result must not depend on the network.
