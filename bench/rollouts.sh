@@ -39,7 +39,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for v in 1.0.0 2.0.0; do
 	printf 'model %s %s' "$model" "$v" >"$work/$v.bin"
-	cli models push "$work/$v.bin" --name "$model" --version "$v" --format onnx --no-progress >/dev/null
+	cli models push "$work/$v.bin" --name "$model" --version "$v" --format onnx --no-progress --no-self-test >/dev/null
 done
 
 echo "== a deployment of $model 1.0.0 to all $n devices: until every one has its desired state"

@@ -34,7 +34,7 @@ stamp=$(date +%s)
 best=
 i=0
 while [ "$i" -lt "$runs" ]; do
-	printf '{"version": "0.%s.%s", "format": "other"}' "$stamp" "$i" >"$dir/meta.json"
+	printf '{"version": "0.%s.%s", "format": "other", "no_self_test": true}' "$stamp" "$i" >"$dir/meta.json"
 	out=$(curl -sS --noproxy '*' -o "$dir/publish.out" -w '%{http_code} %{time_total}' \
 		-H "Authorization: Bearer $token" -H 'Expect:' \
 		-F "metadata=<$dir/meta.json;type=application/json" \

@@ -51,6 +51,33 @@ static const output_col pushed_fields[] = {
 	{"SHA256", NULL, artifact_sha256}, {"Length", NULL, artifact_length}, {"Target", "target", NULL},
 };
 
+/* "yes", or why there is none; a yank as "TIME by WHO: REASON"; "" when not yanked. */
+static char *self_test_text(const json_t *row)
+{
+	return gn_strdup(json_is_false(json_object_get(row, "self_test")) ? "none (published with no_self_test)"
+									  : "yes");
+}
+
+static char *yanked_text(const json_t *row)
+{
+	const json_t *y = json_object_get(row, "yanked");
+	const char *reason = gn_json_str(y, "reason");
+	if (!json_is_object(y))
+		return gn_strdup("");
+	return gn_asprintf("%s by %s%s%s", gn_json_str(y, "at"), gn_json_str(y, "by"), reason ? ": " : "",
+			   reason ? reason : "");
+}
+
+static char *yanked_flag(const json_t *row)
+{
+	return gn_strdup(json_is_object(json_object_get(row, "yanked")) ? "yanked" : "");
+}
+
+static char *self_test_flag(const json_t *row)
+{
+	return gn_strdup(json_is_false(json_object_get(row, "self_test")) ? "no" : "yes");
+}
+
 static const output_col version_fields[] = {
 	{"Model", "model", NULL},
 	{"Version", "version", NULL},
@@ -62,6 +89,8 @@ static const output_col version_fields[] = {
 	{"Target", "target", NULL},
 	{"Published", "published_at", NULL},
 	{"Published by", "published_by", NULL},
+	{"Self-test", NULL, self_test_text},
+	{"Yanked", NULL, yanked_text},
 	{"Requirements", "requirements", NULL},
 	{"Inputs", "inputs", NULL},
 	{"Outputs", "outputs", NULL},
@@ -80,8 +109,10 @@ static const output_col model_fields[] = {
 };
 
 static const output_col model_version_cols[] = {
-	{"VERSION", "version", NULL}, {"FORMAT", "format", NULL},          {"SHA256", "sha256", NULL},
-	{"LENGTH", "length", NULL},   {"PUBLISHED", "published_at", NULL}, {"PUBLISHED BY", "published_by", NULL},
+	{"VERSION", "version", NULL},        {"FORMAT", "format", NULL},
+	{"SHA256", "sha256", NULL},          {"LENGTH", "length", NULL},
+	{"PUBLISHED", "published_at", NULL}, {"PUBLISHED BY", "published_by", NULL},
+	{"SELF-TEST", NULL, self_test_flag}, {"STATE", NULL, yanked_flag},
 };
 
 /* A progress line on stderr for hashing and uploading, redrawn in place. */
@@ -224,6 +255,16 @@ static int load_metadata(json_t **out, const cli_args *args, gn_err *err)
 	}
 	if (!json_object_get(meta, "version")) {
 		error = gn_err_set(err, CLI_EUSAGE, "--version is required (or \"version\" in the --meta file)");
+		goto out;
+	}
+	if (cli_args_get(args, "no-self-test"))
+		json_object_set_new(meta, "no_self_test", json_true());
+	/* The server's rule, checked before hashing what may be gigabytes. */
+	if (!json_object_get(meta, "sample") && !json_is_true(json_object_get(meta, "no_self_test"))) {
+		error = gn_err_set(
+			err, CLI_EUSAGE,
+			"no sample: devices self-test a release on the sample in the --meta file (\"sample\": "
+			"inputs and expected outputs) before they swap it in; add one, or say --no-self-test");
 		goto out;
 	}
 	*out = meta;
@@ -436,6 +477,51 @@ out:
 	return error;
 }
 
+/* models yank NAME VERSION [--reason R] / models unyank NAME VERSION */
+static int yank_common(const cli_ctx *ctx, const cli_args *args, bool yank, gn_err *err)
+{
+	int error = 0;
+	const char *name = args->pos[0], *version = args->pos[1], *reason = cli_args_get(args, "reason");
+	char *esc = gn_http_escape(version), *suffix = gn_asprintf("/versions/%s/yank", esc);
+	char *path = model_path(name, suffix);
+	json_t *body = yank ? json_object() : NULL, *ans = NULL;
+	if ((error = check_name(name, err)) || (error = check_version(version, err)))
+		goto out;
+	if (reason)
+		json_object_set_new(body, "reason", json_string(reason));
+	if ((error = cli_request(&ans, ctx, yank ? "PUT" : "DELETE", path, body, err)))
+		goto out;
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(ans);
+	else if (yank)
+		printf("model %s version %s is yanked: no deployment, alias or assignment may newly target it; "
+		       "devices that run it keep it\n",
+		       name, version);
+	else
+		printf("model %s version %s is no longer yanked\n", name, version);
+out:
+	json_decref(body);
+	json_decref(ans);
+	free(esc);
+	free(suffix);
+	free(path);
+	return error;
+}
+
+static int yank_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	return yank_common(ctx, args, true, err);
+}
+
+static int unyank_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	return yank_common(ctx, args, false, err);
+}
+
+static const cli_opt yank_opts[] = {
+	{"reason", 0, "TEXT", "why (shown with the version and in refusals; at most 500 bytes)"},
+};
+
 static const cli_opt push_opts[] = {
 	{"name", 0, "NAME", "the model's name, a lower-case DNS label (required)"},
 	{"version", 0, "VERSION", "semantic version, e.g. 1.2.0 (required unless in the --meta file)"},
@@ -443,19 +529,26 @@ static const cli_opt push_opts[] = {
 	{"meta", 0, "FILE", "JSON object with the other metadata: requirements, inputs, outputs, ..."},
 	{"filename", 0, "F", "the artifact's file name in the release target (default model.EXT)"},
 	{"no-progress", 0, NULL, "no progress bar (there is none anyway unless stderr is a terminal)"},
+	{"no-self-test", 0, NULL, "publish without a sample: devices install it without a self-test"},
 };
 
 static const cli_cmd cmds[] = {
 	{"push", "FILE",
 	 "Publish FILE as a new model version (streamed; its SHA-256 and length are sent along, so a "
-	 "damaged transfer is refused). Flags override the --meta file.",
+	 "damaged transfer is refused). Flags override the --meta file, which must carry a sample for the "
+	 "devices' self-test unless --no-self-test.",
 	 push_opts, GN_ARRAY_LEN(push_opts), 1, 1, push_run},
 	{"list", "", "List models with their latest version and aliases.", NULL, 0, 0, 0, list_run},
 	{"show", "NAME[@VERSION]", "Show a model with its versions and aliases, or one version (or alias).", NULL, 0, 1,
 	 1, show_run},
 	{"alias", "set|rm NAME ALIAS [VERSION]", "set: point ALIAS at VERSION; rm: remove ALIAS.", NULL, 0, 3, 4,
 	 alias_run},
+	{"yank", "NAME VERSION",
+	 "Withdraw VERSION: no deployment, alias or device assignment may newly target it; devices that run "
+	 "it keep it.",
+	 yank_opts, GN_ARRAY_LEN(yank_opts), 2, 2, yank_run},
+	{"unyank", "NAME VERSION", "Undo a yank: VERSION may be targeted again.", NULL, 0, 2, 2, unyank_run},
 };
 
-const cli_group cmd_models_group = {"models", "Publish and inspect models, versions and aliases.", cmds,
+const cli_group cmd_models_group = {"models", "Publish, inspect and yank model versions; point aliases at them.", cmds,
 				    GN_ARRAY_LEN(cmds)};

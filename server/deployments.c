@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "devices.h"
 #include "model.h"
+#include "models.h"
 #include "rollouts.h"
 #include "strategy.h"
 
@@ -190,7 +191,9 @@ int deployments_create(char **out, db_conn *c, const struct gd_actor *who, const
 	sjs = gn_json_dump(sj);
 	actor_label(label, sizeof(label), who);
 	if ((error = db_tx_begin(c, err)) || (error = db_lock_xact(c, DB_LOCK_DEPLOYMENTS, err)) ||
-	    (error = resolve(version, c, model, follow, err)) || (error = check_overlap(c, name, selector, err)))
+	    (error = resolve(version, c, model, follow, err)) ||
+	    (error = models_targetable(c, model, version, "a deployment", err)) ||
+	    (error = check_overlap(c, name, selector, err)))
 		goto out;
 	const char *p[] = {name, model, selector, follow, version, sjs, label};
 	if ((error = db_exec(&res, c, &st_insert, p, err))) {
@@ -242,6 +245,8 @@ static int apply_update(db_conn *c, const struct gd_actor *who, const char *name
 	    (gn_json_str(req, "selector") && (error = check_overlap(c, name, selector, err))))
 		goto out;
 	bool moves = current && strcmp(current, version) != 0;
+	if ((moves || !current) && (error = models_targetable(c, model, version, "a deployment", err)))
+		goto out;
 	if (moves && !PQgetisnull(res, 0, 6)) {
 		error = gn_err_set(err, GN_ECONFLICT,
 				   "rollout %s of deployment %s is in progress; abort it or wait before following %s",

@@ -9,6 +9,7 @@
 #include "audit.h"
 #include "devices.h"
 #include "log.h"
+#include "models.h"
 #include "tuf.h"
 
 #define SELECTOR_MAX_DEVICES 100000
@@ -330,7 +331,7 @@ static int resolve(char out[72], db_conn *c, const char *model, const char *vers
 	else
 		snprintf(out, 72, "%s", PQgetvalue(res, 0, 0));
 	PQclear(res);
-	return error;
+	return error ? error : models_targetable(c, model, out, "a device assignment", err);
 }
 
 /* Records that the active device should run model at version; GN_ENOTFOUND when no active

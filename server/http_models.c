@@ -264,6 +264,31 @@ static void http_models_alias_delete(struct gd_req *r)
 		gd_reply_raw(r, 204, NULL, "", 0);
 }
 
+/* --- yanking -------------------------------------------------------------------------------- */
+
+static const gn_json_field yank_fields[] = {{"reason", GN_JSON_STRING, false, false}};
+
+static void http_models_yank(struct gd_req *r)
+{
+	json_t *body = NULL;
+	char *out = NULL;
+	gn_err err;
+	if (gd_body_json(&body, r, yank_fields, GN_ARRAY_LEN(yank_fields)))
+		return;
+	int rc = models_yank(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), true,
+			     gn_json_str(body, "reason"), &err);
+	gd_reply_text(r, rc, 200, out, &err);
+	json_decref(body);
+}
+
+static void http_models_unyank(struct gd_req *r)
+{
+	char *out = NULL;
+	gn_err err;
+	int rc = models_yank(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), false, NULL, &err);
+	gd_reply_text(r, rc, 200, out, &err);
+}
+
 const struct gd_route http_models_routes[] = {
 	{"GET", "/v1/models", GD_SCOPE_READ, http_models_list, NULL},
 	{"GET", "/v1/models/{name}", GD_SCOPE_READ, http_models_get, NULL},
@@ -275,6 +300,9 @@ const struct gd_route http_models_routes[] = {
 	 http_models_profile_get, NULL},
 	{"PUT", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_set, NULL},
 	{"DELETE", "/v1/models/{name}/aliases/{alias}", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_alias_delete,
+	 NULL},
+	{"PUT", "/v1/models/{name}/versions/{version}/yank", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_yank, NULL},
+	{"DELETE", "/v1/models/{name}/versions/{version}/yank", GD_SCOPE_CI | GD_SCOPE_OPERATOR, http_models_unyank,
 	 NULL},
 };
 const size_t http_models_nroutes = GN_ARRAY_LEN(http_models_routes);

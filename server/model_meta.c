@@ -194,7 +194,7 @@ static const gn_json_field meta_fields[] = {
 	{"inputs", GN_JSON_ARRAY, false, false},      {"outputs", GN_JSON_ARRAY, false, false},
 	{"sample", GN_JSON_OBJECT, false, false},     {"reference_profile", GN_JSON_OBJECT, false, true},
 	{"provenance", GN_JSON_OBJECT, false, false}, {"sha256", GN_JSON_STRING, false, false},
-	{"length", GN_JSON_INTEGER, false, false},
+	{"length", GN_JSON_INTEGER, false, false},    {"no_self_test", GN_JSON_BOOL, false, false},
 };
 
 /* Fills out's format and file name: the stated ones, checked, or "other" and model.EXT. */
@@ -255,6 +255,24 @@ static int check_stated(struct model_meta *out, const json_t *meta, gn_err *err)
 	return 0;
 }
 
+/* A release carries a sample, which every device runs through the model before swapping it in,
+ * unless the publisher says explicitly that it has none. */
+static int check_self_test(const json_t *meta, gn_err *err)
+{
+	bool sample = json_object_get(meta, "sample") != NULL;
+	bool none = json_is_true(json_object_get(meta, "no_self_test"));
+	if (sample && none)
+		return gn_err_set(err, GN_EINVAL,
+				  "the metadata has a sample and \"no_self_test\": true; drop one of them");
+	if (!sample && !none)
+		return gn_err_set(
+			err, GN_EINVAL,
+			"no sample: a release carries a sample (inputs and expected outputs) that each device "
+			"runs as a self-test before it swaps the model in; add \"sample\", or publish without "
+			"a self-test by saying \"no_self_test\": true (ganglion models push --no-self-test)");
+	return 0;
+}
+
 int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err)
 {
 	int rc;
@@ -265,7 +283,7 @@ int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err)
 	    (rc = check_format_filename(out, meta, err)))
 		return rc;
 	snprintf(out->version, sizeof(out->version), "%s", gn_json_str(meta, "version"));
-	if ((rc = check_specs(meta, err)) || (rc = check_stated(out, meta, err)))
+	if ((rc = check_specs(meta, err)) || (rc = check_stated(out, meta, err)) || (rc = check_self_test(meta, err)))
 		return rc;
 	return 0;
 }

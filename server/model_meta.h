@@ -27,7 +27,8 @@ GN_WUR static inline int model_alias_check(const char *alias, gn_err *err)
 }
 
 /* Checks the metadata object of an upload (fields, types, tensor specs, sample against the specs,
- * reference profile shape); fills out. GN_EINVAL with a message naming the field otherwise. */
+ * reference profile shape, and a sample unless "no_self_test" is true); fills out. GN_EINVAL with
+ * a message naming the field otherwise. */
 int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err) GN_WUR;
 
 #endif

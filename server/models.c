@@ -20,7 +20,12 @@
 	" v.profile_json::jsonb, 'provenance', v.metadata->'provenance', 'artifact',"                              \
 	" jsonb_build_object('sha256', v.sha256, 'length', v.length, 'url', '/v1/artifacts/sha256/' || v.sha256)," \
 	" 'target', 'models/' || v.model || '/' || v.version || '/' || v.filename, 'custom', v.custom,"            \
-	" 'published_by', v.published_by, 'published_at', gn_ts(v.published_at))"
+	" 'published_by', v.published_by, 'published_at', gn_ts(v.published_at), " VERSION_STATE ")"
+
+/* The members of a version's JSON on its self-test and a yank, in the version and in model lists. */
+#define VERSION_STATE                                                                                    \
+	"'self_test', v.sample_json IS NOT NULL, 'yanked', CASE WHEN v.yanked_at IS NULL THEN NULL ELSE" \
+	" jsonb_build_object('at', gn_ts(v.yanked_at), 'by', v.yanked_by, 'reason', v.yank_reason) END"
 
 /* Most bytes a version's custom fields may take in the signed targets metadata. */
 #define MAX_TARGET_CUSTOM 16384
@@ -74,8 +79,8 @@ static const db_stmt st_model_get = {
 	"SELECT jsonb_build_object('name', m.name, 'created_at', gn_ts(m.created_at),"
 	" 'aliases', (SELECT coalesce(jsonb_object_agg(a.alias, a.version), '{}') FROM model_aliases a WHERE a.model = m.name),"
 	" 'versions', (SELECT coalesce(jsonb_agg(jsonb_build_object('version', v.version, 'format', v.format,"
-	"   'sha256', v.sha256, 'length', v.length, 'published_at', gn_ts(v.published_at), 'published_by', v.published_by)"
-	"   ORDER BY " SEMVER_DESC "), '[]') FROM model_versions v WHERE v.model = m.name))::text"
+	"   'sha256', v.sha256, 'length', v.length, 'published_at', gn_ts(v.published_at), 'published_by', v.published_by,"
+	"   " VERSION_STATE ") ORDER BY " SEMVER_DESC "), '[]') FROM model_versions v WHERE v.model = m.name))::text"
 	" FROM models m WHERE m.name = $1",
 	1};
 static const db_stmt st_alias_set = {
@@ -87,6 +92,22 @@ static const db_stmt st_alias_set = {
 	3};
 static const db_stmt st_alias_delete = {
 	"models_alias_delete", "DELETE FROM model_aliases WHERE model = $1 AND alias = $2 RETURNING version", 2};
+
+static const db_stmt st_yank = {"models_yank",
+				"UPDATE model_versions SET yanked_at = coalesce(yanked_at, now()),"
+				" yanked_by = CASE WHEN yanked_at IS NULL THEN $3 ELSE yanked_by END,"
+				" yank_reason = CASE WHEN yanked_at IS NULL THEN $4 ELSE coalesce($4, yank_reason) END"
+				" WHERE model = $1 AND version = $2 RETURNING 1",
+				4};
+static const db_stmt st_unyank = {"models_unyank",
+				  "UPDATE model_versions SET yanked_at = NULL, yanked_by = NULL, yank_reason = NULL"
+				  " WHERE model = $1 AND version = $2 RETURNING 1",
+				  2};
+static const db_stmt st_yanked = {
+	"models_yanked",
+	"SELECT coalesce(yank_reason, '') FROM model_versions WHERE model = $1 AND version = $2"
+	" AND yanked_at IS NOT NULL",
+	2};
 
 static const db_stmt st_sample = {"models_sample",
 				  "SELECT sample_json FROM model_versions WHERE model = $1 AND version ="
@@ -432,6 +453,8 @@ int models_alias_set(char **out, db_conn *c, const struct gd_actor *who, const c
 	*out = NULL;
 	if ((error = model_alias_check(alias, err)))
 		return error;
+	if ((error = models_targetable(c, name, version, "an alias", err)))
+		return error;
 	const char *p[] = {name, alias, version};
 	if ((error = audit_change(&res, c, who, &st_alias_set, p, "no such model version", "model.alias", "model", name,
 				  json_pack("{s:s,s:s}", "alias", alias, "version", version), err)))
@@ -449,4 +472,47 @@ int models_alias_delete(db_conn *c, const struct gd_actor *who, const char *name
 				 name, json_pack("{s:s}", "alias", alias), err);
 	PQclear(res);
 	return error;
+}
+
+int models_targetable(db_conn *c, const char *name, const char *version, const char *what, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {name, version};
+	int error = db_exec(&res, c, &st_yanked, p, err);
+	if (!error && PQntuples(res) > 0)
+		error = gn_err_set(
+			err, GN_ECONFLICT,
+			"model %s version %s is yanked%s%s%s, so %s cannot newly target it; devices that run it "
+			"keep it. Choose another version, or unyank it (ganglion models unyank %s %s)",
+			name, version, *PQgetvalue(res, 0, 0) ? " (" : "", PQgetvalue(res, 0, 0),
+			*PQgetvalue(res, 0, 0) ? ")" : "", what, name, version);
+	PQclear(res);
+	return error;
+}
+
+int models_yank(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *version, bool yank,
+		const char *reason, gn_err *err)
+{
+	PGresult *res = NULL;
+	char object[200], missing[300];
+	int error;
+	*out = NULL;
+	if (reason && strlen(reason) > MODELS_YANK_REASON_MAX)
+		return gn_err_set(err, GN_EINVAL, "the reason is %zu bytes; at most %d", strlen(reason),
+				  MODELS_YANK_REASON_MAX);
+	snprintf(object, sizeof(object), "%.80s@%.80s", name, version);
+	snprintf(missing, sizeof(missing), "model %.80s has no version '%.80s' (yank names a version, not an alias)",
+		 name, version);
+	const char *py[] = {name, version, who->name, reason}, *pu[] = {name, version};
+	json_t *detail = json_pack("{s:s,s:s}", "model", name, "version", version);
+	if (yank && reason)
+		json_object_set_new(detail, "reason", json_string(reason));
+	if ((error = audit_change(&res, c, who, yank ? &st_yank : &st_unyank, yank ? py : pu, missing,
+				  yank ? "model.yank" : "model.unyank", "model_version", object, detail, err)))
+		return error;
+	PQclear(res);
+	gn_log(GN_LOG_INFO, "event=%s model=%s version=%s by=%s", yank ? "model_yanked" : "model_unyanked", name,
+	       version, who->name);
+	const char *pg[] = {name, version};
+	return read_one(out, c, &st_version_get, pg, missing, err);
 }

@@ -44,10 +44,24 @@ enum models_part { MODELS_VERSION, MODELS_SAMPLE, MODELS_PROFILE };
  * that version. No transaction. */
 int models_version_get(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *version,
 		       enum models_part part, gn_err *err) GN_WUR;
-/* Points alias at an existing version; *out is {"model","alias","version"} (new text). Own
- * transaction, audited. */
+/* Points alias at an existing version that is not yanked (GN_ECONFLICT otherwise); *out is
+ * {"model","alias","version"} (new text). Own transaction, audited. */
 int models_alias_set(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
 		     const char *version, gn_err *err) GN_WUR;
+/* Most bytes a yank's reason may take. */
+#define MODELS_YANK_REASON_MAX 500
+/* Yanks (yank true, with reason or NULL; again: keeps the first time, replaces the reason when one
+ * is given) or unyanks a version: a yanked version stays published and served to the devices that
+ * run it, but models_targetable refuses it. *out is the version's JSON text (new). GN_ENOTFOUND for
+ * no such version (an alias is not resolved), GN_EINVAL for a reason over MODELS_YANK_REASON_MAX.
+ * Own transaction, audited (model.yank, model.unyank). */
+int models_yank(char **out, db_conn *c, const struct gd_actor *who, const char *name, const char *version, bool yank,
+		const char *reason, gn_err *err) GN_WUR;
+/* Checks that `what` ("a deployment", "an alias", "a device assignment") may newly target version
+ * of model: GN_ECONFLICT naming the version and the yank's reason when it is yanked; 0 when it is
+ * not, or does not exist (the caller resolves it). A plain read, inside the caller's transaction
+ * when it has one. */
+int models_targetable(db_conn *c, const char *name, const char *version, const char *what, gn_err *err) GN_WUR;
 /* Removes an alias; GN_ENOTFOUND when there is none. Own transaction, audited. */
 int models_alias_delete(db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
 			gn_err *err) GN_WUR;

@@ -46,6 +46,7 @@ def test_contract_names_the_documented_routes(contract):
         ("GET", "/v1/models/{name}/versions/{version}"), ("GET", "/v1/models/{name}/versions/{version}/sample"),
         ("GET", "/v1/models/{name}/versions/{version}/reference-profile"),
         ("PUT", "/v1/models/{name}/aliases/{alias}"), ("DELETE", "/v1/models/{name}/aliases/{alias}"),
+        ("PUT", "/v1/models/{name}/versions/{version}/yank"), ("DELETE", "/v1/models/{name}/versions/{version}/yank"),
         ("GET", "/v1/artifacts/sha256/{digest}"), ("HEAD", "/v1/artifacts/sha256/{digest}"),
         ("GET", "/v1/tuf/image/{file}"),
         ("GET", "/v1/tuf/image/root/draft"), ("POST", "/v1/tuf/image/root"),

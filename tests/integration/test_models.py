@@ -18,7 +18,8 @@ from ganglion_harness import (
 )
 
 VERSION_FIELDS = {"model", "version", "format", "filename", "requirements", "inputs", "outputs", "sample",
-                  "reference_profile", "provenance", "artifact", "target", "published_by", "published_at"}
+                  "reference_profile", "provenance", "artifact", "target", "published_by", "published_at",
+                  "self_test", "yanked"}
 
 
 def _sha(b):
@@ -46,9 +47,10 @@ def test_publish_and_read_back(server):
     # Default file name from the format.
     v2 = _ok(publish(server, "detector", b"weights-2", meta=model_meta("1.3.0", format="tflite", filename=None)))
     assert v2["filename"] == "model.tflite"
-    v3 = _ok(publish(server, "detector", b"weights-3", meta={"version": "1.4.0"}))
+    v3 = _ok(publish(server, "detector", b"weights-3", meta={"version": "1.4.0", "no_self_test": True}))
     assert v3["format"] == "other" and v3["filename"] == "model.bin"
     assert v3["sample"] is None and v3["reference_profile"] is None
+    assert v3["self_test"] is False and v["self_test"] is True and v["yanked"] is None
 
     m = _ok(server.api("GET", "/v1/models/detector"), 200)
     assert m["name"] == "detector" and m["aliases"] == {}
@@ -314,7 +316,7 @@ def test_sample_and_reference_profile_bytes(server):
     # Fetched again: the same bytes.
     assert server.api("GET", "/v1/models/smp/versions/1.0.0/sample").content == s.content
 
-    _ok(publish(server, "smp", b"y", meta={"version": "1.1.0"}))
+    _ok(publish(server, "smp", b"y", meta={"version": "1.1.0", "no_self_test": True}))
     assert_problem(server.api("GET", "/v1/models/smp/versions/1.1.0/sample"), 404)
     assert_problem(server.api("GET", "/v1/models/smp/versions/1.1.0/reference-profile"), 404)
     assert_problem(server.api("GET", "/v1/models/smp/versions/7.0.0/sample"), 404)
@@ -324,7 +326,7 @@ def test_new_routes_fit_the_contract(server, contract):
     check = contract.check_response
     ci = server.make_token(["ci"])["token"]
     check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", token=ci), 201)
-    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta={"version": "1.1.0"}), 201)
+    check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta={"version": "1.1.0", "no_self_test": True}), 201)
     check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x"), 409)
     check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta=model_meta(colour=1)), 400)
     check("POST", "/v1/models/{name}/versions", publish(server, "c", b"x", meta=model_meta("3.0.0"), token=NO_TOKEN), 401)
@@ -391,7 +393,8 @@ def test_cli_push_list_show_alias(server, workdir):
     # Pushing the same version again fails with the conflict exit code and keeps the original.
     art2 = workdir / "other.onnx"
     art2.write_bytes(b"different")
-    p = server.cli("models", "push", "--name", "cli-model", "--version", "3.1.4", "--no-progress", art2, token=ci)
+    p = server.cli("models", "push", "--name", "cli-model", "--version", "3.1.4", "--no-progress", "--no-self-test",
+                   art2, token=ci)
     assert p.returncode == 5, (p.returncode, p.stderr)
     assert _ok(server.api("GET", "/v1/models/cli-model/versions/3.1.4"), 200)["artifact"] == v["artifact"]
 
@@ -422,3 +425,128 @@ def test_cli_push_list_show_alias(server, workdir):
     p = server.cli("models", "alias", "rm", "cli-model", "stable", token=ci)
     assert p.returncode == 0, p.stderr
     assert_problem(server.api("GET", "/v1/models/cli-model/versions/stable"), 404)
+
+
+# --- yank and self-test ---------------------------------------------------------------------
+def test_a_yanked_version_is_kept_where_it_runs_and_refused_as_a_new_target(server):
+    for v in ("1.0.0", "2.0.0"):
+        _ok(publish(server, "det", f"det-{v}".encode(), meta=model_meta(v)))
+    _ok(server.api("PUT", "/v1/models/det/aliases/prod", json={"version": "2.0.0"}), 200)
+    dev = enroll_device(server, labels={"site": "north"})
+    _ok(server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.0.0"}), 200)
+    dep = {"name": "north", "model": "det", "selector": "site=north", "follow": "1.0.0"}
+    _ok(server.api("POST", "/v1/deployments", json=dep))
+    ci = server.make_token(["ci"], name="release-bot")["token"]
+
+    v = _ok(server.api("PUT", "/v1/models/det/versions/2.0.0/yank", token=ci, json={"reason": "bad recall"}), 200)
+    assert v["yanked"]["by"] == "release-bot" and v["yanked"]["reason"] == "bad recall" and v["yanked"]["at"]
+    assert _ok(server.api("GET", "/v1/models/det/versions/2.0.0"), 200)["yanked"] == v["yanked"]
+    listed = {x["version"]: x for x in _ok(server.api("GET", "/v1/models/det"), 200)["versions"]}
+    assert listed["2.0.0"]["yanked"] == v["yanked"] and listed["1.0.0"]["yanked"] is None
+    # Yanking again keeps who and when; a new reason replaces the old one.
+    again = _ok(server.api("PUT", "/v1/models/det/versions/2.0.0/yank", json={"reason": "worse"}), 200)["yanked"]
+    assert (again["at"], again["by"], again["reason"]) == (v["yanked"]["at"], "release-bot", "worse")
+
+    # Nothing may newly target it: an alias, a deployment (by version or by an alias naming it), a
+    # device assignment, one by selector. Each refusal names the version and the reason.
+    refused = [
+        server.api("PUT", "/v1/models/det/aliases/stable", json={"version": "2.0.0"}),
+        server.api("POST", "/v1/deployments", json={**dep, "name": "south", "selector": "site=south",
+                                                   "follow": "2.0.0"}),
+        server.api("POST", "/v1/deployments", json={**dep, "name": "west", "selector": "site=west",
+                                                   "follow": "prod"}),
+        server.api("PATCH", "/v1/deployments/north", json={"follow": "prod"}),
+        server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "prod"}),
+        server.api("POST", "/v1/desired", json={"selector": "site=north", "model": "det", "version": "2.0.0"}),
+    ]
+    for r in refused:
+        assert_problem(r, 409, "det version 2.0.0 is yanked (worse)")
+    assert server.api("GET", "/v1/models/det").json()["aliases"] == {"prod": "2.0.0"}
+    assert {d["name"] for d in list_all(server, "/v1/deployments")[0]} == {"north"}
+    assert server.api("GET", f"/v1/devices/{dev.id}").json()["desired"]["version"] == "1.0.0"
+
+    # Yanking what a device runs and a deployment follows: the device keeps it, the deployment
+    # may still change what does not move it.
+    _ok(server.api("PUT", "/v1/models/det/versions/1.0.0/yank", json={}), 200)
+    tok = dev.authenticate(server)
+    targets = server.api("GET", "/v1/tuf/director/targets.json", token=tok).json()["signed"]["targets"]
+    assert [t["custom"]["version"] for t in targets.values()] == ["1.0.0"], targets
+    image = server.api("GET", "/v1/tuf/image/targets.json").json()["signed"]["targets"]
+    assert "models/det/1.0.0/model.onnx" in image and "models/det/2.0.0/model.onnx" in image
+    _ok(server.api("PATCH", "/v1/deployments/north", json={"selector": "site=north,!retired"}), 200)
+
+    # Unyanked, it may be targeted again.
+    u = _ok(server.api("DELETE", "/v1/models/det/versions/2.0.0/yank", token=ci), 200)
+    assert u["yanked"] is None
+    _ok(server.api("PUT", "/v1/models/det/aliases/stable", json={"version": "2.0.0"}), 200)
+    audit = [(e["action"], e["object_id"], e["detail"].get("reason"))
+             for e in list_all(server, "/v1/audit", params={"action": "model"})[0] if "yank" in e["action"]]
+    assert audit == [("model.unyank", "det@2.0.0", None), ("model.yank", "det@1.0.0", None),
+                     ("model.yank", "det@2.0.0", "worse"), ("model.yank", "det@2.0.0", "bad recall")], audit
+
+
+def test_yank_refusals(server, contract):
+    check = contract.check_response
+    _ok(publish(server, "det", b"d", meta=model_meta("1.0.0")))
+    _ok(server.api("PUT", "/v1/models/det/aliases/prod", json={"version": "1.0.0"}), 200)
+    read = server.make_token(["read"])["token"]
+    y = "/v1/models/{name}/versions/{version}/yank"
+    check("PUT", y, server.api("PUT", "/v1/models/det/versions/1.0.0/yank", json={"reason": "r"}), 200)
+    check("DELETE", y, server.api("DELETE", "/v1/models/det/versions/1.0.0/yank"), 200)
+    check("DELETE", y, server.api("DELETE", "/v1/models/det/versions/1.0.0/yank"), 200)  # idempotent
+    r = check("PUT", y, server.api("PUT", "/v1/models/det/versions/prod/yank", json={}), 404)
+    assert "not an alias" in r.json()["detail"]
+    check("PUT", y, server.api("PUT", "/v1/models/det/versions/9.0.0/yank", json={}), 404)
+    check("DELETE", y, server.api("DELETE", "/v1/models/none/versions/1.0.0/yank"), 404)
+    check("PUT", y, server.api("PUT", "/v1/models/det/versions/1.0.0/yank", json={"reason": "x" * 501}), 400)
+    check("PUT", y, server.api("PUT", "/v1/models/det/versions/1.0.0/yank", json={"why": "x"}), 400)
+    check("PUT", y, server.api("PUT", "/v1/models/det/versions/1.0.0/yank", json={"reason": 1}), 400)
+    check("PUT", y, server.api("PUT", "/v1/models/det/versions/1.0.0/yank", token=read, json={}), 403)
+    check("DELETE", y, server.api("DELETE", "/v1/models/det/versions/1.0.0/yank", token=NO_TOKEN), 401)
+    assert server.api("GET", "/v1/models/det/versions/1.0.0").json()["yanked"] is None
+
+
+def test_a_release_without_a_sample_needs_no_self_test_said(server, workdir):
+    r = publish(server, "st", b"weights", meta=model_meta("1.0.0", sample=None))
+    assert_problem(r, 400, '"no_self_test": true')
+    r = publish(server, "st", b"weights", meta=model_meta("1.0.0", sample=None, no_self_test=False))
+    assert_problem(r, 400, "no sample")
+    assert_problem(publish(server, "st", b"weights", meta=model_meta("1.0.0", no_self_test=True)), 400,
+                   "drop one of them")
+    assert_problem(server.api("GET", "/v1/models/st"), 404)
+    v = _ok(publish(server, "st", b"weights", meta=model_meta("1.0.0", sample=None, no_self_test=True)))
+    assert v["self_test"] is False and v["sample"] is None
+    target = server.api("GET", "/v1/tuf/image/targets.json").json()["signed"]["targets"][v["target"]]
+    assert target["custom"]["sample_sha256"] is None
+
+    # The CLI: refused before it reads the file, unless --no-self-test.
+    art = workdir / "big.bin"
+    art.write_bytes(b"w" * 1000)
+    p = server.cli("models", "push", "--name", "st", "--version", "1.1.0", "--no-progress", art)
+    assert p.returncode == 2 and "--no-self-test" in p.stderr and "no sample" in p.stderr, p.stderr
+    p = server.cli("models", "push", "--name", "st", "--version", "1.1.0", "--no-progress", "--no-self-test", art)
+    assert p.returncode == 0, p.stderr
+    assert server.api("GET", "/v1/models/st/versions/1.1.0").json()["self_test"] is False
+    p = server.cli("models", "show", "st@1.1.0")
+    assert p.returncode == 0 and "none (published with no_self_test)" in p.stdout, p.stdout
+
+
+def test_cli_yank_unyank_and_show(server):
+    _ok(publish(server, "det", b"d1", meta=model_meta("1.0.0")))
+    _ok(publish(server, "det", b"d2", meta=model_meta("2.0.0")))
+    p = server.cli("models", "yank", "det", "2.0.0", "--reason", "bad recall")
+    assert p.returncode == 0 and "yanked" in p.stdout, p.stdout + p.stderr
+    p = server.cli("models", "show", "det")
+    row = next(line for line in p.stdout.splitlines() if line.startswith("2.0.0"))
+    assert "yanked" in row and "yes" in row, p.stdout
+    assert "yanked" not in next(line for line in p.stdout.splitlines() if line.startswith("1.0.0"))
+    p = server.cli("models", "show", "det@2.0.0")
+    assert "bad recall" in p.stdout and "by admin" in p.stdout, p.stdout
+    p = server.cli("models", "alias", "set", "det", "stable", "2.0.0")
+    assert p.returncode == 5 and "yanked (bad recall)" in p.stderr, (p.returncode, p.stderr)
+    p = server.cli("models", "yank", "det", "3.0.0")
+    assert p.returncode == 4 and "no version '3.0.0'" in p.stderr, (p.returncode, p.stderr)
+    assert server.cli("models", "yank", "det", "not-a-version").returncode == 2
+    p = server.cli("models", "unyank", "det", "2.0.0", output="json")
+    assert p.returncode == 0 and json.loads(p.stdout)["yanked"] is None, p.stdout + p.stderr
+    assert server.cli("models", "alias", "set", "det", "stable", "2.0.0").returncode == 0

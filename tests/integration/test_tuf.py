@@ -74,7 +74,7 @@ def test_metadata_verifies_after_publishes(server):
     assert root["roles"]["root"]["threshold"] == 1 and len(root["keys"]) == 4
 
     published = []
-    for name, version, meta in [("det", "1.0.0", None), ("det", "1.1.0", {"version": "1.1.0"}),
+    for name, version, meta in [("det", "1.0.0", None), ("det", "1.1.0", {"version": "1.1.0", "no_self_test": True}),
                                 ("cls", "0.1.0-rc.1", model_meta("0.1.0-rc.1", filename="c.tflite",
                                                                  format="tflite", reference_profile=None))]:
         r = publish(server, name, f"{name}-{version}".encode() * 100, meta=meta or model_meta(version))

@@ -79,7 +79,8 @@ static void test_valid(void **state)
 		{"tflite", "{\"format\": \"tflite\"}", NULL, 0, "model.tflite"},
 		{"tensorrt-plan", "{\"format\": \"tensorrt-plan\"}", NULL, 0, "model.plan"},
 		{"a file name", "{\"filename\": \"det_v2.onnx\"}", NULL, 0, "det_v2.onnx"},
-		{"no sample", NULL, "sample", 0, "model"},
+		{"no sample, and no self-test said so", "{\"no_self_test\": true}", "sample", 0, "model"},
+		{"a sample, and no_self_test false", "{\"no_self_test\": false}", NULL, 0, "model"},
 		{"no tolerance", "{\"sample\": {\"inputs\": {\"x\": [1, 2, 3, 4]}, \"outputs\": {\"y\": [1, 2]}}}",
 		 NULL, 0, "model"},
 		{"a dynamic dimension takes any sample length",
@@ -161,6 +162,10 @@ static void test_fields_and_types(void **state)
 		 NULL, GN_EINVAL, "sha256 must be 64 hex digits"},
 		{"sha256 too short", "{\"sha256\": \"abcd\"}", NULL, GN_EINVAL, "sha256 must be 64 hex digits"},
 		{"negative length", "{\"length\": -1}", NULL, GN_EINVAL, "length must not be negative"},
+		{"no sample", NULL, "sample", GN_EINVAL, "\"no_self_test\": true"},
+		{"no sample, no_self_test false", "{\"no_self_test\": false}", "sample", GN_EINVAL, "no sample"},
+		{"a sample and no_self_test", "{\"no_self_test\": true}", NULL, GN_EINVAL, "drop one of them"},
+		{"no_self_test not a boolean", "{\"no_self_test\": 1}", "sample", GN_EINVAL, "field 'no_self_test'"},
 		{"length not an integer", "{\"length\": \"9\"}", NULL, GN_EINVAL, "field 'length' must be"},
 	};
 	run(cases, GN_ARRAY_LEN(cases));
