@@ -6,44 +6,197 @@
 
 #include "http_client.h"
 #include "json.h"
+#include "latency.h"
+#include "model.h"
 #include "selector.h"
 
-/* What the device should run: MODEL@VERSION, and from where (a deployment, or an override). */
-static char *fmt_desired(const json_t *row)
+/* One model the device should run: MODEL@VERSION (deployment NAME) or MODEL@VERSION (override). */
+static void put_desired(gn_buf *b, const json_t *d)
 {
-	json_t *d = json_object_get(row, "desired");
-	if (!json_is_object(d))
-		return gn_strdup("-");
 	const char *dep = json_string_value(json_object_get(d, "deployment"));
-	return gn_asprintf("%s@%s (%s%s)", json_string_value(json_object_get(d, "model")),
-			   json_string_value(json_object_get(d, "version")), dep ? "deployment " : "override",
-			   dep ? dep : "");
+	gn_buf_printf(b, "%s%s@%s (%s%s)", b->len ? ", " : "", json_string_value(json_object_get(d, "model")),
+		      json_string_value(json_object_get(d, "version")), dep ? "deployment " : "override",
+		      dep ? dep : "");
 }
 
-/* What the device runs and how its last update went: MODEL@VERSION, or "failed VERSION: why". */
+/* What the device should run, per model and from where, and the deployments it conflicts with. */
+static char *fmt_desired(const json_t *row)
+{
+	json_t *d;
+	size_t i;
+	gn_buf b;
+	gn_buf_init(&b);
+	json_array_foreach(json_object_get(row, "desired"), i, d)
+		put_desired(&b, d);
+	json_array_foreach(json_object_get(row, "conflicts"), i, d)
+		gn_buf_printf(&b, "%sCONFLICT %s: also deployment %s, kept %s", b.len ? "; " : "",
+			      json_string_value(json_object_get(d, "model")),
+			      json_string_value(json_object_get(d, "deployment")),
+			      json_string_value(json_object_get(d, "kept")));
+	return b.len ? gn_buf_detach(&b) : (gn_buf_cleanup(&b), gn_strdup("-"));
+}
+
+/* An integer field of obj, 0 when absent. */
+static long long int_of(const json_t *obj, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(obj, key));
+}
+
+/* A model's health since its version went live: requests, error share and p95 latency (an upper
+ * bound: the top of its histogram bucket), or "idle". */
+static void put_health(gn_buf *b, const json_t *m)
+{
+	long long req = int_of(m, "requests"), errs = int_of(m, "errors");
+	const json_t *hist = json_object_get(m, "latency_us_buckets");
+	uint64_t counts[GN_LATENCY_NBUCKETS] = {0};
+	if (!req) {
+		gn_buf_puts(b, "idle");
+		return;
+	}
+	gn_buf_printf(b, "%lld req, %.1f%% err", req, 100.0 * (double)errs / (double)req);
+	if (json_array_size(hist) != GN_LATENCY_NBUCKETS)
+		return;
+	for (size_t i = 0; i < GN_LATENCY_NBUCKETS; i++)
+		counts[i] = (uint64_t)json_integer_value(json_array_get(hist, i));
+	uint64_t p95 = gn_latency_quantile_us(counts, GN_LATENCY_NBUCKETS, 0.95);
+	if (p95 == GN_LATENCY_OVERFLOW_US)
+		gn_buf_puts(b, ", p95>10s");
+	else if (p95 >= 1000)
+		gn_buf_printf(b, ", p95<=%llums", (unsigned long long)(p95 / 1000));
+	else if (p95)
+		gn_buf_printf(b, ", p95<=%lluus", (unsigned long long)p95);
+}
+
+/* An update operation that is not a success: "FAILED [MODEL@]VERSION (N attempts): why", or
+ * "downloading [MODEL@]VERSION"; nothing for an active (or no) operation. */
+static void put_operation(gn_buf *b, const json_t *op, const char *sep)
+{
+	const char *state = json_string_value(json_object_get(op, "state"));
+	const char *model = json_string_value(json_object_get(op, "model"));
+	const char *version = json_string_value(json_object_get(op, "version"));
+	const char *detail = json_string_value(json_object_get(op, "detail"));
+	long long attempts = int_of(op, "attempts");
+	if (!state || strcmp(state, "active") == 0)
+		return;
+	gn_buf_printf(b, "%s%s %s%s%s", b->len ? sep : "", strcmp(state, "failed") == 0 ? "FAILED" : state,
+		      model && *model ? model : "", model && *model ? "@" : "", version ? version : "");
+	if (attempts > 1)
+		gn_buf_printf(b, " (%lld attempts)", attempts);
+	if (strcmp(state, "failed") == 0)
+		gn_buf_printf(b, ": %.60s", detail ? detail : "");
+}
+
+/* What the device runs and how each model does: MODEL@VERSION [health], and the update of a
+ * model that is failing or under way. An agent that reports no operation per model has its last
+ * operation shown instead. */
 static char *fmt_runs(const json_t *row)
 {
-	json_t *rep = json_object_get(row, "reported"), *m, *op = json_object_get(rep, "last_operation");
+	json_t *rep = json_object_get(row, "reported"), *m;
+	bool per_model = false;
 	gn_buf b;
 	size_t i;
 	gn_buf_init(&b);
-	json_array_foreach(json_object_get(rep, "models"), i, m)
-		gn_buf_printf(&b, "%s%s@%s", b.len ? ", " : "", json_string_value(json_object_get(m, "name")),
-			      json_string_value(json_object_get(m, "version")));
-	const char *state = json_string_value(json_object_get(op, "state"));
-	if (state && strcmp(state, "failed") == 0)
-		gn_buf_printf(&b, "%sFAILED %s: %.60s", b.len ? "; " : "",
-			      json_string_value(json_object_get(op, "version")),
-			      json_string_value(json_object_get(op, "detail"))
-				      ? json_string_value(json_object_get(op, "detail"))
-				      : "");
-	else if (state && strcmp(state, "active") != 0)
-		gn_buf_printf(&b, "%s%s %s", b.len ? "; " : "", state,
-			      json_string_value(json_object_get(op, "version")));
-	if (!b.len) {
-		gn_buf_cleanup(&b);
-		return gn_strdup("-");
+	json_array_foreach(json_object_get(rep, "models"), i, m) {
+		const char *state = json_string_value(json_object_get(m, "state"));
+		if (state && strcmp(state, "active") == 0) {
+			gn_buf_printf(&b, "%s%s@%s [", b.len ? "; " : "", json_string_value(json_object_get(m, "name")),
+				      json_string_value(json_object_get(m, "version")));
+			put_health(&b, m);
+			gn_buf_puts(&b, "]");
+		}
+		if (json_is_object(json_object_get(m, "last_operation"))) {
+			per_model = true;
+			put_operation(&b, json_object_get(m, "last_operation"), "; ");
+		}
 	}
+	if (!per_model)
+		put_operation(&b, json_object_get(rep, "last_operation"), "; ");
+	return b.len ? gn_buf_detach(&b) : (gn_buf_cleanup(&b), gn_strdup("-"));
+}
+
+/* The rows of `devices show`'s model table: each model the device should run or reports, with
+ * where it comes from, what runs, its health and its last update. */
+static json_t *model_rows(const json_t *dev)
+{
+	json_t *rows = json_object(), *out = json_array(), *d, *m;
+	const char *name;
+	size_t i;
+	json_array_foreach(json_object_get(dev, "desired"), i, d) {
+		gn_buf b;
+		gn_buf_init(&b);
+		put_desired(&b, d);
+		json_object_set_new(rows, json_string_value(json_object_get(d, "model")),
+				    json_pack("{s:s%}", "desired", b.data, b.len));
+		gn_buf_cleanup(&b);
+	}
+	json_array_foreach(json_object_get(json_object_get(dev, "reported"), "models"), i, m) {
+		const char *n = json_string_value(json_object_get(m, "name"));
+		json_t *r = n ? json_object_get(rows, n) : NULL;
+		gn_buf h, o;
+		if (!n)
+			continue;
+		if (!r)
+			json_object_set_new(rows, n, r = json_object());
+		gn_buf_init(&h);
+		gn_buf_init(&o);
+		if (json_is_string(json_object_get(m, "version")))
+			json_object_set(r, "runs", json_object_get(m, "version"));
+		put_health(&h, m);
+		json_object_set_new(r, "health", json_stringn(h.data, h.len));
+		if (json_is_string(json_object_get(m, "self_test")))
+			json_object_set(r, "self_test", json_object_get(m, "self_test"));
+		put_operation(&o, json_object_get(m, "last_operation"), "");
+		if (o.len)
+			json_object_set_new(r, "update", json_stringn(o.data, o.len));
+		gn_buf_cleanup(&h);
+		gn_buf_cleanup(&o);
+	}
+	json_object_foreach(rows, name, d)
+		json_array_append_new(out, json_pack("{s:s,s:O}", "model", name, "row", d));
+	json_decref(rows);
+	return out;
+}
+
+/* A cell of the model table: the row's field named by the column. */
+#define MODEL_CELL(fn, key)                                                                 \
+	static char *fn(const json_t *row)                                                  \
+	{                                                                                   \
+		return output_value_dup(json_object_get(json_object_get(row, "row"), key)); \
+	}
+MODEL_CELL(cell_desired, "desired")
+MODEL_CELL(cell_runs, "runs")
+MODEL_CELL(cell_health, "health")
+MODEL_CELL(cell_self_test, "self_test")
+MODEL_CELL(cell_update, "update")
+
+static const output_col model_cols[] = {
+	{"MODEL", "model", NULL},      {"DESIRED", NULL, cell_desired},     {"RUNS", NULL, cell_runs},
+	{"HEALTH", NULL, cell_health}, {"SELF-TEST", NULL, cell_self_test}, {"UPDATE", NULL, cell_update},
+};
+
+/* The agent's version, as it reported it. */
+static char *fmt_agent(const json_t *row)
+{
+	return output_value_dup(json_object_get(json_object_get(row, "reported"), "agent_version"));
+}
+
+/* The device's last update operation: "STATE MODEL@VERSION (N attempts): detail". */
+static char *fmt_last_update(const json_t *row)
+{
+	const json_t *op = json_object_get(json_object_get(row, "reported"), "last_operation");
+	const char *state = json_string_value(json_object_get(op, "state"));
+	gn_buf b;
+	if (!state)
+		return gn_strdup("-");
+	gn_buf_init(&b);
+	if (strcmp(state, "active") == 0)
+		gn_buf_printf(&b, "active %s@%s", json_string_value(json_object_get(op, "model")),
+			      json_string_value(json_object_get(op, "version")));
+	else
+		put_operation(&b, op, "");
+	gn_buf_printf(&b, " at %s",
+		      json_string_value(json_object_get(op, "at")) ? json_string_value(json_object_get(op, "at"))
+								   : "?");
 	return gn_buf_detach(&b);
 }
 
@@ -66,8 +219,8 @@ static const output_col show_fields[] = {
 	{"Last seen", "last_seen_at", NULL},
 	{"Decommissioned", "decommissioned_at", NULL},
 	{"Facts", "facts", NULL},
-	{"Desired", "desired", NULL},
-	{"Reported", "reported", NULL},
+	{"Agent", NULL, fmt_agent},
+	{"Last update", NULL, fmt_last_update},
 	{"Reported at", "reported_at", NULL},
 };
 
@@ -135,16 +288,30 @@ out:
 static int show_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	int error = 0;
-	json_t *dev = NULL;
+	json_t *dev = NULL, *rows = NULL, *c;
+	size_t i;
 	char *path = device_path(args->pos[0]);
 
 	if ((error = cli_request(&dev, ctx, "GET", path, NULL, err)))
 		goto out;
-	if (ctx->output == CLI_OUTPUT_JSON)
+	if (ctx->output == CLI_OUTPUT_JSON) {
 		output_json(dev);
-	else
-		output_fields(dev, show_fields, GN_ARRAY_LEN(show_fields));
+		goto out;
+	}
+	output_fields(dev, show_fields, GN_ARRAY_LEN(show_fields));
+	rows = model_rows(dev);
+	if (json_array_size(rows)) {
+		fputs("\nModels:\n", stdout);
+		output_table(rows, model_cols, GN_ARRAY_LEN(model_cols));
+	}
+	json_array_foreach(json_object_get(dev, "conflicts"), i, c)
+		printf("%sCONFLICT: deployment %s also matches this device for model %s; it stays on deployment %s"
+		       " (since %s)\n",
+		       i ? "" : "\n", json_string_value(json_object_get(c, "deployment")),
+		       json_string_value(json_object_get(c, "model")), json_string_value(json_object_get(c, "kept")),
+		       json_string_value(json_object_get(c, "since")));
 out:
+	json_decref(rows);
 	json_decref(dev);
 	free(path);
 	return error;
@@ -262,14 +429,32 @@ out:
 
 static int unassign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
-	char *dev = device_path(args->pos[0]), *path = gn_asprintf("%s/desired", dev);
+	const char *model = args->npos > 1 ? args->pos[1] : NULL;
+	char *dev = device_path(args->pos[0]);
 	json_t *ans = NULL;
-	int error = cli_request(&ans, ctx, "DELETE", path, NULL, err);
-	if (!error && ctx->output != CLI_OUTPUT_JSON)
-		printf("device %s has no desired model now; it keeps serving what it runs\n", args->pos[0]);
+	gn_buf path;
+	int error;
+	if (model && gn_model_name_check(model, err)) {
+		err->code = CLI_EUSAGE;
+		free(dev);
+		return CLI_EUSAGE;
+	}
+	gn_buf_init(&path);
+	gn_buf_printf(&path, "%s/desired", dev);
+	if (model)
+		cli_query_add(&path, "model", model);
+	error = cli_request(&ans, ctx, "DELETE", path.data, NULL, err);
+	if (!error && ctx->output != CLI_OUTPUT_JSON) {
+		if (model)
+			printf("device %s: assignment of %s removed; its agent unloads %s unless a deployment gives it\n",
+			       args->pos[0], model, model);
+		else
+			printf("device %s: per-device assignments removed; what deployments give it stays\n",
+			       args->pos[0]);
+	}
 	json_decref(ans);
 	free(dev);
-	free(path);
+	gn_buf_cleanup(&path);
 	return error;
 }
 
@@ -308,17 +493,19 @@ static const cli_opt list_opts[] = {
 
 static const cli_cmd cmds[] = {
 	{"list", "", "List devices (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0, 0, list_run},
-	{"show", "ID", "Show one device with its labels and facts.", NULL, 0, 1, 1, show_run},
+	{"show", "ID", "Show one device: labels, facts, and per model what it should run, runs, and how it does.", NULL,
+	 0, 1, 1, show_run},
 	{"label", "ID key=value... key-...",
 	 "Set labels (key=value) and remove them (key-) on a device; other labels stay.", NULL, 0, 2, SIZE_MAX,
 	 label_run},
 	{"decommission", "ID", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
 	 decommission_run},
 	{"assign", "ID MODEL@VERSION | --selector S MODEL@VERSION",
-	 "Set the model version (or alias, resolved now) a device should run.", assign_opts, GN_ARRAY_LEN(assign_opts),
-	 1, 2, assign_run},
-	{"unassign", "ID", "Clear a device's desired model (it keeps serving what it runs).", NULL, 0, 1, 1,
-	 unassign_run},
+	 "Set the version (or alias, resolved now) of one model a device should run, beside its others.", assign_opts,
+	 GN_ARRAY_LEN(assign_opts), 1, 2, assign_run},
+	{"unassign", "ID [MODEL]",
+	 "Remove a device's per-device assignment of MODEL, or of every model (deployments' models stay).", NULL, 0, 1,
+	 2, unassign_run},
 	{"events", "ID", "Show a device's update attempts as it reported them, newest first.", NULL, 0, 1, 1,
 	 events_run},
 };

@@ -1,4 +1,5 @@
-/* Deployments: checks, overlap with other deployments, and the rollouts a change starts. */
+/* Deployments: checks, overlap with other deployments of the same model, the rollouts a change
+ * starts, and the controller's bookkeeping of devices that stopped matching or match two. */
 #include "deployments.h"
 
 #include <stdio.h>
@@ -6,7 +7,9 @@
 #include <string.h>
 
 #include "audit.h"
+#include "config.h"
 #include "devices.h"
+#include "log.h"
 #include "model.h"
 #include "models.h"
 #include "rollouts.h"
@@ -16,7 +19,8 @@
 	"jsonb_build_object('name', p.name, 'model', p.model, 'selector', p.selector, 'follow', p.follows," \
 	" 'version', p.version, 'strategy', p.strategy, 'created_by', p.created_by,"                        \
 	" 'created_at', gn_ts(p.created_at), 'updated_at', gn_ts(p.updated_at),"                            \
-	" 'devices', (SELECT count(*) FROM device_desired dd WHERE dd.deployment_id = p.id),"               \
+	" 'devices', (SELECT count(*) FROM device_desired dd WHERE dd.deployment_id = p.id"                 \
+	"   AND dd.stale_at IS NULL),"                                                                      \
 	" 'rollout', (SELECT jsonb_build_object('id', r.id, 'state', r.state, 'stage', r.stage,"            \
 	"   'from_version', r.from_version, 'to_version', r.to_version) FROM rollouts r"                    \
 	"   WHERE r.deployment_id = p.id AND r.state IN ('waiting_approval', 'running', 'paused')))"
@@ -40,8 +44,11 @@ static const db_stmt st_resolve = {"deployments_resolve",
 				   "SELECT v.version FROM model_versions v WHERE v.model = $1 AND v.version ="
 				   " coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
 				   2};
+/* The other deployments of a model, oldest first. */
 static const db_stmt st_others = {"deployments_others",
-				  "SELECT name, selector FROM deployments WHERE name <> $1 ORDER BY created_at", 1};
+				  "SELECT name, selector FROM deployments WHERE name <> $1 AND model = $2"
+				  " ORDER BY created_at",
+				  2};
 /* Devices both selectors match ($1..$5 and $6..$10), active. */
 static const db_stmt st_overlap = {
 	"deployments_overlap",
@@ -98,13 +105,13 @@ static int resolve(char out[GN_MODEL_VERSION_MAX + 1], db_conn *c, const char *m
 	return error;
 }
 
-/* Refuses a selector that matches a device another deployment already covers (a device runs one
- * model, from one deployment), naming that deployment. */
-static int check_overlap(db_conn *c, const char *name, const char *selector, gn_err *err)
+/* Refuses a selector that matches a device another deployment of the same model already covers (a
+ * device runs one version of each model, from one deployment), naming that deployment. */
+static int check_overlap(db_conn *c, const char *name, const char *model, const char *selector, gn_err *err)
 {
 	PGresult *others = NULL;
 	char *mine[5] = {0};
-	const char *pn[] = {name};
+	const char *pn[] = {name, model};
 	int error;
 	if ((error = devices_selector_params(mine, selector, err)) ||
 	    (error = db_exec(&others, c, &st_others, pn, err)))
@@ -120,8 +127,9 @@ static int check_overlap(db_conn *c, const char *name, const char *selector, gn_
 			error = gn_err_set(
 				err, GN_ECONFLICT,
 				"selector '%s' matches %s device(s) that deployment %s (selector '%s') already "
-				"covers; a device follows one deployment",
-				selector, PQgetvalue(res, 0, 0), PQgetvalue(others, i, 0), PQgetvalue(others, i, 1));
+				"covers for model %s; a device follows one deployment per model",
+				selector, PQgetvalue(res, 0, 0), PQgetvalue(others, i, 0), PQgetvalue(others, i, 1),
+				model);
 		PQclear(res);
 		free_params(theirs);
 	}
@@ -193,7 +201,7 @@ int deployments_create(char **out, db_conn *c, const struct gd_actor *who, const
 	if ((error = db_tx_begin(c, err)) || (error = db_lock_xact(c, DB_LOCK_DEPLOYMENTS, err)) ||
 	    (error = resolve(version, c, model, follow, err)) ||
 	    (error = models_targetable(c, model, version, "a deployment", err)) ||
-	    (error = check_overlap(c, name, selector, err)))
+	    (error = check_overlap(c, name, model, selector, err)))
 		goto out;
 	const char *p[] = {name, model, selector, follow, version, sjs, label};
 	if ((error = db_exec(&res, c, &st_insert, p, err))) {
@@ -242,7 +250,7 @@ static int apply_update(db_conn *c, const struct gd_actor *who, const char *name
 	error = strategy_parse(&st, &sj, strat ? strat : old, err);
 	json_decref(old);
 	if (error || (error = selector_check(selector, err)) || (error = resolve(version, c, model, follow, err)) ||
-	    (gn_json_str(req, "selector") && (error = check_overlap(c, name, selector, err))))
+	    (gn_json_str(req, "selector") && (error = check_overlap(c, name, model, selector, err))))
 		goto out;
 	bool moves = current && strcmp(current, version) != 0;
 	if ((moves || !current) && (error = models_targetable(c, model, version, "a deployment", err)))
@@ -291,5 +299,104 @@ int deployments_delete(db_conn *c, const struct gd_actor *who, const char *name,
 	int error =
 		audit_change(&res, c, who, &st_delete, p, missing, "deployment.delete", "deployment", name, NULL, err);
 	PQclear(res);
+	return error;
+}
+
+/* --- the controller's bookkeeping ------------------------------------------------------------- */
+
+static const db_stmt st_reconcile_get = {"deployments_reconcile_get",
+					 "SELECT name, model, selector FROM deployments WHERE id = $1", 1};
+/* Marks the deployment's rows of active devices its selector ($1..$5) no longer matches as stale,
+ * and unmarks those it matches again. */
+static const db_stmt st_mark_stale = {
+	"deployments_mark_stale",
+	"UPDATE device_desired dd SET stale_at = CASE WHEN dd.stale_at IS NULL THEN now() END FROM devices d"
+	" WHERE dd.deployment_id = $6 AND d.id = dd.device_id AND d.status = 'active'"
+	" AND (dd.stale_at IS NULL) = NOT (" DEVICES_SELECTOR_WHERE ")",
+	6};
+/* Removes the deployment's rows stale for longer than $2 seconds (no other deployment took them). */
+static const db_stmt st_drop_stale = {
+	"deployments_drop_stale",
+	"DELETE FROM device_desired WHERE deployment_id = $1 AND stale_at < now() - make_interval(secs => $2::bigint)"
+	" RETURNING device_id",
+	2};
+/* Devices the selector ($1..$5) matches that run the model ($7) from another deployment than $6:
+ * recorded as conflicts (a new one, or one whose keeper changed, is returned with its keeper's
+ * name); conflicts of $6 whose device no longer has one are dropped. */
+static const db_stmt st_conflicts = {
+	"deployments_conflicts",
+	"WITH cur AS (SELECT dd.device_id, dd.deployment_id AS kept FROM devices d"
+	"  JOIN device_desired dd ON dd.device_id = d.id AND dd.model = $7"
+	"  WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE
+	"  AND dd.deployment_id IS NOT NULL AND dd.deployment_id <> $6 AND dd.stale_at IS NULL),"
+	" gone AS (DELETE FROM device_conflicts c WHERE c.deployment_id = $6"
+	"  AND NOT EXISTS (SELECT 1 FROM cur WHERE cur.device_id = c.device_id))"
+	" INSERT INTO device_conflicts AS c (device_id, model, deployment_id, kept_id)"
+	" SELECT cur.device_id, $7, $6, cur.kept FROM cur WHERE NOT EXISTS (SELECT 1 FROM device_conflicts x"
+	"  WHERE x.device_id = cur.device_id AND x.deployment_id = $6 AND x.kept_id = cur.kept)"
+	" ON CONFLICT (device_id, deployment_id) DO UPDATE SET kept_id = excluded.kept_id, since = now()"
+	" RETURNING c.device_id, (SELECT name FROM deployments WHERE id = c.kept_id)",
+	7};
+
+/* Marks and removes the deployment's stale rows. */
+static int release_stale(db_conn *c, char *const sp[5], const char *id, const char *name, gn_err *err)
+{
+	PGresult *res = NULL;
+	char grace[24];
+	int64_t interval = config_get()->rollout_interval;
+	/* Long enough for every other deployment of the model to have had a pass at the device. */
+	snprintf(grace, sizeof(grace), "%lld", (long long)(3 * interval > 60 ? 3 * interval : 60));
+	const char *pm[] = {sp[0], sp[1], sp[2], sp[3], sp[4], id}, *pd[] = {id, grace};
+	int error = db_exec(NULL, c, &st_mark_stale, pm, err);
+	if (!error && !(error = db_exec(&res, c, &st_drop_stale, pd, err)) && PQntuples(res))
+		gn_log(GN_LOG_INFO,
+		       "event=deployment_released deployment=%s devices=%d note=\"their labels no longer match\"", name,
+		       PQntuples(res));
+	PQclear(res);
+	return error;
+}
+
+/* Records the deployment's conflicts, auditing each new one. */
+static int record_conflicts(db_conn *c, const struct gd_actor *who, char *const sp[5], const char *id, const char *name,
+			    const char *model, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {sp[0], sp[1], sp[2], sp[3], sp[4], id, model};
+	int error = db_exec(&res, c, &st_conflicts, p, err);
+	for (int i = 0; !error && i < PQntuples(res); i++) {
+		const char *dev = PQgetvalue(res, i, 0), *kept = PQgetvalue(res, i, 1);
+		gn_log(GN_LOG_WARN, "event=deployment_conflict device_id=%s model=%s deployment=%s kept=%s", dev, model,
+		       name, kept);
+		error = audit_write(c, who, "device.conflict", "device", dev,
+				    json_pack("{s:s,s:s,s:s,s:s}", "model", model, "deployment", name, "kept", kept,
+					      "reason",
+					      "the device matches both deployments; it stays on the one it runs"),
+				    err);
+	}
+	PQclear(res);
+	return error;
+}
+
+int deployments_reconcile(db_conn *c, const struct gd_actor *who, const char *deployment_id, gn_err *err)
+{
+	PGresult *dep = NULL;
+	char *sp[5] = {0};
+	const char *p[] = {deployment_id};
+	int error;
+	if ((error = db_tx_begin(c, err)))
+		return error;
+	if ((error = db_exec(&dep, c, &st_reconcile_get, p, err)) || PQntuples(dep) == 0)
+		goto out;
+	const char *name = PQgetvalue(dep, 0, 0), *model = PQgetvalue(dep, 0, 1);
+	if ((error = devices_selector_params(sp, PQgetvalue(dep, 0, 2), err)) ||
+	    (error = release_stale(c, sp, deployment_id, name, err)) ||
+	    (error = record_conflicts(c, who, sp, deployment_id, name, model, err)))
+		goto out;
+	error = db_tx_commit(c, err);
+out:
+	if (error)
+		db_tx_rollback(c);
+	PQclear(dep);
+	free_params(sp);
 	return error;
 }

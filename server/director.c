@@ -18,7 +18,9 @@
 static const db_stmt st_latest = {
 	"director_latest",
 	"SELECT version, body, extract(epoch FROM expires_at)::bigint, extract(epoch FROM created_at)::bigint,"
-	" coalesce(model, ''), coalesce(model_version, ''), coalesce(gn_ts(assigned_at), ''),"
+	/* Targets signed before several models per device name their one model in these columns. */
+	" coalesce(desired_key, CASE WHEN model IS NULL THEN '' ELSE model || '=' || coalesce(model_version, '')"
+	"  || '@' || coalesce(gn_ts(assigned_at), '') END),"
 	" EXISTS (SELECT 1 FROM tuf_keys k WHERE k.repo = 'director' AND k.role = 'targets' AND NOT k.active"
 	"   AND NOT k.pending AND jsonb_path_exists(t.body::jsonb, '$.signatures[*] ? (@.keyid == $k)',"
 	"   jsonb_build_object('k', k.keyid)))"
@@ -28,13 +30,15 @@ static const db_stmt st_latest = {
 static const db_stmt st_desired = {
 	"director_desired",
 	"SELECT d.model, d.version, v.filename, v.sha256, v.length, gn_ts(d.assigned_at) FROM device_desired d"
-	" JOIN model_versions v ON v.model = d.model AND v.version = d.version WHERE d.device_id = $1",
+	" JOIN model_versions v ON v.model = d.model AND v.version = d.version WHERE d.device_id = $1"
+	" ORDER BY d.model COLLATE \"C\"",
 	1};
 static const db_stmt st_store = {
 	"director_store",
-	"INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at)"
-	" VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), to_timestamp($6::bigint), nullif($7, '')::timestamptz)",
-	7};
+	"INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at,"
+	" desired_key) VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), to_timestamp($6::bigint),"
+	" nullif($7, '')::timestamptz, $8)",
+	8};
 static const db_stmt st_resolve = {"director_resolve",
 				   "SELECT v.version FROM model_versions v WHERE v.model = $1 AND v.version ="
 				   " coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
@@ -43,11 +47,20 @@ static const db_stmt st_set_desired = {
 	"director_set_desired",
 	"INSERT INTO device_desired (device_id, model, version, assigned_by) SELECT id, $2, $3, $4 FROM devices"
 	" WHERE id = $1 AND status = 'active'"
-	" ON CONFLICT (device_id) DO UPDATE SET model = excluded.model, version = excluded.version,"
-	" assigned_by = excluded.assigned_by, assigned_at = now(), deployment_id = NULL RETURNING device_id",
+	" ON CONFLICT (device_id, model) DO UPDATE SET version = excluded.version, assigned_by = excluded.assigned_by,"
+	" assigned_at = now(), deployment_id = NULL, stale_at = NULL RETURNING device_id",
 	4};
+/* The device's per-device assignments: of model $2, or of every model when $2 is NULL. */
 static const db_stmt st_clear_desired = {"director_clear_desired",
-					 "DELETE FROM device_desired WHERE device_id = $1 RETURNING device_id", 1};
+					 "DELETE FROM device_desired WHERE device_id = $1 AND deployment_id IS NULL"
+					 " AND ($2::text IS NULL OR model = $2) RETURNING model",
+					 2};
+/* Where the device's desired version of model $2 comes from: (deployment name or NULL). */
+static const db_stmt st_desired_source = {
+	"director_desired_source",
+	"SELECT (SELECT name FROM deployments WHERE id = dd.deployment_id) FROM device_desired dd"
+	" WHERE dd.device_id = $1 AND dd.model = $2",
+	2};
 static const db_stmt st_device_exists = {"director_device_exists", "SELECT status FROM devices WHERE id = $1", 1};
 /* Every active device the selector matches (one past the limit, to tell that it is over). */
 static const db_stmt st_select = {"director_select",
@@ -111,13 +124,19 @@ static const db_stmt st_notify_all = {
 
 /* --- the re-sign rule ------------------------------------------------------------------------- */
 
+void director_state_cleanup(struct director_state *st)
+{
+	free(st->key);
+	free(st->want_key);
+	free(st->want);
+	memset(st, 0, sizeof(*st));
+}
+
 bool director_needs_signing(const struct director_state *st, int64_t now)
 {
 	if (!st->version || st->retired_key)
 		return true;
-	if (strcmp(st->model, st->has_desired ? st->want_model : "") != 0 ||
-	    strcmp(st->model_version, st->has_desired ? st->want_version : "") != 0 ||
-	    strcmp(st->assigned_at, st->has_desired ? st->want_assigned_at : "") != 0)
+	if (strcmp(st->key ? st->key : "", st->want_key ? st->want_key : "") != 0)
 		return true;
 	return tuf_sign_due(st->created, st->expires, now);
 }
@@ -128,8 +147,6 @@ int64_t director_fresh_until(const struct director_state *st)
 }
 
 /* --- signing a device's targets --------------------------------------------------------------- */
-
-#define COPY(dst, res, col) snprintf((dst), sizeof(dst), "%s", PQgetvalue((res), 0, (col)))
 
 /* Reads the newest signed targets into st and *out_body (new; NULL when none). */
 static int read_signed(struct director_state *st, char **out_body, db_conn *c, const char *device_id, gn_err *err)
@@ -143,33 +160,42 @@ static int read_signed(struct director_state *st, char **out_body, db_conn *c, c
 	*out_body = gn_strdup(PQgetvalue(res, 0, 1));
 	st->expires = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
 	st->created = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
-	COPY(st->model, res, 4);
-	COPY(st->model_version, res, 5);
-	COPY(st->assigned_at, res, 6);
-	st->retired_key = strcmp(PQgetvalue(res, 0, 7), "t") == 0;
+	st->key = gn_strdup(PQgetvalue(res, 0, 4));
+	st->retired_key = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
 out:
 	PQclear(res);
 	return error;
 }
 
-/* Reads what the device should run into st. */
+#define COPY_ROW(dst, res, row, col) snprintf((dst), sizeof(dst), "%s", PQgetvalue((res), (row), (col)))
+
+/* Reads what the device should run into st: each model (ordered by model, bytewise, as
+ * gn_desired_key orders them) and the key they make. */
 static int read_desired(struct director_state *st, db_conn *c, const char *device_id, gn_err *err)
 {
 	PGresult *res = NULL;
+	gn_buf key;
 	const char *p[] = {device_id};
 	int error = db_exec(&res, c, &st_desired, p, err);
-	if (error || PQntuples(res) != 1)
-		goto out;
-	st->has_desired = true;
-	COPY(st->want_model, res, 0);
-	COPY(st->want_version, res, 1);
-	COPY(st->filename, res, 2);
-	COPY(st->sha256, res, 3);
-	COPY(st->length, res, 4);
-	COPY(st->want_assigned_at, res, 5);
-out:
+	if (error)
+		return error;
+	gn_buf_init(&key);
+	st->nwant = (size_t)PQntuples(res);
+	st->want = gn_calloc(st->nwant ? st->nwant : 1, sizeof(*st->want));
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct director_want *w = &st->want[i];
+		COPY_ROW(w->model, res, i, 0);
+		COPY_ROW(w->version, res, i, 1);
+		COPY_ROW(w->filename, res, i, 2);
+		COPY_ROW(w->sha256, res, i, 3);
+		COPY_ROW(w->length, res, i, 4);
+		COPY_ROW(w->assigned_at, res, i, 5);
+		gn_buf_printf(&key, "%s%s=%s@%s", i ? "," : "", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+			      PQgetvalue(res, i, 5));
+	}
+	st->want_key = gn_buf_detach(&key);
 	PQclear(res);
-	return error;
+	return 0;
 }
 
 /* Reads the device's state afresh into st and *body (replacing what they held). */
@@ -178,7 +204,7 @@ static int read_state(struct director_state *st, char **body, db_conn *c, const 
 	int error;
 	free(*body);
 	*body = NULL;
-	memset(st, 0, sizeof(*st));
+	director_state_cleanup(st);
 	if ((error = read_signed(st, body, c, device_id, err)))
 		return error;
 	return read_desired(st, c, device_id, err);
@@ -188,13 +214,15 @@ static int read_state(struct director_state *st, char **body, db_conn *c, const 
 static json_t *targets_signed(const struct director_state *st, const char *device_id, int64_t expires)
 {
 	json_t *sp = tuf_sign_header("targets", st->version + 1, expires), *targets = json_object();
-	if (st->has_desired) {
-		char *path = gn_asprintf("models/%s/%s/%s", st->want_model, st->want_version, st->filename);
+	/* One target per model: their paths differ by model, whatever their bytes. */
+	for (size_t i = 0; i < st->nwant; i++) {
+		const struct director_want *w = &st->want[i];
+		char *path = gn_asprintf("models/%s/%s/%s", w->model, w->version, w->filename);
 		json_object_set_new(targets, path,
 				    json_pack("{s:I,s:{s:s},s:{s:s,s:s,s:s,s:s}}", "length",
-					      (json_int_t)strtoll(st->length, NULL, 10), "hashes", "sha256", st->sha256,
-					      "custom", "device_id", device_id, "model", st->want_model, "version",
-					      st->want_version, "assigned_at", st->want_assigned_at));
+					      (json_int_t)strtoll(w->length, NULL, 10), "hashes", "sha256", w->sha256,
+					      "custom", "device_id", device_id, "model", w->model, "version",
+					      w->version, "assigned_at", w->assigned_at));
 		free(path);
 	}
 	json_object_set_new(sp, "targets", targets);
@@ -222,18 +250,23 @@ static int sign(struct director_state *st, char **body, db_conn *c, const struct
 	signed_body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
 	snprintf(ver, sizeof(ver), "%d", st->version + 1);
 	snprintf(exps, sizeof(exps), "%lld", (long long)exp);
+	/* The one-model columns keep naming a device's only model, for whoever reads them. */
+	const struct director_want *one = st->nwant == 1 ? &st->want[0] : NULL;
 	const char *p[] = {device_id,
 			   ver,
 			   signed_body,
-			   st->has_desired ? st->want_model : "",
-			   st->has_desired ? st->want_version : "",
+			   one ? one->model : "",
+			   one ? one->version : "",
 			   exps,
-			   st->has_desired ? st->want_assigned_at : ""};
+			   one ? one->assigned_at : "",
+			   st->want_key ? st->want_key : ""};
 	if ((error = db_exec(NULL, c, &st_store, p, err)))
 		goto out;
 	free(*body);
 	*body = signed_body;
 	signed_body = NULL;
+	free(st->key);
+	st->key = gn_strdup(st->want_key ? st->want_key : "");
 	st->version++;
 	st->retired_key = false;
 	st->created = exp - s->director_expiry;
@@ -262,19 +295,20 @@ static int sync_locked(struct director_state *st, char **body, db_conn *c, const
 
 int director_sync(int *out_version, db_conn *c, const struct tuf_settings *s, const char *device_id, gn_err *err)
 {
-	struct director_state st;
+	struct director_state st = {0};
 	char *body = NULL;
 	int error = sync_locked(&st, &body, c, s, device_id, err);
 	if (!error && out_version)
 		*out_version = st.version;
 	free(body);
+	director_state_cleanup(&st);
 	return error;
 }
 
 int director_current(char **out_body, int *out_version, int64_t *out_fresh_until, db_conn *c,
 		     const struct tuf_settings *s, const char *device_id, gn_err *err)
 {
-	struct director_state st;
+	struct director_state st = {0};
 	char *body = NULL;
 	int error;
 	assert(!db_in_tx(c));
@@ -296,6 +330,7 @@ int director_current(char **out_body, int *out_version, int64_t *out_fresh_until
 		*out_fresh_until = director_fresh_until(&st);
 out:
 	free(body);
+	director_state_cleanup(&st);
 	return error;
 }
 
@@ -380,17 +415,49 @@ static int device_exists(db_conn *c, const char *device_id, gn_err *err)
 	return error;
 }
 
-int director_unassign(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
-		      const char *device_id, gn_err *err)
+/* Checks that model names an assignment of the device that unassign may remove: GN_ENOTFOUND when
+ * it has no desired version of model, GN_ECONFLICT when a deployment gives it. */
+static int removable(db_conn *c, const char *device_id, const char *model, gn_err *err)
 {
-	const char *p[] = {device_id};
+	PGresult *res = NULL;
+	const char *p[] = {device_id, model};
+	int error = db_exec(&res, c, &st_desired_source, p, err);
+	if (error)
+		return error;
+	if (PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "device %s has no desired version of model %s", device_id, model);
+	else if (!PQgetisnull(res, 0, 0))
+		error = gn_err_set(err, GN_ECONFLICT,
+				   "model %s comes to device %s from deployment %s, not from an assignment; change the"
+				   " deployment's selector or the device's labels, or assign an override",
+				   model, device_id, PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return error;
+}
+
+int director_unassign(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
+		      const char *device_id, const char *model, gn_err *err)
+{
+	PGresult *res = NULL;
+	json_t *removed = json_array();
+	const char *p[] = {device_id, model};
 	int error;
 	if ((error = device_exists(c, device_id, err)) || (error = db_tx_begin(c, err)))
-		return error;
-	if ((error = db_exec(NULL, c, &st_clear_desired, p, err)) ||
-	    (error = audit_write(c, who, "device.unassign", "device", device_id, NULL, err)) ||
+		goto out;
+	if ((model && (error = removable(c, device_id, model, err))) ||
+	    (error = db_exec(&res, c, &st_clear_desired, p, err)))
+		goto out;
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(removed, json_string(PQgetvalue(res, i, 0)));
+	if ((error = audit_write(c, who, "device.unassign", "device", device_id, json_pack("{s:O}", "models", removed),
+				 err)) ||
 	    (error = director_sync(out_version, c, s, device_id, err)) || (error = db_tx_commit(c, err)))
+		goto out;
+out:
+	if (error && db_in_tx(c))
 		db_tx_rollback(c);
+	PQclear(res);
+	json_decref(removed);
 	return error;
 }
 

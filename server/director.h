@@ -11,23 +11,33 @@
 #include "db.h"
 #include "tuf_sign.h"
 
-/* A device's newest signed director targets and its desired state, as the re-sign rule sees them. */
-struct director_state {
-	/* The newest signed targets (version 0: none yet) and what they name ("" for nothing). */
-	int version;
-	int64_t created, expires;
-	char model[128], model_version[72], assigned_at[24];
-	bool retired_key; /* a director key since retired (a rotation) signed them */
-	/* What the device should run now (has_desired false: nothing); the file it names. */
-	bool has_desired;
-	char want_model[128], want_version[72], want_assigned_at[24];
+/* One model a device should run, and the file its target names. */
+struct director_want {
+	char model[128], version[72], assigned_at[24];
 	char filename[160], sha256[65], length[32];
 };
 
+/* A device's newest signed director targets and its desired state, as the re-sign rule sees them.
+ * The keys are gn_desired_key's form (migrations/0008_multi_model.sql): "MODEL=VERSION@ASSIGNED_AT"
+ * of each model, ordered by model, joined by ","; "" for nothing. */
+struct director_state {
+	/* The newest signed targets (version 0: none yet) and the key of what they name (new). */
+	int version;
+	int64_t created, expires;
+	char *key;
+	bool retired_key; /* a director key since retired (a rotation) signed them */
+	/* What the device should run now: its key (new) and the models with their files (new). */
+	char *want_key;
+	struct director_want *want;
+	size_t nwant;
+};
+/* Frees what st holds and empties it; st itself is the caller's. */
+void director_state_cleanup(struct director_state *st);
+
 /* The re-sign rule: true when the device's director targets must be signed anew at now, because
  * there are none yet, a key since retired signed them, the desired state changed since they were
- * signed (model, version, or the time of the assignment), or they have less than half of their
- * lifetime left. Pure. */
+ * signed (a model added or removed, another version, or a new assignment time), or they have less
+ * than half of their lifetime left. Pure. */
 bool director_needs_signing(const struct director_state *st, int64_t now);
 /* Returns when st's signed targets will need signing anew (half their lifetime). Pure. */
 int64_t director_fresh_until(const struct director_state *st);
@@ -57,17 +67,21 @@ struct director_assignment {
 	char version[72];     /* the version assigned (an alias resolves to one) */
 	int director_version; /* the device's director targets version after the change */
 };
-/* Makes the active device run model at version (a version or an alias, resolved now) and signs
- * its director targets anew. GN_ENOTFOUND for an unknown model version or alias, or no such
- * active device. Opens its own transaction, audited (device.assign). */
+/* Makes the active device run model at version (a version or an alias, resolved now), beside the
+ * other models it runs, as a per-device override (it replaces what a deployment gave it for that
+ * model) and signs its director targets anew. GN_ENOTFOUND for an unknown model version or
+ * alias, or no such active device. Opens its own transaction, audited (device.assign). */
 int director_assign(struct director_assignment *out, db_conn *c, const struct tuf_settings *s,
 		    const struct gd_actor *who, const char *device_id, const char *model, const char *version,
 		    gn_err *err) GN_WUR;
-/* Clears what the device should run and signs its director targets anew; *out_version (may be
- * NULL) is their version. GN_ENOTFOUND when there is no such device. Opens its own transaction,
- * audited (device.unassign). */
+/* Removes the device's per-device assignment of model (NULL: of every model) and signs its
+ * director targets anew; *out_version (may be NULL) is their version. What a deployment gives the
+ * device is not an assignment to remove: naming such a model is GN_ECONFLICT (naming the
+ * deployment), and without a model those stay. GN_ENOTFOUND when there is no such device, or
+ * the device has no desired version of the model named. Opens its own transaction, audited
+ * (device.unassign). */
 int director_unassign(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
-		      const char *device_id, gn_err *err) GN_WUR;
+		      const char *device_id, const char *model, gn_err *err) GN_WUR;
 /* Makes every active device that the label selector matches run model at version (or alias);
  * *out_devices lists their ids (new) and out_version gets the version assigned. The change and
  * its audit row (device.assign on the selector) commit in a transaction of its own; each device's

@@ -1,10 +1,12 @@
-/* What devices should run: PUT and DELETE /v1/devices/{id}/desired for one device, POST
- * /v1/desired for the devices a label selector matches. Thin handlers over director.c. */
+/* What devices should run: PUT and DELETE /v1/devices/{id}/desired for one device (one model at a
+ * time; a device runs one version of each of several), POST /v1/desired for the devices a label
+ * selector matches. Thin handlers over director.c. */
 #include <stdlib.h>
 
 #include "config.h"
 #include "director.h"
 #include "http.h"
+#include "model.h"
 
 static const gn_json_field desired_fields[] = {
 	{"model", GN_JSON_STRING, true, false},
@@ -35,12 +37,19 @@ static void http_desired_put(struct gd_req *r)
 	json_decref(body);
 }
 
+/* DELETE /v1/devices/{id}/desired[?model=NAME]: the device's assignment of that model, or all of
+ * its assignments (what deployments give it stays). */
 static void http_desired_delete(struct gd_req *r)
 {
 	struct tuf_settings ts;
 	gn_err err;
+	const char *model = gd_query(r, "model");
+	if (model && gn_model_name_check(model, &err)) {
+		gd_reply_problem(r, 400, err.msg);
+		return;
+	}
 	tuf_sign_settings(&ts, config_get());
-	if (director_unassign(NULL, gd_db(r), &ts, gd_actor(r), gd_param(r, 0), &err))
+	if (director_unassign(NULL, gd_db(r), &ts, gd_actor(r), gd_param(r, 0), model, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_raw(r, 204, NULL, "", 0);

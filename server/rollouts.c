@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "deployments.h"
 #include "devices.h"
 #include "json.h"
 #include "log.h"
@@ -117,7 +118,9 @@ enum {
 
 /* What each matching active device of a deployment should run: the rollout's new version for the
  * devices below the current stage's percentage, the deployment's version for the rest. A device
- * with a per-device override (deployment_id NULL) or under another deployment is left alone. */
+ * with a per-device override of the model (deployment_id NULL) or that gets the model from
+ * another deployment is left alone, unless that one no longer matches it (stale_at set): then
+ * this one takes it over. */
 static const db_stmt st_materialise = {
 	"rollouts_materialise",
 	"WITH want AS (SELECT d.id AS device_id, CASE WHEN $9::uuid IS NOT NULL"
@@ -125,10 +128,10 @@ static const db_stmt st_materialise = {
 	"  FROM devices d WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE ")"
 	" INSERT INTO device_desired (device_id, model, version, assigned_by, deployment_id)"
 	" SELECT w.device_id, $7, w.version, $12, $6 FROM want w WHERE w.version IS NOT NULL"
-	" ON CONFLICT (device_id) DO UPDATE SET model = excluded.model, version = excluded.version,"
+	" ON CONFLICT (device_id, model) DO UPDATE SET version = excluded.version, stale_at = NULL,"
 	"  assigned_by = excluded.assigned_by, assigned_at = now(), deployment_id = excluded.deployment_id"
-	" WHERE device_desired.deployment_id = excluded.deployment_id"
-	"  AND (device_desired.version <> excluded.version OR device_desired.model <> excluded.model)"
+	" WHERE (device_desired.deployment_id = excluded.deployment_id AND device_desired.version <> excluded.version)"
+	"  OR (device_desired.deployment_id <> excluded.deployment_id AND device_desired.stale_at IS NOT NULL)"
 	" RETURNING device_id",
 	13};
 
@@ -453,7 +456,8 @@ int rollouts_tick(db_conn *c, gn_err *err)
 		const char *name = PQgetvalue(d, i, D_NAME);
 		gn_err e;
 		/* One deployment's trouble must not hold up the others. */
-		if (tick_one(c, &who, d, i, &e) || write_desired(c, PQgetvalue(d, i, D_ID), &e)) {
+		if (tick_one(c, &who, d, i, &e) || deployments_reconcile(c, &who, PQgetvalue(d, i, D_ID), &e) ||
+		    write_desired(c, PQgetvalue(d, i, D_ID), &e)) {
 			gn_log(GN_LOG_WARN, "event=controller_failed deployment=%s msg=\"%s\"", name, e.msg);
 			failures++;
 		}

@@ -483,7 +483,8 @@ def test_enroll_assign_v1_serves_the_reference(srv, refs, dev_a):
     assert item["sha256"] == hashlib.sha256(_onnx("v1")).hexdigest()
     assert first["op"]["model"] == MODEL
     d = first["device"]
-    assert d["desired"]["model"] == MODEL and d["desired"]["version"] == "1.0.0"
+    (desired,) = d["desired"]
+    assert desired["model"] == MODEL and desired["version"] == "1.0.0"
     assert [m["version"] for m in d["reported"]["models"]] == ["1.0.0"]
     # The history: the install of 1.0.0 ended active (the intermediate states of a fast install
     # fall between two check-ins; see test_progress_reported_during_a_long_download).

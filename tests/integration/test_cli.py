@@ -242,13 +242,13 @@ def test_devices_assign_unassign_events(server):
     op = server.make_token(["operator"])["token"]
     out = _json(server.cli("devices", "assign", a.id, "det@prod", token=op, output="json"))
     assert out["device_id"] == a.id and out["version"] == "1.1.0", out
-    assert server.api("GET", f"/v1/devices/{a.id}").json()["desired"]["version"] == "1.1.0"
+    assert server.api("GET", f"/v1/devices/{a.id}").json()["desired"][0]["version"] == "1.1.0"
     p = server.cli("devices", "assign", "--selector", "site=north", "det@1.0.0", token=op)
     assert p.returncode == 0, p.stderr
     assert "2" in p.stdout, p.stdout
     for d, want in ((a, "1.0.0"), (b, "1.0.0")):
-        assert server.api("GET", f"/v1/devices/{d.id}").json()["desired"]["version"] == want
-    assert server.api("GET", f"/v1/devices/{c.id}").json()["desired"] is None
+        assert server.api("GET", f"/v1/devices/{d.id}").json()["desired"][0]["version"] == want
+    assert server.api("GET", f"/v1/devices/{c.id}").json()["desired"] == []
     # Refused before or by the server, with the documented exit codes.
     for args, code in ((("devices", "assign", a.id, "det"), 2),
                        (("devices", "assign", a.id, "det@9.9.9"), 4), (("devices", "assign", str(uuid.uuid4()), "det@1.0.0"), 4),
@@ -259,7 +259,7 @@ def test_devices_assign_unassign_events(server):
     assert server.cli("devices", "assign", a.id, "det@1.0.0", token=server.make_token(["read"])["token"]).returncode == 3
     p = server.cli("devices", "unassign", a.id, token=op)
     assert p.returncode == 0 and a.id in p.stdout, (p.returncode, p.stdout, p.stderr)
-    assert server.api("GET", f"/v1/devices/{a.id}").json()["desired"] is None
+    assert server.api("GET", f"/v1/devices/{a.id}").json()["desired"] == []
     assert server.cli("devices", "unassign", str(uuid.uuid4()), token=op).returncode == 4
 
     # events: what the device reported, newest first.

@@ -53,8 +53,9 @@ def test_put_desired_resolves_aliases_and_is_audited(server):
     # Resolved now: moving the alias later does not move the device.
     assert server.api("PUT", "/v1/models/det/aliases/production", json={"version": "1.0.0"}).status_code == 200
     d = server.api("GET", f"/v1/devices/{dev.id}").json()
-    assert d["desired"]["model"] == "det" and d["desired"]["version"] == "1.1.0", d["desired"]
-    assert d["desired"]["assigned_by"] and d["desired"]["assigned_at"], d["desired"]
+    (desired,) = d["desired"]
+    assert desired["model"] == "det" and desired["version"] == "1.1.0", desired
+    assert desired["assigned_by"] and desired["assigned_at"] and desired["override"] is True, desired
     # The device's own director targets name exactly that version.
     tok = dev.authenticate(server)
     targets = server.api("GET", "/v1/tuf/director/targets.json", token=tok).json()["signed"]
@@ -81,7 +82,7 @@ def test_put_desired_errors_and_scopes(server):
         assert_problem(server.api("PUT", path, token=server.make_token(scopes)["token"], json=good), 403)
     assert_problem(server.api("PUT", path, token=NO_TOKEN, json=good), 401)
     assert_problem(server.api("PUT", path, token=dev.authenticate(server), json=good), 403)
-    assert server.api("GET", f"/v1/devices/{dev.id}").json()["desired"] is None
+    assert server.api("GET", f"/v1/devices/{dev.id}").json()["desired"] == []
     assert _audit(server, "device.assign") == []
     # A decommissioned device gets nothing.
     assert server.api("DELETE", f"/v1/devices/{dev.id}").status_code == 200
@@ -99,7 +100,7 @@ def test_delete_desired(server):
     assert_problem(server.api("DELETE", f"/v1/devices/{dev.id}/desired", token=NO_TOKEN), 401)
     r = server.api("DELETE", f"/v1/devices/{dev.id}/desired")
     assert r.status_code == 204 and r.content == b"", r.text
-    assert server.api("GET", f"/v1/devices/{dev.id}").json()["desired"] is None
+    assert server.api("GET", f"/v1/devices/{dev.id}").json()["desired"] == []
     # The device learns at its next check-in: new director targets that name nothing.
     after = _checkin(server, tok, before.headers["ETag"])
     assert after.status_code == 200, after.status_code
@@ -121,9 +122,9 @@ def test_post_desired_by_selector(server):
     assert b["model"] == "det" and b["version"] == "2.0.0" and b["count"] == 3, b
     assert sorted(b["devices"]) == sorted(d.id for d in north), "decommissioned or other devices were assigned"
     for d in north:
-        assert server.api("GET", f"/v1/devices/{d.id}").json()["desired"]["version"] == "2.0.0"
-    assert server.api("GET", f"/v1/devices/{south.id}").json()["desired"] is None
-    assert server.api("GET", f"/v1/devices/{gone.id}").json()["desired"] is None
+        assert server.api("GET", f"/v1/devices/{d.id}").json()["desired"][0]["version"] == "2.0.0"
+    assert server.api("GET", f"/v1/devices/{south.id}").json()["desired"] == []
+    assert server.api("GET", f"/v1/devices/{gone.id}").json()["desired"] == []
     # Audited once, for the selector, with the number of devices it reached.
     (entry,) = _audit(server, "device.assign")
     assert (entry["object_type"], entry["object_id"]) == ("selector", "site=north"), entry
@@ -141,7 +142,7 @@ def test_post_desired_by_selector(server):
     assert_problem(server.api("POST", "/v1/desired", token=NO_TOKEN,
                               json={"selector": "site=north", "model": "det", "version": "1.0.0"}), 401)
     for d in north:  # the refused requests changed nothing
-        assert server.api("GET", f"/v1/devices/{d.id}").json()["desired"]["version"] == "2.0.0"
+        assert server.api("GET", f"/v1/devices/{d.id}").json()["desired"][0]["version"] == "2.0.0"
 
 
 def test_checkin_answer_fields(gangliond):
@@ -283,3 +284,53 @@ def test_oversized_metadata_part_is_413(server):
     meta = model_meta(provenance={"commit": "abc", "notes": "x" * (1024 * 1024 - 4096)})
     r = publish(server, "big-meta", b"weights", meta=meta)
     assert r.status_code == 201, r.text[:300]
+
+
+def test_several_models_per_device_each_assigned_and_unassigned_alone(server):
+    """A device runs one version of each of several models: assigning one leaves the others, the
+    director targets name every one, and unassigning takes away only the model named (or every
+    per-device assignment); what a deployment gives is not an assignment to remove."""
+    _publish(server, "det", "1.0.0", "2.0.0")
+    _publish(server, "cls", "1.0.0")
+    dev = enroll_device(server, labels={"site": "north"})
+    tok = dev.authenticate(server)
+    path = f"/v1/devices/{dev.id}/desired"
+    for model, version in (("det", "1.0.0"), ("cls", "1.0.0"), ("det", "2.0.0")):
+        r = server.api("PUT", path, json={"model": model, "version": version})
+        assert r.status_code == 200, r.text
+    d = server.api("GET", f"/v1/devices/{dev.id}").json()
+    assert [(x["model"], x["version"], x["override"]) for x in d["desired"]] == \
+        [("cls", "1.0.0", True), ("det", "2.0.0", True)], d["desired"]
+    first = _checkin(server, tok)
+    targets = first.json()["director_targets"]["signed"]["targets"]
+    assert sorted(targets) == ["models/cls/1.0.0/model.onnx", "models/det/2.0.0/model.onnx"], targets
+    assert {t["custom"]["model"]: t["custom"]["version"] for t in targets.values()} == {"cls": "1.0.0", "det": "2.0.0"}
+    # Nothing changed: the same answer, from memory.
+    assert _checkin(server, tok, first.headers["ETag"]).status_code == 304
+
+    # One model's assignment goes; the other stays, and the device is told at once.
+    for bad, status in (("NOT A NAME", 400), ("seg", 404)):
+        assert_problem(server.api("DELETE", path, params={"model": bad}), status)
+    assert server.cli("devices", "unassign", dev.id, "Not_A_Name").returncode == 2
+    p = server.cli("devices", "unassign", dev.id, "det")
+    assert p.returncode == 0 and "assignment of det removed" in p.stdout, (p.stdout, p.stderr)
+    assert [x["model"] for x in server.api("GET", f"/v1/devices/{dev.id}").json()["desired"]] == ["cls"]
+    after = _checkin(server, tok, first.headers["ETag"])
+    assert after.status_code == 200
+    assert list(after.json()["director_targets"]["signed"]["targets"]) == ["models/cls/1.0.0/model.onnx"]
+    assert_problem(server.api("DELETE", path, params={"model": "det"}), 404, "no desired version of model det")
+    (entry,) = [e for e in _audit(server, "device.unassign")]
+    assert entry["detail"] == {"models": ["det"]}, entry
+
+    # A deployment of det gives the device det beside its cls override; unassigning det is a
+    # 409 naming the deployment, and unassigning everything leaves what the deployment gives.
+    r = server.api("POST", "/v1/deployments", json={"name": "cams", "model": "det", "selector": "site=north",
+                                                   "follow": "1.0.0"})
+    assert r.status_code == 201, r.text
+    assert wait_for(lambda: len(server.api("GET", f"/v1/devices/{dev.id}").json()["desired"]) == 2, 30, 0.2)
+    assert_problem(server.api("DELETE", path, params={"model": "det"}), 409, "deployment cams")
+    p = server.cli("devices", "unassign", dev.id, "det")
+    assert p.returncode != 0 and "deployment cams" in p.stderr, (p.stdout, p.stderr)
+    assert server.api("DELETE", path).status_code == 204
+    (left,) = server.api("GET", f"/v1/devices/{dev.id}").json()["desired"]
+    assert (left["model"], left["version"], left["deployment"], left["override"]) == ("det", "1.0.0", "cams", False)

@@ -463,7 +463,7 @@ def test_a_yanked_version_is_kept_where_it_runs_and_refused_as_a_new_target(serv
         assert_problem(r, 409, "det version 2.0.0 is yanked (worse)")
     assert server.api("GET", "/v1/models/det").json()["aliases"] == {"prod": "2.0.0"}
     assert {d["name"] for d in list_all(server, "/v1/deployments")[0]} == {"north"}
-    assert server.api("GET", f"/v1/devices/{dev.id}").json()["desired"]["version"] == "1.0.0"
+    assert server.api("GET", f"/v1/devices/{dev.id}").json()["desired"][0]["version"] == "1.0.0"
 
     # Yanking what a device runs and a deployment follows: the device keeps it, the deployment
     # may still change what does not move it.

@@ -127,7 +127,8 @@ def test_a_deployment_is_a_standing_rule(fast):
     late = SimDevice(fast, {"site": "north"})
     assert wait_for(lambda: late.checkin() == ("det", "1.0.0"), 30, 0.2)
     dev = fast.api("GET", f"/v1/devices/{late.dev.id}").json()
-    assert dev["desired"]["deployment"] == "cams" and dev["desired"]["override"] is False
+    (desired,) = dev["desired"]
+    assert desired["deployment"] == "cams" and desired["override"] is False
 
 
 def test_alias_move_rolls_out_in_stages_and_completes(fast):
@@ -169,7 +170,7 @@ def test_a_bad_canary_rolls_back_and_never_reaches_the_rest(fast):
     out = fast.cli("devices", "list", "--selector", "site=north")
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("det@1.0.0 (deployment cams)") == 30, out.stdout
-    assert "FAILED 3.0.0: self-test failed" in out.stdout, out.stdout
+    assert "FAILED det@3.0.0: self-test failed" in out.stdout, out.stdout
     watch = fast.cli("rollout", "watch", r["id"])
     assert watch.returncode == 1 and "rolled_back" in watch.stderr + watch.stdout, watch
     reached = [x for x in fleet if ("det", "3.0.0") in x.seen]
@@ -303,7 +304,7 @@ def test_override_wins_and_is_shown(fast):
     assert r.status_code == 200, r.text
     time.sleep(2.5)  # a controller pass or two must not undo the override
     assert dev.checkin() == ("det", "2.0.0")
-    desired = fast.api("GET", f"/v1/devices/{dev.dev.id}").json()["desired"]
+    (desired,) = fast.api("GET", f"/v1/devices/{dev.dev.id}").json()["desired"]
     assert desired["override"] is True and desired["deployment"] is None
 
 
@@ -373,3 +374,117 @@ def test_a_canary_stage_never_judges_nothing(fast):
         assert "pin" not in kinds and len(reached) == len(natural), (kinds, len(reached))
     else:
         assert kinds[:2] == ["start", "pin"] and len(reached) == 1, (kinds, len(reached))
+
+
+# --- several models per device ----------------------------------------------------------------
+class MultiSim(SimDevice):
+    """A simulated device that runs every model its director targets name, one version each, and
+    reports each with its counters and (one per check-in, as the agent does) the operation that
+    made it active; it records every (model, version) it was ever told to run."""
+
+    def __init__(self, server, labels):
+        super().__init__(server, labels)
+        self.runs = {}  # model -> version
+        self.ops = []  # operations not reported yet, oldest first
+
+    def checkin(self):
+        self.requests += 100
+        models = [{"name": m, "version": v, "sha256": "0" * 64, "target": "cpu", "state": "active",
+                   "requests": self.requests, "errors": 0, "latency_us_buckets": [self.requests] + [0] * 16}
+                  for m, v in sorted(self.runs.items())]
+        body = {"agent_version": "sim", "models": models, "facts": {}}
+        if self.ops:
+            body["last_operation"] = self.ops.pop(0)
+        r = self.server.api("POST", "/v1/agent/checkin", token=self.token, json=body)
+        assert r.status_code == 200, r.text
+        want = {t["custom"]["model"]: t["custom"]["version"]
+                for t in r.json()["director_targets"]["signed"]["targets"].values()}
+        self.seen |= set(want.items())
+        self.ops += [{"state": "active", "model": m, "version": v} for m, v in sorted(want.items())
+                     if self.runs.get(m) != v]
+        self.runs = want
+        return want
+
+
+def audit_of(server, action):
+    return [a for a in server.api("GET", "/v1/audit", params={"limit": 500}).json()["items"] if a["action"] == action]
+
+
+def test_two_models_from_two_deployments_roll_out_alone(fast):
+    """A detector and a classifier on the same cameras, from two deployments with the same
+    selector: overlap is per model. A rollout of the classifier moves only the classifier."""
+    publish_versions(fast, "1.0.0", "2.0.0", model="det")
+    publish_versions(fast, "1.0.0", "2.0.0", model="cls")
+    fleet = [MultiSim(fast, {"site": "north"}) for _ in range(4)]
+    create(fast, name="detectors", model="det", follow="1.0.0")
+    create(fast, name="classifiers", model="cls", follow="1.0.0", strategy=CANARY)
+    # The same model on the same devices is refused, naming the deployment in the way.
+    r = fast.api("POST", "/v1/deployments", json={"name": "more-cls", "model": "cls", "selector": "site",
+                                                  "follow": "1.0.0"})
+    assert r.status_code == 409 and "classifiers" in r.json()["detail"] and "cls" in r.json()["detail"], r.text
+    assert wait_for(lambda: (fleet_checkin(fleet),
+                             all(x.runs == {"det": "1.0.0", "cls": "1.0.0"} for x in fleet))[1], 30, 0.2)
+    dev = fast.api("GET", f"/v1/devices/{fleet[0].dev.id}").json()
+    assert [(d["model"], d["deployment"]) for d in dev["desired"]] == [("cls", "classifiers"), ("det", "detectors")]
+    assert fast.api("GET", "/v1/deployments/classifiers").json()["devices"] == 4
+
+    assert fast.api("PATCH", "/v1/deployments/classifiers", json={"follow": "2.0.0"}).status_code == 200
+    ro = drive(fast, fleet, "classifiers", lambda r: r["state"] == "completed")
+    assert (ro["model"], ro["from_version"], ro["to_version"]) == ("cls", "1.0.0", "2.0.0")
+    fleet_checkin(fleet)
+    assert all(x.runs == {"det": "1.0.0", "cls": "2.0.0"} for x in fleet), [x.runs for x in fleet]
+    assert not any(("det", "2.0.0") in x.seen for x in fleet), "the classifier's rollout moved the detector"
+    out = fast.cli("devices", "list", "--selector", "site=north")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("cls@2.0.0 (deployment classifiers), det@1.0.0 (deployment detectors)") == 4, out.stdout
+    assert out.stdout.count("cls@2.0.0 [") == 4 and "p95<=100us" in out.stdout, out.stdout
+
+    # Deleting one deployment takes its model away and leaves the other.
+    assert fast.api("DELETE", "/v1/deployments/classifiers").status_code == 204
+    fleet_checkin(fleet)
+    assert all(x.runs == {"det": "1.0.0"} for x in fleet), [x.runs for x in fleet]
+
+
+def test_a_label_change_that_makes_an_overlap_keeps_the_older_deployment(fast):
+    """Two deployments of det that overlap on no device when created; a device relabelled (or
+    enrolled) so that both match stays on the deployment it runs, and the conflict shows on the
+    device, in `devices show` and in the audit log, until a label change resolves it."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    cam = MultiSim(fast, {"site": "north"})
+    create(fast, name="north", selector="site=north", follow="1.0.0")
+    create(fast, name="lab", selector="role=lab", follow="2.0.0")
+    assert wait_for(lambda: cam.checkin() == {"det": "1.0.0"}, 30, 0.2)
+
+    assert fast.api("PATCH", f"/v1/devices/{cam.dev.id}", json={"labels": {"role": "lab"}}).status_code == 200
+
+    def conflicts():
+        return fast.api("GET", f"/v1/devices/{cam.dev.id}").json()["conflicts"]
+
+    assert wait_for(lambda: conflicts(), 30, 0.2), "no conflict reported"
+    (c,) = conflicts()
+    assert (c["model"], c["deployment"], c["kept"]) == ("det", "lab", "north") and c["since"], c
+    time.sleep(2.5)  # controller passes must not move it
+    assert cam.checkin() == {"det": "1.0.0"}
+    (entry,) = [a for a in audit_of(fast, "device.conflict") if a["object_id"] == cam.dev.id]
+    assert entry["actor"] == "controller" and entry["detail"]["deployment"] == "lab" \
+        and entry["detail"]["kept"] == "north", entry
+    show = fast.cli("devices", "show", cam.dev.id)
+    assert show.returncode == 0, show.stderr
+    assert "CONFLICT: deployment lab also matches this device for model det; it stays on deployment north" \
+        in show.stdout, show.stdout
+    assert "CONFLICT det: also deployment lab, kept north" in fast.cli("devices", "list").stdout
+
+    # A camera enrolled with both labels goes to the older deployment, with the conflict.
+    late = MultiSim(fast, {"site": "north", "role": "lab"})
+    assert wait_for(lambda: late.checkin() == {"det": "1.0.0"}, 30, 0.2)
+    assert wait_for(lambda: fast.api("GET", f"/v1/devices/{late.dev.id}").json()["conflicts"], 30, 0.2)
+
+    # Out of north, the device moves to lab without a gap, and the conflict is gone.
+    assert fast.api("PATCH", f"/v1/devices/{cam.dev.id}", json={"labels": {"site": None}}).status_code == 200
+    seen = []
+    assert wait_for(lambda: seen.append(cam.checkin()) or seen[-1] == {"det": "2.0.0"}, 30, 0.2), seen
+    assert {} not in seen, "the device was left without det on the way"
+    assert wait_for(lambda: conflicts() == [], 30, 0.2)
+    (d,) = fast.api("GET", f"/v1/devices/{cam.dev.id}").json()["desired"]
+    assert (d["deployment"], d["version"]) == ("lab", "2.0.0"), d
+    assert fast.api("GET", "/v1/deployments/north").json()["devices"] == 1  # only the late camera
