@@ -65,7 +65,7 @@ static struct entry **find(struct stripe *s, size_t bucket, const char *id)
 }
 
 bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t seq, int64_t now,
-			 bool *out_write)
+			 bool *out_write, bool *out_changed)
 {
 	size_t b;
 	bool fresh = false;
@@ -78,7 +78,8 @@ bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash,
 		fresh = true;
 		if (seq > e->seq)
 			e->seq = seq;
-		*out_write = e->body_hash != body_hash || now - e->written_at >= LAST_SEEN_WRITE_S;
+		*out_changed = e->body_hash != body_hash;
+		*out_write = *out_changed || now - e->written_at >= LAST_SEEN_WRITE_S;
 		if (*out_write) {
 			e->body_hash = body_hash;
 			e->written_at = now;

@@ -17,9 +17,10 @@ void checkin_cache_on_notify(const char *device_id);
 void checkin_cache_on_listening(bool up);
 /* True when the device was answered director version `version` and that answer is still fresh
  * at now, and seq (its report's sequence number; 0 for none) is not below the highest seen here;
- * *out_write tells whether its report (body_hash) or last-seen time needs a write. */
+ * *out_write tells whether its report (body_hash) or last-seen time needs a write, *out_changed
+ * whether the report differs from the one seen last. */
 bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t seq, int64_t now,
-			 bool *out_write);
+			 bool *out_write, bool *out_changed);
 /* Returns the invalidation epoch; read it before the database read whose answer is cached. */
 uint64_t checkin_cache_epoch(void);
 /* Records an answer: version, fresh until (re-sign time), the report (and its sequence number,

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "log.h"
+
 #define OPT(k, t, f, d, r, mn, mx, a, h)                                \
 	{                                                               \
 		k, t, offsetof(struct gd_config, f), d, r, mn, mx, a, h \
@@ -187,12 +189,40 @@ static void copy_all(struct gd_config *dst, const struct gd_config *src)
 	}
 }
 
+/* Warns, naming each, about the settings that differ in fresh but apply only at a restart (their
+ * values are not logged: database-url may hold a password). */
+static void warn_fixed(const struct gd_config *now, const struct gd_config *fresh)
+{
+	for (size_t i = 0; i < GN_ARRAY_LEN(opts); i++) {
+		const gn_conf_opt *o = &opts[i];
+		const char *a = (const char *)now + o->offset, *b = (const char *)fresh + o->offset;
+		bool same;
+		if (o->reload)
+			continue;
+		switch (o->type) {
+		case GN_CONF_STRING: {
+			const char *x = *(char *const *)a, *y = *(char *const *)b;
+			same = strcmp(x ? x : "", y ? y : "") == 0;
+			break;
+		}
+		case GN_CONF_BOOL: same = *(const bool *)a == *(const bool *)b; break;
+		default: same = *(const int64_t *)a == *(const int64_t *)b; break;
+		}
+		if (!same)
+			gn_log(GN_LOG_WARN,
+			       "event=reload_setting_ignored key=%s msg=\"%s changed, but it cannot change while gangliond "
+			       "runs: the running value stays until a restart\"",
+			       o->key, o->key);
+	}
+}
+
 void config_reload_from(struct gd_config *fresh)
 {
 	struct snapshot *s = gn_calloc(1, sizeof(*s));
 	pthread_mutex_lock(&install_lock);
 	copy_all(&s->cfg, config_get());
 	pthread_mutex_unlock(&install_lock);
+	warn_fixed(&s->cfg, fresh);
 	gn_conf_copy_reloadable(&config_table, &s->cfg, fresh);
 	install(s);
 }

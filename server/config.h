@@ -60,7 +60,8 @@ const struct gd_config *config_get(void);
 /* Makes cfg (taken over, emptied) the running snapshot. */
 void config_install(struct gd_config *cfg);
 /* Installs a new snapshot: the running one with the reloadable keys of fresh (fresh is emptied
- * of what it gave and must still be cleaned up). */
+ * of what it gave and must still be cleaned up). Logs a warning naming each key that changed in
+ * fresh but is not reloadable (listen, data-dir, database-url, threads, ...). */
 void config_reload_from(struct gd_config *fresh);
 /* Frees every snapshot (at exit, when nothing reads them any more). */
 void config_free_all(void);

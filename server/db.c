@@ -69,16 +69,32 @@ static void conn_forget_prepared(db_conn *c)
 	c->nprepared = 0;
 }
 
+/* Logs a PostgreSQL notice (such as "relation ... already exists, skipping" from a CREATE ... IF
+ * NOT EXISTS on every restart) at debug, instead of libpq's default: raw lines on stderr. */
+static void on_notice(void *arg, const PGresult *res)
+{
+	const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	(void)arg;
+	gn_log(GN_LOG_DEBUG, "event=pg_notice severity=%s msg=\"%s\"", sev ? sev : "-", msg ? msg : "");
+}
+
 PGconn *db_connect(const char *conninfo, int64_t timeout_s)
 {
 	char t[24];
-	if (timeout_s <= 0)
-		return PQconnectdb(conninfo);
-	snprintf(t, sizeof(t), "%lld", (long long)timeout_s);
-	/* dbname first, expanded as a connection string or URI; connect_timeout after it wins. */
-	const char *const keys[] = {"dbname", "connect_timeout", NULL};
-	const char *const vals[] = {conninfo, t, NULL};
-	return PQconnectdbParams(keys, vals, 1);
+	PGconn *pg;
+	if (timeout_s <= 0) {
+		pg = PQconnectdb(conninfo);
+	} else {
+		snprintf(t, sizeof(t), "%lld", (long long)timeout_s);
+		/* dbname first, expanded as a connection string or URI; connect_timeout after it wins. */
+		const char *const keys[] = {"dbname", "connect_timeout", NULL};
+		const char *const vals[] = {conninfo, t, NULL};
+		pg = PQconnectdbParams(keys, vals, 1);
+	}
+	if (pg)
+		PQsetNoticeReceiver(pg, on_notice, NULL);
+	return pg;
 }
 
 /* Waits until pg has a whole answer or deadline_ms (monotonic; 0: no deadline) passes. Returns 0,
@@ -284,7 +300,7 @@ int db_pool_new(db_pool **out, const char *conninfo, int size, gn_err *err)
 	for (int i = 0; i < size; i++) {
 		p->conns[i].pool = p;
 		p->conns[i].sock = -1;
-		p->conns[i].pg = PQconnectdb(conninfo);
+		p->conns[i].pg = db_connect(conninfo, 0);
 		if (PQstatus(p->conns[i].pg) != CONNECTION_OK) {
 			gn_err_set(err, GN_EUNAVAIL, "cannot connect to PostgreSQL: %s",
 				   PQerrorMessage(p->conns[i].pg));

@@ -86,7 +86,8 @@ int db_try_lock_session(bool *out_got, db_conn *c, int64_t key, gn_err *err) GN_
 /* Borrowed libpq handle of c (NULL for a stand-in, or a connection being re-opened). */
 PGconn *db_pg(db_conn *c);
 /* Connects to conninfo (a connection string or URI) giving up after timeout_s (0: libpq's
- * default, no limit). Returns a new PGconn (check PQstatus; PQfinish it either way). */
+ * default, no limit), with PostgreSQL's notices going to the log at debug. Returns a new PGconn
+ * (check PQstatus; PQfinish it either way). */
 PGconn *db_connect(const char *conninfo, int64_t timeout_s);
 /* Runs fixed SQL on a bare connection, waiting at most timeout_ms for the answer (0: no limit);
  * GN_EUNAVAIL for no answer or a lost connection. For the listener and the monitor. */

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -50,6 +51,7 @@ struct gd_req {
 	bool stream_failed;
 	bool handled;
 	bool admitted; /* credentials checked on the first call */
+	bool routine;  /* a device's routine traffic, logged at debug when it succeeds (gd_routine) */
 	/* response */
 	int status;
 	int resp_fd; /* >= 0: answer with this file (owned) */
@@ -216,6 +218,11 @@ void gd_set_stream_ctx(struct gd_req *r, void *ctx)
 bool gd_answered(const struct gd_req *r)
 {
 	return r->responded;
+}
+
+void gd_routine(struct gd_req *r)
+{
+	r->routine = true;
 }
 
 void gd_db_release(struct gd_req *r)
@@ -901,7 +908,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		actor_label(who, sizeof(who), &r->actor);
 	if (r->actor.kind == GD_ACTOR_TOKEN) /* the token's id, not its name: names need not be unique */
 		snprintf(who, sizeof(who), "token:%s", r->actor.id);
-	enum gn_log_level lvl = status >= 500 ? GN_LOG_WARN : GN_LOG_INFO;
+	enum gn_log_level lvl = status >= 500 ? GN_LOG_WARN : r->routine && status < 400 ? GN_LOG_DEBUG : GN_LOG_INFO;
 	const char *pattern = r->route ? r->route->pattern : "-";
 	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
 		gn_log(lvl, "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s", r->method, path,
@@ -940,27 +947,32 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	gn_log(GN_LOG_WARN, "event=mhd msg=\"%s\"", msg);
 }
 
-int http_start(const struct sockaddr *addr, gn_err *err)
+int http_start(int fd, const struct sockaddr *addr, gn_err *err)
 {
 	pthread_once(&routes_once, collect_routes);
+	/* Bound at start-up, before the database; accepting only now, so that a client is refused
+	 * (not kept waiting) while gangliond prepares. */
+	if (listen(fd, 1024) < 0) {
+		gn_err_set(err, GN_ERROR, "cannot listen on %s: %s", config_get()->listen, strerror(errno));
+		close(fd);
+		return GN_ERROR;
+	}
 	unsigned flags =
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	if (addr->sa_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	daemon_ = MHD_start_daemon(
-		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-		addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config_get()->threads,
+		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config_get()->threads,
 		/* Small per connection (8 KiB default): enough for API headers; bodies are copied out as they
 		 * stream. libmicrohttpd clears the pool on every keep-alive request (PITFALLS.md). */
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config_get()->connection_memory,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config_get()->connection_timeout,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config_get()->per_ip_connection_limit,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-		(unsigned)1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-		on_connection, NULL, MHD_OPTION_END);
-	if (!daemon_)
-		return gn_err_set(err, GN_ERROR, "cannot listen on %s (address in use or not available?)",
-				  config_get()->listen);
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_NOTIFY_COMPLETED,
+		on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
+	if (!daemon_) /* libmicrohttpd has logged why (event=mhd) */
+		return gn_err_set(err, GN_ERROR, "cannot serve on %s", config_get()->listen);
 	return reaper_start(err);
 }
 

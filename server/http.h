@@ -34,8 +34,9 @@ struct gd_route {
 	const struct gd_stream *stream;
 };
 
-/* Starts the HTTP daemon on addr; GN_ERROR if the address cannot be bound. */
-int http_start(const struct sockaddr *addr, gn_err *err) GN_WUR;
+/* Starts the HTTP daemon on fd, a socket bound to addr and not yet listening (taken over, also on
+ * failure); GN_ERROR naming the configured address if it cannot listen. */
+int http_start(int fd, const struct sockaddr *addr, gn_err *err) GN_WUR;
 /* Stops accepting connections, waits up to grace_s for in-flight requests, then stops. */
 void http_stop(int64_t grace_s);
 /* Returns the route table (borrowed) and its length, for `gangliond routes`. */
@@ -50,6 +51,10 @@ void *gd_stream_ctx(struct gd_req *r);
 void gd_set_stream_ctx(struct gd_req *r, void *ctx);
 /* True once an answer has been set. */
 bool gd_answered(const struct gd_req *r);
+/* Marks a request as a device's routine traffic (a check-in that changed nothing, a token
+ * renewal): its request line is logged at debug unless it fails, so that the log at info shows
+ * changes and failures. */
+void gd_routine(struct gd_req *r);
 /* Returns the request's pooled connection early (e.g. before a long upload); gd_db takes a new
  * one if needed later. */
 void gd_db_release(struct gd_req *r);

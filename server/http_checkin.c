@@ -95,15 +95,18 @@ static void report_cleanup(struct report *rep)
 }
 
 /* Nothing changed since the answer this device holds: answers 304 from memory (writing its report
- * only when it changed or its last-seen time is due) and returns true. */
+ * only when it changed or its last-seen time is due) and returns true. Such a check-in is routine
+ * (logged at debug) unless its report changed. */
 static bool reply_from_memory(struct gd_req *r, const struct report *rep, const char *inm, int64_t now)
 {
 	int told;
-	bool write;
+	bool write, changed;
 	const char *id = gd_actor(r)->id;
 	if (!inm || sscanf(inm, "\"dt-%d\"", &told) != 1 ||
-	    !checkin_cache_fresh(id, told, rep->hash, rep->seq, now, &write))
+	    !checkin_cache_fresh(id, told, rep->hash, rep->seq, now, &write, &changed))
 		return false;
+	if (!changed)
+		gd_routine(r);
 	if (write && record(r, rep))
 		return true;
 	gd_header(r, "ETag", inm);

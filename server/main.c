@@ -1,6 +1,7 @@
 /* gangliond: start-up, commands (serve, migrate, routes, sample-config, man), signals, housekeeping. */
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/file.h>
 #include <signal.h>
 #include <stdio.h>
@@ -125,28 +126,68 @@ static const struct notify_channel channels[] = {
 	{"gn_jobs", jobs_on_notify, NULL},
 };
 
+/* Says why the data dir cannot be used, from the errno of creating it or its lock file. */
+static void data_dir_failed(const char *data_dir, const char *what, int e)
+{
+	const char *why = e == EROFS
+				  ? "it is on a read-only file system; gangliond writes its lock, keys and artifacts "
+				    "(and the private cluster) there"
+			  : e == EACCES ? "permission denied; gangliond needs to write there"
+					: strerror(e);
+	gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot %s data-dir %s: %s\"", what, data_dir, why);
+}
+
 /* Opens the data dir and takes its lock: one gangliond per data dir (a second one would share,
  * and on exit stop, the private cluster). Returns the lock's fd, or -1 after logging why. */
 static int lock_data_dir(const char *data_dir)
 {
+	struct stat st;
 	if (mkdir_p(data_dir, 0700) < 0) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot create data-dir %s: %s\"", data_dir,
-		       strerror(errno));
+		data_dir_failed(data_dir, "create", errno);
+		return -1;
+	}
+	if (stat(data_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"data-dir %s is not a directory (%s)\"", data_dir,
+		       errno == 0 || S_ISREG(st.st_mode) ? "a file is there" : strerror(errno));
 		return -1;
 	}
 	char *lockpath = gn_asprintf("%s/gangliond.lock", data_dir);
 	int fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+	if (fd < 0) {
+		data_dir_failed(data_dir, "lock", errno);
+	} else if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		gn_log(GN_LOG_ERROR,
 		       "event=startup_failed msg=\"data-dir %s is in use by another gangliond (lock %s): "
 		       "give each replica its own data-dir\"",
 		       data_dir, lockpath);
-		if (fd >= 0)
-			close(fd);
+		close(fd);
 		fd = -1;
 	}
 	free(lockpath);
 	return fd;
+}
+
+/* Binds the API's address before the database, the admin token and the root keys are set up, so
+ * that a taken address fails at once, named. Returns the socket (not yet listening), or -1 after
+ * logging why. */
+static int bind_listener(const struct sockaddr_storage *addr, const char *listen)
+{
+	int one = 1, e;
+	socklen_t len = addr->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	int fd = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+	    (addr->ss_family != AF_INET6 || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == 0) &&
+	    bind(fd, (const struct sockaddr *)addr, len) == 0)
+		return fd;
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot listen on %s: %s%s\"", listen, strerror(e),
+	       e == EADDRINUSE      ? " (another process listens there; choose another address with --listen)"
+	       : e == EADDRNOTAVAIL ? " (no interface of this machine has that address)"
+	       : e == EACCES        ? " (a port below 1024 needs privileges)"
+				    : "");
+	return -1;
 }
 
 /* Migrates and, for `serve`, prepares what serving needs: the first admin token, the artifact
@@ -190,9 +231,10 @@ static int offline_command(const char *cmd)
 	return -1;
 }
 
-/* Runs the server until SIGTERM/SIGINT: NOTIFY listener, job scheduler, HTTP. */
-static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, const struct sockaddr_storage *addr,
-		 bool private_db)
+/* Runs the server until SIGTERM/SIGINT: NOTIFY listener, job scheduler, HTTP on listen_fd (bound,
+ * taken over). */
+static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, int listen_fd,
+		 const struct sockaddr_storage *addr, bool private_db)
 {
 	gn_err err;
 	const struct gd_config *cfg = config_get();
@@ -201,8 +243,12 @@ static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, con
 	struct db_limits limits = {cfg->db_connect_timeout, cfg->db_statement_timeout, cfg->db_pool_wait};
 	checkin_cache_init();
 	if (db_pool_set_limits(gd.pool, &limits, &err) ||
-	    notify_start(conninfo, channels, GN_ARRAY_LEN(channels), &err) || jobs_start(gd.pool, &err) ||
-	    http_start((const struct sockaddr *)addr, &err)) {
+	    notify_start(conninfo, channels, GN_ARRAY_LEN(channels), &err) || jobs_start(gd.pool, &err)) {
+		close(listen_fd);
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		goto out;
+	}
+	if (http_start(listen_fd, (const struct sockaddr *)addr, &err)) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 		goto out;
 	}
@@ -221,7 +267,7 @@ out:
 
 int main(int argc, char **argv)
 {
-	int rc = 1, first = 0, lockfd = -1;
+	int rc = 1, first = 0, lockfd = -1, listen_fd = -1;
 	bool help = false;
 	gn_err err;
 	pgcluster *pg = NULL;
@@ -269,6 +315,8 @@ int main(int argc, char **argv)
 	apply_log_level(cfg);
 	if ((lockfd = lock_data_dir(cfg->data_dir)) < 0)
 		goto out;
+	if (strcmp(cmd, "serve") == 0 && (listen_fd = bind_listener(&addr, cfg->listen)) < 0)
+		goto out;
 
 	/* Signals are taken synchronously by the main thread; worker threads inherit the mask. */
 	sigemptyset(&set);
@@ -296,8 +344,11 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	rc = serve(argc, argv, &set, conninfo, &addr, pg != NULL);
+	rc = serve(argc, argv, &set, conninfo, listen_fd, &addr, pg != NULL);
+	listen_fd = -1; /* taken over by the HTTP server */
 out:
+	if (listen_fd >= 0)
+		close(listen_fd);
 	db_pool_free(gd.pool);
 	gd.pool = NULL;
 	pgcluster_stop(pg);

@@ -12,8 +12,11 @@ import time
 from ganglion_harness import (
     GANGLIOND,
     NO_TOKEN,
+    SRCDIR,
     assert_problem,
     child_env,
+    enroll_device,
+    free_port,
     metric_value,
     model_meta,
     multipart,
@@ -37,7 +40,8 @@ def test_migrate_applies_the_schema_and_exits(pg, db, workdir):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "event=migrated" in p.stderr, p.stderr
     applied = _migrations(pg, db)
-    assert applied and applied == list(range(1, len(applied) + 1)), applied
+    files = sorted(int(f.name[:4]) for f in (SRCDIR / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    assert applied and applied == files, (applied, files)
     # Idempotent: nothing to do the second time, same rows.
     checksums = pg.sql("SELECT string_agg(checksum, ',' ORDER BY version) FROM schema_migrations", db)
     p = run(cmd, check=False, timeout=120)
@@ -219,3 +223,104 @@ def test_max_json_depth(gangliond):
     r = d.api("POST", "/v1/enroll", token=NO_TOKEN,
               json={"token": et2["token"], "public_key": public_hex(new_key()), "facts": nested(20)})
     assert r.status_code == 201, r.text
+
+
+# --- start-up failures say what they are (issue 14) ---------------------------------------------
+def _start_fails(cmd, *want):
+    """Runs gangliond expecting a start-up failure; returns its stderr after checking that it names
+    each of want and does not blame another gangliond."""
+    p = run(cmd, check=False, timeout=60)
+    assert p.returncode != 0, p.stderr
+    for w in want:
+        assert w in p.stderr, p.stderr
+    assert "in use by another gangliond" not in p.stderr, p.stderr
+    return p.stderr
+
+
+def test_a_data_dir_that_is_a_file_is_said_so(pg, db, workdir):
+    f = workdir / "state"
+    f.write_text("not a directory")
+    base = [GANGLIOND, "--listen", f"127.0.0.1:{free_port()}", "--database-url", pg.dsn(db)]
+    _start_fails(base + ["--data-dir", f], f"data-dir {f} is not a directory (a file is there)")
+    _start_fails(base + ["--data-dir", f / "sub"], f"cannot create data-dir {f / 'sub'}: Not a directory")
+
+
+def test_a_data_dir_on_a_read_only_file_system_is_said_so(pg, db, workdir):
+    ro = workdir / "ro"
+    (ro / "data").mkdir(parents=True)
+    cmd = [GANGLIOND, "--listen", f"127.0.0.1:{free_port()}", "--database-url", pg.dsn(db)]
+    # A read-only bind mount in a mount namespace of its own (a user namespace too when not root).
+    ns = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    mount = f"mount --bind -o ro {ro} {ro} && mount -o remount,bind,ro {ro} && exec \"$@\""
+    for data, what in ((ro / "data", "lock"), (ro / "new", "create")):
+        _start_fails(ns + ["sh", "-c", mount, "sh"] + cmd + ["--data-dir", data],
+                     f"cannot {what} data-dir {data}: it is on a read-only file system")
+
+
+def test_a_taken_address_fails_before_the_database_is_touched(gangliond, pg):
+    a = gangliond()
+    fresh = pg.create_database()
+    b = gangliond(database=fresh, extra_args=["--listen", f"127.0.0.1:{a.port}"], wait=False)
+    assert b.proc.wait(60) != 0, "a second gangliond started on a taken address"
+    b.start_failed = True  # expected; the teardown need not complain
+    log = b.log()
+    assert f"cannot listen on 127.0.0.1:{a.port}: Address already in use" in log, log
+    assert "port 0" not in log, log
+    for event in ("migration_applied", "admin_token_created", "tuf_root_key_created"):
+        assert f"event={event}" not in log, log
+    assert not (b.data_dir / "admin.token").exists() and not (b.data_dir / "keys").exists()
+    assert pg.sql("SELECT to_regclass('schema_migrations') IS NULL", fresh) == "t"
+    assert a.api("GET", "/readyz").status_code == 200
+
+
+def test_a_restart_prints_no_raw_postgresql_notice(gangliond):
+    s = gangliond(extra_args=["--log-level", "debug"])
+    s.stop()
+    s.start()
+    lines = s.log().splitlines()
+    # What PostgreSQL said (CREATE TABLE IF NOT EXISTS of an existing table) is a log line at
+    # debug, not libpq's raw "NOTICE:  ..." on stderr.
+    said = [line for line in lines if "NOTICE" in line or "already exists" in line]
+    assert said and all(line.startswith("ts=") and "level=debug event=pg_notice severity=NOTICE" in line
+                        for line in said), said
+
+
+def test_sighup_names_changed_settings_that_cannot_reload(gangliond, workdir):
+    conf = workdir / "gangliond.conf"
+    conf.write_text("threads = 4\ndb-pool-size = 8\nmax-body = 1M\n")
+    s = gangliond(extra_args=["--config", conf])
+    conf.write_text("threads = 6\ndb-pool-size = 8\nmax-body = 2M\n")
+    s.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "event=reloaded" in s.log(), 60, 0.1), s.log()
+    ignored = [line for line in s.log().splitlines() if "event=reload_setting_ignored" in line]
+    assert len(ignored) == 1 and "level=warn" in ignored[0] and "key=threads" in ignored[0], ignored
+    assert "restart" in ignored[0], ignored
+
+
+def test_routine_check_ins_are_logged_at_debug(gangliond):
+    s = gangliond(extra_args=["--log-level", "debug"])
+    dev = enroll_device(s)
+    tok = dev.authenticate(s)
+    report = {"agent_version": "t", "models": []}
+
+    def checkin(body, etag=None):
+        return s.api("POST", "/v1/agent/checkin", token=tok, json=body,
+                     headers={"If-None-Match": etag} if etag else None)
+
+    def levels():
+        return [line.split("level=")[1].split()[0] for line in s.log(limit=10**7).splitlines()
+                if "route=/v1/agent/checkin" in line]
+
+    first = checkin(report)
+    assert first.status_code == 200, first.text
+    etag = first.headers["ETag"]
+    # Once the server answers from memory, a check-in that changes nothing is at debug.
+    assert wait_for(lambda: checkin(report, etag).status_code == 304 and levels()[-1] == "debug", 30, 0.1), \
+        levels()
+    assert levels()[0] == "info"  # the first one: new targets for the device
+    assert checkin(report, etag).status_code == 304 and levels()[-1] == "debug"
+    # A changed report (an update attempt that failed) and a refused check-in are at info.
+    failed = dict(report, last_operation={"state": "failed", "model": "m", "version": "1.0.0", "detail": "x"})
+    assert checkin(failed, etag).status_code == 304 and levels()[-1] == "info"
+    assert checkin(failed, etag).status_code == 304 and levels()[-1] == "debug"
+    assert checkin({"agent_version": 7}, etag).status_code == 400 and levels()[-1] == "info"
