@@ -61,6 +61,10 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 	gn_err err;
 	if (p->status)
 		return MHD_NO;
+	if (!key) { /* a part without Content-Disposition: libmicrohttpd has no name for it */
+		publish_fail(p, 400, "a form part without a name (Content-Disposition: form-data; name=...)");
+		return MHD_NO;
+	}
 	if (strcmp(key, "metadata") == 0) {
 		if (p->meta.len + size > (size_t)config_get()->max_body) {
 			publish_fail(p, 413, "the metadata part is larger than max-body");

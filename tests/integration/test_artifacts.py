@@ -283,7 +283,8 @@ def test_failed_publish_does_not_remove_bytes_another_version_uses(server):
     assert server.api("GET", f"/v1/artifacts/sha256/{_sha(data)}").content == data
 
 
-@pytest.mark.parametrize("parts", ["artifact-missing", "metadata-missing", "unknown-part", "not-multipart"])
+@pytest.mark.parametrize("parts", ["artifact-missing", "metadata-missing", "unknown-part", "nameless-part",
+                                   "not-multipart"])
 def test_malformed_publish_requests(server, parts):
     data = _blob(10_000)
     if parts == "not-multipart":
@@ -295,7 +296,10 @@ def test_malformed_publish_requests(server, parts):
         art = (f"--{b}\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"m\"\r\n"
                f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + b"\r\n"
         other = (f"--{b}\r\nContent-Disposition: form-data; name=\"extra\"\r\n\r\nhello\r\n").encode()
-        body = {"artifact-missing": meta, "metadata-missing": art, "unknown-part": meta + other + art}[parts]
+        # A part without Content-Disposition has no name (found by fuzz/multipart: it crashed gangliond).
+        nameless = (f"--{b}\r\nContent-Type: application/octet-stream\r\n\r\nhello\r\n").encode()
+        body = {"artifact-missing": meta, "metadata-missing": art, "unknown-part": meta + other + art,
+                "nameless-part": meta + nameless + art}[parts]
         body += f"--{b}--\r\n".encode()
         r = server.api("POST", "/v1/models/m/versions", data=body,
                        headers={"Content-Type": f"multipart/form-data; boundary={b}"})
