@@ -10,6 +10,8 @@ RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
 # The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py).
 MODEL_PKGS=(python3 python3-onnx python3-numpy)
 TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib)
+# The fuzz targets (scripts/fuzz.sh, a smoke of each in scripts/test.sh): clang with libFuzzer.
+TEST_PKGS+=(clang libclang-rt-dev)
 # The Debian packages (make deb, scripts/test-packages.sh): debhelper 13 with dh-sequence-installsysusers,
 # lintian; systemd for systemd-analyze and systemd-sysusers/-tmpfiles (the packages' postinst); man-db
 # and procps for the checks.

@@ -73,8 +73,20 @@ if [ $apilint -ne 0 ]; then
 	status=1
 fi
 
+# Fuzzing: each libFuzzer target (fuzz/) for a short smoke from its committed corpus, built with
+# clang, ASan and UBSan in build-fuzz/ (one test per target in the line below; scripts/fuzz.sh).
+# make check above has already replayed every committed input in both builds.
+echo "=== fuzz smoke (scripts/fuzz.sh, ${FUZZ_SMOKE_SECONDS:=15} s per target) ==="
+fuzz_checks=()
+for t in $(scripts/fuzz.sh --list); do
+	scripts/fuzz.sh "$t" "$FUZZ_SMOKE_SECONDS"
+	rc=$?
+	fuzz_checks+=(--check "fuzz-$t=$rc")
+	[ $rc -ne 0 ] && status=1
+done
+
 /usr/bin/python3 scripts/summarize.py build build-asan --check "formatting=$fmt" --check "packages=$pkg" \
-	--check "apilint=$apilint"
+	--check "apilint=$apilint" "${fuzz_checks[@]}"
 rc=$?
 [ $status -ne 0 ] && rc=1
 exit $rc

@@ -128,4 +128,20 @@ GD_ROUTE_TABLE(tuf);
 GD_ROUTE_TABLE(deployments);
 GD_ROUTE_TABLE(rollouts);
 
+/* The request-body field tables that live beside their handlers (a domain module's own are in its
+ * header): shared with fuzz/json_body.c, which fuzzes every route's body with its table. */
+#define GD_BODY_FIELDS(name)                               \
+	extern const gn_json_field http_##name##_fields[]; \
+	extern const size_t http_##name##_nfields
+GD_BODY_FIELDS(agent_challenge);
+GD_BODY_FIELDS(agent_token);
+GD_BODY_FIELDS(checkin);
+GD_BODY_FIELDS(desired);
+GD_BODY_FIELDS(desired_bulk);
+GD_BODY_FIELDS(devices_patch);
+GD_BODY_FIELDS(models_alias);
+GD_BODY_FIELDS(models_yank);
+GD_BODY_FIELDS(tuf_root);
+GD_BODY_FIELDS(tuf_rotate);
+
 #endif

@@ -6,14 +6,15 @@
 #include "devices.h"
 #include "http.h"
 
-static const gn_json_field challenge_fields[] = {{"device_id", GN_JSON_STRING, true, false}};
+const gn_json_field http_agent_challenge_fields[] = {{"device_id", GN_JSON_STRING, true, false}};
+const size_t http_agent_challenge_nfields = GN_ARRAY_LEN(http_agent_challenge_fields);
 
 static void http_agent_challenge(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
 	const struct gd_config *cfg = config_get();
-	if (gd_body_json(&body, r, challenge_fields, 1))
+	if (gd_body_json(&body, r, http_agent_challenge_fields, http_agent_challenge_nfields))
 		return;
 	if (gd_rate_limit(r, "challenge", gn_json_str(body, "device_id")))
 		goto out;
@@ -26,17 +27,18 @@ out:
 	json_decref(body);
 }
 
-static const gn_json_field token_fields[] = {
+const gn_json_field http_agent_token_fields[] = {
 	{"device_id", GN_JSON_STRING, true, false},
 	{"nonce", GN_JSON_STRING, true, false},
 	{"signature", GN_JSON_STRING, true, false},
 };
+const size_t http_agent_token_nfields = GN_ARRAY_LEN(http_agent_token_fields);
 
 static void http_agent_token(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
-	if (gd_body_json(&body, r, token_fields, GN_ARRAY_LEN(token_fields)))
+	if (gd_body_json(&body, r, http_agent_token_fields, http_agent_token_nfields))
 		return;
 	if (gd_rate_limit(r, "token", gn_json_str(body, "device_id"))) {
 		json_decref(body);

@@ -11,11 +11,12 @@
 #include "director.h"
 #include "http.h"
 
-static const gn_json_field checkin_fields[] = {
+const gn_json_field http_checkin_fields[] = {
 	{"agent_version", GN_JSON_STRING, false, false}, {"models", GN_JSON_ARRAY, false, false},
 	{"facts", GN_JSON_OBJECT, false, true},          {"last_operation", GN_JSON_OBJECT, false, true},
 	{"seq", GN_JSON_INTEGER, false, false},
 };
+const size_t http_checkin_nfields = GN_ARRAY_LEN(http_checkin_fields);
 
 /* A check-in's parts as JSON text: the report, facts and last operation (NULL when absent). */
 struct report {
@@ -145,7 +146,7 @@ static void http_checkin_post(struct gd_req *r)
 	const char *id = gd_actor(r)->id;
 	const char *inm = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 
-	if (gd_body_json(&body, r, checkin_fields, GN_ARRAY_LEN(checkin_fields)))
+	if (gd_body_json(&body, r, http_checkin_fields, http_checkin_nfields))
 		goto out;
 	report_init(&rep, body);
 	if (report_check(r, &rep, body) || reply_from_memory(r, &rep, inm, now))

@@ -8,10 +8,11 @@
 #include "http.h"
 #include "model.h"
 
-static const gn_json_field desired_fields[] = {
+const gn_json_field http_desired_fields[] = {
 	{"model", GN_JSON_STRING, true, false},
 	{"version", GN_JSON_STRING, true, false},
 };
+const size_t http_desired_nfields = GN_ARRAY_LEN(http_desired_fields);
 
 static void http_desired_put(struct gd_req *r)
 {
@@ -24,7 +25,7 @@ static void http_desired_put(struct gd_req *r)
 		gd_reply_problem(r, 404, "no such device");
 		return;
 	}
-	if (gd_body_json(&body, r, desired_fields, GN_ARRAY_LEN(desired_fields)))
+	if (gd_body_json(&body, r, http_desired_fields, http_desired_nfields))
 		return;
 	tuf_sign_settings(&ts, config_get());
 	const char *model = gn_json_str(body, "model");
@@ -55,11 +56,12 @@ static void http_desired_delete(struct gd_req *r)
 		gd_reply_raw(r, 204, NULL, "", 0);
 }
 
-static const gn_json_field bulk_fields[] = {
+const gn_json_field http_desired_bulk_fields[] = {
 	{"selector", GN_JSON_STRING, true, false},
 	{"model", GN_JSON_STRING, true, false},
 	{"version", GN_JSON_STRING, true, false},
 };
+const size_t http_desired_bulk_nfields = GN_ARRAY_LEN(http_desired_bulk_fields);
 
 static void http_desired_bulk(struct gd_req *r)
 {
@@ -67,7 +69,7 @@ static void http_desired_bulk(struct gd_req *r)
 	struct tuf_settings ts;
 	char version[72];
 	gn_err err;
-	if (gd_body_json(&body, r, bulk_fields, GN_ARRAY_LEN(bulk_fields)))
+	if (gd_body_json(&body, r, http_desired_bulk_fields, http_desired_bulk_nfields))
 		return;
 	tuf_sign_settings(&ts, config_get());
 	const char *model = gn_json_str(body, "model");

@@ -33,10 +33,11 @@ static void http_devices_get(struct gd_req *r)
 	gd_reply_text(r, rc, 200, out, &err);
 }
 
-static const gn_json_field patch_fields[] = {
+const gn_json_field http_devices_patch_fields[] = {
 	{"labels", GN_JSON_OBJECT, false, false},
 	{"name", GN_JSON_STRING, false, false},
 };
+const size_t http_devices_patch_nfields = GN_ARRAY_LEN(http_devices_patch_fields);
 
 static void http_devices_patch(struct gd_req *r)
 {
@@ -47,7 +48,7 @@ static void http_devices_patch(struct gd_req *r)
 		gd_reply_problem(r, 404, "no such device");
 		return;
 	}
-	if (gd_body_json(&body, r, patch_fields, GN_ARRAY_LEN(patch_fields)))
+	if (gd_body_json(&body, r, http_devices_patch_fields, http_devices_patch_nfields))
 		return;
 	int rc = devices_update(&out, gd_db(r), gd_actor(r), gd_param(r, 0), body, &err);
 	gd_reply_text(r, rc, 200, out, &err);

@@ -240,7 +240,8 @@ static void http_models_profile_get(struct gd_req *r)
 
 /* --- aliases ------------------------------------------------------------------------------ */
 
-static const gn_json_field alias_fields[] = {{"version", GN_JSON_STRING, true, false}};
+const gn_json_field http_models_alias_fields[] = {{"version", GN_JSON_STRING, true, false}};
+const size_t http_models_alias_nfields = GN_ARRAY_LEN(http_models_alias_fields);
 
 static void http_models_alias_set(struct gd_req *r)
 {
@@ -251,7 +252,7 @@ static void http_models_alias_set(struct gd_req *r)
 		gd_reply_problem(r, 400, err.msg);
 		return;
 	}
-	if (gd_body_json(&body, r, alias_fields, 1))
+	if (gd_body_json(&body, r, http_models_alias_fields, http_models_alias_nfields))
 		return;
 	int rc = models_alias_set(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1),
 				  gn_json_str(body, "version"), &err);
@@ -270,14 +271,15 @@ static void http_models_alias_delete(struct gd_req *r)
 
 /* --- yanking -------------------------------------------------------------------------------- */
 
-static const gn_json_field yank_fields[] = {{"reason", GN_JSON_STRING, false, false}};
+const gn_json_field http_models_yank_fields[] = {{"reason", GN_JSON_STRING, false, false}};
+const size_t http_models_yank_nfields = GN_ARRAY_LEN(http_models_yank_fields);
 
 static void http_models_yank(struct gd_req *r)
 {
 	json_t *body = NULL;
 	char *out = NULL;
 	gn_err err;
-	if (gd_body_json(&body, r, yank_fields, GN_ARRAY_LEN(yank_fields)))
+	if (gd_body_json(&body, r, http_models_yank_fields, http_models_yank_nfields))
 		return;
 	int rc = models_yank(&out, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), true,
 			     gn_json_str(body, "reason"), &err);

@@ -82,10 +82,11 @@ static void http_tuf_director_root_draft(struct gd_req *r)
 	root_draft(r, "director");
 }
 
-static const gn_json_field root_fields[] = {
+const gn_json_field http_tuf_root_fields[] = {
 	{"signed", GN_JSON_OBJECT, true, false},
 	{"signatures", GN_JSON_ARRAY, true, false},
 };
+const size_t http_tuf_root_nfields = GN_ARRAY_LEN(http_tuf_root_fields);
 
 static void root_import(struct gd_req *r, const char *repo)
 {
@@ -93,7 +94,7 @@ static void root_import(struct gd_req *r, const char *repo)
 	struct tuf_settings ts;
 	int version;
 	gn_err err;
-	if (gd_body_json(&body, r, root_fields, GN_ARRAY_LEN(root_fields)))
+	if (gd_body_json(&body, r, http_tuf_root_fields, http_tuf_root_nfields))
 		return;
 	tuf_sign_settings(&ts, config_get());
 	if (tuf_keys_root_import(&version, gd_db(r), &ts, gd_actor(r), repo, body, &err))
@@ -126,14 +127,15 @@ static void http_tuf_keys_list(struct gd_req *r)
 	gd_reply_json(r, 200, json_pack("{s:o,s:n}", "items", items, "next_cursor"));
 }
 
-static const gn_json_field rotate_fields[] = {{"role", GN_JSON_STRING, true, false}};
+const gn_json_field http_tuf_rotate_fields[] = {{"role", GN_JSON_STRING, true, false}};
+const size_t http_tuf_rotate_nfields = GN_ARRAY_LEN(http_tuf_rotate_fields);
 
 static void http_tuf_keys_rotate(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	struct tuf_settings ts;
 	gn_err err;
-	if (gd_body_json(&body, r, rotate_fields, GN_ARRAY_LEN(rotate_fields)))
+	if (gd_body_json(&body, r, http_tuf_rotate_fields, http_tuf_rotate_nfields))
 		return;
 	tuf_sign_settings(&ts, config_get());
 	if (tuf_keys_rotate(&out, gd_db(r), &ts, gd_actor(r), gn_json_str(body, "role"), &err))
