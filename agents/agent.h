@@ -173,4 +173,8 @@ int serve_start(struct agent *a, gn_err *err) GN_WUR;
 /* Stops the endpoint (waiting for requests in flight) and removes its socket; fine if not started. */
 void serve_stop(struct agent *a);
 
+/* tuf_client_cmd.c: `ganglion-agent tuf-client`, a TUF client on the command line over any static
+ * repository (init, refresh, download); returns the exit status, 0 or 1. */
+int tuf_client_cmd_main(const struct agent_config *cfg, int argc, char **argv);
+
 #endif

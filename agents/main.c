@@ -27,6 +27,8 @@ static const char usage[] =
 	"                 (given out of band with --trusted-root*, or trusted on first use)\n"
 	"  run            serve the current model and keep it up to date (the default)\n"
 	"  status         print what this device runs and its last update attempt\n"
+	"  tuf-client ... a TUF client over any static TUF repository, for interop tests\n"
+	"                 (ganglion-agent tuf-client --help)\n"
 	"  sample-config  print a config file with every key and its default\n"
 	"  man            print the manual page ganglion-agent(8) in roff (man -l -)\n"
 	"  man-config     print the manual page ganglion-agent.conf(5) in roff\n"
@@ -281,6 +283,8 @@ static int run_command(struct agent *a, const char *cmd, int argc, char **argv)
 		return cmd_run(a);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(a);
+	if (strcmp(cmd, "tuf-client") == 0)
+		return tuf_client_cmd_main(&a->cfg, argc, argv);
 	if (strcmp(cmd, "sample-config") == 0) {
 		char *s = gn_conf_sample_dup(&agent_config_table);
 		fputs(s, stdout);
