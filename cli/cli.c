@@ -3,8 +3,10 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "crypto.h"
 #include "http_client.h"
@@ -24,7 +26,7 @@ static const struct {
 } exit_map[] = {
 	{CLI_EUSAGE, CLI_EXIT_USAGE},      {GN_EAUTH, CLI_EXIT_AUTH},         {GN_EFORBIDDEN, CLI_EXIT_AUTH},
 	{GN_ENOTFOUND, CLI_EXIT_NOTFOUND}, {GN_ECONFLICT, CLI_EXIT_CONFLICT}, {GN_EUNAVAIL, CLI_EXIT_UNAVAIL},
-	{GN_EINVAL, CLI_EXIT_INVALID},     {GN_ETOOBIG, CLI_EXIT_INVALID},
+	{GN_EINVAL, CLI_EXIT_INVALID},     {GN_ETOOBIG, CLI_EXIT_INVALID},    {CLI_ENOTGANGLION, CLI_EXIT_NOTGANGLION},
 };
 
 static const char *const exit_text[] = {
@@ -36,6 +38,7 @@ static const char *const exit_text[] = {
 	[CLI_EXIT_CONFLICT] = "conflict (HTTP 409)",
 	[CLI_EXIT_UNAVAIL] = "server unreachable, timed out, or failing (HTTP 5xx)",
 	[CLI_EXIT_INVALID] = "request rejected by the server as invalid (HTTP 400/413)",
+	[CLI_EXIT_NOTGANGLION] = "the server at --url is not gangliond (its answer is not JSON)",
 };
 
 int cli_exit_code(int code)
@@ -74,6 +77,28 @@ static const cli_opt *find_short(const cli_opt *opts, size_t n, char c, size_t *
 		}
 	}
 	return NULL;
+}
+
+const char *cli_nearest(const char *word, const char *const *names, size_t n)
+{
+	/* Two edits catch most typos (a dropped, doubled or swapped letter) without wild guesses. */
+	return gn_nearest(word, names, n, 2);
+}
+
+/* Fails for --name (len bytes of name) that opts lacks, suggesting the nearest option. */
+static int unknown_option(const cli_opt *opts, size_t nopts, const char *name, size_t len, gn_err *err)
+{
+	const char **names = gn_calloc(nopts + 1, sizeof(*names));
+	char *given = gn_strndup(name, len);
+	for (size_t i = 0; i < nopts; i++)
+		names[i] = opts[i].name;
+	names[nopts] = "help";
+	const char *near = cli_nearest(given, names, nopts + 1);
+	int error = near ? gn_err_set(err, CLI_EUSAGE, "unknown option --%s (did you mean --%s?)", given, near)
+			 : gn_err_set(err, CLI_EUSAGE, "unknown option --%s", given);
+	free(given);
+	free(names);
+	return error;
 }
 
 static void args_give(cli_args *a, size_t opt, const char *value)
@@ -122,7 +147,7 @@ int cli_args_parse(cli_args *out, const cli_opt *opts, size_t nopts, int argc, c
 			const char *eq = strchr(a + 2, '=');
 			size_t len = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
 			if (!(o = find_long(opts, nopts, a + 2, len, &idx))) {
-				error = gn_err_set(err, CLI_EUSAGE, "unknown option %.*s", (int)(len + 2), a);
+				error = unknown_option(opts, nopts, a + 2, len, err);
 				goto out;
 			}
 			if (eq && !o->arg) {
@@ -205,10 +230,17 @@ void cli_opts_help(FILE *f, const cli_opt *opts, size_t n)
 	fprintf(f, "  %-28s %s\n", "-h, --help", "show this help");
 }
 
+bool cli_group_bare(const cli_group *g)
+{
+	return g->n == 1 && strcmp(g->cmds[0].name, g->name) == 0;
+}
+
 void cli_cmd_help(FILE *f, const cli_group *group, const cli_cmd *cmd)
 {
-	fprintf(f, "Usage: ganglion %s %s%s%s%s\n\n%s\n\nOptions:\n", group->name, cmd->name,
-		cmd->nopts ? " [options]" : "", cmd->synopsis[0] ? " " : "", cmd->synopsis, cmd->summary);
+	bool bare = cli_group_bare(group);
+	fprintf(f, "Usage: ganglion %s%s%s%s%s%s\n\n%s\n\nOptions:\n", group->name, bare ? "" : " ",
+		bare ? "" : cmd->name, cmd->nopts ? " [options]" : "", cmd->synopsis[0] ? " " : "", cmd->synopsis,
+		cmd->summary);
 	cli_opts_help(f, cmd->opts, cmd->nopts);
 	fputs("\nGlobal options (--url, --token, -o, ...) are accepted too; see 'ganglion --help'.\n", f);
 }
@@ -331,12 +363,92 @@ out:
 	return error;
 }
 
+/* Whether a Content-Type is JSON: application/json, or application/...+json (problem+json). */
+static bool is_json_type(const char *ct)
+{
+	size_t n = strcspn(ct, "; \t");
+	if (n < 16 || strncasecmp(ct, "application/", 12) != 0)
+		return false;
+	return (n == 16 && strncasecmp(ct + 12, "json", 4) == 0) || strncasecmp(ct + n - 5, "+json", 5) == 0;
+}
+
+/* Writes " (page title 'T')" for an HTML page that has a title, else "", with control characters
+ * and quotes replaced: enough to recognise the page, never the page itself. */
+static void page_title(char *out, size_t n, const gn_buf *body)
+{
+	const char *s = body->data, *end = body->data + body->len, *open = NULL, *start, *stop;
+	out[0] = '\0';
+	for (const char *p = s; p && p + 7 <= end && !open; p = memchr(p + 1, '<', (size_t)(end - p - 1)))
+		if (strncasecmp(p, "<title>", 7) == 0)
+			open = p;
+	if (!open)
+		return;
+	start = open + 7;
+	stop = memchr(start, '<', (size_t)(end - start));
+	if (!stop)
+		stop = end;
+	while (start < stop && strchr(" \t\r\n", *start))
+		start++;
+	while (stop > start && strchr(" \t\r\n", stop[-1]))
+		stop--;
+	if (stop == start)
+		return;
+	size_t len = (size_t)(stop - start) > 80 ? 80 : (size_t)(stop - start);
+	char title[81];
+	for (size_t i = 0; i < len; i++)
+		title[i] = ((unsigned char)start[i] < ' ' || start[i] == 0x7f || start[i] == '\'') ? '?' : start[i];
+	title[len] = '\0';
+	snprintf(out, n, " (page title '%s')", title);
+}
+
+/* Fails for an answer in a media type gangliond never sends (an HTML page, say): the URL points at
+ * some other web server (CLI_ENOTGANGLION), or, with a 5xx, a proxy in front of gangliond failed
+ * (GN_EUNAVAIL). The page is never printed. Returns 0 for JSON, and for no Content-Type at all
+ * unless it is an error: libmicrohttpd's own refusals (414, 431...) come without one, and their
+ * HTML is left out of the message too. */
+static int check_foreign(const cli_ctx *ctx, const char *method, const char *url, const gn_http_resp *resp, gn_err *err)
+{
+	const char *ct = resp->content_type;
+	char title[128], type[64];
+	if (ct && *ct && is_json_type(ct))
+		return 0;
+	if (!ct || !*ct) {
+		gn_http_resp no_body = *resp;
+		no_body.body.len = 0;
+		int error = gn_http_check(&no_body, err);
+		if (error) {
+			page_title(title, sizeof(title), &resp->body);
+			char why[sizeof(err->msg)];
+			snprintf(why, sizeof(why), "%s", err->msg);
+			gn_err_set(err, error, "%s %s: %s%s", method, url, why, title);
+		}
+		return error;
+	}
+	page_title(title, sizeof(title), &resp->body);
+	snprintf(type, sizeof(type), "%.*s", (int)strcspn(ct, "; \t"), ct);
+	for (char *p = type; *p; p++)
+		if ((unsigned char)*p < ' ' || *p == 0x7f)
+			*p = '?';
+	if (resp->status >= 500)
+		return gn_err_set(
+			err, GN_EUNAVAIL,
+			"%s %s: HTTP %ld with %s%s instead of gangliond's problem+json: is a proxy in front of "
+			"gangliond failing?",
+			method, url, resp->status, type, title);
+	return gn_err_set(err, CLI_ENOTGANGLION,
+			  "%s is not gangliond: %s %s answered HTTP %ld with %s%s, not JSON; check --url "
+			  "(GANGLION_URL, or url in the config file)",
+			  ctx->url, method, url, resp->status, type, title);
+}
+
 int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char *url, const gn_http_resp *resp,
 	       gn_err *err)
 {
 	int error = 0;
 
 	*out = NULL;
+	if ((error = check_foreign(ctx, method, url, resp, err)))
+		return error;
 	if ((error = gn_http_check(resp, err))) {
 		if (error == GN_EAUTH && !ctx->token) {
 			char why[sizeof(err->msg)];
@@ -414,6 +526,107 @@ out:
 	free(cursor);
 	free(url);
 	return error;
+}
+
+int cli_err_about(gn_err *err, const char *fmt, ...)
+{
+	char what[256], msg[sizeof(err->msg)];
+	va_list ap;
+	if (err->code != GN_ENOTFOUND)
+		return err->code;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	snprintf(msg, sizeof(msg), "%s", err->msg);
+	return gn_err_set(err, GN_ENOTFOUND, "%s: %s", what, msg);
+}
+
+/* Says that no model is called name (HTTP 404), with the nearest name among the models the token
+ * may list: "did you mean". */
+static void no_such_model(const cli_ctx *ctx, const char *name, gn_err *err)
+{
+	json_t *list = NULL, *item;
+	gn_err ignored = {0};
+	const char **names = NULL, *near = NULL;
+	size_t n = 0, i;
+
+	if (cli_list(&list, ctx, "/v1/models", true, &ignored) == 0) {
+		names = gn_calloc(json_array_size(json_object_get(list, "items")) + 1, sizeof(*names));
+		json_array_foreach(json_object_get(list, "items"), i, item) {
+			if (json_is_string(json_object_get(item, "name")))
+				names[n++] = json_string_value(json_object_get(item, "name"));
+		}
+		near = cli_nearest(name, names, n);
+	}
+	if (near)
+		gn_err_set(err, GN_ENOTFOUND, "no model '%s' (HTTP 404); did you mean '%s'?", name, near);
+	else
+		gn_err_set(err, GN_ENOTFOUND, "no model '%s' (HTTP 404)%s", name,
+			   list && !n ? "; none is published yet" : "");
+	free(names);
+	json_decref(list);
+}
+
+/* How many of a model's versions a message lists, newest first. */
+#define VERSIONS_SHOWN 5
+
+/* Says that model m (the server's object) has no version or alias `want` (HTTP 404), listing what
+ * it has. */
+static void no_such_version(const json_t *m, const char *model, const char *want, gn_err *err)
+{
+	const json_t *versions = json_object_get(m, "versions"), *v;
+	const char *k;
+	size_t i, n = json_array_size(versions);
+	gn_buf b;
+
+	gn_buf_init(&b);
+	gn_buf_printf(&b, "model '%s' has no version or alias '%s' (HTTP 404)", model, want);
+	json_array_foreach(versions, i, v) {
+		if (i == VERSIONS_SHOWN)
+			break;
+		gn_buf_printf(&b, "%s%s", i ? ", " : "; its newest versions: ", gn_json_str(v, "version"));
+	}
+	if (n > VERSIONS_SHOWN)
+		gn_buf_printf(&b, " (%zu in all)", n);
+	i = 0;
+	json_object_foreach((json_t *)json_object_get(m, "aliases"), k, v) {
+		gn_buf_printf(&b, "%s%s", i++ ? ", " : "; aliases: ", k);
+	}
+	gn_err_set(err, GN_ENOTFOUND, "%s", b.data);
+	gn_buf_cleanup(&b);
+}
+
+bool cli_model_not_found(const cli_ctx *ctx, const char *model, const char *version, gn_err *err)
+{
+	json_t *m = NULL;
+	gn_err lookup = {0};
+	bool rewritten = false;
+
+	if (err->code != GN_ENOTFOUND)
+		return false;
+	char *esc = gn_http_escape(model), *path = gn_asprintf("/v1/models/%s", esc);
+	int rc = cli_request(&m, ctx, "GET", path, NULL, &lookup);
+	if (rc == GN_ENOTFOUND) {
+		no_such_model(ctx, model, err);
+		rewritten = true;
+	} else if (rc == 0 && version) {
+		/* The wanted one among its versions and aliases means the 404 was not about it. */
+		const json_t *v;
+		size_t i;
+		bool found = json_object_get(json_object_get(m, "aliases"), version) != NULL;
+		json_array_foreach(json_object_get(m, "versions"), i, v) {
+			const char *s = gn_json_str(v, "version");
+			found = found || (s && strcmp(s, version) == 0);
+		}
+		if (!found) {
+			no_such_version(m, model, version, err);
+			rewritten = true;
+		}
+	}
+	free(path);
+	free(esc);
+	json_decref(m);
+	return rewritten;
 }
 
 int cli_read_json_file(json_t **out, const char *path, size_t max, gn_err *err)

@@ -23,7 +23,10 @@
  *     5  | conflict (HTTP 409)                              | GN_ECONFLICT
  *     6  | server unreachable, timed out, or HTTP 5xx       | GN_EUNAVAIL
  *     7  | request rejected as invalid (HTTP 400/413)       | GN_EINVAL, GN_ETOOBIG
- */
+ *     8  | the server at --url is not gangliond             | CLI_ENOTGANGLION
+ *
+ * A command that acts on nothing fails (a selector that matches no device: 4); a list that comes
+ * back empty is a success. */
 enum cli_exit {
 	CLI_EXIT_OK = 0,
 	CLI_EXIT_ERROR = 1,
@@ -33,11 +36,15 @@ enum cli_exit {
 	CLI_EXIT_CONFLICT = 5,
 	CLI_EXIT_UNAVAIL = 6,
 	CLI_EXIT_INVALID = 7,
+	CLI_EXIT_NOTGANGLION = 8,
 };
 
 /* A CLI-only error code: the command line or configuration is wrong. GN_EINVAL stays for
  * requests the server rejected, so the two exit differently. */
 #define CLI_EUSAGE (-100)
+/* A CLI-only error code: what answered at the URL is some other web server (its answer is neither
+ * JSON nor problem+json), not gangliond. */
+#define CLI_ENOTGANGLION (-101)
 
 /* Returns the exit code for an error code (0 for 0). */
 int cli_exit_code(int code);
@@ -95,6 +102,10 @@ typedef struct cli_group {
 	size_t n;
 } cli_group;
 
+/* Whether g is one command run as `ganglion NAME [options]`, without a subcommand (whoami): a
+ * group whose only command has the group's name. */
+bool cli_group_bare(const cli_group *g);
+
 extern const cli_group cmd_devices_group;
 extern const cli_group cmd_enroll_tokens_group;
 extern const cli_group cmd_tokens_group;
@@ -103,6 +114,7 @@ extern const cli_group cmd_models_group;
 extern const cli_group cmd_keys_group;
 extern const cli_group cmd_deploy_group;
 extern const cli_group cmd_rollout_group;
+extern const cli_group cmd_whoami_group;
 
 /* Parses argv[0..argc) against opts into out (cli_args_cleanup it): --name value, --name=value,
  * -x value, -xvalue, -h/--help, and `--` ending options. Options may come anywhere unless
@@ -143,6 +155,19 @@ int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char 
 /* GETs a list endpoint (path may already hold a query). Without all, *out is the server's page
  * (new); with all, next_cursor is followed to the end and *out is {"items":[...]} (new). */
 int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_err *err) GN_WUR;
+
+/* Puts what a failed request was about before err's message ("device 'ID': no such device
+ * (HTTP 404)") when err is a not-found (GN_ENOTFOUND), so the message names what was missing;
+ * returns err->code. */
+int cli_err_about(gn_err *err, const char *fmt, ...) GN_PRINTF(2, 3);
+/* Says which part of model[@version] a not-found (GN_ENOTFOUND in err) was about, by asking the
+ * server: no such model (with the nearest model name: "did you mean"), or no such version or alias
+ * of it (listing its newest versions and its aliases). Returns true when it rewrote err so; false, leaving err alone,
+ * for another error or when the model (and version, unless NULL) exist: the 404 was about
+ * something else. */
+bool cli_model_not_found(const cli_ctx *ctx, const char *model, const char *version, gn_err *err);
+/* Returns the name in names nearest to word, for "did you mean" (borrowed), or NULL. */
+const char *cli_nearest(const char *word, const char *const *names, size_t n);
 
 /* Reads the JSON file at path, at most max bytes, into *out (new); CLI_EUSAGE when it cannot be read,
  * is larger, or is not JSON, with a message naming the file. */

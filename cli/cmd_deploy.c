@@ -100,6 +100,8 @@ static int deploy_create_run(const cli_ctx *ctx, const cli_args *args, gn_err *e
 		json_object_set_new(body, "strategy", strategy);
 	if (!(error = cli_request(&ans, ctx, "POST", "/v1/deployments", body, err)))
 		show(ctx, ans, deploy_cols, GN_ARRAY_LEN(deploy_cols));
+	else if (cli_model_not_found(ctx, model, follow, err)) /* "did you mean" for a mistyped name */
+		error = err->code;
 	json_decref(body);
 	return error;
 }

@@ -292,8 +292,10 @@ static int show_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	size_t i;
 	char *path = device_path(args->pos[0]);
 
-	if ((error = cli_request(&dev, ctx, "GET", path, NULL, err)))
+	if ((error = cli_request(&dev, ctx, "GET", path, NULL, err))) {
+		error = cli_err_about(err, "device '%s'", args->pos[0]);
 		goto out;
+	}
 	if (ctx->output == CLI_OUTPUT_JSON) {
 		output_json(dev);
 		goto out;
@@ -328,8 +330,10 @@ static int label_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		if ((error = cli_label_add(labels, args->pos[i], true, err)))
 			goto out;
 	body = json_pack("{s:O}", "labels", labels);
-	if ((error = cli_request(&dev, ctx, "PATCH", path, body, err)))
+	if ((error = cli_request(&dev, ctx, "PATCH", path, body, err))) {
+		error = cli_err_about(err, "device '%s'", args->pos[0]);
 		goto out;
+	}
 	if (ctx->output == CLI_OUTPUT_JSON) {
 		output_json(dev);
 		goto out;
@@ -351,8 +355,10 @@ static int decommission_run(const cli_ctx *ctx, const cli_args *args, gn_err *er
 	json_t *dev = NULL;
 	char *path = device_path(args->pos[0]);
 
-	if ((error = cli_request(&dev, ctx, "DELETE", path, NULL, err)))
+	if ((error = cli_request(&dev, ctx, "DELETE", path, NULL, err))) {
+		error = cli_err_about(err, "device '%s'", args->pos[0]);
 		goto out;
+	}
 	if (ctx->output == CLI_OUTPUT_JSON)
 		output_json(dev);
 	else
@@ -396,8 +402,17 @@ static int assign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 			goto out;
 		}
 		body = json_pack("{s:s,s:s,s:s}", "selector", selector, "model", model, "version", version);
-		if ((error = cli_request(&ans, ctx, "POST", "/v1/desired", body, err)))
+		if ((error = cli_request(&ans, ctx, "POST", "/v1/desired", body, err))) {
+			cli_model_not_found(ctx, model, version, err);
+			error = err->code;
 			goto out;
+		}
+		/* An action on nothing is an error, so a script notices a selector that matches nothing. */
+		if (json_integer_value(json_object_get(ans, "count")) == 0) {
+			error = gn_err_set(err, GN_ENOTFOUND,
+					   "no active device matches selector '%s'; nothing assigned", selector);
+			goto out;
+		}
 		if (ctx->output == CLI_OUTPUT_JSON)
 			output_json(ans);
 		else
@@ -410,8 +425,12 @@ static int assign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	path = gn_asprintf("%s/desired", dev);
 	free(dev);
 	body = json_pack("{s:s,s:s}", "model", model, "version", version);
-	if ((error = cli_request(&ans, ctx, "PUT", path, body, err)))
+	if ((error = cli_request(&ans, ctx, "PUT", path, body, err))) {
+		if (!cli_model_not_found(ctx, model, version, err))
+			cli_err_about(err, "device '%s'", args->pos[0]);
+		error = err->code;
 		goto out;
+	}
 	if (ctx->output == CLI_OUTPUT_JSON)
 		output_json(ans);
 	else
@@ -444,7 +463,9 @@ static int unassign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	if (model)
 		cli_query_add(&path, "model", model);
 	error = cli_request(&ans, ctx, "DELETE", path.data, NULL, err);
-	if (!error && ctx->output != CLI_OUTPUT_JSON) {
+	if (error) {
+		error = cli_err_about(err, "device '%s'", args->pos[0]);
+	} else if (ctx->output != CLI_OUTPUT_JSON) {
 		if (model)
 			printf("device %s: assignment of %s removed; its agent unloads %s unless a deployment gives it\n",
 			       args->pos[0], model, model);
@@ -468,7 +489,9 @@ static int events_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	char *dev = device_path(args->pos[0]), *path = gn_asprintf("%s/events", dev);
 	json_t *page = NULL;
 	int error = cli_request(&page, ctx, "GET", path, NULL, err);
-	if (!error) {
+	if (error) {
+		error = cli_err_about(err, "device '%s'", args->pos[0]);
+	} else {
 		if (ctx->output == CLI_OUTPUT_JSON)
 			output_json(page);
 		else

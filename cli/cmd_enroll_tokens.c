@@ -83,8 +83,10 @@ static int revoke_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	char *esc = gn_http_escape(args->pos[0]);
 	char *path = gn_asprintf("/v1/enroll-tokens/%s", esc);
 
-	if ((error = cli_request(&ans, ctx, "DELETE", path, NULL, err)))
+	if ((error = cli_request(&ans, ctx, "DELETE", path, NULL, err))) {
+		error = cli_err_about(err, "%s '%s'", "enrollment token", args->pos[0]);
 		goto out;
+	}
 	/* 204 has no body; with -o json print nothing and let the exit code speak. */
 	if (ctx->output == CLI_OUTPUT_TABLE)
 		printf("enrollment token %s revoked\n", args->pos[0]);

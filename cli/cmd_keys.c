@@ -1,6 +1,6 @@
 /* ganglion keys: the TUF signing keys of the image repository and of the director. Online keys
- * are listed and rotated on the server; a new root is signed offline when the root keys are not
- * on the server: export-root fetches an unsigned draft, sign-root signs it on a machine that
+ * are listed and rotated on the server; root fetches the root metadata an agent pins; a new root is signed offline when
+ * the root keys are not on the server: export-root fetches an unsigned draft, sign-root signs it on a machine that
  * holds a root key (no server needed), import-root uploads it. */
 #include "cli.h"
 
@@ -89,8 +89,8 @@ static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	const char *flag = strcmp(role, "director") == 0 ? " --repo director" : "";
 	if (json_is_true(json_object_get(ans, "pending"))) {
 		/* The root keys are offline: the new key waits for a root signed elsewhere. */
-		printf("New %s key %s is pending.\n%s:\n  ganglion keys export-root%s -o draft.json\n"
-		       "  ganglion keys sign-root --key ROOT.pem draft.json -o signed.json   (where the root key is)\n"
+		printf("New %s key %s is pending.\n%s:\n  ganglion keys export-root%s -O draft.json\n"
+		       "  ganglion keys sign-root --key ROOT.pem draft.json -O signed.json   (where the root key is)\n"
 		       "  ganglion keys import-root%s signed.json\n",
 		       gn_json_str(ans, "role"), gn_json_str(ans, "keyid"),
 		       "The root keys are offline; to make it sign, list it in a new root", flag, flag);
@@ -142,10 +142,42 @@ static int export_root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err
 		goto out;
 	if (out_path && ctx->output == CLI_OUTPUT_TABLE)
 		printf("unsigned %s root version %lld written to %s\n"
-		       "sign it offline: ganglion keys sign-root --key ROOT-KEY.pem %s -o %s\n",
+		       "sign it offline: ganglion keys sign-root --key ROOT-KEY.pem %s -O %s\n",
 		       repo, root_version(draft), out_path, out_path, out_path);
 out:
 	json_decref(draft);
+	return error;
+}
+
+static int root_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	const char *out_path = cli_args_get(args, "out"), *repo = NULL;
+	char path[64];
+	json_t *root = NULL;
+	const json_t *sig_part;
+
+	if ((error = repo_arg(&repo, args, err)))
+		goto out;
+	snprintf(path, sizeof(path), "/v1/tuf/%s/root.json", repo);
+	if ((error = cli_request(&root, ctx, "GET", path, NULL, err)))
+		goto out;
+	sig_part = json_object_get(root, "signed");
+	if (!json_is_object(sig_part) || !json_is_string(json_object_get(sig_part, "_type")) ||
+	    strcmp(gn_json_str(sig_part, "_type"), "root") != 0 ||
+	    !json_is_array(json_object_get(root, "signatures"))) {
+		error = gn_err_set(err, GN_ERROR, "GET %s: the answer is not signed root metadata", path);
+		goto out;
+	}
+	/* The server's bytes as JSON; the agent canonicalises before it checks the signatures. */
+	if ((error = cli_write_json(out_path, root, err)))
+		goto out;
+	if (out_path && ctx->output == CLI_OUTPUT_TABLE)
+		printf("%s root version %lld written to %s; compare its root keys with 'ganglion keys list' before a "
+		       "device trusts it\n",
+		       repo, root_version(root), out_path);
+out:
+	json_decref(root);
 	return error;
 }
 
@@ -314,8 +346,14 @@ out:
 	return error;
 }
 
+/* -O writes a file, as curl's and wget's do; -o stays the output format, as everywhere else. */
 static const cli_opt export_opts[] = {
-	{"out", 'o', "FILE", "write the draft to FILE instead of stdout"},
+	{"out", 'O', "FILE", "write the draft to FILE instead of stdout"},
+	{"repo", 0, "REPO", "image (the default) or director: whose root"},
+};
+
+static const cli_opt root_opts[] = {
+	{"out", 'O', "FILE", "write it to FILE (atomically) instead of stdout"},
 	{"repo", 0, "REPO", "image (the default) or director: whose root"},
 };
 
@@ -325,7 +363,7 @@ static const cli_opt import_opts[] = {
 
 static const cli_opt sign_opts[] = {
 	{"key", 0, "KEY.pem", "Ed25519 private key (PEM) of a root key holder (required)"},
-	{"out", 'o', "OUT", "write the signed root to OUT (may be DRAFT itself) instead of stdout"},
+	{"out", 'O', "OUT", "write the signed root to OUT (may be DRAFT itself) instead of stdout"},
 };
 
 static const cli_cmd cmds[] = {
@@ -334,6 +372,10 @@ static const cli_cmd cmds[] = {
 	{"rotate", "ROLE",
 	 "Replace the online key of targets, snapshot, timestamp (image repository) or director, under a new root.",
 	 NULL, 0, 1, 1, rotate_run},
+	{"root", "",
+	 "Fetch the repository's current root metadata, as an agent pins it at enrollment (ganglion-agent enroll "
+	 "--trusted-root / --trusted-director-root).",
+	 root_opts, GN_ARRAY_LEN(root_opts), 0, 0, root_run},
 	{"export-root", "", "Fetch the unsigned draft of the next root version, to sign offline.", export_opts,
 	 GN_ARRAY_LEN(export_opts), 0, 0, export_root_run},
 	{"sign-root", "DRAFT.json",

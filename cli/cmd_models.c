@@ -17,7 +17,8 @@
 
 /* The metadata part must fit the server's max-body (default 1 MiB). */
 #define META_MAX ((size_t)1024 * 1024)
-#define PROGRESS_INTERVAL_NS 100000000ULL /* redraw at most ten times a second */
+#define PROGRESS_INTERVAL_NS 100000000ULL      /* redraw at most ten times a second on a terminal */
+#define PROGRESS_LOG_INTERVAL_NS 5000000000ULL /* elsewhere (a CI log), a line every 5 seconds */
 /* The connection must be up within this long; the transfer itself has no time limit. */
 #define CONNECT_TIMEOUT_S 10L
 /* An upload slower than LOW_SPEED_LIMIT bytes/s for LOW_SPEED_TIME_S is given up. */
@@ -115,16 +116,17 @@ static const output_col model_version_cols[] = {
 	{"SELF-TEST", NULL, self_test_flag}, {"STATE", NULL, yanked_flag},
 };
 
-/* A progress line on stderr for hashing and uploading, redrawn in place. */
+/* Progress on stderr for hashing and uploading: on a terminal one line redrawn in place; else
+ * (a CI log) a plain line every few seconds and one when done. */
 typedef struct progress {
 	const char *what;
 	uint64_t start_ns, last_ns, last_done;
-	bool shown, done;
+	bool shown, done, tty;
 } progress;
 
-static void progress_start(progress *p, const char *what)
+static void progress_start(progress *p, const char *what, bool tty)
 {
-	*p = (progress){.what = what, .start_ns = gn_mono_ns()};
+	*p = (progress){.what = what, .start_ns = gn_mono_ns(), .last_ns = gn_mono_ns(), .tty = tty};
 }
 
 /* Formats a byte count with SI units, as the MB/s rate is. */
@@ -149,16 +151,18 @@ static void progress_update(void *ud, uint64_t done, uint64_t total)
 
 	if (total == 0 || p->done)
 		return;
-	if (done < total && p->shown && (done == p->last_done || now - p->last_ns < PROGRESS_INTERVAL_NS))
+	if (p->tty && done < total && p->shown && (done == p->last_done || now - p->last_ns < PROGRESS_INTERVAL_NS))
+		return;
+	if (!p->tty && done < total && now - p->last_ns < PROGRESS_LOG_INTERVAL_NS)
 		return;
 	if (done > total)
 		done = total;
 	secs = (double)(now - p->start_ns) / 1e9;
 	fmt_bytes(a, sizeof(a), done);
 	fmt_bytes(b, sizeof(b), total);
-	/* \033[K clears what a longer earlier line left behind. */
-	fprintf(stderr, "\r%s %3u%%  %s / %s  %.1f MB/s\033[K", p->what, (unsigned)(done * 100 / total), a, b,
-		secs > 0 ? (double)done / secs / 1e6 : 0.0);
+	/* On a terminal, \033[K clears what a longer earlier line left behind. */
+	fprintf(stderr, "%s%s %3u%%  %s / %s  %.1f MB/s%s", p->tty ? "\r" : "", p->what, (unsigned)(done * 100 / total),
+		a, b, secs > 0 ? (double)done / secs / 1e6 : 0.0, p->tty ? "\033[K" : "\n");
 	p->last_ns = now;
 	p->last_done = done;
 	p->shown = true;
@@ -168,7 +172,7 @@ static void progress_update(void *ud, uint64_t done, uint64_t total)
 /* Ends the progress line, so what follows starts on a line of its own. */
 static void progress_end(progress *p)
 {
-	if (p->shown)
+	if (p->shown && p->tty)
 		fputc('\n', stderr);
 	p->shown = false;
 }
@@ -309,14 +313,14 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	int error = 0;
 	const char *file = args->pos[0], *name = cli_args_get(args, "name");
-	bool show = !cli_args_get(args, "no-progress") && isatty(STDERR_FILENO);
+	bool show = !cli_args_get(args, "no-progress"), tty = isatty(STDERR_FILENO);
 	char hex[GN_SHA256_HEX_LEN + 1], *meta_text = NULL, *path = NULL, *url = NULL;
 	uint64_t len = 0;
 	json_t *meta = NULL, *ver = NULL;
 	gn_http_resp resp = {0};
 	progress prog;
 
-	progress_start(&prog, "hashing  ");
+	progress_start(&prog, "hashing  ", tty);
 	if (!name) {
 		error = gn_err_set(err, CLI_EUSAGE, "--name is required");
 		goto out;
@@ -357,7 +361,7 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		.progress = show ? progress_update : NULL,
 		.progress_ud = &prog,
 	};
-	progress_start(&prog, "uploading");
+	progress_start(&prog, "uploading", tty);
 	error = gn_http_upload_multipart(&resp, &up, err);
 	progress_end(&prog);
 	if (error) {
@@ -408,8 +412,11 @@ static int show_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	} else {
 		path = model_path(name, "");
 	}
-	if ((error = cli_request(&ans, ctx, "GET", path, NULL, err)))
+	if ((error = cli_request(&ans, ctx, "GET", path, NULL, err))) {
+		cli_model_not_found(ctx, name, at ? at + 1 : NULL, err);
+		error = err->code;
 		goto out;
+	}
 	if (ctx->output == CLI_OUTPUT_JSON) {
 		output_json(ans);
 		goto out;
@@ -456,8 +463,15 @@ static int alias_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	path = model_path(args->pos[1], suffix);
 	if (set)
 		body = json_pack("{s:s}", "version", args->pos[3]);
-	if ((error = cli_request(&ans, ctx, set ? "PUT" : "DELETE", path, body, err)))
+	if ((error = cli_request(&ans, ctx, set ? "PUT" : "DELETE", path, body, err))) {
+		/* Set: the model or its version is missing; rm: the model or the alias. */
+		if (!cli_model_not_found(ctx, args->pos[1], set ? args->pos[3] : NULL, err) && !set &&
+		    err->code == GN_ENOTFOUND)
+			gn_err_set(err, GN_ENOTFOUND, "model '%s' has no alias '%s' (HTTP 404)", args->pos[1],
+				   args->pos[2]);
+		error = err->code;
 		goto out;
+	}
 	if (ctx->output == CLI_OUTPUT_JSON) {
 		/* rm answers 204: print nothing and let the exit code speak, as revoke does. */
 		if (ans)
@@ -528,7 +542,8 @@ static const cli_opt push_opts[] = {
 	{"format", 0, "FORMAT", "onnx, tflite, tensorrt-plan or other (server default: other)"},
 	{"meta", 0, "FILE", "JSON object with the other metadata: requirements, inputs, outputs, ..."},
 	{"filename", 0, "F", "the artifact's file name in the release target (default model.EXT)"},
-	{"no-progress", 0, NULL, "no progress bar (there is none anyway unless stderr is a terminal)"},
+	{"no-progress", 0, NULL,
+	 "no progress on stderr (else a line redrawn on a terminal, or a plain line every 5 seconds and one at 100%)"},
 	{"no-self-test", 0, NULL, "publish without a sample: devices install it without a self-test"},
 };
 

@@ -91,8 +91,10 @@ static int revoke_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	char *esc = gn_http_escape(args->pos[0]);
 	char *path = gn_asprintf("/v1/tokens/%s", esc);
 
-	if ((error = cli_request(&ans, ctx, "DELETE", path, NULL, err)))
+	if ((error = cli_request(&ans, ctx, "DELETE", path, NULL, err))) {
+		error = cli_err_about(err, "%s '%s'", "API token", args->pos[0]);
 		goto out;
+	}
 	/* 204 has no body; with -o json print nothing and let the exit code speak. */
 	if (ctx->output == CLI_OUTPUT_TABLE)
 		printf("API token %s revoked\n", args->pos[0]);

@@ -44,9 +44,12 @@ static const gn_conf_table conf_table = {"ganglion", "GANGLION_", conf_opts, GN_
 #define N_GLOBAL (N_CONF + 1) /* the settings, then --version */
 
 static const cli_group *const groups[] = {
-	&cmd_devices_group, &cmd_enroll_tokens_group, &cmd_tokens_group, &cmd_audit_group,
-	&cmd_models_group,  &cmd_keys_group,          &cmd_deploy_group, &cmd_rollout_group,
+	&cmd_devices_group, &cmd_enroll_tokens_group, &cmd_tokens_group,  &cmd_audit_group,  &cmd_models_group,
+	&cmd_keys_group,    &cmd_deploy_group,        &cmd_rollout_group, &cmd_whoami_group,
 };
+
+/* Commands main() runs itself, besides the groups. */
+static const char *const builtins[] = {"help", "man", "completion"};
 
 /* Fills opts (N_GLOBAL entries) with the global flags, taken from the settings table. */
 static void global_opts(cli_opt *opts)
@@ -67,13 +70,17 @@ static void main_help(FILE *f, const cli_opt *gopts)
 	for (size_t i = 0; i < GN_ARRAY_LEN(groups); i++) {
 		gn_buf subs;
 		gn_buf_init(&subs);
-		for (size_t k = 0; k < groups[i]->n; k++)
+		for (size_t k = 0; k < groups[i]->n && !cli_group_bare(groups[i]); k++)
 			gn_buf_printf(&subs, "%s%s", k ? ", " : "", groups[i]->cmds[k].name);
-		fprintf(f, "  %-15s %s (%s)\n", groups[i]->name, groups[i]->summary, subs.data);
+		fprintf(f, "  %-15s %s%s%s%s\n", groups[i]->name, groups[i]->summary, subs.len ? " (" : "",
+			subs.len ? subs.data : "", subs.len ? ")" : "");
 		gn_buf_cleanup(&subs);
 	}
-	fprintf(f, "  %-15s %s\n  %-15s %s\n", "man", "print the manual page ganglion(1) in roff (man -l -)",
-		"completion", "print the bash completion script");
+	fprintf(f, "  %-15s %s\n  %-15s %s\n  %-15s %s\n", "help",
+		"help on a command (help COMMAND [SUBCOMMAND]), or the command reference in Markdown "
+		"(help --markdown)",
+		"man", "print the manual page ganglion(1) in roff (man -l -)", "completion",
+		"print the bash completion script");
 	fputs("\nGlobal options (before or after the command):\n", f);
 	for (size_t i = 0; i < N_CONF; i++) {
 		char flag[64];
@@ -96,20 +103,82 @@ static void main_help(FILE *f, const cli_opt *gopts)
 	fputs("\nRun 'ganglion COMMAND --help' for a command's subcommands and options.\n", f);
 }
 
-static const cli_group *find_group(const char *name)
+/* Finds the group called name; otherwise fails, suggesting the nearest command. */
+static int find_group(const cli_group **out, const char *name, gn_err *err)
 {
-	for (size_t i = 0; i < GN_ARRAY_LEN(groups); i++)
-		if (strcmp(groups[i]->name, name) == 0)
-			return groups[i];
-	return NULL;
+	const char *names[GN_ARRAY_LEN(groups) + GN_ARRAY_LEN(builtins)];
+	size_t n = 0;
+	for (size_t i = 0; i < GN_ARRAY_LEN(groups); i++) {
+		if (strcmp(groups[i]->name, name) == 0) {
+			*out = groups[i];
+			return 0;
+		}
+		names[n++] = groups[i]->name;
+	}
+	for (size_t i = 0; i < GN_ARRAY_LEN(builtins); i++)
+		names[n++] = builtins[i];
+	const char *near = cli_nearest(name, names, n);
+	if (near)
+		return gn_err_set(err, CLI_EUSAGE, "unknown command '%s' (did you mean '%s'?)", name, near);
+	return gn_err_set(err, CLI_EUSAGE, "unknown command '%s'", name);
 }
 
-static const cli_cmd *find_cmd(const cli_group *g, const char *name)
+/* Finds g's command called name; otherwise fails, suggesting the nearest one. */
+static int find_cmd(const cli_cmd **out, const cli_group *g, const char *name, gn_err *err)
 {
-	for (size_t i = 0; i < g->n; i++)
-		if (strcmp(g->cmds[i].name, name) == 0)
-			return &g->cmds[i];
-	return NULL;
+	const char **names = gn_calloc(g->n, sizeof(*names));
+	int error = 0;
+	for (size_t i = 0; i < g->n; i++) {
+		if (strcmp(g->cmds[i].name, name) == 0) {
+			*out = &g->cmds[i];
+			goto out;
+		}
+		names[i] = g->cmds[i].name;
+	}
+	const char *near = cli_nearest(name, names, g->n);
+	if (near)
+		error = gn_err_set(err, CLI_EUSAGE, "unknown %s subcommand '%s' (did you mean '%s'?)", g->name, name,
+				   near);
+	else
+		error = gn_err_set(err, CLI_EUSAGE, "unknown %s subcommand '%s'", g->name, name);
+out:
+	free(names);
+	return error;
+}
+
+/* ganglion help [COMMAND [SUBCOMMAND]] | help --markdown: the help texts, or the command reference
+ * of docs/CLI.md. */
+static int help_run(int argc, char **argv, const cli_opt *gopts, gn_err *err)
+{
+	static const cli_opt opts[] = {
+		{"markdown", 0, NULL, "the command reference in Markdown, as docs/CLI.md holds it"},
+	};
+	cli_args args = {0};
+	const cli_group *g = NULL;
+	const cli_cmd *c = NULL;
+	int error;
+
+	if ((error = cli_args_parse(&args, opts, GN_ARRAY_LEN(opts), argc, argv, false, err)))
+		return error;
+	if (args.help) {
+		fputs("Usage: ganglion help [COMMAND [SUBCOMMAND]] | ganglion help --markdown\n", stdout);
+	} else if (cli_args_get(&args, "markdown")) {
+		if (args.npos)
+			error = gn_err_set(err, CLI_EUSAGE, "help --markdown takes no arguments");
+		else
+			manpage_print(stdout, "markdown", &conf_table, gopts, N_GLOBAL, groups, GN_ARRAY_LEN(groups));
+	} else if (args.npos == 0) {
+		main_help(stdout, gopts);
+	} else if (args.npos > 2) {
+		error = gn_err_set(err, CLI_EUSAGE, "help: unexpected argument '%s'", args.pos[2]);
+	} else if (!(error = find_group(&g, args.pos[0], err))) {
+		if (args.npos == 1 || cli_group_bare(g))
+			cli_group_bare(g) ? cli_cmd_help(stdout, g, &g->cmds[0]) : cli_group_help(stdout, g);
+		else if (!(error = find_cmd(&c, g, args.pos[1], err)))
+			cli_cmd_help(stdout, g, c);
+	}
+	cli_args_cleanup(&args);
+	return error;
 }
 
 /* Applies the global flags in args, whose settings start at index first in args->opts. */
@@ -258,7 +327,8 @@ static int make_ctx(cli_ctx *ctx, char **out_token, cli_conf *cfg, gn_err *err)
 
 int main(int argc, char **argv)
 {
-	int error = 0, first;
+	int error = 0, first, argi = 0;
+	char cmdname[96] = "";
 	gn_err err = {0};
 	cli_conf cfg = {0};
 	cli_args gargs = {0}, cargs = {0};
@@ -284,6 +354,10 @@ int main(int argc, char **argv)
 		error = gn_err_set(&err, CLI_EUSAGE, "no command given");
 		goto out;
 	}
+	if (strcmp(argv[first], "help") == 0) {
+		error = help_run(argc - first - 1, argv + first + 1, gopts, &err);
+		goto out;
+	}
 	if (strcmp(argv[first], "man") == 0 || strcmp(argv[first], "completion") == 0) {
 		if (first + 1 < argc)
 			error = gn_err_set(&err, CLI_EUSAGE, "%s: unexpected argument '%s'", argv[first],
@@ -292,44 +366,44 @@ int main(int argc, char **argv)
 			manpage_print(stdout, argv[first], &conf_table, gopts, N_GLOBAL, groups, GN_ARRAY_LEN(groups));
 		goto out;
 	}
-	if (!(group = find_group(argv[first]))) {
-		error = gn_err_set(&err, CLI_EUSAGE, "unknown command '%s'", argv[first]);
+	if ((error = find_group(&group, argv[first], &err)))
 		goto out;
-	}
-	if (first + 1 >= argc) {
+	if (cli_group_bare(group)) {
+		cmd = &group->cmds[0];
+		argi = first + 1; /* its options come right after its name */
+	} else if (first + 1 >= argc) {
 		error = gn_err_set(&err, CLI_EUSAGE, "%s: no subcommand given", group->name);
 		goto out;
-	}
-	if (strcmp(argv[first + 1], "--help") == 0 || strcmp(argv[first + 1], "-h") == 0 ||
-	    strcmp(argv[first + 1], "help") == 0) {
+	} else if (strcmp(argv[first + 1], "--help") == 0 || strcmp(argv[first + 1], "-h") == 0 ||
+		   strcmp(argv[first + 1], "help") == 0) {
 		cli_group_help(stdout, group);
 		goto out;
-	}
-	if (!(cmd = find_cmd(group, argv[first + 1]))) {
-		error = gn_err_set(&err, CLI_EUSAGE, "unknown %s subcommand '%s'", group->name, argv[first + 1]);
+	} else if ((error = find_cmd(&cmd, group, argv[first + 1], &err))) {
 		goto out;
+	} else {
+		argi = first + 2;
 	}
+	/* What messages call the command: "devices list", or "whoami". */
+	snprintf(cmdname, sizeof(cmdname), "%s%s%s", group->name, cli_group_bare(group) ? "" : " ",
+		 cli_group_bare(group) ? "" : cmd->name);
 
 	/* The command's own options, then the global settings flags (not --version). */
 	copts = gn_calloc(cmd->nopts + N_CONF, sizeof(*copts));
 	if (cmd->nopts)
 		memcpy(copts, cmd->opts, cmd->nopts * sizeof(*copts));
 	memcpy(copts + cmd->nopts, gopts, N_CONF * sizeof(*copts));
-	if ((error = cli_args_parse(&cargs, copts, cmd->nopts + N_CONF, argc - first - 2, argv + first + 2, false,
-				    &err)))
+	if ((error = cli_args_parse(&cargs, copts, cmd->nopts + N_CONF, argc - argi, argv + argi, false, &err)))
 		goto out;
 	if (cargs.help) {
 		cli_cmd_help(stdout, group, cmd);
 		goto out;
 	}
 	if (cargs.npos < cmd->min_pos) {
-		error = gn_err_set(&err, CLI_EUSAGE, "%s %s: missing arguments: %s", group->name, cmd->name,
-				   cmd->synopsis);
+		error = gn_err_set(&err, CLI_EUSAGE, "%s: missing arguments: %s", cmdname, cmd->synopsis);
 		goto out;
 	}
 	if (cargs.npos > cmd->max_pos) {
-		error = gn_err_set(&err, CLI_EUSAGE, "%s %s: unexpected argument '%s'", group->name, cmd->name,
-				   cargs.pos[cmd->max_pos]);
+		error = gn_err_set(&err, CLI_EUSAGE, "%s: unexpected argument '%s'", cmdname, cargs.pos[cmd->max_pos]);
 		goto out;
 	}
 	if ((error = load_conf(&cfg, &gargs, &cargs, cmd->nopts, &err)) || (error = make_ctx(&ctx, &token, &cfg, &err)))
@@ -339,8 +413,10 @@ out:
 	if (error) {
 		fprintf(stderr, "ganglion: %s\n", err.msg[0] ? err.msg : gn_err_name(error));
 		if (error == CLI_EUSAGE)
-			fprintf(stderr, "Try 'ganglion%s%s%s%s --help'.\n", group ? " " : "", group ? group->name : "",
-				cmd ? " " : "", cmd ? cmd->name : "");
+			fprintf(stderr, "Try 'ganglion%s%s --help'.\n", group ? " " : "",
+				cmdname[0] ? cmdname
+				: group    ? group->name
+					   : "");
 	}
 	if (fflush(stdout) != 0 && !error) {
 		fprintf(stderr, "ganglion: cannot write output: %s\n", strerror(errno));

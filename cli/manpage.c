@@ -30,7 +30,9 @@ static void commands(gn_buf *b, const cli_group *const *groups, size_t ngroups)
 		gn_man_text(b, groups[g]->summary);
 		for (size_t i = 0; i < groups[g]->n; i++) {
 			const cli_cmd *c = &groups[g]->cmds[i];
-			char *head = gn_asprintf("ganglion %s %s", groups[g]->name, c->name);
+			char *head = cli_group_bare(groups[g])
+					     ? gn_asprintf("ganglion %s", groups[g]->name)
+					     : gn_asprintf("ganglion %s %s", groups[g]->name, c->name);
 			char *args = gn_asprintf("%s%s%s", c->nopts ? "[options]" : "",
 						 c->nopts && *c->synopsis ? " " : "", c->synopsis);
 			gn_man_item(b, head, *args ? args : NULL, c->summary);
@@ -82,7 +84,10 @@ static void page(gn_buf *b, const gn_conf_table *settings, const cli_opt *gopts,
 		       "Tables are printed for people; `-o json` prints the server's JSON for scripts.");
 	gn_man_section(b, "COMMANDS");
 	commands(b, groups, ngroups);
-	gn_man_subsection(b, "man, completion");
+	gn_man_subsection(b, "help, man, completion");
+	gn_man_item(b, "ganglion help", "[COMMAND [SUBCOMMAND]]",
+		    "Print the help of the program, a command or a subcommand; with `--markdown`, the command "
+		    "reference of docs/CLI.md.");
 	gn_man_item(b, "ganglion man", NULL, "Print this manual page in roff (`ganglion man | man -l -`).");
 	gn_man_item(b, "ganglion completion", NULL, "Print the bash completion script.");
 	gn_man_section(b, "GLOBAL OPTIONS");
@@ -124,10 +129,12 @@ static void completion(gn_buf *b, const cli_opt *gopts, size_t ngopts, const cli
 {
 	gn_completion *c = gn_completion_new("ganglion");
 	for (size_t g = 0; g < ngroups; g++) {
-		gn_completion_cmd(c, groups[g]->name, NULL);
+		if (!cli_group_bare(groups[g]))
+			gn_completion_cmd(c, groups[g]->name, NULL);
 		for (size_t i = 0; i < groups[g]->n; i++) {
 			const cli_cmd *cmd = &groups[g]->cmds[i];
-			char *path = gn_asprintf("%s %s", groups[g]->name, cmd->name);
+			char *path = cli_group_bare(groups[g]) ? gn_strdup(groups[g]->name)
+							       : gn_asprintf("%s %s", groups[g]->name, cmd->name);
 			gn_completion_cmd(c, path, cmd->synopsis);
 			for (size_t k = 0; k < cmd->nopts; k++) {
 				char *name = gn_asprintf("--%s", cmd->opts[k].name);
@@ -142,6 +149,8 @@ static void completion(gn_buf *b, const cli_opt *gopts, size_t ngopts, const cli
 			free(path);
 		}
 	}
+	gn_completion_cmd(c, "help", NULL);
+	gn_completion_opt(c, "help", "--markdown", NULL);
 	gn_completion_cmd(c, "man", NULL);
 	gn_completion_cmd(c, "completion", NULL);
 	for (size_t i = 0; i < ngopts; i++) {
@@ -160,6 +169,122 @@ static void completion(gn_buf *b, const cli_opt *gopts, size_t ngopts, const cli
 	gn_completion_free(c);
 }
 
+/* Appends s with the characters Markdown would take for markup in running text escaped. */
+static void md_text(gn_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (strchr("\\`*<>[]|", *s))
+			gn_buf_puts(b, "\\");
+		gn_buf_append(b, s, 1);
+	}
+}
+
+/* Appends s for a code span in a table cell: a | would end the cell even there. */
+static void md_cell_code(gn_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '|')
+			gn_buf_puts(b, "\\");
+		gn_buf_append(b, s, 1);
+	}
+}
+
+static void md_settings(gn_buf *b, const gn_conf_table *settings, const cli_opt *gopts)
+{
+	gn_buf_puts(
+		b,
+		"### Global options and settings\n\n| flag | environment | config key | default | what |\n|---|---|---|---|---|\n");
+	for (size_t i = 0; i < settings->n; i++) {
+		const gn_conf_opt *o = &settings->opts[i];
+		bool file = strcmp(o->key, "config") != 0;
+		gn_buf_puts(b, "| ");
+		if (gopts[i].short_name)
+			gn_buf_printf(b, "`-%c`, ", gopts[i].short_name);
+		gn_buf_printf(b, "`--%s ", o->key);
+		md_cell_code(b, o->argname);
+		gn_buf_puts(b, "` | ");
+		gn_buf_printf(b, "`%s", settings->env_prefix);
+		for (const char *k = o->key; *k; k++)
+			gn_buf_printf(b, "%c", *k == '-' ? '_' : (*k >= 'a' && *k <= 'z' ? *k - 'a' + 'A' : *k));
+		gn_buf_printf(b, "` | %s%s%s | ", file ? "`" : "", file ? o->key : "-", file ? "`" : "");
+		if (o->def)
+			gn_buf_printf(b, "`%s`", o->def);
+		else
+			gn_buf_puts(b, "none");
+		gn_buf_puts(b, " | ");
+		md_text(b, o->help);
+		gn_buf_puts(b, " |\n");
+	}
+	gn_buf_puts(b, "| `-V`, `--version` | | | | print the version and exit |\n\n");
+}
+
+static void md_commands(gn_buf *b, const cli_group *const *groups, size_t ngroups)
+{
+	for (size_t g = 0; g < ngroups; g++) {
+		gn_buf_printf(b, "### %s\n\n", groups[g]->name);
+		if (!cli_group_bare(groups[g])) {
+			md_text(b, groups[g]->summary);
+			gn_buf_puts(b, "\n\n");
+		}
+		for (size_t i = 0; i < groups[g]->n; i++) {
+			const cli_cmd *c = &groups[g]->cmds[i];
+			gn_buf_printf(b, "#### `ganglion %s%s%s%s%s%s`\n\n", groups[g]->name,
+				      cli_group_bare(groups[g]) ? "" : " ", cli_group_bare(groups[g]) ? "" : c->name,
+				      c->nopts ? " [options]" : "", *c->synopsis ? " " : "", c->synopsis);
+			md_text(b, c->summary);
+			gn_buf_puts(b, "\n\n");
+			for (size_t k = 0; k < c->nopts; k++) {
+				const cli_opt *o = &c->opts[k];
+				gn_buf_puts(b, "- `");
+				if (o->short_name)
+					gn_buf_printf(b, "-%c`, `", o->short_name);
+				gn_buf_printf(b, "--%s%s%s`: ", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+				md_text(b, o->help);
+				gn_buf_puts(b, "\n");
+			}
+			if (c->nopts)
+				gn_buf_puts(b, "\n");
+		}
+	}
+}
+
+/* The exit-code table, as --help prints it ("  N  meaning" lines), as a Markdown table. */
+static void md_exit_codes(gn_buf *b)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		abort();
+	cli_exit_help(f);
+	fclose(f);
+	gn_buf_puts(b, "### Exit codes\n\n| exit | meaning |\n|---|---|\n");
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		line += strspn(line, " ");
+		size_t code = strcspn(line, " ");
+		if (!line[code])
+			continue;
+		line[code] = '\0';
+		gn_buf_printf(b, "| %s | ", line);
+		md_text(b, line + code + 1 + strspn(line + code + 1, " "));
+		gn_buf_puts(b, " |\n");
+	}
+	free(text);
+}
+
+/* The reference part of docs/CLI.md: the settings, every command with its options, and the exit
+ * codes, all from the tables the program runs on. */
+static void markdown(gn_buf *b, const gn_conf_table *settings, const cli_opt *gopts, const cli_group *const *groups,
+		     size_t ngroups)
+{
+	md_settings(b, settings, gopts);
+	md_commands(b, groups, ngroups);
+	md_exit_codes(b);
+}
+
 int manpage_print(FILE *f, const char *what, const gn_conf_table *settings, const cli_opt *gopts, size_t ngopts,
 		  const cli_group *const *groups, size_t ngroups)
 {
@@ -167,6 +292,8 @@ int manpage_print(FILE *f, const char *what, const gn_conf_table *settings, cons
 	gn_buf_init(&b);
 	if (strcmp(what, "completion") == 0)
 		completion(&b, gopts, ngopts, groups, ngroups);
+	else if (strcmp(what, "markdown") == 0)
+		markdown(&b, settings, gopts, groups, ngroups);
 	else
 		page(&b, settings, gopts, ngopts, groups, ngroups);
 	fputs(b.data, f);

@@ -186,3 +186,40 @@ bool gn_is_uuid(const char *s)
 	}
 	return true;
 }
+
+size_t gn_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	size_t d[64][64];
+	if (la > 63 || lb > 63)
+		return SIZE_MAX;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+			size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+			d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+		}
+	}
+	return d[la][lb];
+}
+
+const char *gn_nearest(const char *word, const char *const *cands, size_t n, size_t max_dist)
+{
+	const char *best = NULL;
+	size_t bestd = max_dist + 1, len = strlen(word);
+	for (size_t i = 0; i < n; i++) {
+		size_t d = gn_edit_distance(word, cands[i]);
+		if (d == 0)
+			return NULL;
+		/* A distance as long as the word would suggest anything for "x". */
+		if (d < bestd && d < len) {
+			bestd = d;
+			best = cands[i];
+		}
+	}
+	return best;
+}

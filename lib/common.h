@@ -66,6 +66,13 @@ char *gn_buf_detach(gn_buf *b);
 /* Checks that s is a canonical UUID (8-4-4-4-12 hex digits), so it can go to a uuid column. */
 bool gn_is_uuid(const char *s);
 
+/* Returns the Levenshtein distance between a and b (SIZE_MAX when either is longer than 63 bytes). */
+size_t gn_edit_distance(const char *a, const char *b);
+/* Returns the candidate nearest to word, for a "did you mean" (borrowed from cands): within an edit
+ * distance of max_dist and less than word's length; the first of equals; NULL when none is near or
+ * word is itself a candidate. */
+const char *gn_nearest(const char *word, const char *const *cands, size_t n, size_t max_dist);
+
 /* Returns the current wall-clock time in seconds / monotonic time in nanoseconds. */
 int64_t gn_now(void);
 uint64_t gn_mono_ns(void);

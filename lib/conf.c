@@ -17,33 +17,14 @@ const gn_conf_opt *gn_conf_find(const gn_conf_table *t, const char *key)
 	return NULL;
 }
 
-/* Edit distance, to suggest the key a typo probably meant. */
-static size_t distance(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	if (la > 63 || lb > 63)
-		return 99;
-	size_t d[64][64];
-	for (size_t i = 0; i <= la; i++)
-		d[i][0] = i;
-	for (size_t j = 0; j <= lb; j++)
-		d[0][j] = j;
-	for (size_t i = 1; i <= la; i++) {
-		for (size_t j = 1; j <= lb; j++) {
-			size_t sub = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
-			size_t del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
-			d[i][j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-		}
-	}
-	return d[la][lb];
-}
-
 static int unknown_key(const gn_conf_table *t, const char *key, const char *where, gn_err *err)
 {
 	const char *best = NULL;
 	size_t bestd = 3;
+	/* The nearest key within 2 edits, as gn_nearest but without its length rule: a table's keys
+	 * are few and long. */
 	for (size_t i = 0; i < t->n; i++) {
-		size_t dd = distance(key, t->opts[i].key);
+		size_t dd = gn_edit_distance(key, t->opts[i].key);
 		if (dd < bestd) {
 			bestd = dd;
 			best = t->opts[i].key;

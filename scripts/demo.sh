@@ -68,7 +68,9 @@ et=$(ganglion -o json enroll-tokens create --name north-cameras --label site=nor
 	--max-uses 4 --expires-in 1h | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 echo "created (token shown once; kept in a variable)"
 
-step "four edge agents enroll through the API; a local app on each sends it requests"
+step "four edge agents enroll through the API, pinning the roots fetched with 'keys root'; a local app on each sends it requests"
+ganglion keys root -O "$data/image-root.json"
+ganglion keys root --repo director -O "$data/director-root.json"
 export POCL_CACHE_DIR=$data/pocl-cache
 cams=(cam-north-1:cpu cam-north-2:cpu cam-north-3:cpu cam-north-4:opencl)
 for cam in "${cams[@]}"; do
@@ -76,7 +78,8 @@ for cam in "${cams[@]}"; do
 	target=${cam##*:}
 	agent=(build/agents/ganglion-agent --server-url "$url" --data-dir "$data/$name" --runtime-plugin "$plugin"
 		--runtime-target "$target" --socket-path "$data/$name.sock" --poll-min 1s --poll-max 2s)
-	"${agent[@]}" enroll --token "$et" --name "$name" 2>>"$data/$name.log"
+	"${agent[@]}" enroll --token "$et" --name "$name" --trusted-root "$data/image-root.json" \
+		--trusted-director-root "$data/director-root.json" 2>>"$data/$name.log"
 	"${agent[@]}" run 2>>"$data/$name.log" &
 	pids+=($!)
 done

@@ -1,6 +1,7 @@
 /* Writes audit rows; the table refuses UPDATE, DELETE and TRUNCATE (see 0001_init.sql). */
 #include "audit.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,27 @@
 #include <time.h>
 
 #include "json.h"
+
+/* device.enroll is written by the enrollment's own SQL (enroll.c), token.rename by migration 0009;
+ * rollout.KIND by rollouts.c's event(), one per rollout event kind. */
+const char *const audit_actions[] = {
+	"token.create",      "token.rename",   "token.revoke",        "enroll_token.create", "enroll_token.revoke",
+	"device.enroll",     "device.update",  "device.decommission", "device.assign",       "device.unassign",
+	"device.conflict",   "model.publish",  "model.alias",         "model.alias_delete",  "model.yank",
+	"model.unyank",      "tuf.key_rotate", "tuf.root_import",     "deployment.create",   "deployment.update",
+	"deployment.delete", "rollout.start",  "rollout.stage",       "rollout.pin",         "rollout.complete",
+	"rollout.rollback",  "rollout.pause",  "rollout.resume",      "rollout.promote",     "rollout.abort",
+	"rollout.approve",
+};
+const size_t audit_nactions = GN_ARRAY_LEN(audit_actions);
+
+bool audit_action_known(const char *action)
+{
+	for (size_t i = 0; i < audit_nactions; i++)
+		if (strcmp(audit_actions[i], action) == 0)
+			return true;
+	return false;
+}
 
 static const db_stmt st_insert = {
 	"audit_insert",
@@ -125,6 +147,7 @@ int audit_write(db_conn *c, const struct gd_actor *who, const char *action, cons
 {
 	char actor[128];
 	char *d = detail ? gn_json_dump(detail) : NULL;
+	assert(audit_action_known(action)); /* add a new action to audit_actions, API.md and openapi.yaml */
 	actor_label(actor, sizeof(actor), who);
 	const char *p[] = {actor,     who->kind == GD_ACTOR_TOKEN ? who->id : NULL, action, object_type,
 			   object_id, who->request_id[0] ? who->request_id : NULL,  d};

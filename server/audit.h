@@ -2,12 +2,23 @@
 #ifndef GD_AUDIT_H
 #define GD_AUDIT_H
 
+#include <stdbool.h>
+
 #include <jansson.h>
 
 #include "actor.h"
 #include "db.h"
 
-/* Records that `who` did `action` on object_type/object_id, on c (so inside the caller's
+/* Every action the audit log records, in docs/API.md's order. audit_write takes no other (an
+ * assertion: a new action is added here first); tests/unit/server/test_audit checks that docs/API.md
+ * and api/openapi.yaml list exactly these. */
+extern const char *const audit_actions[];
+extern const size_t audit_nactions;
+
+/* Returns whether action is one of audit_actions. */
+bool audit_action_known(const char *action);
+
+/* Records that `who` did `action` (one of audit_actions) on object_type/object_id, on c (so inside the caller's
  * transaction when it has one; it opens none). detail may be NULL (reference stolen). */
 int audit_write(db_conn *c, const struct gd_actor *who, const char *action, const char *object_type,
 		const char *object_id, json_t *detail, gn_err *err) GN_WUR;

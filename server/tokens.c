@@ -32,6 +32,7 @@ static const db_stmt st_live_named = {
 	"SELECT id, gn_ts(created_at) FROM api_tokens WHERE name = $1 AND revoked_at IS NULL"
 	" AND (expires_at IS NULL OR expires_at > now()) LIMIT 1",
 	1};
+static const db_stmt st_get = {"tokens_get", "SELECT " TOKEN_JSON "::text FROM api_tokens WHERE id = $1", 1};
 static const db_stmt st_revoke = {
 	"tokens_revoke", "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id",
 	1};
@@ -128,6 +129,24 @@ out:
 	PQclear(res);
 	free(token);
 	gn_buf_cleanup(&scopes);
+	return error;
+}
+
+int tokens_get(char **out, db_conn *c, const char *id, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {id};
+	int error = 0;
+	*out = NULL;
+	if (!gn_is_uuid(id))
+		return gn_err_set(err, GN_ENOTFOUND, "no such token '%.40s'", id);
+	if ((error = db_exec(&res, c, &st_get, p, err)))
+		return error;
+	if (PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "no such token '%s'", id);
+	else
+		*out = gn_strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
 	return error;
 }
 

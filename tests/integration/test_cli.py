@@ -4,6 +4,7 @@ rely on (0 ok, 2 usage, 3 auth, 4 not found, 5 conflict, 6 unreachable, 7 invali
 import http.server
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -332,7 +333,8 @@ class _Canned:
             def do_GET(self):
                 status, ctype, body = canned.answers.get(self.path.split("?")[0], (404, "text/plain", b"no"))
                 self.send_response(status)
-                self.send_header("Content-Type", ctype)
+                if ctype:
+                    self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -368,3 +370,123 @@ def test_exit_codes_for_server_failures_and_strange_answers(server):
             assert p.stderr.startswith("ganglion: ") and says in p.stderr, (args, p.stderr)
     finally:
         canned.close()
+
+
+# --- day one: suggestions, actions on nothing, errors that name the thing, not-gangliond, whoami ------
+def test_typos_get_a_suggestion_and_help_and_version_answer(server):
+    for args, says in ((("devics", "list"), "did you mean 'devices'?"),
+                       (("devices", "lst"), "did you mean 'list'?"),
+                       (("devices", "list", "--selectr", "a=b"), "did you mean --selector?"),
+                       (("whoam",), "did you mean 'whoami'?"),
+                       (("help", "modles"), "did you mean 'models'?")):
+        p = server.cli(*args)
+        assert p.returncode == 2 and says in p.stderr, (args, p.returncode, p.stderr)
+    p = server.cli("frobnicate")
+    assert p.returncode == 2 and "did you mean" not in p.stderr, p.stderr
+    v = _cli(server, "--version", url=False, token=None)
+    assert v.returncode == 0 and re.match(r"ganglion \d+\.\d+\.\d+", v.stdout) and v.stdout.count("\n") == 1, v.stdout
+    h = _cli(server, "help", "devices", "assign", url=False, token=None)
+    assert h.returncode == 0 and h.stdout.startswith("Usage: ganglion devices assign"), h.stdout
+    assert _cli(server, "whoami", "--help", url=False, token=None).stdout.startswith("Usage: ganglion whoami")
+
+
+def test_an_action_on_nothing_fails_an_empty_list_does_not(server):
+    assert publish(server, "det", b"det-1").status_code == 201
+    enroll_device(server, labels={"site": "north"})
+    p = server.cli("devices", "assign", "--selector", "site=nowhere", "det@1.0.0")
+    assert p.returncode == 4 and "site=nowhere" in p.stderr and "nothing assigned" in p.stderr, p
+    missing = str(uuid.uuid4())
+    p = server.cli("devices", "events", missing)
+    assert p.returncode == 4 and missing in p.stderr and p.stdout == "", p
+    p = server.cli("devices", "list", "--selector", "site=nowhere")
+    assert p.returncode == 0 and p.stdout.startswith("ID"), p
+
+
+def test_errors_name_what_was_wrong(server):
+    for v in ("1.0.0", "1.1.0"):
+        assert publish(server, "det", v.encode(), meta=model_meta(v)).status_code == 201
+    dev = enroll_device(server)
+    missing = str(uuid.uuid4())
+    for args, says in (
+            (("models", "alias", "set", "dett", "prod", "1.0.0"), "no model 'dett' (HTTP 404); did you mean 'det'?"),
+            (("models", "alias", "set", "det", "prod", "1.0.2"),
+             "model 'det' has no version or alias '1.0.2' (HTTP 404); its newest versions: 1.1.0, 1.0.0"),
+            (("models", "alias", "rm", "det", "prod"), "model 'det' has no alias 'prod'"),
+            (("models", "show", "dte"), "no model 'dte' (HTTP 404); did you mean 'det'?"),
+            (("models", "show", "det@1.2.0"), "model 'det' has no version or alias '1.2.0'"),
+            (("devices", "assign", dev.id, "det@9.9.9"), "model 'det' has no version or alias '9.9.9'"),
+            (("devices", "assign", missing, "det@1.0.0"), f"device '{missing}'"),
+            (("devices", "show", missing), f"device '{missing}'"),
+            (("tokens", "revoke", missing), f"API token '{missing}'"),
+            (("deploy", "create", "d", "--model", "dett", "--selector", "a=b", "--follow", "1.0.0"),
+             "did you mean 'det'?")):
+        p = server.cli(*args)
+        assert p.returncode == 4 and says in p.stderr, (args, p.returncode, p.stderr)
+
+
+def test_a_url_that_is_not_gangliond(server):
+    page = (b"<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body>"
+            + b"<p>lorem ipsum</p>" * 200 + b"</body></html>")
+    canned = _Canned({"/v1/devices": (200, "text/html; charset=utf-8", page),
+                      "/v1/models": (404, "text/html", page),
+                      "/v1/tokens": (502, "text/html", page),
+                      # as libmicrohttpd refuses a request line too long: HTML without a Content-Type
+                      "/v1/audit": (414, None, page)})
+    try:
+        for args, code in ((("devices", "list"), 8), (("models", "list"), 8), (("tokens", "list"), 6),
+                           (("audit", "list"), 1)):
+            p = server.cli(*args, url=canned.url)
+            assert p.returncode == code, (args, p.returncode, p.stderr)
+            assert "<" not in p.stderr and "lorem" not in p.stderr and "Welcome to nginx!" in p.stderr, p.stderr
+            assert code != 8 or (f"{canned.url} is not gangliond" in p.stderr and "--url" in p.stderr), p.stderr
+            assert code != 1 or "HTTP 414" in p.stderr, p.stderr
+            assert p.stdout == ""
+    finally:
+        canned.close()
+
+
+def test_whoami(server):
+    t = server.make_token(["ci", "read"], name="ci-bot")
+    me = _json(server.cli("whoami", token=t["token"], output="json"))
+    assert (me["name"], sorted(me["scopes"]), me["id"]) == ("ci-bot", ["ci", "read"], t["id"]), me
+    p = server.cli("whoami", token=t["token"])
+    assert p.returncode == 0 and re.search(r"^Name:\s+ci-bot$", p.stdout, re.M), p.stdout
+    assert re.search(r"^Scopes:\s+ci,read$", p.stdout, re.M) and re.search(r"^Expires:\s+never$", p.stdout, re.M)
+    assert server.url in p.stdout and t["token"] not in p.stdout
+    assert server.cli("whoami", token=None).returncode == 3
+
+
+def test_keys_root_list_repo_and_o_is_the_output_format(server, workdir):
+    # -o is the output format everywhere; -O FILE writes a file.
+    p = subprocess.run([str(GANGLION_CLI), "--url", server.url, "--token", server.admin_token, "keys", "export-root",
+                        "-o", "json"], cwd=workdir, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and json.loads(p.stdout)["signed"]["_type"] == "root", p
+    assert not (workdir / "json").exists(), "-o json wrote a file named json"
+    p = server.cli("keys", "export-root", "-O", workdir / "draft.json")
+    assert p.returncode == 0 and json.loads((workdir / "draft.json").read_text())["signed"]["version"] == 2, p
+    # keys root: what an agent pins with --trusted-root / --trusted-director-root.
+    for repo in ("image", "director"):
+        out = workdir / f"{repo}-root.json"
+        p = server.cli("keys", "root", "--repo", repo, "-O", out)
+        assert p.returncode == 0 and str(out) in p.stdout, p
+        assert json.loads(out.read_text()) == server.api("GET", f"/v1/tuf/{repo}/root.json").json()
+    assert _json(server.cli("keys", "root"))["signed"]["_type"] == "root"
+    assert server.cli("keys", "root", "--repo", "images").returncode == 2
+    table = server.cli("keys", "list").stdout.splitlines()
+    assert table[0].split()[:2] == ["REPO", "ROLE"], table
+    assert {line.split()[0] for line in table[1:] if line and not line.endswith(":") and "threshold" not in line} \
+        == {"image", "director"}, table
+
+
+def test_push_progress_in_a_log_is_plain_lines(server, workdir):
+    art = workdir / "m.onnx"
+    art.write_bytes(b"\0" * 300_000)
+    meta = workdir / "meta.json"
+    meta.write_text(json.dumps(model_meta("1.0.0")))
+    p = server.cli("models", "push", art, "--name", "prog", "--version", "1.0.0", "--meta", meta)
+    assert p.returncode == 0, p.stderr
+    lines = [x for x in p.stderr.splitlines() if x.startswith("uploading")]
+    assert lines and re.fullmatch(r"uploading 100%  30\d\.\d kB / 30\d\.\d kB  \d+\.\d MB/s", lines[-1]), p.stderr
+    assert "\r" not in p.stderr and "\033" not in p.stderr, repr(p.stderr)
+    p = server.cli("models", "push", art, "--name", "prog", "--version", "1.0.1", "--meta", meta, "--no-progress")
+    assert p.returncode == 0 and "uploading" not in p.stderr and "hashing" not in p.stderr, p.stderr

@@ -37,7 +37,7 @@ def test_contract_names_the_documented_routes(contract):
     # The contract itself: the v1 routes of docs/API.md, each with its responses.
     expected = {
         ("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"),
-        ("POST", "/v1/tokens"), ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/{id}"),
+        ("POST", "/v1/tokens"), ("GET", "/v1/tokens"), ("DELETE", "/v1/tokens/{id}"), ("GET", "/v1/whoami"),
         ("POST", "/v1/enroll-tokens"), ("GET", "/v1/enroll-tokens"), ("DELETE", "/v1/enroll-tokens/{id}"),
         ("POST", "/v1/enroll"), ("POST", "/v1/agent/auth/challenge"), ("POST", "/v1/agent/auth/token"),
         ("GET", "/v1/agent/self"), ("GET", "/v1/devices"), ("GET", "/v1/devices/{id}"),
@@ -88,7 +88,11 @@ def test_responses_fit_the_contract(server, contract):
     check("POST", "/v1/tokens", s.api("POST", "/v1/tokens", token=r.json()["token"],
                                       json={"name": "x", "scopes": ["read"]}), 403)
     check("GET", "/v1/tokens", s.api("GET", "/v1/tokens"), 200)
+    me = check("GET", "/v1/whoami", s.api("GET", "/v1/whoami", token=r.json()["token"]), 200).json()
+    assert (me["id"], me["name"], me["scopes"]) == (tid, "c", ["read", "ci"]) and me["expires_at"], me
+    check("GET", "/v1/whoami", s.api("GET", "/v1/whoami", token=NO_TOKEN), 401)
     check("DELETE", "/v1/tokens/{id}", s.api("DELETE", f"/v1/tokens/{tid}"), 204)
+    check("GET", "/v1/whoami", s.api("GET", "/v1/whoami", token=r.json()["token"]), 401)  # revoked
     check("DELETE", "/v1/tokens/{id}", s.api("DELETE", f"/v1/tokens/{missing}"), 404)
     check("GET", "/v1/tokens", s.api("GET", "/v1/tokens"), 200)  # now with revoked_at set
 
@@ -116,6 +120,7 @@ def test_responses_fit_the_contract(server, contract):
           s.api("POST", "/v1/agent/auth/challenge", token=NO_TOKEN, json={"device_id": missing}), 404)
     check("GET", "/v1/agent/self", s.api("GET", "/v1/agent/self", token=dtok), 200)
     check("GET", "/v1/agent/self", s.api("GET", "/v1/agent/self", token=NO_TOKEN), 401)
+    check("GET", "/v1/whoami", s.api("GET", "/v1/whoami", token=dtok), 403)
     check("POST", "/v1/agent/checkin", s.api("POST", "/v1/agent/checkin", token=dtok, json={}), 200)
 
     check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"selector": "site=north", "limit": 1}), 200)
