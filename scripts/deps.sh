@@ -68,3 +68,16 @@ if [ "${1:-test}" = test ]; then
 		fi
 	fi
 fi
+
+# tuf-js (the sigstore project's TUF client) into scripts/tufjs/node_modules, the same way: npm ci
+# with every package's sha512 pinned in package-lock.json; tests/integration/test_tuf_client.py runs
+# it against gangliond's image repository. tuf-js 3.1 needs Node.js 18.17+, as the linter does.
+if [ "${1:-test}" = test ]; then
+	tufjs=$top/scripts/tufjs
+	want_v=$(sed -n 's/.*"tuf-js": "\([0-9.]*\)".*/\1/p' "$tufjs/package.json")
+	have_v=$(sed -n 's/^  "version": "\([0-9.]*\)".*/\1/p' "$tufjs/node_modules/tuf-js/package.json" 2>/dev/null || true)
+	if [ "$have_v" != "$want_v" ]; then
+		npm ci --prefix "$tufjs" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null ||
+			{ echo "deps: npm ci in $tufjs failed" >&2; exit 1; }
+	fi
+fi

@@ -1,7 +1,8 @@
 """`ganglion-agent tuf-client` (init, refresh, download) against static TUF repositories made by a
 third-party implementation: python-securesystemslib writes the canonical JSON and the Ed25519
 signatures, and a plain HTTP file server serves the files, as a CDN or a TUF test suite would.
-Each refusal must exit 1 and leave the metadata the client trusts as it was."""
+Each refusal must exit 1 and leave the metadata the client trusts as it was. And the other way
+round: tuf-js, the sigstore project's TUF client, against gangliond's image repository."""
 
 import hashlib
 import http.server
@@ -15,7 +16,7 @@ import pytest
 import securesystemslib.keys as sslkeys
 from securesystemslib.formats import encode_canonical
 
-from ganglion_harness import AGENT
+from ganglion_harness import AGENT, SRCDIR, publish
 
 TARGET = "models/det/1.0.0/model.onnx"
 
@@ -281,3 +282,40 @@ def test_command_line_refusals(env):
     (tmp / "bad.json").write_text(json.dumps(sign({"_type": "targets", "version": 1}, repo.keys["targets"])))
     refused(client(srv, tmp, "init", str(tmp / "bad.json")), "is not root metadata")
     refused(client(srv, tmp, "init", str(tmp / "missing.json")), "cannot read")
+
+
+# --- the other way round: a stock TUF client against gangliond --------------------------------
+TUFJS = SRCDIR / "scripts" / "tufjs" / "node_modules"
+
+
+def _tufjs(server, tmp, cmd, target=""):
+    """Runs tuf-js (scripts/tufjs, pinned; installed by scripts/deps.sh) against the server's image
+    repository with a metadata dir holding its current root; returns the CompletedProcess."""
+    assert (TUFJS / "tuf-js").is_dir(), f"tuf-js is not installed in {TUFJS}: run scripts/deps.sh test"
+    meta, dl = tmp / f"js-{cmd}-meta", tmp / f"js-{cmd}-dl"
+    meta.mkdir()
+    dl.mkdir()
+    (meta / "root.json").write_bytes(server.api("GET", "/v1/tuf/image/root.json").content)
+    base = f"{server.url}/v1/tuf/image"
+    return subprocess.run(["node", str(SRCDIR / "tests" / "integration" / "tufjs_client.js"), cmd, base, str(meta),
+                           str(dl), f"{base}/targets", server.admin_token, target],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "NODE_PATH": str(TUFJS)})
+
+
+def test_tuf_js_refreshes_gangliond_image_metadata(server, tmp_path):
+    assert publish(server, "det", b"model bytes for tuf-js").status_code == 201
+    r = _tufjs(server, tmp_path, "refresh")
+    assert r.returncode == 0 and "refresh: ok" in r.stdout, r.stdout + r.stderr
+    for role in ("timestamp", "snapshot", "targets"):
+        mine = json.loads((tmp_path / "js-refresh-meta" / f"{role}.json").read_bytes())
+        assert mine == server.api("GET", f"/v1/tuf/image/{role}.json").json(), role
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: gangliond does not serve targets at their TUF paths "
+                                       "(DIR/HASH.NAME under the metadata URL's targets/) yet")
+def test_tuf_js_downloads_a_target_from_gangliond(server, tmp_path):
+    data = b"model bytes for tuf-js"
+    assert publish(server, "det", data).status_code == 201
+    r = _tufjs(server, tmp_path, "download", "models/det/1.0.0/model.onnx")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "js-download-dl" / "target").read_bytes() == data
