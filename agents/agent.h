@@ -9,7 +9,9 @@
  *   downloads/SHA256.part   a download in progress (resumed with HTTP Range after a restart)
  *   models/SHA256           verified model files (0400); the current and the previous one are kept,
  *                           a file that failed to load or to self-test is removed
- *   state.json              {"current": {...}, "previous": {...}, "last_operation": {...}}
+ *   state.json              {"current": {...}, "previous": {...}, "held": ...}
+ *   last_operation.json     the last update attempt reported ({"state", "model", "version", "at", "detail"})
+ *   last_failure.json       the last one that failed (kept when a later one succeeds), for `status`
  */
 #ifndef GA_AGENT_H
 #define GA_AGENT_H

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "agent.h"
+#include "fileio.h"
 #include "json.h"
 #include "log.h"
 #include "manpage.h"
@@ -18,21 +19,26 @@
 
 extern char **environ;
 
+/* Most bytes of a file that --token @FILE names. */
+#define TOKEN_FILE_MAX 4096
+
 static const char usage[] =
 	"usage: ganglion-agent [OPTIONS] COMMAND\n"
 	"\n"
 	"Commands:\n"
-	"  enroll --token TOKEN [--name NAME] [--trusted-root FILE] [--trusted-director-root FILE]\n"
+	"  enroll --token TOKEN|@FILE [--name NAME] [--trusted-root FILE] [--trusted-director-root FILE]\n"
 	"                 create this device's key, enroll it, and pin the repositories' root metadata\n"
 	"                 (given out of band with --trusted-root*, or trusted on first use)\n"
 	"  run            serve the current model and keep it up to date (the default)\n"
-	"  status         print what this device runs and its last update attempt\n"
+	"  status         print what this device runs, its last update attempt and its last failed one\n"
 	"  tuf-client ... a TUF client over any static TUF repository, for interop tests\n"
 	"                 (ganglion-agent tuf-client --help)\n"
 	"  sample-config  print a config file with every key and its default\n"
 	"  man            print the manual page ganglion-agent(8) in roff (man -l -)\n"
 	"  man-config     print the manual page ganglion-agent.conf(5) in roff\n"
-	"  completion     print the bash completion script";
+	"  completion     print the bash completion script\n"
+	"\n"
+	"'ganglion-agent COMMAND --help' describes one command.";
 
 /* Stores a repository's first trusted root: a file given out of band, or the server's current one. */
 static int pin_root(struct agent *a, const char *repo, const char *file, gn_err *err)
@@ -68,6 +74,8 @@ static int pin_root(struct agent *a, const char *repo, const char *file, gn_err 
 	return rc;
 }
 
+static int enroll(struct agent *a, const char *token, const char *name, const char *img, const char *dir);
+
 static int cmd_enroll(struct agent *a, int argc, char **argv)
 {
 	const char *token = NULL, *name = NULL, *img = NULL, *dir = NULL;
@@ -79,7 +87,8 @@ static int cmd_enroll(struct agent *a, int argc, char **argv)
 				   : strcmp(argv[i], "--trusted-director-root") == 0 ? &dir
 										     : NULL;
 		if (!dst || i + 1 >= argc) {
-			fprintf(stderr, "ganglion-agent enroll: unexpected '%s'\n%s\n", argv[i], usage);
+			fprintf(stderr, "ganglion-agent enroll: %s '%s' (see 'ganglion-agent enroll --help')\n",
+				dst ? "no value after" : "unexpected", argv[i]);
 			return 2;
 		}
 		*dst = argv[++i];
@@ -88,6 +97,24 @@ static int cmd_enroll(struct agent *a, int argc, char **argv)
 		fprintf(stderr, "ganglion-agent enroll: --token is required\n");
 		return 2;
 	}
+	/* --token @FILE keeps the secret out of the process list, as the CLI's does. */
+	char *from_file = NULL;
+	if (token[0] == '@') {
+		if (gn_secret_file_read(&from_file, token + 1, TOKEN_FILE_MAX, &err)) {
+			fprintf(stderr, "ganglion-agent enroll: --token: %s\n", err.msg);
+			return 2;
+		}
+		token = from_file;
+	}
+	int rc = enroll(a, token, name, img, dir);
+	free(from_file);
+	return rc;
+}
+
+/* Enrolls with token (and the roots given out of band, checked before the token is spent). */
+static int enroll(struct agent *a, const char *token, const char *name, const char *img, const char *dir)
+{
+	gn_err err;
 	json_t *existing = NULL;
 	if (state_read_json(&existing, a, "identity/device.json", &err) == 0) {
 		json_decref(existing);
@@ -126,10 +153,19 @@ static int cmd_enroll(struct agent *a, int argc, char **argv)
 	return 0;
 }
 
-static int cmd_status(struct agent *a)
+/* Prints one update attempt as "STATE MODEL VERSION at TIME: DETAIL". */
+static void print_operation(const char *label, const json_t *op)
 {
-	json_t *state = NULL;
+	const char *detail = gn_json_str(op, "detail");
+	printf("%s: %s %s %s at %s%s%s\n", label, gn_json_str(op, "state"), gn_json_str(op, "model"),
+	       gn_json_str(op, "version"), gn_json_str(op, "at"), detail ? ": " : "", detail ? detail : "");
+}
+
+static int cmd_status(struct agent *a, int argc, char **argv)
+{
+	json_t *state = NULL, *op = NULL;
 	gn_err err;
+	(void)argc, (void)argv;
 	if (state_load_identity(a, &err)) {
 		fprintf(stderr, "ganglion-agent: %s\n", err.msg);
 		return 1;
@@ -142,6 +178,17 @@ static int cmd_status(struct agent *a)
 		json_decref(state);
 	} else {
 		printf("no model installed yet\n");
+	}
+	/* The agent records these as they happen (update.c); a later success does not hide a failure. */
+	static const char *const files[] = {"last_operation.json", "last_failure.json"};
+	static const char *const labels[] = {"last update attempt", "last failed attempt"};
+	for (size_t i = 0; i < GN_ARRAY_LEN(files); i++) {
+		if (state_read_json(&op, a, files[i], &err) == 0)
+			print_operation(labels[i], op);
+		else if (i == 1)
+			printf("%s: none\n", labels[i]);
+		json_decref(op);
+		op = NULL;
 	}
 	return 0;
 }
@@ -165,12 +212,13 @@ static void *signal_thread(void *ud)
 	return NULL;
 }
 
-static int cmd_run(struct agent *a)
+static int cmd_run(struct agent *a, int argc, char **argv)
 {
 	gn_err err;
 	sigset_t set;
 	int64_t poll = 60, backoff = 0;
 	unsigned seed = (unsigned)(gn_mono_ns() ^ (uint64_t)getpid());
+	(void)argc, (void)argv;
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
@@ -274,25 +322,103 @@ static void agent_cleanup(struct agent *a)
 	pthread_mutex_destroy(&a->lock);
 }
 
+static int cmd_sample_config(struct agent *a, int argc, char **argv)
+{
+	char *s = gn_conf_sample_dup(&agent_config_table);
+	(void)a, (void)argc, (void)argv;
+	fputs(s, stdout);
+	free(s);
+	return 0;
+}
+
+static int cmd_tuf_client(struct agent *a, int argc, char **argv)
+{
+	return tuf_client_cmd_main(&a->cfg, argc, argv);
+}
+
+static int cmd_man(struct agent *a, int argc, char **argv)
+{
+	(void)a, (void)argc, (void)argv;
+	return manpage_print(stdout, usage, "man");
+}
+
+static int cmd_man_config(struct agent *a, int argc, char **argv)
+{
+	(void)a, (void)argc, (void)argv;
+	return manpage_print(stdout, usage, "man-config");
+}
+
+static int cmd_completion(struct agent *a, int argc, char **argv)
+{
+	(void)a, (void)argc, (void)argv;
+	return manpage_print(stdout, usage, "completion");
+}
+
+/* The commands: what `COMMAND --help` says, and what runs them. Only enroll and tuf-client take
+ * arguments; tuf-client reads all of its own, --help included (help is NULL). */
+static const struct agent_cmd {
+	const char *name, *args, *help;
+	int (*run)(struct agent *a, int argc, char **argv);
+} cmds[] = {
+	{"enroll", " --token TOKEN|@FILE [--name NAME] [--trusted-root FILE] [--trusted-director-root FILE]",
+	 "Creates this device's key pair, enrolls it with the server (--server-url) using an enrollment token,\n"
+	 "and pins the root metadata of the image repository and of the director: the files given out of band\n"
+	 "(--trusted-root, --trusted-director-root), else the server's current ones (trust on first use).\n"
+	 "--token @FILE reads the token from FILE, so that it does not show in the process list. Each root is\n"
+	 "checked before the token is spent.",
+	 cmd_enroll},
+	{"run", "",
+	 "Serves the installed model on the local socket at once, then checks in with the server and installs\n"
+	 "what its signed desired state names (verified, self-tested, swapped without a gap), until SIGTERM.",
+	 cmd_run},
+	{"status", "",
+	 "Prints this device's id, what it runs (and the version it keeps to roll back to), its last update\n"
+	 "attempt and its last failed one, from the data dir; it does not contact the server.",
+	 cmd_status},
+	{"tuf-client", NULL, NULL, cmd_tuf_client},
+	{"sample-config", "", "Prints a config file with every key and its default.", cmd_sample_config},
+	{"man", "", "Prints the manual page ganglion-agent(8) in roff (man -l -).", cmd_man},
+	{"man-config", "", "Prints the manual page ganglion-agent.conf(5) in roff.", cmd_man_config},
+	{"completion", "", "Prints the bash completion script.", cmd_completion},
+};
+
+/* Handles --help and --version after a command, and refuses other arguments where a command takes
+ * none (settings go before the command); returns an exit status, or -1 to run the command. */
+static int command_args(const struct agent_cmd *c, int argc, char **argv)
+{
+	if (!c->help)
+		return -1;
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("usage: ganglion-agent [OPTIONS] %s%s\n\n%s\n\nOPTIONS (settings such as --server-url and "
+			       "--data-dir, before the command): ganglion-agent --help\n",
+			       c->name, c->args, c->help);
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("ganglion-agent %s\n", gn_version());
+			return 0;
+		}
+	}
+	if (argc > 0 && c->run != cmd_enroll) {
+		fprintf(stderr,
+			"ganglion-agent %s: unexpected argument '%s' (settings go before the command: "
+			"ganglion-agent --data-dir DIR %s)\n",
+			c->name, argv[0], c->name);
+		return 2;
+	}
+	return -1;
+}
+
 /* Runs the command named on the command line; returns the exit status. */
 static int run_command(struct agent *a, const char *cmd, int argc, char **argv)
 {
-	if (strcmp(cmd, "enroll") == 0)
-		return cmd_enroll(a, argc, argv);
-	if (strcmp(cmd, "run") == 0)
-		return cmd_run(a);
-	if (strcmp(cmd, "status") == 0)
-		return cmd_status(a);
-	if (strcmp(cmd, "tuf-client") == 0)
-		return tuf_client_cmd_main(&a->cfg, argc, argv);
-	if (strcmp(cmd, "sample-config") == 0) {
-		char *s = gn_conf_sample_dup(&agent_config_table);
-		fputs(s, stdout);
-		free(s);
-		return 0;
+	for (size_t i = 0; i < GN_ARRAY_LEN(cmds); i++) {
+		if (strcmp(cmds[i].name, cmd) != 0)
+			continue;
+		int rc = command_args(&cmds[i], argc, argv);
+		return rc >= 0 ? rc : cmds[i].run(a, argc, argv);
 	}
-	if (strcmp(cmd, "man") == 0 || strcmp(cmd, "man-config") == 0 || strcmp(cmd, "completion") == 0)
-		return manpage_print(stdout, usage, cmd);
 	fprintf(stderr, "ganglion-agent: unknown command '%s' (see --help)\n", cmd);
 	return 2;
 }

@@ -25,6 +25,16 @@ static void failure_key(char *out, size_t n, const json_t *entry)
 	snprintf(out, n, "%s %s", sha ? sha : "", at ? at : "");
 }
 
+/* Keeps the last update attempt, and the last failed one, for `ganglion-agent status` (another
+ * process); a lost write only costs that. */
+static void record_operation(struct agent *a, const char *text, bool failed)
+{
+	gn_err err;
+	if (state_write_bytes(a, "last_operation.json", text, strlen(text), &err) ||
+	    (failed && state_write_bytes(a, "last_failure.json", text, strlen(text), &err)))
+		gn_log(GN_LOG_WARN, "event=operation_not_recorded msg=\"%s\"", err.msg);
+}
+
 void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail)
 {
 	char at[21];
@@ -47,7 +57,10 @@ void update_report(struct agent *a, const char *state, const char *model, const 
 	}
 	json_decref(a->last_op);
 	a->last_op = op;
+	char *text = json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS);
 	pthread_mutex_unlock(&a->lock);
+	record_operation(a, text, strcmp(state, "failed") == 0);
+	free(text);
 	enum gn_log_level lvl = strcmp(state, "failed") == 0 ? GN_LOG_WARN : GN_LOG_INFO;
 	if (detail)
 		gn_log(lvl, "event=update state=%s model=%s version=%s detail=\"%s\"", state, model ? model : "-",

@@ -1,4 +1,5 @@
-/* Atomic, durable file writes: temp file, fsync, rename, fsync of the directory. */
+/* Atomic, durable file writes: temp file, fsync, rename, fsync of the directory; secrets read
+ * from files. */
 #include "fileio.h"
 
 #include <errno.h>
@@ -72,5 +73,50 @@ out:
 	if (error)
 		unlink(tmp);
 	free(tmp);
+	return error;
+}
+
+int gn_secret_file_read(char **out, const char *path, size_t max, gn_err *err)
+{
+	int error = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf = gn_malloc(max + 1);
+	size_t len = 0, start = 0;
+	ssize_t n = 0;
+	*out = NULL;
+	if (fd < 0) {
+		error = gn_err_set(err, GN_EINVAL, "cannot open %s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* One byte more than max tells a file that is too large. */
+	while (len <= max && (n = read(fd, buf + len, max + 1 - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			error = gn_err_set(err, GN_EINVAL, "cannot read %s: %s", path, strerror(errno));
+			goto out;
+		}
+		len += (size_t)n;
+	}
+	if (len > max) {
+		error = gn_err_set(err, GN_EINVAL, "%s is larger than %zu bytes: not a token", path, max);
+		goto out;
+	}
+	while (start < len && strchr(" \t\r\n", buf[start]))
+		start++;
+	while (len > start && strchr(" \t\r\n", buf[len - 1]))
+		len--;
+	for (size_t i = start; i < len; i++)
+		if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f) {
+			error = gn_err_set(err, GN_EINVAL, "%s holds more than one word: not a token", path);
+			goto out;
+		}
+	if (len == start)
+		error = gn_err_set(err, GN_EINVAL, "%s is empty", path);
+	else
+		*out = gn_strndup(buf + start, len - start);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
 	return error;
 }

@@ -1,5 +1,6 @@
 /* Durable file writes: a file appears under its name complete or not at all, and survives a
- * power cut once the call returns. Written once here for the server, the agent and the CLI. */
+ * power cut once the call returns; and reading a secret from a file. Written once here for the
+ * server, the agent and the CLI. */
 #ifndef GN_FILEIO_H
 #define GN_FILEIO_H
 
@@ -16,5 +17,10 @@ int gn_file_write_atomic(const char *path, const void *data, size_t len, int mod
  * Both paths must be on one file system. fd stays open and the caller's. On failure final_path is
  * unchanged and tmp_path is left for the caller to remove (or resume); GN_ERROR. */
 int gn_file_commit(int fd, const char *tmp_path, const char *final_path, int mode, gn_err *err) GN_WUR;
+
+/* Reads a secret (a token) kept in a file, so that it need not appear in a command line: at most
+ * max bytes, surrounding whitespace removed, one word. *out is new. GN_EINVAL naming the file
+ * when it cannot be read, is larger than max, is empty, or holds more than one word. */
+int gn_secret_file_read(char **out, const char *path, size_t max, gn_err *err) GN_WUR;
 
 #endif

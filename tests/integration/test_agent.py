@@ -24,6 +24,7 @@ import struct
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -33,6 +34,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hostile_server import key_object, keyid, sign, tuf_time
 from ganglion_harness import (
+    AGENT,
+    GANGLION_CLI,
+    GANGLIOND,
     SANITIZER_PATTERNS,
     TEST_MODELS,
     Agent,
@@ -401,8 +405,10 @@ def srv(pg, tmp_base):
     dozens of releases within minutes, far more than the per-device report budget of a real
     fleet (device-reports-per-hour, 120): the budget is raised so that its reports keep counting."""
     db = pg.create_database()
+    # At debug, so that routine check-ins are in its log too (checkins_since counts them).
     s = Gangliond(make_dir(tmp_base / "agsrv", 0o711), database_url=pg.dsn(db),
-                  extra_args=["--agent-poll-interval", "1s", "--device-reports-per-hour", "100000"])
+                  extra_args=["--agent-poll-interval", "1s", "--device-reports-per-hour", "100000",
+                              "--log-level", "debug"])
     s.pg, s.db = pg, db
     s.start()
     try:
@@ -472,6 +478,37 @@ def dev_a(srv, refs, agents):
                "events": device_events(srv, a.device_id), "state": a.state(), "files": verified_files(a),
                "rollback_before": nothing, "rollback_after": rollback(a)}
     return a
+
+
+# --- the command line ------------------------------------------------------------------------
+def test_every_command_takes_help_and_version_and_the_token_from_a_file(srv, agents, workdir):
+    a = agents(srv.url)
+    for cmd in ("enroll", "run", "status", "sample-config", "man", "man-config", "completion"):
+        p = run(a.command(cmd, "--help"), env=child_env(**a.env))
+        assert p.stdout.startswith(f"usage: ganglion-agent [OPTIONS] {cmd}"), (cmd, p.stdout)
+        p = run(a.command(cmd, "--version"), env=child_env(**a.env))
+        assert p.stdout.startswith("ganglion-agent "), (cmd, p.stdout)
+    assert not a.data_dir.exists(), "a command's --help created the data dir"
+    for prog in (GANGLIOND, GANGLION_CLI, AGENT):
+        p = run([prog, "--version"])
+        assert p.stdout.startswith(f"{Path(prog).name} ") and "commit" in p.stdout, p.stdout
+    p = run(a.command("status", "extra"), check=False, env=child_env(**a.env))
+    assert p.returncode == 2 and "unexpected argument 'extra'" in p.stderr, p.stderr
+
+    # --token @FILE: trimmed, one word; the token never needs to be in argv.
+    tokfile = workdir / "enroll.token"
+    for content, why in (("", "is empty"), ("gne_a gne_b\n", "more than one word")):
+        tokfile.write_text(content)
+        p = run(a.command("enroll", "--token", f"@{tokfile}"), check=False, env=child_env(**a.env))
+        assert p.returncode == 2 and str(tokfile) in p.stderr and why in p.stderr, p.stderr
+    p = run(a.command("enroll", "--token", f"@{workdir / 'missing'}"), check=False, env=child_env(**a.env))
+    assert p.returncode == 2 and "cannot open" in p.stderr, p.stderr
+    tokfile.write_text(f"\n  {srv.make_enroll_token()['token']}\n")
+    p = run(a.command("enroll", "--token", f"@{tokfile}"), env=child_env(**a.env))
+    device = json.loads((a.data_dir / "identity" / "device.json").read_text())["device_id"]
+    assert device in p.stdout and srv.api("GET", f"/v1/devices/{device}").status_code == 200
+    out = run(a.command("status"), env=child_env(**a.env)).stdout
+    assert "no model installed yet" in out and "last failed attempt: none" in out, out
 
 
 # --- 1. enroll, assign, serve ---------------------------------------------------------------
@@ -795,6 +832,11 @@ def test_refuses_a_model_that_fails_its_self_test(srv, refs, dev_a):
     assign(srv, a.device_id, meta["version"])
     expect_refusal(srv, refs, a, after, "2.0.0", "self-test failed", meta["version"])
     assert a.state()["current"]["version"] == "2.0.0"
+    # `status` (its own process, reading the data dir) shows the failed attempt.
+    out = run(a.command("status"), env=child_env(**a.env)).stdout
+    failed = next(line for line in out.splitlines() if line.startswith("last failed attempt: "))
+    assert f"failed {MODEL} {meta['version']} at " in failed and "self-test failed" in failed, out
+    assert a.device_id in out and "last update attempt: " in out, out
 
 
 def target_entry(srv, device_id, version, model=MODEL):

@@ -199,6 +199,51 @@ static void test_commit_fails(void **state)
 	free(final);
 }
 
+/* Secrets read from files: trimmed, one word, bounded; each refusal names the file. */
+static void test_secret_file(void **state)
+{
+	static const struct {
+		const char *content; /* NULL: no such file */
+		const char *want;    /* the secret, or a piece of the refusal */
+		int code;
+	} cases[] = {
+		{"gna_abc\n", "gna_abc", 0},
+		{"  \tgna_abc \r\n\n", "gna_abc", 0},
+		{"gna_abc", "gna_abc", 0},
+		{"0123456789abcdef", "0123456789abcdef", 0}, /* exactly the limit */
+		{"0123456789abcdefX", "larger than 16 bytes", GN_EINVAL},
+		{"", "is empty", GN_EINVAL},
+		{" \n\t ", "is empty", GN_EINVAL},
+		{"gna_a gna_b", "more than one word", GN_EINVAL},
+		{"gna_a\ngna_b\n", "more than one word", GN_EINVAL},
+		{"gna_\001x", "more than one word", GN_EINVAL},
+		{NULL, "cannot open", GN_EINVAL},
+	};
+	const char *dir = *state;
+	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
+		char *path = gn_asprintf("%s/secret%zu", dir, i), *got = NULL;
+		gn_err err = {.msg = ""};
+		if (cases[i].content) {
+			FILE *f = fopen(path, "w");
+			assert_non_null(f);
+			fputs(cases[i].content, f);
+			fclose(f);
+		}
+		int rc = gn_secret_file_read(&got, path, 16, &err);
+		if (rc != cases[i].code)
+			fail_msg("case %zu: got %d (%s), expected %d", i, rc, err.msg, cases[i].code);
+		if (rc == 0) {
+			assert_string_equal(got, cases[i].want);
+		} else {
+			assert_null(got);
+			if (!strstr(err.msg, cases[i].want) || !strstr(err.msg, path))
+				fail_msg("case %zu: message '%s' lacks '%s' or the path", i, err.msg, cases[i].want);
+		}
+		free(got);
+		free(path);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -208,6 +253,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_rename_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_commit_fails, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secret_file, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
