@@ -2,13 +2,16 @@
 // the "cpu" and "opencl" targets behind the C ABI of runtime.h.
 //
 // Every entry point catches all exceptions; errors leave as GANGLION_RT_E* codes and a message.
-// cv::dnn::Net::forward() is not re-entrant, so each model has one mutex held around
-// setInput/forward/copy-out. The model's interface (names, dtypes, shapes) is read from the ONNX
-// file itself by a small protobuf reader below: OpenCV 4.6 has no public API for input names.
+// cv::dnn::Net::forward() is not re-entrant, so a CPU model holds a small pool of nets (option
+// nets, default one per core up to 4) and each infer() borrows one for setInput/forward/copy-out:
+// concurrent requests run in parallel, each on its own net. An OpenCL model has one net. The model's interface (names,
+// dtypes, shapes) is read from the ONNX file itself by a small protobuf reader below: OpenCV 4.6 has no public API for
+// input names.
 #include "runtime.h"
 
 #include <cerrno>
 #include <climits>
+#include <condition_variable>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
@@ -371,8 +374,11 @@ void setup_opencl_env()
 		setenv("OPENCV_OPENCL_DEVICE", ":CPU:", 0);
 }
 
+int opt_nets = 0; // nets per CPU model; 0: one per core, at most 4
+
 struct options {
 	int threads = 1; // PITFALLS: OpenCV's own pool oversubscribes small machines with several workers
+	int nets = 0;
 	bool opencl = true;
 	std::string log_level;
 };
@@ -393,6 +399,13 @@ int parse_options(options *o, const char *const *kvs, char *err, size_t errlen)
 				return fail(err, errlen, GANGLION_RT_EINVAL,
 					    "option threads=%.64s: need 0 (OpenCV's default) to 1024", v.c_str());
 			o->threads = (int)n;
+		} else if (k == "nets") {
+			char *endp;
+			long n = strtol(v.c_str(), &endp, 10);
+			if (v.empty() || *endp || n < 0 || n > 64)
+				return fail(err, errlen, GANGLION_RT_EINVAL,
+					    "option nets=%.64s: need 0 (one per core, at most 4) to 64", v.c_str());
+			o->nets = (int)n;
 		} else if (k == "opencl") {
 			if (v != "on" && v != "off")
 				return fail(err, errlen, GANGLION_RT_EINVAL, "option opencl=%.64s: need on or off",
@@ -405,7 +418,7 @@ int parse_options(options *o, const char *const *kvs, char *err, size_t errlen)
 			o->log_level = v;
 		} else {
 			return fail(err, errlen, GANGLION_RT_EINVAL,
-				    "unknown option '%.64s' (known: threads, opencl, log-level)", k.c_str());
+				    "unknown option '%.64s' (known: threads, nets, opencl, log-level)", k.c_str());
 		}
 	}
 	return GANGLION_RT_OK;
@@ -415,6 +428,7 @@ void do_init(const options &o)
 {
 	try {
 		cv::setNumThreads(o.threads == 0 ? -1 : o.threads);
+		opt_nets = o.nets;
 		if (!o.log_level.empty()) {
 			using namespace cv::utils::logging;
 			setLogLevel(o.log_level == "silent"    ? LOG_LEVEL_SILENT
@@ -446,9 +460,13 @@ int ensure_init(char *err, size_t errlen)
 
 // The definition behind runtime.h's opaque handle.
 struct ganglion_rt_model {
-	std::mutex lock; // held around setInput/forward/copy-out: forward() is not re-entrant
-	cv::dnn::Net net;
-	bool opencl = false; // the target really in use
+	// forward() is not re-entrant: each net serves one infer() at a time. nets[0] is the one load()
+	// judged the target on; the others (cpu only) are loaded from the same bytes.
+	std::vector<cv::dnn::Net> nets;
+	std::mutex lock;               // guards idle
+	std::condition_variable freed; // a net went back to idle
+	std::vector<size_t> idle;      // indexes into nets of those not in use
+	bool opencl = false;           // the target really in use
 	std::vector<onnx_tensor> in, out;
 	std::vector<ganglion_rt_tensor_info> in_info, out_info;
 	std::string requested, target, detail;
@@ -459,7 +477,7 @@ namespace
 {
 
 // Warm-up inputs: zeros in the declared shapes, dynamic dimensions 1 (first) or 32 (others).
-void warm_up(ganglion_rt_model *m)
+void warm_up(ganglion_rt_model *m, cv::dnn::Net &net)
 {
 	std::vector<cv::Mat> blobs;
 	for (const onnx_tensor &t : m->in) {
@@ -469,13 +487,13 @@ void warm_up(ganglion_rt_model *m)
 		if (dims.empty())
 			dims.push_back(1);
 		blobs.emplace_back((int)dims.size(), dims.data(), CV_32F, cv::Scalar(0));
-		m->net.setInput(blobs.back(), t.name);
+		net.setInput(blobs.back(), t.name);
 	}
 	std::vector<cv::String> names;
 	for (const onnx_tensor &t : m->out)
 		names.push_back(t.name);
 	std::vector<cv::Mat> outs;
-	m->net.forward(outs, names);
+	net.forward(outs, names);
 }
 
 // Says why a net set up for DNN_TARGET_OPENCL did not, or will not, run on OpenCL; "" if it did.
@@ -501,9 +519,10 @@ std::string opencl_fallback_reason(ganglion_rt_model *m)
 	if (!cv::ocl::useOpenCL() || !cv::ocl::Device::getDefault().available())
 		return "OpenCV found no usable OpenCL device (OPENCV_OPENCL_DEVICE='" +
 		       std::string(getenv("OPENCV_OPENCL_DEVICE") ? getenv("OPENCV_OPENCL_DEVICE") : "") + "')";
-	std::vector<cv::String> layers = m->net.getLayerNames();
+	cv::dnn::Net &net = m->nets[0];
+	std::vector<cv::String> layers = net.getLayerNames();
 	for (const cv::String &name : layers) {
-		cv::Ptr<cv::dnn::Layer> l = m->net.getLayer(m->net.getLayerId(name));
+		cv::Ptr<cv::dnn::Layer> l = net.getLayer(net.getLayerId(name));
 		if (l && l->preferableTarget != cv::dnn::DNN_TARGET_OPENCL)
 			return "OpenCV switched the net to the CPU (layer '" + name +
 			       "'; device not allowed? OPENCV_DNN_OPENCL_ALLOW_ALL_DEVICES=1 allows all)";
@@ -606,13 +625,14 @@ int load_model(ganglion_rt_model **out, const char *data, size_t len, const char
 				    t.name.c_str());
 	}
 	try {
-		m->net = cv::dnn::readNetFromONNX(data, len);
+		m->nets.push_back(cv::dnn::readNetFromONNX(data, len));
 	} catch (...) {
 		return fail_current(err, errlen, name, GANGLION_RT_EMODEL);
 	}
-	if (m->net.empty())
+	cv::dnn::Net &net = m->nets[0];
+	if (net.empty())
 		return fail(err, errlen, GANGLION_RT_EMODEL, "%s: OpenCV read no layers from it", name);
-	m->net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+	net.setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
 	m->requested = target;
 	m->target = "cpu";
 
@@ -622,9 +642,9 @@ int load_model(ganglion_rt_model **out, const char *data, size_t len, const char
 	} else if (want_opencl && !cv::ocl::haveOpenCL()) {
 		m->detail = "no OpenCL runtime or platform (is an ICD such as pocl-opencl-icd installed?)";
 	} else if (want_opencl) {
-		m->net.setPreferableTarget(cv::dnn::DNN_TARGET_OPENCL);
+		net.setPreferableTarget(cv::dnn::DNN_TARGET_OPENCL);
 		try {
-			warm_up(m.get());
+			warm_up(m.get(), net);
 			m->detail = opencl_fallback_reason(m.get());
 		} catch (const cv::Exception &e) {
 			m->detail = "OpenCL warm-up failed: " + cv_message(e);
@@ -637,13 +657,24 @@ int load_model(ganglion_rt_model **out, const char *data, size_t len, const char
 		}
 	}
 	if (!m->opencl) {
-		m->net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU); // re-sets the net up at the next forward
+		net.setPreferableTarget(cv::dnn::DNN_TARGET_CPU); // re-sets the net up at the next forward
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		size_t n = opt_nets ? (size_t)opt_nets : (size_t)(cores < 1 ? 1 : cores > 4 ? 4 : cores);
 		try {
-			warm_up(m.get());
+			warm_up(m.get(), net);
+			// the others after the first worked: a bad model fails once, not n times
+			for (size_t i = 1; i < n; i++) {
+				m->nets.push_back(cv::dnn::readNetFromONNX(data, len));
+				m->nets.back().setPreferableBackend(cv::dnn::DNN_BACKEND_OPENCV);
+				m->nets.back().setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
+				warm_up(m.get(), m->nets.back());
+			}
 		} catch (...) {
 			return fail_current(err, errlen, name, GANGLION_RT_EMODEL);
 		}
 	}
+	for (size_t i = 0; i < m->nets.size(); i++)
+		m->idle.push_back(i);
 	fill_info(m.get());
 	*out = m.release();
 	return GANGLION_RT_OK;
@@ -719,7 +750,27 @@ int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_
 		names.push_back(m->out[k].name);
 	}
 
-	std::lock_guard<std::mutex> g(m->lock);
+	// Borrow an idle net for the run; it goes back however this function leaves.
+	struct borrowed {
+		ganglion_rt_model *m;
+		size_t i;
+		explicit borrowed(ganglion_rt_model *model) : m(model)
+		{
+			std::unique_lock<std::mutex> g(m->lock);
+			m->freed.wait(g, [this] { return !m->idle.empty(); });
+			i = m->idle.back();
+			m->idle.pop_back();
+		}
+		~borrowed()
+		{
+			{
+				std::lock_guard<std::mutex> g(m->lock);
+				m->idle.push_back(i);
+			}
+			m->freed.notify_one();
+		}
+	} b(m);
+	cv::dnn::Net &net = m->nets[b.i];
 	// useOpenCL() is per thread (see opencl_fallback_reason): a thread where OpenCL is off would
 	// run the layers' CPU code while the model claims opencl. Refuse rather than misreport.
 	if (m->opencl && !cv::ocl::useOpenCL()) {
@@ -728,13 +779,13 @@ int infer_model(ganglion_rt_model *m, const ganglion_rt_input *inputs, size_t n_
 			return fail(err, errlen, GANGLION_RT_ERROR, "OpenCL is not usable on this thread");
 	}
 	for (size_t k = 0; k < m->in.size(); k++)
-		m->net.setInput(blobs[k], m->in[k].name);
+		net.setInput(blobs[k], m->in[k].name);
 	std::vector<cv::Mat> res;
-	m->net.forward(res, names);
+	net.forward(res, names);
 	if (res.size() != n_outputs)
 		return fail(err, errlen, GANGLION_RT_ERROR, "OpenCV returned %zu outputs for %zu names", res.size(),
 			    n_outputs);
-	// The results alias the net's buffers: copy out before the lock goes.
+	// The results alias the net's buffers: copy out before the net goes back.
 	int rc = GANGLION_RT_OK;
 	for (size_t i = 0; i < n_outputs; i++) {
 		ganglion_rt_output &o = outputs[i];

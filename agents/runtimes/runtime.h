@@ -113,7 +113,9 @@ typedef struct ganglion_rt_tensor_info {
 typedef struct ganglion_rt_model_info {
 	const char *requested_target; /* the target load() was asked for */
 	const char *target;           /* the target that really runs the model (see load()) */
-	const char *target_detail;    /* why target differs from requested_target; "" when equal */
+	const char *target_detail;    /* why target differs from requested_target, or what part of the
+				       * model runs elsewhere (an accelerator that took only some of its
+				       * nodes); "" when all of it runs on the requested target */
 	size_t n_inputs;
 	const ganglion_rt_tensor_info *inputs;
 	size_t n_outputs;
@@ -181,9 +183,10 @@ typedef struct ganglion_runtime {
 	 * dynamic dimensions (-1) match any size. On GANGLION_RT_ESPACE the output's shape is set to
 	 * what is needed and nothing else is meaningful; the caller may retry with a bigger buffer.
 	 *
-	 * Thread-safe on the same model: several threads may call infer() on one model at once. A
-	 * plugin whose backend is not re-entrant serializes internally (a lock per model). A failed
-	 * infer() leaves the model usable. */
+	 * Thread-safe on the same model: several threads may call infer() on one model at once, and
+	 * should then run in parallel. A plugin whose backend is not re-entrant keeps one backend
+	 * instance per concurrent call (a small pool), or at least serializes (a lock per model). A
+	 * failed infer() leaves the model usable. */
 	int (*infer)(ganglion_rt_model *model, const ganglion_rt_input *inputs, size_t n_inputs,
 		     ganglion_rt_output *outputs, size_t n_outputs, char *err, size_t errlen);
 
