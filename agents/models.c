@@ -35,10 +35,11 @@ int models_open_runtime(struct agent *a, gn_err *err)
 			"%s was built against an older runtime.h (its table of %u bytes lacks load_buffer, this "
 			"agent needs %zu): rebuild it",
 			a->cfg.runtime_plugin, a->rt->struct_size, sizeof(ganglion_runtime));
-	/* A CPU-only agent never touches OpenCL: no ICD loading, some 70 MB less memory. */
+	/* A CPU-only agent never lets OpenCV touch OpenCL: no ICD loading, some 70 MB less memory.
+	 * (Options are the plugin's own: other plugins get none.) */
 	static const char *const cpu_only[] = {"opencl=off", NULL};
-	if (a->rt->init(strcmp(a->cfg.runtime_target, "cpu") == 0 ? cpu_only : NULL, ebuf, sizeof(ebuf)) !=
-	    GANGLION_RT_OK)
+	bool opencv_cpu = strcmp(a->rt->name, "opencv-dnn") == 0 && strcmp(a->cfg.runtime_target, "cpu") == 0;
+	if (a->rt->init(opencv_cpu ? cpu_only : NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
 		return gn_err_set(err, GN_ERROR, "runtime %s failed to start: %s", a->rt->name, ebuf);
 	gn_log(GN_LOG_INFO, "event=runtime_loaded name=%s version=\"%s\"", a->rt->name, a->rt->version);
 	return 0;

@@ -1,14 +1,76 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Ganglion needs to build, test and run, skipping those present.
 # Usage: scripts/deps.sh [build|test|demo]   (test installs everything)
+#        scripts/deps.sh onnxruntime         (fetches ONNX Runtime, prints its prefix; see below)
 set -euo pipefail
+
+# --- ONNX Runtime, for the optional plugin agents/runtimes/onnxruntime.c -----------------------
+# Debian has no ONNX Runtime. A pinned CPU build comes from the npm registry: onnxruntime-node ships
+# Microsoft's libonnxruntime.so.1 (linux x64) and no headers; com.github.asus4.onnxruntime ships
+# the C API headers of the same release (ORT_API_VERSION 29 = ONNX Runtime 1.29). Both are fetched
+# with `npm pack` (no install scripts run: onnxruntime-node's would download CUDA libraries, which
+# ONNXRUNTIME_NODE_INSTALL=skip also prevents), checked against the SHA-256 below, and only the
+# library and the headers are kept, in a cache directory of ours. Prints the prefix for
+# ./configure --with-onnxruntime=PREFIX; does nothing when it is already there.
+ORT_VERSION=1.29.0
+ORT_API=29
+ORT_LIB_PKG=onnxruntime-node@1.29.0
+ORT_LIB_SHA256=cfdfb45ec4044b1fdca43e5d2e180fb6817e649ff8ad1e0dfc90e18e51b67037
+ORT_LIB_PATH=package/bin/napi-v6/linux/x64/libonnxruntime.so.1
+ORT_HDR_PKG=com.github.asus4.onnxruntime@0.4.9
+ORT_HDR_SHA256=e59788788818fdde1b2e522e766a21ba0f7d8391de55737abf81e32cc801785d
+ORT_HDR_DIR='package/Plugins/iOS~/onnxruntime.xcframework/ios-arm64/onnxruntime.framework/Headers'
+
+fetch_onnxruntime() {
+	local prefix=${GANGLION_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ganglion}/onnxruntime-$ORT_VERSION
+	local stamp="$ORT_LIB_SHA256 $ORT_HDR_SHA256"
+	if [ "$(cat "$prefix/.complete" 2>/dev/null)" = "$stamp" ]; then
+		echo "$prefix"
+		return
+	fi
+	[ "$(uname -m)" = x86_64 ] || { echo "deps: the pinned ONNX Runtime is for x86_64 only" >&2; return 1; }
+	command -v npm >/dev/null || { echo "deps: npm is needed to fetch ONNX Runtime (apt-get install npm)" >&2; return 1; }
+	echo "deps: fetching ONNX Runtime $ORT_VERSION ($ORT_LIB_PKG, $ORT_HDR_PKG) from the npm registry" >&2
+	local tmp
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' RETURN
+	local pkg sum tgz
+	for pkg in "$ORT_LIB_PKG $ORT_LIB_SHA256" "$ORT_HDR_PKG $ORT_HDR_SHA256"; do
+		sum=${pkg#* }
+		pkg=${pkg% *}
+		tgz=$(ONNXRUNTIME_NODE_INSTALL=skip npm pack "$pkg" --silent --ignore-scripts --cache "$tmp/npm-cache" \
+			--pack-destination "$tmp" 2>"$tmp/npm.err" | tail -n 1) || { cat "$tmp/npm.err" >&2; return 1; }
+		echo "$sum  $tmp/$tgz" | sha256sum -c --quiet - >&2 ||
+			{ echo "deps: $pkg does not have the pinned SHA-256 $sum" >&2; return 1; }
+		mv "$tmp/$tgz" "$tmp/${pkg%@*}.tgz"
+	done
+	rm -rf "$prefix"
+	mkdir -p "$prefix/lib" "$prefix/include" "$tmp/x"
+	tar -C "$tmp/x" -xzf "$tmp/onnxruntime-node.tgz" "$ORT_LIB_PATH"
+	tar -C "$tmp/x" -xzf "$tmp/com.github.asus4.onnxruntime.tgz" "$ORT_HDR_DIR"
+	install -m 0644 "$tmp/x/$ORT_LIB_PATH" "$prefix/lib/libonnxruntime.so.$ORT_VERSION"
+	ln -sf "libonnxruntime.so.$ORT_VERSION" "$prefix/lib/libonnxruntime.so.1"
+	ln -sf libonnxruntime.so.1 "$prefix/lib/libonnxruntime.so"
+	install -m 0644 "$tmp/x/$ORT_HDR_DIR"/*.h "$prefix/include/"
+	# The headers must be those of the library: the C API is asked for by version number.
+	grep -q "^#define ORT_API_VERSION $ORT_API\$" "$prefix/include/onnxruntime_c_api.h" &&
+		grep -aq "^$ORT_VERSION\$" <(strings -n 5 "$prefix/lib/libonnxruntime.so.$ORT_VERSION") ||
+		{ echo "deps: ONNX Runtime headers (want API $ORT_API) and library ($ORT_VERSION) disagree" >&2; return 1; }
+	echo "$stamp" >"$prefix/.complete"
+	echo "$prefix"
+}
+if [ "${1:-}" = onnxruntime ]; then
+	fetch_onnxruntime
+	exit
+fi
 
 BUILD_PKGS=(build-essential g++ autoconf automake pkg-config libopencv-dnn-dev ocl-icd-opencl-dev
 	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libcurl4-openssl-dev libcmocka-dev
 	clang-format)
 RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
-# The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py).
-MODEL_PKGS=(python3 python3-onnx python3-numpy)
+# The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py);
+# the tests also run third-party models with their reference tensors (libonnx-testdata).
+MODEL_PKGS=(python3 python3-onnx python3-numpy libonnx-testdata)
 TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib)
 # The fuzz targets (scripts/fuzz.sh, a smoke of each in scripts/test.sh): clang with libFuzzer.
 TEST_PKGS+=(clang libclang-rt-dev)
@@ -17,7 +79,8 @@ TEST_PKGS+=(clang libclang-rt-dev)
 # and procps for the checks.
 PKG_PKGS=(debhelper dpkg-dev lintian systemd man-db procps)
 
-# The OpenAPI linter (scripts/test.sh) is @redocly/cli from the npm registry, installed below.
+# The OpenAPI linter (scripts/test.sh) is @redocly/cli from the npm registry, installed below; npm
+# also fetches ONNX Runtime (scripts/deps.sh onnxruntime, above).
 NODE_PKGS=(nodejs npm)
 top=$(cd "$(dirname "$0")/.." && pwd)
 

@@ -10,6 +10,8 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 scripts/deps.sh test || { echo "test.sh: could not install dependencies"; exit 1; }
+# Both builds carry the ONNX Runtime plugin too, against the pinned library deps.sh fetches.
+ort=$(scripts/deps.sh onnxruntime) || { echo "test.sh: could not fetch ONNX Runtime"; exit 1; }
 
 status=0
 run_suite() {
@@ -40,8 +42,8 @@ run_suite() {
 }
 
 rm -f build.buildfail build-asan.buildfail
-run_suite build
-run_suite build-asan --enable-asan
+run_suite build --with-onnxruntime="$ort"
+run_suite build-asan --enable-asan --with-onnxruntime="$ort"
 
 # Debian packages (one test in the summary; its own checks are listed in build/packages.out): built
 # from build/, installed, run as their units, upgraded, downgraded and purged, as root.

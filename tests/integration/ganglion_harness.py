@@ -606,6 +606,9 @@ def nested(depth, leaf=1):
 # --- ganglion-agent -------------------------------------------------------------------------
 AGENT = BUILDDIR / "agents" / "ganglion-agent"
 RUNTIME_PLUGIN = BUILDDIR / "agents" / "runtimes" / "ganglion-runtime-opencv.so"
+# The runtime plugins by name: opencv (always built), onnxruntime (configure --with-onnxruntime).
+RUNTIME_PLUGINS = {name: BUILDDIR / "agents" / "runtimes" / f"ganglion-runtime-{name}.so"
+                   for name in ("opencv", "onnxruntime")}
 TEST_MODELS = BUILDDIR / "tests" / "models"  # `make tests/models/stamp`: v1, v2, bad, conv (.onnx + .json)
 
 
@@ -632,13 +635,14 @@ class Agent:
     start() runs `run` in the background, stop() sends SIGTERM (it must exit 0), kill() sends
     SIGKILL. Every option but the command goes on the command line (command())."""
 
-    def __init__(self, workdir, server_url, target="cpu", extra_args=(), env=None):
+    def __init__(self, workdir, server_url, target="cpu", extra_args=(), env=None, plugin="opencv"):
         # Short paths: the socket's must fit in sun_path (107 bytes).
         self.workdir = make_dir(workdir, 0o700)
         self.data_dir = self.workdir / "data"
         self.socket_path = self.workdir / "infer.sock"
         self.server_url = server_url
         self.target = target
+        self.plugin = RUNTIME_PLUGINS[plugin]
         self.extra_args = list(extra_args)
         self.env = dict(env or {})
         self.proc = None
@@ -648,7 +652,7 @@ class Agent:
     def command(self, *cmd, server_url=None, extra_args=None):
         return [str(c) for c in [
             AGENT, "--server-url", server_url or self.server_url, "--data-dir", self.data_dir,
-            "--runtime-plugin", RUNTIME_PLUGIN, "--runtime-target", self.target,
+            "--runtime-plugin", self.plugin, "--runtime-target", self.target,
             "--socket-path", self.socket_path, "--poll-min", "1s",
             *(self.extra_args if extra_args is None else extra_args), *cmd]]
 

@@ -9,11 +9,20 @@ seeds, fixed opset (11) and IR version (6), which OpenCV 4.6's ONNX importer han
   v2.onnx    same graph and IO, other weights
   bad.onnx   a valid model whose metadata sample claims v1's output: the self-test must fail
   wide.onnx  x[1,5] -> y[1,3]: an interface change (its own sample passes, v1's inputs fail)
+  dyn.onnx   x[N,4] -> y[N,1], the sum of each row: a dynamic batch dimension
   conv.onnx  x[1,3,32,32] -> conv3x3(16) -> relu -> conv3x3(16) -> relu -> global avg pool
              -> flatten -> gemm -> y[1,4]; enough work for the OpenCL path to run real kernels
+
+Third-party models, with an optional second argument: the data directory of Debian's
+libonnx-testdata (/usr/share/libonnx-testdata/data). Each case of THIRD_PARTY (PyTorch-converted
+layers and ONNX node tests that no one here wrote) is copied to OUTDIR/thirdparty/CASE.onnx with
+CASE.json holding its interface and its reference input and output (the test's .pb tensors) as the
+sample; OUTDIR/thirdparty.json lists the cases.
 """
+import glob
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -119,11 +128,75 @@ def write(outdir, name, version, model, x, y, tolerance, in_shape, out_shape):
         f.write("\n")
 
 
+# Cases of libonnx-testdata: the common layers of vision models, and two that OpenCV 4.6 refuses
+# or cannot feed: a Gemm whose B is an input (not a constant), and an Embedding with int64 input.
+THIRD_PARTY = [
+    "pytorch-converted/" + c for c in (
+        "test_Conv1d", "test_Conv2d", "test_Conv2d_depthwise_strided", "test_Conv2d_dilated", "test_Conv2d_groups",
+        "test_Conv2d_no_bias", "test_Conv2d_padding", "test_Conv3d", "test_ConvTranspose2d", "test_BatchNorm2d_eval",
+        "test_AvgPool2d", "test_MaxPool2d", "test_MaxPool3d", "test_Linear", "test_Linear_no_bias", "test_Softmax",
+        "test_LogSoftmax", "test_PReLU_2d", "test_PixelShuffle", "test_ReflectionPad2d", "test_ELU", "test_SELU",
+        "test_Sigmoid", "test_Tanh", "test_GLU", "test_Embedding")
+] + ["node/test_gemm_default_no_bias"]
+
+
+def read_pb(path):
+    t = onnx.TensorProto()
+    with open(path, "rb") as f:
+        t.ParseFromString(f.read())
+    return numpy_helper.to_array(t)
+
+
+def dtype_name(a):
+    return {"float32": "float32", "int64": "int64"}.get(a.dtype.name, a.dtype.name)
+
+
+def third_party(outdir, datadir):
+    """Copies the THIRD_PARTY cases with their reference tensors as samples."""
+    tpdir = os.path.join(outdir, "thirdparty")
+    os.makedirs(tpdir, exist_ok=True)
+    names = []
+    for case in THIRD_PARTY:
+        src = os.path.join(datadir, case)
+        name = os.path.basename(case)
+        model = onnx.load(os.path.join(src, "model.onnx"))
+        inits = {i.name for i in model.graph.initializer}
+        in_names = [i.name for i in model.graph.input if i.name not in inits]
+        out_names = [o.name for o in model.graph.output]
+        ins = [read_pb(p) for p in sorted(glob.glob(os.path.join(src, "test_data_set_0", "input_*.pb")))]
+        outs = [read_pb(p) for p in sorted(glob.glob(os.path.join(src, "test_data_set_0", "output_*.pb")))]
+        assert len(ins) == len(in_names) and len(outs) == len(out_names), case
+        shutil.copyfile(os.path.join(src, "model.onnx"), os.path.join(tpdir, name + ".onnx"))
+        # PyTorch computed the references: float32 kernels agree to about 1e-5 relative
+        scale = max(1.0, max(float(np.max(np.abs(o))) for o in outs))
+        meta = {
+            "version": "1.0.0",
+            "format": "onnx",
+            "filename": name + ".onnx",
+            "inputs": [{"name": n, "dtype": dtype_name(a), "shape": list(a.shape)} for n, a in zip(in_names, ins)],
+            "outputs": [{"name": n, "dtype": dtype_name(a), "shape": list(a.shape)} for n, a in zip(out_names, outs)],
+            "sample": {"inputs": {n: [float(v) for v in a.ravel()] for n, a in zip(in_names, ins)},
+                       "outputs": {n: rounded(a) for n, a in zip(out_names, outs)},
+                       "tolerance": 1e-4 * scale},
+        }
+        with open(os.path.join(tpdir, name + ".json"), "w") as f:
+            json.dump(meta, f, sort_keys=True)
+            f.write("\n")
+        names.append(name)
+    with open(os.path.join(outdir, "thirdparty.json"), "w") as f:
+        json.dump(names, f)
+        f.write("\n")
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: make_models.py OUTDIR")
+    if len(sys.argv) not in (2, 3):
+        sys.exit("usage: make_models.py OUTDIR [LIBONNX_TESTDATA_DIR]")
     outdir = sys.argv[1]
     os.makedirs(outdir, exist_ok=True)
+    if len(sys.argv) == 3:
+        if not os.path.isdir(sys.argv[2]):
+            sys.exit(f"make_models.py: {sys.argv[2]} missing: install Debian's libonnx-testdata")
+        third_party(outdir, sys.argv[2])
 
     rng = np.random.default_rng(20240611)
     x = np.array([[0.5, -1.25, 2.0, 0.75]], dtype=np.float32)
@@ -148,6 +221,12 @@ def main():
     model, ref = conv_model(rng)
     xc = rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
     write(outdir, "conv", "1.0.0", model, xc, ref(xc), 1e-3, [1, 3, 32, 32], [1, 4])
+
+    # dyn: a dynamic batch (N), y = the sum of each row of x
+    nodes = [helper.make_node("ReduceSum", ["x"], ["y"], name="sum", axes=[1], keepdims=1)]
+    model = make_model("dyn", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])], [])
+    write(outdir, "dyn", "1.0.0", model, x, x.astype(np.float64).sum(axis=1, keepdims=True), 1e-4, [-1, 4], [-1, 1])
 
     # wide: a release whose interface changed (x[1,5]); its own sample passes, but the apps that
     # send v1's four values get errors, which a rollout's error-rate gate must catch
