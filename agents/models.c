@@ -111,7 +111,7 @@ void models_file_cleanup(struct models_file *f)
 int models_load(struct agent_model **out, struct agent *a, const struct models_file *bytes, const char *name,
 		const char *version, const char *sha256, gn_err *err)
 {
-	char ebuf[512] = "", sum[GN_SHA256_HEX_LEN + 1], label[80];
+	char ebuf[GN_ERR_MSG_MAX] = "", sum[GN_SHA256_HEX_LEN + 1], label[80];
 	ganglion_rt_model *rm = NULL;
 	/* The runtime gets exactly these bytes: hashed here, in memory, nothing to replace on disk. */
 	gn_sha256_hex(sum, bytes->data, bytes->len);
@@ -227,7 +227,7 @@ done:
 int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input *in, size_t nin,
 		 ganglion_rt_output *out, size_t nout, gn_err *err)
 {
-	char ebuf[512] = "";
+	char ebuf[1024] = "";
 	uint64_t t0 = gn_mono_ns();
 	int rc = a->rt->infer(m->rt_model, in, nin, out, nout, ebuf, sizeof(ebuf));
 	uint64_t us = (gn_mono_ns() - t0) / 1000;

@@ -527,7 +527,7 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 	if ((rc = check_director(&dt, a, json_object_get(ans, "director_targets"), err))) {
 		/* Refused metadata: keep serving, report why (naming the version refused, so a repeat of
 		 * the same one is one event and a new one is another), and ask again from scratch. */
-		char detail[700];
+		char detail[GN_ERR_MSG_MAX + 100];
 		snprintf(detail, sizeof(detail), "director targets version %lld refused: %s",
 			 (long long)json_integer_value(json_object_get(
 				 json_object_get(json_object_get(ans, "director_targets"), "signed"), "version")),

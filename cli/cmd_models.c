@@ -15,8 +15,6 @@
 #include "json.h"
 #include "model.h"
 
-/* The metadata part must fit the server's max-body (default 1 MiB). */
-#define META_MAX ((size_t)1024 * 1024)
 #define PROGRESS_INTERVAL_NS 100000000ULL      /* redraw at most ten times a second on a terminal */
 #define PROGRESS_LOG_INTERVAL_NS 5000000000ULL /* elsewhere (a CI log), a line every 5 seconds */
 /* The connection must be up within this long; the transfer itself has no time limit. */
@@ -239,7 +237,8 @@ static int load_metadata(json_t **out, const cli_args *args, gn_err *err)
 	json_t *meta = NULL;
 
 	if (meta_path) {
-		if ((error = cli_read_json_file(&meta, meta_path, META_MAX, err)))
+		/* No cap here: the server says how much it takes (max-release-metadata, 413 beyond). */
+		if ((error = cli_read_json_file(&meta, meta_path, SIZE_MAX, err)))
 			goto out;
 		if (!json_is_object(meta)) {
 			error = gn_err_set(err, CLI_EUSAGE, "%s must hold a JSON object", meta_path);

@@ -26,10 +26,15 @@ enum {
 	GN_EGONE = -9,      /* used up, expired or revoked */
 };
 
+/* The longest message a gn_err holds (bytes, with the NUL). Long enough for a runtime's own
+ * diagnosis (a model loader's message can name a long node path twice), bounded so a device's
+ * event stays small. */
+#define GN_ERR_MSG_MAX 8192
+
 /* Details of one failure: a code and a human-readable message. */
 typedef struct gn_err {
 	int code;
-	char msg[512];
+	char msg[GN_ERR_MSG_MAX];
 } gn_err;
 
 /* Fills err (if not NULL) with code and a formatted message; returns code for `return gn_err_set(...)`. */

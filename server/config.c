@@ -83,6 +83,9 @@ static const gn_conf_opt opts[] = {
 	    "how often the rollout controller judges rollouts and applies deployments (changes wake it at once)"),
 	OPT("max-artifact-size", GN_CONF_SIZE, max_artifact_size, "4G", true, 1024, 1LL << 40, "SIZE",
 	    "largest model artifact accepted (413 beyond, checked as the bytes arrive)"),
+	OPT("max-release-metadata", GN_CONF_SIZE, max_release_metadata, "16M", true, 1024, 64LL << 20, "SIZE",
+	    "largest metadata part of a publish, its sample included (413 beyond; devices fetch a sample of "
+	    "at most 64M)"),
 	OPT("artifact-sweep-grace", GN_CONF_DURATION, artifact_sweep_grace, "1h", false, 0, 86400LL * 30, "DURATION",
 	    "at start-up, delete stored artifacts that no published version references (a publish cut short) "
 	    "and temp upload files, once unchanged for this long (a younger one may be another replica's upload)"),

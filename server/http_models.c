@@ -66,8 +66,12 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 		return MHD_NO;
 	}
 	if (strcmp(key, "metadata") == 0) {
-		if (p->meta.len + size > (size_t)config_get()->max_body) {
-			publish_fail(p, 413, "the metadata part is larger than max-body");
+		int64_t max = config_get()->max_release_metadata;
+		if (p->meta.len + size > (size_t)max) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "the metadata part is larger than %lld bytes (max-release-metadata)",
+				 (long long)max);
+			publish_fail(p, 413, msg);
 			return MHD_NO;
 		}
 		gn_buf_append(&p->meta, data, size);
@@ -103,7 +107,7 @@ static int publish_begin(struct gd_req *r)
 	gn_err err;
 	const char *ct = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	const char *cl = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	int64_t max = config_get()->max_artifact_size + config_get()->max_body + 65536;
+	int64_t max = config_get()->max_artifact_size + config_get()->max_release_metadata + 65536;
 	if (gd_rate_limit(r, "upload", gd_actor(r)->id))
 		return -1;
 	if (model_name_check(gd_param(r, 0), &err)) {

@@ -15,7 +15,8 @@
  *   writes one NUL-terminated line (no trailing newline, truncated to errlen - 1 bytes) that says
  *   what failed and why, e.g. "model.onnx: input 'x' has shape [1,5], the model needs [1,4]". err may
  *   be NULL or errlen 0: then no message is written. On success err's contents are unspecified.
- *   256 bytes is enough for any message of the bundled plugins; the agent passes 512.
+ *   The agent passes 8192 bytes to load_buffer() (a loader's diagnosis can be long; it reaches the
+ *   server whole) and 1024 to infer().
  * - Nothing crosses the boundary but return codes: no C++ exceptions, no longjmp, no abort() or
  *   exit() on bad input, bad files or backend failures. A plugin written in C++ catches every
  *   exception (catch (...)) in each entry point.

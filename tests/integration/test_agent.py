@@ -880,6 +880,34 @@ def test_a_model_only_onnxruntime_loads(srv, refs, dev_rt):
     assert close_to(ans["outputs"]["y"], s["outputs"]["y"], s["tolerance"]), (ans, s["outputs"])
 
 
+def test_a_long_error_reaches_the_server_whole(srv, refs, dev_a):
+    """A runtime's diagnosis can be long: OpenCV refuses a Gemm whose B is an input, naming that
+    input, here a name of 1,500 characters. The failed operation the server shows carries all of
+    the message, not its first 500 characters."""
+    a = dev_a
+    after = baseline(srv, refs, a)
+    bname = "b_" + "x" * 1500
+    rng = np.random.default_rng(3)
+    av, bv = rng.normal(size=(2, 10)).astype(np.float32), rng.normal(size=(10, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["a", bname], ["y"])], "gemm-long",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 10]),
+         helper.make_tensor_value_info(bname, TensorProto.FLOAT, [10, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    spec = lambda n, s: {"name": n, "dtype": "float32", "shape": s}  # noqa: E731
+    meta = {"version": "1.0.0", "format": "onnx", "inputs": [spec("a", [2, 10]), spec(bname, [10, 3])],
+            "outputs": [spec("y", [2, 3])],
+            "sample": {"inputs": {"a": av.ravel().tolist(), bname: bv.ravel().tolist()},
+                       "outputs": {"y": (av @ bv).ravel().tolist()}, "tolerance": 1e-4}}
+    r = publish(srv, "gemm-long", model.SerializeToString(), meta=meta)
+    assert r.status_code == 201, r.text[:300]
+    assign(srv, a.device_id, "1.0.0", model="gemm-long")
+    op = expect_refusal(srv, refs, a, after, "2.0.0", "not found in const blobs", "1.0.0")
+    assert bname in op["detail"] and len(op["detail"]) > len(bname), op["detail"][:300]
+
+
 def target_entry(srv, device_id, version, model=MODEL):
     """(path, entry) of a published model version as the director would name it for the device."""
     row = json.loads(sql(srv, "SELECT json_build_object('filename', filename, 'sha256', sha256, 'length', length)"

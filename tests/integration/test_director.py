@@ -272,12 +272,13 @@ def test_events_of_an_unknown_device_are_404(server):
     assert_problem(server.api("GET", f"/v1/devices/{uuid.uuid4()}/events"), 404)
 
 
-def test_oversized_metadata_part_is_413(server):
-    """The metadata part of a publish is JSON held in memory: over max-body (1 MiB) it is 413, and
-    nothing is kept."""
+def test_oversized_metadata_part_is_413(gangliond):
+    """The metadata part of a publish is JSON held in memory: over max-release-metadata (here
+    1 MiB) it is 413 naming the limit, and nothing is kept."""
+    server = gangliond(extra_args=["--max-release-metadata", "1M"])
     meta = model_meta(provenance={"commit": "abc", "notes": "x" * (1024 * 1024 + 100)})
     r = publish(server, "big-meta", b"weights", meta=meta)
-    assert_problem(r, 413)
+    assert "max-release-metadata" in assert_problem(r, 413)["detail"]
     assert_problem(server.api("GET", "/v1/models/big-meta"), 404)
     assert wait_for(lambda: artifact_files(server.data_dir) == ([], []), 30), artifact_files(server.data_dir)
     # Just under the limit is fine.

@@ -375,6 +375,28 @@ def _cli_json(p):
     return json.loads(p.stdout)
 
 
+def test_cli_pushes_a_release_whose_sample_is_an_image(gangliond, workdir):
+    """A 224x224x3 float32 sample is some 1.5 MB of JSON, over max-body (1 MiB): the CLI sends it
+    (no cap of its own) and the server takes it (max-release-metadata, 16 MiB by default); with the
+    limit lowered, the server's 413 names it."""
+    rng = random.Random(7)
+    meta = model_meta("1.0.0", format="onnx", filename=None)
+    meta["inputs"] = [{"name": "x", "dtype": "float32", "shape": [1, 3, 224, 224]}]
+    meta["sample"]["inputs"] = {"x": [round(rng.uniform(-1, 1), 6) for _ in range(3 * 224 * 224)]}
+    metafile = workdir / "meta.json"
+    metafile.write_text(json.dumps(meta))
+    assert metafile.stat().st_size > 1024 * 1024
+    art = workdir / "model.onnx"
+    art.write_bytes(b"image-weights" * 100)
+    server = gangliond()
+    p = server.cli("models", "push", "--name", "img", "--meta", metafile, "--no-progress", art, output="json")
+    assert p.returncode == 0, f"stdout: {p.stdout}\nstderr: {p.stderr}"
+    assert _ok(server.api("GET", "/v1/models/img/versions/1.0.0"), 200)["sample"] == meta["sample"]
+    small = gangliond(extra_args=["--max-release-metadata", "1M"])
+    p = small.cli("models", "push", "--name", "img", "--meta", metafile, "--no-progress", art, token=server.admin_token)
+    assert p.returncode != 0 and "max-release-metadata" in p.stderr, (p.returncode, p.stderr)
+
+
 def test_cli_push_list_show_alias(server, workdir):
     art = workdir / "model.onnx"
     art.write_bytes(b"cli-weights" * 1000)
