@@ -121,7 +121,12 @@ int client_get(char **out, size_t *out_len, struct agent *a, const char *path, s
 int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err) GN_WUR;
 
 /* models.c: runtime plugin, loading, self-test, swap */
+/* Opens the runtime plugin unless it is open (models_load() does, for the first model: an agent
+ * with nothing to serve keeps no inference engine in memory). Call under update_lock, or before
+ * the socket serves. */
 int models_open_runtime(struct agent *a, gn_err *err) GN_WUR;
+/* Checks that the runtime plugin's file is there to be opened later. */
+int models_check_runtime(const struct agent *a, gn_err *err) GN_WUR;
 json_t *models_runtime_facts(struct agent *a);
 /* A model file's bytes, read once: what the agent hashes is what the runtime loads, whatever
  * happens to the file afterwards. */

@@ -225,7 +225,7 @@ static int cmd_run(struct agent *a, int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (state_mkdirs(a, &err) || state_load_identity(a, &err) || models_open_runtime(a, &err)) {
+	if (state_mkdirs(a, &err) || state_load_identity(a, &err) || models_check_runtime(a, &err)) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 		return 1;
 	}

@@ -14,34 +14,62 @@
 #include "json.h"
 #include "log.h"
 
-int models_open_runtime(struct agent *a, gn_err *err)
+/* Opens the plugin and checks its table; sets a->dl and a->rt only when all of it worked. */
+static int open_runtime(struct agent *a, bool *out_opened, gn_err *err)
 {
-	char ebuf[512] = "";
-	a->dl = dlopen(a->cfg.runtime_plugin, RTLD_NOW | RTLD_LOCAL);
-	if (!a->dl)
+	char ebuf[GN_ERR_MSG_MAX] = "";
+	void *dl = dlopen(a->cfg.runtime_plugin, RTLD_NOW | RTLD_LOCAL);
+	if (!dl)
 		return gn_err_set(err, GN_ENOTFOUND, "cannot load runtime plugin %s: %s", a->cfg.runtime_plugin,
 				  dlerror());
-	ganglion_runtime_entry_fn entry = (ganglion_runtime_entry_fn)dlsym(a->dl, GANGLION_RUNTIME_ENTRY);
+	*out_opened = true;
+	ganglion_runtime_entry_fn entry = (ganglion_runtime_entry_fn)dlsym(dl, GANGLION_RUNTIME_ENTRY);
 	if (!entry)
 		return gn_err_set(err, GN_EINVAL, "%s exports no %s", a->cfg.runtime_plugin, GANGLION_RUNTIME_ENTRY);
-	a->rt = entry();
-	if (!a->rt || a->rt->abi_version != GANGLION_RUNTIME_ABI_VERSION)
+	const ganglion_runtime *rt = entry();
+	if (!rt || rt->abi_version != GANGLION_RUNTIME_ABI_VERSION)
 		return gn_err_set(err, GN_EINVAL, "%s speaks runtime ABI %u, this agent speaks %d",
-				  a->cfg.runtime_plugin, a->rt ? a->rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
+				  a->cfg.runtime_plugin, rt ? rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
 	/* The agent needs every field up to load_buffer (it never lets a runtime open a model file). */
-	if (a->rt->struct_size < sizeof(ganglion_runtime) || !a->rt->load_buffer)
+	if (rt->struct_size < sizeof(ganglion_runtime) || !rt->load_buffer)
 		return gn_err_set(
 			err, GN_EINVAL,
 			"%s was built against an older runtime.h (its table of %u bytes lacks load_buffer, this "
 			"agent needs %zu): rebuild it",
-			a->cfg.runtime_plugin, a->rt->struct_size, sizeof(ganglion_runtime));
+			a->cfg.runtime_plugin, rt->struct_size, sizeof(ganglion_runtime));
 	/* A CPU-only agent never lets OpenCV touch OpenCL: no ICD loading, some 70 MB less memory.
 	 * (Options are the plugin's own: other plugins get none.) */
 	static const char *const cpu_only[] = {"opencl=off", NULL};
-	bool opencv_cpu = strcmp(a->rt->name, "opencv-dnn") == 0 && strcmp(a->cfg.runtime_target, "cpu") == 0;
-	if (a->rt->init(opencv_cpu ? cpu_only : NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
-		return gn_err_set(err, GN_ERROR, "runtime %s failed to start: %s", a->rt->name, ebuf);
-	gn_log(GN_LOG_INFO, "event=runtime_loaded name=%s version=\"%s\"", a->rt->name, a->rt->version);
+	bool opencv_cpu = strcmp(rt->name, "opencv-dnn") == 0 && strcmp(a->cfg.runtime_target, "cpu") == 0;
+	if (rt->init(opencv_cpu ? cpu_only : NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
+		return gn_err_set(err, GN_ERROR, "runtime %s failed to start: %s", rt->name, ebuf);
+	gn_log(GN_LOG_INFO, "event=runtime_loaded name=%s version=\"%s\"", rt->name, rt->version);
+	a->dl = dl;
+	a->rt = rt;
+	return 0;
+}
+
+int models_open_runtime(struct agent *a, gn_err *err)
+{
+	/* A plugin's init() runs once per process: after a failure past dlopen the same failure is
+	 * reported again (a fixed plugin needs a restart). One agent per process. */
+	static gn_err failed;
+	bool opened = false;
+	if (a->rt)
+		return 0;
+	if (failed.code)
+		return gn_err_set(err, failed.code, "%s", failed.msg);
+	int rc = open_runtime(a, &opened, err);
+	if (rc && opened)
+		gn_err_set(&failed, rc, "%s", err->msg);
+	return rc;
+}
+
+int models_check_runtime(const struct agent *a, gn_err *err)
+{
+	if (access(a->cfg.runtime_plugin, R_OK) != 0)
+		return gn_err_set(err, GN_ENOTFOUND, "cannot load runtime plugin %s: %s", a->cfg.runtime_plugin,
+				  strerror(errno));
 	return 0;
 }
 
@@ -49,8 +77,9 @@ json_t *models_runtime_facts(struct agent *a)
 {
 	ganglion_rt_caps caps;
 	char ebuf[256];
-	if (!a->rt)
-		return json_null();
+	if (!a->rt) /* not loaded yet: no model has needed it */
+		return json_pack("{s:s,s:b,s:s}", "plugin", a->cfg.runtime_plugin, "loaded", 0, "configured_target",
+				 a->cfg.runtime_target);
 	json_t *targets = json_array();
 	if (a->rt->capabilities(&caps, ebuf, sizeof(ebuf)) == GANGLION_RT_OK) {
 		for (size_t i = 0; i < caps.n_targets && i < GANGLION_RT_MAX_TARGETS; i++)
@@ -119,7 +148,10 @@ int models_load(struct agent_model **out, struct agent *a, const struct models_f
 		return gn_err_set(err, GN_EAUTH, "the model file of %s %s no longer matches its verified SHA-256", name,
 				  version);
 	snprintf(label, sizeof(label), "models/%.64s", sha256);
-	int rc = a->rt->load_buffer(&rm, bytes->data, bytes->len, label, a->cfg.runtime_target, ebuf, sizeof(ebuf));
+	int rc = models_open_runtime(a, err);
+	if (rc)
+		return rc;
+	rc = a->rt->load_buffer(&rm, bytes->data, bytes->len, label, a->cfg.runtime_target, ebuf, sizeof(ebuf));
 	if (rc != GANGLION_RT_OK)
 		return gn_err_set(err, GN_EINVAL, "runtime could not load %s %s: %s", name, version, ebuf);
 	struct agent_model *m = gn_calloc(1, sizeof(*m));

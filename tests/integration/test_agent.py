@@ -455,6 +455,11 @@ def agents(tmp_base):
     assert not errors, errors
 
 
+def runtime_mapped(agent):
+    """Whether the agent process has its runtime plugin mapped (/proc/PID/maps)."""
+    return str(agent.plugin) in (Path(f"/proc/{agent.proc.pid}/maps")).read_text()
+
+
 def enroll_and_start(srv, agent, **start_kw):
     token = srv.make_enroll_token()["token"]
     agent.enroll(token)
@@ -472,13 +477,15 @@ def dev_a(srv, refs, agents):
     status, _, body = a.request("POST", f"/v1/models/{MODEL}/infer", {"inputs": {"x": refs.x("1.0.0")}})
     assert status == 503, (status, body)
     nothing = rollback(a)
+    plugin_before = runtime_mapped(a)
     assign(srv, a.device_id, "1.0.0")
     wait_serving(a, "1.0.0")
     # What the first install left, recorded now: the test of it may run after others.
     op = wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "1.0.0")
     a.first = {"models": a.models(), "op": op, "device": device_reported(srv, a.device_id),
                "events": device_events(srv, a.device_id), "state": a.state(), "files": verified_files(a),
-               "rollback_before": nothing, "rollback_after": rollback(a)}
+               "rollback_before": nothing, "rollback_after": rollback(a),
+               "plugin_mapped": (plugin_before, runtime_mapped(a))}
     return a
 
 
@@ -554,6 +561,8 @@ def test_enroll_assign_v1_serves_the_reference(srv, refs, dev_a):
                                          (first["rollback_after"], "no previous version")):
         assert status == 404 and headers["content-type"] == "application/problem+json", (status, body)
         assert why in json.loads(body)["detail"], body
+    # The runtime (and OpenCV with it) is loaded when the first model needs it, not before.
+    assert first["plugin_mapped"] == (False, True)
 
     baseline(srv, refs, a, "1.0.0")
     (item,) = a.models()
