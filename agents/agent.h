@@ -149,6 +149,9 @@ void models_swap(struct agent *a, struct agent_model *m);
 /* Returns the current model with a reference (release with models_unref), or NULL. */
 struct agent_model *models_get(struct agent *a);
 void models_unref(struct agent *a, struct agent_model *m);
+/* Why m runs elsewhere than asked, or what part of it does ("" when all of it runs on the requested
+ * target); borrowed from the runtime, valid while m is. */
+const char *models_target_detail(const struct agent_model *m);
 /* Runs one inference on m. */
 int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input *in, size_t nin,
 		 ganglion_rt_output *out, size_t nout, gn_err *err) GN_WUR;

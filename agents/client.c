@@ -207,10 +207,11 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 	json_t *models = json_array();
 	struct agent_model *m = models_get(a);
 	if (m) {
-		json_array_append_new(models, json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "name", m->name, "version",
-							m->version, "sha256", m->sha256, "target", m->target, "state",
-							"active", "requests", (json_int_t)atomic_load(&m->requests),
-							"errors", (json_int_t)atomic_load(&m->errors), "latency_us_max",
+		json_array_append_new(models, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "name", m->name,
+							"version", m->version, "sha256", m->sha256, "target", m->target,
+							"target_detail", models_target_detail(m), "state", "active",
+							"requests", (json_int_t)atomic_load(&m->requests), "errors",
+							(json_int_t)atomic_load(&m->errors), "latency_us_max",
 							(json_int_t)atomic_load(&m->latency_us_max)));
 		models_unref(a, m);
 	}

@@ -162,12 +162,16 @@ int models_load(struct agent_model **out, struct agent *a, const struct models_f
 	snprintf(m->version, sizeof(m->version), "%s", version);
 	snprintf(m->sha256, sizeof(m->sha256), "%s", sha256);
 	snprintf(m->target, sizeof(m->target), "%s", m->info && m->info->target ? m->info->target : "unknown");
-	if (strcmp(m->target, a->cfg.runtime_target) != 0)
+	if (strcmp(m->target, a->cfg.runtime_target) != 0 || *models_target_detail(m))
 		gn_log(GN_LOG_WARN, "event=target_fallback model=%s version=%s requested=%s actual=%s why=\"%s\"", name,
-		       version, a->cfg.runtime_target, m->target,
-		       m->info && m->info->target_detail ? m->info->target_detail : "");
+		       version, a->cfg.runtime_target, m->target, models_target_detail(m));
 	*out = m;
 	return 0;
+}
+
+const char *models_target_detail(const struct agent_model *m)
+{
+	return m->info && m->info->target_detail ? m->info->target_detail : "";
 }
 
 static const ganglion_rt_tensor_info *find_info(const ganglion_rt_tensor_info *t, size_t n, const char *name)

@@ -338,10 +338,11 @@ static enum MHD_Result on_models(struct sreq *r)
 	struct agent_model *m = models_get(r->a);
 	json_t *items = json_array();
 	if (m) {
-		json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", m->name, "version",
-						       m->version, "sha256", m->sha256, "target", m->target,
-						       "requested_target", r->a->cfg.runtime_target, "state", "active",
-						       "requests", (json_int_t)atomic_load(&m->requests), "errors",
+		json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", m->name,
+						       "version", m->version, "sha256", m->sha256, "target", m->target,
+						       "requested_target", r->a->cfg.runtime_target, "target_detail",
+						       models_target_detail(m), "state", "active", "requests",
+						       (json_int_t)atomic_load(&m->requests), "errors",
 						       (json_int_t)atomic_load(&m->errors)));
 	}
 	models_unref(r->a, m);

@@ -889,6 +889,28 @@ def test_a_model_only_onnxruntime_loads(srv, refs, dev_rt):
     assert close_to(ans["outputs"]["y"], s["outputs"]["y"], s["tolerance"]), (ans, s["outputs"])
 
 
+def test_onnxruntime_reports_the_provider_that_really_runs(srv, refs, agents):
+    """An agent on ONNX Runtime asked for cuda, on a machine without CUDA's provider libraries
+    (GANGLION_EXPECT_CUDA=1 where they are): the model serves on cpu, and the socket and the
+    server both say so and why."""
+    if not RUNTIME_PLUGINS["onnxruntime"].exists():
+        pytest.skip("the ONNX Runtime plugin is not built (configure --with-onnxruntime=PREFIX)")
+    cuda = os.environ.get("GANGLION_EXPECT_CUDA") == "1"
+    ensure_version(srv, refs, "1.0.0")
+    g = agents(srv.url, target="cuda", plugin="onnxruntime")
+    enroll_and_start(srv, g)
+    assign(srv, g.device_id, "1.0.0")
+    version, target = wait_serving(g, "1.0.0")
+    (item,) = g.models()
+    assert item["requested_target"] == "cuda" and target == ("cuda" if cuda else "cpu"), item
+    if not cuda:
+        assert "requested cuda, running on cpu" in item["target_detail"], item
+    assert refs.check(g.infer(MODEL, {"x": refs.x("1.0.0")})) == "1.0.0"
+    reported = wait_for(lambda: device_reported(srv, g.device_id)["reported"]["models"], 60, 0.2)
+    assert [(m["target"], m["target_detail"]) for m in reported] == [(target, item["target_detail"])], reported
+    g.stop()
+
+
 def test_a_long_error_reaches_the_server_whole(srv, refs, dev_a):
     """A runtime's diagnosis can be long: OpenCV refuses a Gemm whose B is an input, naming that
     input, here a name of 1,500 characters. The failed operation the server shows carries all of
