@@ -146,9 +146,13 @@ static int lock_data_dir(const char *data_dir)
 		data_dir_failed(data_dir, "create", errno);
 		return -1;
 	}
-	if (stat(data_dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"data-dir %s is not a directory (%s)\"", data_dir,
-		       errno == 0 || S_ISREG(st.st_mode) ? "a file is there" : strerror(errno));
+	if (stat(data_dir, &st) < 0) {
+		data_dir_failed(data_dir, "use", errno);
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"data-dir %s is not a directory (%s is there)\"",
+		       data_dir, S_ISREG(st.st_mode) ? "a file" : "something else");
 		return -1;
 	}
 	char *lockpath = gn_asprintf("%s/gangliond.lock", data_dir);
