@@ -1,6 +1,7 @@
 /* ganglion models: publish model versions (a streamed multipart upload), list and show models
  * and versions, and point aliases at versions. */
 #include "cli.h"
+#include "cmd_telemetry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -562,6 +563,7 @@ static const cli_cmd cmds[] = {
 	 "it keep it.",
 	 yank_opts, GN_ARRAY_LEN(yank_opts), 2, 2, yank_run},
 	{"unyank", "NAME VERSION", "Undo a yank: VERSION may be targeted again.", NULL, 0, 2, 2, unyank_run},
+	CMD_TELEMETRY_PROFILE,
 };
 
 const cli_group cmd_models_group = {"models", "Publish, inspect and yank model versions; point aliases at them.", cmds,

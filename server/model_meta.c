@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "drift.h"
 
 static const char *const dtypes[] = {"float32", "float16", "int8", "uint8", "int32", "int64"};
 
@@ -125,46 +126,41 @@ static int check_sample(const json_t *s, const json_t *inputs, const json_t *out
 	return 0;
 }
 
-static int check_profile(const json_t *p, gn_err *err)
+/* A feature that names a tensor (or reads the first one) must find it among the specs, and an
+ * element index must fall inside a tensor of fixed shape. */
+static int check_feature_source(const struct gn_drift_feature *f, const json_t *specs, const char *list, size_t i,
+				const char *kind, gn_err *err)
 {
-	static const gn_json_field fields[] = {{"features", GN_JSON_ARRAY, true, false}};
-	static const gn_json_field ffields[] = {
-		{"name", GN_JSON_STRING, true, false},
-		{"edges", GN_JSON_ARRAY, true, false},
-		{"proportions", GN_JSON_ARRAY, true, false},
-	};
-	gn_err e;
-	size_t i, j;
-	json_t *f, *x;
-	if (gn_json_check(p, fields, 1, &e))
-		return gn_err_set(err, GN_EINVAL, "reference_profile: %s", e.msg);
-	json_array_foreach(json_object_get(p, "features"), i, f) {
-		if (gn_json_check(f, ffields, GN_ARRAY_LEN(ffields), &e))
-			return gn_err_set(err, GN_EINVAL, "reference_profile.features[%zu]: %s", i, e.msg);
-		const json_t *edges = json_object_get(f, "edges"), *props = json_object_get(f, "proportions");
-		if (json_array_size(edges) < 2 || json_array_size(props) != json_array_size(edges) - 1)
-			return gn_err_set(err, GN_EINVAL,
-					  "reference_profile.features[%zu]: k+1 edges need k proportions (k >= 1)", i);
-		double prev = -INFINITY, sum = 0;
-		json_array_foreach(edges, j, x) {
-			if (!json_is_number(x) || json_number_value(x) <= prev)
-				return gn_err_set(
-					err, GN_EINVAL,
-					"reference_profile.features[%zu].edges must be strictly increasing numbers", i);
-			prev = json_number_value(x);
-		}
-		json_array_foreach(props, j, x) {
-			double v = json_number_value(x);
-			if (!json_is_number(x) || v < 0 || v > 1)
-				return gn_err_set(err, GN_EINVAL,
-						  "reference_profile.features[%zu].proportions must be in [0, 1]", i);
-			sum += v;
-		}
-		if (fabs(sum - 1.0) > 0.001)
-			return gn_err_set(err, GN_EINVAL,
-					  "reference_profile.features[%zu].proportions sum to %g, not 1", i, sum);
-	}
+	const json_t *spec = f->tensor ? find_tensor(specs, f->tensor) : json_array_get(specs, 0);
+	if (!specs)
+		return 0; /* no specs to check against */
+	if (!spec)
+		return gn_err_set(err, GN_EINVAL,
+				  "reference_profile.%s[%zu] reads %s '%.64s', which is not among the %s", list, i,
+				  kind, f->tensor ? f->tensor : "(the first)", kind);
+	int64_t n = elements(spec);
+	if (f->reduce == GN_DRIFT_ELEMENT && n > 0 && f->index >= n)
+		return gn_err_set(err, GN_EINVAL,
+				  "reference_profile.%s[%zu] reads element %lld of '%.64s', which has %lld elements",
+				  list, i, (long long)f->index, gn_json_str(spec, "name"), (long long)n);
 	return 0;
+}
+
+/* The profile's own rules are lib/drift.c's (the agent reads it with the same code). */
+static int check_profile(const json_t *p, const json_t *inputs, const json_t *outputs, gn_err *err)
+{
+	struct gn_drift_profile *prof = NULL;
+	int rc = gn_drift_profile_parse(&prof, p, err);
+	for (size_t i = 0; !rc && i < prof->ninputs; i++)
+		rc = check_feature_source(&prof->inputs[i], inputs, "features", i, "inputs", err);
+	for (size_t i = 0; !rc && i < prof->noutputs; i++)
+		rc = check_feature_source(&prof->outputs[i], outputs, "outputs", i, "outputs", err);
+	if (!rc && prof->image && inputs &&
+	    !(prof->image->tensor ? find_tensor(inputs, prof->image->tensor) : json_array_get(inputs, 0)))
+		rc = gn_err_set(err, GN_EINVAL, "reference_profile.image reads '%.64s', which is not among the inputs",
+				prof->image->tensor ? prof->image->tensor : "(the first)");
+	gn_drift_profile_free(prof);
+	return rc;
 }
 
 static int check_requirements(const json_t *r, gn_err *err)
@@ -232,7 +228,7 @@ static int check_specs(const json_t *meta, gn_err *err)
 		return gn_err_set(err, GN_EINVAL, "a sample needs the inputs and outputs tensor specs");
 	if (sample && (rc = check_sample(sample, in, outs, err)))
 		return rc;
-	if (prof && !json_is_null(prof) && (rc = check_profile(prof, err)))
+	if (prof && !json_is_null(prof) && (rc = check_profile(prof, in, outs, err)))
 		return rc;
 	return 0;
 }

@@ -264,6 +264,34 @@ static void test_reference_profile(void **state)
 		 "{\"reference_profile\": {\"features\": [{\"name\": \"f\", \"edges\": [0, 1]}]}}", NULL, GN_EINVAL,
 		 "reference_profile.features[0]: field 'proportions' is required"},
 		{"profile not an object", "{\"reference_profile\": [1]}", NULL, GN_EINVAL, "field 'reference_profile'"},
+		/* where features read their values, against the tensor specs (x is [1, 4], y is [1, 2]) */
+		{"element past the tensor",
+		 "{\"reference_profile\": {\"features\": [{\"name\": \"f\", \"edges\": [0, 1], \"proportions\": [1],"
+		 " \"index\": 4}]}}",
+		 NULL, GN_EINVAL, "reads element 4 of 'x', which has 4 elements"},
+		{"unknown tensor",
+		 "{\"reference_profile\": {\"features\": [{\"name\": \"f\", \"edges\": [0, 1], \"proportions\": [1],"
+		 " \"tensor\": \"z\"}]}}",
+		 NULL, GN_EINVAL, "reads inputs 'z', which is not among the inputs"},
+		{"fifth feature of four elements",
+		 "{\"reference_profile\": {\"features\": [{\"name\": \"a\", \"edges\": [0, 1], \"proportions\": [1]},"
+		 " {\"name\": \"b\", \"edges\": [0, 1], \"proportions\": [1]}, {\"name\": \"c\", \"edges\": [0, 1],"
+		 " \"proportions\": [1]}, {\"name\": \"d\", \"edges\": [0, 1], \"proportions\": [1]},"
+		 " {\"name\": \"e\", \"edges\": [0, 1], \"proportions\": [1]}]}}",
+		 NULL, GN_EINVAL, "features[4] reads element 4"},
+		{"output class and confidence",
+		 "{\"reference_profile\": {\"features\": [], \"outputs\": [{\"name\": \"class\", \"kind\": \"categorical\","
+		 " \"vocabulary\": [\"0\", \"1\"], \"proportions\": [0.5, 0.5, 0], \"reduce\": \"argmax\"},"
+		 " {\"name\": \"p1\", \"tensor\": \"y\", \"index\": 1, \"edges\": [0, 1], \"proportions\": [1]}]}}",
+		 NULL, 0, "model"},
+		{"output element past the tensor",
+		 "{\"reference_profile\": {\"features\": [], \"outputs\": [{\"name\": \"p2\", \"index\": 2,"
+		 " \"edges\": [0, 1], \"proportions\": [1]}]}}",
+		 NULL, GN_EINVAL, "outputs[0] reads element 2 of 'y'"},
+		{"image of an unknown tensor",
+		 "{\"reference_profile\": {\"features\": [], \"image\": {\"tensor\": \"img\", \"layout\": \"nchw\","
+		 " \"channels\": [{\"mean\": 0, \"variance\": 1}], \"intensity\": {\"edges\": [0, 1], \"proportions\": [1]}}}}",
+		 NULL, GN_EINVAL, "image reads 'img'"},
 	};
 #undef PROFILE
 	run(cases, GN_ARRAY_LEN(cases));

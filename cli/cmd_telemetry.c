@@ -1,0 +1,698 @@
+/* ganglion models profile: a reference profile computed from training data (a CSV file or a
+ * numpy .npy array), with lib/drift.c's rules, so that the agent and gangliond bin exactly as it
+ * did. Reads files only; sends nothing. */
+#include "cmd_telemetry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "drift.h"
+#include "json.h"
+
+#define DEFAULT_BINS 10
+#define DEFAULT_MAX_VOCAB 64
+#define CONFIDENCE_BINS 10          /* confidence deciles */
+#define IMAGE_EDGE_SAMPLE (1 << 20) /* pixel values the intensity edges are computed from, at most */
+#define CSV_MAX ((size_t)1 << 32)
+
+/* --- reading data -------------------------------------------------------------------------- */
+
+/* Training data as columns: names, and per cell its text (CSV; NULL for a missing value) and its
+ * number (NaN when missing or not a number). */
+struct table {
+	size_t nrows, ncols;
+	char **names;      /* ncols, new */
+	const char **text; /* nrows * ncols, row-major, borrowed from buf; NULL for .npy */
+	double *num;       /* nrows * ncols, row-major */
+	bool *numeric;     /* ncols: every present cell is a number */
+	gn_buf buf;        /* the CSV file's bytes, cut into cells in place */
+};
+
+static void table_cleanup(struct table *t)
+{
+	for (size_t i = 0; t->names && i < t->ncols; i++)
+		free(t->names[i]);
+	free(t->names);
+	free(t->text);
+	free(t->num);
+	free(t->numeric);
+	gn_buf_cleanup(&t->buf);
+	memset(t, 0, sizeof(*t));
+}
+
+static bool has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+static bool missing(const char *s)
+{
+	return !s || !*s || strcasecmp(s, "nan") == 0 || strcmp(s, "NA") == 0 || strcasecmp(s, "null") == 0;
+}
+
+/* Parses a whole cell as a number (surrounding blanks allowed). */
+static bool parse_number(double *out, const char *s)
+{
+	char *end;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (!*s)
+		return false;
+	errno = 0;
+	*out = strtod(s, &end);
+	while (*end == ' ' || *end == '\t')
+		end++;
+	return *end == '\0' && errno != ERANGE;
+}
+
+static int read_file(gn_buf *b, const char *path, size_t max, gn_err *err)
+{
+	char chunk[65536];
+	size_t n;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", path, strerror(errno));
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (n > max - b->len) {
+			fclose(f);
+			return gn_err_set(err, CLI_EUSAGE, "%s is larger than %zu bytes", path, max);
+		}
+		gn_buf_append(b, chunk, n);
+	}
+	int bad = ferror(f);
+	fclose(f);
+	if (bad)
+		return gn_err_set(err, CLI_EUSAGE, "cannot read %s", path);
+	return 0;
+}
+
+/* Cuts the CSV row at *p (RFC 4180: quoted fields, "" inside quotes, CRLF or LF) into cells,
+ * NUL-terminated in place; appends them to cells. Returns the number of cells, -1 on a bad quote. */
+static long csv_row(char **p, char *end, const char ***cells, size_t *ncells, size_t *cap)
+{
+	long n = 0;
+	char *s = *p;
+	for (;;) {
+		char *out = s, *start = s;
+		if (s < end && *s == '"') {
+			char *r = s + 1;
+			for (;;) {
+				if (r >= end)
+					return -1;
+				if (*r == '"' && r + 1 < end && r[1] == '"') {
+					*out++ = '"';
+					r += 2;
+				} else if (*r == '"') {
+					r++;
+					break;
+				} else {
+					*out++ = *r++;
+				}
+			}
+			s = r;
+			if (s < end && *s != ',' && *s != '\n' && *s != '\r')
+				return -1;
+		} else {
+			while (s < end && *s != ',' && *s != '\n' && *s != '\r')
+				s++;
+			out = s;
+		}
+		char sep = s < end ? *s : '\n';
+		*out = '\0';
+		if (*ncells == *cap) {
+			*cap = *cap ? *cap * 2 : 1024;
+			*cells = gn_realloc(*cells, *cap * sizeof(char *));
+		}
+		(*cells)[(*ncells)++] = start;
+		n++;
+		if (s < end)
+			s++;
+		if (sep == '\r' && s < end && *s == '\n')
+			s++;
+		if (sep != ',')
+			break;
+	}
+	*p = s;
+	return n;
+}
+
+static int table_load_csv(struct table *t, const char *path, bool header, gn_err *err)
+{
+	const char **cells = NULL;
+	size_t ncells = 0, cap = 0, line = 0;
+	int rc;
+	gn_buf_init(&t->buf);
+	if ((rc = read_file(&t->buf, path, CSV_MAX, err)))
+		return rc;
+	char *p = t->buf.data, *end = t->buf.data + t->buf.len;
+	while (p < end) {
+		line++;
+		if (*p == '\n' || *p == '\r') { /* a blank line */
+			p += *p == '\r' && p + 1 < end && p[1] == '\n' ? 2 : 1;
+			continue;
+		}
+		long n = csv_row(&p, end, &cells, &ncells, &cap);
+		if (n < 0) {
+			rc = gn_err_set(err, CLI_EUSAGE, "%s:%zu: a quoted field is not closed properly", path, line);
+			goto out;
+		}
+		if (t->ncols == 0)
+			t->ncols = (size_t)n;
+		else if ((size_t)n != t->ncols) {
+			rc = gn_err_set(err, CLI_EUSAGE, "%s:%zu: %ld fields; the first row has %zu", path, line, n,
+					t->ncols);
+			goto out;
+		}
+	}
+	if (t->ncols == 0 || ncells / t->ncols <= (header ? 1u : 0u)) {
+		rc = gn_err_set(err, CLI_EUSAGE, "%s holds no data rows", path);
+		goto out;
+	}
+	t->names = gn_calloc(t->ncols, sizeof(char *));
+	for (size_t c = 0; c < t->ncols; c++)
+		t->names[c] = header ? gn_strdup(cells[c]) : gn_asprintf("x%zu", c);
+	size_t skip = header ? t->ncols : 0;
+	t->nrows = ncells / t->ncols - (header ? 1 : 0);
+	t->text = gn_calloc(t->nrows * t->ncols, sizeof(char *));
+	t->num = gn_calloc(t->nrows * t->ncols, sizeof(double));
+	t->numeric = gn_calloc(t->ncols, sizeof(bool));
+	for (size_t c = 0; c < t->ncols; c++)
+		t->numeric[c] = true;
+	for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+		const char *s = cells[skip + i];
+		double v = NAN;
+		t->text[i] = missing(s) ? NULL : s;
+		if (t->text[i] && !parse_number(&v, s)) {
+			t->numeric[i % t->ncols] = false;
+			v = NAN;
+		}
+		t->num[i] = t->text[i] ? v : NAN;
+	}
+out:
+	free(cells);
+	return rc;
+}
+
+/* A numpy .npy array, mapped: little-endian (or one-byte) numbers in C order. */
+struct npy {
+	void *map;
+	size_t maplen;
+	const unsigned char *data;
+	char kind; /* 'f', 'i', 'u', 'b' */
+	size_t size;
+	size_t ndim, shape[8], count;
+};
+
+static void npy_cleanup(struct npy *a)
+{
+	if (a->map && a->map != MAP_FAILED)
+		munmap(a->map, a->maplen);
+	memset(a, 0, sizeof(*a));
+}
+
+static double npy_at(const struct npy *a, size_t i)
+{
+	const unsigned char *p = a->data + i * a->size;
+	union {
+		float f;
+		double d;
+		int8_t i8;
+		int16_t i16;
+		int32_t i32;
+		int64_t i64;
+		uint8_t u8;
+		uint16_t u16;
+		uint32_t u32;
+		uint64_t u64;
+	} u;
+	memcpy(&u, p, a->size);
+	switch (a->kind) {
+	case 'f': return a->size == 4 ? (double)u.f : u.d;
+	case 'i': return a->size == 1 ? u.i8 : a->size == 2 ? u.i16 : a->size == 4 ? u.i32 : (double)u.i64;
+	default: return a->size == 1 ? u.u8 : a->size == 2 ? u.u16 : a->size == 4 ? u.u32 : (double)u.u64;
+	}
+}
+
+/* Reads the header dictionary: descr, fortran_order, shape. */
+static int npy_header(struct npy *a, const char *h, const char *path, gn_err *err)
+{
+	const char *d = strstr(h, "'descr':"), *f = strstr(h, "'fortran_order':"), *s = strstr(h, "'shape':");
+	char order, kind;
+	unsigned size;
+	if (!d || !f || !s || sscanf(d, "'descr': '%c%c%u'", &order, &kind, &size) != 3)
+		return gn_err_set(err, CLI_EUSAGE, "%s: not a numpy array header numpy writes", path);
+	if (order == '>' && size > 1)
+		return gn_err_set(err, CLI_EUSAGE, "%s is big-endian; save it little-endian (a.astype('<f4'))", path);
+	if (!strchr("fiub", kind) || !(size == 1 || size == 2 || size == 4 || size == 8) || (kind == 'f' && size < 4) ||
+	    (kind == 'b' && size != 1))
+		return gn_err_set(err, CLI_EUSAGE,
+				  "%s: numbers of type %c%u; float32, float64, integers and booleans are read", path,
+				  kind, size);
+	if (strncmp(f + strlen("'fortran_order':"), " False", 6) != 0)
+		return gn_err_set(err, CLI_EUSAGE, "%s is in Fortran order; save numpy.ascontiguousarray(a)", path);
+	a->kind = kind == 'b' ? 'u' : kind;
+	a->size = size;
+	s = strchr(s, '(');
+	if (!s)
+		return gn_err_set(err, CLI_EUSAGE, "%s: no shape in the header", path);
+	a->count = 1;
+	for (s++; *s && *s != ')';) {
+		char *end;
+		unsigned long long v = strtoull(s, &end, 10);
+		if (end == s || a->ndim == GN_ARRAY_LEN(a->shape))
+			return gn_err_set(err, CLI_EUSAGE, "%s: a shape numpy would not write", path);
+		a->shape[a->ndim++] = (size_t)v;
+		if (v && a->count > SIZE_MAX / v)
+			return gn_err_set(err, CLI_EUSAGE, "%s: too many elements", path);
+		a->count *= (size_t)v;
+		for (s = end; *s == ',' || *s == ' ';)
+			s++;
+	}
+	if (a->ndim == 0)
+		return gn_err_set(err, CLI_EUSAGE, "%s holds one number, not data", path);
+	return 0;
+}
+
+static int npy_load(struct npy *a, const char *path, gn_err *err)
+{
+	struct stat st;
+	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+	memset(a, 0, sizeof(*a));
+	if (fd < 0)
+		return gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", path, strerror(errno));
+	if (fstat(fd, &st) || st.st_size < 12) {
+		close(fd);
+		return gn_err_set(err, CLI_EUSAGE, "%s is not a numpy .npy file (too short)", path);
+	}
+	a->maplen = (size_t)st.st_size;
+	a->map = mmap(NULL, a->maplen, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (a->map == MAP_FAILED)
+		return gn_err_set(err, CLI_EUSAGE, "cannot read %s: %s", path, strerror(errno));
+	const unsigned char *m = a->map;
+	if (memcmp(m, "\x93NUMPY", 6) != 0 || m[6] < 1 || m[6] > 3)
+		return gn_err_set(err, CLI_EUSAGE, "%s is not a numpy .npy file", path);
+	size_t hlen = m[6] == 1 ? (size_t)(m[8] | m[9] << 8)
+				: (size_t)m[8] | (size_t)m[9] << 8 | (size_t)m[10] << 16 | (size_t)m[11] << 24;
+	size_t off = (m[6] == 1 ? 10 : 12) + hlen;
+	if (off > a->maplen)
+		return gn_err_set(err, CLI_EUSAGE, "%s: the header runs past the end", path);
+	char *h = gn_strndup((const char *)m + (m[6] == 1 ? 10 : 12), hlen);
+	rc = npy_header(a, h, path, err);
+	free(h);
+	if (rc)
+		return rc;
+	if (a->count > (a->maplen - off) / a->size)
+		return gn_err_set(err, CLI_EUSAGE, "%s is cut short: its shape needs %zu values", path, a->count);
+	a->data = m + off;
+	return 0;
+}
+
+/* A 1-D or 2-D array as a table of numeric columns x0, x1, ... (prefix). */
+static int table_from_npy(struct table *t, const struct npy *a, const char *prefix, const char *path, gn_err *err)
+{
+	if (a->ndim > 2)
+		return gn_err_set(err, CLI_EUSAGE,
+				  "%s has %zu dimensions; rows of features are 2-D (N, F), images 4-D (N, C, H, W)",
+				  path, a->ndim);
+	t->nrows = a->shape[0];
+	t->ncols = a->ndim == 2 ? a->shape[1] : 1;
+	if (t->nrows == 0 || t->ncols == 0)
+		return gn_err_set(err, CLI_EUSAGE, "%s holds no data", path);
+	gn_buf_init(&t->buf);
+	t->names = gn_calloc(t->ncols, sizeof(char *));
+	t->numeric = gn_calloc(t->ncols, sizeof(bool));
+	t->num = gn_calloc(t->nrows * t->ncols, sizeof(double));
+	for (size_t c = 0; c < t->ncols; c++) {
+		t->names[c] = gn_asprintf("%s%zu", prefix, c);
+		t->numeric[c] = true;
+	}
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		t->num[i] = npy_at(a, i);
+	return 0;
+}
+
+/* --- building the profile ---------------------------------------------------------------------- */
+
+struct profile_opts {
+	int64_t bins, max_vocab;
+	const cli_args *args; /* for --categorical and --skip */
+	const char *tensor;
+};
+
+static bool listed(const cli_args *args, const char *opt, const char *name)
+{
+	const char *v;
+	for (size_t i = 0; (v = cli_args_nth(args, opt, i)); i++)
+		if (strcmp(v, name) == 0)
+			return true;
+	return false;
+}
+
+/* Checks that every column named by --categorical and --skip exists. */
+static int check_named_columns(const struct table *t, const cli_args *args, gn_err *err)
+{
+	static const char *const opts[] = {"categorical", "skip"};
+	for (size_t o = 0; o < GN_ARRAY_LEN(opts); o++) {
+		const char *v;
+		for (size_t i = 0; (v = cli_args_nth(args, opts[o], i)); i++) {
+			bool found = false;
+			for (size_t c = 0; c < t->ncols && !found; c++)
+				found = strcmp(t->names[c], v) == 0;
+			if (found)
+				continue;
+			gn_buf names;
+			gn_buf_init(&names);
+			for (size_t c = 0; c < t->ncols && c < 8; c++)
+				gn_buf_printf(&names, "%s%s", c ? ", " : "", t->names[c]);
+			gn_err_set(err, CLI_EUSAGE, "--%s %s: no such column (the columns are %s%s)", opts[o], v,
+				   names.data, t->ncols > 8 ? ", ..." : "");
+			gn_buf_cleanup(&names);
+			return CLI_EUSAGE;
+		}
+	}
+	return 0;
+}
+
+/* Column c as a categorical feature: the cells' text, a number written as gn_drift_number_name
+ * writes it (so that "3.0" in the file is "3", as the agent names the number 3). */
+static int column_categorical(struct gn_drift_feature *out, const struct table *t, size_t c, size_t max_vocab,
+			      gn_err *err)
+{
+	const char **v = gn_calloc(t->nrows ? t->nrows : 1, sizeof(char *));
+	char *names = gn_calloc(t->nrows ? t->nrows : 1, 40);
+	for (size_t r = 0; r < t->nrows; r++) {
+		double x = t->num[r * t->ncols + c];
+		if (!isnan(x)) {
+			gn_drift_number_name(names + r * 40, 40, x);
+			v[r] = names + r * 40;
+		} else {
+			v[r] = t->text ? t->text[r * t->ncols + c] : NULL;
+		}
+	}
+	int rc = gn_drift_feature_categorical(out, t->names[c], v, t->nrows, max_vocab, err);
+	free(v);
+	free(names);
+	return rc;
+}
+
+static int column_numeric(struct gn_drift_feature *out, const struct table *t, size_t c, size_t bins, gn_err *err)
+{
+	double *v = gn_calloc(t->nrows ? t->nrows : 1, sizeof(double));
+	for (size_t r = 0; r < t->nrows; r++)
+		v[r] = isfinite(t->num[r * t->ncols + c]) ? t->num[r * t->ncols + c] : NAN;
+	int rc = gn_drift_feature_numeric(out, t->names[c], v, t->nrows, bins, err);
+	free(v);
+	return rc;
+}
+
+/* The input features, one per column not skipped, in order. */
+static int input_features(struct gn_drift_profile *p, const struct table *t, const struct profile_opts *o, gn_err *err)
+{
+	int rc;
+	if ((rc = check_named_columns(t, o->args, err)))
+		return rc;
+	p->inputs = gn_calloc(t->ncols, sizeof(*p->inputs));
+	for (size_t c = 0; c < t->ncols; c++) {
+		struct gn_drift_feature *f = &p->inputs[p->ninputs];
+		if (listed(o->args, "skip", t->names[c]))
+			continue;
+		if (strlen(t->names[c]) < 1 || strlen(t->names[c]) > GN_DRIFT_NAME_MAX)
+			return gn_err_set(err, CLI_EUSAGE, "column %zu: a name of 1 to %d bytes is needed", c + 1,
+					  GN_DRIFT_NAME_MAX);
+		if (!t->numeric[c] || listed(o->args, "categorical", t->names[c]))
+			rc = column_categorical(f, t, c, (size_t)o->max_vocab, err);
+		else
+			rc = column_numeric(f, t, c, (size_t)o->bins, err);
+		if (rc)
+			return rc;
+		f->index = (int64_t)p->ninputs;
+		f->tensor = o->tensor ? gn_strdup(o->tensor) : NULL;
+		if (!t->numeric[c])
+			fprintf(stderr,
+				"ganglion: column '%s' holds text: profiled as categorical (a device matches the "
+				"numbers it sees to this vocabulary by their written form)\n",
+				t->names[c]);
+		p->ninputs++;
+	}
+	if (p->ninputs == 0)
+		return gn_err_set(err, CLI_EUSAGE, "every column is skipped: no feature left");
+	return 0;
+}
+
+/* Outputs: one column is a value (y0); several are class scores: the predicted class (argmax)
+ * and the confidence (max) over deciles. */
+static int output_features(struct gn_drift_profile *p, const struct table *t, gn_err *err)
+{
+	int rc;
+	for (size_t c = 0; c < t->ncols; c++)
+		if (!t->numeric[c])
+			return gn_err_set(err, CLI_EUSAGE, "--outputs: column '%s' is not numeric", t->names[c]);
+	p->outputs = gn_calloc(2, sizeof(*p->outputs));
+	if (t->ncols == 1) {
+		if ((rc = column_numeric(&p->outputs[0], t, 0, DEFAULT_BINS, err)))
+			return rc;
+		free(p->outputs[0].name);
+		p->outputs[0].name = gn_strdup("y0");
+		p->noutputs = 1;
+		return 0;
+	}
+	char *classes = gn_calloc(t->nrows, 24);
+	const char **cv = gn_calloc(t->nrows, sizeof(char *));
+	double *conf = gn_calloc(t->nrows, sizeof(double));
+	for (size_t r = 0; r < t->nrows; r++) {
+		const double *row = t->num + r * t->ncols;
+		size_t best = 0;
+		for (size_t c = 1; c < t->ncols; c++)
+			if (row[c] > row[best] || isnan(row[best]))
+				best = c;
+		conf[r] = row[best];
+		if (!isnan(row[best])) {
+			snprintf(classes + r * 24, 24, "%zu", best);
+			cv[r] = classes + r * 24;
+		}
+	}
+	size_t vocab = t->ncols < GN_DRIFT_MAX_VOCAB ? t->ncols : GN_DRIFT_MAX_VOCAB;
+	rc = gn_drift_feature_categorical(&p->outputs[0], "class", cv, t->nrows, vocab, err);
+	if (!rc) {
+		p->outputs[0].reduce = GN_DRIFT_ARGMAX;
+		p->noutputs = 1;
+		rc = gn_drift_feature_numeric(&p->outputs[1], "confidence", conf, t->nrows, CONFIDENCE_BINS, err);
+	}
+	if (!rc) {
+		p->outputs[1].reduce = GN_DRIFT_MAX;
+		p->noutputs = 2;
+	}
+	free(classes);
+	free(cv);
+	free(conf);
+	return rc;
+}
+
+/* An image batch (N, C, H, W) or (N, H, W, C): per-channel moments and an intensity histogram
+ * whose edges come from at most IMAGE_EDGE_SAMPLE evenly spaced values and whose shares count
+ * every value. */
+static int image_profile(struct gn_drift_profile *p, const struct npy *a, const char *layout,
+			 const struct profile_opts *o, gn_err *err)
+{
+	struct gn_drift_image *im = p->image = gn_calloc(1, sizeof(*im));
+	if (layout && strcmp(layout, "nchw") != 0 && strcmp(layout, "nhwc") != 0)
+		return gn_err_set(err, CLI_EUSAGE, "--layout must be nchw or nhwc");
+	if (!layout) {
+		/* images have 1, 3 or 4 channels */
+		bool first = a->shape[1] == 1 || a->shape[1] == 3 || a->shape[1] == 4;
+		bool last = a->shape[3] == 1 || a->shape[3] == 3 || a->shape[3] == 4;
+		if (first == last)
+			return gn_err_set(
+				err, CLI_EUSAGE,
+				"images of shape (%zu, %zu, %zu, %zu): say where the channels are with --layout "
+				"nchw or nhwc",
+				a->shape[0], a->shape[1], a->shape[2], a->shape[3]);
+		layout = first ? "nchw" : "nhwc";
+	}
+	im->layout = strcmp(layout, "nchw") == 0 ? GN_DRIFT_NCHW : GN_DRIFT_NHWC;
+	im->nchannels = im->layout == GN_DRIFT_NCHW ? a->shape[1] : a->shape[3];
+	size_t plane = im->layout == GN_DRIFT_NCHW ? a->shape[2] * a->shape[3] : 1;
+	if (im->nchannels < 1 || im->nchannels > GN_DRIFT_MAX_CHANNELS || a->count == 0)
+		return gn_err_set(err, CLI_EUSAGE, "images need 1 to %d channels and some pixels",
+				  GN_DRIFT_MAX_CHANNELS);
+	im->tensor = o->tensor ? gn_strdup(o->tensor) : NULL;
+	struct gn_drift_counts *ch = gn_calloc(im->nchannels, sizeof(*ch));
+	size_t stride = a->count > IMAGE_EDGE_SAMPLE ? a->count / IMAGE_EDGE_SAMPLE : 1, ns = 0;
+	double *sample = gn_calloc(a->count / stride + 1, sizeof(double));
+	for (size_t i = 0; i < a->count; i++) {
+		double x = npy_at(a, i);
+		gn_drift_counts_add_value(&ch[(i / plane) % im->nchannels], x);
+		if (i % stride == 0)
+			sample[ns++] = isfinite(x) ? x : NAN;
+	}
+	im->mean = gn_calloc(im->nchannels, sizeof(double));
+	im->variance = gn_calloc(im->nchannels, sizeof(double));
+	for (size_t c = 0; c < im->nchannels; c++) {
+		im->mean[c] = ch[c].n ? ch[c].mean : 0;
+		im->variance[c] = ch[c].n ? gn_drift_counts_variance(&ch[c]) : 0;
+	}
+	free(ch);
+	int rc = gn_drift_feature_numeric(&im->intensity, "intensity", sample, ns, (size_t)o->bins, err);
+	free(sample);
+	if (rc)
+		return rc;
+	/* the shares over every value, not only the sample */
+	struct gn_drift_feature *f = &im->intensity;
+	uint64_t in = 0;
+	uint64_t *counts = gn_calloc(f->nbins, sizeof(uint64_t));
+	for (size_t i = 0; i < a->count; i++) {
+		size_t b = gn_drift_bin(f->edges, f->nbins, npy_at(a, i));
+		if (b < f->nbins) {
+			counts[b]++;
+			in++;
+		}
+	}
+	for (size_t b = 0; b < f->nbins; b++)
+		f->ref[b] = in ? (double)counts[b] / (double)in : 0;
+	f->samples = (int64_t)in;
+	free(counts);
+	return 0;
+}
+
+/* Loads path (CSV or .npy) as a table; an .npy of 4 dimensions is left in *img instead. */
+static int load_data(struct table *t, struct npy *img, const char *path, const char *prefix, bool header, gn_err *err)
+{
+	struct npy a;
+	int rc;
+	if (has_suffix(path, ".csv"))
+		return table_load_csv(t, path, header, err);
+	if (!has_suffix(path, ".npy"))
+		return gn_err_set(err, CLI_EUSAGE, "%s: give a .csv or a .npy file", path);
+	if ((rc = npy_load(&a, path, err)))
+		goto fail;
+	if (a.ndim == 4 && img) {
+		*img = a;
+		return 0;
+	}
+	rc = table_from_npy(t, &a, prefix, path, err);
+fail:
+	npy_cleanup(&a);
+	return rc;
+}
+
+/* Writes the profile: into --meta's reference_profile, to --out, or to stdout. */
+static int write_profile(const cli_ctx *ctx, const cli_args *args, json_t *j, const struct gn_drift_profile *p,
+			 gn_err *err)
+{
+	const char *meta = cli_args_get(args, "meta"), *out = cli_args_get(args, "out");
+	json_t *m = NULL;
+	int rc;
+	if (meta) {
+		if ((rc = cli_read_json_file(&m, meta, (size_t)64 << 20, err)))
+			return rc;
+		if (!json_is_object(m)) {
+			json_decref(m);
+			return gn_err_set(err, CLI_EUSAGE, "%s: the metadata is a JSON object", meta);
+		}
+		json_object_set(m, "reference_profile", j);
+		rc = cli_write_json(meta, m, err);
+		json_decref(m);
+	} else {
+		rc = cli_write_json(out, j, err);
+	}
+	if (rc || (!meta && !out) || ctx->output == CLI_OUTPUT_JSON)
+		return rc;
+	printf("%-24s %-12s %6s %10s\n", "FEATURE", "KIND", "BINS", "SAMPLES");
+	for (size_t k = 0; k < 2; k++)
+		for (size_t i = 0; i < (k ? p->noutputs : p->ninputs); i++) {
+			const struct gn_drift_feature *f = k ? &p->outputs[i] : &p->inputs[i];
+			printf("%-24s %-12s %6zu %10lld\n", f->name,
+			       f->kind == GN_DRIFT_NUMERIC ? (k ? "output" : "numeric")
+							   : (k ? "output-class" : "categorical"),
+			       f->nbins, (long long)f->samples);
+		}
+	if (p->image)
+		printf("%-24s %-12s %6zu %10lld\n", "intensity", "image", p->image->intensity.nbins,
+		       (long long)p->image->intensity.samples);
+	fprintf(stderr, "ganglion: reference profile written to %s\n", meta ? meta : out);
+	return 0;
+}
+
+static int profile_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	struct table in = {0}, outs = {0};
+	struct npy img = {0};
+	struct gn_drift_profile *p = gn_calloc(1, sizeof(*p)), *check = NULL;
+	struct profile_opts o = {DEFAULT_BINS, DEFAULT_MAX_VOCAB, args, cli_args_get(args, "tensor")};
+	const char *v, *preds = cli_args_get(args, "outputs");
+	bool header = !cli_args_get(args, "no-header");
+	json_t *j = NULL;
+	int rc;
+
+	if (((v = cli_args_get(args, "bins")) &&
+	     (rc = cli_parse_int(&o.bins, v, "--bins", 1, GN_DRIFT_MAX_BINS, err))) ||
+	    ((v = cli_args_get(args, "max-vocab")) &&
+	     (rc = cli_parse_int(&o.max_vocab, v, "--max-vocab", 1, GN_DRIFT_MAX_VOCAB, err))))
+		goto out;
+	if (cli_args_get(args, "meta") && cli_args_get(args, "out")) {
+		rc = gn_err_set(err, CLI_EUSAGE, "--meta and --out exclude each other");
+		goto out;
+	}
+	if ((rc = load_data(&in, &img, args->pos[0], "x", header, err)))
+		goto out;
+	if (img.map)
+		rc = image_profile(p, &img, cli_args_get(args, "layout"), &o, err);
+	else if (cli_args_get(args, "layout"))
+		rc = gn_err_set(err, CLI_EUSAGE, "--layout is for images (a 4-D .npy array)");
+	else
+		rc = input_features(p, &in, &o, err);
+	if (rc)
+		goto out;
+	if (preds && ((rc = load_data(&outs, NULL, preds, "y", header, err)) || (rc = output_features(p, &outs, err))))
+		goto out;
+	if (outs.nrows && in.nrows && outs.nrows != in.nrows)
+		fprintf(stderr, "ganglion: %s has %zu rows and %s %zu; profiled each as it is\n", args->pos[0],
+			in.nrows, preds, outs.nrows);
+	j = gn_drift_profile_json(p);
+	/* what the server and the agent will read: the same checks before anything is written */
+	if ((rc = gn_drift_profile_parse(&check, j, err))) {
+		err->code = rc = CLI_EUSAGE;
+		goto out;
+	}
+	rc = write_profile(ctx, args, j, p, err);
+out:
+	if (rc == GN_EINVAL)
+		err->code = rc = CLI_EUSAGE; /* bad data is a bad command line, not a refused request */
+	json_decref(j);
+	gn_drift_profile_free(p);
+	gn_drift_profile_free(check);
+	table_cleanup(&in);
+	table_cleanup(&outs);
+	npy_cleanup(&img);
+	return rc;
+}
+
+const cli_opt cmd_telemetry_profile_opts[CMD_TELEMETRY_PROFILE_NOPTS] = {
+	{"bins", 0, "N", "bins per numeric feature, from the data's quantiles (1-100; default 10)"},
+	{"categorical", 0, "COLUMN", "profile this numeric column as categories (repeatable)"},
+	{"skip", 0, "COLUMN", "leave this column out, e.g. a label or an id (repeatable)"},
+	{"max-vocab", 0, "N", "most frequent values kept per categorical feature; the rest is other (default 64)"},
+	{"outputs", 0, "FILE",
+	 "the model's outputs on the same data (.csv or .npy): one column is a value, several "
+	 "are class scores (class histogram and confidence deciles)"},
+	{"no-header", 0, NULL, "the CSV files have no header row (columns are then x0, x1, ... and y0, ...)"},
+	{"layout", 0, "nchw|nhwc",
+	 "where the channels are in a 4-D .npy of images (guessed when one of the two places holds 1, 3 or 4)"},
+	{"tensor", 0, "NAME", "the input tensor the features are elements of (default: the model's first)"},
+	{"meta", 0, "FILE", "write the profile into FILE's reference_profile (the metadata for models push --meta)"},
+	{"out", 0, "FILE", "write the profile to FILE instead of stdout"},
+};
+
+int cmd_telemetry_profile_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	return profile_run(ctx, args, err);
+}
