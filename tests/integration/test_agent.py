@@ -182,6 +182,12 @@ def assign(srv, device_id, version, model=MODEL):
     return r.json()
 
 
+def unassign(srv, device_id, model):
+    """Drops the device's assignment of model (a device may be assigned several)."""
+    r = srv.api("DELETE", f"/v1/devices/{device_id}/desired?model={model}")
+    assert r.status_code in (200, 204, 404), f"DELETE desired {model} -> {r.status_code} {r.text[:300]}"
+
+
 def wait_serving(agent, version, timeout=90):
     """Waits until the socket reports version as serving; returns (version, target)."""
     def check():
@@ -879,14 +885,17 @@ def test_a_model_only_onnxruntime_loads(srv, refs, dev_rt):
                     meta=meta)
         assert r.status_code == 201, r.text
     assign(srv, a.device_id, "1.0.0", model="gemm")
-    if a.plugin == RUNTIME_PLUGINS["opencv"]:
-        expect_refusal(srv, refs, a, after, "2.0.0", "Blob b not found in const blobs", "1.0.0")
-        return
-    got = wait_for(lambda: a.models() and a.models()[0]["name"] == "gemm" and a.models()[0], 90, 0.2)
-    assert got and got["target"] == "cpu", (got, a.log()[-3000:])
-    ans = a.infer("gemm", meta["sample"]["inputs"])
-    s = meta["sample"]
-    assert close_to(ans["outputs"]["y"], s["outputs"]["y"], s["tolerance"]), (ans, s["outputs"])
+    try:
+        if a.plugin == RUNTIME_PLUGINS["opencv"]:
+            expect_refusal(srv, refs, a, after, "2.0.0", "Blob b not found in const blobs", "1.0.0")
+            return
+        got = wait_for(lambda: a.models() and a.models()[0]["name"] == "gemm" and a.models()[0], 90, 0.2)
+        assert got and got["target"] == "cpu", (got, a.log()[-3000:])
+        ans = a.infer("gemm", meta["sample"]["inputs"])
+        s = meta["sample"]
+        assert close_to(ans["outputs"]["y"], s["outputs"]["y"], s["tolerance"]), (ans, s["outputs"])
+    finally:
+        unassign(srv, a.device_id, "gemm")
 
 
 def test_onnxruntime_reports_the_provider_that_really_runs(srv, refs, agents):
@@ -935,7 +944,10 @@ def test_a_long_error_reaches_the_server_whole(srv, refs, dev_a):
     r = publish(srv, "gemm-long", model.SerializeToString(), meta=meta)
     assert r.status_code == 201, r.text[:300]
     assign(srv, a.device_id, "1.0.0", model="gemm-long")
-    op = expect_refusal(srv, refs, a, after, "2.0.0", "not found in const blobs", "1.0.0")
+    try:
+        op = expect_refusal(srv, refs, a, after, "2.0.0", "not found in const blobs", "1.0.0")
+    finally:
+        unassign(srv, a.device_id, "gemm-long")
     assert bname in op["detail"] and len(op["detail"]) > len(bname), op["detail"][:300]
 
 
