@@ -20,6 +20,7 @@
 #include "enroll.h"
 #include "fuzz.h"
 #include "gangliond.h"
+#include "gitops.h"
 #include "http.h"
 #include "log.h"
 #include "models.h"
@@ -172,6 +173,30 @@ static int deployment_update(const json_t *b, gn_err *err)
 	return rc;
 }
 
+/* GitOps is off in the fuzzer's configuration: its calls check the body's fields, then refuse. */
+static int gitops_sync_body(const json_t *b, gn_err *err)
+{
+	json_t *out = NULL;
+	int rc = gitops_sync(&out, down, config_get(), "fuzz", json_is_true(json_object_get(b, "force")),
+			     json_is_true(json_object_get(b, "allow_rewrite")), err);
+	json_decref(out);
+	return rc;
+}
+
+static int gitops_plan_body(const json_t *b, gn_err *err)
+{
+	json_t *out = NULL;
+	int rc = gitops_plan(&out, down, config_get(), gn_json_str(b, "ref"), err);
+	json_decref(out);
+	return rc;
+}
+
+/* The webhook's body is only authenticated (here: no secret is configured). */
+static int gitops_hook_body(const char *bytes, size_t len, gn_err *err)
+{
+	return gitops_hook(down, config_get(), "sha256=00", NULL, NULL, bytes, len, err);
+}
+
 /* Every route whose method takes a body: its table and domain call, or the domain call that takes
  * the raw bytes, or neither (no JSON body). The input's first byte indexes this table: append. */
 static const struct body_route {
@@ -204,6 +229,12 @@ static const struct body_route {
 	{"POST", "/v1/rollouts/{id}/{action}", NULL, NULL, NULL, NULL},
 	{"PUT", "/v1/models/{name}/versions/{version}/yank", http_models_yank_fields, &http_models_yank_nfields, yank,
 	 NULL},
+	{"POST", "/v1/gitops/sync", http_gitops_sync_fields, &http_gitops_sync_nfields, gitops_sync_body, NULL},
+	{"POST", "/v1/gitops/plan", http_gitops_plan_fields, &http_gitops_plan_nfields, gitops_plan_body, NULL},
+	/* No body. */
+	{"POST", "/v1/gitops/suspend", NULL, NULL, NULL, NULL},
+	{"POST", "/v1/gitops/resume", NULL, NULL, NULL, NULL},
+	{"POST", "/v1/gitops/hook", NULL, NULL, NULL, gitops_hook_body},
 };
 
 /* Fails when the server has a route with a body that the table above does not list. */

@@ -120,3 +120,40 @@ out:
 	free(buf);
 	return error;
 }
+
+int gn_file_read(char **out, size_t *out_len, const char *path, size_t max, gn_err *err)
+{
+	struct stat st;
+	gn_buf b;
+	char chunk[8192];
+	ssize_t n;
+	int error = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+	*out = NULL;
+	*out_len = 0;
+	if (fd < 0)
+		return gn_err_set(err, errno == ENOENT ? GN_ENOTFOUND : GN_ERROR, "cannot open %s: %s", path,
+				  strerror(errno));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return gn_err_set(err, GN_ERROR, "%s is not a regular file", path);
+	}
+	gn_buf_init(&b);
+	while (!error && (n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			error = gn_err_set(err, GN_ERROR, "cannot read %s: %s", path, strerror(errno));
+		else if (b.len + (size_t)n > max)
+			error = gn_err_set(err, GN_ETOOBIG, "%s is larger than %zu bytes", path, max);
+		else
+			gn_buf_append(&b, chunk, (size_t)n);
+	}
+	close(fd);
+	if (error) {
+		gn_buf_cleanup(&b);
+		return error;
+	}
+	*out_len = b.len;
+	*out = gn_buf_detach(&b);
+	return 0;
+}

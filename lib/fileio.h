@@ -1,6 +1,6 @@
 /* Durable file writes: a file appears under its name complete or not at all, and survives a
- * power cut once the call returns; and reading a secret from a file. Written once here for the
- * server, the agent and the CLI. */
+ * power cut once the call returns; bounded reads of small files, and of a secret kept in a file.
+ * Written once here for the server, the agent and the CLI. */
 #ifndef GN_FILEIO_H
 #define GN_FILEIO_H
 
@@ -22,5 +22,9 @@ int gn_file_commit(int fd, const char *tmp_path, const char *final_path, int mod
  * max bytes, surrounding whitespace removed, one word. *out is new. GN_EINVAL naming the file
  * when it cannot be read, is larger than max, is empty, or holds more than one word. */
 int gn_secret_file_read(char **out, const char *path, size_t max, gn_err *err) GN_WUR;
+/* Reads the whole regular file at path, at most max bytes, into *out (new, NUL-terminated after
+ * *out_len bytes). GN_ENOTFOUND when it does not exist, GN_ETOOBIG when larger, GN_ERROR with the
+ * system's reason otherwise. */
+int gn_file_read(char **out, size_t *out_len, const char *path, size_t max, gn_err *err) GN_WUR;
 
 #endif

@@ -65,13 +65,16 @@ if [ "${1:-}" = onnxruntime ]; then
 fi
 
 BUILD_PKGS=(build-essential g++ autoconf automake pkg-config libopencv-dnn-dev ocl-icd-opencl-dev
-	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libcurl4-openssl-dev libcmocka-dev
+	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libyaml-dev libcurl4-openssl-dev libcmocka-dev
 	clang-format)
 RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
 # The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py);
 # the tests also run third-party models with their reference tensors (libonnx-testdata).
 MODEL_PKGS=(python3 python3-onnx python3-numpy libonnx-testdata)
-TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib)
+# test_gitops.py makes repositories and signs commits with git and ssh-keygen, serves them with git daemon,
+# and checks the GitOps JSON Schemas with a third-party validator.
+TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib
+	git openssh-client python3-jsonschema)
 # The fuzz targets (scripts/fuzz.sh, a smoke of each in scripts/test.sh): clang with libFuzzer.
 TEST_PKGS+=(clang libclang-rt-dev)
 # The Debian packages (make deb, scripts/test-packages.sh): debhelper 13 with dh-sequence-installsysusers,

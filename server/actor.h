@@ -28,7 +28,8 @@ struct gd_actor {
 	char id[40];         /* token id or device id; empty otherwise */
 	char name[72];       /* token name, or the system part's name */
 	unsigned scopes;     /* GD_SCOPE_* bits */
-	char request_id[40]; /* the HTTP request behind the action, if any (for the audit log) */
+	char request_id[41]; /* the HTTP request, or the git commit a GitOps sync applies, behind the
+			      * action, if any (for the audit log) */
 };
 
 /* Fills out as the server part `name` acting on its own, with every scope. */

@@ -19,7 +19,7 @@ const char *const audit_actions[] = {
 	"model.unyank",      "tuf.key_rotate", "tuf.root_import",     "deployment.create",   "deployment.update",
 	"deployment.delete", "rollout.start",  "rollout.stage",       "rollout.pin",         "rollout.complete",
 	"rollout.rollback",  "rollout.pause",  "rollout.resume",      "rollout.promote",     "rollout.abort",
-	"rollout.approve",
+	"rollout.approve",   "gitops.apply",   "gitops.suspend",      "gitops.resume",
 };
 const size_t audit_nactions = GN_ARRAY_LEN(audit_actions);
 

@@ -70,7 +70,7 @@ static const gn_conf_opt opts[] = {
 	OPT("max-device-challenges", GN_CONF_INT, max_device_challenges, "4", true, 1, 1000, "N",
 	    "open authentication nonces kept per device (a new challenge drops the oldest beyond this)"),
 	OPT("rate-limit-address", GN_CONF_INT, rate_limit_address, "600", true, 0, 1000000, "N",
-	    "requests a minute one client address may make to each of challenge, token, enroll and upload "
+	    "requests a minute one client address may make to each of challenge, token, enroll, upload and the GitOps webhook "
 	    "(429 beyond; counted per replica; 0: no limit)"),
 	OPT("rate-limit-identity", GN_CONF_INT, rate_limit_identity, "30", true, 0, 1000000, "N",
 	    "requests a minute for one device (challenge, token), enrollment token (enroll) or API token "
@@ -110,6 +110,30 @@ static const gn_conf_opt opts[] = {
 	    "not recorded"),
 	OPT("agent-poll-interval", GN_CONF_DURATION, agent_poll_interval, "60s", true, 1, 86400, "DURATION",
 	    "check-in interval the server gives agents (they add jitter)"),
+	OPT("gitops-repository", GN_CONF_STRING, gitops_repository, "", true, 0, 0, "URL",
+	    "git repository holding the fleet's desired state (docs/GITOPS.md): an absolute path, or a file://, "
+	    "git://, https:// or ssh:// URL; empty: GitOps off"),
+	OPT("gitops-branch", GN_CONF_STRING, gitops_branch, "main", true, 0, 0, "BRANCH",
+	    "the branch whose head commit is applied"),
+	OPT("gitops-path", GN_CONF_STRING, gitops_path, "", true, 0, 0, "DIR",
+	    "directory of the repository holding the documents (*.yaml, *.yml, *.json); empty: all of it"),
+	OPT("gitops-interval", GN_CONF_DURATION, gitops_interval, "60s", true, 1, 86400, "DURATION",
+	    "how often the branch is fetched (a webhook or `ganglion gitops sync` syncs at once)"),
+	OPT("gitops-timeout", GN_CONF_DURATION, gitops_timeout, "60s", true, 1, 3600, "DURATION",
+	    "give up a fetch that takes longer (the last applied state stays)"),
+	OPT("gitops-token-file", GN_CONF_STRING, gitops_token_file, "", true, 0, 0, "FILE",
+	    "https repository: a file holding an access token, sent as the password"),
+	OPT("gitops-ssh-key", GN_CONF_STRING, gitops_ssh_key, "", true, 0, 0, "FILE",
+	    "ssh repository: the private key (without a passphrase)"),
+	OPT("gitops-ssh-known-hosts", GN_CONF_STRING, gitops_ssh_known_hosts, "", true, 0, 0, "FILE",
+	    "ssh repository: known_hosts file that must list the server's host key"),
+	OPT("gitops-allowed-signers", GN_CONF_STRING, gitops_allowed_signers, "", true, 0, 0, "FILE",
+	    "apply only commits with an SSH signature by a key in this file (git's allowed_signers format); "
+	    "empty: signatures are not checked"),
+	OPT("gitops-webhook-secret-file", GN_CONF_STRING, gitops_webhook_secret_file, "", true, 0, 0, "FILE",
+	    "shared secret (at least 16 bytes) that authenticates POST /v1/gitops/hook; empty: no webhook"),
+	OPT("gitops-prune", GN_CONF_BOOL, gitops_prune, "true", true, 0, 0, NULL,
+	    "delete objects that were applied from git and are no longer in it (false: keep them, unmanaged)"),
 };
 
 const gn_conf_table config_table = {"gangliond", "GANGLIOND_", opts, GN_ARRAY_LEN(opts)};

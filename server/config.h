@@ -49,6 +49,17 @@ struct gd_config {
 	int64_t agent_poll_interval;
 	int64_t max_report_size;
 	int64_t device_reports_per_hour;
+	char *gitops_repository;
+	char *gitops_branch;
+	char *gitops_path;
+	int64_t gitops_interval;
+	int64_t gitops_timeout;
+	char *gitops_token_file;
+	char *gitops_ssh_key;
+	char *gitops_ssh_known_hosts;
+	char *gitops_allowed_signers;
+	char *gitops_webhook_secret_file;
+	bool gitops_prune;
 };
 
 extern const gn_conf_table config_table;

@@ -519,7 +519,8 @@ static int result_error(PGresult *res, db_conn *c, const char *what, gn_err *err
 		msg = c->pg ? PQerrorMessage(c->pg) : "no connection";
 	if (!c->pg || PQstatus(c->pg) != CONNECTION_OK)
 		return gn_err_set(err, GN_EUNAVAIL, "database connection lost during %s", what);
-	if (state && strcmp(state, "23505") == 0)
+	/* GN409: a rule a trigger enforces, refusing a change as a conflict (0011_gitops.sql). */
+	if (state && (strcmp(state, "23505") == 0 || strcmp(state, "GN409") == 0))
 		return gn_err_set(err, GN_ECONFLICT, "%s", msg);
 	if (state && strcmp(state, "57014") == 0) {
 		gn_log(GN_LOG_WARN, "event=db_statement_timeout stmt=%s msg=\"%s\"", what, msg);

@@ -66,6 +66,7 @@ enum db_lock {
 	DB_LOCK_ADMIN_TOKEN = 1734438504, /* session lock: first admin token */
 	DB_LOCK_TUF = 1734438505,         /* transaction lock: TUF image repository writers */
 	DB_LOCK_DEPLOYMENTS = 1734438506, /* transaction lock: deployment writers (overlap checks) */
+	DB_LOCK_GITOPS = 1734438507,      /* session lock: a GitOps sync or plan (gitops.c) */
 	DB_LOCK_JOBS = 1734438600,        /* jobs: DB_LOCK_JOBS + the job's index */
 };
 /* Namespaces of locks keyed by text (hashed with hashtextextended(text, ns)). */

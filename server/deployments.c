@@ -183,7 +183,7 @@ int deployments_get(char **out, db_conn *c, const char *name, gn_err *err)
 	return get_json(out, c, name, err);
 }
 
-int deployments_create(char **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err)
+int deployments_create_tx(char **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err)
 {
 	struct strategy st;
 	json_t *sj = NULL;
@@ -198,8 +198,7 @@ int deployments_create(char **out, db_conn *c, const struct gd_actor *who, const
 		goto out;
 	sjs = gn_json_dump(sj);
 	actor_label(label, sizeof(label), who);
-	if ((error = db_tx_begin(c, err)) || (error = db_lock_xact(c, DB_LOCK_DEPLOYMENTS, err)) ||
-	    (error = resolve(version, c, model, follow, err)) ||
+	if ((error = db_lock_xact(c, DB_LOCK_DEPLOYMENTS, err)) || (error = resolve(version, c, model, follow, err)) ||
 	    (error = models_targetable(c, model, version, "a deployment", err)) ||
 	    (error = check_overlap(c, name, model, selector, err)))
 		goto out;
@@ -213,17 +212,26 @@ int deployments_create(char **out, db_conn *c, const struct gd_actor *who, const
 				 json_pack("{s:s,s:s,s:s,s:s}", "model", model, "selector", selector, "follow", follow,
 					   "version", version),
 				 err)) ||
-	    (error = rollouts_wake(c, err)) || (error = get_json(out, c, name, err)) || (error = db_tx_commit(c, err)))
+	    (error = rollouts_wake(c, err)))
 		goto out;
+	error = get_json(out, c, name, err);
 out:
-	if (error) {
+	PQclear(res);
+	json_decref(sj);
+	free(sjs);
+	return error;
+}
+
+int deployments_create(char **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err)
+{
+	int error;
+	*out = NULL;
+	if ((error = db_tx_begin(c, err)) || (error = deployments_create_tx(out, c, who, req, err)) ||
+	    (error = db_tx_commit(c, err))) {
 		db_tx_rollback(c);
 		free(*out);
 		*out = NULL;
 	}
-	PQclear(res);
-	json_decref(sj);
-	free(sjs);
 	return error;
 }
 
@@ -275,14 +283,24 @@ out:
 	return error;
 }
 
+int deployments_update_tx(char **out, db_conn *c, const struct gd_actor *who, const char *name, const json_t *req,
+			  gn_err *err)
+{
+	int error;
+	*out = NULL;
+	if ((error = db_lock_xact(c, DB_LOCK_DEPLOYMENTS, err)) || (error = apply_update(c, who, name, req, err)) ||
+	    (error = rollouts_wake(c, err)))
+		return error;
+	return get_json(out, c, name, err);
+}
+
 int deployments_update(char **out, db_conn *c, const struct gd_actor *who, const char *name, const json_t *req,
 		       gn_err *err)
 {
 	int error;
 	*out = NULL;
-	if ((error = db_tx_begin(c, err)) || (error = db_lock_xact(c, DB_LOCK_DEPLOYMENTS, err)) ||
-	    (error = apply_update(c, who, name, req, err)) || (error = rollouts_wake(c, err)) ||
-	    (error = get_json(out, c, name, err)) || (error = db_tx_commit(c, err))) {
+	if ((error = db_tx_begin(c, err)) || (error = deployments_update_tx(out, c, who, name, req, err)) ||
+	    (error = db_tx_commit(c, err))) {
 		db_tx_rollback(c);
 		free(*out);
 		*out = NULL;
@@ -298,6 +316,19 @@ int deployments_delete(db_conn *c, const struct gd_actor *who, const char *name,
 	snprintf(missing, sizeof(missing), "no such deployment '%.100s'", name);
 	int error =
 		audit_change(&res, c, who, &st_delete, p, missing, "deployment.delete", "deployment", name, NULL, err);
+	PQclear(res);
+	return error;
+}
+
+int deployments_delete_tx(db_conn *c, const struct gd_actor *who, const char *name, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {name};
+	int error = db_exec(&res, c, &st_delete, p, err);
+	if (!error && PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "no such deployment '%.100s'", name);
+	if (!error)
+		error = audit_write(c, who, "deployment.delete", "deployment", name, NULL, err);
 	PQclear(res);
 	return error;
 }

@@ -26,6 +26,8 @@ extern const db_stmt deployments_list_stmt;
  * already covers (named): a device runs several models, one deployment each.
  * *out is its JSON text (new). Opens its own transaction, audited; wakes the controller. */
 int deployments_create(char **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err) GN_WUR;
+/* Same, inside the caller's transaction (GitOps applies a commit in one). */
+int deployments_create_tx(char **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err) GN_WUR;
 /* Returns a deployment's JSON text (new), with its active rollout if any; GN_ENOTFOUND. A read. */
 int deployments_get(char **out, db_conn *c, const char *name, gn_err *err) GN_WUR;
 /* Changes what a deployment follows, its selector or its strategy. A new version to follow
@@ -33,9 +35,14 @@ int deployments_get(char **out, db_conn *c, const char *name, gn_err *err) GN_WU
  * *out is its JSON text (new). Opens its own transaction, audited. */
 int deployments_update(char **out, db_conn *c, const struct gd_actor *who, const char *name, const json_t *req,
 		       gn_err *err) GN_WUR;
+/* Same, inside the caller's transaction. */
+int deployments_update_tx(char **out, db_conn *c, const struct gd_actor *who, const char *name, const json_t *req,
+			  gn_err *err) GN_WUR;
 /* Deletes a deployment, its rollouts, and what it told devices to run: their agents unload the
  * model at their next check-in (their other models stay). Opens its own transaction, audited. */
 int deployments_delete(db_conn *c, const struct gd_actor *who, const char *name, gn_err *err) GN_WUR;
+/* Same, inside the caller's transaction. */
+int deployments_delete_tx(db_conn *c, const struct gd_actor *who, const char *name, gn_err *err) GN_WUR;
 /* The controller's bookkeeping for one deployment, before it writes what devices should run:
  * the rows of active devices its selector no longer matches are marked stale (another deployment
  * of the model may take them over; matching again unmarks them) and removed once stale for three

@@ -78,7 +78,7 @@ static const struct {
 	{http_desired_routes, &http_desired_nroutes},   {http_audit_routes, &http_audit_nroutes},
 	{http_models_routes, &http_models_nroutes},     {http_artifacts_routes, &http_artifacts_nroutes},
 	{http_tuf_routes, &http_tuf_nroutes},           {http_deployments_routes, &http_deployments_nroutes},
-	{http_rollouts_routes, &http_rollouts_nroutes},
+	{http_rollouts_routes, &http_rollouts_nroutes}, {http_gitops_routes, &http_gitops_nroutes},
 };
 
 static struct gd_route routes[HTTP_METRICS_MAX_ROUTES];
@@ -383,6 +383,12 @@ void gd_reply_error(struct gd_req *r, const gn_err *err)
 	if (status == 503)
 		gd_header(r, "Retry-After", "5");
 	gd_reply_problem(r, status, err->msg);
+}
+
+const char *gd_body(struct gd_req *r, size_t *out_len)
+{
+	*out_len = r->body.len;
+	return r->body.data ? r->body.data : "";
 }
 
 int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n)

@@ -65,6 +65,9 @@ const char *gd_param(struct gd_req *r, int i);
 const char *gd_query(struct gd_req *r, const char *key);
 /* Returns a pooled database connection for this request, released when the request ends. */
 db_conn *gd_db(struct gd_req *r);
+/* Returns the request's body as received (borrowed, NUL-terminated; "" when there is none), for
+ * bodies that must be seen byte for byte (a webhook's signature covers them). */
+const char *gd_body(struct gd_req *r, size_t *out_len);
 /* Parses the body as a JSON object checked against fields; on failure answers 400 and returns
  * non-zero, so the handler just returns. *out is a new reference. */
 int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n) GN_WUR;
@@ -127,6 +130,7 @@ GD_ROUTE_TABLE(artifacts);
 GD_ROUTE_TABLE(tuf);
 GD_ROUTE_TABLE(deployments);
 GD_ROUTE_TABLE(rollouts);
+GD_ROUTE_TABLE(gitops);
 
 /* The request-body field tables that live beside their handlers (a domain module's own are in its
  * header): shared with fuzz/json_body.c, which fuzzes every route's body with its table. */
@@ -143,5 +147,7 @@ GD_BODY_FIELDS(models_alias);
 GD_BODY_FIELDS(models_yank);
 GD_BODY_FIELDS(tuf_root);
 GD_BODY_FIELDS(tuf_rotate);
+GD_BODY_FIELDS(gitops_sync);
+GD_BODY_FIELDS(gitops_plan);
 
 #endif

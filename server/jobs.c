@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "device_auth.h"
+#include "gitops.h"
 #include "log.h"
 #include "rollouts.h"
 #include "tuf_image.h"
@@ -45,11 +46,17 @@ static int job_rollouts(db_conn *c, const struct gd_config *cfg, gn_err *err)
 	return rollouts_tick(c, err);
 }
 
+static int64_t every_gitops_interval(const struct gd_config *cfg)
+{
+	return cfg->gitops_interval;
+}
+
 /* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */
 static const struct job jobs[] = {
 	{"auth_gc", every_housekeeping, job_auth_gc},         /* expired device nonces and sessions */
 	{"tuf_refresh", every_housekeeping, job_tuf_refresh}, /* TUF metadata near its expiry */
 	{"rollouts", every_rollout_interval, job_rollouts},   /* the rollout controller (rollouts.c) */
+	{"gitops", every_gitops_interval, gitops_poll},       /* GitOps sync (gitops.c) */
 };
 
 static pthread_t thread;

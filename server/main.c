@@ -22,6 +22,7 @@
 #include "ratelimit.h"
 #include "artifacts.h"
 #include "checkin_cache.h"
+#include "gitops.h"
 #include "jobs.h"
 #include "notify.h"
 #include "tuf_keys.h"
@@ -63,6 +64,8 @@ static int check_config(const struct gd_config *c, gn_err *err)
 				  (long long)c->tuf_root_threshold, (long long)c->tuf_root_keys);
 	if (!c->data_dir || !*c->data_dir)
 		return gn_err_set(err, GN_EINVAL, "data-dir must be set");
+	if (gitops_check_config(c, err))
+		return GN_EINVAL;
 	return config_parse_listen(&ss, c->listen, err);
 }
 
@@ -256,6 +259,8 @@ static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, int
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
 		goto out;
 	}
+	if (*cfg->gitops_repository)
+		jobs_wake("gitops"); /* the first sync at once, not an interval later */
 	gn_log(GN_LOG_INFO, "event=listening addr=%s threads=%lld db_pool=%lld database=%s", cfg->listen,
 	       (long long)cfg->threads, (long long)cfg->db_pool_size, private_db ? "private" : "external");
 	rc = serve_loop(argc, argv, set);

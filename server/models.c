@@ -516,3 +516,36 @@ int models_yank(char **out, db_conn *c, const struct gd_actor *who, const char *
 	const char *pg[] = {name, version};
 	return read_one(out, c, &st_version_get, pg, missing, err);
 }
+
+int models_alias_set_tx(db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
+			const char *version, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {name, alias, version};
+	int error;
+	if ((error = model_alias_check(alias, err)) || (error = models_targetable(c, name, version, "an alias", err)) ||
+	    (error = db_exec(&res, c, &st_alias_set, p, err)))
+		goto out;
+	if (PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "model %s has no version %s", name, version);
+	else
+		error = audit_write(c, who, "model.alias", "model", name,
+				    json_pack("{s:s,s:s}", "alias", alias, "version", version), err);
+out:
+	PQclear(res);
+	return error;
+}
+
+int models_alias_delete_tx(db_conn *c, const struct gd_actor *who, const char *name, const char *alias, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {name, alias};
+	int error = db_exec(&res, c, &st_alias_delete, p, err);
+	if (!error && PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND, "model %s has no alias %s", name, alias);
+	if (!error)
+		error = audit_write(c, who, "model.alias_delete", "model", name, json_pack("{s:s}", "alias", alias),
+				    err);
+	PQclear(res);
+	return error;
+}

@@ -65,5 +65,11 @@ int models_targetable(db_conn *c, const char *name, const char *version, const c
 /* Removes an alias; GN_ENOTFOUND when there is none. Own transaction, audited. */
 int models_alias_delete(db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
 			gn_err *err) GN_WUR;
+/* Point an alias at an existing version, or remove it, inside the caller's transaction (GitOps
+ * applies a commit in one); audited. GN_ENOTFOUND as above. */
+int models_alias_set_tx(db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
+			const char *version, gn_err *err) GN_WUR;
+int models_alias_delete_tx(db_conn *c, const struct gd_actor *who, const char *name, const char *alias,
+			   gn_err *err) GN_WUR;
 
 #endif

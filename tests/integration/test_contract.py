@@ -58,6 +58,8 @@ def test_contract_names_the_documented_routes(contract):
         ("PATCH", "/v1/deployments/{name}"), ("DELETE", "/v1/deployments/{name}"),
         ("GET", "/v1/deployments/{name}/plan"), ("GET", "/v1/rollouts"), ("GET", "/v1/rollouts/{id}"),
         ("GET", "/v1/rollouts/{id}/events"), ("POST", "/v1/rollouts/{id}/{action}"),
+        ("GET", "/v1/gitops"), ("POST", "/v1/gitops/sync"), ("POST", "/v1/gitops/plan"),
+        ("POST", "/v1/gitops/suspend"), ("POST", "/v1/gitops/resume"), ("POST", "/v1/gitops/hook"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():
@@ -151,6 +153,16 @@ def test_responses_fit_the_contract(server, contract):
     check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{'0' * 64}"), 404)
     check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{digest}", token=NO_TOKEN), 401)
     check("HEAD", art, s.api("HEAD", f"/v1/artifacts/sha256/{digest}", token=dtok), 401)  # decommissioned
+
+    # GitOps off (test_gitops.py checks the answers of a working sync against the contract too).
+    check("GET", "/v1/gitops", s.api("GET", "/v1/gitops"), 200)
+    check("GET", "/v1/gitops", s.api("GET", "/v1/gitops", token=NO_TOKEN), 401)
+    check("POST", "/v1/gitops/sync", s.api("POST", "/v1/gitops/sync"), 409)
+    check("POST", "/v1/gitops/sync", s.api("POST", "/v1/gitops/sync", json={"force": 1}), 400)
+    check("POST", "/v1/gitops/plan", s.api("POST", "/v1/gitops/plan", json={"ref": "main"}), 409)
+    check("POST", "/v1/gitops/suspend", s.api("POST", "/v1/gitops/suspend"), 409)
+    check("POST", "/v1/gitops/resume", s.api("POST", "/v1/gitops/resume", token=dtok), 401)
+    check("POST", "/v1/gitops/hook", s.api("POST", "/v1/gitops/hook", token=NO_TOKEN, json={}), 404)
 
 
 # --- the served routes, probed over HTTP ---------------------------------------------------------
