@@ -37,9 +37,14 @@ else
 	list=$target
 fi
 
+# One run at a time per build dir: a second would rebuild the programs under the first, and share its
+# corpus and logs.
+mkdir -p "$bdir"
+exec 9>"$bdir/.fuzz.lock"
+flock -n 9 || { echo "fuzz.sh: another run holds $bdir; waiting for it" >&2; flock 9; }
+
 command -v clang >/dev/null || { echo "fuzz.sh: clang is missing (scripts/deps.sh test installs it)" >&2; exit 2; }
 [ -x configure ] && [ configure -nt configure.ac ] || autoreconf -fi >/dev/null 2>&1 || autoreconf -fi || exit 2
-mkdir -p "$bdir"
 if [ ! -f "$bdir/Makefile" ]; then
 	(cd "$bdir" && CC=clang "$top/configure" -q --enable-fuzz --without-opencv >/dev/null) || {
 		echo "fuzz.sh: configure failed in $bdir" >&2
@@ -73,14 +78,14 @@ for t in $list; do
 	"$bdir/fuzz/$t" -max_total_time="$secs" -timeout=10 -print_final_stats=1 -artifact_prefix="$art/" \
 		$(opts_for "$t") "$@" "$work" "fuzz/corpus/$t" >"$log" 2>&1
 	rc=$?
-	runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
-	cov=$(grep -E '^#[0-9]+' "$log" | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
+	runs=$(grep -aoE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
+	cov=$(grep -aE '^#[0-9]+' "$log" | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
 	if [ $rc -eq 0 ]; then
 		echo "fuzz: $t: ${runs:-?} runs in ${secs} s, ${cov:-no coverage line}, nothing found"
 	else
 		status=1
 		echo "fuzz: FAIL: $t (exit $rc; log $log; inputs in $art/):"
-		grep -E 'ERROR: |property failed|SUMMARY: |runtime error|Test unit written|leak' "$log" | head -n 20
+		grep -aE 'ERROR: |property failed|SUMMARY: |runtime error|Test unit written|leak' "$log" | head -n 20
 	fi
 done
 exit $status
