@@ -250,9 +250,16 @@ def test_memory_comes_back_after_large_metadata(hostile):
     h.repo.publish(edit={"targets": pad})
     h.assign("2.0.0")
     h.serves("2.0.0", timeout=60)
-    time.sleep(1)
+    # The agent parses the same large metadata again at each check-in; on a busy machine a parse
+    # can be under way at any given moment. What must hold is that memory comes back between
+    # parses: the lowest RSS over a few seconds.
     cpu1, rss1, hwm1 = proc_usage(h.agent.proc.pid)
-    print(f"large targets: cpu {cpu1 - cpu0:.2f} s, rss {rss0 >> 20} -> {rss1 >> 20} MB, "
+    deadline = time.monotonic() + 10
+    while rss1 - rss0 >= 24 << 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        cpu1, rss_now, hwm1 = proc_usage(h.agent.proc.pid)
+        rss1 = min(rss1, rss_now)
+    print(f"large targets: cpu {cpu1 - cpu0:.2f} s, rss {rss0 >> 20} -> {rss1 >> 20} MB (lowest), "
           f"peak {hwm0 >> 20} -> {hwm1 >> 20} MB")
     assert hwm1 - hwm0 > 40 << 20, "the metadata was not even parsed: the test tests nothing"
     # Under AddressSanitizer its allocator (with its quarantine) replaces glibc's: nothing to see.
