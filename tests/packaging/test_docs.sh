@@ -103,7 +103,8 @@ check_completion "$c" "list" ganglion devices li
 check_completion "$c" "list" ganglion --url http://x -o json devices li
 check_completion "$c" "table" ganglion -o ta
 check_completion "$c" "--output" ganglion --outp
-check_completion "$c" "--all" ganglion audit list --a
+check_completion "$c" "--action --actor --all" ganglion audit list --a
+check_completion "$c" "--all" ganglion audit list --al
 check_completion "$c" "meta.json model.onnx" ganglion models push --name det ""
 check_completion "$c" "meta.json model.onnx" ganglion models push --meta ""
 check_completion "$c" "" ganglion models push --version ""
