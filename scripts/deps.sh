@@ -65,7 +65,7 @@ if [ "${1:-}" = onnxruntime ]; then
 fi
 
 BUILD_PKGS=(build-essential g++ autoconf automake pkg-config libopencv-dnn-dev ocl-icd-opencl-dev
-	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libyaml-dev libcurl4-openssl-dev libcmocka-dev
+	libmicrohttpd-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libyaml-dev libcurl4-openssl-dev libxml2-dev libcmocka-dev
 	clang-format)
 RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
 # The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py);
@@ -77,6 +77,9 @@ TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography pyt
 	git openssh-client python3-jsonschema)
 # The fuzz targets (scripts/fuzz.sh, a smoke of each in scripts/test.sh): clang with libFuzzer.
 TEST_PKGS+=(clang libclang-rt-dev)
+# Scale-out tests (tests/integration/test_scaleout.py): HAProxy in front of two replicas, and a
+# throwaway single-node Ceph (monitor, OSD on memstore, radosgw) for the S3 artifact store.
+SCALE_PKGS=(haproxy ceph-mon ceph-osd radosgw)
 # The Debian packages (make deb, scripts/test-packages.sh): debhelper 13 with dh-sequence-installsysusers,
 # lintian; systemd for systemd-analyze and systemd-sysusers/-tmpfiles (the packages' postinst); man-db
 # and procps for the checks.
@@ -89,7 +92,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 
 want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
 case "${1:-test}" in
-test) want+=("${MODEL_PKGS[@]}" "${TEST_PKGS[@]}" "${PKG_PKGS[@]}") ;;
+test) want+=("${MODEL_PKGS[@]}" "${TEST_PKGS[@]}" "${SCALE_PKGS[@]}" "${PKG_PKGS[@]}") ;;
 demo) want+=("${MODEL_PKGS[@]}") ;;
 esac
 

@@ -1,4 +1,5 @@
-/* Streaming, hashing, atomic writes into the content-addressed artifact store. */
+/* The artifact store's front and its directory backend: streaming, hashing, atomic writes into
+ * DIR/sha256/ab/abcdef…; the S3 backend is artifacts_s3.c. */
 #include "artifacts.h"
 
 #include <errno.h>
@@ -12,22 +13,25 @@
 
 #include <openssl/evp.h>
 
+#include "artifacts_s3.h"
 #include "fileio.h"
 #include "log.h"
 
 #define WRITE_BUF (1024 * 1024)
 
-static char *root_dir; /* DATA_DIR/artifacts */
+static enum artifacts_kind kind;
+static char *root_dir; /* dir: the store's directory */
 
 struct artifact_upload {
-	int fd;
-	char *tmp;
 	EVP_MD_CTX *sha;
 	uint64_t len;
 	char digest[GN_SHA256_HEX_LEN + 1];
-	/* Small network chunks are gathered here so the disk sees large writes. */
+	/* dir: the temp file; small network chunks are gathered in buf so the disk sees large writes */
+	int fd;
+	char *tmp;
 	unsigned char *buf;
 	size_t buflen;
+	s3_upload *s3; /* s3: the backend's upload */
 };
 
 static int mkdir_ok(const char *path, gn_err *err)
@@ -44,51 +48,75 @@ static bool older_than(const char *path, int64_t before)
 	return lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (int64_t)st.st_mtime < before;
 }
 
-int artifacts_init(const char *data_dir, int64_t grace_s, gn_err *err)
+bool artifacts_is_digest(const char *name)
+{
+	return strlen(name) == GN_SHA256_HEX_LEN && strspn(name, "0123456789abcdef") == GN_SHA256_HEX_LEN;
+}
+
+int artifacts_init(const struct artifacts_settings *s, gn_err *err)
 {
 	int rc;
-	free(root_dir);
-	root_dir = gn_asprintf("%s/artifacts", data_dir);
+	artifacts_cleanup();
+	kind = s->kind;
+	if (kind == ARTIFACTS_S3)
+		return artifacts_s3_init(s, err);
+	root_dir = gn_strdup(s->dir);
 	char *sha = gn_asprintf("%s/sha256", root_dir), *tmp = gn_asprintf("%s/tmp", root_dir);
 	if (!(rc = mkdir_ok(root_dir, err)) && !(rc = mkdir_ok(sha, err)))
 		rc = mkdir_ok(tmp, err);
-	if (!rc) {
-		/* Temp files belong to uploads that died with a previous process, unless they are still
-		 * growing: with a shared artifact directory, another replica may be receiving one now. */
-		int64_t before = gn_now() - grace_s;
-		DIR *d = opendir(tmp);
-		struct dirent *e;
-		while (d && (e = readdir(d))) {
-			if (strncmp(e->d_name, "upload-", 7) != 0)
-				continue;
-			char *p = gn_asprintf("%s/%s", tmp, e->d_name);
-			if (older_than(p, before) && unlink(p) == 0)
-				gn_log(GN_LOG_INFO, "event=artifact_tmp_removed file=%s", p);
-			free(p);
-		}
-		if (d)
-			closedir(d);
-	}
 	free(sha);
 	free(tmp);
 	return rc;
 }
 
-/* True for a 64-character lower-case hex name. */
-static bool is_digest(const char *name)
+void artifacts_cleanup(void)
 {
-	return strlen(name) == GN_SHA256_HEX_LEN && strspn(name, "0123456789abcdef") == GN_SHA256_HEX_LEN;
+	if (kind == ARTIFACTS_S3)
+		artifacts_s3_cleanup();
+	free(root_dir);
+	root_dir = NULL;
+	kind = ARTIFACTS_DIR;
+}
+
+int artifacts_sweep_temp(int64_t grace_s, gn_err *err)
+{
+	int64_t before = gn_now() - grace_s;
+	if (kind == ARTIFACTS_S3)
+		return artifacts_s3_sweep_temp(before, err);
+	/* Temp files belong to uploads that died with their process, unless they are still growing:
+	 * with a shared artifact directory, another replica may be receiving one now. */
+	char *tmp = gn_asprintf("%s/tmp", root_dir);
+	DIR *d = opendir(tmp);
+	struct dirent *e;
+	if (!d) {
+		int e2 = errno;
+		free(tmp);
+		return gn_err_set(err, GN_ERROR, "cannot read the artifact store's tmp directory: %s", strerror(e2));
+	}
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "upload-", 7) != 0)
+			continue;
+		char *p = gn_asprintf("%s/%s", tmp, e->d_name);
+		if (older_than(p, before) && unlink(p) == 0)
+			gn_log(GN_LOG_INFO, "event=artifact_tmp_removed file=%s", p);
+		free(p);
+	}
+	closedir(d);
+	free(tmp);
+	return 0;
 }
 
 int artifacts_list(char ***out, size_t *out_n, int64_t before, gn_err *err)
 {
+	*out = NULL;
+	*out_n = 0;
+	if (kind == ARTIFACTS_S3)
+		return artifacts_s3_list(out, out_n, before, err);
 	char *sha = gn_asprintf("%s/sha256", root_dir);
 	DIR *top = opendir(sha);
 	struct dirent *e;
 	char **list = NULL;
 	size_t n = 0;
-	*out = NULL;
-	*out_n = 0;
 	if (!top) {
 		int e2 = errno;
 		free(sha);
@@ -101,7 +129,7 @@ int artifacts_list(char ***out, size_t *out_n, int64_t before, gn_err *err)
 		DIR *d = opendir(sub);
 		struct dirent *f;
 		while (d && (f = readdir(d))) {
-			if (!is_digest(f->d_name) || strncmp(f->d_name, e->d_name, 2) != 0)
+			if (!artifacts_is_digest(f->d_name) || strncmp(f->d_name, e->d_name, 2) != 0)
 				continue;
 			char *p = gn_asprintf("%s/%s", sub, f->d_name);
 			if (older_than(p, before)) {
@@ -121,9 +149,17 @@ int artifacts_list(char ***out, size_t *out_n, int64_t before, gn_err *err)
 	return 0;
 }
 
+/* Returns the path of the artifact with this digest in the directory store (new). */
+static char *file_path(const char *digest)
+{
+	return gn_asprintf("%s/sha256/%.2s/%s", root_dir, digest, digest);
+}
+
 int artifacts_remove(const char *digest, gn_err *err)
 {
-	char *path = artifacts_path(digest);
+	if (kind == ARTIFACTS_S3)
+		return artifacts_s3_remove(digest, err);
+	char *path = file_path(digest);
 	int rc = 0;
 	if (unlink(path) < 0 && errno != ENOENT)
 		rc = gn_err_set(err, GN_ERROR, "cannot remove %s: %s", path, strerror(errno));
@@ -131,27 +167,61 @@ int artifacts_remove(const char *digest, gn_err *err)
 	return rc;
 }
 
-char *artifacts_path(const char *digest)
+int artifacts_open(struct artifact_source *out, const char *digest, gn_err *err)
 {
-	return gn_asprintf("%s/sha256/%.2s/%s", root_dir, digest, digest);
+	struct stat st;
+	out->fd = -1;
+	out->size = 0;
+	if (kind == ARTIFACTS_S3)
+		return artifacts_s3_size(&out->size, digest, err);
+	char *path = file_path(digest);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), e = errno;
+	free(path);
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		out->fd = fd;
+		out->size = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (fd < 0 && e != ENOENT)
+		return gn_err_set(err, GN_EUNAVAIL, "cannot open the stored artifact: %s", strerror(e));
+	return gn_err_set(err, GN_ENOTFOUND, "no such artifact");
+}
+
+int artifacts_stream(int *out_fd, const char *digest, uint64_t off, uint64_t len, gn_err *err)
+{
+	*out_fd = -1;
+	if (kind != ARTIFACTS_S3)
+		return gn_err_set(err, GN_ERROR, "internal error: only the s3 store streams through a pipe");
+	return artifacts_s3_stream(out_fd, digest, off, len, err);
 }
 
 int artifacts_begin(artifact_upload **out, gn_err *err)
 {
 	artifact_upload *up = gn_calloc(1, sizeof(*up));
-	up->tmp = gn_asprintf("%s/tmp/upload-XXXXXX", root_dir);
-	up->fd = mkostemp(up->tmp, O_CLOEXEC);
-	if (up->fd < 0) {
-		int e = errno;
-		free(up->tmp);
-		free(up);
-		return gn_err_set(err, GN_ERROR, "cannot create an upload file: %s", strerror(e));
+	int rc;
+	up->fd = -1;
+	if (kind == ARTIFACTS_S3) {
+		if ((rc = artifacts_s3_begin(&up->s3, err))) {
+			free(up);
+			return rc;
+		}
+	} else {
+		up->tmp = gn_asprintf("%s/tmp/upload-XXXXXX", root_dir);
+		up->fd = mkostemp(up->tmp, O_CLOEXEC);
+		if (up->fd < 0) {
+			int e = errno;
+			free(up->tmp);
+			free(up);
+			return gn_err_set(err, GN_ERROR, "cannot create an upload file: %s", strerror(e));
+		}
+		fchmod(up->fd, 0640);
+		up->buf = gn_malloc(WRITE_BUF);
 	}
-	fchmod(up->fd, 0640);
 	up->sha = EVP_MD_CTX_new();
 	if (!up->sha || EVP_DigestInit_ex(up->sha, EVP_sha256(), NULL) != 1)
 		abort();
-	up->buf = gn_malloc(WRITE_BUF);
 	*out = up;
 	return 0;
 }
@@ -178,6 +248,8 @@ int artifacts_write(artifact_upload *up, const void *buf, size_t len, uint64_t m
 		return gn_err_set(err, GN_ETOOBIG, "artifact larger than the %llu-byte limit", (unsigned long long)max);
 	EVP_DigestUpdate(up->sha, buf, len);
 	up->len += len;
+	if (up->s3)
+		return artifacts_s3_write(up->s3, buf, len, err);
 	const unsigned char *p = buf;
 	while (len) {
 		size_t take = WRITE_BUF - up->buflen < len ? WRITE_BUF - up->buflen : len;
@@ -198,13 +270,18 @@ int artifacts_finish(artifact_upload *up, char digest[GN_SHA256_HEX_LEN + 1], ui
 {
 	unsigned char md[GN_SHA256_LEN];
 	unsigned int mdlen;
-	int rc = flush(up, err);
-	if (rc)
-		return rc;
-	if (fsync(up->fd) < 0)
-		return gn_err_set(err, GN_ERROR, "cannot sync the artifact: %s", strerror(errno));
+	int rc;
 	EVP_DigestFinal_ex(up->sha, md, &mdlen);
 	gn_hex_encode(up->digest, md, sizeof(md));
+	if (up->s3) {
+		if ((rc = artifacts_s3_finish(up->s3, up->digest, err)))
+			return rc;
+	} else {
+		if ((rc = flush(up, err)))
+			return rc;
+		if (fsync(up->fd) < 0)
+			return gn_err_set(err, GN_ERROR, "cannot sync the artifact: %s", strerror(errno));
+	}
 	memcpy(digest, up->digest, sizeof(up->digest));
 	*out_len = up->len;
 	return 0;
@@ -223,7 +300,13 @@ static void upload_free(artifact_upload *up)
 int artifacts_commit(artifact_upload *up, gn_err *err)
 {
 	int rc = 0;
-	char *dir = gn_asprintf("%s/sha256/%.2s", root_dir, up->digest), *final = artifacts_path(up->digest);
+	if (up->s3) {
+		rc = artifacts_s3_commit(up->s3, err);
+		up->s3 = NULL;
+		upload_free(up);
+		return rc;
+	}
+	char *dir = gn_asprintf("%s/sha256/%.2s", root_dir, up->digest), *final = file_path(up->digest);
 	struct stat st;
 	if ((rc = mkdir_ok(dir, err))) {
 		unlink(up->tmp);
@@ -247,6 +330,9 @@ void artifacts_abort(artifact_upload *up)
 {
 	if (!up)
 		return;
-	unlink(up->tmp);
+	if (up->s3)
+		artifacts_s3_abort(up->s3);
+	else
+		unlink(up->tmp);
 	upload_free(up);
 }

@@ -89,6 +89,26 @@ static const gn_conf_opt opts[] = {
 	OPT("artifact-sweep-grace", GN_CONF_DURATION, artifact_sweep_grace, "1h", false, 0, 86400LL * 30, "DURATION",
 	    "at start-up, delete stored artifacts that no published version references (a publish cut short) "
 	    "and temp upload files, once unchanged for this long (a younger one may be another replica's upload)"),
+	OPT("artifact-store", GN_CONF_STRING, artifact_store, "dir", false, 0, 0, "KIND",
+	    "where artifacts live: dir (artifact-dir, or DATA_DIR/artifacts) or s3 (artifact-s3-url); every replica "
+	    "must reach the same store"),
+	OPT("artifact-dir", GN_CONF_STRING, artifact_dir, "", false, 0, 0, "DIR",
+	    "artifact-store dir: a directory every replica mounts (NFS, CephFS...); empty: DATA_DIR/artifacts, for "
+	    "one replica"),
+	OPT("artifact-s3-url", GN_CONF_STRING, artifact_s3_url, "", false, 0, 0, "URL",
+	    "artifact-store s3: https://HOST[:PORT]/BUCKET[/PREFIX] of an S3-compatible store (path-style); the "
+	    "bucket must exist"),
+	OPT("artifact-s3-region", GN_CONF_STRING, artifact_s3_region, "us-east-1", false, 0, 0, "REGION",
+	    "artifact-store s3: the region requests are signed for (AWS SigV4)"),
+	OPT("artifact-s3-access-key", GN_CONF_STRING, artifact_s3_access_key, "", false, 0, 0, "KEY",
+	    "artifact-store s3: the access key id"),
+	OPT("artifact-s3-secret-key-file", GN_CONF_STRING, artifact_s3_secret_key_file, "", false, 0, 0, "FILE",
+	    "artifact-store s3: a file holding the secret access key (one line; keep it readable by gangliond only)"),
+	OPT("artifact-s3-part-size", GN_CONF_SIZE, artifact_s3_part_size, "16M", false, 5LL << 20, 1LL << 30, "SIZE",
+	    "artifact-store s3: an upload streams in parts this large (memory per upload in flight); a smaller "
+	    "artifact is sent in one request"),
+	OPT("artifact-s3-timeout", GN_CONF_DURATION, artifact_s3_timeout, "30s", false, 1, 3600, "DURATION",
+	    "artifact-store s3: a request to the store that moves no byte for this long fails (503)"),
 	OPT("tuf-root-keys", GN_CONF_INT, tuf_root_keys, "1", false, 1, 16, "N",
 	    "root keys generated on first start (written to DATA_DIR/keys; move them offline at will)"),
 	OPT("tuf-root-threshold", GN_CONF_INT, tuf_root_threshold, "1", false, 1, 16, "N",

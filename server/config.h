@@ -39,6 +39,14 @@ struct gd_config {
 	int64_t rollout_interval;
 	int64_t max_artifact_size;
 	int64_t artifact_sweep_grace;
+	char *artifact_store;
+	char *artifact_dir;
+	char *artifact_s3_url;
+	char *artifact_s3_region;
+	char *artifact_s3_access_key;
+	char *artifact_s3_secret_key_file;
+	int64_t artifact_s3_part_size;
+	int64_t artifact_s3_timeout;
 	int64_t tuf_root_keys;
 	int64_t tuf_root_threshold;
 	int64_t tuf_root_expiry;

@@ -522,6 +522,13 @@ static int result_error(PGresult *res, db_conn *c, const char *what, gn_err *err
 	/* GN409: a rule a trigger enforces, refusing a change as a conflict (0011_gitops.sql). */
 	if (state && (strcmp(state, "23505") == 0 || strcmp(state, "GN409") == 0))
 		return gn_err_set(err, GN_ECONFLICT, "%s", msg);
+	if (state && strcmp(state, "25006") == 0) {
+		/* A read-only server: a standby, or a primary demoted after a failover. Drop the
+		 * connection so that the next one looks for the primary again (target_session_attrs). */
+		gn_log(GN_LOG_WARN, "event=db_read_only stmt=%s msg=\"%s\" note=\"reconnecting\"", what, msg);
+		conn_drop(c);
+		return gn_err_set(err, GN_EUNAVAIL, "the database is read-only (a standby?); try again shortly");
+	}
 	if (state && strcmp(state, "57014") == 0) {
 		gn_log(GN_LOG_WARN, "event=db_statement_timeout stmt=%s msg=\"%s\"", what, msg);
 		return gn_err_set(err, GN_EUNAVAIL, "the database did not finish %s in time; try again shortly", what);

@@ -62,12 +62,13 @@ bool db_in_tx(const db_conn *c);
 
 /* Advisory lock keys, one list for the whole server so no two uses collide. */
 enum db_lock {
-	DB_LOCK_MIGRATE = 1734438503,     /* session lock: migrations */
-	DB_LOCK_ADMIN_TOKEN = 1734438504, /* session lock: first admin token */
-	DB_LOCK_TUF = 1734438505,         /* transaction lock: TUF image repository writers */
-	DB_LOCK_DEPLOYMENTS = 1734438506, /* transaction lock: deployment writers (overlap checks) */
-	DB_LOCK_GITOPS = 1734438507,      /* session lock: a GitOps sync or plan (gitops.c) */
-	DB_LOCK_JOBS = 1734438600,        /* jobs: DB_LOCK_JOBS + the job's index */
+	DB_LOCK_MIGRATE = 1734438503,        /* session lock: migrations */
+	DB_LOCK_ADMIN_TOKEN = 1734438504,    /* session lock: first admin token */
+	DB_LOCK_TUF = 1734438505,            /* transaction lock: TUF image repository writers */
+	DB_LOCK_DEPLOYMENTS = 1734438506,    /* transaction lock: deployment writers (overlap checks) */
+	DB_LOCK_GITOPS = 1734438507,         /* session lock: a GitOps sync or plan (gitops.c) */
+	DB_LOCK_ARTIFACT_SWEEP = 1734438508, /* session lock: the unreferenced-artifact sweep */
+	DB_LOCK_JOBS = 1734438600,           /* jobs: DB_LOCK_JOBS + the job's index */
 };
 /* Namespaces of locks keyed by text (hashed with hashtextextended(text, ns)). */
 enum db_lock_ns {

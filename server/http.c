@@ -54,7 +54,8 @@ struct gd_req {
 	bool routine;  /* a device's routine traffic, logged at debug when it succeeds (gd_routine) */
 	/* response */
 	int status;
-	int resp_fd; /* >= 0: answer with this file (owned) */
+	int resp_fd;    /* >= 0: answer with this file (owned) */
+	bool resp_pipe; /* resp_fd is a pipe: read it in order, resp_len bytes */
 	uint64_t resp_off;
 	const char *hdr_name[GD_MAX_HEADERS];
 	char *hdr_value[GD_MAX_HEADERS];
@@ -333,6 +334,33 @@ void gd_reply_fd(struct gd_req *r, int status, const char *type, int fd, uint64_
 	r->responded = true;
 }
 
+void gd_reply_pipe(struct gd_req *r, int status, const char *type, int fd, uint64_t len)
+{
+	gd_reply_fd(r, status, type, fd, 0, len);
+	r->resp_pipe = true;
+}
+
+/* Feeds a pipe's bytes to libmicrohttpd; the end of the pipe before the announced length (the
+ * producer failed) cuts the connection, so the client sees a short body, not a wrong one. */
+static ssize_t pipe_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	int fd = (int)(intptr_t)cls;
+	(void)pos;
+	for (;;) {
+		ssize_t n = read(fd, buf, max);
+		if (n > 0)
+			return n;
+		if (n < 0 && errno == EINTR)
+			continue;
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+}
+
+static void pipe_close(void *cls)
+{
+	close((int)(intptr_t)cls);
+}
+
 void gd_header(struct gd_req *r, const char *name, const char *value)
 {
 	if (r->nhdr == GD_MAX_HEADERS)
@@ -475,7 +503,13 @@ static void new_request_id(struct gd_req *r)
 static enum MHD_Result queue(struct gd_req *r)
 {
 	struct MHD_Response *resp;
-	if (r->resp_fd >= 0) {
+	if (r->resp_fd >= 0 && r->resp_pipe) {
+		resp = MHD_create_response_from_callback(r->resp_len, 64 * 1024, pipe_reader,
+							 (void *)(intptr_t)r->resp_fd, pipe_close);
+		if (!resp)
+			close(r->resp_fd);
+		r->resp_fd = -1;
+	} else if (r->resp_fd >= 0) {
 		/* Served from the file descriptor (sendfile where possible), never copied through memory. */
 		resp = MHD_create_response_from_fd_at_offset64(r->resp_len, r->resp_fd, r->resp_off);
 		if (!resp)
@@ -816,6 +850,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->route_index = find_route(r);
 		r->route = r->route_index >= 0 ? &routes[r->route_index] : NULL;
 		r->resp_fd = -1;
+		r->resp_pipe = false;
 		/* Credentials (and for uploads, the request itself) before a byte of the body: nobody
 		 * unauthenticated gets to fill buffers or disks. */
 		char ctx[128];

@@ -78,6 +78,9 @@ void gd_reply_json(struct gd_req *r, int status, json_t *body);
 void gd_reply_raw(struct gd_req *r, int status, const char *type, const char *body, size_t len);
 /* Answers with len bytes of fd from offset (fd is owned by the request from now on). */
 void gd_reply_fd(struct gd_req *r, int status, const char *type, int fd, uint64_t offset, uint64_t len);
+/* Answers with the next len bytes read from a pipe (fd owned by the request from now on); a pipe
+ * that ends early cuts the connection. */
+void gd_reply_pipe(struct gd_req *r, int status, const char *type, int fd, uint64_t len);
 /* Adds a response header (value copied); name must be a string literal. */
 void gd_header(struct gd_req *r, const char *name, const char *value);
 /* Answers a domain call's outcome: on rc == 0 status with json (JSON text, taken and freed), else

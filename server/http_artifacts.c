@@ -1,5 +1,6 @@
-/* GET /v1/artifacts/sha256/{digest}: artifacts straight from their file descriptor, with Range
- * so a device resumes a cut download where it stopped. */
+/* GET /v1/artifacts/sha256/{digest}: artifacts from the store (straight from their file
+ * descriptor, or streamed from object storage), with Range so a device resumes a cut download
+ * where it stopped. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -49,12 +50,31 @@ static int parse_range(const char *h, uint64_t size, uint64_t *start, uint64_t *
 	return 1;
 }
 
+/* Answers bytes [start, start + len) of the artifact: from its file, or streamed from the object
+ * store through a pipe. */
+static void reply_bytes(struct gd_req *r, int status, const char *hex, struct artifact_source *src, uint64_t start,
+			uint64_t len)
+{
+	gn_err err;
+	int fd = -1;
+	if (src->fd >= 0) {
+		gd_reply_fd(r, status, "application/octet-stream", src->fd, start, len);
+		src->fd = -1;
+	} else if (len == 0) {
+		gd_reply_raw(r, status, "application/octet-stream", "", 0);
+	} else if (artifacts_stream(&fd, hex, start, len, &err)) {
+		gd_reply_error(r, &err);
+	} else {
+		gd_reply_pipe(r, status, "application/octet-stream", fd, len);
+	}
+}
+
 static void http_artifacts_get(struct gd_req *r)
 {
 	const char *digest = gd_param(r, 0);
 	unsigned char raw[GN_SHA256_LEN];
 	char hex[GN_SHA256_HEX_LEN + 1], etag[80], buf[96];
-	struct stat st;
+	struct artifact_source src = {.fd = -1};
 	if (gn_hex_decode(raw, sizeof(raw), digest)) {
 		gd_reply_problem(r, 404, "no such artifact (expected a 64-hex-digit SHA-256)");
 		return;
@@ -66,45 +86,36 @@ static void http_artifacts_get(struct gd_req *r)
 		return;
 	}
 	gd_db_release(r);
-	char *path = artifacts_path(hex);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		if (fd >= 0)
-			close(fd);
-		gd_reply_problem(r, 404, "no such artifact");
+	if (artifacts_open(&src, hex, &err)) {
+		gd_reply_error(r, &err);
 		return;
 	}
-	uint64_t size = (uint64_t)st.st_size, start = 0, end = size ? size - 1 : 0;
+	uint64_t size = src.size, start = 0, end = size ? size - 1 : 0;
 	snprintf(etag, sizeof(etag), "\"sha256:%s\"", hex);
 	gd_header(r, "ETag", etag);
 	gd_header(r, "Accept-Ranges", "bytes");
 	gd_header(r, "Cache-Control", "public, max-age=31536000, immutable");
 	const char *inm = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-	if (inm && strcmp(inm, etag) == 0) {
-		close(fd);
-		gd_reply_raw(r, 304, NULL, "", 0);
-		return;
-	}
 	/* A Range with If-Range naming another entity gets the whole file. */
 	const char *ifr = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
 	const char *range = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
 	int rr = ifr && strcmp(ifr, etag) != 0 ? 0 : parse_range(range, size, &start, &end);
-	if (rr < 0) {
-		close(fd);
+	if (inm && strcmp(inm, etag) == 0) {
+		gd_reply_raw(r, 304, NULL, "", 0);
+	} else if (rr < 0) {
 		snprintf(buf, sizeof(buf), "bytes */%llu", (unsigned long long)size);
 		gd_header(r, "Content-Range", buf);
 		gd_reply_problem(r, 416, "range not satisfiable");
-		return;
-	}
-	if (rr == 1) {
+	} else if (rr == 1) {
 		snprintf(buf, sizeof(buf), "bytes %llu-%llu/%llu", (unsigned long long)start, (unsigned long long)end,
 			 (unsigned long long)size);
 		gd_header(r, "Content-Range", buf);
-		gd_reply_fd(r, 206, "application/octet-stream", fd, start, end - start + 1);
-		return;
+		reply_bytes(r, 206, hex, &src, start, end - start + 1);
+	} else {
+		reply_bytes(r, 200, hex, &src, 0, size);
 	}
-	gd_reply_fd(r, 200, "application/octet-stream", fd, 0, size);
+	if (src.fd >= 0)
+		close(src.fd);
 }
 
 const struct gd_route http_artifacts_routes[] = {

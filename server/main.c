@@ -11,7 +11,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "auth.h"
+#include "fileio.h"
 #include "gangliond.h"
 #include "http.h"
 #include "log.h"
@@ -52,6 +55,63 @@ static void apply_log_level(const struct gd_config *c)
 		gn_log_set_level(lvl);
 }
 
+/* The artifact-store keys: one backend, and every key given belongs to it. */
+static int check_artifact_store(const struct gd_config *c, gn_err *err)
+{
+	bool s3 = strcmp(c->artifact_store, "s3") == 0;
+	if (!s3 && strcmp(c->artifact_store, "dir") != 0)
+		return gn_err_set(err, GN_EINVAL, "artifact-store must be dir or s3, not '%s'", c->artifact_store);
+	if (!s3) {
+		if (*c->artifact_s3_url || *c->artifact_s3_access_key || *c->artifact_s3_secret_key_file)
+			return gn_err_set(
+				err, GN_EINVAL,
+				"artifact-s3-* keys are set but artifact-store is dir: set artifact-store = s3, "
+				"or remove them");
+		return 0;
+	}
+	if (*c->artifact_dir)
+		return gn_err_set(err, GN_EINVAL, "artifact-dir is set but artifact-store is s3: remove one");
+	if (!*c->artifact_s3_url || !*c->artifact_s3_access_key || !*c->artifact_s3_secret_key_file)
+		return gn_err_set(err, GN_EINVAL,
+				  "artifact-store s3 needs artifact-s3-url, artifact-s3-access-key and "
+				  "artifact-s3-secret-key-file");
+	if (!*c->artifact_s3_region ||
+	    strspn(c->artifact_s3_region, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(c->artifact_s3_region))
+		return gn_err_set(err, GN_EINVAL, "artifact-s3-region '%s' is not a region name (like eu-west-1)",
+				  c->artifact_s3_region);
+	if (c->max_artifact_size > 5LL << 30)
+		return gn_err_set(err, GN_EINVAL,
+				  "with artifact-store s3, max-artifact-size may be at most 5G (one server-side copy)");
+	return artifacts_s3_url_check(c->artifact_s3_url, err);
+}
+
+/* Opens the artifact store the configuration names. */
+static int open_artifact_store(const struct gd_config *cfg, gn_err *err)
+{
+	struct artifacts_settings s = {
+		.kind = strcmp(cfg->artifact_store, "s3") == 0 ? ARTIFACTS_S3 : ARTIFACTS_DIR,
+		.s3_url = cfg->artifact_s3_url,
+		.s3_region = cfg->artifact_s3_region,
+		.s3_access_key = cfg->artifact_s3_access_key,
+		.s3_part_size = cfg->artifact_s3_part_size,
+		.s3_timeout_s = cfg->artifact_s3_timeout,
+	};
+	char *dir = *cfg->artifact_dir ? gn_strdup(cfg->artifact_dir) : gn_asprintf("%s/artifacts", cfg->data_dir);
+	char *secret = NULL;
+	int rc = 0;
+	s.dir = dir;
+	if (s.kind == ARTIFACTS_S3)
+		rc = gn_secret_file_read(&secret, cfg->artifact_s3_secret_key_file, 4096, err);
+	s.s3_secret_key = secret;
+	if (!rc)
+		rc = artifacts_init(&s, err);
+	if (secret)
+		OPENSSL_cleanse(secret, strlen(secret));
+	free(secret);
+	free(dir);
+	return rc;
+}
+
 static int check_config(const struct gd_config *c, gn_err *err)
 {
 	enum gn_log_level lvl;
@@ -65,6 +125,8 @@ static int check_config(const struct gd_config *c, gn_err *err)
 	if (!c->data_dir || !*c->data_dir)
 		return gn_err_set(err, GN_EINVAL, "data-dir must be set");
 	if (gitops_check_config(c, err))
+		return GN_EINVAL;
+	if (check_artifact_store(c, err))
 		return GN_EINVAL;
 	return config_parse_listen(&ss, c->listen, err);
 }
@@ -206,8 +268,7 @@ static int prepare_database(const struct gd_config *cfg, bool serve, gn_err *err
 	db_conn *c = db_acquire(gd.pool);
 	int rc = migrate_run(c, err);
 	if (!rc && serve && !(rc = auth_bootstrap_admin(c, cfg->data_dir, err)) &&
-	    !(rc = artifacts_init(cfg->data_dir, cfg->artifact_sweep_grace, err)) &&
-	    !(rc = models_sweep_artifacts(c, cfg->artifact_sweep_grace, err)))
+	    !(rc = open_artifact_store(cfg, err)) && !(rc = models_sweep_artifacts(c, cfg->artifact_sweep_grace, err)))
 		rc = tuf_keys_init(c, &ts, err);
 	db_release(gd.pool, c);
 	return rc;
@@ -360,6 +421,7 @@ out:
 		close(listen_fd);
 	db_pool_free(gd.pool);
 	gd.pool = NULL;
+	artifacts_cleanup();
 	pgcluster_stop(pg);
 	if (lockfd >= 0)
 		close(lockfd);

@@ -167,7 +167,15 @@ int models_sweep_artifacts(db_conn *c, int64_t grace_s, gn_err *err)
 {
 	char **digests = NULL;
 	size_t n = 0, removed = 0;
-	int error = artifacts_list(&digests, &n, gn_now() - grace_s, err);
+	bool got = false;
+	int error = db_try_lock_session(&got, c, DB_LOCK_ARTIFACT_SWEEP, err);
+	if (error || !got) {
+		if (!error)
+			gn_log(GN_LOG_INFO, "event=artifacts_sweep_skipped note=\"another replica is sweeping\"");
+		return error;
+	}
+	if (!(error = artifacts_sweep_temp(grace_s, err)))
+		error = artifacts_list(&digests, &n, gn_now() - grace_s, err);
 	for (size_t i = 0; !error && i < n; i++) {
 		bool gone = false;
 		if (!(error = drop_if_unused(&gone, c, digests[i], err)) && gone) {
@@ -182,6 +190,7 @@ int models_sweep_artifacts(db_conn *c, int64_t grace_s, gn_err *err)
 	free(digests);
 	if (!error && removed)
 		gn_log(GN_LOG_INFO, "event=artifacts_swept removed=%zu checked=%zu", removed, n);
+	db_unlock_session(c, DB_LOCK_ARTIFACT_SWEEP);
 	return error;
 }
 

@@ -30,10 +30,11 @@ int models_publish(char **out, db_conn *c, const struct gd_actor *who, const str
  * director targets name or named before (what it runs, and what it may roll back to), else
  * GN_EFORBIDDEN. A plain read. */
 int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char *digest, gn_err *err) GN_WUR;
-/* Deletes the stored artifact files that no committed version references and that have not
- * changed for grace_s seconds (younger ones may belong to a publish in flight on another replica
- * sharing the store). Each file is checked and removed under its digest's lock, in a transaction
- * of its own; run at start-up. */
+/* Deletes the stored artifacts that no committed version references and that have not changed
+ * for grace_s seconds (younger ones may belong to a publish in flight on another replica sharing
+ * the store), and temp uploads as old (artifacts_sweep_temp). One replica sweeps at a time (a
+ * session advisory lock; a replica that finds it taken skips the sweep); each artifact is checked
+ * and removed under its digest's lock, in a transaction of its own. Run at start-up. */
 int models_sweep_artifacts(db_conn *c, int64_t grace_s, gn_err *err) GN_WUR;
 
 /* Returns a model's JSON text (new); GN_ENOTFOUND. No transaction. */
