@@ -38,7 +38,8 @@ static const gn_conf_opt opts[] = {
 	    "bytes per second below which, for 30 s, a download is abandoned (slow-retrieval attack)"),
 	OPT("max-infer-body", GN_CONF_SIZE, max_infer_body, "64M", false, 1024, 1LL << 32, "SIZE",
 	    "largest inference request body"),
-	OPT("threads", GN_CONF_INT, threads, "2", false, 2, 64, "N", "inference endpoint worker threads"),
+	OPT("threads", GN_CONF_INT, threads, "2", false, 2, 64, "N",
+	    "inference requests run at once, in parallel (each local client connection has its own thread)"),
 };
 
 const gn_conf_table agent_config_table = {"ganglion-agent", "GANGLION_AGENT_", opts, GN_ARRAY_LEN(opts)};
