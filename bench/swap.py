@@ -12,8 +12,21 @@ local inference socket, and measures:
     the opencl target (PoCL);
   - the stripped size of ganglion-agent and of the runtime plugin.
 
+With --plugins opencv,onnxruntime it measures instead, for each runtime plugin on the same server
+and the same machine, one after the other:
+  - the agent's RSS idle (no model assigned), with v1, and with a compute-bound model ("mid": v2's
+    function plus 10 convolutions on 16x64x64 that add zero, tests/integration/test_agent.py's
+    heavy_variant, ~10-40 ms per inference on one core);
+  - throughput on that model with 1 and with 4 local clients (keep-alive, SECONDS each), and the
+    cores the agent kept busy meanwhile (its utime + stime over the wall time, /proc/PID/stat);
+  - swap time (log: loading -> swapped) and the slowest request overlapping a swap, for SWAPS
+    swaps of v1 <-> v2 and 4 swaps between two versions of the compute-bound model, under 2
+    clients; failed requests (must be 0).
+
 Usage (Debian's python3 for its modules; the models come from `make tests/models/stamp`):
     GANGLION_BUILDDIR=build /usr/bin/python3 bench/swap.py [--swaps N] [--seconds S] [--threads T]
+    GANGLION_BUILDDIR=build /usr/bin/python3 bench/swap.py --plugins opencv,onnxruntime [--swaps N] [--seconds S]
+        [--autogroup-nice -20]
 """
 import argparse
 import json
@@ -29,7 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
 from ganglion_harness import (  # noqa: E402
-    AGENT, RUNTIME_PLUGIN, TEST_MODELS, Agent, Gangliond, Postgres, UnixHTTPConnection, make_dir, publish, wait_for)
+    AGENT, RUNTIME_PLUGIN, RUNTIME_PLUGINS, TEST_MODELS, Agent, Gangliond, Postgres, UnixHTTPConnection, make_dir,
+    publish, wait_for)
 
 
 def log_times(agent, event):
@@ -54,12 +68,28 @@ def pct(values, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
+def rss_parts_kib(pid):
+    """RssAnon and RssFile (shared libraries' pages) of a process, KiB."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("RssAnon:", "RssFile:")):
+            out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process, in seconds."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Load:
     """THREADS threads, each with one keep-alive connection, posting the sample without pause;
     records (t_start_epoch, latency_s, version) and counts failures."""
 
-    def __init__(self, agent, x, threads):
+    def __init__(self, agent, x, threads, model="det"):
         self.agent, self.body, self.n = agent, json.dumps({"inputs": {"x": x}}).encode(), threads
+        self.path = f"/v1/models/{model}/infer"
         self.samples, self.failures, self.stop = [], [], threading.Event()
 
     def run(self):
@@ -69,7 +99,7 @@ class Load:
             t0 = time.time()
             c0 = time.perf_counter()
             try:
-                conn.request("POST", "/v1/models/det/infer", body=self.body, headers={"Content-Type": "application/json"})
+                conn.request("POST", self.path, body=self.body, headers={"Content-Type": "application/json"})
                 r = conn.getresponse()
                 b = r.read()
                 lat = time.perf_counter() - c0
@@ -102,12 +132,108 @@ def stripped_size(path, tmp):
     return out.stat().st_size
 
 
+def swaps_under_load(a, assign, serving, x, versions, n, threads=2):
+    """n swaps of det between versions under `threads` clients: swap times and the slowest
+    request overlapping a swap window (loading -> swapped, from the log)."""
+    n_loading0 = len(log_times(a, "event=update state=loading"))
+    t_begin = time.time()
+    with Load(a, x, threads) as load:
+        time.sleep(0.5)
+        for i in range(n):
+            assign(a, "det", versions[i % 2])
+            serving(a, "det", versions[i % 2])
+            time.sleep(0.5)
+    loading = log_times(a, "event=update state=loading")[n_loading0:]
+    swapped = [t for t in log_times(a, "event=model_swapped") if t >= t_begin]
+    assert len(loading) == len(swapped) == n, (len(loading), len(swapped))
+    windows = list(zip(loading, swapped))
+    in_swap = [s[1] for s in load.samples if any(w0 - s[1] <= s[0] <= w1 for w0, w1 in windows)]
+    lat = [s[1] for s in load.samples]
+    return {"swaps": n, "requests": len(lat), "failures": len(load.failures),
+            "swap_ms": sorted(round((w1 - w0) * 1e3, 1) for w0, w1 in windows),
+            "requests_overlapping_a_swap": len(in_swap),
+            "max_ms_overlapping_a_swap": round(max(in_swap) * 1e3, 1) if in_swap else None,
+            "p50_ms_whole_run": round(pct(lat, 50) * 1e3, 2)}
+
+
+def throughput(a, x, model, threads, seconds):
+    """Requests per second with `threads` clients, and the cores the agent kept busy."""
+    c0, t0 = cpu_seconds(a.proc.pid), time.time()
+    with Load(a, x, threads, model) as load:
+        time.sleep(seconds)
+    wall, cpu = time.time() - t0, cpu_seconds(a.proc.pid) - c0
+    lat = [s[1] for s in load.samples]
+    return {"clients": threads, "requests": len(lat), "failures": len(load.failures),
+            "req_per_s": round(len(lat) / wall, 1), "p50_ms": round(pct(lat, 50) * 1e3, 1),
+            "agent_cores_busy": round(cpu / wall, 2)}
+
+
+def set_autogroup_nice(pid, nice):
+    """Gives the scheduling group of pid's session (kernel autogroup) this nice value. The agent
+    runs in a session of its own: with autogroups, every session gets an equal share of the CPUs
+    whatever its threads, so on a busy machine an agent would get the same fraction of a core
+    with 1 client and with 4. Root only; a no-op where autogroups are off."""
+    try:
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
+    except OSError as e:
+        print(f"swap.py: cannot set the autogroup nice of {pid}: {e}", file=sys.stderr)
+
+
+def compare_plugins(args, srv, base, agents, metas, assign, serving):
+    """The per-plugin figures of --plugins (see the module's docstring)."""
+    if args.autogroup_nice is not None:
+        set_autogroup_nice(os.getpid(), args.autogroup_nice)  # the clients
+    from test_agent import heavy_variant
+    for i, v in enumerate(("5.0.0", "5.1.0")):
+        r = publish(srv, "det", heavy_variant(f"mid{i}", size=64, layers=10), meta=dict(metas["v2"], version=v))
+        assert r.status_code == 201, r.text
+    x = metas["v1"]["sample"]["inputs"]["x"]
+    out = {"cores": os.cpu_count()}
+    for plugin in args.plugins.split(","):
+        a = Agent(base / f"cmp-{plugin}", srv.url, plugin=plugin)
+        agents.append(a)
+        a.enroll(srv.make_enroll_token()["token"])
+        a.start()
+        if args.autogroup_nice is not None:
+            set_autogroup_nice(a.proc.pid, args.autogroup_nice)
+        time.sleep(2)
+        res = {"rss_idle_no_model_kib": rss_kib(a.proc.pid), "rss_idle_parts_kib": rss_parts_kib(a.proc.pid),
+               "load_average": os.getloadavg()[0]}
+        assign(a, "det", "1.0.0")
+        serving(a, "det", "1.0.0")
+        time.sleep(1)
+        res["rss_v1_kib"] = rss_kib(a.proc.pid)
+        res["swap_small"] = swaps_under_load(a, assign, serving, x, ("2.0.0", "1.0.0"), args.swaps)
+        assign(a, "det", "5.0.0")
+        serving(a, "det", "5.0.0")
+        time.sleep(1)
+        res["rss_mid_kib"] = rss_kib(a.proc.pid)
+        res["mid_1_client"] = throughput(a, x, "det", 1, args.seconds)
+        res["mid_4_clients"] = throughput(a, x, "det", 4, args.seconds)
+        res["load_average_after"] = os.getloadavg()[0]
+        res["mid_4_vs_1"] = round(res["mid_4_clients"]["req_per_s"] / res["mid_1_client"]["req_per_s"], 2)
+        res["swap_mid"] = swaps_under_load(a, assign, serving, x, ("5.1.0", "5.0.0"), 4)
+        res["rss_after_kib"] = rss_kib(a.proc.pid)
+        res["runtime"] = a.models()[0]["target"]
+        a.stop()
+        out[plugin] = res
+    print(json.dumps(out, indent=2))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--swaps", type=int, default=10)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--plugins", help="compare these runtime plugins (opencv,onnxruntime) instead")
+    ap.add_argument("--autogroup-nice", type=int,
+                    help="with --plugins: this nice for the agent's and the clients' scheduling groups (a "
+                         "shared, busy machine: -20 lets them use the cores they can)")
     args = ap.parse_args()
+    for p in (args.plugins or "").split(","):
+        if p and (p not in RUNTIME_PLUGINS or not RUNTIME_PLUGINS[p].exists()):
+            sys.exit(f"swap.py: no plugin {p} in this build ({', '.join(RUNTIME_PLUGINS)}; onnxruntime needs "
+                     "configure --with-onnxruntime)")
 
     base = Path(tempfile.mkdtemp(prefix="gn-bench-swap-"))
     os.chmod(base, 0o711)
@@ -141,6 +267,9 @@ def main():
                           timeout, 0.05)
             assert ok, f"{model} {version} not served\n{a.log()[-3000:]}"
 
+        if args.plugins:
+            compare_plugins(args, srv, base, agents, metas, assign, serving)
+            return
         res = {}
         # The plugin initializes OpenCL even for cpu; OpenCV's switch shows what that costs.
         nocl = new_agent("cpu-nocl", env={"OPENCV_OPENCL_RUNTIME": "disabled"})
