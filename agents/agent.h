@@ -38,6 +38,7 @@ struct agent_config {
 	char *data_dir;
 	char *runtime_plugin;
 	char *runtime_target;
+	char *runtime_options;
 	char *socket_path;
 	char *log_level;
 	int64_t poll_min;

@@ -23,6 +23,9 @@ static const gn_conf_opt opts[] = {
 	    0, 0, "FILE", "inference runtime plugin (agents/runtimes/runtime.h)"),
 	OPT("runtime-target", GN_CONF_STRING, runtime_target, "cpu", false, 0, 0, "TARGET",
 	    "where models run: cpu, opencl, ... (the agent reports what really ran)"),
+	OPT("runtime-options", GN_CONF_STRING, runtime_options, "", false, 0, 0, "K=V,...",
+	    "options for the runtime plugin, comma-separated (opencv: threads, nets, opencl, log-level; "
+	    "onnxruntime: threads, device, log-level); the plugin refuses one it does not know"),
 	OPT("socket-path", GN_CONF_STRING, socket_path, "/run/ganglion-agent/infer.sock", false, 0, 0, "PATH",
 	    "Unix socket of the local inference endpoint"),
 	OPT("log-level", GN_CONF_STRING, log_level, "info", false, 0, 0, "LEVEL", "debug, info, warn or error"),
@@ -56,5 +59,14 @@ int agent_config_check(const struct agent_config *c, gn_err *err)
 	if (gn_log_level_parse(&level, c->log_level))
 		return gn_err_set(err, GN_EINVAL, "log-level must be debug, info, warn or error, not '%s'",
 				  c->log_level);
+	/* The plugin knows its keys (and says so when it is opened); the form is checked here. */
+	for (const char *p = c->runtime_options; *p;) {
+		size_t n = strcspn(p, ",");
+		const char *eq = memchr(p, '=', n);
+		if (!eq || eq == p)
+			return gn_err_set(err, GN_EINVAL, "runtime-options: '%.*s' is not key=value",
+					  (int)(n > 64 ? 64 : n), p);
+		p += n + (p[n] == ',');
+	}
 	return 0;
 }

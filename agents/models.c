@@ -37,12 +37,23 @@ static int open_runtime(struct agent *a, bool *out_opened, gn_err *err)
 			"%s was built against an older runtime.h (its table of %u bytes lacks load_buffer, this "
 			"agent needs %zu): rebuild it",
 			a->cfg.runtime_plugin, rt->struct_size, sizeof(ganglion_runtime));
-	/* A CPU-only agent never lets OpenCV touch OpenCL: no ICD loading, some 70 MB less memory.
-	 * (Options are the plugin's own: other plugins get none.) */
-	static const char *const cpu_only[] = {"opencl=off", NULL};
-	bool opencv_cpu = strcmp(rt->name, "opencv-dnn") == 0 && strcmp(a->cfg.runtime_target, "cpu") == 0;
-	if (rt->init(opencv_cpu ? cpu_only : NULL, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
-		return gn_err_set(err, GN_ERROR, "runtime %s failed to start: %s", rt->name, ebuf);
+	/* runtime-options, split at commas; a CPU-only agent never lets OpenCV touch OpenCL unless
+	 * told to (opencl=...): no ICD loading, some 70 MB less memory. */
+	char *opts = gn_strdup(a->cfg.runtime_options), *save = NULL;
+	const char *argv[66] = {NULL};
+	size_t n = 0;
+	bool opencl_given = false;
+	for (char *kv = strtok_r(opts, ",", &save); kv && n < 64; kv = strtok_r(NULL, ",", &save)) {
+		opencl_given = opencl_given || strncmp(kv, "opencl=", 7) == 0;
+		argv[n++] = kv;
+	}
+	if (strcmp(rt->name, "opencv-dnn") == 0 && strcmp(a->cfg.runtime_target, "cpu") == 0 && !opencl_given)
+		argv[n++] = "opencl=off";
+	int rc = rt->init(argv, ebuf, sizeof(ebuf));
+	free(opts);
+	if (rc != GANGLION_RT_OK)
+		return gn_err_set(err, GN_EINVAL, "runtime %s refused to start (runtime-options '%s'): %s", rt->name,
+				  a->cfg.runtime_options, ebuf);
 	gn_log(GN_LOG_INFO, "event=runtime_loaded name=%s version=\"%s\"", rt->name, rt->version);
 	a->dl = dl;
 	a->rt = rt;

@@ -901,12 +901,14 @@ def test_a_model_only_onnxruntime_loads(srv, refs, dev_rt):
 def test_onnxruntime_reports_the_provider_that_really_runs(srv, refs, agents):
     """An agent on ONNX Runtime asked for cuda, on a machine without CUDA's provider libraries
     (GANGLION_EXPECT_CUDA=1 where they are): the model serves on cpu, and the socket and the
-    server both say so and why."""
+    server both say so and why. runtime-options reach the plugin: one it does not know fails the
+    install with its name."""
     if not RUNTIME_PLUGINS["onnxruntime"].exists():
         pytest.skip("the ONNX Runtime plugin is not built (configure --with-onnxruntime=PREFIX)")
     cuda = os.environ.get("GANGLION_EXPECT_CUDA") == "1"
     ensure_version(srv, refs, "1.0.0")
-    g = agents(srv.url, target="cuda", plugin="onnxruntime")
+    g = agents(srv.url, target="cuda", plugin="onnxruntime",
+               extra_args=["--runtime-options", "threads=1,device=0,log-level=error"])
     enroll_and_start(srv, g)
     assign(srv, g.device_id, "1.0.0")
     version, target = wait_serving(g, "1.0.0")
@@ -918,6 +920,17 @@ def test_onnxruntime_reports_the_provider_that_really_runs(srv, refs, agents):
     reported = wait_for(lambda: device_reported(srv, g.device_id)["reported"]["models"], 60, 0.2)
     assert [(m["target"], m["target_detail"]) for m in reported] == [(target, item["target_detail"])], reported
     g.stop()
+    opts = ["--runtime-options", "threads=1,bogus=1"]
+    bad = agents(srv.url, plugin="onnxruntime", extra_args=opts)
+    p = run(bad.command("enroll", "--token", srv.make_enroll_token()["token"]), check=False, env=child_env(**bad.env))
+    assert p.returncode != 0 and "unknown option 'bogus'" in p.stderr, (p.returncode, p.stderr)
+    bad.extra_args = []  # enrolled without them, run with them: the first model meets the refusal
+    enroll_and_start(srv, bad, extra_args=opts)
+    assign(srv, bad.device_id, "1.0.0")
+    wait_event(srv, bad.device_id, lambda o: o["state"] == "failed" and "unknown option 'bogus'" in o.get("detail", ""),
+               what="failed install naming the option")
+    assert bad.models() == []
+    bad.stop()
 
 
 def test_a_long_error_reaches_the_server_whole(srv, refs, dev_a):

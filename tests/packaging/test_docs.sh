@@ -113,7 +113,7 @@ c=$b/completion/ganglion-agent
 check_completion "$c" "enroll" ganglion-agent --server-url http://x en
 check_completion "$c" "--trusted-director-root --trusted-root" ganglion-agent enroll --token x --tru
 check_completion "$c" "meta.json model.onnx" ganglion-agent enroll --trusted-root ""
-check_completion "$c" "--runtime-plugin --runtime-target" ganglion-agent --runtime-
+check_completion "$c" "--runtime-options --runtime-plugin --runtime-target" ganglion-agent --runtime-
 
 echo "$fails failure(s)"
 [ $fails -eq 0 ]

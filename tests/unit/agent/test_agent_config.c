@@ -31,6 +31,39 @@ static void test_defaults_and_checks(void **state)
 	gn_conf_cleanup(&agent_config_table, &c);
 }
 
+/* runtime-options: comma-separated key=value, each checked for its form (the plugin knows its keys). */
+static void test_runtime_options(void **state)
+{
+	static const struct {
+		const char *value, *refused; /* NULL: accepted */
+	} cases[] = {
+		{"", NULL},
+		{"threads=2", NULL},
+		{"threads=2,device=1,log-level=error", NULL},
+		{"threads=2,", NULL},
+		{"threads", "'threads' is not key=value"},
+		{"threads=2,,device=1", "'' is not key=value"},
+		{"=2", "'=2' is not key=value"},
+		{"threads=2,device", "'device' is not key=value"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct agent_config c;
+		gn_err err;
+		memset(&c, 0, sizeof(c));
+		assert_int_equal(gn_conf_defaults(&agent_config_table, &c, &err), 0);
+		assert_int_equal(gn_conf_set(&agent_config_table, &c, "runtime-options", cases[i].value, "t", &err), 0);
+		gn_err_clear(&err);
+		int rc = agent_config_check(&c, &err);
+		if (cases[i].refused) {
+			assert_int_equal(rc, GN_EINVAL);
+			assert_non_null(strstr(err.msg, cases[i].refused));
+		} else {
+			assert_int_equal(rc, 0);
+		}
+		gn_conf_cleanup(&agent_config_table, &c);
+	}
+}
+
 /* A log level the agent does not know is refused with a message that names it. */
 static void test_bad_log_level(void **state)
 {
@@ -76,6 +109,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults_and_checks),
+		cmocka_unit_test(test_runtime_options),
 		cmocka_unit_test(test_bad_log_level),
 		cmocka_unit_test(test_env_prefix),
 		cmocka_unit_test(test_sample_config_matches_table),
