@@ -110,7 +110,8 @@ struct capture {
 	bool seen; /* the "Node placements" header came */
 };
 static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct capture *capturing; /* under capture_lock; loads that capture are serialized */
+static struct capture *capturing; /* under capture_lock, set by the one load in create_lock */
+static pthread_mutex_t create_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int log_level = ORT_LOGGING_LEVEL_WARNING;
 
 static void on_log(void *param, OrtLoggingLevel sev, const char *category, const char *logid, const char *where,
@@ -549,6 +550,8 @@ static OrtStatus *create_session(ganglion_rt_model *m, const void *data, size_t 
 		if (append_provider(so, want[i], why + at, whylen - at) == 0)
 			why[w] = '\0'; /* appended: no reason to give */
 	}
+	/* One session created at a time: there is one capture slot (loads are rare; runs go on). */
+	pthread_mutex_lock(&create_lock);
 	pthread_mutex_lock(&capture_lock);
 	capturing = cap;
 	pthread_mutex_unlock(&capture_lock);
@@ -556,6 +559,7 @@ static OrtStatus *create_session(ganglion_rt_model *m, const void *data, size_t 
 	pthread_mutex_lock(&capture_lock);
 	capturing = NULL;
 	pthread_mutex_unlock(&capture_lock);
+	pthread_mutex_unlock(&create_lock);
 	ort->ReleaseSessionOptions(so);
 	return st;
 }
