@@ -7,9 +7,12 @@
  *   trust/director/ROLE.json trusted director metadata (root, targets)
  *   trust/clock             the newest signed time seen (the agent's clock never goes below it)
  *   downloads/SHA256.part   a download in progress (resumed with HTTP Range after a restart)
- *   models/SHA256           verified model files (0400); the current and the previous one are kept,
- *                           a file that failed to load or to self-test is removed
- *   state.json              {"current": {...}, "previous": {...}, "held": ...}
+ *   models/SHA256           verified model files (0400); each model's current and previous version
+ *                           are kept, a file that failed to load or to self-test is removed
+ *   state.json              {"format": 2, "models": {NAME: {"current": {...}, "previous": {...} or
+ *                           null, "held": "SHA256 ASSIGNED_AT" or ""}}}: one entry per model the
+ *                           device runs (state_models_parse reads the one-model format of older
+ *                           agents, {"current", "previous", "held"}, too)
  *   last_operation.json     the last update attempt reported ({"state", "model", "version", "at", "detail"})
  *   last_failure.json       the last one that failed (kept when a later one succeeds), for `status`
  */
@@ -24,6 +27,7 @@
 #include "common.h"
 #include "conf.h"
 #include "crypto.h"
+#include "latency.h"
 #include "../agents/runtimes/runtime.h"
 
 struct MHD_Daemon;
@@ -52,8 +56,8 @@ struct agent_config {
 
 extern const gn_conf_table agent_config_table;
 
-/* One loaded model version. Reference-counted: the "current" slot holds one reference and every
- * request in flight holds one, so a swapped-out model is freed when its last request finishes. */
+/* One loaded model version. Reference-counted: its slot holds one reference and every request
+ * in flight holds one, so a swapped-out model is freed when its last request finishes. */
 struct agent_model {
 	_Atomic int refs;
 	ganglion_rt_model *rt_model;
@@ -61,9 +65,29 @@ struct agent_model {
 	char name[64];
 	char version[72];
 	char sha256[65];
-	char target[16]; /* the target that really runs it */
-	/* counters for telemetry */
+	char target[16];    /* the target that really runs it */
+	char self_test[16]; /* "passed", or "none" for a release without a sample */
+	int64_t since;      /* when it began to serve (its counters count from then) */
+	/* Health since it began to serve, counted on the hot path with relaxed atomics: requests,
+	 * errors, latency (sum, max, and a histogram on lib/latency.h's fixed buckets). */
 	_Atomic uint64_t requests, errors, latency_us_sum, latency_us_max;
+	_Atomic uint64_t latency_buckets[GN_LATENCY_NBUCKETS];
+};
+
+/* One model the device runs, by name: the version that serves, the one kept for a rollback, and
+ * how its updates go. Slots are created when the director first names a model and removed when
+ * it no longer does. */
+struct agent_slot {
+	char name[64];
+	struct agent_model *current; /* under agent.lock; NULL until a version serves */
+	json_t *last_op;             /* this model's last update operation (owned, under agent.lock) */
+	/* The rest under agent.update_lock. */
+	json_t *previous;  /* {"name","version","sha256"} of the version kept for a rollback, or NULL */
+	char held[96];     /* a target not to install ("SHA256 ASSIGNED_AT": failed for good, or rolled back) */
+	char try_key[96];  /* the target the attempts below are for */
+	int attempts;      /* install attempts of try_key so far */
+	int64_t retry_at;  /* when to try try_key again (0: not waiting) */
+	bool try_for_good; /* the last failure was the target's own (bad bytes, self-test), not transient */
 };
 
 struct agent {
@@ -77,10 +101,12 @@ struct agent {
 	/* the runtime plugin */
 	void *dl;
 	const ganglion_runtime *rt;
-	/* serving: `current` swaps under `lock`; readers take a reference */
+	/* serving: the slots (one per model) and each slot's `current` change under `lock`; readers
+	 * take a reference on the model they use */
 	pthread_mutex_t lock;
-	struct agent_model *current;
-	/* the last update attempt, reported at the next check-in (owned, under lock) */
+	struct agent_slot **slots;
+	size_t nslots;
+	/* the last update attempt of any model, reported at the next check-in (owned, under lock) */
 	json_t *last_op;
 	_Atomic uint64_t infer_total, infer_errors;
 	int64_t clock_floor;
@@ -90,10 +116,6 @@ struct agent {
 	pthread_mutex_t wake_lock;
 	/* held while a model is being changed: an update (main loop) or a rollback (socket) */
 	pthread_mutex_t update_lock;
-	/* The target that failed (bad bytes, self-test) or was rolled back, not retried until the
-	 * director names another or the operator assigns it again: "SHA256 ASSIGNED_AT", or "".
-	 * Under update_lock. */
-	char failed_key[96];
 	/* the local inference endpoint (serve.c) */
 	struct MHD_Daemon *daemon;
 };
@@ -108,6 +130,12 @@ int state_read_json(json_t **out, const struct agent *a, const char *rel, gn_err
 int state_write_json(const struct agent *a, const char *rel, const json_t *j, gn_err *err) GN_WUR;
 int state_write_bytes(const struct agent *a, const char *rel, const char *data, size_t len, gn_err *err) GN_WUR;
 int state_load_identity(struct agent *a, gn_err *err) GN_WUR;
+/* Turns a state.json as read (state, borrowed) into the current format, {"format": 2, "models":
+ * {NAME: {"current", "previous", "held"}}} in *out (new). The one-model format of older agents
+ * ({"current", "previous", "held"}) becomes its model's entry, *out_migrated set; a previous
+ * version of another model than the current one is dropped (the format kept one of each name
+ * since). GN_EINVAL when neither format reads. Pure. */
+int state_models_parse(json_t **out, bool *out_migrated, const json_t *state, gn_err *err) GN_WUR;
 /* Raises the clock floor to t (a signed time) and persists it. */
 void state_clock_seen(struct agent *a, int64_t t);
 int64_t state_now(const struct agent *a);
@@ -145,10 +173,19 @@ void models_file_cleanup(struct models_file *f);
 int models_load(struct agent_model **out, struct agent *a, const struct models_file *bytes, const char *name,
 		const char *version, const char *sha256, gn_err *err) GN_WUR;
 int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err) GN_WUR;
-/* Makes m current (takes over the caller's reference) and drops the old one. */
-void models_swap(struct agent *a, struct agent_model *m);
-/* Returns the current model with a reference (release with models_unref), or NULL. */
-struct agent_model *models_get(struct agent *a);
+/* Makes m the version of slot s that serves (takes over the caller's reference; m NULL unloads)
+ * and drops the old one; it begins to count its health from now. */
+void models_swap(struct agent *a, struct agent_slot *s, struct agent_model *m);
+/* Returns the model called name that serves, with a reference (release with models_unref), or
+ * NULL. */
+struct agent_model *models_get(struct agent *a, const char *name);
+/* Returns the slot of model name (borrowed; the caller holds update_lock), or NULL; with create,
+ * a new empty slot when there is none. */
+struct agent_slot *models_slot(struct agent *a, const char *name, bool create);
+/* Removes slot s and releases its model (the caller holds update_lock). */
+void models_slot_remove(struct agent *a, struct agent_slot *s);
+/* Releases every slot and its model, at shutdown. */
+void models_release_all(struct agent *a);
 void models_unref(struct agent *a, struct agent_model *m);
 /* Why m runs elsewhere than asked, or what part of it does ("" when all of it runs on the requested
  * target); borrowed from the runtime, valid while m is. */
@@ -160,14 +197,24 @@ int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input
 /* download.c */
 int download_artifact(struct agent *a, const char *sha256, uint64_t length, char **out_path, gn_err *err) GN_WUR;
 
-/* update.c: one check-in and whatever update it brings (the caller holds a->update_lock) */
+/* update.c: one check-in and whatever update it brings (the caller holds a->update_lock): every
+ * model the director names is installed, swapped or left as it is, each on its own; a model it no
+ * longer names is unloaded. A failed install is tried again later (update_retry_wait). */
 int update_once(struct agent *a, int64_t *out_poll, gn_err *err) GN_WUR;
-/* Loads the current model from state.json at start-up (re-verifying its file). */
+/* Returns wait (seconds until the next check-in after a successful one), shortened so that the
+ * main loop wakes when the next install to try again comes due (one due already waits for the
+ * next check-in). The caller holds a->update_lock. */
+int64_t update_retry_wait(struct agent *a, int64_t wait);
+/* Loads every model of state.json at start-up (re-verifying each file); an older agent's
+ * one-model state.json is rewritten in the current format. A model that cannot be loaded is
+ * reported and left out; the others serve. */
 int update_restore(struct agent *a, gn_err *err) GN_WUR;
-/* Swaps the previous version back in (its file re-verified) and keeps the rolled-back one from
+/* Swaps the previous version of model name back in (its file re-verified), or of the only model
+ * when name is NULL (GN_ECONFLICT when there are several), and keeps the rolled-back one from
  * being reinstalled until the director names another target (the caller holds a->update_lock). */
-int update_rollback(struct agent *a, gn_err *err) GN_WUR;
-/* Records the last operation (state + detail) for the next check-in and the log. */
+int update_rollback(struct agent *a, const char *name, gn_err *err) GN_WUR;
+/* Records the last operation (state + detail) of model (NULL: of no model in particular) for the
+ * next check-in and the log. */
 void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail);
 
 /* shape.c: an input's shape from the values a request gives */

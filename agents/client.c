@@ -198,6 +198,35 @@ static int64_t conflict_last_seq(const gn_http_resp *resp)
 	return last;
 }
 
+/* One model's entry of the report: the version that serves ("state": "active") with its health
+ * since it began to serve (requests, errors, latency: max and a histogram on lib/latency.h's
+ * buckets, "latency_us_buckets"), its self-test, and the model's last update operation; "state":
+ * "none" while no version serves yet. Under a->lock. */
+static json_t *model_report(const struct agent_slot *s)
+{
+	const struct agent_model *m = s->current;
+	json_t *e;
+	if (m) {
+		char since[21];
+		json_t *hist = json_array();
+		for (size_t i = 0; i < GN_LATENCY_NBUCKETS; i++)
+			json_array_append_new(hist, json_integer((json_int_t)atomic_load_explicit(
+							    &m->latency_buckets[i], memory_order_relaxed)));
+		gn_tuf_time(since, m->since);
+		e = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:o}", "name", s->name, "version",
+			      m->version, "sha256", m->sha256, "target", m->target, "target_detail",
+			      models_target_detail(m), "state", "active", "since", since, "self_test", m->self_test,
+			      "requests", (json_int_t)atomic_load(&m->requests), "errors",
+			      (json_int_t)atomic_load(&m->errors), "latency_us_max",
+			      (json_int_t)atomic_load(&m->latency_us_max), "latency_us_buckets", hist);
+	} else {
+		e = json_pack("{s:s,s:s}", "name", s->name, "state", "none");
+	}
+	if (s->last_op)
+		json_object_set(e, "last_operation", s->last_op);
+	return e;
+}
+
 int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err)
 {
 	gn_http_resp resp;
@@ -205,17 +234,9 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 	bool resynced = false;
 	char *s = NULL;
 	json_t *models = json_array();
-	struct agent_model *m = models_get(a);
-	if (m) {
-		json_array_append_new(models, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I}", "name", m->name,
-							"version", m->version, "sha256", m->sha256, "target", m->target,
-							"target_detail", models_target_detail(m), "state", "active",
-							"requests", (json_int_t)atomic_load(&m->requests), "errors",
-							(json_int_t)atomic_load(&m->errors), "latency_us_max",
-							(json_int_t)atomic_load(&m->latency_us_max)));
-		models_unref(a, m);
-	}
 	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nslots; i++)
+		json_array_append_new(models, model_report(a->slots[i]));
 	json_t *op = a->last_op ? json_incref(a->last_op) : json_null();
 	pthread_mutex_unlock(&a->lock);
 	json_t *body = json_pack("{s:s,s:o,s:o,s:o}", "agent_version", AGENT_VERSION, "models", models, "facts",

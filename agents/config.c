@@ -34,7 +34,8 @@ static const gn_conf_opt opts[] = {
 	OPT("poll-max", GN_CONF_DURATION, poll_max, "1h", false, 1, 86400, "DURATION",
 	    "longest check-in interval, whatever the server says"),
 	OPT("backoff-max", GN_CONF_DURATION, backoff_max, "5m", false, 1, 86400, "DURATION",
-	    "cap of the exponential back-off while the server is unreachable"),
+	    "cap of the exponential back-off while the server is unreachable, and between attempts of a "
+	    "failed install"),
 	OPT("download-deadline", GN_CONF_DURATION, download_deadline, "1h", false, 1, 86400 * 7, "DURATION",
 	    "a download attempt taking longer is abandoned (and resumed later)"),
 	OPT("download-min-rate", GN_CONF_SIZE, download_min_rate, "1K", false, 1, 1LL << 30, "SIZE",

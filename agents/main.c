@@ -273,6 +273,9 @@ static int cmd_run(struct agent *a, int argc, char **argv)
 			wait = poll < a->cfg.poll_min   ? a->cfg.poll_min
 			       : poll > a->cfg.poll_max ? a->cfg.poll_max
 							: poll;
+			pthread_mutex_lock(&a->update_lock);
+			wait = update_retry_wait(a, wait); /* a failed install due sooner */
+			pthread_mutex_unlock(&a->update_lock);
 		}
 		/* ±10 % jitter so a fleet restarted together does not check in together. */
 		int64_t ms = wait * 1000;
@@ -292,11 +295,7 @@ static int cmd_run(struct agent *a, int argc, char **argv)
 	}
 	pthread_join(sigt, NULL);
 	serve_stop(a);
-	pthread_mutex_lock(&a->lock);
-	struct agent_model *m = a->current;
-	a->current = NULL;
-	pthread_mutex_unlock(&a->lock);
-	models_unref(a, m);
+	models_release_all(a);
 	return 0;
 }
 

@@ -1,5 +1,6 @@
 /* The runtime plugin and the models it runs: loading (from bytes read once and hashed, never from a
- * path the runtime would open again), self-test, reference-counted hot swap. */
+ * path the runtime would open again), self-test, one slot per model name with a reference-counted
+ * hot swap, and the health counters of each version that serves. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -173,6 +174,7 @@ int models_load(struct agent_model **out, struct agent *a, const struct models_f
 	snprintf(m->version, sizeof(m->version), "%s", version);
 	snprintf(m->sha256, sizeof(m->sha256), "%s", sha256);
 	snprintf(m->target, sizeof(m->target), "%s", m->info && m->info->target ? m->info->target : "unknown");
+	snprintf(m->self_test, sizeof(m->self_test), "none");
 	if (strcmp(m->target, a->cfg.runtime_target) != 0 || *models_target_detail(m))
 		gn_log(GN_LOG_WARN, "event=target_fallback model=%s version=%s requested=%s actual=%s why=\"%s\"", name,
 		       version, a->cfg.runtime_target, m->target, models_target_detail(m));
@@ -268,6 +270,10 @@ done:
 	atomic_store(&m->errors, 0);
 	atomic_store(&m->latency_us_sum, 0);
 	atomic_store(&m->latency_us_max, 0);
+	for (size_t b = 0; b < GN_LATENCY_NBUCKETS; b++)
+		atomic_store(&m->latency_buckets[b], 0);
+	if (!rc)
+		snprintf(m->self_test, sizeof(m->self_test), "passed");
 	return rc;
 }
 
@@ -278,27 +284,90 @@ int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input
 	uint64_t t0 = gn_mono_ns();
 	int rc = a->rt->infer(m->rt_model, in, nin, out, nout, ebuf, sizeof(ebuf));
 	uint64_t us = (gn_mono_ns() - t0) / 1000;
-	atomic_fetch_add(&m->requests, 1);
-	atomic_fetch_add(&m->latency_us_sum, us);
-	uint64_t prev = atomic_load(&m->latency_us_max);
-	while (us > prev && !atomic_compare_exchange_weak(&m->latency_us_max, &prev, us))
+	/* Counters only: no ordering with anything else is needed, so the cheapest atomics. */
+	atomic_fetch_add_explicit(&m->requests, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->latency_us_sum, us, memory_order_relaxed);
+	atomic_fetch_add_explicit(&m->latency_buckets[gn_latency_bucket(us)], 1, memory_order_relaxed);
+	uint64_t prev = atomic_load_explicit(&m->latency_us_max, memory_order_relaxed);
+	while (us > prev && !atomic_compare_exchange_weak_explicit(&m->latency_us_max, &prev, us, memory_order_relaxed,
+								   memory_order_relaxed))
 		;
 	if (rc != GANGLION_RT_OK) {
-		atomic_fetch_add(&m->errors, 1);
+		atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
 		return gn_err_set(err, rc == GANGLION_RT_EINVAL || rc == GANGLION_RT_ESPACE ? GN_EINVAL : GN_ERROR,
 				  "inference failed: %s", ebuf);
 	}
 	return 0;
 }
 
-struct agent_model *models_get(struct agent *a)
+/* The slot of name, or NULL; under a->lock. */
+static struct agent_slot *find_slot(struct agent *a, const char *name)
+{
+	for (size_t i = 0; i < a->nslots; i++)
+		if (strcmp(a->slots[i]->name, name) == 0)
+			return a->slots[i];
+	return NULL;
+}
+
+struct agent_model *models_get(struct agent *a, const char *name)
 {
 	pthread_mutex_lock(&a->lock);
-	struct agent_model *m = a->current;
+	struct agent_slot *s = find_slot(a, name);
+	struct agent_model *m = s ? s->current : NULL;
 	if (m)
 		atomic_fetch_add(&m->refs, 1);
 	pthread_mutex_unlock(&a->lock);
 	return m;
+}
+
+struct agent_slot *models_slot(struct agent *a, const char *name, bool create)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_slot *s = find_slot(a, name);
+	if (!s && create) {
+		s = gn_calloc(1, sizeof(*s));
+		snprintf(s->name, sizeof(s->name), "%s", name);
+		a->slots = gn_realloc(a->slots, (a->nslots + 1) * sizeof(*a->slots));
+		a->slots[a->nslots++] = s;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return s;
+}
+
+/* Frees a slot already out of the array, and its model's reference. */
+static void slot_free(struct agent *a, struct agent_slot *s)
+{
+	models_unref(a, s->current);
+	json_decref(s->last_op);
+	json_decref(s->previous);
+	free(s);
+}
+
+void models_slot_remove(struct agent *a, struct agent_slot *s)
+{
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nslots; i++) {
+		if (a->slots[i] != s)
+			continue;
+		memmove(&a->slots[i], &a->slots[i + 1], (a->nslots - i - 1) * sizeof(*a->slots));
+		a->nslots--;
+		break;
+	}
+	pthread_mutex_unlock(&a->lock);
+	slot_free(a, s);
+}
+
+void models_release_all(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_slot **slots = a->slots;
+	size_t n = a->nslots;
+	a->slots = NULL;
+	a->nslots = 0;
+	pthread_mutex_unlock(&a->lock);
+	for (size_t i = 0; i < n; i++)
+		slot_free(a, slots[i]);
+	free(slots);
 }
 
 void models_unref(struct agent *a, struct agent_model *m)
@@ -311,13 +380,18 @@ void models_unref(struct agent *a, struct agent_model *m)
 	free(m);
 }
 
-void models_swap(struct agent *a, struct agent_model *m)
+void models_swap(struct agent *a, struct agent_slot *s, struct agent_model *m)
 {
+	if (m)
+		m->since = gn_now();
 	pthread_mutex_lock(&a->lock);
-	struct agent_model *old = a->current;
-	a->current = m;
+	struct agent_model *old = s->current;
+	s->current = m;
 	pthread_mutex_unlock(&a->lock);
-	gn_log(GN_LOG_INFO, "event=model_swapped model=%s version=%s target=%s previous=%s", m->name, m->version,
-	       m->target, old ? old->version : "-");
+	if (m)
+		gn_log(GN_LOG_INFO, "event=model_swapped model=%s version=%s target=%s previous=%s", m->name,
+		       m->version, m->target, old ? old->version : "-");
+	else if (old)
+		gn_log(GN_LOG_INFO, "event=model_unloaded model=%s version=%s", old->name, old->version);
 	models_unref(a, old);
 }

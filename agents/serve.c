@@ -1,10 +1,13 @@
-/* The local inference endpoint: HTTP on a Unix socket for apps on the node.
+/* The local inference endpoint: HTTP on a Unix socket for apps on the node. Every model the device
+ * runs serves at once, addressed by name.
  *   POST /v1/models/{name}/infer   JSON {"inputs":{"x":[...]}} -> {"outputs":{"y":[...]}, "version", ...},
  *                                  optionally with "shapes":{"x":[2,3,8,8]} (needed for an input with
  *                                  more than one dynamic dimension);
  *                                  or application/octet-stream: raw little-endian float32 in and out
- *   GET  /v1/models                what runs: name, version, digest, target, counters
- *   POST /v1/rollback              swap the previous version back in (kept on disk, re-verified)
+ *   GET  /v1/models                what runs: per model, name, version, digest, target, counters
+ *   POST /v1/models/{name}/rollback swap that model's previous version back in (kept on disk,
+ *                                  re-verified)
+ *   POST /v1/rollback              the same for the one model the device runs (400 with several)
  *   GET  /healthz                  alive, and whether a model is serving
  * Each request holds a reference on the model it started with, so a swap never fails it. */
 #include <errno.h>
@@ -310,15 +313,38 @@ static enum MHD_Result infer_raw(struct sreq *r, struct agent_model *m)
 /* Inferences running at once: at most the agent's `threads` (one agent per process). */
 static sem_t infer_slots;
 
+/* Answers a request for model name that does not serve: 503 while it (or any model) is still to
+ * be loaded, 404 for a model this device does not run. */
+static enum MHD_Result not_serving(struct sreq *r, const char *name)
+{
+	bool known = false, any = false;
+	char *detail;
+	pthread_mutex_lock(&r->a->lock);
+	for (size_t i = 0; i < r->a->nslots; i++) {
+		known = known || strcmp(r->a->slots[i]->name, name) == 0;
+		any = any || r->a->slots[i]->current;
+	}
+	pthread_mutex_unlock(&r->a->lock);
+	if (known)
+		detail = gn_asprintf("model %.64s is not loaded yet", name);
+	else if (!any)
+		detail = gn_strdup("no model is loaded yet");
+	else
+		detail = gn_asprintf("this device does not run model %.64s", name);
+	enum MHD_Result ret =
+		problem(r, known || !any ? 503 : 404, known || !any ? "Service Unavailable" : "Not Found", detail);
+	free(detail);
+	return ret;
+}
+
 /* POST /v1/models/{name}/infer */
 static enum MHD_Result on_infer(struct sreq *r)
 {
-	struct agent_model *m = models_get(r->a);
+	struct agent_model *m = models_get(r->a, r->param);
 	enum MHD_Result ret;
 	atomic_fetch_add(&r->a->infer_total, 1);
-	if (!m || strcmp(m->name, r->param) != 0) {
-		ret = problem(r, m ? 404 : 503, m ? "Not Found" : "Service Unavailable",
-			      m ? "this device does not run that model" : "no model is loaded yet");
+	if (!m) {
+		ret = not_serving(r, r->param);
 	} else {
 		const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 		while (sem_wait(&infer_slots) != 0 && errno == EINTR)
@@ -336,49 +362,88 @@ static enum MHD_Result on_infer(struct sreq *r)
 /* GET /healthz */
 static enum MHD_Result on_healthz(struct sreq *r)
 {
-	struct agent_model *m = models_get(r->a);
-	char *s = gn_asprintf("{\"status\":\"ok\",\"serving\":%s}", m ? "true" : "false");
-	models_unref(r->a, m);
+	bool serving = false;
+	pthread_mutex_lock(&r->a->lock);
+	for (size_t i = 0; i < r->a->nslots; i++)
+		serving = serving || r->a->slots[i]->current;
+	pthread_mutex_unlock(&r->a->lock);
+	char *s = gn_asprintf("{\"status\":\"ok\",\"serving\":%s}", serving ? "true" : "false");
 	return reply(r, 200, "application/json", s, strlen(s), NULL);
 }
 
-/* GET /v1/models */
+/* GET /v1/models: the models that serve, by name. */
 static enum MHD_Result on_models(struct sreq *r)
 {
-	struct agent_model *m = models_get(r->a);
 	json_t *items = json_array();
-	if (m) {
-		json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", m->name,
+	pthread_mutex_lock(&r->a->lock);
+	for (size_t i = 0; i < r->a->nslots; i++) {
+		const struct agent_model *m = r->a->slots[i]->current;
+		if (!m)
+			continue;
+		json_array_append_new(items, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:I,s:I}", "name", m->name,
 						       "version", m->version, "sha256", m->sha256, "target", m->target,
 						       "requested_target", r->a->cfg.runtime_target, "target_detail",
-						       models_target_detail(m), "state", "active", "requests",
-						       (json_int_t)atomic_load(&m->requests), "errors",
-						       (json_int_t)atomic_load(&m->errors)));
+						       models_target_detail(m), "state", "active", "self_test",
+						       m->self_test, "requests", (json_int_t)atomic_load(&m->requests),
+						       "errors", (json_int_t)atomic_load(&m->errors)));
 	}
-	models_unref(r->a, m);
+	pthread_mutex_unlock(&r->a->lock);
 	json_t *j = json_pack("{s:o}", "items", items);
 	char *s = gn_json_dump(j);
 	json_decref(j);
 	return reply(r, 200, "application/json", s, strlen(s), NULL);
 }
 
-/* POST /v1/rollback */
-static enum MHD_Result on_rollback(struct sreq *r)
+/* Rolls back model name (NULL: the only one) and answers. */
+static enum MHD_Result rollback(struct sreq *r, const char *name)
 {
 	gn_err err;
+	char model[64];
 	/* Rollbacks and updates both swap models: one at a time. */
 	if (pthread_mutex_trylock(&r->a->update_lock) != 0)
 		return problem(r, 409, "Conflict", "an update is in progress; try the rollback again when it ends");
-	int rc = update_rollback(r->a, &err);
+	int rc = update_rollback(r->a, name, &err);
+	if (!rc) {
+		struct agent_slot *s = NULL;
+		/* The slot that was rolled back: name's, or the one that serves. */
+		pthread_mutex_lock(&r->a->lock);
+		for (size_t i = 0; i < r->a->nslots && !s; i++)
+			if (name ? strcmp(r->a->slots[i]->name, name) == 0 : r->a->slots[i]->current != NULL)
+				s = r->a->slots[i];
+		snprintf(model, sizeof(model), "%s", s ? s->name : "");
+		pthread_mutex_unlock(&r->a->lock);
+	}
 	pthread_mutex_unlock(&r->a->update_lock);
 	if (rc)
-		return problem(r, rc == GN_ENOTFOUND ? 404 : 500, rc == GN_ENOTFOUND ? "Not Found" : "Rollback Failed",
+		return problem(r,
+			       rc == GN_ENOTFOUND ? 404
+			       : rc == GN_EINVAL  ? 400
+						  : 500,
+			       rc == GN_ENOTFOUND ? "Not Found"
+			       : rc == GN_EINVAL  ? "Bad Request"
+						  : "Rollback Failed",
 			       err.msg);
-	struct agent_model *m = models_get(r->a);
-	char *s = gn_asprintf("{\"status\":\"rolled_back\",\"model\":\"%s\",\"version\":\"%s\"}", m->name, m->version);
+	struct agent_model *m = models_get(r->a, model);
+	if (!m)
+		return problem(r, 409, "Conflict", "the model changed again during the rollback");
+	json_t *j = json_pack("{s:s,s:s,s:s}", "status", "rolled_back", "model", m->name, "version", m->version);
+	char *s = gn_json_dump(j);
+	json_decref(j);
 	enum MHD_Result ret = reply(r, 200, "application/json", s, strlen(s), m);
 	models_unref(r->a, m);
 	return ret;
+}
+
+/* POST /v1/rollback */
+static enum MHD_Result on_rollback(struct sreq *r)
+{
+	return rollback(r, NULL);
+}
+
+/* POST /v1/models/{name}/rollback */
+static enum MHD_Result on_model_rollback(struct sreq *r)
+{
+	return rollback(r, r->param);
 }
 
 /* Every endpoint of the socket; one method per path. */
@@ -390,6 +455,7 @@ static const struct serve_route {
 	{"GET", "/healthz", on_healthz},
 	{"GET", "/v1/models", on_models},
 	{"POST", "/v1/models/{name}/infer", on_infer},
+	{"POST", "/v1/models/{name}/rollback", on_model_rollback},
 	{"POST", "/v1/rollback", on_rollback},
 };
 

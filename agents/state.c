@@ -113,3 +113,58 @@ int64_t state_now(const struct agent *a)
 	int64_t now = gn_now();
 	return now > a->clock_floor ? now : a->clock_floor;
 }
+
+/* True when v is a version record: {"name", "version", "sha256"} as strings (sha256 hex). */
+static bool is_record(const json_t *v)
+{
+	const char *sha = gn_json_str(v, "sha256");
+	return json_is_object(v) && gn_json_str(v, "name") && gn_json_str(v, "version") && sha && strlen(sha) == 64 &&
+	       strspn(sha, "0123456789abcdef") == 64;
+}
+
+/* Checks one model's entry of the current format. */
+static int entry_check(const char *name, const json_t *e, gn_err *err)
+{
+	const json_t *cur = json_object_get(e, "current"), *prev = json_object_get(e, "previous");
+	const json_t *held = json_object_get(e, "held");
+	if (!json_is_object(e) || (cur && !json_is_null(cur) && !is_record(cur)) ||
+	    (prev && !json_is_null(prev) && !is_record(prev)) || (held && !json_is_string(held)))
+		return gn_err_set(err, GN_EINVAL, "state.json: the entry of model '%.64s' is malformed", name);
+	if (is_record(cur) && strcmp(gn_json_str(cur, "name"), name) != 0)
+		return gn_err_set(err, GN_EINVAL, "state.json: the entry of model '%.64s' names model '%.64s'", name,
+				  gn_json_str(cur, "name"));
+	return 0;
+}
+
+int state_models_parse(json_t **out, bool *out_migrated, const json_t *state, gn_err *err)
+{
+	const json_t *models = json_object_get(state, "models"), *e;
+	const char *name;
+	*out = NULL;
+	*out_migrated = false;
+	if (!json_is_object(state))
+		return gn_err_set(err, GN_EINVAL, "state.json is not an object");
+	if (json_is_object(models)) {
+		json_object_foreach((json_t *)models, name, e)
+			if (entry_check(name, e, err))
+				return GN_EINVAL;
+		*out = json_pack("{s:i,s:O}", "format", 2, "models", models);
+		return 0;
+	}
+	/* An older agent's: one model, {"current", "previous", "held"}. */
+	const json_t *cur = json_object_get(state, "current"), *prev = json_object_get(state, "previous");
+	const json_t *held = json_object_get(state, "held");
+	if ((cur && !json_is_null(cur) && !is_record(cur)) || (held && !json_is_string(held)))
+		return gn_err_set(err, GN_EINVAL, "state.json is in neither the current nor the one-model format");
+	json_t *m = json_object();
+	*out_migrated = true;
+	if (is_record(cur)) {
+		name = gn_json_str(cur, "name");
+		bool same = is_record(prev) && strcmp(gn_json_str(prev, "name"), name) == 0;
+		json_object_set_new(m, name,
+				    json_pack("{s:O,s:O,s:s}", "current", cur, "previous", same ? prev : json_null(),
+					      "held", held ? json_string_value(held) : ""));
+	}
+	*out = json_pack("{s:i,s:o}", "format", 2, "models", m);
+	return 0;
+}

@@ -1,7 +1,9 @@
-/* One check-in and the update it may bring: verify the director's and the image repository's
- * metadata (lib/tufclient.c; the limits are in docs/DESIGN.md), download the named artifact, read
- * it once and check those bytes, load the same bytes beside the current model, self-test it, swap.
- * Every failure on the way leaves the current model serving, and is reported. */
+/* One check-in and the updates it may bring: verify the director's and the image repository's
+ * metadata (lib/tufclient.c; the limits are in docs/DESIGN.md), then for each model the director
+ * names (a device runs several, one version each): download the named artifact, read it once and
+ * check those bytes, load the same bytes beside the version that serves, self-test it, swap. A
+ * model the director no longer names is unloaded. Every failure on the way leaves what serves as
+ * it was, is reported, and is tried again later with exponential backoff (see retry_delay). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +16,16 @@
 #include "agent.h"
 #include "json.h"
 #include "log.h"
+#include "model.h"
 #include "tuf.h"
 #include "tufclient.h"
 
-/* The key under which a director target's failure is remembered (a->failed_key). */
+/* A target that failed for reasons of its own (bytes that do not match what is signed, a runtime
+ * that cannot load it, a failed self-test) is tried this many times in all, backoff-max apart,
+ * then held until the director names another target for the model. */
+#define TRIES_FOR_GOOD 3
+
+/* The key under which a director target's failure is remembered (agent_slot.held, try_key). */
 static void failure_key(char *out, size_t n, const json_t *entry)
 {
 	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
@@ -35,7 +43,24 @@ static void record_operation(struct agent *a, const char *text, bool failed)
 		gn_log(GN_LOG_WARN, "event=operation_not_recorded msg=\"%s\"", err.msg);
 }
 
-void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail)
+/* True when the operations agree on what an event is made of (their times aside). */
+static bool same_op(const json_t *x, const json_t *y)
+{
+	static const char *const keys[] = {"state", "model", "version", "detail", "attempts"};
+	if (!x || !y)
+		return false;
+	for (size_t i = 0; i < GN_ARRAY_LEN(keys); i++) {
+		const json_t *u = json_object_get(x, keys[i]), *v = json_object_get(y, keys[i]);
+		if (!json_equal(u, v) && (u || v))
+			return false;
+	}
+	return true;
+}
+
+/* Records an operation as the device's last and, when s is given, as its model's last: with the
+ * attempt it belongs to and, for a failure tried again later, when. */
+static void report(struct agent *a, struct agent_slot *s, const char *state, const char *model, const char *version,
+		   const char *detail)
 {
 	char at[21];
 	gn_tuf_time(at, gn_now());
@@ -43,34 +68,43 @@ void update_report(struct agent *a, const char *state, const char *model, const 
 			       version ? version : "", "at", at);
 	if (detail)
 		json_object_set_new(op, "detail", json_string(detail));
+	if (s && s->attempts > 0)
+		json_object_set_new(op, "attempts", json_integer(s->attempts));
+	if (s && s->retry_at && strcmp(state, "failed") == 0) {
+		gn_tuf_time(at, s->retry_at);
+		json_object_set_new(op, "retry_at", json_string(at));
+	}
 	pthread_mutex_lock(&a->lock);
 	/* The same outcome again (metadata refused at every check-in) is one event, not one per poll. */
-	bool same = a->last_op;
-	static const char *const keys[] = {"state", "model", "version", "detail"};
-	for (size_t i = 0; same && i < GN_ARRAY_LEN(keys); i++)
-		same = json_equal(json_object_get(a->last_op, keys[i]), json_object_get(op, keys[i])) ||
-		       (!json_object_get(a->last_op, keys[i]) && !json_object_get(op, keys[i]));
-	if (same) {
-		pthread_mutex_unlock(&a->lock);
-		json_decref(op);
-		return;
+	bool same = same_op(a->last_op, op);
+	if (s) {
+		json_decref(s->last_op);
+		s->last_op = json_incref(op);
 	}
-	json_decref(a->last_op);
-	a->last_op = op;
-	char *text = json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!same) {
+		json_decref(a->last_op);
+		a->last_op = json_incref(op);
+	}
+	char *text = same ? NULL : json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS);
 	pthread_mutex_unlock(&a->lock);
+	json_decref(op);
+	if (same)
+		return;
 	record_operation(a, text, strcmp(state, "failed") == 0);
 	free(text);
 	enum gn_log_level lvl = strcmp(state, "failed") == 0 ? GN_LOG_WARN : GN_LOG_INFO;
-	if (detail)
-		gn_log(lvl, "event=update state=%s model=%s version=%s detail=\"%s\"", state, model ? model : "-",
-		       version ? version : "-", detail);
-	else
-		gn_log(lvl, "event=update state=%s model=%s version=%s", state, model ? model : "-",
-		       version ? version : "-");
+	gn_log(lvl, "event=update state=%s model=%s version=%s attempts=%d detail=\"%s\"", state,
+	       model && *model ? model : "-", version && *version ? version : "-", s ? s->attempts : 0,
+	       detail ? detail : "");
 }
 
-/* Sends the last operation now (best effort), so a long download or load shows on the server. */
+void update_report(struct agent *a, const char *state, const char *model, const char *version, const char *detail)
+{
+	report(a, model ? models_slot(a, model, false) : NULL, state, model, version, detail);
+}
+
+/* Sends the last operation now (best effort), so a long download or load shows on the server,
+ * and each model's outcome becomes an event of its own when several install in one go. */
 static void push_progress(struct agent *a)
 {
 	json_t *ignored = NULL;
@@ -81,17 +115,20 @@ static void push_progress(struct agent *a)
 	json_decref(ignored);
 }
 
-/* Deletes the entries of the data dir's sub (models/, downloads/) that belong to neither keep1 nor
- * keep2: digests, or "DIGEST.part" for partial downloads. */
-static void prune_dir(struct agent *a, const char *sub, const char *keep1, const char *keep2)
+/* Deletes the entries of the data dir's sub (models/, downloads/) whose first 64 characters are
+ * none of keep's: digests, or "DIGEST.part" for partial downloads. */
+static void prune_dir(struct agent *a, const char *sub, const char *const *keep, size_t nkeep)
 {
 	char *dir = state_path(a, sub);
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	while (d && (e = readdir(d))) {
+		bool kept = false;
 		if (e->d_name[0] == '.' || strlen(e->d_name) < 64)
 			continue;
-		if ((keep1 && strncmp(e->d_name, keep1, 64) == 0) || (keep2 && strncmp(e->d_name, keep2, 64) == 0))
+		for (size_t i = 0; i < nkeep && !kept; i++)
+			kept = keep[i] && strncmp(e->d_name, keep[i], 64) == 0;
+		if (kept)
 			continue;
 		char *p = gn_asprintf("%s/%s", dir, e->d_name);
 		unlink(p);
@@ -100,6 +137,46 @@ static void prune_dir(struct agent *a, const char *sub, const char *keep1, const
 	if (d)
 		closedir(d);
 	free(dir);
+}
+
+/* True when some model's current or previous version has the digest sha (the caller holds
+ * update_lock). */
+static bool digest_in_use(struct agent *a, const char *sha)
+{
+	bool used = false;
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nslots && !used; i++) {
+		const struct agent_slot *s = a->slots[i];
+		used = (s->current && strcmp(s->current->sha256, sha) == 0) ||
+		       (s->previous && gn_json_str(s->previous, "sha256") &&
+			strcmp(gn_json_str(s->previous, "sha256"), sha) == 0);
+	}
+	pthread_mutex_unlock(&a->lock);
+	return used;
+}
+
+/* Deletes the model files that no model's current or previous version uses (the caller holds
+ * update_lock). */
+static void prune_models(struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	size_t n = 0;
+	char(*keep)[65] = gn_calloc(2 * a->nslots + 1, sizeof(*keep));
+	const char **ptrs = gn_calloc(2 * a->nslots + 1, sizeof(*ptrs));
+	for (size_t i = 0; i < a->nslots; i++) {
+		const struct agent_slot *s = a->slots[i];
+		const char *prev = s->previous ? gn_json_str(s->previous, "sha256") : NULL;
+		if (s->current)
+			snprintf(keep[n++], 65, "%s", s->current->sha256);
+		if (prev)
+			snprintf(keep[n++], 65, "%s", prev);
+	}
+	pthread_mutex_unlock(&a->lock);
+	for (size_t i = 0; i < n; i++)
+		ptrs[i] = keep[i];
+	prune_dir(a, "models", ptrs, n);
+	free(ptrs);
+	free(keep);
 }
 
 /* TUF 5.3.11: when the timestamp or snapshot keys change from old to next (root signed parts),
@@ -340,15 +417,11 @@ static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_er
 }
 
 /* Removes models/SHA256, a file that failed to load or to self-test, as a failed download is
- * removed; never the file of the model that serves. */
+ * removed; never a file that a model's current or previous version uses. */
 static void drop_model_file(struct agent *a, const char *file, const char *sha)
 {
-	struct agent_model *cur = models_get(a);
-	if (!cur || strcmp(cur->sha256, sha) != 0) {
-		if (unlink(file) == 0)
-			gn_log(GN_LOG_INFO, "event=model_file_removed sha256=%s", sha);
-	}
-	models_unref(a, cur);
+	if (!digest_in_use(a, sha) && unlink(file) == 0)
+		gn_log(GN_LOG_INFO, "event=model_file_removed sha256=%s", sha);
 }
 
 /* Reads the stored file once and checks those bytes against the target's SHA-256, then against
@@ -396,36 +469,108 @@ static int fetch_sample(json_t **out, struct agent *a, const json_t *icustom, co
 	return rc;
 }
 
-/* Makes m current, recording the new state (and the old one as "previous") before the swap is
- * visible. Takes over m's reference, also on failure. */
-static int activate(struct agent *a, struct agent_model *m, const char *model, const char *version, const char *sha,
-		    const char *path, gn_err *err)
+/* --- state.json -------------------------------------------------------------------------------- */
+
+/* A version's record in state.json (new; json null for none). */
+static json_t *record_of(const struct agent_model *m)
 {
-	struct agent_model *cur = models_get(a);
-	json_t *prev =
-		cur ? json_pack("{s:s,s:s,s:s}", "name", cur->name, "version", cur->version, "sha256", cur->sha256)
-		    : json_null();
-	json_t *state = json_pack("{s:{s:s,s:s,s:s,s:s},s:o}", "current", "name", model, "version", version, "sha256",
-				  sha, "path", path, "previous", prev);
-	char keep[GN_SHA256_HEX_LEN + 1];
-	snprintf(keep, sizeof(keep), "%s", cur ? cur->sha256 : "");
-	models_unref(a, cur);
+	if (!m)
+		return json_null();
+	return json_pack("{s:s,s:s,s:s,s:s}", "name", m->name, "version", m->version, "sha256", m->sha256, "self_test",
+			 m->self_test);
+}
+
+/* Returns state.json's content (new) for the models as they are, except that model s (when given)
+ * has m (may be NULL) as its current version and prev (borrowed, may be NULL) as its previous. */
+static json_t *state_json(struct agent *a, const struct agent_slot *s, const struct agent_model *m, const json_t *prev)
+{
+	json_t *models = json_object();
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nslots; i++) {
+		const struct agent_slot *x = a->slots[i];
+		const struct agent_model *cur = x == s ? m : x->current;
+		const json_t *pv = x == s ? prev : x->previous;
+		if (!cur && !pv && !x->held[0])
+			continue;
+		json_object_set_new(
+			models, x->name,
+			json_pack("{s:o,s:O?,s:s}", "current", record_of(cur), "previous", pv, "held", x->held));
+	}
+	pthread_mutex_unlock(&a->lock);
+	return json_pack("{s:i,s:o}", "format", 2, "models", models);
+}
+
+/* Writes state.json for the models as they are (see state_json). */
+static int save_state(struct agent *a, const struct agent_slot *s, const struct agent_model *m, const json_t *prev,
+		      gn_err *err)
+{
+	json_t *state = state_json(a, s, m, prev);
 	int rc = state_write_json(a, "state.json", state, err);
 	json_decref(state);
+	return rc;
+}
+
+/* Makes m the version of model s that serves, recording it (and the one it replaces as the
+ * previous) before the swap is visible. Takes over m's reference, also on failure. */
+static int activate(struct agent *a, struct agent_slot *s, struct agent_model *m, gn_err *err)
+{
+	struct agent_model *cur = models_get(a, s->name);
+	json_t *prev = cur ? record_of(cur) : json_incref(s->previous);
+	models_unref(a, cur);
+	int rc = save_state(a, s, m, prev, err);
 	if (rc) {
 		models_unref(a, m);
+		json_decref(prev);
 		return rc;
 	}
-	models_swap(a, m);
-	prune_dir(a, "models", sha, keep[0] ? keep : NULL);
+	models_swap(a, s, m);
+	json_decref(s->previous);
+	s->previous = prev;
+	prune_models(a);
 	return 0;
 }
 
-/* Verifies, downloads, loads, self-tests and swaps in the target the director names. */
-static int install(struct agent *a, const json_t *image_targets, const char *path, const json_t *entry, gn_err *outerr)
+/* --- installing, with retries ------------------------------------------------------------------ */
+
+/* Seconds to wait before the attempt that follows `attempts` failed ones: from poll-min, doubling
+ * each time, at most backoff-max (a target's own failure: backoff-max); half of it fixed and half
+ * at random ("equal jitter"), so that a fleet that failed together does not try again together. */
+static int64_t retry_delay(const struct agent *a, int attempts, bool for_good)
+{
+	static unsigned seed; /* update_lock */
+	int64_t base = a->cfg.poll_min;
+	for (int i = 1; i < attempts && base < a->cfg.backoff_max; i++)
+		base *= 2;
+	if (for_good || base > a->cfg.backoff_max)
+		base = a->cfg.backoff_max;
+	if (!seed)
+		seed = (unsigned)(gn_mono_ns() ^ (uint64_t)getpid()) | 1u;
+	int64_t half = base / 2;
+	return base - half + (half ? (int64_t)(rand_r(&seed) % (unsigned)(half + 1)) : 0);
+}
+
+/* Reports a failed attempt of s's target and decides what follows: another attempt after a delay,
+ * or, for a target that failed for reasons of its own TRIES_FOR_GOOD times, none until the
+ * director names another target. */
+static void attempt_failed(struct agent *a, struct agent_slot *s, const char *model, const char *version,
+			   const char *detail, bool for_good)
+{
+	s->try_for_good = for_good;
+	if (for_good && s->attempts >= TRIES_FOR_GOOD) {
+		snprintf(s->held, sizeof(s->held), "%s", s->try_key);
+		s->retry_at = 0;
+	} else {
+		s->retry_at = gn_now() + retry_delay(a, s->attempts, for_good);
+	}
+	report(a, s, "failed", model, version, detail);
+}
+
+/* One attempt to verify, download, load, self-test and swap in the target at path for model s. */
+static void install(struct agent *a, struct agent_slot *s, const json_t *image_targets, const char *path,
+		    const json_t *entry)
 {
 	gn_err err;
-	char *file = NULL;
+	char *file = NULL, key[96];
 	json_t *sample = NULL;
 	struct models_file bytes = {0};
 	struct agent_model *m = NULL;
@@ -434,92 +579,240 @@ static int install(struct agent *a, const json_t *image_targets, const char *pat
 	const char *model = gn_json_str(dcustom, "model"), *version = gn_json_str(dcustom, "version");
 	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
 	uint64_t length = (uint64_t)json_integer_value(json_object_get(entry, "length"));
-	int rc = 0;
+	int rc;
 
-	if (!model || !version || !sha || strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64) {
-		/* The digest names files on disk: only 64 lower-case hex digits will do. */
-		update_report(a, "failed", model, version, "director target lacks model, version or a hex sha256");
-		return 0;
+	failure_key(key, sizeof(key), entry);
+	if (strcmp(s->try_key, key) != 0) {
+		snprintf(s->try_key, sizeof(s->try_key), "%s", key);
+		s->attempts = 0;
 	}
-	if ((rc = gn_tufc_director_target_ok(image_targets, path, entry, &err))) {
-		update_report(a, "failed", model, version, err.msg);
-		failure_key(a->failed_key, sizeof(a->failed_key), entry);
-		return 0;
+	s->attempts++;
+	s->retry_at = 0;
+	if (!version || strlen(version) > GN_MODEL_VERSION_MAX || !sha || strlen(sha) != 64 ||
+	    strspn(sha, "0123456789abcdef") != 64) {
+		/* The digest names files on disk: only 64 lower-case hex digits will do. */
+		attempt_failed(a, s, model, version, "director target lacks a version or a hex sha256", true);
+		return;
+	}
+	if (gn_tufc_director_target_ok(image_targets, path, entry, &err)) {
+		attempt_failed(a, s, model, version, err.msg, true);
+		return;
 	}
 	const json_t *image_entry = gn_tufc_target(image_targets, path);
-	prune_dir(a, "downloads", sha, NULL);
-	update_report(a, "downloading", model, version, NULL);
+	prune_dir(a, "downloads", &sha, 1);
+	report(a, s, "downloading", model, version, NULL);
 	push_progress(a);
 	if ((rc = download_artifact(a, sha, length, &file, &err))) {
-		update_report(a, "failed", model, version, err.msg);
-		if (rc == GN_EAUTH)
-			failure_key(a->failed_key, sizeof(a->failed_key), entry);
-		if (outerr)
-			*outerr = err;
-		return rc == GN_EAUTH ? 0 : rc;
+		/* Bytes that do not match what is signed are the target's own failure; the rest
+		 * (network, server, disk) is transient. */
+		attempt_failed(a, s, model, version, err.msg, rc == GN_EAUTH);
+		return;
 	}
-	update_report(a, "verifying", model, version, NULL);
+	report(a, s, "verifying", model, version, NULL);
 	if ((rc = read_verified(&bytes, &signed_mismatch, image_entry, entry, path, file, sha, &err))) {
-		update_report(a, "failed", model, version, err.msg);
-		if (signed_mismatch)
-			failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		drop_model_file(a, file, sha);
-		rc = 0;
+		attempt_failed(a, s, model, version, err.msg, signed_mismatch);
 		goto out;
 	}
 	if ((rc = fetch_sample(&sample, a, json_object_get(image_entry, "custom"), model, version, &err))) {
-		update_report(a, "failed", model, version, err.msg);
-		if (rc == GN_EAUTH) {
-			failure_key(a->failed_key, sizeof(a->failed_key), entry);
-			rc = 0;
-		}
+		attempt_failed(a, s, model, version, err.msg, rc == GN_EAUTH);
 		goto out;
 	}
-	update_report(a, "loading", model, version, NULL);
+	report(a, s, "loading", model, version, NULL);
 	push_progress(a);
 	if ((rc = models_load(&m, a, &bytes, model, version, sha, &err)) ||
 	    (sample && (rc = models_self_test(a, m, sample, &err)))) {
-		update_report(a, "failed", model, version, err.msg);
-		failure_key(a->failed_key, sizeof(a->failed_key), entry);
 		models_unref(a, m);
 		drop_model_file(a, file, sha);
-		rc = 0;
+		attempt_failed(a, s, model, version, err.msg, true);
 		goto out;
 	}
 	/* The runtime keeps what it needs: the bytes can go before the swap. */
 	models_file_cleanup(&bytes);
-	if ((rc = activate(a, m, model, version, sha, path, &err))) {
-		update_report(a, "failed", model, version, err.msg);
+	s->held[0] = '\0'; /* what was held is replaced: this one is recorded without it */
+	if ((rc = activate(a, s, m, &err))) {
+		attempt_failed(a, s, model, version, err.msg, false);
 		goto out;
 	}
-	a->failed_key[0] = '\0';
-	update_report(a, "active", model, version, NULL);
+	report(a, s, "active", model, version, NULL);
+	s->attempts = 0;
+	s->try_key[0] = '\0';
 out:
 	models_file_cleanup(&bytes);
 	json_decref(sample);
 	free(file);
+}
+
+/* True when model s should install the target entry now: it does not serve that version with those
+ * bytes yet (a new version or another model with the same bytes is installed all the same), the
+ * target is not held, and no attempt of it is waiting for its time. */
+static bool wants_install(struct agent *a, struct agent_slot *s, const json_t *entry)
+{
+	const char *version = gn_json_str(json_object_get(entry, "custom"), "version");
+	const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
+	struct agent_model *cur = models_get(a, s->name);
+	bool same = cur && version && sha && strcmp(cur->version, version) == 0 && strcmp(cur->sha256, sha) == 0;
+	char key[96];
+	models_unref(a, cur);
+	if (same) {
+		s->try_key[0] = '\0';
+		s->attempts = 0;
+		s->retry_at = 0;
+		return false;
+	}
+	failure_key(key, sizeof(key), entry);
+	if (strcmp(key, s->held) == 0)
+		return false;
+	return strcmp(key, s->try_key) != 0 || s->retry_at <= gn_now();
+}
+
+/* Unloads model s (the director no longer names it) and forgets it: its requests get 404, its
+ * files go. */
+static void unload(struct agent *a, struct agent_slot *s)
+{
+	char name[64], version[72] = "";
+	gn_err err;
+	snprintf(name, sizeof(name), "%s", s->name);
+	struct agent_model *cur = models_get(a, name);
+	if (cur)
+		snprintf(version, sizeof(version), "%s", cur->version);
+	models_unref(a, cur);
+	models_slot_remove(a, s);
+	if (save_state(a, NULL, NULL, NULL, &err))
+		gn_log(GN_LOG_WARN, "event=state_not_saved msg=\"%s\"", err.msg);
+	prune_models(a);
+	report(a, NULL, "removed", name, version, "the director no longer names this model: unloaded");
+}
+
+/* Unloads every model that named (model name -> target) does not hold. */
+static void unload_unnamed(struct agent *a, const json_t *named)
+{
+	for (;;) {
+		struct agent_slot *gone = NULL;
+		pthread_mutex_lock(&a->lock);
+		for (size_t i = 0; i < a->nslots && !gone; i++)
+			if (!json_object_get(named, a->slots[i]->name))
+				gone = a->slots[i];
+		pthread_mutex_unlock(&a->lock);
+		if (!gone)
+			return;
+		unload(a, gone);
+	}
+}
+
+/* The targets of director targets dt by model name, {MODEL: {"path", "entry"}} (new): the first
+ * one of each model; one without a valid model name, or a second one of a model, is refused. */
+static json_t *targets_by_model(struct agent *a, const json_t *dt)
+{
+	json_t *named = json_object(), *entry;
+	const char *path;
+	gn_err err;
+	json_object_foreach(json_object_get(json_object_get(dt, "signed"), "targets"), path, entry) {
+		const char *model = gn_json_str(json_object_get(entry, "custom"), "model");
+		const char *version = gn_json_str(json_object_get(entry, "custom"), "version");
+		if (!model || gn_model_name_check(model, &err)) {
+			report(a, NULL, "failed", NULL, version, "a director target names no valid model");
+			continue;
+		}
+		if (json_object_get(named, model)) {
+			report(a, NULL, "failed", model, version,
+			       "the director names this model twice; only its first target is used");
+			continue;
+		}
+		json_object_set_new(named, model, json_pack("{s:s,s:O}", "path", path, "entry", entry));
+	}
+	return named;
+}
+
+/* Brings the models in line with the director's targets dt (verified): a model they do not name
+ * is unloaded; each one they name is installed unless it serves already, is held, or waits for its
+ * next attempt. The image repository is refreshed once, when an install needs it. */
+static int apply(struct agent *a, const json_t *dt, gn_err *err)
+{
+	json_t *named = targets_by_model(a, dt), *image = NULL, *t;
+	const char *model;
+	int rc = 0, tried = 0;
+	unload_unnamed(a, named);
+	json_object_foreach(named, model, t) {
+		const json_t *entry = json_object_get(t, "entry");
+		struct agent_slot *s = models_slot(a, model, true);
+		if (atomic_load(&a->stopping) || !wants_install(a, s, entry))
+			continue;
+		if (!image && (rc = refresh_image(&image, a, err))) {
+			report(a, s, "failed", model, gn_json_str(json_object_get(entry, "custom"), "version"),
+			       err->msg);
+			a->etag[0] = '\0'; /* ask again from scratch at the next check-in */
+			rc = rc == GN_EUNAVAIL ? rc : 0;
+			break;
+		}
+		/* The outcome of the model before is sent first, so that each model's becomes an event
+		 * (the last one goes with the next check-in, once the metadata's memory is given back). */
+		if (tried++)
+			push_progress(a);
+		install(a, s, image, gn_json_str(t, "path"), entry);
+	}
+	json_decref(named);
+	json_decref(image);
+	return rc;
+}
+
+/* True when an attempt of some model is due. */
+static bool retry_due(struct agent *a)
+{
+	int64_t now = gn_now();
+	bool due = false;
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nslots && !due; i++)
+		due = a->slots[i]->retry_at && a->slots[i]->retry_at <= now;
+	pthread_mutex_unlock(&a->lock);
+	return due;
+}
+
+int64_t update_retry_wait(struct agent *a, int64_t wait)
+{
+	int64_t now = gn_now();
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nslots; i++) {
+		/* One due already waits for the next check-in: the check-in's own pace (or back-off)
+		 * decides, not a busy loop. */
+		int64_t at = a->slots[i]->retry_at;
+		if (at > now && at - now < wait)
+			wait = at - now;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return wait;
+}
+
+/* Nothing changed on the server: the trusted director targets still hold, unless they expired
+ * (a server answering 304 forever must not freeze the device silently); an attempt that is due
+ * goes ahead with them. */
+static int unchanged(struct agent *a, gn_err *err)
+{
+	json_t *trusted = NULL;
+	gn_err e2;
+	int rc = 0;
+	if (state_read_json(&trusted, a, "trust/director/targets.json", &e2) != 0)
+		return 0;
+	if (gn_tufc_check_fresh(trusted, state_now(a), &e2)) {
+		report(a, NULL, "failed", NULL, NULL, e2.msg);
+		a->etag[0] = '\0';
+	} else if (retry_due(a)) {
+		rc = apply(a, trusted, err);
+	}
+	json_decref(trusted);
 	return rc;
 }
 
 int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 {
-	json_t *ans = NULL, *dt = NULL, *image = NULL;
-	bool unchanged = false;
-	int rc = client_checkin(&ans, &unchanged, a, false, err);
+	json_t *ans = NULL, *dt = NULL;
+	bool same = false;
+	int rc = client_checkin(&ans, &same, a, false, err);
 	if (rc)
 		return rc;
-	if (unchanged) {
-		/* "Nothing changed" must not hide expired metadata (a server answering 304 forever
-		 * would freeze the device silently): check the trusted copy's expiry. */
-		json_t *trusted = NULL;
-		gn_err e2;
-		if (state_read_json(&trusted, a, "trust/director/targets.json", &e2) == 0 &&
-		    gn_tufc_check_fresh(trusted, state_now(a), &e2)) {
-			update_report(a, "failed", NULL, NULL, e2.msg);
-			a->etag[0] = '\0';
-		}
-		json_decref(trusted);
-		return 0;
+	if (same) {
+		rc = unchanged(a, err);
+		goto out;
 	}
 	json_int_t poll = json_integer_value(json_object_get(ans, "poll_interval"));
 	if (poll > 0)
@@ -532,39 +825,15 @@ int update_once(struct agent *a, int64_t *out_poll, gn_err *err)
 			 (long long)json_integer_value(json_object_get(
 				 json_object_get(json_object_get(ans, "director_targets"), "signed"), "version")),
 			 err->msg);
-		update_report(a, "failed", NULL, NULL, detail);
+		report(a, NULL, "failed", NULL, NULL, detail);
 		a->etag[0] = '\0';
 		rc = 0;
 		goto out;
 	}
-	const json_t *targets = json_object_get(json_object_get(dt, "signed"), "targets");
-	const char *path;
-	json_t *entry;
-	json_object_foreach((json_t *)targets, path, entry) {
-		const char *sha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
-		struct agent_model *cur = models_get(a);
-		bool same = cur && sha && strcmp(cur->sha256, sha) == 0;
-		models_unref(a, cur);
-		char key[96];
-		failure_key(key, sizeof(key), entry);
-		if (same || strcmp(key, a->failed_key) == 0)
-			continue;
-		if ((rc = refresh_image(&image, a, err))) {
-			update_report(a, "failed", gn_json_str(json_object_get(entry, "custom"), "model"),
-				      gn_json_str(json_object_get(entry, "custom"), "version"), err->msg);
-			a->etag[0] = '\0';
-			rc = rc == GN_EUNAVAIL ? rc : 0;
-			goto out;
-		}
-		rc = install(a, image, path, entry, err);
-		if (rc)
-			a->etag[0] = '\0'; /* transient (network): try again at the next check-in */
-		break;                     /* one model per device for now */
-	}
+	rc = apply(a, dt, err);
 out:
 	json_decref(ans);
 	json_decref(dt);
-	json_decref(image);
 	/* Metadata, models and their parses come and go in many small blocks; glibc keeps the freed
 	 * ones (a live block above them pins the heap) until asked: a 150,000-signature timestamp
 	 * once left 100+ MB resident for good. Give them back after each update. */
@@ -572,88 +841,156 @@ out:
 	return rc;
 }
 
-int update_restore(struct agent *a, gn_err *err)
+/* --- start-up and rollback ----------------------------------------------------------------------- */
+
+/* Loads the version a record of state.json names (re-verifying its file) into *out (new). */
+static int load_record(struct agent_model **out, struct agent *a, const json_t *rec, gn_err *err)
 {
-	json_t *state = NULL;
-	struct agent_model *m = NULL;
 	struct models_file bytes = {0};
-	int rc = state_read_json(&state, a, "state.json", err);
-	if (rc == GN_ENOTFOUND)
-		return 0;
-	if (rc)
-		return rc;
-	const json_t *cur = json_object_get(state, "current");
-	const char *name = gn_json_str(cur, "name"), *version = gn_json_str(cur, "version"),
-		   *sha = gn_json_str(cur, "sha256");
-	if (gn_json_str(state, "held"))
-		snprintf(a->failed_key, sizeof(a->failed_key), "%s", gn_json_str(state, "held"));
-	if (!name || !version || !sha) {
-		json_decref(state);
-		return 0;
-	}
+	const char *sha = gn_json_str(rec, "sha256");
 	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
 	/* Only bytes that still hash to what was verified are loaded (models_load checks). */
-	if (!(rc = models_file_load(&bytes, file, err)) &&
-	    !(rc = models_load(&m, a, &bytes, name, version, sha, err))) {
-		models_swap(a, m);
-		update_report(a, "active", name, version, "restored at start-up");
-	}
+	int rc = models_file_load(&bytes, file, err);
+	if (!rc)
+		rc = models_load(out, a, &bytes, gn_json_str(rec, "name"), gn_json_str(rec, "version"), sha, err);
 	models_file_cleanup(&bytes);
 	free(file);
-	json_decref(state);
 	return rc;
 }
 
-int update_rollback(struct agent *a, gn_err *err)
+/* Restores one model of state.json: its slot, and the version that served. */
+static void restore_one(struct agent *a, const char *name, const json_t *e)
 {
-	json_t *state = NULL, *next = NULL;
+	struct agent_slot *s = models_slot(a, name, true);
+	const json_t *cur = json_object_get(e, "current"), *prev = json_object_get(e, "previous");
 	struct agent_model *m = NULL;
-	struct models_file bytes = {0};
-	int rc = state_read_json(&state, a, "state.json", err);
-	if (rc)
-		return rc == GN_ENOTFOUND ? gn_err_set(err, GN_ENOTFOUND, "nothing installed, nothing to roll back to")
-					  : rc;
-	const json_t *cur = json_object_get(state, "current"), *prev = json_object_get(state, "previous");
-	const char *name = gn_json_str(prev, "name"), *version = gn_json_str(prev, "version"),
-		   *sha = gn_json_str(prev, "sha256");
-	if (!name || !version || !sha) {
-		json_decref(state);
-		return gn_err_set(err, GN_ENOTFOUND, "no previous version is kept");
+	gn_err err;
+	snprintf(s->held, sizeof(s->held), "%s", gn_json_str(e, "held") ? gn_json_str(e, "held") : "");
+	s->previous = json_is_object(prev) ? json_incref((json_t *)prev) : NULL;
+	if (!json_is_object(cur))
+		return;
+	if (load_record(&m, a, cur, &err)) {
+		gn_log(GN_LOG_ERROR, "event=restore_failed model=%s msg=\"%s\"", name, err.msg);
+		report(a, s, "failed", name, gn_json_str(cur, "version"), err.msg);
+		return;
 	}
-	char *file = gn_asprintf("%s/models/%s", a->cfg.data_dir, sha);
-	if ((rc = models_file_load(&bytes, file, err)) || (rc = models_load(&m, a, &bytes, name, version, sha, err)))
+	/* Older agents did not record the self-test; they installed only what passed it, if any. */
+	snprintf(m->self_test, sizeof(m->self_test), "%s",
+		 gn_json_str(cur, "self_test") ? gn_json_str(cur, "self_test") : "unknown");
+	models_swap(a, s, m);
+	report(a, s, "active", name, m->version, "restored at start-up");
+}
+
+int update_restore(struct agent *a, gn_err *err)
+{
+	json_t *raw = NULL, *st = NULL, *e;
+	const char *name;
+	bool migrated;
+	int rc = state_read_json(&raw, a, "state.json", err);
+	if (rc == GN_ENOTFOUND)
+		return 0;
+	if (rc || (rc = state_models_parse(&st, &migrated, raw, err)))
 		goto out;
-	models_file_cleanup(&bytes);
+	json_object_foreach(json_object_get(st, "models"), name, e)
+		restore_one(a, name, e);
+	if (migrated) {
+		/* Written in the current format at once: what is read next is what this agent wrote. */
+		if ((rc = save_state(a, NULL, NULL, NULL, err)))
+			goto out;
+		gn_log(GN_LOG_INFO, "event=state_migrated models=%zu note=\"state.json of an older agent\"",
+		       json_object_size(json_object_get(st, "models")));
+	}
+out:
+	json_decref(raw);
+	json_decref(st);
+	return rc;
+}
+
+/* The slot a rollback acts on: name's, or the only one that serves. */
+static int rollback_slot(struct agent_slot **out, struct agent *a, const char *name, gn_err *err)
+{
+	size_t serving = 0;
+	*out = NULL;
+	pthread_mutex_lock(&a->lock);
+	for (size_t i = 0; i < a->nslots; i++) {
+		if (name ? strcmp(a->slots[i]->name, name) == 0 : a->slots[i]->current != NULL) {
+			*out = a->slots[i];
+			serving++;
+		}
+	}
+	pthread_mutex_unlock(&a->lock);
+	if (name && !*out)
+		return gn_err_set(err, GN_ENOTFOUND, "this device does not run model %s", name);
+	if (!*out)
+		return gn_err_set(err, GN_ENOTFOUND, "nothing installed, nothing to roll back to");
+	if (serving > 1)
+		return gn_err_set(err, GN_EINVAL,
+				  "this device runs %zu models: roll one back with POST /v1/models/NAME/rollback",
+				  serving);
+	return 0;
+}
+
+/* The key of the director's target for model s that has the digest sha, or "" (the rolled-back
+ * target, held until the director names another). */
+static void held_key(char out[96], struct agent *a, const struct agent_slot *s, const char *sha)
+{
+	json_t *dt = NULL, *entry;
+	const char *path;
+	gn_err ignore;
+	out[0] = '\0';
+	if (state_read_json(&dt, a, "trust/director/targets.json", &ignore) != 0)
+		return;
+	json_object_foreach(json_object_get(json_object_get(dt, "signed"), "targets"), path, entry) {
+		const char *esha = json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
+		const char *model = gn_json_str(json_object_get(entry, "custom"), "model");
+		if (esha && model && strcmp(esha, sha) == 0 && strcmp(model, s->name) == 0)
+			failure_key(out, 96, entry);
+	}
+	json_decref(dt);
+}
+
+int update_rollback(struct agent *a, const char *name, gn_err *err)
+{
+	struct agent_slot *s = NULL;
+	struct agent_model *m = NULL, *cur = NULL;
+	json_t *next_prev = NULL;
+	char held[96], old_held[96];
+	int rc = rollback_slot(&s, a, name, err);
+	if (rc)
+		return rc;
+	if (!(cur = models_get(a, s->name))) {
+		rc = gn_err_set(err, GN_ENOTFOUND, "nothing installed, nothing to roll back to");
+		goto out;
+	}
+	if (!s->previous) {
+		rc = gn_err_set(err, GN_ENOTFOUND, "no previous version is kept");
+		goto out;
+	}
+	if ((rc = load_record(&m, a, s->previous, err)))
+		goto out;
+	snprintf(m->self_test, sizeof(m->self_test), "%s",
+		 gn_json_str(s->previous, "self_test") ? gn_json_str(s->previous, "self_test") : "unknown");
 	/* "held": the rolled-back target, not reinstalled (even after a restart) until the director
 	 * names another one. */
-	char held[96] = "";
-	json_t *dt = NULL;
-	gn_err ignore;
-	if (state_read_json(&dt, a, "trust/director/targets.json", &ignore) == 0) {
-		const char *path;
-		json_t *entry;
-		json_object_foreach(json_object_get(json_object_get(dt, "signed"), "targets"), path, entry) {
-			const char *esha =
-				json_string_value(json_object_get(json_object_get(entry, "hashes"), "sha256"));
-			if (esha && gn_json_str(cur, "sha256") && strcmp(esha, gn_json_str(cur, "sha256")) == 0)
-				failure_key(held, sizeof(held), entry);
-		}
-		json_decref(dt);
-	}
-	next = json_pack("{s:O,s:O,s:s}", "current", prev, "previous", cur, "held", held);
-	if ((rc = state_write_json(a, "state.json", next, err))) {
+	held_key(held, a, s, cur->sha256);
+	snprintf(old_held, sizeof(old_held), "%s", s->held);
+	snprintf(s->held, sizeof(s->held), "%s", held);
+	next_prev = record_of(cur);
+	if ((rc = save_state(a, s, m, next_prev, err))) {
+		snprintf(s->held, sizeof(s->held), "%s", old_held);
 		models_unref(a, m);
 		goto out;
 	}
-	/* Do not reinstall what was rolled back until the director names something else or the
-	 * operator assigns it again. */
-	snprintf(a->failed_key, sizeof(a->failed_key), "%s", held);
-	models_swap(a, m);
-	update_report(a, "rolled_back", name, version, "local rollback to the previous version");
+	json_decref(s->previous);
+	s->previous = next_prev;
+	next_prev = NULL;
+	s->try_key[0] = '\0';
+	s->attempts = 0;
+	s->retry_at = 0;
+	models_swap(a, s, m);
+	report(a, s, "rolled_back", s->name, m->version, "local rollback to the previous version");
 out:
-	models_file_cleanup(&bytes);
-	free(file);
-	json_decref(state);
-	json_decref(next);
+	models_unref(a, cur);
+	json_decref(next_prev);
 	return rc;
 }

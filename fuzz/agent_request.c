@@ -161,7 +161,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Makes the model with interface i current. */
+/* Makes the model with interface i the version of det that serves. */
 static void load(int i)
 {
 	unsigned char byte = (unsigned char)i;
@@ -171,7 +171,7 @@ static void load(int i)
 	gn_err err;
 	gn_sha256_hex(sha, &byte, 1);
 	FUZZ_CHECK(models_load(&m, &a, &bytes, "det", "1.0.0", sha, &err) == 0, "%s", err.msg);
-	models_swap(&a, m);
+	models_swap(&a, models_slot(&a, "det", true), m);
 	loaded = i;
 }
 

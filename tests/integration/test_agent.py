@@ -18,6 +18,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import signal
 import socketserver
 import subprocess
@@ -209,6 +210,12 @@ def assert_serves(agent, refs, version, model=MODEL):
     assert status == 200 and headers.get("x-model-version") == version, (status, headers, body[:200])
     _, want, tol = refs.by_version[version]
     assert close_to(struct.unpack(f"<{len(body) // 4}f", body), want, tol)
+
+
+def model_state(state, model=MODEL):
+    """One model's entry of an agent's state.json: {"current", "previous", "held"}."""
+    assert state and state.get("format") == 2, state
+    return state["models"][model]
 
 
 def verified_files(agent):
@@ -559,7 +566,7 @@ def test_enroll_assign_v1_serves_the_reference(srv, refs, dev_a):
     events = first["events"]
     assert [e["state"] for e in events if e.get("version") == "1.0.0"][-1:] == ["active"], events
     assert not [e for e in events if e["state"] == "failed"], events
-    st = first["state"]
+    st = model_state(first["state"])
     assert st["current"]["version"] == "1.0.0" and st["previous"] is None
     assert first["files"] == [item["sha256"]]
     # Nothing to roll back to: before the first install, and with no previous version.
@@ -609,7 +616,7 @@ def test_swap_to_v2_under_load_fails_no_request(srv, refs, dev_rt):
     assert len(load.results) >= 50, len(load.results)
     assert_serves(a, refs, "2.0.0")
     wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "2.0.0")
-    st = a.state()
+    st = model_state(a.state())
     assert st["current"]["version"] == "2.0.0" and st["previous"]["version"] == "1.0.0"
     # The current and the previous model are kept, both verified.
     assert len(verified_files(a)) == 2
@@ -640,7 +647,7 @@ def test_rollback_on_the_socket_restores_the_previous_version(srv, refs, dev_rt)
     a = dev_rt
     baseline(srv, refs, a, "1.0.0")
     baseline(srv, refs, a, "2.0.0")
-    st = a.state()
+    st = model_state(a.state())
     assert st["current"]["version"] == "2.0.0" and st["previous"]["version"] == "1.0.0", st
     after = last_event_id(srv, a.device_id)
 
@@ -648,7 +655,7 @@ def test_rollback_on_the_socket_restores_the_previous_version(srv, refs, dev_rt)
     assert status == 200, (status, body)
     assert json.loads(body) == {"status": "rolled_back", "model": MODEL, "version": "1.0.0"}
     assert_serves(a, refs, "1.0.0")
-    st = a.state()
+    st = model_state(a.state())
     assert st["current"]["version"] == "1.0.0" and st["previous"]["version"] == "2.0.0", st
     wait_event(srv, a.device_id, lambda o: o["state"] == "rolled_back" and o.get("version") == "1.0.0",
                after_id=after, what="rolled_back event")
@@ -750,8 +757,9 @@ def test_opencl_target_serves_and_swaps_under_load(srv, refs, agents, tmp_base):
     r = publish(srv, "conv", _onnx("conv"), meta=conv)
     assert r.status_code == 201, r.text
     assign(srv, b.device_id, "1.0.0", model="conv")
-    got = wait_for(lambda: b.models() and b.models()[0]["name"] == "conv" and b.models()[0], 120, 0.2)
+    got = wait_for(lambda: next((m for m in b.models() if m["name"] == "conv"), None), 120, 0.2)
     assert got and got["target"] == "opencl", (got, b.log()[-3000:])
+    assert_serves(b, refs, "2.0.0")  # the other model serves on beside it
     ans = b.infer("conv", conv["sample"]["inputs"])
     assert ans["target"] == "opencl"
     assert close_to(ans["outputs"]["y"], conv["sample"]["outputs"]["y"], conv["sample"]["tolerance"]), ans
@@ -766,8 +774,8 @@ _agent_deaths = []
 
 def baseline(srv, refs, a, version="2.0.0"):
     """What every test on agent A starts from, whatever ran before it: the server and the agent
-    running, `version` (published here if it is not yet) assigned and serving, and the agent
-    trusting the server's newest director targets. Returns the newest event id and the time.
+    running, `version` (published here if it is not yet) assigned and serving as its only model,
+    and the agent trusting the server's newest director targets. Returns the newest event id and the time.
     Starts at least a second after the previous attack ended, so that failures reported late for
     it (an operation is reported at the check-in after it, its time to the second) are older than
     anything now."""
@@ -781,8 +789,15 @@ def baseline(srv, refs, a, version="2.0.0"):
         a.start()
     ensure_version(srv, refs, version)
     time.sleep(max(0.0, _last_attack_end[0] + 1.05 - time.time()))
+    # Only det: another model a test gave the agent (a device runs several) goes.
+    for d in device_reported(srv, a.device_id)["desired"]:
+        if d["model"] != MODEL:
+            r = srv.api("DELETE", f"/v1/devices/{a.device_id}/desired", params={"model": d["model"]})
+            assert r.status_code == 204, r.text
     assign(srv, a.device_id, version)
     wait_serving(a, version)
+    ok = wait_for(lambda: [m["name"] for m in a.models()] == [MODEL], 60, 0.1)
+    assert ok, f"agent still serves {a.models()}"
     top = director_rows(srv, a.device_id)[0]["version"]
     ok = wait_for(lambda: json.loads((a.data_dir / "trust" / "director" / "targets.json").read_text())
                   ["signed"]["version"] == top, 60, 0.1)
@@ -865,7 +880,7 @@ def test_refuses_a_model_that_fails_its_self_test(srv, refs, dev_rt):
         assert r.status_code == 201, r.text
     assign(srv, a.device_id, meta["version"])
     expect_refusal(srv, refs, a, after, "2.0.0", "self-test failed", meta["version"])
-    assert a.state()["current"]["version"] == "2.0.0"
+    assert model_state(a.state())["current"]["version"] == "2.0.0"
     # `status` (its own process, reading the data dir) shows the failed attempt.
     out = run(a.command("status"), env=child_env(**a.env)).stdout
     failed = next(line for line in out.splitlines() if line.startswith("last failed attempt: "))
@@ -889,7 +904,7 @@ def test_a_model_only_onnxruntime_loads(srv, refs, dev_rt):
         if a.plugin == RUNTIME_PLUGINS["opencv"]:
             expect_refusal(srv, refs, a, after, "2.0.0", "Blob b not found in const blobs", "1.0.0")
             return
-        got = wait_for(lambda: a.models() and a.models()[0]["name"] == "gemm" and a.models()[0], 90, 0.2)
+        got = wait_for(lambda: next((m for m in a.models() if m["name"] == "gemm"), None), 90, 0.2)
         assert got and got["target"] == "cpu", (got, a.log()[-3000:])
         ans = a.infer("gemm", meta["sample"]["inputs"])
         s = meta["sample"]
@@ -1177,7 +1192,7 @@ def test_kill_9_during_download_resumes_it(srv, refs, dev_c):
     c.kill()
     have = part.stat().st_size
     assert 0 < have < len(art)
-    assert c.state()["current"]["version"] == "1.0.0"
+    assert model_state(c.state())["current"]["version"] == "1.0.0"
     assert sha not in verified_files(c)
     first = c.proxy.artifact_requests(sha)
     assert len(first) == 1 and first[0]["range"] is None, first
@@ -1235,7 +1250,7 @@ def test_kill_9_while_loading_keeps_a_verified_model(srv, refs, dev_a):
         print(f"try {attempt + 1}: the load of {version} finished before the kill; again, heavier")
     else:
         pytest.fail("the kill came after the swap three times: nothing was tested")
-    assert a.state()["current"]["version"] == "2.0.0"
+    assert model_state(a.state())["current"]["version"] == "2.0.0"
     verified_files(a)
     a.start()
     v = a.serving()[0]
@@ -1263,7 +1278,7 @@ def test_kill_9_at_the_swap_under_load_keeps_a_verified_model(srv, refs, dev_a):
     assert before_kill and not errors, errors[:3]
     assert {r[2] for r in before_kill} <= {"2.0.0", "2.2.0"}
     # state.json names the new model before the swap is visible: the restart serves it at once.
-    assert a.state()["current"]["version"] == "2.2.0"
+    assert model_state(a.state())["current"]["version"] == "2.2.0"
     verified_files(a)
     a.start()
     assert_serves(a, refs, "2.2.0")
@@ -1332,6 +1347,209 @@ def test_agent_serves_through_a_server_outage_and_resumes(srv, refs, dev_a):
     wait_serving(a, "2.3.0")
     assert_serves(a, refs, "2.3.0")
     wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "2.3.0")
+
+
+# --- several models on one device --------------------------------------------------------------
+def push_as(srv, model, version, artifact, like):
+    """Publishes artifact as model/version with the metadata (and sample) of `like`; returns its SHA-256."""
+    r = publish(srv, model, artifact, meta=dict(_meta(like), version=version))
+    assert r.status_code == 201, f"publish {model} {version} -> {r.status_code} {r.text[:300]}"
+    return hashlib.sha256(artifact).hexdigest()
+
+
+def serving_versions(agent):
+    """{model: version} of what the socket serves."""
+    return {m["name"]: m["version"] for m in agent.models()}
+
+
+def deploy(srv, name, model, selector, follow):
+    r = srv.api("POST", "/v1/deployments", json={"name": name, "model": model, "selector": selector,
+                                                 "follow": follow})
+    assert r.status_code == 201, r.text
+
+
+def test_two_models_from_two_deployments_serve_at_once_and_swap_alone(srv, refs, agents):
+    """A detector and a classifier from two deployments on one agent: both serve on the socket at
+    once, each is swapped under load without a failed request while the other serves on, each
+    rolls back alone, the report carries each one's health, and a model the device is no longer
+    told to run is unloaded (its files go, the other's stay)."""
+    ensure_version(srv, refs, "1.0.0")
+    ensure_version(srv, refs, "2.0.0")
+    cls = {v: push_as(srv, "cls", v, variant(like, f"cls-{v}"), like) for v, like in (("1.0.0", "v1"), ("2.0.0", "v2"))}
+    a = agents(srv.url)
+    a.enroll(srv.make_enroll_token(labels={"rack": "two-models"})["token"])
+    a.start()
+    deploy(srv, "mm-det", MODEL, "rack=two-models", "1.0.0")
+    deploy(srv, "mm-cls", "cls", "rack=two-models", "1.0.0")
+    assert wait_for(lambda: serving_versions(a) == {MODEL: "1.0.0", "cls": "1.0.0"}, 120, 0.2), \
+        (serving_versions(a), a.log()[-3000:])
+    assert refs.check(a.infer(MODEL, {"x": refs.x("1.0.0")})) == "1.0.0"
+    ans = a.infer("cls", {"x": refs.x("1.0.0")})
+    assert ans["model"] == "cls" and refs.check(ans) == "1.0.0"
+    # With two models, the unnamed rollback does not guess which.
+    status, _, body = rollback(a)
+    assert status == 400 and "POST /v1/models/NAME/rollback" in json.loads(body)["detail"], (status, body)
+
+    # The classifier moves to 2.0.0 under load on both models: no request fails, the detector
+    # answers 1.0.0 throughout.
+    with Load(a, refs, model="cls", x_version="1.0.0") as cload, Load(a, refs, threads=2, x_version="1.0.0") as dload:
+        cload.wait_answers(25, "1.0.0")
+        dload.wait_answers(10, "1.0.0")
+        assert srv.api("PATCH", "/v1/deployments/mm-cls", json={"follow": "2.0.0"}).status_code == 200
+        assert wait_for(lambda: serving_versions(a)["cls"] == "2.0.0", 120, 0.2), a.log()[-3000:]
+        cload.wait_answers(25, "2.0.0")
+    check_swap(cload.results, "1.0.0", "2.0.0")
+    assert not [r for r in dload.results if r[3] or r[2] != "1.0.0"], dload.results[:5]
+    assert serving_versions(a) == {MODEL: "1.0.0", "cls": "2.0.0"}
+    # Then the detector alone.
+    assert srv.api("PATCH", "/v1/deployments/mm-det", json={"follow": "2.0.0"}).status_code == 200
+    assert wait_for(lambda: serving_versions(a) == {MODEL: "2.0.0", "cls": "2.0.0"}, 120, 0.2), a.log()[-3000:]
+    st = a.state()
+    assert {m: (e["current"]["version"], e["previous"]["version"]) for m, e in st["models"].items()} == \
+        {MODEL: ("2.0.0", "1.0.0"), "cls": ("2.0.0", "1.0.0")}, st
+    assert set(verified_files(a)) == {cls["1.0.0"], cls["2.0.0"], hashlib.sha256(_onnx("v1")).hexdigest(),
+                                      hashlib.sha256(_onnx("v2")).hexdigest()}
+
+    # What the server sees: both models, each with its health since it went live.
+    def reported():
+        d = device_reported(srv, a.device_id)
+        ms = {m["name"]: m for m in (d.get("reported") or {}).get("models", [])}
+        return d if ms.get("cls", {}).get("version") == "2.0.0" and ms.get(MODEL, {}).get("version") == "2.0.0" \
+            and ms["cls"].get("requests") else None
+
+    d = wait_for(reported, 60, 0.2)
+    assert d, device_reported(srv, a.device_id)
+    ms = {m["name"]: m for m in d["reported"]["models"]}
+    for m in ms.values():
+        assert m["state"] == "active" and m["self_test"] == "passed" and m["since"], m
+        assert len(m["latency_us_buckets"]) == 17 and sum(m["latency_us_buckets"]) <= m["requests"], m
+        assert m["last_operation"]["state"] == "active" and m["last_operation"]["model"] == m["name"], m
+    assert sum(ms["cls"]["latency_us_buckets"]) > 0
+    show = srv.cli("devices", "show", a.device_id)
+    assert show.returncode == 0, show.stderr
+    assert "cls@2.0.0 (deployment mm-cls)" in show.stdout and f"{MODEL}@2.0.0 (deployment mm-det)" in show.stdout
+    assert "req," in show.stdout and "passed" in show.stdout, show.stdout
+
+    # One model rolls back on its own socket route; the other is untouched.
+    status, _, body = a.request("POST", "/v1/models/cls/rollback")
+    assert status == 200 and json.loads(body) == {"status": "rolled_back", "model": "cls", "version": "1.0.0"}, body
+    assert serving_versions(a) == {MODEL: "2.0.0", "cls": "1.0.0"}
+    assert a.request("POST", "/v1/models/nope/rollback")[0] == 404
+
+    # The classifier's deployment goes: the agent unloads it, keeps the detector and its files.
+    assert srv.api("DELETE", "/v1/deployments/mm-cls").status_code == 204
+    assert wait_for(lambda: serving_versions(a) == {MODEL: "2.0.0"}, 120, 0.2), a.log()[-3000:]
+    status, _, body = a.request("POST", "/v1/models/cls/infer", {"inputs": {"x": refs.x("1.0.0")}})
+    assert status == 404 and "does not run model cls" in json.loads(body)["detail"], (status, body)
+    assert refs.check(a.infer(MODEL, {"x": refs.x("2.0.0")})) == "2.0.0"
+    assert list(a.state()["models"]) == [MODEL]
+    assert set(verified_files(a)) == {hashlib.sha256(_onnx("v1")).hexdigest(), hashlib.sha256(_onnx("v2")).hexdigest()}
+    wait_operation(srv, a.device_id, lambda o: o["state"] == "removed" and o["model"] == "cls")
+    a.stop()
+
+
+def test_same_bytes_as_a_new_version_or_another_model_are_installed(srv, refs, dev_a):
+    """Issue 12's bug: a target whose bytes are those of the model that runs is still installed
+    when its version or its model differs, and reported."""
+    a = dev_a
+    baseline(srv, refs, a, "2.0.0")
+    if srv.api("GET", f"/v1/models/{MODEL}/versions/2.0.7").status_code != 200:
+        push(srv, "2.0.7", _onnx("v2"), "v2")  # the very bytes of 2.0.0
+    refs.add("2.0.7", "v2")
+    assign(srv, a.device_id, "2.0.7")
+    wait_serving(a, "2.0.7")
+    assert_serves(a, refs, "2.0.7")
+    wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "2.0.7")
+    st = model_state(a.state())
+    assert (st["current"]["version"], st["previous"]["version"]) == ("2.0.7", "2.0.0"), st
+    # Another model with the same bytes serves beside it, under its own name.
+    if srv.api("GET", "/v1/models/twin/versions/1.0.0").status_code != 200:
+        push_as(srv, "twin", "1.0.0", _onnx("v2"), "v2")
+    assign(srv, a.device_id, "1.0.0", model="twin")
+    assert wait_for(lambda: serving_versions(a) == {MODEL: "2.0.7", "twin": "1.0.0"}, 90, 0.2), a.log()[-3000:]
+    ans = a.infer("twin", {"x": refs.x("2.0.0")})
+    assert ans["model"] == "twin" and ans["version"] == "1.0.0"
+    assert close_to(ans["outputs"]["y"], refs.by_version["2.0.0"][1], refs.by_version["2.0.0"][2])
+    wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["model"] == "twin")
+    assert hashlib.sha256(_onnx("v2")).hexdigest() in verified_files(a)
+    # Unassigned, twin is unloaded; the file it shares with det stays.
+    assert srv.api("DELETE", f"/v1/devices/{a.device_id}/desired", params={"model": "twin"}).status_code == 204
+    assert wait_for(lambda: serving_versions(a) == {MODEL: "2.0.7"}, 90, 0.2), a.log()[-3000:]
+    assert hashlib.sha256(_onnx("v2")).hexdigest() in verified_files(a)
+    assert_serves(a, refs, "2.0.7")
+
+
+def test_a_transient_install_failure_is_retried_with_backoff(srv, refs, dev_a):
+    """An artifact the server cannot serve for a while (its file is gone): each attempt fails and is
+    reported with its number and when the next one comes (exponential from poll-min, half of it
+    random), the server shows the count, and once the file is back the next attempt installs it."""
+    a = dev_a
+    # A back-off cap of its own (another test may have left the agent with a shorter one).
+    a.stop()
+    a.start(extra_args=["--backoff-max", "20s"])
+    after = baseline(srv, refs, a, "2.0.0")
+    art = variant("v2", "retried")
+    if srv.api("GET", f"/v1/models/{MODEL}/versions/2.0.8").status_code != 200:
+        push(srv, "2.0.8", art, "v2")
+    refs.add("2.0.8", "v2")
+    path = artifact_path(srv, hashlib.sha256(art).hexdigest())
+    away = path.with_name(path.name + ".away")
+    path.rename(away)
+    try:
+        assign(srv, a.device_id, "2.0.8")
+        third = wait_event(srv, a.device_id, lambda o: o["state"] == "failed" and o.get("version") == "2.0.8"
+                           and o.get("attempts", 0) >= 3, after_id=after[0], what="a third failed attempt")
+        # The fleet view counts the attempts (the last one may be failed or under way again).
+        out = srv.cli("devices", "list")
+        assert out.returncode == 0 and re.search(r"(FAILED|downloading) det@2\.0\.8 \([0-9]+ attempts\)", out.stdout), \
+            out.stdout
+        assert_serves(a, refs, "2.0.0")
+    finally:
+        away.rename(path)
+    wait_serving(a, "2.0.8")
+    done = wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "2.0.8")
+    fails = [o for o in device_events(srv, a.device_id, limit=100) if o["state"] == "failed"
+             and o.get("version") == "2.0.8" and o["at"] >= after[1]]
+    assert [o["attempts"] for o in fails] == list(range(1, len(fails) + 1)), fails
+    assert done.get("attempts", 0) > third["attempts"], done
+    # Each wait is within [base/2, base], base = poll-min (1 s) doubling per attempt up to
+    # backoff-max (both times are to the second, taken a moment apart: one second of slack below).
+    for o in fails:
+        base = min(2 ** (o["attempts"] - 1), 20)
+        wait_s = (datetime.strptime(o["retry_at"], "%Y-%m-%dT%H:%M:%SZ") - datetime.strptime(o["at"], "%Y-%m-%dT%H:%M:%SZ")).total_seconds()
+        assert base // 2 - 1 <= wait_s <= base, (o, base)
+    assert_serves(a, refs, "2.0.8")
+    a.stop()
+    a.start()
+
+
+def test_an_older_agents_state_json_is_migrated(srv, refs, dev_a):
+    """An agent upgraded from the one-model state.json comes up serving its model before it
+    reaches the server, and writes state.json in the current format."""
+    a = dev_a
+    baseline(srv, refs, a, "1.0.0")
+    baseline(srv, refs, a, "2.0.0")
+    st = model_state(a.state())
+    a.stop()
+    old = {"current": dict(st["current"], path=f"models/{MODEL}/2.0.0/model.onnx"), "previous": st["previous"],
+           "held": ""}
+    old["current"].pop("self_test", None)
+    old["previous"].pop("self_test", None)
+    (a.data_dir / "state.json").write_text(json.dumps(old))
+    log_from = len(a.logfile.read_bytes())
+    a.start(server_url="http://127.0.0.1:9")  # nothing listens there: it serves from its own state
+    try:
+        assert_serves(a, refs, "2.0.0")
+        new = a.state()
+        assert new["format"] == 2 and list(new["models"]) == [MODEL], new
+        mine = new["models"][MODEL]
+        assert (mine["current"]["version"], mine["current"]["sha256"], mine["previous"]["version"]) == \
+            ("2.0.0", st["current"]["sha256"], "1.0.0"), new
+        assert "event=state_migrated" in a.logfile.read_bytes()[log_from:].decode(errors="replace")
+    finally:
+        a.stop()
+    a.start()
+    baseline(srv, refs, a, "2.0.0")
 
 
 # --- a threshold reached with duplicate signatures (a server of its own) -----------------------

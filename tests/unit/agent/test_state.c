@@ -1,6 +1,7 @@
 /* Unit tests for agents/state.c: the agent's data directory (modes, atomic JSON state files and
- * what a missing or corrupt one reads as), the identity an enrollment leaves, and the clock floor
- * that a clock set back cannot lower. */
+ * what a missing or corrupt one reads as), the identity an enrollment leaves, the clock floor
+ * that a clock set back cannot lower, and state.json's models in both formats (an older agent's
+ * one-model file is migrated). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -188,13 +189,86 @@ static void test_clock_floor(void **state)
 	assert_int_equal(mode_of("trust/clock"), 0600);
 }
 
+#define SHA1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define SHA2 "2222222222222222222222222222222222222222222222222222222222222222"
+
+/* state.json as JSON text -> what state_models_parse makes of it: the models object, whether it
+ * was migrated, or an error (want NULL). */
+static const struct {
+	const char *in;
+	const char *want;
+	bool migrated;
+} models_cases[] = {
+	/* An older agent's: its one model becomes the entry of its name, previous and held kept. */
+	{"{\"current\":{\"name\":\"det\",\"version\":\"2.0.0\",\"sha256\":\"" SHA2 "\",\"path\":\"p\"},"
+	 "\"previous\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},\"held\":\"" SHA2 " t\"}",
+	 "{\"det\":{\"current\":{\"name\":\"det\",\"version\":\"2.0.0\",\"sha256\":\"" SHA2 "\",\"path\":\"p\"},"
+	 "\"previous\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},\"held\":\"" SHA2 " t\"}}",
+	 true},
+	/* ... with no held and no previous (the first install). */
+	{"{\"current\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},\"previous\":null}",
+	 "{\"det\":{\"current\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},"
+	 "\"previous\":null,\"held\":\"\"}}",
+	 true},
+	/* A previous version of another model (the one-model agent switched models) is dropped. */
+	{"{\"current\":{\"name\":\"cls\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},"
+	 "\"previous\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA2 "\"}}",
+	 "{\"cls\":{\"current\":{\"name\":\"cls\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},"
+	 "\"previous\":null,\"held\":\"\"}}",
+	 true},
+	/* Nothing installed yet: no model. */
+	{"{\"current\":null,\"previous\":null,\"held\":\"\"}", "{}", true},
+	{"{}", "{}", true},
+	/* The current format reads as it is. */
+	{"{\"format\":2,\"models\":{\"det\":{\"current\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1
+	 "\"},\"previous\":null,\"held\":\"\"},\"cls\":{\"current\":null,\"previous\":null,\"held\":\"x\"}}}",
+	 "{\"det\":{\"current\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},"
+	 "\"previous\":null,\"held\":\"\"},\"cls\":{\"current\":null,\"previous\":null,\"held\":\"x\"}}",
+	 false},
+	/* Refused: malformed records, a digest that is not hex, an entry naming another model. */
+	{"[]", NULL, false},
+	{"{\"current\":{\"name\":\"det\",\"version\":\"1.0.0\"}}", NULL, false},
+	{"{\"current\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"../../etc/passwd\"}}", NULL, false},
+	{"{\"current\":{\"name\":\"det\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"},\"held\":7}", NULL, false},
+	{"{\"models\":{\"det\":{\"current\":{\"name\":\"cls\",\"version\":\"1.0.0\",\"sha256\":\"" SHA1 "\"}}}}", NULL,
+	 false},
+	{"{\"models\":{\"det\":[]}}", NULL, false},
+};
+
+static void test_models_parse(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < GN_ARRAY_LEN(models_cases); i++) {
+		json_t *in = json_loads(models_cases[i].in, 0, NULL), *out = NULL;
+		bool migrated = !models_cases[i].migrated;
+		gn_err err;
+		assert_non_null(in);
+		int rc = state_models_parse(&out, &migrated, in, &err);
+		if (!models_cases[i].want) {
+			if (rc != GN_EINVAL || out)
+				fail_msg("case %zu: %s was not refused", i, models_cases[i].in);
+			json_decref(in);
+			continue;
+		}
+		json_t *want = json_loads(models_cases[i].want, 0, NULL);
+		assert_non_null(want);
+		if (rc || !json_equal(json_object_get(out, "models"), want) ||
+		    json_integer_value(json_object_get(out, "format")) != 2 || migrated != models_cases[i].migrated) {
+			char *got = out ? json_dumps(out, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+			fail_msg("case %zu: rc %d, migrated %d, got %s", i, rc, migrated, got ? got : err.msg);
+		}
+		json_decref(want);
+		json_decref(out);
+		json_decref(in);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_mkdirs),
-		cmocka_unit_test(test_json_files),
-		cmocka_unit_test(test_identity),
-		cmocka_unit_test(test_clock_floor),
+		cmocka_unit_test(test_mkdirs),       cmocka_unit_test(test_json_files),
+		cmocka_unit_test(test_identity),     cmocka_unit_test(test_clock_floor),
+		cmocka_unit_test(test_models_parse),
 	};
 	return cmocka_run_group_tests_name("agent_state", tests, setup, teardown);
 }
