@@ -564,6 +564,7 @@ static const cli_cmd cmds[] = {
 	 yank_opts, GN_ARRAY_LEN(yank_opts), 2, 2, yank_run},
 	{"unyank", "NAME VERSION", "Undo a yank: VERSION may be targeted again.", NULL, 0, 2, 2, unyank_run},
 	CMD_TELEMETRY_PROFILE,
+	CMD_TELEMETRY_DRIFT,
 };
 
 const cli_group cmd_models_group = {"models", "Publish, inspect and yank model versions; point aliases at them.", cmds,

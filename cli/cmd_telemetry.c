@@ -696,3 +696,309 @@ int cmd_telemetry_profile_run(const cli_ctx *ctx, const cli_args *args, gn_err *
 {
 	return profile_run(ctx, args, err);
 }
+
+/* --- ganglion models drift ------------------------------------------------------------------------ */
+
+static char *num_cell(const json_t *v, const char *fmt)
+{
+	return json_is_number(v) ? gn_asprintf(fmt, json_number_value(v)) : gn_strdup("-");
+}
+
+static char *psi_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "psi"), "%.4f");
+}
+
+static char *js_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "js"), "%.4f");
+}
+
+static char *linf_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "linf"), "%.4f");
+}
+
+static char *mean_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "mean"), "%.4g");
+}
+
+static char *std_cell(const json_t *row)
+{
+	const json_t *v = json_object_get(row, "variance");
+	return json_is_number(v) ? gn_asprintf("%.4g", sqrt(json_number_value(v))) : gn_strdup("-");
+}
+
+static const output_col drift_cols[] = {
+	{"FEATURE", "feature", NULL}, {"N", "n", NULL},        {"PSI", NULL, psi_cell},      {"JS", NULL, js_cell},
+	{"LINF", NULL, linf_cell},    {"NAN", "nan", NULL},    {"UNDER", "underflow", NULL}, {"OVER", "overflow", NULL},
+	{"MEAN", NULL, mean_cell},    {"STD", NULL, std_cell},
+};
+
+/* Bars of reference and observed shares, one line per bin (numeric: with underflow and overflow). */
+static void histogram_print(const json_t *f)
+{
+	const json_t *ref = json_object_get(f, "reference"), *counts = json_object_get(f, "counts");
+	const json_t *edges = json_object_get(f, "edges"), *vocab = json_object_get(f, "vocabulary");
+	double n = (double)json_integer_value(json_object_get(f, "n"));
+	size_t k = json_array_size(ref);
+	if (n <= 0)
+		return;
+	printf("\n%s   reference #   observed =\n", gn_json_str(f, "feature"));
+	for (size_t i = 0; i < k + (edges ? 2 : 0); i++) {
+		char label[48];
+		double p = 0, q;
+		if (edges && i == 0) {
+			snprintf(label, sizeof(label), "< %.4g", json_number_value(json_array_get(edges, 0)));
+			q = (double)json_integer_value(json_object_get(f, "underflow")) / n;
+		} else if (edges && i == k + 1) {
+			snprintf(label, sizeof(label), "> %.4g", json_number_value(json_array_get(edges, k)));
+			q = (double)json_integer_value(json_object_get(f, "overflow")) / n;
+		} else {
+			size_t b = edges ? i - 1 : i;
+			if (edges)
+				snprintf(label, sizeof(label), "%.4g..%.4g",
+					 json_number_value(json_array_get(edges, b)),
+					 json_number_value(json_array_get(edges, b + 1)));
+			else
+				snprintf(label, sizeof(label), "%.24s",
+					 b < json_array_size(vocab) ? json_string_value(json_array_get(vocab, b))
+								    : "(other)");
+			p = json_number_value(json_array_get(ref, b));
+			q = (double)json_integer_value(json_array_get(counts, b)) / n;
+		}
+		char bp[41], bq[41];
+		int lp = (int)lround(p * 40), lq = (int)lround(q * 40);
+		memset(bp, '#', (size_t)lp);
+		bp[lp] = '\0';
+		memset(bq, '=', (size_t)lq);
+		bq[lq] = '\0';
+		printf("  %-20s %5.1f%% %-40s\n  %-20s %5.1f%% %-40s\n", label, 100 * p, bp, "", 100 * q, bq);
+	}
+}
+
+static int drift_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	static const char *const query[] = {"since", "until", "selector", "by"};
+	char *name = gn_http_escape(args->pos[0]), *version = gn_http_escape(args->pos[1]);
+	json_t *ans = NULL;
+	size_t i;
+	json_t *g;
+	gn_buf path;
+	int rc;
+	gn_buf_init(&path);
+	gn_buf_printf(&path, "/v1/models/%s/versions/%s/drift", name, version);
+	for (size_t k = 0; k < GN_ARRAY_LEN(query); k++)
+		if (cli_args_get(args, query[k]))
+			cli_query_add(&path, query[k], cli_args_get(args, query[k]));
+	if ((rc = cli_request(&ans, ctx, "GET", path.data, NULL, err))) {
+		cli_model_not_found(ctx, args->pos[0], args->pos[1], err);
+		rc = err->code;
+		goto out;
+	}
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(ans);
+		goto out;
+	}
+	bool bars = cli_args_get(args, "histograms") || ctx->tty;
+	printf("%s@%s, windows from %s to %s\n", gn_json_str(ans, "model"), gn_json_str(ans, "version"),
+	       gn_json_str(ans, "since"), gn_json_str(ans, "until"));
+	if (json_array_size(json_object_get(ans, "groups")) == 0)
+		printf("\nNo telemetry in that time.\n");
+	json_array_foreach(json_object_get(ans, "groups"), i, g) {
+		const json_t *lat = json_object_get(g, "latency_us");
+		printf("\n");
+		if (gn_json_str(ans, "by"))
+			printf("%s=%s: ", gn_json_str(ans, "by"),
+			       gn_json_str(g, "group") ? gn_json_str(g, "group") : "(none)");
+		printf("%lld devices, %lld windows, %lld requests, %lld errors, p50 %lld us, p95 %lld us, p99 %lld us, "
+		       "%lld windows dropped\n",
+		       (long long)json_integer_value(json_object_get(g, "devices")),
+		       (long long)json_integer_value(json_object_get(g, "windows")),
+		       (long long)json_integer_value(json_object_get(g, "requests")),
+		       (long long)json_integer_value(json_object_get(g, "errors")),
+		       (long long)json_integer_value(json_object_get(lat, "p50")),
+		       (long long)json_integer_value(json_object_get(lat, "p95")),
+		       (long long)json_integer_value(json_object_get(lat, "p99")),
+		       (long long)json_integer_value(json_object_get(g, "dropped")));
+		output_table(json_object_get(g, "features"), drift_cols, GN_ARRAY_LEN(drift_cols));
+		size_t k;
+		json_t *f;
+		json_array_foreach(json_object_get(g, "features"), k, f)
+			if (bars)
+				histogram_print(f);
+	}
+out:
+	gn_buf_cleanup(&path);
+	free(name);
+	free(version);
+	json_decref(ans);
+	return rc;
+}
+
+const cli_opt cmd_telemetry_drift_opts[CMD_TELEMETRY_DRIFT_NOPTS] = {
+	{"since", 0, "T", "windows from T: an RFC 3339 time or a duration ago (90m, 1h, 7d; default 1h)"},
+	{"until", 0, "T", "windows before T (same forms; default now)"},
+	{"selector", 'l', "S", "only devices whose labels match S (site=north,!test)"},
+	{"by", 0, "LABEL", "one group per value of LABEL"},
+	{"histograms", 0, NULL, "draw reference and observed shares per bin (the default on a terminal)"},
+};
+
+int cmd_telemetry_drift_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	return drift_run(ctx, args, err);
+}
+
+/* --- ganglion alerts --------------------------------------------------------------------------- */
+
+static char *value_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "value"), "%.4f");
+}
+
+static char *group_cell(const json_t *row)
+{
+	return output_value_dup(json_object_get(row, "group"));
+}
+
+static const output_col alert_cols[] = {
+	{"ID", "id", NULL},
+	{"STATE", "state", NULL},
+	{"RULE", "rule", NULL},
+	{"MODEL", "model", NULL},
+	{"VERSION", "version", NULL},
+	{"FEATURE", "feature", NULL},
+	{"GROUP", NULL, group_cell},
+	{"METRIC", "metric", NULL},
+	{"VALUE", NULL, value_cell},
+	{"THRESHOLD", "threshold", NULL},
+	{"SAMPLES", "samples", NULL},
+	{"OPENED", "opened_at", NULL},
+	{"RESOLVED", "resolved_at", NULL},
+};
+
+static const output_col rule_cols[] = {
+	{"NAME", "name", NULL},
+	{"MODEL", "model", NULL},
+	{"VERSION", "version", NULL},
+	{"FEATURE", "feature", NULL},
+	{"METRIC", "metric", NULL},
+	{"THRESHOLD", "threshold", NULL},
+	{"MIN SAMPLES", "min_samples", NULL},
+	{"WINDOWS", "windows", NULL},
+	{"GROUP BY", "group_by", NULL},
+};
+
+static int alerts_list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	gn_buf path;
+	gn_buf_init(&path);
+	gn_buf_puts(&path, "/v1/alerts");
+	cli_query_add(&path, "state", cli_args_get(args, "state") ? cli_args_get(args, "state") : "open");
+	if (cli_args_get(args, "model"))
+		cli_query_add(&path, "model", cli_args_get(args, "model"));
+	int rc = cli_list_print(ctx, path.data, alert_cols, GN_ARRAY_LEN(alert_cols), err);
+	gn_buf_cleanup(&path);
+	return rc;
+}
+
+static int alerts_rules_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	(void)args;
+	return cli_list_print(ctx, "/v1/alert-rules", rule_cols, GN_ARRAY_LEN(rule_cols), err);
+}
+
+static int alerts_create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	static const char *const text[] = {"model", "version", "feature", "metric", "group-by"};
+	json_t *body = json_pack("{s:s}", "name", args->pos[0]), *ans = NULL;
+	const char *v;
+	int64_t n;
+	int rc = 0;
+	if (!cli_args_get(args, "model")) {
+		rc = gn_err_set(err, CLI_EUSAGE, "--model is required");
+		goto out;
+	}
+	for (size_t i = 0; i < GN_ARRAY_LEN(text); i++)
+		if ((v = cli_args_get(args, text[i])))
+			json_object_set_new(body, strcmp(text[i], "group-by") == 0 ? "group_by" : text[i],
+					    json_string(v));
+	if ((v = cli_args_get(args, "threshold"))) {
+		char *end;
+		double t = strtod(v, &end);
+		if (*end || end == v || !(t > 0) || !isfinite(t)) {
+			rc = gn_err_set(err, CLI_EUSAGE, "--threshold must be a number above 0, not '%s'", v);
+			goto out;
+		}
+		json_object_set_new(body, "threshold", json_real(t));
+	}
+	if ((v = cli_args_get(args, "min-samples"))) {
+		if ((rc = cli_parse_int(&n, v, "--min-samples", 1, INT64_MAX, err)))
+			goto out;
+		json_object_set_new(body, "min_samples", json_integer((json_int_t)n));
+	}
+	if ((v = cli_args_get(args, "windows"))) {
+		if ((rc = cli_parse_int(&n, v, "--windows", 1, 100, err)))
+			goto out;
+		json_object_set_new(body, "windows", json_integer((json_int_t)n));
+	}
+	if ((rc = cli_request(&ans, ctx, "POST", "/v1/alert-rules", body, err))) {
+		cli_model_not_found(ctx, cli_args_get(args, "model"), cli_args_get(args, "version"), err);
+		rc = err->code;
+		goto out;
+	}
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(ans);
+	else
+		output_fields(ans, rule_cols, GN_ARRAY_LEN(rule_cols));
+out:
+	json_decref(body);
+	json_decref(ans);
+	return rc;
+}
+
+static int alerts_delete_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	char *esc = gn_http_escape(args->pos[0]), *path = gn_asprintf("/v1/alert-rules/%s", esc);
+	json_t *ans = NULL;
+	int rc = cli_request(&ans, ctx, "DELETE", path, NULL, err);
+	if (rc)
+		cli_err_about(err, "alert rule '%s'", args->pos[0]);
+	else if (ctx->output != CLI_OUTPUT_JSON)
+		printf("Deleted alert rule %s (its open alerts are resolved).\n", args->pos[0]);
+	json_decref(ans);
+	free(esc);
+	free(path);
+	return rc ? err->code : 0;
+}
+
+static const cli_opt list_opts[] = {
+	{"state", 0, "open|resolved|all", "which alerts (default open)"},
+	{"model", 0, "NAME", "only alerts about model NAME"},
+};
+
+static const cli_opt create_opts[] = {
+	{"model", 0, "NAME", "the model watched (required)"},
+	{"version", 0, "V", "one version of it (default: every version)"},
+	{"feature", 0, "F", "one feature, by name or as input:NAME, output:NAME (default: every feature)"},
+	{"metric", 0, "psi|js|linf", "the measure (default psi; linf only judges categorical features)"},
+	{"threshold", 0, "X", "alert above X (default 0.25 for psi, 0.1 for js and linf)"},
+	{"min-samples", 0, "N", "a window is judged only with at least N values (default 1000)"},
+	{"windows", 0, "N", "that many judged windows in a row open or resolve an alert (default 3)"},
+	{"group-by", 0, "LABEL", "judge the fleet per value of device label LABEL"},
+};
+
+static const cli_cmd alert_cmds[] = {
+	{"list", "", "List drift alerts, newest first.", list_opts, GN_ARRAY_LEN(list_opts), 0, 0, alerts_list_run},
+	{"rules", "", "List the drift alert rules.", NULL, 0, 0, 0, alerts_rules_run},
+	{"create-rule", "NAME",
+	 "Create a drift alert rule: an alert opens when the fleet's drift of a feature is above the threshold "
+	 "in the last --windows windows with enough values, and resolves when it is at or below it.",
+	 create_opts, GN_ARRAY_LEN(create_opts), 1, 1, alerts_create_run},
+	{"delete-rule", "NAME", "Delete a drift alert rule, resolving its open alerts.", NULL, 0, 1, 1,
+	 alerts_delete_run},
+};
+
+const cli_group cmd_alerts_group = {"alerts", "Drift alerts and the rules that raise them.", alert_cmds,
+				    GN_ARRAY_LEN(alert_cmds)};

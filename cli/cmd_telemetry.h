@@ -1,5 +1,6 @@
 /* Commands about telemetry and drift (cmd_telemetry.c), listed in other groups' tables by the
- * entries below: `ganglion models profile` in cmd_models.c. */
+ * entries below: `ganglion models profile` and `models drift` in cmd_models.c; and the `alerts`
+ * group (cmd_alerts_group, cli.h). */
 #ifndef GN_CMD_TELEMETRY_H
 #define GN_CMD_TELEMETRY_H
 
@@ -10,7 +11,12 @@ extern const cli_opt cmd_telemetry_profile_opts[CMD_TELEMETRY_PROFILE_NOPTS];
 /* Computes a reference profile from training data (args->pos[0], a .csv or .npy file). */
 int cmd_telemetry_profile_run(const cli_ctx *ctx, const cli_args *args, gn_err *err) GN_WUR;
 
-/* The cli_cmd entry of `models profile`. */
+#define CMD_TELEMETRY_DRIFT_NOPTS 5
+extern const cli_opt cmd_telemetry_drift_opts[CMD_TELEMETRY_DRIFT_NOPTS];
+/* Shows the fleet's drift of model args->pos[0] version args->pos[1]. */
+int cmd_telemetry_drift_run(const cli_ctx *ctx, const cli_args *args, gn_err *err) GN_WUR;
+
+/* The cli_cmd entries of `models profile` and `models drift`. */
 #define CMD_TELEMETRY_PROFILE                                                                                      \
 	{                                                                                                          \
 		"profile", "DATA.csv|DATA.npy",                                                                    \
@@ -19,6 +25,15 @@ int cmd_telemetry_profile_run(const cli_ctx *ctx, const cli_args *args, gn_err *
 			"summaries for images (a 4-D .npy), and with --outputs the class histogram and "           \
 			"confidence deciles.",                                                                     \
 			cmd_telemetry_profile_opts, CMD_TELEMETRY_PROFILE_NOPTS, 1, 1, cmd_telemetry_profile_run   \
+	}
+
+#define CMD_TELEMETRY_DRIFT                                                                                \
+	{                                                                                                  \
+		"drift", "NAME VERSION",                                                                   \
+			"Show the fleet's drift of a model version against its reference profile: per "    \
+			"feature PSI, Jensen-Shannon distance and L-infinity of the devices' counts "      \
+			"summed, with the reference and observed shares per bin.",                         \
+			cmd_telemetry_drift_opts, CMD_TELEMETRY_DRIFT_NOPTS, 2, 2, cmd_telemetry_drift_run \
 	}
 
 #endif

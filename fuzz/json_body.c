@@ -27,6 +27,8 @@
 #include "tokens.h"
 #include "tuf_keys.h"
 #include "tuf_sign.h"
+#include "telemetry.h"
+#include "alerts.h"
 
 /* main.c is not linked: the server-wide state it defines. */
 struct gd_server gd;
@@ -183,6 +185,15 @@ static int gitops_sync_body(const json_t *b, gn_err *err)
 	return rc;
 }
 
+static int telemetry(const json_t *b, gn_err *err)
+{
+	json_t *out = NULL;
+	struct telemetry_limits lim = {500, 30 * 86400, 1750000000};
+	int rc = telemetry_ingest(&out, down, DEVICE, b, &lim, err);
+	json_decref(out);
+	return rc;
+}
+
 static int gitops_plan_body(const json_t *b, gn_err *err)
 {
 	json_t *out = NULL;
@@ -195,6 +206,14 @@ static int gitops_plan_body(const json_t *b, gn_err *err)
 static int gitops_hook_body(const char *bytes, size_t len, gn_err *err)
 {
 	return gitops_hook(down, config_get(), "sha256=00", NULL, NULL, bytes, len, err);
+}
+
+static int alert_rule(const json_t *b, gn_err *err)
+{
+	char *out = NULL;
+	int rc = alerts_rule_create(&out, down, &who, b, err);
+	free(out);
+	return rc;
 }
 
 /* Every route whose method takes a body: its table and domain call, or the domain call that takes
@@ -235,6 +254,8 @@ static const struct body_route {
 	{"POST", "/v1/gitops/suspend", NULL, NULL, NULL, NULL},
 	{"POST", "/v1/gitops/resume", NULL, NULL, NULL, NULL},
 	{"POST", "/v1/gitops/hook", NULL, NULL, NULL, gitops_hook_body},
+	{"POST", "/v1/agent/telemetry", telemetry_batch_fields, &telemetry_batch_nfields, telemetry, NULL},
+	{"POST", "/v1/alert-rules", alerts_rule_fields, &alerts_rule_nfields, alert_rule, NULL},
 };
 
 /* Fails when the server has a route with a body that the table above does not list. */

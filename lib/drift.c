@@ -646,7 +646,7 @@ int gn_drift_counts_parse(struct gn_drift_counts *out, const json_t *j, size_t n
 		rc = gn_err_set(err, GN_EINVAL, "%s: a categorical feature has no underflow or overflow", what);
 		goto fail;
 	}
-	if (out->n != sum + out->underflow + out->overflow) {
+	if (nbins > 0 && out->n != sum + out->underflow + out->overflow) {
 		rc = gn_err_set(err, GN_EINVAL, "%s.n is %llu, but the counts, underflow and overflow add up to %llu",
 				what, (unsigned long long)out->n,
 				(unsigned long long)(sum + out->underflow + out->overflow));

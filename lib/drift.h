@@ -133,8 +133,9 @@ json_t *gn_drift_counts_json(const struct gn_drift_counts *c);
 /* Reads and checks counts of a feature with nbins bins from j (numeric says whether underflow and
  * overflow may be non-zero) into out (initialised here; cleanup on success only). Checks: no
  * unknown field, counts are nbins non-negative integers, n equals their sum with underflow and
- * overflow, moments finite, variance >= 0, min <= mean <= max (within rounding). GN_EINVAL with
- * a message naming the field, prefixed with what. */
+ * overflow (unless nbins is 0: an image channel's moments alone), moments finite, variance >= 0,
+ * min <= mean <= max (within rounding). GN_EINVAL with a message naming the field, prefixed with
+ * what. */
 int gn_drift_counts_parse(struct gn_drift_counts *out, const json_t *j, size_t nbins, bool numeric, const char *what,
 			  gn_err *err) GN_WUR;
 

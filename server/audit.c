@@ -19,7 +19,8 @@ const char *const audit_actions[] = {
 	"model.unyank",      "tuf.key_rotate", "tuf.root_import",     "deployment.create",   "deployment.update",
 	"deployment.delete", "rollout.start",  "rollout.stage",       "rollout.pin",         "rollout.complete",
 	"rollout.rollback",  "rollout.pause",  "rollout.resume",      "rollout.promote",     "rollout.abort",
-	"rollout.approve",   "gitops.apply",   "gitops.suspend",      "gitops.resume",
+	"rollout.approve",   "gitops.apply",   "gitops.suspend",      "gitops.resume",       "alert.open",
+	"alert_rule.create", "alert.resolve",  "alert_rule.delete",
 };
 const size_t audit_nactions = GN_ARRAY_LEN(audit_actions);
 

@@ -154,6 +154,14 @@ static const gn_conf_opt opts[] = {
 	    "shared secret (at least 16 bytes) that authenticates POST /v1/gitops/hook; empty: no webhook"),
 	OPT("gitops-prune", GN_CONF_BOOL, gitops_prune, "true", true, 0, 0, NULL,
 	    "delete objects that were applied from git and are no longer in it (false: keep them, unmanaged)"),
+	OPT("telemetry-retention", GN_CONF_DURATION, telemetry_retention, "30d", true, 86400, 86400LL * 3650,
+	    "DURATION",
+	    "how long devices' telemetry windows are kept (the job drops a UTC day's partitions once all of it is "
+	    "older); an older window a device sends is acknowledged and not stored"),
+	OPT("telemetry-max-windows", GN_CONF_INT, telemetry_max_windows, "500", true, 1, 100000, "N",
+	    "windows one telemetry batch may hold (413 beyond; the body is also bounded by max-body)"),
+	OPT("alert-interval", GN_CONF_DURATION, alert_interval, "60s", true, 1, 3600, "DURATION",
+	    "how often the drift alert rules are judged against the fleet's telemetry"),
 };
 
 const gn_conf_table config_table = {"gangliond", "GANGLIOND_", opts, GN_ARRAY_LEN(opts)};

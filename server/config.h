@@ -68,6 +68,9 @@ struct gd_config {
 	char *gitops_allowed_signers;
 	char *gitops_webhook_secret_file;
 	bool gitops_prune;
+	int64_t telemetry_retention;
+	int64_t telemetry_max_windows;
+	int64_t alert_interval;
 };
 
 extern const gn_conf_table config_table;

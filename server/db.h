@@ -69,6 +69,9 @@ enum db_lock {
 	DB_LOCK_GITOPS = 1734438507,         /* session lock: a GitOps sync or plan (gitops.c) */
 	DB_LOCK_ARTIFACT_SWEEP = 1734438508, /* session lock: the unreferenced-artifact sweep */
 	DB_LOCK_JOBS = 1734438600,           /* jobs: DB_LOCK_JOBS + the job's index */
+	/* transaction lock: telemetry partitions created or dropped; taken by migration 0012's SQL
+	 * functions gn_telemetry_partition and gn_telemetry_drop_before, which hold the number */
+	DB_LOCK_TELEMETRY_PARTITIONS = 1734438520,
 };
 /* Namespaces of locks keyed by text (hashed with hashtextextended(text, ns)). */
 enum db_lock_ns {

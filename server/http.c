@@ -73,13 +73,21 @@ static const struct {
 	const struct gd_route *routes;
 	const size_t *n;
 } tables[] = {
-	{http_health_routes, &http_health_nroutes},     {http_tokens_routes, &http_tokens_nroutes},
-	{http_enroll_routes, &http_enroll_nroutes},     {http_agent_routes, &http_agent_nroutes},
-	{http_checkin_routes, &http_checkin_nroutes},   {http_devices_routes, &http_devices_nroutes},
-	{http_desired_routes, &http_desired_nroutes},   {http_audit_routes, &http_audit_nroutes},
-	{http_models_routes, &http_models_nroutes},     {http_artifacts_routes, &http_artifacts_nroutes},
-	{http_tuf_routes, &http_tuf_nroutes},           {http_deployments_routes, &http_deployments_nroutes},
-	{http_rollouts_routes, &http_rollouts_nroutes}, {http_gitops_routes, &http_gitops_nroutes},
+	{http_health_routes, &http_health_nroutes},
+	{http_tokens_routes, &http_tokens_nroutes},
+	{http_enroll_routes, &http_enroll_nroutes},
+	{http_agent_routes, &http_agent_nroutes},
+	{http_checkin_routes, &http_checkin_nroutes},
+	{http_devices_routes, &http_devices_nroutes},
+	{http_desired_routes, &http_desired_nroutes},
+	{http_audit_routes, &http_audit_nroutes},
+	{http_models_routes, &http_models_nroutes},
+	{http_artifacts_routes, &http_artifacts_nroutes},
+	{http_tuf_routes, &http_tuf_nroutes},
+	{http_deployments_routes, &http_deployments_nroutes},
+	{http_rollouts_routes, &http_rollouts_nroutes},
+	{http_gitops_routes, &http_gitops_nroutes},
+	{http_telemetry_routes, &http_telemetry_nroutes},
 };
 
 static struct gd_route routes[HTTP_METRICS_MAX_ROUTES];

@@ -4,7 +4,7 @@
 
 #include "common.h"
 
-#define HTTP_METRICS_MAX_ROUTES 64
+#define HTTP_METRICS_MAX_ROUTES 96
 
 /* Counts one finished request; route_index < 0 for a path that matched no route. Lock-free. */
 void http_metrics_observe(int route_index, int status, uint64_t dur_ns);

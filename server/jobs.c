@@ -6,10 +6,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "alerts.h"
 #include "device_auth.h"
 #include "gitops.h"
 #include "log.h"
 #include "rollouts.h"
+#include "telemetry.h"
 #include "tuf_image.h"
 #include "tuf_keys.h"
 
@@ -51,12 +53,32 @@ static int64_t every_gitops_interval(const struct gd_config *cfg)
 	return cfg->gitops_interval;
 }
 
+/* Telemetry partitions for the days ahead; the days past the retention dropped. */
+static int job_telemetry_partitions(db_conn *c, const struct gd_config *cfg, gn_err *err)
+{
+	int created, dropped;
+	return telemetry_partitions(&created, &dropped, c, gn_now(), cfg->telemetry_retention, err);
+}
+
+static int64_t every_alert_interval(const struct gd_config *cfg)
+{
+	return cfg->alert_interval;
+}
+
+static int job_alerts(db_conn *c, const struct gd_config *cfg, gn_err *err)
+{
+	(void)cfg;
+	return alerts_tick(c, gn_now(), err);
+}
+
 /* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */
 static const struct job jobs[] = {
 	{"auth_gc", every_housekeeping, job_auth_gc},         /* expired device nonces and sessions */
 	{"tuf_refresh", every_housekeeping, job_tuf_refresh}, /* TUF metadata near its expiry */
 	{"rollouts", every_rollout_interval, job_rollouts},   /* the rollout controller (rollouts.c) */
 	{"gitops", every_gitops_interval, gitops_poll},       /* GitOps sync (gitops.c) */
+	{"telemetry_partitions", every_housekeeping, job_telemetry_partitions}, /* telemetry.c */
+	{"alerts", every_alert_interval, job_alerts},                           /* drift alert rules (alerts.c) */
 };
 
 static pthread_t thread;

@@ -60,6 +60,9 @@ def test_contract_names_the_documented_routes(contract):
         ("GET", "/v1/rollouts/{id}/events"), ("POST", "/v1/rollouts/{id}/{action}"),
         ("GET", "/v1/gitops"), ("POST", "/v1/gitops/sync"), ("POST", "/v1/gitops/plan"),
         ("POST", "/v1/gitops/suspend"), ("POST", "/v1/gitops/resume"), ("POST", "/v1/gitops/hook"),
+        ("POST", "/v1/agent/telemetry"), ("GET", "/v1/models/{name}/versions/{version}/drift"),
+        ("POST", "/v1/alert-rules"), ("GET", "/v1/alert-rules"), ("DELETE", "/v1/alert-rules/{name}"),
+        ("GET", "/v1/alerts"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():

@@ -8,15 +8,21 @@ import collections
 import csv
 import json
 import subprocess
+import time
 
 import numpy as np
 
 from ganglion_harness import (
     GANGLION_CLI,
+    NO_TOKEN,
+    assert_problem,
     child_env,
+    enroll_device,
+    list_all,
     make_dir,
     model_meta,
     publish,
+    wait_for,
 )
 
 FLOOR = 1e-4
@@ -153,3 +159,383 @@ def test_profile_into_metadata_is_published(server, workdir):
                                    [dict(m["reference_profile"]["features"][0], name="x4")])
     r = publish(server, "prof", b"model-bytes-2", meta=m5)
     assert r.status_code == 400 and "features[4] reads element 4 of 'x'" in r.json()["detail"], r.text
+
+
+# --- the server: ingestion, the fleet's drift, alerts ------------------------------------------------
+
+WINDOW = 300
+RNG_REF = np.random.default_rng(2024)
+REF_X0 = RNG_REF.normal(0.0, 1.0, 5000)
+REF_X1 = RNG_REF.choice(["0", "1", "2"], 5000, p=[0.6, 0.3, 0.1])
+
+
+def _profile():
+    """A profile made here with numpy: x0 numeric (10 quantile bins), x1 categorical, and the
+    predicted class of output y."""
+    edges, _ = _edges(REF_X0, 10)
+    counts, _ = np.histogram(REF_X0, bins=edges)
+    c = collections.Counter(REF_X1)
+    return {"features": [
+        {"name": "x0", "edges": edges.tolist(), "proportions": (counts / len(REF_X0)).tolist()},
+        {"name": "x1", "kind": "categorical", "vocabulary": ["0", "1", "2"],
+         "proportions": [c["0"] / 5000, c["1"] / 5000, c["2"] / 5000, 0.0]}],
+        "outputs": [{"name": "class", "kind": "categorical", "vocabulary": ["0", "1"],
+                     "proportions": [0.5, 0.5, 0.0], "reduce": "argmax"}]}
+
+
+PROFILE = _profile()
+EDGES = np.array(PROFILE["features"][0]["edges"])
+
+
+def _numeric_counts(values):
+    """What a device counts for x0: counts on the profile's bins, underflow, overflow, NaN, moments."""
+    v = np.asarray(values, float)
+    nan = int(np.isnan(v).sum())
+    v = v[~np.isnan(v)]
+    inside, _ = np.histogram(v[(v >= EDGES[0]) & (v <= EDGES[-1])], bins=EDGES)
+    out = {"counts": inside.tolist(), "underflow": int((v < EDGES[0]).sum()), "overflow": int((v > EDGES[-1]).sum()),
+           "nan": nan, "n": int(len(v))}
+    if len(v):
+        out.update(mean=float(v.mean()), variance=float(v.var()), min=float(v.min()), max=float(v.max()))
+    return out
+
+
+def _categorical_counts(values, vocab):
+    c = collections.Counter(values)
+    counts = [c[v] for v in vocab] + [sum(k for v, k in c.items() if v not in vocab)]
+    codes = np.array([float(x) for x in values])
+    return {"counts": counts, "n": len(values), "mean": float(codes.mean()), "variance": float(codes.var()),
+            "min": float(codes.min()), "max": float(codes.max())}
+
+
+def _window(start, x0, x1=None, classes=None, requests=None, errors=0, version="1.0.0"):
+    n = len(x0)
+    w = {"model": "cam", "version": version, "start": int(start), "seconds": WINDOW,
+         "requests": requests if requests is not None else n, "errors": errors,
+         "latency_us_buckets": [0, 0, 0, n] + [0] * 13, "features": {"x0": _numeric_counts(x0)}}
+    if x1 is not None:
+        w["features"]["x1"] = _categorical_counts(list(x1), ["0", "1", "2"])
+    if classes is not None:
+        w["outputs"] = {"class": _categorical_counts(list(classes), ["0", "1"])}
+    return w
+
+
+def _psi(p, q):
+    p = np.maximum(np.asarray(p, float), FLOOR)
+    q = np.maximum(np.asarray(q, float), FLOOR)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def _js(p, q):
+    p = np.asarray(p, float) / np.sum(p)
+    q = np.asarray(q, float) / np.sum(q)
+    m = (p + q) / 2
+
+    def kl(a):
+        nz = a > 0
+        return np.sum(a[nz] * np.log2(a[nz] / m[nz]))
+    return float(np.sqrt((kl(p) + kl(q)) / 2))
+
+
+def _fleet(server, n_devices=3, sites=("north", "north", "south"), version="1.0.0"):
+    """Publishes cam@version with PROFILE, enrolls devices (label site) and assigns it to them;
+    returns [(device, token)]."""
+    if server.api("GET", f"/v1/models/cam/versions/{version}").status_code == 404:
+        r = publish(server, "cam", f"cam-{version}".encode(), meta=model_meta(version, reference_profile=PROFILE))
+        assert r.status_code == 201, r.text
+    fleet = []
+    for i in range(n_devices):
+        dev = enroll_device(server, labels={"site": sites[i % len(sites)]})
+        r = server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "cam", "version": version})
+        assert r.status_code == 200, r.text
+        fleet.append((dev, dev.authenticate(server)))
+    return fleet
+
+
+def _post(server, token, windows, **extra):
+    return server.api("POST", "/v1/agent/telemetry", token=token, json=dict(extra, windows=windows))
+
+
+def _now_window(k=1):
+    """The start of the window k windows before the current one."""
+    return (int(time.time()) // WINDOW - k) * WINDOW
+
+
+def test_fleet_drift_is_the_drift_of_every_sample(server, contract):
+    fleet = _fleet(server)
+    rng = np.random.default_rng(5)
+    samples, by_site = [], {"north": [], "south": []}
+    for i, (dev, tok) in enumerate(fleet):
+        windows = []
+        for k in (3, 2):
+            x0 = rng.normal(0.3 * i, 1.0 + 0.2 * i, 400 + 50 * i)
+            x0[:3] = np.nan if i == 1 else x0[:3]
+            samples.append(x0)
+            by_site[dev.labels["site"]].append(x0)
+            x1 = rng.choice(["0", "1", "2", "3"], 200, p=[0.5, 0.3, 0.15, 0.05])
+            windows.append(_window(_now_window(k), x0, x1, classes=rng.choice(["0", "1"], 100)))
+        r = contract.check_response("POST", "/v1/agent/telemetry", _post(server, tok, windows), 200)
+        assert r.json() == {"accepted": 2, "duplicates": 0, "expired": 0}
+        # the same batch again (an answer lost on the way): stored once
+        r = _post(server, tok, windows, device_id=dev.id)
+        assert r.status_code == 200 and r.json() == {"accepted": 0, "duplicates": 2, "expired": 0}, r.text
+
+    r = contract.check_response("GET", "/v1/models/{name}/versions/{version}/drift", server.api(
+        "GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "2h"}), 200)
+    (g,) = r.json()["groups"]
+    assert (g["group"], g["devices"], g["windows"]) == (None, 3, 6)
+    every = np.concatenate(samples)
+    want = _numeric_counts(every)
+    x0 = next(f for f in g["features"] if f["feature"] == "input:x0")
+    for k in ("counts", "underflow", "overflow", "nan", "n"):
+        assert x0[k] == want[k], k
+    assert abs(x0["mean"] - want["mean"]) < 1e-9 and abs(x0["variance"] - want["variance"]) < 1e-9
+    assert (x0["min"], x0["max"]) == (want["min"], want["max"])
+    clean = every[~np.isnan(every)]
+    p = [0.0] + PROFILE["features"][0]["proportions"] + [0.0]
+    q = np.array([want["underflow"]] + want["counts"] + [want["overflow"]]) / len(clean)
+    assert abs(x0["psi"] - _psi(p, q)) < 1e-9 and abs(x0["js"] - _js(p, q)) < 1e-9
+    assert x0["psi"] > 0.05 and x0["linf"] is None  # the devices drew from shifted distributions
+    x1 = next(f for f in g["features"] if f["feature"] == "input:x1")
+    assert x1["kind"] == "categorical" and x1["linf"] is not None and x1["n"] == 1200
+    assert [f["feature"] for f in g["features"]] == ["input:x0", "input:x1", "output:class"]
+
+    # per site, and a selector: each group is the drift of its own devices' samples
+    r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "2h", "by": "site"})
+    groups = {g["group"]: g for g in r.json()["groups"]}
+    assert sorted(groups) == ["north", "south"] and groups["north"]["devices"] == 2
+    for site, vals in by_site.items():
+        f = next(f for f in groups[site]["features"] if f["feature"] == "input:x0")
+        assert f["counts"] == _numeric_counts(np.concatenate(vals))["counts"], site
+    r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "2h", "selector": "site=south"})
+    (g,) = r.json()["groups"]
+    assert g["devices"] == 1 and g["features"][0]["counts"] == _numeric_counts(np.concatenate(by_site["south"]))["counts"]
+    # a time range with nothing in it
+    r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "2h", "until": "1h"})
+    assert r.json()["groups"] == []
+
+    # the CLI: a table per group, with the histograms when asked
+    p = server.cli("models", "drift", "cam", "1.0.0", "--since", "2h", "--by", "site", "--histograms")
+    assert p.returncode == 0, p.stderr
+    assert "site=north: 2 devices, 4 windows" in p.stdout and "input:x0" in p.stdout and "#" in p.stdout
+    p = server.cli("models", "drift", "cam", "9.9.9")
+    assert p.returncode == 4 and "9.9.9" in p.stderr, p.stderr
+
+
+def test_drift_query_refusals(server, contract):
+    _fleet(server, n_devices=1)
+    path = "/v1/models/{name}/versions/{version}/drift"
+    for params, msg in (({"since": "yesterday"}, "since"), ({"until": "5x"}, "until"),
+                        ({"since": "1h", "until": "2h"}, "before"), ({"selector": "=x"}, "selector"),
+                        ({"by": "a b"}, "by")):
+        r = contract.check_response("GET", path, server.api("GET", "/v1/models/cam/versions/1.0.0/drift",
+                                                            params=params), 400)
+        assert msg in r.json()["detail"] or msg == "selector", (params, r.json())
+    contract.check_response("GET", path, server.api("GET", "/v1/models/cam/versions/2.0.0/drift"), 404)
+    contract.check_response("GET", path, server.api("GET", "/v1/models/cam/versions/1.0.0/drift",
+                                                    token=NO_TOKEN), 401)
+    assert publish(server, "plain", b"plain", meta=model_meta(reference_profile=None)).status_code == 201
+    assert_problem(server.api("GET", "/v1/models/plain/versions/1.0.0/drift"), 409, "without a reference profile")
+
+
+def test_bad_telemetry_is_refused_and_nothing_is_stored(gangliond, contract):
+    server = gangliond(extra_args=["--telemetry-max-windows", "4"])
+    (dev, tok), (other, other_tok) = _fleet(server, n_devices=2)
+    assert publish(server, "cam", b"cam-2", meta=model_meta("2.0.0", reference_profile=PROFILE)).status_code == 201
+    rng = np.random.default_rng(1)
+    good = _window(_now_window(2), rng.normal(0, 1, 50))
+
+    def bad(**change):
+        w = json.loads(json.dumps(good))
+        w["start"] = _now_window(3)
+        for k, v in change.items():
+            w[k] = v
+        return w
+
+    def bad_x0(**change):
+        x0 = dict(good["features"]["x0"], **change)
+        return bad(features={"x0": x0})
+
+    cases = [
+        # (windows, status, message)
+        ([good, bad(colour="red")], 400, "windows[1]: unknown field 'colour'"),
+        ([good, bad_x0(counts=good["features"]["x0"]["counts"][:-1])], 400, "has 9 bins; the model version's"),
+        ([good, bad_x0(counts=["NaN"] + good["features"]["x0"]["counts"][1:])], 400, "non-negative integers"),
+        ([good, bad_x0(counts=[1.5] + good["features"]["x0"]["counts"][1:])], 400, "non-negative integers"),
+        ([good, bad_x0(n=1)], 400, "n is 1, but the counts"),
+        ([good, bad_x0(mean=None)], 400, "mean must be a finite number"),
+        ([good, bad(features={"x9": good["features"]["x0"]})], 400, "'x9', which is not a feature"),
+        ([good, bad(image={"channels": [], "intensity": good["features"]["x0"]})], 400, "has no image"),
+        ([good, bad(start=_now_window(3) + 7)], 400, "multiple of its seconds"),
+        ([good, bad(start=_now_window(-3))], 400, "ends after the server's clock"),
+        ([good, bad(seconds=5, start=_now_window(3))], 400, "seconds must be 10 to 86400"),
+        ([good, bad(errors=10**6)], 400, "errors must not exceed requests"),
+        ([good, bad(latency_us_buckets=[1] * 16)], 400, "17 counts"),
+        ([good, bad(latency_us_buckets=[10**6] + [0] * 16)], 400, "more requests"),
+        ([good, bad(requests=-1)], 400, "must not be negative"),
+        ([good, bad(resources={"gpu": 1})], 400, "resources: unknown field 'gpu'"),
+        ([good, bad(start=good["start"])], 400, "repeats windows[0]"),
+        ([good, bad(model="Cam")], 400, "model name"),
+        ([good, bad(version="1.0")], 400, "version"),
+        ([good, bad(version="2.0.0")], 403, "does not run cam@2.0.0"),
+        ([good, bad(version="3.0.0")], 403, "does not run cam@3.0.0"),
+        ([good, bad(model="other")], 403, "does not run other@1.0.0"),
+        ([good] + [bad(start=_now_window(3 + k)) for k in range(4)], 413, "at most 4 (telemetry-max-windows)"),
+    ]
+    for windows, status, msg in cases:
+        r = contract.check_response("POST", "/v1/agent/telemetry", _post(server, tok, windows), status)
+        assert msg in r.json()["detail"], (msg, r.json()["detail"])
+    r = _post(server, tok, [good], device_id=other.id)
+    assert_problem(r, 403, "reports for itself only")
+    assert_problem(server.api("POST", "/v1/agent/telemetry", token=tok, json={"windows": [good], "x": 1}), 400, "x")
+    assert_problem(server.api("POST", "/v1/agent/telemetry", token=tok, data=b'{"windows": [NaN]}',
+                              headers={"Content-Type": "application/json"}), 400)
+    assert_problem(server.api("POST", "/v1/agent/telemetry", json={"windows": [good]}), 403)  # an API token
+    assert_problem(server.api("POST", "/v1/agent/telemetry", token=NO_TOKEN, json={"windows": [good]}), 401)
+    # nothing of any refused batch was stored, not even its good window
+    r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "3h"})
+    assert r.json()["groups"] == [], r.json()
+    # the good window alone is accepted; a version without a profile takes windows without counts
+    assert _post(server, tok, [good]).json()["accepted"] == 1
+    r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "3h"})
+    assert r.json()["groups"][0]["windows"] == 1
+
+
+def test_partitions_retention_and_expired_windows(gangliond, pg, db):
+    server = gangliond(extra_args=["--telemetry-retention", "2d", "--housekeeping-interval", "1s"])
+    ((dev, tok),) = _fleet(server, n_devices=1)
+
+    def partitions():
+        out = pg.sql("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                     " WHERE i.inhparent = 'telemetry_features'::regclass ORDER BY 1", dbname=db)
+        return [ln.strip() for ln in out.splitlines() if ln.strip()]
+
+    today = time.gmtime(time.time())
+    days = [time.strftime("%Y%m%d", time.gmtime(time.time() + d * 86400)) for d in range(-1, 3)]
+    assert all(f"telemetry_features_{d}" in partitions() for d in days), partitions()
+    # an old day's partition (as if made a week ago) goes once the job runs
+    old = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 6 * 86400))
+    pg.sql(f"SELECT gn_telemetry_partition('{old}')", dbname=db)
+    assert f"telemetry_features_{old.replace('-', '')}" in partitions()
+    assert wait_for(lambda: f"telemetry_features_{old.replace('-', '')}" not in partitions(), timeout=30), partitions()
+    assert time.strftime("%Y%m%d", today) in "".join(partitions())
+    # a window older than the retention is acknowledged and not stored; a recent one is
+    rng = np.random.default_rng(2)
+    stale = _window(_now_window(3 * 86400 // WINDOW), rng.normal(0, 1, 20))
+    fresh = _window(_now_window(1), rng.normal(0, 1, 20))
+    r = _post(server, tok, [stale, fresh])
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 0, "expired": 1}, r.text
+    assert pg.sql("SELECT count(*) FROM telemetry_windows", dbname=db).strip() == "1"
+
+
+def _wait_alerts(server, want, state="open", timeout=30):
+    def check():
+        items, _ = list_all(server, "/v1/alerts", params={"state": state})
+        return items if len(items) == want else None
+    items = wait_for(check, timeout=timeout, interval=0.3)
+    assert items is not None, list_all(server, "/v1/alerts", params={"state": "all"})[0]
+    return items
+
+
+def test_drift_alert_opens_after_its_windows_and_resolves(gangliond, contract):
+    server = gangliond(extra_args=["--alert-interval", "1s"])
+    fleet = _fleet(server, n_devices=4, sites=("north", "south"))
+    rule = {"name": "x0-shift", "model": "cam", "feature": "x0", "threshold": 0.25, "min_samples": 500,
+            "windows": 2, "group_by": "site"}
+    r = contract.check_response("POST", "/v1/alert-rules", server.api("POST", "/v1/alert-rules", json=rule), 201)
+    assert r.json()["metric"] == "psi" and r.json()["version"] is None
+    p = server.cli("alerts", "create-rule", "class-js", "--model", "cam", "--version", "1.0.0", "--feature",
+                   "output:class", "--metric", "js", "--windows", "2", "--min-samples", "100")
+    assert p.returncode == 0, p.stderr
+    rng = np.random.default_rng(9)
+
+    def send(k, shift_north, n=300):
+        for dev, tok in fleet:
+            mu = 1.5 if shift_north and dev.labels["site"] == "north" else 0.0
+            w = _window(_now_window(k), rng.normal(mu, 1.0, n), classes=rng.choice(["0", "1"], 50))
+            assert _post(server, tok, [w]).status_code == 200
+
+    send(8, True)  # one shifted window: not enough for windows=2
+    send(7, True, n=100)  # a newer one with too few values (2 x 100 < 500): not judged
+    time.sleep(2.5)
+    assert list_all(server, "/v1/alerts", params={"state": "all"})[0] == []
+    send(6, True)  # the second judged window: north alerts, south does not
+    (a,) = _wait_alerts(server, 1)
+    contract.check_response("GET", "/v1/alerts", server.api("GET", "/v1/alerts"), 200)
+    assert (a["rule"], a["feature"], a["group"], a["state"], a["samples"]) == ("x0-shift", "input:x0", "north", "open",
+                                                                              600)
+    assert a["value"] > 0.25 and a["last_window"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_now_window(6)))
+    p = server.cli("alerts", "list")
+    assert p.returncode == 0 and "x0-shift" in p.stdout and "north" in p.stdout, p.stdout
+    send(5, False)  # one window back to normal: still open
+    time.sleep(2.5)
+    assert len(list_all(server, "/v1/alerts")[0]) == 1
+    send(4, False)
+    (a,) = _wait_alerts(server, 1, state="resolved")
+    assert a["value"] <= 0.25 and list_all(server, "/v1/alerts")[0] == []
+    audit = [(e["action"], e["actor"]) for e in list_all(server, "/v1/audit", params={"action": "alert"})[0]]
+    assert audit == [("alert.resolve", "alerts"), ("alert.open", "alerts")], audit
+    rules = [e["action"] for e in list_all(server, "/v1/audit", params={"action": "alert_rule"})[0]]
+    assert rules == ["alert_rule.create", "alert_rule.create"]
+
+    # deleting a rule resolves what it holds open
+    send(3, True)
+    send(2, True)
+    _wait_alerts(server, 1)
+    assert server.cli("alerts", "delete-rule", "x0-shift").returncode == 0
+    assert list_all(server, "/v1/alerts")[0] == []
+    assert [r["name"] for r in list_all(server, "/v1/alert-rules")[0]] == ["class-js"]
+
+
+def test_alert_rule_refusals(server, contract):
+    _fleet(server, n_devices=1)
+    reader = server.make_token(["read"])["token"]
+    cases = [
+        ({"name": "Bad", "model": "cam"}, 400, "rule name"),
+        ({"name": "r", "model": "cam", "metric": "kl"}, 400, "metric"),
+        ({"name": "r", "model": "cam", "threshold": 0}, 400, "threshold"),
+        ({"name": "r", "model": "cam", "windows": 101}, 400, "windows"),
+        ({"name": "r", "model": "cam", "min_samples": 0}, 400, "min_samples"),
+        ({"name": "r", "model": "cam", "group_by": "a b"}, 400, "group_by"),
+        ({"name": "r", "model": "cam", "version": "1.0.0", "feature": "x7"}, 400, "not in the reference profile"),
+        ({"name": "r", "model": "cam", "extra": 1}, 400, "extra"),
+        ({"name": "r", "model": "nope"}, 404, "nope"),
+        ({"name": "r", "model": "cam", "version": "9.0.0"}, 404, "9.0.0"),
+    ]
+    for body, status, msg in cases:
+        r = contract.check_response("POST", "/v1/alert-rules", server.api("POST", "/v1/alert-rules", json=body), status)
+        assert msg in r.json()["detail"], (body, r.json())
+    assert server.api("POST", "/v1/alert-rules", json={"name": "r", "model": "cam"}).status_code == 201
+    contract.check_response("POST", "/v1/alert-rules", server.api("POST", "/v1/alert-rules",
+                                                                  json={"name": "r", "model": "cam"}), 409)
+    contract.check_response("POST", "/v1/alert-rules", server.api("POST", "/v1/alert-rules", token=reader,
+                                                                  json={"name": "s", "model": "cam"}), 403)
+    contract.check_response("GET", "/v1/alert-rules", server.api("GET", "/v1/alert-rules", token=reader), 200)
+    contract.check_response("DELETE", "/v1/alert-rules/{name}", server.api("DELETE", "/v1/alert-rules/r",
+                                                                           token=reader), 403)
+    contract.check_response("DELETE", "/v1/alert-rules/{name}", server.api("DELETE", "/v1/alert-rules/zz"), 404)
+    contract.check_response("DELETE", "/v1/alert-rules/{name}", server.api("DELETE", "/v1/alert-rules/r"), 204)
+    contract.check_response("GET", "/v1/alerts", server.api("GET", "/v1/alerts", params={"state": "x"}), 400)
+    contract.check_response("GET", "/v1/alerts", server.api("GET", "/v1/alerts", params={"state": "all"}), 200)
+    p = server.cli("alerts", "create-rule", "q", "--model", "cma")
+    assert p.returncode == 4 and "cam" in p.stderr, p.stderr  # did you mean
+
+
+def test_image_windows(server):
+    prof = {"features": [], "image": {"layout": "nchw", "channels": [{"mean": 0.5, "variance": 0.08}],
+                                      "intensity": {"edges": [0.0, 0.5, 1.0], "proportions": [0.5, 0.5]}}}
+    r = publish(server, "cam", b"cam-img", meta=model_meta("1.0.0", reference_profile=prof))
+    assert r.status_code == 201, r.text
+    ((dev, tok),) = _fleet(server, n_devices=1)
+    chan = {"counts": [], "n": 400, "mean": 0.9, "variance": 0.01, "min": 0.6, "max": 1.0}
+    w = {"model": "cam", "version": "1.0.0", "start": _now_window(1), "seconds": WINDOW, "requests": 4, "errors": 0,
+         "latency_us_buckets": [4] + [0] * 16, "image": {"channels": [chan],
+                                                          "intensity": {"counts": [40, 360], "n": 400, "mean": 0.9,
+                                                                        "variance": 0.01, "min": 0.6, "max": 1.0}}}
+    assert _post(server, tok, [dict(w, image=dict(w["image"], channels=[chan, chan]))]).status_code == 400
+    r = _post(server, tok, [w])
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    (g,) = server.api("GET", "/v1/models/cam/versions/1.0.0/drift").json()["groups"]
+    (f,) = g["features"]
+    assert f["feature"] == "image:intensity" and f["counts"] == [40, 360]
+    assert abs(f["psi"] - _psi([0, 0.5, 0.5, 0], [0, 0.1, 0.9, 0])) < 1e-9

@@ -475,6 +475,16 @@ static void test_counts_refusals(void **state)
 		{"[]", "object", 2, true},
 	};
 	(void)state;
+	{ /* an image channel: moments without bins, so n is not the (empty) counts' sum */
+		struct gn_drift_counts c;
+		gn_err err;
+		json_t *j = parse_json("{\"counts\":[],\"n\":4,\"mean\":0.5,\"variance\":0.25,\"min\":0,\"max\":1}");
+		assert_int_equal(gn_drift_counts_parse(&c, j, 0, false, "ch", &err), 0);
+		assert_int_equal(c.n, 4);
+		assert_true(fabs(c.m2 - 1.0) < 1e-12);
+		gn_drift_counts_cleanup(&c);
+		json_decref(j);
+	}
 	for (size_t i = 0; i < GN_ARRAY_LEN(bad); i++) {
 		struct gn_drift_counts c;
 		gn_err err;

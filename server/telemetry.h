@@ -1,0 +1,74 @@
+/* Telemetry: the window summaries agents send (checked against the model version's reference
+ * profile and stored in tables partitioned by day), the partitions' upkeep, and the fleet's drift
+ * per model version, merged across devices and compared with the profile by lib/drift.c. Domain
+ * layer. docs/TELEMETRY.md describes the wire format. */
+#ifndef GD_TELEMETRY_H
+#define GD_TELEMETRY_H
+
+#include <jansson.h>
+
+#include "db.h"
+#include "json.h"
+
+/* The fields of POST /v1/agent/telemetry's body, for gd_body_json and the fuzzer. */
+extern const gn_json_field telemetry_batch_fields[];
+extern const size_t telemetry_batch_nfields;
+
+#define TELEMETRY_MIN_SECONDS 10    /* shortest window */
+#define TELEMETRY_MAX_SECONDS 86400 /* longest window */
+#define TELEMETRY_CLOCK_SKEW 300    /* how far past the server's clock a window may end */
+#define TELEMETRY_DAYS_AHEAD 2      /* partitions made ahead of today */
+
+struct telemetry_limits {
+	int64_t max_windows; /* per batch (telemetry-max-windows) */
+	int64_t retention_s; /* telemetry-retention: older windows are acknowledged, not stored */
+	int64_t now;         /* the server's clock, seconds since the epoch */
+};
+
+/* Checks and stores a batch (a body that passed telemetry_batch_fields) that device device_id
+ * sent: every window is for a model version whose director targets the device got name (or
+ * named before), with counts on that version's reference profile; all of them or none are
+ * stored. A window already stored (same device, model, version and start) counts once; one that
+ * ended before the retention is acknowledged and not stored. *out is {"accepted", "duplicates",
+ * "expired"} (new). Errors: GN_EINVAL naming the window and field, GN_EFORBIDDEN (another
+ * device's id, a version the device does not run), GN_ETOOBIG (more than max_windows). Own
+ * transaction. */
+int telemetry_ingest(json_t **out, db_conn *c, const char *device_id, const json_t *body,
+		     const struct telemetry_limits *lim, gn_err *err) GN_WUR;
+
+/* Makes the partitions of yesterday up to TELEMETRY_DAYS_AHEAD days ahead (UTC) and drops those
+ * of days wholly older than retention_s; *out_created and *out_dropped count days. Each step in
+ * its own statement (no transaction of the caller's). */
+int telemetry_partitions(int *out_created, int *out_dropped, db_conn *c, int64_t now, int64_t retention_s,
+			 gn_err *err) GN_WUR;
+
+/* What the fleet's drift covers: windows starting in [since, until), devices matching selector
+ * (NULL: all), grouped by the value of label `by` (NULL: one group). */
+struct telemetry_query {
+	int64_t since, until;
+	const char *selector, *by; /* borrowed */
+};
+/* Reads GET .../drift's query values: since and until are RFC 3339 times or durations back from
+ * now ("90m", "1h", "7d"; since defaults to 1h, until to now), selector a label selector, by a
+ * label key. GN_EINVAL naming the parameter. */
+int telemetry_query_parse(struct telemetry_query *out, const char *since, const char *until, const char *selector,
+			  const char *by, int64_t now, gn_err *err) GN_WUR;
+/* The fleet's drift of model@version over q: per group, the windows' totals (requests, errors,
+ * latency percentiles) and per feature of the reference profile its merged counts, moments and
+ * PSI, JS distance and L-infinity against the reference. *out is new JSON text. GN_ENOTFOUND for
+ * an unknown version; GN_ECONFLICT when it has no reference profile. A plain read. */
+int telemetry_drift(char **out, db_conn *c, const char *model, const char *version, const struct telemetry_query *q,
+		    gn_err *err) GN_WUR;
+
+/* The name a feature goes by in drift answers and alerts: "input:NAME", "output:NAME",
+ * "image:intensity". Writes into out. */
+void telemetry_feature_label(char *out, size_t n, const char *part, const char *name);
+/* The reference profile of model@version, parsed (new; NULL when the version has none). GN_ENOTFOUND
+ * for an unknown version. A plain read. */
+struct gn_drift_profile;
+int telemetry_profile_load(struct gn_drift_profile **out, db_conn *c, const char *model, const char *version,
+			   gn_err *err) GN_WUR;
+/* Returns the feature of p that a stored row (part, idx) stands for, or NULL. */
+const struct gn_drift_feature *telemetry_feature_of(const struct gn_drift_profile *p, const char *part, int idx);
+
+#endif
