@@ -335,8 +335,13 @@ int deployments_delete_tx(db_conn *c, const struct gd_actor *who, const char *na
 
 /* --- the controller's bookkeeping ------------------------------------------------------------- */
 
-static const db_stmt st_reconcile_get = {"deployments_reconcile_get",
-					 "SELECT name, model, selector FROM deployments WHERE id = $1", 1};
+/* The deployment, and whether another deployment of its model exists (else none can conflict). */
+static const db_stmt st_reconcile_get = {
+	"deployments_reconcile_get",
+	"SELECT p.name, p.model, p.selector,"
+	" EXISTS (SELECT 1 FROM deployments o WHERE o.model = p.model AND o.id <> p.id)"
+	" FROM deployments p WHERE p.id = $1",
+	1};
 /* Marks the deployment's rows of active devices its selector ($1..$5) no longer matches as stale,
  * and unmarks those it matches again. */
 static const db_stmt st_mark_stale = {
@@ -419,9 +424,12 @@ int deployments_reconcile(db_conn *c, const struct gd_actor *who, const char *de
 	if ((error = db_exec(&dep, c, &st_reconcile_get, p, err)) || PQntuples(dep) == 0)
 		goto out;
 	const char *name = PQgetvalue(dep, 0, 0), *model = PQgetvalue(dep, 0, 1);
+	bool others = strcmp(PQgetvalue(dep, 0, 3), "t") == 0;
+	/* Alone with its model, a deployment has no conflict to find (nor any left: a conflict's
+	 * other deployment takes it along when deleted), and a fleet-wide scan is saved. */
 	if ((error = devices_selector_params(sp, PQgetvalue(dep, 0, 2), err)) ||
 	    (error = release_stale(c, sp, deployment_id, name, err)) ||
-	    (error = record_conflicts(c, who, sp, deployment_id, name, model, err)))
+	    (others && (error = record_conflicts(c, who, sp, deployment_id, name, model, err))))
 		goto out;
 	error = db_tx_commit(c, err);
 out:
