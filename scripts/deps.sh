@@ -71,6 +71,8 @@ RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
 # The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py);
 # the tests also run third-party models with their reference tensors (libonnx-testdata).
 MODEL_PKGS=(python3 python3-onnx python3-numpy libonnx-testdata)
+# scripts/demo-gitops.sh keeps the fleet in a git repository whose commits it signs with an SSH key.
+DEMO_PKGS=(git openssh-client)
 # test_gitops.py makes repositories and signs commits with git and ssh-keygen, serves them with git daemon,
 # and checks the GitOps JSON Schemas with a third-party validator.
 TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib
@@ -93,7 +95,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 want=("${BUILD_PKGS[@]}" "${RUN_PKGS[@]}")
 case "${1:-test}" in
 test) want+=("${MODEL_PKGS[@]}" "${TEST_PKGS[@]}" "${SCALE_PKGS[@]}" "${PKG_PKGS[@]}") ;;
-demo) want+=("${MODEL_PKGS[@]}") ;;
+demo) want+=("${MODEL_PKGS[@]}" "${DEMO_PKGS[@]}") ;;
 esac
 
 missing=()

@@ -93,6 +93,10 @@ static const db_stmt st_wake = {"gitops_wake",
 static const db_stmt st_clock = {"gitops_clock", "SELECT clock_timestamp()::text", 0};
 static const db_stmt st_woken = {"gitops_woken", "SELECT coalesce(woken_at > $1::timestamptz, false) FROM gitops_state",
 				 1};
+/* A webhook came since the last check (a resume wakes the sync too, and asks for a re-plan). */
+static const db_stmt st_hooked = {
+	"gitops_hooked",
+	"SELECT coalesce(woken_at > coalesce(checked_at, '-infinity') AND NOT replan, false) FROM gitops_state", 0};
 
 /* --- settings ----------------------------------------------------------------------------------- */
 
@@ -827,9 +831,15 @@ int gitops_sync(json_t **out, db_conn *c, const struct gd_config *cfg, const cha
 
 int gitops_poll(db_conn *c, const struct gd_config *cfg, gn_err *err)
 {
+	PGresult *res = NULL;
 	if (!enabled(cfg))
 		return 0;
-	int error = gitops_sync(NULL, c, cfg, "poll", false, false, err);
+	int error = db_exec(&res, c, &st_hooked, NULL, err);
+	if (!error) {
+		bool hooked = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+		error = gitops_sync(NULL, c, cfg, hooked ? "webhook" : "poll", false, false, err);
+	}
+	PQclear(res);
 	return error == GN_ECONFLICT ? 0 : error; /* suspended, or a sync running elsewhere */
 }
 

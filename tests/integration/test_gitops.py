@@ -8,13 +8,14 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from ganglion_harness import (GANGLION_CLI, NO_TOKEN, assert_problem, enroll_device, free_port, list_all, model_meta, publish,
-                              wait_for)
+from ganglion_harness import (GANGLION_CLI, NO_TOKEN, PG_BINDIR, assert_problem, enroll_device, free_port, list_all,
+                              model_meta, publish, wait_for)
 
 SRCDIR = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
@@ -307,6 +308,9 @@ def test_webhook_over_git_daemon(gangliond, workdir, contract):
         contract.check_response("POST", "/v1/gitops/hook", r, 202)
         assert wait_for(lambda: s.api("GET", "/v1/gitops").json()["applied"]["commit"] == c2, 30)
         assert alias_version(s) == "1.1.0"
+        audit, _ = list_all(s, "/v1/audit")
+        by = {a["object_id"]: a["detail"]["by"] for a in audit if a["action"] == "gitops.apply"}
+        assert by[c2] == "webhook" and by[c1].startswith("token:"), by
         # Gitea's header (the same HMAC, bare hex) wakes it too; the content comes from git.
         repo.write("fleet/production.yaml", ALIAS.format(version="1.0.0"))
         c3 = repo.commit("production back")
@@ -362,6 +366,167 @@ def test_alias_moved_in_git_starts_a_rollout_and_drift(gangliond, workdir, contr
     assert s.cli("gitops", "resume").returncode == 0
     assert wait_for(lambda: deployment(s, "cams")["selector"] == "site=north", 15)
     assert wait_for(lambda: s.api("GET", "/v1/gitops").json()["drift"] == [], 5)
+
+
+class ObjectRowLock:
+    """Holds the row of gitops_objects that records det/production FOR UPDATE, from a psql session of
+    the test's own. An apply then makes every change of its commit and blocks where it records the
+    objects it applied, inside its transaction: a deterministic 'mid-apply' with no test hook in
+    gangliond. (A sync that finds nothing new writes gitops_state only, so it is not held up.)"""
+
+    def __init__(self, pg, db):
+        self.p = subprocess.Popen([str(PG_BINDIR / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                   "-h", str(pg.sockdir), "-p", str(pg.port), "-U", pg.user, "-d", db],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.p.stdin.write("BEGIN;\nSELECT 'locked' FROM gitops_objects WHERE kind = 'ModelAlias' AND "
+                           "key = 'det/production' FOR UPDATE;\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "locked"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.p.communicate("ROLLBACK;\n", timeout=30)
+
+
+def lock_waits(pg, db):
+    """(application_name, query) of each connection to db that waits for a lock."""
+    out = pg.sql("SELECT application_name || '|' || translate(query, E'\\n', ' ') FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND wait_event_type = 'Lock'", db)
+    return [tuple(line.split("|", 1)) for line in out.splitlines()]
+
+
+def applies_waiting(pg, db):
+    """application_name ('' if none) of each connection whose apply waits on the test's row lock."""
+    return [app for app, query in lock_waits(pg, db) if query.startswith("INSERT INTO gitops_objects")]
+
+
+def db_state(pg, db):
+    """What the database holds of GitOps' work, read past gangliond: deployments, aliases, the
+    managed objects with their commit, and the applied commit."""
+    def rows(sql):
+        return sorted(tuple(line.split("|")) for line in pg.sql(sql, db).splitlines())
+
+    return {"deployments": rows("SELECT name, selector, follows FROM deployments"),
+            "aliases": rows("SELECT model, alias, version FROM model_aliases"),
+            "objects": rows("SELECT kind, key, commit FROM gitops_objects"),
+            "applied": pg.sql("SELECT applied_commit FROM gitops_state", db)}
+
+
+def expected_state(commit, alias, deployments):
+    """db_state of a commit declaring the alias det/production=alias and deployments {name: (selector, follow)}."""
+    return {"deployments": sorted((n, sel, fol) for n, (sel, fol) in deployments.items()),
+            "aliases": [("det", "production", alias)],
+            "objects": sorted([("ModelAlias", "det/production", commit)]
+                              + [("Deployment", n, commit) for n in deployments]),
+            "applied": commit}
+
+
+def wait_no_backends(pg, db):
+    """Waits until no connection of a killed gangliond is left (they end once they see it gone)."""
+    assert wait_for(lambda: pg.sql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                   "AND pid <> pg_backend_pid() AND backend_type = 'client backend'", db) == "0",
+                    30, 0.1), pg.sql("SELECT application_name, state, query FROM pg_stat_activity", db)
+
+
+def kill9(server):
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = None
+
+
+SITES = 40  # deployments a large commit adds
+
+
+def large_commit(repo):
+    """The alias moved, cams changed, lab deleted and SITES deployments added, in one commit."""
+    repo.write("fleet/production.yaml", ALIAS.format(version="1.1.0"))
+    repo.write("fleet/cams.yaml", CAMS.format(selector="site=north,kind=cam"))
+    (repo.path / "fleet/lab.json").unlink()
+    for i in range(SITES):
+        repo.write(f"fleet/sites/s{i}.yaml", CAMS.format(selector=f"site=s{i}").replace("name: cams", f"name: s{i}"))
+    return repo.commit(f"production is 1.1.0; {SITES} more sites")
+
+
+def test_killed_mid_apply_keeps_one_commit_whole(gangliond, pg, db, workdir):
+    """gangliond killed (-9) while it applies a large commit: the database holds the previous commit's
+    state exactly, and the restarted server applies the new one whole."""
+    repo = Repo(workdir / "fleet-repo")
+    repo.write("fleet/production.yaml", ALIAS.format(version="1.0.0"))
+    repo.write("fleet/cams.yaml", CAMS.format(selector="site=north"))
+    repo.write("fleet/lab.json", LAB)
+    c1 = repo.commit("first")
+    s = gitops_server(gangliond, repo.path)
+    sync(s)
+    one = expected_state(c1, "1.0.0", {"cams": ("site=north", "production"), "lab": ("site=lab", "1.0.0")})
+    assert db_state(pg, db) == one
+    c2 = large_commit(repo)
+    two = expected_state(c2, "1.1.0", {"cams": ("site=north,kind=cam", "production"),
+                                       **{f"s{i}": (f"site=s{i}", "production") for i in range(SITES)}})
+
+    def ask():  # answered never: the server dies under it
+        try:
+            s.api("POST", "/v1/gitops/sync", json={}, timeout=60)
+        except Exception:  # noqa: BLE001 -- the connection is cut by the kill
+            pass
+
+    with ObjectRowLock(pg, db):
+        asker = threading.Thread(target=ask)
+        asker.start()
+        assert wait_for(lambda: applies_waiting(pg, db), 60, 0.1), "the apply never got to recording its objects"
+        kill9(s)
+    asker.join(60)
+    wait_no_backends(pg, db)
+    assert db_state(pg, db) == one
+    assert pg.sql(f"SELECT count(*) FROM audit_log WHERE request_id = '{c2}'", db) == "0"
+
+    s.start()  # the same data dir (and git cache); the first sync runs at start-up
+    assert wait_for(lambda: s.api("GET", "/v1/gitops").json()["applied"]["commit"] == c2, 60, 0.2), \
+        s.api("GET", "/v1/gitops").json()
+    st = s.api("GET", "/v1/gitops").json()
+    assert st["status"] == "synced" and st["errors"] == [] and st["plan"] == [], st
+    assert db_state(pg, db) == two
+    audit, _ = list_all(s, "/v1/audit")
+    assert sorted(a["action"] for a in audit if a["request_id"] == c2) == sorted(
+        ["deployment.create"] * SITES + ["deployment.update", "deployment.delete", "model.alias", "rollout.start",
+                                         "gitops.apply"])
+
+
+def test_two_replicas_one_syncs_and_a_kill_hands_over(gangliond, pg, db, workdir):
+    """Two gangliond on one database, both polling every second: one applies, the other waits its
+    turn (a sync asked of either is refused while one runs); the one applying killed, the other
+    applies the commit."""
+    repo = Repo(workdir / "fleet-repo")
+    repo.write("fleet/production.yaml", ALIAS.format(version="1.0.0"))
+    repo.write("fleet/cams.yaml", CAMS.format(selector="site=north"))
+    repo.write("fleet/lab.json", LAB)
+    c1 = repo.commit("first")
+    args = ["--gitops-repository", str(repo.path), "--gitops-path", "fleet", "--gitops-interval", "1s"]
+    a = gangliond(database=f"{db} application_name=replica_a", extra_args=args)
+    b = gangliond(database=f"{db} application_name=replica_b", extra_args=args, admin_token=a.admin_token)
+    for v in ("1.0.0", "1.1.0"):
+        assert publish(a, "det", f"bytes-det-{v}".encode(), meta=model_meta(v)).status_code == 201
+    assert wait_for(lambda: b.api("GET", "/v1/gitops").json()["applied"]["commit"] == c1, 30, 0.2)
+    with ObjectRowLock(pg, db):
+        c2 = large_commit(repo)
+        assert wait_for(lambda: applies_waiting(pg, db), 60, 0.1), "no replica began the apply"
+        time.sleep(2.5)  # more polls of each replica: still one apply, and nothing else waits
+        waits = lock_waits(pg, db)
+        assert len(waits) == 1 and applies_waiting(pg, db) == [waits[0][0]], waits
+        name = waits[0][0]
+        syncing, other = (a, b) if name == "replica_a" else (b, a)
+        for s in (other, syncing):
+            assert_problem(s.api("POST", "/v1/gitops/sync", json={}), 409, "is running")
+        assert other.api("GET", "/v1/gitops").json()["applied"]["commit"] == c1
+        kill9(syncing)
+    assert wait_for(lambda: other.api("GET", "/v1/gitops").json()["applied"]["commit"] == c2, 30, 0.2), \
+        other.api("GET", "/v1/gitops").json()
+    assert db_state(pg, db) == expected_state(c2, "1.1.0", {"cams": ("site=north,kind=cam", "production"), **{
+        f"s{i}": (f"site=s{i}", "production") for i in range(SITES)}})
+    applies = pg.sql("SELECT request_id FROM audit_log WHERE action = 'gitops.apply'", db).split()
+    assert sorted(applies) == sorted([c1, c2]), applies
+    assert f"event=gitops_applied commit={c2}" in other.log()
 
 
 def test_refusals_of_the_api_and_settings(gangliond, workdir, tmp_path):
