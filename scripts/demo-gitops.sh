@@ -38,6 +38,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+exec 3>&2
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 ganglion() { build/cli/ganglion "$@"; }
 # git in the fleet repository, ignoring the user's own git configuration (the repository has its own).
@@ -111,12 +112,20 @@ g log --oneline
 
 step "start gangliond: GitOps on $repo (branch main, path fleet), signed commits only, a push webhook"
 openssl rand -hex 24 >"$data/webhook.secret"
+if curl -s -o /dev/null "$url/readyz"; then
+	echo "something already listens on $url: choose another port with GANGLION_DEMO_PORT=N"
+	exit 1
+fi
 build/server/gangliond --data-dir "$data/server" --listen "127.0.0.1:$port" --agent-poll-interval 2s \
 	--rollout-interval 1s --gitops-repository "$repo" --gitops-path fleet \
 	--gitops-allowed-signers "$data/allowed_signers" --gitops-webhook-secret-file "$data/webhook.secret" \
 	2>"$data/gangliond.log" &
 pids+=($!)
-wait_for "gangliond /readyz" curl -sf "$url/readyz"
+up() { # ready, or stopped: then its log's end goes to the terminal (fd 3: wait_for hides 1 and 2)
+	kill -0 "${pids[0]}" || { echo "gangliond stopped:" >&3; tail -n 5 "$data/gangliond.log" >&3; exit 1; }
+	curl -sf "$url/readyz"
+}
+wait_for "gangliond /readyz" up
 export GANGLION_URL=$url GANGLION_TOKEN=@$data/server/admin.token
 wait_for "the first sync" status_is status synced
 ganglion gitops status
