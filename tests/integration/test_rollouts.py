@@ -347,7 +347,9 @@ def test_two_replicas_one_controller_and_handover(gangliond):
     _kill9(a)  # whichever replica held the controller, the other carries on
     r = drive(b, fleet, "cams", lambda r: r["state"] == "completed")
     kinds = [e["kind"] for e in b.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
-    assert kinds == ["start", "stage", "stage", "complete"], kinds
+    # With 8 devices the 25 % stage is empty about one time in ten and takes a pinned device
+    # (test_a_canary_stage_never_judges_nothing covers that); the handover is what counts here.
+    assert [k for k in kinds if k != "pin"] == ["start", "stage", "stage", "complete"], kinds
 
 
 def cohort(rollout_id, device_id):
