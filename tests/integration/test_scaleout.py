@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -39,6 +40,7 @@ from ganglion_harness import (
     free_port,
     make_dir,
     model_meta,
+    multipart,
     publish,
     run,
     wait_for,
@@ -361,7 +363,8 @@ def test_s3_store_on_radosgw(pg, db, workdir, gangliond, ceph):
     assert "SignatureDoesNotMatch" in log and "does not answer to these credentials" in log, log
     bad.stop(check=False)
 
-    s = gangliond(extra_args=s3_args(ceph, workdir))
+    # connection-timeout: see the cut upload below.
+    s = gangliond(extra_args=s3_args(ceph, workdir, extra=["--connection-timeout", "10s"]))
     # gangliond reads no more of an upload while it sends a part to the store: a fresh connection,
     # so that the socket is not left with the 2 s timeout of the readiness poll.
     s.session.close()
@@ -390,6 +393,18 @@ def test_s3_store_on_radosgw(pg, db, workdir, gangliond, ceph):
     for data in (os.urandom(6 * 1024 * 1024), os.urandom(1000)):
         r = publish(s, MODEL, data, meta=model_meta("9.9.9", sha256="0" * 64))
         assert_problem(r, 400, "sha-256")
+    assert len(ceph.keys("models/sha256/")) == 2 and ceph.keys("models/tmp/") == []
+    # An upload cut off after a part went to the store: its multipart upload is aborted. (A client
+    # that leaves while gangliond is sending a part is noticed only at connection-timeout:
+    # libmicrohttpd misses the close then. The server above has a short one.)
+    body, ctype = multipart(model_meta("9.9.8"), os.urandom(12 * 1024 * 1024))
+    with socket.create_connection(("127.0.0.1", s.port)) as c:
+        c.sendall(f"POST /v1/models/{MODEL}/versions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {s.admin_token}"
+                  f"\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+        c.sendall(body[:11 * 1024 * 1024])
+        assert wait_for(lambda: b"<Upload>" in ceph.s3("GET", "ganglion?prefix=models%2Ftmp%2F&uploads=").body, 30, 0.2)
+    assert wait_for(lambda: b"<Upload>" not in ceph.s3("GET", "ganglion?prefix=models%2Ftmp%2F&uploads=").body, 60,
+                    0.2), "the cut upload's multipart upload was left behind"
     assert len(ceph.keys("models/sha256/")) == 2 and ceph.keys("models/tmp/") == []
     s.stop()
 
