@@ -15,6 +15,9 @@
  *                           agents, {"current", "previous", "held"}, too)
  *   last_operation.json     the last update attempt reported ({"state", "model", "version", "at", "detail"})
  *   last_failure.json       the last one that failed (kept when a later one succeeds), for `status`
+ *   profiles/SHA256.json    reference profiles of installed versions (checked against their signed
+ *                           SHA-256 whenever read)
+ *   telemetry/              the telemetry spool (layout in telemetry.h)
  */
 #ifndef GA_AGENT_H
 #define GA_AGENT_H
@@ -52,6 +55,9 @@ struct agent_config {
 	int64_t download_min_rate;
 	int64_t max_infer_body;
 	int64_t threads;
+	int64_t telemetry_window;
+	int64_t telemetry_spool_max;
+	int64_t telemetry_batch;
 };
 
 extern const gn_conf_table agent_config_table;
@@ -72,6 +78,8 @@ struct agent_model {
 	 * errors, latency (sum, max, and a histogram on lib/latency.h's fixed buckets). */
 	_Atomic uint64_t requests, errors, latency_us_sum, latency_us_max;
 	_Atomic uint64_t latency_buckets[GN_LATENCY_NBUCKETS];
+	/* this version's telemetry window (telemetry.h; owned), NULL while it does not serve */
+	struct telemetry_counter *telemetry;
 };
 
 /* One model the device runs, by name: the version that serves, the one kept for a rollback, and
@@ -118,6 +126,12 @@ struct agent {
 	pthread_mutex_t update_lock;
 	/* the local inference endpoint (serve.c) */
 	struct MHD_Daemon *daemon;
+	/* telemetry (telemetry_agent.c): the spool, and the thread that rolls windows into it */
+	struct telemetry_spool *spool;
+	pthread_t telemetry_thread;
+	pthread_mutex_t telemetry_lock;
+	pthread_cond_t telemetry_wake;
+	bool telemetry_stop; /* under telemetry_lock */
 };
 
 /* config.c */
@@ -145,6 +159,9 @@ int client_enroll(struct agent *a, const char *enroll_token, const char *name, g
 int client_ensure_token(struct agent *a, gn_err *err) GN_WUR;
 /* GET (token-authenticated) into *out (new buffer, NUL-terminated), at most max bytes; GN_ENOTFOUND on 404. */
 int client_get(char **out, size_t *out_len, struct agent *a, const char *path, size_t max, gn_err *err) GN_WUR;
+/* POSTs body (JSON text) with the device's token, once more with a fresh token after a 401;
+ * *out_status is the answer's status. An error only when there was no answer. */
+int client_post_status(int *out_status, struct agent *a, const char *path, const char *body, gn_err *err) GN_WUR;
 /* Checks in; with report_only the answer is not used and the ETag is left alone (progress
  * reports during an install must not hide a newer desired state from the next check-in). */
 int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err) GN_WUR;
@@ -230,6 +247,23 @@ int shape_solve(ganglion_rt_input *in, const ganglion_rt_tensor_info *ti, size_t
 int serve_start(struct agent *a, gn_err *err) GN_WUR;
 /* Stops the endpoint (waiting for requests in flight) and removes its socket; fine if not started. */
 void serve_stop(struct agent *a);
+
+/* telemetry_agent.c: each serving version's window counters (telemetry.h), rolled into the spool
+ * under DATA_DIR/telemetry by a thread of their own and uploaded by the main loop */
+/* Opens the spool and starts the thread that rolls windows. */
+int agent_telemetry_start(struct agent *a, gn_err *err) GN_WUR;
+/* Stops the thread, keeps the serving versions' open windows in the spool for the next start. */
+void agent_telemetry_stop(struct agent *a);
+/* Gives m, as it begins to serve, its counter on its kept reference profile (none without). */
+void agent_telemetry_attach(struct agent *a, struct agent_model *m);
+/* Spools m's last window and frees its counter, as it stops serving for good. */
+void agent_telemetry_detach(struct agent *a, struct agent_model *m);
+/* Fetches model@version's reference profile, when its signed target names one, and keeps it
+ * (checked against the signed SHA-256) for the version's counter; a failure is logged, not fatal. */
+void agent_telemetry_fetch_profile(struct agent *a, const char *model, const char *version);
+/* Uploads what the spool holds, batch after batch while the server takes them (main loop only: it
+ * uses the device's token). */
+void agent_telemetry_upload(struct agent *a);
 
 /* tuf_client_cmd.c: `ganglion-agent tuf-client`, a TUF client on the command line over any static
  * repository (init, refresh, download); returns the exit status, 0 or 1. */

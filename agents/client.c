@@ -227,6 +227,23 @@ static json_t *model_report(const struct agent_slot *s)
 	return e;
 }
 
+int client_post_status(int *out_status, struct agent *a, const char *path, const char *body, gn_err *err)
+{
+	gn_http_resp resp;
+	int rc;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if ((rc = client_ensure_token(a, err)) ||
+		    (rc = request(&resp, a, "POST", path, body, a->token, NULL, 1 << 20, err)))
+			return rc;
+		*out_status = resp.status;
+		gn_http_resp_cleanup(&resp);
+		if (*out_status != 401 || attempt)
+			break;
+		a->token[0] = '\0'; /* expired or revoked early: a fresh token once */
+	}
+	return 0;
+}
+
 int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err)
 {
 	gn_http_resp resp;

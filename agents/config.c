@@ -44,6 +44,12 @@ static const gn_conf_opt opts[] = {
 	    "largest inference request body"),
 	OPT("threads", GN_CONF_INT, threads, "2", false, 2, 64, "N",
 	    "inference requests run at once, in parallel (each local client connection has its own thread)"),
+	OPT("telemetry-window", GN_CONF_DURATION, telemetry_window, "5m", false, 10, 86400, "DURATION",
+	    "length of a telemetry window: each model version's counts are summed over it and sent as one report"),
+	OPT("telemetry-spool-max", GN_CONF_INT, telemetry_spool_max, "2000", false, 1, 1000000, "N",
+	    "reports kept on disk while the server cannot take them; beyond, the oldest are dropped and counted"),
+	OPT("telemetry-batch", GN_CONF_INT, telemetry_batch, "100", false, 1, 10000, "N",
+	    "reports sent in one request"),
 };
 
 const gn_conf_table agent_config_table = {"ganglion-agent", "GANGLION_AGENT_", opts, GN_ARRAY_LEN(opts)};

@@ -240,11 +240,16 @@ static int cmd_run(struct agent *a, int argc, char **argv)
 			       repos[i], err.msg);
 		json_decref(root);
 	}
+	if (agent_telemetry_start(a, &err)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		return 1;
+	}
 	/* Serve what was installed before talking to anyone: the network may be down. */
 	if (update_restore(a, &err))
 		gn_log(GN_LOG_ERROR, "event=restore_failed msg=\"%s\"", err.msg);
 	if (serve_start(a, &err)) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		agent_telemetry_stop(a);
 		return 1;
 	}
 	gn_log(GN_LOG_INFO, "event=running device=%s server=%s target=%s", a->device_id, a->cfg.server_url,
@@ -253,6 +258,7 @@ static int cmd_run(struct agent *a, int argc, char **argv)
 	if (pthread_create(&sigt, NULL, signal_thread, a) != 0) {
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"cannot start the signal thread\"");
 		serve_stop(a);
+		agent_telemetry_stop(a);
 		return 1;
 	}
 	while (!atomic_load(&a->stopping)) {
@@ -260,6 +266,7 @@ static int cmd_run(struct agent *a, int argc, char **argv)
 		pthread_mutex_lock(&a->update_lock);
 		int urc = update_once(a, &poll, &err);
 		pthread_mutex_unlock(&a->update_lock);
+		agent_telemetry_upload(a);
 		if (urc) {
 			/* Unreachable or refusing: keep serving, back off exponentially up to the cap. */
 			backoff = backoff ? backoff * 2 : a->cfg.poll_min;
@@ -295,6 +302,7 @@ static int cmd_run(struct agent *a, int argc, char **argv)
 	}
 	pthread_join(sigt, NULL);
 	serve_stop(a);
+	agent_telemetry_stop(a);
 	models_release_all(a);
 	return 0;
 }

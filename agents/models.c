@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "telemetry.h"
 #include "json.h"
 #include "log.h"
 
@@ -292,6 +293,8 @@ int models_infer(struct agent *a, struct agent_model *m, const ganglion_rt_input
 	while (us > prev && !atomic_compare_exchange_weak_explicit(&m->latency_us_max, &prev, us, memory_order_relaxed,
 								   memory_order_relaxed))
 		;
+	if (m->telemetry)
+		telemetry_record(m->telemetry, rc != GANGLION_RT_OK, us, in, nin, out, nout);
 	if (rc != GANGLION_RT_OK) {
 		atomic_fetch_add_explicit(&m->errors, 1, memory_order_relaxed);
 		return gn_err_set(err, rc == GANGLION_RT_EINVAL || rc == GANGLION_RT_ESPACE ? GN_EINVAL : GN_ERROR,
@@ -376,6 +379,7 @@ void models_unref(struct agent *a, struct agent_model *m)
 		return;
 	/* The last reference: no request uses the model any more. */
 	gn_log(GN_LOG_INFO, "event=model_freed model=%s version=%s", m->name, m->version);
+	agent_telemetry_detach(a, m);
 	a->rt->free_model(m->rt_model);
 	free(m);
 }
@@ -384,6 +388,8 @@ void models_swap(struct agent *a, struct agent_slot *s, struct agent_model *m)
 {
 	if (m)
 		m->since = gn_now();
+	if (m)
+		agent_telemetry_attach(a, m);
 	pthread_mutex_lock(&a->lock);
 	struct agent_model *old = s->current;
 	s->current = m;

@@ -618,6 +618,7 @@ static void install(struct agent *a, struct agent_slot *s, const json_t *image_t
 		attempt_failed(a, s, model, version, err.msg, rc == GN_EAUTH);
 		goto out;
 	}
+	agent_telemetry_fetch_profile(a, model, version);
 	report(a, s, "loading", model, version, NULL);
 	push_progress(a);
 	if ((rc = models_load(&m, a, &bytes, model, version, sha, &err)) ||

@@ -22,6 +22,7 @@ void gn_drift_feature_cleanup(struct gn_drift_feature *f)
 		for (size_t i = 0; i + 1 < f->nbins; i++)
 			free(f->vocab[i]);
 	free(f->vocab);
+	free(f->vocab_num);
 	memset(f, 0, sizeof(*f));
 }
 
@@ -65,6 +66,23 @@ static int numbers(double **out, size_t *out_n, const json_t *arr, const char *w
 		(*out)[i] = json_number_value(x);
 	}
 	return 0;
+}
+
+/* Fills f->vocab_num: the number each vocabulary value names when it is a number written as
+ * gn_drift_number_name writes it, else NaN, so the agent matches numbers without formatting them. */
+static void vocab_numbers(struct gn_drift_feature *f)
+{
+	f->vocab_num = gn_calloc(f->nbins, sizeof(double));
+	for (size_t i = 0; i + 1 < f->nbins; i++) {
+		char *end, back[40];
+		double x = strtod(f->vocab[i], &end);
+		f->vocab_num[i] = NAN;
+		if (end != f->vocab[i] && !*end && isfinite(x)) {
+			gn_drift_number_name(back, sizeof(back), x);
+			if (strcmp(back, f->vocab[i]) == 0)
+				f->vocab_num[i] = x;
+		}
+	}
 }
 
 /* Checks k shares in [0, 1] summing to 1. */
@@ -139,6 +157,7 @@ static int parse_categorical(struct gn_drift_feature *f, const json_t *j, const 
 	if (np != f->nbins)
 		return gn_err_set(err, GN_EINVAL, "%s: n vocabulary values need n+1 proportions (the last for other)",
 				  what);
+	vocab_numbers(f);
 	return check_shares(f->ref, np, what, err);
 }
 
@@ -394,6 +413,12 @@ size_t gn_drift_bin(const double *edges, size_t nbins, double x)
 		return GN_DRIFT_OVER;
 	if (x == edges[nbins])
 		return nbins - 1;
+	if (nbins <= 16) { /* few edges: count those <= x, without branches to mispredict */
+		size_t b = 0;
+		for (size_t i = 1; i < nbins; i++)
+			b += edges[i] <= x;
+		return b;
+	}
 	/* the last edge <= x among edges[0..nbins-1] */
 	size_t lo = 0, hi = nbins;
 	while (hi - lo > 1) {
@@ -427,6 +452,12 @@ size_t gn_drift_category_num(const struct gn_drift_feature *f, double x)
 	char s[40];
 	if (isnan(x))
 		return GN_DRIFT_NAN;
+	if (f->vocab_num) { /* what gn_drift_number_name would write, compared as numbers */
+		for (size_t i = 0; i + 1 < f->nbins; i++)
+			if (f->vocab_num[i] == x)
+				return i;
+		return f->nbins - 1;
+	}
 	gn_drift_number_name(s, sizeof(s), x);
 	return gn_drift_category(f, s);
 }
@@ -843,6 +874,7 @@ int gn_drift_feature_categorical(struct gn_drift_feature *out, const char *name,
 			out->vocab[i] = gn_strdup(t[i].value);
 		out->ref[i < nv ? i : nv] += (double)t[i].count / (double)m;
 	}
+	vocab_numbers(out);
 out:
 	free(v);
 	free(t);

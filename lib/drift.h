@@ -55,11 +55,12 @@ struct gn_drift_feature {
 	int64_t index;  /* the element read (GN_DRIFT_ELEMENT); its position in the list if not stated */
 	bool index_set; /* index was stated in the profile */
 	enum gn_drift_reduce reduce;
-	size_t nbins;    /* numeric: bins; categorical: vocabulary entries + 1 ("other") */
-	double *edges;   /* numeric: nbins + 1 strictly increasing; NULL for categorical */
-	char **vocab;    /* categorical: nbins - 1 distinct values; NULL for numeric */
-	double *ref;     /* the reference shares, nbins, summing to 1 */
-	int64_t samples; /* how many values the reference saw; -1 when not stated */
+	size_t nbins;      /* numeric: bins; categorical: vocabulary entries + 1 ("other") */
+	double *edges;     /* numeric: nbins + 1 strictly increasing; NULL for categorical */
+	char **vocab;      /* categorical: nbins - 1 distinct values; NULL for numeric */
+	double *vocab_num; /* categorical: each value as the number it names (gn_drift_number_name), or NaN */
+	double *ref;       /* the reference shares, nbins, summing to 1 */
+	int64_t samples;   /* how many values the reference saw; -1 when not stated */
 };
 
 struct gn_drift_image {

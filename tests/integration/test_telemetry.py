@@ -12,9 +12,13 @@ import time
 
 import numpy as np
 
+import pytest
+
 from ganglion_harness import (
     GANGLION_CLI,
     NO_TOKEN,
+    TEST_MODELS,
+    Agent,
     assert_problem,
     child_env,
     enroll_device,
@@ -539,3 +543,106 @@ def test_image_windows(server):
     (f,) = g["features"]
     assert f["feature"] == "image:intensity" and f["counts"] == [40, 360]
     assert abs(f["psi"] - _psi([0, 0.5, 0.5, 0], [0, 0.1, 0.9, 0])) < 1e-9
+
+
+# --- a real agent: counting, windows, the spool across an outage and a kill -9 -------------------
+
+AGENT_WINDOW = 10
+
+
+@pytest.fixture
+def agent(tmp_base, request):
+    made = []
+
+    def make(server):
+        a = Agent(tmp_base / f"tel-ag-{len(made)}-{request.node.name[:20]}", server.url,
+                  extra_args=["--telemetry-window", f"{AGENT_WINDOW}s"])
+        made.append(a)
+        return a
+    yield make
+    errors = []
+    for a in made:
+        errors += a.stop(check=False)
+        print(f"\n--- agent log ({a.logfile}) ---\n{a.log()[-6000:]}")
+    assert not errors, errors
+
+
+def _agent_profile():
+    """x0..x3 on 8 quantile bins of N(0, 1) (numpy), and the predicted class of y."""
+    rng = np.random.default_rng(77)
+    feats = []
+    for i in range(4):
+        ref = rng.normal(0, 1, 4000)
+        edges, _ = _edges(ref, 8)
+        counts, _ = np.histogram(ref, bins=edges)
+        feats.append({"name": f"x{i}", "edges": edges.tolist(), "proportions": (counts / 4000).tolist()})
+    return {"features": feats, "outputs": [{"name": "class", "kind": "categorical", "vocabulary": ["0", "1", "2"],
+                                            "proportions": [0.4, 0.3, 0.3, 0.0], "reduce": "argmax"}]}
+
+
+def _spooled(agent):
+    return sorted(p.name for p in (agent.data_dir / "telemetry").glob("*.json"))
+
+
+def _requests(server):
+    r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "1h"})
+    groups = r.json()["groups"]
+    return groups[0] if groups else None
+
+
+def test_agent_counts_on_the_profile_and_its_spool_survives_an_outage_and_kill_9(gangliond, agent):
+    server = gangliond(extra_args=["--agent-poll-interval", "1s"])
+    prof = _agent_profile()
+    meta = dict(json.loads((TEST_MODELS / "v1.json").read_text()), version="1.0.0", reference_profile=prof)
+    r = publish(server, "cam", (TEST_MODELS / "v1.onnx").read_bytes(), meta=meta)
+    assert r.status_code == 201, r.text
+    a = agent(server)
+    a.enroll(server.make_enroll_token()["token"])
+    a.start()
+    assert server.api("PUT", f"/v1/devices/{a.device_id}/desired",
+                      json={"model": "cam", "version": "1.0.0"}).status_code == 200
+    assert wait_for(lambda: a.serving() is not None, timeout=90), a.log()
+    assert (a.data_dir / "profiles").is_dir() and list((a.data_dir / "profiles").glob("*.json"))
+
+    rng = np.random.default_rng(3)
+    sent, classes = [], []
+
+    def feed(n, shift=0.0):
+        for _ in range(n):
+            x = (rng.normal(shift, 1, 4)).astype(np.float32)
+            y = a.infer("cam", {"x": x.tolist()})["outputs"]["y"]
+            sent.append(x)
+            classes.append(str(int(np.argmax(y))))
+
+    # 1. counted on the profile's bins and uploaded when the window ends
+    feed(60)
+    g = wait_for(lambda: (lambda g: g if g and g["requests"] == 60 else None)(_requests(server)),
+                 timeout=AGENT_WINDOW * 4, interval=0.5)
+    assert g, (_requests(server), a.log()[-3000:])
+    xs = np.array(sent, dtype=float)
+    for i in range(4):
+        f = next(f for f in g["features"] if f["feature"] == f"input:x{i}")
+        edges = np.array(prof["features"][i]["edges"])
+        inside, _ = np.histogram(xs[(xs[:, i] >= edges[0]) & (xs[:, i] <= edges[-1]), i], bins=edges)
+        assert f["counts"] == inside.tolist(), i
+        assert f["underflow"] == int((xs[:, i] < edges[0]).sum()) and f["overflow"] == int((xs[:, i] > edges[-1]).sum())
+        assert abs(f["mean"] - xs[:, i].astype(np.float32).astype(float).mean()) < 1e-6
+    cls = next(f for f in g["features"] if f["feature"] == "output:class")
+    c = collections.Counter(classes)
+    assert cls["counts"] == [c["0"], c["1"], c["2"], 0], (cls["counts"], c)
+
+    # 2. the server goes away: windows wait in the spool; a kill -9 loses none of them
+    server.stop()
+    feed(40)
+    before = _spooled(a)
+    assert wait_for(lambda: len(_spooled(a)) > len(before), timeout=AGENT_WINDOW * 3, interval=0.5), a.log()[-3000:]
+    a.kill()
+    a.start()
+    feed(25)
+    time.sleep(1)
+    server.start()
+    g = wait_for(lambda: (lambda g: g if g and g["requests"] == 125 else None)(_requests(server)),
+                 timeout=AGENT_WINDOW * 6, interval=0.5)
+    assert g, (_requests(server), _spooled(a), a.log()[-4000:])
+    assert wait_for(lambda: _spooled(a) == [], timeout=10), _spooled(a)
+    assert g["dropped"] == 0
