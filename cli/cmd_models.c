@@ -565,6 +565,7 @@ static const cli_cmd cmds[] = {
 	{"unyank", "NAME VERSION", "Undo a yank: VERSION may be targeted again.", NULL, 0, 2, 2, unyank_run},
 	CMD_TELEMETRY_PROFILE,
 	CMD_TELEMETRY_DRIFT,
+	CMD_TELEMETRY_CANARY,
 };
 
 const cli_group cmd_models_group = {"models", "Publish, inspect and yank model versions; point aliases at them.", cmds,

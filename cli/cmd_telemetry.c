@@ -850,6 +850,93 @@ int cmd_telemetry_drift_run(const cli_ctx *ctx, const cli_args *args, gn_err *er
 	return drift_run(ctx, args, err);
 }
 
+/* --- ganglion models canary ---------------------------------------------------------------------- */
+
+static char *p_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "p"), "%.3g");
+}
+
+static char *median_canary_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "median_canary"), "%.4g");
+}
+
+static char *median_control_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "median_control"), "%.4g");
+}
+
+static char *effect_cell(const json_t *row)
+{
+	const json_t *e = json_object_get(row, "effect");
+	if (json_is_number(e))
+		return gn_asprintf("%+.1f%%", 100 * json_number_value(e));
+	return gn_strdup(json_is_null(e) && json_is_number(json_object_get(row, "median_canary")) ? "from 0" : "-");
+}
+
+static const output_col canary_cols[] = {
+	{"METRIC", "name", NULL},
+	{"VERDICT", "verdict", NULL},
+	{"CANARY N", "n_canary", NULL},
+	{"CONTROL N", "n_control", NULL},
+	{"CANARY MEDIAN", NULL, median_canary_cell},
+	{"CONTROL MEDIAN", NULL, median_control_cell},
+	{"EFFECT", NULL, effect_cell},
+	{"P", NULL, p_cell},
+	{"WEIGHT", "weight", NULL},
+};
+
+static int canary_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	static const char *const query[] = {"since", "until", "selector"};
+	char *name = gn_http_escape(args->pos[0]);
+	json_t *ans = NULL;
+	gn_buf path;
+	int rc;
+	gn_buf_init(&path);
+	gn_buf_printf(&path, "/v1/models/%s/canary", name);
+	cli_query_add(&path, "canary", args->pos[1]);
+	cli_query_add(&path, "control", args->pos[2]);
+	for (size_t k = 0; k < GN_ARRAY_LEN(query); k++)
+		if (cli_args_get(args, query[k]))
+			cli_query_add(&path, query[k], cli_args_get(args, query[k]));
+	if ((rc = cli_request(&ans, ctx, "GET", path.data, NULL, err))) {
+		if (!cli_model_not_found(ctx, args->pos[0], args->pos[1], err))
+			cli_model_not_found(ctx, args->pos[0], args->pos[2], err);
+		rc = err->code;
+		goto out;
+	}
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(ans);
+		goto out;
+	}
+	const json_t *score = json_object_get(ans, "score");
+	printf("%s: canary %s against control %s, windows from %s to %s: %s", gn_json_str(ans, "model"),
+	       gn_json_str(ans, "canary"), gn_json_str(ans, "control"), gn_json_str(ans, "since"),
+	       gn_json_str(ans, "until"), gn_json_str(ans, "verdict"));
+	if (json_is_number(score))
+		printf(" (score %.0f)", json_number_value(score));
+	printf("\n\n");
+	output_table(json_object_get(ans, "metrics"), canary_cols, GN_ARRAY_LEN(canary_cols));
+out:
+	gn_buf_cleanup(&path);
+	free(name);
+	json_decref(ans);
+	return rc;
+}
+
+const cli_opt cmd_telemetry_canary_opts[CMD_TELEMETRY_CANARY_NOPTS] = {
+	{"since", 0, "T", "windows from T: an RFC 3339 time or a duration ago (90m, 1h, 7d; default 1h)"},
+	{"until", 0, "T", "windows before T (same forms; default now)"},
+	{"selector", 'l', "S", "only devices whose labels match S"},
+};
+
+int cmd_telemetry_canary_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	return canary_run(ctx, args, err);
+}
+
 /* --- ganglion alerts --------------------------------------------------------------------------- */
 
 static char *value_cell(const json_t *row)

@@ -16,7 +16,12 @@ extern const cli_opt cmd_telemetry_drift_opts[CMD_TELEMETRY_DRIFT_NOPTS];
 /* Shows the fleet's drift of model args->pos[0] version args->pos[1]. */
 int cmd_telemetry_drift_run(const cli_ctx *ctx, const cli_args *args, gn_err *err) GN_WUR;
 
-/* The cli_cmd entries of `models profile` and `models drift`. */
+#define CMD_TELEMETRY_CANARY_NOPTS 3
+extern const cli_opt cmd_telemetry_canary_opts[CMD_TELEMETRY_CANARY_NOPTS];
+/* Judges model args->pos[0]'s version args->pos[1] (canary) against args->pos[2] (control). */
+int cmd_telemetry_canary_run(const cli_ctx *ctx, const cli_args *args, gn_err *err) GN_WUR;
+
+/* The cli_cmd entries of `models profile`, `models drift` and `models canary`. */
 #define CMD_TELEMETRY_PROFILE                                                                                      \
 	{                                                                                                          \
 		"profile", "DATA.csv|DATA.npy",                                                                    \
@@ -34,6 +39,15 @@ int cmd_telemetry_drift_run(const cli_ctx *ctx, const cli_args *args, gn_err *er
 			"feature PSI, Jensen-Shannon distance and L-infinity of the devices' counts "      \
 			"summed, with the reference and observed shares per bin.",                         \
 			cmd_telemetry_drift_opts, CMD_TELEMETRY_DRIFT_NOPTS, 2, 2, cmd_telemetry_drift_run \
+	}
+
+#define CMD_TELEMETRY_CANARY                                                                                        \
+	{                                                                                                           \
+		"canary", "NAME CANARY CONTROL",                                                                    \
+			"Judge version CANARY against version CONTROL over the same windows: error rate, p95 "      \
+			"latency and output drift per device window, a Mann-Whitney U test each at 98 % "           \
+			"confidence with a tolerance; pass, marginal, fail, or inconclusive with too little data.", \
+			cmd_telemetry_canary_opts, CMD_TELEMETRY_CANARY_NOPTS, 3, 3, cmd_telemetry_canary_run       \
 	}
 
 #endif

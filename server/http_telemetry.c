@@ -1,6 +1,6 @@
 /* Telemetry and drift routes: POST /v1/agent/telemetry (a device's window summaries), the fleet's
- * drift of a model version, drift alert rules and alerts. Thin handlers over telemetry.c and
- * alerts.c. */
+ * drift of a model version, a canary version judged against a control, drift alert rules and alerts. Thin handlers over
+ * telemetry.c and alerts.c. */
 #include "alerts.h"
 #include "http.h"
 #include "telemetry.h"
@@ -31,6 +31,26 @@ static void http_telemetry_drift(struct gd_req *r)
 		return;
 	}
 	int rc = telemetry_drift(&out, gd_db(r), gd_param(r, 0), gd_param(r, 1), &q, &err);
+	gd_reply_text(r, rc, 200, out, &err);
+}
+
+static void http_telemetry_canary(struct gd_req *r)
+{
+	struct telemetry_query q;
+	char *out = NULL;
+	gn_err err;
+	const char *canary = gd_query(r, "canary"), *control = gd_query(r, "control");
+	if (!canary || !control) {
+		gd_reply_problem(r, 400,
+				 "query parameters 'canary' and 'control' (two versions of the model) are required");
+		return;
+	}
+	if (telemetry_query_parse(&q, gd_query(r, "since"), gd_query(r, "until"), gd_query(r, "selector"), NULL,
+				  gn_now(), &err)) {
+		gd_reply_problem(r, 400, err.msg);
+		return;
+	}
+	int rc = telemetry_canary(&out, gd_db(r), gd_param(r, 0), canary, control, &q, &err);
 	gd_reply_text(r, rc, 200, out, &err);
 }
 
@@ -75,6 +95,7 @@ static void http_telemetry_alerts(struct gd_req *r)
 const struct gd_route http_telemetry_routes[] = {
 	{"POST", "/v1/agent/telemetry", GD_SCOPE_DEVICE, http_telemetry_post, NULL},
 	{"GET", "/v1/models/{name}/versions/{version}/drift", GD_SCOPE_READ, http_telemetry_drift, NULL},
+	{"GET", "/v1/models/{name}/canary", GD_SCOPE_READ, http_telemetry_canary, NULL},
 	{"GET", "/v1/alert-rules", GD_SCOPE_READ, http_telemetry_rules, NULL},
 	{"POST", "/v1/alert-rules", GD_SCOPE_OPERATOR, http_telemetry_rule_create, NULL},
 	{"DELETE", "/v1/alert-rules/{name}", GD_SCOPE_OPERATOR, http_telemetry_rule_delete, NULL},

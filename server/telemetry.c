@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "canary.h"
 #include "devices.h"
 #include "drift.h"
 #include "latency.h"
@@ -905,5 +906,180 @@ out:
 	PQclear(wres);
 	PQclear(fres);
 	gn_drift_profile_free(p);
+	return rc;
+}
+
+/* --- canary against control ----------------------------------------------------------------------- */
+
+/* Each window of both versions with requests: ($1..$5 selector, $6 model, $7 canary, $8 control, $9
+ * since, $10 until) -> (version, requests, errors, latency buckets). */
+static const db_stmt st_canary_windows = {
+	"telemetry_canary_windows",
+	"SELECT x.version, x.requests, x.errors, x.latency_us_buckets::text FROM telemetry_windows x"
+	" JOIN devices d ON d.id = x.device_id WHERE" DEVICES_SELECTOR_WHERE
+	" AND x.model = $6 AND x.version IN ($7, $8) AND x.requests > 0"
+	" AND x.window_start >= to_timestamp($9::bigint) AND x.window_start < to_timestamp($10::bigint)",
+	10};
+/* Their output features, a window's together: (version, device, start, idx, counts, underflow,
+ * overflow, n). */
+static const db_stmt st_canary_outputs = {
+	"telemetry_canary_outputs",
+	"SELECT x.version, x.device_id, extract(epoch FROM x.window_start)::bigint, x.idx, x.counts::text, x.underflow,"
+	" x.overflow, x.n FROM telemetry_features x JOIN devices d ON d.id = x.device_id WHERE" DEVICES_SELECTOR_WHERE
+	" AND x.model = $6 AND x.version IN ($7, $8) AND x.part = 'output' AND x.n > 0"
+	" AND x.window_start >= to_timestamp($9::bigint) AND x.window_start < to_timestamp($10::bigint)"
+	" ORDER BY 1, 2, 3, 4",
+	10};
+
+/* Observations of one metric, per side (0 canary, 1 control). */
+struct sides {
+	double *v[2];
+	size_t n[2], cap[2];
+};
+
+static void sides_add(struct sides *s, int side, double x)
+{
+	if (s->n[side] == s->cap[side]) {
+		s->cap[side] = s->cap[side] ? 2 * s->cap[side] : 64;
+		s->v[side] = gn_realloc(s->v[side], s->cap[side] * sizeof(double));
+	}
+	s->v[side][s->n[side]++] = x;
+}
+
+static void sides_free(struct sides *s)
+{
+	free(s->v[0]);
+	free(s->v[1]);
+}
+
+/* Error rate and p95 latency of every window. */
+static void window_metrics(struct sides *errs, struct sides *lat, const PGresult *res, const char *canary)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		int side = strcmp(PQgetvalue(res, r, 0), canary) == 0 ? 0 : 1;
+		double req = strtod(PQgetvalue(res, r, 1), NULL), e = strtod(PQgetvalue(res, r, 2), NULL);
+		uint64_t b[GN_LATENCY_NBUCKETS] = {0};
+		const char *s = PQgetvalue(res, r, 3);
+		size_t k = 0;
+		if (*s == '{')
+			for (s++; *s && *s != '}' && k < GN_LATENCY_NBUCKETS; k++) {
+				char *end;
+				b[k] = strtoull(s, &end, 10);
+				s = *end == ',' ? end + 1 : end;
+			}
+		sides_add(errs, side, e / req);
+		uint64_t q = gn_latency_quantile_us(b, GN_LATENCY_NBUCKETS, 0.95);
+		if (q)
+			sides_add(lat, side, (double)q);
+	}
+}
+
+/* The mean PSI of each window's outputs against its own version's profile. */
+static void drift_metric(struct sides *drift, const PGresult *res, const char *canary,
+			 const struct gn_drift_profile *const prof[2])
+{
+	double sum = 0;
+	int count = 0;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int side = strcmp(PQgetvalue(res, r, 0), canary) == 0 ? 0 : 1;
+		const struct gn_drift_feature *f =
+			prof[side] ? telemetry_feature_of(prof[side], "output", atoi(PQgetvalue(res, r, 3))) : NULL;
+		if (f) {
+			struct gn_drift_counts k;
+			struct gn_drift_measure m;
+			gn_drift_counts_init(&k, f->nbins);
+			if (counts_from_text(&k, PQgetvalue(res, r, 4))) {
+				k.underflow = strtoull(PQgetvalue(res, r, 5), NULL, 10);
+				k.overflow = strtoull(PQgetvalue(res, r, 6), NULL, 10);
+				k.n = strtoull(PQgetvalue(res, r, 7), NULL, 10);
+				gn_drift_compare(&m, f, &k);
+				if (isfinite(m.psi)) {
+					sum += m.psi;
+					count++;
+				}
+			}
+			gn_drift_counts_cleanup(&k);
+		}
+		bool last = r + 1 == PQntuples(res);
+		for (int col = 0; !last && col < 3; col++)
+			last = strcmp(PQgetvalue(res, r, col), PQgetvalue(res, r + 1, col)) != 0;
+		if (last && count) { /* the window's last output feature */
+			sides_add(drift, side, sum / count);
+			sum = 0;
+			count = 0;
+		} else if (last) {
+			sum = 0;
+		}
+	}
+}
+
+static json_t *result_json(const struct gn_canary_metric *m, const struct gn_canary_result *r)
+{
+	return json_pack("{s:s,s:f,s:s,s:I,s:I,s:o,s:o,s:o,s:o,s:o,s:f}", "name", m->name, "weight", m->weight,
+			 "verdict", gn_canary_verdict_name(r->verdict), "n_canary", (json_int_t)r->n_canary,
+			 "n_control", (json_int_t)r->n_control, "u", real_json(r->u), "p", real_json(r->p),
+			 "median_canary", real_json(r->median_canary), "median_control", real_json(r->median_control),
+			 "effect", real_json(r->effect), "tolerance", m->tolerance);
+}
+
+int telemetry_canary(char **out, db_conn *c, const char *model, const char *canary, const char *control,
+		     const struct telemetry_query *q, gn_err *err)
+{
+	static const struct gn_canary_metric metrics[] = {
+		{"error_rate", 2, true, TELEMETRY_CANARY_ERROR_TOLERANCE, 0.001},
+		{"p95_latency_us", 1, true, TELEMETRY_CANARY_LATENCY_TOLERANCE, 0},
+		{"output_drift", 1, true, TELEMETRY_CANARY_DRIFT_TOLERANCE, 0.02},
+	};
+	struct gn_drift_profile *prof[2] = {NULL, NULL};
+	struct sides obs[3];
+	struct gn_canary_result res[3];
+	PGresult *wres = NULL, *ores = NULL;
+	char *sp[5] = {0}, since[24], until[24], tsince[21], tuntil[21];
+	int rc;
+	*out = NULL;
+	memset(obs, 0, sizeof(obs));
+	if (strcmp(canary, control) == 0)
+		return gn_err_set(err, GN_EINVAL, "canary and control are the same version");
+	if ((rc = telemetry_profile_load(&prof[0], c, model, canary, err)) ||
+	    (rc = telemetry_profile_load(&prof[1], c, model, control, err)) ||
+	    (rc = devices_selector_params(sp, q->selector ? q->selector : "", err)))
+		goto out;
+	snprintf(since, sizeof(since), "%lld", (long long)q->since);
+	snprintf(until, sizeof(until), "%lld", (long long)q->until);
+	const char *p[] = {sp[0], sp[1], sp[2], sp[3], sp[4], model, canary, control, since, until};
+	if ((rc = db_exec(&wres, c, &st_canary_windows, p, err)) ||
+	    (rc = db_exec(&ores, c, &st_canary_outputs, p, err)))
+		goto out;
+	window_metrics(&obs[0], &obs[1], wres, canary);
+	const struct gn_drift_profile *const pp[2] = {prof[0], prof[1]};
+	drift_metric(&obs[2], ores, canary, pp);
+	/* output drift is judged when both versions profile their outputs */
+	size_t n = prof[0] && prof[0]->noutputs && prof[1] && prof[1]->noutputs ? 3 : 2;
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++) {
+		gn_canary_judge_metric(&res[i], &metrics[i], obs[i].v[0], obs[i].n[0], obs[i].v[1], obs[i].n[1],
+				       TELEMETRY_CANARY_MIN_OBSERVATIONS, TELEMETRY_CANARY_ALPHA);
+		json_array_append_new(list, result_json(&metrics[i], &res[i]));
+	}
+	double score;
+	enum gn_canary_verdict v = gn_canary_overall(&score, metrics, res, n, TELEMETRY_CANARY_PASS_SCORE,
+						     TELEMETRY_CANARY_MARGINAL_SCORE);
+	gn_tuf_time(tsince, q->since);
+	gn_tuf_time(tuntil, q->until);
+	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:o,s:f,s:o}", "model", model, "canary", canary, "control",
+			      control, "since", tsince, "until", tuntil, "selector", q->selector, "verdict",
+			      gn_canary_verdict_name(v), "score", real_json(score), "confidence",
+			      1 - TELEMETRY_CANARY_ALPHA, "metrics", list);
+	*out = gn_json_dump(j);
+	json_decref(j);
+out:
+	for (int i = 0; i < 3; i++)
+		sides_free(&obs[i]);
+	for (int i = 0; i < 5; i++)
+		free(sp[i]);
+	PQclear(wres);
+	PQclear(ores);
+	gn_drift_profile_free(prof[0]);
+	gn_drift_profile_free(prof[1]);
 	return rc;
 }

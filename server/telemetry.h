@@ -60,6 +60,27 @@ int telemetry_query_parse(struct telemetry_query *out, const char *since, const 
 int telemetry_drift(char **out, db_conn *c, const char *model, const char *version, const struct telemetry_query *q,
 		    gn_err *err) GN_WUR;
 
+/* The canary judgement (lib/canary.h) the rollout gates may use: 98 % confidence, at least 5
+ * observations (device windows) a side, a score of 95 passes and 75 is marginal. */
+#define TELEMETRY_CANARY_ALPHA 0.02
+#define TELEMETRY_CANARY_MIN_OBSERVATIONS 5
+#define TELEMETRY_CANARY_PASS_SCORE 95.0
+#define TELEMETRY_CANARY_MARGINAL_SCORE 75.0
+#define TELEMETRY_CANARY_ERROR_TOLERANCE 0.1   /* relative rise of the median error rate */
+#define TELEMETRY_CANARY_LATENCY_TOLERANCE 0.2 /* of the median p95 latency */
+#define TELEMETRY_CANARY_DRIFT_TOLERANCE 0.5   /* of the median output PSI */
+/* Judges model@canary against model@control over q's windows (q.by unused), one observation per
+ * device and window of each: error rate (weight 2), p95 latency (1) and, when both versions
+ * profile their outputs, the outputs' PSI against each one's reference (1); each metric by a
+ * two-sided Mann-Whitney U test with an effect-size tolerance, the weighted score giving pass,
+ * marginal or fail, and too few observations on a side "inconclusive" (a stage holds on it).
+ * *out is {"model","canary","control","since","until","selector","verdict","score","confidence",
+ * "metrics":[{"name","weight","verdict","n_canary","n_control","u","p","median_canary",
+ * "median_control","effect","tolerance"}]} (new text). GN_ENOTFOUND for an unknown version,
+ * GN_EINVAL for one version as both. A plain read: the rollout controller's gates may call it. */
+int telemetry_canary(char **out, db_conn *c, const char *model, const char *canary, const char *control,
+		     const struct telemetry_query *q, gn_err *err) GN_WUR;
+
 /* The name a feature goes by in drift answers and alerts: "input:NAME", "output:NAME",
  * "image:intensity". Writes into out. */
 void telemetry_feature_label(char *out, size_t n, const char *part, const char *name);

@@ -62,7 +62,7 @@ def test_contract_names_the_documented_routes(contract):
         ("POST", "/v1/gitops/suspend"), ("POST", "/v1/gitops/resume"), ("POST", "/v1/gitops/hook"),
         ("POST", "/v1/agent/telemetry"), ("GET", "/v1/models/{name}/versions/{version}/drift"),
         ("POST", "/v1/alert-rules"), ("GET", "/v1/alert-rules"), ("DELETE", "/v1/alert-rules/{name}"),
-        ("GET", "/v1/alerts"),
+        ("GET", "/v1/alerts"), ("GET", "/v1/models/{name}/canary"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():

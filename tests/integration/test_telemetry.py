@@ -646,3 +646,82 @@ def test_agent_counts_on_the_profile_and_its_spool_survives_an_outage_and_kill_9
     assert g, (_requests(server), _spooled(a), a.log()[-4000:])
     assert wait_for(lambda: _spooled(a) == [], timeout=10), _spooled(a)
     assert g["dropped"] == 0
+
+
+# --- canary against control ------------------------------------------------------------------------
+
+def _cohorts(server, model, n=6):
+    """model@1.0.0 (control) and @2.0.0 (canary), PROFILE on both; n devices on each; returns
+    ([(dev, token)] control, [(dev, token)] canary)."""
+    for v in ("1.0.0", "2.0.0"):
+        r = publish(server, model, f"{model}-{v}".encode(), meta=model_meta(v, reference_profile=PROFILE))
+        assert r.status_code == 201, r.text
+    sides = []
+    for v in ("1.0.0", "2.0.0"):
+        side = []
+        for _ in range(n):
+            dev = enroll_device(server)
+            assert server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": model, "version": v}).status_code == 200
+            side.append((dev, dev.authenticate(server)))
+        sides.append(side)
+    return sides
+
+
+def _cohort_windows(server, model, version, side, rng, error_rate, windows=2, requests=200, slow=False):
+    for dev, tok in side:
+        ws = []
+        for k in range(windows):
+            errors = int(rng.binomial(requests, error_rate))
+            lat = [0, 0, 0, requests // 2, requests - requests // 2] + [0] * 12
+            if slow:
+                lat = [0] * 6 + [requests // 2, requests - requests // 2] + [0] * 9
+            w = _window(_now_window(k + 1), rng.normal(0, 1, 100), classes=rng.choice(["0", "1"], requests - errors),
+                        requests=requests, errors=errors, version=version)
+            w.update(model=model, latency_us_buckets=lat)
+            ws.append(w)
+        r = _post(server, tok, ws)
+        assert r.status_code == 200 and r.json()["accepted"] == windows, r.text
+
+
+def test_canary_judgement(server, contract):
+    rng = np.random.default_rng(12)
+    path = "/v1/models/{name}/canary"
+
+    # a canary whose error rate is clearly above the control's fails
+    control, canary = _cohorts(server, "bad")
+    _cohort_windows(server, "bad", "1.0.0", control, rng, 0.01)
+    _cohort_windows(server, "bad", "2.0.0", canary, rng, 0.10)
+    r = contract.check_response("GET", path, server.api("GET", "/v1/models/bad/canary", params={
+        "canary": "2.0.0", "control": "1.0.0", "since": "1h"}), 200)
+    j = r.json()
+    m = {x["name"]: x for x in j["metrics"]}
+    assert m["error_rate"]["verdict"] == "fail" and m["error_rate"]["n_canary"] == 12, m
+    assert m["error_rate"]["p"] < 0.02 and m["p95_latency_us"]["verdict"] == "pass", m
+    assert j["verdict"] == "fail" and j["score"] == 50, j  # 2 of 4 by weight
+
+    # the same behaviour passes; a slower canary alone is marginal
+    control, canary = _cohorts(server, "same")
+    _cohort_windows(server, "same", "1.0.0", control, rng, 0.02)
+    _cohort_windows(server, "same", "2.0.0", canary, rng, 0.02)
+    j = server.api("GET", "/v1/models/same/canary", params={"canary": "2.0.0", "control": "1.0.0"}).json()
+    assert j["verdict"] == "pass" and j["score"] == 100, j
+    assert {x["name"] for x in j["metrics"]} == {"error_rate", "p95_latency_us", "output_drift"}
+    control, canary = _cohorts(server, "slow")
+    _cohort_windows(server, "slow", "1.0.0", control, rng, 0.02)
+    _cohort_windows(server, "slow", "2.0.0", canary, rng, 0.02, slow=True)
+    j = server.api("GET", "/v1/models/slow/canary", params={"canary": "2.0.0", "control": "1.0.0"}).json()
+    assert j["verdict"] == "marginal" and j["score"] == 75, j
+
+    # too little traffic is inconclusive, not a pass
+    control, canary = _cohorts(server, "thin", n=2)
+    _cohort_windows(server, "thin", "1.0.0", control, rng, 0.0)
+    _cohort_windows(server, "thin", "2.0.0", canary, rng, 0.0)
+    j = server.api("GET", "/v1/models/thin/canary", params={"canary": "2.0.0", "control": "1.0.0"}).json()
+    assert j["verdict"] == "inconclusive" and j["score"] is None, j
+    p = server.cli("models", "canary", "thin", "2.0.0", "1.0.0")
+    assert p.returncode == 0 and "inconclusive" in p.stdout, p.stdout + p.stderr
+
+    for params, status in (({"canary": "2.0.0"}, 400), ({"canary": "2.0.0", "control": "2.0.0"}, 400),
+                           ({"canary": "9.0.0", "control": "1.0.0"}, 404),
+                           ({"canary": "2.0.0", "control": "1.0.0", "since": "x"}, 400)):
+        contract.check_response("GET", path, server.api("GET", "/v1/models/bad/canary", params=params), status)

@@ -249,7 +249,8 @@ static void test_image(void **state)
 	gn_err err;
 	struct gn_drift_counts k;
 	for (int ch = 0; ch < 2; ch++) {
-		if (gn_drift_counts_parse(&k, json_array_get(json_object_get(img, "channels"), ch), 0, false, "ch", &err))
+		if (gn_drift_counts_parse(&k, json_array_get(json_object_get(img, "channels"), ch), 0, false, "ch",
+					  &err))
 			fail_msg("%s", err.msg);
 		assert_int_equal(k.n, TELEMETRY_IMAGE_SAMPLES); /* 4096 pixels, every fourth sampled */
 		assert_true(fabs(k.mean - (ch ? 0.75 : 0.25)) < 1e-9);
