@@ -468,6 +468,75 @@ int cli_answer(json_t **out, const cli_ctx *ctx, const char *method, const char 
 	return error;
 }
 
+/* The devices named name, active only or all (at most a page: names are meant to be few). New. */
+static int devices_named(json_t **out, const cli_ctx *ctx, const char *name, bool active, gn_err *err)
+{
+	gn_buf path;
+	gn_buf_init(&path);
+	gn_buf_puts(&path, "/v1/devices");
+	cli_query_add(&path, "name", name);
+	if (active)
+		cli_query_add(&path, "status", "active");
+	int error = cli_request(out, ctx, "GET", path.data, NULL, err);
+	gn_buf_cleanup(&path);
+	return error;
+}
+
+int cli_device_id(char **out, const cli_ctx *ctx, const char *arg, gn_err *err)
+{
+	json_t *page = NULL, *items;
+	int error = 0;
+	*out = NULL;
+	if (gn_is_uuid(arg)) {
+		*out = gn_strdup(arg);
+		return 0;
+	}
+	if (!*arg)
+		return gn_err_set(err, CLI_EUSAGE, "a device id or name is empty");
+	if ((error = devices_named(&page, ctx, arg, true, err)))
+		goto out;
+	if (json_array_size(json_object_get(page, "items")) == 0) {
+		json_decref(page);
+		page = NULL;
+		if ((error = devices_named(&page, ctx, arg, false, err)))
+			goto out;
+	}
+	items = json_object_get(page, "items");
+	if (json_array_size(items) == 1) {
+		*out = gn_strdup(json_string_value(json_object_get(json_array_get(items, 0), "id")));
+	} else if (json_array_size(items) == 0) {
+		error = gn_err_set(err, GN_ENOTFOUND, "no device is named '%s' (give its name or its id)", arg);
+	} else {
+		gn_buf ids;
+		json_t *d;
+		size_t i;
+		gn_buf_init(&ids);
+		json_array_foreach(items, i, d)
+			gn_buf_printf(&ids, "%s%s (%s)", i ? ", " : "", json_string_value(json_object_get(d, "id")),
+				      json_string_value(json_object_get(d, "status")));
+		error = gn_err_set(err, CLI_EUSAGE, "%zu devices are named '%s': %s; give the id of one",
+				   json_array_size(items), arg, ids.data);
+		gn_buf_cleanup(&ids);
+	}
+out:
+	json_decref(page);
+	return error;
+}
+
+int cli_device_path(char **out, const cli_ctx *ctx, const char *arg, const char *suffix, gn_err *err)
+{
+	char *id = NULL;
+	int error = cli_device_id(&id, ctx, arg, err);
+	*out = NULL;
+	if (!error) {
+		char *esc = gn_http_escape(id);
+		*out = gn_asprintf("/v1/devices/%s%s", esc, suffix);
+		free(esc);
+	}
+	free(id);
+	return error;
+}
+
 int cli_list(json_t **out, const cli_ctx *ctx, const char *path, bool all, gn_err *err)
 {
 	int error = 0;

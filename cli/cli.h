@@ -170,6 +170,14 @@ int cli_err_about(gn_err *err, const char *fmt, ...) GN_PRINTF(2, 3);
 bool cli_model_not_found(const cli_ctx *ctx, const char *model, const char *version, gn_err *err);
 /* Returns the name in names nearest to word, for "did you mean" (borrowed), or NULL. */
 const char *cli_nearest(const char *word, const char *const *names, size_t n);
+/* Resolves a device named on the command line into its id (*out, new). An argument shaped like a
+ * device id (a UUID) is taken as one. Anything else is a device name: the active device of that
+ * name (names are unique among active devices), else the one decommissioned device that had it.
+ * GN_ENOTFOUND when no device has that name; CLI_EUSAGE when several decommissioned ones do (their
+ * ids are listed, to give one of them instead). */
+int cli_device_id(char **out, const cli_ctx *ctx, const char *arg, gn_err *err) GN_WUR;
+/* Returns /v1/devices/{id}SUFFIX (new) for a device given by id or name (cli_device_id). */
+int cli_device_path(char **out, const cli_ctx *ctx, const char *arg, const char *suffix, gn_err *err) GN_WUR;
 
 /* Reads the JSON file at path, at most max bytes, into *out (new); CLI_EUSAGE when it cannot be read,
  * is larger, or is not JSON, with a message naming the file. */

@@ -36,6 +36,28 @@ static char *fmt_progress(const json_t *row)
 			   (long long)json_integer_value(json_object_get(p, "failed")));
 }
 
+/* Each gate of the current stage: "max_failed 0/0 pass, max_p95_latency_ratio -/1.5 unjudged". */
+static char *fmt_gates(const json_t *row)
+{
+	json_t *g;
+	size_t i;
+	gn_buf b;
+	gn_buf_init(&b);
+	json_array_foreach(json_object_get(json_object_get(row, "progress"), "gates"), i, g) {
+		json_t *v = json_object_get(g, "value");
+		gn_buf_printf(&b, "%s%s ", i ? ", " : "", json_string_value(json_object_get(g, "gate")));
+		if (json_is_number(v))
+			gn_buf_printf(&b, "%g", json_number_value(v));
+		else
+			gn_buf_puts(&b, "-");
+		gn_buf_printf(&b, "/%g %s", json_number_value(json_object_get(g, "limit")),
+			      json_string_value(json_object_get(g, "state")));
+	}
+	if (!b.len)
+		gn_buf_puts(&b, "-");
+	return gn_buf_detach(&b);
+}
+
 static const output_col rollout_cols[] = {
 	{"ID", "id", NULL},         {"DEPLOYMENT", "deployment", NULL}, {"FROM", "from_version", NULL},
 	{"TO", "to_version", NULL}, {"STATE", "state", NULL},           {"STAGE", "stage", NULL},
@@ -51,6 +73,7 @@ static const output_col rollout_fields[] = {
 	{"State", "state", NULL},
 	{"Stage", "stage", NULL},
 	{"Progress", NULL, fmt_progress},
+	{"Gates", NULL, fmt_gates},
 	{"Reason", "reason", NULL},
 	{"Created by", "created_by", NULL},
 	{"Approved by", "approved_by", NULL},
@@ -234,10 +257,10 @@ static bool finished(const char *state)
 /* Prints one line of progress when it changed: state, stage and its figures. */
 static void watch_line(const json_t *r, char *last, size_t n)
 {
-	char *prog = fmt_progress(r);
+	char *prog = fmt_progress(r), *gates = fmt_gates(r);
 	char *line = gn_asprintf(
-		"%s stage %lld %s%s%s", json_string_value(json_object_get(r, "state")),
-		(long long)json_integer_value(json_object_get(r, "stage")), prog,
+		"%s stage %lld %s [%s]%s%s", json_string_value(json_object_get(r, "state")),
+		(long long)json_integer_value(json_object_get(r, "stage")), prog, gates,
 		json_is_string(json_object_get(r, "reason")) ? " - " : "",
 		json_is_string(json_object_get(r, "reason")) ? json_string_value(json_object_get(r, "reason")) : "");
 	if (strcmp(line, last) != 0) {
@@ -246,6 +269,7 @@ static void watch_line(const json_t *r, char *last, size_t n)
 		snprintf(last, n, "%s", line);
 	}
 	free(prog);
+	free(gates);
 	free(line);
 }
 

@@ -391,7 +391,7 @@ static int assign_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	gn_selector sel = {0};
 
 	if (selector ? args->npos != 1 : args->npos != 2) {
-		gn_err_set(err, CLI_EUSAGE, "give either ID MODEL@VERSION or --selector S MODEL@VERSION");
+		gn_err_set(err, CLI_EUSAGE, "give either DEVICE MODEL@VERSION or --selector S MODEL@VERSION");
 		return CLI_EUSAGE;
 	}
 	if ((error = split_model(&model, &version, args->pos[args->npos - 1], err)))
@@ -503,8 +503,64 @@ static int events_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	return error;
 }
 
+static int rename_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	const char *name = args->pos[1];
+	char *path = device_path(args->pos[0]);
+	json_t *body = json_pack("{s:s}", "name", name), *dev = NULL;
+	int error = 0;
+	/* The server's rules, checked first: a name that looks like an id could not be told apart. */
+	if (!*name || strlen(name) > 128 || gn_is_uuid(name))
+		error = gn_err_set(err, CLI_EUSAGE,
+				   "a device name is 1 to 128 characters and not shaped like an id, not '%s'", name);
+	else if (!(error = cli_request(&dev, ctx, "PATCH", path, body, err)) && ctx->output == CLI_OUTPUT_JSON)
+		output_json(dev);
+	else if (!error)
+		printf("device %s is named %s\n", args->pos[0], name);
+	json_decref(body);
+	json_decref(dev);
+	free(path);
+	return error;
+}
+
+/* Runs run with the device of args->pos[0], given by id or by name (cli_device_id), as its id. */
+static int on_device(int (*run)(const cli_ctx *, const cli_args *, gn_err *), const cli_ctx *ctx, const cli_args *args,
+		     gn_err *err)
+{
+	char *id = NULL;
+	cli_args a = *args;
+	int error = cli_device_id(&id, ctx, args->pos[0], err);
+	if (error)
+		return error;
+	a.pos = gn_calloc(args->npos, sizeof(*a.pos));
+	memcpy(a.pos, args->pos, args->npos * sizeof(*a.pos));
+	a.pos[0] = id;
+	error = run(ctx, &a, err);
+	free(a.pos);
+	free(id);
+	return error;
+}
+
+#define ON_DEVICE(run)                                                                    \
+	static int run##_on_device(const cli_ctx *ctx, const cli_args *args, gn_err *err) \
+	{                                                                                 \
+		return on_device(run, ctx, args, err);                                    \
+	}
+ON_DEVICE(show_run)
+ON_DEVICE(label_run)
+ON_DEVICE(decommission_run)
+ON_DEVICE(unassign_run)
+ON_DEVICE(events_run)
+ON_DEVICE(rename_run)
+
+static int assign_run_on_device(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	/* With --selector, the first argument is MODEL@VERSION. */
+	return cli_args_get(args, "selector") ? assign_run(ctx, args, err) : on_device(assign_run, ctx, args, err);
+}
+
 static const cli_opt assign_opts[] = {
-	{"selector", 0, "S", "assign every active device whose labels match S instead of one ID"},
+	{"selector", 0, "S", "assign every active device whose labels match S instead of one DEVICE"},
 };
 
 static const cli_opt list_opts[] = {
@@ -516,21 +572,24 @@ static const cli_opt list_opts[] = {
 
 static const cli_cmd cmds[] = {
 	{"list", "", "List devices (one page unless --all).", list_opts, GN_ARRAY_LEN(list_opts), 0, 0, list_run},
-	{"show", "ID", "Show one device: labels, facts, and per model what it should run, runs, and how it does.", NULL,
-	 0, 1, 1, show_run},
-	{"label", "ID key=value... key-...",
+	{"show", "DEVICE", "Show one device: labels, facts, and per model what it should run, runs, and how it does.",
+	 NULL, 0, 1, 1, show_run_on_device},
+	{"label", "DEVICE key=value... key-...",
 	 "Set labels (key=value) and remove them (key-) on a device; other labels stay.", NULL, 0, 2, SIZE_MAX,
-	 label_run},
-	{"decommission", "ID", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
-	 decommission_run},
-	{"assign", "ID MODEL@VERSION | --selector S MODEL@VERSION",
+	 label_run_on_device},
+	{"decommission", "DEVICE", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
+	 decommission_run_on_device},
+	{"assign", "DEVICE MODEL@VERSION | --selector S MODEL@VERSION",
 	 "Set the version (or alias, resolved now) of one model a device should run, beside its others.", assign_opts,
-	 GN_ARRAY_LEN(assign_opts), 1, 2, assign_run},
-	{"unassign", "ID [MODEL]",
+	 GN_ARRAY_LEN(assign_opts), 1, 2, assign_run_on_device},
+	{"unassign", "DEVICE [MODEL]",
 	 "Remove a device's per-device assignment of MODEL, or of every model (deployments' models stay).", NULL, 0, 1,
-	 2, unassign_run},
-	{"events", "ID", "Show a device's update attempts as it reported them, newest first.", NULL, 0, 1, 1,
-	 events_run},
+	 2, unassign_run_on_device},
+	{"events", "DEVICE", "Show a device's update attempts as it reported them, newest first.", NULL, 0, 1, 1,
+	 events_run_on_device},
+	{"rename", "DEVICE NAME", "Rename a device (names are unique among active devices).", NULL, 0, 2, 2,
+	 rename_run_on_device},
 };
 
-const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices.", cmds, GN_ARRAY_LEN(cmds)};
+const cli_group cmd_devices_group = {"devices", "Inspect and manage enrolled devices (DEVICE: an id or a name).", cmds,
+				     GN_ARRAY_LEN(cmds)};

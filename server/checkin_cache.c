@@ -18,6 +18,7 @@ struct entry {
 	struct entry *next;
 	char id[40];
 	int version;
+	bool in_stage; /* answered as a device in a rollout's running stage (its poll interval) */
 	int64_t fresh_until;
 	uint64_t body_hash;
 	int64_t written_at;
@@ -64,8 +65,8 @@ static struct entry **find(struct stripe *s, size_t bucket, const char *id)
 	return e;
 }
 
-bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash, int64_t seq, int64_t now,
-			 bool *out_write, bool *out_changed)
+bool checkin_cache_fresh(const char *device_id, int version, int64_t poll, const int64_t intervals[2],
+			 uint64_t body_hash, int64_t seq, int64_t now, bool *out_write, bool *out_changed)
 {
 	size_t b;
 	bool fresh = false;
@@ -73,8 +74,8 @@ bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash,
 	pthread_mutex_lock(&s->lock);
 	struct entry *e = *find(s, b, device_id);
 	/* An older sequence number than seen here is a replay: the database says what becomes of it. */
-	if (atomic_load(&running) && e && e->version == version && now < e->fresh_until &&
-	    (seq <= 0 || seq >= e->seq)) {
+	if (atomic_load(&running) && e && e->version == version && intervals[e->in_stage] == poll &&
+	    now < e->fresh_until && (seq <= 0 || seq >= e->seq)) {
 		fresh = true;
 		if (seq > e->seq)
 			e->seq = seq;
@@ -89,8 +90,8 @@ bool checkin_cache_fresh(const char *device_id, int version, uint64_t body_hash,
 	return fresh;
 }
 
-void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, uint64_t body_hash, int64_t seq,
-		       int64_t now, uint64_t epoch)
+void checkin_cache_put(const char *device_id, int version, bool in_stage, int64_t fresh_until, uint64_t body_hash,
+		       int64_t seq, int64_t now, uint64_t epoch)
 {
 	size_t b;
 	struct stripe *s = stripe_of(device_id, &b);
@@ -109,6 +110,7 @@ void checkin_cache_put(const char *device_id, int version, int64_t fresh_until, 
 		*slot = e;
 	}
 	e->version = version;
+	e->in_stage = in_stage;
 	e->fresh_until = fresh_until;
 	e->body_hash = body_hash;
 	e->written_at = now;
@@ -149,9 +151,24 @@ static void clear_all(void)
 	}
 }
 
-void checkin_cache_on_notify(const char *device_id)
+void checkin_cache_on_notify(const char *payload)
 {
-	checkin_cache_forget(device_id);
+	/* One device id, or several separated by spaces (a statement that changed many devices). */
+	char id[40];
+	for (const char *p = payload; *p;) {
+		size_t n = strcspn(p, " ");
+		if (n > 0 && n < sizeof(id)) {
+			memcpy(id, p, n);
+			id[n] = '\0';
+			checkin_cache_forget(id);
+		} else if (n > 0) {
+			/* Not an id: forget everything rather than keep an answer that may be stale. */
+			gn_log(GN_LOG_WARN, "event=checkin_cache_bad_notify len=%zu", n);
+			clear_all();
+		}
+		p += n;
+		p += strspn(p, " ");
+	}
 }
 
 void checkin_cache_on_listening(bool up)

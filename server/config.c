@@ -162,9 +162,19 @@ static const gn_conf_opt opts[] = {
 	    "windows one telemetry batch may hold (413 beyond; the body is also bounded by max-body)"),
 	OPT("alert-interval", GN_CONF_DURATION, alert_interval, "60s", true, 1, 3600, "DURATION",
 	    "how often the drift alert rules are judged against the fleet's telemetry"),
+	OPT("rollout-poll-interval", GN_CONF_DURATION, rollout_poll_interval, "10s", true, 1, 86400, "DURATION",
+	    "check-in interval for devices in the current stage of a running rollout, so they install and report "
+	    "sooner (agent-poll-interval when that is shorter)"),
 };
 
 const gn_conf_table config_table = {"gangliond", "GANGLIOND_", opts, GN_ARRAY_LEN(opts)};
+
+int64_t config_poll_interval(const struct gd_config *cfg, bool in_rollout_stage)
+{
+	if (in_rollout_stage && cfg->rollout_poll_interval < cfg->agent_poll_interval)
+		return cfg->rollout_poll_interval;
+	return cfg->agent_poll_interval;
+}
 
 int config_parse_listen(struct sockaddr_storage *out, const char *listen, gn_err *err)
 {

@@ -55,6 +55,7 @@ struct gd_config {
 	int64_t tuf_timestamp_expiry;
 	int64_t tuf_director_expiry;
 	int64_t agent_poll_interval;
+	int64_t rollout_poll_interval;
 	int64_t max_report_size;
 	int64_t device_reports_per_hour;
 	char *gitops_repository;
@@ -88,6 +89,10 @@ void config_install(struct gd_config *cfg);
 void config_reload_from(struct gd_config *fresh);
 /* Frees every snapshot (at exit, when nothing reads them any more). */
 void config_free_all(void);
+
+/* The check-in interval for a device: agent-poll-interval, or for a device in the current stage of
+ * a running rollout rollout-poll-interval when that is shorter. */
+int64_t config_poll_interval(const struct gd_config *cfg, bool in_rollout_stage);
 
 /* Splits "ADDR:PORT" or "[V6]:PORT" into a socket address; GN_EINVAL with a message otherwise. */
 struct sockaddr_storage;

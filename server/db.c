@@ -282,7 +282,16 @@ static void conn_open(db_conn *c)
 			gn_log(GN_LOG_WARN, "event=db_connect_failed msg=\"%s\"", err.msg);
 			PQfinish(c->pg);
 			c->pg = NULL;
+			return;
 		}
+	}
+	/* No JIT: PostgreSQL compiles any statement it costs above jit_above_cost, and the statements
+	 * over a whole fleet (the rollout controller's) spent seconds of CPU compiling, each time, for
+	 * work that takes less. Every statement here is short enough to run interpreted. */
+	if (db_pg_run(c->pg, "SET jit = off", 10000, &err)) {
+		gn_log(GN_LOG_WARN, "event=db_connect_failed msg=\"%s\"", err.msg);
+		PQfinish(c->pg);
+		c->pg = NULL;
 	}
 }
 

@@ -12,9 +12,10 @@
 const db_stmt devices_list_stmt = {"devices_list",
 				   "SELECT gn_device_json(d)::text, d.id FROM devices d WHERE" DEVICES_SELECTOR_WHERE
 				   "  AND ($6::text IS NULL OR d.status = $6)"
-				   "  AND ($7::uuid IS NULL OR d.id > $7::uuid)"
-				   " ORDER BY d.id LIMIT $8",
-				   8};
+				   "  AND ($7::text IS NULL OR d.name = $7)"
+				   "  AND ($8::uuid IS NULL OR d.id > $8::uuid)"
+				   " ORDER BY d.id LIMIT $9",
+				   9};
 static const db_stmt st_get = {"devices_get", "SELECT gn_device_json(d)::text FROM devices d WHERE id = $1", 1};
 static const db_stmt st_patch = {
 	"devices_patch",
@@ -57,6 +58,27 @@ int devices_selector_params(char *out[5], const char *selector, gn_err *err)
 		json_decref(parts[i]);
 	}
 	return 0;
+}
+
+int devices_name_check(const char *name, bool allow_empty, gn_err *err)
+{
+	size_t n = strlen(name);
+	if ((n == 0 && !allow_empty) || n > 128)
+		return gn_err_set(err, GN_EINVAL, "name must be 1 to 128 characters");
+	if (gn_is_uuid(name))
+		return gn_err_set(err, GN_EINVAL, "name '%s' looks like a device id; choose a name that does not",
+				  name);
+	return 0;
+}
+
+bool devices_name_taken(const char *name, gn_err *err)
+{
+	/* The unique index of migrations/0010 on the names of active devices. */
+	if (err->code != GN_ECONFLICT || !strstr(err->msg, "devices_active_name_idx"))
+		return false;
+	gn_err_set(err, GN_ECONFLICT,
+		   "an active device is already named '%.128s'; names are unique among active devices", name);
+	return true;
 }
 
 int devices_get(char **out, db_conn *c, const char *id, gn_err *err)
@@ -109,18 +131,19 @@ int devices_update(char **out, db_conn *c, const struct gd_actor *who, const cha
 		error = gn_err_set(err, GN_ENOTFOUND, "no such device");
 		goto out;
 	}
-	if (name && (strlen(name) < 1 || strlen(name) > 128)) {
-		error = gn_err_set(err, GN_EINVAL, "name must be 1 to 128 characters");
+	if (name && (error = devices_name_check(name, false, err)))
 		goto out;
-	}
 	if ((error = labels_patch(set, del, json_object_get(req, "labels"), err)))
 		goto out;
 	s_set = gn_json_dump(set);
 	s_del = gn_json_dump(del);
 	const char *p[] = {id, s_set, s_del, name};
 	if ((error = audit_change(&res, c, who, &st_patch, p, "no such device", "device.update", "device", id,
-				  json_deep_copy(req), err)))
+				  json_deep_copy(req), err))) {
+		if (name)
+			devices_name_taken(name, err);
 		goto out;
+	}
 	*out = gn_strdup(PQgetvalue(res, 0, 0));
 out:
 	PQclear(res);

@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "crypto.h"
+#include "devices.h"
 #include "selector.h"
 
 #define ENROLL_JSON \
@@ -178,14 +179,14 @@ int enroll_device(json_t **out, db_conn *c, const char *request_id, const json_t
 		return gn_err_set(err, GN_EINVAL, "public_key must be a raw Ed25519 public key as 64 hex digits");
 	/* Store one spelling of each key, so the same key cannot enroll twice in another case. */
 	gn_hex_encode(pubhex, pub, sizeof(pub));
-	if (name && strlen(name) > 128)
-		return gn_err_set(err, GN_EINVAL, "name must be at most 128 characters");
+	if (name && (error = devices_name_check(name, true, err)))
+		return error;
 	if (json_is_object(json_object_get(req, "facts")))
 		facts = gn_json_dump(json_object_get(req, "facts"));
 	auth_hash_token(hash, token);
 	const char *p[] = {hash, name ? name : "", pubhex, facts, request_id};
 	if ((error = db_exec(&res, c, &st_enroll, p, err))) {
-		if (error == GN_ECONFLICT)
+		if (error == GN_ECONFLICT && !devices_name_taken(name ? name : "", err))
 			gn_err_set(err, GN_ECONFLICT, "this public key is already enrolled");
 		goto out;
 	}

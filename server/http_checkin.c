@@ -10,6 +10,7 @@
 #include "devices.h"
 #include "director.h"
 #include "http.h"
+#include "rollouts.h"
 
 const gn_json_field http_checkin_fields[] = {
 	{"agent_version", GN_JSON_STRING, false, false}, {"models", GN_JSON_ARRAY, false, false},
@@ -95,16 +96,23 @@ static void report_cleanup(struct report *rep)
 	free(rep->operation);
 }
 
+/* The ETag of a check-in answer: the director targets' version and the check-in interval, so an
+ * agent that holds one is told anew when either changes. */
+#define CHECKIN_ETAG "\"dt-%d-p%lld\""
+
 /* Nothing changed since the answer this device holds: answers 304 from memory (writing its report
  * only when it changed or its last-seen time is due) and returns true. Such a check-in is routine
  * (logged at debug) unless its report changed. */
 static bool reply_from_memory(struct gd_req *r, const struct report *rep, const char *inm, int64_t now)
 {
 	int told;
+	long long poll;
 	bool write, changed;
 	const char *id = gd_actor(r)->id;
-	if (!inm || sscanf(inm, "\"dt-%d\"", &told) != 1 ||
-	    !checkin_cache_fresh(id, told, rep->hash, rep->seq, now, &write, &changed))
+	const struct gd_config *cfg = config_get();
+	const int64_t intervals[2] = {config_poll_interval(cfg, false), config_poll_interval(cfg, true)};
+	if (!inm || sscanf(inm, CHECKIN_ETAG, &told, &poll) != 2 ||
+	    !checkin_cache_fresh(id, told, (int64_t)poll, intervals, rep->hash, rep->seq, now, &write, &changed))
 		return false;
 	if (!changed)
 		gd_routine(r);
@@ -116,7 +124,7 @@ static bool reply_from_memory(struct gd_req *r, const struct report *rep, const 
 }
 
 /* Answers 200 with the device's signed director targets, byte for byte as they were signed. */
-static void reply_targets(struct gd_req *r, int version, const char *targets)
+static void reply_targets(struct gd_req *r, int version, int64_t poll, const char *targets)
 {
 	int image_root, director_root;
 	gn_err err;
@@ -129,7 +137,7 @@ static void reply_targets(struct gd_req *r, int version, const char *targets)
 	gn_buf_printf(&b,
 		      "{\"poll_interval\":%lld,\"director_version\":%d,\"image_root_version\":%d,"
 		      "\"director_root_version\":%d,\"director_targets\":%s}",
-		      (long long)config_get()->agent_poll_interval, version, image_root, director_root, targets);
+		      (long long)poll, version, image_root, director_root, targets);
 	gd_reply_raw(r, 200, "application/json", b.data, b.len);
 	gn_buf_cleanup(&b);
 }
@@ -139,8 +147,9 @@ static void http_checkin_post(struct gd_req *r)
 	json_t *body = NULL;
 	struct report rep = {0};
 	struct tuf_settings ts;
-	char *targets = NULL, etag[32];
+	char *targets = NULL, etag[48];
 	int version = 0;
+	bool in_stage = false;
 	int64_t now = gn_now(), fresh_until = 0;
 	gn_err err;
 	const char *id = gd_actor(r)->id;
@@ -155,17 +164,19 @@ static void http_checkin_post(struct gd_req *r)
 	uint64_t epoch = checkin_cache_epoch();
 	if (record(r, &rep))
 		goto out;
-	if (director_current(&targets, &version, &fresh_until, gd_db(r), &ts, id, &err)) {
+	if (director_current(&targets, &version, &fresh_until, gd_db(r), &ts, id, &err) ||
+	    rollouts_device_in_stage(&in_stage, gd_db(r), id, &err)) {
 		gd_reply_error(r, &err);
 		goto out;
 	}
-	checkin_cache_put(id, version, fresh_until, rep.hash, rep.seq, now, epoch);
-	snprintf(etag, sizeof(etag), "\"dt-%d\"", version);
+	int64_t poll = config_poll_interval(config_get(), in_stage);
+	checkin_cache_put(id, version, in_stage, fresh_until, rep.hash, rep.seq, now, epoch);
+	snprintf(etag, sizeof(etag), CHECKIN_ETAG, version, (long long)poll);
 	gd_header(r, "ETag", etag);
 	if (inm && strcmp(inm, etag) == 0)
 		gd_reply_raw(r, 304, NULL, "", 0);
 	else
-		reply_targets(r, version, targets);
+		reply_targets(r, version, poll, targets);
 out:
 	json_decref(body);
 	report_cleanup(&rep);

@@ -19,8 +19,8 @@ static void http_devices_list(struct gd_req *r)
 		gd_reply_problem(r, 400, err.msg);
 		return;
 	}
-	const char *p[] = {sp[0], sp[1], sp[2], sp[3], sp[4], status};
-	gd_list(r, &devices_list_stmt, CURSOR_UUID, p, 6);
+	const char *p[] = {sp[0], sp[1], sp[2], sp[3], sp[4], status, gd_query(r, "name")};
+	gd_list(r, &devices_list_stmt, CURSOR_UUID, p, 7);
 	for (int i = 0; i < 5; i++)
 		free(sp[i]);
 }

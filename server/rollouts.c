@@ -8,6 +8,7 @@
 
 #include "audit.h"
 #include "deployments.h"
+#include "latency.h"
 #include "devices.h"
 #include "json.h"
 #include "log.h"
@@ -91,7 +92,7 @@ static const db_stmt st_complete_deployment = {
 	"   AND x.to_version = (SELECT v.version FROM model_versions v WHERE v.model = p.model AND v.version ="     \
 	"   coalesce((SELECT version FROM model_aliases WHERE model = p.model AND alias = p.follows), p.follows))"  \
 	"   AND x.from_version = p.version),"                                                                       \
-	" r.pinned::text"                                                                                           \
+	" r.pinned::text, r.stage_started_at = '-infinity'"                                                         \
 	" FROM deployments p LEFT JOIN rollouts r ON r.deployment_id = p.id AND r.state IN " ACTIVE_STATES
 static const db_stmt st_deployments = {"rollouts_deployments", DEPLOYMENTS_SELECT " ORDER BY p.created_at", 0};
 static const db_stmt st_deployment = {"rollouts_deployment", DEPLOYMENTS_SELECT " WHERE p.id = $1", 1};
@@ -113,63 +114,172 @@ enum {
 	R_STRATEGY,
 	R_BAKED,
 	D_REFUSED,
-	R_PINNED
+	R_PINNED,
+	R_PROMOTED
 };
 
+/* A device of a stage has finished with version $10 of model $7 once it reports it active, or
+ * its last operation on the model (the model's own in its report, or the device's last one)
+ * says installing it failed (reported is the device's latest report). */
+#define FINISHED_WITH_NEW                                                                                  \
+	"(EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(reported->'models') = 'array'" \
+	"   THEN reported->'models' ELSE '[]' END) x WHERE x->>'name' = $7"                                \
+	"   AND ((x->>'version' = $10 AND x->>'state' = 'active')"                                         \
+	"    OR (x->'last_operation'->>'version' = $10 AND x->'last_operation'->>'state' = 'failed')))"    \
+	" OR (reported->'last_operation'->>'model' = $7 AND reported->'last_operation'->>'version' = $10"  \
+	"   AND reported->'last_operation'->>'state' = 'failed'))"
+
 /* What each matching active device of a deployment should run: the rollout's new version for the
- * devices below the current stage's percentage, the deployment's version for the rest. A device
- * with a per-device override of the model (deployment_id NULL) or that gets the model from
- * another deployment is left alone, unless that one no longer matches it (stale_at set): then
- * this one takes it over. */
+ * devices below the current stage's percentage (or pinned), the deployment's version for the rest.
+ * With a cap ($14, max_parallel), a device of the stage is told the new version only while fewer
+ * than the cap of those told it have not finished with it (in the rollout's order); the others
+ * keep what they were told. A device with a per-device override of the model (deployment_id
+ * NULL) or that gets the model from another deployment is left alone, unless that one no longer
+ * matches it (stale_at set): then this one takes it over. Only rows that change are written, so
+ * a pass over a fleet where nothing changed writes nothing (and notifies no one). The changes are
+ * gathered into arrays (an aggregate, which reads all of its input first) before the first row is
+ * written: the statement never reads device_desired while it writes it, whatever plan PostgreSQL
+ * picks (a nested loop that re-scanned the table as it grew made the first deployment over an
+ * empty table quadratic). */
 static const db_stmt st_materialise = {
 	"rollouts_materialise",
-	"WITH want AS (SELECT d.id AS device_id, CASE WHEN $9::uuid IS NOT NULL"
-	"   AND (gn_cohort($9::uuid, d.id) * 100 < $11::int OR d.id = ANY($13::uuid[])) THEN $10 ELSE $8 END AS version"
-	"  FROM devices d WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE ")"
+	"WITH ours AS MATERIALIZED (SELECT device_id, version FROM device_desired WHERE deployment_id = $6 AND model = $7),"
+	" mine AS MATERIALIZED (SELECT d.id AS device_id, CASE WHEN $14::int IS NOT NULL THEN d.reported END AS reported,"
+	"   o.version AS cur,"
+	"   $9::uuid IS NOT NULL AND (gn_cohort($9::uuid, d.id) * 100 < $11::int OR d.id = ANY($13::uuid[])) AS in_stage"
+	"  FROM devices d LEFT JOIN ours o ON o.device_id = d.id"
+	"  WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE
+	"   AND (o.device_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM device_desired x WHERE x.device_id = d.id"
+	"    AND x.model = $7 AND (x.deployment_id IS NULL OR x.stale_at IS NULL)))),"
+	" flight AS (SELECT count(*) AS n FROM mine WHERE $14::int IS NOT NULL AND in_stage AND cur = $10"
+	"   AND NOT " FINISHED_WITH_NEW "),"
+	" queue AS (SELECT device_id, row_number() OVER (ORDER BY gn_cohort($9::uuid, device_id), device_id) AS pos"
+	"   FROM mine WHERE $14::int IS NOT NULL AND in_stage AND cur IS DISTINCT FROM $10),"
+	" want AS (SELECT m.device_id, m.cur, CASE WHEN NOT m.in_stage THEN $8"
+	"   WHEN m.cur = $10 OR $14::int IS NULL OR q.pos <= $14::int - (SELECT n FROM flight) THEN $10"
+	"   ELSE coalesce(m.cur, $8) END AS version"
+	"  FROM mine m LEFT JOIN queue q ON q.device_id = m.device_id),"
+	" changes AS (SELECT array_agg(w.device_id ORDER BY w.device_id) AS ids,"
+	"   array_agg(w.version ORDER BY w.device_id) AS versions"
+	"  FROM want w WHERE w.version IS NOT NULL AND w.version IS DISTINCT FROM w.cur)"
 	" INSERT INTO device_desired (device_id, model, version, assigned_by, deployment_id)"
-	" SELECT w.device_id, $7, w.version, $12, $6 FROM want w WHERE w.version IS NOT NULL"
+	" SELECT u.device_id, $7, u.version, $12, $6 FROM changes, unnest(changes.ids, changes.versions) u(device_id, version)"
 	" ON CONFLICT (device_id, model) DO UPDATE SET version = excluded.version, stale_at = NULL,"
 	"  assigned_by = excluded.assigned_by, assigned_at = now(), deployment_id = excluded.deployment_id"
 	" WHERE (device_desired.deployment_id = excluded.deployment_id AND device_desired.version <> excluded.version)"
 	"  OR (device_desired.deployment_id <> excluded.deployment_id AND device_desired.stale_at IS NOT NULL)"
 	" RETURNING device_id",
-	13};
+	14};
 
-/* The health of a rollout's current stage: devices in it, healthy on the new version (active for
- * the probation period), failed installs of it, and requests and errors of the canary (devices
- * on the new version) and of the control (the deployment's devices still on the old one). */
+/* The health of a rollout's current stage, in one pass over the deployment's devices: devices in
+ * it, healthy on the new version (active for the probation period), failed installs of it;
+ * requests, errors and latency histograms of the canary (devices of the stage on the new version,
+ * counting since they installed it) and, when $8 asks, of the control (the others, still on the
+ * old version, counting since the rollout started: their counts minus the baseline taken then,
+ * or all of them when the device has none or its counters went back, as after a restart). The
+ * device events are read only for the stage's devices. */
 static const db_stmt st_stage_stats = {
 	"rollouts_stage_stats",
 	"WITH r AS (SELECT id, created_at, deployment_id, pinned FROM rollouts WHERE id = $1),"
-	" mine AS (SELECT dd.device_id, dv.reported,"
-	"   gn_cohort($1::uuid, dd.device_id) * 100 < $2::int OR dd.device_id = ANY(r.pinned) AS in_stage"
-	"  FROM device_desired dd JOIN devices dv ON dv.id = dd.device_id, r"
-	"  WHERE dd.deployment_id = r.deployment_id AND dv.status = 'active'),"
-	" per AS (SELECT m.device_id, m.in_stage, m.reported,"
-	"  EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(m.reported->'models') = 'array'"
-	"    THEN m.reported->'models' ELSE '[]' END) x WHERE x->>'name' = $3 AND x->>'version' = $4"
-	"    AND x->>'state' = 'active') AS on_new,"
-	"  (SELECT min(e.at) FROM device_events e, r WHERE e.device_id = m.device_id AND e.at >= r.created_at"
-	"    AND e.operation->>'model' = $3 AND e.operation->>'version' = $4 AND e.operation->>'state' = 'active')"
-	"    AS active_since,"
-	"  (SELECT e.operation->>'state' FROM device_events e, r WHERE e.device_id = m.device_id"
+	" mine AS MATERIALIZED (SELECT dd.device_id,"
+	"   gn_cohort(r.id, dd.device_id) * 100 < $2::int OR dd.device_id = ANY(r.pinned) AS in_stage"
+	"  FROM r JOIN device_desired dd ON dd.deployment_id = r.deployment_id JOIN devices dv ON dv.id = dd.device_id"
+	"  WHERE dv.status = 'active'),"
+	" per AS MATERIALIZED (SELECT m.device_id, m.in_stage,"
+	"  (SELECT x FROM jsonb_array_elements(CASE WHEN jsonb_typeof(dv.reported->'models') = 'array'"
+	"    THEN dv.reported->'models' ELSE '[]' END) x WHERE x->>'name' = $3"
+	"    AND x->>'version' = CASE WHEN m.in_stage THEN $4 ELSE $6 END AND x->>'state' = 'active' LIMIT 1) AS rep,"
+	"  CASE WHEN m.in_stage THEN (SELECT min(e.at) FROM device_events e WHERE e.device_id = m.device_id"
 	"    AND e.at >= r.created_at AND e.operation->>'model' = $3 AND e.operation->>'version' = $4"
-	"    ORDER BY e.id DESC LIMIT 1) AS last_state FROM mine m),"
-	" rates AS (SELECT p.in_stage AND x->>'version' = $4 AS canary,"
-	"   NOT p.in_stage AND x->>'version' = $6 AS control,"
-	"   coalesce((x->>'requests')::bigint, 0) AS req, coalesce((x->>'errors')::bigint, 0) AS err"
-	"  FROM per p, jsonb_array_elements(CASE WHEN jsonb_typeof(p.reported->'models') = 'array'"
-	"    THEN p.reported->'models' ELSE '[]' END) x WHERE x->>'name' = $3 AND x->>'state' = 'active')"
-	" SELECT (SELECT count(*) FROM per WHERE in_stage),"
-	"  (SELECT count(*) FROM per WHERE in_stage AND on_new AND active_since <= now() - make_interval(secs => $5::bigint)),"
-	"  (SELECT count(*) FROM per WHERE in_stage AND last_state = 'failed'),"
-	"  (SELECT coalesce(sum(req), 0) FROM rates WHERE canary), (SELECT coalesce(sum(err), 0) FROM rates WHERE canary),"
-	"  (SELECT coalesce(sum(req), 0) FROM rates WHERE control), (SELECT coalesce(sum(err), 0) FROM rates WHERE control),"
-	"  (SELECT count(*) FROM per)",
-	6};
+	"    AND e.operation->>'state' = 'active') END AS active_since,"
+	"  CASE WHEN m.in_stage THEN (SELECT e.operation->>'state' FROM device_events e WHERE e.device_id = m.device_id"
+	"    AND e.at >= r.created_at AND e.operation->>'model' = $3 AND e.operation->>'version' = $4"
+	"    ORDER BY e.id DESC LIMIT 1) END AS last_state"
+	"  FROM mine m JOIN devices dv ON dv.id = m.device_id, r WHERE m.in_stage OR $8::boolean),"
+	" f AS MATERIALIZED (SELECT p.in_stage,"
+	"   CASE WHEN k.whole THEN c.req ELSE c.req - b.requests END AS req,"
+	"   CASE WHEN k.whole THEN c.err ELSE c.err - b.errors END AS err,"
+	"   CASE WHEN k.whole OR b.latency_us_buckets IS NULL OR c.lat IS NULL THEN c.lat ELSE ARRAY("
+	"     SELECT u.x - u.y FROM unnest(c.lat, b.latency_us_buckets) WITH ORDINALITY u(x, y, i) ORDER BY u.i) END AS lat"
+	"  FROM per p"
+	"  CROSS JOIN LATERAL (SELECT coalesce(gn_jcount(p.rep->'requests'), 0) AS req,"
+	"    coalesce(gn_jcount(p.rep->'errors'), 0) AS err, gn_jbuckets(p.rep->'latency_us_buckets', $7::int) AS lat) c"
+	"  LEFT JOIN rollout_baselines b ON NOT p.in_stage AND b.rollout_id = $1 AND b.device_id = p.device_id"
+	"  CROSS JOIN LATERAL (SELECT b.device_id IS NULL OR c.req < b.requests OR c.err < b.errors"
+	"    OR (c.lat IS NOT NULL AND b.latency_us_buckets IS NOT NULL AND EXISTS (SELECT 1"
+	"     FROM unnest(c.lat, b.latency_us_buckets) v(x, y) WHERE v.x IS NULL OR v.y IS NULL OR v.x < v.y)) AS whole) k"
+	"  WHERE p.rep IS NOT NULL)"
+	" SELECT a.devices, b.healthy, b.failed, c.canary_req, c.canary_err, c.control_req, c.control_err, a.total,"
+	"  c.control_devices,"
+	"  (SELECT array_agg(q.s ORDER BY q.i) FROM (SELECT u.i, sum(u.v) AS s FROM f g, unnest(g.lat) WITH ORDINALITY"
+	"    u(v, i) WHERE g.in_stage GROUP BY u.i) q)::text,"
+	"  (SELECT array_agg(q.s ORDER BY q.i) FROM (SELECT u.i, sum(u.v) AS s FROM f g, unnest(g.lat) WITH ORDINALITY"
+	"    u(v, i) WHERE NOT g.in_stage GROUP BY u.i) q)::text"
+	" FROM (SELECT count(*) FILTER (WHERE in_stage) AS devices, count(*) AS total FROM mine) a,"
+	"  (SELECT count(*) FILTER (WHERE in_stage AND rep IS NOT NULL"
+	"    AND active_since <= now() - make_interval(secs => $5::bigint)) AS healthy,"
+	"   count(*) FILTER (WHERE in_stage AND last_state = 'failed') AS failed FROM per) b,"
+	"  (SELECT coalesce(sum(req) FILTER (WHERE in_stage), 0) AS canary_req,"
+	"   coalesce(sum(err) FILTER (WHERE in_stage), 0) AS canary_err,"
+	"   coalesce(sum(req) FILTER (WHERE NOT in_stage), 0) AS control_req,"
+	"   coalesce(sum(err) FILTER (WHERE NOT in_stage), 0) AS control_err,"
+	"   count(*) FILTER (WHERE NOT in_stage) AS control_devices FROM f) c",
+	8};
+
+/* What the deployment's devices still on the old version have counted when the rollout starts
+ * running (only when its strategy compares the canary with them), so the control is judged over
+ * the same period as the canary. */
+static const db_stmt st_baseline = {
+	"rollouts_baseline",
+	"INSERT INTO rollout_baselines (rollout_id, device_id, requests, errors, latency_us_buckets)"
+	" SELECT r.id, dd.device_id, coalesce(gn_jcount(m.x->'requests'), 0), coalesce(gn_jcount(m.x->'errors'), 0),"
+	"  gn_jbuckets(m.x->'latency_us_buckets', $2::int)"
+	" FROM rollouts r JOIN deployments p ON p.id = r.deployment_id"
+	"  JOIN device_desired dd ON dd.deployment_id = r.deployment_id JOIN devices dv ON dv.id = dd.device_id"
+	"  CROSS JOIN LATERAL (SELECT x FROM jsonb_array_elements(CASE WHEN jsonb_typeof(dv.reported->'models') = 'array'"
+	"   THEN dv.reported->'models' ELSE '[]' END) x WHERE x->>'name' = p.model AND x->>'version' = r.from_version"
+	"   AND x->>'state' = 'active' LIMIT 1) m"
+	" WHERE r.id = $1 AND r.state = 'running' AND dv.status = 'active'"
+	"  AND (r.strategy->'gates'->>'max_error_increase' IS NOT NULL"
+	"   OR r.strategy->'gates'->>'max_p95_latency_ratio' IS NOT NULL)"
+	" ON CONFLICT DO NOTHING",
+	2};
+
+/* Tells every replica to drop its cached check-in answers for the devices of the rollout's stage
+ * of $2 percent (they are told another poll interval when it starts or stops running). */
+static const db_stmt st_notify_stage = {
+	"rollouts_notify_stage",
+	"SELECT gn_notify_devices(ARRAY(SELECT dd.device_id FROM rollouts r"
+	" JOIN device_desired dd ON dd.deployment_id = r.deployment_id"
+	" WHERE r.id = $1 AND (gn_cohort(r.id, dd.device_id) * 100 < $2::int OR dd.device_id = ANY(r.pinned))))",
+	2};
+
+/* Whether the device is in the current stage of a running rollout of a deployment it follows. */
+static const db_stmt st_in_stage = {
+	"rollouts_in_stage",
+	"SELECT EXISTS (SELECT 1 FROM device_desired dd JOIN rollouts r ON r.deployment_id = dd.deployment_id"
+	" AND r.state = 'running' WHERE dd.device_id = $1 AND (dd.device_id = ANY(r.pinned)"
+	"  OR gn_cohort(r.id, dd.device_id) * 100 < (r.strategy->'stages'->r.stage->>'percent')::int))",
+	1};
+
+/* A hold of the current stage (a gate that cannot be judged), recorded unless the rollout's last
+ * event is the same hold (same stage, same gates). */
+static const db_stmt st_hold = {
+	"rollouts_hold",
+	"WITH e AS (INSERT INTO rollout_events (rollout_id, kind, detail)"
+	"  SELECT $1, 'hold', $2::jsonb WHERE NOT EXISTS (SELECT 1 FROM (SELECT kind, detail FROM rollout_events"
+	"   WHERE rollout_id = $1 ORDER BY id DESC LIMIT 1) l WHERE l.kind = 'hold'"
+	"   AND l.detail->'stage' = $2::jsonb->'stage' AND l.detail->'unjudged' = $2::jsonb->'unjudged') RETURNING id),"
+	" u AS (UPDATE rollouts SET reason = $3, updated_at = now() WHERE id = $1 AND reason IS DISTINCT FROM $3)"
+	" SELECT count(*) FROM e",
+	3};
 
 struct stage_stats {
 	long long devices, healthy, failed, canary_req, canary_err, control_req, control_err, all;
+	long long control_devices; /* devices still on the old version that report it (when compared) */
+	uint64_t canary_lat[GN_LATENCY_NBUCKETS], control_lat[GN_LATENCY_NBUCKETS];
+	uint64_t canary_samples, control_samples; /* the histograms' totals */
+	bool compared;                            /* the control's figures were read */
 };
 
 /* Records a transition in the rollout's events and the audit log. detail is stolen. */
@@ -188,6 +298,35 @@ static int event(db_conn *c, const struct gd_actor *who, const char *id, const c
 	return error;
 }
 
+/* Drops the cached check-in answers of the devices of the rollout's first `percent` percent. */
+static int notify_stage(db_conn *c, const char *id, int percent, gn_err *err)
+{
+	char pct[16];
+	snprintf(pct, sizeof(pct), "%d", percent);
+	const char *p[] = {id, pct};
+	return db_exec(NULL, c, &st_notify_stage, p, err);
+}
+
+/* Takes the control's baseline when the rollout starts running (see st_baseline). */
+static int baseline(db_conn *c, const char *id, gn_err *err)
+{
+	char n[16];
+	snprintf(n, sizeof(n), "%d", GN_LATENCY_NBUCKETS);
+	const char *p[] = {id, n};
+	return db_exec(NULL, c, &st_baseline, p, err);
+}
+
+/* The percentage of the stage a rollout's strategy (JSON text) is at; 0 when it cannot say. */
+static int stage_percent(const char *strategy, int stage)
+{
+	struct strategy st;
+	gn_err e;
+	json_t *sj = json_loads(strategy, 0, NULL);
+	int pct = !strategy_parse(&st, NULL, sj, &e) && stage >= 0 && stage < st.nstages ? st.stages[stage].percent : 0;
+	json_decref(sj);
+	return pct;
+}
+
 int rollouts_start(db_conn *c, const struct gd_actor *who, const char *deployment_id, const char *from, const char *to,
 		   const char *strategy, gn_err *err)
 {
@@ -201,70 +340,240 @@ int rollouts_start(db_conn *c, const struct gd_actor *who, const char *deploymen
 		return gn_err_set(err, GN_ECONFLICT, "a rollout of this deployment is already in progress");
 	if (error)
 		return error;
+	const char *id = PQgetvalue(res, 0, 0);
 	error = event(
-		c, who, PQgetvalue(res, 0, 0), "start",
+		c, who, id, "start",
 		json_pack("{s:s,s:s,s:s}", "from_version", from, "to_version", to, "state", PQgetvalue(res, 0, 1)),
 		err);
-	gn_log(GN_LOG_INFO, "event=rollout_started rollout=%s from=%s to=%s by=%s", PQgetvalue(res, 0, 0), from, to,
-	       label);
+	if (!error && strcmp(PQgetvalue(res, 0, 1), "running") == 0 && !(error = baseline(c, id, err)))
+		error = notify_stage(c, id, stage_percent(strategy, 0), err);
+	if (!error)
+		gn_log(GN_LOG_INFO, "event=rollout_started rollout=%s from=%s to=%s by=%s", id, from, to, label);
 	PQclear(res);
 	return error;
 }
 
-static int stage_stats(struct stage_stats *out, db_conn *c, const char *id, int percent, const char *model,
-		       const char *to, const char *from, int64_t probation_s, gn_err *err)
+int rollouts_device_in_stage(bool *out, db_conn *c, const char *device_id, gn_err *err)
 {
 	PGresult *res = NULL;
-	char pct[16], prob[24];
+	const char *p[] = {device_id};
+	int error = db_exec(&res, c, &st_in_stage, p, err);
+	*out = !error && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return error;
+}
+
+/* Reads a PostgreSQL array of counts ("{1,2,...}", or NULL for none) into out[n]. */
+static void read_buckets(uint64_t out[GN_LATENCY_NBUCKETS], uint64_t *out_total, const char *text)
+{
+	const char *p = text ? text + 1 : NULL;
+	*out_total = 0;
+	for (int i = 0; i < GN_LATENCY_NBUCKETS; i++) {
+		char *end = NULL;
+		out[i] = p && *p && *p != '}' ? strtoull(p, &end, 10) : 0;
+		if (end) {
+			p = *end == ',' ? end + 1 : end;
+			*out_total += out[i];
+		}
+	}
+}
+
+static int stage_stats(struct stage_stats *out, db_conn *c, const char *id, int percent, const char *model,
+		       const char *to, const char *from, const struct strategy *st, gn_err *err)
+{
+	PGresult *res = NULL;
+	char pct[16], prob[24], nb[16];
 	snprintf(pct, sizeof(pct), "%d", percent);
-	snprintf(prob, sizeof(prob), "%lld", (long long)probation_s);
-	const char *p[] = {id, pct, model, to, prob, from};
+	snprintf(prob, sizeof(prob), "%lld", (long long)st->probation_s);
+	snprintf(nb, sizeof(nb), "%d", GN_LATENCY_NBUCKETS);
+	memset(out, 0, sizeof(*out));
+	out->compared = strategy_compares(st);
+	const char *p[] = {id, pct, model, to, prob, from, nb, out->compared ? "true" : "false"};
 	int error = db_exec(&res, c, &st_stage_stats, p, err);
 	if (error)
 		return error;
-	long long *f[] = {&out->devices,    &out->healthy,     &out->failed,      &out->canary_req,
-			  &out->canary_err, &out->control_req, &out->control_err, &out->all};
-	for (int i = 0; i < 8; i++)
+	long long *f[] = {&out->devices,     &out->healthy,     &out->failed, &out->canary_req,     &out->canary_err,
+			  &out->control_req, &out->control_err, &out->all,    &out->control_devices};
+	for (int i = 0; i < 9; i++)
 		*f[i] = strtoll(PQgetvalue(res, 0, i), NULL, 10);
+	read_buckets(out->canary_lat, &out->canary_samples, db_val(res, 0, 9));
+	read_buckets(out->control_lat, &out->control_samples, db_val(res, 0, 10));
 	PQclear(res);
 	return 0;
 }
 
-static json_t *stats_json(const struct stage_stats *s)
+/* A p95 in milliseconds from a histogram (the upper bound of its bucket). */
+static double p95_ms(const uint64_t *lat)
 {
-	return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "devices", (json_int_t)s->devices, "healthy",
-			 (json_int_t)s->healthy, "failed", (json_int_t)s->failed, "canary_requests",
-			 (json_int_t)s->canary_req, "canary_errors", (json_int_t)s->canary_err, "control_requests",
-			 (json_int_t)s->control_req, "control_errors", (json_int_t)s->control_err);
+	return (double)gn_latency_quantile_us(lat, GN_LATENCY_NBUCKETS, 0.95) / 1000.0;
 }
 
-/* Why the stage fails its gates (into why), or false when it does not (yet). */
-static bool gate_failed(char *why, size_t n, const struct strategy *st, const struct stage_stats *s)
+static json_t *stats_json(const struct stage_stats *s)
 {
-	if (s->failed > st->max_failed) {
-		snprintf(why, n, "%lld failed install(s), more than max_failed %lld", s->failed,
-			 (long long)st->max_failed);
-		return true;
+	json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "devices", (json_int_t)s->devices, "healthy",
+			      (json_int_t)s->healthy, "failed", (json_int_t)s->failed, "canary_requests",
+			      (json_int_t)s->canary_req, "canary_errors", (json_int_t)s->canary_err,
+			      "canary_latency_samples", (json_int_t)s->canary_samples);
+	json_object_set_new(j, "canary_p95_latency_ms",
+			    s->canary_samples ? json_real(p95_ms(s->canary_lat)) : json_null());
+	if (s->compared) {
+		json_object_set_new(j, "control_devices", json_integer(s->control_devices));
+		json_object_set_new(j, "control_requests", json_integer(s->control_req));
+		json_object_set_new(j, "control_errors", json_integer(s->control_err));
+		json_object_set_new(j, "control_latency_samples", json_integer((json_int_t)s->control_samples));
+		json_object_set_new(j, "control_p95_latency_ms",
+				    s->control_samples ? json_real(p95_ms(s->control_lat)) : json_null());
 	}
-	if (s->devices > 0 && (double)s->failed / (double)s->devices > st->max_failed_share) {
-		snprintf(why, n, "%lld of %lld devices failed to install, more than max_failed_share %.3f", s->failed,
-			 s->devices, st->max_failed_share);
-		return true;
-	}
-	double canary = s->canary_req ? (double)s->canary_err / (double)s->canary_req : 0;
-	double control = s->control_req ? (double)s->control_err / (double)s->control_req : 0;
-	if (st->max_error_rate >= 0 && s->canary_req >= st->min_requests && canary > st->max_error_rate) {
-		snprintf(why, n, "canary error rate %.4f (%lld of %lld requests) is above max_error_rate %.4f", canary,
-			 s->canary_err, s->canary_req, st->max_error_rate);
-		return true;
-	}
-	if (st->max_error_increase >= 0 && s->canary_req >= st->min_requests && s->control_req >= st->min_requests &&
-	    canary - control > st->max_error_increase) {
-		snprintf(why, n, "canary error rate %.4f is %.4f above the control's %.4f (max_error_increase %.4f)",
-			 canary, canary - control, control, st->max_error_increase);
-		return true;
-	}
-	return false;
+	return j;
+}
+
+/* One gate's verdict on the current stage. */
+enum gate_state { GATE_PASS, GATE_FAIL, GATE_UNJUDGED };
+struct gate {
+	const char *name;
+	enum gate_state state;
+	double value, limit; /* value is NAN when unjudged */
+	char why[240];
+};
+#define MAX_GATES 6
+
+static struct gate *gate_add(struct gate *g, int *n, const char *name, double limit)
+{
+	struct gate *x = &g[(*n)++];
+	*x = (struct gate){name, GATE_PASS, NAN, limit, ""};
+	return x;
+}
+
+/* Why a gate cannot judge yet: a cohort with too few requests (or latency samples). */
+static bool too_few(struct gate *g, const char *cohort, long long have, const char *what, int64_t need)
+{
+	if (have >= need)
+		return false;
+	g->state = GATE_UNJUDGED;
+	snprintf(g->why, sizeof(g->why), "%s cannot be judged yet: the %s has %lld %s, min_requests is %lld", g->name,
+		 cohort, have, what, (long long)need);
+	return true;
+}
+
+/* No device left on the old version to compare with (it happens in a stage below 100 percent when
+ * every remaining device is in the canary, or none of them reports the old version). */
+static bool no_control(struct gate *g, const struct stage_stats *s)
+{
+	if (s->control_devices > 0)
+		return false;
+	g->state = GATE_UNJUDGED;
+	snprintf(g->why, sizeof(g->why),
+		 "%s cannot be judged: no device outside the stage reports the old version active to compare with",
+		 g->name);
+	return true;
+}
+
+static void gate_error_rate(struct gate *g, int *n, const struct strategy *st, const struct stage_stats *s)
+{
+	struct gate *x = gate_add(g, n, "max_error_rate", st->max_error_rate);
+	if (too_few(x, "canary", s->canary_req, "requests", st->min_requests))
+		return;
+	x->value = (double)s->canary_err / (double)s->canary_req;
+	x->state = x->value > st->max_error_rate ? GATE_FAIL : GATE_PASS;
+	snprintf(x->why, sizeof(x->why), "canary error rate %.4f (%lld of %lld requests) is %s max_error_rate %.4f",
+		 x->value, s->canary_err, s->canary_req, x->state == GATE_FAIL ? "above" : "within",
+		 st->max_error_rate);
+}
+
+static void gate_error_increase(struct gate *g, int *n, const struct strategy *st, const struct stage_stats *s)
+{
+	struct gate *x = gate_add(g, n, "max_error_increase", st->max_error_increase);
+	if (no_control(x, s) || too_few(x, "canary", s->canary_req, "requests", st->min_requests) ||
+	    too_few(x, "control", s->control_req, "requests since the rollout started", st->min_requests))
+		return;
+	double canary = (double)s->canary_err / (double)s->canary_req;
+	double control = (double)s->control_err / (double)s->control_req;
+	x->value = canary - control;
+	x->state = x->value > st->max_error_increase ? GATE_FAIL : GATE_PASS;
+	snprintf(x->why, sizeof(x->why),
+		 "canary error rate %.4f is %.4f above the control's %.4f (max_error_increase %.4f)", canary, x->value,
+		 control, st->max_error_increase);
+}
+
+static void gate_latency(struct gate *g, int *n, const struct strategy *st, const struct stage_stats *s)
+{
+	struct gate *x = gate_add(g, n, "max_p95_latency_ms", st->max_p95_latency_ms);
+	if (too_few(x, "canary", (long long)s->canary_samples, "latency samples", st->min_requests))
+		return;
+	x->value = p95_ms(s->canary_lat);
+	x->state = x->value > st->max_p95_latency_ms ? GATE_FAIL : GATE_PASS;
+	snprintf(x->why, sizeof(x->why), "canary p95 latency %.1f ms (%llu samples) is %s max_p95_latency_ms %.1f",
+		 x->value, (unsigned long long)s->canary_samples, x->state == GATE_FAIL ? "above" : "within",
+		 st->max_p95_latency_ms);
+}
+
+static void gate_latency_ratio(struct gate *g, int *n, const struct strategy *st, const struct stage_stats *s)
+{
+	struct gate *x = gate_add(g, n, "max_p95_latency_ratio", st->max_p95_latency_ratio);
+	if (no_control(x, s) ||
+	    too_few(x, "canary", (long long)s->canary_samples, "latency samples", st->min_requests) ||
+	    too_few(x, "control", (long long)s->control_samples, "latency samples since the rollout started",
+		    st->min_requests))
+		return;
+	double canary = p95_ms(s->canary_lat), control = p95_ms(s->control_lat);
+	x->value = canary / control;
+	x->state = x->value > st->max_p95_latency_ratio ? GATE_FAIL : GATE_PASS;
+	snprintf(x->why, sizeof(x->why),
+		 "canary p95 latency %.1f ms is %.2f times the control's %.1f ms (max_p95_latency_ratio %.2f)", canary,
+		 x->value, control, st->max_p95_latency_ratio);
+}
+
+/* Judges every gate the strategy sets on the stage. A gate that compares the canary with the
+ * devices still on the old version has nothing to compare with in the last stage (it holds every
+ * device), so there it is not judged at all; the gates on the canary alone are. */
+static int gates_judge(struct gate g[MAX_GATES], const struct strategy *st, const struct stage_stats *s,
+		       bool last_stage)
+{
+	int n = 0;
+	struct gate *x = gate_add(g, &n, "max_failed", (double)st->max_failed);
+	x->value = (double)s->failed;
+	x->state = s->failed > st->max_failed ? GATE_FAIL : GATE_PASS;
+	snprintf(x->why, sizeof(x->why), "%lld failed install(s), %s max_failed %lld", s->failed,
+		 x->state == GATE_FAIL ? "more than" : "within", (long long)st->max_failed);
+	x = gate_add(g, &n, "max_failed_share", st->max_failed_share);
+	x->value = s->devices > 0 ? (double)s->failed / (double)s->devices : 0;
+	x->state = x->value > st->max_failed_share ? GATE_FAIL : GATE_PASS;
+	snprintf(x->why, sizeof(x->why), "%lld of %lld devices failed to install, %s max_failed_share %.3f", s->failed,
+		 s->devices, x->state == GATE_FAIL ? "more than" : "within", st->max_failed_share);
+	if (st->max_error_rate >= 0)
+		gate_error_rate(g, &n, st, s);
+	if (st->max_error_increase >= 0 && !last_stage)
+		gate_error_increase(g, &n, st, s);
+	if (st->max_p95_latency_ms >= 0)
+		gate_latency(g, &n, st, s);
+	if (st->max_p95_latency_ratio >= 0 && !last_stage)
+		gate_latency_ratio(g, &n, st, s);
+	return n;
+}
+
+static const char *gate_state_name(enum gate_state s)
+{
+	return s == GATE_FAIL ? "fail" : s == GATE_UNJUDGED ? "unjudged" : "pass";
+}
+
+static json_t *gates_json(const struct gate *g, int n)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < n; i++)
+		json_array_append_new(a, json_pack("{s:s,s:s,s:o,s:f,s:s}", "gate", g[i].name, "state",
+						   gate_state_name(g[i].state), "value",
+						   isnan(g[i].value) ? json_null() : json_real(g[i].value), "limit",
+						   g[i].limit, "detail", g[i].why));
+	return a;
+}
+
+/* The first gate in state `state`, or NULL. */
+static const struct gate *gate_first(const struct gate *g, int n, enum gate_state state)
+{
+	for (int i = 0; i < n; i++)
+		if (g[i].state == state)
+			return &g[i];
+	return NULL;
 }
 
 /* True when the stage has enough healthy devices to move on (its bake time is checked apart). */
@@ -300,43 +609,60 @@ static int pin_one(db_conn *c, const struct gd_actor *who, const char *id, int s
 	return error;
 }
 
-/* Judges a running rollout's current stage: fail (roll back or pause), hold, next stage, or done. */
-static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int row, gn_err *err)
+/* Holds a stage whose bake is over while a gate cannot be judged: the rollout's reason says why,
+ * and its events say so once per stage and set of such gates. */
+static int hold(db_conn *c, const struct gd_actor *who, const char *id, int stage, const struct gate *g, int n,
+		const struct stage_stats *s, gn_err *err)
 {
-	struct strategy st;
-	struct stage_stats s;
-	json_t *sj = json_loads(PQgetvalue(d, row, R_STRATEGY), 0, NULL);
-	char why[300];
-	const char *id = PQgetvalue(d, row, R_ID);
-	int stage = atoi(PQgetvalue(d, row, R_STAGE));
-	int error = strategy_parse(&st, NULL, sj, err);
-	json_decref(sj);
-	if (error || stage >= st.nstages)
-		return error ? error
-			     : gn_err_set(err, GN_ERROR, "rollout %s is at stage %d of %d", id, stage, st.nstages);
-	if ((error = stage_stats(&s, c, id, st.stages[stage].percent, PQgetvalue(d, row, D_MODEL),
-				 PQgetvalue(d, row, R_TO), PQgetvalue(d, row, R_FROM), st.probation_s, err)))
-		return error;
-	if (gate_failed(why, sizeof(why), &st, &s)) {
-		const char *state = st.rollback_on_failure ? "rolled_back" : "paused";
-		json_t *detail = json_pack("{s:i,s:s,s:o}", "stage", stage, "reason", why, "stats", stats_json(&s));
-		if ((error = set_state(c, id, state, why, NULL, false, err)) ||
-		    (error = event(c, who, id, st.rollback_on_failure ? "rollback" : "pause", detail, err)))
-			return error;
-		gn_log(GN_LOG_WARN, "event=rollout_gate_failed rollout=%s stage=%d action=%s why=\"%s\"", id, stage,
-		       st.rollback_on_failure ? "rollback" : "pause", why);
-		return 0;
+	PGresult *res = NULL;
+	json_t *names = json_array();
+	char reason[300];
+	for (int i = 0; i < n; i++)
+		if (g[i].state == GATE_UNJUDGED)
+			json_array_append_new(names, json_string(g[i].name));
+	snprintf(reason, sizeof(reason), "holding stage %d: %s", stage, gate_first(g, n, GATE_UNJUDGED)->why);
+	json_t *detail = json_pack("{s:i,s:o,s:s,s:o,s:o}", "stage", stage, "unjudged", names, "reason", reason,
+				   "gates", gates_json(g, n), "stats", stats_json(s));
+	char *text = gn_json_dump(detail);
+	const char *p[] = {id, text, reason};
+	int error = db_exec(&res, c, &st_hold, p, err);
+	if (!error && strcmp(PQgetvalue(res, 0, 0), "0") != 0) {
+		gn_log(GN_LOG_WARN, "event=rollout_held rollout=%s stage=%d why=\"%s\"", id, stage, reason);
+		error = audit_write(c, who, "rollout.hold", "rollout", id, detail, err);
+		detail = NULL;
 	}
-	/* A canary stage with no device would judge nothing and pass: give it one. */
-	if (s.devices == 0 && s.all > 0 && stage + 1 < st.nstages)
-		return pin_one(c, who, id, stage, err);
-	if (strcmp(PQgetvalue(d, row, R_BAKED), "t") != 0 || !stage_passed(&st, &s))
-		return 0;
-	json_t *detail = json_pack("{s:i,s:i,s:o}", "stage", stage, "percent", st.stages[stage].percent, "stats",
-				   stats_json(&s));
+	json_decref(detail);
+	free(text);
+	PQclear(res);
+	return error;
+}
+
+/* Fails a stage on a gate: rolls back or pauses, as the strategy says. detail is stolen. */
+static int fail_stage(db_conn *c, const struct gd_actor *who, const char *id, const struct strategy *st, int stage,
+		      const struct gate *bad, json_t *detail, gn_err *err)
+{
+	const char *action = st->rollback_on_failure ? "rollback" : "pause";
+	int error;
+	if ((error = set_state(c, id, st->rollback_on_failure ? "rolled_back" : "paused", bad->why, NULL, false,
+			       err)) ||
+	    (error = notify_stage(c, id, st->stages[stage].percent, err))) {
+		json_decref(detail);
+		return error;
+	}
+	gn_log(GN_LOG_WARN, "event=rollout_gate_failed rollout=%s stage=%d gate=%s action=%s why=\"%s\"", id, stage,
+	       bad->name, action, bad->why);
+	return event(c, who, id, action, detail, err);
+}
+
+/* Moves a rollout whose stage passed to its next stage, or completes it. detail is stolen. */
+static int pass_stage(db_conn *c, const struct gd_actor *who, const char *id, const struct strategy *st, int stage,
+		      json_t *detail, gn_err *err)
+{
 	const char *p[] = {id, "stage passed"};
-	if (stage + 1 < st.nstages) {
-		if ((error = db_exec(NULL, c, &st_next_stage, p, err))) {
+	int error;
+	if (stage + 1 < st->nstages) {
+		if ((error = db_exec(NULL, c, &st_next_stage, p, err)) ||
+		    (error = notify_stage(c, id, st->stages[stage + 1].percent, err))) {
 			json_decref(detail);
 			return error;
 		}
@@ -345,7 +671,7 @@ static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int 
 	}
 	const char *pc[] = {id};
 	if ((error = set_state(c, id, "completed", "every stage passed", NULL, false, err)) ||
-	    (error = db_exec(NULL, c, &st_complete_deployment, pc, err))) {
+	    (error = db_exec(NULL, c, &st_complete_deployment, pc, err)) || (error = notify_stage(c, id, 100, err))) {
 		json_decref(detail);
 		return error;
 	}
@@ -353,11 +679,59 @@ static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int 
 	return event(c, who, id, "complete", detail, err);
 }
 
+/* Judges a running rollout's current stage: fail (roll back or pause), hold, next stage, or done.
+ * A failed gate acts at once, bake or not. Once the bake is over and enough devices are healthy,
+ * the stage passes only if every gate could be judged; one that cannot (too few requests, no
+ * device left on the old version) holds the stage, explicitly, until it can, or until an
+ * operator promotes the rollout, which waives it (named in the stage's event). */
+static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int row, gn_err *err)
+{
+	struct strategy st;
+	struct stage_stats s;
+	struct gate g[MAX_GATES];
+	json_t *sj = json_loads(PQgetvalue(d, row, R_STRATEGY), 0, NULL);
+	const char *id = PQgetvalue(d, row, R_ID);
+	int stage = atoi(PQgetvalue(d, row, R_STAGE));
+	int error = strategy_parse(&st, NULL, sj, err);
+	json_decref(sj);
+	if (error || stage >= st.nstages)
+		return error ? error
+			     : gn_err_set(err, GN_ERROR, "rollout %s is at stage %d of %d", id, stage, st.nstages);
+	if ((error = stage_stats(&s, c, id, st.stages[stage].percent, PQgetvalue(d, row, D_MODEL),
+				 PQgetvalue(d, row, R_TO), PQgetvalue(d, row, R_FROM), &st, err)))
+		return error;
+	int n = gates_judge(g, &st, &s, stage + 1 == st.nstages);
+	const struct gate *bad = gate_first(g, n, GATE_FAIL), *open = gate_first(g, n, GATE_UNJUDGED);
+	if (bad)
+		return fail_stage(c, who, id, &st, stage, bad,
+				  json_pack("{s:i,s:s,s:s,s:o,s:o}", "stage", stage, "gate", bad->name, "reason",
+					    bad->why, "gates", gates_json(g, n), "stats", stats_json(&s)),
+				  err);
+	/* A canary stage with no device would judge nothing and pass: give it one. */
+	if (s.devices == 0 && s.all > 0 && stage + 1 < st.nstages)
+		return pin_one(c, who, id, stage, err);
+	if (strcmp(PQgetvalue(d, row, R_BAKED), "t") != 0 || !stage_passed(&st, &s))
+		return 0;
+	if (open && strcmp(PQgetvalue(d, row, R_PROMOTED), "t") != 0)
+		return hold(c, who, id, stage, g, n, &s, err);
+	json_t *detail = json_pack("{s:i,s:i,s:o,s:o}", "stage", stage, "percent", st.stages[stage].percent, "gates",
+				   gates_json(g, n), "stats", stats_json(&s));
+	if (open) {
+		json_t *waived = json_array();
+		for (int i = 0; i < n; i++)
+			if (g[i].state == GATE_UNJUDGED)
+				json_array_append_new(waived, json_string(g[i].why));
+		json_object_set_new(detail, "waived", waived);
+		json_object_set_new(detail, "waived_by", json_string("promote"));
+	}
+	return pass_stage(c, who, id, &st, stage, detail, err);
+}
+
 /* Writes what the deployment's devices should run now; their director targets are signed at their
  * next check-in (the desired state changed), so a big fleet costs no signing here. */
 static int materialise(long *out_changed, db_conn *c, const PGresult *d, int row, gn_err *err)
 {
-	char *sp[5] = {0}, label[160], pct[16] = "0";
+	char *sp[5] = {0}, label[160], pct[16] = "0", cap[24] = "";
 	PGresult *res = NULL;
 	struct strategy st;
 	int error = devices_selector_params(sp, PQgetvalue(d, row, D_SELECTOR), err);
@@ -367,6 +741,8 @@ static int materialise(long *out_changed, db_conn *c, const PGresult *d, int row
 		int stage = atoi(PQgetvalue(d, row, R_STAGE));
 		if (!(error = strategy_parse(&st, NULL, sj, err)) && stage < st.nstages)
 			snprintf(pct, sizeof(pct), "%d", st.stages[stage].percent);
+		if (!error && st.max_parallel)
+			snprintf(cap, sizeof(cap), "%lld", (long long)st.max_parallel);
 		json_decref(sj);
 	}
 	snprintf(label, sizeof(label), "deployment:%s", PQgetvalue(d, row, D_NAME));
@@ -382,7 +758,8 @@ static int materialise(long *out_changed, db_conn *c, const PGresult *d, int row
 			   db_val(d, row, R_TO),
 			   pct,
 			   label,
-			   rid ? PQgetvalue(d, row, R_PINNED) : "{}"};
+			   rid ? PQgetvalue(d, row, R_PINNED) : "{}",
+			   cap[0] ? cap : NULL};
 	if (!error)
 		error = db_exec(&res, c, &st_materialise, p, err);
 	if (!error)
@@ -489,10 +866,13 @@ int rollouts_get(char **out, db_conn *c, const char *id, gn_err *err)
 	if (!(error = strategy_parse(&st, NULL, sj, err)) && stage < st.nstages &&
 	    !(error = stage_stats(&s, c, id, st.stages[stage].percent, json_string_value(json_object_get(j, "model")),
 				  json_string_value(json_object_get(j, "to_version")),
-				  json_string_value(json_object_get(j, "from_version")), st.probation_s, err))) {
+				  json_string_value(json_object_get(j, "from_version")), &st, err))) {
+		struct gate g[MAX_GATES];
+		int n = gates_judge(g, &st, &s, stage + 1 == st.nstages);
 		json_t *prog = stats_json(&s);
 		json_object_set_new(prog, "percent", json_integer(st.stages[stage].percent));
 		json_object_set_new(prog, "deployment_devices", json_integer(s.all));
+		json_object_set_new(prog, "gates", gates_json(g, n));
 		json_object_set_new(j, "progress", prog);
 	}
 	if (!error)
@@ -503,33 +883,37 @@ int rollouts_get(char **out, db_conn *c, const char *id, gn_err *err)
 	return error;
 }
 
-/* Checks that the rollout's state allows action and applies it. */
+/* Checks that the rollout's state allows action and applies it; pct is its current stage's
+ * percentage (whose devices poll faster only while it runs). */
 static int act(db_conn *c, const struct gd_actor *who, const char *id, const char *action, const char *state,
-	       const char *creator, gn_err *err)
+	       const char *creator, int pct, gn_err *err)
 {
 	char label[128], reason[200];
 	bool active =
 		strcmp(state, "running") == 0 || strcmp(state, "paused") == 0 || strcmp(state, "waiting_approval") == 0;
+	int error;
 	actor_label(label, sizeof(label), who);
 	snprintf(reason, sizeof(reason), "%s by %s", action, label);
 	if (strcmp(action, "pause") == 0 && strcmp(state, "running") == 0)
-		return set_state(c, id, "paused", reason, NULL, false, err);
-	if (strcmp(action, "resume") == 0 && strcmp(state, "paused") == 0)
-		return set_state(c, id, "running", reason, NULL, true, err);
-	if (strcmp(action, "abort") == 0 && active)
-		return set_state(c, id, "aborted", reason, NULL, false, err);
-	if (strcmp(action, "promote") == 0 && (strcmp(state, "running") == 0 || strcmp(state, "paused") == 0)) {
+		error = set_state(c, id, "paused", reason, NULL, false, err);
+	else if (strcmp(action, "resume") == 0 && strcmp(state, "paused") == 0)
+		error = set_state(c, id, "running", reason, NULL, true, err);
+	else if (strcmp(action, "abort") == 0 && active)
+		error = set_state(c, id, "aborted", reason, NULL, false, err);
+	else if (strcmp(action, "promote") == 0 && (strcmp(state, "running") == 0 || strcmp(state, "paused") == 0)) {
 		const char *p[] = {id, reason};
-		int error = db_exec(NULL, c, &st_promote, p, err);
-		return error ? error : set_state(c, id, "running", reason, NULL, false, err);
-	}
-	if (strcmp(action, "approve") == 0 && strcmp(state, "waiting_approval") == 0) {
+		if (!(error = db_exec(NULL, c, &st_promote, p, err)))
+			error = set_state(c, id, "running", reason, NULL, false, err);
+	} else if (strcmp(action, "approve") == 0 && strcmp(state, "waiting_approval") == 0) {
 		if (creator && who->kind == GD_ACTOR_TOKEN && strcmp(creator, who->id) == 0)
 			return gn_err_set(err, GN_EFORBIDDEN, "the token that started rollout %s cannot approve it",
 					  id);
-		return set_state(c, id, "running", reason, label, true, err);
+		if (!(error = set_state(c, id, "running", reason, label, true, err)))
+			error = baseline(c, id, err);
+	} else {
+		return gn_err_set(err, GN_ECONFLICT, "rollout %s is %s; it cannot %s", id, state, action);
 	}
-	return gn_err_set(err, GN_ECONFLICT, "rollout %s is %s; it cannot %s", id, state, action);
+	return error ? error : notify_stage(c, id, pct, err);
 }
 
 int rollouts_action(char **out, db_conn *c, const struct gd_actor *who, const char *id, const char *action, gn_err *err)
@@ -554,7 +938,8 @@ int rollouts_action(char **out, db_conn *c, const struct gd_actor *who, const ch
 		error = gn_err_set(err, GN_ENOTFOUND, "no such rollout '%s'", id);
 		goto out;
 	}
-	if ((error = act(c, who, id, action, PQgetvalue(res, 0, 1), db_val(res, 0, 2), err)) ||
+	if ((error = act(c, who, id, action, PQgetvalue(res, 0, 1), db_val(res, 0, 2),
+			 stage_percent(PQgetvalue(res, 0, 4), atoi(PQgetvalue(res, 0, 3))), err)) ||
 	    (error = event(c, who, id, action, NULL, err)) || (error = rollouts_wake(c, err)) ||
 	    (error = db_tx_commit(c, err)))
 		goto out;

@@ -35,6 +35,9 @@ int rollouts_action(char **out, db_conn *c, const struct gd_actor *who, const ch
 /* A dry run: the devices a rollout of deployment `name` would reach at each of its stages, creating
  * nothing. *out is {"deployment", "devices", "stages": [{"percent", "devices"}]} (new). A read. */
 int rollouts_plan(json_t **out, db_conn *c, const char *name, gn_err *err) GN_WUR;
+/* Tells whether the device is in the current stage of a running rollout (of a deployment it
+ * follows): such a device is told to check in faster. A read. */
+int rollouts_device_in_stage(bool *out, db_conn *c, const char *device_id, gn_err *err) GN_WUR;
 /* The controller, one pass: starts a rollout where an alias a deployment follows has moved, judges
  * the current stage of every running rollout (advance, complete, roll back or pause), and writes
  * what each matching device should run. Idempotent; each step in a transaction of its own. Run by

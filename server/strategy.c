@@ -10,17 +10,18 @@
 static const gn_json_field top_fields[] = {
 	{"stages", GN_JSON_ARRAY, false, false},  {"probation", GN_JSON_INTEGER, false, false},
 	{"gates", GN_JSON_OBJECT, false, false},  {"on_failure", GN_JSON_STRING, false, false},
-	{"approval", GN_JSON_BOOL, false, false},
+	{"approval", GN_JSON_BOOL, false, false}, {"max_parallel", GN_JSON_INTEGER, false, true},
 };
 static const gn_json_field stage_fields[] = {
 	{"percent", GN_JSON_INTEGER, true, false},
 	{"bake", GN_JSON_INTEGER, false, false},
 };
 static const gn_json_field gate_fields[] = {
-	{"max_failed", GN_JSON_INTEGER, false, false},   {"max_failed_share", GN_JSON_NUMBER, false, false},
-	{"min_healthy", GN_JSON_INTEGER, false, false},  {"min_success_share", GN_JSON_NUMBER, false, false},
-	{"max_error_rate", GN_JSON_NUMBER, false, true}, {"max_error_increase", GN_JSON_NUMBER, false, true},
-	{"min_requests", GN_JSON_INTEGER, false, false},
+	{"max_failed", GN_JSON_INTEGER, false, false},          {"max_failed_share", GN_JSON_NUMBER, false, false},
+	{"min_healthy", GN_JSON_INTEGER, false, false},         {"min_success_share", GN_JSON_NUMBER, false, false},
+	{"max_error_rate", GN_JSON_NUMBER, false, true},        {"max_error_increase", GN_JSON_NUMBER, false, true},
+	{"min_requests", GN_JSON_INTEGER, false, false},        {"max_p95_latency_ms", GN_JSON_NUMBER, false, true},
+	{"max_p95_latency_ratio", GN_JSON_NUMBER, false, true},
 };
 
 #define WEEK_S (7 * 86400)
@@ -42,6 +43,8 @@ static void defaults(struct strategy *s)
 	s->min_success_share = 1.0;
 	s->max_error_rate = -1;
 	s->max_error_increase = -1;
+	s->max_p95_latency_ms = -1;
+	s->max_p95_latency_ratio = -1;
 	s->min_requests = 100;
 	s->rollback_on_failure = true;
 }
@@ -95,6 +98,23 @@ static int share(double *out, const json_t *v, const char *name, gn_err *err)
 	return 0;
 }
 
+/* Reads a number in [min, max]; null is -1, no such gate. */
+static int bounded(double *out, const json_t *v, const char *name, double min, double max, const char *unit,
+		   gn_err *err)
+{
+	if (!v)
+		return 0;
+	if (json_is_null(v)) {
+		*out = -1;
+		return 0;
+	}
+	double d = json_number_value(v);
+	if (!isfinite(d) || d < min || d > max)
+		return gn_err_set(err, GN_EINVAL, "strategy.gates.%s must be from %g to %g%s", name, min, max, unit);
+	*out = d;
+	return 0;
+}
+
 static int count(int64_t *out, const json_t *v, const char *name, int64_t max, gn_err *err)
 {
 	if (!v)
@@ -116,7 +136,12 @@ static int parse_gates(struct strategy *s, const json_t *g, gn_err *err)
 	    share(&s->min_success_share, json_object_get(g, "min_success_share"), "min_success_share", err) ||
 	    share(&s->max_error_rate, json_object_get(g, "max_error_rate"), "max_error_rate", err) ||
 	    share(&s->max_error_increase, json_object_get(g, "max_error_increase"), "max_error_increase", err) ||
-	    count(&s->min_requests, json_object_get(g, "min_requests"), "min_requests", 1000000000, err))
+	    count(&s->min_requests, json_object_get(g, "min_requests"), "min_requests", 1000000000, err) ||
+	    /* A p95 is the upper bound of a histogram bucket (lib/latency.h): 0.1 ms to 10 s, or above. */
+	    bounded(&s->max_p95_latency_ms, json_object_get(g, "max_p95_latency_ms"), "max_p95_latency_ms", 0.1, 10000,
+		    " milliseconds", err) ||
+	    bounded(&s->max_p95_latency_ratio, json_object_get(g, "max_p95_latency_ratio"), "max_p95_latency_ratio", 1,
+		    1000, "", err))
 		return GN_EINVAL;
 	if (json_is_null(json_object_get(g, "max_failed_share")) ||
 	    json_is_null(json_object_get(g, "min_success_share")))
@@ -124,6 +149,25 @@ static int parse_gates(struct strategy *s, const json_t *g, gn_err *err)
 	if (s->min_requests < 1 && (s->max_error_rate >= 0 || s->max_error_increase >= 0))
 		return gn_err_set(err, GN_EINVAL,
 				  "strategy.gates.min_requests must be at least 1 for an error-rate gate");
+	if (s->min_requests < 1 && (s->max_p95_latency_ms >= 0 || s->max_p95_latency_ratio >= 0))
+		return gn_err_set(err, GN_EINVAL, "strategy.gates.min_requests must be at least 1 for a latency gate");
+	return 0;
+}
+
+bool strategy_compares(const struct strategy *s)
+{
+	return s->max_error_increase >= 0 || s->max_p95_latency_ratio >= 0;
+}
+
+/* Checks what needs the stages and the gates together. */
+static int check_whole(const struct strategy *s, gn_err *err)
+{
+	/* The last stage holds every device: only an earlier one leaves devices on the old version. */
+	if (strategy_compares(s) && s->nstages < 2)
+		return gn_err_set(err, GN_EINVAL,
+				  "strategy.gates.%s compares the canary with the devices still on the old version: "
+				  "it needs a stage below 100 percent before the last",
+				  s->max_error_increase >= 0 ? "max_error_increase" : "max_p95_latency_ratio");
 	return 0;
 }
 
@@ -140,8 +184,14 @@ static json_t *dump(const struct strategy *s)
 			    s->max_error_rate < 0 ? json_null() : json_real(s->max_error_rate));
 	json_object_set_new(gates, "max_error_increase",
 			    s->max_error_increase < 0 ? json_null() : json_real(s->max_error_increase));
-	return json_pack("{s:o,s:I,s:o,s:s,s:b}", "stages", stages, "probation", (json_int_t)s->probation_s, "gates",
-			 gates, "on_failure", s->rollback_on_failure ? "rollback" : "pause", "approval", s->approval);
+	json_object_set_new(gates, "max_p95_latency_ms",
+			    s->max_p95_latency_ms < 0 ? json_null() : json_real(s->max_p95_latency_ms));
+	json_object_set_new(gates, "max_p95_latency_ratio",
+			    s->max_p95_latency_ratio < 0 ? json_null() : json_real(s->max_p95_latency_ratio));
+	return json_pack("{s:o,s:I,s:o,s:s,s:b,s:o}", "stages", stages, "probation", (json_int_t)s->probation_s,
+			 "gates", gates, "on_failure", s->rollback_on_failure ? "rollback" : "pause", "approval",
+			 s->approval, "max_parallel",
+			 s->max_parallel ? json_integer((json_int_t)s->max_parallel) : json_null());
 }
 
 int strategy_parse(struct strategy *out, json_t **out_json, const json_t *in, gn_err *err)
@@ -170,6 +220,16 @@ int strategy_parse(struct strategy *out, json_t **out_json, const json_t *in, gn
 					  f);
 		out->rollback_on_failure = !f || strcmp(f, "rollback") == 0;
 		out->approval = json_is_true(json_object_get(in, "approval"));
+		if ((v = json_object_get(in, "max_parallel")) && !json_is_null(v)) {
+			json_int_t n = json_integer_value(v);
+			if (n < 1 || n > 1000000)
+				return gn_err_set(
+					err, GN_EINVAL,
+					"strategy.max_parallel must be 1 to 1000000 devices (or null: no cap)");
+			out->max_parallel = (int64_t)n;
+		}
+		if (check_whole(out, err))
+			return GN_EINVAL;
 	}
 	if (out_json)
 		*out_json = dump(out);

@@ -18,17 +18,25 @@ struct strategy_stage {
 struct strategy {
 	struct strategy_stage stages[STRATEGY_MAX_STAGES];
 	int nstages;
-	int64_t probation_s;       /* a device counts as healthy once active this long */
-	int64_t max_failed;        /* failed installs in the rollout before the gate fails */
-	double max_failed_share;   /* failed installs / devices in the stage */
-	int64_t min_healthy;       /* healthy devices a stage needs (fewer if it has fewer) */
-	double min_success_share;  /* healthy devices / devices in the stage, to move on */
-	double max_error_rate;     /* canary errors / requests; < 0: no such gate */
-	double max_error_increase; /* canary error rate minus control's; < 0: no such gate */
-	int64_t min_requests;      /* requests a cohort needs before its error rate is judged */
-	bool rollback_on_failure;  /* else pause */
-	bool approval;             /* wait for an operator's approve before the first stage */
+	int64_t probation_s;          /* a device counts as healthy once active this long */
+	int64_t max_failed;           /* failed installs in the rollout before the gate fails */
+	double max_failed_share;      /* failed installs / devices in the stage */
+	int64_t min_healthy;          /* healthy devices a stage needs (fewer if it has fewer) */
+	double min_success_share;     /* healthy devices / devices in the stage, to move on */
+	double max_error_rate;        /* canary errors / requests; < 0: no such gate */
+	double max_error_increase;    /* canary error rate minus control's; < 0: no such gate */
+	double max_p95_latency_ms;    /* canary p95 inference latency, milliseconds; < 0: no such gate */
+	double max_p95_latency_ratio; /* canary p95 / control's p95; < 0: no such gate */
+	int64_t min_requests;         /* requests a cohort needs before its error rate or latency is judged */
+	int64_t max_parallel;         /* devices of a stage told the new version before they report it
+				       * installed or failed; 0: no cap */
+	bool rollback_on_failure;     /* else pause */
+	bool approval;                /* wait for an operator's approve before the first stage */
 };
+
+/* True when the strategy has a gate that compares the canary with the devices still on the old
+ * version (max_error_increase, max_p95_latency_ratio). */
+bool strategy_compares(const struct strategy *s);
 
 /* Parses and checks a strategy object (NULL: the default, one stage of 100 % at once) into out,
  * and writes its complete form, defaults filled in, into *out_json (new). GN_EINVAL naming the

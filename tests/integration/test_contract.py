@@ -135,6 +135,9 @@ def test_responses_fit_the_contract(server, contract):
     check("GET", "/v1/devices/{id}/events", s.api("GET", f"/v1/devices/{dev.id}/events"), 200)
     check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{dev.id}", json={"labels": {"a": "b"}}), 200)
     check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{dev.id}", json={"labels": {"a": 1}}), 400)
+    other = enroll_device(s, name="other")
+    check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{other.id}", json={"name": "contract"}), 409)
+    check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"name": "contract"}), 200)
     check("DELETE", "/v1/devices/{id}", s.api("DELETE", f"/v1/devices/{dev.id}"), 200)
     check("POST", "/v1/agent/auth/challenge", dev.challenge(s), 403)  # decommissioned
 

@@ -11,22 +11,39 @@ from ganglion_harness import enroll_device, model_meta, publish, wait_for
 
 # The controller wakes at once on changes; this bounds the wait for judgements with bake times.
 FAST = ["--rollout-interval", "1s"]
+# lib/latency.h: bounds 100 us, 200, 500, 1 ms, 2, 5, 10, 20, 50, 100, 200, 500 ms, 1 s, 2, 5, 10 s,
+# then the overflow bucket.
+NBUCKETS = 17
+MS_1, MS_10 = 3, 6  # the buckets whose upper bounds are 1 ms and 10 ms
 
 
 class SimDevice:
     """A device that does what its director targets say: "installs" the named version (failing
-    for versions in `broken`), then reports it active with request and error counters."""
+    for versions in `broken`; taking `install_checkins` check-ins to download when asked), then
+    reports it active with request and error counters and, for versions in `latency`, a latency
+    histogram on lib/latency.h's buckets (every request in the bucket `latency` names; the test may
+    change it). Like the agent, it sends the ETag of the answer it holds (If-None-Match) and keeps
+    the check-in interval it was last given."""
 
-    def __init__(self, server, labels, broken=(), error_rate=None):
-        self.dev = enroll_device(server, labels=labels)
+    def __init__(self, server, labels, broken=(), error_rate=None, latency=None, per_checkin=100,
+                 install_checkins=0, name=None):
+        self.dev = enroll_device(server, labels=labels, name=name)
         self.server = server
         self.token = self.dev.authenticate(server)
         self.broken = set(broken)
         self.error_rate = error_rate or {}
+        self.latency = dict(latency or {})
+        self.per_checkin = per_checkin
+        self.install_checkins = install_checkins
         self.running = None  # (model, version)
         self.op = None
         self.seen = set()  # every (model, version) the director ever named to this device
         self.requests = 0
+        self.buckets = [0] * NBUCKETS
+        self.etag = None
+        self.want = None
+        self.poll = None  # the check-in interval last given
+        self.downloading = None  # [(model, version), check-ins left]
 
     def desired(self, answer):
         for t in answer["director_targets"]["signed"]["targets"].values():
@@ -34,31 +51,56 @@ class SimDevice:
             return c["model"], c["version"]
         return None
 
+    def report(self):
+        if not self.running:
+            return []
+        self.requests += self.per_checkin
+        version = self.running[1]
+        rate = self.error_rate.get(version, 0.0)
+        m = {"name": self.running[0], "version": version, "sha256": "0" * 64, "target": "cpu",
+             "state": "active", "requests": self.requests, "errors": int(self.requests * rate),
+             "latency_us_max": 900}
+        if self.latency.get(version) is not None:
+            self.buckets[self.latency[version]] += self.per_checkin
+            m["latency_us_buckets"] = list(self.buckets)
+        return [m]
+
     def checkin(self):
-        models = []
-        if self.running:
-            self.requests += 100
-            rate = self.error_rate.get(self.running[1], 0.0)
-            models.append({"name": self.running[0], "version": self.running[1], "sha256": "0" * 64,
-                           "target": "cpu", "state": "active", "requests": self.requests,
-                           "errors": int(self.requests * rate), "latency_us_max": 900})
-        body = {"agent_version": "sim", "models": models, "facts": {}}
+        body = {"agent_version": "sim", "models": self.report(), "facts": {}}
         if self.op:
             body["last_operation"] = self.op
-        r = self.server.api("POST", "/v1/agent/checkin", token=self.token, json=body)
-        assert r.status_code == 200, r.text
-        want = self.desired(r.json())
+        headers = {"If-None-Match": self.etag} if self.etag else None
+        r = self.server.api("POST", "/v1/agent/checkin", token=self.token, json=body, headers=headers)
+        assert r.status_code in (200, 304), r.text
+        if r.status_code == 200:
+            self.etag = r.headers.get("ETag")
+            self.poll = r.json()["poll_interval"]
+            self.want = self.desired(r.json())
+        want = self.want
         if want:
             self.seen.add(want)
         if want and want != self.running and (not self.op or self.op.get("version") != want[1]
                                               or self.op["state"] != "failed"):
-            if want[1] in self.broken:
-                self.op = {"state": "failed", "model": want[0], "version": want[1], "detail": "self-test failed"}
-            else:
-                self.running = want
-                self.requests = 0
-                self.op = {"state": "active", "model": want[0], "version": want[1]}
+            self.install(want)
         return want
+
+    def install(self, want):
+        if self.install_checkins:
+            if not self.downloading or self.downloading[0] != want:
+                self.downloading = [want, self.install_checkins]
+                self.op = {"state": "downloading", "model": want[0], "version": want[1]}
+                return
+            self.downloading[1] -= 1
+            if self.downloading[1] > 0:
+                return
+        self.downloading = None
+        if want[1] in self.broken:
+            self.op = {"state": "failed", "model": want[0], "version": want[1], "detail": "self-test failed"}
+        else:
+            self.running = want
+            self.requests = 0
+            self.buckets = [0] * NBUCKETS
+            self.op = {"state": "active", "model": want[0], "version": want[1]}
 
 
 def fleet_checkin(fleet, rounds=1):
@@ -243,6 +285,14 @@ def test_invalid_settings_and_overlap_are_refused(fast):
         ({"stages": [{"percent": 100, "bake": -1}]}, "bake"),
         ({"gates": {"max_failed_share": 2}}, "max_failed_share"),
         ({"gates": {"max_parallel": 3}}, "max_parallel"),
+        ({"max_parallel": 0}, "strategy.max_parallel must be 1 to 1000000"),
+        ({"max_parallel": "3"}, "max_parallel"),
+        ({"gates": {"max_p95_latency_ratio": 0.5}}, "max_p95_latency_ratio must be from 1 to 1000"),
+        ({"gates": {"max_p95_latency_ms": 0}}, "max_p95_latency_ms must be from 0.1 to 10000 milliseconds"),
+        ({"gates": {"max_p95_latency_ms": 20000}}, "max_p95_latency_ms"),
+        ({"gates": {"max_p95_latency_ms": 50, "min_requests": 0}}, "min_requests must be at least 1"),
+        ({"gates": {"max_p95_latency_ratio": 2}}, "it needs a stage below 100 percent"),
+        ({"stages": [{"percent": 100}], "gates": {"max_error_increase": 0.1}}, "max_error_increase compares"),
         ({"on_failure": "ignore"}, "on_failure"),
         ({"stages": [{"percent": 100, "soak": 3}]}, "soak"),
     ]
@@ -308,6 +358,13 @@ def test_override_wins_and_is_shown(fast):
     assert desired["override"] is True and desired["deployment"] is None
 
 
+def transitions(server, rollout_id):
+    """The rollout's events but pins: with a handful of devices a canary stage may hold none by
+    chance, and then takes the first device in the rollout's order (a pin event)."""
+    items = server.api("GET", f"/v1/rollouts/{rollout_id}/events").json()["items"]
+    return [e["kind"] for e in items if e["kind"] != "pin"]
+
+
 def _kill9(server):
     server.proc.kill()
     server.proc.wait()
@@ -330,8 +387,7 @@ def test_killed_mid_rollout_it_resumes(gangliond):
     r = drive(b, fleet, "cams", lambda r: r["state"] == "completed")
     fleet_checkin(fleet)
     assert all(x.running == ("det", "2.0.0") for x in fleet)
-    kinds = [e["kind"] for e in b.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
-    assert kinds == ["start", "stage", "complete"], kinds
+    assert transitions(b, r["id"]) == ["start", "stage", "complete"]
 
 
 def test_two_replicas_one_controller_and_handover(gangliond):
@@ -346,10 +402,7 @@ def test_two_replicas_one_controller_and_handover(gangliond):
     drive(b, fleet, "cams", lambda r: r["stage"] >= 1)
     _kill9(a)  # whichever replica held the controller, the other carries on
     r = drive(b, fleet, "cams", lambda r: r["state"] == "completed")
-    kinds = [e["kind"] for e in b.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
-    # With 8 devices the 25 % stage is empty about one time in ten and takes a pinned device
-    # (test_a_canary_stage_never_judges_nothing covers that); the handover is what counts here.
-    assert [k for k in kinds if k != "pin"] == ["start", "stage", "stage", "complete"], kinds
+    assert transitions(b, r["id"]) == ["start", "stage", "stage", "complete"]
 
 
 def cohort(rollout_id, device_id):
@@ -490,3 +543,167 @@ def test_a_label_change_that_makes_an_overlap_keeps_the_older_deployment(fast):
     (d,) = fast.api("GET", f"/v1/devices/{cam.dev.id}").json()["desired"]
     assert (d["deployment"], d["version"]) == ("lab", "2.0.0"), d
     assert fast.api("GET", "/v1/deployments/north").json()["devices"] == 1  # only the late camera
+def events_of(server, rollout_id):
+    return server.api("GET", f"/v1/rollouts/{rollout_id}/events").json()["items"]
+
+
+def on_version(fleet, version):
+    return all(x.running == ("det", version) for x in fleet)
+
+
+def start_fleet(server, fleet, strategy, version="1.0.0"):
+    """Creates deployment cams of det@version over the fleet and waits until every device runs it."""
+    create(server, follow=version, strategy=strategy)
+    assert wait_for(lambda: (fleet_checkin(fleet), on_version(fleet, version))[1], 30, 0.2)
+
+
+LATENCY = {"stages": [{"percent": 50, "bake": 1}, {"percent": 100, "bake": 0}],
+           "gates": {"max_p95_latency_ratio": 1.5, "min_requests": 200}}
+
+
+def test_a_slower_canary_fails_the_p95_latency_gate(fast):
+    """The canary's p95 (10 ms) against the control's (1 ms) over the same period: ten times, over
+    max_p95_latency_ratio 1.5. A device whose report is malformed counts for nothing and breaks
+    nothing."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}, latency={"1.0.0": MS_1, "2.0.0": MS_10}) for _ in range(10)]
+    start_fleet(fast, fleet, LATENCY)
+    odd = SimDevice(fast, {"site": "north"})
+    odd.report = lambda: [{"name": "det", "version": "1.0.0", "state": "active", "requests": "many",
+                           "errors": -1, "latency_us_buckets": [1, 2, "x"]}]
+    fleet.append(odd)
+    assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "rolled_back")
+    assert "p95 latency 10.0 ms is 10.00 times the control's 1.0 ms" in r["reason"], r["reason"]
+    back = [e for e in events_of(fast, r["id"]) if e["kind"] == "rollback"][0]["detail"]
+    assert back["gate"] == "max_p95_latency_ratio" and back["stats"]["canary_p95_latency_ms"] == 10.0, back
+    assert back["stats"]["control_p95_latency_ms"] == 1.0 and back["stats"]["control_latency_samples"] >= 200
+    fleet_checkin(fleet, 2)
+    assert on_version(fleet[:-1], "1.0.0")
+
+
+def test_the_control_is_judged_over_the_same_period(fast):
+    """The devices on 1.0.0 answered in 1 ms for a long time; since the rollout began every device
+    answers in 10 ms, whichever version it runs. Compared over the same period the canary is no
+    slower than the control, and the rollout completes; against the control's whole history
+    (p95 1 ms) it would have failed ten times over."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}, latency={"1.0.0": MS_1, "2.0.0": MS_10}, per_checkin=100000)
+             for _ in range(8)]
+    start_fleet(fast, fleet, dict(LATENCY, gates={"max_p95_latency_ratio": 1.5, "min_requests": 300}))
+    fleet_checkin(fleet, 5)  # 500,000 fast requests of history on each device
+    for d in fleet:
+        d.latency["1.0.0"] = MS_10
+        d.per_checkin = 100
+    assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: r["state"] in ("completed", "rolled_back"))
+    assert r["state"] == "completed", r
+    stage = [e for e in events_of(fast, r["id"]) if e["kind"] == "stage"][0]["detail"]
+    ratio = [g for g in stage["gates"] if g["gate"] == "max_p95_latency_ratio"][0]
+    assert ratio["state"] == "pass" and ratio["value"] == 1.0, ratio
+    assert stage["stats"]["control_p95_latency_ms"] == 10.0 and stage["stats"]["control_latency_samples"] < 100000
+
+
+def test_a_gate_that_cannot_be_judged_holds_the_stage_explicitly(fast):
+    """The control reports no latency histogram (agents that do not count latency): the ratio gate
+    cannot be judged, so after its bake the stage holds, with a hold event saying why (once), and
+    never passes by itself; promote waives it, named in the stage's event. The last stage holds
+    every device, so the comparison does not apply there and the rollout completes."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}, latency={"2.0.0": MS_1}) for _ in range(10)]
+    start_fleet(fast, fleet, LATENCY)
+    assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: (r["reason"] or "").startswith("holding stage 0"))
+    assert "max_p95_latency_ratio cannot be judged yet: the control has 0 latency samples" in r["reason"], r
+    fleet_checkin(fleet, 6)
+    time.sleep(1.5)
+    ro = fast.api("GET", f"/v1/rollouts/{r['id']}").json()
+    assert ro["state"] == "running" and ro["stage"] == 0, ro
+    gate = [g for g in ro["progress"]["gates"] if g["gate"] == "max_p95_latency_ratio"][0]
+    assert gate["state"] == "unjudged" and gate["value"] is None, gate
+    out = fast.cli("rollout", "status", r["id"])
+    assert out.returncode == 0 and "max_p95_latency_ratio -/1.5 unjudged" in out.stdout, out
+    holds = [e for e in events_of(fast, r["id"]) if e["kind"] == "hold"]
+    assert len(holds) == 1 and holds[0]["detail"]["unjudged"] == ["max_p95_latency_ratio"], holds
+    assert fast.api("POST", f"/v1/rollouts/{r['id']}/promote").status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "completed")
+    stage = [e for e in events_of(fast, r["id"]) if e["kind"] == "stage"][0]["detail"]
+    assert stage["waived_by"] == "promote" and "max_p95_latency_ratio" in stage["waived"][0], stage
+    assert [g["gate"] for g in [e for e in events_of(fast, r["id"]) if e["kind"] == "complete"][0]
+            ["detail"]["gates"]] == ["max_failed", "max_failed_share"]
+    audit = [a["action"] for a in fast.api("GET", "/v1/audit", params={"limit": 200}).json()["items"]]
+    assert audit.count("rollout.hold") == 1, audit
+
+
+def test_too_few_requests_hold_the_absolute_gates_too(fast):
+    """max_error_rate and max_p95_latency_ms on a canary that has served fewer requests than
+    min_requests: held, not passed."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}, latency={"2.0.0": MS_1}, per_checkin=1) for _ in range(4)]
+    strat = {"stages": [{"percent": 100, "bake": 0}],
+             "gates": {"max_error_rate": 0.1, "max_p95_latency_ms": 50, "min_requests": 1000}}
+    start_fleet(fast, fleet, strat)
+    assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: (r["reason"] or "").startswith("holding stage 0"))
+    hold = [e for e in events_of(fast, r["id"]) if e["kind"] == "hold"][0]["detail"]
+    assert hold["unjudged"] == ["max_error_rate", "max_p95_latency_ms"], hold
+    assert "the canary has" in hold["reason"] and "min_requests is 1000" in hold["reason"], hold
+
+
+def test_devices_in_a_running_stage_check_in_faster(gangliond):
+    """The check-in answer carries the interval: rollout-poll-interval for the devices of a running
+    stage, agent-poll-interval for the rest, and it changes when a device enters or leaves a
+    running stage even when what it runs does not (the cached answer is dropped)."""
+    s = gangliond(extra_args=FAST + ["--agent-poll-interval", "30s", "--rollout-poll-interval", "2s"])
+    publish_versions(s, "1.0.0", "2.0.0")
+    fleet = [SimDevice(s, {"site": "north"}) for _ in range(8)]
+    start_fleet(s, fleet, {"stages": [{"percent": 50, "bake": 3600}, {"percent": 100, "bake": 0}]})
+    assert {d.poll for d in fleet} == {30}
+    assert s.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    rid = rollout_of(s, "cams")["id"]
+
+    def stage_healthy():
+        fleet_checkin(fleet)
+        p = s.api("GET", f"/v1/rollouts/{rid}").json()["progress"]
+        return p["devices"] > 0 and p["healthy"] == p["devices"]
+
+    assert wait_for(stage_healthy, 60, 0.2)
+    r = s.api("GET", f"/v1/rollouts/{rid}").json()
+    fleet_checkin(fleet)
+    canary = [d for d in fleet if cohort(r["id"], d.dev.id) < 0.5 or d.running == ("det", "2.0.0")]
+    rest = [d for d in fleet if d not in canary]
+    assert canary and {d.poll for d in canary} == {2} and {d.poll for d in rest} <= {30}
+    etags = {d.dev.id: d.etag for d in canary}
+    assert s.api("POST", f"/v1/rollouts/{r['id']}/pause").status_code == 200
+    fleet_checkin(fleet)
+    assert {d.poll for d in fleet} == {30}, "paused: no device is in a running stage"
+    assert all(d.etag != etags[d.dev.id] for d in canary) and on_version(canary, "2.0.0")
+    assert s.api("POST", f"/v1/rollouts/{r['id']}/resume").status_code == 200
+    fleet_checkin(fleet)
+    assert {d.poll for d in canary} == {2}
+    assert s.api("POST", f"/v1/rollouts/{r['id']}/promote").status_code == 200
+    drive(s, fleet, "cams", lambda r: r["state"] == "completed")
+    fleet_checkin(fleet)
+    assert on_version(fleet, "2.0.0") and {d.poll for d in fleet} == {30}
+
+
+def test_max_parallel_caps_devices_downloading_at_once(fast):
+    """max_parallel 3 over 12 devices whose downloads take a few check-ins: never more than three
+    devices told 2.0.0 and not yet reporting it; the rest follow as those finish."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}, install_checkins=3) for _ in range(12)]
+    start_fleet(fast, fleet, {"stages": [{"percent": 100, "bake": 0}], "max_parallel": 3})
+    assert fast.api("GET", "/v1/deployments/cams").json()["strategy"]["max_parallel"] == 3
+    assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    most = [0]
+
+    def done():
+        fleet_checkin(fleet)
+        told = [d for d in fleet if d.want == ("det", "2.0.0") and d.running != ("det", "2.0.0")]
+        most[0] = max(most[0], len(told))
+        assert len(told) <= 3, [d.op for d in told]
+        return on_version(fleet, "2.0.0")
+
+    assert wait_for(done, 90, 0.2)
+    assert most[0] == 3, most
+    assert drive(fast, fleet, "cams", lambda r: r["state"] in ("completed", "rolled_back"))["state"] == "completed"
