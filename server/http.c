@@ -88,6 +88,7 @@ static const struct {
 	{http_rollouts_routes, &http_rollouts_nroutes},
 	{http_gitops_routes, &http_gitops_nroutes},
 	{http_telemetry_routes, &http_telemetry_nroutes},
+	{http_status_routes, &http_status_nroutes},
 };
 
 static struct gd_route routes[HTTP_METRICS_MAX_ROUTES];

@@ -135,6 +135,7 @@ GD_ROUTE_TABLE(deployments);
 GD_ROUTE_TABLE(rollouts);
 GD_ROUTE_TABLE(gitops);
 GD_ROUTE_TABLE(telemetry);
+GD_ROUTE_TABLE(status);
 
 /* The request-body field tables that live beside their handlers (a domain module's own are in its
  * header): shared with fuzz/json_body.c, which fuzzes every route's body with its table. */

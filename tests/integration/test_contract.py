@@ -62,7 +62,7 @@ def test_contract_names_the_documented_routes(contract):
         ("POST", "/v1/gitops/suspend"), ("POST", "/v1/gitops/resume"), ("POST", "/v1/gitops/hook"),
         ("POST", "/v1/agent/telemetry"), ("GET", "/v1/models/{name}/versions/{version}/drift"),
         ("POST", "/v1/alert-rules"), ("GET", "/v1/alert-rules"), ("DELETE", "/v1/alert-rules/{name}"),
-        ("GET", "/v1/alerts"), ("GET", "/v1/models/{name}/canary"),
+        ("GET", "/v1/alerts"), ("GET", "/v1/models/{name}/canary"), ("GET", "/v1/status"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():
@@ -138,6 +138,8 @@ def test_responses_fit_the_contract(server, contract):
     other = enroll_device(s, name="other")
     check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{other.id}", json={"name": "contract"}), 409)
     check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"name": "contract"}), 200)
+    check("GET", "/v1/status", s.api("GET", "/v1/status"), 200)
+    check("GET", "/v1/status", s.api("GET", "/v1/status", token=dtok), 403)
     check("DELETE", "/v1/devices/{id}", s.api("DELETE", f"/v1/devices/{dev.id}"), 200)
     check("POST", "/v1/agent/auth/challenge", dev.challenge(s), 403)  # decommissioned
 
