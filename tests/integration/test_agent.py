@@ -932,7 +932,13 @@ def test_onnxruntime_reports_the_provider_that_really_runs(srv, refs, agents):
     if not cuda:
         assert "requested cuda, running on cpu" in item["target_detail"], item
     assert refs.check(g.infer(MODEL, {"x": refs.x("1.0.0")})) == "1.0.0"
-    reported = wait_for(lambda: device_reported(srv, g.device_id)["reported"]["models"], 60, 0.2)
+    # A report sent while the model was still installing names it with "state": "none" (no
+    # target yet): wait for the one that says it serves.
+    def serving():
+        models = device_reported(srv, g.device_id)["reported"]["models"]
+        return models if models and all(m["state"] == "active" for m in models) else None
+    reported = wait_for(serving, 60, 0.2)
+    assert reported, device_reported(srv, g.device_id)["reported"]
     assert [(m["target"], m["target_detail"]) for m in reported] == [(target, item["target_detail"])], reported
     g.stop()
     opts = ["--runtime-options", "threads=1,bogus=1"]

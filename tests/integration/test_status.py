@@ -27,7 +27,10 @@ def test_status_of_a_fleet(gangliond, pg, db):
     assert out.returncode == 0 and "No rollout in progress." in out.stdout, out
 
     publish_versions(s, "1.0.0", "2.0.0", "3.0.0")
-    fleet = [SimDevice(s, {"site": "north"}, broken={"3.0.0"}) for _ in range(6)]
+    # 12 devices: the 50 % stage must hold some of fleet[2:] (with 6 it held none about one run in
+    # twenty, and the wait below timed out).
+    n = 12
+    fleet = [SimDevice(s, {"site": "north"}, broken={"3.0.0"}) for _ in range(n)]
     create(s, follow="1.0.0", strategy={"stages": [{"percent": 50, "bake": 3600}, {"percent": 100}]})
     assert wait_for(lambda: (fleet_checkin(fleet), all(d.running == ("det", "1.0.0") for d in fleet))[1], 30, 0.2)
     fleet_checkin(fleet)  # each reports what it installed
@@ -47,7 +50,7 @@ def test_status_of_a_fleet(gangliond, pg, db):
     fleet_checkin(fleet[2:], 2)  # every device of the stage installed and reported it
 
     st = _status(s)
-    assert st["devices"] == {"active": 7, "decommissioned": 1, "stale": 2, "failing": 1}, st["devices"]
+    assert st["devices"] == {"active": n + 1, "decommissioned": 1, "stale": 2, "failing": 1}, st["devices"]
     assert st["stale"] == [{"reason": "never checked in", "devices": 1},
                            {"reason": "not seen for more than 3m", "devices": 1}], st["stale"]
     [det] = st["models"]
@@ -56,9 +59,9 @@ def test_status_of_a_fleet(gangliond, pg, db):
     on2 = sum(1 for d in fleet if d.running == ("det", "2.0.0"))
     told = {d.dev.id: [x["version"] for x in s.api("GET", f"/v1/devices/{d.dev.id}").json()["desired"]
                        if x["model"] == "det"][0] for d in fleet}
-    assert running == {"1.0.0": 6 - on2, "2.0.0": on2, "3.0.0": 0}, det
-    assert desired.get("3.0.0") == 1 and desired.get("2.0.0", 0) + desired.get("1.0.0", 0) == 5, det
-    assert det["devices"] == 6 and det["failing"] == 1 and det["stale"] == 1, det
+    assert running == {"1.0.0": n - on2, "2.0.0": on2, "3.0.0": 0}, det
+    assert desired.get("3.0.0") == 1 and desired.get("2.0.0", 0) + desired.get("1.0.0", 0) == n - 1, det
+    assert det["devices"] == n and det["failing"] == 1 and det["stale"] == 1, det
     assert det["failures"] == [{"version": "3.0.0", "reason": "self-test failed", "devices": 1}], det
     # Told a version they do not run yet (the late one, if in the stage), failing ones apart.
     updating = [d for d in fleet if d is not bad and told[d.dev.id] != d.running[1]]
@@ -66,12 +69,12 @@ def test_status_of_a_fleet(gangliond, pg, db):
     assert r_told(st) == sum(1 for v in told.values() if v == "2.0.0")
     [r] = st["rollouts"]
     assert (r["id"], r["state"], r["stage"], r["stages"], r["percent"]) == (ro["id"], "running", 0, 2, 50), r
-    assert r["devices"] == 5 and r["model"] == "det" and r["to_version"] == "2.0.0", r
+    assert r["devices"] == n - 1 and r["model"] == "det" and r["to_version"] == "2.0.0", r
 
     out = s.cli("status")
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    assert "Devices: 7 active (1 failing, 2 stale" in text and "1 decommissioned" in text, text
+    assert f"Devices: {n + 1} active (1 failing, 2 stale" in text and "1 decommissioned" in text, text
     assert "self-test failed" in text and "never checked in" in text, text
     assert f"running, stage 1 of 2 (50 %)" in text and ro["id"] in text, text
     js = s.cli("status", output="json")
@@ -79,6 +82,6 @@ def test_status_of_a_fleet(gangliond, pg, db):
 
     # Scopes: read may look, no token may not.
     read = s.make_token(["read"])["token"]
-    assert _status(s, token=read)["devices"]["active"] == 7
+    assert _status(s, token=read)["devices"]["active"] == n + 1
     assert_problem(s.api("GET", "/v1/status", token=NO_TOKEN), 401)
     assert s.cli("status", "extra").returncode == 2
