@@ -145,7 +145,7 @@ static const char *kind_name(enum gn_json_kind k)
 	return "?";
 }
 
-static bool kind_ok(const json_t *v, enum gn_json_kind k)
+bool gn_json_kind_ok(const json_t *v, enum gn_json_kind k)
 {
 	switch (k) {
 	case GN_JSON_STRING: return json_is_string(v);
@@ -185,7 +185,7 @@ int gn_json_check(const json_t *obj, const gn_json_field *fields, size_t n, gn_e
 			return gn_err_set(err, GN_EINVAL, "unknown field '%.100s'", key);
 		if (json_is_null(val) && f->nullable)
 			continue;
-		if (!kind_ok(val, f->kind))
+		if (!gn_json_kind_ok(val, f->kind))
 			return gn_err_set(err, GN_EINVAL, "field '%s' must be %s", key, kind_name(f->kind));
 	}
 	for (size_t i = 0; i < n; i++)

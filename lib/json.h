@@ -27,6 +27,8 @@ typedef struct gn_json_field {
 /* Parses len bytes into *out (new reference) refusing duplicate keys and nesting deeper than
  * max_depth; GN_EINVAL with a message naming the line and column otherwise. */
 int gn_json_parse(json_t **out, const char *buf, size_t len, int max_depth, gn_err *err) GN_WUR;
+/* Whether v has the JSON type that kind k names (a string map: an object whose values are all strings). */
+bool gn_json_kind_ok(const json_t *v, enum gn_json_kind k);
 /* Checks that obj is an object with only the listed fields, each of its kind; GN_EINVAL otherwise. */
 int gn_json_check(const json_t *obj, const gn_json_field *fields, size_t n, gn_err *err) GN_WUR;
 /* Returns the string member key of obj, or NULL if absent or null. Borrowed. */

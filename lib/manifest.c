@@ -470,29 +470,6 @@ static const char *type_name(const json_t *v)
 	}
 }
 
-static bool type_ok(const json_t *v, enum gn_json_kind k)
-{
-	switch (k) {
-	case GN_JSON_STRING: return json_is_string(v);
-	case GN_JSON_INTEGER: return json_is_integer(v);
-	case GN_JSON_BOOL: return json_is_boolean(v);
-	case GN_JSON_OBJECT: return json_is_object(v);
-	case GN_JSON_ARRAY: return json_is_array(v);
-	case GN_JSON_NUMBER: return json_is_number(v);
-	case GN_JSON_STRING_MAP: {
-		const char *key;
-		json_t *e;
-		if (!json_is_object(v))
-			return false;
-		json_object_foreach((json_t *)v, key, e)
-			if (!json_is_string(e))
-				return false;
-		return true;
-	}
-	}
-	return false;
-}
-
 static const char *kind_text(enum gn_json_kind k)
 {
 	switch (k) {
@@ -624,7 +601,7 @@ static const struct gn_manifest_kind *check_fields(const json_t *doc, const char
 		if (!f)
 			gn_manifest_errors_add(errs, file, gn_manifest_line(lines, key),
 					       "unknown field '%.100s' in a %s", key, k->name);
-		else if (!(json_is_null(v) && f->nullable) && !type_ok(v, f->kind))
+		else if (!(json_is_null(v) && f->nullable) && !gn_json_kind_ok(v, f->kind))
 			gn_manifest_errors_add(errs, file, gn_manifest_line(lines, key), "%s must be %s, not %s%s", key,
 					       kind_text(f->kind), type_name(v),
 					       f->kind == GN_JSON_STRING && (json_is_number(v) || json_is_boolean(v))
