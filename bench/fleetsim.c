@@ -41,6 +41,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "fileio.h"
 #include "latency.h"
 
 #define AUTH_PREFIX "ganglion-device-auth:v1:" /* what agents/client.c signs: PREFIX ID:NONCE */
@@ -643,15 +644,15 @@ static double num(const char *s, const char *name, double lo, double hi)
 
 static char *read_secret(const char *v)
 {
+	char *out = NULL;
+	gn_err err;
 	if (v[0] != '@')
 		return strdup(v);
-	FILE *f = fopen(v + 1, "re");
-	char buf[512];
-	if (!f || !fgets(buf, sizeof(buf), f))
-		die("cannot read the enrollment token file");
-	fclose(f);
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return strdup(buf);
+	if (gn_secret_file_read(&out, v + 1, 4096, &err)) {
+		fprintf(stderr, "fleetsim: --enroll-token: %s\n", err.msg);
+		exit(2);
+	}
+	return out;
 }
 
 int main(int argc, char **argv)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "fileio.h"
 #include "manpage.h"
 #include "version.h"
 
@@ -250,52 +251,15 @@ out:
 	return error;
 }
 
-/* Reads a token from path into *out (new), without surrounding whitespace. */
+/* Reads a token from path into *out (new), without surrounding whitespace (gn_secret_file_read),
+ * as a usage error naming the token file when it cannot. */
 static int read_token_file(char **out, const char *path, gn_err *err)
 {
-	int error = 0;
-	char buf[TOKEN_FILE_MAX + 1];
-	size_t len = 0;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0) {
-		error = gn_err_set(err, CLI_EUSAGE, "cannot open token file %s: %s", path, strerror(errno));
-		goto out;
-	}
-	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			error = gn_err_set(err, CLI_EUSAGE, "cannot read token file %s: %s", path, strerror(errno));
-			goto out;
-		}
-		len += (size_t)n;
-	}
-	if (len > TOKEN_FILE_MAX) {
-		error = gn_err_set(err, CLI_EUSAGE, "token file %s is larger than %d bytes", path, TOKEN_FILE_MAX);
-		goto out;
-	}
-	size_t start = 0;
-	while (start < len && strchr(" \t\r\n", buf[start]))
-		start++;
-	while (len > start && strchr(" \t\r\n", buf[len - 1]))
-		len--;
-	if (len == start) {
-		error = gn_err_set(err, CLI_EUSAGE, "token file %s is empty", path);
-		goto out;
-	}
-	for (size_t i = start; i < len; i++) {
-		if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f) {
-			error = gn_err_set(err, CLI_EUSAGE, "token file %s holds more than one token", path);
-			goto out;
-		}
-	}
-	*out = gn_strndup(buf + start, len - start);
-out:
-	if (fd >= 0)
-		close(fd);
-	return error;
+	if (!gn_secret_file_read(out, path, TOKEN_FILE_MAX, err))
+		return 0;
+	char why[sizeof(err->msg)];
+	snprintf(why, sizeof(why), "%s", err->msg);
+	return gn_err_set(err, CLI_EUSAGE, "token file: %s", why);
 }
 
 /* Turns the loaded settings into the context commands run with. */
