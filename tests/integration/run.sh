@@ -17,6 +17,15 @@ if ! "$PYTHON" -c 'import pytest' 2>/dev/null; then
 fi
 
 mkdir -p "$builddir/tests/integration"
+# The whole directory, unless the arguments name test files or directories themselves
+# (run.sh tests/integration/test_tuf.py -x runs that file only).
+whole=yes
+for arg in "$@"; do
+	case $arg in
+	-*) ;;
+	*) [ -e "${arg%%::*}" ] && whole= ;;
+	esac
+done
+[ -n "$whole" ] && set -- "$srcdir/tests/integration" "$@"
 exec "$PYTHON" -m pytest -q -p no:cacheprovider -rfE \
-	--junitxml="$builddir/tests/integration/junit.xml" \
-	"$srcdir/tests/integration" "$@"
+	--junitxml="$builddir/tests/integration/junit.xml" "$@"
