@@ -401,17 +401,36 @@ static void page_title(char *out, size_t n, const gn_buf *body)
 	snprintf(out, n, " (page title '%s')", title);
 }
 
+/* Whether libmicrohttpd itself may answer with this status, before gangliond sees the request
+ * (its refusals carry no Content-Type): any other error without one is from another server. */
+static bool mhd_status(long status)
+{
+	static const long own[] = {400, 413, 414, 417, 431, 500, 501, 503, 505};
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (own[i] == status)
+			return true;
+	return false;
+}
+
 /* Fails for an answer in a media type gangliond never sends (an HTML page, say): the URL points at
  * some other web server (CLI_ENOTGANGLION), or, with a 5xx, a proxy in front of gangliond failed
  * (GN_EUNAVAIL). The page is never printed. Returns 0 for JSON, and for no Content-Type at all
  * unless it is an error: libmicrohttpd's own refusals (414, 431...) come without one, and their
- * HTML is left out of the message too. */
+ * HTML is left out of the message too; any other error status without one is another server's. */
 static int check_foreign(const cli_ctx *ctx, const char *method, const char *url, const gn_http_resp *resp, gn_err *err)
 {
 	const char *ct = resp->content_type;
 	char title[128], type[64];
 	if (ct && *ct && is_json_type(ct))
 		return 0;
+	if ((!ct || !*ct) && resp->status >= 400 && !mhd_status(resp->status)) {
+		page_title(title, sizeof(title), &resp->body);
+		return gn_err_set(err, CLI_ENOTGANGLION,
+				  "%s is not gangliond: %s %s answered HTTP %ld without a Content-Type%s; gangliond "
+				  "answers its errors in problem+json; check --url (GANGLION_URL, or url in the "
+				  "config file)",
+				  ctx->url, method, url, resp->status, title);
+	}
 	if (!ct || !*ct) {
 		gn_http_resp no_body = *resp;
 		no_body.body.len = 0;

@@ -431,10 +431,12 @@ def test_a_url_that_is_not_gangliond(server):
                       "/v1/models": (404, "text/html", page),
                       "/v1/tokens": (502, "text/html", page),
                       # as libmicrohttpd refuses a request line too long: HTML without a Content-Type
-                      "/v1/audit": (414, None, page)})
+                      "/v1/audit": (414, None, page),
+                      # as a mirror refuses an unknown path: 403 and HTML without a Content-Type
+                      "/v1/status": (403, None, page)})
     try:
         for args, code in ((("devices", "list"), 8), (("models", "list"), 8), (("tokens", "list"), 6),
-                           (("audit", "list"), 1)):
+                           (("audit", "list"), 1), (("status",), 8)):
             p = server.cli(*args, url=canned.url)
             assert p.returncode == code, (args, p.returncode, p.stderr)
             assert "<" not in p.stderr and "lorem" not in p.stderr and "Welcome to nginx!" in p.stderr, p.stderr
