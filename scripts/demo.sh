@@ -51,10 +51,20 @@ wait_for() { # description, command...
 }
 
 step "start gangliond (data dir $data/server, private PostgreSQL under $data/server/pg)"
+if curl -s -o /dev/null --max-time 2 "$url/"; then
+	echo "something already answers at $url; stop it or choose another port with GANGLION_DEMO_PORT" >&2
+	exit 1
+fi
 build/server/gangliond --data-dir "$data/server" --listen "127.0.0.1:$port" --agent-poll-interval 2s \
 	--rollout-interval 1s 2>"$data/gangliond.log" &
 pids+=($!)
-wait_for "gangliond /readyz" curl -sf "$url/readyz"
+gangliond_up() { kill -0 "${pids[-1]}" || { gangliond_died=1; return 0; }; curl -sf "$url/readyz"; }
+wait_for "gangliond /readyz" gangliond_up
+if [ -n "${gangliond_died:-}" ]; then
+	echo "gangliond exited; the end of $data/gangliond.log:" >&2
+	tail -5 "$data/gangliond.log" >&2
+	exit 1
+fi
 curl -s "$url/readyz"; echo
 export GANGLION_URL=$url GANGLION_TOKEN=@$data/server/admin.token
 
