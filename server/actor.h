@@ -13,7 +13,8 @@ enum gd_scope {
 	GD_SCOPE_OPERATOR = 1 << 1,
 	GD_SCOPE_CI = 1 << 2,
 	GD_SCOPE_READ = 1 << 3,
-	GD_SCOPE_DEVICE = 1 << 8, /* a device's bearer token; only for /v1/agent routes */
+	GD_SCOPE_DEVICE = 1 << 8,   /* a device's bearer token; only for /v1/agent routes */
+	GD_SCOPE_ANON_TUF = 1 << 9, /* also open without a token while tuf-anonymous-read is on */
 };
 
 enum gd_actor_kind {

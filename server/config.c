@@ -123,6 +123,9 @@ static const gn_conf_opt opts[] = {
 	    "lifetime of timestamp metadata (re-signed when half of it is left)"),
 	OPT("tuf-director-expiry", GN_CONF_DURATION, tuf_director_expiry, "1d", false, 4, 86400LL * 30, "DURATION",
 	    "lifetime of a device's director targets (re-signed at check-in when half of it is left)"),
+	OPT("tuf-anonymous-read", GN_CONF_BOOL, tuf_anonymous_read, "false", true, 0, 0, NULL,
+	    "serve the image repository (its metadata and its targets) without a token, e.g. to a site mirror or a "
+	    "CDN; the director always needs the device's own token"),
 	OPT("max-report-size", GN_CONF_SIZE, max_report_size, "64K", true, 1024, 1LL << 20, "SIZE",
 	    "largest check-in report (models, last operation, agent version and facts; 413 beyond)"),
 	OPT("device-reports-per-hour", GN_CONF_INT, device_reports_per_hour, "120", true, 1, 1000000, "N",

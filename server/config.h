@@ -54,6 +54,7 @@ struct gd_config {
 	int64_t tuf_snapshot_expiry;
 	int64_t tuf_timestamp_expiry;
 	int64_t tuf_director_expiry;
+	bool tuf_anonymous_read;
 	int64_t agent_poll_interval;
 	int64_t rollout_poll_interval;
 	int64_t max_report_size;

@@ -1,6 +1,7 @@
-/* GET /v1/artifacts/sha256/{digest}: artifacts from the store (straight from their file
- * descriptor, or streamed from object storage), with Range so a device resumes a cut download
- * where it stopped. */
+/* GET /v1/artifacts/sha256/{digest}, and the same files at their TUF target paths
+ * (/v1/tuf/image/targets/models/NAME/VERSION/HASH.FILE): artifacts from the store (straight from
+ * their file descriptor, or streamed from object storage), with Range so a device resumes a cut
+ * download where it stopped. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -69,22 +70,13 @@ static void reply_bytes(struct gd_req *r, int status, const char *hex, struct ar
 	}
 }
 
-static void http_artifacts_get(struct gd_req *r)
+/* Answers the stored artifact hex (whose reader has been checked): whole, or the one range asked
+ * for, with its digest as ETag (If-None-Match, If-Range). */
+static void serve(struct gd_req *r, const char *hex)
 {
-	const char *digest = gd_param(r, 0);
-	unsigned char raw[GN_SHA256_LEN];
-	char hex[GN_SHA256_HEX_LEN + 1], etag[80], buf[96];
+	char etag[80], buf[96];
 	struct artifact_source src = {.fd = -1};
-	if (gn_hex_decode(raw, sizeof(raw), digest)) {
-		gd_reply_problem(r, 404, "no such artifact (expected a 64-hex-digit SHA-256)");
-		return;
-	}
-	gn_hex_encode(hex, raw, sizeof(raw));
 	gn_err err;
-	if (models_artifact_readable(gd_db(r), gd_actor(r), hex, &err)) {
-		gd_reply_error(r, &err);
-		return;
-	}
 	gd_db_release(r);
 	if (artifacts_open(&src, hex, &err)) {
 		gd_reply_error(r, &err);
@@ -118,7 +110,37 @@ static void http_artifacts_get(struct gd_req *r)
 		close(src.fd);
 }
 
+static void http_artifacts_get(struct gd_req *r)
+{
+	unsigned char raw[GN_SHA256_LEN];
+	char hex[GN_SHA256_HEX_LEN + 1];
+	gn_err err;
+	if (gn_hex_decode(raw, sizeof(raw), gd_param(r, 0))) {
+		gd_reply_problem(r, 404, "no such artifact (expected a 64-hex-digit SHA-256)");
+		return;
+	}
+	gn_hex_encode(hex, raw, sizeof(raw));
+	if (models_artifact_readable(gd_db(r), gd_actor(r), hex, &err))
+		gd_reply_error(r, &err);
+	else
+		serve(r, hex);
+}
+
+/* The same bytes at their TUF target path in the image repository, models/NAME/VERSION/FILE,
+ * with the hash prefix on the file name that consistent snapshots give it (HASH.FILE). */
+static void http_artifacts_tuf_target(struct gd_req *r)
+{
+	char hex[GN_SHA256_HEX_LEN + 1];
+	gn_err err;
+	if (models_target_digest(hex, gd_db(r), gd_actor(r), gd_param(r, 0), gd_param(r, 1), gd_param(r, 2), &err))
+		gd_reply_error(r, &err);
+	else
+		serve(r, hex);
+}
+
 const struct gd_route http_artifacts_routes[] = {
 	{"GET", "/v1/artifacts/sha256/{digest}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_artifacts_get, NULL},
+	{"GET", "/v1/tuf/image/targets/models/{name}/{version}/{file}",
+	 GD_SCOPE_READ | GD_SCOPE_DEVICE | GD_SCOPE_ANON_TUF, http_artifacts_tuf_target, NULL},
 };
 const size_t http_artifacts_nroutes = GN_ARRAY_LEN(http_artifacts_routes);

@@ -202,7 +202,7 @@ static void http_tuf_director_get(struct gd_req *r)
 }
 
 const struct gd_route http_tuf_routes[] = {
-	{"GET", "/v1/tuf/image/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_get, NULL},
+	{"GET", "/v1/tuf/image/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE | GD_SCOPE_ANON_TUF, http_tuf_get, NULL},
 	{"GET", "/v1/tuf/image/root/draft", GD_SCOPE_ADMIN, http_tuf_root_draft, NULL},
 	{"GET", "/v1/tuf/director/{file}", GD_SCOPE_READ | GD_SCOPE_DEVICE, http_tuf_director_get, NULL},
 	{"GET", "/v1/tuf/director/root/draft", GD_SCOPE_ADMIN, http_tuf_director_root_draft, NULL},

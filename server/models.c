@@ -59,6 +59,9 @@ static const db_stmt st_device_digest = {
 	"SELECT 1 FROM director_targets t WHERE t.device_id = $1 AND jsonb_path_exists(t.body::jsonb,"
 	" '$.signed.targets.*.hashes.sha256 ? (@ == $d)', jsonb_build_object('d', $2::text)) LIMIT 1",
 	2};
+static const db_stmt st_target = {
+	"models_target",
+	"SELECT 1 FROM model_versions WHERE model = $1 AND version = $2 AND filename = $3 AND sha256 = $4", 4};
 static const db_stmt st_device_version = {
 	"models_device_version",
 	"SELECT 1 FROM director_targets t WHERE t.device_id = $1 AND jsonb_path_exists(t.body::jsonb,"
@@ -223,6 +226,27 @@ int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char 
 		error = gn_err_set(err, GN_ENOTFOUND, "no such artifact");
 	PQclear(res);
 	return error;
+}
+
+int models_target_digest(char out[GN_SHA256_HEX_LEN + 1], db_conn *c, const struct gd_actor *who, const char *name,
+			 const char *version, const char *file, gn_err *err)
+{
+	PGresult *res = NULL;
+	size_t n = strspn(file, "0123456789abcdef");
+	if (n != GN_SHA256_HEX_LEN || file[n] != '.' || !file[n + 1])
+		return gn_err_set(
+			err, GN_ENOTFOUND,
+			"no such target: the file name must be the target's SHA-256 (64 lower-case hex digits), "
+			"a dot and its file name");
+	memcpy(out, file, GN_SHA256_HEX_LEN);
+	out[GN_SHA256_HEX_LEN] = '\0';
+	const char *p[] = {name, version, file + n + 1, out};
+	int error = db_exec(&res, c, &st_target, p, err);
+	if (!error && PQntuples(res) == 0)
+		error = gn_err_set(err, GN_ENOTFOUND,
+				   "no such target in the image repository (name, version, file or hash)");
+	PQclear(res);
+	return error ? error : models_artifact_readable(c, who, out, err);
 }
 
 /* Parses and checks the metadata part; every failure is the client's (GN_EINVAL). */

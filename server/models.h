@@ -30,6 +30,12 @@ int models_publish(char **out, db_conn *c, const struct gd_actor *who, const str
  * director targets name or named before (what it runs, and what it may roll back to), else
  * GN_EFORBIDDEN. A plain read. */
 int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char *digest, gn_err *err) GN_WUR;
+/* Finds the artifact at a TUF target path of the image repository, models/name/version/file,
+ * where file is "HASH.FILENAME" (consistent snapshots: HASH is the target's SHA-256 in lower-case
+ * hex): its digest into out (65 bytes). GN_ENOTFOUND when no released version has that file name
+ * with that hash; then the same checks as models_artifact_readable. A plain read. */
+int models_target_digest(char out[GN_SHA256_HEX_LEN + 1], db_conn *c, const struct gd_actor *who, const char *name,
+			 const char *version, const char *file, gn_err *err) GN_WUR;
 /* Deletes the stored artifacts that no committed version references and that have not changed
  * for grace_s seconds (younger ones may belong to a publish in flight on another replica sharing
  * the store), and temp uploads as old (artifacts_sweep_temp). One replica sweeps at a time (a

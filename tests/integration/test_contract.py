@@ -48,7 +48,7 @@ def test_contract_names_the_documented_routes(contract):
         ("PUT", "/v1/models/{name}/aliases/{alias}"), ("DELETE", "/v1/models/{name}/aliases/{alias}"),
         ("PUT", "/v1/models/{name}/versions/{version}/yank"), ("DELETE", "/v1/models/{name}/versions/{version}/yank"),
         ("GET", "/v1/artifacts/sha256/{digest}"), ("HEAD", "/v1/artifacts/sha256/{digest}"),
-        ("GET", "/v1/tuf/image/{file}"),
+        ("GET", "/v1/tuf/image/{file}"), ("GET", "/v1/tuf/image/targets/models/{name}/{version}/{file}"),
         ("GET", "/v1/tuf/image/root/draft"), ("POST", "/v1/tuf/image/root"),
         ("GET", "/v1/keys"), ("POST", "/v1/keys/rotate"),
         ("POST", "/v1/agent/checkin"), ("PUT", "/v1/devices/{id}/desired"), ("DELETE", "/v1/devices/{id}/desired"),

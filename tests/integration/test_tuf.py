@@ -3,6 +3,7 @@ and python3-cryptography, no code shared with lib/): metadata after publishes, o
 rotation, the offline root flow, thresholds, timestamp re-signing, and immutable versions."""
 
 import copy
+import hashlib
 import datetime
 import json
 import shutil
@@ -139,7 +140,8 @@ def test_verifier_catches_tampering(server, monkeypatch):
         (edit_json("timestamp.json", lambda d: d["signed"].update(spec_version="2.0.0")), "spec_version"),
         (lambda p, b: b + b" " if p.endswith(".snapshot.json") else b, "sha256"),
         (lambda p, b: b.replace(b"0.1", b"0.10") if p.endswith("/sample") else b, "sample_sha256"),
-        (lambda p, b: b"x" + b[1:] if p.startswith("/v1/artifacts/") else b, "artifact served"),
+        (lambda p, b: b"x" + b[1:] if p.startswith("/v1/artifacts/") else b, "/v1/artifacts/sha256/"),
+        (lambda p, b: b[:-1] if p.startswith("/v1/tuf/image/targets/") else b, "/v1/tuf/image/targets/models/t/"),
     ]
     for rewrite, expect in cases:
         monkeypatch.setattr(tuf_verify.Verifier, "get", tampered(rewrite))
@@ -542,3 +544,55 @@ def test_director_repository_verifies_independently(server, monkeypatch):
     later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=2)
     with pytest.raises(tuf_verify.VerifyError, match="expired"):
         tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id, now=later)
+
+
+def _tuf_path(target, digest):
+    """A target's URL in the image repository (consistent snapshots: DIR/HASH.NAME)."""
+    d, _, base = target.rpartition("/")
+    return f"/v1/tuf/image/targets/{d}/{digest}.{base}"
+
+
+def test_targets_are_served_at_their_tuf_paths(server):
+    """What a stock TUF client asks for: the bytes the targets metadata lists, at the target's
+    path with its hash on the file name, with Range and ETag as under /v1/artifacts; any other
+    name, version or hash is 404, and a device reads only what its director named."""
+    data = bytes(range(256)) * 40
+    r = publish(server, "det", data)
+    assert r.status_code == 201, r.text
+    target = r.json()["target"]
+    sha = _meta(server, "targets.json")["signed"]["targets"][target]["hashes"]["sha256"]
+    assert sha == hashlib.sha256(data).hexdigest()
+    url = _tuf_path(target, sha)
+    r = server.api("GET", url)
+    assert r.status_code == 200 and r.content == data, r.text[:300]
+    etag = f'"sha256:{sha}"'
+    assert r.headers["ETag"] == etag and r.headers["Accept-Ranges"] == "bytes"
+    r = server.api("GET", url, headers={"Range": "bytes=100-199"})
+    assert (r.status_code, r.content, r.headers["Content-Range"]) == (206, data[100:200], f"bytes 100-199/{len(data)}")
+    r = server.api("GET", url, headers={"Range": "bytes=-10"})
+    assert (r.status_code, r.content) == (206, data[-10:])
+    assert_problem(server.api("GET", url, headers={"Range": f"bytes={len(data)}-"}), 416)
+    assert server.api("GET", url, headers={"If-None-Match": etag}).status_code == 304
+
+    other = publish(server, "det", b"other bytes", meta=model_meta("1.1.0"))
+    assert other.status_code == 201, other.text
+    other_sha = hashlib.sha256(b"other bytes").hexdigest()
+    d = target.rpartition("/")[0]
+    for bad in (f"{d}/{other_sha}.model.onnx", f"{d}/model.onnx", f"{d}/{sha.upper()}.model.onnx",
+                f"{d}/{sha}.model.bin", f"{d}/{sha}.", f"{d}/{sha[:-1]}.model.onnx", f"models/det/9.9.9/{sha}.model.onnx",
+                f"models/nope/1.0.0/{sha}.model.onnx"):
+        assert_problem(server.api("GET", f"/v1/tuf/image/targets/{bad}"), 404, "target")
+    assert server.api("GET", _tuf_path(other.json()["target"], other_sha)).content == b"other bytes"
+
+    # A token is needed (tuf-anonymous-read is off by default); a device gets only what its
+    # director names.
+    assert_problem(server.api("GET", url, token=NO_TOKEN), 401)
+    assert_problem(server.api("GET", "/v1/tuf/image/timestamp.json", token=NO_TOKEN), 401)
+    dev = enroll_device(server)
+    tok = dev.authenticate(server)
+    assert_problem(server.api("GET", url, token=tok), 403)
+    assert server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.0.0"}).status_code == 200
+    assert server.api("GET", "/v1/tuf/director/targets.json", token=tok).status_code == 200
+    r = server.api("GET", url, token=tok, headers={"Range": "bytes=4096-"})
+    assert (r.status_code, r.content) == (206, data[4096:])
+    assert_problem(server.api("GET", _tuf_path(other.json()["target"], other_sha), token=tok), 403)

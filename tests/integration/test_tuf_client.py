@@ -311,11 +311,38 @@ def test_tuf_js_refreshes_gangliond_image_metadata(server, tmp_path):
         assert mine == server.api("GET", f"/v1/tuf/image/{role}.json").json(), role
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: gangliond does not serve targets at their TUF paths "
-                                       "(DIR/HASH.NAME under the metadata URL's targets/) yet")
 def test_tuf_js_downloads_a_target_from_gangliond(server, tmp_path):
     data = b"model bytes for tuf-js"
     assert publish(server, "det", data).status_code == 201
     r = _tufjs(server, tmp_path, "download", "models/det/1.0.0/model.onnx")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "js-download-dl" / "target").read_bytes() == data
+
+
+def test_agent_tuf_client_reads_gangliond_without_a_token(gangliond, tmp_path):
+    """With tuf-anonymous-read, a mirror or a stock client reads the image repository (metadata
+    and targets) with no token: `ganglion-agent tuf-client` verifies it and downloads a target
+    at its TUF path. Nothing else opens: the director, artifacts by digest and the API still
+    need their tokens, and a token that is sent is still checked."""
+    server = gangliond(extra_args=["--tuf-anonymous-read"])
+    data = b"model bytes for an anonymous mirror"
+    assert publish(server, "det", data).status_code == 201
+    sha = hashlib.sha256(data).hexdigest()
+    for path in ("/v1/tuf/image/root.json", "/v1/tuf/image/timestamp.json", "/v1/tuf/image/1.targets.json",
+                 f"/v1/tuf/image/targets/models/det/1.0.0/{sha}.model.onnx"):
+        assert server.api("GET", path, token=None).status_code == 200, path
+    for path in ("/v1/tuf/director/root.json", "/v1/tuf/director/targets.json", f"/v1/artifacts/sha256/{sha}",
+                 "/v1/models", "/v1/tuf/image/root/draft"):
+        assert server.api("GET", path, token=None).status_code == 401, path
+    assert server.api("GET", "/v1/tuf/image/root.json", token="gna_" + "0" * 40).status_code == 401
+
+    (tmp_path / "dl").mkdir()
+    (tmp_path / "root.json").write_bytes(server.api("GET", "/v1/tuf/image/1.root.json").content)
+    base = f"{server.url}/v1/tuf/image"
+    tc = [str(AGENT), "tuf-client", "--metadata-dir", str(tmp_path / "meta")]
+    ok(subprocess.run(tc + ["init", str(tmp_path / "root.json")], capture_output=True, text=True, timeout=60))
+    ok(subprocess.run(tc + ["--metadata-url", base, "refresh"], capture_output=True, text=True, timeout=60))
+    ok(subprocess.run(tc + ["--metadata-url", base, "--target-name", TARGET, "--target-dir", str(tmp_path / "dl"),
+                            "--target-base-url", f"{base}/targets", "download"],
+                      capture_output=True, text=True, timeout=60))
+    assert (tmp_path / "dl" / "models%2Fdet%2F1.0.0%2Fmodel.onnx").read_bytes() == data

@@ -8,7 +8,7 @@ Checks, for a running gangliond: the root chain 1..N (root 1 self-signed to thre
 signed by a threshold of N's root keys and of its own), key ids, timestamp -> snapshot (version,
 length, SHA-256 of the exact bytes) -> targets (version), every signature, expiries, _type and
 spec_version, consistent-snapshot file names, and that every published model version is a
-target with the right length and hash, whose custom digests are the SHA-256 of the bytes served
+target with the right length and hash, downloadable at its TUF target path, whose custom digests are the SHA-256 of the bytes served
 at .../sample and .../reference-profile.
 
 The director (Uptane's split): its root chain 1..N under /v1/tuf/director/ (roles root and
@@ -413,10 +413,14 @@ class Verifier:
             self.problem(f"target {path}: {url} differs from the version object's {field[:-7]}")
 
     def check_artifact(self, path, t):
+        """The target's bytes, at its TUF path (consistent snapshots: DIR/HASH.NAME under
+        targets/) and under its content address, must be what targets lists."""
         digest = t["hashes"]["sha256"]
-        body, headers = self.get(f"/v1/artifacts/sha256/{digest}")
-        if len(body) != t["length"] or sha256_hex(body) != digest:
-            self.problem(f"target {path}: the artifact served is {len(body)} bytes hashing to {sha256_hex(body)}")
+        d, _, base = path.rpartition("/")
+        for url in (f"/v1/tuf/image/targets/{d}/{digest}.{base}", f"/v1/artifacts/sha256/{digest}"):
+            body, _ = self.get(url)
+            if len(body) != t["length"] or sha256_hex(body) != digest:
+                self.problem(f"target {path}: {url} serves {len(body)} bytes hashing to {sha256_hex(body)}")
 
     def run(self):
         root, root_version = self.verify_roots()
