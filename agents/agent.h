@@ -42,6 +42,8 @@ struct agent_config {
 	char *server_url;
 	char *ca_file;
 	char *pinned_pubkey;
+	char *client_cert;
+	char *client_key;
 	char *data_dir;
 	char *runtime_plugin;
 	char *runtime_target;

@@ -28,6 +28,8 @@ static int request(gn_http_resp *resp, struct agent *a, const char *method, cons
 		.max_response = max,
 		.ca_file = a->cfg.ca_file,
 		.pinned_pubkey = a->cfg.pinned_pubkey,
+		.client_cert = a->cfg.client_cert,
+		.client_key = a->cfg.client_key,
 	};
 	int rc = gn_http_do(resp, &req, err);
 	free(url);

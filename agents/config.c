@@ -14,9 +14,15 @@ static const gn_conf_opt opts[] = {
 	OPT("config", GN_CONF_STRING, config, NULL, false, 0, 0, "FILE", "read settings from this INI file"),
 	OPT("server-url", GN_CONF_STRING, server_url, "http://127.0.0.1:7700", false, 0, 0, "URL",
 	    "gangliond's base URL"),
-	OPT("ca-file", GN_CONF_STRING, ca_file, "", false, 0, 0, "FILE", "CA bundle for an https server-url"),
+	OPT("ca-file", GN_CONF_STRING, ca_file, "", false, 0, 0, "FILE",
+	    "CA bundle (PEM) the https server-url's certificate must chain to; empty: the system's CAs. The "
+	    "server is always verified"),
 	OPT("pinned-pubkey", GN_CONF_STRING, pinned_pubkey, "", false, 0, 0, "PIN",
 	    "accept only this server key (sha256//BASE64, or a PEM/DER public key file)"),
+	OPT("client-cert", GN_CONF_STRING, client_cert, "", false, 0, 0, "FILE",
+	    "PEM certificate the agent presents to an https server-url that asks for one (mTLS), with client-key"),
+	OPT("client-key", GN_CONF_STRING, client_key, "", false, 0, 0, "FILE",
+	    "PEM private key (unencrypted) of client-cert"),
 	OPT("data-dir", GN_CONF_STRING, data_dir, "/var/lib/ganglion-agent", false, 0, 0, "DIR",
 	    "identity, trusted metadata, downloads and models"),
 	OPT("runtime-plugin", GN_CONF_STRING, runtime_plugin, PKGLIBDIR "/runtimes/ganglion-runtime-opencv.so", false,
@@ -59,6 +65,13 @@ int agent_config_check(const struct agent_config *c, gn_err *err)
 	enum gn_log_level level;
 	if (strncmp(c->server_url, "http://", 7) != 0 && strncmp(c->server_url, "https://", 8) != 0)
 		return gn_err_set(err, GN_EINVAL, "server-url must start with http:// or https://");
+	if (!*c->client_cert != !*c->client_key)
+		return gn_err_set(err, GN_EINVAL, "client-cert and client-key go together: set both, or neither");
+	if (strncmp(c->server_url, "http://", 7) == 0 && (*c->ca_file || *c->pinned_pubkey || *c->client_cert))
+		return gn_err_set(err, GN_EINVAL, "%s is set but server-url is plain http://: use an https:// URL",
+				  *c->ca_file         ? "ca-file"
+				  : *c->pinned_pubkey ? "pinned-pubkey"
+						      : "client-cert");
 	if (c->poll_min > c->poll_max)
 		return gn_err_set(err, GN_EINVAL, "poll-min is larger than poll-max");
 	if (!*c->data_dir)

@@ -131,6 +131,8 @@ static int fetch_rest(struct dl *d, struct agent *a, gn_err *err)
 		.token = a->token,
 		.ca_file = a->cfg.ca_file,
 		.pinned_pubkey = a->cfg.pinned_pubkey,
+		.client_cert = a->cfg.client_cert,
+		.client_key = a->cfg.client_key,
 		.offset = d->have,
 		.length = d->length,
 		.deadline_s = (long)a->cfg.download_deadline,

@@ -114,7 +114,9 @@ static int fetch(char **out, size_t *out_len, const struct tc *c, const char *ba
 			   .max_response = max ? max : 1,
 			   .ca_file = c->cfg->ca_file && *c->cfg->ca_file ? c->cfg->ca_file : NULL,
 			   .pinned_pubkey =
-				   c->cfg->pinned_pubkey && *c->cfg->pinned_pubkey ? c->cfg->pinned_pubkey : NULL};
+				   c->cfg->pinned_pubkey && *c->cfg->pinned_pubkey ? c->cfg->pinned_pubkey : NULL,
+			   .client_cert = c->cfg->client_cert,
+			   .client_key = c->cfg->client_key};
 	int rc = gn_http_do(&resp, &req, err);
 	if (!rc && (resp.status == 404 || resp.status == 403))
 		rc = gn_err_set(err, GN_ENOTFOUND, "%s: %ld", url, resp.status);

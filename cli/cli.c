@@ -347,6 +347,9 @@ int cli_request(json_t **out, const cli_ctx *ctx, const char *method, const char
 		.body_len = text ? strlen(text) : 0,
 		.timeout_s = ctx->timeout_s,
 		.max_response = MAX_RESPONSE,
+		.ca_file = ctx->ca_file,
+		.client_cert = ctx->client_cert,
+		.client_key = ctx->client_key,
 	};
 
 	*out = NULL;

@@ -55,8 +55,11 @@ enum cli_output { CLI_OUTPUT_TABLE, CLI_OUTPUT_JSON };
 
 /* What every command runs with, resolved from flags, environment and config file. */
 typedef struct cli_ctx {
-	const char *url;   /* base URL without a trailing slash */
-	const char *token; /* bearer token or NULL */
+	const char *url;         /* base URL without a trailing slash */
+	const char *token;       /* bearer token or NULL */
+	const char *ca_file;     /* CA bundle for https, or NULL for the system's */
+	const char *client_cert; /* PEM client certificate and key (mTLS), or NULL */
+	const char *client_key;
 	enum cli_output output;
 	long timeout_s;
 	bool tty; /* stdout is a terminal */

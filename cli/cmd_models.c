@@ -360,6 +360,9 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		.max_response = UPLOAD_MAX_RESPONSE,
 		.progress = show ? progress_update : NULL,
 		.progress_ud = &prog,
+		.ca_file = ctx->ca_file,
+		.client_cert = ctx->client_cert,
+		.client_key = ctx->client_key,
 	};
 	progress_start(&prog, "uploading", tty);
 	error = gn_http_upload_multipart(&resp, &up, err);

@@ -21,6 +21,9 @@ typedef struct cli_conf {
 	char *token;
 	char *output;
 	int64_t timeout;
+	char *ca_file;
+	char *client_cert;
+	char *client_key;
 	char *config;
 } cli_conf;
 
@@ -35,6 +38,13 @@ static const gn_conf_opt conf_opts[] = {
 	 "output format: aligned columns, or the server's JSON"},
 	{"timeout", GN_CONF_DURATION, offsetof(cli_conf, timeout), "30s", false, 1, 3600, "DURATION",
 	 "give up on a request after this long"},
+	{"ca-file", GN_CONF_STRING, offsetof(cli_conf, ca_file), NULL, false, 0, 0, "FILE",
+	 "CA bundle (PEM) an https url's certificate must chain to, instead of the system's CAs (the server is "
+	 "always verified)"},
+	{"client-cert", GN_CONF_STRING, offsetof(cli_conf, client_cert), NULL, false, 0, 0, "FILE",
+	 "PEM certificate to present to a server that requires client certificates (with --client-key)"},
+	{"client-key", GN_CONF_STRING, offsetof(cli_conf, client_key), NULL, false, 0, 0, "FILE",
+	 "PEM private key (unencrypted) of --client-cert"},
 	{"config", GN_CONF_STRING, offsetof(cli_conf, config), NULL, false, 0, 0, "FILE",
 	 "config file (default $XDG_CONFIG_HOME/ganglion/config or ~/.config/ganglion/config)"},
 };
@@ -95,7 +105,8 @@ static void main_help(FILE *f, const cli_opt *gopts)
 	}
 	fprintf(f, "  %-26s %s\n  %-26s %s\n", "-V, --version", "print the version", "-h, --help", "show this help");
 	fputs("\nSettings are taken from, first match wins: flags; the environment (GANGLION_URL,\n"
-	      "GANGLION_TOKEN, GANGLION_OUTPUT, GANGLION_TIMEOUT); the config file ($GANGLION_CONFIG,\n"
+	      "GANGLION_TOKEN, GANGLION_OUTPUT, GANGLION_TIMEOUT, GANGLION_CA_FILE, GANGLION_CLIENT_CERT,\n"
+	      "GANGLION_CLIENT_KEY); the config file ($GANGLION_CONFIG,\n"
 	      "else $XDG_CONFIG_HOME/ganglion/config, else ~/.config/ganglion/config) with lines like\n"
 	      "`url = http://host:7700` and `token = @/path/to/file`; the defaults above. Unknown keys\n"
 	      "in the file are errors. A token written @FILE is read from FILE, e.g. DATA_DIR/admin.token.\n"
@@ -271,6 +282,15 @@ static int make_ctx(cli_ctx *ctx, char **out_token, cli_conf *cfg, gn_err *err)
 	while (n > 0 && cfg->url[n - 1] == '/')
 		cfg->url[--n] = '\0';
 	ctx->url = cfg->url;
+	bool cert = cfg->client_cert && *cfg->client_cert, key = cfg->client_key && *cfg->client_key;
+	if (cert != key)
+		return gn_err_set(err, CLI_EUSAGE, "client-cert and client-key go together: give both, or neither");
+	if (strncmp(cfg->url, "http://", 7) == 0 && ((cfg->ca_file && *cfg->ca_file) || cert))
+		return gn_err_set(err, CLI_EUSAGE, "%s is set but url %s is plain http://: use an https:// url",
+				  cert ? "client-cert" : "ca-file", cfg->url);
+	ctx->ca_file = cfg->ca_file && *cfg->ca_file ? cfg->ca_file : NULL;
+	ctx->client_cert = cert ? cfg->client_cert : NULL;
+	ctx->client_key = key ? cfg->client_key : NULL;
 	if (strcmp(cfg->output, "table") == 0)
 		ctx->output = CLI_OUTPUT_TABLE;
 	else if (strcmp(cfg->output, "json") == 0)

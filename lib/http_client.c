@@ -102,15 +102,27 @@ static bool header_safe(const char *v)
 	return !v || !strpbrk(v, "\r\n");
 }
 
-/* Creates a handle with what every request shares: URL, protocols, and the one TLS set-up (a
- * CA bundle, or the system's; optionally a pinned server key). */
-static int handle_new(CURL **out, const char *url, const char *ca_file, const char *pinned_pubkey, char *errbuf,
-		      gn_err *err)
+/* The TLS set-up of a request: whom to trust, and what to present. */
+typedef struct tls_opts {
+	const char *ca_file, *pinned_pubkey, *client_cert, *client_key;
+} tls_opts;
+
+static bool given(const char *s)
+{
+	return s && *s;
+}
+
+/* Creates a handle with what every request shares: URL, protocols, and the one TLS set-up. The
+ * server's certificate is always verified (name included): against ca_file, or the system's CAs;
+ * optionally only a pinned server key is accepted, and a client certificate is presented. */
+static int handle_new(CURL **out, const char *url, const tls_opts *tls, char *errbuf, gn_err *err)
 {
 	CURL *h;
 	pthread_once(&global_once, global_init);
 	if (global_rc != CURLE_OK)
 		return gn_err_set(err, GN_ERROR, "cannot initialise libcurl: %s", curl_easy_strerror(global_rc));
+	if (given(tls->client_cert) != given(tls->client_key))
+		return gn_err_set(err, GN_EINVAL, "a client certificate needs its key, and a key its certificate");
 	if (!(h = curl_easy_init()))
 		return gn_err_set(err, GN_ERROR, "cannot initialise libcurl");
 	curl_easy_setopt(h, CURLOPT_URL, url);
@@ -118,13 +130,42 @@ static int handle_new(CURL **out, const char *url, const char *ca_file, const ch
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* threads, and no SIGALRM for DNS timeouts */
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "ganglion/" PACKAGE_VERSION);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	if (ca_file && *ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
-	if (pinned_pubkey && *pinned_pubkey)
-		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, pinned_pubkey);
+	/* curl's defaults, said out loud: there is no way to turn verification off. */
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (given(tls->ca_file))
+		curl_easy_setopt(h, CURLOPT_CAINFO, tls->ca_file);
+	if (given(tls->pinned_pubkey))
+		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, tls->pinned_pubkey);
+	if (given(tls->client_cert)) {
+		curl_easy_setopt(h, CURLOPT_SSLCERT, tls->client_cert);
+		curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
+		curl_easy_setopt(h, CURLOPT_SSLKEY, tls->client_key);
+		curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
+	}
 	*out = h;
 	return 0;
 }
+
+/* What to do about a TLS failure, appended to curl's own message ("" for other failures). */
+static const char *tls_hint(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return " (the server's TLS certificate is not trusted: set ca-file to the CA that signed it, or "
+		       "check that the URL's host name is in the certificate)";
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH: return " (the server's TLS key is not the one pinned-pubkey names)";
+	case CURLE_SSL_CACERT_BADFILE: return " (ca-file cannot be read, or holds no PEM certificate)";
+	case CURLE_SSL_CERTPROBLEM: return " (the client certificate or its key cannot be used)";
+	case CURLE_SSL_CONNECT_ERROR:
+		return " (TLS handshake failed: is the server speaking HTTPS, and does it want a client "
+		       "certificate?)";
+	default: return "";
+	}
+}
+
+#define TLS_OPTS(req) ((tls_opts){(req)->ca_file, (req)->pinned_pubkey, (req)->client_cert, (req)->client_key})
 
 /* Makes h gather the answer into t: a bounded body, Content-Type and ETag. */
 static void handle_buffer(CURL *h, transfer *t)
@@ -163,7 +204,8 @@ static int transfer_error(CURLcode rc, const transfer *t, const char *method, co
 		return gn_err_set(err, GN_EUNAVAIL, "%s %s: %s", method, url, timeout_msg);
 	if (rc == CURLE_URL_MALFORMAT || rc == CURLE_UNSUPPORTED_PROTOCOL)
 		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
-	return gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	return gn_err_set(err, GN_EUNAVAIL, "cannot reach %s: %s%s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc),
+			  tls_hint(rc));
 }
 
 int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
@@ -183,7 +225,7 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
 		goto out;
 	}
-	if ((error = handle_new(&h, req->url, req->ca_file, req->pinned_pubkey, errbuf, err)))
+	if ((error = handle_new(&h, req->url, &TLS_OPTS(req), errbuf, err)))
 		goto out;
 	handle_buffer(h, &t);
 
@@ -265,7 +307,7 @@ int gn_http_upload_multipart(gn_http_resp *out, const gn_http_upload *req, gn_er
 			goto out;
 		}
 	}
-	if ((error = handle_new(&h, req->url, req->ca_file, req->pinned_pubkey, errbuf, err)))
+	if ((error = handle_new(&h, req->url, &TLS_OPTS(req), errbuf, err)))
 		goto out;
 	handle_buffer(h, &t);
 
@@ -463,8 +505,8 @@ static int download_result(const download *d, CURLcode rc, const char *errbuf, g
 		return gn_err_set(err, GN_EINVAL, "bad URL %s: %s", req->url,
 				  errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	if (rc != CURLE_OK)
-		return gn_err_set(err, GN_EUNAVAIL, "download stopped at %s: %s", at,
-				  errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return gn_err_set(err, GN_EUNAVAIL, "download stopped at %s: %s%s", at,
+				  errbuf[0] ? errbuf : curl_easy_strerror(rc), tls_hint(rc));
 	if (d->status == 200 || d->status == 206)
 		return 0;
 	gn_problem_describe(desc, sizeof(desc), d->error_body.data, d->error_body.len);
@@ -486,7 +528,7 @@ int gn_http_download(long *out_status, const gn_http_download_req *req, gn_err *
 		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
 		goto out;
 	}
-	if ((error = handle_new(&h, req->url, req->ca_file, req->pinned_pubkey, errbuf, err)))
+	if ((error = handle_new(&h, req->url, &TLS_OPTS(req), errbuf, err)))
 		goto out;
 	headers = auth_header(NULL, req->token);
 	curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);

@@ -27,6 +27,8 @@ typedef struct gn_http_req {
 	size_t max_response;       /* 0 = 64 MiB */
 	const char *ca_file;       /* CA bundle for https, or NULL for the system's */
 	const char *pinned_pubkey; /* "sha256//BASE64" or a PEM/DER file: only this server key, or NULL */
+	const char *client_cert;   /* PEM certificate presented to the server (mTLS), or NULL */
+	const char *client_key;    /* its PEM private key (with client_cert) */
 } gn_http_req;
 
 /* Performs req and fills out (gn_http_resp_cleanup it). Transport failures (connection refused,
@@ -61,6 +63,8 @@ typedef struct gn_http_upload {
 	void *progress_ud;
 	const char *ca_file;       /* as in gn_http_req */
 	const char *pinned_pubkey; /* as in gn_http_req */
+	const char *client_cert;   /* as in gn_http_req */
+	const char *client_key;    /* as in gn_http_req */
 } gn_http_upload;
 
 /* POSTs req->parts as multipart/form-data and fills out (gn_http_resp_cleanup it). Unlike
@@ -79,6 +83,8 @@ typedef struct gn_http_download_req {
 	const char *token;         /* bearer token or NULL */
 	const char *ca_file;       /* as in gn_http_req */
 	const char *pinned_pubkey; /* as in gn_http_req */
+	const char *client_cert;   /* as in gn_http_req */
+	const char *client_key;    /* as in gn_http_req */
 	uint64_t offset;           /* > 0: resume, asking for the bytes from this one on (Range) */
 	uint64_t length;           /* the whole file's size, for messages; 0 when unknown */
 	long deadline_s;           /* the whole transfer; 0 = no limit */

@@ -23,6 +23,20 @@ static const gn_conf_opt opts[] = {
 	OPT("data-dir", GN_CONF_STRING, data_dir, "/var/lib/ganglion", false, 0, 0, "DIR",
 	    "state directory: admin.token, artifacts, and the private PostgreSQL cluster (pg/)"),
 	OPT("listen", GN_CONF_STRING, listen, "127.0.0.1:7700", false, 0, 0, "ADDR:PORT", "address for the REST API"),
+	OPT("tls-cert-file", GN_CONF_STRING, tls_cert_file, "", true, 0, 0, "FILE",
+	    "serve HTTPS on listen with this PEM certificate chain (the server's certificate first; SIGHUP re-reads "
+	    "it and the key without closing the listener); empty: plain HTTP"),
+	OPT("tls-key-file", GN_CONF_STRING, tls_key_file, "", true, 0, 0, "FILE",
+	    "the PEM private key (unencrypted) of tls-cert-file's certificate; keep it readable by gangliond only"),
+	OPT("tls-client-ca-file", GN_CONF_STRING, tls_client_ca_file, "", false, 0, 0, "FILE",
+	    "require every client to present a certificate signed by a CA in this PEM file, on top of its token "
+	    "(403 otherwise); empty: no client certificates"),
+	OPT("tls-priorities", GN_CONF_STRING, tls_priorities, GD_TLS_PRIORITIES_DEFAULT, false, 0, 0, "PRIORITIES",
+	    "GnuTLS priority string: the TLS versions, ciphers and key exchanges offered (default: TLS 1.3 and 1.2 "
+	    "with AEAD ciphers and forward secrecy only)"),
+	OPT("tls-required", GN_CONF_BOOL, tls_required, "false", false, 0, 0, NULL,
+	    "refuse to start without tls-cert-file and tls-key-file (so a configuration that lost them cannot serve "
+	    "plain HTTP)"),
 	OPT("database-url", GN_CONF_STRING, database_url, "", false, 0, 0, "URL",
 	    "PostgreSQL connection string; empty runs a private cluster under DATA_DIR/pg"),
 	OPT("pg-bindir", GN_CONF_STRING, pg_bindir, "", false, 0, 0, "DIR",

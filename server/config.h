@@ -9,6 +9,11 @@ struct gd_config {
 	char *config;
 	char *data_dir;
 	char *listen;
+	char *tls_cert_file;
+	char *tls_key_file;
+	char *tls_client_ca_file;
+	char *tls_priorities;
+	bool tls_required;
 	char *database_url;
 	char *pg_bindir;
 	char *pg_user;
@@ -76,6 +81,12 @@ struct gd_config {
 };
 
 extern const gn_conf_table config_table;
+
+/* tls-priorities' default: TLS 1.3 and 1.2 only, AEAD ciphers, ECDHE key exchange (forward
+ * secrecy), the server's order of preference. */
+#define GD_TLS_PRIORITIES_DEFAULT                                                                             \
+	"SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-" \
+	"GCM:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:%SERVER_PRECEDENCE"
 
 /* The running configuration is one snapshot, replaced whole when SIGHUP reloads it, so a reader
  * never sees half of an old and half of a new one. config_get returns it borrowed: a replaced

@@ -20,6 +20,7 @@
 #include "gangliond.h"
 #include "log.h"
 #include "http_metrics.h"
+#include "http_tls.h"
 #include "ratelimit.h"
 
 /* One request, from its first byte to its completion callback; only this file sees inside. */
@@ -649,6 +650,7 @@ struct gd_conn {
 	uint64_t since_ns; /* start of the phase */
 	uint64_t body_bytes;
 	bool listed, cut;
+	bool client_verified; /* its client certificate verified (tls-client-ca-file) */
 };
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -838,6 +840,24 @@ static void reaper_end(void)
 	reaper_running = false;
 }
 
+/* With tls-client-ca-file, requests are answered only over a connection whose client presented a
+ * certificate that verifies against it (checked once per connection): an extra requirement on top
+ * of the token, not an identity. Non-zero when the request has been refused (403). */
+static int check_client_cert(struct gd_req *r)
+{
+	gn_err err;
+	if (!http_tls_client_required() || (r->gc && r->gc->client_verified))
+		return 0;
+	if (http_tls_client_check(r->conn, &err)) {
+		gn_log(GN_LOG_INFO, "event=client_certificate_refused msg=\"%s\"", err.msg);
+		gd_reply_problem(r, 403, err.msg);
+		return -1;
+	}
+	if (r->gc) /* only this connection's requests touch it, one at a time */
+		r->gc->client_verified = true;
+	return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **req_cls)
@@ -868,7 +888,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		char ctx[128];
 		snprintf(ctx, sizeof(ctx), "req=%s", r->id);
 		gn_log_set_context(ctx);
-		if (r->route && r->route->scope != GD_SCOPE_PUBLIC && admit(r) == 0)
+		if (check_client_cert(r) == 0 && r->route && r->route->scope != GD_SCOPE_PUBLIC && admit(r) == 0)
 			r->admitted = true;
 		if (!r->responded && r->route && r->route->stream) {
 			r->stream = r->route->stream;
@@ -1014,6 +1034,11 @@ int http_start(int fd, const struct sockaddr *addr, gn_err *err)
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	if (addr->sa_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	struct MHD_OptionItem tls[4];
+	if (http_tls_enabled()) {
+		flags |= MHD_USE_TLS;
+		http_tls_mhd_options(tls);
+	}
 	daemon_ = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)config_get()->threads,
@@ -1023,7 +1048,9 @@ int http_start(int fd, const struct sockaddr *addr, gn_err *err)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config_get()->connection_timeout,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config_get()->per_ip_connection_limit,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_NOTIFY_COMPLETED,
-		on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_END);
+		on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		/* HTTPS: the certificate callback, cipher policy and client CA (server/http_tls.c) */
+		http_tls_enabled() ? MHD_OPTION_ARRAY : MHD_OPTION_END, tls, MHD_OPTION_END);
 	if (!daemon_) /* libmicrohttpd has logged why (event=mhd) */
 		return gn_err_set(err, GN_ERROR, "cannot serve on %s", config_get()->listen);
 	return reaper_start(err);

@@ -17,6 +17,7 @@
 #include "fileio.h"
 #include "gangliond.h"
 #include "http.h"
+#include "http_tls.h"
 #include "log.h"
 #include "manpage.h"
 #include "migrate.h"
@@ -128,6 +129,8 @@ static int check_config(const struct gd_config *c, gn_err *err)
 		return GN_EINVAL;
 	if (check_artifact_store(c, err))
 		return GN_EINVAL;
+	if (http_tls_check_config(c, err))
+		return GN_EINVAL;
 	return config_parse_listen(&ss, c->listen, err);
 }
 
@@ -140,7 +143,7 @@ static void reload(int argc, char **argv)
 	bool help;
 	memset(&fresh, 0, sizeof(fresh));
 	if (gn_conf_load_all(&first, &help, &config_table, &fresh, argc - 1, argv + 1, environ, &err) ||
-	    check_config(&fresh, &err)) {
+	    check_config(&fresh, &err) || http_tls_reload(&fresh, &err)) {
 		gn_log(GN_LOG_ERROR, "event=reload_failed msg=\"%s\" note=\"kept the running configuration\"", err.msg);
 		gn_conf_cleanup(&config_table, &fresh);
 		return;
@@ -322,8 +325,9 @@ static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, int
 	}
 	if (*cfg->gitops_repository)
 		jobs_wake("gitops"); /* the first sync at once, not an interval later */
-	gn_log(GN_LOG_INFO, "event=listening addr=%s threads=%lld db_pool=%lld database=%s", cfg->listen,
-	       (long long)cfg->threads, (long long)cfg->db_pool_size, private_db ? "private" : "external");
+	gn_log(GN_LOG_INFO, "event=listening addr=%s scheme=%s threads=%lld db_pool=%lld database=%s", cfg->listen,
+	       http_tls_enabled() ? "https" : "http", (long long)cfg->threads, (long long)cfg->db_pool_size,
+	       private_db ? "private" : "external");
 	rc = serve_loop(argc, argv, set);
 	http_stop(config_get()->shutdown_grace);
 	ratelimit_reset();
@@ -385,6 +389,10 @@ int main(int argc, char **argv)
 	apply_log_level(cfg);
 	if ((lockfd = lock_data_dir(cfg->data_dir)) < 0)
 		goto out;
+	if (strcmp(cmd, "serve") == 0 && http_tls_init(cfg, &err)) {
+		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
+		goto out;
+	}
 	if (strcmp(cmd, "serve") == 0 && (listen_fd = bind_listener(&addr, cfg->listen)) < 0)
 		goto out;
 
@@ -427,6 +435,7 @@ out:
 		close(lockfd);
 	free(conninfo);
 	config_free_all();
+	http_tls_cleanup();
 	if (gn_log_open(NULL, &err)) { /* nothing left to report to */
 	}
 	return rc;

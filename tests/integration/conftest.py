@@ -73,13 +73,14 @@ def workdir(tmp_base, request):
 @pytest.fixture
 def gangliond(pg, db, workdir):
     """Factory: gangliond(database=db name | None for private-cluster mode, data_dir=...,
-    extra_args=[...], admin_token=..., wait=True, timeout=...) starts a server and returns a
+    extra_args=[...], admin_token=..., wait=True, timeout=..., tls_ca=CA file for an HTTPS server) starts a server and returns a
     Gangliond. Every server still running at the end of the test gets SIGTERM and must exit 0
     within STOP_TIMEOUT (30 s) with no sanitizer report; its log is printed (pytest shows it on failure)."""
     servers = []
     counter = [0]
 
-    def start(database=db, data_dir=None, extra_args=(), admin_token=None, wait=True, timeout=None, private=False):
+    def start(database=db, data_dir=None, extra_args=(), admin_token=None, wait=True, timeout=None, private=False,
+              tls_ca=None):
         counter[0] += 1
         url = None if private else pg.dsn(database)
         s = Gangliond(
@@ -88,6 +89,7 @@ def gangliond(pg, db, workdir):
             data_dir=data_dir,
             extra_args=extra_args,
             admin_token=admin_token,
+            tls_ca=tls_ca,
         )
         servers.append(s)
         s.start(wait=False)

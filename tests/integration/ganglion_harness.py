@@ -229,14 +229,16 @@ class ServerError(AssertionError):
 class Gangliond:
     """One gangliond process on 127.0.0.1:<free port> with its own data dir."""
 
-    def __init__(self, workdir, database_url=None, data_dir=None, extra_args=(), admin_token=None):
+    def __init__(self, workdir, database_url=None, data_dir=None, extra_args=(), admin_token=None, tls_ca=None):
         self.workdir = make_dir(workdir, 0o711)
         # 0711: in private-cluster mode postgres (another user) must reach DATA_DIR/pg.
         self.data_dir = make_dir(Path(data_dir) if data_dir else self.workdir / "data", 0o711)
         self.database_url = database_url
         self.extra_args = list(extra_args)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # tls_ca: the server serves HTTPS (its --tls-* flags in extra_args); clients trust this CA.
+        self.tls_ca = tls_ca
+        self.url = f"{'https' if tls_ca else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
         self.logfile = None
         self.admin_token = admin_token
@@ -244,6 +246,8 @@ class Gangliond:
         self.start_failed = False  # set when the start was already reported as a failure
         self.session = requests.Session()
         self.session.trust_env = False  # no proxies, no .netrc
+        if tls_ca:
+            self.session.verify = str(tls_ca)
 
     # --- process ------------------------------------------------------------------------
     def command(self):
@@ -411,8 +415,9 @@ class Gangliond:
         assert r.status_code == 201, f"POST /v1/enroll-tokens {body} -> {r.status_code} {r.text}"
         return r.json()
 
-    def cli(self, *args, token=ADMIN, output=None, url=None, timeout=30):
-        """Runs the ganglion CLI against this server; returns the CompletedProcess."""
+    def cli(self, *args, token=ADMIN, output=None, url=None, timeout=30, ca_file=None):
+        """Runs the ganglion CLI against this server (trusting its tls_ca, or ca_file); returns the
+        CompletedProcess."""
         if not GANGLION_CLI.exists():
             raise ServerError(f"{GANGLION_CLI} not built (set GANGLION_BUILDDIR)")
         if token is ADMIN:
@@ -422,6 +427,8 @@ class Gangliond:
             cmd += ["--token", token]
         if output:
             cmd += ["-o", output]
+        if ca_file or self.tls_ca:
+            cmd += ["--ca-file", str(ca_file or self.tls_ca)]
         cmd += [str(a) for a in args]
         # An empty config home, so that no user config file takes part.
         xdg = make_dir(self.workdir / "xdg", 0o700)

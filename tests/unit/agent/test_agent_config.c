@@ -31,6 +31,26 @@ static void test_defaults_and_checks(void **state)
 	gn_conf_cleanup(&agent_config_table, &c);
 }
 
+/* The TLS keys: a client certificate goes with its key, and none of them applies to http://. */
+static void test_tls_settings(void **state)
+{
+	struct agent_config c;
+	gn_err err;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(gn_conf_defaults(&agent_config_table, &c, &err), 0);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "server-url", "https://x", "t", &err), 0);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "ca-file", "/ca.pem", "t", &err), 0);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "client-cert", "/c.pem", "t", &err), 0);
+	assert_int_equal(agent_config_check(&c, &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "client-key"));
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "client-key", "/c.key", "t", &err), 0);
+	assert_int_equal(agent_config_check(&c, &err), 0);
+	assert_int_equal(gn_conf_set(&agent_config_table, &c, "server-url", "http://x", "t", &err), 0);
+	assert_int_equal(agent_config_check(&c, &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "plain http://"));
+	gn_conf_cleanup(&agent_config_table, &c);
+}
+
 /* runtime-options: comma-separated key=value, each checked for its form (the plugin knows its keys). */
 static void test_runtime_options(void **state)
 {
@@ -108,11 +128,9 @@ static void test_sample_config_matches_table(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_defaults_and_checks),
-		cmocka_unit_test(test_runtime_options),
-		cmocka_unit_test(test_bad_log_level),
-		cmocka_unit_test(test_env_prefix),
-		cmocka_unit_test(test_sample_config_matches_table),
+		cmocka_unit_test(test_defaults_and_checks), cmocka_unit_test(test_tls_settings),
+		cmocka_unit_test(test_runtime_options),     cmocka_unit_test(test_bad_log_level),
+		cmocka_unit_test(test_env_prefix),          cmocka_unit_test(test_sample_config_matches_table),
 	};
 	return cmocka_run_group_tests_name("agent_config", tests, NULL, NULL);
 }

@@ -208,6 +208,15 @@ static void test_bounds(void **state)
 	assert_int_equal(gn_http_do(&resp, &refused, &err), GN_EUNAVAIL);
 	assert_int_equal(resp.status, 0);
 	gn_http_resp_cleanup(&resp);
+	/* A client certificate without its key (or the reverse) is refused before any connection. */
+	gn_http_req half = {.method = "GET", .url = url("/big"), .client_cert = "/nonexistent.pem"};
+	assert_int_equal(gn_http_do(&resp, &half, &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "client certificate needs its key"));
+	gn_http_resp_cleanup(&resp);
+	half.client_cert = NULL;
+	half.client_key = "/nonexistent.key";
+	assert_int_equal(gn_http_do(&resp, &half, &err), GN_EINVAL);
+	gn_http_resp_cleanup(&resp);
 }
 
 /* The table in http_client.h, and the server's problem detail carried into the message. */
