@@ -18,8 +18,9 @@ char *state_path(const struct agent *a, const char *rel)
 
 int state_mkdirs(const struct agent *a, gn_err *err)
 {
-	static const char *const dirs[] = {"",          "identity", "trust", "trust/image", "trust/director",
-					   "downloads", "models"};
+	static const char *const dirs[] = {
+		"",          "identity", "trust", "trust/image", "trust/image/delegated", "trust/director",
+		"downloads", "models"};
 	for (size_t i = 0; i < GN_ARRAY_LEN(dirs); i++) {
 		char *p = state_path(a, dirs[i]);
 		int rc = mkdir(p, 0700);

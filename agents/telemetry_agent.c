@@ -8,6 +8,7 @@
 #include "agent.h"
 #include "telemetry.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,29 +21,53 @@
 
 #define PROFILE_MAX ((size_t)16 << 20)
 
-/* The signed reference_profile_sha256 of model@version in the trusted image targets, into out
- * (65 bytes); false when the version has none or is not there. */
-static bool profile_digest(char out[GN_SHA256_HEX_LEN + 1], struct agent *a, const char *model, const char *version)
+/* The reference_profile_sha256 that targets envelope env signs for model@version, into out (65
+ * bytes); false when it lists no such version with one. */
+static bool digest_in(char out[GN_SHA256_HEX_LEN + 1], const json_t *env, const char *model, const char *version)
 {
-	json_t *targets = NULL;
 	const char *path;
 	json_t *t;
-	gn_err err;
-	bool found = false;
-	if (state_read_json(&targets, a, "trust/image/targets.json", &err))
-		return false;
-	json_object_foreach(json_object_get(json_object_get(targets, "signed"), "targets"), path, t) {
+	json_object_foreach(json_object_get(json_object_get(env, "signed"), "targets"), path, t) {
 		const json_t *c = json_object_get(t, "custom");
 		const char *d = gn_json_str(c, "reference_profile_sha256");
 		if (d && strlen(d) == GN_SHA256_HEX_LEN &&
 		    strcmp(gn_json_str(c, "model") ? gn_json_str(c, "model") : "", model) == 0 &&
 		    strcmp(gn_json_str(c, "version") ? gn_json_str(c, "version") : "", version) == 0) {
 			memcpy(out, d, GN_SHA256_HEX_LEN + 1);
-			found = true;
-			break;
+			return true;
 		}
 	}
+	return false;
+}
+
+/* The signed reference_profile_sha256 of model@version in the trusted image targets, top-level or
+ * delegated (trust/image/delegated/), into out (65 bytes); false when the version has none or is
+ * not there. */
+static bool profile_digest(char out[GN_SHA256_HEX_LEN + 1], struct agent *a, const char *model, const char *version)
+{
+	json_t *targets = NULL;
+	gn_err err;
+	bool found = false;
+	if (state_read_json(&targets, a, "trust/image/targets.json", &err) == 0)
+		found = digest_in(out, targets, model, version);
 	json_decref(targets);
+	char *dir = gn_asprintf("%s/trust/image/delegated", a->cfg.data_dir);
+	DIR *d = found ? NULL : opendir(dir);
+	struct dirent *e;
+	while (d && !found && (e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (e->d_name[0] == '.' || n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
+			continue;
+		char *rel = gn_asprintf("trust/image/delegated/%s", e->d_name);
+		if (state_read_json(&targets, a, rel, &err) == 0)
+			found = digest_in(out, targets, model, version);
+		json_decref(targets);
+		targets = NULL;
+		free(rel);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
 	return found;
 }
 

@@ -6,7 +6,8 @@
  * [VERSION.]snapshot.json, [VERSION.]targets.json (versioned under consistent snapshots), and a
  * target at TARGET_BASE_URL/PATH (DIR/HASH.NAME under consistent snapshots). The metadata it trusts
  * is kept in METADATA_DIR as ROLE.json; a downloaded target in TARGET_DIR under its URL-encoded
- * path. Top-level targets only: delegated roles are not walked. */
+ * path. A target is looked up through delegated targets roles as TUF 5.6.7 says (lib/tufdeleg.c);
+ * each delegated role is fetched as [VERSION.]ROLE.json and kept as ROLE.json too. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -21,6 +22,7 @@
 #include "json.h"
 #include "tuf.h"
 #include "tufclient.h"
+#include "tufdeleg.h"
 
 /* A target is held in memory while it is checked: this command is for tests, not for gigabytes. */
 #define MAX_TARGET_BYTES ((size_t)1 << 30)
@@ -248,8 +250,9 @@ static void role_file(char *out, size_t n, const json_t *root, const json_t *lis
 		snprintf(out, n, "%s", file);
 }
 
-/* The TUF 1.0 client workflow for the top-level roles; *out_root and *out_targets are new. */
-static int refresh(json_t **out_root, json_t **out_targets, const struct tc *c, gn_err *err)
+/* The TUF 1.0 client workflow for the top-level roles; *out_root, *out_snapshot and *out_targets
+ * are new. */
+static int refresh(json_t **out_root, json_t **out_snapshot, json_t **out_targets, const struct tc *c, gn_err *err)
 {
 	json_t *root = NULL, *ts = NULL, *sn = NULL, *tg = NULL;
 	char name[96];
@@ -268,15 +271,69 @@ static int refresh(json_t **out_root, json_t **out_targets, const struct tc *c, 
 				 gn_tufc_fetch_limit(sn, "targets.json", GN_TUF_MAX_TARGETS_BYTES), err);
 	}
 	json_decref(ts);
-	json_decref(sn);
 	if (rc) {
 		json_decref(root);
+		json_decref(sn);
 		json_decref(tg);
 		return rc;
 	}
 	*out_root = root;
+	*out_snapshot = sn;
 	*out_targets = tg;
 	return 0;
+}
+
+/* What the delegation walk needs to fetch a delegated role: the command and the trusted root. */
+struct walk_ctx {
+	const struct tc *c;
+	const json_t *root;
+};
+
+/* gn_tufd_fetch_fn over the metadata URL. */
+static int walk_fetch(void *ctx, char **out, size_t *out_len, const char *role, long long version, size_t max,
+		      gn_err *err)
+{
+	const struct walk_ctx *w = ctx;
+	char *name = json_is_true(json_object_get(signed_of(w->root), "consistent_snapshot"))
+			     ? gn_asprintf("%lld.%s.json", version, role)
+			     : gn_asprintf("%s.json", role);
+	int rc = fetch(out, out_len, w->c, w->c->metadata_url, name, max, err);
+	free(name);
+	return rc;
+}
+
+/* gn_tufd_trusted_fn over the metadata dir. */
+static int walk_trusted(void *ctx, json_t **out, const char *role, gn_err *err)
+{
+	const struct walk_ctx *w = ctx;
+	return read_trusted(out, w->c, role, err);
+}
+
+/* TUF 5.6.7: the entry for the target, through delegations; the delegated roles verified on the way
+ * are stored as trusted. *out is new. */
+static int find_target(json_t **out, const struct tc *c, const json_t *root, const json_t *snapshot,
+		       const json_t *targets, gn_err *err)
+{
+	struct walk_ctx wc = {c, root};
+	struct gn_tufd_walk w = {.targets = targets,
+				 .snapshot = snapshot,
+				 .now = c->now,
+				 .fetch = walk_fetch,
+				 .trusted = walk_trusted,
+				 .ctx = &wc};
+	const json_t *entry = NULL, *env;
+	const char *role;
+	int rc = gn_tufd_find_target(&entry, &w, c->target_name, err);
+	json_object_foreach(w.loaded, role, env) {
+		char *bytes = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+		if (!rc)
+			rc = store(c, role, bytes, strlen(bytes), err);
+		free(bytes);
+	}
+	if (!rc)
+		*out = json_incref((json_t *)entry);
+	gn_tufd_walk_cleanup(&w);
+	return rc;
 }
 
 /* Writes into *out (new) the target's path below the base URL: each segment URL-encoded, and under
@@ -309,19 +366,21 @@ static char *target_url_path(const json_t *root, const char *path, const json_t 
 
 /* TUF 5.7: the target named target_name, from the local copy when it still matches its entry,
  * else downloaded from the target base URL and checked against its length and hashes. */
-static int download(const struct tc *c, const json_t *root, const json_t *targets, gn_err *err)
+static int download(const struct tc *c, const json_t *root, const json_t *snapshot, const json_t *targets, gn_err *err)
 {
-	const json_t *entry = gn_tufc_target(targets, c->target_name);
-	const json_t *length = json_object_get(entry, "length");
+	json_t *entry = NULL;
 	char *esc = NULL, *local = NULL, *bytes = NULL, *urlpath = NULL;
 	size_t len = 0;
-	int rc;
-	if (!entry)
-		return gn_err_set(err, GN_ENOTFOUND, "targets metadata lists no target '%s'", c->target_name);
+	int rc = find_target(&entry, c, root, snapshot, targets, err);
+	if (rc)
+		return rc;
+	const json_t *length = json_object_get(entry, "length");
 	if (!json_is_integer(length) || json_integer_value(length) < 0 ||
-	    (uint64_t)json_integer_value(length) > MAX_TARGET_BYTES)
-		return gn_err_set(err, GN_EINVAL, "target '%s' has no length this client can hold (up to %zu bytes)",
-				  c->target_name, MAX_TARGET_BYTES);
+	    (uint64_t)json_integer_value(length) > MAX_TARGET_BYTES) {
+		rc = gn_err_set(err, GN_EINVAL, "target '%s' has no length this client can hold (up to %zu bytes)",
+				c->target_name, MAX_TARGET_BYTES);
+		goto out;
+	}
 	esc = gn_http_escape(c->target_name);
 	local = path_in(c->target_dir, esc);
 	/* A copy that still matches its signed entry is not fetched again. */
@@ -339,6 +398,7 @@ static int download(const struct tc *c, const json_t *root, const json_t *target
 	if (!rc)
 		rc = gn_file_write_atomic(local, bytes, len, 0644, err);
 out:
+	json_decref(entry);
 	free(urlpath);
 	free(bytes);
 	free(local);
@@ -421,7 +481,7 @@ int tuf_client_cmd_main(const struct agent_config *cfg, int argc, char **argv)
 {
 	struct tc c = {.cfg = cfg, .now = gn_now()};
 	const char *cmd, *arg;
-	json_t *root = NULL, *targets = NULL;
+	json_t *root = NULL, *snapshot = NULL, *targets = NULL;
 	gn_err err;
 	int rc;
 	if (argc == 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
@@ -435,11 +495,12 @@ int tuf_client_cmd_main(const struct agent_config *cfg, int argc, char **argv)
 	if (strcmp(cmd, "init") == 0) {
 		rc = init(&c, arg, &err);
 	} else {
-		rc = refresh(&root, &targets, &c, &err);
+		rc = refresh(&root, &snapshot, &targets, &c, &err);
 		if (!rc && strcmp(cmd, "download") == 0)
-			rc = download(&c, root, targets, &err);
+			rc = download(&c, root, snapshot, targets, &err);
 	}
 	json_decref(root);
+	json_decref(snapshot);
 	json_decref(targets);
 	if (rc) {
 		fprintf(stderr, "ganglion-agent tuf-client: %s: %s\n", cmd, err.msg);

@@ -19,6 +19,7 @@
 #include "model.h"
 #include "tuf.h"
 #include "tufclient.h"
+#include "tufdeleg.h"
 
 /* A target that failed for reasons of its own (bytes that do not match what is signed, a runtime
  * that cannot load it, a failed self-test) is tried this many times in all, backoff-max apart,
@@ -340,11 +341,74 @@ static int store_image(struct agent *a, const struct fetched *ts, const struct f
 	return rc;
 }
 
+/* The image repository as one refresh found it: the top-level targets and the snapshot, and the
+ * delegated targets roles loaded on demand as targets are looked up through delegations. */
+struct image {
+	json_t *targets, *snapshot;
+	struct gn_tufd_walk walk;
+};
+
+static void image_free(struct image *im)
+{
+	if (!im)
+		return;
+	gn_tufd_walk_cleanup(&im->walk);
+	json_decref(im->targets);
+	json_decref(im->snapshot);
+	free(im);
+}
+
+static char *delegated_rel(const char *role)
+{
+	return gn_asprintf("trust/image/delegated/%s.json", role);
+}
+
+/* gn_tufd_fetch_fn: the delegated role's metadata at version (the server keeps every version). */
+static int delegated_fetch(void *ctx, char **out, size_t *out_len, const char *role, long long version, size_t max,
+			   gn_err *err)
+{
+	char *path = gn_asprintf("/v1/tuf/image/%lld.%s.json", version, role);
+	int rc = client_get(out, out_len, ctx, path, max, err);
+	free(path);
+	return rc;
+}
+
+/* gn_tufd_trusted_fn: the copy of the delegated role trusted last. */
+static int delegated_trusted(void *ctx, json_t **out, const char *role, gn_err *err)
+{
+	char *rel = delegated_rel(role);
+	int rc = state_read_json(out, ctx, rel, err);
+	free(rel);
+	return rc;
+}
+
+/* Finds the image repository's entry for path through its delegations (TUF 5.6.7) into *out
+ * (borrowed from im), and stores the delegated roles that were verified on the way as the trusted
+ * copies. */
+static int image_lookup(const json_t **out, struct agent *a, struct image *im, const char *path, gn_err *err)
+{
+	const char *role;
+	json_t *env;
+	int rc = gn_tufd_find_target(out, &im->walk, path, err);
+	if (rc && rc != GN_ENOTFOUND)
+		return rc;
+	json_object_foreach(im->walk.loaded, role, env) {
+		char *rel = delegated_rel(role);
+		gn_err e2;
+		if (state_write_json(a, rel, env, &e2))
+			gn_log(GN_LOG_WARN, "event=delegated_not_saved role=%s msg=\"%s\"", role, e2.msg);
+		free(rel);
+	}
+	if (rc)
+		return gn_err_set(err, GN_EAUTH, "the image repository has not signed target %s", path);
+	return 0;
+}
+
 /* Brings the image repository up to date: root chain, timestamp, snapshot, targets. Timestamp,
  * snapshot and targets become trusted together, once each has passed its own checks and they
  * agree with each other (versions, lengths, hashes): a later update is never checked against
- * metadata that failed. */
-static int refresh_image(json_t **out_targets, struct agent *a, gn_err *err)
+ * metadata that failed. Delegated targets roles are fetched later, as a target needs them. */
+static int refresh_image(struct image **out, struct agent *a, gn_err *err)
 {
 	json_t *root = NULL;
 	struct fetched ts = {0}, sn = {0}, tg = {0};
@@ -367,8 +431,17 @@ static int refresh_image(json_t **out_targets, struct agent *a, gn_err *err)
 	    (rc = gn_tufc_meta_matches(sn.env, "targets.json", tg.env, tg.bytes, tg.len, err)) ||
 	    (rc = store_image(a, &ts, &sn, &tg, err)))
 		goto out;
-	*out_targets = tg.env;
-	tg.env = NULL;
+	struct image *im = gn_calloc(1, sizeof(*im));
+	im->targets = tg.env;
+	im->snapshot = sn.env;
+	tg.env = sn.env = NULL;
+	im->walk = (struct gn_tufd_walk){.targets = im->targets,
+					 .snapshot = im->snapshot,
+					 .now = state_now(a),
+					 .fetch = delegated_fetch,
+					 .trusted = delegated_trusted,
+					 .ctx = a};
+	*out = im;
 out:
 	json_decref(root);
 	fetched_cleanup(&ts);
@@ -566,8 +639,7 @@ static void attempt_failed(struct agent *a, struct agent_slot *s, const char *mo
 }
 
 /* One attempt to verify, download, load, self-test and swap in the target at path for model s. */
-static void install(struct agent *a, struct agent_slot *s, const json_t *image_targets, const char *path,
-		    const json_t *entry)
+static void install(struct agent *a, struct agent_slot *s, struct image *image, const char *path, const json_t *entry)
 {
 	gn_err err;
 	char *file = NULL, key[96];
@@ -594,11 +666,14 @@ static void install(struct agent *a, struct agent_slot *s, const json_t *image_t
 		attempt_failed(a, s, model, version, "director target lacks a version or a hex sha256", true);
 		return;
 	}
-	if (gn_tufc_director_target_ok(image_targets, path, entry, &err)) {
-		attempt_failed(a, s, model, version, err.msg, true);
+	const json_t *image_signed = NULL;
+	if ((rc = image_lookup(&image_signed, a, image, path, &err)) ||
+	    gn_tufc_director_entry_ok(image_signed, path, entry, &err)) {
+		/* Metadata we could not fetch is transient; metadata that failed its checks is not. */
+		attempt_failed(a, s, model, version, err.msg, rc != GN_EUNAVAIL && rc != GN_ERROR);
 		return;
 	}
-	const json_t *image_entry = gn_tufc_target(image_targets, path);
+	const json_t *image_entry = image_signed;
 	prune_dir(a, "downloads", &sha, 1);
 	report(a, s, "downloading", model, version, NULL);
 	push_progress(a);
@@ -730,7 +805,8 @@ static json_t *targets_by_model(struct agent *a, const json_t *dt)
  * next attempt. The image repository is refreshed once, when an install needs it. */
 static int apply(struct agent *a, const json_t *dt, gn_err *err)
 {
-	json_t *named = targets_by_model(a, dt), *image = NULL, *t;
+	json_t *named = targets_by_model(a, dt), *t;
+	struct image *image = NULL;
 	const char *model;
 	int rc = 0, tried = 0;
 	unload_unnamed(a, named);
@@ -753,7 +829,7 @@ static int apply(struct agent *a, const json_t *dt, gn_err *err)
 		install(a, s, image, gn_json_str(t, "path"), entry);
 	}
 	json_decref(named);
-	json_decref(image);
+	image_free(image);
 	return rc;
 }
 

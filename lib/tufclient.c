@@ -252,7 +252,11 @@ const json_t *gn_tufc_target(const json_t *targets, const char *path)
 
 int gn_tufc_director_target_ok(const json_t *image_targets, const char *path, const json_t *director_entry, gn_err *err)
 {
-	const json_t *img = gn_tufc_target(image_targets, path);
+	return gn_tufc_director_entry_ok(gn_tufc_target(image_targets, path), path, director_entry, err);
+}
+
+int gn_tufc_director_entry_ok(const json_t *img, const char *path, const json_t *director_entry, gn_err *err)
+{
 	if (!img)
 		return gn_err_set(err, GN_EAUTH, "the image repository has not signed target %s", path);
 	const json_t *dl = json_object_get(director_entry, "length"), *il = json_object_get(img, "length");

@@ -72,6 +72,10 @@ const json_t *gn_tufc_target(const json_t *targets, const char *path);
  * director lists. */
 int gn_tufc_director_target_ok(const json_t *image_targets, const char *path, const json_t *director_entry,
 			       gn_err *err) GN_WUR;
+/* gn_tufc_director_target_ok against the image repository's entry for path (NULL: it signed none),
+ * as a delegation walk found it (lib/tufdeleg.h). */
+int gn_tufc_director_entry_ok(const json_t *image_entry, const char *path, const json_t *director_entry,
+			      gn_err *err) GN_WUR;
 
 /* Checks a target file's bytes against its signed entry ({"length", "hashes"}): the length, and
  * every listed hash of a supported algorithm (sha256, sha512); an entry that lists none is
