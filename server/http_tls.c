@@ -275,11 +275,8 @@ int http_tls_reload(const struct gd_config *fresh, gn_err *err)
 	if (want != http_tls_enabled())
 		return gn_err_set(err, GN_EINVAL, "turning HTTPS %s needs a restart (tls-cert-file %s)",
 				  want ? "on" : "off", want ? "was empty at start" : "is now empty");
-	if (strcmp(fresh->tls_client_ca_file ? fresh->tls_client_ca_file : "", client_ca_path ? client_ca_path : "") !=
-	    0)
-		return gn_err_set(err, GN_EINVAL, "tls-client-ca-file changed: that needs a restart");
-	if (strcmp(fresh->tls_priorities, priorities) != 0)
-		return gn_err_set(err, GN_EINVAL, "tls-priorities changed: that needs a restart");
+	/* A changed tls-client-ca-file or tls-priorities is named by config_reload_from's warning about
+	 * the keys that apply only at a restart; the running ones stay. */
 	int error = cred_load(&cr, fresh->tls_cert_file, fresh->tls_key_file, err);
 	if (error)
 		return error;

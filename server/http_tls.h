@@ -31,8 +31,8 @@ void http_tls_mhd_options(struct MHD_OptionItem *items);
 
 /* On SIGHUP: re-reads the certificate and key files fresh names. New handshakes use them at once,
  * those in flight finish with the old ones; the listener is not touched. Fails (the running
- * certificate stays) when they do not load, or when fresh would turn TLS on or off, or change the
- * client CA or the cipher policy (those need a restart). */
+ * certificate stays) when they do not load, or when fresh would turn TLS on or off (a restart
+ * does that). The client CA and the cipher policy stay as they were at start. */
 int http_tls_reload(const struct gd_config *fresh, gn_err *err) GN_WUR;
 
 /* With tls-client-ca-file: 0 when the connection's client presented a certificate that verifies

@@ -210,7 +210,9 @@ def test_sighup_reloads_the_certificate_without_closing_the_listener(gangliond, 
     first = good.issue("gangliond")
     cert.write_bytes(first[0].read_bytes())
     key.write_bytes(first[1].read_bytes())
-    srv = gangliond(extra_args=tls_args(cert, key), tls_ca=good.ca)
+    conf = d / "gangliond.conf"
+    conf.write_text(f"tls-cert-file = {cert}\ntls-key-file = {key}\n")
+    srv = gangliond(extra_args=["--config", conf], tls_ca=good.ca)
     assert served_cert_der(srv.port) == file_der(first[0])
     kept = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
 
@@ -235,6 +237,17 @@ def test_sighup_reloads_the_certificate_without_closing_the_listener(gangliond, 
         assert t.getpeercert(binary_form=True) == file_der(second[0])
         t.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert t.recv(64).startswith(b"HTTP/1.1 200")
+
+    # Turning HTTPS off takes a restart: that reload fails whole. A new cipher policy is named in a
+    # warning and waits for the restart.
+    conf.write_text("tls-cert-file =\ntls-key-file =\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "turning HTTPS off needs a restart" in srv.log(), 10), srv.log()
+    conf.write_text(f"tls-cert-file = {cert}\ntls-key-file = {key}\ntls-priorities = NORMAL\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "key=tls-priorities" in srv.log(), 10), srv.log()
+    assert served_cert_der(srv.port) == file_der(second[0])
+    assert srv.api("GET", "/healthz").status_code == 200
 
 
 def test_client_certificate_required_with_a_client_ca(gangliond, pki, workdir):
