@@ -77,6 +77,9 @@ DEMO_PKGS=(git openssh-client)
 # and checks the GitOps JSON Schemas with a third-party validator.
 TEST_PKGS=(python3-pytest python3-requests python3-yaml python3-cryptography python3-securesystemslib
 	git openssh-client python3-jsonschema)
+# The web dashboard's browser test (tests/integration/test_ui.py): Debian's chromium, driven by
+# playwright-core (installed below from scripts/ui-test/package-lock.json; it downloads no browser).
+TEST_PKGS+=(chromium)
 # The fuzz targets (scripts/fuzz.sh, a smoke of each in scripts/test.sh): clang with libFuzzer.
 TEST_PKGS+=(clang libclang-rt-dev)
 # Scale-out tests (tests/integration/test_scaleout.py): HAProxy in front of two replicas, and a
@@ -150,5 +153,18 @@ if [ "${1:-test}" = test ]; then
 	if [ "$have_v" != "$want_v" ]; then
 		npm ci --prefix "$tufjs" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null ||
 			{ echo "deps: npm ci in $tufjs failed" >&2; exit 1; }
+	fi
+fi
+
+# playwright-core into scripts/ui-test/node_modules, the same way (npm ci, sha512 pinned in
+# package-lock.json; --ignore-scripts, and playwright-core has no dependencies and fetches nothing
+# itself); tests/integration/test_ui.py drives /usr/bin/chromium with it. 1.52 needs Node.js 18+.
+if [ "${1:-test}" = test ]; then
+	uitest=$top/scripts/ui-test
+	want_v=$(sed -n 's/.*"playwright-core": "\([0-9.]*\)".*/\1/p' "$uitest/package.json")
+	have_v=$(sed -n 's/^  "version": "\([0-9.]*\)".*/\1/p' "$uitest/node_modules/playwright-core/package.json" 2>/dev/null || true)
+	if [ "$have_v" != "$want_v" ]; then
+		npm ci --prefix "$uitest" --no-audit --no-fund --ignore-scripts --loglevel=error >/dev/null ||
+			{ echo "deps: npm ci in $uitest failed" >&2; exit 1; }
 	fi
 fi

@@ -53,7 +53,7 @@ if [ ! -f "$bdir/Makefile" ]; then
 fi
 bins=()
 for t in $list; do bins+=("fuzz/$t"); done
-if ! make -C "$bdir" -s -j2 lib/gn_version.h server/migrations_gen.c "${bins[@]}" >"$bdir/fuzz-build.log" 2>&1; then
+if ! make -C "$bdir" -s -j2 lib/gn_version.h server/migrations_gen.c server/ui_assets_gen.c "${bins[@]}" >"$bdir/fuzz-build.log" 2>&1; then
 	tail -n 40 "$bdir/fuzz-build.log" >&2
 	echo "fuzz.sh: build failed in $bdir (log: $bdir/fuzz-build.log)" >&2
 	exit 2

@@ -24,7 +24,7 @@
 #include "ratelimit.h"
 
 /* One request, from its first byte to its completion callback; only this file sees inside. */
-#define GD_MAX_HEADERS 6
+#define GD_MAX_HEADERS 12
 
 #define GD_MAX_PARAMS 4
 
@@ -90,6 +90,7 @@ static const struct {
 	{http_gitops_routes, &http_gitops_nroutes},
 	{http_telemetry_routes, &http_telemetry_nroutes},
 	{http_status_routes, &http_status_nroutes},
+	{http_ui_routes, &http_ui_nroutes},
 };
 
 static struct gd_route routes[HTTP_METRICS_MAX_ROUTES];
@@ -510,9 +511,52 @@ static void new_request_id(struct gd_req *r)
 	gn_hex_encode(r->id, raw, sizeof(raw));
 }
 
+/* A GET answered 200 with a JSON body it built in memory gets an ETag, a hash of the body; the same
+ * ETag in If-None-Match makes it a 304 without the body. The server still builds the answer, but
+ * a client that polls (the web dashboard) neither receives nor re-renders one that did not change.
+ * Routes that set their own ETag (artifacts, check-ins, the dashboard's files) keep it. */
+static void json_etag(struct gd_req *r)
+{
+	if (r->status != 200 || r->resp_fd >= 0 || !r->resp || !r->resp_type ||
+	    strcmp(r->resp_type, "application/json") != 0 ||
+	    (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0))
+		return;
+	for (int i = 0; i < r->nhdr; i++) {
+		if (strcmp(r->hdr_name[i], "ETag") == 0)
+			return;
+	}
+	char hex[GN_SHA256_HEX_LEN + 1], etag[48];
+	gn_sha256_hex(hex, r->resp, r->resp_len);
+	snprintf(etag, sizeof(etag), "W/\"%.32s\"", hex);
+	gd_header(r, "ETag", etag);
+	const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+	if (inm && strcmp(inm, etag) == 0) {
+		free(r->resp);
+		r->resp = NULL;
+		r->resp_len = 0;
+		r->resp_type = NULL;
+		r->status = 304;
+	}
+}
+
+/* Decodes %XX in the path and query arguments as libmicrohttpd does, except in a string that holds
+ * %00: decoded, it would end the C string early (/ui/index.html%00.js would be /ui/index.html). Such
+ * a string is left as sent, so it names no route, file or value that it would be cut to. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	for (const char *p = s; (p = strchr(p, '%')) != NULL; p++) {
+		if (p[1] == '0' && p[2] == '0')
+			return strlen(s);
+	}
+	return MHD_http_unescape(s);
+}
+
 static enum MHD_Result queue(struct gd_req *r)
 {
 	struct MHD_Response *resp;
+	json_etag(r);
 	if (r->resp_fd >= 0 && r->resp_pipe) {
 		resp = MHD_create_response_from_callback(r->resp_len, 64 * 1024, pipe_reader,
 							 (void *)(intptr_t)r->resp_fd, pipe_close);
@@ -1047,8 +1091,9 @@ int http_start(int fd, const struct sockaddr *addr, gn_err *err)
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)config_get()->connection_memory,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)config_get()->connection_timeout,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)config_get()->per_ip_connection_limit,
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_NOTIFY_COMPLETED,
-		on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)config_get()->connection_limit, MHD_OPTION_UNESCAPE_CALLBACK,
+		unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+		on_connection, NULL,
 		/* HTTPS: the certificate callback, cipher policy and client CA (server/http_tls.c) */
 		http_tls_enabled() ? MHD_OPTION_ARRAY : MHD_OPTION_END, tls, MHD_OPTION_END);
 	if (!daemon_) /* libmicrohttpd has logged why (event=mhd) */

@@ -136,6 +136,7 @@ GD_ROUTE_TABLE(rollouts);
 GD_ROUTE_TABLE(gitops);
 GD_ROUTE_TABLE(telemetry);
 GD_ROUTE_TABLE(status);
+GD_ROUTE_TABLE(ui);
 
 /* The request-body field tables that live beside their handlers (a domain module's own are in its
  * header): shared with fuzz/json_body.c, which fuzzes every route's body with its table. */

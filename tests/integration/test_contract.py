@@ -63,6 +63,7 @@ def test_contract_names_the_documented_routes(contract):
         ("POST", "/v1/agent/telemetry"), ("GET", "/v1/models/{name}/versions/{version}/drift"),
         ("POST", "/v1/alert-rules"), ("GET", "/v1/alert-rules"), ("DELETE", "/v1/alert-rules/{name}"),
         ("GET", "/v1/alerts"), ("GET", "/v1/models/{name}/canary"), ("GET", "/v1/status"),
+        ("GET", "/ui"), ("GET", "/ui/"), ("GET", "/ui/{asset}"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():
@@ -175,7 +176,7 @@ def test_responses_fit_the_contract(server, contract):
 
 # --- the served routes, probed over HTTP ---------------------------------------------------------
 _SAMPLE = {"id": None, "name": "probe", "version": "1.0.0", "alias": "stable", "digest": "0" * 64,
-           "file": "root.json", "action": "pause"}
+           "file": "root.json", "action": "pause", "asset": "app.js"}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 

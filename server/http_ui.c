@@ -1,0 +1,88 @@
+/* GET /ui/...: the web dashboard's files (ui/ in the source tree, embedded by scripts/embed-ui.sh).
+ * They are public: they hold no data. The page signs in with an API token that the browser keeps
+ * for its session and sends as a bearer header to the REST API, which checks the scopes as for
+ * any client. Every file goes out with a Content-Security-Policy that allows scripts, styles and
+ * connections to this origin only (no inline script or style, no framing), and with an ETag so
+ * that a browser revalidates it (Cache-Control: no-cache) with a 304 instead of downloading it
+ * again. */
+#include <string.h>
+
+#include "gangliond.h"
+#include "http.h"
+#include "ui_assets.h"
+
+#define UI_CSP                                                                                          \
+	"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " \
+	"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+static const struct ui_asset *ui_find(const char *name)
+{
+	for (size_t i = 0; i < gd_ui_assets_count; i++) {
+		if (strcmp(gd_ui_assets[i].name, name) == 0)
+			return &gd_ui_assets[i];
+	}
+	return NULL;
+}
+
+/* The headers every answer under /ui carries, files and refusals alike. */
+static void ui_security_headers(struct gd_req *r)
+{
+	gd_header(r, "Content-Security-Policy", UI_CSP);
+	gd_header(r, "X-Content-Type-Options", "nosniff");
+	gd_header(r, "X-Frame-Options", "DENY");
+	gd_header(r, "Referrer-Policy", "no-referrer");
+	gd_header(r, "Cross-Origin-Opener-Policy", "same-origin");
+}
+
+/* If-None-Match holds etag (or "*"): the browser's copy is current. Weak comparison (RFC 9110
+ * 13.1.2): W/"x" matches "x". */
+static bool ui_not_modified(struct gd_req *r, const char *etag)
+{
+	const char *inm = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+	if (!inm)
+		return false;
+	if (strcmp(inm, "*") == 0)
+		return true;
+	size_t n = strlen(etag);
+	for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
+		char after = p[n];
+		if (after == '\0' || after == ',' || after == ' ' || after == '\t')
+			return true;
+	}
+	return false;
+}
+
+static void ui_serve(struct gd_req *r, const char *name)
+{
+	ui_security_headers(r);
+	const struct ui_asset *a = ui_find(name);
+	if (!a) {
+		gd_reply_problem(r, 404, "no such file in the web dashboard");
+		return;
+	}
+	gd_header(r, "ETag", a->etag);
+	gd_header(r, "Cache-Control", "no-cache");
+	if (ui_not_modified(r, a->etag)) {
+		gd_reply_raw(r, 304, NULL, "", 0);
+		return;
+	}
+	gd_reply_raw(r, 200, a->type, (const char *)a->data, a->len);
+}
+
+/* The page, at /ui and /ui/ alike: it names its files by absolute paths (/ui/app.js). */
+static void http_ui_index(struct gd_req *r)
+{
+	ui_serve(r, "index.html");
+}
+
+static void http_ui_asset(struct gd_req *r)
+{
+	ui_serve(r, gd_param(r, 0));
+}
+
+const struct gd_route http_ui_routes[] = {
+	{"GET", "/ui", GD_SCOPE_PUBLIC, http_ui_index, NULL},
+	{"GET", "/ui/", GD_SCOPE_PUBLIC, http_ui_index, NULL},
+	{"GET", "/ui/{asset}", GD_SCOPE_PUBLIC, http_ui_asset, NULL},
+};
+const size_t http_ui_nroutes = GN_ARRAY_LEN(http_ui_routes);
