@@ -542,29 +542,51 @@
 		};
 		return v;
 	}
-	/* One gate's value at each judgement (from the events) against its limit, as a line. */
-	function gateChart(name, points, limit) {
-		const W = 320, H = 110, P = 28;
-		const vals = points.map((p) => p.value).filter((v) => typeof v === 'number');
-		const top = (Math.max(limit || 0, ...vals) || 1) * 1.15;
-		const x = (i) => P + (points.length > 1 ? i * (W - 2 * P) / (points.length - 1) : (W - 2 * P) / 2);
-		const y = (v) => H - P + 8 - (v / top) * (H - P);
-		const pts = points.map((p, i) => typeof p.value === 'number' ? x(i) + ',' + y(p.value) : null).filter(Boolean);
-		const s = svg('svg', {class: 'hist', viewBox: `0 0 ${W} ${H}`, role: 'img',
-				      'aria-label': name + ': ' + vals.map((v) => num(v)).join(', ') + (limit !== null && limit !== undefined ? '; limit ' + num(limit) : '')},
-			      svg('line', {class: 'axis', x1: P, y1: H - P + 8, x2: W - 8, y2: H - P + 8}),
-			      svg('line', {class: 'axis', x1: P, y1: 4, x2: P, y2: H - P + 8}),
-			      svg('text', {x: 2, y: 12, 'font-size': 10, text: num(top, 2)}),
-			      svg('text', {x: 2, y: H - P + 8, 'font-size': 10, text: '0'}));
+	/* A line chart: one line per series (points: [{value, title}], the same x positions for
+	 * all), a dashed line at limit (when a number), a y axis from 0. Text for screen readers in
+	 * aria-label, and a title on each point. */
+	function niceCeil(v) {
+		if (!(v > 0))
+			return 1;
+		const p = Math.pow(10, Math.floor(Math.log10(v)));
+		for (const m of [1, 2, 2.5, 5, 10])
+			if (m * p >= v)
+				return m * p;
+		return 10 * p;
+	}
+	function lineChart(name, series, limit, xlabels) {
+		const W = 320, H = 120, L = 36, R = 8, T = 8, B = 20;
+		const n = Math.max(0, ...series.map((x) => x.points.length));
+		const vals = series.flatMap((x) => x.points.map((p) => p.value)).filter((v) => typeof v === 'number');
+		const top = niceCeil(Math.max(typeof limit === 'number' ? limit : 0, ...vals) * 1.05);
+		const x = (i) => L + (n > 1 ? i * (W - L - R) / (n - 1) : (W - L - R) / 2);
+		const y = (v) => H - B - (Math.min(v, top) / top) * (H - B - T);
+		const desc = series.map((x) => x.name + ': ' + x.points.map((p) => num(p.value)).join(', ')).join('; ') +
+			(typeof limit === 'number' ? '; limit ' + num(limit) : '');
+		const s = svg('svg', {class: 'hist', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': name + ' — ' + desc},
+			      svg('line', {class: 'axis', x1: L, y1: H - B, x2: W - R, y2: H - B}),
+			      svg('line', {class: 'axis', x1: L, y1: T, x2: L, y2: H - B}),
+			      svg('text', {x: 2, y: T + 8, 'font-size': 10, text: num(top, 3)}),
+			      svg('text', {x: 2, y: H - B, 'font-size': 10, text: '0'}));
+		if (xlabels && xlabels.length)
+			for (const i of [0, xlabels.length - 1])
+				s.append(svg('text', {x: i ? W - R - 40 : L, y: H - 5, 'font-size': 10, text: xlabels[i]}));
 		if (typeof limit === 'number')
-			s.append(svg('line', {class: 'limit', x1: P, y1: y(limit), x2: W - 8, y2: y(limit)}));
-		if (pts.length > 1)
-			s.append(svg('polyline', {class: 'line', points: pts.join(' ')}));
-		for (const p of pts) {
-			const [cx, cy] = p.split(',');
-			s.append(svg('circle', {cx, cy, r: 3, class: 'obs'}));
-		}
-		return el('figure', {}, el('figcaption', {text: name}), s);
+			s.append(svg('line', {class: 'limit', x1: L, y1: y(limit), x2: W - R, y2: y(limit)}));
+		series.forEach((ser, k) => {
+			const pts = ser.points.map((p, i) => (typeof p.value === 'number' ? [x(i), y(p.value), p] : null)).filter(Boolean);
+			if (pts.length > 1)
+				s.append(svg('polyline', {class: 'line s' + (k % 4), points: pts.map(([a, b]) => a + ',' + b).join(' ')}));
+			for (const [cx, cy, p] of pts)
+				s.append(svg('circle', {cx, cy, r: 3, class: 'dot s' + (k % 4)},
+					     svg('title', {text: ser.name + ': ' + num(p.value) + (p.title ? ' (' + p.title + ')' : '')})));
+		});
+		const legend = series.length > 1 ? el('div', {class: 'legend'}, series.map((ser, k) =>
+			el('span', {}, el('span', {class: 'swatch s' + (k % 4)}), ser.name))) : null;
+		return el('figure', {'data-chart': name}, el('figcaption', {text: name}), s, legend);
+	}
+	function gateChart(name, points, limit) {
+		return lineChart(name, [{name, points: points.map((p) => ({value: p.value, title: p.at}))}], limit);
 	}
 	/* A rollout event's detail, readable: its scalar fields, the stage's figures, and each gate. */
 	function eventDetail(d) {
@@ -694,6 +716,55 @@
 			location.hash = '#/drift?' + new URLSearchParams(p).toString();
 		});
 		let chosen = null;
+		const history = region(root, 'Drift over time');
+		let historyAt = 0;
+		/* PSI and JS over time: the period cut in six slices, each asked for on its own, on
+		 * boundaries that stay put between polls (so each slice's ETag holds), every 15 s. */
+		async function refreshHistory() {
+			const m = /^(\d+)([mhd])$/.exec(since);
+			if (!m) {
+				fill(history, el('p', {class: 'muted', text: 'Drift over time needs a period given as a duration (90m, 6h, 7d).'}));
+				return;
+			}
+			const total = Number(m[1]) * {m: 60, h: 3600, d: 86400}[m[2]];
+			const n = 6;
+			const slice = Math.max(60, Math.ceil(total / n / 60) * 60);
+			const end = Math.ceil(Date.now() / 1000 / slice) * slice;
+			const iso = (t) => new Date(t * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+			const slices = [];
+			let changed = !history.firstChild;
+			for (let i = n; i > 0; i--) {
+				const from = end - i * slice;
+				const r = await api('GET', q('/v1/models/' + seg(chosen.model) + '/versions/' + seg(chosen.version) + '/drift',
+							     {since: iso(from), until: iso(from + slice), by}));
+				changed = changed || r.changed;
+				slices.push({from, data: r.data});
+			}
+			if (!changed)
+				return;
+			const features = new Map(); /* feature -> group -> [{psi, js}] per slice */
+			const groups = new Set();
+			slices.forEach((sl, i) => {
+				for (const g of sl.data.groups) {
+					const gname = by ? (g.group === null ? '(none)' : g.group) : 'all devices';
+					groups.add(gname);
+					for (const f of g.features) {
+						if (!features.has(f.feature))
+							features.set(f.feature, new Map());
+						const per = features.get(f.feature);
+						if (!per.has(gname))
+							per.set(gname, Array.from({length: n}, () => ({value: null})));
+						per.get(gname)[i] = {value: f.psi, title: 'JS ' + num(f.js) + ', n ' + f.n + ', from ' + iso(sl.from)};
+					}
+				}
+			});
+			const xl = [iso(end - n * slice).slice(11, 16), iso(end).slice(11, 16)];
+			fill(history, el('h2', {text: 'PSI over time (' + n + ' slices of ' + slice / 60 + ' min)'}),
+			     features.size ? el('div', {class: 'charts'}, [...features].map(([fname, per]) =>
+				     lineChart('PSI of ' + fname, [...per].map(([gname, points]) => ({name: gname, points})), 0.25, xl))) :
+				     el('p', {class: 'muted', text: 'No telemetry in this period.'}),
+			     el('p', {class: 'muted', text: 'Dashed: PSI 0.25, the usual threshold of a significant shift (the default of an alert rule). Each point\'s title gives its JS divergence.'}));
+		}
 		return {
 			async refresh() {
 				const a = await api('GET', q('/v1/alerts', {state: 'open', limit: 200}));
@@ -718,6 +789,10 @@
 						return;
 					}
 					throw e;
+				}
+				if (Date.now() - historyAt > 15000) {
+					historyAt = Date.now();
+					await refreshHistory();
 				}
 				if (!d.changed && body.firstChild)
 					return;

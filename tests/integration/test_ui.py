@@ -158,11 +158,12 @@ STRATEGY = {"stages": [{"percent": 25, "bake": 1}, {"percent": 50, "bake": 3600}
             "gates": {"max_failed": 0, "min_healthy": 1}}
 
 
-def _zoom_fits(b):
+def _zoom_fits(b, name):
     """At 200 % zoom (a 640-pixel-wide page in CSS pixels), nothing makes the page scroll sideways."""
     b.call("zoom", width=640, height=900)
     time.sleep(0.2)
     width = b.call("evaluate", expression="document.documentElement.scrollWidth")
+    b.shot(f"{name}-zoom200")
     b.call("zoom", width=1280, height=900)
     return width <= 640
 
@@ -201,7 +202,7 @@ def test_fleet_rollout_pause_and_scopes_in_the_browser(gangliond, browser):
     assert XSS_NAME in names and "cam-0" in names, names
     assert b.call("count", selector="#view img") == 0 and b.call("count", selector="#view script") == 0
     assert any(f"note={XSS_LABEL}" in r for r in rows), rows
-    assert _zoom_fits(b)
+    assert _zoom_fits(b, "fleet")
     b.shot("fleet")
     # The selector box asks the server: a filter and a bad selector.
     b.call("fill", selector="#selector", value="tier=lab")
@@ -241,10 +242,13 @@ def test_fleet_rollout_pause_and_scopes_in_the_browser(gangliond, browser):
     b.call("wait", selector="#view td", hasText="max_failed_share")
     b.shot("rollout")
 
-    # Pause from the page: a confirmation first (cancel does nothing), then the server pauses it.
+    # Pause from the page: a confirmation first, with the focus on Cancel; Escape (the keyboard's
+    # cancel) does nothing, then Confirm pauses it on the server.
     b.call("click", selector="[data-action=pause]")
     b.call("wait", selector="#confirm[open]")
-    b.call("click", selector="#confirm-cancel")
+    assert b.call("evaluate", expression="document.activeElement.id") == "confirm-cancel"
+    b.call("press", key="Escape")
+    b.call("waitGone", selector="#confirm[open]")
     time.sleep(0.5)
     assert rollout_of(server, "cams")["state"] == "running"
     b.call("click", selector="[data-action=pause]")
@@ -308,6 +312,15 @@ def test_a_drift_alert_shows_on_the_drift_page(gangliond, browser):
     assert "north" in row and "input:x0" in row, row
     captions = b.call("texts", selector="figcaption")
     assert any(c.startswith("input:x0") and "PSI" in c for c in captions), captions
-    assert _zoom_fits(b)
+    # PSI over time, one line per site: north's points are far above south's.
+    b.call("wait", selector="figure[data-chart='PSI of input:x0'] svg")
+    label = b.call("evaluate", expression="document.querySelector(\"figure[data-chart='PSI of input:x0'] svg\")"
+                                          ".getAttribute('aria-label')")
+    series = dict(part.split(": ", 1) for part in label.split(" — ", 1)[1].split("; ") if not part.startswith("limit"))
+    assert set(series) == {"north", "south"}, label
+    north = [float(v) for v in series["north"].split(", ") if v != "–"]
+    south = [float(v) for v in series["south"].split(", ") if v != "–"]
+    assert north and south and min(north) > 0.25 > max(south), label
+    assert _zoom_fits(b, "drift")
     b.shot("drift")
     assert not [e for e in b.events() if e["kind"] in ("dialog", "pageerror", "foreign-request")]
