@@ -1080,7 +1080,10 @@ int http_start(int fd, const struct sockaddr *addr, gn_err *err)
 		flags |= MHD_USE_IPv6;
 	struct MHD_OptionItem tls[4];
 	if (http_tls_enabled()) {
-		flags |= MHD_USE_TLS;
+		/* libmicrohttpd 0.9.75's epoll loop spins on a connection whose TLS handshake waits for the
+		 * client (GnuTLS reads the socket itself, so the loop never sees the EAGAIN that would take
+		 * it off the ready list): one silent TCP connection kept a core busy. poll(2) waits. */
+		flags = (flags & ~(unsigned)(MHD_USE_EPOLL | MHD_USE_TURBO)) | MHD_USE_POLL | MHD_USE_TLS;
 		http_tls_mhd_options(tls);
 	}
 	daemon_ = MHD_start_daemon(

@@ -4,10 +4,12 @@ HTTP, old TLS versions and weak ciphers refused; a wrong CA refused by the agent
 certificate re-read on SIGHUP; client certificates (mTLS) required when configured."""
 import hashlib
 import json
+import os
 import signal
 import socket
 import ssl
 import subprocess
+import time
 
 import pytest
 import requests
@@ -184,6 +186,32 @@ def test_plain_http_old_tls_and_weak_ciphers_are_refused(gangliond, pki, workdir
     p = subprocess.run([str(srv.command()[0]), "--data-dir", str(workdir / "d3"),
                         *tls_args(good.server[0], good.client[1])], capture_output=True, text=True, timeout=30)
     assert p.returncode != 0 and "is not the key of the certificate" in p.stdout + p.stderr, p.stdout + p.stderr
+
+
+def _cpu_s(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_stalled_handshake_costs_no_cpu_and_is_cut(gangliond, pki):
+    """A client that connects and sends nothing (or half a ClientHello) waits without a busy loop
+    (libmicrohttpd 0.9.75's epoll loop spun on it: a fifth of a core per connection here) and is
+    cut after request-header-timeout like any slow client."""
+    good, _ = pki
+    srv = gangliond(extra_args=tls_args(*good.server, "--request-header-timeout", "2s"), tls_ca=good.ca)
+    silent = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(4)]
+    silent[0].sendall(b"\x16\x03\x01\x02\x00")  # a record header, then nothing
+    before = _cpu_s(srv.proc.pid)
+    time.sleep(1.0)
+    used = _cpu_s(srv.proc.pid) - before
+    assert used < 0.1, f"gangliond used {used:.2f} s of CPU in 1 s with 4 stalled handshakes"
+    for s in silent:  # closed by the server within the timeout (recv returns b"" or resets)
+        try:
+            assert s.recv(16) == b""
+        except ConnectionResetError:
+            pass
+        s.close()
+    assert srv.api("GET", "/healthz").status_code == 200
 
 
 def test_cli_verifies_the_server(gangliond, pki):
