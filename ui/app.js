@@ -263,6 +263,9 @@
 		fill(root);
 		view = make(root, parts.slice(1), params, gen);
 		tick(gen);
+		/* A new view: the keyboard and screen reader start at its content, not in the old one. */
+		if (document.activeElement && document.activeElement.closest('#view, #nav'))
+			document.getElementById('main').focus({preventScroll: true});
 	}
 
 	/* A region that is redrawn when its data change. */
@@ -603,15 +606,41 @@
 				items.push(k + ': ' + JSON.stringify(v));
 		return el('ul', {class: 'event-detail'}, items.map((t) => el('li', {text: t})));
 	}
+	/* The canary judgement from telemetry windows (GET /v1/models/{name}/canary): the new version
+	 * against the old over the last hour, metric by metric. */
+	async function judgement(target, ro) {
+		let c;
+		try {
+			c = await api('GET', q('/v1/models/' + seg(ro.model) + '/canary', {canary: ro.to_version, control: ro.from_version}));
+		} catch (e) {
+			if (e.status >= 400 && e.status < 500) {
+				fill(target, el('h2', {text: 'Telemetry judgement'}), el('p', {class: 'muted', text: e.message}));
+				return;
+			}
+			throw e;
+		}
+		if (!c.changed && target.firstChild)
+			return;
+		const d = c.data;
+		fill(target, el('h2', {text: 'Telemetry judgement (last hour)'}),
+		     el('p', {}, badge({pass: 'pass', fail: 'fail', marginal: 'unjudged', inconclusive: 'unjudged'}[d.verdict] || 'unjudged', d.verdict),
+			' score ' + num(d.score, 2) + ', confidence ' + num(d.confidence, 2)),
+		     d.metrics.length ? table(['Metric', 'Verdict', 'Canary n', 'Control n', 'Canary median', 'Control median', 'Effect', 'Tolerance', 'p'],
+					      d.metrics.map((m) => [m.name, m.verdict, num(m.n_canary, 0), num(m.n_control, 0), num(m.median_canary),
+								    num(m.median_control), num(m.effect), num(m.tolerance), num(m.p, 4)])) : null);
+	}
 	function rolloutView(root, args) {
 		const id = args[0] || '';
 		const head = region(root, 'Rollout');
 		const gates = region(root, 'Gates');
+		const judged = region(root, 'Telemetry judgement');
+		const refreshJudgement = (ro) => judgement(judged, ro);
 		const evs = region(root, 'Events');
 		const v = {
 			async refresh() {
 				const r = await api('GET', '/v1/rollouts/' + seg(id));
 				const e = await api('GET', q('/v1/rollouts/' + seg(id) + '/events', {limit: 1000}));
+				await refreshJudgement(r.data);
 				if (!r.changed && !e.changed && head.firstChild)
 					return;
 				const ro = r.data;

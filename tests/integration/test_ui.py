@@ -240,6 +240,9 @@ def test_fleet_rollout_pause_and_scopes_in_the_browser(gangliond, browser):
     b.call("click", selector=f"[data-rollout='{rollout['id']}'] h2 a")
     b.call("wait", selector="#view h2", hasText="Canary and control")
     b.call("wait", selector="#view td", hasText="max_failed_share")
+    # No telemetry from this fleet: the judgement says so rather than passing.
+    b.call("wait", selector="#view h2", hasText="Telemetry judgement")
+    b.call("wait", selector="#view .badge", hasText="inconclusive")
     b.shot("rollout")
 
     # Pause from the page: a confirmation first, with the focus on Cancel; Escape (the keyboard's
