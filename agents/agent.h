@@ -191,7 +191,22 @@ void models_file_cleanup(struct models_file *f);
  * cannot load it. */
 int models_load(struct agent_model **out, struct agent *a, const struct models_file *bytes, const char *name,
 		const char *version, const char *sha256, gn_err *err) GN_WUR;
-int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err) GN_WUR;
+/* A release's sample, decoded: the values of each input and the expected values of each output,
+ * by tensor name (owned; models_sample_cleanup). */
+struct models_tensor {
+	char *name;
+	double *data;
+	size_t n;
+};
+struct models_sample {
+	struct models_tensor *in, *out;
+	size_t nin, nout;
+	double tolerance;
+};
+void models_sample_cleanup(struct models_sample *s);
+/* Runs the sample's inputs through m (twice: the first run warms it up) and compares the outputs
+ * with the expected ones within the tolerance; GN_EINVAL saying which value differs otherwise. */
+int models_self_test(struct agent *a, struct agent_model *m, const struct models_sample *s, gn_err *err) GN_WUR;
 /* Makes m the version of slot s that serves (takes over the caller's reference; m NULL unloads)
  * and drops the old one; it begins to count its health from now. */
 void models_swap(struct agent *a, struct agent_slot *s, struct agent_model *m);

@@ -196,68 +196,76 @@ static const ganglion_rt_tensor_info *find_info(const ganglion_rt_tensor_info *t
 	return NULL;
 }
 
-int models_self_test(struct agent *a, struct agent_model *m, const json_t *sample, gn_err *err)
+void models_sample_cleanup(struct models_sample *s)
 {
-	const json_t *ins = json_object_get(sample, "inputs"), *outs = json_object_get(sample, "outputs");
-	double tol = json_is_number(json_object_get(sample, "tolerance"))
-			     ? json_number_value(json_object_get(sample, "tolerance"))
-			     : 1e-4;
-	size_t nin = json_object_size(ins), nout = json_object_size(outs), i = 0;
-	ganglion_rt_input *in = gn_calloc(nin, sizeof(*in));
-	ganglion_rt_output *out = gn_calloc(nout, sizeof(*out));
+	for (size_t i = 0; i < s->nin; i++) {
+		free(s->in[i].name);
+		free(s->in[i].data);
+	}
+	for (size_t i = 0; i < s->nout; i++) {
+		free(s->out[i].name);
+		free(s->out[i].data);
+	}
+	free(s->in);
+	free(s->out);
+	memset(s, 0, sizeof(*s));
+}
+
+int models_self_test(struct agent *a, struct agent_model *m, const struct models_sample *s, gn_err *err)
+{
+	size_t nin = s->nin, nout = s->nout;
+	ganglion_rt_input *in = gn_calloc(nin ? nin : 1, sizeof(*in));
+	ganglion_rt_output *out = gn_calloc(nout ? nout : 1, sizeof(*out));
 	int rc = 0;
-	const char *k;
-	json_t *v;
 	if (!nin || !nout) {
 		rc = gn_err_set(err, GN_EINVAL, "the sample has no inputs or no outputs");
 		goto done;
 	}
-	json_object_foreach((json_t *)ins, k, v) {
+	for (size_t i = 0; i < nin; i++) {
+		const char *k = s->in[i].name;
 		const ganglion_rt_tensor_info *ti = find_info(m->info->inputs, m->info->n_inputs, k);
 		if (!ti) {
 			rc = gn_err_set(err, GN_EINVAL, "the sample names input '%s', the model has no such input", k);
 			goto done;
 		}
-		float *data = gn_malloc(json_array_size(v) * sizeof(float));
-		for (size_t j = 0; j < json_array_size(v); j++)
-			data[j] = (float)json_number_value(json_array_get(v, j));
+		float *data = gn_malloc((s->in[i].n + 1) * sizeof(float));
+		for (size_t j = 0; j < s->in[i].n; j++)
+			data[j] = (float)s->in[i].data[j];
 		in[i].name = k;
 		in[i].data = data;
-		if ((rc = shape_solve(&in[i++], ti, json_array_size(v), NULL, 0, err)))
+		if ((rc = shape_solve(&in[i], ti, s->in[i].n, NULL, 0, err)))
 			goto done;
 	}
-	i = 0;
-	json_object_foreach((json_t *)outs, k, v) {
-		out[i].name = k;
-		out[i].capacity = json_array_size(v);
-		out[i++].data = gn_calloc(json_array_size(v) + 1, sizeof(float));
+	for (size_t i = 0; i < nout; i++) {
+		out[i].name = s->out[i].name;
+		out[i].capacity = s->out[i].n;
+		out[i].data = gn_calloc(s->out[i].n + 1, sizeof(float));
 	}
 	/* Twice: the first run warms up (compiles OpenCL kernels, allocates), the second is judged. */
 	for (int run = 0; run < 2 && !rc; run++)
 		rc = models_infer(a, m, in, nin, out, nout, err);
 	if (rc)
 		goto done;
-	i = 0;
-	json_object_foreach((json_t *)outs, k, v) {
+	for (size_t i = 0; i < nout; i++) {
+		const char *k = s->out[i].name;
 		size_t n = 1;
 		for (int d = 0; d < out[i].ndim; d++)
 			n *= (size_t)out[i].shape[d];
-		if (n != json_array_size(v)) {
+		if (n != s->out[i].n) {
 			rc = gn_err_set(err, GN_EINVAL, "output %s has %zu values, the sample expects %zu", k, n,
-					json_array_size(v));
+					s->out[i].n);
 			goto done;
 		}
 		for (size_t j = 0; j < n; j++) {
-			double want = json_number_value(json_array_get(v, j)), got = out[i].data[j];
-			if (!(fabs(got - want) <= tol)) {
+			double want = s->out[i].data[j], got = out[i].data[j];
+			if (!(fabs(got - want) <= s->tolerance)) {
 				rc = gn_err_set(
 					err, GN_EINVAL,
 					"self-test failed: output %s[%zu] is %g, the release expects %g (tolerance %g)",
-					k, j, got, want, tol);
+					k, j, got, want, s->tolerance);
 				goto done;
 			}
 		}
-		i++;
 	}
 done:
 	for (size_t j = 0; j < nin; j++)

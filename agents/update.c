@@ -17,6 +17,7 @@
 #include "json.h"
 #include "log.h"
 #include "model.h"
+#include "npy.h"
 #include "tuf.h"
 #include "tufclient.h"
 #include "tufdeleg.h"
@@ -520,15 +521,89 @@ static int read_verified(struct models_file *out, bool *out_signed, const json_t
 	return 0;
 }
 
-/* Fetches the release's sample and checks it against its signed SHA-256; *out stays NULL when
- * the release has none. GN_EAUTH when it does not match. */
-static int fetch_sample(json_t **out, struct agent *a, const json_t *icustom, const char *model, const char *version,
-			gn_err *err)
+/* The largest sample tensor file the agent fetches (the signed sample states each one's length). */
+#define SAMPLE_FILE_MAX ((size_t)1 << 30)
+
+/* Reads one tensor of the sample: numbers in the JSON, or a .npy file named by its SHA-256 and
+ * length (inside the signed sample), fetched from the artifact store and checked against them.
+ * GN_EAUTH when the bytes are not the signed ones; GN_EINVAL when they are not a usable .npy. */
+static int sample_tensor(struct models_tensor *t, struct agent *a, const char *name, const json_t *v, gn_err *err)
+{
+	const char *sha = gn_json_str(v, "sha256");
+	json_int_t want = json_integer_value(json_object_get(v, "length"));
+	char path[128], sum[GN_SHA256_HEX_LEN + 1], *bytes = NULL;
+	size_t len = 0;
+	gn_npy n;
+	gn_err e;
+	int rc;
+	t->name = gn_strdup(name);
+	if (json_is_array(v)) {
+		t->n = json_array_size(v);
+		t->data = gn_malloc((t->n + 1) * sizeof(double));
+		for (size_t j = 0; j < t->n; j++)
+			t->data[j] = json_number_value(json_array_get(v, j));
+		return 0;
+	}
+	if (!sha || strlen(sha) != GN_SHA256_HEX_LEN || strspn(sha, "0123456789abcdef") != GN_SHA256_HEX_LEN ||
+	    want < 1 || (uint64_t)want > SAMPLE_FILE_MAX)
+		return gn_err_set(err, GN_EAUTH,
+				  "the sample's tensor %s is neither numbers nor a .npy file of at most %zu "
+				  "bytes named by its SHA-256",
+				  name, SAMPLE_FILE_MAX);
+	snprintf(path, sizeof(path), "/v1/artifacts/sha256/%s", sha);
+	/* One byte more than stated: a longer file is then a mismatch, not a transport error. */
+	if ((rc = client_get(&bytes, &len, a, path, (size_t)want + 1, &e)))
+		return gn_err_set(err, rc == GN_ETOOBIG ? GN_EAUTH : rc, "sample file of %s: %s", name, e.msg);
+	gn_sha256_hex(sum, bytes, len);
+	if (len != (size_t)want || strcmp(sum, sha) != 0)
+		rc = gn_err_set(err, GN_EAUTH,
+				"the sample file of tensor %s does not match its signed SHA-256 (%zu bytes, sha256 %s)",
+				name, len, sum);
+	else if (gn_npy_parse(&n, bytes, len, len, &e))
+		rc = gn_err_set(err, GN_EINVAL, "the sample file of tensor %s: %s", name, e.msg);
+	if (!rc) {
+		t->n = (size_t)n.count;
+		t->data = gn_malloc((t->n + 1) * sizeof(double));
+		for (size_t j = 0; j < t->n; j++)
+			t->data[j] = gn_npy_get(&n, j);
+	}
+	free(bytes);
+	return rc;
+}
+
+/* Decodes a checked sample's inputs and outputs into out. */
+static int sample_decode(struct models_sample *out, struct agent *a, const json_t *sample, gn_err *err)
+{
+	const json_t *ins = json_object_get(sample, "inputs"), *outs = json_object_get(sample, "outputs");
+	const json_t *tol = json_object_get(sample, "tolerance");
+	const char *k;
+	json_t *v;
+	int rc = 0;
+	out->tolerance = json_is_number(tol) ? json_number_value(tol) : 1e-4;
+	out->in = gn_calloc(json_object_size(ins) + 1, sizeof(*out->in));
+	out->out = gn_calloc(json_object_size(outs) + 1, sizeof(*out->out));
+	json_object_foreach((json_t *)ins, k, v) {
+		if ((rc = sample_tensor(&out->in[out->nin++], a, k, v, err)))
+			return rc;
+	}
+	json_object_foreach((json_t *)outs, k, v) {
+		if ((rc = sample_tensor(&out->out[out->nout++], a, k, v, err)))
+			return rc;
+	}
+	return 0;
+}
+
+/* Fetches the release's sample, checks it against its signed SHA-256 and decodes it (its tensor
+ * files fetched and checked against their digests in it); *out_has is false when the release has
+ * none. GN_EAUTH when something does not match. */
+static int fetch_sample(struct models_sample *out, bool *out_has, struct agent *a, const json_t *icustom,
+			const char *model, const char *version, gn_err *err)
 {
 	const char *want = gn_json_str(icustom, "sample_sha256");
 	char spath[256], ssum[GN_SHA256_HEX_LEN + 1], *bytes = NULL;
 	size_t len = 0;
-	*out = NULL;
+	json_t *sample = NULL;
+	*out_has = false;
 	if (!want)
 		return 0;
 	snprintf(spath, sizeof(spath), "/v1/models/%s/versions/%s/sample", model, version);
@@ -536,9 +611,12 @@ static int fetch_sample(json_t **out, struct agent *a, const json_t *icustom, co
 	if (rc)
 		return rc;
 	gn_sha256_hex(ssum, bytes, len);
-	if (strcmp(ssum, want) != 0 || !(*out = json_loadb(bytes, len, 0, NULL)))
+	if (strcmp(ssum, want) != 0 || !(sample = json_loadb(bytes, len, 0, NULL)))
 		rc = gn_err_set(err, GN_EAUTH, "the sample does not match its signed SHA-256");
+	else if (!(rc = sample_decode(out, a, sample, err)))
+		*out_has = true;
 	free(bytes);
+	json_decref(sample);
 	return rc;
 }
 
@@ -643,7 +721,8 @@ static void install(struct agent *a, struct agent_slot *s, struct image *image, 
 {
 	gn_err err;
 	char *file = NULL, key[96];
-	json_t *sample = NULL;
+	struct models_sample sample = {0};
+	bool has_sample = false;
 	struct models_file bytes = {0};
 	struct agent_model *m = NULL;
 	bool signed_mismatch = false;
@@ -689,7 +768,8 @@ static void install(struct agent *a, struct agent_slot *s, struct image *image, 
 		attempt_failed(a, s, model, version, err.msg, signed_mismatch);
 		goto out;
 	}
-	if ((rc = fetch_sample(&sample, a, json_object_get(image_entry, "custom"), model, version, &err))) {
+	if ((rc = fetch_sample(&sample, &has_sample, a, json_object_get(image_entry, "custom"), model, version,
+			       &err))) {
 		attempt_failed(a, s, model, version, err.msg, rc == GN_EAUTH);
 		goto out;
 	}
@@ -697,7 +777,7 @@ static void install(struct agent *a, struct agent_slot *s, struct image *image, 
 	report(a, s, "loading", model, version, NULL);
 	push_progress(a);
 	if ((rc = models_load(&m, a, &bytes, model, version, sha, &err)) ||
-	    (sample && (rc = models_self_test(a, m, sample, &err)))) {
+	    (has_sample && (rc = models_self_test(a, m, &sample, &err)))) {
 		models_unref(a, m);
 		drop_model_file(a, file, sha);
 		attempt_failed(a, s, model, version, err.msg, true);
@@ -715,7 +795,7 @@ static void install(struct agent *a, struct agent_slot *s, struct image *image, 
 	s->try_key[0] = '\0';
 out:
 	models_file_cleanup(&bytes);
-	json_decref(sample);
+	models_sample_cleanup(&sample);
 	free(file);
 }
 

@@ -15,6 +15,7 @@
 #include "http_client.h"
 #include "json.h"
 #include "model.h"
+#include "npy.h"
 
 #define PROGRESS_INTERVAL_NS 100000000ULL      /* redraw at most ten times a second on a terminal */
 #define PROGRESS_LOG_INTERVAL_NS 5000000000ULL /* elsewhere (a CI log), a line every 5 seconds */
@@ -300,6 +301,87 @@ static int add_digest(json_t *meta, const char *meta_path, const char *file, con
 	return 0;
 }
 
+/* The sample tensor files a push sends: one 'sample' part per distinct file. */
+struct sample_files {
+	size_t n;
+	char *path[64];
+	char hex[64][GN_SHA256_HEX_LEN + 1];
+};
+
+static void sample_files_cleanup(struct sample_files *sf)
+{
+	for (size_t i = 0; i < sf->n; i++)
+		free(sf->path[i]);
+	sf->n = 0;
+}
+
+/* Checks that path holds a .npy file numpy writes and that the reader on the devices accepts. */
+static int check_npy(const char *path, uint64_t len, gn_err *err)
+{
+	char head[GN_NPY_HEADER_MAX];
+	gn_npy n;
+	gn_err e;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t got = fd < 0 ? -1 : read(fd, head, sizeof(head));
+	if (fd >= 0)
+		close(fd);
+	if (got < 0)
+		return gn_err_set(err, CLI_EUSAGE, "cannot read %s: %s", path, strerror(errno));
+	if (gn_npy_header_parse(&n, head, (size_t)got, len, &e))
+		return gn_err_set(err, CLI_EUSAGE, "%s: %s", path, e.msg);
+	if (n.header_len + n.data_len != len)
+		return gn_err_set(err, CLI_EUSAGE, "%s: %llu bytes, its .npy header says %llu", path,
+				  (unsigned long long)len, (unsigned long long)(n.header_len + n.data_len));
+	return 0;
+}
+
+/* Replaces each sample tensor given as a file name (a .npy file, relative to the --meta file's
+ * directory) by {"format": "npy", "sha256", "length"}, and lists the files to send. */
+static int resolve_sample_files(struct sample_files *sf, json_t *meta, const char *meta_path, gn_err *err)
+{
+	static const char *const lists[] = {"inputs", "outputs"};
+	const char *slash = meta_path ? strrchr(meta_path, '/') : NULL;
+	int dirlen = slash ? (int)(slash - meta_path) : 0;
+	int error;
+	for (size_t l = 0; l < GN_ARRAY_LEN(lists); l++) {
+		const char *k;
+		json_t *v, *obj = json_object_get(json_object_get(meta, "sample"), lists[l]);
+		if (!json_is_object(obj))
+			continue;
+		json_object_foreach(obj, k, v) {
+			if (!json_is_string(v))
+				continue;
+			const char *f = json_string_value(v);
+			char *path =
+				f[0] == '/' || !slash ? gn_strdup(f) : gn_asprintf("%.*s/%s", dirlen, meta_path, f);
+			char hex[GN_SHA256_HEX_LEN + 1];
+			uint64_t len = 0;
+			if ((error = hash_file(hex, &len, path, NULL, err)) || (error = check_npy(path, len, err))) {
+				free(path);
+				return error;
+			}
+			size_t i = 0;
+			while (i < sf->n && strcmp(sf->hex[i], hex) != 0)
+				i++;
+			if (i == sf->n && sf->n == GN_ARRAY_LEN(sf->path)) {
+				free(path);
+				return gn_err_set(err, CLI_EUSAGE, "more than %zu sample files",
+						  GN_ARRAY_LEN(sf->path));
+			}
+			if (i == sf->n) {
+				sf->path[sf->n] = path;
+				memcpy(sf->hex[sf->n++], hex, sizeof(hex));
+			} else {
+				free(path);
+			}
+			json_object_set_new(
+				obj, k,
+				json_pack("{s:s,s:s,s:I}", "format", "npy", "sha256", hex, "length", (json_int_t)len));
+		}
+	}
+	return 0;
+}
+
 /* Returns /v1/models/{name} with name URL-encoded, followed by suffix (new). */
 static char *model_path(const char *name, const char *suffix)
 {
@@ -319,6 +401,7 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	json_t *meta = NULL, *ver = NULL;
 	gn_http_resp resp = {0};
 	progress prog;
+	struct sample_files samples = {0};
 
 	progress_start(&prog, "hashing  ", tty);
 	if (!name) {
@@ -328,7 +411,8 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	if ((error = check_name(name, err)))
 		goto out;
 	/* Check everything that can be checked before reading what may be gigabytes. */
-	if ((error = load_metadata(&meta, args, err)))
+	if ((error = load_metadata(&meta, args, err)) ||
+	    (error = resolve_sample_files(&samples, meta, cli_args_get(args, "meta"), err)))
 		goto out;
 	if ((error = hash_file(hex, &len, file, show ? &prog : NULL, err)))
 		goto out;
@@ -337,7 +421,7 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		goto out;
 	meta_text = gn_json_dump(meta);
 
-	gn_http_part parts[] = {
+	gn_http_part parts[2 + GN_ARRAY_LEN(samples.path)] = {
 		{.name = "metadata",
 		 .content_type = "application/json",
 		 .data = meta_text,
@@ -347,13 +431,18 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		 .path = file,
 		 .filename = gn_json_str(meta, "filename")},
 	};
+	for (size_t i = 0; i < samples.n; i++)
+		parts[2 + i] = (gn_http_part){.name = "sample",
+					      .content_type = "application/octet-stream",
+					      .path = samples.path[i],
+					      .filename = "sample.npy"};
 	path = model_path(name, "/versions");
 	url = gn_asprintf("%s%s", ctx->url, path);
 	gn_http_upload up = {
 		.url = url,
 		.token = ctx->token,
 		.parts = parts,
-		.nparts = GN_ARRAY_LEN(parts),
+		.nparts = 2 + samples.n,
 		.connect_timeout_s = ctx->timeout_s < CONNECT_TIMEOUT_S ? ctx->timeout_s : CONNECT_TIMEOUT_S,
 		.low_speed_limit = LOW_SPEED_LIMIT,
 		.low_speed_time_s = LOW_SPEED_TIME_S,
@@ -388,6 +477,7 @@ out:
 	free(meta_text);
 	free(path);
 	free(url);
+	sample_files_cleanup(&samples);
 	return error;
 }
 
@@ -543,7 +633,9 @@ static const cli_opt push_opts[] = {
 	{"name", 0, "NAME", "the model's name, a lower-case DNS label (required)"},
 	{"version", 0, "VERSION", "semantic version, e.g. 1.2.0 (required unless in the --meta file)"},
 	{"format", 0, "FORMAT", "onnx, tflite, tensorrt-plan or other (server default: other)"},
-	{"meta", 0, "FILE", "JSON object with the other metadata: requirements, inputs, outputs, ..."},
+	{"meta", 0, "FILE",
+	 "JSON object with the other metadata: requirements, inputs, outputs, sample, ... (a sample tensor given "
+	 "as a file name is a .npy file beside FILE, sent with the model)"},
 	{"filename", 0, "F", "the artifact's file name in the release target (default model.EXT)"},
 	{"no-progress", 0, NULL,
 	 "no progress on stderr (else a line redrawn on a terminal, or a plain line every 5 seconds and one at 100%)"},

@@ -100,6 +100,9 @@ static const gn_conf_opt opts[] = {
 	OPT("max-release-metadata", GN_CONF_SIZE, max_release_metadata, "16M", true, 1024, 64LL << 20, "SIZE",
 	    "largest metadata part of a publish, its sample included (413 beyond; devices fetch a sample of "
 	    "at most 64M)"),
+	OPT("max-sample-size", GN_CONF_SIZE, max_sample_size, "256M", true, 1024, 4LL << 30, "SIZE",
+	    "largest sample tensor file (.npy) of a publish, each of at most 64 (413 beyond, checked as the bytes "
+	    "arrive)"),
 	OPT("artifact-sweep-grace", GN_CONF_DURATION, artifact_sweep_grace, "1h", false, 0, 86400LL * 30, "DURATION",
 	    "at start-up, delete stored artifacts that no published version references (a publish cut short) "
 	    "and temp upload files, once unchanged for this long (a younger one may be another replica's upload)"),

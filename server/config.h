@@ -26,6 +26,7 @@ struct gd_config {
 	int64_t db_pool_wait;
 	int64_t max_body;
 	int64_t max_release_metadata;
+	int64_t max_sample_size;
 	int64_t max_json_depth;
 	int64_t connection_timeout;
 	int64_t request_header_timeout;

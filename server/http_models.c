@@ -10,6 +10,7 @@
 #include "log.h"
 #include "model_meta.h"
 #include "models.h"
+#include "npy.h"
 
 /* --- publishing ------------------------------------------------------------------------------ */
 
@@ -17,6 +18,8 @@ struct publish {
 	struct MHD_PostProcessor *pp;
 	gn_buf meta;
 	artifact_upload *up;
+	struct models_sample_file samples[MODELS_MAX_SAMPLE_FILES];
+	size_t nsamples;
 	bool meta_checked;
 	char *part; /* the part being received */
 	gn_err err;
@@ -52,6 +55,41 @@ static int early_check(struct gd_req *r, struct publish *p)
 	return 0;
 }
 
+/* A 'sample' part: one .npy tensor file of the sample, stored like the artifact; its first bytes
+ * (the header) are kept for models_publish to check. */
+static enum MHD_Result on_sample_part(struct gd_req *r, struct publish *p, const char *data, uint64_t off, size_t size)
+{
+	gn_err err;
+	int64_t max = config_get()->max_sample_size;
+	if (!p->meta_checked && early_check(r, p))
+		return MHD_NO;
+	if (off == 0) {
+		if (p->nsamples == MODELS_MAX_SAMPLE_FILES) {
+			publish_fail(p, 400, "more than 64 'sample' parts");
+			return MHD_NO;
+		}
+		struct models_sample_file *f = &p->samples[p->nsamples];
+		gn_buf_init(&f->head);
+		if (artifacts_begin(&f->up, &err)) {
+			publish_fail(p, 500, err.msg);
+			return MHD_NO;
+		}
+		p->nsamples++;
+	}
+	struct models_sample_file *f = &p->samples[p->nsamples - 1];
+	if (f->head.len < GN_NPY_HEADER_MAX)
+		gn_buf_append(&f->head, data,
+			      size < GN_NPY_HEADER_MAX - f->head.len ? size : GN_NPY_HEADER_MAX - f->head.len);
+	if (size && artifacts_write(f->up, data, size, (uint64_t)max, &err)) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "sample file %zu is larger than %lld bytes (max-sample-size)", p->nsamples,
+			 (long long)max);
+		publish_fail(p, gd_http_status(err.code), err.code == GN_ETOOBIG ? msg : err.msg);
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
 static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
 			       const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
 			       size_t size)
@@ -77,9 +115,12 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 		gn_buf_append(&p->meta, data, size);
 		return MHD_YES;
 	}
+	if (strcmp(key, "sample") == 0)
+		return on_sample_part(r, p, data, off, size);
 	if (strcmp(key, "artifact") != 0) {
 		char msg[160];
-		snprintf(msg, sizeof(msg), "unknown form part '%.64s' (expected 'metadata' and 'artifact')", key);
+		snprintf(msg, sizeof(msg), "unknown form part '%.64s' (expected 'metadata', 'artifact' and 'sample')",
+			 key);
 		publish_fail(p, 400, msg);
 		return MHD_NO;
 	}
@@ -96,6 +137,9 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 		}
 	}
 	if (size && artifacts_write(p->up, data, size, (uint64_t)config_get()->max_artifact_size, &err)) {
+		if (err.code == GN_ETOOBIG)
+			snprintf(err.msg, sizeof(err.msg), "the artifact is larger than %lld bytes (max-artifact-size)",
+				 (long long)config_get()->max_artifact_size);
 		publish_fail(p, gd_http_status(err.code), err.msg);
 		return MHD_NO;
 	}
@@ -107,7 +151,9 @@ static int publish_begin(struct gd_req *r)
 	gn_err err;
 	const char *ct = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	const char *cl = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-	int64_t max = config_get()->max_artifact_size + config_get()->max_release_metadata + 65536;
+	const struct gd_config *cfg = config_get();
+	int64_t max = cfg->max_artifact_size + cfg->max_release_metadata +
+		      MODELS_MAX_SAMPLE_FILES * cfg->max_sample_size + (MODELS_MAX_SAMPLE_FILES + 2) * 1024;
 	if (gd_rate_limit(r, "upload", gd_actor(r)->id))
 		return -1;
 	if (model_name_check(gd_param(r, 0), &err)) {
@@ -120,9 +166,12 @@ static int publish_begin(struct gd_req *r)
 		return -1;
 	}
 	if (cl && strtoll(cl, NULL, 10) > max) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "upload larger than the %lld-byte artifact limit",
-			 (long long)config_get()->max_artifact_size);
+		char msg[320];
+		snprintf(msg, sizeof(msg),
+			 "upload of %lld bytes is larger than max-artifact-size (%lld) + max-release-metadata (%lld) + "
+			 "64 sample files of max-sample-size (%lld)",
+			 strtoll(cl, NULL, 10), (long long)cfg->max_artifact_size, (long long)cfg->max_release_metadata,
+			 (long long)cfg->max_sample_size);
 		gd_reply_problem(r, 413, msg);
 		return -1;
 	}
@@ -157,6 +206,10 @@ static void publish_free(struct gd_req *r)
 	if (p->pp)
 		MHD_destroy_post_processor(p->pp);
 	artifacts_abort(p->up);
+	for (size_t i = 0; i < p->nsamples; i++) {
+		artifacts_abort(p->samples[i].up);
+		gn_buf_cleanup(&p->samples[i].head);
+	}
 	gn_buf_cleanup(&p->meta);
 	free(p);
 	gd_set_stream_ctx(r, NULL);
@@ -195,7 +248,7 @@ static void http_models_publish(struct gd_req *r)
 	artifact_upload *up = p->up;
 	p->up = NULL;
 	if (models_publish(&out, gd_db(r), gd_actor(r), &ts, gd_param(r, 0), p->meta.data, p->meta.len,
-			   (int)cfg->max_json_depth, up, &err))
+			   (int)cfg->max_json_depth, up, p->samples, p->nsamples, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_raw(r, 201, "application/json", out, strlen(out));

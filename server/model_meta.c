@@ -78,6 +78,33 @@ static const json_t *find_tensor(const json_t *specs, const char *name)
 	return NULL;
 }
 
+/* A sample tensor held in a file: {"format": "npy", "sha256": 64 hex digits, "length": bytes}. */
+static int check_sample_file(const json_t *v, const char *what, const char *k, gn_err *err)
+{
+	static const gn_json_field fields[] = {
+		{"format", GN_JSON_STRING, true, false},
+		{"sha256", GN_JSON_STRING, true, false},
+		{"length", GN_JSON_INTEGER, true, false},
+	};
+	gn_err e;
+	const char *sha = gn_json_str(v, "sha256");
+	if (gn_json_check(v, fields, GN_ARRAY_LEN(fields), &e))
+		return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s: %s", what, k, e.msg);
+	if (strcmp(gn_json_str(v, "format"), "npy") != 0)
+		return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s.format must be \"npy\"", what, k);
+	if (strlen(sha) != 64 || strspn(sha, "0123456789abcdef") != 64)
+		return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s.sha256 must be 64 lower-case hex digits", what, k);
+	if (json_integer_value(json_object_get(v, "length")) < 1)
+		return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s.length must be at least 1", what, k);
+	return 0;
+}
+
+int64_t model_meta_sample_elements(const json_t *meta, const char *list, const char *name)
+{
+	const json_t *spec = find_tensor(json_object_get(meta, list), name);
+	return spec ? elements(spec) : -1;
+}
+
 /* Sample tensors: {tensor name: [numbers]} matching the specs by name and element count. */
 static int check_sample_tensors(const json_t *obj, const json_t *specs, const char *what, gn_err *err)
 {
@@ -92,9 +119,17 @@ static int check_sample_tensors(const json_t *obj, const json_t *specs, const ch
 		if (!spec)
 			return gn_err_set(err, GN_EINVAL, "sample.%s names '%.64s', which is not among the model's %s",
 					  what, k, what);
+		if (json_is_object(v)) { /* a tensor file, sent as a 'sample' part: checked when it arrives */
+			int rc = check_sample_file(v, what, k, err);
+			if (rc)
+				return rc;
+			continue;
+		}
 		if (!json_is_array(v) || json_array_size(v) == 0)
-			return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s must be a non-empty array of numbers", what,
-					  k);
+			return gn_err_set(err, GN_EINVAL,
+					  "sample.%s.%.64s must be a non-empty array of numbers or a tensor file "
+					  "{\"format\": \"npy\", \"sha256\", \"length\"}",
+					  what, k);
 		json_array_foreach(v, i, x)
 			if (!json_is_number(x))
 				return gn_err_set(err, GN_EINVAL, "sample.%s.%.64s must hold numbers only", what, k);

@@ -30,5 +30,8 @@ GN_WUR static inline int model_alias_check(const char *alias, gn_err *err)
  * reference profile shape, and a sample unless "no_self_test" is true); fills out. GN_EINVAL with
  * a message naming the field otherwise. */
 int model_meta_check(struct model_meta *out, const json_t *meta, gn_err *err) GN_WUR;
+/* Returns the number of elements of tensor name in the checked metadata's list ("inputs" or
+ * "outputs"), or -1 when a dimension is dynamic or there is no such tensor. */
+int64_t model_meta_sample_elements(const json_t *meta, const char *list, const char *name);
 
 #endif

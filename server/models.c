@@ -11,6 +11,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "model_meta.h"
+#include "npy.h"
 #include "tuf_image.h"
 
 #define VERSION_JSON                                                                                               \
@@ -50,8 +51,22 @@ static const db_stmt st_version_get = {
 	"SELECT " VERSION_JSON "::text FROM model_versions v WHERE v.model = $1 AND v.version ="
 	" coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
 	2};
-static const db_stmt st_digest_used = {"models_digest_used", "SELECT 1 FROM model_versions WHERE sha256 = $1 LIMIT 1",
+static const db_stmt st_digest_used = {"models_digest_used",
+				       "SELECT 1 FROM model_versions WHERE sha256 = $1 UNION ALL"
+				       " SELECT 1 FROM model_sample_files WHERE sha256 = $1 LIMIT 1",
 				       1};
+static const db_stmt st_sample_file_insert = {
+	"models_sample_file_insert",
+	"INSERT INTO model_sample_files (model, version, sha256, length) VALUES ($1, $2, $3, $4)"
+	" ON CONFLICT DO NOTHING",
+	4};
+/* A sample file: readable by a device whose director targets name (or named) its version. */
+static const db_stmt st_device_sample = {
+	"models_device_sample",
+	"SELECT 1 FROM model_sample_files f JOIN director_targets t ON t.device_id = $1 AND"
+	" jsonb_path_exists(t.body::jsonb, '$.signed.targets.*.custom ? (@.model == $m && @.version == $v)',"
+	" jsonb_build_object('m', f.model, 'v', f.version)) WHERE f.sha256 = $2 LIMIT 1",
+	2};
 /* Devices read only what their signed director targets name or named before (to roll back to
  * it): the bytes by digest, the version's metadata by model and version (an alias resolved now). */
 static const db_stmt st_device_digest = {
@@ -215,7 +230,8 @@ int models_artifact_readable(db_conn *c, const struct gd_actor *who, const char 
 	int error;
 	if (who->kind == GD_ACTOR_DEVICE) {
 		const char *pd[] = {who->id, digest};
-		if ((error = device_allowed(c, &st_device_digest, pd,
+		if (device_allowed(c, &st_device_digest, pd, "", err) &&
+		    (error = device_allowed(c, &st_device_sample, pd,
 					    "this device's director metadata has never named this artifact", err)))
 			return error;
 	}
@@ -351,11 +367,114 @@ static int check_stated(const struct model_meta *m, const char *digest, uint64_t
 	return 0;
 }
 
+/* The sample files of a publish, finished: each one's digest, length and .npy header, and its
+ * upload until it is committed. */
+struct sample_files {
+	size_t n;
+	struct {
+		artifact_upload *up;
+		char digest[GN_SHA256_HEX_LEN + 1];
+		uint64_t length;
+		gn_npy npy;
+		bool used, placed;
+	} f[MODELS_MAX_SAMPLE_FILES];
+};
+
+/* Finishes each upload and reads its .npy header: a file must be exactly header and data. */
+static int sample_files_finish(struct sample_files *sf, struct models_sample_file *files, size_t n, gn_err *err)
+{
+	gn_err e;
+	int error;
+	for (size_t i = 0; i < n; i++) {
+		e.code = 0;
+		sf->f[i].up = files[i].up;
+		files[i].up = NULL;
+		sf->n = i + 1;
+		if ((error = artifacts_finish(sf->f[i].up, sf->f[i].digest, &sf->f[i].length, err)))
+			return error;
+		if (gn_npy_header_parse(&sf->f[i].npy, files[i].head.data, files[i].head.len, sf->f[i].length, &e) ||
+		    sf->f[i].npy.header_len + sf->f[i].npy.data_len != sf->f[i].length)
+			return gn_err_set(err, GN_EINVAL,
+					  "sample file %zu (sha256 %s, %llu bytes): %s; nothing was stored", i + 1,
+					  sf->f[i].digest, (unsigned long long)sf->f[i].length,
+					  e.code ? e.msg : "its length is not that of its .npy header and data");
+	}
+	return 0;
+}
+
+/* Matches the sample's file references (sample.inputs/outputs.NAME = {"format": "npy", "sha256",
+ * "length"}) with the files that arrived: each named file arrived, with that length and as many
+ * elements as the tensor's shape holds; each file that arrived is named. */
+static int sample_files_match(struct sample_files *sf, const json_t *meta, gn_err *err)
+{
+	static const char *const lists[] = {"inputs", "outputs"};
+	const json_t *sample = json_object_get(meta, "sample");
+	for (size_t l = 0; l < GN_ARRAY_LEN(lists); l++) {
+		const char *k;
+		json_t *v;
+		json_object_foreach(json_object_get(sample, lists[l]), k, v) {
+			if (!json_is_object(v))
+				continue;
+			const char *sha = gn_json_str(v, "sha256");
+			size_t i = 0;
+			while (i < sf->n && strcmp(sf->f[i].digest, sha) != 0)
+				i++;
+			if (i == sf->n)
+				return gn_err_set(
+					err, GN_EINVAL,
+					"sample.%s.%.64s names sha256 %s, but no 'sample' part with those bytes "
+					"arrived; nothing was stored",
+					lists[l], k, sha);
+			if ((int64_t)sf->f[i].length != json_integer_value(json_object_get(v, "length")))
+				return gn_err_set(err, GN_EINVAL,
+						  "sample.%s.%.64s states %lld bytes, its file has %llu", lists[l], k,
+						  (long long)json_integer_value(json_object_get(v, "length")),
+						  (unsigned long long)sf->f[i].length);
+			int64_t want = model_meta_sample_elements(meta, lists[l], k);
+			char shape[160];
+			if (want > 0 && sf->f[i].npy.count != (uint64_t)want)
+				return gn_err_set(err, GN_EINVAL,
+						  "sample.%s.%.64s: its .npy file holds %llu elements (shape %s), the "
+						  "tensor's shape needs %lld",
+						  lists[l], k, (unsigned long long)sf->f[i].npy.count,
+						  gn_npy_shape_str(&sf->f[i].npy, shape, sizeof(shape)),
+						  (long long)want);
+			sf->f[i].used = true;
+		}
+	}
+	for (size_t i = 0; i < sf->n; i++)
+		if (!sf->f[i].used)
+			return gn_err_set(
+				err, GN_EINVAL,
+				"'sample' part %zu (sha256 %s) is not named by the sample (or was sent twice); "
+				"nothing was stored",
+				i + 1, sf->f[i].digest);
+	return 0;
+}
+
+/* Records the sample files' rows and moves them into place, in the caller's transaction. */
+static int sample_files_record(struct sample_files *sf, db_conn *c, const char *name, const char *version, gn_err *err)
+{
+	int error = 0;
+	for (size_t i = 0; !error && i < sf->n; i++) {
+		char len[32];
+		snprintf(len, sizeof(len), "%llu", (unsigned long long)sf->f[i].length);
+		const char *p[] = {name, version, sf->f[i].digest, len};
+		if ((error = db_lock_xact_text(c, DB_LOCK_NS_DIGEST, sf->f[i].digest, err)) ||
+		    (error = db_exec(NULL, c, &st_sample_file_insert, p, err)))
+			break;
+		error = artifacts_commit(sf->f[i].up, err);
+		sf->f[i].up = NULL;
+		sf->f[i].placed = !error;
+	}
+	return error;
+}
+
 /* Records the version, moves the file into place, re-signs TUF and audits, in one transaction;
  * *out_file tells whether the file was moved into place (to drop it if the rest fails). */
 static int record(char **out, bool *out_file, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf,
 		  const char *name, const struct model_meta *m, const struct release *rel, artifact_upload **up,
-		  const char *digest, uint64_t length, gn_err *err)
+		  struct sample_files *sf, const char *digest, uint64_t length, gn_err *err)
 {
 	PGresult *res = NULL;
 	char len[32], maj[24], min[24], pat[24], object[200];
@@ -391,7 +510,8 @@ static int record(char **out, bool *out_file, db_conn *c, const struct gd_actor 
 	if (error)
 		goto out;
 	*out_file = true;
-	if ((error = tuf_image_publish_targets(c, tuf, err)) ||
+	if ((error = sample_files_record(sf, c, name, m->version, err)) ||
+	    (error = tuf_image_publish_targets(c, tuf, err)) ||
 	    (error = audit_write(c, who, "model.publish", "model_version", object,
 				 json_pack("{s:s,s:s,s:s,s:I}", "model", name, "version", m->version, "sha256", digest,
 					   "length", (json_int_t)length),
@@ -407,8 +527,10 @@ out:
 }
 
 int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
-		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up, gn_err *err)
+		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
+		   struct models_sample_file *files, size_t nfiles, gn_err *err)
 {
+	struct sample_files *sf = gn_calloc(1, sizeof(*sf));
 	json_t *j = NULL;
 	struct model_meta m;
 	struct release rel = {0};
@@ -419,8 +541,9 @@ int models_publish(char **out, db_conn *c, const struct gd_actor *who, const str
 	*out = NULL;
 	if ((error = parse_meta(&j, &m, meta, meta_len, json_depth, err)) ||
 	    (error = artifacts_finish(up, digest, &length, err)) || (error = check_stated(&m, digest, length, err)) ||
+	    (error = sample_files_finish(sf, files, nfiles, err)) || (error = sample_files_match(sf, j, err)) ||
 	    (error = release_build(&rel, name, &m, j, err)) ||
-	    (error = record(out, &file_placed, c, who, tuf, name, &m, &rel, &up, digest, length, err)))
+	    (error = record(out, &file_placed, c, who, tuf, name, &m, &rel, &up, sf, digest, length, err)))
 		goto out;
 	gn_log(GN_LOG_INFO, "event=model_published model=%s version=%s sha256=%s length=%llu", name, m.version, digest,
 	       (unsigned long long)length);
@@ -430,6 +553,18 @@ out:
 		if (drop_if_unused(NULL, c, digest, &derr))
 			gn_log(GN_LOG_WARN, "event=artifact_drop_failed sha256=%s msg=\"%s\"", digest, derr.msg);
 	}
+	for (size_t i = 0; i < sf->n; i++) {
+		gn_err derr;
+		if (error && sf->f[i].placed && drop_if_unused(NULL, c, sf->f[i].digest, &derr))
+			gn_log(GN_LOG_WARN, "event=artifact_drop_failed sha256=%s msg=\"%s\"", sf->f[i].digest,
+			       derr.msg);
+		artifacts_abort(sf->f[i].up);
+	}
+	for (size_t i = 0; i < nfiles; i++) {
+		artifacts_abort(files[i].up);
+		files[i].up = NULL;
+	}
+	free(sf);
 	artifacts_abort(up);
 	json_decref(j);
 	release_cleanup(&rel);

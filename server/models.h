@@ -16,14 +16,27 @@ extern const db_stmt models_list_stmt;
  * (version taken), GN_ETOOBIG (stated length over max_artifact_size). No transaction. */
 int models_upload_check(db_conn *c, const char *name, const char *meta, size_t len, int json_depth,
 			int64_t max_artifact_size, gn_err *err) GN_WUR;
+/* At most this many sample tensor files (.npy) per publish. */
+#define MODELS_MAX_SAMPLE_FILES 64
+/* A sample tensor file received with a publish: its upload, and its first bytes (at least the
+ * .npy header, at most GN_NPY_HEADER_MAX), kept as they streamed in. */
+struct models_sample_file {
+	artifact_upload *up;
+	gn_buf head;
+};
+
 /* Publishes version meta (the metadata part's bytes) of model `name` with the streamed artifact
  * `up` (taken: committed or aborted): checks the metadata and the stated digest and length,
  * records the version, moves the file into place, re-signs the TUF targets and audits, all in one
  * transaction of its own; a file left unreferenced by a failure is removed. *out is the version's
- * JSON text (new). GN_EINVAL for bad metadata, an empty (0-byte) artifact or a digest or length
- * other than the stated one; GN_ECONFLICT for a version already published. */
+ * JSON text (new). The sample's tensor files (files[i].up taken the same way) must be exactly those
+ * the sample names by digest and length, each a .npy file with as many elements as its tensor's
+ * shape. GN_EINVAL for bad metadata, an empty (0-byte) artifact, a digest or length other than the
+ * stated one, or a sample file missing, unnamed or not matching its tensor; GN_ECONFLICT for a
+ * version already published. */
 int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
-		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up, gn_err *err) GN_WUR;
+		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
+		   struct models_sample_file *files, size_t nfiles, gn_err *err) GN_WUR;
 
 /* Checks that who may download the artifact with this digest (64 lower-case hex digits): a
  * committed version must reference it, else GN_ENOTFOUND; a device may read only what its

@@ -469,8 +469,10 @@ def agents(tmp_base):
 
 
 def runtime_mapped(agent):
-    """Whether the agent process has its runtime plugin mapped (/proc/PID/maps)."""
-    return str(agent.plugin) in (Path(f"/proc/{agent.proc.pid}/maps")).read_text()
+    """Whether the agent process has its runtime plugin, or a runtime's library (OpenCV, ONNX
+    Runtime), mapped (/proc/PID/maps): an agent with no model must have neither."""
+    maps = Path(f"/proc/{agent.proc.pid}/maps").read_text()
+    return str(agent.plugin) in maps or "/libopencv_" in maps or "/libonnxruntime" in maps
 
 
 def enroll_and_start(srv, agent, **start_kw):
@@ -886,6 +888,94 @@ def test_refuses_a_model_that_fails_its_self_test(srv, refs, dev_rt):
     failed = next(line for line in out.splitlines() if line.startswith("last failed attempt: "))
     assert f"failed {MODEL} {meta['version']} at " in failed and "self-test failed" in failed, out
     assert a.device_id in out and "last update attempt: " in out, out
+
+
+# --- samples as .npy tensor files ------------------------------------------------------------
+def _image_model():
+    """x[1,3,224,224] -> global average pool -> y[1,3]: the mean of each channel."""
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["gap"]), helper.make_node("Flatten", ["gap"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "image-mean", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 224, 224])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, producer_name="ganglion-tests", opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 6
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _push_npy_release(srv, d, version, x, y):
+    """Writes x.npy and y.npy (numpy's own files) beside meta.json in d, pushes img/version with
+    the CLI; returns the version object and the files' SHA-256."""
+    make_dir(d, 0o755)
+    np.save(d / "x.npy", x)
+    np.save(d / "y.npy", y)
+    meta = {"version": version, "format": "onnx",
+            "inputs": [{"name": "x", "dtype": "float32", "shape": [1, 3, 224, 224]}],
+            "outputs": [{"name": "y", "dtype": "float32", "shape": [1, 3]}],
+            "sample": {"inputs": {"x": "x.npy"}, "outputs": {"y": "y.npy"}, "tolerance": 1e-4}}
+    (d / "meta.json").write_text(json.dumps(meta))
+    (d / "model.onnx").write_bytes(_image_model())
+    p = srv.cli("models", "push", "--name", "img", "--meta", d / "meta.json", "--no-progress", d / "model.onnx",
+                output="json")
+    assert p.returncode == 0, f"stdout: {p.stdout}\nstderr: {p.stderr}"
+    shas = {n: hashlib.sha256((d / f"{n}.npy").read_bytes()).hexdigest() for n in ("x", "y")}
+    return json.loads(p.stdout), shas
+
+
+def _wait_img(a, version):
+    ok = wait_for(lambda: any(m["name"] == "img" and m["version"] == version for m in a.models()), 90, 0.1)
+    assert ok, f"img {version} never served: {a.models()}\n{a.log()[-3000:]}"
+
+
+def test_npy_sample_self_tests_and_refusals(srv, refs, dev_a, tmp_base):
+    """A release whose sample is a 1x3x224x224 float32 tensor (~600 KB as .npy, written by numpy)
+    goes through the CLI, is stored content-addressed and bound by digest in the signed sample;
+    the agent fetches it, checks it and self-tests on it. A .npy changed on the server's disk is
+    refused (digest mismatch), and so is a release whose expected output is wrong."""
+    a = dev_a
+    after = baseline(srv, refs, a)
+    rng = np.random.default_rng(12)
+    x = rng.uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
+    y = x.astype(np.float64).mean(axis=(2, 3))
+    ver, shas = _push_npy_release(srv, tmp_base / "npy1", "1.0.0", x, y)
+    assert 600_000 < (tmp_base / "npy1" / "x.npy").stat().st_size < 610_000
+    assert ver["sample"]["inputs"]["x"] == {"format": "npy", "sha256": shas["x"], "length": 602_240}
+    # The stored sample is what the signed target's sample_sha256 covers, file digests included.
+    stored = srv.api("GET", "/v1/models/img/versions/1.0.0/sample").content
+    target = srv.api("GET", "/v1/tuf/image/targets.json").json()["signed"]["targets"]
+    custom = next(t["custom"] for k, t in target.items() if k.startswith("models/img/1.0.0/"))
+    assert custom["sample_sha256"] == hashlib.sha256(stored).hexdigest() and shas["x"].encode() in stored
+    assert artifact_path(srv, shas["x"]).read_bytes() == (tmp_base / "npy1" / "x.npy").read_bytes()
+    assign(srv, a.device_id, "1.0.0", model="img")
+    _wait_img(a, "1.0.0")
+    assert next(m for m in a.models() if m["name"] == "img")["self_test"] == "passed"
+    status, headers, body = a.request("POST", "/v1/models/img/infer", x.astype("<f4").tobytes(),
+                                      {"Content-Type": "application/octet-stream"})
+    assert status == 200 and headers.get("x-model-version") == "1.0.0", (status, headers, body[:200])
+    assert close_to(np.frombuffer(body, "<f4").tolist(), y.ravel().tolist(), 1e-4), (body, y)
+
+    # The same release again with other sample bytes, one changed on the server's disk.
+    x2 = rng.uniform(-1, 1, (1, 3, 224, 224)).astype(np.float32)
+    _, shas2 = _push_npy_release(srv, tmp_base / "npy2", "1.0.1", x2, x2.astype(np.float64).mean(axis=(2, 3)))
+    path = artifact_path(srv, shas2["x"])
+    bad = bytearray(path.read_bytes())
+    bad[-7] ^= 0x40
+    os.chmod(path, 0o600)
+    path.write_bytes(bytes(bad))
+    assign(srv, a.device_id, "1.0.1", model="img")
+    wait_event(srv, a.device_id, lambda o: o["state"] == "failed" and o.get("version") == "1.0.1"
+               and "the sample file of tensor x does not match its signed SHA-256" in o.get("detail", ""),
+               after_id=after[0], what="refusal of a changed sample file")
+    assert next(m for m in a.models() if m["name"] == "img")["version"] == "1.0.0"
+
+    # An expected output that the model does not produce: the self-test refuses the swap.
+    _push_npy_release(srv, tmp_base / "npy3", "1.0.2", x, y + 0.5)
+    assign(srv, a.device_id, "1.0.2", model="img")
+    op = wait_event(srv, a.device_id, lambda o: o["state"] == "failed" and o.get("version") == "1.0.2"
+                    and "self-test failed: output y[0]" in o.get("detail", ""),
+                    after_id=after[0], what="self-test refusal on the .npy sample")
+    assert "tolerance 0.0001" in op["detail"], op
+    assert next(m for m in a.models() if m["name"] == "img")["version"] == "1.0.0"
+    unassign(srv, a.device_id, "img")
 
 
 def test_a_model_only_onnxruntime_loads(srv, refs, dev_rt):

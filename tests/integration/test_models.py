@@ -2,9 +2,11 @@
 aliases, semantic-version ordering, the sample and reference profile, and the CLI."""
 
 import hashlib
+import io
 import json
 import random
 
+import numpy as np
 import pytest
 
 from ganglion_harness import (
@@ -14,6 +16,7 @@ from ganglion_harness import (
     enroll_device,
     list_all,
     model_meta,
+    multipart,
     publish,
 )
 
@@ -395,6 +398,77 @@ def test_cli_pushes_a_release_whose_sample_is_an_image(gangliond, workdir):
     small = gangliond(extra_args=["--max-release-metadata", "1M"])
     p = small.cli("models", "push", "--name", "img", "--meta", metafile, "--no-progress", art, token=server.admin_token)
     assert p.returncode != 0 and "max-release-metadata" in p.stderr, (p.returncode, p.stderr)
+
+
+def _npy_publish(server, meta, artifact, samples):
+    """POSTs a publish with 'sample' parts (bytes each) after the artifact."""
+    body, ctype = multipart(meta, artifact)
+    boundary = ctype.split("boundary=")[1]
+    extra = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"sample\"; filename=\"s.npy\"\r\n"
+                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + b + b"\r\n" for b in samples)
+    body = body[: -len(f"--{boundary}--\r\n")] + extra + f"--{boundary}--\r\n".encode()
+    return server.api("POST", "/v1/models/npy/versions", data=body, headers={"Content-Type": ctype})
+
+
+def _npy_bytes(a):
+    f = io.BytesIO()
+    np.save(f, np.asarray(a))
+    return f.getvalue()
+
+
+def test_npy_sample_refusals(gangliond, workdir):
+    """A sample tensor file must be a .npy the devices can read, with as many elements as its
+    tensor, named by digest in the sample and sent as a 'sample' part; over max-sample-size the
+    upload is a 413 naming the setting. Nothing is stored after a refusal. The CLI checks the
+    files before it sends anything."""
+    server = gangliond(extra_args=["--max-sample-size", "64K"])
+    x, y = _npy_bytes(np.arange(4, dtype="<f4").reshape(1, 4)), _npy_bytes(np.array([[0.5, 0.25]]))
+
+    def ref(b):
+        return {"format": "npy", "sha256": _sha(b), "length": len(b)}
+
+    def meta(xs=None, ys=None, version="1.0.0"):
+        m = model_meta(version)
+        m["sample"] = {"inputs": {"x": xs or ref(x)}, "outputs": {"y": ys or ref(y)}}
+        return m
+
+    before = artifact_files(server.data_dir)
+    three = _npy_bytes(np.zeros((1, 3), dtype="<f4"))
+    cases = [
+        (meta(xs=ref(three)), [three, y], 400, "holds 3 elements (shape (1, 3)), the tensor's shape needs 4"),
+        (meta(), [y], 400, f"sample.inputs.x names sha256 {_sha(x)}, but no 'sample' part"),
+        (meta(), [x, y, three], 400, "'sample' part 3"),
+        (meta(xs=ref(b"not numpy")), [b"not numpy", y], 400, "no \\x93NUMPY magic"),
+        (meta(xs=dict(ref(x), length=5)), [x, y], 400, "states 5 bytes, its file has"),
+        (meta(xs={"format": "npz", "sha256": _sha(x), "length": len(x)}), [x, y], 400, "format must be \"npy\""),
+        (meta(), [x, y + b"\0"], 400, "its length is not that of its .npy header"),
+        (meta(xs=ref(b"\0" * 70000)), [b"\0" * 70000, y], 413, "larger than 65536 bytes (max-sample-size)"),
+    ]
+    for m, parts, status, detail in cases:
+        r = _npy_publish(server, m, b"weights", parts)
+        assert r.status_code == status and detail in r.json()["detail"], (detail, r.status_code, r.text[:400])
+        assert r.headers["Content-Type"].startswith("application/problem+json")
+    assert server.api("GET", "/v1/models/npy").status_code == 404
+    assert artifact_files(server.data_dir) == before
+    r = _npy_publish(server, meta(), b"weights", [x, y])
+    assert r.status_code == 201, r.text
+    assert sorted(artifact_files(server.data_dir)[0]) == sorted(list(before[0]) + [
+        f"{h[:2]}/{h}" for h in (_sha(b"weights"), _sha(x), _sha(y))])
+    # A sample file is served by digest like the artifact.
+    assert server.api("GET", f"/v1/artifacts/sha256/{_sha(x)}").content == x
+
+    # The CLI: a file numpy wrote in Fortran order, and one that is not .npy, never leave the machine.
+    np.save(workdir / "xf.npy", np.asfortranarray(np.arange(4, dtype="<f4").reshape(2, 2)))
+    (workdir / "xt.npy").write_bytes(b"text")
+    (workdir / "m.onnx").write_bytes(b"weights2")
+    for f, why in (("xf.npy", "fortran_order True"), ("xt.npy", "not a NumPy .npy file")):
+        m = model_meta("2.0.0")
+        m["sample"] = {"inputs": {"x": f}, "outputs": {"y": [1, 2]}}
+        (workdir / "meta.json").write_text(json.dumps(m))
+        p = server.cli("models", "push", "--name", "npy", "--meta", workdir / "meta.json", "--no-progress",
+                       workdir / "m.onnx")
+        assert p.returncode != 0 and f in p.stderr and why in p.stderr, (p.returncode, p.stderr)
+    assert server.api("GET", "/v1/models/npy/versions/2.0.0").status_code == 404
 
 
 def test_cli_push_list_show_alias(server, workdir):

@@ -1,0 +1,128 @@
+#!/usr/bin/python3
+"""ganglion-agent memory: resident set (VmRSS) of an enrolled agent with no model assigned, with a
+model per runtime plugin, and after the model is unassigned again; what the idle RSS is made of.
+
+Starts a throwaway PostgreSQL and gangliond (the integration-test harness) and, for each runtime
+plugin built (opencv; onnxruntime with --with-onnxruntime), an agent on the local inference
+socket. For each it reports:
+  - VmRSS, RssAnon and RssFile (/proc/PID/status) 4 s after start with no model assigned, and the
+    mappings that hold most of it (/proc/PID/smaps), and whether any runtime library (the plugin,
+    libopencv*, libonnxruntime*) is mapped then (it must not be: the runtime loads with the first
+    model that needs it);
+  - VmRSS with v1 (tests/models, x[1,4] -> y[1,3]) serving;
+  - VmRSS after v1 is unassigned (the plugin stays loaded: see agents/runtimes/README.md).
+References, in the same run: the RSS of `sleep` (a process with libc alone), and bench/rss_floor
+(built with the rest): a process that links what the agent links for its network and checks
+(libcurl, OpenSSL's libcrypto, libmicrohttpd, jansson), at the start of main, after one SHA-256
+(OpenSSL 3 loads its default provider) and after curl_global_init: the floor under the agent.
+
+Usage (Debian's python3 for its modules; the models come from `make tests/models/stamp`):
+    GANGLION_BUILDDIR=build /usr/bin/python3 bench/agent_rss.py [--json FILE]
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+from ganglion_harness import (  # noqa: E402
+    AGENT, RUNTIME_PLUGINS, TEST_MODELS, Agent, Gangliond, Postgres, make_dir, publish, wait_for)
+
+RUNTIME_LIBS = ("ganglion-runtime-", "libopencv", "libonnxruntime")
+
+
+def status_kib(pid):
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k = line.split(":")[0]
+        if k in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads"):
+            out[k] = int(line.split()[1])
+    return out
+
+
+def top_mappings(pid, n=12):
+    """(KiB, name) of the mappings with the most resident pages, summed per file."""
+    per, name = {}, None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        parts = line.split()
+        if "-" in parts[0] and len(parts) >= 5 and not line.startswith(("Rss", "Size")):
+            name = parts[5] if len(parts) > 5 else "[anon]"
+        elif line.startswith("Rss:"):
+            per[name] = per.get(name, 0) + int(parts[1])
+    return sorted(((k, Path(v).name if v.startswith("/") else v) for v, k in per.items()), reverse=True)[:n]
+
+
+def runtime_mapped(pid):
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return sorted({Path(line.split()[-1]).name for line in maps.splitlines()
+                   if any(r in line for r in RUNTIME_LIBS)})
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="gn-rss-"))
+    base.chmod(0o711)
+    res = {}
+    ref = subprocess.Popen(["sleep", "30"])
+    time.sleep(0.5)
+    res["reference_sleep"] = status_kib(ref.pid)
+    ref.kill()
+    ref.wait()
+    floor = Path(AGENT).parent.parent / "bench" / "rss_floor"
+    res["reference_rss_floor"] = json.loads(subprocess.run([str(floor)], check=True, capture_output=True,
+                                                           text=True).stdout)
+    pg = Postgres(base / "pg")
+    srv = None
+    agents = []
+    try:
+        pg.initdb()
+        pg.start()
+        srv = Gangliond(make_dir(base / "srv"), database_url=pg.dsn(pg.create_database()),
+                        extra_args=["--agent-poll-interval", "1s"])
+        srv.start()
+        meta = json.loads((TEST_MODELS / "v1.json").read_text())
+        r = publish(srv, "det", (TEST_MODELS / "v1.onnx").read_bytes(), meta=meta)
+        assert r.status_code == 201, r.text
+        for plugin, path in sorted(RUNTIME_PLUGINS.items()):
+            if not path.exists():
+                res[plugin] = "not built"
+                continue
+            a = Agent(base / f"ag-{plugin}", srv.url, plugin=plugin)
+            agents.append(a)
+            a.enroll(srv.make_enroll_token()["token"])
+            a.start()
+            time.sleep(4)
+            pid = a.proc.pid
+            row = {"idle": status_kib(pid), "idle_runtime_mapped": runtime_mapped(pid),
+                   "idle_top_mappings_kib": top_mappings(pid)}
+            r = srv.api("PUT", f"/v1/devices/{a.device_id}/desired", json={"model": "det", "version": "1.0.0"})
+            assert r.status_code == 200, r.text
+            assert wait_for(lambda: any(m["version"] == "1.0.0" for m in a.models()), 120, 0.1), a.log()[-3000:]
+            time.sleep(1)
+            row["v1"] = status_kib(pid)
+            row["v1_runtime_mapped"] = runtime_mapped(pid)
+            r = srv.api("DELETE", f"/v1/devices/{a.device_id}/desired", params={"model": "det"})
+            assert r.status_code in (200, 204), r.text
+            assert wait_for(lambda: a.models() == [], 60, 0.1)
+            time.sleep(1)
+            row["after_unassign"] = status_kib(pid)
+            res[plugin] = row
+            a.stop()
+    finally:
+        for a in agents:
+            a.stop(check=False)
+        if srv:
+            srv.stop(check=False)
+        pg.stop()
+    print(json.dumps(res, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
