@@ -302,16 +302,21 @@ static int add_digest(json_t *meta, const char *meta_path, const char *file, con
 }
 
 /* The sample tensor files a push sends: one 'sample' part per distinct file. */
+/* The sample tensor files a push sends: one 'sample' part per distinct file, a .npy file streamed
+ * from disk (path) or a member of a .npz archive held in memory (data). */
 struct sample_files {
 	size_t n;
-	char *path[64];
+	char *path[64], *data[64];
+	size_t len[64];
 	char hex[64][GN_SHA256_HEX_LEN + 1];
 };
 
 static void sample_files_cleanup(struct sample_files *sf)
 {
-	for (size_t i = 0; i < sf->n; i++)
+	for (size_t i = 0; i < sf->n; i++) {
 		free(sf->path[i]);
+		free(sf->data[i]);
+	}
 	sf->n = 0;
 }
 
@@ -335,14 +340,39 @@ static int check_npy(const char *path, uint64_t len, gn_err *err)
 	return 0;
 }
 
-/* Replaces each sample tensor given as a file name (a .npy file, relative to the --meta file's
- * directory) by {"format": "npy", "sha256", "length"}, and lists the files to send. */
+/* Reads tensor's array (member TENSOR.npy, as numpy.savez names it) from the .npz at path into
+ * *out (new), checked as a .npy. */
+static int npz_member(char **out, size_t *out_len, const char *path, const char *tensor, gn_err *err)
+{
+	char *zip = NULL, member[300];
+	size_t zlen = 0, mlen = 0;
+	const unsigned char *m;
+	gn_npy n;
+	gn_err e;
+	if (gn_file_read(&zip, &zlen, path, SIZE_MAX - 1, &e))
+		return gn_err_set(err, CLI_EUSAGE, "%s", e.msg);
+	int error = 0;
+	snprintf(member, sizeof(member), "%s.npy", tensor);
+	if (gn_npz_member(&m, &mlen, zip, zlen, member, &e) || gn_npy_parse(&n, m, mlen, mlen, &e)) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s: %s", path, e.msg);
+	} else {
+		*out = gn_malloc(mlen);
+		memcpy(*out, m, mlen);
+		*out_len = mlen;
+	}
+	free(zip);
+	return error;
+}
+
+/* Replaces each sample tensor given as a file name (relative to the --meta file's directory) by
+ * {"format": "npy", "sha256", "length"}, and lists the files to send: a .npy file is the tensor;
+ * in a .npz file (numpy.savez), the tensor is the member of the tensor's name. */
 static int resolve_sample_files(struct sample_files *sf, json_t *meta, const char *meta_path, gn_err *err)
 {
 	static const char *const lists[] = {"inputs", "outputs"};
 	const char *slash = meta_path ? strrchr(meta_path, '/') : NULL;
 	int dirlen = slash ? (int)(slash - meta_path) : 0;
-	int error;
+	int error = 0;
 	for (size_t l = 0; l < GN_ARRAY_LEN(lists); l++) {
 		const char *k;
 		json_t *v, *obj = json_object_get(json_object_get(meta, "sample"), lists[l]);
@@ -352,28 +382,39 @@ static int resolve_sample_files(struct sample_files *sf, json_t *meta, const cha
 			if (!json_is_string(v))
 				continue;
 			const char *f = json_string_value(v);
+			size_t flen = strlen(f);
 			char *path =
 				f[0] == '/' || !slash ? gn_strdup(f) : gn_asprintf("%.*s/%s", dirlen, meta_path, f);
-			char hex[GN_SHA256_HEX_LEN + 1];
+			char hex[GN_SHA256_HEX_LEN + 1], *data = NULL;
 			uint64_t len = 0;
-			if ((error = hash_file(hex, &len, path, NULL, err)) || (error = check_npy(path, len, err))) {
+			if (flen > 4 && strcmp(f + flen - 4, ".npz") == 0) {
+				size_t dlen = 0;
+				if (!(error = npz_member(&data, &dlen, path, k, err))) {
+					gn_sha256_hex(hex, data, dlen);
+					len = dlen;
+				}
 				free(path);
-				return error;
+				path = NULL;
+			} else if (!(error = hash_file(hex, &len, path, NULL, err))) {
+				error = check_npy(path, len, err);
 			}
 			size_t i = 0;
-			while (i < sf->n && strcmp(sf->hex[i], hex) != 0)
+			while (!error && i < sf->n && strcmp(sf->hex[i], hex) != 0)
 				i++;
-			if (i == sf->n && sf->n == GN_ARRAY_LEN(sf->path)) {
-				free(path);
-				return gn_err_set(err, CLI_EUSAGE, "more than %zu sample files",
-						  GN_ARRAY_LEN(sf->path));
-			}
-			if (i == sf->n) {
+			if (!error && i == sf->n && sf->n == GN_ARRAY_LEN(sf->path))
+				error = gn_err_set(err, CLI_EUSAGE, "more than %zu sample files",
+						   GN_ARRAY_LEN(sf->path));
+			if (!error && i == sf->n) {
 				sf->path[sf->n] = path;
+				sf->data[sf->n] = data;
+				sf->len[sf->n] = (size_t)len;
 				memcpy(sf->hex[sf->n++], hex, sizeof(hex));
-			} else {
-				free(path);
+				path = data = NULL;
 			}
+			free(path);
+			free(data);
+			if (error)
+				return error;
 			json_object_set_new(
 				obj, k,
 				json_pack("{s:s,s:s,s:I}", "format", "npy", "sha256", hex, "length", (json_int_t)len));
@@ -434,6 +475,8 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	for (size_t i = 0; i < samples.n; i++)
 		parts[2 + i] = (gn_http_part){.name = "sample",
 					      .content_type = "application/octet-stream",
+					      .data = samples.data[i],
+					      .data_len = samples.data[i] ? samples.len[i] : 0,
 					      .path = samples.path[i],
 					      .filename = "sample.npy"};
 	path = model_path(name, "/versions");
@@ -635,7 +678,7 @@ static const cli_opt push_opts[] = {
 	{"format", 0, "FORMAT", "onnx, tflite, tensorrt-plan or other (server default: other)"},
 	{"meta", 0, "FILE",
 	 "JSON object with the other metadata: requirements, inputs, outputs, sample, ... (a sample tensor given "
-	 "as a file name is a .npy file beside FILE, sent with the model)"},
+	 "as a file name is a .npy file beside FILE, or the array of its name in a .npz, sent with the model)"},
 	{"filename", 0, "F", "the artifact's file name in the release target (default model.EXT)"},
 	{"no-progress", 0, NULL,
 	 "no progress on stderr (else a line redrawn on a terminal, or a plain line every 5 seconds and one at 100%)"},

@@ -1,10 +1,12 @@
 /* Fuzz target: NumPy .npy files (gn_npy_parse, lib/npy.c), which the server reads from a
- * publish's sample parts and the agent from the sample files it downloads. The input is a file.
+ * publish's sample parts and the agent from the sample files it downloads, and .npz archives
+ * (gn_npz_member), which the CLI reads. The input is a file, read as both.
  *
  * Properties: an accepted file has 0 to GN_NPY_MAX_DIMS dimensions whose product is count, one of
  * the accepted item sizes, a header no longer than GN_NPY_HEADER_MAX, and exactly header_len +
  * data_len bytes; every element reads; the header parsed from the file's first header_len bytes
- * alone agrees; the shape prints within its buffer. */
+ * alone agrees; the shape prints within its buffer. A member found in an .npz lies inside the
+ * input. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -15,6 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	gn_npy n, h;
 	gn_err err;
 	char shape[64];
+	const unsigned char *m;
+	size_t mlen;
+	if (gn_npz_member(&m, &mlen, data, size, "x.npy", &err) == 0)
+		FUZZ_CHECK(m >= data && mlen <= size && (size_t)(m - data) <= size - mlen, "member outside the input");
 	if (gn_npy_parse(&n, data, size, 1 << 20, &err))
 		return 0;
 	uint64_t count = 1;

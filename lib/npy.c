@@ -265,3 +265,88 @@ char *gn_npy_shape_str(const gn_npy *n, char *buf, size_t size)
 		snprintf(buf + off, size - off, "%s)", n->ndim == 1 ? "," : "");
 	return buf;
 }
+
+/* --- .npz: a ZIP archive of .npy members ------------------------------------------------------ */
+
+static uint32_t le16(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8;
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+	return le16(p) | le16(p + 2) << 16;
+}
+
+/* CRC-32 as ZIP computes it (reflected polynomial 0xEDB88320). */
+static uint32_t crc32_of(const unsigned char *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+	for (size_t i = 0; i < n; i++) {
+		c ^= p[i];
+		for (int k = 0; k < 8; k++)
+			c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+	}
+	return ~c;
+}
+
+/* Returns the offset of the end-of-central-directory record, or -1. */
+static int64_t find_eocd(const unsigned char *z, size_t len)
+{
+	if (len < 22)
+		return -1;
+	size_t stop = len - 22 > 65535 ? len - 22 - 65535 : 0;
+	for (size_t i = len - 22 + 1; i-- > stop;)
+		if (memcmp(z + i, "PK\x05\x06", 4) == 0 && i + 22 + le16(z + i + 20) == len)
+			return (int64_t)i;
+	return -1;
+}
+
+int gn_npz_member(const unsigned char **out, size_t *out_len, const void *zip, size_t len, const char *name,
+		  gn_err *err)
+{
+	const unsigned char *z = zip;
+	int64_t e = find_eocd(z, len);
+	if (e < 0)
+		return gn_err_set(err, GN_EINVAL, "not a .npz file (no ZIP end-of-central-directory record)");
+	uint32_t count = le16(z + e + 10), cd_size = le32(z + e + 12), cd_off = le32(z + e + 16);
+	if (count == 0xffff || cd_off == 0xffffffffu || cd_size == 0xffffffffu)
+		return gn_err_set(err, GN_EINVAL,
+				  "npz: a ZIP64 archive (over 4 GiB or 65535 members) is not supported");
+	if ((uint64_t)cd_off + cd_size > (uint64_t)e)
+		return gn_err_set(err, GN_EINVAL, "npz: the central directory lies outside the file");
+	size_t p = cd_off, want = strlen(name);
+	for (uint32_t i = 0; i < count; i++) {
+		if (p + 46 > (size_t)e || memcmp(z + p, "PK\x01\x02", 4) != 0)
+			return gn_err_set(err, GN_EINVAL, "npz: a damaged central directory");
+		uint32_t flags = le16(z + p + 8), method = le16(z + p + 10), crc = le32(z + p + 16);
+		uint32_t csize = le32(z + p + 20), usize = le32(z + p + 24), off = le32(z + p + 42);
+		size_t nlen = le16(z + p + 28), next = p + 46 + nlen + le16(z + p + 30) + le16(z + p + 32);
+		if (next > (size_t)e)
+			return gn_err_set(err, GN_EINVAL, "npz: a damaged central directory");
+		if (nlen != want || memcmp(z + p + 46, name, want) != 0) {
+			p = next;
+			continue;
+		}
+		if (method != 0)
+			return gn_err_set(
+				err, GN_EINVAL,
+				"npz: member %s is compressed (numpy.savez_compressed); save with numpy.savez", name);
+		if (flags & 1)
+			return gn_err_set(err, GN_EINVAL, "npz: member %s is encrypted", name);
+		if (csize != usize || csize == 0xffffffffu)
+			return gn_err_set(err, GN_EINVAL, "npz: member %s has a size numpy.savez does not write", name);
+		if ((size_t)off + 30 > cd_off || memcmp(z + off, "PK\x03\x04", 4) != 0)
+			return gn_err_set(err, GN_EINVAL, "npz: member %s: no local header where the directory says",
+					  name);
+		size_t data = (size_t)off + 30 + le16(z + off + 26) + le16(z + off + 28);
+		if (data > cd_off || usize > cd_off - data)
+			return gn_err_set(err, GN_EINVAL, "npz: member %s runs past the archive's data", name);
+		if (crc32_of(z + data, usize) != crc)
+			return gn_err_set(err, GN_EINVAL, "npz: member %s fails its CRC-32 check", name);
+		*out = z + data;
+		*out_len = usize;
+		return 0;
+	}
+	return gn_err_set(err, GN_ENOTFOUND, "npz: no member %s", name);
+}

@@ -41,4 +41,12 @@ double gn_npy_get(const gn_npy *n, uint64_t i);
 /* Returns the shape as text, e.g. "(1, 3, 224, 224)", into buf (size bytes); returns buf. */
 char *gn_npy_shape_str(const gn_npy *n, char *buf, size_t size);
 
+/* Finds the member called name (e.g. "x.npy", as numpy.savez names array x) in the .npz file (a
+ * ZIP archive) held in zip (len bytes); *out points into zip, *out_len is its length. Only what
+ * numpy.savez writes is read: stored (uncompressed), unencrypted members of an archive under 4 GiB,
+ * their CRC-32 checked. GN_ENOTFOUND when there is no such member; GN_EINVAL, saying why, for a
+ * compressed member (numpy.savez_compressed) or a damaged or unsupported archive. */
+int gn_npz_member(const unsigned char **out, size_t *out_len, const void *zip, size_t len, const char *name,
+		  gn_err *err) GN_WUR;
+
 #endif

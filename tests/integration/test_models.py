@@ -470,6 +470,28 @@ def test_npy_sample_refusals(gangliond, workdir):
         assert p.returncode != 0 and f in p.stderr and why in p.stderr, (p.returncode, p.stderr)
     assert server.api("GET", "/v1/models/npy/versions/2.0.0").status_code == 404
 
+    # An .npz (numpy.savez): each tensor is the array of its name, sent as that array's .npy bytes.
+    xa, ya = np.arange(4, dtype="<f4").reshape(1, 4) / 3, np.array([[0.5, 0.25]])
+    np.savez(workdir / "s.npz", x=xa, y=ya)
+    np.savez_compressed(workdir / "c.npz", x=xa, y=ya)
+    m = model_meta("3.0.0")
+    m["sample"] = {"inputs": {"x": "s.npz"}, "outputs": {"y": "s.npz"}}
+    (workdir / "meta.json").write_text(json.dumps(m))
+    p = server.cli("models", "push", "--name", "npy", "--meta", workdir / "meta.json", "--no-progress",
+                   workdir / "m.onnx", output="json")
+    assert p.returncode == 0, p.stderr
+    sample = json.loads(p.stdout)["sample"]
+    for name, arr in (("x", xa), ("y", ya)):
+        want = _npy_bytes(arr)
+        ref_ = sample["inputs" if name == "x" else "outputs"][name]
+        assert ref_ == {"format": "npy", "sha256": _sha(want), "length": len(want)}, (name, ref_)
+        assert server.api("GET", f"/v1/artifacts/sha256/{_sha(want)}").content == want
+    m["version"], m["sample"] = "3.0.1", {"inputs": {"x": "c.npz"}, "outputs": {"y": "s.npz"}}
+    (workdir / "meta.json").write_text(json.dumps(m))
+    p = server.cli("models", "push", "--name", "npy", "--meta", workdir / "meta.json", "--no-progress",
+                   workdir / "m.onnx")
+    assert p.returncode != 0 and "c.npz" in p.stderr and "numpy.savez_compressed" in p.stderr, p.stderr
+
 
 def test_cli_push_list_show_alias(server, workdir):
     art = workdir / "model.onnx"

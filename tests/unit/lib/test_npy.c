@@ -1,4 +1,4 @@
-/* Unit tests for lib/npy.c: files written by numpy itself (tests/unit/lib/npy/gen.py, Debian's
+/* Unit tests for lib/npy.c (.npy and .npz): files written by numpy itself (tests/unit/lib/npy/gen.py, Debian's
  * python3-numpy), each beside a NAME.txt in which numpy wrote its dtype, shape and values; the
  * files numpy writes that the reader must refuse; and hand-made headers for the strict parts. */
 #include <math.h>
@@ -206,6 +206,40 @@ static void test_headers(void **state)
 	assert_non_null(strstr(err.msg, "magic"));
 }
 
+/* Members of numpy.savez's archive are numpy.save's files byte for byte. */
+static void test_npz(void **state)
+{
+	size_t zlen, flen, ylen, mlen;
+	char *zip = slurp("sample.npz", &zlen), *f4 = slurp("f4_2x3.npy", &flen), *i8 = slurp("i8_1d.npy", &ylen);
+	const unsigned char *m;
+	gn_err err;
+	(void)state;
+	assert_int_equal(gn_npz_member(&m, &mlen, zip, zlen, "x.npy", &err), 0);
+	assert_int_equal(mlen, flen);
+	assert_memory_equal(m, f4, flen);
+	assert_int_equal(gn_npz_member(&m, &mlen, zip, zlen, "y.npy", &err), 0);
+	assert_int_equal(mlen, ylen);
+	assert_memory_equal(m, i8, ylen);
+	assert_int_equal(gn_npz_member(&m, &mlen, zip, zlen, "z.npy", &err), GN_ENOTFOUND);
+	assert_int_equal(gn_npz_member(&m, &mlen, zip, zlen, "x", &err), GN_ENOTFOUND);
+	/* A flipped data byte fails the CRC; a cut archive has no directory. */
+	size_t at = (size_t)((const char *)m - zip) + mlen - 1;
+	zip[at] ^= 1;
+	assert_int_equal(gn_npz_member(&m, &mlen, zip, zlen, "y.npy", &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "CRC-32"));
+	zip[at] ^= 1;
+	assert_int_equal(gn_npz_member(&m, &mlen, zip, zlen - 1, "x.npy", &err), GN_EINVAL);
+	assert_int_equal(gn_npz_member(&m, &mlen, f4, flen, "x.npy", &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "not a .npz"));
+	free(zip);
+	zip = slurp("bad_compressed.npz", &zlen);
+	assert_int_equal(gn_npz_member(&m, &mlen, zip, zlen, "x.npy", &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "numpy.savez_compressed"));
+	free(zip);
+	free(f4);
+	free(i8);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +247,7 @@ int main(void)
 		cmocka_unit_test(test_image_shape),
 		cmocka_unit_test(test_numpy_refusals),
 		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_npz),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,3 +45,8 @@ bad = {
 }
 for name, a in bad.items():
     np.save(name + ".npy", a, allow_pickle=True)
+
+# .npz: numpy.savez (stored members, each a .npy file byte for byte as numpy.save writes it), and
+# numpy.savez_compressed, which the reader refuses.
+np.savez("sample.npz", x=ok["f4_2x3"], y=ok["i8_1d"])
+np.savez_compressed("bad_compressed.npz", x=ok["f4_2x3"])
