@@ -120,6 +120,7 @@ extern const cli_group cmd_rollout_group;
 extern const cli_group cmd_whoami_group;
 extern const cli_group cmd_gitops_group;
 extern const cli_group cmd_alerts_group;
+extern const cli_group cmd_telemetry_group;
 extern const cli_group cmd_status_group;
 
 /* Parses argv[0..argc) against opts into out (cli_args_cleanup it): --name value, --name=value,

@@ -998,7 +998,7 @@ static int alerts_rules_run(const cli_ctx *ctx, const cli_args *args, gn_err *er
 
 static int alerts_create_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
-	static const char *const text[] = {"model", "version", "feature", "metric", "group-by"};
+	static const char *const text[] = {"model", "version", "feature", "metric", "group-by", "webhook"};
 	json_t *body = json_pack("{s:s}", "name", args->pos[0]), *ans = NULL;
 	const char *v;
 	int64_t n;
@@ -1074,6 +1074,7 @@ static const cli_opt create_opts[] = {
 	{"min-samples", 0, "N", "a window is judged only with at least N values (default 1000)"},
 	{"windows", 0, "N", "that many judged windows in a row open or resolve an alert (default 3)"},
 	{"group-by", 0, "LABEL", "judge the fleet per value of device label LABEL"},
+	{"webhook", 0, "URL", "POST each alert's opening and resolution to URL as JSON (retried until a 2xx answer)"},
 };
 
 static const cli_cmd alert_cmds[] = {
@@ -1089,3 +1090,155 @@ static const cli_cmd alert_cmds[] = {
 
 const cli_group cmd_alerts_group = {"alerts", "Drift alerts and the rules that raise them.", alert_cmds,
 				    GN_ARRAY_LEN(alert_cmds)};
+
+/* --- ganglion telemetry show ---------------------------------------------------------------------- */
+
+static char *window_model_cell(const json_t *row)
+{
+	return gn_asprintf("%s@%s", gn_json_str(row, "model"), gn_json_str(row, "version"));
+}
+
+static char *lat_cell(const json_t *row, const char *q)
+{
+	const json_t *v = json_object_get(json_object_get(row, "latency_us"), q);
+	return json_is_integer(v) ? gn_asprintf("%lld", (long long)json_integer_value(v)) : gn_strdup("-");
+}
+
+static char *p50_cell(const json_t *row)
+{
+	return lat_cell(row, "p50");
+}
+
+static char *p95_cell(const json_t *row)
+{
+	return lat_cell(row, "p95");
+}
+
+static char *p99_cell(const json_t *row)
+{
+	return lat_cell(row, "p99");
+}
+
+static char *err_rate_cell(const json_t *row)
+{
+	return num_cell(json_object_get(row, "error_rate"), "%.4f");
+}
+
+static char *cpu_cell(const json_t *row)
+{
+	return num_cell(json_object_get(json_object_get(row, "resources"), "cpu_seconds"), "%.2f");
+}
+
+static char *mib_cell(const json_t *row, const char *key)
+{
+	const json_t *v = json_object_get(json_object_get(row, "resources"), key);
+	return json_is_number(v) ? gn_asprintf("%.1f", json_number_value(v) / 1048576.0) : gn_strdup("-");
+}
+
+static char *rss_cell(const json_t *row)
+{
+	return mib_cell(row, "rss_bytes");
+}
+
+static char *accel_cell(const json_t *row)
+{
+	return mib_cell(row, "accel_bytes");
+}
+
+/* The largest PSI among the window's features. */
+static char *max_psi_cell(const json_t *row)
+{
+	size_t i;
+	json_t *f;
+	double max = -1;
+	json_array_foreach(json_object_get(row, "features"), i, f) {
+		const json_t *v = json_object_get(f, "psi");
+		if (json_is_number(v) && json_number_value(v) > max)
+			max = json_number_value(v);
+	}
+	return max >= 0 ? gn_asprintf("%.4f", max) : gn_strdup("-");
+}
+
+static const output_col window_cols[] = {
+	{"START", "start", NULL},       {"MODEL", NULL, window_model_cell}, {"SECONDS", "seconds", NULL},
+	{"REQUESTS", "requests", NULL}, {"ERRORS", "errors", NULL},         {"ERR_RATE", NULL, err_rate_cell},
+	{"P50_US", NULL, p50_cell},     {"P95_US", NULL, p95_cell},         {"P99_US", NULL, p99_cell},
+	{"CPU_S", NULL, cpu_cell},      {"RSS_MIB", NULL, rss_cell},        {"ACCEL_MIB", NULL, accel_cell},
+	{"DROPPED", "dropped", NULL},   {"MAX_PSI", NULL, max_psi_cell},
+};
+
+static int telemetry_show_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	char *path = NULL;
+	json_t *ans = NULL;
+	gn_buf q;
+	int64_t n;
+	int rc;
+	gn_buf_init(&q);
+	if ((rc = cli_device_path(&path, ctx, args->pos[0], "/telemetry", err)))
+		goto out;
+	gn_buf_puts(&q, path);
+	if (cli_args_get(args, "since"))
+		cli_query_add(&q, "since", cli_args_get(args, "since"));
+	if (cli_args_get(args, "limit")) {
+		if ((rc = cli_parse_int(&n, cli_args_get(args, "limit"), "--limit", 1, 1000, err)))
+			goto out;
+		cli_query_add(&q, "limit", cli_args_get(args, "limit"));
+	}
+	if ((rc = cli_request(&ans, ctx, "GET", q.data, NULL, err))) {
+		cli_err_about(err, "device '%s'", args->pos[0]);
+		rc = err->code;
+		goto out;
+	}
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(ans);
+		goto out;
+	}
+	const json_t *windows = json_object_get(ans, "windows");
+	printf("Device %s, its last %zu window(s) since %s\n", gn_json_str(ans, "device"), json_array_size(windows),
+	       gn_json_str(ans, "since"));
+	if (!json_array_size(windows)) {
+		printf("\nNo telemetry in that time.\n");
+		goto out;
+	}
+	printf("\n");
+	output_table(windows, window_cols, GN_ARRAY_LEN(window_cols));
+	/* the drift of each feature in the newest window of each model version */
+	size_t i, k;
+	json_t *w, *prev;
+	json_array_foreach(windows, i, w) {
+		bool seen = false;
+		json_array_foreach(windows, k, prev) {
+			if (k >= i)
+				break;
+			seen = seen || (strcmp(gn_json_str(prev, "model"), gn_json_str(w, "model")) == 0 &&
+					strcmp(gn_json_str(prev, "version"), gn_json_str(w, "version")) == 0);
+		}
+		if (seen || !json_array_size(json_object_get(w, "features")))
+			continue;
+		printf("\n%s@%s, window of %s: drift per feature against its reference profile\n",
+		       gn_json_str(w, "model"), gn_json_str(w, "version"), gn_json_str(w, "start"));
+		output_table(json_object_get(w, "features"), drift_cols, GN_ARRAY_LEN(drift_cols));
+	}
+out:
+	gn_buf_cleanup(&q);
+	free(path);
+	json_decref(ans);
+	return rc;
+}
+
+static const cli_opt show_opts[] = {
+	{"since", 0, "T", "windows from T: an RFC 3339 time or a duration ago (90m, 1h, 7d; default 7d)"},
+	{"limit", 0, "N", "at most N windows, newest first (1 to 1000, default 20)"},
+};
+
+static const cli_cmd telemetry_cmds[] = {
+	{"show", "DEVICE",
+	 "Show a device's last telemetry windows (by id or name): requests, errors, latency percentiles, "
+	 "resources and windows its spool dropped; then, for the newest window of each model version, the "
+	 "drift of each feature against the version's reference profile.",
+	 show_opts, GN_ARRAY_LEN(show_opts), 1, 1, telemetry_show_run},
+};
+
+const cli_group cmd_telemetry_group = {"telemetry", "What devices report about the models they serve.", telemetry_cmds,
+				       GN_ARRAY_LEN(telemetry_cmds)};

@@ -55,9 +55,9 @@ static const gn_conf_table conf_table = {"ganglion", "GANGLION_", conf_opts, GN_
 #define N_GLOBAL (N_CONF + 1) /* the settings, then --version */
 
 static const cli_group *const groups[] = {
-	&cmd_devices_group, &cmd_enroll_tokens_group, &cmd_tokens_group, &cmd_audit_group,
-	&cmd_models_group,  &cmd_keys_group,          &cmd_deploy_group, &cmd_rollout_group,
-	&cmd_whoami_group,  &cmd_gitops_group,        &cmd_alerts_group, &cmd_status_group,
+	&cmd_devices_group, &cmd_enroll_tokens_group, &cmd_tokens_group,    &cmd_audit_group,  &cmd_models_group,
+	&cmd_keys_group,    &cmd_deploy_group,        &cmd_rollout_group,   &cmd_whoami_group, &cmd_gitops_group,
+	&cmd_alerts_group,  &cmd_status_group,        &cmd_telemetry_group,
 };
 
 /* Commands main() runs itself, besides the groups. */

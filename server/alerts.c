@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "audit.h"
 #include "drift.h"
+#include "http_client.h"
 #include "log.h"
 #include "model.h"
 #include "selector.h"
@@ -22,20 +25,22 @@ const gn_json_field alerts_rule_fields[] = {
 	{"version", GN_JSON_STRING, false, true},       {"feature", GN_JSON_STRING, false, true},
 	{"metric", GN_JSON_STRING, false, false},       {"threshold", GN_JSON_NUMBER, false, false},
 	{"min_samples", GN_JSON_INTEGER, false, false}, {"windows", GN_JSON_INTEGER, false, false},
-	{"group_by", GN_JSON_STRING, false, true},
+	{"group_by", GN_JSON_STRING, false, true},      {"webhook", GN_JSON_STRING, false, true},
 };
 const size_t alerts_rule_nfields = GN_ARRAY_LEN(alerts_rule_fields);
 
 #define RULE_JSON                                                                                            \
 	"jsonb_build_object('name', r.name, 'model', r.model, 'version', r.version, 'feature', r.feature,"   \
 	" 'metric', r.metric, 'threshold', r.threshold, 'min_samples', r.min_samples, 'windows', r.windows," \
-	" 'group_by', r.group_by, 'created_by', r.created_by, 'created_at', gn_ts(r.created_at))::text"
-#define ALERT_JSON                                                                                            \
+	" 'group_by', r.group_by, 'webhook', r.webhook, 'created_by', r.created_by, 'created_at',"           \
+	" gn_ts(r.created_at))::text"
+#define ALERT_JSONB                                                                                           \
 	"jsonb_build_object('id', a.id, 'rule', a.rule, 'model', a.model, 'version', a.version, 'feature',"   \
 	" a.feature, 'group', a.group_value, 'metric', a.metric, 'threshold', a.threshold, 'value', a.value," \
 	" 'samples', a.samples, 'state', CASE WHEN a.resolved_at IS NULL THEN 'open' ELSE 'resolved' END,"    \
 	" 'opened_at', gn_ts(a.opened_at), 'resolved_at', gn_ts(a.resolved_at), 'last_window',"               \
-	" gn_ts(a.last_window))::text"
+	" gn_ts(a.last_window))"
+#define ALERT_JSON ALERT_JSONB "::text"
 
 const db_stmt alerts_rules_list_stmt = {"alerts_rules_list",
 					"SELECT " RULE_JSON
@@ -53,8 +58,9 @@ static const db_stmt st_model = {"alerts_model", "SELECT 1 FROM models WHERE nam
 static const db_stmt st_insert_rule = {
 	"alerts_insert_rule",
 	"INSERT INTO alert_rules AS r (name, model, version, feature, metric, threshold, min_samples, windows, group_by,"
-	" created_by) VALUES ($1, $2, $3, $4, $5, $6::float8, $7::bigint, $8::int, $9, $10) RETURNING " RULE_JSON,
-	10};
+	" created_by, webhook) VALUES ($1, $2, $3, $4, $5, $6::float8, $7::bigint, $8::int, $9, $10, $11)"
+	" RETURNING " RULE_JSON,
+	11};
 static const db_stmt st_delete_rule = {"alerts_delete_rule", "DELETE FROM alert_rules WHERE name = $1 RETURNING id", 1};
 static const db_stmt st_resolve_rule = {
 	"alerts_resolve_rule",
@@ -97,6 +103,32 @@ static const db_stmt st_update = {"alerts_update",
 				  "UPDATE alerts SET value = $2::float8, samples = $3::bigint, last_window ="
 				  " to_timestamp($4::bigint) WHERE id = $1::bigint AND resolved_at IS NULL",
 				  4};
+/* Queues the webhook delivery of alert $1's change $2 (alert.open or alert.resolve), when its rule
+ * has a webhook, and wakes the alert_webhooks job; returns the rows queued. */
+static const db_stmt st_deliver = {
+	"alerts_deliver",
+	"WITH d AS (INSERT INTO alert_deliveries (alert_id, rule, url, event, payload)"
+	"  SELECT a.id, a.rule, r.webhook, $2::text, jsonb_build_object('event', $2::text, 'alert', " ALERT_JSONB ")"
+	"  FROM alerts a JOIN alert_rules r ON r.id = a.rule_id WHERE a.id = $1::bigint AND r.webhook IS NOT NULL"
+	"  RETURNING id)"
+	" SELECT count(*), CASE WHEN count(*) > 0 THEN pg_notify('gn_jobs', 'alert_webhooks') END FROM d",
+	2};
+/* The deliveries due, oldest first: (id, url, payload, attempts). */
+static const db_stmt st_due = {
+	"alerts_deliveries_due",
+	"SELECT id, url, payload::text, attempts FROM alert_deliveries WHERE delivered_at IS NULL AND given_up_at IS NULL"
+	" AND next_at <= now() ORDER BY next_at, id LIMIT $1::int",
+	1};
+/* Records an attempt: ($1 id, $2 status or NULL, $3 error or NULL, $4 delivered, $5 seconds to
+ * the next attempt or NULL to give up). */
+static const db_stmt st_attempt = {
+	"alerts_delivery_attempt",
+	"UPDATE alert_deliveries SET attempts = attempts + 1, last_status = $2::int, last_error = $3,"
+	" delivered_at = CASE WHEN $4::boolean THEN now() END,"
+	" given_up_at = CASE WHEN NOT $4::boolean AND $5::int IS NULL THEN now() END,"
+	" next_at = CASE WHEN $5::int IS NULL THEN next_at ELSE now() + make_interval(secs => $5::int) END"
+	" WHERE id = $1::bigint",
+	5};
 static const db_stmt st_resolve = {
 	"alerts_resolve",
 	"UPDATE alerts SET resolved_at = now(), value = $2::float8, samples = $3::bigint,"
@@ -174,20 +206,41 @@ static int rule_numbers(char thr[32], char mins[24], char wins[16], const char *
 	return 0;
 }
 
+/* A webhook is an absolute http or https URL with a host, up to 2048 characters. */
+static int webhook_check(const char *url, gn_err *err)
+{
+	if (!url)
+		return 0;
+	CURLU *u = curl_url();
+	char *scheme = NULL, *host = NULL;
+	bool ok = u && strlen(url) <= ALERTS_WEBHOOK_MAX && !curl_url_set(u, CURLUPART_URL, url, 0) &&
+		  !curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) && !curl_url_get(u, CURLUPART_HOST, &host, 0) &&
+		  (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && *host &&
+		  (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0);
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(u);
+	if (!ok)
+		return gn_err_set(err, GN_EINVAL,
+				  "webhook must be an http:// or https:// URL with a host, up to %d characters",
+				  ALERTS_WEBHOOK_MAX);
+	return 0;
+}
+
 int alerts_rule_create(char **out, db_conn *c, const struct gd_actor *who, const json_t *req, gn_err *err)
 {
 	PGresult *res = NULL;
 	char thr[32], mins[24], wins[16], label[128];
 	const char *name = gn_json_str(req, "name"), *model = gn_json_str(req, "model"),
 		   *version = gn_json_str(req, "version"), *feature = gn_json_str(req, "feature"),
-		   *by = gn_json_str(req, "group_by"), *metric;
+		   *by = gn_json_str(req, "group_by"), *webhook = gn_json_str(req, "webhook"), *metric;
 	struct gn_semver sv;
 	gn_err e;
 	int rc;
 	*out = NULL;
 	if ((rc = rule_name_check(name, err)) || (rc = gn_model_name_check(model, err)) ||
 	    (version && (rc = gn_model_version_parse(&sv, version, err))) ||
-	    (rc = rule_numbers(thr, mins, wins, &metric, req, err)))
+	    (rc = rule_numbers(thr, mins, wins, &metric, req, err)) || (rc = webhook_check(webhook, err)))
 		return rc;
 	if (by && gn_label_key_check(by, &e))
 		return gn_err_set(err, GN_EINVAL, "group_by must be a label key: %s", e.msg);
@@ -202,7 +255,7 @@ int alerts_rule_create(char **out, db_conn *c, const struct gd_actor *who, const
 	if ((rc = feature_check(c, model, version, feature, err)))
 		return rc;
 	actor_label(label, sizeof(label), who);
-	const char *p[] = {name, model, version, feature, metric, thr, mins, wins, by, label};
+	const char *p[] = {name, model, version, feature, metric, thr, mins, wins, by, label, webhook};
 	if ((rc = db_tx_begin(c, err)))
 		return rc;
 	if ((rc = db_exec(&res, c, &st_insert_rule, p, err))) {
@@ -222,6 +275,14 @@ out:
 	return rc;
 }
 
+/* Queues alert id's webhook delivery of event, if its rule has a webhook (in the caller's
+ * transaction). */
+static int deliver(db_conn *c, const char *id, const char *event, gn_err *err)
+{
+	const char *p[] = {id, event};
+	return db_exec(NULL, c, &st_deliver, p, err);
+}
+
 int alerts_rule_delete(db_conn *c, const struct gd_actor *who, const char *name, gn_err *err)
 {
 	PGresult *res = NULL, *del = NULL;
@@ -233,7 +294,8 @@ int alerts_rule_delete(db_conn *c, const struct gd_actor *who, const char *name,
 		json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s}", "rule", name, "model", PQgetvalue(res, i, 1),
 				      "version", PQgetvalue(res, i, 2), "feature", PQgetvalue(res, i, 3), "group",
 				      db_val(res, i, 4), "reason", "rule deleted");
-		if ((rc = audit_write(c, who, "alert.resolve", "alert", PQgetvalue(res, i, 0), d, err)))
+		if ((rc = audit_write(c, who, "alert.resolve", "alert", PQgetvalue(res, i, 0), d, err)) ||
+		    (rc = deliver(c, PQgetvalue(res, i, 0), "alert.resolve", err)))
 			goto out;
 	}
 	if ((rc = db_exec(&del, c, &st_delete_rule, p, err)))
@@ -401,8 +463,9 @@ static int act(db_conn *c, const struct rule *rule, const PGresult *open, const 
 				   rule->metric, thr,        value,       samples, start};
 		if ((rc = db_exec(&res, c, &st_open, p, err)))
 			goto out;
-		if (PQntuples(res) && (rc = audit_write(c, &who, "alert.open", "alert", PQgetvalue(res, 0, 0),
-							alert_detail(rule, version, feature, grp, v), err)))
+		if (PQntuples(res) && ((rc = audit_write(c, &who, "alert.open", "alert", PQgetvalue(res, 0, 0),
+							 alert_detail(rule, version, feature, grp, v), err)) ||
+				       (rc = deliver(c, PQgetvalue(res, 0, 0), "alert.open", err))))
 			goto out;
 		gn_log(GN_LOG_WARN,
 		       "event=alert_open rule=%s model=%s version=%s feature=%s group=%s %s=%g samples=%llu",
@@ -412,8 +475,9 @@ static int act(db_conn *c, const struct rule *rule, const PGresult *open, const 
 		const char *p[] = {PQgetvalue(open, i, 0), value, samples, start};
 		if ((rc = db_exec(&res, c, &st_resolve, p, err)))
 			goto out;
-		if (PQntuples(res) && (rc = audit_write(c, &who, "alert.resolve", "alert", PQgetvalue(res, 0, 0),
-							alert_detail(rule, version, feature, grp, v), err)))
+		if (PQntuples(res) && ((rc = audit_write(c, &who, "alert.resolve", "alert", PQgetvalue(res, 0, 0),
+							 alert_detail(rule, version, feature, grp, v), err)) ||
+				       (rc = deliver(c, PQgetvalue(res, 0, 0), "alert.resolve", err))))
 			goto out;
 		gn_log(GN_LOG_INFO, "event=alert_resolved rule=%s model=%s version=%s feature=%s group=%s %s=%g",
 		       rule->name, rule->model, version, feature, grp ? grp : "", rule->metric, v->value);
@@ -509,4 +573,131 @@ int alerts_tick(db_conn *c, int64_t now, gn_err *err)
 	}
 	PQclear(rules);
 	return rc ? rc : failed ? err->code : 0;
+}
+
+/* --- webhooks --------------------------------------------------------------------------------- */
+
+/* Seconds before attempt n + 1 after n failed ones: 1, 2, 4, ... up to an hour. */
+static int backoff_s(int attempts)
+{
+	int s = 1;
+	for (int i = 1; i < attempts && s < 3600; i++)
+		s *= 2;
+	return s < 3600 ? s : 3600;
+}
+
+int alerts_webhooks_tick(db_conn *c, gn_err *err)
+{
+	PGresult *due = NULL;
+	char limit[16];
+	snprintf(limit, sizeof(limit), "%d", ALERTS_WEBHOOK_BATCH);
+	const char *pd[] = {limit};
+	int rc = db_exec(&due, c, &st_due, pd, err);
+	for (int i = 0; !rc && i < PQntuples(due); i++) {
+		const char *id = PQgetvalue(due, i, 0), *url = PQgetvalue(due, i, 1);
+		int attempts = atoi(PQgetvalue(due, i, 3)) + 1;
+		json_t *body = json_loads(PQgetvalue(due, i, 2), 0, NULL);
+		json_object_set_new(body, "delivery", json_integer(strtoll(id, NULL, 10)));
+		char *text = gn_json_dump(body);
+		json_decref(body);
+		gn_http_resp resp = {0};
+		gn_err e = {0};
+		gn_http_req req = {.method = "POST",
+				   .url = url,
+				   .body = text,
+				   .body_len = strlen(text),
+				   .content_type = "application/json",
+				   .timeout_s = ALERTS_WEBHOOK_TIMEOUT_S,
+				   .max_response = 64 * 1024};
+		int hr = gn_http_do(&resp, &req, &e);
+		bool ok = !hr && resp.status >= 200 && resp.status < 300;
+		char status[16], next[16], why[200];
+		snprintf(status, sizeof(status), "%ld", resp.status);
+		snprintf(next, sizeof(next), "%d", backoff_s(attempts));
+		if (hr)
+			snprintf(why, sizeof(why), "%.190s", e.msg);
+		else
+			snprintf(why, sizeof(why), "HTTP %ld", resp.status);
+		bool give_up = !ok && attempts >= ALERTS_WEBHOOK_ATTEMPTS;
+		const char *pa[] = {id, hr ? NULL : status, ok ? NULL : why, ok ? "true" : "false",
+				    ok || give_up ? NULL : next};
+		if (ok)
+			gn_log(GN_LOG_INFO, "event=alert_webhook_delivered delivery=%s attempts=%d status=%ld", id,
+			       attempts, resp.status);
+		else
+			gn_log(GN_LOG_WARN,
+			       "event=alert_webhook_failed delivery=%s attempts=%d why=\"%s\" retry_in_s=%s", id,
+			       attempts, why, give_up ? "never" : next);
+		gn_http_resp_cleanup(&resp);
+		free(text);
+		rc = db_exec(NULL, c, &st_attempt, pa, err);
+	}
+	PQclear(due);
+	return rc;
+}
+
+/* --- metrics ---------------------------------------------------------------------------------- */
+
+static const db_stmt st_metrics_open = {
+	"alerts_metrics_open",
+	"SELECT rule, model, version, feature, metric, count(*), max(value) FROM alerts WHERE resolved_at IS NULL"
+	" GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+	0};
+static const db_stmt st_metrics_webhooks = {
+	"alerts_metrics_webhooks",
+	"SELECT count(*) FILTER (WHERE delivered_at IS NULL AND given_up_at IS NULL),"
+	" count(*) FILTER (WHERE given_up_at IS NOT NULL) FROM alert_deliveries",
+	0};
+
+/* A Prometheus label value: backslash, double quote and newline escaped. */
+static void label_value(gn_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			gn_buf_printf(b, "\\%c", *s);
+		else if (*s == '\n')
+			gn_buf_puts(b, "\\n");
+		else
+			gn_buf_printf(b, "%c", *s);
+	}
+}
+
+int alerts_metrics(gn_buf *b, db_conn *c, gn_err *err)
+{
+	PGresult *open = NULL, *hooks = NULL;
+	int rc;
+	if ((rc = db_exec(&open, c, &st_metrics_open, NULL, err)) ||
+	    (rc = db_exec(&hooks, c, &st_metrics_webhooks, NULL, err))) {
+		PQclear(open);
+		return rc;
+	}
+	static const char *const names[] = {"rule", "model", "version", "feature", "metric"};
+	gn_buf_puts(b, "# HELP gangliond_alerts_open Open drift alerts, by rule, model, version, feature and metric.\n"
+		       "# TYPE gangliond_alerts_open gauge\n");
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1)
+			gn_buf_puts(b,
+				    "# HELP gangliond_alert_value The largest value of the open alerts' metric, in the "
+				    "latest window judged.\n"
+				    "# TYPE gangliond_alert_value gauge\n");
+		for (int i = 0; i < PQntuples(open); i++) {
+			gn_buf_puts(b, pass ? "gangliond_alert_value{" : "gangliond_alerts_open{");
+			for (int k = 0; k < 5; k++) {
+				gn_buf_printf(b, "%s%s=\"", k ? "," : "", names[k]);
+				label_value(b, PQgetvalue(open, i, k));
+				gn_buf_puts(b, "\"");
+			}
+			gn_buf_printf(b, "} %s\n", PQgetvalue(open, i, pass ? 6 : 5));
+		}
+	}
+	gn_buf_printf(b,
+		      "# HELP gangliond_alert_webhook_deliveries Alert webhook deliveries not yet delivered: pending "
+		      "(to be retried) or given up.\n"
+		      "# TYPE gangliond_alert_webhook_deliveries gauge\n"
+		      "gangliond_alert_webhook_deliveries{state=\"pending\"} %s\n"
+		      "gangliond_alert_webhook_deliveries{state=\"given_up\"} %s\n",
+		      PQgetvalue(hooks, 0, 0), PQgetvalue(hooks, 0, 1));
+	PQclear(open);
+	PQclear(hooks);
+	return 0;
 }

@@ -35,6 +35,23 @@ extern const db_stmt alerts_list_stmt;
 /* Checks GET /v1/alerts's filters (state: open, resolved or all; NULL is open); GN_EINVAL. */
 int alerts_list_check(const char **out_state, const char *state, const char *model, gn_err *err) GN_WUR;
 
+/* Webhooks: a rule's optional webhook (an http or https URL) gets a JSON POST
+ * {"event": "alert.open"|"alert.resolve", "alert": {...as GET /v1/alerts...}, "delivery": ID} when
+ * one of its alerts opens or resolves. The delivery is queued in the alert's transaction
+ * (alert_deliveries) and sent by alerts_webhooks_tick: a 2xx answer delivers it; anything else is
+ * retried after 1, 2, 4, ... seconds (at most an hour apart), ALERTS_WEBHOOK_ATTEMPTS times in all. */
+#define ALERTS_WEBHOOK_MAX 2048
+#define ALERTS_WEBHOOK_ATTEMPTS 12
+#define ALERTS_WEBHOOK_TIMEOUT_S 10
+#define ALERTS_WEBHOOK_BATCH 50 /* deliveries sent per run */
+/* Sends the deliveries that are due (the alert_webhooks job), one at a time. */
+int alerts_webhooks_tick(db_conn *c, gn_err *err) GN_WUR;
+
+/* Appends the open alerts (gangliond_alerts_open, a gauge per rule, model, version, feature and
+ * metric; gangliond_alert_value, their largest value) and the webhook deliveries not delivered
+ * (gangliond_alert_webhook_deliveries{state}) to b in Prometheus text. A plain read. */
+int alerts_metrics(gn_buf *b, db_conn *c, gn_err *err) GN_WUR;
+
 /* Judges every rule at time now (the alerts job): opens and resolves alerts, each in a
  * transaction of its own. Safe to run twice in a row. */
 int alerts_tick(db_conn *c, int64_t now, gn_err *err) GN_WUR;

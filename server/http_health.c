@@ -1,9 +1,11 @@
 /* GET /healthz, /readyz and /metrics. */
 #include <stdio.h>
 
+#include "alerts.h"
 #include "gangliond.h"
 #include "http.h"
 #include "http_metrics.h"
+#include "log.h"
 #include "migrate.h"
 
 /* Liveness: answered from memory, never waits on the database. */
@@ -38,8 +40,12 @@ static void http_health_readyz(struct gd_req *r)
 static void http_health_metrics(struct gd_req *r)
 {
 	gn_buf b;
+	gn_err err;
 	gn_buf_init(&b);
 	http_metrics_render(&b);
+	/* The alerts come from the database; without it the rest is still worth a scrape. */
+	if (!db_pool_down(gd.pool, NULL, 0) && alerts_metrics(&b, gd_db(r), &err))
+		gn_log(GN_LOG_WARN, "event=metrics_alerts_failed msg=\"%s\"", err.msg);
 	gd_reply_raw(r, 200, "text/plain; version=0.0.4", b.data, b.len);
 	gn_buf_cleanup(&b);
 }

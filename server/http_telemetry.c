@@ -1,6 +1,8 @@
 /* Telemetry and drift routes: POST /v1/agent/telemetry (a device's window summaries), the fleet's
  * drift of a model version, a canary version judged against a control, drift alert rules and alerts. Thin handlers over
  * telemetry.c and alerts.c. */
+#include <stdlib.h>
+
 #include "alerts.h"
 #include "http.h"
 #include "telemetry.h"
@@ -54,6 +56,27 @@ static void http_telemetry_canary(struct gd_req *r)
 	gd_reply_text(r, rc, 200, out, &err);
 }
 
+static void http_telemetry_device(struct gd_req *r)
+{
+	struct telemetry_query q;
+	char *out = NULL;
+	gn_err err;
+	const char *lim = gd_query(r, "limit");
+	char *end = NULL;
+	long limit = lim ? strtol(lim, &end, 10) : 20;
+	if (lim && (!*lim || *end || limit < 1 || limit > 1000)) {
+		gd_reply_problem(r, 400, "query parameter 'limit' must be 1 to 1000 (windows)");
+		return;
+	}
+	const char *since = gd_query(r, "since");
+	if (telemetry_query_parse(&q, since ? since : "7d", NULL, NULL, NULL, gn_now(), &err)) {
+		gd_reply_problem(r, 400, err.msg);
+		return;
+	}
+	int rc = telemetry_device(&out, gd_db(r), gd_param(r, 0), q.since, (int)limit, &err);
+	gd_reply_text(r, rc, 200, out, &err);
+}
+
 static void http_telemetry_rule_create(struct gd_req *r)
 {
 	json_t *body = NULL;
@@ -96,6 +119,7 @@ const struct gd_route http_telemetry_routes[] = {
 	{"POST", "/v1/agent/telemetry", GD_SCOPE_DEVICE, http_telemetry_post, NULL},
 	{"GET", "/v1/models/{name}/versions/{version}/drift", GD_SCOPE_READ, http_telemetry_drift, NULL},
 	{"GET", "/v1/models/{name}/canary", GD_SCOPE_READ, http_telemetry_canary, NULL},
+	{"GET", "/v1/devices/{id}/telemetry", GD_SCOPE_READ, http_telemetry_device, NULL},
 	{"GET", "/v1/alert-rules", GD_SCOPE_READ, http_telemetry_rules, NULL},
 	{"POST", "/v1/alert-rules", GD_SCOPE_OPERATOR, http_telemetry_rule_create, NULL},
 	{"DELETE", "/v1/alert-rules/{name}", GD_SCOPE_OPERATOR, http_telemetry_rule_delete, NULL},

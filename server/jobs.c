@@ -71,6 +71,19 @@ static int job_alerts(db_conn *c, const struct gd_config *cfg, gn_err *err)
 	return alerts_tick(c, gn_now(), err);
 }
 
+/* Often enough that a webhook's first retries (1 s, 2 s apart) are not much later than due. */
+static int64_t every_webhook_interval(const struct gd_config *cfg)
+{
+	(void)cfg;
+	return 2;
+}
+
+static int job_alert_webhooks(db_conn *c, const struct gd_config *cfg, gn_err *err)
+{
+	(void)cfg;
+	return alerts_webhooks_tick(c, err);
+}
+
 /* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */
 static const struct job jobs[] = {
 	{"auth_gc", every_housekeeping, job_auth_gc},         /* expired device nonces and sessions */
@@ -79,6 +92,7 @@ static const struct job jobs[] = {
 	{"gitops", every_gitops_interval, gitops_poll},       /* GitOps sync (gitops.c) */
 	{"telemetry_partitions", every_housekeeping, job_telemetry_partitions}, /* telemetry.c */
 	{"alerts", every_alert_interval, job_alerts},                           /* drift alert rules (alerts.c) */
+	{"alert_webhooks", every_webhook_interval, job_alert_webhooks},         /* their webhooks (alerts.c) */
 };
 
 static pthread_t thread;

@@ -5,14 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit.h"
 #include "deployments.h"
 #include "latency.h"
 #include "devices.h"
+#include "drift.h"
 #include "json.h"
 #include "log.h"
 #include "strategy.h"
+#include "telemetry.h"
 
 #define ACTIVE_STATES "('waiting_approval', 'running', 'paused')"
 
@@ -49,7 +52,8 @@ static const db_stmt st_event = {
 	"INSERT INTO rollout_events (rollout_id, kind, detail) VALUES ($1, $2, coalesce($3::jsonb, '{}'))", 3};
 static const db_stmt st_get = {"rollouts_get",
 			       "SELECT " ROLLOUT_JSON
-			       "::text, r.state, r.creator_token, r.stage, r.strategy::text, p.id"
+			       "::text, r.state, r.creator_token, r.stage, r.strategy::text, p.id, p.selector,"
+			       " extract(epoch FROM r.created_at)::bigint"
 			       " FROM rollouts r JOIN deployments p ON p.id = r.deployment_id WHERE r.id = $1",
 			       1};
 static const db_stmt st_lock = {"rollouts_lock", "SELECT 1 FROM rollouts WHERE id = $1 FOR UPDATE", 1};
@@ -92,7 +96,7 @@ static const db_stmt st_complete_deployment = {
 	"   AND x.to_version = (SELECT v.version FROM model_versions v WHERE v.model = p.model AND v.version ="     \
 	"   coalesce((SELECT version FROM model_aliases WHERE model = p.model AND alias = p.follows), p.follows))"  \
 	"   AND x.from_version = p.version),"                                                                       \
-	" r.pinned::text, r.stage_started_at = '-infinity'"                                                         \
+	" r.pinned::text, r.stage_started_at = '-infinity', extract(epoch FROM r.created_at)::bigint"               \
 	" FROM deployments p LEFT JOIN rollouts r ON r.deployment_id = p.id AND r.state IN " ACTIVE_STATES
 static const db_stmt st_deployments = {"rollouts_deployments", DEPLOYMENTS_SELECT " ORDER BY p.created_at", 0};
 static const db_stmt st_deployment = {"rollouts_deployment", DEPLOYMENTS_SELECT " WHERE p.id = $1", 1};
@@ -115,7 +119,8 @@ enum {
 	R_BAKED,
 	D_REFUSED,
 	R_PINNED,
-	R_PROMOTED
+	R_PROMOTED,
+	R_CREATED
 };
 
 /* A device of a stage has finished with version $10 of model $7 once it reports it active, or
@@ -434,14 +439,21 @@ struct gate {
 	enum gate_state state;
 	double value, limit; /* value is NAN when unjudged */
 	char why[240];
+	json_t *extra; /* owned: the canary judgement behind the gate, or NULL */
 };
-#define MAX_GATES 6
+#define MAX_GATES 8
 
 static struct gate *gate_add(struct gate *g, int *n, const char *name, double limit)
 {
 	struct gate *x = &g[(*n)++];
-	*x = (struct gate){name, GATE_PASS, NAN, limit, ""};
+	*x = (struct gate){name, GATE_PASS, NAN, limit, "", NULL};
 	return x;
+}
+
+static void gates_free(struct gate *g, int n)
+{
+	for (int i = 0; i < n; i++)
+		json_decref(g[i].extra);
 }
 
 /* Why a gate cannot judge yet: a cohort with too few requests (or latency samples). */
@@ -523,6 +535,131 @@ static void gate_latency_ratio(struct gate *g, int *n, const struct strategy *st
 		 x->value, control, st->max_p95_latency_ratio);
 }
 
+/* What the telemetry gates look at: the deployment's devices (its selector), windows that start
+ * after the rollout did. */
+struct rollout_ref {
+	const char *model, *to, *from, *selector;
+	int64_t since;
+};
+
+static struct telemetry_query ref_query(const struct rollout_ref *r)
+{
+	/* A window may end a little past the server's clock (telemetry_ingest allows the skew). */
+	return (struct telemetry_query){r->since, (int64_t)time(NULL) + TELEMETRY_CLOCK_SKEW + 1,
+					r->selector && *r->selector ? r->selector : NULL, NULL};
+}
+
+/* The canary's telemetry windows against the control's (lib/canary.h, as GET
+ * /v1/models/{name}/canary judges them): fail fails the stage; marginal and inconclusive cannot
+ * pass it, so they hold it (an operator's promote waives them). */
+static int gate_canary_judgement(struct gate *g, int *n, db_conn *c, const struct strategy *st,
+				 const struct rollout_ref *r, gn_err *err)
+{
+	struct gate *x = gate_add(g, n, "canary_judgement", st->canary_min_score);
+	struct telemetry_query q = ref_query(r);
+	enum gn_canary_verdict v;
+	double score;
+	int error = telemetry_canary_json(&x->extra, &v, &score, c, r->model, r->to, r->from, &q, st->canary_min_score,
+					  st->canary_marginal_score, err);
+	if (error)
+		return error;
+	x->value = score;
+	if (v == GN_CANARY_INCONCLUSIVE) {
+		json_t *m = json_array_get(json_object_get(x->extra, "metrics"), 0);
+		x->state = GATE_UNJUDGED;
+		snprintf(x->why, sizeof(x->why),
+			 "canary_judgement cannot be judged yet: inconclusive, %lld canary and %lld control device "
+			 "windows of telemetry since the rollout started (at least %d a side)",
+			 (long long)json_integer_value(json_object_get(m, "n_canary")),
+			 (long long)json_integer_value(json_object_get(m, "n_control")),
+			 TELEMETRY_CANARY_MIN_OBSERVATIONS);
+		return 0;
+	}
+	char failed[120] = "";
+	size_t i, len = 0;
+	json_t *m;
+	json_array_foreach(json_object_get(x->extra, "metrics"), i, m) {
+		if (strcmp(json_string_value(json_object_get(m, "verdict")), "fail") == 0 && len < sizeof(failed))
+			len += (size_t)snprintf(failed + len, sizeof(failed) - len, "%s%s", len ? ", " : "",
+						json_string_value(json_object_get(m, "name")));
+	}
+	x->state = v == GN_CANARY_FAIL ? GATE_FAIL : v == GN_CANARY_MARGINAL ? GATE_UNJUDGED : GATE_PASS;
+	snprintf(x->why, sizeof(x->why), "canary judgement %s: score %.0f (min_score %.0f, marginal_score %.0f)%s%s",
+		 gn_canary_verdict_name(v), score, st->canary_min_score, st->canary_marginal_score,
+		 *failed ? "; worse than the control: " : "", failed);
+	return 0;
+}
+
+/* The largest PSI of the canary's outputs, merged over its devices' windows, against the new
+ * version's reference profile; judged once every output it profiles has min_requests samples. */
+static int gate_output_psi(struct gate *g, int *n, db_conn *c, const struct strategy *st, const struct rollout_ref *r,
+			   gn_err *err)
+{
+	struct gate *x = gate_add(g, n, "max_output_psi", st->max_output_psi);
+	struct telemetry_query q = ref_query(r);
+	struct gn_drift_profile *p = NULL;
+	json_t *d = NULL, *f;
+	int error = telemetry_profile_load(&p, c, r->model, r->to, err);
+	size_t outputs = p ? p->noutputs : 0;
+	gn_drift_profile_free(p);
+	if (error)
+		return error;
+	if (!outputs) {
+		x->state = GATE_UNJUDGED;
+		snprintf(x->why, sizeof(x->why),
+			 "max_output_psi cannot be judged: %.60s@%.60s has no reference profile of its outputs",
+			 r->model, r->to);
+		return 0;
+	}
+	if ((error = telemetry_drift_json(&d, c, r->model, r->to, &q, err)))
+		return error;
+	const char *worst = NULL;
+	long long samples = -1;
+	size_t i, found = 0;
+	json_array_foreach(json_object_get(json_array_get(json_object_get(d, "groups"), 0), "features"), i, f) {
+		const char *name = json_string_value(json_object_get(f, "feature"));
+		if (!name || strncmp(name, "output:", 7) != 0)
+			continue;
+		long long k = (long long)json_integer_value(json_object_get(f, "n"));
+		samples = samples < 0 || k < samples ? k : samples;
+		found++;
+		json_t *psi = json_object_get(f, "psi");
+		if (json_is_number(psi) && (isnan(x->value) || json_number_value(psi) > x->value)) {
+			x->value = json_number_value(psi);
+			worst = name;
+		}
+	}
+	if (found < outputs || samples < 0)
+		samples = 0;
+	if (samples < st->min_requests || !worst) {
+		x->state = GATE_UNJUDGED;
+		x->value = NAN;
+		snprintf(
+			x->why, sizeof(x->why),
+			"max_output_psi cannot be judged yet: the canary has %lld output samples, min_requests is %lld",
+			samples, (long long)st->min_requests);
+	} else {
+		x->state = x->value > st->max_output_psi ? GATE_FAIL : GATE_PASS;
+		snprintf(x->why, sizeof(x->why),
+			 "canary output PSI %.4f (%.80s, %lld samples) is %s max_output_psi %.4f", x->value, worst,
+			 samples, x->state == GATE_FAIL ? "above" : "within", st->max_output_psi);
+	}
+	json_decref(d);
+	return 0;
+}
+
+/* Adds the gates on the canary's telemetry (not in the last stage for the comparing one). */
+static int gates_telemetry(struct gate g[MAX_GATES], int *n, db_conn *c, const struct strategy *st,
+			   const struct rollout_ref *r, bool last_stage, gn_err *err)
+{
+	int error = 0;
+	if (st->canary_judgement && !last_stage)
+		error = gate_canary_judgement(g, n, c, st, r, err);
+	if (!error && st->max_output_psi >= 0)
+		error = gate_output_psi(g, n, c, st, r, err);
+	return error;
+}
+
 /* Judges every gate the strategy sets on the stage. A gate that compares the canary with the
  * devices still on the old version has nothing to compare with in the last stage (it holds every
  * device), so there it is not judged at all; the gates on the canary alone are. */
@@ -559,11 +696,14 @@ static const char *gate_state_name(enum gate_state s)
 static json_t *gates_json(const struct gate *g, int n)
 {
 	json_t *a = json_array();
-	for (int i = 0; i < n; i++)
-		json_array_append_new(a, json_pack("{s:s,s:s,s:o,s:f,s:s}", "gate", g[i].name, "state",
-						   gate_state_name(g[i].state), "value",
-						   isnan(g[i].value) ? json_null() : json_real(g[i].value), "limit",
-						   g[i].limit, "detail", g[i].why));
+	for (int i = 0; i < n; i++) {
+		json_t *x = json_pack("{s:s,s:s,s:o,s:f,s:s}", "gate", g[i].name, "state", gate_state_name(g[i].state),
+				      "value", isnan(g[i].value) ? json_null() : json_real(g[i].value), "limit",
+				      g[i].limit, "detail", g[i].why);
+		if (g[i].extra)
+			json_object_set(x, "judgement", g[i].extra);
+		json_array_append_new(a, x);
+	}
 	return a;
 }
 
@@ -684,6 +824,9 @@ static int pass_stage(db_conn *c, const struct gd_actor *who, const char *id, co
  * the stage passes only if every gate could be judged; one that cannot (too few requests, no
  * device left on the old version) holds the stage, explicitly, until it can, or until an
  * operator promotes the rollout, which waives it (named in the stage's event). */
+static int judge_gates(db_conn *c, const struct gd_actor *who, const PGresult *d, int row, const struct strategy *stp,
+		       int stage, const struct stage_stats *sp, const struct gate *g, int n, gn_err *err);
+
 static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int row, gn_err *err)
 {
 	struct strategy st;
@@ -701,6 +844,21 @@ static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int 
 				 PQgetvalue(d, row, R_TO), PQgetvalue(d, row, R_FROM), &st, err)))
 		return error;
 	int n = gates_judge(g, &st, &s, stage + 1 == st.nstages);
+	struct rollout_ref ref = {PQgetvalue(d, row, D_MODEL), PQgetvalue(d, row, R_TO), PQgetvalue(d, row, R_FROM),
+				  PQgetvalue(d, row, D_SELECTOR), strtoll(PQgetvalue(d, row, R_CREATED), NULL, 10)};
+	if (!(error = gates_telemetry(g, &n, c, &st, &ref, stage + 1 == st.nstages, err)))
+		error = judge_gates(c, who, d, row, &st, stage, &s, g, n, err);
+	gates_free(g, n);
+	return error;
+}
+
+/* What judge does once the gates are judged. */
+static int judge_gates(db_conn *c, const struct gd_actor *who, const PGresult *d, int row, const struct strategy *stp,
+		       int stage, const struct stage_stats *sp, const struct gate *g, int n, gn_err *err)
+{
+	const struct strategy st = *stp;
+	const struct stage_stats s = *sp;
+	const char *id = PQgetvalue(d, row, R_ID);
 	const struct gate *bad = gate_first(g, n, GATE_FAIL), *open = gate_first(g, n, GATE_UNJUDGED);
 	if (bad)
 		return fail_stage(c, who, id, &st, stage, bad,
@@ -869,11 +1027,22 @@ int rollouts_get(char **out, db_conn *c, const char *id, gn_err *err)
 				  json_string_value(json_object_get(j, "from_version")), &st, err))) {
 		struct gate g[MAX_GATES];
 		int n = gates_judge(g, &st, &s, stage + 1 == st.nstages);
-		json_t *prog = stats_json(&s);
-		json_object_set_new(prog, "percent", json_integer(st.stages[stage].percent));
-		json_object_set_new(prog, "deployment_devices", json_integer(s.all));
-		json_object_set_new(prog, "gates", gates_json(g, n));
-		json_object_set_new(j, "progress", prog);
+		struct rollout_ref ref = {json_string_value(json_object_get(j, "model")),
+					  json_string_value(json_object_get(j, "to_version")),
+					  json_string_value(json_object_get(j, "from_version")), PQgetvalue(res, 0, 6),
+					  strtoll(PQgetvalue(res, 0, 7), NULL, 10)};
+		/* A finished rollout's telemetry gates are not judged again. */
+		const char *state = PQgetvalue(res, 0, 1);
+		bool live = strcmp(state, "running") == 0 || strcmp(state, "paused") == 0 ||
+			    strcmp(state, "waiting_approval") == 0;
+		if (!live || !(error = gates_telemetry(g, &n, c, &st, &ref, stage + 1 == st.nstages, err))) {
+			json_t *prog = stats_json(&s);
+			json_object_set_new(prog, "percent", json_integer(st.stages[stage].percent));
+			json_object_set_new(prog, "deployment_devices", json_integer(s.all));
+			json_object_set_new(prog, "gates", gates_json(g, n));
+			json_object_set_new(j, "progress", prog);
+		}
+		gates_free(g, n);
 	}
 	if (!error)
 		*out = gn_json_dump(j);

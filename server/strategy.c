@@ -21,7 +21,12 @@ static const gn_json_field gate_fields[] = {
 	{"min_healthy", GN_JSON_INTEGER, false, false},         {"min_success_share", GN_JSON_NUMBER, false, false},
 	{"max_error_rate", GN_JSON_NUMBER, false, true},        {"max_error_increase", GN_JSON_NUMBER, false, true},
 	{"min_requests", GN_JSON_INTEGER, false, false},        {"max_p95_latency_ms", GN_JSON_NUMBER, false, true},
-	{"max_p95_latency_ratio", GN_JSON_NUMBER, false, true},
+	{"max_p95_latency_ratio", GN_JSON_NUMBER, false, true}, {"canary_judgement", GN_JSON_OBJECT, false, true},
+	{"max_output_psi", GN_JSON_NUMBER, false, true},
+};
+static const gn_json_field judgement_fields[] = {
+	{"min_score", GN_JSON_NUMBER, false, false},
+	{"marginal_score", GN_JSON_NUMBER, false, false},
 };
 
 #define WEEK_S (7 * 86400)
@@ -46,6 +51,9 @@ static void defaults(struct strategy *s)
 	s->max_p95_latency_ms = -1;
 	s->max_p95_latency_ratio = -1;
 	s->min_requests = 100;
+	s->canary_min_score = 95;
+	s->canary_marginal_score = 75;
+	s->max_output_psi = -1;
 	s->rollback_on_failure = true;
 }
 
@@ -126,6 +134,27 @@ static int count(int64_t *out, const json_t *v, const char *name, int64_t max, g
 	return 0;
 }
 
+/* "canary_judgement": {"min_score", "marginal_score"} (defaults 95 and 75), or null: none. */
+static int parse_judgement(struct strategy *s, const json_t *j, gn_err *err)
+{
+	if (!j || json_is_null(j))
+		return 0;
+	if (gn_json_check(j, judgement_fields, GN_ARRAY_LEN(judgement_fields), err))
+		return prefixed(err, "strategy.gates.canary_judgement");
+	s->canary_judgement = true;
+	if (bounded(&s->canary_min_score, json_object_get(j, "min_score"), "canary_judgement.min_score", 0, 100, "",
+		    err) ||
+	    bounded(&s->canary_marginal_score, json_object_get(j, "marginal_score"), "canary_judgement.marginal_score",
+		    0, 100, "", err))
+		return GN_EINVAL;
+	if (s->canary_marginal_score > s->canary_min_score)
+		return gn_err_set(
+			err, GN_EINVAL,
+			"strategy.gates.canary_judgement.marginal_score (%g) must not be above min_score (%g)",
+			s->canary_marginal_score, s->canary_min_score);
+	return 0;
+}
+
 static int parse_gates(struct strategy *s, const json_t *g, gn_err *err)
 {
 	if (gn_json_check(g, gate_fields, GN_ARRAY_LEN(gate_fields), err))
@@ -141,7 +170,9 @@ static int parse_gates(struct strategy *s, const json_t *g, gn_err *err)
 	    bounded(&s->max_p95_latency_ms, json_object_get(g, "max_p95_latency_ms"), "max_p95_latency_ms", 0.1, 10000,
 		    " milliseconds", err) ||
 	    bounded(&s->max_p95_latency_ratio, json_object_get(g, "max_p95_latency_ratio"), "max_p95_latency_ratio", 1,
-		    1000, "", err))
+		    1000, "", err) ||
+	    bounded(&s->max_output_psi, json_object_get(g, "max_output_psi"), "max_output_psi", 0, 100, "", err) ||
+	    parse_judgement(s, json_object_get(g, "canary_judgement"), err))
 		return GN_EINVAL;
 	if (json_is_null(json_object_get(g, "max_failed_share")) ||
 	    json_is_null(json_object_get(g, "min_success_share")))
@@ -151,6 +182,10 @@ static int parse_gates(struct strategy *s, const json_t *g, gn_err *err)
 				  "strategy.gates.min_requests must be at least 1 for an error-rate gate");
 	if (s->min_requests < 1 && (s->max_p95_latency_ms >= 0 || s->max_p95_latency_ratio >= 0))
 		return gn_err_set(err, GN_EINVAL, "strategy.gates.min_requests must be at least 1 for a latency gate");
+	if (s->min_requests < 1 && s->max_output_psi >= 0)
+		return gn_err_set(
+			err, GN_EINVAL,
+			"strategy.gates.min_requests must be at least 1 for max_output_psi (it counts outputs)");
 	return 0;
 }
 
@@ -168,6 +203,11 @@ static int check_whole(const struct strategy *s, gn_err *err)
 				  "strategy.gates.%s compares the canary with the devices still on the old version: "
 				  "it needs a stage below 100 percent before the last",
 				  s->max_error_increase >= 0 ? "max_error_increase" : "max_p95_latency_ratio");
+	if (s->canary_judgement && s->nstages < 2)
+		return gn_err_set(
+			err, GN_EINVAL,
+			"strategy.gates.canary_judgement compares the canary with the devices still on the old "
+			"version: it needs a stage below 100 percent before the last");
 	return 0;
 }
 
@@ -188,6 +228,12 @@ static json_t *dump(const struct strategy *s)
 			    s->max_p95_latency_ms < 0 ? json_null() : json_real(s->max_p95_latency_ms));
 	json_object_set_new(gates, "max_p95_latency_ratio",
 			    s->max_p95_latency_ratio < 0 ? json_null() : json_real(s->max_p95_latency_ratio));
+	json_object_set_new(gates, "canary_judgement",
+			    s->canary_judgement ? json_pack("{s:f,s:f}", "min_score", s->canary_min_score,
+							    "marginal_score", s->canary_marginal_score)
+						: json_null());
+	json_object_set_new(gates, "max_output_psi",
+			    s->max_output_psi < 0 ? json_null() : json_real(s->max_output_psi));
 	return json_pack("{s:o,s:I,s:o,s:s,s:b,s:o}", "stages", stages, "probation", (json_int_t)s->probation_s,
 			 "gates", gates, "on_failure", s->rollback_on_failure ? "rollback" : "pause", "approval",
 			 s->approval, "max_parallel",

@@ -28,6 +28,10 @@ struct strategy {
 	double max_p95_latency_ms;    /* canary p95 inference latency, milliseconds; < 0: no such gate */
 	double max_p95_latency_ratio; /* canary p95 / control's p95; < 0: no such gate */
 	int64_t min_requests;         /* requests a cohort needs before its error rate or latency is judged */
+	bool canary_judgement;        /* judge the canary's telemetry against the control's (lib/canary.h) */
+	double canary_min_score;      /* its score that passes (0-100) */
+	double canary_marginal_score; /* at or above it, below min_score: marginal, the stage holds */
+	double max_output_psi;        /* the canary's merged output PSI against its profile; < 0: no gate */
 	int64_t max_parallel;         /* devices of a stage told the new version before they report it
 				       * installed or failed; 0: no cap */
 	bool rollback_on_failure;     /* else pause */
@@ -35,7 +39,8 @@ struct strategy {
 };
 
 /* True when the strategy has a gate that compares the canary with the devices still on the old
- * version (max_error_increase, max_p95_latency_ratio). */
+ * version's reported counters (max_error_increase, max_p95_latency_ratio; canary_judgement compares
+ * their telemetry windows instead). */
 bool strategy_compares(const struct strategy *s);
 
 /* Parses and checks a strategy object (NULL: the default, one stage of 100 % at once) into out,

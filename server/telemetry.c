@@ -870,8 +870,8 @@ static json_t *groups_json(const PGresult *wres, const PGresult *fres, const str
 	return groups;
 }
 
-int telemetry_drift(char **out, db_conn *c, const char *model, const char *version, const struct telemetry_query *q,
-		    gn_err *err)
+int telemetry_drift_json(json_t **out, db_conn *c, const char *model, const char *version,
+			 const struct telemetry_query *q, gn_err *err)
 {
 	struct gn_drift_profile *p = NULL;
 	PGresult *wres = NULL, *fres = NULL;
@@ -898,14 +898,23 @@ int telemetry_drift(char **out, db_conn *c, const char *model, const char *versi
 	json_t *j =
 		json_pack("{s:s,s:s,s:s,s:s,s:s?,s:s?,s:o}", "model", model, "version", version, "since", tsince,
 			  "until", tuntil, "selector", q->selector, "by", q->by, "groups", groups_json(wres, fres, p));
-	*out = gn_json_dump(j);
-	json_decref(j);
+	*out = j;
 out:
 	for (int i = 0; i < 5; i++)
 		free(sp[i]);
 	PQclear(wres);
 	PQclear(fres);
 	gn_drift_profile_free(p);
+	return rc;
+}
+
+int telemetry_drift(char **out, db_conn *c, const char *model, const char *version, const struct telemetry_query *q,
+		    gn_err *err)
+{
+	json_t *j = NULL;
+	int rc = telemetry_drift_json(&j, c, model, version, q, err);
+	*out = rc ? NULL : gn_json_dump(j);
+	json_decref(j);
 	return rc;
 }
 
@@ -1022,8 +1031,9 @@ static json_t *result_json(const struct gn_canary_metric *m, const struct gn_can
 			 "effect", real_json(r->effect), "tolerance", m->tolerance);
 }
 
-int telemetry_canary(char **out, db_conn *c, const char *model, const char *canary, const char *control,
-		     const struct telemetry_query *q, gn_err *err)
+int telemetry_canary_json(json_t **out, enum gn_canary_verdict *out_verdict, double *out_score, db_conn *c,
+			  const char *model, const char *canary, const char *control, const struct telemetry_query *q,
+			  double pass_score, double marginal_score, gn_err *err)
 {
 	static const struct gn_canary_metric metrics[] = {
 		{"error_rate", 2, true, TELEMETRY_CANARY_ERROR_TOLERANCE, 0.001},
@@ -1062,16 +1072,20 @@ int telemetry_canary(char **out, db_conn *c, const char *model, const char *cana
 		json_array_append_new(list, result_json(&metrics[i], &res[i]));
 	}
 	double score;
-	enum gn_canary_verdict v = gn_canary_overall(&score, metrics, res, n, TELEMETRY_CANARY_PASS_SCORE,
-						     TELEMETRY_CANARY_MARGINAL_SCORE);
+	enum gn_canary_verdict v = gn_canary_overall(&score, metrics, res, n, pass_score, marginal_score);
+	if (out_verdict)
+		*out_verdict = v;
+	if (out_score)
+		*out_score = score;
 	gn_tuf_time(tsince, q->since);
 	gn_tuf_time(tuntil, q->until);
 	json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s?,s:s,s:o,s:f,s:o}", "model", model, "canary", canary, "control",
 			      control, "since", tsince, "until", tuntil, "selector", q->selector, "verdict",
 			      gn_canary_verdict_name(v), "score", real_json(score), "confidence",
 			      1 - TELEMETRY_CANARY_ALPHA, "metrics", list);
-	*out = gn_json_dump(j);
-	json_decref(j);
+	json_object_set_new(j, "pass_score", json_real(pass_score));
+	json_object_set_new(j, "marginal_score", json_real(marginal_score));
+	*out = j;
 out:
 	for (int i = 0; i < 3; i++)
 		sides_free(&obs[i]);
@@ -1081,5 +1095,112 @@ out:
 	PQclear(ores);
 	gn_drift_profile_free(prof[0]);
 	gn_drift_profile_free(prof[1]);
+	return rc;
+}
+
+int telemetry_canary(char **out, db_conn *c, const char *model, const char *canary, const char *control,
+		     const struct telemetry_query *q, gn_err *err)
+{
+	json_t *j = NULL;
+	int rc = telemetry_canary_json(&j, NULL, NULL, c, model, canary, control, q, TELEMETRY_CANARY_PASS_SCORE,
+				       TELEMETRY_CANARY_MARGINAL_SCORE, err);
+	*out = rc ? NULL : gn_json_dump(j);
+	json_decref(j);
+	return rc;
+}
+
+/* --- one device's last windows ----------------------------------------------------------------- */
+
+static const db_stmt st_device_exists = {"telemetry_device_exists", "SELECT 1 FROM devices WHERE id = $1::uuid", 1};
+/* The device's windows since $2, newest first, at most $3: (model, version, start, seconds,
+ * requests, errors, latency buckets, dropped, resources). */
+#define DEVICE_WINDOWS                                                                                         \
+	"SELECT model, version, extract(epoch FROM window_start)::bigint AS start, seconds, requests, errors," \
+	" latency_us_buckets::text, dropped, resources::text, window_start FROM telemetry_windows"             \
+	" WHERE device_id = $1::uuid AND window_start >= to_timestamp($2::bigint)"                             \
+	" ORDER BY window_start DESC, model, version LIMIT $3::int"
+static const db_stmt st_device_windows = {"telemetry_device_windows", DEVICE_WINDOWS, 3};
+/* Their features, laid out as feature_json reads them (from column 3), with the window's model,
+ * version and start in columns 12 to 14. */
+static const db_stmt st_device_features = {
+	"telemetry_device_features",
+	"WITH w AS (" DEVICE_WINDOWS ")"
+	" SELECT NULL, f.part, f.idx, f.counts::text, f.underflow, f.overflow, f.nan, f.n, f.mean, f.m2, f.min, f.max,"
+	"  f.model, f.version, w.start FROM telemetry_features f JOIN w ON w.model = f.model AND w.version = f.version"
+	"  AND w.window_start = f.window_start"
+	" WHERE f.device_id = $1::uuid AND f.window_start >= to_timestamp($2::bigint) AND f.part <> 'channel'"
+	" ORDER BY f.model, f.version, w.start, f.part, f.idx",
+	3};
+
+int telemetry_device(char **out, db_conn *c, const char *device_id, int64_t since, int limit, gn_err *err)
+{
+	PGresult *res = NULL, *wres = NULL, *fres = NULL;
+	char tsince[21], s_since[24], s_limit[16];
+	struct gn_drift_profile *prof = NULL;
+	char *prof_key = NULL;
+	int rc;
+	*out = NULL;
+	if (!gn_is_uuid(device_id))
+		return gn_err_set(err, GN_ENOTFOUND, "no such device '%.40s'", device_id);
+	snprintf(s_since, sizeof(s_since), "%lld", (long long)since);
+	snprintf(s_limit, sizeof(s_limit), "%d", limit);
+	const char *p[] = {device_id, s_since, s_limit};
+	if ((rc = db_exec(&res, c, &st_device_exists, p, err)))
+		return rc;
+	bool found = PQntuples(res) > 0;
+	PQclear(res);
+	if (!found)
+		return gn_err_set(err, GN_ENOTFOUND, "no such device '%s'", device_id);
+	if ((rc = db_exec(&wres, c, &st_device_windows, p, err)) ||
+	    (rc = db_exec(&fres, c, &st_device_features, p, err)))
+		goto out;
+	json_t *windows = json_array();
+	for (int r = 0; r < PQntuples(wres); r++) {
+		const char *model = PQgetvalue(wres, r, 0), *version = PQgetvalue(wres, r, 1);
+		char start[21], key[256];
+		int64_t t = strtoll(PQgetvalue(wres, r, 2), NULL, 10);
+		long long req = strtoll(PQgetvalue(wres, r, 4), NULL, 10),
+			  errs = strtoll(PQgetvalue(wres, r, 5), NULL, 10);
+		gn_tuf_time(start, t);
+		snprintf(key, sizeof(key), "%s@%s", model, version);
+		if (!prof_key || strcmp(prof_key, key) != 0) { /* windows of one version come together, mostly */
+			gn_err e;
+			gn_drift_profile_free(prof);
+			prof = NULL;
+			free(prof_key);
+			prof_key = gn_strdup(key);
+			if (telemetry_profile_load(&prof, c, model, version, &e))
+				prof = NULL;
+		}
+		json_t *feats = json_array();
+		for (int f = 0; prof && f < PQntuples(fres); f++) {
+			if (strcmp(PQgetvalue(fres, f, 12), model) != 0 ||
+			    strcmp(PQgetvalue(fres, f, 13), version) != 0 ||
+			    strtoll(PQgetvalue(fres, f, 14), NULL, 10) != t)
+				continue;
+			const struct gn_drift_feature *df =
+				telemetry_feature_of(prof, PQgetvalue(fres, f, 1), atoi(PQgetvalue(fres, f, 2)));
+			if (df)
+				json_array_append_new(feats, feature_json(fres, f, df, PQgetvalue(fres, f, 1)));
+		}
+		json_t *res_j = PQgetisnull(wres, r, 8) ? json_null() : json_loads(PQgetvalue(wres, r, 8), 0, NULL);
+		json_t *w = json_pack("{s:s,s:s,s:s,s:i,s:I,s:I,s:o,s:o,s:I,s:o,s:o}", "model", model, "version",
+				      version, "start", start, "seconds", atoi(PQgetvalue(wres, r, 3)), "requests",
+				      (json_int_t)req, "errors", (json_int_t)errs, "error_rate",
+				      req ? json_real((double)errs / (double)req) : json_null(), "latency_us",
+				      latency_json(PQgetvalue(wres, r, 6)), "dropped",
+				      (json_int_t)strtoll(PQgetvalue(wres, r, 7), NULL, 10), "resources",
+				      res_j ? res_j : json_null(), "features", feats);
+		json_array_append_new(windows, w);
+	}
+	gn_tuf_time(tsince, since);
+	json_t *j = json_pack("{s:s,s:s,s:o}", "device", device_id, "since", tsince, "windows", windows);
+	*out = gn_json_dump(j);
+	json_decref(j);
+out:
+	gn_drift_profile_free(prof);
+	free(prof_key);
+	PQclear(wres);
+	PQclear(fres);
 	return rc;
 }

@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "canary.h"
 #include "db.h"
 #include "json.h"
 
@@ -59,6 +60,9 @@ int telemetry_query_parse(struct telemetry_query *out, const char *since, const 
  * an unknown version; GN_ECONFLICT when it has no reference profile. A plain read. */
 int telemetry_drift(char **out, db_conn *c, const char *model, const char *version, const struct telemetry_query *q,
 		    gn_err *err) GN_WUR;
+/* The same as JSON (*out new). */
+int telemetry_drift_json(json_t **out, db_conn *c, const char *model, const char *version,
+			 const struct telemetry_query *q, gn_err *err) GN_WUR;
 
 /* The canary judgement (lib/canary.h) the rollout gates may use: 98 % confidence, at least 5
  * observations (device windows) a side, a score of 95 passes and 75 is marginal. */
@@ -80,6 +84,18 @@ int telemetry_drift(char **out, db_conn *c, const char *model, const char *versi
  * GN_EINVAL for one version as both. A plain read: the rollout controller's gates may call it. */
 int telemetry_canary(char **out, db_conn *c, const char *model, const char *canary, const char *control,
 		     const struct telemetry_query *q, gn_err *err) GN_WUR;
+/* The same as JSON (*out new, with "pass_score" and "marginal_score"), scored against the
+ * given scores (the rollout gate's), with the verdict and score (NaN when inconclusive) apart. */
+int telemetry_canary_json(json_t **out, enum gn_canary_verdict *out_verdict, double *out_score, db_conn *c,
+			  const char *model, const char *canary, const char *control, const struct telemetry_query *q,
+			  double pass_score, double marginal_score, gn_err *err) GN_WUR;
+
+/* The last windows device_id sent (newest first, at most limit, starting at or after since): per
+ * window its model, version, start, seconds, requests, errors, error rate, latency percentiles,
+ * dropped count, resources and, per feature of its version's profile, the counts and the PSI, JS
+ * distance and L-infinity of that window alone. *out is {"device","since","windows"} (new text).
+ * GN_ENOTFOUND for an unknown device. A plain read. */
+int telemetry_device(char **out, db_conn *c, const char *device_id, int64_t since, int limit, gn_err *err) GN_WUR;
 
 /* The name a feature goes by in drift answers and alerts: "input:NAME", "output:NAME",
  * "image:intensity". Writes into out. */

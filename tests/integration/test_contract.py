@@ -64,6 +64,7 @@ def test_contract_names_the_documented_routes(contract):
         ("POST", "/v1/alert-rules"), ("GET", "/v1/alert-rules"), ("DELETE", "/v1/alert-rules/{name}"),
         ("GET", "/v1/alerts"), ("GET", "/v1/models/{name}/canary"), ("GET", "/v1/status"),
         ("GET", "/ui"), ("GET", "/ui/"), ("GET", "/ui/{asset}"),
+        ("GET", "/v1/devices/{id}/telemetry"),
     }
     assert contract.routes() == expected
     for path, item in contract.doc["paths"].items():

@@ -707,3 +707,137 @@ def test_max_parallel_caps_devices_downloading_at_once(fast):
     assert wait_for(done, 90, 0.2)
     assert most[0] == 3, most
     assert drive(fast, fleet, "cams", lambda r: r["state"] in ("completed", "rolled_back"))["state"] == "completed"
+
+
+# --- gates on the canary's telemetry -----------------------------------------------------------------
+
+JUDGED = {"stages": [{"percent": 50, "bake": 1}, {"percent": 100, "bake": 0}],
+          "gates": {"canary_judgement": {"min_score": 95, "marginal_score": 60}}}
+OUTPUTS = {"features": [{"name": "x0", "edges": [0, 0.5, 1], "proportions": [0.4, 0.6]}],
+           "outputs": [{"name": "y", "kind": "categorical", "vocabulary": ["0", "1"], "proportions": [0.5, 0.5, 0.0],
+                        "reduce": "argmax"}]}
+
+
+def send_windows(server, fleet, errors, windows=3, requests=200, slow=(), classes=None, offset=0):
+    """Each device sends `windows` telemetry windows of 10 s (starting after the rollout began) for
+    the version it runs: `requests` requests, errors[version] errors, every request in the 1 ms
+    latency bucket (10 ms for versions in slow) and, when classes[version] is set, those counts
+    of output classes 0 and 1. offset moves the windows later (calls must not repeat a window)."""
+    start = (int(time.time()) // 10 + 1) * 10 + offset  # aligned on its length, after the rollout began
+    for d in fleet:
+        version = d.running[1]
+        lat = [0] * NBUCKETS
+        lat[MS_10 if version in slow else MS_1] = requests
+        ws = []
+        for k in range(windows):
+            w = {"model": "det", "version": version, "start": start + 10 * k, "seconds": 10, "requests": requests,
+                 "errors": errors[version], "latency_us_buckets": lat}
+            if classes and version in classes:
+                c0, c1 = classes[version]
+                w["outputs"] = {"y": {"counts": [c0, c1, 0], "n": c0 + c1, "mean": c1 / (c0 + c1),
+                                        "variance": c0 * c1 / (c0 + c1) ** 2, "min": 0.0 if c0 else 1.0,
+                                        "max": 1.0 if c1 else 0.0}}
+            ws.append(w)
+        r = server.api("POST", "/v1/agent/telemetry", token=d.token, json={"windows": ws})
+        assert r.status_code == 200 and r.json()["accepted"] == windows, r.text
+
+
+def canary_started(server, fleet, strategy, **meta):
+    """10 devices on det@1.0.0, then a rollout to 2.0.0 under strategy, driven until its first stage
+    holds because its telemetry gates cannot judge yet (no telemetry)."""
+    for v in ("1.0.0", "2.0.0"):
+        assert publish(server, "det", f"bytes-det-{v}".encode(), meta=model_meta(v, **meta)).status_code == 201
+    start_fleet(server, fleet, strategy)
+    assert server.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+    return drive(server, fleet, "cams", lambda r: (r["reason"] or "").startswith("holding stage 0"))
+
+
+def test_canary_judgement_gate_holds_without_data_and_rolls_back_a_worse_canary(fast):
+    """Too little telemetry holds the stage (inconclusive, never a pass); a canary whose windows
+    show 10 % errors against the control's 1 % fails the judgement and rolls back."""
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(10)]
+    r = canary_started(fast, fleet, JUDGED)
+    assert "canary_judgement cannot be judged yet: inconclusive, 0 canary and 0 control" in r["reason"], r
+    gate = [g for g in fast.api("GET", f"/v1/rollouts/{r['id']}").json()["progress"]["gates"]
+            if g["gate"] == "canary_judgement"][0]
+    assert gate["state"] == "unjudged" and gate["judgement"]["verdict"] == "inconclusive", gate
+    # two windows of the canary are too few still (at least 5 a side): held
+    send_windows(fast, [d for d in fleet if d.running[1] == "2.0.0"][:2], {"2.0.0": 20}, windows=1)
+    r = drive(fast, fleet, "cams", lambda r: "inconclusive, 2 canary and 0 control" in (r["reason"] or ""))
+    assert r["state"] == "running", r
+    send_windows(fast, fleet, {"1.0.0": 2, "2.0.0": 20}, windows=3, offset=100)
+    r = drive(fast, fleet, "cams", lambda r: r["state"] != "running")
+    assert r["state"] == "rolled_back", r
+    assert r["reason"].startswith("canary judgement fail: score 33") and "error_rate" in r["reason"], r
+    back = [e for e in events_of(fast, r["id"]) if e["kind"] == "rollback"][0]["detail"]
+    assert back["gate"] == "canary_judgement", back
+    j = [g for g in back["gates"] if g["gate"] == "canary_judgement"][0]["judgement"]
+    m = {x["name"]: x for x in j["metrics"]}
+    assert m["error_rate"]["verdict"] == "fail" and m["error_rate"]["p"] < 0.02, m
+    assert m["error_rate"]["median_canary"] == 0.1 and m["error_rate"]["median_control"] == 0.01, m
+    fleet_checkin(fleet, 2)
+    assert on_version(fleet, "1.0.0")
+
+
+def test_canary_judgement_gate_passes_an_equal_canary_and_holds_a_marginal_one(fast):
+    """The same error rate and latency on both sides passes the first stage and the rollout
+    completes (the last stage has no control and is not judged); a canary slower alone scores
+    between marginal_score and min_score and holds until promoted."""
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(10)]
+    canary_started(fast, fleet, JUDGED)
+    send_windows(fast, fleet, {"1.0.0": 4, "2.0.0": 4})
+    r = drive(fast, fleet, "cams", lambda r: r["state"] != "running")
+    assert r["state"] == "completed", r
+    stage = [e for e in events_of(fast, r["id"]) if e["kind"] == "stage"][0]["detail"]
+    gate = [g for g in stage["gates"] if g["gate"] == "canary_judgement"][0]
+    assert gate["state"] == "pass" and gate["value"] == 100 and gate["judgement"]["verdict"] == "pass", gate
+
+    # a new version, slower: p95 latency fails (weight 1 of 3), the score is 66.7: marginal
+    assert publish(fast, "det", b"bytes-det-3.0.0", meta=model_meta("3.0.0")).status_code == 201
+    assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "3.0.0"}).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "running" and (r["reason"] or "").startswith(
+        "holding stage 0") and sum(d.running[1] == "3.0.0" for d in fleet) > 0)
+    send_windows(fast, fleet, {"2.0.0": 4, "3.0.0": 4}, slow={"3.0.0"}, offset=100)
+    r = drive(fast, fleet, "cams", lambda r: "marginal" in (r["reason"] or ""))
+    assert r["state"] == "running" and "canary judgement marginal: score 67 (min_score 95, marginal_score 60)" \
+        in r["reason"] and "p95_latency_us" in r["reason"], r
+    assert fast.api("POST", f"/v1/rollouts/{r['id']}/promote").status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: r["state"] == "completed")
+    stage = [e for e in events_of(fast, r["id"]) if e["kind"] == "stage"][0]["detail"]
+    assert stage["waived_by"] == "promote" and "marginal" in stage["waived"][0], stage
+
+
+def test_output_psi_gate(fast):
+    """max_output_psi on the canary's merged output histogram against 2.0.0's profile: held until
+    min_requests outputs are counted, then a canary that answers class 0 nine times in ten (PSI
+    0.88 against 50/50) rolls back."""
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(6)]
+    strat = {"stages": [{"percent": 50, "bake": 1}, {"percent": 100, "bake": 0}],
+             "gates": {"max_output_psi": 0.25, "min_requests": 500}}
+    r = canary_started(fast, fleet, strat, reference_profile=OUTPUTS)
+    assert "max_output_psi cannot be judged yet: the canary has 0 output samples, min_requests is 500" \
+        in r["reason"], r
+    send_windows(fast, fleet, {"1.0.0": 0, "2.0.0": 0}, classes={"1.0.0": (100, 100), "2.0.0": (180, 20)})
+    r = drive(fast, fleet, "cams", lambda r: r["state"] != "running")
+    assert r["state"] == "rolled_back" and r["reason"].startswith("canary output PSI 0.8789 (output:y"), r
+
+
+def test_telemetry_gate_settings_are_checked(fast):
+    publish_versions(fast, "1.0.0")
+    for gates, why in (({"canary_judgement": {"min_score": 101}}, "canary_judgement.min_score must be from 0 to 100"),
+                       ({"canary_judgement": {"min_score": 70, "marginal_score": 80}},
+                        "marginal_score (80) must not be above min_score (70)"),
+                       ({"canary_judgement": {"min_scor": 70}}, "min_scor"),
+                       ({"canary_judgement": 95}, "canary_judgement"),
+                       ({"max_output_psi": -0.1}, "max_output_psi must be from 0 to 100"),
+                       ({"max_output_psi": 0.2, "min_requests": 0}, "min_requests must be at least 1")):
+        r = fast.api("POST", "/v1/deployments", json={"name": "x", "model": "det", "selector": "site=north",
+                                                        "follow": "1.0.0", "strategy": {"gates": gates}})
+        assert r.status_code == 400 and why in r.json()["detail"], (gates, r.text)
+    r = fast.api("POST", "/v1/deployments", json={"name": "x", "model": "det", "selector": "site=north",
+                                                    "follow": "1.0.0", "strategy": {"gates": {"canary_judgement": {}}}})
+    assert r.status_code == 400 and "needs a stage below 100 percent" in r.json()["detail"], r.text
+    d = create(fast, name="y", follow="1.0.0", strategy=dict(JUDGED, gates={"canary_judgement": {},
+                                                                              "max_output_psi": 0.2}))
+    g = d["strategy"]["gates"]
+    assert g["canary_judgement"] == {"min_score": 95, "marginal_score": 75} and g["max_output_psi"] == 0.2, g

@@ -8,7 +8,10 @@ import collections
 import csv
 import json
 import subprocess
+import threading
 import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
@@ -24,7 +27,9 @@ from ganglion_harness import (
     enroll_device,
     list_all,
     make_dir,
+    metric_value,
     model_meta,
+    parse_metrics,
     publish,
     wait_for,
 )
@@ -491,6 +496,71 @@ def test_drift_alert_opens_after_its_windows_and_resolves(gangliond, contract):
     assert [r["name"] for r in list_all(server, "/v1/alert-rules")[0]] == ["class-js"]
 
 
+class _Receiver:
+    """A webhook receiver on a local port that answers the first POST 500 and the rest 200."""
+
+    def __init__(self):
+        self.got = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.got.append((json.loads(body), self.headers.get("Content-Type")))
+                self.send_response(500 if len(outer.got) == 1 else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_alert_webhook_is_retried_and_delivered_once(gangliond, contract):
+    """A rule with a webhook: the alert's opening is POSTed, answered 500, retried, answered 200,
+    and not sent again; deleting the rule resolves the alert, which is POSTed too."""
+    hook = _Receiver()
+    try:
+        server = gangliond(extra_args=["--alert-interval", "1s"])
+        fleet = _fleet(server, n_devices=2, sites=("north",))
+        rule = {"name": "hooked", "model": "cam", "feature": "x0", "min_samples": 100, "windows": 1,
+                "webhook": hook.url}
+        r = contract.check_response("POST", "/v1/alert-rules", server.api("POST", "/v1/alert-rules", json=rule), 201)
+        assert r.json()["webhook"] == hook.url
+        rng = np.random.default_rng(4)
+        for _, tok in fleet:
+            assert _post(server, tok, [_window(_now_window(2), rng.normal(2.0, 1.0, 300))]).status_code == 200
+        (a,) = _wait_alerts(server, 1)
+        assert wait_for(lambda: len(hook.got) >= 2, timeout=20, interval=0.2), hook.got
+        time.sleep(3)  # nothing more once delivered
+        assert len(hook.got) == 2, hook.got
+        (first, ctype), (second, _) = hook.got
+        assert first == second and ctype == "application/json", hook.got
+        assert first["event"] == "alert.open" and first["alert"]["id"] == a["id"], first
+        assert first["alert"]["feature"] == "input:x0" and first["alert"]["state"] == "open", first
+        labels = {"rule": "hooked", "model": "cam", "version": "1.0.0", "feature": "input:x0", "metric": "psi"}
+        m = parse_metrics(server.api("GET", "/metrics", token=NO_TOKEN).text)
+        assert metric_value(m, "gangliond_alerts_open", **labels) == 1, m
+        assert metric_value(m, "gangliond_alert_value", **labels) == pytest.approx(a["value"]), m
+        assert metric_value(m, "gangliond_alert_webhook_deliveries", state="pending") == 0
+        assert server.cli("alerts", "delete-rule", "hooked").returncode == 0
+        assert wait_for(lambda: len(hook.got) == 3, timeout=20, interval=0.2), hook.got
+        last = hook.got[2][0]
+        assert last["event"] == "alert.resolve" and last["alert"]["state"] == "resolved", last
+        assert last["delivery"] != first["delivery"]
+        m = parse_metrics(server.api("GET", "/metrics", token=NO_TOKEN).text)
+        assert not [x for x in m if x[0] == "gangliond_alerts_open"], m
+    finally:
+        hook.close()
+
+
 def test_alert_rule_refusals(server, contract):
     _fleet(server, n_devices=1)
     reader = server.make_token(["read"])["token"]
@@ -503,6 +573,10 @@ def test_alert_rule_refusals(server, contract):
         ({"name": "r", "model": "cam", "group_by": "a b"}, 400, "group_by"),
         ({"name": "r", "model": "cam", "version": "1.0.0", "feature": "x7"}, 400, "not in the reference profile"),
         ({"name": "r", "model": "cam", "extra": 1}, 400, "extra"),
+        ({"name": "r", "model": "cam", "webhook": "ftp://example.com/x"}, 400, "webhook must be an http"),
+        ({"name": "r", "model": "cam", "webhook": "http://"}, 400, "webhook must be an http"),
+        ({"name": "r", "model": "cam", "webhook": "hooks.example.com/x"}, 400, "webhook must be an http"),
+        ({"name": "r", "model": "cam", "webhook": "https://h/" + "x" * 2048}, 400, "webhook must be an http"),
         ({"name": "r", "model": "nope"}, 404, "nope"),
         ({"name": "r", "model": "cam", "version": "9.0.0"}, 404, "9.0.0"),
     ]
@@ -523,6 +597,43 @@ def test_alert_rule_refusals(server, contract):
     contract.check_response("GET", "/v1/alerts", server.api("GET", "/v1/alerts", params={"state": "all"}), 200)
     p = server.cli("alerts", "create-rule", "q", "--model", "cma")
     assert p.returncode == 4 and "cam" in p.stderr, p.stderr  # did you mean
+
+
+def test_telemetry_show_device(server, contract):
+    """A device's last windows, newest first, with latency percentiles, resources and the drift of
+    each feature of that window alone (the PSI the test computes from the samples it sent)."""
+    ((dev, tok),) = _fleet(server, n_devices=1)
+    rng = np.random.default_rng(21)
+    x_old, x_new = rng.normal(0, 1, 400), rng.normal(1.0, 1, 400)
+    old = _window(_now_window(3), x_old, requests=400, errors=4)
+    new = _window(_now_window(2), x_new, classes=rng.choice(["0", "1"], 40), requests=400, errors=0)
+    new["resources"] = {"cpu_seconds": 12.5, "rss_bytes": 52428800}
+    assert _post(server, tok, [old, new]).status_code == 200
+    path = "/v1/devices/{id}/telemetry"
+    r = contract.check_response("GET", path, server.api("GET", f"/v1/devices/{dev.id}/telemetry"), 200)
+    j = r.json()
+    assert j["device"] == dev.id and [w["start"] for w in j["windows"]] == [
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) for t in (_now_window(2), _now_window(3))]
+    w0, w1 = j["windows"]
+    assert (w0["requests"], w0["errors"], w0["error_rate"], w1["error_rate"]) == (400, 0, 0.0, 0.01), j
+    assert w0["latency_us"] == {"p50": 1000, "p95": 1000, "p99": 1000} and w0["resources"]["rss_bytes"] == 52428800
+    x0 = {f["feature"]: f for f in w0["features"]}["input:x0"]
+    want = _numeric_counts(x_new)
+    q = np.array([want["underflow"]] + want["counts"] + [want["overflow"]]) / 400
+    assert x0["n"] == 400 and abs(x0["psi"] - _psi([0.0] + PROFILE["features"][0]["proportions"] + [0.0], q)) < 1e-9
+    assert {f["feature"] for f in w0["features"]} == {"input:x0", "output:class"}
+    r = server.api("GET", f"/v1/devices/{dev.id}/telemetry", params={"limit": 1, "since": "1h"})
+    assert [w["start"] for w in r.json()["windows"]] == [w0["start"]]
+    p = server.cli("telemetry", "show", dev.id)
+    assert p.returncode == 0 and "cam@1.0.0" in p.stdout and "input:x0" in p.stdout and "50.0" in p.stdout, p.stdout
+    p = server.cli("telemetry", "show", dev.id, "--limit", "1", output="json")
+    assert p.returncode == 0 and len(json.loads(p.stdout)["windows"]) == 1, p.stdout
+    for params, status in (({"limit": 0}, 400), ({"limit": "x"}, 400), ({"since": "soon"}, 400)):
+        contract.check_response("GET", path, server.api("GET", f"/v1/devices/{dev.id}/telemetry", params=params),
+                                status)
+    contract.check_response("GET", path, server.api("GET", f"/v1/devices/{uuid.uuid4()}/telemetry"), 404)
+    p = server.cli("telemetry", "show", "no-such-device")
+    assert p.returncode != 0 and "no-such-device" in p.stderr, p.stderr
 
 
 def test_image_windows(server):

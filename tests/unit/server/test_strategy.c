@@ -46,6 +46,18 @@ static void test_refused(void **state)
 		{"{\"gates\": {\"max_p95_latency_ms\": 20, \"min_requests\": 0}}",
 		 "min_requests must be at least 1 for a latency gate"},
 		{"{\"gates\": {\"max_failed_share\": null}}", "max_failed_share"},
+		{"{\"gates\": {\"canary_judgement\": {}}}", "canary_judgement compares the canary"},
+		{"{\"stages\": [{\"percent\": 10}, {\"percent\": 100}], \"gates\": {\"canary_judgement\": "
+		 "{\"min_score\": 50, \"marginal_score\": 60}}}",
+		 "marginal_score (60) must not be above min_score (50)"},
+		{"{\"stages\": [{\"percent\": 10}, {\"percent\": 100}], \"gates\": {\"canary_judgement\": "
+		 "{\"min_score\": -1}}}",
+		 "canary_judgement.min_score must be from 0 to 100"},
+		{"{\"stages\": [{\"percent\": 10}, {\"percent\": 100}], \"gates\": {\"canary_judgement\": "
+		 "{\"alpha\": 0.1}}}",
+		 "alpha"},
+		{"{\"gates\": {\"max_output_psi\": 101}}", "max_output_psi must be from 0 to 100"},
+		{"{\"gates\": {\"max_output_psi\": 0.2, \"min_requests\": 0}}", "min_requests must be at least 1"},
 	};
 	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
 		struct strategy st;
