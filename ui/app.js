@@ -118,8 +118,13 @@
 		}
 		return (i ? n.toFixed(1) : String(n)) + ' ' + u[i];
 	}
+	/* The refresh line is not announced (it changes every poll); what the user did and what went
+	 * wrong is, through the live region. */
 	function status(text) {
 		document.getElementById('status-line').textContent = text;
+	}
+	function announce(text) {
+		document.getElementById('announce').textContent = text;
 	}
 
 	/* --- the API ---------------------------------------------------------------------------- */
@@ -236,8 +241,10 @@
 			if (gen === generation)
 				status('Updated ' + new Date().toLocaleTimeString() + '; refreshing every ' + POLL_MS / 1000 + ' s.');
 		} catch (e) {
-			if (gen === generation)
+			if (gen === generation) {
 				status('Could not refresh: ' + e.message);
+				announce('Could not refresh: ' + e.message);
+			}
 		}
 		if (gen === generation)
 			timer = setTimeout(() => tick(gen), POLL_MS);
@@ -246,6 +253,7 @@
 		if (!who)
 			return;
 		stopPolling();
+		announce('');
 		const gen = ++generation;
 		const {parts, params} = parseHash();
 		const name = parts[0];
@@ -499,9 +507,9 @@
 								return;
 							try {
 								await api('POST', '/v1/rollouts/' + seg(r.id) + '/' + action);
-								status('Rollout ' + action + ': done.');
+								announce('Rollout ' + action + ': done.');
 							} catch (e) {
-								status(action + ' refused: ' + e.message);
+								announce(action + ' refused: ' + e.message);
 							}
 							after();
 						}}));
@@ -868,9 +876,20 @@
 			async refresh() {
 				const m = await api('GET', '/v1/models/' + seg(name));
 				const s = await api('GET', '/v1/status');
-				if (!m.changed && !s.changed && body.firstChild)
+				const devs = await allDevices('');
+				if (!m.changed && !s.changed && !devs.changed && body.firstChild)
 					return;
 				const st = s.data.models.find((x) => x.model === name) || {versions: [], failures: []};
+				const runningBy = new Map(); /* version -> devices that run it */
+				for (const d of devs.items) {
+					const v = runningOf(d)[name];
+					if (v !== undefined) {
+						if (!runningBy.has(v))
+							runningBy.set(v, []);
+						runningBy.get(v).push(d);
+					}
+				}
+				const SHOW = 50;
 				const counts = new Map(st.versions.map((v) => [v.version, v]));
 				const aliasesOf = (v) => Object.entries(m.data.aliases || {}).filter(([, x]) => x === v).map(([a]) => a);
 				fill(body, el('h1', {text: 'Model ' + name}),
@@ -882,6 +901,11 @@
 							      num(c.running || 0, 0), num(c.desired || 0, 0), ago(v.published_at) + ' by ' + v.published_by,
 							      v.self_test ? 'yes' : 'no', v.yanked ? 'yes: ' + (v.yanked.reason || '') : 'no'];
 					      })),
+					el('h2', {text: 'Devices running it'}),
+					runningBy.size ? table(['Version', 'Devices'], [...runningBy].sort((a, b) => b[1].length - a[1].length).map(([v, ds]) => [
+						v, el('ul', {class: 'labels'}, ds.sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id)).slice(0, SHOW).map((d) => el('li', {}, link('#/device/' + seg(d.id), d.name || d.id))),
+						      ds.length > SHOW ? el('li', {text: 'and ' + (ds.length - SHOW) + ' more'}) : null)])) :
+						el('p', {class: 'muted', text: 'No device reports running it.'}),
 					(st.failures || []).length ? el('h2', {text: 'Failures'}) : null,
 					(st.failures || []).length ? table(['Version', 'Reason', 'Devices'], st.failures.map((f) => [f.version, f.reason, num(f.devices, 0)])) : null,
 					el('p', {}, link('#/drift?model=' + seg(name), 'Drift of ' + name)));

@@ -282,6 +282,9 @@ def test_fleet_rollout_pause_and_scopes_in_the_browser(gangliond, browser):
     digest = server.api("GET", "/v1/models/det/versions/2.0.0").json()["artifact"]["sha256"]
     b.call("wait", selector="#view code", hasText=digest)
     assert "production" in b.call("text", selector="#view tbody tr:first-child")
+    b.call("wait", selector="#view h2", hasText="Devices running it")
+    running = b.call("texts", selector="#view ul.labels li a")
+    assert sorted(running) == sorted(d.dev.name for d in fleet), running
     b.shot("model")
 
     # Nothing the page did ran injected script or broke a policy.
