@@ -79,6 +79,8 @@
 			     el('tbody', {}, rows.map((r) => el('tr', {}, r.map((c) => el('td', {}, c)))))));
 	}
 	function facts(obj) {
+		if (!Object.keys(obj || {}).length)
+			return el('p', {class: 'muted', text: 'none reported'});
 		const dl = el('dl', {class: 'facts'});
 		for (const [k, v] of Object.entries(obj || {}))
 			dl.append(el('dt', {text: k}), el('dd', {text: typeof v === 'object' ? JSON.stringify(v) : String(v)}));
@@ -414,11 +416,23 @@
 	function deviceView(root, args) {
 		const id = args[0] || '';
 		const head = region(root, 'Device');
+		const tele = region(root, 'Telemetry');
 		const events = region(root, 'Update events');
 		return {
 			async refresh() {
 				const d = await api('GET', '/v1/devices/' + seg(id));
 				const ev = await api('GET', q('/v1/devices/' + seg(id) + '/events', {limit: 50}));
+				const t = await api('GET', q('/v1/devices/' + seg(id) + '/telemetry', {limit: 20}));
+				if (t.changed || !tele.firstChild)
+					fill(tele, el('h2', {text: 'Telemetry (last windows)'}), t.data.windows.length ?
+					     table(['Window start', 'Model', 'Requests', 'Error rate', 'p50 / p95 / p99 (µs)', 'Dropped', 'Largest drift (PSI)'],
+						   t.data.windows.map((w) => {
+							   const worst = (w.features || []).filter((f) => typeof f.psi === 'number').sort((a, b) => b.psi - a.psi)[0];
+							   const l = w.latency_us || {};
+							   return [String(w.start), w.model + ' ' + w.version,
+								   num(w.requests, 0), num(w.error_rate, 4), num(l.p50, 0) + ' / ' + num(l.p95, 0) + ' / ' + num(l.p99, 0),
+								   num(w.dropped || 0, 0), worst ? worst.feature + ' ' + num(worst.psi, 3) : '–'];
+						   })) : el('p', {class: 'muted', text: 'No telemetry windows from this device in the last 7 days.'}));
 				if (d.changed || ev.changed || !head.firstChild) {
 					const dev = d.data;
 					const reported = (dev.reported && dev.reported.models) || [];

@@ -3,6 +3,7 @@ playwright-core (scripts/ui-test/driver.js, pinned in its package-lock.json), ag
 gangliond and a simulated fleet that speaks the real protocol. Screenshots of every page go to
 $GANGLION_BUILDDIR/ui-screenshots/ for a reviewer to look at."""
 
+import hashlib
 import json
 import os
 import shutil
@@ -152,6 +153,29 @@ def test_assets_are_served_with_strict_headers_and_etags(server):
     assert r.status_code == 200 and r.headers["ETag"] != etag and r.json()["devices"]["active"] == 1
     # Refusals carry no ETag; other methods are not cached.
     assert "ETag" not in server.api("GET", "/v1/status", token="gna_nope").headers
+
+
+def test_embedding_refuses_what_it_could_not_serve_right(workdir):
+    """scripts/embed-ui.sh: each file with its type and a hash of its bytes as ETag; an empty file,
+    an extension without a known Content-Type, or a name that is not a plain path segment stop the
+    build."""
+    def embed(*files):
+        return subprocess.run(["sh", str(SRCDIR / "scripts" / "embed-ui.sh"), *map(str, files)],
+                              capture_output=True, text=True, timeout=30)
+    good = workdir / "a-b_1.js"
+    good.write_bytes(b"x\x00\xff\"\\")
+    p = embed(good)
+    assert p.returncode == 0, p.stderr
+    etag = hashlib.sha256(good.read_bytes()).hexdigest()[:32]
+    assert '{"a-b_1.js", "text/javascript; charset=utf-8", "\\"%s\\"", ui_asset_0, sizeof(ui_asset_0)}' % etag \
+        in p.stdout, p.stdout
+    assert "0x78, 0x00, 0xff, 0x22, 0x5c," in p.stdout
+    for name, data, why in (("empty.css", b"", "empty"), ("tool.exe", b"MZ", "no Content-Type"),
+                            ("a b.js", b"1", "file name"), (".x.js", b"1", "file name")):
+        f = workdir / name
+        f.write_bytes(data)
+        p = embed(good, f)
+        assert p.returncode != 0 and why in p.stderr, (name, p.returncode, p.stderr)
 
 
 STRATEGY = {"stages": [{"percent": 25, "bake": 1}, {"percent": 50, "bake": 3600}, {"percent": 100, "bake": 0}],
@@ -329,4 +353,11 @@ def test_a_drift_alert_shows_on_the_drift_page(gangliond, browser):
     assert north and south and min(north) > 0.25 > max(south), label
     assert _zoom_fits(b, "drift")
     b.shot("drift")
+    # A shifted device's own windows on its page, each with its largest drift.
+    north = next(dev for dev, _ in fleet if dev.labels["site"] == "north")
+    b.goto(f"#/device/{north.id}")
+    b.call("wait", selector="#view h2", hasText="Telemetry (last windows)")
+    rows = b.call("texts", selector="section[aria-label='Telemetry'] tbody tr")
+    assert len(rows) == 2 and all("cam 1.0.0" in r and "input:x0" in r for r in rows), rows
+    b.shot("device-telemetry")
     assert not [e for e in b.events() if e["kind"] in ("dialog", "pageerror", "foreign-request")]
