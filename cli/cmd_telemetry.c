@@ -15,6 +15,7 @@
 
 #include "drift.h"
 #include "json.h"
+#include "npy.h"
 
 #define DEFAULT_BINS 10
 #define DEFAULT_MAX_VOCAB 64
@@ -201,13 +202,11 @@ out:
 	return rc;
 }
 
-/* A numpy .npy array, mapped: little-endian (or one-byte) numbers in C order. */
+/* A numpy .npy array, mapped, read by lib/npy.c: little-endian (or one-byte) numbers in C order. */
 struct npy {
 	void *map;
 	size_t maplen;
-	const unsigned char *data;
-	char kind; /* 'f', 'i', 'u', 'b' */
-	size_t size;
+	gn_npy n;
 	size_t ndim, shape[8], count;
 };
 
@@ -220,71 +219,14 @@ static void npy_cleanup(struct npy *a)
 
 static double npy_at(const struct npy *a, size_t i)
 {
-	const unsigned char *p = a->data + i * a->size;
-	union {
-		float f;
-		double d;
-		int8_t i8;
-		int16_t i16;
-		int32_t i32;
-		int64_t i64;
-		uint8_t u8;
-		uint16_t u16;
-		uint32_t u32;
-		uint64_t u64;
-	} u;
-	memcpy(&u, p, a->size);
-	switch (a->kind) {
-	case 'f': return a->size == 4 ? (double)u.f : u.d;
-	case 'i': return a->size == 1 ? u.i8 : a->size == 2 ? u.i16 : a->size == 4 ? u.i32 : (double)u.i64;
-	default: return a->size == 1 ? u.u8 : a->size == 2 ? u.u16 : a->size == 4 ? u.u32 : (double)u.u64;
-	}
-}
-
-/* Reads the header dictionary: descr, fortran_order, shape. */
-static int npy_header(struct npy *a, const char *h, const char *path, gn_err *err)
-{
-	const char *d = strstr(h, "'descr':"), *f = strstr(h, "'fortran_order':"), *s = strstr(h, "'shape':");
-	char order, kind;
-	unsigned size;
-	if (!d || !f || !s || sscanf(d, "'descr': '%c%c%u'", &order, &kind, &size) != 3)
-		return gn_err_set(err, CLI_EUSAGE, "%s: not a numpy array header numpy writes", path);
-	if (order == '>' && size > 1)
-		return gn_err_set(err, CLI_EUSAGE, "%s is big-endian; save it little-endian (a.astype('<f4'))", path);
-	if (!strchr("fiub", kind) || !(size == 1 || size == 2 || size == 4 || size == 8) || (kind == 'f' && size < 4) ||
-	    (kind == 'b' && size != 1))
-		return gn_err_set(err, CLI_EUSAGE,
-				  "%s: numbers of type %c%u; float32, float64, integers and booleans are read", path,
-				  kind, size);
-	if (strncmp(f + strlen("'fortran_order':"), " False", 6) != 0)
-		return gn_err_set(err, CLI_EUSAGE, "%s is in Fortran order; save numpy.ascontiguousarray(a)", path);
-	a->kind = kind == 'b' ? 'u' : kind;
-	a->size = size;
-	s = strchr(s, '(');
-	if (!s)
-		return gn_err_set(err, CLI_EUSAGE, "%s: no shape in the header", path);
-	a->count = 1;
-	for (s++; *s && *s != ')';) {
-		char *end;
-		unsigned long long v = strtoull(s, &end, 10);
-		if (end == s || a->ndim == GN_ARRAY_LEN(a->shape))
-			return gn_err_set(err, CLI_EUSAGE, "%s: a shape numpy would not write", path);
-		a->shape[a->ndim++] = (size_t)v;
-		if (v && a->count > SIZE_MAX / v)
-			return gn_err_set(err, CLI_EUSAGE, "%s: too many elements", path);
-		a->count *= (size_t)v;
-		for (s = end; *s == ',' || *s == ' ';)
-			s++;
-	}
-	if (a->ndim == 0)
-		return gn_err_set(err, CLI_EUSAGE, "%s holds one number, not data", path);
-	return 0;
+	return gn_npy_get(&a->n, i);
 }
 
 static int npy_load(struct npy *a, const char *path, gn_err *err)
 {
 	struct stat st;
-	int rc = 0, fd = open(path, O_RDONLY | O_CLOEXEC);
+	gn_err e;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	memset(a, 0, sizeof(*a));
 	if (fd < 0)
 		return gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", path, strerror(errno));
@@ -297,22 +239,17 @@ static int npy_load(struct npy *a, const char *path, gn_err *err)
 	close(fd);
 	if (a->map == MAP_FAILED)
 		return gn_err_set(err, CLI_EUSAGE, "cannot read %s: %s", path, strerror(errno));
-	const unsigned char *m = a->map;
-	if (memcmp(m, "\x93NUMPY", 6) != 0 || m[6] < 1 || m[6] > 3)
-		return gn_err_set(err, CLI_EUSAGE, "%s is not a numpy .npy file", path);
-	size_t hlen = m[6] == 1 ? (size_t)(m[8] | m[9] << 8)
-				: (size_t)m[8] | (size_t)m[9] << 8 | (size_t)m[10] << 16 | (size_t)m[11] << 24;
-	size_t off = (m[6] == 1 ? 10 : 12) + hlen;
-	if (off > a->maplen)
-		return gn_err_set(err, CLI_EUSAGE, "%s: the header runs past the end", path);
-	char *h = gn_strndup((const char *)m + (m[6] == 1 ? 10 : 12), hlen);
-	rc = npy_header(a, h, path, err);
-	free(h);
-	if (rc)
-		return rc;
-	if (a->count > (a->maplen - off) / a->size)
-		return gn_err_set(err, CLI_EUSAGE, "%s is cut short: its shape needs %zu values", path, a->count);
-	a->data = m + off;
+	if (gn_npy_parse(&a->n, a->map, a->maplen, a->maplen, &e))
+		return gn_err_set(err, CLI_EUSAGE, "%s: %s", path, e.msg);
+	if (a->n.ndim == 0)
+		return gn_err_set(err, CLI_EUSAGE, "%s holds one number, not data", path);
+	if ((size_t)a->n.ndim > GN_ARRAY_LEN(a->shape))
+		return gn_err_set(err, CLI_EUSAGE, "%s has %d dimensions; at most %zu are read", path, a->n.ndim,
+				  GN_ARRAY_LEN(a->shape));
+	a->ndim = (size_t)a->n.ndim;
+	for (size_t d = 0; d < a->ndim; d++)
+		a->shape[d] = (size_t)a->n.shape[d];
+	a->count = (size_t)a->n.count;
 	return 0;
 }
 

@@ -131,6 +131,8 @@ def test_profile_from_npy_with_outputs_and_images(workdir):
 def test_profile_refusals(workdir):
     np.save(workdir / "cube.npy", np.zeros((2, 3, 4)))
     np.save(workdir / "square.npy", np.zeros((2, 3, 8, 3)))
+    np.save(workdir / "fortran.npy", np.asfortranarray(np.zeros((3, 2))))
+    np.save(workdir / "big.npy", np.zeros((3, 2), dtype=">f8"))
     (workdir / "ragged.csv").write_text("a,b\n1,2\n3\n")
     (workdir / "ok.csv").write_text("a,b\n1,2\n3,4\n")
     cases = [
@@ -141,6 +143,8 @@ def test_profile_refusals(workdir):
         ((workdir / "ragged.csv",), "ragged.csv:3: 1 fields; the first row has 2"),
         ((workdir / "cube.npy",), "3 dimensions"),
         ((workdir / "square.npy",), "--layout"),
+        ((workdir / "fortran.npy",), "fortran_order True is not supported"),
+        ((workdir / "big.npy",), "dtype '>f8' is not supported"),
         ((workdir / "ok.csv", "--layout", "nchw"), "--layout is for images"),
         ((workdir / "nothing.txt",), "give a .csv or a .npy file"),
         ((workdir / "missing.csv",), "cannot open"),
