@@ -4,7 +4,9 @@ aliases, semantic-version ordering, the sample and reference profile, and the CL
 import hashlib
 import io
 import json
+import os
 import random
+import time
 
 import numpy as np
 import pytest
@@ -456,6 +458,18 @@ def test_npy_sample_refusals(gangliond, workdir):
         f"{h[:2]}/{h}" for h in (_sha(b"weights"), _sha(x), _sha(y))])
     # A sample file is served by digest like the artifact.
     assert server.api("GET", f"/v1/artifacts/sha256/{_sha(x)}").content == x
+    # The start-up sweep keeps sample files a version references, and removes an old stray file.
+    store = server.data_dir / "artifacts" / "sha256"
+    stray = b"stray bytes"
+    (store / _sha(stray)[:2]).mkdir(exist_ok=True)
+    (store / _sha(stray)[:2] / _sha(stray)).write_bytes(stray)
+    old = time.time() - 7200
+    for h in (_sha(x), _sha(y), _sha(stray)):
+        os.utime(store / h[:2] / h, (old, old))
+    server.stop()
+    server.start()
+    assert not (store / _sha(stray)[:2] / _sha(stray)).exists(), "the sweep did not run"
+    assert (store / _sha(x)[:2] / _sha(x)).read_bytes() == x and (store / _sha(y)[:2] / _sha(y)).exists()
 
     # The CLI: a file numpy wrote in Fortran order, and one that is not .npy, never leave the machine.
     np.save(workdir / "xf.npy", np.asfortranarray(np.arange(4, dtype="<f4").reshape(2, 2)))
