@@ -529,7 +529,8 @@ static int write_profile(const cli_ctx *ctx, const cli_args *args, json_t *j, co
 	json_t *m = NULL;
 	int rc;
 	if (meta) {
-		if ((rc = cli_read_json_file(&m, meta, (size_t)64 << 20, err)))
+		/* No cap here, as for `models push`: the server's max-release-metadata decides. */
+		if ((rc = cli_read_json_file(&m, meta, SIZE_MAX, err)))
 			return rc;
 		if (!json_is_object(m)) {
 			json_decref(m);
