@@ -1,4 +1,4 @@
-/* ganglion devices: list, show, label and decommission enrolled devices. */
+/* ganglion devices: list, show, label and decommission enrolled devices, rotate their tokens. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -369,6 +369,30 @@ out:
 	return error;
 }
 
+static int rotate_token_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *out = NULL;
+	char *dev = device_path(args->pos[0]);
+	char *path = gn_asprintf("%s/rotate-token", dev);
+
+	if ((error = cli_request(&out, ctx, "POST", path, NULL, err))) {
+		error = cli_err_about(err, "device '%s'", args->pos[0]);
+		goto out;
+	}
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(out);
+	else
+		printf("device %s: its tokens are revoked on every replica (token generation %lld); its agent "
+		       "authenticates again with its enrolled key\n",
+		       args->pos[0], (long long)json_integer_value(json_object_get(out, "token_generation")));
+out:
+	json_decref(out);
+	free(path);
+	free(dev);
+	return error;
+}
+
 /* Splits MODEL@VERSION (VERSION may be an alias); CLI_EUSAGE when malformed. */
 static int split_model(char **model, char **version, const char *arg, gn_err *err)
 {
@@ -549,6 +573,7 @@ static int on_device(int (*run)(const cli_ctx *, const cli_args *, gn_err *), co
 ON_DEVICE(show_run)
 ON_DEVICE(label_run)
 ON_DEVICE(decommission_run)
+ON_DEVICE(rotate_token_run)
 ON_DEVICE(unassign_run)
 ON_DEVICE(events_run)
 ON_DEVICE(rename_run)
@@ -579,6 +604,9 @@ static const cli_cmd cmds[] = {
 	 label_run_on_device},
 	{"decommission", "DEVICE", "Decommission a device: it can no longer authenticate.", NULL, 0, 1, 1,
 	 decommission_run_on_device},
+	{"rotate-token", "DEVICE",
+	 "Revoke a device's bearer tokens on every replica at once; its agent gets a new one with its enrolled key.",
+	 NULL, 0, 1, 1, rotate_token_run_on_device},
 	{"assign", "DEVICE MODEL@VERSION | --selector S MODEL@VERSION",
 	 "Set the version (or alias, resolved now) of one model a device should run, beside its others.", assign_opts,
 	 GN_ARRAY_LEN(assign_opts), 1, 2, assign_run_on_device},

@@ -251,6 +251,7 @@ static const struct body_route {
 	{"POST", "/v1/gitops/sync", http_gitops_sync_fields, &http_gitops_sync_nfields, gitops_sync_body, NULL},
 	{"POST", "/v1/gitops/plan", http_gitops_plan_fields, &http_gitops_plan_nfields, gitops_plan_body, NULL},
 	/* No body. */
+	{"POST", "/v1/devices/{id}/rotate-token", NULL, NULL, NULL, NULL},
 	{"POST", "/v1/gitops/suspend", NULL, NULL, NULL, NULL},
 	{"POST", "/v1/gitops/resume", NULL, NULL, NULL, NULL},
 	{"POST", "/v1/gitops/hook", NULL, NULL, NULL, gitops_hook_body},

@@ -19,6 +19,10 @@ int auth_scope_parse(unsigned *out, const char *name) GN_WUR;
 /* Authenticates an Authorization header value into the actor *out (its kind, id, name and scopes;
  * request_id is left as it is): GN_EAUTH (401) when missing, unknown, expired or revoked. */
 int auth_authenticate(struct gd_actor *out, db_conn *c, const char *header, gn_err *err) GN_WUR;
+/* The same without the database where memory can tell (a signed device token: its signature,
+ * expiry and revocation state, device_tokens.h): *out_done true when it has decided (0 or the
+ * error), false when auth_authenticate must. */
+int auth_authenticate_memory(struct gd_actor *out, bool *out_done, const char *header, gn_err *err) GN_WUR;
 /* Checks that the actor may do what needs `scope` (any one of its bits); GN_EFORBIDDEN (403) when not. */
 int auth_allows(const struct gd_actor *who, unsigned scope, gn_err *err) GN_WUR;
 /* Creates an admin token and writes it to DATA_DIR/admin.token (0600) if the database has no

@@ -11,8 +11,6 @@
 
 #define STRIPES 64
 #define BUCKETS 4096 /* per stripe */
-/* A report unchanged this long is written again anyway: it carries the last-seen time. */
-#define LAST_SEEN_WRITE_S 30
 
 struct entry {
 	struct entry *next;
@@ -21,7 +19,6 @@ struct entry {
 	bool in_stage; /* answered as a device in a rollout's running stage (its poll interval) */
 	int64_t fresh_until;
 	uint64_t body_hash;
-	int64_t written_at;
 	int64_t seq; /* the highest report sequence number seen here (0: none) */
 };
 
@@ -80,11 +77,10 @@ bool checkin_cache_fresh(const char *device_id, int version, int64_t poll, const
 		if (seq > e->seq)
 			e->seq = seq;
 		*out_changed = e->body_hash != body_hash;
-		*out_write = *out_changed || now - e->written_at >= LAST_SEEN_WRITE_S;
-		if (*out_write) {
+		/* The last-seen time of an unchanged report goes to last_seen.c, in batches. */
+		*out_write = *out_changed;
+		if (*out_write)
 			e->body_hash = body_hash;
-			e->written_at = now;
-		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return fresh;
@@ -113,7 +109,6 @@ void checkin_cache_put(const char *device_id, int version, bool in_stage, int64_
 	e->in_stage = in_stage;
 	e->fresh_until = fresh_until;
 	e->body_hash = body_hash;
-	e->written_at = now;
 	if (seq > e->seq)
 		e->seq = seq;
 	pthread_mutex_unlock(&s->lock);

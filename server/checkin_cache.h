@@ -19,8 +19,8 @@ void checkin_cache_on_listening(bool up);
  * that answer is still fresh at now and its interval still the one to give (intervals[0] for a
  * device outside a rollout's running stage, intervals[1] inside: the running configuration's),
  * and seq (its report's sequence number; 0 for none) is not below the highest seen here;
- * *out_write tells whether its report (body_hash) or last-seen time needs a write, *out_changed
- * whether the report differs from the one seen last. */
+ * *out_write tells whether its report (body_hash) needs a write, *out_changed whether the report
+ * differs from the one seen last (the two agree; last-seen times are last_seen.c's). */
 bool checkin_cache_fresh(const char *device_id, int version, int64_t poll, const int64_t intervals[2],
 			 uint64_t body_hash, int64_t seq, int64_t now, bool *out_write, bool *out_changed);
 /* Returns the invalidation epoch; read it before the database read whose answer is cached. */

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "auth.h"
 #include "crypto.h"
+#include "device_tokens.h"
 
 #define AUTH_MESSAGE_PREFIX "ganglion-device-auth:v1:"
 
@@ -25,12 +25,13 @@ static const db_stmt st_challenge = {
 static const db_stmt st_take_nonce = {
 	"agent_take_nonce",
 	"DELETE FROM device_challenges WHERE nonce = $1 AND device_id = $2 RETURNING expires_at > now()", 2};
-static const db_stmt st_session = {"agent_session",
-				   "WITH s AS (INSERT INTO device_sessions (hash, device_id, expires_at)"
-				   "  VALUES ($1, $2, now() + make_interval(secs => $3::bigint)) RETURNING expires_at),"
-				   " u AS (UPDATE devices SET last_seen_at = now() WHERE id = $2)"
-				   " SELECT gn_ts(expires_at) FROM s",
-				   3};
+/* The device's token generation for its signed token (device_tokens.c), and its last-seen time. */
+static const db_stmt st_session = {
+	"agent_session",
+	"WITH u AS (UPDATE devices SET last_seen_at = now() WHERE id = $1 AND status = 'active'"
+	"  RETURNING token_generation)"
+	" SELECT token_generation, gn_ts(to_timestamp($2::bigint)) FROM u",
+	2};
 static const db_stmt st_gc = {"agent_gc",
 			      "WITH a AS (DELETE FROM device_challenges WHERE expires_at < now() - interval '1 minute')"
 			      " DELETE FROM device_sessions WHERE expires_at < now() - interval '1 hour'",
@@ -106,7 +107,7 @@ int device_auth_token(json_t **out, db_conn *c, const char *device_id, const cha
 	PGresult *res = NULL;
 	char *token = NULL;
 	unsigned char pub[GN_ED25519_PUB_LEN], sig[GN_ED25519_SIG_LEN];
-	char hash[GN_SHA256_HEX_LEN + 1], sttl[32];
+	char sexp[32];
 	int error;
 	*out = NULL;
 	if (gn_hex_decode(sig, sizeof(sig), signature))
@@ -114,13 +115,17 @@ int device_auth_token(json_t **out, db_conn *c, const char *device_id, const cha
 	if ((error = active_device(pub, c, device_id, err)) ||
 	    (error = check_nonce(c, pub, device_id, nonce, sig, err)))
 		return error;
-	if (!(token = gn_token_new(AUTH_DEVICE_PREFIX, err)))
-		return GN_ERROR;
-	auth_hash_token(hash, token);
-	snprintf(sttl, sizeof(sttl), "%lld", (long long)ttl);
-	const char *ps[] = {hash, device_id, sttl};
-	if (!(error = db_exec(&res, c, &st_session, ps, err)))
-		*out = json_pack("{s:s,s:s}", "token", token, "expires_at", PQgetvalue(res, 0, 0));
+	int64_t exp = gn_now() + ttl;
+	snprintf(sexp, sizeof(sexp), "%lld", (long long)exp);
+	const char *ps[] = {device_id, sexp};
+	if ((error = db_exec(&res, c, &st_session, ps, err)))
+		return error;
+	if (PQntuples(res) != 1)
+		error = gn_err_set(err, GN_EFORBIDDEN, "device has been decommissioned");
+	else if (!(token = device_tokens_mint(device_id, strtoll(PQgetvalue(res, 0, 0), NULL, 10), exp)))
+		error = gn_err_set(err, GN_ERROR, "cannot sign the device token");
+	else
+		*out = json_pack("{s:s,s:s}", "token", token, "expires_at", PQgetvalue(res, 0, 1));
 	PQclear(res);
 	free(token);
 	return error;

@@ -1,8 +1,9 @@
 /* /v1/devices: thin handlers over devices.c (inventory, label selectors, label edits,
- * decommissioning). */
+ * decommissioning, token rotation). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "device_tokens.h"
 #include "devices.h"
 #include "http.h"
 
@@ -60,7 +61,20 @@ static void http_devices_decommission(struct gd_req *r)
 	char *out = NULL;
 	gn_err err;
 	int rc = devices_decommission(&out, gd_db(r), gd_actor(r), gd_param(r, 0), &err);
+	if (!rc)
+		device_tokens_wait_heard(gd_param(r, 0), 0, true); /* its tokens are dead here too */
 	gd_reply_text(r, rc, 200, out, &err);
+}
+
+static void http_devices_rotate_token(struct gd_req *r)
+{
+	json_t *out = NULL;
+	gn_err err;
+	if (device_tokens_rotate(&out, gd_db(r), gd_actor(r), gd_param(r, 0), &err)) {
+		gd_reply_error(r, &err);
+		return;
+	}
+	gd_reply_json(r, 200, out);
 }
 
 const struct gd_route http_devices_routes[] = {
@@ -68,5 +82,6 @@ const struct gd_route http_devices_routes[] = {
 	{"GET", "/v1/devices/{id}", GD_SCOPE_READ, http_devices_get, NULL},
 	{"PATCH", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_patch, NULL},
 	{"DELETE", "/v1/devices/{id}", GD_SCOPE_OPERATOR, http_devices_decommission, NULL},
+	{"POST", "/v1/devices/{id}/rotate-token", GD_SCOPE_OPERATOR, http_devices_rotate_token, NULL},
 };
 const size_t http_devices_nroutes = GN_ARRAY_LEN(http_devices_routes);

@@ -25,7 +25,10 @@
 #include "pgcluster.h"
 #include "ratelimit.h"
 #include "artifacts.h"
+#include "background.h"
 #include "checkin_cache.h"
+#include "device_tokens.h"
+#include "last_seen.h"
 #include "gitops.h"
 #include "jobs.h"
 #include "notify.h"
@@ -189,8 +192,17 @@ static int serve_loop(int argc, char **argv, sigset_t *set)
 }
 
 /* The NOTIFY channels gangliond listens on, and who gets them. */
+/* The device token state is read again (on the background thread) each time listening starts. */
+static void device_tokens_listening(bool up)
+{
+	device_tokens_on_listening(up);
+	if (up)
+		background_wake();
+}
+
 static const struct notify_channel channels[] = {
 	{"gn_director", checkin_cache_on_notify, checkin_cache_on_listening},
+	{"gn_device_tokens", device_tokens_on_notify, device_tokens_listening},
 	{"gn_jobs", jobs_on_notify, NULL},
 };
 
@@ -313,7 +325,11 @@ static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, int
 	/* From here on no wait on PostgreSQL is unbounded (start-up work above may take long). */
 	struct db_limits limits = {cfg->db_connect_timeout, cfg->db_statement_timeout, cfg->db_pool_wait};
 	checkin_cache_init();
-	if (db_pool_set_limits(gd.pool, &limits, &err) ||
+	last_seen_init();
+	db_conn *c = db_acquire(gd.pool);
+	int init_rc = device_tokens_init(c, &err);
+	db_release(gd.pool, c);
+	if (init_rc || db_pool_set_limits(gd.pool, &limits, &err) || background_start(gd.pool, &err) ||
 	    notify_start(conninfo, channels, GN_ARRAY_LEN(channels), &err) || jobs_start(gd.pool, &err)) {
 		close(listen_fd);
 		gn_log(GN_LOG_ERROR, "event=startup_failed msg=\"%s\"", err.msg);
@@ -330,12 +346,16 @@ static int serve(int argc, char **argv, sigset_t *set, const char *conninfo, int
 	       private_db ? "private" : "external");
 	rc = serve_loop(argc, argv, set);
 	http_stop(config_get()->shutdown_grace);
+	background_stop(); /* the last last-seen write, after the last check-in */
 	ratelimit_reset();
 	gn_log(GN_LOG_INFO, "event=stopped");
 out:
+	background_stop();
 	jobs_stop();
 	notify_stop();
 	checkin_cache_cleanup();
+	last_seen_cleanup();
+	device_tokens_cleanup();
 	return rc;
 }
 

@@ -2,6 +2,8 @@
 gangliond and ganglion binaries, an HTTP helper, device keys, and a small OpenAPI response
 checker. Fixtures that use them live in conftest.py; tests import from here."""
 
+import hashlib
+import hmac
 import http.client
 import itertools
 import json as jsonlib
@@ -501,6 +503,14 @@ def enroll_device(server, labels=None, name=None, facts=None, enroll_token=None,
     assert r.status_code == 201, f"POST /v1/enroll -> {r.status_code} {r.text}"
     b = r.json()
     return Device(key, b["device_id"], b.get("name"), b.get("labels"))
+
+
+def sign_device_token(pg, db, device_id, generation, expires):
+    """Forges a signed device token (server/device_tokens.c) with the key the replicas share
+    (server_secrets), for a token the server would not issue: an expired or an old one."""
+    key = bytes.fromhex(pg.sql("SELECT secret FROM server_secrets WHERE name = 'device_token_hmac'", db))
+    body = f"gnd_v2.{device_id}.{generation}.{int(expires)}"
+    return body + "." + hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # --- models and artifacts -------------------------------------------------------------------

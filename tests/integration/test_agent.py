@@ -1445,6 +1445,28 @@ def test_agent_serves_through_a_server_outage_and_resumes(srv, refs, dev_a):
     wait_operation(srv, a.device_id, lambda o: o["state"] == "active" and o["version"] == "2.3.0")
 
 
+def test_agent_takes_a_rotated_token(srv, dev_a):
+    # `devices rotate-token` ends the agent's token; its next check-in is refused (401), it signs
+    # a new challenge with its enrolled key and checks in again with the new token.
+    a = dev_a
+    p = srv.cli("devices", "rotate-token", a.device_id)
+    assert p.returncode == 0, p.stderr
+
+    def after_rotation():
+        log = srv.log(10**8)
+        return log[log.rfind("route=/v1/devices/{id}/rotate-token"):]
+
+    def back():
+        log = after_rotation()
+        refused = log.find("path=/v1/agent/checkin route=/v1/agent/checkin status=401")
+        token = log.find("path=/v1/agent/auth/token route=/v1/agent/auth/token status=200", refused)
+        return refused >= 0 and token >= 0 and re.search(
+            r"path=/v1/agent/checkin route=/v1/agent/checkin status=(200|304)", log[token:])
+
+    assert wait_for(back, 30, 0.2), after_rotation()[-4000:]
+    assert a.running() and "event=checkin_failed" not in a.log()[-3000:]
+
+
 # --- several models on one device --------------------------------------------------------------
 def push_as(srv, model, version, artifact, like):
     """Publishes artifact as model/version with the metadata (and sample) of `like`; returns its SHA-256."""

@@ -42,6 +42,7 @@ def test_contract_names_the_documented_routes(contract):
         ("POST", "/v1/enroll"), ("POST", "/v1/agent/auth/challenge"), ("POST", "/v1/agent/auth/token"),
         ("GET", "/v1/agent/self"), ("GET", "/v1/devices"), ("GET", "/v1/devices/{id}"),
         ("PATCH", "/v1/devices/{id}"), ("DELETE", "/v1/devices/{id}"), ("GET", "/v1/audit"),
+        ("POST", "/v1/devices/{id}/rotate-token"),
         ("GET", "/v1/models"), ("GET", "/v1/models/{name}"), ("POST", "/v1/models/{name}/versions"),
         ("GET", "/v1/models/{name}/versions/{version}"), ("GET", "/v1/models/{name}/versions/{version}/sample"),
         ("GET", "/v1/models/{name}/versions/{version}/reference-profile"),
@@ -140,10 +141,13 @@ def test_responses_fit_the_contract(server, contract):
     other = enroll_device(s, name="other")
     check("PATCH", "/v1/devices/{id}", s.api("PATCH", f"/v1/devices/{other.id}", json={"name": "contract"}), 409)
     check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"name": "contract"}), 200)
+    check("POST", "/v1/devices/{id}/rotate-token", s.api("POST", f"/v1/devices/{other.id}/rotate-token"), 200)
+    check("POST", "/v1/devices/{id}/rotate-token", s.api("POST", f"/v1/devices/{missing}/rotate-token"), 404)
     check("GET", "/v1/status", s.api("GET", "/v1/status"), 200)
     check("GET", "/v1/status", s.api("GET", "/v1/status", token=dtok), 403)
     check("DELETE", "/v1/devices/{id}", s.api("DELETE", f"/v1/devices/{dev.id}"), 200)
     check("POST", "/v1/agent/auth/challenge", dev.challenge(s), 403)  # decommissioned
+    check("POST", "/v1/devices/{id}/rotate-token", s.api("POST", f"/v1/devices/{dev.id}/rotate-token"), 409)
 
     check("DELETE", "/v1/enroll-tokens/{id}", s.api("DELETE", f"/v1/enroll-tokens/{et['id']}"), 204)
     check("DELETE", "/v1/enroll-tokens/{id}", s.api("DELETE", f"/v1/enroll-tokens/{missing}"), 404)

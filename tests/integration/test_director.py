@@ -4,6 +4,7 @@ own token only; re-signing at half expiry; device-token lifetime; the events a d
 paged and scoped; and the size limit of a publish's metadata part."""
 
 import datetime
+import time
 import uuid
 
 import pytest
@@ -16,6 +17,7 @@ from ganglion_harness import (
     list_all,
     model_meta,
     publish,
+    sign_device_token,
     wait_for,
 )
 
@@ -232,10 +234,17 @@ def test_device_token_lifetime(gangliond, pg, db):
     assert 80 <= ttl <= 91, f"device token lives {ttl} s, configured 90 s"
     tok = r.json()["token"]
     assert server.api("GET", "/v1/agent/self", token=tok).status_code == 200
-    # Past its expiry (moved there in the database rather than waited for) it is refused.
-    pg.sql(f"UPDATE device_sessions SET expires_at = now() - interval '1 second' WHERE device_id = '{dev.id}'", db)
-    assert_problem(server.api("GET", "/v1/agent/self", token=tok), 401)
-    assert_problem(_checkin(server, tok), 401)
+    # The token carries its expiry, signed: the same token past its expiry (made with the
+    # replicas' key rather than waited for) is refused, and so is one whose expiry was altered.
+    body, mac = tok.rsplit(".", 1)
+    prefix, dev_id, gen, exp = body.split(".")
+    assert (prefix, dev_id) == ("gnd_v2", dev.id) and abs(int(exp) - time.time() - 90) <= 10, tok
+    assert sign_device_token(pg, db, dev.id, gen, exp) == tok
+    expired = sign_device_token(pg, db, dev.id, gen, time.time() - 1)
+    assert_problem(server.api("GET", "/v1/agent/self", token=expired), 401, "expired")
+    assert_problem(_checkin(server, expired), 401, "expired")
+    stretched = f"gnd_v2.{dev.id}.{gen}.{int(exp) + 86400}.{mac}"
+    assert_problem(server.api("GET", "/v1/agent/self", token=stretched), 401, "malformed")
     # A new challenge-response gives a working token again.
     assert server.api("GET", "/v1/agent/self", token=dev.authenticate(server)).status_code == 200
 

@@ -37,12 +37,14 @@ from ganglion_harness import (
     as_pg_user,
     assert_problem,
     child_env,
+    enroll_device,
     free_port,
     make_dir,
     model_meta,
     multipart,
     publish,
     run,
+    sign_device_token,
     wait_for,
 )
 
@@ -330,6 +332,113 @@ def test_two_replicas_behind_haproxy_share_artifacts_and_hand_over(pg, db, workd
         via.session.close()
         a.stop(check=False)  # killed on purpose
         problems = stop_all([b])
+    assert not problems, problems
+
+
+def _self(server, token):
+    return server.api("GET", "/v1/agent/self", token=token)
+
+
+def _checkin(server, token, etag=None):
+    return server.api("POST", "/v1/agent/checkin", token=token, json={"agent_version": "so"},
+                      headers={"If-None-Match": etag} if etag else None)
+
+
+def _last_seen(pg, db, device_id):
+    return pg.sql(f"SELECT extract(epoch FROM last_seen_at)::bigint FROM devices WHERE id = '{device_id}'", db)
+
+
+def test_device_tokens_and_last_seen_across_replicas(pg, db, workdir):
+    """Signed device tokens are checked in memory by every replica; a rotation or decommission
+    made on one replica refuses the old tokens on the other at its very next request, also
+    after the other's NOTIFY connection was cut; last-seen times of check-ins answered from
+    memory are written in batches and flushed by a clean stop."""
+    a, b = replicas(workdir, pg, db, 2)
+    c = None
+    try:
+        devs = [enroll_device(a) for _ in range(4)]
+        toks = [d.authenticate(a) for d in devs]
+        # Minted by a, accepted by b (the key is shared through the database), and the reverse.
+        assert all(_self(b, t).status_code == 200 for t in toks)
+        tb = devs[0].authenticate(b)
+        assert len(tb) < 128, tb  # agents keep at most 127 bytes
+        assert _self(a, tb).status_code == 200
+        # A token whose signature does not match: refused.
+        forged = toks[0][:-32] + ("0" if toks[0][-32] != "0" else "1") + toks[0][-31:]
+        assert_problem(_self(b, forged), 401, "malformed")
+
+        # Rotated on a: both of its tokens die on b (and a) at once; a new challenge gets in.
+        r = a.api("POST", f"/v1/devices/{devs[0].id}/rotate-token")
+        assert r.status_code == 200 and r.json()["token_generation"] == 1, r.text
+        for s in (b, a):
+            for t in (toks[0], tb):
+                assert_problem(_self(s, t), 401, "revoked")
+        fresh = devs[0].authenticate(b)
+        assert fresh.split(".")[2] == "1" and _self(a, fresh).status_code == 200, fresh
+        assert all(_self(b, t).status_code == 200 for t in toks[1:])
+        # One of the old generation with a good signature and expiry (the key is in the database): refused.
+        assert_problem(_self(b, sign_device_token(pg, db, devs[0].id, 0, time.time() + 600)), 401, "revoked")
+
+        # Decommissioned on b: refused on a at once.
+        assert b.api("DELETE", f"/v1/devices/{devs[1].id}").status_code == 200
+        assert_problem(_self(a, toks[1]), 401, "decommissioned")
+        assert_problem(_checkin(a, toks[1]), 401, "decommissioned")
+
+        # The CLI rotates too, and the audit log names it.
+        p = a.cli("devices", "rotate-token", devs[2].id)
+        assert p.returncode == 0 and "revoked on every replica" in p.stdout, p.stderr
+        assert_problem(_self(b, toks[2]), 401, "revoked")
+        audit = a.api("GET", "/v1/audit", params={"action": "device.token_rotate"}).json()["items"]
+        assert sorted(e["object_id"] for e in audit) == sorted([devs[0].id, devs[2].id]), audit
+        p = a.cli("devices", "rotate-token", devs[1].id)
+        assert p.returncode != 0 and "decommissioned" in p.stderr, (p.stdout, p.stderr)
+        p = a.cli("devices", "rotate-token", "no-such-device")
+        assert p.returncode != 0, p.stdout
+
+        # b's NOTIFY connection is cut: until it is back and has read the state again, b asks
+        # the database, so a rotation made meanwhile on a is not missed.
+        listening = "FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        assert pg.sql(f"SELECT count(*) {listening}", db) == "2"  # one per replica, idle after LISTEN
+        pg.sql(f"SELECT pg_terminate_backend(pid) {listening}", db)
+        assert a.api("POST", f"/v1/devices/{devs[3].id}/rotate-token").status_code == 200
+        for s in (a, b):
+            assert_problem(_self(s, toks[3]), 401, "revoked")
+        lost = lambda s: "event=notify_listen_lost" in s.log(10**7)
+        assert wait_for(lambda: lost(a) and lost(b), 10), "the listeners did not notice the cut"
+        back = lambda: pg.sql(f"SELECT count(*) {listening}", db) == "2"
+        assert wait_for(back, 15, 0.1), "the listeners did not come back"
+        time.sleep(0.5)  # the reload after the reconnect
+        for s in (a, b):
+            assert_problem(_self(s, toks[3]), 401, "revoked")
+            assert _self(s, fresh).status_code == 200
+
+        # A replica started after all this knows it from its first request.
+        c = Gangliond(workdir / "replica2", database_url=pg.dsn(db), admin_token=a.admin_token).start()
+        assert_problem(_self(c, toks[0]), 401, "revoked")
+        assert_problem(_self(c, toks[1]), 401, "decommissioned")
+        assert _self(c, fresh).status_code == 200
+
+        # Last seen: a check-in answered from memory (304) writes nothing itself; the batch
+        # writer does within about a second, and a clean stop right after it loses none.
+        r = _checkin(b, fresh)
+        assert r.status_code == 200, r.text
+        etag = r.headers["ETag"]
+        for s in (b, c):
+            assert _checkin(s, fresh, etag).status_code == 304  # c's cache warms from the database
+        pg.sql(f"UPDATE devices SET last_seen_at = '2001-01-01Z' WHERE id = '{devs[0].id}'", db)
+        assert _checkin(b, fresh, etag).status_code == 304
+        assert wait_for(lambda: int(_last_seen(pg, db, devs[0].id)) > time.time() - 30, 3, 0.05), \
+            "b did not write the last-seen time within 3 s"
+        pg.sql(f"UPDATE devices SET last_seen_at = '2001-01-01Z' WHERE id = '{devs[0].id}'", db)
+        t0 = time.time()
+        assert _checkin(c, fresh, etag).status_code == 304
+        problems = c.stop(check=False)  # SIGTERM at once
+        assert not problems, problems
+        seen = int(_last_seen(pg, db, devs[0].id))
+        assert seen >= int(t0) - 1, (seen, t0)
+        assert "event=last_seen_flush_failed" not in b.log(10**7) + a.log(10**7)
+    finally:
+        problems = stop_all([s for s in (a, b, c) if s])
     assert not problems, problems
 
 

@@ -1,0 +1,192 @@
+/* The buffered last-seen times. */
+#include "last_seen.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define STRIPES 64
+#define BUCKETS 1024 /* per stripe */
+
+/* One per device that checked in here (kept, so that a check-in allocates only the first time). */
+struct seen {
+	struct seen *next;
+	char id[37];
+	bool dirty;
+	int64_t at_ms, seq;
+};
+
+static struct stripe {
+	pthread_mutex_t lock;
+	struct seen *buckets[BUCKETS];
+} stripes[STRIPES];
+
+/* One statement for the whole batch; it only ever moves either value forward (another replica
+ * may have written a later one). */
+static const db_stmt st_flush = {
+	"last_seen_flush",
+	"UPDATE devices d SET last_seen_at = greatest(d.last_seen_at, to_timestamp(v.at_ms / 1000.0)),"
+	" report_seq = CASE WHEN v.seq > 0 THEN greatest(d.report_seq, v.seq) ELSE d.report_seq END"
+	" FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, at_ms, seq) WHERE d.id = v.id",
+	3};
+
+static struct stripe *stripe_of(const char *id, size_t *bucket)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = id; *p; p++) {
+		h ^= (unsigned char)*p;
+		h *= 1099511628211ull;
+	}
+	*bucket = (size_t)(h >> 8) % BUCKETS;
+	return &stripes[h % STRIPES];
+}
+
+void last_seen_init(void)
+{
+	for (size_t i = 0; i < STRIPES; i++)
+		pthread_mutex_init(&stripes[i].lock, NULL);
+}
+
+static void touch_at(const char *device_id, int64_t now_ms, int64_t seq)
+{
+	size_t b;
+	if (strlen(device_id) != 36)
+		return;
+	struct stripe *s = stripe_of(device_id, &b);
+	pthread_mutex_lock(&s->lock);
+	struct seen *e = s->buckets[b];
+	while (e && memcmp(e->id, device_id, 36) != 0)
+		e = e->next;
+	if (!e) {
+		e = gn_calloc(1, sizeof(*e));
+		memcpy(e->id, device_id, 36);
+		e->next = s->buckets[b];
+		s->buckets[b] = e;
+	}
+	if (!e->dirty || now_ms > e->at_ms)
+		e->at_ms = now_ms;
+	if (!e->dirty || seq > e->seq)
+		e->seq = seq;
+	e->dirty = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void last_seen_touch(const char *device_id, int64_t seq)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	touch_at(device_id, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, seq);
+}
+
+struct batch {
+	gn_buf ids, ats, seqs;
+	struct seen *rows; /* copies, to note again when the write fails */
+	size_t n, cap;
+};
+
+static void batch_reset(struct batch *bt)
+{
+	bt->ids.len = bt->ats.len = bt->seqs.len = 0;
+	gn_buf_puts(&bt->ids, "{");
+	gn_buf_puts(&bt->ats, "{");
+	gn_buf_puts(&bt->seqs, "{");
+	bt->n = 0;
+}
+
+static int batch_write(struct batch *bt, db_conn *c, size_t *rows, gn_err *err)
+{
+	if (!bt->n)
+		return 0;
+	gn_buf_puts(&bt->ids, "}");
+	gn_buf_puts(&bt->ats, "}");
+	gn_buf_puts(&bt->seqs, "}");
+	const char *p[] = {bt->ids.data, bt->ats.data, bt->seqs.data};
+	int error = db_exec(NULL, c, &st_flush, p, err);
+	if (error)
+		for (size_t i = 0; i < bt->n; i++)
+			touch_at(bt->rows[i].id, bt->rows[i].at_ms, bt->rows[i].seq);
+	else
+		*rows += bt->n;
+	batch_reset(bt);
+	return error;
+}
+
+int last_seen_flush(size_t *out_rows, db_conn *c, size_t max_rows, gn_err *err)
+{
+	struct batch bt = {0};
+	int error = 0;
+	*out_rows = 0;
+	gn_buf_init(&bt.ids);
+	gn_buf_init(&bt.ats);
+	gn_buf_init(&bt.seqs);
+	batch_reset(&bt);
+	bt.cap = max_rows ? max_rows : 1;
+	bt.rows = gn_calloc(bt.cap, sizeof(*bt.rows));
+	for (size_t i = 0; i < STRIPES && !error; i++) {
+		struct stripe *s = &stripes[i];
+		pthread_mutex_lock(&s->lock);
+		for (size_t b = 0; b < BUCKETS; b++) {
+			for (struct seen *e = s->buckets[b]; e; e = e->next) {
+				if (!e->dirty)
+					continue;
+				if (bt.n == bt.cap) {
+					/* Written outside the lock: check-ins of this stripe go on meanwhile. */
+					pthread_mutex_unlock(&s->lock);
+					error = batch_write(&bt, c, out_rows, err);
+					pthread_mutex_lock(&s->lock);
+					if (error)
+						break;
+					/* The list may have changed while unlocked: this stripe again, from the top
+					 * (rows taken are no longer dirty). */
+					b = (size_t)-1;
+					break;
+				}
+				gn_buf_printf(&bt.ids, "%s%s", bt.n ? "," : "", e->id);
+				gn_buf_printf(&bt.ats, "%s%lld", bt.n ? "," : "", (long long)e->at_ms);
+				gn_buf_printf(&bt.seqs, "%s%lld", bt.n ? "," : "", (long long)e->seq);
+				bt.rows[bt.n++] = *e;
+				e->dirty = false;
+			}
+			if (error)
+				break;
+		}
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (!error)
+		error = batch_write(&bt, c, out_rows, err);
+	free(bt.rows);
+	gn_buf_cleanup(&bt.ids);
+	gn_buf_cleanup(&bt.ats);
+	gn_buf_cleanup(&bt.seqs);
+	return error;
+}
+
+size_t last_seen_pending(void)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < STRIPES; i++) {
+		pthread_mutex_lock(&stripes[i].lock);
+		for (size_t b = 0; b < BUCKETS; b++)
+			for (struct seen *e = stripes[i].buckets[b]; e; e = e->next)
+				n += e->dirty;
+		pthread_mutex_unlock(&stripes[i].lock);
+	}
+	return n;
+}
+
+void last_seen_cleanup(void)
+{
+	for (size_t i = 0; i < STRIPES; i++) {
+		pthread_mutex_lock(&stripes[i].lock);
+		for (size_t b = 0; b < BUCKETS; b++) {
+			while (stripes[i].buckets[b]) {
+				struct seen *n = stripes[i].buckets[b]->next;
+				free(stripes[i].buckets[b]);
+				stripes[i].buckets[b] = n;
+			}
+		}
+		pthread_mutex_unlock(&stripes[i].lock);
+	}
+}
