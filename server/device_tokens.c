@@ -13,6 +13,7 @@
 #include "audit.h"
 #include "crypto.h"
 #include "log.h"
+#include "notify.h"
 
 #define KEY_NAME "device_token_hmac"
 #define KEY_LEN 32
@@ -42,6 +43,11 @@ static const db_stmt st_rotate = {
 	" s AS (DELETE FROM device_sessions WHERE device_id IN (SELECT id FROM d) RETURNING 1)"
 	" SELECT token_generation, (SELECT count(*) FROM s) FROM d",
 	1};
+/* The replicas listening now (notify.c names its connection). */
+static const db_stmt st_listeners = {"device_tokens_listeners",
+				     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+				     " AND application_name = $1",
+				     1};
 static const db_stmt st_status = {"device_tokens_status", "SELECT status FROM devices WHERE id = $1", 1};
 
 static unsigned char key_[KEY_LEN];
@@ -376,20 +382,71 @@ int device_tokens_check_db(enum device_token_verdict *out_verdict, db_conn *c, c
 
 /* --- rotation ---------------------------------------------------------------------------------- */
 
-void device_tokens_wait_heard(const char *id, int64_t gen, bool dead)
+/* The acknowledgements heard lately: each replica's listener answers every gn_device_tokens
+ * notification with the same payload on gn_device_tokens_ack once it has applied it. */
+#define ACKS 256
+static struct ack {
+	char id[37];
+	int64_t gen;
+	bool dead;
+	int count;
+} acks[ACKS];
+static size_t ack_next;
+
+void device_tokens_on_ack(const char *payload)
 {
+	char id[40], status[24];
+	long long gen;
+	if (strlen(payload) > 80 || sscanf(payload, "%39s %lld %23s", id, &gen, status) != 3 || !gn_is_uuid(id))
+		return;
+	bool dead = strcmp(status, "active") != 0;
+	pthread_mutex_lock(&heard_lock);
+	size_t i = 0;
+	while (i < ACKS &&
+	       !(acks[i].count && strcmp(acks[i].id, id) == 0 && acks[i].gen == gen && acks[i].dead == dead))
+		i++;
+	if (i == ACKS) {
+		i = ack_next++ % ACKS;
+		memcpy(acks[i].id, id, sizeof(acks[i].id)); /* a UUID: 36 characters and the NUL */
+		acks[i].gen = (int64_t)gen;
+		acks[i].dead = dead;
+		acks[i].count = 0;
+	}
+	acks[i].count++;
+	pthread_cond_broadcast(&heard);
+	pthread_mutex_unlock(&heard_lock);
+}
+
+/* How many replicas acknowledged id at generation gen (any, when negative) and dead. */
+static int acked(const char *id, int64_t gen, bool dead)
+{
+	int n = 0;
+	for (size_t i = 0; i < ACKS; i++)
+		if (acks[i].count && strcmp(acks[i].id, id) == 0 && (gen < 0 || acks[i].gen == gen) &&
+		    acks[i].dead == dead)
+			n = acks[i].count > n ? acks[i].count : n;
+	return n;
+}
+
+void device_tokens_wait_heard(db_conn *c, const char *id, int64_t gen, bool dead)
+{
+	PGresult *res = NULL;
+	gn_err err;
+	int listeners = 1;
+	const char *p[] = {NOTIFY_APPLICATION_NAME};
+	if (db_exec(&res, c, &st_listeners, p, &err) == 0)
+		listeners = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
 	struct timespec until;
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += ROTATE_WAIT_MS / 1000;
 	pthread_mutex_lock(&heard_lock);
-	for (;;) {
-		pthread_rwlock_rdlock(&state_lock);
-		struct revoked *e = find(id);
-		bool done = e && e->min_gen >= gen && (e->dead || !dead);
-		pthread_rwlock_unlock(&state_lock);
-		if (done || !atomic_load(&listening) || pthread_cond_timedwait(&heard, &heard_lock, &until) != 0)
+	while (atomic_load(&listening) && acked(id, gen, dead) < listeners)
+		if (pthread_cond_timedwait(&heard, &heard_lock, &until) != 0) {
+			gn_log(GN_LOG_WARN, "event=device_tokens_unacknowledged device=%s acks=%d listeners=%d", id,
+			       acked(id, gen, dead), listeners);
 			break;
-	}
+		}
 	pthread_mutex_unlock(&heard_lock);
 }
 
@@ -420,6 +477,6 @@ int device_tokens_rotate(json_t **out, db_conn *c, const struct gd_actor *who, c
 	*out = json_pack("{s:s,s:I,s:I}", "device_id", id, "token_generation", (json_int_t)gen, "sessions_deleted",
 			 (json_int_t)strtoll(PQgetvalue(res, 0, 1), NULL, 10));
 	PQclear(res);
-	device_tokens_wait_heard(id, gen, false);
+	device_tokens_wait_heard(c, id, gen, false);
 	return 0;
 }

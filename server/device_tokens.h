@@ -40,18 +40,20 @@ int device_tokens_check_db(enum device_token_verdict *out_verdict, db_conn *c, c
 			   gn_err *err) GN_WUR;
 
 /* Ends every token of the device on every replica (its generation goes up; its older-format
- * sessions are deleted) and waits, briefly, until this replica has heard it back; the agent
+ * sessions are deleted) and waits, briefly, until every replica has acknowledged it; the agent
  * gets a new token by authenticating again with its enrolled key. *out is {"device_id",
  * "token_generation"}. GN_ENOTFOUND for no such device, GN_ECONFLICT for a decommissioned one. */
 int device_tokens_rotate(json_t **out, db_conn *c, const struct gd_actor *who, const char *id, gn_err *err) GN_WUR;
 
-/* Waits, at most 2 s, until this replica has heard (through NOTIFY) that device id reached
- * generation gen (and, with dead, was decommissioned); the other replicas hear it from the same
- * commit. So that a change answered to an operator already holds here. */
-void device_tokens_wait_heard(const char *id, int64_t gen, bool dead);
+/* Waits, at most 2 s, until every replica listening now (this one included) has acknowledged
+ * that device id reached generation gen (any, when negative) and, with dead, was decommissioned:
+ * so that the change holds everywhere before it is answered. */
+void device_tokens_wait_heard(db_conn *c, const char *id, int64_t gen, bool dead);
 /* The "gn_device_tokens" channel's callbacks (notify.h): payload "ID GENERATION STATUS". */
 void device_tokens_on_notify(const char *payload);
 void device_tokens_on_listening(bool up);
+/* The "gn_device_tokens_ack" channel's callback: a replica has applied payload. */
+void device_tokens_on_ack(const char *payload);
 /* Reloads the revocation state when the listener has (re)connected since the last reload; the
  * state is trusted from then on. Returns 0 when there was nothing to do. */
 int device_tokens_reload(db_conn *c, gn_err *err) GN_WUR;

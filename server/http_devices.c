@@ -62,7 +62,7 @@ static void http_devices_decommission(struct gd_req *r)
 	gn_err err;
 	int rc = devices_decommission(&out, gd_db(r), gd_actor(r), gd_param(r, 0), &err);
 	if (!rc)
-		device_tokens_wait_heard(gd_param(r, 0), 0, true); /* its tokens are dead here too */
+		device_tokens_wait_heard(gd_db(r), gd_param(r, 0), -1, true); /* and on every replica */
 	gd_reply_text(r, rc, 200, out, &err);
 }
 

@@ -201,9 +201,10 @@ static void device_tokens_listening(bool up)
 }
 
 static const struct notify_channel channels[] = {
-	{"gn_director", checkin_cache_on_notify, checkin_cache_on_listening},
-	{"gn_device_tokens", device_tokens_on_notify, device_tokens_listening},
-	{"gn_jobs", jobs_on_notify, NULL},
+	{"gn_director", checkin_cache_on_notify, checkin_cache_on_listening, NULL},
+	{"gn_device_tokens", device_tokens_on_notify, device_tokens_listening, "gn_device_tokens_ack"},
+	{"gn_device_tokens_ack", device_tokens_on_ack, NULL, NULL},
+	{"gn_jobs", jobs_on_notify, NULL, NULL},
 };
 
 /* Says why the data dir cannot be used, from the errno of creating it or its lock file. */

@@ -26,11 +26,20 @@ static void report(bool up)
 			chans_[i].on_listening(up);
 }
 
-static void dispatch(const PGnotify *n)
+static void dispatch(PGconn *c, const PGnotify *n)
 {
-	for (size_t i = 0; i < nchans; i++)
-		if (strcmp(chans_[i].channel, n->relname) == 0)
-			chans_[i].on_notify(n->extra);
+	for (size_t i = 0; i < nchans; i++) {
+		if (strcmp(chans_[i].channel, n->relname) != 0)
+			continue;
+		chans_[i].on_notify(n->extra);
+		if (chans_[i].ack_channel) {
+			const char *p[] = {chans_[i].ack_channel, n->extra};
+			PGresult *res = PQexecParams(c, "SELECT pg_notify($1, $2)", 2, NULL, p, NULL, NULL, 0);
+			if (PQresultStatus(res) != PGRES_TUPLES_OK)
+				gn_log(GN_LOG_WARN, "event=notify_ack_failed channel=%s", chans_[i].channel);
+			PQclear(res);
+		}
+	}
 }
 
 /* Connects and LISTENs on every channel; NULL on failure. */
@@ -39,8 +48,13 @@ static PGconn *connect_listening(void)
 	/* Bounded, so that a database that stopped answering cannot hold up the shutdown. */
 	int64_t timeout_s = config_get() ? config_get()->db_connect_timeout : 0;
 	PGconn *c = db_connect(conninfo_, timeout_s);
+	gn_err err;
+	if (PQstatus(c) == CONNECTION_OK &&
+	    db_pg_run(c, "SET application_name = '" NOTIFY_APPLICATION_NAME "'", timeout_s * 1000, &err)) {
+		PQfinish(c);
+		return NULL;
+	}
 	for (size_t i = 0; PQstatus(c) == CONNECTION_OK && i < nchans; i++) {
-		gn_err err;
 		char *id = PQescapeIdentifier(c, chans_[i].channel, strlen(chans_[i].channel));
 		char *sql = gn_asprintf("LISTEN %s", id ? id : "\"\"");
 		bool ok = db_pg_run(c, sql, timeout_s * 1000, &err) == 0;
@@ -66,7 +80,7 @@ static void serve(PGconn *c)
 			return;
 		PGnotify *n;
 		while ((n = PQnotifies(c))) {
-			dispatch(n);
+			dispatch(c, n);
 			PQfreemem(n);
 		}
 	}

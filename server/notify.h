@@ -14,7 +14,15 @@ struct notify_channel {
 	/* Runs on the listener thread when listening starts (true) or stops (false): while it is
 	 * stopped notifications can be missed, so caches must not trust themselves. May be NULL. */
 	void (*on_listening)(bool up);
+	/* When set, the listener answers each notification of this channel, once handled, with the
+	 * same payload on this channel (another entry of the table): whoever sent it learns that this
+	 * replica has heard it. May be NULL. */
+	const char *ack_channel;
 };
+
+/* The application_name of the listener connections, one per running replica (pg_stat_activity
+ * counts them). */
+#define NOTIFY_APPLICATION_NAME "gangliond listener"
 
 /* Starts the listener thread on its own connection to conninfo, for the channels in chans
  * (borrowed; must outlive notify_stop). It reconnects by itself when the connection drops. */

@@ -395,16 +395,16 @@ def test_device_tokens_and_last_seen_across_replicas(pg, db, workdir):
         p = a.cli("devices", "rotate-token", "no-such-device")
         assert p.returncode != 0, p.stdout
 
-        # b's NOTIFY connection is cut: until it is back and has read the state again, b asks
-        # the database, so a rotation made meanwhile on a is not missed.
-        listening = "FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'"
-        assert pg.sql(f"SELECT count(*) {listening}", db) == "2"  # one per replica, idle after LISTEN
+        # The replicas' NOTIFY connections are cut: until each is back and has read the state
+        # again, its replica asks the database, so a rotation made meanwhile is not missed.
+        listening = "FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'gangliond listener'"
+        assert pg.sql(f"SELECT count(*) {listening}", db) == "2"  # one per replica
         pg.sql(f"SELECT pg_terminate_backend(pid) {listening}", db)
+        lost = lambda s: "event=notify_listen_lost" in s.log(10**7)
+        assert wait_for(lambda: lost(a) and lost(b), 10), "the listeners did not notice the cut"
         assert a.api("POST", f"/v1/devices/{devs[3].id}/rotate-token").status_code == 200
         for s in (a, b):
             assert_problem(_self(s, toks[3]), 401, "revoked")
-        lost = lambda s: "event=notify_listen_lost" in s.log(10**7)
-        assert wait_for(lambda: lost(a) and lost(b), 10), "the listeners did not notice the cut"
         back = lambda: pg.sql(f"SELECT count(*) {listening}", db) == "2"
         assert wait_for(back, 15, 0.1), "the listeners did not come back"
         time.sleep(0.5)  # the reload after the reconnect
