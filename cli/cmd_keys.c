@@ -11,6 +11,7 @@
 #include "http_client.h"
 #include "json.h"
 #include "tuf.h"
+#include "tufdeleg.h"
 
 static const char *const repos[] = {"image", "director"};
 
@@ -44,6 +45,18 @@ static int list_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		goto out;
 	}
 	output_table(json_object_get(ans, "items"), list_cols, GN_ARRAY_LEN(list_cols));
+	json_array_foreach(json_object_get(ans, "items"), i, item) {
+		const char *repo = gn_json_str(item, "repo"), *role = gn_json_str(item, "role");
+		if (repo && role && strcmp(repo, "image") == 0 && strcmp(role, "targets") == 0 &&
+		    json_is_true(json_object_get(item, "online"))) {
+			/* On stderr: loud, and the table on stdout stays parseable. */
+			fprintf(stderr,
+				"WARNING: the image targets key is held by this server (server-held mode): whoever "
+				"holds its\ndatabase can release new model bytes. Take it offline and let CI sign "
+				"releases:\n'ganglion keys delegate' (docs/OPERATIONS.md, \"Key ceremony\").\n");
+			break;
+		}
+	}
 	/* Each repository's root threshold is in its root rows (the first one says it). */
 	for (size_t r = 0; r < GN_ARRAY_LEN(repos); r++) {
 		threshold = NULL;
@@ -346,6 +359,218 @@ out:
 	return error;
 }
 
+/* --- delegate: the top-level targets offline, delegating model paths to CI's keys ------------- */
+
+/* Reads the public half of a CI key from path: an Ed25519 private key (PEM), or a file holding the
+ * 64 hex digits of the public key (what CI hands over). */
+static int load_public(unsigned char out[GN_ED25519_PUB_LEN], const char *path, gn_err *err)
+{
+	gn_ed25519_key *key = NULL;
+	char buf[256];
+	gn_err why;
+	if (gn_ed25519_load(&key, path, &why) == 0) {
+		gn_ed25519_public(out, key);
+		gn_ed25519_key_free(key);
+		return 0;
+	}
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+		buf[--n] = '\0';
+	if (n != 2 * GN_ED25519_PUB_LEN || gn_hex_decode(out, GN_ED25519_PUB_LEN, buf))
+		return gn_err_set(err, CLI_EUSAGE,
+				  "%s is neither an Ed25519 private key (PEM) nor 64 hex digits of a public key", path);
+	return 0;
+}
+
+/* Adds key (taken) to the "keys" object keys under its key id, appending the id to ids. */
+static int add_key(json_t *keys, json_t *ids, json_t *key, gn_err *err)
+{
+	char id[GN_SHA256_HEX_LEN + 1];
+	int rc = gn_tuf_keyid(id, key, err);
+	if (!rc) {
+		json_object_set(keys, id, key);
+		json_array_append_new(ids, json_string(id));
+	}
+	json_decref(key);
+	return rc;
+}
+
+/* Makes the image root list targets_key as its targets role's only key, unless it does already:
+ * the server's draft of the next root, with that change, signed by the --root-key keys. */
+static int root_lists_key(const cli_ctx *ctx, const cli_args *args, const char *targets_id, json_t *targets_key,
+			  gn_err *err)
+{
+	json_t *root = NULL, *draft = NULL, *env = NULL, *ans = NULL, *ids = json_array();
+	gn_ed25519_key **keys = NULL;
+	size_t nkeys = 0;
+	const char *path;
+	int error = cli_request(&root, ctx, "GET", "/v1/tuf/image/root.json", NULL, err);
+	json_t *now = json_object_get(json_object_get(json_object_get(root, "signed"), "roles"), "targets");
+	json_array_append_new(ids, json_string(targets_id));
+	if (error || json_equal(json_object_get(now, "keyids"), ids))
+		goto out;
+	for (size_t i = 0; (path = cli_args_nth(args, "root-key", i)); i++) {
+		keys = gn_realloc(keys, (nkeys + 1) * sizeof(*keys));
+		if ((error = gn_ed25519_load(&keys[nkeys], path, err))) {
+			err->code = error = CLI_EUSAGE;
+			goto out;
+		}
+		nkeys++;
+	}
+	if (!nkeys) {
+		error = gn_err_set(
+			err, CLI_EUSAGE,
+			"the image root does not list this targets key yet: give --root-key for a threshold of "
+			"its root keys");
+		goto out;
+	}
+	if ((error = cli_request(&draft, ctx, "GET", "/v1/tuf/image/root/draft", NULL, err)))
+		goto out;
+	json_t *sp = json_object_get(draft, "signed");
+	json_object_set(json_object_get(sp, "keys"), targets_id, targets_key);
+	json_object_set_new(json_object_get(sp, "roles"), "targets",
+			    json_pack("{s:O,s:i}", "keyids", ids, "threshold", 1));
+	/* Drop the keys no role lists any more (the server's targets key). */
+	const char *kid, *rname;
+	json_t *k, *r, *tmp;
+	json_object_foreach_safe(json_object_get(sp, "keys"), tmp, kid, k) {
+		bool used = false;
+		json_object_foreach(json_object_get(sp, "roles"), rname, r) {
+			size_t i;
+			json_t *v;
+			json_array_foreach(json_object_get(r, "keyids"), i, v)
+				used = used || strcmp(json_string_value(v), kid) == 0;
+		}
+		if (!used)
+			json_object_del(json_object_get(sp, "keys"), kid);
+	}
+	if (!(error = gn_tuf_sign(&env, sp, keys, nkeys, err)))
+		error = cli_request(&ans, ctx, "POST", "/v1/tuf/image/root?offline_targets=true", env, err);
+	if (!error && ctx->output == CLI_OUTPUT_TABLE)
+		printf("image root version %lld lists the offline targets key %s\n",
+		       (long long)json_integer_value(json_object_get(sp, "version")), targets_id);
+out:
+	for (size_t i = 0; i < nkeys; i++)
+		gn_ed25519_key_free(keys[i]);
+	free(keys);
+	json_decref(root);
+	json_decref(draft);
+	json_decref(env);
+	json_decref(ans);
+	json_decref(ids);
+	return error;
+}
+
+/* The top-level targets that delegate the --path patterns to the CI keys (new signed part): one
+ * version after current, listing what current lists. */
+static int delegating_targets(json_t **out, const cli_args *args, const json_t *current, int64_t lifetime, gn_err *err)
+{
+	json_t *keys = json_object(), *ids = json_array(), *paths = json_array();
+	const char *v;
+	int64_t threshold = 1;
+	int error = 0;
+	char exp[21];
+	const char *role = cli_args_get(args, "role") ? cli_args_get(args, "role") : "ci";
+	if (cli_args_get(args, "threshold") &&
+	    (error = cli_parse_int(&threshold, cli_args_get(args, "threshold"), "--threshold", 1, 100, err)))
+		goto out;
+	for (size_t i = 0; !error && (v = cli_args_nth(args, "ci-key", i)); i++) {
+		unsigned char pub[GN_ED25519_PUB_LEN];
+		if (!(error = load_public(pub, v, err)))
+			error = add_key(keys, ids, gn_tuf_key_json(pub), err);
+	}
+	for (size_t i = 0; !error && (v = cli_args_nth(args, "path", i)); i++)
+		json_array_append_new(paths, json_string(v));
+	if (!error && json_array_size(paths) == 0)
+		json_array_append_new(paths, json_string("models/*/*/*"));
+	if (!error && (json_array_size(ids) == 0 || (size_t)threshold > json_array_size(ids)))
+		error = gn_err_set(err, CLI_EUSAGE, "give at least --threshold (%lld) --ci-key files",
+				   (long long)threshold);
+	if (error)
+		goto out;
+	gn_tuf_time(exp, gn_now() + lifetime);
+	const json_t *cs = json_object_get(current, "signed");
+	json_t *targets = json_is_object(json_object_get(cs, "targets")) ? json_incref(json_object_get(cs, "targets"))
+									 : json_object();
+	json_t *sp =
+		json_pack("{s:s,s:s,s:I,s:s,s:o,s:{s:O,s:[{s:s,s:O,s:I,s:O,s:b}]}}", "_type", "targets", "spec_version",
+			  "1.0.0", "version", json_integer_value(json_object_get(cs, "version")) + 1, "expires", exp,
+			  "targets", targets, "delegations", "keys", keys, "roles", "name", role, "keyids", ids,
+			  "threshold", (json_int_t)threshold, "paths", paths, "terminating", 1);
+	if (gn_tufd_delegations_check(sp, err)) {
+		json_decref(sp);
+		error = err->code = CLI_EUSAGE;
+		goto out;
+	}
+	*out = sp;
+out:
+	json_decref(keys);
+	json_decref(ids);
+	json_decref(paths);
+	return error;
+}
+
+static int delegate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	const char *tk_path = cli_args_get(args, "targets-key");
+	gn_ed25519_key *tk = NULL;
+	json_t *tkey = NULL, *current = NULL, *sp = NULL, *env = NULL, *ans = NULL;
+	unsigned char pub[GN_ED25519_PUB_LEN];
+	char tid[GN_SHA256_HEX_LEN + 1];
+	int64_t lifetime = 365 * 86400;
+	int error = 0;
+	if (!tk_path) {
+		error = gn_err_set(err, CLI_EUSAGE, "--targets-key is required");
+		goto out;
+	}
+	if (cli_args_get(args, "expires") &&
+	    (error = cli_parse_duration(&lifetime, cli_args_get(args, "expires"), "--expires", err)))
+		goto out;
+	if ((error = gn_ed25519_load(&tk, tk_path, err))) {
+		err->code = error = CLI_EUSAGE;
+		goto out;
+	}
+	gn_ed25519_public(pub, tk);
+	tkey = gn_tuf_key_json(pub);
+	if ((error = gn_tuf_keyid(tid, tkey, err)) || (error = root_lists_key(ctx, args, tid, tkey, err)) ||
+	    (error = cli_request(&current, ctx, "GET", "/v1/tuf/image/targets.json", NULL, err)) ||
+	    (error = delegating_targets(&sp, args, current, lifetime, err)) ||
+	    (error = gn_tuf_sign(&env, sp, &tk, 1, err)) ||
+	    (error = cli_request(&ans, ctx, "POST", "/v1/tuf/image/targets", env, err)))
+		goto out;
+	const json_t *role = json_array_get(json_object_get(json_object_get(sp, "delegations"), "roles"), 0);
+	if (ctx->output == CLI_OUTPUT_JSON)
+		output_json(ans);
+	else
+		printf("image targets version %lld signed offline: role %s signs %s with %lld of %zu CI key(s)\n",
+		       (long long)json_integer_value(json_object_get(ans, "version")), gn_json_str(role, "name"),
+		       json_string_value(json_array_get(json_object_get(role, "paths"), 0)),
+		       (long long)json_integer_value(json_object_get(role, "threshold")),
+		       json_array_size(json_object_get(role, "keyids")));
+out:
+	gn_ed25519_key_free(tk);
+	json_decref(tkey);
+	json_decref(current);
+	json_decref(sp);
+	json_decref(env);
+	json_decref(ans);
+	return error;
+}
+
+static const cli_opt delegate_opts[] = {
+	{"targets-key", 0, "KEY.pem", "the offline top-level targets key (Ed25519, PEM) that signs here (required)"},
+	{"ci-key", 0, "FILE", "a CI key: its private key (PEM) or its 64-hex public key; repeat (required)"},
+	{"threshold", 0, "N", "CI signatures a release needs (default 1)"},
+	{"role", 0, "NAME", "the delegated role's name (default ci)"},
+	{"path", 0, "PATTERN", "target paths delegated, '*' not crossing '/' (default models/*/*/*); repeat"},
+	{"root-key", 0, "KEY.pem", "a root key, to sign the root that lists the targets key when it does not yet"},
+	{"expires", 0, "DURATION", "lifetime of the top-level targets (default 365d)"},
+};
+
 /* -O writes a file, as curl's and wget's do; -o stays the output format, as everywhere else. */
 static const cli_opt export_opts[] = {
 	{"out", 'O', "FILE", "write the draft to FILE instead of stdout"},
@@ -383,6 +608,12 @@ static const cli_cmd cmds[] = {
 	 GN_ARRAY_LEN(sign_opts), 1, 1, sign_root_run},
 	{"import-root", "SIGNED.json", "Upload a signed root: it becomes the new root version.", import_opts,
 	 GN_ARRAY_LEN(import_opts), 1, 1, import_root_run},
+	{"delegate", "",
+	 "Take the image repository's top-level targets offline: sign, with the offline targets key, targets "
+	 "that delegate model paths to CI's keys (and first a root listing that key, with --root-key). From "
+	 "then on CI signs each release (models push --sign-key) and the server signs only snapshot and "
+	 "timestamp.",
+	 delegate_opts, GN_ARRAY_LEN(delegate_opts), 0, 0, delegate_run},
 };
 
 const cli_group cmd_keys_group = {"keys", "Manage the TUF signing keys (needs the admin scope).", cmds,

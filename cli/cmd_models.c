@@ -2,6 +2,7 @@
  * and versions, and point aliases at versions. */
 #include "cli.h"
 #include "cmd_telemetry.h"
+#include "release.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -439,7 +440,8 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	bool show = !cli_args_get(args, "no-progress"), tty = isatty(STDERR_FILENO);
 	char hex[GN_SHA256_HEX_LEN + 1], *meta_text = NULL, *path = NULL, *url = NULL;
 	uint64_t len = 0;
-	json_t *meta = NULL, *ver = NULL;
+	json_t *meta = NULL, *ver = NULL, *released = NULL;
+	struct cli_signers *signers = NULL;
 	gn_http_resp resp = {0};
 	progress prog;
 	struct sample_files samples = {0};
@@ -453,7 +455,8 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		goto out;
 	/* Check everything that can be checked before reading what may be gigabytes. */
 	if ((error = load_metadata(&meta, args, err)) ||
-	    (error = resolve_sample_files(&samples, meta, cli_args_get(args, "meta"), err)))
+	    (error = resolve_sample_files(&samples, meta, cli_args_get(args, "meta"), err)) ||
+	    (error = cli_signers_load(&signers, args, err)))
 		goto out;
 	if ((error = hash_file(hex, &len, file, show ? &prog : NULL, err)))
 		goto out;
@@ -506,17 +509,28 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	}
 	if ((error = cli_answer(&ver, ctx, "POST", url, &resp, err)))
 		goto out;
+	/* Offline targets: the version is released once CI's keys sign it (cli/release.c). */
+	if (signers &&
+	    (error = cli_release_sign(&released, ctx, signers, name, gn_json_str(ver, "version"), hex, len, err)))
+		goto out;
+	if (released)
+		json_object_set(ver, "release", released);
 	if (ctx->output == CLI_OUTPUT_JSON) {
 		output_json(ver);
 		goto out;
 	}
 	printf("Model version published.\n\n");
 	output_fields(ver, pushed_fields, GN_ARRAY_LEN(pushed_fields));
+	if (released)
+		printf("\nReleased: signed role %s version %lld.\n", gn_json_str(released, "role"),
+		       (long long)json_integer_value(json_object_get(released, "version")));
 out:
 	progress_end(&prog);
 	gn_http_resp_cleanup(&resp);
 	json_decref(meta);
 	json_decref(ver);
+	json_decref(released);
+	cli_signers_free(signers);
 	free(meta_text);
 	free(path);
 	free(url);
@@ -683,6 +697,11 @@ static const cli_opt push_opts[] = {
 	{"no-progress", 0, NULL,
 	 "no progress on stderr (else a line redrawn on a terminal, or a plain line every 5 seconds and one at 100%)"},
 	{"no-self-test", 0, NULL, "publish without a sample: devices install it without a self-test"},
+	{"sign-key", 0, "KEY.pem",
+	 "with the image targets offline: sign the release with this CI key (Ed25519, PEM); repeat for a threshold"},
+	{"signer-cmd", 0, "CMD",
+	 "with the image targets offline: sign the release with CMD (a KMS or HSM): it reads the canonical bytes "
+	 "on stdin and prints {\"keyid\", \"sig\"} or an array of them"},
 };
 
 static const cli_cmd cmds[] = {

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "models.h"
 #include "tokens.h"
+#include "tuf_deleg.h"
 #include "tuf_keys.h"
 #include "tuf_sign.h"
 #include "telemetry.h"
@@ -133,7 +134,7 @@ static int alias(const json_t *b, gn_err *err)
 static int root_import(const json_t *b, gn_err *err)
 {
 	int version;
-	return tuf_keys_root_import(&version, down, &ts, &who, "image", b, err);
+	return tuf_keys_root_import(&version, down, &ts, &who, "image", b, true, err);
 }
 
 static int rotate(const json_t *b, gn_err *err)
@@ -142,6 +143,26 @@ static int rotate(const json_t *b, gn_err *err)
 	int rc = tuf_keys_rotate(&out, down, &ts, &who, gn_json_str(b, "role"), err);
 	json_decref(out);
 	return rc;
+}
+
+static int targets_import(const json_t *b, gn_err *err)
+{
+	int version;
+	return tuf_deleg_targets_import(&version, down, &ts, &who, b, err);
+}
+
+static int release_draft(const json_t *b, gn_err *err)
+{
+	json_t *out = NULL;
+	int rc = tuf_deleg_release_draft(&out, down, &ts, gn_json_str(b, "model"), gn_json_str(b, "version"), err);
+	json_decref(out);
+	return rc;
+}
+
+static int role_publish(const json_t *b, gn_err *err)
+{
+	int version;
+	return tuf_deleg_role_publish(&version, down, &ts, &who, "ci", b, err);
 }
 
 static int deployment_create(const json_t *b, gn_err *err)
@@ -257,6 +278,9 @@ static const struct body_route {
 	{"POST", "/v1/gitops/hook", NULL, NULL, NULL, gitops_hook_body},
 	{"POST", "/v1/agent/telemetry", telemetry_batch_fields, &telemetry_batch_nfields, telemetry, NULL},
 	{"POST", "/v1/alert-rules", alerts_rule_fields, &alerts_rule_nfields, alert_rule, NULL},
+	{"POST", "/v1/tuf/image/targets", http_tuf_root_fields, &http_tuf_root_nfields, targets_import, NULL},
+	{"POST", "/v1/tuf/image/release-draft", http_tuf_draft_fields, &http_tuf_draft_nfields, release_draft, NULL},
+	{"POST", "/v1/tuf/image/roles/{role}", http_tuf_root_fields, &http_tuf_root_nfields, role_publish, NULL},
 };
 
 /* Fails when the server has a route with a body that the table above does not list. */

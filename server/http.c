@@ -85,6 +85,7 @@ static const struct {
 	{http_models_routes, &http_models_nroutes},
 	{http_artifacts_routes, &http_artifacts_nroutes},
 	{http_tuf_routes, &http_tuf_nroutes},
+	{http_tuf_deleg_routes, &http_tuf_deleg_nroutes},
 	{http_deployments_routes, &http_deployments_nroutes},
 	{http_rollouts_routes, &http_rollouts_nroutes},
 	{http_gitops_routes, &http_gitops_nroutes},

@@ -131,6 +131,7 @@ GD_ROUTE_TABLE(audit);
 GD_ROUTE_TABLE(models);
 GD_ROUTE_TABLE(artifacts);
 GD_ROUTE_TABLE(tuf);
+GD_ROUTE_TABLE(tuf_deleg);
 GD_ROUTE_TABLE(deployments);
 GD_ROUTE_TABLE(rollouts);
 GD_ROUTE_TABLE(gitops);
@@ -153,6 +154,7 @@ GD_BODY_FIELDS(models_alias);
 GD_BODY_FIELDS(models_yank);
 GD_BODY_FIELDS(tuf_root);
 GD_BODY_FIELDS(tuf_rotate);
+GD_BODY_FIELDS(tuf_draft);
 GD_BODY_FIELDS(gitops_sync);
 GD_BODY_FIELDS(gitops_plan);
 

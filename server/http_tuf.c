@@ -10,9 +10,11 @@
 #include "http.h"
 #include "tuf_image.h"
 #include "tuf_keys.h"
+#include "tufdeleg.h"
 
-/* Maps "root.json", "3.root.json", "timestamp.json", "7.snapshot.json"... to role and version. */
-static int parse_file(const char *file, char role[16], int *version)
+/* Maps "root.json", "3.root.json", "timestamp.json", "7.snapshot.json"... to role and version; a
+ * delegated targets role only with its version ("4.ci.json"), as consistent snapshots name it. */
+static int parse_file(const char *file, char role[GN_TUF_ROLE_NAME_MAX + 1], int *version)
 {
 	static const char *const roles[] = {"root", "targets", "snapshot", "timestamp"};
 	char *end;
@@ -31,22 +33,28 @@ static int parse_file(const char *file, char role[16], int *version)
 			/* TUF fetches timestamp.json without a version prefix only. */
 			if (*version && strcmp(roles[i], "timestamp") == 0)
 				return -1;
-			snprintf(role, 16, "%s", roles[i]);
+			snprintf(role, GN_TUF_ROLE_NAME_MAX + 1, "%s", roles[i]);
 			return 0;
 		}
 	}
-	return -1;
+	size_t n = strlen(rest);
+	gn_err ignore;
+	if (!*version || n < 6 || n - 5 > GN_TUF_ROLE_NAME_MAX || strcmp(rest + n - 5, ".json") != 0)
+		return -1;
+	snprintf(role, GN_TUF_ROLE_NAME_MAX + 1, "%.*s", (int)(n - 5), rest);
+	return gn_tufd_role_name_check(role, &ignore) ? -1 : 0;
 }
 
 static void http_tuf_get(struct gd_req *r)
 {
-	char role[16], *body = NULL;
+	char role[GN_TUF_ROLE_NAME_MAX + 1], *body = NULL;
 	int version;
 	gn_err err;
 	if (parse_file(gd_param(r, 0), role, &version)) {
 		gd_reply_problem(
 			r, 404,
-			"no such metadata file (root.json, N.root.json, timestamp.json, N.snapshot.json, N.targets.json)");
+			"no such metadata file (root.json, N.root.json, timestamp.json, N.snapshot.json, N.targets.json, "
+			"N.ROLE.json)");
 		return;
 	}
 	if (tuf_image_get(&body, gd_db(r), role, version, &err)) {
@@ -97,7 +105,14 @@ static void root_import(struct gd_req *r, const char *repo)
 	if (gd_body_json(&body, r, http_tuf_root_fields, http_tuf_root_nfields))
 		return;
 	tuf_sign_settings(&ts, config_get());
-	if (tuf_keys_root_import(&version, gd_db(r), &ts, gd_actor(r), repo, body, &err))
+	const char *offline = gd_query(r, "offline_targets");
+	if (offline && strcmp(offline, "true") != 0 && strcmp(offline, "false") != 0) {
+		gd_reply_problem(r, 400, "offline_targets must be true or false");
+		json_decref(body);
+		return;
+	}
+	if (tuf_keys_root_import(&version, gd_db(r), &ts, gd_actor(r), repo, body,
+				 offline && strcmp(offline, "true") == 0, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_json(r, 201, json_pack("{s:s,s:i}", "role", "root", "version", version));

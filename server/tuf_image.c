@@ -5,6 +5,8 @@
 #include <string.h>
 
 #include "crypto.h"
+#include "log.h"
+#include "tuf_deleg.h"
 
 static const db_stmt st_targets = {
 	"tuf_targets",
@@ -36,24 +38,51 @@ out:
 	return error;
 }
 
-/* Signs snapshot N+1 naming targets_version, then a timestamp over it. */
+/* The newest version of every delegated targets role: {"ROLE.json": {"version": N}} (new). */
+static const db_stmt st_delegated = {
+	"tuf_delegated_latest",
+	"SELECT coalesce(jsonb_object_agg(role || '.json', jsonb_build_object('version', v)), '{}')::text FROM"
+	" (SELECT role, max(version) AS v FROM tuf_metadata WHERE repo = 'image'"
+	"  AND role NOT IN ('root', 'targets', 'snapshot', 'timestamp') GROUP BY role) d",
+	0};
+
+/* Signs snapshot N+1 naming targets_version and the newest version of every delegated role, then
+ * a timestamp over it. */
 static int publish_snapshot(db_conn *c, const struct tuf_settings *s, int targets_version, gn_err *err)
 {
 	struct tuf_latest sn;
 	char *body = NULL;
-	json_t *sp = NULL;
+	json_t *sp = NULL, *meta = NULL;
+	PGresult *res = NULL;
 	int error;
-	if ((error = tuf_sign_latest(&sn, c, "image", "snapshot", err)))
+	if ((error = tuf_sign_latest(&sn, c, "image", "snapshot", err)) ||
+	    (error = db_exec(&res, c, &st_delegated, NULL, err)))
 		goto out;
+	if (!(meta = json_loads(PQgetvalue(res, 0, 0), 0, NULL))) {
+		error = gn_err_set(err, GN_ERROR, "cannot list the delegated roles");
+		goto out;
+	}
 	int64_t exp = gn_now() + tuf_sign_lifetime(s, "snapshot");
 	sp = tuf_sign_header("snapshot", sn.version + 1, exp);
-	json_object_set_new(sp, "meta", json_pack("{s:{s:i}}", "targets.json", "version", targets_version));
+	json_object_set_new(meta, "targets.json", json_pack("{s:i}", "version", targets_version));
+	json_object_set_new(sp, "meta", meta);
 	if (!(error = tuf_sign_online(&body, c, "image", "snapshot", sn.version + 1, sp, exp, err)))
 		error = publish_timestamp(c, s, sn.version + 1, body, err);
 out:
 	json_decref(sp);
 	free(body);
+	PQclear(res);
 	tuf_sign_latest_cleanup(&sn);
+	return error;
+}
+
+int tuf_image_publish_snapshot(db_conn *c, const struct tuf_settings *s, gn_err *err)
+{
+	struct tuf_latest tg;
+	int error = tuf_sign_latest(&tg, c, "image", "targets", err);
+	if (!error)
+		error = publish_snapshot(c, s, tg.version, err);
+	tuf_sign_latest_cleanup(&tg);
 	return error;
 }
 
@@ -63,8 +92,14 @@ int tuf_image_publish_targets(db_conn *c, const struct tuf_settings *s, gn_err *
 	PGresult *res = NULL;
 	json_t *sp = NULL, *targets = NULL;
 	int error;
+	bool offline = false;
 	memset(&tg, 0, sizeof(tg));
-	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_sign_latest(&tg, c, "image", "targets", err)) ||
+	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = tuf_deleg_offline(&offline, c, err)))
+		goto out;
+	/* Offline targets: a new model version is released when CI signs its delegated role, not here. */
+	if (offline)
+		goto out;
+	if ((error = tuf_sign_latest(&tg, c, "image", "targets", err)) ||
 	    (error = db_exec(&res, c, &st_targets, NULL, err)))
 		goto out;
 	if (!(targets = json_loads(PQgetvalue(res, 0, 0), 0, NULL))) {
@@ -116,10 +151,17 @@ out:
 static int refresh_locked(db_conn *c, const struct tuf_settings *s, int64_t now, gn_err *err)
 {
 	struct tuf_latest tg;
+	bool offline = false;
 	int error = tuf_sign_latest(&tg, c, "image", "targets", err);
+	if (!error)
+		error = tuf_deleg_offline(&offline, c, err);
 	if (error)
 		goto out;
-	if (tg.version && tuf_sign_due(tg.created, tg.expires, now))
+	if (tg.version && tuf_sign_due(tg.created, tg.expires, now) && offline)
+		/* Only its offline keys can sign it anew: say so while there is time. */
+		gn_log(GN_LOG_WARN, "event=tuf_offline_targets_due version=%d expires_in_s=%lld", tg.version,
+		       (long long)(tg.expires - now));
+	if (tg.version && tuf_sign_due(tg.created, tg.expires, now) && !offline)
 		error = tuf_image_publish_targets(c, s, err);
 	else
 		error = refresh_snapshot(c, s, tg.version, now, err);

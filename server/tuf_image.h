@@ -9,8 +9,12 @@
 #include "tuf_sign.h"
 
 /* Publishes new targets (every model version), snapshot and timestamp. Runs inside the caller's
- * transaction (after its change to model_versions) and takes DB_LOCK_TUF until that ends. */
+ * transaction (after its change to model_versions) and takes DB_LOCK_TUF until that ends. With the
+ * targets key offline (tuf_deleg.h) it signs nothing: CI releases a version by signing its role. */
 int tuf_image_publish_targets(db_conn *c, const struct tuf_settings *s, gn_err *err) GN_WUR;
+/* Signs a new snapshot (over the newest targets and delegated roles) and timestamp. Inside the
+ * caller's transaction, which holds DB_LOCK_TUF. */
+int tuf_image_publish_snapshot(db_conn *c, const struct tuf_settings *s, gn_err *err) GN_WUR;
 /* Re-signs the first of targets, snapshot and timestamp found with less than half of its
  * lifetime left, and those below it. Opens its own transaction. */
 int tuf_image_refresh(db_conn *c, const struct tuf_settings *s, gn_err *err) GN_WUR;

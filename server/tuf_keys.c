@@ -565,12 +565,16 @@ static int check_root_shape(int64_t *out_expires, const json_t *sp, const char *
 /* Online roles must list the keys the server signs with: the current ones, or a pending
  * rotation's (as the draft shows them), with the same public keys and the current thresholds. */
 static int check_online_roles(db_conn *c, const struct tuf_settings *s, const char *repo, const json_t *sp,
-			      const json_t *cur_signed, int cur_version, gn_err *err)
+			      const json_t *cur_signed, int cur_version, bool offline_targets, gn_err *err)
 {
 	json_t *draft = NULL;
 	int error = build_root(&draft, c, s, &st_keys_draft, repo, cur_version + 1, 1, err);
 	for (size_t i = 0; i < repo_nonline(repo) && !error; i++) {
 		const char *role = online_roles[i];
+		/* The image repository's targets keys may be any: keys this server does not hold take
+		 * the top-level targets offline (tuf_deleg.h). */
+		if (offline_targets && strcmp(repo, "image") == 0 && strcmp(role, "targets") == 0)
+			continue;
 		const json_t *nr = json_object_get(json_object_get(sp, "roles"), role);
 		const json_t *cr = json_object_get(json_object_get(cur_signed, "roles"), role);
 		if (!json_equal(json_object_get(nr, "threshold"), json_object_get(cr, "threshold")))
@@ -581,7 +585,8 @@ static int check_online_roles(db_conn *c, const struct tuf_settings *s, const ch
 			error = gn_err_set(
 				err, GN_EINVAL,
 				"the %s role's keys are neither the current ones nor a pending rotation's; rotate "
-				"online keys with POST /v1/keys/rotate, then export the draft",
+				"online keys with POST /v1/keys/rotate, then export the draft (or, for the image "
+				"repository's targets, take them offline with ?offline_targets=true)",
 				role);
 	}
 	json_decref(draft);
@@ -602,8 +607,9 @@ static int check_root_signatures(const json_t *env, const json_t *cur_signed, gn
 	return error;
 }
 
-/* Records the root keys the new root of repo names and retires the others. */
-static int record_root_keys(db_conn *c, const char *repo, const json_t *sp, gn_err *err)
+/* Records the keys of role that the new root of repo names (those new here without a private
+ * key) and retires the others. */
+static int record_role_keys(db_conn *c, const char *repo, const json_t *sp, const char *role, gn_err *err)
 {
 	gn_buf arr;
 	size_t i;
@@ -611,16 +617,16 @@ static int record_root_keys(db_conn *c, const char *repo, const json_t *sp, gn_e
 	int error = 0;
 	gn_buf_init(&arr);
 	gn_buf_puts(&arr, "{");
-	json_array_foreach(root_keyids(sp), i, id) {
+	json_array_foreach(role_keyids(sp, role), i, id) {
 		const json_t *key = json_object_get(json_object_get(sp, "keys"), json_string_value(id));
 		const char *pub = json_string_value(json_object_get(json_object_get(key, "keyval"), "public"));
-		const char *p[] = {json_string_value(id), repo, "root", pub ? pub : "", NULL};
+		const char *p[] = {json_string_value(id), repo, role, pub ? pub : "", NULL};
 		if (!error)
 			error = db_exec(NULL, c, &st_key_insert, p, err);
 		gn_buf_printf(&arr, "%s%s", i ? "," : "", json_string_value(id));
 	}
 	gn_buf_puts(&arr, "}");
-	const char *pr[] = {repo, "root", arr.data};
+	const char *pr[] = {repo, role, arr.data};
 	if (!error)
 		error = db_exec(NULL, c, &st_key_retire_others, pr, err);
 	gn_buf_cleanup(&arr);
@@ -645,6 +651,9 @@ static int store_root(db_conn *c, const struct tuf_settings *s, const char *repo
 		error = db_exec(NULL, c, &st_key_activate_pending, pa, err);
 		rotated = true;
 	}
+	/* Targets keys that are neither the current nor a pending one are offline keys. */
+	if (!error && strcmp(repo, "image") == 0)
+		error = record_role_keys(c, repo, sp, "targets", err);
 	if (!error && rotated)
 		error = republish(c, s, repo, err);
 	if (!error)
@@ -654,7 +663,7 @@ static int store_root(db_conn *c, const struct tuf_settings *s, const char *repo
 }
 
 int tuf_keys_root_import(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
-			 const char *repo, const json_t *env, gn_err *err)
+			 const char *repo, const json_t *env, bool offline_targets, gn_err *err)
 {
 	struct tuf_latest cur;
 	char ver[16];
@@ -669,8 +678,9 @@ int tuf_keys_root_import(int *out_version, db_conn *c, const struct tuf_settings
 	const json_t *cur_signed = json_object_get(cur.env, "signed");
 	snprintf(ver, sizeof(ver), "%d", cur.version + 1);
 	if ((error = check_root_shape(&exp, sp, repo, cur.version, err)) ||
-	    (error = check_online_roles(c, s, repo, sp, cur_signed, cur.version, err)) ||
-	    (error = check_root_signatures(env, cur_signed, err)) || (error = record_root_keys(c, repo, sp, err)) ||
+	    (error = check_online_roles(c, s, repo, sp, cur_signed, cur.version, offline_targets, err)) ||
+	    (error = check_root_signatures(env, cur_signed, err)) ||
+	    (error = record_role_keys(c, repo, sp, "root", err)) ||
 	    (error = store_root(c, s, repo, env, cur_signed, cur.version + 1, exp, err)) ||
 	    (error = audit_write(c, who, "tuf.root_import", "tuf_root", ver, json_pack("{s:s}", "repo", repo), err)) ||
 	    (error = db_tx_commit(c, err)))

@@ -37,10 +37,11 @@ int tuf_keys_rotate(json_t **out, db_conn *c, const struct tuf_settings *s, cons
 int tuf_keys_root_draft(json_t **out, db_conn *c, const struct tuf_settings *s, const char *repo, gn_err *err) GN_WUR;
 /* Verifies a root of repo ("image" or "director") signed offline (version = current + 1, only
  * the repository's roles, a threshold of the current and of its own root keys, online roles as
- * now or as a pending rotation has them) and publishes it; a pending key it lists signs from now
- * on. *out_version is its version. GN_EINVAL when it is refused. Opens its own transaction,
- * audited (tuf.root_import). */
+ * now or as a pending rotation has them; with offline_targets, the image repository's targets
+ * role may list any keys: those not held here take its top-level targets offline, tuf_deleg.h)
+ * and publishes it; a pending key it lists signs from now on. *out_version is its version. GN_EINVAL when it is
+ * refused. Opens its own transaction, audited (tuf.root_import). */
 int tuf_keys_root_import(int *out_version, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
-			 const char *repo, const json_t *env, gn_err *err) GN_WUR;
+			 const char *repo, const json_t *env, bool offline_targets, gn_err *err) GN_WUR;
 
 #endif

@@ -50,7 +50,8 @@ def test_contract_names_the_documented_routes(contract):
         ("PUT", "/v1/models/{name}/versions/{version}/yank"), ("DELETE", "/v1/models/{name}/versions/{version}/yank"),
         ("GET", "/v1/artifacts/sha256/{digest}"), ("HEAD", "/v1/artifacts/sha256/{digest}"),
         ("GET", "/v1/tuf/image/{file}"), ("GET", "/v1/tuf/image/targets/models/{name}/{version}/{file}"),
-        ("GET", "/v1/tuf/image/root/draft"), ("POST", "/v1/tuf/image/root"),
+        ("GET", "/v1/tuf/image/root/draft"), ("POST", "/v1/tuf/image/root"), ("POST", "/v1/tuf/image/targets"),
+        ("POST", "/v1/tuf/image/release-draft"), ("POST", "/v1/tuf/image/roles/{role}"),
         ("GET", "/v1/keys"), ("POST", "/v1/keys/rotate"),
         ("POST", "/v1/agent/checkin"), ("PUT", "/v1/devices/{id}/desired"), ("DELETE", "/v1/devices/{id}/desired"),
         ("GET", "/v1/devices/{id}/events"), ("POST", "/v1/desired"), ("GET", "/v1/tuf/director/{file}"),
@@ -181,7 +182,7 @@ def test_responses_fit_the_contract(server, contract):
 
 # --- the served routes, probed over HTTP ---------------------------------------------------------
 _SAMPLE = {"id": None, "name": "probe", "version": "1.0.0", "alias": "stable", "digest": "0" * 64,
-           "file": "root.json", "action": "pause", "asset": "app.js"}
+           "file": "root.json", "action": "pause", "asset": "app.js", "role": "ci"}
 _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 

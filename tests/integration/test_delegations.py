@@ -141,3 +141,189 @@ def test_delegated_role_must_be_what_the_snapshot_lists(drepo):
     meta = repo.dir / "metadata" / "2.ci.json"
     meta.write_bytes(meta.read_bytes() + b"\n")
     refused(client(srv, tmp, "download", TARGET), "ci")
+
+
+# --- gangliond with its top-level targets offline: CI signs, the server cannot ------------------
+import json  # noqa: E402
+
+import onnx  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
+
+from ganglion_harness import TEST_MODELS, Agent, last_event_id, wait_event, wait_for  # noqa: E402
+from hostile_server import sign as sign_crypto  # noqa: E402
+
+MODEL = "det"
+
+
+def pem_key(path):
+    """Writes a new Ed25519 private key (PEM) to path; returns path."""
+    path.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return path
+
+
+def model_bytes(tag):
+    """v1's model with another doc string: other bytes, the same function and sample."""
+    m = onnx.load_from_string((TEST_MODELS / "v1.onnx").read_bytes())
+    m.doc_string = f"delegation test {tag}"
+    return m.SerializeToString()
+
+
+def cli_push(srv, dir, version, *sign_args):
+    art, meta = dir / f"{version}.onnx", dir / f"{version}.json"
+    art.write_bytes(model_bytes(version))
+    meta.write_text(json.dumps(dict(json.loads((TEST_MODELS / "v1.json").read_text()), version=version)))
+    return srv.cli("models", "push", art, "--name", MODEL, "--meta", meta, "--no-progress", *sign_args, timeout=60)
+
+
+def assign(srv, device_id, version):
+    r = srv.api("PUT", f"/v1/devices/{device_id}/desired", json={"model": MODEL, "version": version})
+    assert r.status_code == 200, r.text
+
+
+def serving(agent, version):
+    got = wait_for(lambda: (agent.serving() or [None])[0] == version, 90, 0.2)
+    assert got, f"agent does not serve {version}: {agent.serving()}\n{agent.log()[-4000:]}"
+
+
+def agent_refused(srv, agent, after, version, words):
+    wait_event(srv, agent.device_id, lambda o: o["state"] == "failed" and o.get("version") == version
+               and words in o.get("detail", ""), after_id=after, what=f"refusal of {version} ({words})")
+
+
+def online_keys(pg, db):
+    """Every private key of the image repository in the database, active or retired: {role: [key]}."""
+    out = {}
+    for line in pg.sql("SELECT role || ' ' || replace(private_pem, E'\\n', '|') FROM tuf_keys"
+                       " WHERE repo = 'image' AND private_pem IS NOT NULL", db).splitlines():
+        role, pem = line.split(" ", 1)
+        out.setdefault(role, []).append(load_pem_private_key(pem.replace("|", "\n").encode() + b"\n", None))
+    return out
+
+
+def store(pg, db, role, version, env):
+    body = json.dumps(env, separators=(",", ":"), sort_keys=True)
+    assert "$gn$" not in body
+    pg.sql(f"INSERT INTO tuf_metadata (repo, role, version, body, expires_at) VALUES"
+           f" ('image', '{role}', {version}, $gn${body}$gn$, now() + interval '30 days')", db)
+    return body
+
+
+def latest(pg, db, role):
+    return json.loads(pg.sql(f"SELECT body FROM tuf_metadata WHERE repo = 'image' AND role = '{role}'"
+                             " ORDER BY version DESC LIMIT 1", db))
+
+
+def forge_release(pg, db, keys, role, entry_path, entry):
+    """What an attacker with the database and every online key does: a new version of `role` that
+    lists entry_path, signed with every key it has, and a snapshot and timestamp over it signed with
+    the real online keys. Returns the forged version."""
+    cur = latest(pg, db, role)["signed"]
+    signed = dict(cur, version=cur["version"] + 1, targets=dict(cur["targets"], **{entry_path: entry}))
+    every = [k for ks in keys.values() for k in ks]
+    store(pg, db, role, signed["version"], sign_crypto(signed, *every))
+    sn = latest(pg, db, "snapshot")["signed"]
+    meta = dict(sn["meta"], **{f"{role}.json": {"version": signed["version"]}})
+    sn_new = dict(sn, version=sn["version"] + 1, meta=meta)
+    sn_body = store(pg, db, "snapshot", sn_new["version"], sign_crypto(sn_new, *keys["snapshot"]))
+    ts = latest(pg, db, "timestamp")["signed"]
+    ts_new = dict(ts, version=ts["version"] + 1, meta={"snapshot.json": {
+        "version": sn_new["version"], "length": len(sn_body),
+        "hashes": {"sha256": hashlib.sha256(sn_body.encode()).hexdigest()}}})
+    store(pg, db, "timestamp", ts_new["version"], sign_crypto(ts_new, *keys["timestamp"]))
+    return signed["version"]
+
+
+def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, workdir):
+    srv = gangliond(extra_args=["--agent-poll-interval", "1s"])
+    ci = [pem_key(workdir / f"ci{i}.pem") for i in range(3)]
+    offline = pem_key(workdir / "targets-offline.pem")
+    root_ids = srv.api("GET", "/v1/tuf/image/root.json").json()["signed"]["roles"]["root"]["keyids"]
+    root_keys = [a for k in root_ids for a in ("--root-key", srv.data_dir / "keys" / f"root-{k}.pem")]
+
+    # Server-held mode says so; a release to sign is refused there.
+    p = srv.cli("keys", "list")
+    assert p.returncode == 0 and "WARNING: the image targets key is held by this server" in p.stderr, p.stderr
+    p = cli_push(srv, workdir, "0.9.0", "--sign-key", ci[0])
+    assert p.returncode != 0 and "server-held mode" in p.stderr, p.stderr
+
+    # The key ceremony: root lists the offline targets key; targets delegate models/*/*/* to 2 of 3 CI keys.
+    pub_hex = workdir / "ci2.pub"
+    pub_hex.write_text(load_pem_private_key(ci[2].read_bytes(), None).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex() + "\n")
+    p = srv.cli("keys", "delegate", "--targets-key", offline, "--ci-key", ci[0], "--ci-key", ci[1],
+                "--ci-key", pub_hex, "--threshold", "2", *root_keys)
+    assert p.returncode == 0 and "role ci signs models/*/*/* with 2 of 3 CI key(s)" in p.stdout, p.stderr
+    p = srv.cli("keys", "list")
+    assert p.returncode == 0 and "WARNING" not in p.stderr + p.stdout, p.stderr
+    top = srv.api("GET", "/v1/tuf/image/targets.json").json()
+    assert top["signed"]["delegations"]["roles"][0]["threshold"] == 2
+    # Uploading it again (same version) is refused; so is targets signed by a key the root does not list.
+    assert srv.api("POST", "/v1/tuf/image/targets", json=top).status_code == 409
+
+    # A release signed by 2 of the 3 CI keys installs.
+    p = cli_push(srv, workdir, "1.0.0", "--sign-key", ci[0], "--sign-key", ci[1])
+    assert p.returncode == 0 and "Released: signed role ci version 1" in p.stdout, (p.stdout, p.stderr)
+    a = Agent(workdir / "ag", srv.url)
+    a.enroll(srv.make_enroll_token()["token"])
+    a.start()
+    assign(srv, a.device_id, "1.0.0")
+    serving(a, "1.0.0")
+    assert json.loads((a.data_dir / "trust" / "image" / "delegated" / "ci.json").read_text())["signed"]["version"] == 1
+
+    # One CI signature: the server refuses it; the version is uploaded but not released, and the
+    # agent refuses it too.
+    p = cli_push(srv, workdir, "2.0.0", "--sign-key", ci[1])
+    assert p.returncode != 0 and "threshold is 2" in p.stderr, p.stderr
+    after = last_event_id(srv, a.device_id)
+    assign(srv, a.device_id, "2.0.0")
+    agent_refused(srv, a, after, "2.0.0", "has not signed target")
+    assert a.serving()[0] == "1.0.0"
+
+    # Another pair of CI keys (an external signer for the third) releases the next version.
+    signer = workdir / "signer.py"
+    signer.write_text(
+        "import sys, json, hashlib\n"
+        "from cryptography.hazmat.primitives.serialization import load_pem_private_key, Encoding, PublicFormat\n"
+        f"k = load_pem_private_key(open({str(ci[2])!r}, 'rb').read(), None)\n"
+        "pub = k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()\n"
+        "obj = {'keytype': 'ed25519', 'scheme': 'ed25519', 'keyval': {'public': pub}}\n"
+        "kid = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(',', ':')).encode()).hexdigest()\n"
+        "print(json.dumps({'keyid': kid, 'sig': k.sign(sys.stdin.buffer.read()).hex()}))\n")
+    p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", f"/usr/bin/python3 {signer}")
+    assert p.returncode == 0 and "Released: signed role ci version 2" in p.stdout, (p.stdout, p.stderr)
+    assign(srv, a.device_id, "2.0.1")
+    serving(a, "2.0.1")
+
+    # The compromised server: the database and every private key in it (snapshot, timestamp, and
+    # the retired server targets key). Through the API, a role signed with them is refused.
+    keys = online_keys(pg, db)
+    assert {"targets", "snapshot", "timestamp"} <= set(keys), keys.keys()
+    draft = srv.api("POST", "/v1/tuf/image/release-draft", json={"model": MODEL, "version": "2.0.0"}).json()
+    path, entry = draft["path"], draft["signed"]["targets"][draft["path"]]
+    forged = sign_crypto(draft["signed"], *[k for ks in keys.values() for k in ks])
+    r = srv.api("POST", "/v1/tuf/image/roles/ci", json=forged)
+    assert r.status_code == 400 and "threshold is 2" in r.text, r.text
+    # Straight into the database, with a snapshot and timestamp that vouch for it: the agent
+    # refuses the forged role and serves on.
+    forge_release(pg, db, keys, "ci", path, entry)
+    after = last_event_id(srv, a.device_id)
+    assign(srv, a.device_id, "2.0.0")
+    agent_refused(srv, a, after, "2.0.0", "threshold is 2")
+    assert a.serving()[0] == "2.0.1"
+    assert json.loads((a.data_dir / "trust" / "image" / "delegated" / "ci.json").read_text())["signed"]["version"] == 2
+    # The same with the top-level targets re-signed by the server's old targets key, listing
+    # another version uploaded but never released.
+    assert cli_push(srv, workdir, "2.0.2").returncode == 0
+    draft = srv.api("POST", "/v1/tuf/image/release-draft", json={"model": MODEL, "version": "2.0.2"}).json()
+    forge_release(pg, db, keys, "targets", draft["path"], draft["signed"]["targets"][draft["path"]])
+    after = last_event_id(srv, a.device_id)
+    assign(srv, a.device_id, "2.0.2")
+    agent_refused(srv, a, after, "2.0.2", "targets metadata has 0 valid signature(s)")
+    assert a.serving()[0] == "2.0.1"
+    # And CI does not sign on top of a forged current version.
+    p = cli_push(srv, workdir, "3.0.0", "--sign-key", ci[0], "--sign-key", ci[1])
+    assert p.returncode != 0 and "no valid signature by the keys signing here" in p.stderr, p.stderr
+    assert a.stop() == []
