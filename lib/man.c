@@ -23,9 +23,12 @@ static void escape_n(gn_buf *b, const char *s, size_t n, bool markup)
 			/* Code is not hyphenated (\\%). */
 			gn_buf_puts(b, bold ? "\\fR" : "\\fB\\%");
 			bold = !bold;
-		} else if (c == '/' && i + 1 < n && s[i + 1] != '/' && s[i + 1] != ' ' && s[i + 1] != '\n') {
-			/* A long path or URL may break after a slash (\\:) rather than overflow the line. */
-			gn_buf_puts(b, "/\\:");
+		} else if ((c == '/' || c == ':') && i + 1 < n && s[i + 1] != '/' && s[i + 1] != ':' &&
+			   s[i + 1] != ' ' && s[i + 1] != '\n') {
+			/* A long path, URL or colon-separated list (a TLS priority string) may break after a
+			 * slash or a colon (\\:) rather than overflow the line. */
+			gn_buf_append(b, &c, 1);
+			gn_buf_puts(b, "\\:");
 		} else if (c == '\\') {
 			gn_buf_puts(b, "\\e");
 		} else if (c == '-') {

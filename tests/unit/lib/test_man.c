@@ -61,6 +61,7 @@ static void test_escape(void **state)
 		{"unclosed `bold", "unclosed \\fB\\%bold\\fR"},
 		{"/var/lib/x", "/\\:var/\\:lib/\\:x"},
 		{"http://h/ and /", "http://\\:h/ and /"},
+		{"A:+B:-C::D: e", "A:\\:+B:\\:\\-C::\\:D: e"},
 		{"line\n.next", "line\n\\&.next"},
 	};
 	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
