@@ -8,6 +8,7 @@ import collections
 import csv
 import json
 import subprocess
+import socket
 import threading
 import time
 import uuid
@@ -503,7 +504,7 @@ def test_drift_alert_opens_after_its_windows_and_resolves(gangliond, contract):
 class _Receiver:
     """A webhook receiver on a local port that answers the first POST 500 and the rest 200."""
 
-    def __init__(self):
+    def __init__(self, port=0, fail_first=True):
         self.got = []
         outer = self
 
@@ -511,14 +512,14 @@ class _Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.got.append((json.loads(body), self.headers.get("Content-Type")))
-                self.send_response(500 if len(outer.got) == 1 else 200)
+                self.send_response(500 if fail_first and len(outer.got) == 1 else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -561,6 +562,35 @@ def test_alert_webhook_is_retried_and_delivered_once(gangliond, contract):
         assert last["delivery"] != first["delivery"]
         m = parse_metrics(server.api("GET", "/metrics", token=NO_TOKEN).text)
         assert not [x for x in m if x[0] == "gangliond_alerts_open"], m
+    finally:
+        hook.close()
+
+
+def test_alert_webhook_survives_a_restart(gangliond, pg, db):
+    """The receiver is down when the alert opens: the delivery waits in the database through a
+    restart of gangliond and arrives once the receiver listens."""
+    with socket.socket() as s:  # a port nothing listens on yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = gangliond(extra_args=["--alert-interval", "1s"])
+    fleet = _fleet(server, n_devices=1)
+    rule = {"name": "later", "model": "cam", "min_samples": 100, "windows": 1,
+            "webhook": f"http://127.0.0.1:{port}/hook"}
+    assert server.api("POST", "/v1/alert-rules", json=rule).status_code == 201
+    rng = np.random.default_rng(6)
+    assert _post(server, fleet[0][1], [_window(_now_window(2), rng.normal(2.0, 1.0, 300))]).status_code == 200
+    _wait_alerts(server, 1)
+    tries = "SELECT attempts FROM alert_deliveries WHERE delivered_at IS NULL"
+    assert wait_for(lambda: int(pg.sql(tries, dbname=db).strip() or 0) >= 1, timeout=15), "no attempt made"
+    server.stop()
+    server.start()
+    hook = _Receiver(port=port, fail_first=False)
+    try:
+        assert wait_for(lambda: len(hook.got) == 1, timeout=30, interval=0.2), hook.got
+        assert hook.got[0][0]["event"] == "alert.open"
+        row = pg.sql("SELECT attempts > 1, delivered_at IS NOT NULL, last_status FROM alert_deliveries",
+                     dbname=db).strip()
+        assert row == "t|t|200", row
     finally:
         hook.close()
 
