@@ -11,6 +11,7 @@
 #include "director.h"
 #include "http.h"
 #include "last_seen.h"
+#include "log.h"
 #include "rollouts.h"
 
 const gn_json_field http_checkin_fields[] = {
@@ -20,15 +21,81 @@ const gn_json_field http_checkin_fields[] = {
 };
 const size_t http_checkin_nfields = GN_ARRAY_LEN(http_checkin_fields);
 
-/* A check-in's parts as JSON text: the report, facts and last operation (NULL when absent). */
+/* A check-in's parts: the hash and size of the report as it would be stored, and (only when it
+ * is to be written: report_texts) its JSON texts: the report, facts and last operation (NULL
+ * when absent). The common check-in (304, nothing changed) allocates no text. */
 struct report {
+	const json_t *body; /* borrowed */
 	char *reported, *facts, *operation;
+	bool texts;    /* the three above are made */
 	int64_t seq;   /* its sequence number; 0 when the agent sends none */
 	uint64_t hash; /* of all three (not seq), to notice a changed report */
+	size_t size;   /* of the report and facts texts */
 };
+
+#define REPORT_JSON (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY)
+
+/* Streams JSON text into a hash and a byte count instead of a buffer. */
+struct sink {
+	uint64_t h;
+	size_t len;
+};
+
+static int sink_bytes(const char *buf, size_t n, void *data)
+{
+	struct sink *s = data;
+	s->h = checkin_cache_hash(s->h, buf, n);
+	s->len += n;
+	return 0;
+}
+
+static void sink_text(struct sink *s, const char *t)
+{
+	sink_bytes(t, strlen(t), s);
+}
+
+/* v as json_dumps(v, REPORT_JSON) writes it; "null" for NULL. */
+static void sink_json(struct sink *s, const json_t *v)
+{
+	if (!v || json_dump_callback(v, sink_bytes, s, REPORT_JSON) != 0)
+		sink_text(s, "null");
+}
 
 static void report_init(struct report *out, const json_t *body)
 {
+	const json_t *facts = json_object_get(body, "facts"), *op = json_object_get(body, "last_operation");
+	struct sink s = {0, 0};
+	/* The bytes report_texts makes of the report: its keys sorted, compact. */
+	sink_text(&s, "{\"agent_version\":");
+	sink_json(&s, json_object_get(body, "agent_version"));
+	sink_text(&s, ",\"last_operation\":");
+	sink_json(&s, op);
+	sink_text(&s, ",\"models\":");
+	sink_json(&s, json_object_get(body, "models"));
+	sink_text(&s, "}");
+	size_t reported_len = s.len;
+	s.len = 0;
+	if (json_is_object(facts))
+		sink_json(&s, facts);
+	else
+		sink_text(&s, "-");
+	out->size = reported_len + (json_is_object(facts) ? s.len : 0);
+	if (json_is_object(op))
+		sink_json(&s, op);
+	else
+		sink_text(&s, "-");
+	out->hash = s.h;
+	out->body = body;
+	json_t *seq = json_object_get(body, "seq");
+	out->seq = seq ? (int64_t)json_integer_value(seq) : 0;
+}
+
+/* Makes the texts to store. */
+static void report_texts(struct report *out)
+{
+	if (out->texts)
+		return;
+	const json_t *body = out->body;
 	json_t *facts = json_object_get(body, "facts"), *op = json_object_get(body, "last_operation");
 	json_t *reported = json_pack("{s:O?,s:O?,s:O?}", "agent_version", json_object_get(body, "agent_version"),
 				     "models", json_object_get(body, "models"), "last_operation", op);
@@ -36,12 +103,13 @@ static void report_init(struct report *out, const json_t *body)
 	json_decref(reported);
 	out->facts = json_is_object(facts) ? json_dumps(facts, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	out->operation = json_is_object(op) ? json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	out->texts = true;
+	/* The streamed hash and size must be those of these very texts. */
 	uint64_t h = checkin_cache_hash(0, out->reported, strlen(out->reported));
 	h = checkin_cache_hash(h, out->facts ? out->facts : "-", out->facts ? strlen(out->facts) : 1);
-	out->hash = checkin_cache_hash(h, out->operation ? out->operation : "-",
-				       out->operation ? strlen(out->operation) : 1);
-	json_t *seq = json_object_get(body, "seq");
-	out->seq = seq ? (int64_t)json_integer_value(seq) : 0;
+	h = checkin_cache_hash(h, out->operation ? out->operation : "-", out->operation ? strlen(out->operation) : 1);
+	if (h != out->hash || strlen(out->reported) + (out->facts ? strlen(out->facts) : 0) != out->size)
+		gn_log(GN_LOG_ERROR, "event=bug what=\"check-in report hash or size differs from its text\"");
 }
 
 /* Checks what the body cannot say by its types: a sequence number from 1, a report that fits
@@ -49,7 +117,7 @@ static void report_init(struct report *out, const json_t *body)
 static int report_check(struct gd_req *r, const struct report *rep, const json_t *body)
 {
 	char msg[160];
-	size_t size = strlen(rep->reported) + (rep->facts ? strlen(rep->facts) : 0);
+	size_t size = rep->size;
 	int64_t max = config_get()->max_report_size;
 	if (json_object_get(body, "seq") && rep->seq < 1) {
 		gd_reply_problem(r, 400, "field 'seq' must be a positive integer");
@@ -66,11 +134,12 @@ static int report_check(struct gd_req *r, const struct report *rep, const json_t
 
 /* Records the report; on failure answers (409 with last_seq for a replayed, older sequence
  * number) and returns non-zero. */
-static int record(struct gd_req *r, const struct report *rep)
+static int record(struct gd_req *r, struct report *rep)
 {
 	enum director_report_outcome outcome;
 	int64_t last = 0;
 	gn_err err;
+	report_texts(rep);
 	int rc = director_report(&outcome, &last, gd_db(r), gd_actor(r)->id, rep->reported, rep->facts, rep->operation,
 				 rep->seq, (int)config_get()->device_reports_per_hour, &err);
 	if (rc == GN_ECONFLICT) {
@@ -104,7 +173,7 @@ static void report_cleanup(struct report *rep)
 /* Nothing changed since the answer this device holds: answers 304 from memory (writing its report
  * only when it changed; its last-seen time goes to the batched writer, last_seen.c) and returns
  * true. Such a check-in is routine (logged at debug) unless its report changed. */
-static bool reply_from_memory(struct gd_req *r, const struct report *rep, const char *inm, int64_t now)
+static bool reply_from_memory(struct gd_req *r, struct report *rep, const char *inm, int64_t now)
 {
 	int told;
 	long long poll;
