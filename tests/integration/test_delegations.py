@@ -152,6 +152,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key  # noqa: E402
 
 from ganglion_harness import TEST_MODELS, Agent, last_event_id, wait_event, wait_for  # noqa: E402
+import tuf_verify  # noqa: E402
 from hostile_server import sign as sign_crypto  # noqa: E402
 
 MODEL = "det"
@@ -296,6 +297,12 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     assert p.returncode == 0 and "Released: signed role ci version 2" in p.stdout, (p.stdout, p.stderr)
     assign(srv, a.device_id, "2.0.1")
     serving(a, "2.0.1")
+    # The project's own verifier (no code shared with lib/) walks the delegation too.
+    summary = tuf_verify.verify(srv.url, srv.admin_token)
+    # 0.9.0 was signed by the server before the ceremony, which kept it in the top-level targets.
+    released = {f"models/{MODEL}/{v}/v1.onnx" for v in ("0.9.0", "1.0.0", "2.0.1")}
+    assert summary["delegated_roles"] == ["ci"] and set(summary["targets"]) == released, summary
+    assert summary["unreleased"] == [f"models/{MODEL}/2.0.0/v1.onnx"], summary
 
     # The compromised server: the database and every private key in it (snapshot, timestamp, and
     # the retired server targets key). Through the API, a role signed with them is refused.
@@ -309,6 +316,8 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     # Straight into the database, with a snapshot and timestamp that vouch for it: the agent
     # refuses the forged role and serves on.
     forge_release(pg, db, keys, "ci", path, entry)
+    with pytest.raises(tuf_verify.VerifyError, match="from delegated ci keys, threshold 2"):
+        tuf_verify.verify(srv.url, srv.admin_token)
     after = last_event_id(srv, a.device_id)
     assign(srv, a.device_id, "2.0.0")
     agent_refused(srv, a, after, "2.0.0", "threshold is 2")

@@ -7,7 +7,11 @@ here as a failure.
 Checks, for a running gangliond: the root chain 1..N (root 1 self-signed to threshold, each N+1
 signed by a threshold of N's root keys and of its own), key ids, timestamp -> snapshot (version,
 length, SHA-256 of the exact bytes) -> targets (version), every signature, expiries, _type and
-spec_version, consistent-snapshot file names, and that every published model version is a
+spec_version, consistent-snapshot file names, delegations (TUF 5.6.7: each delegated targets
+role at the version the snapshot lists, signed to its delegation's threshold, listing only paths
+delegated to it, looked up pre-order and depth first with terminating delegations; with the
+top-level targets offline, a published version CI has not signed is reported as unreleased, not
+as a problem), and that every released model version is a
 target with the right length and hash, downloadable at its TUF target path, whose custom digests are the SHA-256 of the bytes served
 at .../sample and .../reference-profile.
 
@@ -25,6 +29,7 @@ verifies, 1 otherwise)."""
 
 import argparse
 import datetime
+import fnmatch
 import hashlib
 import json
 import re
@@ -343,6 +348,94 @@ class Verifier:
                 self.problem(f"target {path}: needs a length and hashes.sha256")
         return ts, sn, tg
 
+    # --- delegations (TUF 5.6.7) ---------------------------------------------------------------
+    @staticmethod
+    def path_matches(role, path):
+        """The specification's rule: shell-style patterns whose wildcards never match '/' (so a
+        pattern and a path have as many '/'-separated parts), or a prefix of the path's SHA-256."""
+        if "paths" in role:
+            parts = path.split("/")
+            return any(len(p.split("/")) == len(parts) and
+                       all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, p.split("/")))
+                       for p in role["paths"])
+        return any(sha256_hex(path.encode()).startswith(p) for p in role.get("path_hash_prefixes", []))
+
+    def delegated(self, name, delegations, smeta):
+        """Fetches and checks delegated role `name` (its entry in delegations["roles"]); returns its
+        signed part, or None (the problem recorded)."""
+        role = next(r for r in delegations["roles"] if r.get("name") == name)
+        m = smeta.get(f"{name}.json")
+        if not isinstance(m, dict) or not isinstance(m.get("version"), int):
+            self.problem(f"snapshot lists no version of delegated role {name}")
+            return None
+        file = f"{m['version']}.{name}.json"
+        raw, _ = self.get(f"/v1/tuf/image/{file}")
+        if "length" in m and m["length"] != len(raw):
+            self.problem(f"{file}: the snapshot lists {m['length']} bytes, it has {len(raw)}")
+        env = json.loads(raw)
+        if not self.check_header(file, env, "targets"):
+            return None
+        fake_root = {"keys": delegations.get("keys", {}),
+                     "roles": {name: {"keyids": role.get("keyids"), "threshold": role.get("threshold")}}}
+        before = len(self.problems)
+        self.check_threshold(file, env, fake_root, name, by="delegated ")
+        self.check_every_signature(file, env, {k: fake_root["keys"][k] for k in role.get("keyids", [])
+                                               if k in fake_root["keys"]})
+        if env["signed"].get("version") != m["version"]:
+            self.problem(f"{file}: version is {env['signed'].get('version')}")
+        for path in env["signed"].get("targets", {}):
+            if not self.path_matches(role, path):
+                self.problem(f"{file}: lists {path}, outside the paths delegated to {name}")
+        return env["signed"] if len(self.problems) == before else None
+
+    def find_target(self, path, top, smeta, cache):
+        """The entry for path through delegations (pre-order depth-first, each role once, at most
+        32, a terminating delegation ending the search), or None."""
+        if path in top.get("targets", {}):
+            return top["targets"][path]
+        stack, visited = [], set()
+
+        def push(signed):
+            d = signed.get("delegations") or {}
+            children = []
+            for r in d.get("roles", []):
+                if self.path_matches(r, path):
+                    children.append((r["name"], d))
+                    if r.get("terminating"):
+                        stack.clear()
+                        break
+            stack.extend(reversed(children))
+
+        push(top)
+        while stack and len(visited) < 31:
+            name, d = stack.pop()
+            if name in visited:
+                continue
+            visited.add(name)
+            if name not in cache:
+                cache[name] = self.delegated(name, d, smeta)
+            signed = cache[name]
+            if signed is None:
+                return None
+            if path in signed.get("targets", {}):
+                return signed["targets"][path]
+            push(signed)
+        return None
+
+    def effective_targets(self, top, smeta):
+        """{path: entry} of every target the repository signs, top-level or delegated."""
+        cache, paths, todo = {}, set(top.get("targets", {})), [top]
+        while todo:  # every delegated role reachable, for the paths they list
+            d = todo.pop().get("delegations") or {}
+            for r in d.get("roles", []):
+                if r.get("name") not in cache:
+                    cache[r["name"]] = self.delegated(r["name"], d, smeta)
+                    if cache[r["name"]] is not None:
+                        paths |= set(cache[r["name"]].get("targets", {}))
+                        todo.append(cache[r["name"]])
+        found = {p: self.find_target(p, top, smeta, cache) for p in sorted(paths)}
+        return {p: e for p, e in found.items() if e is not None}
+
     def models(self):
         """Returns {name: [version strings]} for every published model version."""
         out = {}
@@ -357,10 +450,12 @@ class Verifier:
             if not cursor:
                 return out
 
-    def verify_models(self, targets):
-        """Every published version is a target with the right length, hash and custom digests;
-        every target is a published version."""
+    def verify_models(self, targets, delegated=False):
+        """Every published version is a target with the right length, hash and custom digests
+        (with delegations, one CI has not signed is unreleased: self.unreleased); every target is
+        a published version."""
         seen = set()
+        self.unreleased = []
         for name, versions in self.models().items():
             for ver in versions:
                 base = f"/v1/models/{urllib.parse.quote(name)}/versions/{urllib.parse.quote(ver)}"
@@ -368,6 +463,9 @@ class Verifier:
                 path = f"models/{name}/{ver}/{v['filename']}"
                 seen.add(path)
                 t = targets.get(path)
+                if t is None and delegated:
+                    self.unreleased.append(path)
+                    continue
                 if t is None:
                     self.problem(f"{name} {ver}: no target {path}")
                     continue
@@ -425,7 +523,9 @@ class Verifier:
     def run(self):
         root, root_version = self.verify_roots()
         ts, sn, tg = self.verify_chain(root)
-        n = self.verify_models(tg["targets"])
+        delegations = [r["name"] for r in (tg.get("delegations") or {}).get("roles", [])]
+        targets = self.effective_targets(tg, sn["meta"]) if delegations else tg["targets"]
+        n = self.verify_models(targets, delegated=bool(delegations))
         if self.problems:
             raise VerifyError(self.problems)
         return {
@@ -433,7 +533,9 @@ class Verifier:
             "timestamp_version": ts["version"],
             "snapshot_version": sn["version"],
             "targets_version": tg["version"],
-            "targets": sorted(tg["targets"]),
+            "targets": sorted(targets),
+            "delegated_roles": delegations,
+            "unreleased": self.unreleased,
             "model_versions": n,
             "expires": {"root": root["expires"], "timestamp": ts["expires"], "snapshot": sn["expires"],
                         "targets": tg["expires"]},
@@ -490,10 +592,11 @@ def verify_director(url, token, device_token=None, device_id=None, now=None):
     with device_token, that device's targets. Returns the director summary or raises VerifyError."""
     image = Verifier(url, token, check_artifacts=False, now=now)
     root, _ = image.verify_roots()
-    _, _, tg = image.verify_chain(root)
+    _, sn, tg = image.verify_chain(root)
+    targets = image.effective_targets(tg, sn["meta"]) if tg.get("delegations") else tg["targets"]
     if image.problems:
         raise VerifyError(image.problems)
-    return Verifier(url, token, now=now, repo="director").run_director(device_token, device_id, tg["targets"])
+    return Verifier(url, token, now=now, repo="director").run_director(device_token, device_id, targets)
 
 
 def verify(url, token, check_artifacts=True, now=None):
