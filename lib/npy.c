@@ -78,9 +78,11 @@ static int read_dim(uint64_t *out, struct cursor *c, gn_err *err)
 	skip_space(c);
 	start = c->p;
 	while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-		v = v * 10 + (uint64_t)(*c->p++ - '0');
-		if (v >= (1ULL << 62))
+		uint64_t d = (uint64_t)(*c->p++ - '0');
+		/* Checked before multiplying: 10 * v wraps past 2^64 long before v reaches 2^62 otherwise. */
+		if (v > ((1ULL << 62) - 1 - d) / 10)
 			return gn_err_set(err, GN_EINVAL, "npy header: a dimension is too large");
+		v = v * 10 + d;
 	}
 	if (c->p == start)
 		return gn_err_set(err, GN_EINVAL, "npy header: shape must be a tuple of non-negative integers");

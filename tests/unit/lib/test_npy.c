@@ -171,6 +171,11 @@ static void test_headers(void **state)
 		 GN_ETOOBIG, "too many"},
 		{"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}\n", 0, GN_EINVAL,
 		 "too large"},
+		/* 2^64 + 1: wraps to 1 if the bound is checked after multiplying (then 4 bytes would fit). */
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551617,)}\n", 4, GN_EINVAL,
+		 "too large"},
+		{"{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904,)}\n", 0, GN_EINVAL,
+		 "too large"},
 		{"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
 		 "1,1,1,1,1,1,1,1)}\n",
 		 4, GN_EINVAL, "more than 32"},
