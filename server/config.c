@@ -31,9 +31,9 @@ static const gn_conf_opt opts[] = {
 	OPT("tls-client-ca-file", GN_CONF_STRING, tls_client_ca_file, "", false, 0, 0, "FILE",
 	    "require every client to present a certificate signed by a CA in this PEM file, on top of its token "
 	    "(403 otherwise); empty: no client certificates"),
-	OPT("tls-priorities", GN_CONF_STRING, tls_priorities, GD_TLS_PRIORITIES_DEFAULT, false, 0, 0, "PRIORITIES",
-	    "GnuTLS priority string: the TLS versions, ciphers and key exchanges offered (default: TLS 1.3 and 1.2 "
-	    "with AEAD ciphers and forward secrecy only)"),
+	OPT("tls-priorities", GN_CONF_STRING, tls_priorities, "", false, 0, 0, "PRIORITIES",
+	    "GnuTLS priority string: the TLS versions, ciphers and key exchanges offered; empty: TLS 1.3 and 1.2 "
+	    "only, AEAD ciphers only, ECDHE key exchange (the string is logged at start)"),
 	OPT("tls-required", GN_CONF_BOOL, tls_required, "false", false, 0, 0, NULL,
 	    "refuse to start without tls-cert-file and tls-key-file (so a configuration that lost them cannot serve "
 	    "plain HTTP)"),

@@ -83,7 +83,7 @@ struct gd_config {
 
 extern const gn_conf_table config_table;
 
-/* tls-priorities' default: TLS 1.3 and 1.2 only, AEAD ciphers, ECDHE key exchange (forward
+/* The cipher policy when tls-priorities is empty: TLS 1.3 and 1.2 only, AEAD ciphers, ECDHE key exchange (forward
  * secrecy), the server's order of preference. */
 #define GD_TLS_PRIORITIES_DEFAULT                                                                             \
 	"SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-" \

@@ -187,6 +187,12 @@ static bool set(const char *s)
 	return s && *s;
 }
 
+/* The GnuTLS priority string c asks for. */
+static const char *policy(const struct gd_config *c)
+{
+	return set(c->tls_priorities) ? c->tls_priorities : GD_TLS_PRIORITIES_DEFAULT;
+}
+
 int http_tls_check_config(const struct gd_config *c, gn_err *err)
 {
 	bool cert = set(c->tls_cert_file), key = set(c->tls_key_file);
@@ -199,14 +205,12 @@ int http_tls_check_config(const struct gd_config *c, gn_err *err)
 		return gn_err_set(err, GN_EINVAL,
 				  "tls-required is true but tls-cert-file and tls-key-file are not set: gangliond "
 				  "would serve plain HTTP");
-	if (!set(c->tls_priorities))
-		return gn_err_set(err, GN_EINVAL, "tls-priorities must not be empty");
 	gnutls_priority_t p;
-	const char *bad = NULL;
-	int rc = gnutls_priority_init(&p, c->tls_priorities, &bad);
+	const char *bad = NULL, *want = policy(c);
+	int rc = gnutls_priority_init(&p, want, &bad);
 	if (rc < 0)
 		return gn_err_set(err, GN_EINVAL, "tls-priorities: %s at '%.40s'", gnutls_strerror(rc),
-				  bad ? bad : c->tls_priorities);
+				  bad ? bad : want);
 	gnutls_priority_deinit(p);
 	return 0;
 }
@@ -245,9 +249,10 @@ int http_tls_init(const struct gd_config *c, gn_err *err)
 		}
 		client_ca_path = gn_strdup(c->tls_client_ca_file);
 	}
-	priorities = gn_strdup(c->tls_priorities);
+	priorities = gn_strdup(policy(c));
 	atomic_store_explicit(&current, cr, memory_order_release);
 	log_cert(cr, "tls_certificate_loaded", c->tls_cert_file);
+	gn_log(GN_LOG_INFO, "event=tls_policy priorities=\"%s\"", priorities);
 	return 0;
 }
 
