@@ -536,7 +536,12 @@ static int delegate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	}
 	gn_ed25519_public(pub, tk);
 	tkey = gn_tuf_key_json(pub);
-	if ((error = gn_tuf_keyid(tid, tkey, err)) || (error = root_lists_key(ctx, args, tid, tkey, err)) ||
+	/* Every local argument is checked before the root changes: no half-done ceremony for a typo. */
+	if ((error = gn_tuf_keyid(tid, tkey, err)) || (error = delegating_targets(&sp, args, NULL, lifetime, err)))
+		goto out;
+	json_decref(sp);
+	sp = NULL;
+	if ((error = root_lists_key(ctx, args, tid, tkey, err)) ||
 	    (error = cli_request(&current, ctx, "GET", "/v1/tuf/image/targets.json", NULL, err)) ||
 	    (error = delegating_targets(&sp, args, current, lifetime, err)) ||
 	    (error = gn_tuf_sign(&env, sp, &tk, 1, err)) ||

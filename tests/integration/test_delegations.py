@@ -250,6 +250,11 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     p = cli_push(srv, workdir, "0.9.0", "--sign-key", ci[0])
     assert p.returncode != 0 and "server-held mode" in p.stderr, p.stderr
 
+    # A bad argument changes nothing: no root is signed for a ceremony that cannot finish.
+    p = srv.cli("keys", "delegate", "--targets-key", offline, "--ci-key", ci[0], "--threshold", "2", *root_keys)
+    assert p.returncode == 2 and "--threshold (2)" in p.stderr, p.stderr
+    assert srv.api("GET", "/v1/tuf/image/root.json").json()["signed"]["version"] == 1
+
     # The key ceremony: root lists the offline targets key; targets delegate models/*/*/* to 2 of 3 CI keys.
     pub_hex = workdir / "ci2.pub"
     pub_hex.write_text(load_pem_private_key(ci[2].read_bytes(), None).public_key().public_bytes(
