@@ -29,11 +29,18 @@ const gn_json_field alerts_rule_fields[] = {
 };
 const size_t alerts_rule_nfields = GN_ARRAY_LEN(alerts_rule_fields);
 
-#define RULE_JSON                                                                                            \
+#define RULE_JSON_WITH(webhook)                                                                              \
 	"jsonb_build_object('name', r.name, 'model', r.model, 'version', r.version, 'feature', r.feature,"   \
 	" 'metric', r.metric, 'threshold', r.threshold, 'min_samples', r.min_samples, 'windows', r.windows," \
-	" 'group_by', r.group_by, 'webhook', r.webhook, 'created_by', r.created_by, 'created_at',"           \
+	" 'group_by', r.group_by, 'webhook', " webhook ", 'created_by', r.created_by, 'created_at',"         \
 	" gn_ts(r.created_at))::text"
+/* The rule as its creator (an operator) sent it. */
+#define RULE_JSON RULE_JSON_WITH("r.webhook")
+/* The rule as any reader sees it: a webhook URL often holds its secret (Slack's and Teams' put it
+ * in the path), so only its scheme and host are shown, without user information. */
+#define RULE_JSON_READER                                                                                    \
+	RULE_JSON_WITH("CASE WHEN r.webhook IS NULL THEN NULL ELSE regexp_replace(substring(r.webhook FROM" \
+		       " '^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*'), '://[^@]*@', '://') || '/...' END")
 #define ALERT_JSONB                                                                                           \
 	"jsonb_build_object('id', a.id, 'rule', a.rule, 'model', a.model, 'version', a.version, 'feature',"   \
 	" a.feature, 'group', a.group_value, 'metric', a.metric, 'threshold', a.threshold, 'value', a.value," \
@@ -43,7 +50,7 @@ const size_t alerts_rule_nfields = GN_ARRAY_LEN(alerts_rule_fields);
 #define ALERT_JSON ALERT_JSONB "::text"
 
 const db_stmt alerts_rules_list_stmt = {"alerts_rules_list",
-					"SELECT " RULE_JSON
+					"SELECT " RULE_JSON_READER
 					", r.name FROM alert_rules r WHERE ($1::text IS NULL OR r.name > $1)"
 					" ORDER BY r.name COLLATE \"C\" LIMIT $2",
 					2};
@@ -586,6 +593,39 @@ static int backoff_s(int attempts)
 	return s < 3600 ? s : 3600;
 }
 
+/* Writes msg into out with the webhook URL in it cut to its scheme and host: the error of a failed
+ * delivery is logged and stored, and the URL's path, query or user information may be the
+ * receiver's secret. msg may hold the URL cut short (an error message's size is bounded), so
+ * what follows its scheme and host up to the next blank is dropped, whatever it is. */
+static void redact_url(char *out, size_t n, const char *msg, const char *url)
+{
+	size_t scheme = strcspn(url, ":");
+	if (!scheme || strncmp(url + scheme, "://", 3) != 0) {
+		snprintf(out, n, "the delivery failed (its error names the URL, which is not shown)");
+		return;
+	}
+	size_t host = scheme + 3 + strcspn(url + scheme + 3, "/?#");
+	const char *at = memchr(url + scheme + 3, '@', host - scheme - 3);
+	const char *h = at ? at + 1 : url + scheme + 3;
+	gn_buf b;
+	gn_buf_init(&b);
+	for (const char *p = msg;;) {
+		const char *hit = strstr(p, url + scheme); /* "://...", with or without the scheme before */
+		if (!hit) {
+			gn_buf_puts(&b, p);
+			break;
+		}
+		gn_buf_append(&b, p, (size_t)(hit - p));
+		gn_buf_puts(&b, "://");
+		gn_buf_append(&b, h, (size_t)(url + host - h));
+		gn_buf_puts(&b, "/...");
+		for (p = hit + 3; *p && *p != ' ' && *p != '\t' && *p != '\n'; p++)
+			;
+	}
+	snprintf(out, n, "%.190s", b.len ? b.data : "");
+	gn_buf_cleanup(&b);
+}
+
 int alerts_webhooks_tick(db_conn *c, gn_err *err)
 {
 	PGresult *due = NULL;
@@ -615,7 +655,7 @@ int alerts_webhooks_tick(db_conn *c, gn_err *err)
 		snprintf(status, sizeof(status), "%ld", resp.status);
 		snprintf(next, sizeof(next), "%d", backoff_s(attempts));
 		if (hr)
-			snprintf(why, sizeof(why), "%.190s", e.msg);
+			redact_url(why, sizeof(why), e.msg, url);
 		else
 			snprintf(why, sizeof(why), "HTTP %ld", resp.status);
 		bool give_up = !ok && attempts >= ALERTS_WEBHOOK_ATTEMPTS;

@@ -574,14 +574,23 @@ def test_alert_webhook_survives_a_restart(gangliond, pg, db):
         port = s.getsockname()[1]
     server = gangliond(extra_args=["--alert-interval", "1s"])
     fleet = _fleet(server, n_devices=1)
+    # The URL's user information and path are the receiver's secrets: only its scheme and host
+    # may show, to readers of the rule and in the logged and stored error of a failed delivery.
     rule = {"name": "later", "model": "cam", "min_samples": 100, "windows": 1,
-            "webhook": f"http://127.0.0.1:{port}/hook"}
-    assert server.api("POST", "/v1/alert-rules", json=rule).status_code == 201
+            "webhook": f"http://hook:pa55word@127.0.0.1:{port}/hook/T0KEN-s3cr3t?sig=abc"}
+    assert server.api("POST", "/v1/alert-rules", json=rule).json()["webhook"] == rule["webhook"]
+    reader = server.make_token(["read"])["token"]
+    (shown,) = server.api("GET", "/v1/alert-rules", token=reader).json()["items"]
+    assert shown["webhook"] == f"http://127.0.0.1:{port}/...", shown
     rng = np.random.default_rng(6)
     assert _post(server, fleet[0][1], [_window(_now_window(2), rng.normal(2.0, 1.0, 300))]).status_code == 200
     _wait_alerts(server, 1)
     tries = "SELECT attempts FROM alert_deliveries WHERE delivered_at IS NULL"
     assert wait_for(lambda: int(pg.sql(tries, dbname=db).strip() or 0) >= 1, timeout=15), "no attempt made"
+    stored = pg.sql("SELECT last_error FROM alert_deliveries", dbname=db)
+    assert f"127.0.0.1:{port}/..." in stored or "HTTP" in stored, stored
+    for secret in ("s3cr3t", "pa55word", "sig=abc"):
+        assert secret not in stored and secret not in server.log(limit=10**6), secret
     server.stop()
     server.start()
     hook = _Receiver(port=port, fail_first=False)
