@@ -485,6 +485,12 @@ static bool finish(struct xfer *x, CURLcode rc, double now, double end)
 			d->due = now;
 			return now < end;
 		}
+		if (x->ph == PH_TOKEN && status == 401 && ++d->fails < MAX_FAILS) {
+			/* The nonce expired or was used: a new challenge (the same nonce never works again). */
+			d->next = PH_CHALLENGE;
+			d->due = now;
+			return true;
+		}
 		goto retry;
 	}
 	ans = json_loads(x->body ? x->body : "", 0, NULL);
@@ -521,7 +527,9 @@ static bool finish(struct xfer *x, CURLcode rc, double now, double end)
 	default: break;
 	}
 	json_decref(ans);
-	d->due = now;
+	/* A nonce is answered first, before any other device's next step: it expires (challenge-ttl),
+	 * and with a large fleet every device's challenge would otherwise come before any token. */
+	d->due = x->ph == PH_CHALLENGE ? 0 : now;
 	return true;
 next_checkin:
 	json_decref(ans);
