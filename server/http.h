@@ -139,6 +139,9 @@ GD_ROUTE_TABLE(telemetry);
 GD_ROUTE_TABLE(status);
 GD_ROUTE_TABLE(ui);
 
+/* Frees /metrics' cached alerts (at exit). */
+void http_health_cleanup(void);
+
 /* The request-body field tables that live beside their handlers (a domain module's own are in its
  * header): shared with fuzz/json_body.c, which fuzzes every route's body with its table. */
 #define GD_BODY_FIELDS(name)                               \

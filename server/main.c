@@ -355,6 +355,7 @@ out:
 	jobs_stop();
 	notify_stop();
 	checkin_cache_cleanup();
+	http_health_cleanup();
 	last_seen_cleanup();
 	device_tokens_cleanup();
 	return rc;
