@@ -60,6 +60,7 @@ struct agent_config {
 	int64_t telemetry_window;
 	int64_t telemetry_spool_max;
 	int64_t telemetry_batch;
+	int64_t test_free_memory_mb;
 };
 
 extern const gn_conf_table agent_config_table;
@@ -97,6 +98,7 @@ struct agent_slot {
 	char try_key[96];  /* the target the attempts below are for */
 	int attempts;      /* install attempts of try_key so far */
 	int64_t retry_at;  /* when to try try_key again (0: not waiting) */
+	bool paused;       /* under agent.lock: a swap without room for both versions; requests wait */
 	bool try_for_good; /* the last failure was the target's own (bad bytes, self-test), not transient */
 };
 
@@ -111,9 +113,15 @@ struct agent {
 	/* the runtime plugin */
 	void *dl;
 	const ganglion_runtime *rt;
+	/* what `runtime-info` found, while the plugin is not loaded here (facts.c; owned, or NULL) */
+	json_t *runtime_probe;
+	/* the settings main() was given (borrowed from argv), for that child's command line */
+	char **settings_argv;
+	int settings_argc;
 	/* serving: the slots (one per model) and each slot's `current` change under `lock`; readers
 	 * take a reference on the model they use */
 	pthread_mutex_t lock;
+	pthread_cond_t resumed; /* with lock: a slot's pause ended */
 	struct agent_slot **slots;
 	size_t nslots;
 	/* the last update attempt of any model, reported at the next check-in (owned, under lock) */
@@ -168,6 +176,15 @@ int client_post_status(int *out_status, struct agent *a, const char *path, const
  * reports during an install must not hide a newer desired state from the next check-in). */
 int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err) GN_WUR;
 
+/* facts.c: what this device has */
+/* Returns the facts the agent reports at check-in (new): agent_version, os, arch, hostname,
+ * ram_bytes and runtime ({name, version, targets: [{name, device, mem_total_bytes}],
+ * configured_target, loaded}); while the plugin is not loaded, its facts come
+ * from one run of `runtime-info` in a child process (docs/OPERATIONS.md). */
+json_t *facts_collect(struct agent *a);
+/* The runtime-info command: loads the plugin, prints its facts as JSON; returns the exit status. */
+int facts_runtime_info(struct agent *a);
+
 /* models.c: runtime plugin, loading, self-test, swap */
 /* Opens the runtime plugin unless it is open (models_load() does, for the first model: an agent
  * with nothing to serve keeps no inference engine in memory). Call under update_lock, or before
@@ -175,6 +192,8 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 int models_open_runtime(struct agent *a, gn_err *err) GN_WUR;
 /* Checks that the runtime plugin's file is there to be opened later. */
 int models_check_runtime(const struct agent *a, gn_err *err) GN_WUR;
+/* Returns the plugin's facts (new): its name, version and targets when it is loaded, else its
+ * file and configured target. */
 json_t *models_runtime_facts(struct agent *a);
 /* A model file's bytes, read once: what the agent hashes is what the runtime loads, whatever
  * happens to the file afterwards. */
@@ -207,11 +226,19 @@ void models_sample_cleanup(struct models_sample *s);
 /* Runs the sample's inputs through m (twice: the first run warms it up) and compares the outputs
  * with the expected ones within the tolerance; GN_EINVAL saying which value differs otherwise. */
 int models_self_test(struct agent *a, struct agent_model *m, const struct models_sample *s, gn_err *err) GN_WUR;
+/* Starts a swap without room for both versions: new requests for s wait (models_get), its model
+ * is taken out, and once the requests in flight on it are done its memory is released. Call with
+ * update_lock held; end it with models_resume. */
+void models_pause(struct agent *a, struct agent_slot *s);
+/* Ends slot s's pause: the waiting requests go on with what serves now. */
+void models_resume(struct agent *a, struct agent_slot *s);
 /* Makes m the version of slot s that serves (takes over the caller's reference; m NULL unloads)
  * and drops the old one; it begins to count its health from now. */
 void models_swap(struct agent *a, struct agent_slot *s, struct agent_model *m);
 /* Returns the model called name that serves, with a reference (release with models_unref), or
- * NULL. */
+ * NULL. While its slot is paused (a swap without room for both versions) it waits for the pause to
+ * end, at most MODELS_PAUSE_WAIT_S seconds. */
+#define MODELS_PAUSE_WAIT_S 60
 struct agent_model *models_get(struct agent *a, const char *name);
 /* Returns the slot of model name (borrowed; the caller holds update_lock), or NULL; with create,
  * a new empty slot when there is none. */

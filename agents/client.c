@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/utsname.h>
 
 #include "agent.h"
 #include "http_client.h"
@@ -123,19 +122,6 @@ int client_get(char **out, size_t *out_len, struct agent *a, const char *path, s
 	*out = gn_buf_detach(&resp.body);
 	gn_http_resp_cleanup(&resp);
 	return 0;
-}
-
-static json_t *facts(struct agent *a)
-{
-	struct utsname u;
-	json_t *f = json_pack("{s:s}", "agent_version", AGENT_VERSION);
-	if (uname(&u) == 0) {
-		json_object_set_new(f, "os", json_sprintf("%s %s", u.sysname, u.release));
-		json_object_set_new(f, "arch", json_string(u.machine));
-		json_object_set_new(f, "hostname", json_string(u.nodename));
-	}
-	json_object_set_new(f, "runtime", models_runtime_facts(a));
-	return f;
 }
 
 /* Report sequence numbers: every check-in carries the next one, and they only go up, across
@@ -259,7 +245,7 @@ int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool repo
 	json_t *op = a->last_op ? json_incref(a->last_op) : json_null();
 	pthread_mutex_unlock(&a->lock);
 	json_t *body = json_pack("{s:s,s:o,s:o,s:o}", "agent_version", AGENT_VERSION, "models", models, "facts",
-				 facts(a), "last_operation", op);
+				 facts_collect(a), "last_operation", op);
 	*out = NULL;
 	*out_unchanged = false;
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -325,7 +311,7 @@ int client_enroll(struct agent *a, const char *enroll_token, const char *name, g
 	json_t *b = json_pack("{s:s,s:s}", "token", enroll_token, "public_key", pubhex);
 	if (name)
 		json_object_set_new(b, "name", json_string(name));
-	json_object_set_new(b, "facts", facts(a));
+	json_object_set_new(b, "facts", facts_collect(a));
 	rc = post_json(&ans, a, "/v1/enroll", b, err);
 	json_decref(b);
 	if (rc)

@@ -56,6 +56,9 @@ static const gn_conf_opt opts[] = {
 	    "reports kept on disk while the server cannot take them; beyond, the oldest are dropped and counted"),
 	OPT("telemetry-batch", GN_CONF_INT, telemetry_batch, "100", false, 1, 10000, "N",
 	    "reports sent in one request"),
+	OPT("test-free-memory-mb", GN_CONF_INT, test_free_memory_mb, "-1", false, -1, 16777216, "MIB",
+	    "for tests: the free memory (MiB) the agent assumes on its target before a hot swap instead of "
+	    "what the runtime reports; -1 asks the runtime"),
 };
 
 const gn_conf_table agent_config_table = {"ganglion-agent", "GANGLION_AGENT_", opts, GN_ARRAY_LEN(opts)};

@@ -31,6 +31,7 @@ static const char usage[] =
 	"                 (given out of band with --trusted-root*, or trusted on first use)\n"
 	"  run            serve the current model and keep it up to date (the default)\n"
 	"  status         print what this device runs, its last update attempt and its last failed one\n"
+	"  runtime-info   load the runtime plugin and print what it reports (name, version, targets) as JSON\n"
 	"  tuf-client ... a TUF client over any static TUF repository, for interop tests\n"
 	"                 (ganglion-agent tuf-client --help)\n"
 	"  sample-config  print a config file with every key and its default\n"
@@ -314,6 +315,7 @@ static void agent_init(struct agent *a)
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_mutex_init(&a->wake_lock, NULL);
 	pthread_cond_init(&a->wake, NULL);
+	pthread_cond_init(&a->resumed, NULL);
 	pthread_mutex_init(&a->update_lock, NULL);
 }
 
@@ -322,9 +324,11 @@ static void agent_cleanup(struct agent *a)
 {
 	gn_ed25519_key_free(a->key);
 	json_decref(a->last_op);
+	json_decref(a->runtime_probe);
 	gn_conf_cleanup(&agent_config_table, &a->cfg);
 	pthread_mutex_destroy(&a->update_lock);
 	pthread_cond_destroy(&a->wake);
+	pthread_cond_destroy(&a->resumed);
 	pthread_mutex_destroy(&a->wake_lock);
 	pthread_mutex_destroy(&a->lock);
 }
@@ -336,6 +340,12 @@ static int cmd_sample_config(struct agent *a, int argc, char **argv)
 	fputs(s, stdout);
 	free(s);
 	return 0;
+}
+
+static int cmd_runtime_info(struct agent *a, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	return facts_runtime_info(a);
 }
 
 static int cmd_tuf_client(struct agent *a, int argc, char **argv)
@@ -382,6 +392,11 @@ static const struct agent_cmd {
 	 "Prints this device's id, what it runs (and the version it keeps to roll back to), its last update\n"
 	 "attempt and its last failed one, from the data dir; it does not contact the server.",
 	 cmd_status},
+	{"runtime-info", "",
+	 "Loads the runtime plugin (--runtime-plugin, --runtime-options) and prints what it reports as JSON:\n"
+	 "its name, version and targets with their memory. The agent runs it once in a child process to report\n"
+	 "these facts at check-in before any model needs the plugin in its own memory.",
+	 cmd_runtime_info},
 	{"tuf-client", NULL, NULL, cmd_tuf_client},
 	{"sample-config", "", "Prints a config file with every key and its default.", cmd_sample_config},
 	{"man", "", "Prints the manual page ganglion-agent(8) in roff (man -l -).", cmd_man},
@@ -458,6 +473,8 @@ int main(int argc, char **argv)
 	if (gn_log_level_parse(&lvl, a.cfg.log_level) == 0) /* checked by agent_config_check */
 		gn_log_set_level(lvl);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	a.settings_argv = argv + 1;
+	a.settings_argc = first;
 	rc = run_command(&a, first + 1 < argc ? argv[first + 1] : "run", argc - first - 2, argv + first + 2);
 	curl_global_cleanup();
 out:

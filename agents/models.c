@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -322,8 +323,19 @@ static struct agent_slot *find_slot(struct agent *a, const char *name)
 
 struct agent_model *models_get(struct agent *a, const char *name)
 {
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += MODELS_PAUSE_WAIT_S;
 	pthread_mutex_lock(&a->lock);
 	struct agent_slot *s = find_slot(a, name);
+	/* The slot is found again after each wait (it may be gone); after the deadline, what serves
+	 * now is the answer (nothing, while the pause lasts). */
+	while (s && s->paused) {
+		int w = pthread_cond_timedwait(&a->resumed, &a->lock, &until);
+		s = find_slot(a, name);
+		if (w != 0)
+			break;
+	}
 	struct agent_model *m = s ? s->current : NULL;
 	if (m)
 		atomic_fetch_add(&m->refs, 1);
@@ -390,6 +402,31 @@ void models_unref(struct agent *a, struct agent_model *m)
 	agent_telemetry_detach(a, m);
 	a->rt->free_model(m->rt_model);
 	free(m);
+}
+
+void models_pause(struct agent *a, struct agent_slot *s)
+{
+	pthread_mutex_lock(&a->lock);
+	s->paused = true;
+	struct agent_model *old = s->current;
+	s->current = NULL;
+	pthread_mutex_unlock(&a->lock);
+	if (!old)
+		return;
+	/* Requests in flight hold references and finish on it; the last one out would free it, but
+	 * the new version must not load before its memory is back. */
+	while (atomic_load(&old->refs) > 1)
+		usleep(1000);
+	gn_log(GN_LOG_INFO, "event=model_unloaded model=%s version=%s reason=pause_swap", old->name, old->version);
+	models_unref(a, old);
+}
+
+void models_resume(struct agent *a, struct agent_slot *s)
+{
+	pthread_mutex_lock(&a->lock);
+	s->paused = false;
+	pthread_cond_broadcast(&a->resumed);
+	pthread_mutex_unlock(&a->lock);
 }
 
 void models_swap(struct agent *a, struct agent_slot *s, struct agent_model *m)

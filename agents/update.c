@@ -18,6 +18,7 @@
 #include "log.h"
 #include "model.h"
 #include "npy.h"
+#include "requirements.h"
 #include "tuf.h"
 #include "tufclient.h"
 #include "tufdeleg.h"
@@ -663,10 +664,11 @@ static int save_state(struct agent *a, const struct agent_slot *s, const struct 
 
 /* Makes m the version of model s that serves, recording it (and the one it replaces as the
  * previous) before the swap is visible. Takes over m's reference, also on failure. */
-static int activate(struct agent *a, struct agent_slot *s, struct agent_model *m, gn_err *err)
+static int activate(struct agent *a, struct agent_slot *s, struct agent_model *m, json_t *paused_out, gn_err *err)
 {
-	struct agent_model *cur = models_get(a, s->name);
-	json_t *prev = cur ? record_of(cur) : json_incref(s->previous);
+	struct agent_model *cur = paused_out ? NULL : models_get(a, s->name);
+	/* After a pause swap, the version taken out is the one to keep for a rollback. */
+	json_t *prev = paused_out ? json_incref(paused_out) : cur ? record_of(cur) : json_incref(s->previous);
 	models_unref(a, cur);
 	int rc = save_state(a, s, m, prev, err);
 	if (rc) {
@@ -716,6 +718,91 @@ static void attempt_failed(struct agent *a, struct agent_slot *s, const char *mo
 	report(a, s, "failed", model, version, detail);
 }
 
+/* Checks the release's signed requirements against this device's facts before anything is
+ * downloaded; a release it cannot run is a failed attempt of the target's own. A device that cannot
+ * tell (its plugin could not be probed) tries: the load will say. */
+static bool runnable_here(struct agent *a, struct agent_slot *s, const json_t *image_entry, const char *model,
+			  const char *version)
+{
+	char why[512], detail[700];
+	const json_t *req = json_object_get(json_object_get(image_entry, "custom"), "requirements");
+	if (!json_is_object(req))
+		return true;
+	json_t *facts = facts_collect(a);
+	enum gn_req_verdict v = gn_requirements_match(req, facts, why, sizeof(why));
+	json_decref(facts);
+	if (v != GN_REQ_REFUSED)
+		return true;
+	snprintf(detail, sizeof(detail), "this device cannot run %s %s, so it was not downloaded: %s", model, version,
+		 why);
+	gn_log(GN_LOG_WARN, "event=install_refused model=%s version=%s msg=\"%s\"", model, version, why);
+	attempt_failed(a, s, model, version, detail, true);
+	return false;
+}
+
+/* Free memory (MiB) on the target models load on, as the runtime reports it now (or as
+ * test-free-memory-mb says); -1 when unknown. */
+static int64_t target_free_mb(struct agent *a)
+{
+	ganglion_rt_caps caps;
+	char ebuf[256];
+	if (a->cfg.test_free_memory_mb >= 0)
+		return a->cfg.test_free_memory_mb;
+	if (!a->rt || a->rt->capabilities(&caps, ebuf, sizeof(ebuf)) != GANGLION_RT_OK)
+		return -1;
+	for (size_t i = 0; i < caps.n_targets && i < GANGLION_RT_MAX_TARGETS; i++)
+		if (strcmp(caps.targets[i].name, a->cfg.runtime_target) == 0 && caps.targets[i].mem_available_bytes)
+			return (int64_t)(caps.targets[i].mem_available_bytes / 1048576u);
+	return -1;
+}
+
+static int load_record(struct agent_model **out, struct agent *a, const json_t *rec, gn_err *err);
+
+/* Before a new version loads beside the one that serves: when the target's free memory is less
+ * than the release's declared need (requirements.min_memory_mb), both would not fit, so the swap
+ * pauses the model instead, announced in the log and in the reported operation: requests wait
+ * (models_get), the old version is released, and the new one loads into its room. Returns the
+ * record of the version taken out (new), or NULL when the swap goes side by side. */
+static json_t *pause_if_no_room(struct agent *a, struct agent_slot *s, const json_t *image_entry, const char *model,
+				const char *version)
+{
+	char note[300];
+	const json_t *req = json_object_get(json_object_get(image_entry, "custom"), "requirements");
+	int64_t need = json_integer_value(json_object_get(req, "min_memory_mb")), free_mb;
+	struct agent_model *cur = need > 0 ? models_get(a, s->name) : NULL;
+	if (!cur)
+		return NULL;
+	if ((free_mb = target_free_mb(a)) < 0 || free_mb >= need) {
+		models_unref(a, cur);
+		return NULL;
+	}
+	json_t *rec = record_of(cur);
+	snprintf(note, sizeof(note),
+		 "pause swap: %lld MiB free on %s, %s %s needs %lld MiB, so %s is unloaded first; requests wait",
+		 (long long)free_mb, a->cfg.runtime_target, model, version, (long long)need, cur->version);
+	gn_log(GN_LOG_WARN, "event=swap_pause model=%s from=%s to=%s free_mb=%lld need_mb=%lld", model, cur->version,
+	       version, (long long)free_mb, (long long)need);
+	models_unref(a, cur);
+	report(a, s, "loading", model, version, note);
+	push_progress(a);
+	models_pause(a, s);
+	return rec;
+}
+
+/* After a pause swap failed: the version taken out serves again (from its verified file), and the
+ * requests that waited go on with it. */
+static void restore_paused(struct agent *a, struct agent_slot *s, const json_t *rec)
+{
+	struct agent_model *m = NULL;
+	gn_err err;
+	if (load_record(&m, a, rec, &err))
+		gn_log(GN_LOG_ERROR, "event=pause_restore_failed model=%s version=%s msg=\"%s\"",
+		       gn_json_str(rec, "name"), gn_json_str(rec, "version"), err.msg);
+	else
+		models_swap(a, s, m);
+	models_resume(a, s);
+}
+
 /* One attempt to verify, download, load, self-test and swap in the target at path for model s. */
 static void install(struct agent *a, struct agent_slot *s, struct image *image, const char *path, const json_t *entry)
 {
@@ -725,6 +812,7 @@ static void install(struct agent *a, struct agent_slot *s, struct image *image, 
 	bool has_sample = false;
 	struct models_file bytes = {0};
 	struct agent_model *m = NULL;
+	json_t *paused_out = NULL; /* the record of the version a pause swap took out */
 	bool signed_mismatch = false;
 	const json_t *dcustom = json_object_get(entry, "custom");
 	const char *model = gn_json_str(dcustom, "model"), *version = gn_json_str(dcustom, "version");
@@ -753,6 +841,8 @@ static void install(struct agent *a, struct agent_slot *s, struct image *image, 
 		return;
 	}
 	const json_t *image_entry = image_signed;
+	if (!runnable_here(a, s, image_entry, model, version))
+		return;
 	prune_dir(a, "downloads", &sha, 1);
 	report(a, s, "downloading", model, version, NULL);
 	push_progress(a);
@@ -774,26 +864,35 @@ static void install(struct agent *a, struct agent_slot *s, struct image *image, 
 		goto out;
 	}
 	agent_telemetry_fetch_profile(a, model, version);
-	report(a, s, "loading", model, version, NULL);
+	paused_out = pause_if_no_room(a, s, image_entry, model, version);
+	if (!paused_out)
+		report(a, s, "loading", model, version, NULL);
 	push_progress(a);
 	if ((rc = models_load(&m, a, &bytes, model, version, sha, &err)) ||
 	    (has_sample && (rc = models_self_test(a, m, &sample, &err)))) {
 		models_unref(a, m);
 		drop_model_file(a, file, sha);
+		if (paused_out)
+			restore_paused(a, s, paused_out);
 		attempt_failed(a, s, model, version, err.msg, true);
 		goto out;
 	}
 	/* The runtime keeps what it needs: the bytes can go before the swap. */
 	models_file_cleanup(&bytes);
 	s->held[0] = '\0'; /* what was held is replaced: this one is recorded without it */
-	if ((rc = activate(a, s, m, &err))) {
+	if ((rc = activate(a, s, m, paused_out, &err))) {
+		if (paused_out)
+			restore_paused(a, s, paused_out);
 		attempt_failed(a, s, model, version, err.msg, false);
 		goto out;
 	}
+	if (paused_out)
+		models_resume(a, s);
 	report(a, s, "active", model, version, NULL);
 	s->attempts = 0;
 	s->try_key[0] = '\0';
 out:
+	json_decref(paused_out);
 	models_file_cleanup(&bytes);
 	models_sample_cleanup(&sample);
 	free(file);

@@ -326,29 +326,51 @@ ACTION(approve)
 static int rollout_plan_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	json_t *ans = NULL;
-	char *path = deploy_path(args->pos[0], "/plan");
-	int error = cli_request(&ans, ctx, "GET", path, NULL, err);
-	free(path);
+	char *base = deploy_path(args->pos[0], "/plan");
+	gn_buf path;
+	gn_buf_init(&path);
+	gn_buf_puts(&path, base);
+	free(base);
+	if (cli_args_get(args, "follow"))
+		cli_query_add(&path, "version", cli_args_get(args, "follow"));
+	int error = cli_request(&ans, ctx, "GET", path.data, NULL, err);
+	gn_buf_cleanup(&path);
 	if (error)
 		return error;
 	if (ctx->output == CLI_OUTPUT_JSON) {
 		output_json(ans);
 	} else {
 		static const output_col cols[] = {{"PERCENT", "percent", NULL}, {"DEVICES", "devices", NULL}};
+		static const output_col refused_cols[] = {
+			{"DEVICE", "device", NULL}, {"NAME", "name", NULL}, {"WHY IT CANNOT RUN IT", "reason", NULL}};
+		const json_t *refused = json_object_get(ans, "refused");
 		printf("deployment %s: %lld device(s)\n", args->pos[0],
 		       (long long)json_integer_value(json_object_get(ans, "devices")));
 		output_table(json_object_get(ans, "stages"), cols, GN_ARRAY_LEN(cols));
+		printf("\n%zu device(s) the selector matches cannot run %s", json_array_size(refused),
+		       json_string_value(json_object_get(ans, "version"))
+			       ? json_string_value(json_object_get(ans, "version"))
+			       : "it");
+		if (json_integer_value(json_object_get(ans, "unreported")) > 0)
+			printf("; %lld have not reported their runtime yet (their agents check before they download)",
+			       (long long)json_integer_value(json_object_get(ans, "unreported")));
+		printf("\n");
+		if (json_array_size(refused) > 0)
+			output_table(refused, refused_cols, GN_ARRAY_LEN(refused_cols));
 	}
 	json_decref(ans);
 	return 0;
 }
 
+static const cli_opt rollout_plan_opts[] = {
+	{"follow", 0, "VERSION|ALIAS", "plan for this version instead of the one the deployment follows"}};
 static const cli_opt rollout_list_opts[] = {{"deployment", 0, "NAME", "only this deployment's rollouts"}};
 static const cli_opt rollout_watch_opts[] = {{"interval", 0, "DURATION", "how often to look (default 2s)"}};
 
 static const cli_cmd rollout_cmds[] = {
-	{"plan", "DEPLOYMENT", "Dry run: the devices each stage of a rollout would reach.", NULL, 0, 1, 1,
-	 rollout_plan_run},
+	{"plan", "DEPLOYMENT",
+	 "Dry run: the devices each stage of a rollout would reach, and those that cannot run the version.",
+	 rollout_plan_opts, GN_ARRAY_LEN(rollout_plan_opts), 1, 1, rollout_plan_run},
 	{"list", "", "List rollouts, newest first.", rollout_list_opts, GN_ARRAY_LEN(rollout_list_opts), 0, 0,
 	 rollout_list_run},
 	{"status", "ID", "Show a rollout and the health of its current stage.", NULL, 0, 1, 1, rollout_status_run},

@@ -200,6 +200,63 @@ static char *fmt_last_update(const json_t *row)
 	return gn_buf_detach(&b);
 }
 
+/* Bytes as GiB or MiB with one decimal. */
+static void put_bytes(gn_buf *b, json_int_t n)
+{
+	if (n >= 1073741824)
+		gn_buf_printf(b, "%.1f GiB", (double)n / 1073741824.0);
+	else
+		gn_buf_printf(b, "%.1f MiB", (double)n / 1048576.0);
+}
+
+/* The runtime the agent reported: "NAME VERSION: TARGET (DEVICE, MEMORY), ...". */
+static char *fmt_runtime(const json_t *row)
+{
+	const json_t *rt = json_object_get(json_object_get(row, "facts"), "runtime"), *t;
+	const char *name = json_string_value(json_object_get(rt, "name"));
+	size_t i;
+	gn_buf b;
+	if (!name)
+		return gn_strdup(rt ? "not reported yet (the agent could not probe its plugin)" : "-");
+	gn_buf_init(&b);
+	const char *version = json_string_value(json_object_get(rt, "version"));
+	gn_buf_printf(&b, "%s %s:", name, version ? version : "?");
+	json_array_foreach(json_object_get(rt, "targets"), i, t) {
+		json_int_t total = json_integer_value(json_object_get(t, "mem_total_bytes"));
+		const char *dev = json_string_value(json_object_get(t, "device"));
+		const char *tname = json_string_value(json_object_get(t, "name"));
+		gn_buf_printf(&b, "%s %s (%s", i ? "," : "", tname ? tname : "?", dev && *dev ? dev : "unnamed");
+		if (total > 0) {
+			gn_buf_puts(&b, ", ");
+			put_bytes(&b, total);
+		}
+		gn_buf_puts(&b, ")");
+	}
+	if (json_is_false(json_object_get(rt, "loaded")))
+		gn_buf_puts(&b, "; not loaded (no model needs it yet)");
+	return gn_buf_detach(&b);
+}
+
+/* The platform the agent reported: "OS, ARCH, RAM". */
+static char *fmt_platform(const json_t *row)
+{
+	const json_t *f = json_object_get(row, "facts");
+	const char *os = json_string_value(json_object_get(f, "os")),
+		   *arch = json_string_value(json_object_get(f, "arch"));
+	json_int_t ram = json_integer_value(json_object_get(f, "ram_bytes"));
+	gn_buf b;
+	if (!os && !arch && ram <= 0)
+		return gn_strdup("-");
+	gn_buf_init(&b);
+	gn_buf_printf(&b, "%s %s", os ? os : "?", arch ? arch : "?");
+	if (ram > 0) {
+		gn_buf_puts(&b, ", ");
+		put_bytes(&b, ram);
+		gn_buf_puts(&b, " RAM");
+	}
+	return gn_buf_detach(&b);
+}
+
 static const output_col list_cols[] = {
 	{"ID", "id", NULL},
 	{"NAME", "name", NULL},
@@ -218,7 +275,8 @@ static const output_col show_fields[] = {
 	{"Created", "created_at", NULL},
 	{"Last seen", "last_seen_at", NULL},
 	{"Decommissioned", "decommissioned_at", NULL},
-	{"Facts", "facts", NULL},
+	{"Runtime", NULL, fmt_runtime},
+	{"Platform", NULL, fmt_platform},
 	{"Agent", NULL, fmt_agent},
 	{"Last update", NULL, fmt_last_update},
 	{"Reported at", "reported_at", NULL},

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "model.h"
 #include "npy.h"
+#include "requirements.h"
 
 #define PROGRESS_INTERVAL_NS 100000000ULL      /* redraw at most ten times a second on a terminal */
 #define PROGRESS_LOG_INTERVAL_NS 5000000000ULL /* elsewhere (a CI log), a line every 5 seconds */
@@ -258,6 +259,13 @@ static int load_metadata(json_t **out, const cli_args *args, gn_err *err)
 			goto out;
 		if (s && (error = checks[i](s, err)))
 			goto out;
+	}
+	/* The server's rules (lib/requirements.c), before the artifact travels. */
+	gn_err rq;
+	if (json_object_get(meta, "requirements") &&
+	    gn_requirements_check(json_object_get(meta, "requirements"), &rq)) {
+		error = gn_err_set(err, CLI_EUSAGE, "%s: %s", meta_path ? meta_path : "--meta", rq.msg);
+		goto out;
 	}
 	if (!json_object_get(meta, "version")) {
 		error = gn_err_set(err, CLI_EUSAGE, "--version is required (or \"version\" in the --meta file)");

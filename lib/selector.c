@@ -22,6 +22,16 @@ int gn_label_key_check(const char *key, gn_err *err)
 	return 0;
 }
 
+int gn_label_key_settable(const char *key, gn_err *err)
+{
+	int error = gn_label_key_check(key, err);
+	if (!error && strncmp(key, "facts.", 6) == 0)
+		return gn_err_set(
+			err, GN_EINVAL,
+			"label key '%.63s' starts with 'facts.', which selectors keep for what devices report", key);
+	return error;
+}
+
 int gn_label_value_check(const char *value, gn_err *err)
 {
 	if (!gn_utf8_valid(value, strlen(value)))

@@ -27,6 +27,10 @@ int gn_selector_parse(gn_selector *out, const char *s, gn_err *err) GN_WUR;
 void gn_selector_cleanup(gn_selector *sel);
 /* Checks a label key: 1..63 bytes, printable, none of space = ! , ; GN_EINVAL otherwise. */
 int gn_label_key_check(const char *key, gn_err *err) GN_WUR;
+/* Checks a key that is to be set as a label (on a device, or by an enrollment token): the rules of
+ * gn_label_key_check, and not starting with "facts.": selectors read what devices report under
+ * that prefix. */
+int gn_label_key_settable(const char *key, gn_err *err) GN_WUR;
 /* Checks a label value: 0..253 bytes, no control characters. */
 int gn_label_value_check(const char *value, gn_err *err) GN_WUR;
 

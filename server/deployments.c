@@ -13,6 +13,7 @@
 #include "model.h"
 #include "models.h"
 #include "rollouts.h"
+#include "runnable.h"
 #include "strategy.h"
 
 #define DEPLOYMENT_JSON                                                                                     \
@@ -53,11 +54,11 @@ static const db_stmt st_others = {"deployments_others",
 static const db_stmt st_overlap = {
 	"deployments_overlap",
 	"SELECT count(*) FROM devices d WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE " AND"
-	" d.labels @> $6::jsonb"
-	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($7::jsonb) e WHERE d.labels->>(e->>0) IS DISTINCT FROM e->>1)"
-	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($8::jsonb) e WHERE d.labels->>(e->>0) = e->>1)"
-	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($9::jsonb) k WHERE NOT d.labels ? k)"
-	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($10::jsonb) k WHERE d.labels ? k)",
+	" d.selectable @> $6::jsonb"
+	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($7::jsonb) e WHERE d.selectable->>(e->>0) IS DISTINCT FROM e->>1)"
+	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($8::jsonb) e WHERE d.selectable->>(e->>0) = e->>1)"
+	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($9::jsonb) k WHERE NOT d.selectable ? k)"
+	" AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($10::jsonb) k WHERE d.selectable ? k)",
 	10};
 static const db_stmt st_insert = {
 	"deployments_insert",
@@ -151,6 +152,20 @@ static int name_check(const char *name, gn_err *err)
 	return 0;
 }
 
+/* Refuses when a device the selector matches cannot run model at version (runnable.h). */
+static int check_runnable(db_conn *c, const char *name, const char *model, const char *version, const char *selector,
+			  gn_err *err)
+{
+	char *sp[5] = {0}, what[160];
+	snprintf(what, sizeof(what), "deployment %s (selector '%.100s')", name, selector);
+	int error = devices_selector_params(sp, selector, err);
+	if (!error)
+		error = runnable_check(c, model, version, sp, NULL, what, err);
+	for (int k = 0; k < 5; k++)
+		free(sp[k]);
+	return error;
+}
+
 /* Checks a selector: well formed and not empty (an empty one would take the whole fleet). */
 static int selector_check(const char *selector, gn_err *err)
 {
@@ -200,7 +215,8 @@ int deployments_create_tx(char **out, db_conn *c, const struct gd_actor *who, co
 	actor_label(label, sizeof(label), who);
 	if ((error = db_lock_xact(c, DB_LOCK_DEPLOYMENTS, err)) || (error = resolve(version, c, model, follow, err)) ||
 	    (error = models_targetable(c, model, version, "a deployment", err)) ||
-	    (error = check_overlap(c, name, model, selector, err)))
+	    (error = check_overlap(c, name, model, selector, err)) ||
+	    (error = check_runnable(c, name, model, version, selector, err)))
 		goto out;
 	const char *p[] = {name, model, selector, follow, version, sjs, label};
 	if ((error = db_exec(&res, c, &st_insert, p, err))) {
@@ -262,6 +278,9 @@ static int apply_update(db_conn *c, const struct gd_actor *who, const char *name
 		goto out;
 	bool moves = current && strcmp(current, version) != 0;
 	if ((moves || !current) && (error = models_targetable(c, model, version, "a deployment", err)))
+		goto out;
+	if ((moves || !current || gn_json_str(req, "selector")) &&
+	    (error = check_runnable(c, name, model, version, selector, err)))
 		goto out;
 	if (moves && !PQgetisnull(res, 0, 6)) {
 		error = gn_err_set(err, GN_ECONFLICT,

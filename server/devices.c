@@ -105,7 +105,7 @@ static int labels_patch(json_t *set, json_t *del, const json_t *labels, gn_err *
 	const char *k;
 	json_t *v;
 	json_object_foreach((json_t *)labels, k, v) {
-		if (gn_label_key_check(k, err))
+		if (gn_label_key_settable(k, err))
 			return GN_EINVAL;
 		if (json_is_null(v))
 			json_array_append_new(del, json_string(k));

@@ -12,12 +12,12 @@
  * selector uses it (one fixed statement serves every selector: the terms travel as JSON).
  * $1 (equalities as an object) lets the GIN index narrow the scan; $2 re-checks them as pairs so
  * that "site=a,site=b" matches nothing, as it should. */
-#define DEVICES_SELECTOR_WHERE                                                                                               \
-	" d.labels @> $1::jsonb"                                                                                             \
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($2::jsonb) e WHERE d.labels->>(e->>0) IS DISTINCT FROM e->>1)" \
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($3::jsonb) e WHERE d.labels->>(e->>0) = e->>1)"                \
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($4::jsonb) k WHERE NOT d.labels ? k)"                     \
-	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($5::jsonb) k WHERE d.labels ? k)"
+#define DEVICES_SELECTOR_WHERE                                                                                                   \
+	" d.selectable @> $1::jsonb"                                                                                             \
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($2::jsonb) e WHERE d.selectable->>(e->>0) IS DISTINCT FROM e->>1)" \
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements($3::jsonb) e WHERE d.selectable->>(e->>0) = e->>1)"                \
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($4::jsonb) k WHERE NOT d.selectable ? k)"                     \
+	"  AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements_text($5::jsonb) k WHERE d.selectable ? k)"
 
 /* Pages over devices: ($1..$5 selector, $6 status or NULL, $7 name or NULL, $8 cursor uuid or NULL,
  * $9 limit). */

@@ -10,6 +10,7 @@
 #include "devices.h"
 #include "log.h"
 #include "models.h"
+#include "runnable.h"
 #include "tuf.h"
 
 #define SELECTOR_MAX_DEVICES 100000
@@ -391,7 +392,9 @@ int director_assign(struct director_assignment *out, db_conn *c, const struct tu
 	memset(out, 0, sizeof(*out));
 	if (!gn_is_uuid(device_id))
 		return gn_err_set(err, GN_ENOTFOUND, "no such device");
-	if ((error = resolve(out->version, c, model, version, err)) || (error = db_tx_begin(c, err)))
+	if ((error = resolve(out->version, c, model, version, err)) ||
+	    (error = runnable_check(c, model, out->version, NULL, device_id, "assignment", err)) ||
+	    (error = db_tx_begin(c, err)))
 		return error;
 	if ((error = set_desired(c, who, device_id, model, out->version, err)) ||
 	    (error = audit_write(c, who, "device.assign", "device", device_id,
@@ -540,6 +543,7 @@ int director_assign_selector(json_t **out_devices, char out_version[72], db_conn
 	}
 	if ((error = devices_selector_params(sp, selector, err)) ||
 	    (error = resolve(out_version, c, model, version, err)) ||
+	    (error = runnable_check(c, model, out_version, sp, NULL, "assignment", err)) ||
 	    (error = assign_matching(ids, c, who, sp, selector, model, out_version, err)))
 		goto out;
 	sync_each(c, s, ids);

@@ -69,7 +69,7 @@ static int check_labels(const json_t *labels, gn_err *err)
 	const char *k;
 	json_t *v;
 	json_object_foreach((json_t *)labels, k, v) {
-		if (gn_label_key_check(k, err) ||
+		if (gn_label_key_settable(k, err) ||
 		    (json_is_string(v) && gn_label_value_check(json_string_value(v), err)))
 			return GN_EINVAL;
 	}

@@ -5,6 +5,7 @@
 #include "deployments.h"
 #include "http.h"
 #include "rollouts.h"
+#include "runnable.h"
 
 static void http_deployments_create(struct gd_req *r)
 {
@@ -56,9 +57,11 @@ static void http_deployments_plan(struct gd_req *r)
 {
 	json_t *out = NULL;
 	gn_err err;
-	if (rollouts_plan(&out, gd_db(r), gd_param(r, 0), &err))
+	if (rollouts_plan(&out, gd_db(r), gd_param(r, 0), &err) ||
+	    runnable_plan(out, gd_db(r), gd_param(r, 0), gd_query(r, "version"), &err)) {
+		json_decref(out);
 		gd_reply_error(r, &err);
-	else
+	} else
 		gd_reply_json(r, 200, out);
 }
 

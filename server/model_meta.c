@@ -7,6 +7,7 @@
 
 #include "crypto.h"
 #include "drift.h"
+#include "requirements.h"
 
 static const char *const dtypes[] = {"float32", "float16", "int8", "uint8", "int32", "int64"};
 
@@ -198,27 +199,6 @@ static int check_profile(const json_t *p, const json_t *inputs, const json_t *ou
 	return rc;
 }
 
-static int check_requirements(const json_t *r, gn_err *err)
-{
-	static const gn_json_field fields[] = {
-		{"runtime", GN_JSON_STRING, false, false},
-		{"accelerators", GN_JSON_ARRAY, false, false},
-		{"min_memory_mb", GN_JSON_INTEGER, false, false},
-	};
-	gn_err e;
-	size_t i;
-	json_t *a;
-	if (gn_json_check(r, fields, GN_ARRAY_LEN(fields), &e))
-		return gn_err_set(err, GN_EINVAL, "requirements: %s", e.msg);
-	json_array_foreach(json_object_get(r, "accelerators"), i, a)
-		if (!json_is_string(a) || json_string_length(a) == 0 || json_string_length(a) > 32)
-			return gn_err_set(err, GN_EINVAL,
-					  "requirements.accelerators holds names like cpu, opencl, cuda");
-	if (json_integer_value(json_object_get(r, "min_memory_mb")) < 0)
-		return gn_err_set(err, GN_EINVAL, "requirements.min_memory_mb must not be negative");
-	return 0;
-}
-
 static const gn_json_field meta_fields[] = {
 	{"version", GN_JSON_STRING, true, false},     {"format", GN_JSON_STRING, false, false},
 	{"filename", GN_JSON_STRING, false, false},   {"requirements", GN_JSON_OBJECT, false, false},
@@ -253,7 +233,7 @@ static int check_specs(const json_t *meta, gn_err *err)
 	const json_t *in = json_object_get(meta, "inputs"), *outs = json_object_get(meta, "outputs");
 	const json_t *sample = json_object_get(meta, "sample"), *prof = json_object_get(meta, "reference_profile");
 	int rc;
-	if (req && (rc = check_requirements(req, err)))
+	if (req && (rc = gn_requirements_check(req, err)))
 		return rc;
 	if (in && (rc = check_tensors(in, "inputs", err)))
 		return rc;

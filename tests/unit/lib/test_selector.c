@@ -91,6 +91,12 @@ static void test_label_rules(void **state)
 	memset(longv, 'v', sizeof(longv) - 1);
 	longv[sizeof(longv) - 1] = '\0';
 	assert_int_equal(gn_label_value_check(longv, &err), GN_EINVAL);
+	/* selectors read facts.* from what devices report; a label may not pose as one */
+	assert_int_equal(gn_label_key_settable("facts.runtime", &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "starts with 'facts.'"));
+	assert_int_equal(gn_label_key_settable("site", &err), 0);
+	assert_int_equal(gn_label_key_settable("factsheet", &err), 0);
+	assert_int_equal(gn_label_key_settable("bad key", &err), GN_EINVAL);
 }
 
 int main(void)

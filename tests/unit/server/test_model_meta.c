@@ -156,7 +156,7 @@ static void test_fields_and_types(void **state)
 		{"accelerator not a string", "{\"requirements\": {\"accelerators\": [1]}}", NULL, GN_EINVAL,
 		 "requirements.accelerators"},
 		{"negative memory", "{\"requirements\": {\"min_memory_mb\": -1}}", NULL, GN_EINVAL,
-		 "min_memory_mb must not be negative"},
+		 "requirements.min_memory_mb must be 0 to"},
 		{"provenance not an object", "{\"provenance\": \"ci\"}", NULL, GN_EINVAL, "field 'provenance'"},
 		{"sha256 not hex", "{\"sha256\": \"zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz\"}",
 		 NULL, GN_EINVAL, "sha256 must be 64 hex digits"},

@@ -1,0 +1,40 @@
+/* What a release needs of a device (the "requirements" object of its metadata, which the signed
+ * target carries in its custom fields) and whether a device provides it, judged on the facts its
+ * agent reports at check-in. Shared by gangliond (it validates releases and refuses to deploy to
+ * devices that cannot run them) and the agent (it checks again before it downloads). */
+#ifndef GN_REQUIREMENTS_H
+#define GN_REQUIREMENTS_H
+
+#include <jansson.h>
+
+#include "common.h"
+
+#define GN_REQ_MAX_NAMES 8            /* runtimes or accelerators one release may list */
+#define GN_REQ_NAME_MAX 32            /* bytes of a runtime name */
+#define GN_REQ_ACCEL_MAX 15           /* bytes of an accelerator kind (a runtime target name) */
+#define GN_REQ_MEMORY_MB_MAX 16777216 /* 16 TiB */
+
+/* What gn_requirements_match decides. */
+enum gn_req_verdict {
+	GN_REQ_OK = 0,      /* the device provides everything the release lists */
+	GN_REQ_REFUSED = 1, /* it lacks something: a runtime, an accelerator kind or memory */
+	GN_REQ_UNKNOWN = 2, /* it has not reported the facts needed to tell */
+};
+
+/* Checks a "requirements" object strictly: only runtime (a free-text note), runtimes (names of
+ * runtime plugins, any of which may run the release), accelerators (target kinds such as cpu,
+ * cuda, tensorrt, any of which may run it) and min_memory_mb (memory the model needs on the target
+ * it runs on); unknown fields, wrong types, empty or repeated names and out-of-range numbers are
+ * GN_EINVAL with a message naming the field. Leaves err untouched on success. */
+int gn_requirements_check(const json_t *req, gn_err *err) GN_WUR;
+
+/* Whether a device whose check-in facts are facts (NULL when it has reported none) can run a
+ * release that needs req (NULL or an object that gn_requirements_check accepted). Writes a
+ * one-line reason into why (why may be NULL) unless the verdict is GN_REQ_OK. Pure. */
+enum gn_req_verdict gn_requirements_match(const json_t *req, const json_t *facts, char *why, size_t whylen);
+
+/* The most memory, in bytes, that the targets of the device's runtime named in req's accelerators
+ * (every target when req lists none) report in total; 0 when none reports it. Pure. */
+uint64_t gn_requirements_target_memory(const json_t *req, const json_t *facts);
+
+#endif
