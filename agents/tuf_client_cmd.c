@@ -28,7 +28,8 @@
 #define MAX_TARGET_BYTES ((size_t)1 << 30)
 
 struct tc {
-	const char *metadata_dir, *metadata_url, *target_name, *target_dir, *target_base_url;
+	const char *metadata_dir, *metadata_url, *target_name, *target_dir, *target_base_url, *token_file;
+	char *token; /* from token_file: sent as a bearer token with every request (a director's needs one) */
 	const struct agent_config *cfg;
 	int64_t now;
 };
@@ -39,7 +40,8 @@ static const char usage[] =
 	"       ganglion-agent tuf-client --metadata-dir DIR --metadata-url URL --target-name PATH\n"
 	"                                 --target-dir DIR --target-base-url URL download\n"
 	"A TUF client over any static TUF repository, with the agent's checks. Exit status 0 on success,\n"
-	"1 on any failure.\n";
+	"1 on any failure. --token-file FILE sends the token in FILE as a bearer token with every request\n"
+	"(gangliond's image repository without tuf-anonymous-read, or a device's director).\n";
 
 static char *path_in(const char *dir, const char *name)
 {
@@ -113,6 +115,7 @@ static int fetch(char **out, size_t *out_len, const struct tc *c, const char *ba
 	gn_http_resp resp = {0};
 	gn_http_req req = {.method = "GET",
 			   .url = url,
+			   .token = c->token,
 			   .max_response = max ? max : 1,
 			   .ca_file = c->cfg->ca_file && *c->cfg->ca_file ? c->cfg->ca_file : NULL,
 			   .pinned_pubkey =
@@ -439,6 +442,7 @@ static bool parse_args(struct tc *c, const char **out_cmd, const char **out_arg,
 		{"--target-name", offsetof(struct tc, target_name)},
 		{"--target-dir", offsetof(struct tc, target_dir)},
 		{"--target-base-url", offsetof(struct tc, target_base_url)},
+		{"--token-file", offsetof(struct tc, token_file)},
 	};
 	*out_cmd = *out_arg = NULL;
 	for (int i = 0; i < argc; i++) {
@@ -492,7 +496,9 @@ int tuf_client_cmd_main(const struct agent_config *cfg, int argc, char **argv)
 		fputs(usage, stderr);
 		return 1;
 	}
-	if (strcmp(cmd, "init") == 0) {
+	if (c.token_file && (rc = gn_secret_file_read(&c.token, c.token_file, 4096, &err))) {
+		/* answered below */
+	} else if (strcmp(cmd, "init") == 0) {
 		rc = init(&c, arg, &err);
 	} else {
 		rc = refresh(&root, &snapshot, &targets, &c, &err);
@@ -502,6 +508,7 @@ int tuf_client_cmd_main(const struct agent_config *cfg, int argc, char **argv)
 	json_decref(root);
 	json_decref(snapshot);
 	json_decref(targets);
+	free(c.token);
 	if (rc) {
 		fprintf(stderr, "ganglion-agent tuf-client: %s: %s\n", cmd, err.msg);
 		return 1;

@@ -331,16 +331,44 @@ static json_int_t listed_version(const json_t *listing, const char *file)
 		json_object_get(json_object_get(json_object_get(listing, "signed"), "meta"), file), "version"));
 }
 
-/* Stores the image repository's timestamp, snapshot and targets as the trusted copies. */
-static int store_image(struct agent *a, const struct fetched *ts, const struct fetched *sn, const struct fetched *tg,
-		       gn_err *err)
+/* Stores a repository's timestamp, snapshot and targets as the trusted copies. */
+static int store_chain(struct agent *a, const char *repo, const struct fetched *ts, const struct fetched *sn,
+		       const struct fetched *tg, gn_err *err)
 {
-	int rc = state_write_bytes(a, "trust/image/targets.json", tg->bytes, tg->len, err);
+	char rel[64];
+	snprintf(rel, sizeof(rel), "trust/%s/targets.json", repo);
+	int rc = state_write_bytes(a, rel, tg->bytes, tg->len, err);
+	snprintf(rel, sizeof(rel), "trust/%s/snapshot.json", repo);
 	if (!rc)
-		rc = state_write_bytes(a, "trust/image/snapshot.json", sn->bytes, sn->len, err);
+		rc = state_write_bytes(a, rel, sn->bytes, sn->len, err);
+	snprintf(rel, sizeof(rel), "trust/%s/timestamp.json", repo);
 	if (!rc)
-		rc = state_write_bytes(a, "trust/image/timestamp.json", ts->bytes, ts->len, err);
+		rc = state_write_bytes(a, rel, ts->bytes, ts->len, err);
 	return rc;
+}
+
+/* Fetches a repository's timestamp, snapshot and targets under root (trusted), each checked on
+ * its own and against the metadata that lists it (versions, lengths, hashes). Stores nothing. */
+static int fetch_chain(struct fetched *ts, struct fetched *sn, struct fetched *tg, struct agent *a, const json_t *root,
+		       const char *repo, gn_err *err)
+{
+	char path[96];
+	int rc;
+	snprintf(path, sizeof(path), "/v1/tuf/%s/timestamp.json", repo);
+	if ((rc = fetch_role(ts, a, root, repo, "timestamp", path, GN_TUF_MAX_TIMESTAMP_BYTES, err)))
+		return rc;
+	snprintf(path, sizeof(path), "/v1/tuf/%s/%lld.snapshot.json", repo,
+		 (long long)listed_version(ts->env, "snapshot.json"));
+	if ((rc = fetch_role(sn, a, root, repo, "snapshot", path,
+			     gn_tufc_fetch_limit(ts->env, "snapshot.json", GN_TUF_MAX_SNAPSHOT_BYTES), err)) ||
+	    (rc = gn_tufc_meta_matches(ts->env, "snapshot.json", sn->env, sn->bytes, sn->len, err)))
+		return rc;
+	snprintf(path, sizeof(path), "/v1/tuf/%s/%lld.targets.json", repo,
+		 (long long)listed_version(sn->env, "targets.json"));
+	if ((rc = fetch_role(tg, a, root, repo, "targets", path,
+			     gn_tufc_fetch_limit(sn->env, "targets.json", GN_TUF_MAX_TARGETS_BYTES), err)))
+		return rc;
+	return gn_tufc_meta_matches(sn->env, "targets.json", tg->env, tg->bytes, tg->len, err);
 }
 
 /* The image repository as one refresh found it: the top-level targets and the snapshot, and the
@@ -414,24 +442,9 @@ static int refresh_image(struct image **out, struct agent *a, gn_err *err)
 {
 	json_t *root = NULL;
 	struct fetched ts = {0}, sn = {0}, tg = {0};
-	char path[96];
 	int rc;
-	if ((rc = refresh_root(&root, a, "image", err)) ||
-	    (rc = fetch_role(&ts, a, root, "image", "timestamp", "/v1/tuf/image/timestamp.json",
-			     GN_TUF_MAX_TIMESTAMP_BYTES, err)))
-		goto out;
-	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.snapshot.json",
-		 (long long)listed_version(ts.env, "snapshot.json"));
-	if ((rc = fetch_role(&sn, a, root, "image", "snapshot", path,
-			     gn_tufc_fetch_limit(ts.env, "snapshot.json", GN_TUF_MAX_SNAPSHOT_BYTES), err)) ||
-	    (rc = gn_tufc_meta_matches(ts.env, "snapshot.json", sn.env, sn.bytes, sn.len, err)))
-		goto out;
-	snprintf(path, sizeof(path), "/v1/tuf/image/%lld.targets.json",
-		 (long long)listed_version(sn.env, "targets.json"));
-	if ((rc = fetch_role(&tg, a, root, "image", "targets", path,
-			     gn_tufc_fetch_limit(sn.env, "targets.json", GN_TUF_MAX_TARGETS_BYTES), err)) ||
-	    (rc = gn_tufc_meta_matches(sn.env, "targets.json", tg.env, tg.bytes, tg.len, err)) ||
-	    (rc = store_image(a, &ts, &sn, &tg, err)))
+	if ((rc = refresh_root(&root, a, "image", err)) || (rc = fetch_chain(&ts, &sn, &tg, a, root, "image", err)) ||
+	    (rc = store_chain(a, "image", &ts, &sn, &tg, err)))
 		goto out;
 	struct image *im = gn_calloc(1, sizeof(*im));
 	im->targets = tg.env;
@@ -452,42 +465,70 @@ out:
 	return rc;
 }
 
-/* Checks the director targets from a check-in answer and stores them. */
-static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_err *err)
+/* Raises the clock floor to the director's issued_at, with care: a stolen online key could sign a
+ * time in the far future and freeze the device for good. Never past the metadata's own expiry,
+ * and while the system clock is not behind the floor, not past it by more than a day. */
+static void director_clock(struct agent *a, const json_t *dt)
 {
-	json_t *root = NULL, *trusted = NULL;
-	int rc = refresh_root(&root, a, "director", err);
-	if (rc)
-		return rc;
-	if ((rc = state_read_json(&trusted, a, "trust/director/targets.json", err)) == GN_ENOTFOUND) {
+	const json_t *custom = json_object_get(json_object_get(dt, "signed"), "custom");
+	int64_t issued, exp = 0, now = gn_now();
+	if (gn_tuf_time_parse(&issued, gn_json_str(custom, "issued_at")) != 0)
+		return;
+	if (gn_tuf_time_parse(&exp, gn_json_str(json_object_get(dt, "signed"), "expires")) == 0 && issued <= exp &&
+	    (now < a->clock_floor || issued <= now + 86400))
+		state_clock_seen(a, issued);
+	else
+		gn_log(GN_LOG_WARN, "event=issued_at_ignored issued_at=%s", gn_json_str(custom, "issued_at"));
+}
+
+/* Checks targets from a director whose root lists only root and targets (before it was a full
+ * repository): the copy the check-in answer carries, against the trusted one. */
+static int check_director_targets_only(struct agent *a, const json_t *root, const json_t *dt, gn_err *err)
+{
+	json_t *trusted = NULL;
+	int rc = state_read_json(&trusted, a, "trust/director/targets.json", err);
+	if (rc == GN_ENOTFOUND) {
 		trusted = NULL;
 		rc = 0;
 	}
-	if (!rc && !(rc = gn_tufc_check_role(root, "targets", dt, trusted, state_now(a), err))) {
-		const json_t *custom = json_object_get(json_object_get(dt, "signed"), "custom");
-		const char *id = gn_json_str(custom, "device_id");
-		int64_t issued;
-		if (!id || strcmp(id, a->device_id) != 0)
-			rc = gn_err_set(err, GN_EAUTH, "director metadata is for device %s, not this one",
-					id ? id : "(none)");
-		else if (!(rc = state_write_json(a, "trust/director/targets.json", dt, err)) &&
-			 gn_tuf_time_parse(&issued, gn_json_str(custom, "issued_at")) == 0) {
-			/* Raise the clock floor with care: a stolen online key could sign a time in the far
-			 * future and freeze the device for good. Never past the metadata's own expiry, and
-			 * while the system clock is not behind the floor, not past it by more than a day. */
-			int64_t exp = 0, now = gn_now();
-			if (gn_tuf_time_parse(&exp, gn_json_str(json_object_get(dt, "signed"), "expires")) == 0 &&
-			    issued <= exp && (now < a->clock_floor || issued <= now + 86400))
-				state_clock_seen(a, issued);
-			else
-				gn_log(GN_LOG_WARN, "event=issued_at_ignored issued_at=%s",
-				       gn_json_str(custom, "issued_at"));
-		}
-	}
-	json_decref(root);
-	json_decref(trusted);
 	if (!rc)
-		*out = json_incref((json_t *)dt);
+		rc = gn_tufc_check_role(root, "targets", dt, trusted, state_now(a), err);
+	json_decref(trusted);
+	return rc;
+}
+
+/* Brings the director up to date and returns its verified targets (new): the device's own
+ * timestamp, snapshot and targets, checked as the image repository's are, when the director root
+ * lists those roles; else the targets the check-in answer dt carries. They must name this device. */
+static int check_director(json_t **out, struct agent *a, const json_t *dt, gn_err *err)
+{
+	json_t *root = NULL;
+	struct fetched ts = {0}, sn = {0}, tg = {0};
+	int rc = refresh_root(&root, a, "director", err);
+	if (rc)
+		return rc;
+	bool full = json_object_get(json_object_get(json_object_get(root, "signed"), "roles"), "timestamp") != NULL;
+	if (full && !(rc = fetch_chain(&ts, &sn, &tg, a, root, "director", err)))
+		dt = tg.env;
+	else if (!full)
+		rc = check_director_targets_only(a, root, dt, err);
+	if (rc)
+		goto out;
+	const char *id = gn_json_str(json_object_get(json_object_get(dt, "signed"), "custom"), "device_id");
+	if (!id || strcmp(id, a->device_id) != 0) {
+		rc = gn_err_set(err, GN_EAUTH, "director metadata is for device %s, not this one", id ? id : "(none)");
+		goto out;
+	}
+	if ((rc = full ? store_chain(a, "director", &ts, &sn, &tg, err)
+		       : state_write_json(a, "trust/director/targets.json", dt, err)))
+		goto out;
+	director_clock(a, dt);
+	*out = json_incref((json_t *)dt);
+out:
+	json_decref(root);
+	fetched_cleanup(&ts);
+	fetched_cleanup(&sn);
+	fetched_cleanup(&tg);
 	return rc;
 }
 

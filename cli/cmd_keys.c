@@ -18,8 +18,10 @@ static const char *const repos[] = {"image", "director"};
 /* Root metadata is small; this only stops a wrong file from being read whole. */
 #define METADATA_MAX ((size_t)16 * 1024 * 1024)
 
-/* What `keys rotate` takes: the image repository's online roles, and the director's key. */
-static const char *const rotate_roles[] = {"targets", "snapshot", "timestamp", "director"};
+/* What `keys rotate` takes: the image repository's online roles, and the director's (director is
+ * its targets key). */
+static const char *const rotate_roles[] = {"targets",  "snapshot",          "timestamp",
+					   "director", "director-snapshot", "director-timestamp"};
 
 static const output_col list_cols[] = {
 	{"REPO", "repo", NULL},     {"ROLE", "role", NULL},     {"KEYID", "keyid", NULL},
@@ -86,7 +88,10 @@ static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		known = known || strcmp(role, rotate_roles[i]) == 0;
 	if (!known) {
 		error = gn_err_set(
-			err, CLI_EUSAGE, "role must be targets, snapshot, timestamp or director, not '%s'%s", role,
+			err, CLI_EUSAGE,
+			"role must be targets, snapshot, timestamp, director, director-snapshot or director-timestamp, "
+			"not '%s'%s",
+			role,
 			strcmp(role, "root") == 0
 				? " (root keys are rotated offline: keys export-root, sign-root, import-root)"
 				: "");
@@ -99,7 +104,7 @@ static int rotate_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		output_json(ans);
 		goto out;
 	}
-	const char *flag = strcmp(role, "director") == 0 ? " --repo director" : "";
+	const char *flag = strncmp(role, "director", 8) == 0 ? " --repo director" : "";
 	if (json_is_true(json_object_get(ans, "pending"))) {
 		/* The root keys are offline: the new key waits for a root signed elsewhere. */
 		printf("New %s key %s is pending.\n%s:\n  ganglion keys export-root%s -O draft.json\n"
@@ -600,7 +605,8 @@ static const cli_cmd cmds[] = {
 	{"list", "", "List the signing keys of the image repository and the director by role.", NULL, 0, 0, 0,
 	 list_run},
 	{"rotate", "ROLE",
-	 "Replace the online key of targets, snapshot, timestamp (image repository) or director, under a new root.",
+	 "Replace the online key of targets, snapshot, timestamp (image repository) or director, director-snapshot, "
+	 "director-timestamp (the director's targets, snapshot, timestamp), under a new root.",
 	 NULL, 0, 1, 1, rotate_run},
 	{"root", "",
 	 "Fetch the repository's current root metadata, as an agent pins it at enrollment (ganglion-agent enroll "

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "crypto.h"
 #include "devices.h"
 #include "log.h"
 #include "models.h"
@@ -22,9 +23,12 @@ static const db_stmt st_latest = {
 	/* Targets signed before several models per device name their one model in these columns. */
 	" coalesce(desired_key, CASE WHEN model IS NULL THEN '' ELSE model || '=' || coalesce(model_version, '')"
 	"  || '@' || coalesce(gn_ts(assigned_at), '') END),"
-	" EXISTS (SELECT 1 FROM tuf_keys k WHERE k.repo = 'director' AND k.role = 'targets' AND NOT k.active"
-	"   AND NOT k.pending AND jsonb_path_exists(t.body::jsonb, '$.signatures[*] ? (@.keyid == $k)',"
-	"   jsonb_build_object('k', k.keyid)))"
+	" EXISTS (SELECT 1 FROM tuf_keys k, unnest(ARRAY[t.body, t.snapshot_body, t.timestamp_body]) AS m(body)"
+	"   WHERE k.repo = 'director' AND k.role <> 'root' AND NOT k.active AND NOT k.pending"
+	"   AND jsonb_path_exists(m.body::jsonb, '$.signatures[*] ? (@.keyid == $k)', jsonb_build_object('k', k.keyid))),"
+	/* Signed without snapshot and timestamp, while the director now has keys for them. */
+	" t.timestamp_body IS NULL AND EXISTS (SELECT 1 FROM tuf_keys k WHERE k.repo = 'director'"
+	"   AND k.role = 'timestamp' AND k.active)"
 	" FROM director_targets t WHERE device_id = $1"
 	" ORDER BY version DESC LIMIT 1",
 	1};
@@ -37,9 +41,21 @@ static const db_stmt st_desired = {
 static const db_stmt st_store = {
 	"director_store",
 	"INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at,"
-	" desired_key) VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''), to_timestamp($6::bigint),"
-	" nullif($7, '')::timestamptz, $8)",
-	8};
+	" desired_key, snapshot_body, timestamp_body) VALUES ($1, $2, $3, nullif($4, ''), nullif($5, ''),"
+	" to_timestamp($6::bigint), nullif($7, '')::timestamptz, $8, $9, $10)",
+	10};
+/* One role's metadata of a device at a version. */
+static const db_stmt st_role_at = {
+	"director_role_at",
+	"SELECT CASE $3 WHEN 'targets' THEN body WHEN 'snapshot' THEN snapshot_body ELSE timestamp_body END"
+	" FROM director_targets WHERE device_id = $1 AND version = $2::integer",
+	3};
+/* Whether the director has active snapshot and timestamp keys (a root that lists them). */
+static const db_stmt st_full = {
+	"director_full",
+	"SELECT count(DISTINCT role) = 2 FROM tuf_keys WHERE repo = 'director' AND role IN ('snapshot', 'timestamp')"
+	" AND active",
+	0};
 static const db_stmt st_resolve = {"director_resolve",
 				   "SELECT v.version FROM model_versions v WHERE v.model = $1 AND v.version ="
 				   " coalesce((SELECT version FROM model_aliases WHERE model = $1 AND alias = $2), $2)",
@@ -135,7 +151,7 @@ void director_state_cleanup(struct director_state *st)
 
 bool director_needs_signing(const struct director_state *st, int64_t now)
 {
-	if (!st->version || st->retired_key)
+	if (!st->version || st->retired_key || st->unsnapshotted)
 		return true;
 	if (strcmp(st->key ? st->key : "", st->want_key ? st->want_key : "") != 0)
 		return true;
@@ -163,6 +179,7 @@ static int read_signed(struct director_state *st, char **out_body, db_conn *c, c
 	st->created = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
 	st->key = gn_strdup(PQgetvalue(res, 0, 4));
 	st->retired_key = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
+	st->unsnapshotted = strcmp(PQgetvalue(res, 0, 6), "t") == 0;
 out:
 	PQclear(res);
 	return error;
@@ -234,21 +251,63 @@ static json_t *targets_signed(const struct director_state *st, const char *devic
 	return sp;
 }
 
-/* Signs and stores the next version of the device's targets; st and *body become it. Inside the
- * caller's transaction, under the device's director lock. */
-static int sign(struct director_state *st, char **body, db_conn *c, const struct tuf_settings *s, const char *device_id,
-		gn_err *err)
+/* Signs sp with the director's online key of role; *out is the stored form (new). */
+static int sign_role(char **out, db_conn *c, const char *role, const json_t *sp, gn_err *err)
 {
 	gn_ed25519_key *key = NULL;
 	json_t *env = NULL;
-	char *signed_body = NULL, ver[16], exps[32];
+	int error = tuf_sign_online_key(&key, c, "director", role, err);
+	if (!error && !(error = gn_tuf_sign(&env, sp, &key, 1, err)))
+		*out = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(env);
+	gn_ed25519_key_free(key);
+	return error;
+}
+
+/* Signs the snapshot over targets version `version` (whose bytes are targets) and the timestamp
+ * over that snapshot, both at that version, when the director has keys for them (a root that
+ * lists them); else leaves *out_snapshot and *out_timestamp NULL (a director root of two roles). */
+static int sign_snapshot_timestamp(char **out_snapshot, char **out_timestamp, db_conn *c, int version,
+				   const char *targets, int64_t expires, gn_err *err)
+{
+	PGresult *res = NULL;
+	json_t *sn = NULL, *ts = NULL;
+	char sum[GN_SHA256_HEX_LEN + 1];
+	int error = db_exec(&res, c, &st_full, NULL, err);
+	if (error || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+		goto out;
+	sn = tuf_sign_header("snapshot", version, expires);
+	gn_sha256_hex(sum, targets, strlen(targets));
+	json_object_set_new(sn, "meta",
+			    json_pack("{s:{s:i,s:I,s:{s:s}}}", "targets.json", "version", version, "length",
+				      (json_int_t)strlen(targets), "hashes", "sha256", sum));
+	if ((error = sign_role(out_snapshot, c, "snapshot", sn, err)))
+		goto out;
+	ts = tuf_sign_header("timestamp", version, expires);
+	gn_sha256_hex(sum, *out_snapshot, strlen(*out_snapshot));
+	json_object_set_new(ts, "meta",
+			    json_pack("{s:{s:i,s:I,s:{s:s}}}", "snapshot.json", "version", version, "length",
+				      (json_int_t)strlen(*out_snapshot), "hashes", "sha256", sum));
+	error = sign_role(out_timestamp, c, "timestamp", ts, err);
+out:
+	PQclear(res);
+	json_decref(sn);
+	json_decref(ts);
+	return error;
+}
+
+/* Signs and stores the next version of the device's targets (with its snapshot and timestamp);
+ * st and *body become it. Inside the caller's transaction, under the device's director lock. */
+static int sign(struct director_state *st, char **body, db_conn *c, const struct tuf_settings *s, const char *device_id,
+		gn_err *err)
+{
+	char *signed_body = NULL, *snapshot = NULL, *timestamp = NULL, ver[16], exps[32];
 	int64_t exp = gn_now() + s->director_expiry;
 	json_t *sp = targets_signed(st, device_id, exp);
 	int error;
-	if ((error = tuf_sign_online_key(&key, c, "director", "targets", err)) ||
-	    (error = gn_tuf_sign(&env, sp, &key, 1, err)))
+	if ((error = sign_role(&signed_body, c, "targets", sp, err)) ||
+	    (error = sign_snapshot_timestamp(&snapshot, &timestamp, c, st->version + 1, signed_body, exp, err)))
 		goto out;
-	signed_body = json_dumps(env, JSON_COMPACT | JSON_SORT_KEYS);
 	snprintf(ver, sizeof(ver), "%d", st->version + 1);
 	snprintf(exps, sizeof(exps), "%lld", (long long)exp);
 	/* The one-model columns keep naming a device's only model, for whoever reads them. */
@@ -260,7 +319,9 @@ static int sign(struct director_state *st, char **body, db_conn *c, const struct
 			   one ? one->version : "",
 			   exps,
 			   one ? one->assigned_at : "",
-			   st->want_key ? st->want_key : ""};
+			   st->want_key ? st->want_key : "",
+			   snapshot,
+			   timestamp};
 	if ((error = db_exec(NULL, c, &st_store, p, err)))
 		goto out;
 	free(*body);
@@ -270,13 +331,14 @@ static int sign(struct director_state *st, char **body, db_conn *c, const struct
 	st->key = gn_strdup(st->want_key ? st->want_key : "");
 	st->version++;
 	st->retired_key = false;
+	st->unsnapshotted = false;
 	st->created = exp - s->director_expiry;
 	st->expires = exp;
 out:
 	free(signed_body);
-	json_decref(env);
+	free(snapshot);
+	free(timestamp);
 	json_decref(sp);
-	gn_ed25519_key_free(key);
 	return error;
 }
 
@@ -332,6 +394,30 @@ int director_current(char **out_body, int *out_version, int64_t *out_fresh_until
 out:
 	free(body);
 	director_state_cleanup(&st);
+	return error;
+}
+
+int director_metadata_get(char **out, db_conn *c, const struct tuf_settings *s, const char *device_id, const char *role,
+			  int version, gn_err *err)
+{
+	PGresult *res = NULL;
+	char *targets = NULL, ver[16];
+	int error = 0;
+	/* The newest: signed anew first if it needs it, as at a check-in. */
+	if (!version && (error = director_current(&targets, &version, NULL, c, s, device_id, err)))
+		return error;
+	free(targets);
+	snprintf(ver, sizeof(ver), "%d", version);
+	const char *p[] = {device_id, ver, role};
+	if ((error = db_exec(&res, c, &st_role_at, p, err)))
+		return error;
+	if (PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+		error = gn_err_set(err, GN_ENOTFOUND, "this device's director has no %s metadata at version %d%s", role,
+				   version,
+				   strcmp(role, "targets") == 0 ? "" : " (the director root lists no such role yet)");
+	else
+		*out = gn_strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
 	return error;
 }
 

@@ -25,7 +25,8 @@ struct director_state {
 	int version;
 	int64_t created, expires;
 	char *key;
-	bool retired_key; /* a director key since retired (a rotation) signed them */
+	bool retired_key;   /* a director key since retired (a rotation) signed them */
+	bool unsnapshotted; /* signed without snapshot and timestamp, which the director now signs */
 	/* What the device should run now: its key (new) and the models with their files (new). */
 	char *want_key;
 	struct director_want *want;
@@ -35,7 +36,8 @@ struct director_state {
 void director_state_cleanup(struct director_state *st);
 
 /* The re-sign rule: true when the device's director targets must be signed anew at now, because
- * there are none yet, a key since retired signed them, the desired state changed since they were
+ * there are none yet, a key since retired signed them, they lack the snapshot and timestamp that
+ * the director now signs, the desired state changed since they were
  * signed (a model added or removed, another version, or a new assignment time), or they have less
  * than half of their lifetime left. Pure. */
 bool director_needs_signing(const struct director_state *st, int64_t now);
@@ -53,6 +55,12 @@ int director_current(char **out_body, int *out_version, int64_t *out_fresh_until
  * caller's transaction and holds the device's director lock until it ends. */
 int director_sync(int *out_version, db_conn *c, const struct tuf_settings *s, const char *device_id,
 		  gn_err *err) GN_WUR;
+/* Returns the device's director metadata of role ("targets", "snapshot" or "timestamp") at version
+ * (the stored bytes, new): 0 = the newest, signed anew first when director_needs_signing says so
+ * (so it must not be called inside a transaction). GN_ENOTFOUND when there is no such version, or
+ * it has no such role (signed while the director root listed only root and targets). */
+int director_metadata_get(char **out, db_conn *c, const struct tuf_settings *s, const char *device_id, const char *role,
+			  int version, gn_err *err) GN_WUR;
 /* Returns the director's root metadata at version (0 = the newest) in *out (new); GN_ENOTFOUND
  * when there is none. A plain read. */
 int director_root_get(char **out, db_conn *c, int version, gn_err *err) GN_WUR;

@@ -160,56 +160,36 @@ static void http_tuf_keys_rotate(struct gd_req *r)
 	json_decref(body);
 }
 
-/* Maps "root.json" and "N.root.json" to the root's version (0 = the newest). */
-static int parse_director_root(const char *file, int *version)
-{
-	char *end;
-	*version = 0;
-	if (file[0] >= '1' && file[0] <= '9') {
-		long v = strtol(file, &end, 10);
-		if (*end != '.' || v <= 0 || v > 1000000000)
-			return -1;
-		*version = (int)v;
-		file = end + 1;
-	}
-	return strcmp(file, "root.json") == 0 ? 0 : -1;
-}
-
-/* Returns the device's own director targets (new) in *out, or answers and returns non-zero. */
-static int director_targets(char **out, struct gd_req *r)
-{
-	struct tuf_settings ts;
-	int version;
-	gn_err err;
-	if (gd_actor(r)->kind != GD_ACTOR_DEVICE) {
-		gd_reply_problem(r, 404, "director targets are per device: fetch them with the device's token");
-		return -1;
-	}
-	tuf_sign_settings(&ts, config_get());
-	if (director_current(out, &version, NULL, gd_db(r), &ts, gd_actor(r)->id, &err)) {
-		gd_reply_error(r, &err);
-		return -1;
-	}
-	return 0;
-}
-
-/* The director's metadata: its root chain for everyone who may read, and each device's own
- * targets for that device (they name its device id and are of no use to another). */
+/* The director: a TUF repository per device. Its root chain for everyone who may read; each
+ * device's own timestamp, snapshot and targets for that device only (they name its device id and
+ * are of no use to another; an API token gets 404). */
 static void http_tuf_director_get(struct gd_req *r)
 {
-	const char *file = gd_param(r, 0);
-	char *body = NULL;
+	char role[16], *body = NULL;
 	int version;
+	struct tuf_settings ts;
 	gn_err err;
-	if (strcmp(file, "targets.json") == 0) {
-		if (director_targets(&body, r))
+	if (parse_file(gd_param(r, 0), role, &version)) {
+		gd_reply_problem(r, 404,
+				 "no such metadata file (root.json, N.root.json, timestamp.json, snapshot.json, "
+				 "N.snapshot.json, targets.json, N.targets.json)");
+		return;
+	}
+	if (strcmp(role, "root") == 0) {
+		if (director_root_get(&body, gd_db(r), version, &err)) {
+			gd_reply_error(r, &err);
 			return;
-	} else if (parse_director_root(file, &version)) {
-		gd_reply_problem(r, 404, "no such metadata file (root.json, N.root.json, targets.json)");
+		}
+	} else if (gd_actor(r)->kind != GD_ACTOR_DEVICE) {
+		gd_reply_problem(r, 404,
+				 "director metadata other than root is per device: fetch it with the device's token");
 		return;
-	} else if (director_root_get(&body, gd_db(r), version, &err)) {
-		gd_reply_error(r, &err);
-		return;
+	} else {
+		tuf_sign_settings(&ts, config_get());
+		if (director_metadata_get(&body, gd_db(r), &ts, gd_actor(r)->id, role, version, &err)) {
+			gd_reply_error(r, &err);
+			return;
+		}
 	}
 	gd_header(r, "Cache-Control", "no-cache");
 	gd_reply_raw(r, 200, "application/json", body, strlen(body));

@@ -17,14 +17,15 @@ static const char *const online_roles[] = {"targets", "snapshot", "timestamp"};
 static const char *const all_roles[] = {"root", "targets", "snapshot", "timestamp"};
 static const char *const repos[] = {"image", "director"};
 
-/* The roles a repository's root lists: all four for the image repository; root and targets for
- * the director, which signs only per-device targets (no snapshot or timestamp role). */
+/* The roles a repository's root lists: all four, for the image repository and for the director
+ * (a full TUF repository per device; its roots before that listed only root and targets). */
 static size_t repo_nroles(const char *repo)
 {
-	return strcmp(repo, "director") == 0 ? 2 : GN_ARRAY_LEN(all_roles);
+	(void)repo;
+	return GN_ARRAY_LEN(all_roles);
 }
 
-/* The online roles of a repository: the first repo_nroles(repo) - 1 of online_roles. */
+/* The online roles of a repository. */
 static size_t repo_nonline(const char *repo)
 {
 	return repo_nroles(repo) - 1;
@@ -52,6 +53,8 @@ static const db_stmt st_key_activate_pending = {
 	" UPDATE tuf_keys SET active = false WHERE repo = $1 AND role = $2 AND active"
 	"   AND keyid NOT IN (SELECT keyid FROM p) AND EXISTS (SELECT 1 FROM p)",
 	2};
+static const db_stmt st_key_exists = {
+	"tuf_key_exists", "SELECT 1 FROM tuf_keys WHERE repo = $1 AND role = $2 AND (active OR pending) LIMIT 1", 2};
 static const db_stmt st_key_insert = {
 	"tuf_key_insert",
 	"INSERT INTO tuf_keys (keyid, repo, role, public, private_pem) VALUES ($1, $2, $3, $4, $5)"
@@ -265,6 +268,62 @@ out:
 	return error;
 }
 
+/* Generates an online key for the director's role unless it has one (active or pending);
+ * pending when its root keys are not here. *out_added tells whether it did. */
+static int add_director_key(bool *out_added, db_conn *c, const char *role, bool pending, gn_err *err)
+{
+	PGresult *res = NULL;
+	gn_ed25519_key *k = NULL;
+	char keyid[65];
+	const char *p[] = {"director", role};
+	int error = db_exec(&res, c, &st_key_exists, p, err);
+	*out_added = false;
+	if (error || PQntuples(res) > 0)
+		goto out;
+	if ((error = gn_ed25519_generate(&k, err)) || (error = insert_key(keyid, c, "director", role, k, true, err)))
+		goto out;
+	const char *pp[] = {"director", role, keyid};
+	if (pending && (error = db_exec(NULL, c, &st_key_pending, pp, err)))
+		goto out;
+	*out_added = true;
+	gn_log(GN_LOG_INFO, "event=tuf_key_created repo=director role=%s keyid=%s pending=%s", role, keyid,
+	       pending ? "yes" : "no");
+out:
+	gn_ed25519_key_free(k);
+	PQclear(res);
+	return error;
+}
+
+/* A director whose root lists only root and targets (before it was a full repository) gets
+ * online snapshot and timestamp keys. With a threshold of its root keys here a new root lists them
+ * at once; else they wait, pending, for a root signed offline (the draft lists them), and until
+ * then each device's director keeps only targets. Inside the caller's locked transaction. */
+static int upgrade_director(db_conn *c, const struct tuf_settings *s, gn_err *err)
+{
+	struct tuf_latest root;
+	bool added[2] = {false, false};
+	int error = tuf_sign_latest(&root, c, "director", "root", err);
+	const json_t *roles = json_object_get(json_object_get(root.env, "signed"), "roles");
+	if (error || !root.version || json_object_get(roles, "timestamp"))
+		goto out;
+	bool here = (json_int_t)root_keys_here(s, "director", &root) >= tuf_sign_root_threshold(&root);
+	if ((error = add_director_key(&added[0], c, "snapshot", !here, err)) ||
+	    (error = add_director_key(&added[1], c, "timestamp", !here, err)))
+		goto out;
+	if (here) {
+		if (!(error = publish_root(c, s, "director", &root, err)))
+			error = director_key_changed(c, err);
+	} else if (added[0] || added[1]) {
+		gn_log(GN_LOG_WARN,
+		       "event=tuf_director_upgrade_pending msg=\"the director root lists only root and targets and its "
+		       "root keys are offline: export the draft root (ganglion keys export-root --repo director; it "
+		       "lists new snapshot and timestamp keys), sign it offline and import it\"");
+	}
+out:
+	tuf_sign_latest_cleanup(&root);
+	return error;
+}
+
 int tuf_keys_init(db_conn *c, const struct tuf_settings *s, gn_err *err)
 {
 	bool image_created, director_created;
@@ -273,7 +332,8 @@ int tuf_keys_init(db_conn *c, const struct tuf_settings *s, gn_err *err)
 		return error;
 	if ((error = db_lock_xact(c, DB_LOCK_TUF, err)) || (error = create_repo(&image_created, c, s, "image", err)) ||
 	    (image_created && (error = tuf_image_publish_targets(c, s, err))) ||
-	    (error = create_repo(&director_created, c, s, "director", err)) || (error = db_tx_commit(c, err)))
+	    (error = create_repo(&director_created, c, s, "director", err)) || (error = upgrade_director(c, s, err)) ||
+	    (error = db_tx_commit(c, err)))
 		db_tx_rollback(c);
 	return error;
 }
@@ -401,12 +461,18 @@ static int rotate_now(json_t **out, db_conn *c, const struct tuf_settings *s, co
 }
 
 /* Maps the role a rotation names to the repository and the role its key has there: targets,
- * snapshot and timestamp are the image repository's; "director" is the director's targets key. */
+ * snapshot and timestamp are the image repository's; "director" is the director's targets key,
+ * "director-snapshot" and "director-timestamp" its other online keys. */
 static int rotation_role(const char **out_repo, const char **out_key_role, const char *role, gn_err *err)
 {
 	if (strcmp(role, "director") == 0) {
 		*out_repo = "director";
 		*out_key_role = "targets";
+		return 0;
+	}
+	if (strcmp(role, "director-snapshot") == 0 || strcmp(role, "director-timestamp") == 0) {
+		*out_repo = "director";
+		*out_key_role = role + strlen("director-");
 		return 0;
 	}
 	for (size_t i = 0; i < GN_ARRAY_LEN(online_roles); i++) {
@@ -416,9 +482,11 @@ static int rotation_role(const char **out_repo, const char **out_key_role, const
 			return 0;
 		}
 	}
-	return gn_err_set(err, GN_EINVAL,
-			  "role must be targets, snapshot, timestamp (the image repository's online keys) or director "
-			  "(the director's online key); root keys change through an offline-signed root");
+	return gn_err_set(
+		err, GN_EINVAL,
+		"role must be targets, snapshot, timestamp (the image repository's online keys), director, "
+		"director-snapshot or director-timestamp (the director's: targets, snapshot, timestamp); root "
+		"keys change through an offline-signed root");
 }
 
 int tuf_keys_rotate(json_t **out, db_conn *c, const struct tuf_settings *s, const struct gd_actor *who,
@@ -577,10 +645,14 @@ static int check_online_roles(db_conn *c, const struct tuf_settings *s, const ch
 			continue;
 		const json_t *nr = json_object_get(json_object_get(sp, "roles"), role);
 		const json_t *cr = json_object_get(json_object_get(cur_signed, "roles"), role);
+		/* A role the current root lacks (a director root of two roles): the draft's keys, threshold 1. */
+		const json_t *cur = cr ? cur_signed : draft;
+		if (!cr)
+			cr = json_object_get(json_object_get(draft, "roles"), role);
 		if (!json_equal(json_object_get(nr, "threshold"), json_object_get(cr, "threshold")))
 			error = gn_err_set(err, GN_EINVAL, "the %s role's threshold differs from the current root's",
 					   role);
-		else if (!(same_keyids(sp, cur_signed, role) && same_keys(sp, cur_signed, role)) &&
+		else if (!(same_keyids(sp, cur, role) && same_keys(sp, cur, role)) &&
 			 !(same_keyids(sp, draft, role) && same_keys(sp, draft, role)))
 			error = gn_err_set(
 				err, GN_EINVAL,

@@ -377,8 +377,8 @@ def sql(srv, text):
     return srv.pg.sql(text, srv.db)
 
 
-def director_key(srv):
-    pem = sql(srv, "SELECT private_pem FROM tuf_keys WHERE repo = 'director' AND role = 'targets' AND active"
+def director_key(srv, role="targets"):
+    pem = sql(srv, f"SELECT private_pem FROM tuf_keys WHERE repo = 'director' AND role = '{role}' AND active"
                    " ORDER BY created_at DESC LIMIT 1")
     return load_pem_private_key(pem.encode() + b"\n", password=None)
 
@@ -394,15 +394,33 @@ def director_rows(srv, device_id):
     return rows
 
 
+def director_chain(srv, version, env):
+    """The stored forms of targets env and of a snapshot and a timestamp over it, both at version
+    and signed by the director's online keys, as the server signs them: {role: text}."""
+    chain = {"targets": json.dumps(env, separators=(",", ":"), sort_keys=True)}
+    exp = tuf_time(datetime.now(timezone.utc) + timedelta(days=30))
+    for role, listed, v in (("snapshot", "targets", env["signed"]["version"]), ("timestamp", "snapshot", version)):
+        raw = chain[listed].encode()
+        signed = {"_type": role, "spec_version": "1.0.31", "version": version, "expires": exp,
+                  "meta": {f"{listed}.json": {"version": v, "length": len(raw),
+                                              "hashes": {"sha256": hashlib.sha256(raw).hexdigest()}}}}
+        chain[role] = json.dumps(sign(signed, director_key(srv, role)), separators=(",", ":"), sort_keys=True)
+    assert not any("$gn$" in t for t in chain.values())
+    return chain
+
+
 def insert_director(srv, device_id, version, env, model, model_version):
-    """Stores env as the device's director targets `version`, with the row's model columns set to
-    what is desired and a long expiry, so that the server serves it as is (no re-signing)."""
-    body = json.dumps(env, separators=(",", ":"), sort_keys=True)
-    assert "$gn$" not in body
+    """Stores env as the device's director targets `version`, with a snapshot and a timestamp over
+    it (signed by the director's online keys, at that version, as the server signs them), the
+    row's model columns set to what is desired and a long expiry, so that the server serves it as
+    is (no re-signing)."""
+    chain = director_chain(srv, version, env)
+    body = chain["targets"]
     # assigned_at too: the server re-signs when it differs from the desired state's.
-    sql(srv, "INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at)"
-             f" VALUES ('{device_id}', {version}, $gn${body}$gn$, '{model}', '{model_version}', now() + interval '30 days',"
-             f" (SELECT assigned_at FROM device_desired WHERE device_id = '{device_id}'))")
+    sql(srv, "INSERT INTO director_targets (device_id, version, body, snapshot_body, timestamp_body, model,"
+             f" model_version, expires_at, assigned_at) VALUES ('{device_id}', {version}, $gn${body}$gn$,"
+             f" $gn${chain['snapshot']}$gn$, $gn${chain['timestamp']}$gn$, '{model}', '{model_version}',"
+             f" now() + interval '30 days', (SELECT assigned_at FROM device_desired WHERE device_id = '{device_id}'))")
 
 
 def delete_director_above(srv, device_id, version):
@@ -1702,13 +1720,15 @@ def test_duplicate_signatures_do_not_reach_a_threshold(gangliond, pg, db, agents
     top = director_rows(s, d.device_id)[0]
     dup = sign(crafted(s, d, top, target_version="2.0.0"), online, online)
     assert len({x["sig"] for x in dup["signatures"]}) == 1
-    dup_body = json.dumps(dup, separators=(",", ":"), sort_keys=True)
+    dup_chain = director_chain(s, top["version"] + 1, dup)
     # One transaction: the agent's next check-in sees the new root and the duplicate at once.
     sql(s, "BEGIN; INSERT INTO tuf_metadata (repo, role, version, body, expires_at) VALUES"
            f" ('director', 'root', 2, $gn${body2}$gn$, '{root2['expires']}');"
-           "INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at)"
-           f" VALUES ('{d.device_id}', {top['version'] + 1}, $gn${dup_body}$gn$, '{top['model']}', '{top['model_version']}',"
-           f" now() + interval '30 days', (SELECT assigned_at FROM device_desired WHERE device_id = '{d.device_id}'));"
+           "INSERT INTO director_targets (device_id, version, body, snapshot_body, timestamp_body, model,"
+           f" model_version, expires_at, assigned_at) VALUES ('{d.device_id}', {top['version'] + 1},"
+           f" $gn${dup_chain['targets']}$gn$, $gn${dup_chain['snapshot']}$gn$, $gn${dup_chain['timestamp']}$gn$,"
+           f" '{top['model']}', '{top['model_version']}', now() + interval '30 days',"
+           f" (SELECT assigned_at FROM device_desired WHERE device_id = '{d.device_id}'));"
            " COMMIT;")
     assert s.api("GET", "/v1/tuf/director/2.root.json").status_code == 200
     expect_refusal(s, r, d, after, "1.0.0", "targets metadata has 1 valid signature(s), the threshold is 2")

@@ -153,7 +153,7 @@ def test_rotate_the_director_key_with_its_root_keys_here(gangliond, pg, db):
     assert _get(server, "/v1/tuf/director/root.json") == root2
     _follows(root2, root1)
     assert root2["signed"]["roles"]["targets"]["keyids"] == [new]
-    assert set(root2["signed"]["roles"]) == {"root", "targets"}
+    assert set(root2["signed"]["roles"]) == {"root", "targets", "snapshot", "timestamp"}
     assert root2["signed"]["roles"]["root"] == root1["signed"]["roles"]["root"]
     listed = {k["role"]: k for k in _keys(server, "director")}
     assert listed["targets"]["keyid"] == new
@@ -213,23 +213,26 @@ def test_director_rotation_with_the_root_keys_offline(gangliond, workdir):
     assert draft["signatures"] == [] and draft["signed"]["version"] == 2
     assert draft["signed"]["roles"]["targets"]["keyids"] == [pending]
     assert draft["signed"]["roles"]["root"] == root1["signed"]["roles"]["root"]
-    assert set(draft["signed"]["roles"]) == {"root", "targets"}
+    assert set(draft["signed"]["roles"]) == {"root", "targets", "snapshot", "timestamp"}
     signed = tuf_verify.sign_metadata(copy.deepcopy(draft), root_key)
 
     def imp(env, repo="director"):
         return server.api("POST", f"/v1/tuf/{repo}/root", json=env)
 
-    # Refused: unsigned; signed by a stranger; tampered; a role the director does not have; a
-    # targets key that is neither the current nor the pending one; the image repository's draft;
-    # the director's root at the image repository.
+    # Refused: unsigned; signed by a stranger; tampered; a role no TUF repository has; the
+    # timestamp role given the pending targets key; a targets key that is neither the current nor
+    # the pending one; the image repository's draft; the director's root at the image repository.
     assert_problem(imp(draft), 400)
     assert_problem(imp(tuf_verify.sign_metadata(copy.deepcopy(draft), new_key())), 400)
     tampered = copy.deepcopy(signed)
     tampered["signed"]["expires"] = "2099-01-01T00:00:00Z"
     assert_problem(imp(tampered), 400)
     bad = copy.deepcopy(draft)
-    bad["signed"]["roles"]["timestamp"] = {"keyids": [pending], "threshold": 1}
+    bad["signed"]["roles"]["mirrors"] = {"keyids": [pending], "threshold": 1}
     assert_problem(imp(tuf_verify.sign_metadata(bad, root_key)), 400, "does not have")
+    bad = copy.deepcopy(draft)
+    bad["signed"]["roles"]["timestamp"] = {"keyids": [pending], "threshold": 1}
+    assert_problem(imp(tuf_verify.sign_metadata(bad, root_key)), 400, "timestamp role's keys are neither")
     bad = copy.deepcopy(draft)
     stranger = tuf_verify.ed25519_key_object(bytes.fromhex(public_hex(new_key())))
     bad["signed"]["keys"][tuf_verify.keyid(stranger)] = stranger
@@ -285,7 +288,7 @@ def test_cli_rotates_the_director_key_offline(gangliond, workdir):
     p = server.cli("keys", "export-root", "--repo", "director", "--out", draft)
     assert p.returncode == 0, p.stderr
     d = json.loads(draft.read_text())
-    assert d["signed"]["version"] == 2 and set(d["signed"]["roles"]) == {"root", "targets"}
+    assert d["signed"]["version"] == 2 and set(d["signed"]["roles"]) == {"root", "targets", "snapshot", "timestamp"}
     p = server.cli("keys", "sign-root", "--key", offline, "--out", signed, draft, token=None)
     assert p.returncode == 0, p.stderr
     # Without --repo it goes to the image repository, which refuses it.
@@ -375,22 +378,31 @@ def test_device_recovers_from_a_director_fast_forward(fleet):
     env = json.loads(top["body"])
     (old,) = _sig_keyids(env)
 
-    # The attacker, with the director's online key from a copy of the database, signs the
-    # device's targets (what it runs) FORWARD versions ahead and serves them; the device takes
-    # them, as it must: they are validly signed.
+    # The attacker, with the director's online keys from a copy of the database, signs the
+    # device's targets (what it runs), a snapshot and a timestamp over them FORWARD versions
+    # ahead, and serves them; the device takes them, as it must: they are validly signed.
     now = datetime.now(timezone.utc)
-    forged = dict(env["signed"], version=top["version"] + FORWARD, expires=_tuf_time(now + timedelta(days=1)),
-                  custom={"device_id": dev, "issued_at": _tuf_time(now)})
-    key = _online_key(server, "director", "targets")
-    forged_env = tuf_verify.sign_metadata({"signed": forged, "signatures": []}, key)
+    v = top["version"] + FORWARD
+    exp = _tuf_time(now + timedelta(days=1))
+    forged = dict(env["signed"], version=v, expires=exp, custom={"device_id": dev, "issued_at": _tuf_time(now)})
+    forged_env = tuf_verify.sign_metadata({"signed": forged, "signatures": []}, _online_key(server, "director", "targets"))
     assert _sig_keyids(forged_env) == [old], "not the director's online key"
-    body = _body(forged_env)
-    _sql(server, "INSERT INTO director_targets (device_id, version, body, model, model_version, expires_at, assigned_at)"
-                 f" VALUES ('{dev}', {top['version'] + FORWARD}, $gn${body}$gn$, '{top['model']}',"
+    chain = {"targets": _body(forged_env)}
+    for role, listed in (("snapshot", "targets"), ("timestamp", "snapshot")):
+        raw = chain[listed].encode()
+        signed = {"_type": role, "spec_version": "1.0.31", "version": v, "expires": exp,
+                  "meta": {f"{listed}.json": {"version": v, "length": len(raw),
+                                              "hashes": {"sha256": hashlib.sha256(raw).hexdigest()}}}}
+        chain[role] = _body(tuf_verify.sign_metadata({"signed": signed, "signatures": []},
+                                                     _online_key(server, "director", role)))
+    _sql(server, "INSERT INTO director_targets (device_id, version, body, snapshot_body, timestamp_body, model,"
+                 f" model_version, expires_at, assigned_at) VALUES ('{dev}', {v}, $gn${chain['targets']}$gn$,"
+                 f" $gn${chain['snapshot']}$gn$, $gn${chain['timestamp']}$gn$, '{top['model']}',"
                  f" '{top['model_version']}', now() + interval '1 day',"
                  f" (SELECT assigned_at FROM device_desired WHERE device_id = '{dev}'))")
-    taken = wait_for(lambda: _trusted(agent, "director", "targets")["signed"]["version"] == forged["version"], 15, 0.1)
+    taken = wait_for(lambda: _trusted(agent, "director", "targets")["signed"]["version"] == v, 15, 0.1)
     assert taken, f"the device did not take the forged targets\n{agent.log()[-3000:]}"
+    assert _trusted(agent, "director", "timestamp")["signed"]["version"] == v
 
     # The operator puts the database back (the forged row is gone) and assigns 2.0.0: the
     # server signs its next version, far below the device's, which refuses it as a rollback.
@@ -398,20 +410,24 @@ def test_device_recovers_from_a_director_fast_forward(fleet):
     after = last_event_id(server, dev)
     _assign(server, dev, "2.0.0")
     wait_event(server, dev, lambda o: o.get("state") == "failed" and "rollback" in (o.get("detail") or ""),
-               after_id=after, what="a refusal of the real director targets as a rollback")
+               after_id=after, what="a refusal of the real director metadata as a rollback")
     assert agent.serving()[0] == "1.0.0"
-    assert _trusted(agent, "director", "targets")["signed"]["version"] == forged["version"]
+    assert _trusted(agent, "director", "targets")["signed"]["version"] == v
 
-    # The way out: rotate the director's key. The device follows the new director root, drops
-    # the targets the old key vouched for, and takes the real ones, signed by the new key.
-    r = server.api("POST", "/v1/keys/rotate", json={"role": "director"})
-    assert r.status_code == 200, f"rotating the director key -> {r.status_code} {r.text[:300]}"
-    new = r.json()["keyid"]
+    # The way out: rotate the director's keys that signed ahead (targets, and timestamp, whose
+    # rotation restarts the chain from it). The device follows the new director roots, drops what
+    # the old keys vouched for, and takes the real metadata, signed by the new keys.
+    keys = {}
+    for role in ("director", "director-timestamp"):
+        r = server.api("POST", "/v1/keys/rotate", json={"role": role})
+        assert r.status_code == 200, f"rotating {role} -> {r.status_code} {r.text[:300]}"
+        keys[role] = r.json()["keyid"]
     _serving(agent, "2.0.0")
-    assert _trusted(agent, "director", "root")["signed"]["version"] == 2
+    assert _trusted(agent, "director", "root")["signed"]["version"] == 3
     trusted = _trusted(agent, "director", "targets")
-    assert trusted["signed"]["version"] < forged["version"]
-    assert _sig_keyids(trusted) == [new]
+    assert trusted["signed"]["version"] < v
+    assert _sig_keyids(trusted) == [keys["director"]]
+    assert _sig_keyids(_trusted(agent, "director", "timestamp")) == [keys["director-timestamp"]]
     # And it keeps following the real versions: a new assignment arrives as usual.
     _assign(server, dev, "1.0.0")
     _serving(agent, "1.0.0")
@@ -468,3 +484,69 @@ def test_device_recovers_from_an_image_fast_forward(fleet):
     trusted = _trusted(agent, "image", "timestamp")
     assert trusted["signed"]["version"] < stamp["version"]
     assert _sig_keyids(trusted) == _sig_keyids(_get(server, "/v1/tuf/image/timestamp.json")) != old_ts_key
+
+
+# --- a director from before it was a full TUF repository ----------------------------------------
+def _two_role_director(server, root1, key_file):
+    """Puts the director back as releases before the full repository left it: root 1 lists only
+    root and targets (signed by its root key), there are no director snapshot or timestamp keys,
+    and no device's metadata has a snapshot or timestamp. Returns that root. The server is down."""
+    s = copy.deepcopy(root1["signed"])
+    for role in ("snapshot", "timestamp"):
+        for k in s["roles"].pop(role)["keyids"]:
+            del s["keys"][k]
+    env = tuf_verify.sign_metadata({"signed": s, "signatures": []},
+                                   load_pem_private_key(key_file.read_bytes(), password=None))
+    _sql(server, f"UPDATE tuf_metadata SET body = $gn${_body(env)}$gn$ WHERE repo = 'director' AND role = 'root'")
+    _sql(server, "DELETE FROM tuf_keys WHERE repo = 'director' AND role IN ('snapshot', 'timestamp')")
+    _sql(server, "UPDATE director_targets SET snapshot_body = NULL, timestamp_body = NULL")
+    return env
+
+
+@pytest.mark.parametrize("root_keys", ["here", "offline"])
+def test_a_two_role_director_becomes_a_full_repository(fleet, workdir, root_keys):
+    """An upgrade from a director whose root lists only root and targets, with an agent that
+    trusts that root. With the root key on the server, the start-up signs root 2 with online
+    snapshot and timestamp keys, and the device follows it and then verifies its director as a
+    four-role repository. With the root key offline, the new keys wait (the draft lists them),
+    devices keep updating from targets alone, and importing the signed draft completes it."""
+    server, agent = fleet
+    root1 = _get(server, "/v1/tuf/director/1.root.json")
+    (key_file,) = _director_root_key_files(server)
+    agent.stop()
+    server.stop()
+    old = _two_role_director(server, root1, key_file)
+    trust = agent.data_dir / "trust" / "director"
+    (trust / "root.json").write_text(_body(old))
+    for role in ("timestamp", "snapshot"):
+        (trust / f"{role}.json").unlink(missing_ok=True)
+    offline = workdir / "director-root.pem"
+    if root_keys == "offline":
+        shutil.move(key_file, offline)
+    server.start()
+    agent.start()
+
+    if root_keys == "offline":
+        assert _get(server, "/v1/tuf/director/root.json") == old
+        _assign(server, agent.device_id, "2.0.0")
+        _serving(agent, "2.0.0")
+        assert not (trust / "timestamp.json").exists()
+        draft = _get(server, "/v1/tuf/director/root/draft")
+        assert set(draft["signed"]["roles"]) == {"root", "targets", "snapshot", "timestamp"}
+        active = {k["keyid"] for k in _keys(server, "director")}
+        assert not {draft["signed"]["roles"][r]["keyids"][0] for r in ("snapshot", "timestamp")} & active
+        signed = tuf_verify.sign_metadata(draft, load_pem_private_key(offline.read_bytes(), password=None))
+        r = server.api("POST", "/v1/tuf/director/root", json=signed)
+        assert r.status_code == 201, r.text
+    root2 = _get(server, "/v1/tuf/director/root.json")
+    assert root2["signed"]["version"] == 2 and set(root2["signed"]["roles"]) == {"root", "targets", "snapshot",
+                                                                                "timestamp"}
+    _follows(root2, old)
+    _assign(server, agent.device_id, "1.0.0" if root_keys == "offline" else "2.0.0")
+    _serving(agent, "1.0.0" if root_keys == "offline" else "2.0.0")
+    assert wait_for(lambda: (trust / "timestamp.json").exists(), 15, 0.1), agent.log()[-3000:]
+    assert _trusted(agent, "director", "root")["signed"]["version"] == 2
+    ts, sn, tg = (_trusted(agent, "director", r) for r in ("timestamp", "snapshot", "targets"))
+    assert ts["signed"]["meta"]["snapshot.json"]["version"] == sn["signed"]["version"]
+    assert sn["signed"]["meta"]["targets.json"]["version"] == tg["signed"]["version"]
+    assert _sig_keyids(ts) == root2["signed"]["roles"]["timestamp"]["keyids"]

@@ -489,6 +489,9 @@ def test_director_repository_verifies_independently(server, monkeypatch):
     assert server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.0.0"}).status_code == 200
     s = tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id)
     assert s["root_version"] == 1 and s["targets"] == ["models/det/1.0.0/model.onnx"], s
+    # A full TUF repository per device: four roles, a timestamp and a snapshot over its targets.
+    assert sorted(s["keyids"]) == ["root", "snapshot", "targets", "timestamp"], s
+    assert s["snapshot_version"] == s["timestamp_version"] == s["targets_version"], s
     first = s["targets_version"]
     assert server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.1.0"}).status_code == 200
     s = tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id)
@@ -526,8 +529,12 @@ def test_director_repository_verifies_independently(server, monkeypatch):
     def other_device(doc):
         doc["signed"]["custom"]["device_id"] = other.id
 
-    for fn, expect in ((flip, "does not verify"), (other_device, "valid signature")):
-        monkeypatch.setattr(tuf_verify.Verifier, "get", tampered("/director/targets.json", fn))
+    def bump(doc):
+        doc["signed"]["version"] += 1
+
+    for end, fn, expect in (("targets.json", flip, "does not verify"), ("targets.json", other_device, "valid signature"),
+                            ("timestamp.json", flip, "does not verify"), ("snapshot.json", bump, "valid signature")):
+        monkeypatch.setattr(tuf_verify.Verifier, "get", tampered(end, fn))
         with pytest.raises(tuf_verify.VerifyError) as e:
             tuf_verify.verify_director(server.url, server.admin_token, tok, dev.id)
         assert expect in str(e.value), str(e.value)

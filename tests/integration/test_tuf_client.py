@@ -16,7 +16,7 @@ import pytest
 import securesystemslib.keys as sslkeys
 from securesystemslib.formats import encode_canonical
 
-from ganglion_harness import AGENT, SRCDIR, publish
+from ganglion_harness import AGENT, SRCDIR, enroll_device, publish
 
 TARGET = "models/det/1.0.0/model.onnx"
 
@@ -346,3 +346,45 @@ def test_agent_tuf_client_reads_gangliond_without_a_token(gangliond, tmp_path):
                             "--target-base-url", f"{base}/targets", "download"],
                       capture_output=True, text=True, timeout=60))
     assert (tmp_path / "dl" / "models%2Fdet%2F1.0.0%2Fmodel.onnx").read_bytes() == data
+
+
+def test_agent_tuf_client_verifies_a_devices_director(server, tmp_path):
+    """The director is a full TUF repository per device: with the device's token, the stock
+    client workflow (root chain, timestamp, snapshot, targets) verifies it, and a target it names
+    downloads from the image repository's TUF path. Without the token, or with an API token
+    (the director's metadata is per device), the refresh fails."""
+    data = b"bytes the director names"
+    assert publish(server, "det", data).status_code == 201
+    dev = enroll_device(server)
+    tok = dev.authenticate(server)
+    assert server.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.0.0"}).status_code == 200
+    root = server.api("GET", "/v1/tuf/director/1.root.json").content
+    assert sorted(json.loads(root)["signed"]["roles"]) == ["root", "snapshot", "targets", "timestamp"]
+    (tmp_path / "root.json").write_bytes(root)
+    (tmp_path / "dl").mkdir()
+    base = f"{server.url}/v1/tuf/director"
+
+    def tc(meta, token, *args):
+        cmd = [str(AGENT), "tuf-client", "--metadata-dir", str(tmp_path / meta)]
+        if token:
+            (tmp_path / f"{meta}.tok").write_text(token + "\n")
+            cmd += ["--token-file", str(tmp_path / f"{meta}.tok")]
+        return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+
+    ok(tc("meta", tok, "init", str(tmp_path / "root.json")))
+    ok(tc("meta", tok, "--metadata-url", base, "refresh"))
+    mine = {r: json.loads((tmp_path / "meta" / f"{r}.json").read_bytes()) for r in ("timestamp", "snapshot", "targets")}
+    assert mine["targets"] == server.api("GET", "/v1/tuf/director/targets.json", token=tok).json()
+    assert mine["targets"]["signed"]["custom"]["device_id"] == dev.id
+    v = mine["targets"]["signed"]["version"]
+    assert mine["snapshot"]["signed"]["meta"]["targets.json"]["version"] == v
+    assert mine["timestamp"]["signed"]["meta"]["snapshot.json"]["version"] == mine["snapshot"]["signed"]["version"]
+    ok(tc("meta", tok, "--metadata-url", base, "--target-name", TARGET, "--target-dir", str(tmp_path / "dl"),
+          "--target-base-url", f"{server.url}/v1/tuf/image/targets", "download"))
+    assert (tmp_path / "dl" / "models%2Fdet%2F1.0.0%2Fmodel.onnx").read_bytes() == data
+
+    for meta, token, why in (("none", None, "2.root.json: HTTP status 401"),
+                             ("api", server.admin_token, "has no timestamp.json")):
+        ok(tc(meta, token, "init", str(tmp_path / "root.json")))
+        refused(tc(meta, token, "--metadata-url", base, "refresh"), why)
+    refused(tc("bad", None, "--token-file", str(tmp_path / "missing"), "--metadata-url", base, "refresh"), "missing")

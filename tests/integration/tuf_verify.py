@@ -15,9 +15,10 @@ as a problem), and that every released model version is a
 target with the right length and hash, downloadable at its TUF target path, whose custom digests are the SHA-256 of the bytes served
 at .../sample and .../reference-profile.
 
-The director (Uptane's split): its root chain 1..N under /v1/tuf/director/ (roles root and
-targets), and, with a device's token, that device's targets.json: signed to the threshold of the
-newest director root's targets keys, fresh, _type and spec_version, custom.device_id naming the
+The director (Uptane's split), a full TUF repository per device: its root chain 1..N under
+/v1/tuf/director/ (the four roles), and, with a device's token, that device's timestamp ->
+snapshot -> targets chain checked as the image repository's is, with the targets fresh, _type and
+spec_version, custom.device_id naming the
 device (on the metadata and on every target), and every target listed by the image repository's
 verified targets with the same length and SHA-256; an API token gets no device's targets (404).
 
@@ -43,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from securesystemslib.formats import encode_canonical
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
-DIRECTOR_ROLES = ("root", "targets")
+DIRECTOR_ROLES = ROLES  # a full TUF repository per device
 SPEC_VERSION = re.compile(r"^1\.\d+\.\d+$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX128 = re.compile(r"^[0-9a-f]{128}$")
@@ -115,6 +116,7 @@ class Verifier:
         self.now = now or datetime.datetime.now(datetime.timezone.utc)
         self.timeout = timeout
         self.problems = []
+        self.chain_token = None  # the director's timestamp, snapshot and targets need the device's token
         # No proxies: gangliond is usually on loopback.
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -294,7 +296,7 @@ class Verifier:
 
     def verify_chain(self, root):
         """timestamp -> snapshot -> targets; returns (timestamp, snapshot, targets) signed parts."""
-        ts_env, _ = self.get_json("/v1/tuf/image/timestamp.json")
+        ts_env, _ = self.get_json(f"/v1/tuf/{self.repo}/timestamp.json", token=self.chain_token)
         self.verify_role("timestamp.json", None, ts_env, root, "timestamp")
         ts = ts_env["signed"]
         meta = ts.get("meta")
@@ -305,7 +307,7 @@ class Verifier:
         if not isinstance(sv, int) or sv < 1:
             raise VerifyError(self.problems + [f"timestamp.json: snapshot version {sv!r}"])
         # Consistent snapshots: the client asks for VERSION.snapshot.json.
-        sn_raw, _ = self.get(f"/v1/tuf/image/{sv}.snapshot.json")
+        sn_raw, _ = self.get(f"/v1/tuf/{self.repo}/{sv}.snapshot.json", token=self.chain_token)
         if m.get("length") != len(sn_raw):
             self.problem(f"timestamp.json states snapshot length {m.get('length')}, {sv}.snapshot.json is {len(sn_raw)} bytes")
         want = (m.get("hashes") or {}).get("sha256")
@@ -316,7 +318,7 @@ class Verifier:
         sn = sn_env["signed"]
         if sn.get("version") != sv:
             self.problem(f"{sv}.snapshot.json: version is {sn.get('version')}")
-        latest, _ = self.get("/v1/tuf/image/snapshot.json")
+        latest, _ = self.get(f"/v1/tuf/{self.repo}/snapshot.json", token=self.chain_token)
         if latest != sn_raw:
             self.problem(f"snapshot.json differs from {sv}.snapshot.json, the one timestamp.json names")
         smeta = sn.get("meta")
@@ -325,7 +327,7 @@ class Verifier:
         tv = smeta["targets.json"].get("version")
         if not isinstance(tv, int) or tv < 1:
             raise VerifyError(self.problems + [f"{sv}.snapshot.json: targets version {tv!r}"])
-        tg_raw, _ = self.get(f"/v1/tuf/image/{tv}.targets.json")
+        tg_raw, _ = self.get(f"/v1/tuf/{self.repo}/{tv}.targets.json", token=self.chain_token)
         if "length" in smeta["targets.json"] and smeta["targets.json"]["length"] != len(tg_raw):
             self.problem(f"{sv}.snapshot.json: targets length does not match {tv}.targets.json")
         th = (smeta["targets.json"].get("hashes") or {}).get("sha256")
@@ -336,7 +338,7 @@ class Verifier:
         tg = tg_env["signed"]
         if tg.get("version") != tv:
             self.problem(f"{tv}.targets.json: version is {tg.get('version')}")
-        latest, _ = self.get("/v1/tuf/image/targets.json")
+        latest, _ = self.get(f"/v1/tuf/{self.repo}/targets.json", token=self.chain_token)
         if latest != tg_raw:
             self.problem(f"targets.json differs from {tv}.targets.json, the one the snapshot names")
         if not isinstance(tg.get("targets"), dict):
@@ -554,13 +556,19 @@ class Verifier:
             self.problem("director targets.json was served to an API token")
         except NotFound:
             pass
+        for f in ("timestamp.json", "snapshot.json"):
+            try:
+                self.get(f"/v1/tuf/director/{f}")
+                self.problem(f"director {f} was served to an API token")
+            except NotFound:
+                pass
         if device_token:
+            # The device's own repository: timestamp -> snapshot -> targets, as the image's.
+            self.chain_token = device_token
+            ts, sn, _ = self.verify_chain(root)
             env, _ = self.get_json("/v1/tuf/director/targets.json", token=device_token)
             name = "director targets.json"
             if self.check_header(name, env, "targets"):
-                self.check_threshold(name, env, root, "targets")
-                keys = {k: root["keys"][k] for k in root["roles"]["targets"]["keyids"] if k in root["keys"]}
-                self.check_every_signature(name, env, keys)
                 s = env["signed"]
                 custom = s.get("custom") or {}
                 if custom.get("device_id") != device_id:
@@ -581,7 +589,8 @@ class Verifier:
                     if t.get("length") != img.get("length") or \
                             (t.get("hashes") or {}).get("sha256") != (img.get("hashes") or {}).get("sha256"):
                         self.problem(f"{name}: target {path} differs from the image repository's (length or sha256)")
-                summary.update(targets_version=s.get("version"), targets=sorted(targets), expires=s.get("expires"))
+                summary.update(targets_version=s.get("version"), targets=sorted(targets), expires=s.get("expires"),
+                               snapshot_version=sn["version"], timestamp_version=ts["version"])
         if self.problems:
             raise VerifyError(self.problems)
         return summary

@@ -55,7 +55,9 @@ enum change {
 	UNASSIGNED,
 	ASSIGNED,
 	MODEL_ADDED,
-	MODEL_REMOVED
+	MODEL_REMOVED,
+	RETIRED_KEY,
+	NO_SNAPSHOT
 };
 
 static void apply(struct director_state *st, enum change c)
@@ -71,6 +73,9 @@ static void apply(struct director_state *st, enum change c)
 	case ASSIGNED: snprintf(want_key, sizeof(want_key), DET); break;
 	case MODEL_ADDED: snprintf(want_key, sizeof(want_key), CLS "," DET); break;
 	case MODEL_REMOVED: snprintf(want_key, sizeof(want_key), DET); break;
+	case RETIRED_KEY: st->retired_key = true; break;
+	/* Signed before the director had snapshot and timestamp keys, which it has now. */
+	case NO_SNAPSHOT: st->unsnapshotted = true; break;
 	}
 }
 
@@ -99,6 +104,9 @@ static const struct {
 	{"a second model added", DET_SIGNED, MODEL_ADDED, T0, true},
 	{"two models, unchanged", TWO_SIGNED, SAME, T0 + 1, false},
 	{"two models, one removed", TWO_SIGNED, MODEL_REMOVED, T0, true},
+	{"unchanged, signed by a retired key", DET_SIGNED, RETIRED_KEY, T0 + 1, true},
+	{"unchanged, without snapshot and timestamp", DET_SIGNED, NO_SNAPSHOT, T0 + 1, true},
+	{"nothing named, without snapshot and timestamp", NOTHING_SIGNED, NO_SNAPSHOT, T0 + 1, true},
 };
 
 static struct director_state start_of(enum start s)
