@@ -400,9 +400,10 @@ def test_device_recovers_from_a_director_fast_forward(fleet):
                  f" $gn${chain['snapshot']}$gn$, $gn${chain['timestamp']}$gn$, '{top['model']}',"
                  f" '{top['model_version']}', now() + interval '1 day',"
                  f" (SELECT assigned_at FROM device_desired WHERE device_id = '{dev}'))")
-    taken = wait_for(lambda: _trusted(agent, "director", "targets")["signed"]["version"] == v, 15, 0.1)
-    assert taken, f"the device did not take the forged targets\n{agent.log()[-3000:]}"
-    assert _trusted(agent, "director", "timestamp")["signed"]["version"] == v
+    # The timestamp is stored last of the three.
+    taken = wait_for(lambda: _trusted(agent, "director", "timestamp")["signed"]["version"] == v, 15, 0.1)
+    assert taken, f"the device did not take the forged metadata\n{agent.log()[-3000:]}"
+    assert _trusted(agent, "director", "targets")["signed"]["version"] == v
 
     # The operator puts the database back (the forged row is gone) and assigns 2.0.0: the
     # server signs its next version, far below the device's, which refuses it as a rollback.
@@ -504,7 +505,7 @@ def _two_role_director(server, root1, key_file):
 
 
 @pytest.mark.parametrize("root_keys", ["here", "offline"])
-def test_a_two_role_director_becomes_a_full_repository(fleet, workdir, root_keys):
+def test_director_gets_4_roles(fleet, workdir, root_keys):
     """An upgrade from a director whose root lists only root and targets, with an agent that
     trusts that root. With the root key on the server, the start-up signs root 2 with online
     snapshot and timestamp keys, and the device follows it and then verifies its director as a
