@@ -165,11 +165,14 @@ static void http_tuf_keys_rotate(struct gd_req *r)
  * are of no use to another; an API token gets 404). */
 static void http_tuf_director_get(struct gd_req *r)
 {
-	char role[16], *body = NULL;
+	char role[GN_TUF_ROLE_NAME_MAX + 1], *body = NULL;
 	int version;
 	struct tuf_settings ts;
 	gn_err err;
-	if (parse_file(gd_param(r, 0), role, &version)) {
+	/* The director delegates nothing: only the top-level roles. */
+	if (parse_file(gd_param(r, 0), role, &version) ||
+	    (strcmp(role, "root") != 0 && strcmp(role, "targets") != 0 && strcmp(role, "snapshot") != 0 &&
+	     strcmp(role, "timestamp") != 0)) {
 		gd_reply_problem(r, 404,
 				 "no such metadata file (root.json, N.root.json, timestamp.json, snapshot.json, "
 				 "N.snapshot.json, targets.json, N.targets.json)");

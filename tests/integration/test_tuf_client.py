@@ -376,6 +376,8 @@ def test_agent_tuf_client_verifies_a_devices_director(server, tmp_path):
     mine = {r: json.loads((tmp_path / "meta" / f"{r}.json").read_bytes()) for r in ("timestamp", "snapshot", "targets")}
     assert mine["targets"] == server.api("GET", "/v1/tuf/director/targets.json", token=tok).json()
     assert mine["targets"]["signed"]["custom"]["device_id"] == dev.id
+    for bad in ("1.models.json", "1.timestamp.json", "0.targets.json", "models.json"):  # no delegations
+        assert server.api("GET", f"/v1/tuf/director/{bad}", token=tok).status_code == 404, bad
     v = mine["targets"]["signed"]["version"]
     assert mine["snapshot"]["signed"]["meta"]["targets.json"]["version"] == v
     assert mine["timestamp"]["signed"]["meta"]["snapshot.json"]["version"] == mine["snapshot"]["signed"]["version"]
