@@ -8,6 +8,7 @@
 
 #include "devices.h"
 #include "json.h"
+#include "model.h"
 #include "requirements.h"
 
 #define NAMED_MAX 10 /* devices a refusal names; the rest are counted */
@@ -123,6 +124,9 @@ int runnable_plan(json_t *plan, db_conn *c, const char *deployment, const char *
 	json_t *refused = NULL;
 	int unreported = 0;
 	const char *p[] = {deployment, version};
+	if (version && (!*version || strlen(version) > GN_MODEL_VERSION_MAX))
+		return gn_err_set(err, GN_EINVAL, "version must be a version or an alias of 1 to %d bytes",
+				  GN_MODEL_VERSION_MAX);
 	int error = db_exec(&res, c, &st_deployment, p, err);
 	if (!error && PQntuples(res) == 0)
 		error = gn_err_set(err, GN_ENOTFOUND, "no such deployment '%s'", deployment);

@@ -24,7 +24,8 @@ int runnable_check(db_conn *c, const char *model, const char *version, char *con
 		   const char *what, gn_err *err) GN_WUR;
 
 /* Adds "refused" (runnable_refused's list) and "unreported" (a count) to a deployment's plan, for
- * the version it follows or, when version is not NULL, that version or alias. Plain read. */
+ * the version it follows or, when version is not NULL, that version or alias (GN_EINVAL when empty
+ * or longer than a version may be, GN_ENOTFOUND when the model has no such version). Plain read. */
 int runnable_plan(json_t *plan, db_conn *c, const char *deployment, const char *version, gn_err *err) GN_WUR;
 
 #endif

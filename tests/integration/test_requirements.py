@@ -171,6 +171,7 @@ def test_deployments_refuse_and_the_dry_run_names_the_devices(srv, fleet):
     assert out.returncode == 0 and "1 device(s) the selector matches cannot run 2.0.0" in out.stdout, out
     assert "cv-1" in out.stdout and "ort-1" not in out.stdout, out.stdout
     assert_problem(srv.api("GET", "/v1/deployments/rq-dep/plan", params={"version": "9.9.9"}), 404)
+    assert_problem(srv.api("GET", "/v1/deployments/rq-dep/plan", params={"version": "v" * 65}), 400, "1 to 64 bytes")
 
     r = srv.api("PATCH", "/v1/deployments/rq-dep", json={"follow": "2.0.0"})
     assert_problem(r, 409, "cv-1")
