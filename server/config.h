@@ -40,6 +40,7 @@ struct gd_config {
 	int64_t max_device_challenges;
 	int64_t rate_limit_address;
 	int64_t rate_limit_identity;
+	int64_t rate_limit_auth_failures;
 	int64_t shutdown_grace;
 	int64_t housekeeping_interval;
 	int64_t rollout_interval;

@@ -491,6 +491,44 @@ int gd_rate_limit(struct gd_req *r, const char *what, const char *identity)
 	return -1;
 }
 
+/* When the last authentication failed (monotonic ns): a minute later every failure bucket is full
+ * again, so the common path (no failure lately) skips the limiter's lock. */
+static _Atomic uint64_t last_auth_failure_ns;
+
+/* Authentication failures per client address (rate-limit-auth-failures): once an address has
+ * used up its allowance, every request of it that needs a token gets 429 before its credentials
+ * are looked at, so that guessing tokens costs the guesser time, not the database. Non-zero when
+ * answered. */
+static int auth_failures_exceeded(struct gd_req *r)
+{
+	char key[96], addr[INET6_ADDRSTRLEN], detail[160], after[24];
+	uint64_t now = gn_mono_ns(), last = atomic_load(&last_auth_failure_ns);
+	if (!last || now - last > 61ull * 1000000000ull)
+		return 0;
+	client_key(addr, sizeof(addr), r->conn);
+	snprintf(key, sizeof(key), "f|auth|%s", addr);
+	int64_t wait = ratelimit_peek(key, config_get()->rate_limit_auth_failures, now);
+	if (!wait)
+		return 0;
+	snprintf(after, sizeof(after), "%lld", (long long)wait);
+	snprintf(detail, sizeof(detail), "too many failed authentications from this address; retry in %lld s",
+		 (long long)wait);
+	gd_header(r, "Retry-After", after);
+	gd_reply_problem(r, 429, detail);
+	return -1;
+}
+
+/* Counts a failed authentication (401) against the client's address. */
+static void auth_failure_count(struct gd_req *r)
+{
+	char key[96], addr[INET6_ADDRSTRLEN];
+	uint64_t now = gn_mono_ns();
+	atomic_store(&last_auth_failure_ns, now);
+	client_key(addr, sizeof(addr), r->conn);
+	snprintf(key, sizeof(key), "f|auth|%s", addr);
+	(void)ratelimit_take(key, config_get()->rate_limit_auth_failures, now);
+}
+
 static void new_request_id(struct gd_req *r)
 {
 	const char *given = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
@@ -645,12 +683,16 @@ static int admit(struct gd_req *r)
 		/* The image repository for a mirror or CDN: no token, no actor (a token sent is checked). */
 		if (!h && (rt->scope & GD_SCOPE_ANON_TUF) && config_get()->tuf_anonymous_read)
 			return 0;
+		if (auth_failures_exceeded(r))
+			return -1;
 		bool done = false;
 		/* A signed device token needs no database (the check-in's common path). */
 		int rc = auth_authenticate_memory(&r->actor, &done, h, &err);
 		if (!done)
 			rc = auth_authenticate(&r->actor, gd_db(r), h, &err);
 		if (rc || auth_allows(&r->actor, rt->scope, &err)) {
+			if (rc == GN_EAUTH)
+				auth_failure_count(r);
 			gd_reply_error(r, &err);
 			return -1;
 		}

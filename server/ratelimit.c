@@ -59,6 +59,36 @@ static void prune(size_t slot, uint64_t now)
 	}
 }
 
+/* Seconds until a bucket at tokens (below 1) holds a whole token, rounded up, at least 1. */
+static int64_t wait_for_token(double tokens, int64_t per_minute)
+{
+	double s = (1.0 - tokens) * 60.0 / (double)per_minute - 1e-6; /* not 1.0000001 -> 2 */
+	int64_t wait = (int64_t)s + ((double)(int64_t)s < s ? 1 : 0);
+	return wait < 1 ? 1 : wait;
+}
+
+int64_t ratelimit_peek(const char *key, int64_t per_minute, uint64_t now)
+{
+	if (per_minute <= 0)
+		return 0;
+	size_t slot = (size_t)(hash(key) % NSLOTS);
+	int64_t wait = 0;
+	pthread_mutex_lock(&lock);
+	struct bucket *b = slots[slot];
+	while (b && strcmp(b->key, key) != 0)
+		b = b->next;
+	if (b) {
+		/* A lowered limit counts at once, as ratelimit_take would apply it. */
+		double t = level(b, now);
+		if (t > (double)per_minute)
+			t = (double)per_minute;
+		if (t < 1.0)
+			wait = wait_for_token(t, per_minute);
+	}
+	pthread_mutex_unlock(&lock);
+	return wait;
+}
+
 int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 {
 	if (per_minute <= 0)
@@ -105,11 +135,7 @@ int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 	if (b->tokens >= 1.0) {
 		b->tokens -= 1.0;
 	} else {
-		/* Seconds until a whole token is back, rounded up. */
-		double s = (1.0 - b->tokens) * 60.0 / (double)per_minute - 1e-6; /* not 1.0000001 -> 2 */
-		wait = (int64_t)s + ((double)(int64_t)s < s ? 1 : 0);
-		if (wait < 1)
-			wait = 1;
+		wait = wait_for_token(b->tokens, per_minute);
 	}
 	pthread_mutex_unlock(&lock);
 	return wait;

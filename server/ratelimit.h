@@ -16,6 +16,9 @@
  * else the whole seconds (at least 1) until one may. per_minute <= 0 means no limit. now_ns is a
  * monotonic time. Thread-safe. */
 int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now_ns);
+/* Returns the whole seconds (at least 1) until key's bucket holds a request again, or 0 when it
+ * holds one (or was never counted): ratelimit_take's answer, without taking. Thread-safe. */
+int64_t ratelimit_peek(const char *key, int64_t per_minute, uint64_t now_ns);
 /* Forgets every key (at exit, and between unit tests). */
 void ratelimit_reset(void);
 

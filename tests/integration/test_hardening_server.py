@@ -316,6 +316,25 @@ def test_rate_limits_per_identity_and_per_address(gangliond):
         assert s.api("GET", "/v1/devices").status_code == 200
 
 
+def test_failed_authentications_are_limited_per_address(gangliond):
+    """60 failed authentications a minute from one address (one a second back): then every
+    request of that address that needs a token gets 429, a good token too (it is not looked at),
+    until the allowance refills; another address is not concerned."""
+    s = gangliond(extra_args=["--rate-limit-auth-failures", "60"])
+    bad = "gna_" + "0" * 40
+    for _ in range(60):
+        assert_problem(s.api("GET", "/v1/devices", token=bad), 401)
+    _assert_429(s.api("GET", "/v1/devices", token=bad), "failed authentications from this address")
+    _assert_429(s.api("GET", "/v1/devices"), "failed authentications from this address")
+    status, _, body = _post_from("127.0.0.2", s.port, "/v1/tokens", {}, {"Authorization": f"Bearer {bad}"})
+    assert status == 401, body
+    assert s.api("GET", "/healthz", token=None).status_code == 200  # public routes are not limited
+    time.sleep(1.5)  # one failure's worth refills in a second
+    assert s.api("GET", "/v1/devices").status_code == 200
+    assert_problem(s.api("GET", "/v1/devices", token=bad), 401)
+    _assert_429(s.api("GET", "/v1/devices"), "failed authentications")
+
+
 # --- 12: a hung database (postmaster and backends stopped) -------------------------------------
 def _timed(fn):
     t0 = time.monotonic()

@@ -76,11 +76,31 @@ static void test_no_limit_and_reloads(void **state)
 	run(t, GN_ARRAY_LEN(t));
 }
 
+/* A peek answers what a take would, and takes nothing. */
+static void test_peek_takes_nothing(void **state)
+{
+	(void)state;
+	uint64_t t0 = 1000 * S;
+	ratelimit_reset();
+	assert_int_equal(ratelimit_peek("p", 2, t0), 0); /* never counted */
+	assert_int_equal(ratelimit_take("p", 2, t0), 0);
+	assert_int_equal(ratelimit_peek("p", 2, t0), 0);
+	assert_int_equal(ratelimit_peek("p", 2, t0), 0); /* still one left */
+	assert_int_equal(ratelimit_take("p", 2, t0), 0);
+	assert_int_equal(ratelimit_peek("p", 2, t0), 30);
+	assert_int_equal(ratelimit_peek("p", 2, t0 + 29 * S), 1);
+	assert_int_equal(ratelimit_peek("p", 2, t0 + 30 * S), 0); /* refilled one */
+	assert_int_equal(ratelimit_peek("p", 0, t0), 0);          /* no limit */
+	assert_int_equal(ratelimit_take("p", 2, t0 + 30 * S), 0);
+	assert_int_equal(ratelimit_take("p", 2, t0 + 30 * S), 30);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_burst_then_rate),
 		cmocka_unit_test(test_no_limit_and_reloads),
+		cmocka_unit_test(test_peek_takes_nothing),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	ratelimit_reset();
