@@ -492,6 +492,10 @@ def test_s3_store_on_radosgw(pg, db, workdir, gangliond, ceph):
     r = s.api("GET", f"/v1/artifacts/sha256/{sha(large)}", headers={"Range": "bytes=5242000-5243000"})
     assert r.status_code == 206 and r.content == large[5242000:5243001], r.status_code
     assert r.headers["Content-Range"] == f"bytes 5242000-5243000/{len(large)}"
+    # The same object at its TUF target path (the hash on the file name), by range too.
+    r = s.api("GET", f"/v1/tuf/image/targets/models/{MODEL}/2.0.0/{sha(large)}.model.onnx",
+              headers={"Range": "bytes=-1000"})
+    assert r.status_code == 206 and r.content == large[-1000:], r.status_code
     r = s.api("GET", f"/v1/artifacts/sha256/{sha(small)}", headers={"Range": f"bytes={len(small)}-"})
     assert_problem(r, 416)
     # Same bytes again under another version: stored once.
