@@ -141,7 +141,8 @@ struct agent {
 	pthread_t telemetry_thread;
 	pthread_mutex_t telemetry_lock;
 	pthread_cond_t telemetry_wake;
-	bool telemetry_stop; /* under telemetry_lock */
+	bool telemetry_stop;  /* under telemetry_lock */
+	bool telemetry_plain; /* the server refused a gzip batch (415): send them uncompressed (main loop only) */
 };
 
 /* config.c */
@@ -172,6 +173,9 @@ int client_get(char **out, size_t *out_len, struct agent *a, const char *path, s
 /* POSTs body (JSON text) with the device's token, once more with a fresh token after a 401;
  * *out_status is the answer's status. An error only when there was no answer. */
 int client_post_status(int *out_status, struct agent *a, const char *path, const char *body, gn_err *err) GN_WUR;
+/* The same with len bytes of body sent as Content-Encoding: encoding (e.g. "gzip"; NULL: none). */
+int client_post_encoded(int *out_status, struct agent *a, const char *path, const char *body, size_t len,
+			const char *encoding, gn_err *err) GN_WUR;
 /* Checks in; with report_only the answer is not used and the ETag is left alone (progress
  * reports during an install must not hide a newer desired state from the next check-in). */
 int client_checkin(json_t **out, bool *out_unchanged, struct agent *a, bool report_only, gn_err *err) GN_WUR;

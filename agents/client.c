@@ -12,8 +12,10 @@
 
 #define AUTH_PREFIX "ganglion-device-auth:v1:"
 
-static int request(gn_http_resp *resp, struct agent *a, const char *method, const char *path, const char *body,
-		   const char *token, const char *inm, size_t max, gn_err *err)
+/* body_len bytes of body, sent with Content-Encoding: encoding unless that is NULL. */
+static int request_body(gn_http_resp *resp, struct agent *a, const char *method, const char *path, const char *body,
+			size_t body_len, const char *encoding, const char *token, const char *inm, size_t max,
+			gn_err *err)
 {
 	char *url = gn_asprintf("%s%s", a->cfg.server_url, path);
 	gn_http_req req = {
@@ -21,7 +23,8 @@ static int request(gn_http_resp *resp, struct agent *a, const char *method, cons
 		.url = url,
 		.token = token,
 		.body = body,
-		.body_len = body ? strlen(body) : 0,
+		.body_len = body_len,
+		.content_encoding = encoding,
 		.if_none_match = inm,
 		.timeout_s = 30,
 		.max_response = max,
@@ -33,6 +36,12 @@ static int request(gn_http_resp *resp, struct agent *a, const char *method, cons
 	int rc = gn_http_do(resp, &req, err);
 	free(url);
 	return rc;
+}
+
+static int request(gn_http_resp *resp, struct agent *a, const char *method, const char *path, const char *body,
+		   const char *token, const char *inm, size_t max, gn_err *err)
+{
+	return request_body(resp, a, method, path, body, body ? strlen(body) : 0, NULL, token, inm, max, err);
 }
 
 /* POSTs JSON without a bearer token and parses a JSON answer (2xx only). */
@@ -217,11 +226,17 @@ static json_t *model_report(const struct agent_slot *s)
 
 int client_post_status(int *out_status, struct agent *a, const char *path, const char *body, gn_err *err)
 {
+	return client_post_encoded(out_status, a, path, body, strlen(body), NULL, err);
+}
+
+int client_post_encoded(int *out_status, struct agent *a, const char *path, const char *body, size_t len,
+			const char *encoding, gn_err *err)
+{
 	gn_http_resp resp;
 	int rc;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		if ((rc = client_ensure_token(a, err)) ||
-		    (rc = request(&resp, a, "POST", path, body, a->token, NULL, 1 << 20, err)))
+		    (rc = request_body(&resp, a, "POST", path, body, len, encoding, a->token, NULL, 1 << 20, err)))
 			return rc;
 		*out_status = resp.status;
 		gn_http_resp_cleanup(&resp);

@@ -8,8 +8,9 @@
  * on a profile of the model's 4 inputs (10 bins each) and its predicted class, and N on a
  * profile of 16 numeric features (a wider input); with 1 and 4 threads. Prints ns per call and the
  * share of the inference time. Then the bytes sent upstream per device-hour for a 16-feature
- * model at 10 Hz (reports of 5-minute and of 1-hour windows, as JSON in the batch), against the
- * raw stream as float32. One line per figure, key=value. */
+ * model at 10 Hz (windows of 5, 15, 30 and 60 minutes; batch bodies as JSON, and gzipped as the
+ * agent sends them, one window a batch or the hour's windows in one), against the raw stream as
+ * float32. One line per figure, key=value. HTTP headers are not counted. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "drift.h"
+#include "gzip.h"
 #include "json.h"
 #include "telemetry.h"
 
@@ -137,26 +139,60 @@ int main(int argc, char **argv)
 	telemetry_counter_free(c4);
 	telemetry_counter_free(c16);
 
-	/* Upstream bytes: 16 features at 10 Hz, values spread over the bins and beyond. */
+	/* Upstream bytes: 16 features at 10 Hz, values spread over the bins and beyond, for an hour:
+	 * each window's report alone, in a batch body as the agent sends it ({"windows": [...]})
+	 * gzipped one window a batch (an agent uploading after every window) and all of the hour's
+	 * windows in one gzipped batch (a spool holding them). */
+	gn_err err;
 	unsigned seed = 7;
 	double raw = 16.0 * 4 * 10 * 3600;
-	for (int window = 300; window <= 3600; window *= 12) {
+	static const int windows[] = {300, 900, 1800, 3600};
+	for (size_t w = 0; w < GN_ARRAY_LEN(windows); w++) {
+		int window = windows[w], per_hour = 3600 / window;
 		struct telemetry_counter *c =
 			telemetry_counter_new("det", "1.2.0", profile(16, false), ins, 1, outs, 1, window);
-		for (long i = 0; i < 10L * window; i++) {
-			for (int k = 0; k < 16; k++)
-				x[k] = (float)((rand_r(&seed) % 6000) - 3000) / 1000.0f;
-			telemetry_record(c, i % 97 == 0, 100 + (uint64_t)(rand_r(&seed) % 5000), &in16, 1, &out, 1);
+		json_t *hour = json_array();
+		size_t plain = 0, gz_one = 0;
+		for (int k = 0; k < per_hour; k++) {
+			for (long i = 0; i < 10L * window; i++) {
+				for (int f = 0; f < 16; f++)
+					x[f] = (float)((rand_r(&seed) % 6000) - 3000) / 1000.0f;
+				telemetry_record(c, i % 97 == 0, 100 + (uint64_t)(rand_r(&seed) % 5000), &in16, 1, &out,
+						 1);
+			}
+			json_t *r = NULL;
+			telemetry_roll(&r, c, (int64_t)window * (k + 1), true);
+			json_t *one = json_pack("{s:[O]}", "windows", r);
+			char *s = telemetry_json_text(one);
+			gn_buf z;
+			gn_buf_init(&z);
+			if (gn_gzip(&z, s, strlen(s), &err)) {
+				fprintf(stderr, "%s\n", err.msg);
+				return 1;
+			}
+			plain += strlen(s);
+			gz_one += z.len;
+			gn_buf_cleanup(&z);
+			free(s);
+			json_decref(one);
+			json_array_append_new(hour, r);
 		}
-		json_t *r = NULL;
-		telemetry_roll(&r, c, 0, true);
-		char *s = telemetry_json_text(r);
-		double per_hour = (double)(strlen(s) + 1) * 3600.0 / window; /* plus a comma in the batch */
-		printf("upstream window_s=%d report_bytes=%zu bytes_per_device_hour=%.0f raw_float32_per_hour=%.0f "
-		       "ratio=%.0fx\n",
-		       window, strlen(s), per_hour, raw, raw / per_hour);
+		json_t *batch = json_pack("{s:o}", "windows", hour);
+		char *s = telemetry_json_text(batch);
+		gn_buf z;
+		gn_buf_init(&z);
+		if (gn_gzip(&z, s, strlen(s), &err)) {
+			fprintf(stderr, "%s\n", err.msg);
+			return 1;
+		}
+		printf("upstream window_s=%d windows_per_hour=%d plain_bytes_per_hour=%zu plain_ratio=%.0fx "
+		       "gzip_each_window_bytes_per_hour=%zu gzip_each_ratio=%.0fx gzip_hour_batch_bytes=%zu "
+		       "gzip_hour_batch_ratio=%.0fx raw_float32_per_hour=%.0f\n",
+		       window, per_hour, plain, raw / (double)plain, gz_one, raw / (double)gz_one, z.len,
+		       raw / (double)z.len, raw);
+		gn_buf_cleanup(&z);
 		free(s);
-		json_decref(r);
+		json_decref(batch);
 		telemetry_counter_free(c);
 	}
 	rt->free_model(m);

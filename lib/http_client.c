@@ -221,7 +221,8 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 
 	memset(out, 0, sizeof(*out));
 	gn_buf_init(&out->body);
-	if (!header_safe(req->token) || !header_safe(req->content_type) || !header_safe(req->if_none_match)) {
+	if (!header_safe(req->token) || !header_safe(req->content_type) || !header_safe(req->if_none_match) ||
+	    !header_safe(req->content_encoding)) {
 		error = gn_err_set(err, GN_EINVAL, "a request header contains a line break");
 		goto out;
 	}
@@ -235,6 +236,8 @@ int gn_http_do(gn_http_resp *out, const gn_http_req *req, gn_err *err)
 	if (req->body)
 		headers =
 			add_header(headers, "Content-Type", req->content_type ? req->content_type : "application/json");
+	if (req->body && req->content_encoding)
+		headers = add_header(headers, "Content-Encoding", req->content_encoding);
 	if (req->if_none_match)
 		headers = add_header(headers, "If-None-Match", req->if_none_match);
 

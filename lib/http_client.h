@@ -21,14 +21,15 @@ typedef struct gn_http_req {
 	const char *token;  /* bearer token or NULL */
 	const char *body;   /* request body or NULL */
 	size_t body_len;
-	const char *content_type;  /* default application/json when body is set */
-	const char *if_none_match; /* or NULL */
-	long timeout_s;            /* whole request; 0 = 30 s */
-	size_t max_response;       /* 0 = 64 MiB */
-	const char *ca_file;       /* CA bundle for https, or NULL for the system's */
-	const char *pinned_pubkey; /* "sha256//BASE64" or a PEM/DER file: only this server key, or NULL */
-	const char *client_cert;   /* PEM certificate presented to the server (mTLS), or NULL */
-	const char *client_key;    /* its PEM private key (with client_cert) */
+	const char *content_type;     /* default application/json when body is set */
+	const char *content_encoding; /* e.g. "gzip" when body is compressed, or NULL */
+	const char *if_none_match;    /* or NULL */
+	long timeout_s;               /* whole request; 0 = 30 s */
+	size_t max_response;          /* 0 = 64 MiB */
+	const char *ca_file;          /* CA bundle for https, or NULL for the system's */
+	const char *pinned_pubkey;    /* "sha256//BASE64" or a PEM/DER file: only this server key, or NULL */
+	const char *client_cert;      /* PEM certificate presented to the server (mTLS), or NULL */
+	const char *client_key;       /* its PEM private key (with client_cert) */
 } gn_http_req;
 
 /* Performs req and fills out (gn_http_resp_cleanup it). Transport failures (connection refused,

@@ -65,7 +65,7 @@ if [ "${1:-}" = onnxruntime ]; then
 fi
 
 BUILD_PKGS=(build-essential g++ autoconf automake pkg-config libopencv-dnn-dev ocl-icd-opencl-dev
-	libmicrohttpd-dev libgnutls28-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libyaml-dev libcurl4-openssl-dev libxml2-dev libcmocka-dev
+	libmicrohttpd-dev libgnutls28-dev libpq-dev libjansson-dev libssl-dev libgit2-dev libyaml-dev libcurl4-openssl-dev libxml2-dev zlib1g-dev libcmocka-dev
 	clang-format)
 RUN_PKGS=(postgresql postgresql-client curl openssl pocl-opencl-icd)
 # The demo and the tests generate small ONNX models with numpy references (tests/models/make_models.py);

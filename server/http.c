@@ -18,6 +18,7 @@
 #include "auth.h"
 #include "crypto.h"
 #include "gangliond.h"
+#include "gzip.h"
 #include "log.h"
 #include "http_metrics.h"
 #include "http_tls.h"
@@ -53,6 +54,7 @@ struct gd_req {
 	bool handled;
 	bool admitted; /* credentials checked on the first call */
 	bool routine;  /* a device's routine traffic, logged at debug when it succeeds (gd_routine) */
+	bool inflated; /* body was gzip and is now inflated (gd_body_gunzip) */
 	/* response */
 	int status;
 	int resp_fd;    /* >= 0: answer with this file (owned) */
@@ -431,6 +433,37 @@ const char *gd_body(struct gd_req *r, size_t *out_len)
 	return r->body.data ? r->body.data : "";
 }
 
+/* The request's Content-Encoding, NULL when none (or "identity"). */
+static const char *content_encoding(struct gd_req *r)
+{
+	const char *ce = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	return ce && *ce && strcasecmp(ce, "identity") != 0 ? ce : NULL;
+}
+
+int gd_body_gunzip(struct gd_req *r)
+{
+	const char *ce = content_encoding(r);
+	if (!ce || r->inflated)
+		return 0;
+	if (strcasecmp(ce, "gzip") != 0) {
+		gd_reply_problem(r, 415, "the only Content-Encoding accepted here is gzip");
+		return GN_EINVAL;
+	}
+	gn_err err;
+	gn_buf out;
+	gn_buf_init(&out);
+	size_t max = (size_t)config_get()->max_body;
+	int rc = gn_gunzip(&out, r->body.data ? r->body.data : "", r->body.len, max, &err);
+	if (rc) {
+		gd_reply_problem(r, rc == GN_ETOOBIG ? 413 : 400, err.msg);
+		return rc;
+	}
+	gn_buf_cleanup(&r->body);
+	r->body = out;
+	r->inflated = true;
+	return 0;
+}
+
 int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n)
 {
 	gn_err err;
@@ -438,6 +471,10 @@ int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, si
 	const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
 	if (ct && strncasecmp(ct, "application/json", 16) != 0) {
 		gd_reply_problem(r, 415, "request bodies must be application/json");
+		return GN_EINVAL;
+	}
+	if (!r->inflated && content_encoding(r)) {
+		gd_reply_problem(r, 415, "this route takes request bodies without Content-Encoding");
 		return GN_EINVAL;
 	}
 	if (gn_json_parse(&j, r->body.data ? r->body.data : "", r->body.len, (int)config_get()->max_json_depth, &err) ||

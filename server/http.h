@@ -71,6 +71,12 @@ const char *gd_body(struct gd_req *r, size_t *out_len);
 /* Parses the body as a JSON object checked against fields; on failure answers 400 and returns
  * non-zero, so the handler just returns. *out is a new reference. */
 int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n) GN_WUR;
+/* For routes that take compressed bodies: with Content-Encoding: gzip, inflates the body in place
+ * (gd_body and gd_body_json then see the JSON), at most max-body bytes of it. Answers 413 when it
+ * would inflate beyond that, 400 when it is not valid gzip, 415 for another encoding, and returns
+ * non-zero. Without Content-Encoding nothing changes; gd_body_json refuses encoded bodies (415) on
+ * routes that did not call this. */
+int gd_body_gunzip(struct gd_req *r) GN_WUR;
 
 /* Answers with a JSON value (reference stolen). */
 void gd_reply_json(struct gd_req *r, int status, json_t *body);

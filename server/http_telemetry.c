@@ -1,4 +1,4 @@
-/* Telemetry and drift routes: POST /v1/agent/telemetry (a device's window summaries), the fleet's
+/* Telemetry and drift routes: POST /v1/agent/telemetry (a device's window summaries, plain or gzip), the fleet's
  * drift of a model version, a canary version judged against a control, drift alert rules and alerts. Thin handlers over
  * telemetry.c and alerts.c. */
 #include <stdlib.h>
@@ -13,7 +13,7 @@ static void http_telemetry_post(struct gd_req *r)
 	gn_err err;
 	const struct gd_config *cfg = config_get();
 	struct telemetry_limits lim = {cfg->telemetry_max_windows, cfg->telemetry_retention, gn_now()};
-	if (gd_body_json(&body, r, telemetry_batch_fields, telemetry_batch_nfields))
+	if (gd_body_gunzip(r) || gd_body_json(&body, r, telemetry_batch_fields, telemetry_batch_nfields))
 		return;
 	if (telemetry_ingest(&out, gd_db(r), gd_actor(r)->id, body, &lim, &err))
 		gd_reply_error(r, &err);

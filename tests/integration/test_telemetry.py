@@ -6,12 +6,14 @@ refusals of bad telemetry. Expected values come from numpy, not from the code un
 
 import collections
 import csv
+import gzip
 import json
 import subprocess
 import socket
 import threading
 import time
 import uuid
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -413,6 +415,74 @@ def test_bad_telemetry_is_refused_and_nothing_is_stored(gangliond, contract):
     assert _post(server, tok, [good]).json()["accepted"] == 1
     r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "3h"})
     assert r.json()["groups"][0]["windows"] == 1
+
+
+def _vm_hwm(pid):
+    """The process's peak resident memory in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def _zip_bomb(mb):
+    """A gzip stream of mb MiB of spaces (JSON whitespace) after '{"windows": [', made without
+    holding it inflated."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [z.compress(b'{"windows": [')]
+    chunk = b" " * (1 << 20)
+    out += [z.compress(chunk) for _ in range(mb)]
+    out.append(z.flush())
+    return b"".join(out)
+
+
+def test_gzip_batches_and_their_refusals(gangliond, contract):
+    server = gangliond()
+    ((dev, tok),) = _fleet(server, n_devices=1)
+    rng = np.random.default_rng(9)
+    w1 = _window(_now_window(2), rng.normal(0, 1, 50))
+    w2 = _window(_now_window(3), rng.normal(0, 1, 50))
+    plain = json.dumps({"windows": [w1]}).encode()
+    gz = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+
+    def post(data, headers=gz):
+        return server.api("POST", "/v1/agent/telemetry", token=tok, data=data, headers=headers)
+
+    def stored():
+        r = server.api("GET", "/v1/models/cam/versions/1.0.0/drift", params={"since": "3h"})
+        return sum(g["windows"] for g in r.json()["groups"])
+
+    bomb = _zip_bomb(100)
+    assert len(bomb) < 1 << 20  # under max-body as sent: only inflating finds the bomb
+    hwm = _vm_hwm(server.proc.pid)
+    r = contract.check_response("POST", "/v1/agent/telemetry", post(bomb), 413)
+    assert "inflates to more than the 1048576-byte limit" in r.json()["detail"], r.json()
+    assert _vm_hwm(server.proc.pid) - hwm < 16 << 20  # bounded: the 100 MiB were never held
+    whole = gzip.compress(plain)
+    corrupt = whole[:20] + bytes(b ^ 0x55 for b in whole[20:40]) + whole[40:]
+    cases = [
+        (corrupt, gz, 400, "not valid gzip"),
+        (whole[:-6], gz, 400, "truncated"),
+        (whole + b"xx", gz, 400, "2 bytes follow the gzip stream"),
+        (plain, gz, 400, "not valid gzip"),
+        (b"", gz, 400, "truncated"),
+        (whole, dict(gz, **{"Content-Encoding": "br"}), 415, "only Content-Encoding accepted here is gzip"),
+    ]
+    for data, headers, status, msg in cases:
+        r = contract.check_response("POST", "/v1/agent/telemetry", post(data, headers), status)
+        assert msg in r.json()["detail"], (msg, r.json()["detail"])
+    # other routes take no encoded bodies
+    r = server.api("POST", "/v1/alert-rules", data=gzip.compress(b"{}"), headers=gz)
+    assert_problem(r, 415, "without Content-Encoding")
+    assert stored() == 0  # nothing of a refused body was stored
+    # a gzip batch is stored as its plain body would be; a plain one still is (older agents)
+    r = contract.check_response("POST", "/v1/agent/telemetry", post(whole), 200)
+    assert r.json()["accepted"] == 1, r.json()
+    assert post(whole).json()["accepted"] == 0  # a duplicate, counted once
+    r = post(json.dumps({"windows": [w2]}).encode(), {"Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    assert stored() == 2
 
 
 def test_partitions_retention_and_expired_windows(gangliond, pg, db):
