@@ -231,27 +231,11 @@ static bool token_mac(unsigned char out[32], const char *msg, size_t len)
 	       outl == 32;
 }
 
-int device_tokens_init(db_conn *c, gn_err *err)
+int device_tokens_use_key(const unsigned char key[32], gn_err *err)
 {
-	PGresult *res = NULL;
-	unsigned char raw[KEY_LEN];
-	char hex[2 * KEY_LEN + 1];
-	int error;
-	if ((error = gn_random_bytes(raw, sizeof(raw), err)))
-		return error;
-	gn_hex_encode(hex, raw, sizeof(raw));
-	const char *pp[] = {KEY_NAME, hex};
-	const char *pg[] = {KEY_NAME};
-	/* Replicas starting together: the first insert wins and every one reads the same key. */
-	if ((error = db_exec(NULL, c, &st_key_put, pp, err)) || (error = db_exec(&res, c, &st_key_get, pg, err)))
-		return error;
-	if (PQntuples(res) != 1 || gn_hex_decode(key_, sizeof(key_), PQgetvalue(res, 0, 0)))
-		error = gn_err_set(err, GN_ERROR, "the device token key in server_secrets is corrupt");
-	PQclear(res);
-	if (error)
-		return error;
 	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 			       OSSL_PARAM_construct_end()};
+	memcpy(key_, key, KEY_LEN);
 	if (!mac_tls_made) {
 		if (pthread_key_create(&mac_tls, mac_tls_free) != 0)
 			return gn_err_set(err, GN_ERROR, "cannot create the thread key of the device token MAC");
@@ -264,6 +248,29 @@ int device_tokens_init(db_conn *c, gn_err *err)
 	}
 	atomic_store(&have_key, true);
 	return 0;
+}
+
+int device_tokens_init(db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	unsigned char raw[KEY_LEN], key[KEY_LEN];
+	char hex[2 * KEY_LEN + 1];
+	int error;
+	if ((error = gn_random_bytes(raw, sizeof(raw), err)))
+		return error;
+	gn_hex_encode(hex, raw, sizeof(raw));
+	const char *pp[] = {KEY_NAME, hex};
+	const char *pg[] = {KEY_NAME};
+	/* Replicas starting together: the first insert wins and every one reads the same key. */
+	if ((error = db_exec(NULL, c, &st_key_put, pp, err)) || (error = db_exec(&res, c, &st_key_get, pg, err)))
+		return error;
+	if (PQntuples(res) != 1 || gn_hex_decode(key, sizeof(key), PQgetvalue(res, 0, 0)))
+		error = gn_err_set(err, GN_ERROR, "the device token key in server_secrets is corrupt");
+	PQclear(res);
+	if (!error)
+		error = device_tokens_use_key(key, err);
+	memset(key, 0, sizeof(key));
+	return error;
 }
 
 void device_tokens_cleanup(void)

@@ -18,6 +18,9 @@
 
 /* Loads the shared key, creating it when no replica has yet. Run once at start-up. */
 int device_tokens_init(db_conn *c, gn_err *err) GN_WUR;
+/* Uses key (32 bytes) from now on: what device_tokens_init does with the shared one (and tests
+ * with their own). */
+int device_tokens_use_key(const unsigned char key[32], gn_err *err) GN_WUR;
 /* Forgets the key and the revocation state. */
 void device_tokens_cleanup(void);
 /* A new token for device_id (a UUID) of generation gen, valid until exp (Unix seconds). */
