@@ -466,6 +466,11 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	    (error = resolve_sample_files(&samples, meta, cli_args_get(args, "meta"), err)) ||
 	    (error = cli_signers_load(&signers, args, err)))
 		goto out;
+	if (!signers && cli_args_get(args, "first-release")) {
+		error = gn_err_set(err, CLI_EUSAGE,
+				   "--first-release is for a signed release: give --sign-key or --signer-cmd");
+		goto out;
+	}
 	if ((error = hash_file(hex, &len, file, show ? &prog : NULL, err)))
 		goto out;
 	progress_end(&prog);
@@ -518,8 +523,8 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	if ((error = cli_answer(&ver, ctx, "POST", url, &resp, err)))
 		goto out;
 	/* Offline targets: the version is released once CI's keys sign it (cli/release.c). */
-	if (signers &&
-	    (error = cli_release_sign(&released, ctx, signers, name, gn_json_str(ver, "version"), hex, len, err)))
+	if (signers && (error = cli_release_sign(&released, ctx, signers, name, meta, hex, len,
+						 cli_args_get(args, "first-release") != NULL, err)))
 		goto out;
 	if (released)
 		json_object_set(ver, "release", released);
@@ -710,6 +715,9 @@ static const cli_opt push_opts[] = {
 	{"signer-cmd", 0, "CMD",
 	 "with the image targets offline: sign the release with CMD (a KMS or HSM): it reads the canonical bytes "
 	 "on stdin and prints {\"keyid\", \"sig\"} or an array of them"},
+	{"first-release", 0, NULL,
+	 "with --sign-key/--signer-cmd: this is the delegated role's first release (the server has no current "
+	 "version of it); without it, a draft saying so is refused"},
 };
 
 static const cli_cmd cmds[] = {

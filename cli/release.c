@@ -1,8 +1,10 @@
 /* Releasing a model version in an image repository whose targets are offline (TUF delegations):
  * CI signs the next version of the delegated targets role that covers the version's path, with
  * Ed25519 keys it holds (--sign-key) and/or an external signer (--signer-cmd, for a KMS or HSM).
- * The server proposes the next version; this checks that it is exactly the current one plus the
- * file just uploaded before signing it, and tries again when another release got in first. */
+ * The server proposes the next version; before signing it, this checks (lib/tufrelease.c) that it
+ * is exactly the current one plus the file just uploaded, at this push's path with the custom
+ * fields built from this push's metadata, with the current version's delegations, a bounded expiry
+ * and nothing else, and tries again when another release got in first. */
 #include "release.h"
 
 #include <stdio.h>
@@ -14,6 +16,7 @@
 #include "crypto.h"
 #include "json.h"
 #include "tuf.h"
+#include "tufrelease.h"
 
 /* Releases racing for the same role: each loser gets a new draft, this many times at most. */
 #define RELEASE_TRIES 5
@@ -115,42 +118,6 @@ static int run_signer(json_t *sigs, const char *cmd, const char *msg, size_t len
 	return rc;
 }
 
-/* Checks the server's draft before signing it: targets metadata one version after the current,
- * listing what the current lists and the uploaded file at its path, with its length and SHA-256,
- * and nothing else. A server that slips in other bytes gets no signature. */
-static int draft_ok(const json_t *draft, const char *sha256, uint64_t len, gn_err *err)
-{
-	const json_t *sp = json_object_get(draft, "signed");
-	const json_t *cur = json_object_get(json_object_get(draft, "current"), "signed");
-	const char *path = gn_json_str(draft, "path");
-	json_int_t cur_version = json_integer_value(json_object_get(cur, "version"));
-	json_t *want = json_is_object(cur) ? json_deep_copy(json_object_get(cur, "targets")) : json_object();
-	const json_t *entry = path ? json_object_get(json_object_get(sp, "targets"), path) : NULL;
-	int rc = 0;
-	if (!json_is_object(want))
-		want = (json_decref(want), json_object());
-	if (!entry || !gn_json_str(sp, "_type") || strcmp(gn_json_str(sp, "_type"), "targets") != 0 ||
-	    json_integer_value(json_object_get(sp, "version")) != cur_version + 1 || !gn_json_str(draft, "role"))
-		rc = gn_err_set(err, GN_ERROR, "the server's release draft is not the next targets version of a role");
-	else if (json_integer_value(json_object_get(entry, "length")) != (json_int_t)len ||
-		 !gn_json_str(json_object_get(entry, "hashes"), "sha256") ||
-		 strcmp(gn_json_str(json_object_get(entry, "hashes"), "sha256"), sha256) != 0)
-		rc = gn_err_set(err, GN_ERROR,
-				"the server's release draft lists %s with other bytes than the file "
-				"uploaded: not signed",
-				path);
-	if (!rc) {
-		json_object_set(want, path, (json_t *)entry);
-		if (!json_equal(want, json_object_get(sp, "targets")))
-			rc = gn_err_set(err, GN_ERROR,
-					"the server's release draft changes more than %s (targets CI did not release): "
-					"not signed",
-					path);
-	}
-	json_decref(want);
-	return rc;
-}
-
 /* Checks that the role's current metadata in the draft (what the next version keeps) carries a
  * valid signature by one of the keys signing here: a server cannot slip targets into it unseen.
  * With only a signer command there is no local key to check with: said on stderr. */
@@ -160,7 +127,7 @@ static int current_ours(const struct cli_signers *s, const json_t *draft, gn_err
 	json_t *keys = json_object(), *ids = json_array();
 	size_t valid = 0;
 	int rc = 0;
-	if (!json_is_object(cur))
+	if (!json_is_object(cur)) /* a first release: gn_tufr_draft_check let it through only then */
 		goto out;
 	if (!s->nkeys) {
 		fprintf(stderr, "warning: role %s's current version is not checked (no --sign-key to check it with)\n",
@@ -208,15 +175,25 @@ static int sign_draft(json_t **out, const struct cli_signers *s, const json_t *s
 }
 
 int cli_release_sign(json_t **out, const cli_ctx *ctx, const struct cli_signers *s, const char *model,
-		     const char *version, const char *sha256, uint64_t len, gn_err *err)
+		     const json_t *meta, const char *sha256, uint64_t len, bool first_release, gn_err *err)
 {
-	json_t *body = json_pack("{s:s,s:s}", "model", model, "version", version);
-	int rc = GN_ECONFLICT;
+	json_t *custom = NULL, *body = NULL;
+	char *file = NULL, *want_path = NULL;
+	int rc = gn_tufr_expected_custom(&custom, &file, model, meta, err);
+	if (rc)
+		return rc;
+	const char *version = gn_json_str(custom, "version");
+	want_path = gn_asprintf("models/%s/%s/%s", model, version, file);
+	struct gn_tufr_expect want = {
+		.path = want_path, .sha256 = sha256, .length = len, .custom = custom, .first_release = first_release};
+	body = json_pack("{s:s,s:s}", "model", model, "version", version);
+	rc = GN_ECONFLICT;
 	for (int attempt = 0; attempt < RELEASE_TRIES && rc == GN_ECONFLICT; attempt++) {
 		json_t *draft = NULL, *env = NULL, *ans = NULL;
 		char *path = NULL;
+		want.now = gn_now();
 		if (!(rc = cli_request(&draft, ctx, "POST", "/v1/tuf/image/release-draft", body, err)) &&
-		    !(rc = draft_ok(draft, sha256, len, err)) && !(rc = current_ours(s, draft, err)) &&
+		    !(rc = gn_tufr_draft_check(draft, &want, err)) && !(rc = current_ours(s, draft, err)) &&
 		    !(rc = sign_draft(&env, s, json_object_get(draft, "signed"), err))) {
 			char *esc = gn_http_escape(gn_json_str(draft, "role"));
 			path = gn_asprintf("/v1/tuf/image/roles/%s", esc);
@@ -231,5 +208,8 @@ int cli_release_sign(json_t **out, const cli_ctx *ctx, const struct cli_signers 
 		json_decref(ans);
 	}
 	json_decref(body);
+	json_decref(custom);
+	free(file);
+	free(want_path);
 	return rc;
 }

@@ -147,8 +147,15 @@ static int version_entry(char **out_path, json_t **out_entry, db_conn *c, const 
 	if (!error && PQntuples(res) != 1)
 		error = gn_err_set(err, GN_ENOTFOUND, "no model version %s@%s", model, version);
 	if (!error) {
-		*out_path = gn_strdup(PQgetvalue(res, 0, 0));
-		*out_entry = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+		json_t *entry = json_loads(PQgetvalue(res, 0, 1), 0, NULL);
+		if (!json_is_object(entry)) {
+			json_decref(entry);
+			error = gn_err_set(err, GN_ERROR, "the stored target entry of %s@%s does not parse", model,
+					   version);
+		} else {
+			*out_path = gn_strdup(PQgetvalue(res, 0, 0));
+			*out_entry = entry;
+		}
 	}
 	PQclear(res);
 	return error;

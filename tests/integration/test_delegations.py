@@ -144,7 +144,11 @@ def test_delegated_role_must_be_what_the_snapshot_lists(drepo):
 
 
 # --- gangliond with its top-level targets offline: CI signs, the server cannot ------------------
+import http.client  # noqa: E402
+import http.server  # noqa: E402
 import json  # noqa: E402
+import threading  # noqa: E402
+import urllib.parse  # noqa: E402
 
 import onnx  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
@@ -172,11 +176,75 @@ def model_bytes(tag):
     return m.SerializeToString()
 
 
-def cli_push(srv, dir, version, *sign_args):
+def cli_push(srv, dir, version, *sign_args, url=None):
     art, meta = dir / f"{version}.onnx", dir / f"{version}.json"
     art.write_bytes(model_bytes(version))
     meta.write_text(json.dumps(dict(json.loads((TEST_MODELS / "v1.json").read_text()), version=version)))
-    return srv.cli("models", "push", art, "--name", MODEL, "--meta", meta, "--no-progress", *sign_args, timeout=60)
+    return srv.cli("models", "push", art, "--name", MODEL, "--meta", meta, "--no-progress", *sign_args, timeout=60,
+                   url=url)
+
+
+class DraftTamperer:
+    """A proxy in front of gangliond that passes everything through but edits the release draft
+    (POST /v1/tuf/image/release-draft) with self.edit(draft): what a compromised server could
+    hand CI to sign."""
+
+    def __init__(self, upstream):
+        self.edit = None
+        up = urllib.parse.urlsplit(upstream)
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data, ctype = r.read(), r.getheader("Content-Type", "application/json")
+                if self.path == "/v1/tuf/image/release-draft" and r.status == 200 and outer.edit:
+                    draft = json.loads(data)
+                    outer.edit(draft)
+                    data = json.dumps(draft).encode()
+                conn.close()
+                self.send_response(r.status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _any
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def moved(draft):
+    """CI's bytes listed under another version."""
+    t = draft["signed"]["targets"]
+    draft["path"] = draft["path"].replace("/2.1.0/", "/9.9.9/")
+    t[draft["path"]] = t.pop(f"models/{MODEL}/2.1.0/v1.onnx")
+
+
+def handed_over(draft):
+    """The role delegates every model to a key the server holds."""
+    draft["signed"]["delegations"] = {"keys": {}, "roles": [{"name": "evil", "keyids": [], "threshold": 1,
+                                                             "paths": ["models/*/*/*"], "terminating": True}]}
+
+
+def no_current(draft):
+    """'There is no current version': every earlier release dropped."""
+    draft["current"] = None
+    draft["signed"]["version"] = 1
+    draft["signed"]["targets"] = {draft["path"]: draft["signed"]["targets"][draft["path"]]}
 
 
 def assign(srv, device_id, version):
@@ -269,8 +337,14 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     # Uploading it again (same version) is refused; so is targets signed by a key the root does not list.
     assert srv.api("POST", "/v1/tuf/image/targets", json=top).status_code == 409
 
+    # The role has no version yet: CI signs a draft saying so only when told it is the first release
+    # (else a compromised server could drop every target by claiming so). The upload stays, unreleased.
+    p = cli_push(srv, workdir, "0.9.5", "--sign-key", ci[0], "--sign-key", ci[1])
+    assert p.returncode != 0 and "has no current version" in p.stderr and "--first-release" in p.stderr, p.stderr
+    p = cli_push(srv, workdir, "1.0.0", "--first-release")
+    assert p.returncode == 2 and "--first-release is for a signed release" in p.stderr, p.stderr
     # A release signed by 2 of the 3 CI keys installs.
-    p = cli_push(srv, workdir, "1.0.0", "--sign-key", ci[0], "--sign-key", ci[1])
+    p = cli_push(srv, workdir, "1.0.0", "--sign-key", ci[0], "--sign-key", ci[1], "--first-release")
     assert p.returncode == 0 and "Released: signed role ci version 1" in p.stdout, (p.stdout, p.stderr)
     a = Agent(workdir / "ag", srv.url)
     a.enroll(srv.make_enroll_token()["token"])
@@ -307,7 +381,23 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     # 0.9.0 was signed by the server before the ceremony, which kept it in the top-level targets.
     released = {f"models/{MODEL}/{v}/v1.onnx" for v in ("0.9.0", "1.0.0", "2.0.1")}
     assert summary["delegated_roles"] == ["ci"] and set(summary["targets"]) == released, summary
-    assert summary["unreleased"] == [f"models/{MODEL}/2.0.0/v1.onnx"], summary
+    assert sorted(summary["unreleased"]) == [f"models/{MODEL}/{v}/v1.onnx" for v in ("0.9.5", "2.0.0")], summary
+
+    # A compromised server hands CI a tampered draft: CI refuses to sign it, whatever is changed.
+    proxy = DraftTamperer(srv.url)
+    try:
+        for version, edit, why in (("2.1.0", moved, "releases models/det/9.9.9/v1.onnx, not"),
+                                   ("2.1.1", handed_over, "adds delegations"),
+                                   ("2.1.2", no_current, "has no current version"),
+                                   ("2.1.3", lambda d: d["signed"].update(expires="2999-01-01T00:00:00Z"),
+                                    "expires at 2999")):
+            proxy.edit = edit
+            p = cli_push(srv, workdir, version, "--sign-key", ci[0], "--sign-key", ci[1], url=proxy.url)
+            assert p.returncode != 0 and why in p.stderr and "refusing to sign" in p.stderr, (version, p.stderr)
+    finally:
+        proxy.close()
+    assert srv.api("GET", "/v1/tuf/image/2.ci.json").status_code == 200
+    assert srv.api("GET", "/v1/tuf/image/3.ci.json").status_code == 404
 
     # The compromised server: the database and every private key in it (snapshot, timestamp, and
     # the retired server targets key). Through the API, a role signed with them is refused.
