@@ -74,9 +74,17 @@ static const db_stmt st_device_digest = {
 	"SELECT 1 FROM director_targets t WHERE t.device_id = $1 AND jsonb_path_exists(t.body::jsonb,"
 	" '$.signed.targets.*.hashes.sha256 ? (@ == $d)', jsonb_build_object('d', $2::text)) LIMIT 1",
 	2};
+/* A target at its TUF path: a version whose file is listed in the newest signed targets metadata of
+ * the image repository's top-level targets role or of a delegated role. In delegated mode an
+ * uploaded version that CI has not signed (yet, or ever) is no release, and is not served. */
 static const db_stmt st_target = {
 	"models_target",
-	"SELECT 1 FROM model_versions WHERE model = $1 AND version = $2 AND filename = $3 AND sha256 = $4", 4};
+	"SELECT 1 FROM model_versions v WHERE v.model = $1 AND v.version = $2 AND v.filename = $3 AND v.sha256 = $4"
+	" AND EXISTS (SELECT 1 FROM (SELECT DISTINCT ON (role) body FROM tuf_metadata WHERE repo = 'image'"
+	"  AND role NOT IN ('root', 'snapshot', 'timestamp') ORDER BY role, version DESC) m"
+	"  WHERE m.body::jsonb -> 'signed' -> 'targets' -> ('models/' || $1 || '/' || $2 || '/' || $3)"
+	"   -> 'hashes' ->> 'sha256' = $4)",
+	4};
 static const db_stmt st_device_version = {
 	"models_device_version",
 	"SELECT 1 FROM director_targets t WHERE t.device_id = $1 AND jsonb_path_exists(t.body::jsonb,"

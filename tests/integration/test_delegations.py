@@ -361,6 +361,12 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     assign(srv, a.device_id, "2.0.0")
     agent_refused(srv, a, after, "2.0.0", "has not signed target")
     assert a.serving()[0] == "1.0.0"
+    # Nor is it served at its TUF path, where a mirror with anonymous read would fetch it.
+    for version, status in (("1.0.0", 200), ("2.0.0", 404)):
+        v = srv.api("GET", f"/v1/models/{MODEL}/versions/{version}").json()
+        r = srv.api("GET", f"/v1/tuf/image/targets/{v['target'].rsplit('/', 1)[0]}/"
+                    f"{v['artifact']['sha256']}.{v['filename']}")
+        assert r.status_code == status, (version, r.status_code, r.text[:300])
 
     # Another pair of CI keys (an external signer for the third) releases the next version.
     signer = workdir / "signer.py"
