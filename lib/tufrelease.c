@@ -134,10 +134,12 @@ int gn_tufr_draft_check(const json_t *draft, const struct gn_tufr_expect *want, 
 				  spec ? spec : "nothing", want_spec ? want_spec : "1.x");
 	if (gn_tuf_time_parse(&expires, gn_json_str(sp, "expires")) || expires <= want->now ||
 	    expires > want->now + GN_TUFR_MAX_EXPIRES_S)
-		return gn_err_set(err, GN_ERROR,
-				  "the server's release draft expires at %s: not in the next %lld days" REFUSE,
-				  gn_json_str(sp, "expires") ? gn_json_str(sp, "expires") : "(no expiry)",
-				  GN_TUFR_MAX_EXPIRES_S / 86400);
+		return gn_err_set(
+			err, GN_ERROR,
+			"the server's release draft expires at %s: not in the next %lld days (is the server's "
+			"tuf-targets-expiry longer?)" REFUSE,
+			gn_json_str(sp, "expires") ? gn_json_str(sp, "expires") : "(no expiry)",
+			GN_TUFR_MAX_EXPIRES_S / 86400);
 	if (cur_deleg && !json_equal(cur_deleg, json_object_get(sp, "delegations")))
 		return gn_err_set(err, GN_ERROR, "the server's release draft changes the delegations of role %s" REFUSE,
 				  role);
