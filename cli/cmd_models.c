@@ -714,7 +714,8 @@ static const cli_opt push_opts[] = {
 	 "with the image targets offline: sign the release with this CI key (Ed25519, PEM); repeat for a threshold"},
 	{"signer-cmd", 0, "CMD",
 	 "with the image targets offline: sign the release with CMD (a KMS or HSM): it reads the canonical bytes "
-	 "on stdin and prints {\"keyid\", \"sig\"} or an array of them"},
+	 "on stdin and prints {\"keyid\", \"sig\", \"public\"} (public: its Ed25519 public key in hex) or an array of "
+	 "them"},
 	{"first-release", 0, NULL,
 	 "with --sign-key/--signer-cmd: this is the delegated role's first release (the server has no current "
 	 "version of it); without it, a draft saying so is refused"},

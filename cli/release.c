@@ -63,9 +63,32 @@ int cli_signers_load(struct cli_signers **out, const cli_args *args, gn_err *err
 	return 0;
 }
 
+/* Adds the signer's public key (64 hex digits) to keys and ids, if it is the key of keyid. */
+static int signer_key(json_t *keys, json_t *ids, const char *keyid, const char *public, gn_err *err)
+{
+	unsigned char pub[GN_ED25519_PUB_LEN];
+	char id[GN_SHA256_HEX_LEN + 1];
+	if (!public || strlen(public) != 2 * GN_ED25519_PUB_LEN || gn_hex_decode(pub, sizeof(pub), public))
+		return gn_err_set(err, GN_ERROR,
+				  "the signer command must print its Ed25519 public key with each signature "
+				  "(\"public\": 64 hex digits), to check the role's current version with");
+	json_t *k = gn_tuf_key_json(pub);
+	int rc = gn_tuf_keyid(id, k, err);
+	if (!rc && strcmp(id, keyid) != 0)
+		rc = gn_err_set(err, GN_ERROR, "the signer command's public key is not that of its keyid %.64s", keyid);
+	if (!rc && !json_object_get(keys, id)) {
+		json_object_set(keys, id, k);
+		json_array_append_new(ids, json_string(id));
+	}
+	json_decref(k);
+	return rc;
+}
+
 /* Runs the signer command with msg on its standard input and appends the signatures it prints
- * (one {"keyid", "sig"} object, or an array of them) to sigs. */
-static int run_signer(json_t *sigs, const char *cmd, const char *msg, size_t len, gn_err *err)
+ * (one {"keyid", "sig", "public"} object, or an array of them) to sigs, and their public keys to
+ * keys and ids. */
+static int run_signer(json_t *sigs, json_t *keys, json_t *ids, const char *cmd, const char *msg, size_t len,
+		      gn_err *err)
 {
 	char tmpl[] = "/tmp/ganglion-release-XXXXXX";
 	int fd = mkstemp(tmpl);
@@ -109,6 +132,8 @@ static int run_signer(json_t *sigs, const char *cmd, const char *msg, size_t len
 						"or sig");
 				break;
 			}
+			if ((rc = signer_key(keys, ids, gn_json_str(sig, "keyid"), gn_json_str(sig, "public"), err)))
+				break;
 			json_array_append_new(sigs, json_pack("{s:s,s:s}", "keyid", gn_json_str(sig, "keyid"), "sig",
 							      gn_json_str(sig, "sig")));
 		}
@@ -119,52 +144,46 @@ static int run_signer(json_t *sigs, const char *cmd, const char *msg, size_t len
 }
 
 /* Checks that the role's current metadata in the draft (what the next version keeps) carries a
- * valid signature by one of the keys signing here: a server cannot slip targets into it unseen.
- * With only a signer command there is no local key to check with: said on stderr. */
-static int current_ours(const struct cli_signers *s, const json_t *draft, gn_err *err)
+ * valid signature by one of the keys signing here (keys and ids: every --sign-key's and the
+ * signer command's): a server cannot slip targets into it unseen. */
+static int current_ours(const json_t *keys, const json_t *ids, const json_t *draft, gn_err *err)
 {
 	const json_t *cur = json_object_get(draft, "current");
-	json_t *keys = json_object(), *ids = json_array();
 	size_t valid = 0;
 	int rc = 0;
 	if (!json_is_object(cur)) /* a first release: gn_tufr_draft_check let it through only then */
-		goto out;
-	if (!s->nkeys) {
-		fprintf(stderr, "warning: role %s's current version is not checked (no --sign-key to check it with)\n",
-			gn_json_str(draft, "role"));
-		goto out;
-	}
-	for (size_t i = 0; i < s->nkeys && !rc; i++) {
-		unsigned char pub[GN_ED25519_PUB_LEN];
-		char id[GN_SHA256_HEX_LEN + 1];
-		gn_ed25519_public(pub, s->keys[i]);
-		json_t *k = gn_tuf_key_json(pub);
-		if (!(rc = gn_tuf_keyid(id, k, err))) {
-			json_object_set(keys, id, k);
-			json_array_append_new(ids, json_string(id));
-		}
-		json_decref(k);
-	}
-	if (!rc && !(rc = gn_tuf_count_valid(&valid, cur, keys, ids, err)) && valid == 0)
+		return 0;
+	if (!(rc = gn_tuf_count_valid(&valid, cur, keys, ids, err)) && valid == 0)
 		rc = gn_err_set(err, GN_ERROR,
 				"the current version of role %s on the server carries no valid signature by the keys "
 				"signing here: not signed (was it changed on the server?)",
 				gn_json_str(draft, "role"));
-out:
-	json_decref(keys);
-	json_decref(ids);
 	return rc;
 }
 
-/* Returns the envelope of the draft's signed part signed by every signer (new). */
-static int sign_draft(json_t **out, const struct cli_signers *s, const json_t *sp, gn_err *err)
+/* Returns the envelope of the draft's signed part signed by every signer (new), and sets keys and
+ * ids to the signers' public keys. Nothing is sent yet: the caller checks the draft's current
+ * version with those keys first. */
+static int sign_draft(json_t **out, json_t *keys, json_t *ids, const struct cli_signers *s, const json_t *sp,
+		      gn_err *err)
 {
 	char *canon = NULL;
 	size_t n = 0;
 	json_t *env = NULL;
 	int rc = gn_tuf_sign(&env, sp, s->keys, s->nkeys, err);
+	for (size_t i = 0; !rc && i < s->nkeys; i++) {
+		unsigned char pub[GN_ED25519_PUB_LEN];
+		char id[GN_SHA256_HEX_LEN + 1];
+		gn_ed25519_public(pub, s->keys[i]);
+		json_t *k = gn_tuf_key_json(pub);
+		if (!(rc = gn_tuf_keyid(id, k, err)) && !json_object_get(keys, id)) {
+			json_object_set(keys, id, k);
+			json_array_append_new(ids, json_string(id));
+		}
+		json_decref(k);
+	}
 	if (!rc && s->cmd && !(rc = gn_json_canonical(&canon, &n, sp, err)))
-		rc = run_signer(json_object_get(env, "signatures"), s->cmd, canon, n, err);
+		rc = run_signer(json_object_get(env, "signatures"), keys, ids, s->cmd, canon, n, err);
 	free(canon);
 	if (rc) {
 		json_decref(env);
@@ -189,12 +208,13 @@ int cli_release_sign(json_t **out, const cli_ctx *ctx, const struct cli_signers 
 	body = json_pack("{s:s,s:s}", "model", model, "version", version);
 	rc = GN_ECONFLICT;
 	for (int attempt = 0; attempt < RELEASE_TRIES && rc == GN_ECONFLICT; attempt++) {
-		json_t *draft = NULL, *env = NULL, *ans = NULL;
+		json_t *draft = NULL, *env = NULL, *ans = NULL, *keys = json_object(), *ids = json_array();
 		char *path = NULL;
 		want.now = gn_now();
 		if (!(rc = cli_request(&draft, ctx, "POST", "/v1/tuf/image/release-draft", body, err)) &&
-		    !(rc = gn_tufr_draft_check(draft, &want, err)) && !(rc = current_ours(s, draft, err)) &&
-		    !(rc = sign_draft(&env, s, json_object_get(draft, "signed"), err))) {
+		    !(rc = gn_tufr_draft_check(draft, &want, err)) &&
+		    !(rc = sign_draft(&env, keys, ids, s, json_object_get(draft, "signed"), err)) &&
+		    !(rc = current_ours(keys, ids, draft, err))) {
 			char *esc = gn_http_escape(gn_json_str(draft, "role"));
 			path = gn_asprintf("/v1/tuf/image/roles/%s", esc);
 			free(esc);
@@ -206,6 +226,8 @@ int cli_release_sign(json_t **out, const cli_ctx *ctx, const struct cli_signers 
 		json_decref(draft);
 		json_decref(env);
 		json_decref(ans);
+		json_decref(keys);
+		json_decref(ids);
 	}
 	json_decref(body);
 	json_decref(custom);

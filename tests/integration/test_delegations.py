@@ -377,7 +377,9 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
         "pub = k.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()\n"
         "obj = {'keytype': 'ed25519', 'scheme': 'ed25519', 'keyval': {'public': pub}}\n"
         "kid = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(',', ':')).encode()).hexdigest()\n"
-        "print(json.dumps({'keyid': kid, 'sig': k.sign(sys.stdin.buffer.read()).hex()}))\n")
+        "out = {'keyid': kid, 'sig': k.sign(sys.stdin.buffer.read()).hex(), 'public': pub}\n"
+        "if len(sys.argv) > 1: out.pop('public')\n"
+        "print(json.dumps(out))\n")
     p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", f"/usr/bin/python3 {signer}")
     assert p.returncode == 0 and "Released: signed role ci version 2" in p.stdout, (p.stdout, p.stderr)
     assign(srv, a.device_id, "2.0.1")
@@ -388,6 +390,9 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     released = {f"models/{MODEL}/{v}/v1.onnx" for v in ("0.9.0", "1.0.0", "2.0.1")}
     assert summary["delegated_roles"] == ["ci"] and set(summary["targets"]) == released, summary
     assert sorted(summary["unreleased"]) == [f"models/{MODEL}/{v}/v1.onnx" for v in ("0.9.5", "2.0.0")], summary
+    # A signer that does not print its public key leaves the current version unchecked: refused.
+    p = cli_push(srv, workdir, "2.0.9", "--signer-cmd", f"/usr/bin/python3 {signer} no-public")
+    assert p.returncode != 0 and "must print its Ed25519 public key" in p.stderr, p.stderr
 
     # A compromised server hands CI a tampered draft: CI refuses to sign it, whatever is changed.
     proxy = DraftTamperer(srv.url)
