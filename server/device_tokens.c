@@ -323,7 +323,7 @@ bool device_tokens_is_signed(const char *token)
 	return strncmp(token, DEVICE_TOKEN_PREFIX, strlen(DEVICE_TOKEN_PREFIX)) == 0;
 }
 
-/* Parses a decimal field of 1 to 19 digits ending at `end`; false otherwise. */
+/* Parses a decimal field of 1 to 18 digits ending at `end`; false otherwise. */
 static bool parse_num(int64_t *out, const char *p, const char *end)
 {
 	int64_t v = 0;
@@ -352,8 +352,10 @@ int device_tokens_check(enum device_token_verdict *out_verdict, char out_id[40],
 	const char *id = token + plen, *gen = id + 37, *mac = token + len - MAC_HEX;
 	const char *dot_exp = memchr(gen, '.', (size_t)(mac - gen));
 	int64_t g, exp;
+	/* Lower-case hex only, as minted: one token has one spelling. */
 	if (id[36] != '.' || mac[-1] != '.' || !dot_exp || !parse_num(&g, gen, dot_exp) ||
-	    !parse_num(&exp, dot_exp + 1, mac - 1) || gn_hex_decode(got, sizeof(got), mac))
+	    !parse_num(&exp, dot_exp + 1, mac - 1) || strspn(mac, "0123456789abcdef") != MAC_HEX ||
+	    gn_hex_decode(got, sizeof(got), mac))
 		return gn_err_set(err, GN_EAUTH, "unknown or malformed device token");
 	memcpy(out_id, id, 36);
 	out_id[36] = '\0';

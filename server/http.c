@@ -720,11 +720,14 @@ static int admit(struct gd_req *r)
 		/* The image repository for a mirror or CDN: no token, no actor (a token sent is checked). */
 		if (!h && (rt->scope & GD_SCOPE_ANON_TUF) && config_get()->tuf_anonymous_read)
 			return 0;
-		if (auth_failures_exceeded(r))
-			return -1;
 		bool done = false;
-		/* A signed device token needs no database (the check-in's common path). */
+		/* A signed device token needs no database (the check-in's common path). It is checked
+		 * before the failures of its address are: a good one passes even from an address that
+		 * others have used up (devices behind a NAT or a balancer with a token guesser), as it
+		 * costs the database nothing. */
 		int rc = auth_authenticate_memory(&r->actor, &done, h, &err);
+		if (!done && auth_failures_exceeded(r))
+			return -1;
 		if (!done)
 			rc = auth_authenticate(&r->actor, gd_db(r), h, &err);
 		if (rc || auth_allows(&r->actor, rt->scope, &err)) {

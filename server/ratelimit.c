@@ -36,10 +36,13 @@ static uint64_t hash(const char *s)
 	return h;
 }
 
-/* Tokens in b at now (refilled, capped). */
+/* Tokens in b at now (refilled, capped). Callers read the clock before they take the lock, so a
+ * thread may come with a now older than the bucket's last update: no time has passed for it (the
+ * unsigned difference would wrap and refill the bucket to full). */
 static double level(const struct bucket *b, uint64_t now)
 {
-	double t = b->tokens + (double)(now - b->at) * (double)b->capacity / MINUTE_NS;
+	uint64_t elapsed = now > b->at ? now - b->at : 0;
+	double t = b->tokens + (double)elapsed * (double)b->capacity / MINUTE_NS;
 	return t > (double)b->capacity ? (double)b->capacity : t;
 }
 
@@ -100,7 +103,7 @@ int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 	struct bucket *b = slots[slot];
 	while (b && strcmp(b->key, key) != 0)
 		b = b->next;
-	if (!b && atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS && now - last_full_prune > 1000000000ull) {
+	if (!b && atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS && now > last_full_prune + 1000000000ull) {
 		/* Full: forget every idle key (at most once a second, it walks the whole table). */
 		last_full_prune = now;
 		for (size_t i = 0; i < NSLOTS; i++)
@@ -126,7 +129,8 @@ int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 		atomic_fetch_add(&nkeys, 1);
 	}
 	b->tokens = level(b, now);
-	b->at = now;
+	if (now > b->at) /* never back in time (see level) */
+		b->at = now;
 	if (b->capacity != per_minute) {
 		b->capacity = per_minute;
 		if (b->tokens > (double)per_minute)

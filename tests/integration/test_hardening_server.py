@@ -321,11 +321,20 @@ def test_failed_authentications_are_limited_per_address(gangliond):
     request of that address that needs a token gets 429, a good token too (it is not looked at),
     until the allowance refills; another address is not concerned."""
     s = gangliond(extra_args=["--rate-limit-auth-failures", "60"])
+    dev = enroll_device(s)
+    device_token = dev.authenticate(s)
     bad = "gna_" + "0" * 40
     for _ in range(60):
         assert_problem(s.api("GET", "/v1/devices", token=bad), 401)
     _assert_429(s.api("GET", "/v1/devices", token=bad), "failed authentications from this address")
     _assert_429(s.api("GET", "/v1/devices"), "failed authentications from this address")
+    # A signed device token is checked in memory, at no cost to the database: it still passes, so
+    # a guesser behind the same NAT or balancer does not lock the fleet out. A forged one counts.
+    r = s.api("POST", "/v1/agent/checkin", token=device_token, json={"agent_version": "t"})
+    assert r.status_code in (200, 304), (r.status_code, r.text)
+    forged = device_token[:-1] + ("0" if device_token[-1] != "0" else "1")
+    _assert_429(s.api("GET", "/v1/devices"), "failed authentications")
+    assert_problem(s.api("POST", "/v1/agent/checkin", token=forged, json={"agent_version": "t"}), 401)
     status, _, body = _post_from("127.0.0.2", s.port, "/v1/tokens", {}, {"Authorization": f"Bearer {bad}"})
     assert status == 401, body
     assert s.api("GET", "/healthz", token=None).status_code == 200  # public routes are not limited

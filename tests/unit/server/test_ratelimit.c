@@ -1,5 +1,6 @@
 /* Unit tests for server/ratelimit.c: the token buckets behind the 429s. A table of (time, key,
  * limit) takes and the answer each must get. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,12 +96,65 @@ static void test_peek_takes_nothing(void **state)
 	assert_int_equal(ratelimit_take("p", 2, t0 + 30 * S), 30);
 }
 
+/* Request threads read the clock before they take the limiter's lock, so one may arrive with a
+ * time older than the bucket's last update: that must not count as time passed (the unsigned
+ * difference wrapped and refilled the bucket to full). */
+static void test_a_time_from_the_past_refills_nothing(void **state)
+{
+	(void)state;
+	uint64_t t0 = 1000 * S;
+	ratelimit_reset();
+	assert_int_equal(ratelimit_take("b", 2, t0), 0);
+	assert_int_equal(ratelimit_take("b", 2, t0 + 10), 0);
+	assert_int_equal(ratelimit_take("b", 2, t0 + 20), 30);
+	assert_int_equal(ratelimit_take("b", 2, t0 + 15), 30); /* an older now: still empty */
+	assert_int_equal(ratelimit_peek("b", 2, t0 + 5), 30);
+	assert_int_equal(ratelimit_take("b", 2, t0 + 20 + 30 * S), 0); /* refilled from t0 + 20 */
+	assert_int_equal(ratelimit_take("b", 2, t0 + 20 + 30 * S), 30);
+}
+
+struct racer {
+	int64_t allowed;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+	for (int i = 0; i < 20000; i++)
+		if (ratelimit_take("race", 10, gn_mono_ns()) == 0)
+			r->allowed++;
+	return NULL;
+}
+
+/* Four threads hammering one key with the real clock get what one would: the burst, plus at most
+ * what refills while they run (10 a minute: nothing within the second this takes). */
+static void test_threads_with_the_real_clock(void **state)
+{
+	(void)state;
+	pthread_t t[4];
+	struct racer r[4] = {{0}};
+	ratelimit_reset();
+	uint64_t start = gn_mono_ns();
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+	int64_t allowed = 0;
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		allowed += r[i].allowed;
+	}
+	double minutes = (double)(gn_mono_ns() - start) / 60e9;
+	if (allowed > 10 + (int64_t)(minutes * 10) + 1)
+		fail_msg("%lld allowed in %.1f s; the burst is 10", (long long)allowed, minutes * 60);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_burst_then_rate),
 		cmocka_unit_test(test_no_limit_and_reloads),
 		cmocka_unit_test(test_peek_takes_nothing),
+		cmocka_unit_test(test_a_time_from_the_past_refills_nothing),
+		cmocka_unit_test(test_threads_with_the_real_clock),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	ratelimit_reset();
