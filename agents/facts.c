@@ -4,6 +4,7 @@
  * `ganglion-agent runtime-info` in a child process, whose plugin and inference engine go away with
  * it and cost this process no memory. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <poll.h>
 #include <signal.h>
@@ -70,7 +71,10 @@ static int probe(json_t **out, struct agent *a, gn_err *err)
 	argv[a->settings_argc + 1] = "--log-level"; /* its news is the agent's; only trouble is logged */
 	argv[a->settings_argc + 2] = "warn";
 	argv[a->settings_argc + 3] = "runtime-info";
-	if (pipe(fds) != 0) {
+	/* Close-on-exec: a child another thread spawns meanwhile must not hold the write end (the
+	 * probe would wait for its end of file until the timeout). The child's stdout is a dup2, which
+	 * drops the flag. */
+	if (pipe2(fds, O_CLOEXEC) != 0) {
 		free(argv);
 		return gn_err_set(err, GN_ERROR, "pipe: %s", strerror(errno));
 	}
