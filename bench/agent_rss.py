@@ -10,6 +10,10 @@ socket. For each it reports:
     libopencv*, libonnxruntime*) is mapped then (it must not be: the runtime loads with the first
     model that needs it);
   - VmRSS with v1 (tests/models, x[1,4] -> y[1,3]) serving;
+  - with v1 assigned and nothing else happening, the CPU time the agent uses (utime + stime from
+    /proc/PID/stat) over --idle-seconds (default 60), and VmRSS at the end of it; the server tells
+    it to check in every second (--agent-poll-interval 1s, so that the model arrives quickly),
+    60 times more often than by default, so this is an upper bound;
   - VmRSS after v1 is unassigned (the plugin stays loaded: see agents/runtimes/README.md).
 References, in the same run: the RSS of `sleep` (a process with libc alone), and bench/rss_floor
 (built with the rest): a process that links what the agent links for its network and checks
@@ -20,6 +24,7 @@ Usage (Debian's python3 for its modules; the models come from `make tests/models
     GANGLION_BUILDDIR=build /usr/bin/python3 bench/agent_rss.py [--json FILE]
 """
 import argparse
+import os
 import json
 import subprocess
 import sys
@@ -55,6 +60,13 @@ def top_mappings(pid, n=12):
     return sorted(((k, Path(v).name if v.startswith("/") else v) for v, k in per.items()), reverse=True)[:n]
 
 
+def cpu_seconds(pid):
+    """utime + stime of the process (fields 14 and 15 of /proc/PID/stat), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def runtime_mapped(pid):
     maps = Path(f"/proc/{pid}/maps").read_text()
     return sorted({Path(line.split()[-1]).name for line in maps.splitlines()
@@ -64,6 +76,8 @@ def runtime_mapped(pid):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--idle-seconds", type=float, default=60,
+                    help="how long to measure the CPU time of the agent idle with v1 assigned (default 60)")
     args = ap.parse_args()
     base = Path(tempfile.mkdtemp(prefix="gn-rss-"))
     base.chmod(0o711)
@@ -106,6 +120,11 @@ def main():
             time.sleep(1)
             row["v1"] = status_kib(pid)
             row["v1_runtime_mapped"] = runtime_mapped(pid)
+            c0, t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(args.idle_seconds)
+            c1, t1 = cpu_seconds(pid), time.monotonic()
+            row["v1_idle"] = {"seconds": round(t1 - t0, 3), "cpu_seconds": round(c1 - c0, 3),
+                              "cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 4), **status_kib(pid)}
             r = srv.api("DELETE", f"/v1/devices/{a.device_id}/desired", params={"model": "det"})
             assert r.status_code in (200, 204), r.text
             assert wait_for(lambda: a.models() == [], 60, 0.1)

@@ -20,9 +20,14 @@
  *
  * Usage: fleetsim --url URL --enroll-token TOKEN|@FILE --devices N [--concurrency C]
  *                 [--duration S] [--interval S] [--state FILE] [--seed S] [--install-delay S]
- *                 [--rps R] [--bad-version V] [--bad-error-rate F] [--seen FILE] [--json]
+ *                 [--rps R] [--bad-version V] [--bad-error-rate F] [--seen FILE] [--changes FILE]
+ *                 [--json]
  * --seen FILE writes "DEVICE_ID MODEL/VERSION..." lines: every version the director ever named to
  * each device, so a test can check that no device outside a canary cohort was told a bad version.
+ * --changes FILE appends a line for every check-in answered 200 (new director targets), as it
+ * comes: "UNIX_SECONDS LATENCY_MS DEVICE_ID INM MODEL/VERSION" (INM 1 when the device sent
+ * If-None-Match, i.e. its targets changed since its last check-in; MODEL/VERSION "-" when the
+ * targets name none), so a benchmark can time a change reaching the fleet (bench/changes.sh).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -89,7 +94,7 @@ struct stats {
 };
 
 static struct {
-	const char *url, *enroll_token, *state, *bad_version, *seen;
+	const char *url, *enroll_token, *state, *bad_version, *seen, *changes;
 	int ndev, concurrency;
 	double duration, interval, install_delay, rps, bad_error_rate;
 	uint64_t seed;
@@ -97,6 +102,7 @@ static struct {
 } opt = {.concurrency = 64, .duration = 10, .interval = 0, .install_delay = 1, .rps = 10, .bad_error_rate = 0.2};
 
 static struct stats st[PH_N];
+static FILE *changes_f; /* --changes */
 /* errors by kind: "checkin: http 500", "token: Couldn't connect to server", ... */
 static struct {
 	char kind[96];
@@ -457,6 +463,28 @@ static void targets_seen(struct dev *d, json_t *ans, double now)
 	}
 }
 
+/* --changes: one line per check-in answered 200 (see the comment at the top). */
+static void changes_log(const struct dev *d, const struct xfer *x, json_t *ans, double now)
+{
+	json_t *targets =
+		json_object_get(json_object_get(json_object_get(ans, "director_targets"), "signed"), "targets");
+	const char *path, *named = "-";
+	json_t *t;
+	char mv[140];
+	json_object_foreach(targets, path, t) {
+		char model[64], version[72];
+		if (sscanf(path, "models/%63[^/]/%71[^/]/", model, version) == 2) {
+			snprintf(mv, sizeof(mv), "%s/%s", model, version);
+			named = mv;
+			break;
+		}
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	fprintf(changes_f, "%.6f %.3f %s %d %s\n", (double)ts.tv_sec + ts.tv_nsec / 1e9, (now - x->started) * 1000,
+		d->id, d->etag[0] != '\0', named);
+}
+
 /* A request finished: counts it and moves the device on. Returns false when the device is done. */
 static bool finish(struct xfer *x, CURLcode rc, double now, double end)
 {
@@ -521,6 +549,8 @@ static bool finish(struct xfer *x, CURLcode rc, double now, double end)
 	}
 	case PH_CHECKIN:
 		changed++;
+		if (changes_f)
+			changes_log(d, x, ans, now);
 		snprintf(d->etag, sizeof(d->etag), "%s", x->etag);
 		targets_seen(d, ans, now);
 		goto next_checkin;
@@ -666,14 +696,23 @@ static char *read_secret(const char *v)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"url", 1, NULL, 'u'},           {"enroll-token", 1, NULL, 't'},
-		{"devices", 1, NULL, 'n'},       {"concurrency", 1, NULL, 'c'},
-		{"duration", 1, NULL, 'd'},      {"interval", 1, NULL, 'i'},
-		{"state", 1, NULL, 's'},         {"seed", 1, NULL, 'S'},
-		{"install-delay", 1, NULL, 'D'}, {"rps", 1, NULL, 'r'},
-		{"bad-version", 1, NULL, 'b'},   {"bad-error-rate", 1, NULL, 'e'},
-		{"seen", 1, NULL, 'w'},          {"json", 0, NULL, 'j'},
-		{"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0},
+		{"url", 1, NULL, 'u'},
+		{"enroll-token", 1, NULL, 't'},
+		{"devices", 1, NULL, 'n'},
+		{"concurrency", 1, NULL, 'c'},
+		{"duration", 1, NULL, 'd'},
+		{"interval", 1, NULL, 'i'},
+		{"state", 1, NULL, 's'},
+		{"seed", 1, NULL, 'S'},
+		{"install-delay", 1, NULL, 'D'},
+		{"rps", 1, NULL, 'r'},
+		{"bad-version", 1, NULL, 'b'},
+		{"bad-error-rate", 1, NULL, 'e'},
+		{"seen", 1, NULL, 'w'},
+		{"json", 0, NULL, 'j'},
+		{"changes", 1, NULL, 'C'},
+		{"help", 0, NULL, 'h'},
+		{NULL, 0, NULL, 0},
 	};
 	char *tok = NULL;
 	int c;
@@ -693,10 +732,11 @@ int main(int argc, char **argv)
 		case 'e': opt.bad_error_rate = num(optarg, "--bad-error-rate", 0, 1); break;
 		case 'w': opt.seen = optarg; break;
 		case 'j': opt.json = true; break;
+		case 'C': opt.changes = optarg; break;
 		case 'h':
 			puts("usage: fleetsim --url URL --enroll-token TOKEN|@FILE --devices N [--concurrency C] "
 			     "[--duration S] [--interval S] [--state FILE] [--seed S] [--install-delay S] [--rps R] "
-			     "[--bad-version V] [--bad-error-rate F] [--seen FILE] [--json]\n(see the comment at the top of "
+			     "[--bad-version V] [--bad-error-rate F] [--seen FILE] [--changes FILE] [--json]\n(see the comment at the top of "
 			     "bench/fleetsim.c)");
 			return 0;
 		default: return 2;
@@ -716,6 +756,11 @@ int main(int argc, char **argv)
 	if (!devs || !heap)
 		die("out of memory");
 	state_load(devs);
+	if (opt.changes) {
+		if (!(changes_f = fopen(opt.changes, "ae")))
+			die("cannot open the --changes file");
+		setvbuf(changes_f, NULL, _IOLBF, 0); /* read while the run goes on */
+	}
 	/* Sequence numbers only go up, across runs too: start above any earlier run's. */
 	int64_t seq0 = (int64_t)time(NULL) * 1000;
 	for (int i = 0; i < opt.ndev; i++) {
@@ -766,6 +811,8 @@ int main(int argc, char **argv)
 	report();
 	if (opt.seen)
 		seen_save(devs);
+	if (changes_f && fclose(changes_f) != 0)
+		die("cannot write the --changes file");
 	uint64_t nerr = 0;
 	for (int i = 0; i < nerrs; i++)
 		nerr += errs[i].n;
