@@ -32,6 +32,7 @@ static void program_page(gn_buf *b, const char *usage)
 		       "  POST /v1/models/NAME/rollback  swap that model's previous version back in\n"
 		       "  POST /v1/rollback              the same, on a device that runs one model\n"
 		       "  GET  /healthz                  alive, and whether a model is serving\n"
+		       "  GET  /metrics                  Prometheus text: counters, latency, drift of the open window\n"
 		       "\n"
 		       "Models run in an inference-runtime plugin (`runtime-plugin`); the OpenCV DNN plugin runs "
 		       "ONNX models on the CPU or on OpenCL devices (`runtime-target`).");

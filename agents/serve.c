@@ -9,8 +9,11 @@
  *                                  re-verified)
  *   POST /v1/rollback              the same for the one model the device runs (400 with several)
  *   GET  /healthz                  alive, and whether a model is serving
+ *   GET  /metrics                  Prometheus text (0.0.4): per serving model version its counters,
+ *                                  latency histogram and the drift of the open telemetry window
  * Each request holds a reference on the model it started with, so a swap never fails it. */
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <semaphore.h>
 #include <stdio.h>
@@ -25,6 +28,7 @@
 #include "agent.h"
 #include "json.h"
 #include "log.h"
+#include "telemetry.h"
 
 /* Outputs are first sized from their declared shapes; past this many values a guess is not worth
  * allocating, and the runtime's GANGLION_RT_ESPACE answer says what is needed. */
@@ -446,6 +450,158 @@ static enum MHD_Result on_model_rollback(struct sreq *r)
 	return rollback(r, r->param);
 }
 
+/* Appends s as a Prometheus label value: backslash, double quote and newline escaped. */
+static void label_value(gn_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			gn_buf_printf(b, "\\%c", *s);
+		else if (*s == '\n')
+			gn_buf_puts(b, "\\n");
+		else
+			gn_buf_append(b, s, 1);
+	}
+}
+
+/* Appends `name{model="..",version=".."` (no closing brace: the caller adds more labels or '}'). */
+static void series(gn_buf *b, const char *name, const struct agent_model *m)
+{
+	gn_buf_printf(b, "%s{model=\"", name);
+	label_value(b, m->name);
+	gn_buf_puts(b, "\",version=\"");
+	label_value(b, m->version);
+	gn_buf_puts(b, "\"");
+}
+
+/* One drift gauge per feature: which 0 PSI, 1 JS distance, 2 L-infinity (features with values in
+ * the window and that measure only), 3 the values counted. */
+static void drift_gauges(gn_buf *b, const struct agent_model *m, const char *name, int which, const char *side,
+			 const struct gn_drift_feature *fs, const struct gn_drift_measure *ms, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		double v = which == 0 ? ms[i].psi : which == 1 ? ms[i].js : which == 2 ? ms[i].linf : (double)ms[i].n;
+		if (which != 3 && (ms[i].n == 0 || isnan(v)))
+			continue;
+		series(b, name, m);
+		gn_buf_printf(b, ",feature=\"%s:", side);
+		label_value(b, fs[i].name);
+		gn_buf_printf(b, "\"} %.17g\n", v);
+	}
+}
+
+static const struct {
+	const char *name, *help;
+} drift_metrics[] = {
+	{"ganglion_agent_drift_psi", "population stability index of the open window against the reference profile"},
+	{"ganglion_agent_drift_js_distance",
+	 "Jensen-Shannon distance (base 2) of the open window against the reference"},
+	{"ganglion_agent_drift_linf",
+	 "largest difference of shares, categorical features, open window against the reference"},
+	{"ganglion_agent_drift_samples", "values of the feature counted in the open window"},
+};
+
+/* GET /metrics: Prometheus text for the models that serve. The counters are the ones /v1/models
+ * shows (since the version began to serve); drift is that of the telemetry window still open,
+ * read under the telemetry locks (telemetry_drift), never closing it. */
+static enum MHD_Result on_metrics(struct sreq *r)
+{
+	struct agent *a = r->a;
+	pthread_mutex_lock(&a->lock);
+	struct agent_model **ms = gn_calloc(a->nslots + 1, sizeof(*ms));
+	size_t n = 0;
+	for (size_t i = 0; i < a->nslots; i++)
+		if (a->slots[i]->current) {
+			ms[n] = a->slots[i]->current;
+			atomic_fetch_add(&ms[n++]->refs, 1);
+		}
+	pthread_mutex_unlock(&a->lock);
+
+	gn_buf b;
+	gn_buf_init(&b);
+	gn_buf_puts(&b, "# HELP ganglion_agent_requests_total inferences since the model version began to serve\n"
+			"# TYPE ganglion_agent_requests_total counter\n");
+	for (size_t i = 0; i < n; i++) {
+		series(&b, "ganglion_agent_requests_total", ms[i]);
+		gn_buf_printf(&b, "} %llu\n", (unsigned long long)atomic_load(&ms[i]->requests));
+	}
+	gn_buf_puts(&b, "# HELP ganglion_agent_errors_total failed inferences since the model version began to serve\n"
+			"# TYPE ganglion_agent_errors_total counter\n");
+	for (size_t i = 0; i < n; i++) {
+		series(&b, "ganglion_agent_errors_total", ms[i]);
+		gn_buf_printf(&b, "} %llu\n", (unsigned long long)atomic_load(&ms[i]->errors));
+	}
+	gn_buf_puts(&b,
+		    "# HELP ganglion_agent_latency_seconds inference latency since the model version began to serve\n"
+		    "# TYPE ganglion_agent_latency_seconds histogram\n");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t cum = 0;
+		for (size_t k = 0; k < GN_LATENCY_NBUCKETS; k++) {
+			cum += atomic_load(&ms[i]->latency_buckets[k]);
+			series(&b, "ganglion_agent_latency_seconds_bucket", ms[i]);
+			if (k < GN_LATENCY_NBOUNDS)
+				gn_buf_printf(&b, ",le=\"%g\"} %llu\n", (double)gn_latency_bounds_us[k] / 1e6,
+					      (unsigned long long)cum);
+			else
+				gn_buf_printf(&b, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+		}
+		series(&b, "ganglion_agent_latency_seconds_sum", ms[i]);
+		gn_buf_printf(&b, "} %.17g\n", (double)atomic_load(&ms[i]->latency_us_sum) / 1e6);
+		series(&b, "ganglion_agent_latency_seconds_count", ms[i]);
+		gn_buf_printf(&b, "} %llu\n", (unsigned long long)cum);
+	}
+
+	/* drift of each version's open window */
+	int64_t *starts = gn_calloc(n + 1, sizeof(*starts));
+	struct gn_drift_measure **din = gn_calloc(n + 1, sizeof(*din)), **dout = gn_calloc(n + 1, sizeof(*dout));
+	for (size_t i = 0; i < n; i++)
+		if (ms[i]->telemetry)
+			telemetry_drift(ms[i]->telemetry, &starts[i], &din[i], &dout[i]);
+	gn_buf_puts(&b,
+		    "# HELP ganglion_agent_drift_window_start_seconds start of the open telemetry window (Unix time)\n"
+		    "# TYPE ganglion_agent_drift_window_start_seconds gauge\n");
+	for (size_t i = 0; i < n; i++)
+		if (ms[i]->telemetry) {
+			series(&b, "ganglion_agent_drift_window_start_seconds", ms[i]);
+			gn_buf_printf(&b, "} %lld\n", (long long)starts[i]);
+		}
+	for (int w = 0; w < 4; w++) {
+		gn_buf_printf(&b, "# HELP %s %s\n# TYPE %s gauge\n", drift_metrics[w].name, drift_metrics[w].help,
+			      drift_metrics[w].name);
+		for (size_t i = 0; i < n; i++) {
+			const struct gn_drift_profile *p =
+				ms[i]->telemetry ? telemetry_counter_profile(ms[i]->telemetry) : NULL;
+			if (!p)
+				continue;
+			drift_gauges(&b, ms[i], drift_metrics[w].name, w, "input", p->inputs, din[i], p->ninputs);
+			drift_gauges(&b, ms[i], drift_metrics[w].name, w, "output", p->outputs, dout[i], p->noutputs);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(din[i]);
+		free(dout[i]);
+		models_unref(a, ms[i]);
+	}
+	free(din);
+	free(dout);
+	free(starts);
+	free(ms);
+
+	if (a->spool) {
+		gn_buf_printf(
+			&b,
+			"# HELP ganglion_agent_telemetry_spool_reports telemetry reports waiting in the spool\n"
+			"# TYPE ganglion_agent_telemetry_spool_reports gauge\n"
+			"ganglion_agent_telemetry_spool_reports %zu\n"
+			"# HELP ganglion_agent_telemetry_dropped_pending windows dropped (spool full or refused), "
+			"not yet reported to the server\n"
+			"# TYPE ganglion_agent_telemetry_dropped_pending gauge\n"
+			"ganglion_agent_telemetry_dropped_pending %llu\n",
+			telemetry_spool_count(a->spool), (unsigned long long)telemetry_spool_dropped(a->spool));
+	}
+	size_t len = b.len;
+	return reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", gn_buf_detach(&b), len, NULL);
+}
+
 /* Every endpoint of the socket; one method per path. */
 static const struct serve_route {
 	const char *method;
@@ -454,6 +610,7 @@ static const struct serve_route {
 } routes[] = {
 	{"GET", "/healthz", on_healthz},
 	{"GET", "/v1/models", on_models},
+	{"GET", "/metrics", on_metrics},
 	{"POST", "/v1/models/{name}/infer", on_infer},
 	{"POST", "/v1/models/{name}/rollback", on_model_rollback},
 	{"POST", "/v1/rollback", on_rollback},

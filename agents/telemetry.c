@@ -359,6 +359,40 @@ static void collect(struct shard *sum, struct telemetry_counter *c)
 	}
 }
 
+const struct gn_drift_profile *telemetry_counter_profile(const struct telemetry_counter *c)
+{
+	return c->p;
+}
+
+void telemetry_drift(struct telemetry_counter *c, int64_t *out_start, struct gn_drift_measure **out_in,
+		     struct gn_drift_measure **out_out)
+{
+	const struct gn_drift_profile *p = c->p;
+	struct shard sum;
+	*out_in = *out_out = NULL;
+	shard_init(&sum, p);
+	pthread_mutex_lock(&c->roll_lock);
+	*out_start = c->start;
+	for (size_t s = 0; p && s < TELEMETRY_SHARDS; s++) {
+		pthread_mutex_lock(&c->shards[s].lock);
+		for (size_t i = 0; i < p->ninputs; i++)
+			gn_drift_counts_merge(&sum.in[i], &c->shards[s].in[i]);
+		for (size_t i = 0; i < p->noutputs; i++)
+			gn_drift_counts_merge(&sum.out[i], &c->shards[s].out[i]);
+		pthread_mutex_unlock(&c->shards[s].lock);
+	}
+	pthread_mutex_unlock(&c->roll_lock);
+	if (p) {
+		*out_in = gn_calloc(p->ninputs + 1, sizeof(**out_in));
+		*out_out = gn_calloc(p->noutputs + 1, sizeof(**out_out));
+		for (size_t i = 0; i < p->ninputs; i++)
+			gn_drift_compare(&(*out_in)[i], &p->inputs[i], &sum.in[i]);
+		for (size_t i = 0; i < p->noutputs; i++)
+			gn_drift_compare(&(*out_out)[i], &p->outputs[i], &sum.out[i]);
+	}
+	shard_cleanup(&sum, p);
+}
+
 void telemetry_roll(json_t **out, struct telemetry_counter *c, int64_t now, bool force)
 {
 	struct shard sum;

@@ -45,6 +45,14 @@ void telemetry_counter_free(struct telemetry_counter *c);
 const char *telemetry_counter_model(const struct telemetry_counter *c);
 const char *telemetry_counter_version(const struct telemetry_counter *c);
 
+/* The drift of the window being counted, without closing it: per input feature (*out_in,
+ * profile->ninputs) and output feature (*out_out, profile->noutputs) of the counter's profile,
+ * gn_drift_compare of the counts so far (new arrays; both NULL and 0 without a profile), and the
+ * window's start. Thread-safe: takes the roll lock, then each shard's lock in turn, as a roll does. */
+const struct gn_drift_profile *telemetry_counter_profile(const struct telemetry_counter *c);
+void telemetry_drift(struct telemetry_counter *c, int64_t *out_start, struct gn_drift_measure **out_in,
+		     struct gn_drift_measure **out_out);
+
 /* Counts one inference: its outcome, latency and (when the profile has features) the values its
  * inputs and outputs hold where the profile's features read them. A feature whose tensor or
  * element is not in this request counts nothing. Thread-safe; takes one of TELEMETRY_SHARDS

@@ -861,7 +861,8 @@ def parse_metrics(text):
             continue
         m = _METRIC_RE.match(line.strip())
         assert m, f"unparsable metrics line: {line!r}"
-        labels = {k: v.replace('\\"', '"').replace("\\\\", "\\") for k, v in _LABEL_RE.findall(m.group(2) or "")}
+        labels = {k: re.sub(r"\\(.)", lambda e: "\n" if e[1] == "n" else e[1], v)
+                  for k, v in _LABEL_RE.findall(m.group(2) or "")}
         out.append((m.group(1), labels, float(m.group(3))))
     return out
 

@@ -8,6 +8,7 @@ import collections
 import csv
 import gzip
 import json
+import re
 import subprocess
 import socket
 import threading
@@ -782,9 +783,9 @@ AGENT_WINDOW = 10
 def agent(tmp_base, request):
     made = []
 
-    def make(server):
+    def make(server, window=AGENT_WINDOW):
         a = Agent(tmp_base / f"tel-ag-{len(made)}-{request.node.name[:20]}", server.url,
-                  extra_args=["--telemetry-window", f"{AGENT_WINDOW}s"])
+                  extra_args=["--telemetry-window", f"{window}s"])
         made.append(a)
         return a
     yield make
@@ -874,6 +875,73 @@ def test_agent_counts_on_the_profile_and_its_spool_survives_an_outage_and_kill_9
     assert g, (_requests(server), _spooled(a), a.log()[-4000:])
     assert wait_for(lambda: _spooled(a) == [], timeout=10), _spooled(a)
     assert g["dropped"] == 0
+
+
+def test_agent_metrics_endpoint_shows_counters_and_the_open_windows_drift(server, agent):
+    """GET /metrics on the agent's socket: counters and latency histogram per model version, and the
+    PSI / JS distance of the open window, checked against numpy on the inputs sent here. Feature
+    names with a quote, a backslash and a newline check the label escaping."""
+    prof = _agent_profile()
+    names = ["x0", 'x"1', "x\\2", "x\n3"]
+    for f, name in zip(prof["features"], names):
+        f["name"] = name
+    meta = dict(json.loads((TEST_MODELS / "v1.json").read_text()), version="1.0.0", reference_profile=prof)
+    assert publish(server, "cam", (TEST_MODELS / "v1.onnx").read_bytes(), meta=meta).status_code == 201
+    window = 3600  # one window for the whole test: not within a minute of its end
+    a = agent(server, window=window)
+    a.enroll(server.make_enroll_token()["token"])
+    a.start()
+    assert server.api("PUT", f"/v1/devices/{a.device_id}/desired",
+                      json={"model": "cam", "version": "1.0.0"}).status_code == 200
+    assert wait_for(lambda: a.serving() is not None, timeout=90), a.log()
+    left = window - time.time() % window
+    if left < 60:
+        time.sleep(left + 1)
+
+    def metrics():
+        status, headers, body = a.request("GET", "/metrics")
+        assert status == 200 and headers["content-type"].startswith("text/plain; version=0.0.4"), (status, headers)
+        text = body.decode()
+        for line in text.splitlines():  # strict: every line a comment or `name{labels} value`
+            assert line.startswith("# HELP ") or line.startswith("# TYPE ") or \
+                re.fullmatch(r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*"'
+                             r'(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*")*\})? [^ ]+', line), line
+        return parse_metrics(text)
+
+    m0 = metrics()
+    start = metric_value(m0, "ganglion_agent_drift_window_start_seconds", model="cam", version="1.0.0")
+    assert metric_value(m0, "ganglion_agent_requests_total", model="cam", version="1.0.0") == 0
+    rng = np.random.default_rng(9)
+    xs = rng.normal(3.0, 1, (50, 4)).astype(np.float32)  # far from the reference N(0, 1)
+    for x in xs:
+        a.infer("cam", {"x": x.tolist()})
+    m = metrics()
+    lab = {"model": "cam", "version": "1.0.0"}
+    assert metric_value(m, "ganglion_agent_requests_total", **lab) == 50
+    assert metric_value(m, "ganglion_agent_errors_total", **lab) == 0
+    assert metric_value(m, "ganglion_agent_latency_seconds_count", **lab) == 50
+    buckets = [(float(l["le"]), v) for n, l, v in m if n == "ganglion_agent_latency_seconds_bucket"]
+    assert len(buckets) == 17 and buckets[-1] == (float("inf"), 50)
+    assert all(b[1] <= c[1] for b, c in zip(buckets, buckets[1:])), buckets  # cumulative
+    assert metric_value(m, "ganglion_agent_latency_seconds_sum", **lab) > 0
+    assert metric_value(m, "ganglion_agent_drift_window_start_seconds", **lab) == start
+    xf = xs.astype(float)
+    for i, name in enumerate(names):
+        feat = {"feature": f"input:{name}", **lab}
+        assert metric_value(m, "ganglion_agent_drift_samples", **feat) == 50, name
+        edges = np.array(prof["features"][i]["edges"])
+        v = xf[:, i]
+        inside, _ = np.histogram(v[(v >= edges[0]) & (v <= edges[-1])], bins=edges)
+        q = np.concatenate([[(v < edges[0]).sum()], inside, [(v > edges[-1]).sum()]]) / len(v)
+        p = np.concatenate([[0.0], prof["features"][i]["proportions"], [0.0]])
+        psi = metric_value(m, "ganglion_agent_drift_psi", **feat)
+        assert psi > 0.25 and abs(psi - _psi(p, q)) < 1e-6, (name, psi, _psi(p, q))
+        assert abs(metric_value(m, "ganglion_agent_drift_js_distance", **feat) - _js(p, q)) < 1e-6, name
+    assert [l for n, l, v in m if n == "ganglion_agent_drift_psi" and l["feature"] == "output:class"]
+    assert [l for n, l, v in m if n == "ganglion_agent_drift_linf" and l["feature"] == "output:class"]
+    assert ("ganglion_agent_telemetry_spool_reports", {}, 0.0) in m
+    status, _, _ = a.request("POST", "/metrics")
+    assert status == 405
 
 
 # --- canary against control ------------------------------------------------------------------------
