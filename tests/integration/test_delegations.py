@@ -305,7 +305,7 @@ def forge_release(pg, db, keys, role, entry_path, entry):
     return signed["version"]
 
 
-def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, workdir):
+def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, workdir, request):
     srv = gangliond(extra_args=["--agent-poll-interval", "1s"])
     ci = [pem_key(workdir / f"ci{i}.pem") for i in range(3)]
     offline = pem_key(workdir / "targets-offline.pem")
@@ -347,6 +347,7 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     p = cli_push(srv, workdir, "1.0.0", "--sign-key", ci[0], "--sign-key", ci[1], "--first-release")
     assert p.returncode == 0 and "Released: signed role ci version 1" in p.stdout, (p.stdout, p.stderr)
     a = Agent(workdir / "ag", srv.url)
+    request.addfinalizer(a.kill)  # a failed assertion must not leave it running
     a.enroll(srv.make_enroll_token()["token"])
     a.start()
     assign(srv, a.device_id, "1.0.0")
