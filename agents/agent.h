@@ -252,6 +252,9 @@ void models_slot_remove(struct agent *a, struct agent_slot *s);
 /* Releases every slot and its model, at shutdown. */
 void models_release_all(struct agent *a);
 void models_unref(struct agent *a, struct agent_model *m);
+/* Every serving model, each with a reference (models_unref them), in *out (a new array, freed by
+ * the caller); returns how many. */
+size_t models_serving(struct agent_model ***out, struct agent *a);
 /* Why m runs elsewhere than asked, or what part of it does ("" when all of it runs on the requested
  * target); borrowed from the runtime, valid while m is. */
 const char *models_target_detail(const struct agent_model *m);

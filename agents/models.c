@@ -393,6 +393,21 @@ void models_release_all(struct agent *a)
 	free(slots);
 }
 
+size_t models_serving(struct agent_model ***out, struct agent *a)
+{
+	pthread_mutex_lock(&a->lock);
+	struct agent_model **ms = gn_calloc(a->nslots + 1, sizeof(*ms));
+	size_t n = 0;
+	for (size_t i = 0; i < a->nslots; i++)
+		if (a->slots[i]->current) {
+			ms[n] = a->slots[i]->current;
+			atomic_fetch_add(&ms[n++]->refs, 1);
+		}
+	pthread_mutex_unlock(&a->lock);
+	*out = ms;
+	return n;
+}
+
 void models_unref(struct agent *a, struct agent_model *m)
 {
 	if (!m || atomic_fetch_sub(&m->refs, 1) != 1)

@@ -450,26 +450,13 @@ static enum MHD_Result on_model_rollback(struct sreq *r)
 	return rollback(r, r->param);
 }
 
-/* Appends s as a Prometheus label value: backslash, double quote and newline escaped. */
-static void label_value(gn_buf *b, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			gn_buf_printf(b, "\\%c", *s);
-		else if (*s == '\n')
-			gn_buf_puts(b, "\\n");
-		else
-			gn_buf_append(b, s, 1);
-	}
-}
-
 /* Appends `name{model="..",version=".."` (no closing brace: the caller adds more labels or '}'). */
 static void series(gn_buf *b, const char *name, const struct agent_model *m)
 {
 	gn_buf_printf(b, "%s{model=\"", name);
-	label_value(b, m->name);
+	gn_prom_label(b, m->name);
 	gn_buf_puts(b, "\",version=\"");
-	label_value(b, m->version);
+	gn_prom_label(b, m->version);
 	gn_buf_puts(b, "\"");
 }
 
@@ -484,7 +471,7 @@ static void drift_gauges(gn_buf *b, const struct agent_model *m, const char *nam
 			continue;
 		series(b, name, m);
 		gn_buf_printf(b, ",feature=\"%s:", side);
-		label_value(b, fs[i].name);
+		gn_prom_label(b, fs[i].name);
 		gn_buf_printf(b, "\"} %.17g\n", v);
 	}
 }
@@ -506,15 +493,8 @@ static const struct {
 static enum MHD_Result on_metrics(struct sreq *r)
 {
 	struct agent *a = r->a;
-	pthread_mutex_lock(&a->lock);
-	struct agent_model **ms = gn_calloc(a->nslots + 1, sizeof(*ms));
-	size_t n = 0;
-	for (size_t i = 0; i < a->nslots; i++)
-		if (a->slots[i]->current) {
-			ms[n] = a->slots[i]->current;
-			atomic_fetch_add(&ms[n++]->refs, 1);
-		}
-	pthread_mutex_unlock(&a->lock);
+	struct agent_model **ms;
+	size_t n = models_serving(&ms, a);
 
 	gn_buf b;
 	gn_buf_init(&b);

@@ -159,27 +159,11 @@ void agent_telemetry_detach(struct agent *a, struct agent_model *m)
 	m->telemetry = NULL;
 }
 
-/* Every serving model, each with a reference (models_unref them), in *out (new array). */
-static size_t serving(struct agent_model ***out, struct agent *a)
-{
-	pthread_mutex_lock(&a->lock);
-	struct agent_model **ms = gn_calloc(a->nslots + 1, sizeof(*ms));
-	size_t n = 0;
-	for (size_t i = 0; i < a->nslots; i++)
-		if (a->slots[i]->current) {
-			ms[n] = a->slots[i]->current;
-			atomic_fetch_add(&ms[n++]->refs, 1);
-		}
-	pthread_mutex_unlock(&a->lock);
-	*out = ms;
-	return n;
-}
-
 /* Rolls every counter whose window has ended into the spool. */
 static void roll_all(struct agent *a)
 {
 	struct agent_model **ms;
-	size_t n = serving(&ms, a);
+	size_t n = models_serving(&ms, a);
 	gn_err err;
 	for (size_t i = 0; i < n; i++) {
 		json_t *r = NULL;
@@ -247,7 +231,7 @@ void agent_telemetry_stop(struct agent *a)
 	pthread_mutex_unlock(&a->telemetry_lock);
 	pthread_join(a->telemetry_thread, NULL);
 	/* the open windows are kept for the next start (the requests have stopped) */
-	size_t n = serving(&ms, a);
+	size_t n = models_serving(&ms, a);
 	for (size_t i = 0; i < n; i++) {
 		if (ms[i]->telemetry && telemetry_spool_keep_open(a->spool, ms[i]->telemetry, &err))
 			gn_log(GN_LOG_WARN, "event=telemetry_spool_failed msg=\"%s\"", err.msg);

@@ -223,3 +223,17 @@ const char *gn_nearest(const char *word, const char *const *cands, size_t n, siz
 	}
 	return best;
 }
+
+void gn_prom_label(gn_buf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"') {
+			char esc[2] = {'\\', *s};
+			gn_buf_append(b, esc, 2);
+		} else if (*s == '\n') {
+			gn_buf_puts(b, "\\n");
+		} else {
+			gn_buf_append(b, s, 1);
+		}
+	}
+}

@@ -65,6 +65,8 @@ void gn_buf_cleanup(gn_buf *b);
 void gn_buf_append(gn_buf *b, const void *p, size_t n);
 void gn_buf_puts(gn_buf *b, const char *s);
 void gn_buf_printf(gn_buf *b, const char *fmt, ...) GN_PRINTF(2, 3);
+/* Appends s as a Prometheus text-format label value: backslash, double quote and newline escaped. */
+void gn_prom_label(gn_buf *b, const char *s);
 /* Detaches and returns the buffer's data (new; caller frees); b is left empty. */
 char *gn_buf_detach(gn_buf *b);
 

@@ -689,19 +689,6 @@ static const db_stmt st_metrics_webhooks = {
 	" count(*) FILTER (WHERE given_up_at IS NOT NULL) FROM alert_deliveries",
 	0};
 
-/* A Prometheus label value: backslash, double quote and newline escaped. */
-static void label_value(gn_buf *b, const char *s)
-{
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			gn_buf_printf(b, "\\%c", *s);
-		else if (*s == '\n')
-			gn_buf_puts(b, "\\n");
-		else
-			gn_buf_printf(b, "%c", *s);
-	}
-}
-
 int alerts_metrics(gn_buf *b, db_conn *c, gn_err *err)
 {
 	PGresult *open = NULL, *hooks = NULL;
@@ -724,7 +711,7 @@ int alerts_metrics(gn_buf *b, db_conn *c, gn_err *err)
 			gn_buf_puts(b, pass ? "gangliond_alert_value{" : "gangliond_alerts_open{");
 			for (int k = 0; k < 5; k++) {
 				gn_buf_printf(b, "%s%s=\"", k ? "," : "", names[k]);
-				label_value(b, PQgetvalue(open, i, k));
+				gn_prom_label(b, PQgetvalue(open, i, k));
 				gn_buf_puts(b, "\"");
 			}
 			gn_buf_printf(b, "} %s\n", PQgetvalue(open, i, pass ? 6 : 5));
