@@ -141,8 +141,9 @@ struct agent {
 	pthread_t telemetry_thread;
 	pthread_mutex_t telemetry_lock;
 	pthread_cond_t telemetry_wake;
-	bool telemetry_stop;  /* under telemetry_lock */
-	bool telemetry_plain; /* the server refused a gzip batch (415): send them uncompressed (main loop only) */
+	bool telemetry_stop;            /* under telemetry_lock */
+	uint64_t telemetry_plain_since; /* monotonic ns of a 415 to a gzip batch: send them uncompressed for a while
+					 * (0: gzip; main loop only) */
 };
 
 /* config.c */
