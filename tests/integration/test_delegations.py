@@ -305,6 +305,24 @@ def forge_release(pg, db, keys, role, entry_path, entry):
     return signed["version"]
 
 
+def test_release_routes_in_server_held_mode(gangliond):
+    """With the targets key on the server there is no delegated role to draft or publish: both
+    routes say so (400), a bad role name is refused before anything else, and a reader gets 403."""
+    srv = gangliond()
+    envelope = {"signed": {"_type": "targets"}, "signatures": []}
+    for path, body, status, words in (
+            ("/v1/tuf/image/release-draft", {"model": MODEL, "version": "1.0.0"}, 400, "server-held mode"),
+            ("/v1/tuf/image/release-draft", {"model": MODEL}, 400, "version"),
+            ("/v1/tuf/image/release-draft", {"model": MODEL, "version": "1.0.0", "extra": 1}, 400, "extra"),
+            ("/v1/tuf/image/roles/ci", envelope, 400, "server-held mode"),
+            ("/v1/tuf/image/roles/.hidden", envelope, 400, ".hidden")):
+        r = srv.api("POST", path, json=body)
+        assert r.status_code == status and words in r.json()["detail"], (path, r.status_code, r.text)
+    reader = srv.make_token(["read"])["token"]
+    r = srv.api("POST", "/v1/tuf/image/release-draft", token=reader, json={"model": MODEL, "version": "1.0.0"})
+    assert r.status_code == 403, r.text
+
+
 def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, workdir, request):
     srv = gangliond(extra_args=["--agent-poll-interval", "1s"])
     ci = [pem_key(workdir / f"ci{i}.pem") for i in range(3)]
@@ -346,6 +364,19 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     # A release signed by 2 of the 3 CI keys installs.
     p = cli_push(srv, workdir, "1.0.0", "--sign-key", ci[0], "--sign-key", ci[1], "--first-release")
     assert p.returncode == 0 and "Released: signed role ci version 1" in p.stdout, (p.stdout, p.stderr)
+    # The release routes refuse, over HTTP, what cannot be released, and store nothing.
+    ci_json = srv.api("GET", "/v1/tuf/image/1.ci.json").json()
+    for path, body, status, words in (
+            ("/v1/tuf/image/release-draft", {"model": MODEL, "version": "7.7.7"}, 404, "no model version"),
+            ("/v1/tuf/image/roles/nope", ci_json, 404, "delegate to no role 'nope'"),
+            ("/v1/tuf/image/roles/ci", ci_json, 409, "version must be 2"),
+            ("/v1/tuf/image/roles/ci", {"signed": ci_json["signed"]}, 400, "signatures")):
+        r = srv.api("POST", path, json=body)
+        assert r.status_code == status and words in r.json()["detail"], (path, r.status_code, r.text)
+    assert srv.api("GET", "/v1/tuf/image/2.ci.json").status_code == 404
+    reader = srv.make_token(["read"])["token"]
+    r = srv.api("POST", "/v1/tuf/image/roles/ci", token=reader, json=ci_json)
+    assert r.status_code == 403, r.text
     a = Agent(workdir / "ag", srv.url)
     request.addfinalizer(a.kill)  # a failed assertion must not leave it running
     a.enroll(srv.make_enroll_token()["token"])
