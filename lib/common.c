@@ -237,3 +237,14 @@ void gn_prom_label(gn_buf *b, const char *s)
 		}
 	}
 }
+
+uint64_t gn_fnv1a(uint64_t seed, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+	uint64_t h = seed ? seed : 1469598103934665603ull;
+	for (size_t i = 0; i < len; i++) {
+		h ^= b[i];
+		h *= 1099511628211ull;
+	}
+	return h;
+}

@@ -65,6 +65,9 @@ void gn_buf_cleanup(gn_buf *b);
 void gn_buf_append(gn_buf *b, const void *p, size_t n);
 void gn_buf_puts(gn_buf *b, const char *s);
 void gn_buf_printf(gn_buf *b, const char *fmt, ...) GN_PRINTF(2, 3);
+/* Returns the 64-bit FNV-1a hash of len bytes, continuing from seed (0: start a new hash); for hash
+ * tables and to notice a changed text, never for security. */
+uint64_t gn_fnv1a(uint64_t seed, const void *p, size_t len);
 /* Appends s as a Prometheus text-format label value: backslash, double quote and newline escaped. */
 void gn_prom_label(gn_buf *b, const char *s);
 /* Detaches and returns the buffer's data (new; caller frees); b is left empty. */

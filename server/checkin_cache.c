@@ -36,20 +36,9 @@ uint64_t checkin_cache_epoch(void)
 	return atomic_load(&epoch_);
 }
 
-uint64_t checkin_cache_hash(uint64_t seed, const void *p, size_t len)
-{
-	const unsigned char *b = p;
-	uint64_t h = seed ? seed : 1469598103934665603ull;
-	for (size_t i = 0; i < len; i++) {
-		h ^= b[i];
-		h *= 1099511628211ull;
-	}
-	return h;
-}
-
 static struct stripe *stripe_of(const char *id, size_t *bucket)
 {
-	uint64_t h = checkin_cache_hash(0, id, strlen(id));
+	uint64_t h = gn_fnv1a(0, id, strlen(id));
 	*bucket = (size_t)(h >> 8) % BUCKETS;
 	return &stripes[h % STRIPES];
 }

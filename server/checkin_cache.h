@@ -32,7 +32,5 @@ void checkin_cache_put(const char *device_id, int version, bool in_stage, int64_
 		       int64_t seq, int64_t now, uint64_t epoch);
 /* Forgets a device (its director state changed). */
 void checkin_cache_forget(const char *device_id);
-/* Returns a 64-bit FNV-1a hash of len bytes (to notice a changed report). */
-uint64_t checkin_cache_hash(uint64_t seed, const void *p, size_t len);
 
 #endif

@@ -77,12 +77,7 @@ static _Atomic uint64_t listen_gen; /* bumped whenever listening starts or stops
 
 static size_t bucket_of(const char *id)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = id; *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= 1099511628211ull;
-	}
-	return (size_t)(h % BUCKETS);
+	return (size_t)(gn_fnv1a(0, id, strlen(id)) % BUCKETS);
 }
 
 static struct revoked *find(const char *id)
@@ -345,7 +340,7 @@ int device_tokens_check(enum device_token_verdict *out_verdict, char out_id[40],
 	const size_t plen = strlen(DEVICE_TOKEN_PREFIX);
 	*out_verdict = DEVICE_TOKEN_UNKNOWN;
 	out_id[0] = '\0';
-	/* prefix, ID (36), '.', GEN, '.', EXP, '.', MAC (64) */
+	/* prefix, ID (36), '.', GEN, '.', EXP, '.', MAC (32) */
 	size_t len = strlen(token);
 	if (len < plen + 36 + 1 + 1 + 1 + 1 + 1 + MAC_HEX || !device_tokens_is_signed(token))
 		return gn_err_set(err, GN_EAUTH, "unknown or malformed device token");

@@ -44,7 +44,7 @@ struct sink {
 static int sink_bytes(const char *buf, size_t n, void *data)
 {
 	struct sink *s = data;
-	s->h = checkin_cache_hash(s->h, buf, n);
+	s->h = gn_fnv1a(s->h, buf, n);
 	s->len += n;
 	return 0;
 }
@@ -105,9 +105,9 @@ static void report_texts(struct report *out)
 	out->operation = json_is_object(op) ? json_dumps(op, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	out->texts = true;
 	/* The streamed hash and size must be those of these very texts. */
-	uint64_t h = checkin_cache_hash(0, out->reported, strlen(out->reported));
-	h = checkin_cache_hash(h, out->facts ? out->facts : "-", out->facts ? strlen(out->facts) : 1);
-	h = checkin_cache_hash(h, out->operation ? out->operation : "-", out->operation ? strlen(out->operation) : 1);
+	uint64_t h = gn_fnv1a(0, out->reported, strlen(out->reported));
+	h = gn_fnv1a(h, out->facts ? out->facts : "-", out->facts ? strlen(out->facts) : 1);
+	h = gn_fnv1a(h, out->operation ? out->operation : "-", out->operation ? strlen(out->operation) : 1);
 	if (h != out->hash || strlen(out->reported) + (out->facts ? strlen(out->facts) : 0) != out->size)
 		gn_log(GN_LOG_ERROR, "event=bug what=\"check-in report hash or size differs from its text\"");
 }

@@ -34,11 +34,7 @@ static const db_stmt st_flush = {
 
 static struct stripe *stripe_of(const char *id, size_t *bucket)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = id; *p; p++) {
-		h ^= (unsigned char)*p;
-		h *= 1099511628211ull;
-	}
+	uint64_t h = gn_fnv1a(0, id, strlen(id));
 	*bucket = (size_t)(h >> 8) % BUCKETS;
 	return &stripes[h % STRIPES];
 }

@@ -28,14 +28,6 @@ static _Atomic long nkeys;
 static _Atomic bool overflow_logged;
 static uint64_t last_full_prune; /* under lock */
 
-static uint64_t hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 /* Tokens in b at now (refilled, capped). Callers read the clock before they take the lock, so a
  * thread may come with a now older than the bucket's last update: no time has passed for it (the
  * unsigned difference would wrap and refill the bucket to full). */
@@ -74,7 +66,7 @@ int64_t ratelimit_peek(const char *key, int64_t per_minute, uint64_t now)
 {
 	if (per_minute <= 0)
 		return 0;
-	size_t slot = (size_t)(hash(key) % NSLOTS);
+	size_t slot = (size_t)(gn_fnv1a(0, key, strlen(key)) % NSLOTS);
 	int64_t wait = 0;
 	pthread_mutex_lock(&lock);
 	struct bucket *b = slots[slot];
@@ -96,7 +88,7 @@ int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 {
 	if (per_minute <= 0)
 		return 0;
-	size_t slot = (size_t)(hash(key) % NSLOTS);
+	size_t slot = (size_t)(gn_fnv1a(0, key, strlen(key)) % NSLOTS);
 	int64_t wait = 0;
 	pthread_mutex_lock(&lock);
 	prune(slot, now);
