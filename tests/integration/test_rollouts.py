@@ -191,7 +191,11 @@ def test_alias_move_rolls_out_in_stages_and_completes(fast):
     assert all(x.running == ("det", "2.0.0") for x in fleet)
     assert fast.api("GET", "/v1/deployments/cams").json()["version"] == "2.0.0"
     kinds = [e["kind"] for e in fast.api("GET", f"/v1/rollouts/{r['id']}/events").json()["items"]]
-    assert kinds == ["start", "stage", "complete"], kinds
+    # 30 % of 10 devices holds none in 0.7^10 (about 3 %) of rollouts: the controller then pins one.
+    if any(cohort(r["id"], x.dev.id) < 0.30 for x in fleet):
+        assert kinds == ["start", "stage", "complete"], kinds
+    else:
+        assert kinds == ["start", "pin", "stage", "complete"], kinds
     audit = fast.api("GET", "/v1/audit", params={"limit": 200}).json()["items"]
     assert any(a["action"] == "rollout.complete" and a["actor"] == "controller" for a in audit)
 
