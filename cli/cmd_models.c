@@ -441,16 +441,120 @@ static char *model_path(const char *name, const char *suffix)
 	return path;
 }
 
+/* For a signed push: *out is the stored version of name that meta names (new) when it has exactly
+ * this file's bytes (an earlier push uploaded it, then its release failed, e.g. with a wrong key),
+ * so that this push only releases it; NULL when there is no such version. GN_ECONFLICT when the
+ * version is stored with other bytes (versions are immutable). */
+static int stored_same(json_t **out, const cli_ctx *ctx, const char *name, const json_t *meta, const char *hex,
+		       uint64_t len, gn_err *err)
+{
+	const char *version = gn_json_str(meta, "version");
+	char *esc = NULL, *suffix = NULL, *path = NULL;
+	json_t *ver = NULL;
+	int error = 0;
+	*out = NULL;
+	if (!version) /* the upload's refusal says what is missing */
+		return 0;
+	esc = gn_http_escape(version);
+	suffix = gn_asprintf("/versions/%s", esc);
+	path = model_path(name, suffix);
+	error = cli_request(&ver, ctx, "GET", path, NULL, err);
+	const json_t *a = json_object_get(ver, "artifact");
+	if (error == GN_ENOTFOUND) {
+		gn_err_clear(err);
+		error = 0;
+	} else if (error) {
+		goto out;
+	} else if (!gn_json_str(ver, "version") || strcmp(gn_json_str(ver, "version"), version) != 0) {
+		/* VERSION named an alias: not a version of its own, the upload says so */
+	} else if (!gn_json_str(a, "sha256") || strcmp(gn_json_str(a, "sha256"), hex) != 0 ||
+		   json_integer_value(json_object_get(a, "length")) != (json_int_t)len) {
+		error = gn_err_set(err, GN_ECONFLICT,
+				   "%s version %s is already published with other bytes (SHA-256 %s); versions are "
+				   "immutable",
+				   name, version, gn_json_str(a, "sha256") ? gn_json_str(a, "sha256") : "?");
+	} else {
+		*out = json_incref(ver);
+	}
+out:
+	json_decref(ver);
+	free(esc);
+	free(suffix);
+	free(path);
+	return error;
+}
+
+/* Uploads file as the version of name that meta describes, with the sample files; *out: the
+ * server's answer (new). */
+static int upload(json_t **out, const cli_ctx *ctx, const char *name, const char *file, const json_t *meta,
+		  const struct sample_files *samples, progress *prog, bool show, gn_err *err)
+{
+	int error = 0;
+	bool tty = isatty(STDERR_FILENO);
+	char *meta_text = NULL, *path = NULL, *url = NULL;
+	gn_http_resp resp = {0};
+
+	meta_text = gn_json_dump(meta);
+	gn_http_part parts[2 + GN_ARRAY_LEN(samples->path)] = {
+		{.name = "metadata",
+		 .content_type = "application/json",
+		 .data = meta_text,
+		 .data_len = strlen(meta_text)},
+		{.name = "artifact",
+		 .content_type = "application/octet-stream",
+		 .path = file,
+		 .filename = gn_json_str(meta, "filename")},
+	};
+	for (size_t i = 0; i < samples->n; i++)
+		parts[2 + i] = (gn_http_part){.name = "sample",
+					      .content_type = "application/octet-stream",
+					      .data = samples->data[i],
+					      .data_len = samples->data[i] ? samples->len[i] : 0,
+					      .path = samples->path[i],
+					      .filename = "sample.npy"};
+	path = model_path(name, "/versions");
+	url = gn_asprintf("%s%s", ctx->url, path);
+	gn_http_upload up = {
+		.url = url,
+		.token = ctx->token,
+		.parts = parts,
+		.nparts = 2 + samples->n,
+		.connect_timeout_s = ctx->timeout_s < CONNECT_TIMEOUT_S ? ctx->timeout_s : CONNECT_TIMEOUT_S,
+		.low_speed_limit = LOW_SPEED_LIMIT,
+		.low_speed_time_s = LOW_SPEED_TIME_S,
+		.max_response = UPLOAD_MAX_RESPONSE,
+		.progress = show ? progress_update : NULL,
+		.progress_ud = prog,
+		.ca_file = ctx->ca_file,
+		.client_cert = ctx->client_cert,
+		.client_key = ctx->client_key,
+	};
+	progress_start(prog, "uploading", tty);
+	error = gn_http_upload_multipart(&resp, &up, err);
+	progress_end(prog);
+	if (error) {
+		if (error == GN_ETOOBIG) /* our own limit on the answer, not a 413 */
+			err->code = error = GN_ERROR;
+		goto out;
+	}
+	error = cli_answer(out, ctx, "POST", url, &resp, err);
+out:
+	gn_http_resp_cleanup(&resp);
+	free(meta_text);
+	free(path);
+	free(url);
+	return error;
+}
+
 static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	int error = 0;
 	const char *file = args->pos[0], *name = cli_args_get(args, "name");
 	bool show = !cli_args_get(args, "no-progress"), tty = isatty(STDERR_FILENO);
-	char hex[GN_SHA256_HEX_LEN + 1], *meta_text = NULL, *path = NULL, *url = NULL;
+	char hex[GN_SHA256_HEX_LEN + 1];
 	uint64_t len = 0;
 	json_t *meta = NULL, *ver = NULL, *released = NULL;
 	struct cli_signers *signers = NULL;
-	gn_http_resp resp = {0};
 	progress prog;
 	struct sample_files samples = {0};
 
@@ -476,51 +580,14 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 	progress_end(&prog);
 	if ((error = add_digest(meta, cli_args_get(args, "meta"), file, hex, len, err)))
 		goto out;
-	meta_text = gn_json_dump(meta);
-
-	gn_http_part parts[2 + GN_ARRAY_LEN(samples.path)] = {
-		{.name = "metadata",
-		 .content_type = "application/json",
-		 .data = meta_text,
-		 .data_len = strlen(meta_text)},
-		{.name = "artifact",
-		 .content_type = "application/octet-stream",
-		 .path = file,
-		 .filename = gn_json_str(meta, "filename")},
-	};
-	for (size_t i = 0; i < samples.n; i++)
-		parts[2 + i] = (gn_http_part){.name = "sample",
-					      .content_type = "application/octet-stream",
-					      .data = samples.data[i],
-					      .data_len = samples.data[i] ? samples.len[i] : 0,
-					      .path = samples.path[i],
-					      .filename = "sample.npy"};
-	path = model_path(name, "/versions");
-	url = gn_asprintf("%s%s", ctx->url, path);
-	gn_http_upload up = {
-		.url = url,
-		.token = ctx->token,
-		.parts = parts,
-		.nparts = 2 + samples.n,
-		.connect_timeout_s = ctx->timeout_s < CONNECT_TIMEOUT_S ? ctx->timeout_s : CONNECT_TIMEOUT_S,
-		.low_speed_limit = LOW_SPEED_LIMIT,
-		.low_speed_time_s = LOW_SPEED_TIME_S,
-		.max_response = UPLOAD_MAX_RESPONSE,
-		.progress = show ? progress_update : NULL,
-		.progress_ud = &prog,
-		.ca_file = ctx->ca_file,
-		.client_cert = ctx->client_cert,
-		.client_key = ctx->client_key,
-	};
-	progress_start(&prog, "uploading", tty);
-	error = gn_http_upload_multipart(&resp, &up, err);
-	progress_end(&prog);
-	if (error) {
-		if (error == GN_ETOOBIG) /* our own limit on the answer, not a 413 */
-			err->code = error = GN_ERROR;
+	/* A signed push of bytes already stored only releases them: the same command finishes a
+	 * release that failed after its upload. */
+	if (signers && (error = stored_same(&ver, ctx, name, meta, hex, len, err)))
 		goto out;
-	}
-	if ((error = cli_answer(&ver, ctx, "POST", url, &resp, err)))
+	if (ver)
+		fprintf(stderr, "%s version %s is already published with these bytes: releasing it\n", name,
+			gn_json_str(ver, "version"));
+	else if ((error = upload(&ver, ctx, name, file, meta, &samples, &prog, show, err)))
 		goto out;
 	/* Offline targets: the version is released once CI's keys sign it (cli/release.c). */
 	if (signers && (error = cli_release_sign(&released, ctx, signers, name, meta, hex, len,
@@ -539,14 +606,10 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		       (long long)json_integer_value(json_object_get(released, "version")));
 out:
 	progress_end(&prog);
-	gn_http_resp_cleanup(&resp);
 	json_decref(meta);
 	json_decref(ver);
 	json_decref(released);
 	cli_signers_free(signers);
-	free(meta_text);
-	free(path);
-	free(url);
 	sample_files_cleanup(&samples);
 	return error;
 }
@@ -725,7 +788,9 @@ static const cli_cmd cmds[] = {
 	{"push", "FILE",
 	 "Publish FILE as a new model version (streamed; its SHA-256 and length are sent along, so a "
 	 "damaged transfer is refused). Flags override the --meta file, which must carry a sample for the "
-	 "devices' self-test unless --no-self-test.",
+	 "devices' self-test unless --no-self-test. Signed (--sign-key/--signer-cmd), a push of a version "
+	 "already published with the same bytes only releases it: run it again to finish a release that "
+	 "failed after the upload.",
 	 push_opts, GN_ARRAY_LEN(push_opts), 1, 1, push_run},
 	{"list", "", "List models with their latest version and aliases.", NULL, 0, 0, 0, list_run},
 	{"show", "NAME[@VERSION]", "Show a model with its versions and aliases, or one version (or alias).", NULL, 0, 1,

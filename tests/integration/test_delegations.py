@@ -176,9 +176,9 @@ def model_bytes(tag):
     return m.SerializeToString()
 
 
-def cli_push(srv, dir, version, *sign_args, url=None):
+def cli_push(srv, dir, version, *sign_args, url=None, tag=None):
     art, meta = dir / f"{version}.onnx", dir / f"{version}.json"
-    art.write_bytes(model_bytes(version))
+    art.write_bytes(model_bytes(tag or version))
     meta.write_text(json.dumps(dict(json.loads((TEST_MODELS / "v1.json").read_text()), version=version)))
     return srv.cli("models", "push", art, "--name", MODEL, "--meta", meta, "--no-progress", *sign_args, timeout=60,
                    url=url)
@@ -412,8 +412,16 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
         "out = {'keyid': kid, 'sig': k.sign(sys.stdin.buffer.read()).hex(), 'public': pub}\n"
         "if len(sys.argv) > 1: out.pop('public')\n"
         "print(json.dumps(out))\n")
+    # Its signing fails after the upload (a signer that fails): the version is stored, unreleased.
+    p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", "exit 3")
+    assert p.returncode != 0 and "the signer command failed" in p.stderr, p.stderr
+    # The same push again with other bytes is refused; with the same bytes it only releases them.
+    p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", f"/usr/bin/python3 {signer}",
+                 tag="other")
+    assert p.returncode == 5 and "already published with other bytes" in p.stderr, (p.returncode, p.stderr)
     p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", f"/usr/bin/python3 {signer}")
     assert p.returncode == 0 and "Released: signed role ci version 2" in p.stdout, (p.stdout, p.stderr)
+    assert "already published with these bytes: releasing it" in p.stderr, p.stderr
     assign(srv, a.device_id, "2.0.1")
     serving(a, "2.0.1")
     # The project's own verifier (no code shared with lib/) walks the delegation too.
