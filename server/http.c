@@ -248,13 +248,10 @@ void gd_db_release(struct gd_req *r)
 	}
 }
 
-int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r)
+int gd_limit_arg(int *out_limit, struct gd_req *r, int dflt)
 {
 	const char *l = gd_query(r, "limit");
-	*out_limit = 100;
-	*out_cursor = gd_query(r, "cursor");
-	if (*out_cursor && !**out_cursor)
-		*out_cursor = NULL;
+	*out_limit = dflt;
 	if (l) {
 		char *end;
 		long v = strtol(l, &end, 10);
@@ -265,6 +262,14 @@ int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r)
 		*out_limit = (int)v;
 	}
 	return 0;
+}
+
+int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r)
+{
+	*out_cursor = gd_query(r, "cursor");
+	if (*out_cursor && !**out_cursor)
+		*out_cursor = NULL;
+	return gd_limit_arg(out_limit, r, 100);
 }
 
 void gd_list(struct gd_req *r, const db_stmt *st, enum gd_cursor kind, const char *const *fixed, int nfixed)

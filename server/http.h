@@ -104,8 +104,11 @@ int gd_rate_limit(struct gd_req *r, const char *what, const char *identity) GN_W
 /* Maps a GN_E code to its HTTP status. */
 int gd_http_status(int code);
 
-/* Parses limit (1..1000, default 100) and cursor query args; answers 400 and returns non-zero on
- * a bad limit. */
+/* Parses the limit query arg (1..1000, default dflt); answers 400 and returns non-zero on a bad
+ * one. The one parser of limit, so that every route refuses it alike. */
+int gd_limit_arg(int *out_limit, struct gd_req *r, int dflt) GN_WUR;
+/* Parses limit (gd_limit_arg, default 100) and cursor query args; answers 400 and returns non-zero
+ * on a bad limit. */
 int gd_page_args(int *out_limit, const char **out_cursor, struct gd_req *r) GN_WUR;
 /* Answers a page of a list: res holds up to limit+1 rows of (JSON text, cursor); the extra row
  * only tells that there is a next page. */

@@ -61,19 +61,15 @@ static void http_telemetry_device(struct gd_req *r)
 	struct telemetry_query q;
 	char *out = NULL;
 	gn_err err;
-	const char *lim = gd_query(r, "limit");
-	char *end = NULL;
-	long limit = lim ? strtol(lim, &end, 10) : 20;
-	if (lim && (!*lim || *end || limit < 1 || limit > 1000)) {
-		gd_reply_problem(r, 400, "query parameter 'limit' must be 1 to 1000 (windows)");
+	int limit;
+	if (gd_limit_arg(&limit, r, 20))
 		return;
-	}
 	const char *since = gd_query(r, "since");
 	if (telemetry_query_parse(&q, since ? since : "7d", NULL, NULL, NULL, gn_now(), &err)) {
 		gd_reply_problem(r, 400, err.msg);
 		return;
 	}
-	int rc = telemetry_device(&out, gd_db(r), gd_param(r, 0), q.since, (int)limit, &err);
+	int rc = telemetry_device(&out, gd_db(r), gd_param(r, 0), q.since, limit, &err);
 	gd_reply_text(r, rc, 200, out, &err);
 }
 

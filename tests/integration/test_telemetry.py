@@ -749,6 +749,11 @@ def test_telemetry_show_device(server, contract):
     for params, status in (({"limit": 0}, 400), ({"limit": "x"}, 400), ({"since": "soon"}, 400)):
         contract.check_response("GET", path, server.api("GET", f"/v1/devices/{dev.id}/telemetry", params=params),
                                 status)
+    # A bad limit gets the same problem as on the paged lists.
+    for bad in ("0", "1001", "x", ""):
+        r, other = (server.api("GET", p, params={"limit": bad}) for p in (f"/v1/devices/{dev.id}/telemetry",
+                                                                           "/v1/devices"))
+        assert r.status_code == other.status_code == 400 and r.json()["detail"] == other.json()["detail"], (bad, r.text)
     contract.check_response("GET", path, server.api("GET", f"/v1/devices/{uuid.uuid4()}/telemetry"), 404)
     p = server.cli("telemetry", "show", "no-such-device")
     assert p.returncode != 0 and "no-such-device" in p.stderr, p.stderr
