@@ -1121,7 +1121,7 @@ static const db_stmt st_device_exists = {"telemetry_device_exists", "SELECT 1 FR
 	" ORDER BY window_start DESC, model, version LIMIT $3::int"
 static const db_stmt st_device_windows = {"telemetry_device_windows", DEVICE_WINDOWS, 3};
 /* Their features, laid out as feature_json reads them (from column 3), with the window's model,
- * version and start in columns 12 to 14. */
+ * version and start in columns 12 to 14: in the windows' order, so that one pass reads both. */
 static const db_stmt st_device_features = {
 	"telemetry_device_features",
 	"WITH w AS (" DEVICE_WINDOWS ")"
@@ -1129,57 +1129,89 @@ static const db_stmt st_device_features = {
 	"  f.model, f.version, w.start FROM telemetry_features f JOIN w ON w.model = f.model AND w.version = f.version"
 	"  AND w.window_start = f.window_start"
 	" WHERE f.device_id = $1::uuid AND f.window_start >= to_timestamp($2::bigint) AND f.part <> 'channel'"
-	" ORDER BY f.model, f.version, w.start, f.part, f.idx",
+	" ORDER BY w.window_start DESC, w.model, w.version, f.part, f.idx",
 	3};
+
+/* The reference profiles of the model versions a device's windows name, each loaded once. */
+struct device_profiles {
+	json_t *index; /* "model@version" -> its index in prof */
+	struct gn_drift_profile **prof;
+	size_t n;
+};
+
+/* Borrows the profile of model@version (NULL when it has none or it does not load), loading it on
+ * first use. */
+static const struct gn_drift_profile *device_profile(struct device_profiles *dp, db_conn *c, const char *model,
+						     const char *version)
+{
+	char *key = gn_asprintf("%s@%s", model, version);
+	json_t *i = json_object_get(dp->index, key);
+	if (!i) {
+		gn_err e;
+		dp->prof = gn_realloc(dp->prof, (dp->n + 1) * sizeof(*dp->prof));
+		if (telemetry_profile_load(&dp->prof[dp->n], c, model, version, &e))
+			dp->prof[dp->n] = NULL;
+		i = json_integer((json_int_t)dp->n++);
+		json_object_set_new(dp->index, key, i);
+	}
+	free(key);
+	return dp->prof[json_integer_value(i)];
+}
+
+static void device_profiles_cleanup(struct device_profiles *dp)
+{
+	for (size_t i = 0; i < dp->n; i++)
+		gn_drift_profile_free(dp->prof[i]);
+	free(dp->prof);
+	json_decref(dp->index);
+}
+
+/* Whether feature row f belongs to window row r (same model, version and start). */
+static bool device_feature_of(const PGresult *fres, int f, const PGresult *wres, int r)
+{
+	return f < PQntuples(fres) && strcmp(PQgetvalue(fres, f, 12), PQgetvalue(wres, r, 0)) == 0 &&
+	       strcmp(PQgetvalue(fres, f, 13), PQgetvalue(wres, r, 1)) == 0 &&
+	       strcmp(PQgetvalue(fres, f, 14), PQgetvalue(wres, r, 2)) == 0;
+}
 
 int telemetry_device(char **out, db_conn *c, const char *device_id, int64_t since, int limit, gn_err *err)
 {
 	PGresult *res = NULL, *wres = NULL, *fres = NULL;
 	char tsince[21], s_since[24], s_limit[16];
-	struct gn_drift_profile *prof = NULL;
-	char *prof_key = NULL;
+	struct device_profiles dp = {json_object(), NULL, 0};
 	int rc;
 	*out = NULL;
-	if (!gn_is_uuid(device_id))
-		return gn_err_set(err, GN_ENOTFOUND, "no such device '%.40s'", device_id);
+	if (!gn_is_uuid(device_id)) {
+		rc = gn_err_set(err, GN_ENOTFOUND, "no such device '%.40s'", device_id);
+		goto out;
+	}
 	snprintf(s_since, sizeof(s_since), "%lld", (long long)since);
 	snprintf(s_limit, sizeof(s_limit), "%d", limit);
 	const char *p[] = {device_id, s_since, s_limit};
 	if ((rc = db_exec(&res, c, &st_device_exists, p, err)))
-		return rc;
-	bool found = PQntuples(res) > 0;
-	PQclear(res);
-	if (!found)
-		return gn_err_set(err, GN_ENOTFOUND, "no such device '%s'", device_id);
+		goto out;
+	if (PQntuples(res) == 0) {
+		rc = gn_err_set(err, GN_ENOTFOUND, "no such device '%s'", device_id);
+		goto out;
+	}
 	if ((rc = db_exec(&wres, c, &st_device_windows, p, err)) ||
 	    (rc = db_exec(&fres, c, &st_device_features, p, err)))
 		goto out;
 	json_t *windows = json_array();
+	int f = 0; /* the features come in the windows' order: one pass over both */
 	for (int r = 0; r < PQntuples(wres); r++) {
 		const char *model = PQgetvalue(wres, r, 0), *version = PQgetvalue(wres, r, 1);
-		char start[21], key[256];
+		char start[21];
 		int64_t t = strtoll(PQgetvalue(wres, r, 2), NULL, 10);
 		long long req = strtoll(PQgetvalue(wres, r, 4), NULL, 10),
 			  errs = strtoll(PQgetvalue(wres, r, 5), NULL, 10);
 		gn_tuf_time(start, t);
-		snprintf(key, sizeof(key), "%s@%s", model, version);
-		if (!prof_key || strcmp(prof_key, key) != 0) { /* windows of one version come together, mostly */
-			gn_err e;
-			gn_drift_profile_free(prof);
-			prof = NULL;
-			free(prof_key);
-			prof_key = gn_strdup(key);
-			if (telemetry_profile_load(&prof, c, model, version, &e))
-				prof = NULL;
-		}
+		const struct gn_drift_profile *prof = device_profile(&dp, c, model, version);
 		json_t *feats = json_array();
-		for (int f = 0; prof && f < PQntuples(fres); f++) {
-			if (strcmp(PQgetvalue(fres, f, 12), model) != 0 ||
-			    strcmp(PQgetvalue(fres, f, 13), version) != 0 ||
-			    strtoll(PQgetvalue(fres, f, 14), NULL, 10) != t)
-				continue;
+		for (; device_feature_of(fres, f, wres, r); f++) {
 			const struct gn_drift_feature *df =
-				telemetry_feature_of(prof, PQgetvalue(fres, f, 1), atoi(PQgetvalue(fres, f, 2)));
+				prof ? telemetry_feature_of(prof, PQgetvalue(fres, f, 1), atoi(PQgetvalue(fres, f, 2)))
+				     : NULL;
 			if (df)
 				json_array_append_new(feats, feature_json(fres, f, df, PQgetvalue(fres, f, 1)));
 		}
@@ -1198,8 +1230,8 @@ int telemetry_device(char **out, db_conn *c, const char *device_id, int64_t sinc
 	*out = gn_json_dump(j);
 	json_decref(j);
 out:
-	gn_drift_profile_free(prof);
-	free(prof_key);
+	device_profiles_cleanup(&dp);
+	PQclear(res);
 	PQclear(wres);
 	PQclear(fres);
 	return rc;
