@@ -819,3 +819,10 @@ out:
 	names_release(names, n);
 	return rc;
 }
+
+bool telemetry_gzip_next(uint64_t *plain_since, uint64_t now)
+{
+	if (*plain_since && now - *plain_since >= TELEMETRY_GZIP_RETRY_NS)
+		*plain_since = 0;
+	return *plain_since == 0;
+}

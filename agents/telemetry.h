@@ -108,4 +108,12 @@ typedef int (*telemetry_send_fn)(void *ctx, const char *body, size_t len, int *o
 int telemetry_spool_upload(size_t *out_sent, struct telemetry_spool *s, size_t max_batch, telemetry_send_fn send,
 			   void *ctx, gn_err *err) GN_WUR;
 
+/* After a 415 to a gzip batch, how long batches go plain before gzip is tried again: the 415 may
+ * have come from one older replica, or a proxy, in the middle of an upgrade. */
+#define TELEMETRY_GZIP_RETRY_NS (3600ull * 1000000000ull)
+/* Whether the next batch goes gzipped at monotonic time now (ns), given *plain_since: the time
+ * of the last 415 to a gzip batch, 0 for none. Clears it once TELEMETRY_GZIP_RETRY_NS have
+ * passed. */
+bool telemetry_gzip_next(uint64_t *plain_since, uint64_t now);
+
 #endif

@@ -246,18 +246,12 @@ void agent_telemetry_stop(struct agent *a)
 	a->spool = NULL;
 }
 
-/* After a 415 to a gzip batch, how long batches go plain before gzip is tried again: the 415 may
- * have come from one older replica, or a proxy, in the middle of an upgrade. */
-#define GZIP_RETRY_NS (3600ull * 1000000000ull)
-
 /* Sends a batch gzipped (a tenth of the bytes or less: repeated keys and small counts); a server
  * older than that answers 415, and for the next hour this agent sends its batches plain. */
 static int send_batch(void *ctx, const char *body, size_t len, int *out_status, gn_err *err)
 {
 	struct agent *a = ctx;
-	if (a->telemetry_plain_since && gn_mono_ns() - a->telemetry_plain_since >= GZIP_RETRY_NS)
-		a->telemetry_plain_since = 0;
-	if (!a->telemetry_plain_since) {
+	if (telemetry_gzip_next(&a->telemetry_plain_since, gn_mono_ns())) {
 		gn_buf z;
 		gn_buf_init(&z);
 		int rc = gn_gzip(&z, body, len, err);

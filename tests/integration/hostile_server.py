@@ -174,14 +174,17 @@ class HostileRepo:
 
 # --- the proxy --------------------------------------------------------------------------------
 class HostileProxy:
-    """HTTP server on 127.0.0.1: /v1/tuf/image/* from repo, everything else forwarded to
-    gangliond on upstream_port. hooks: (path prefix, fn(path)) pairs run before a request is
-    answered. log: (method, path, status) of every request, in order."""
+    """HTTP server on 127.0.0.1: /v1/tuf/image/* from repo (unless repo is None), everything else
+    forwarded to gangliond on upstream_port. hooks: (path prefix, fn(path)) pairs run before a
+    request is answered. answer: fn(method, path, headers) -> (status, problem+json bytes) to
+    answer a request here, or None to pass it on. log: (method, path, status) of every request,
+    in order."""
 
     def __init__(self, upstream_port, repo):
         self.upstream_port = upstream_port
         self.repo = repo
         self.hooks = []
+        self.answer = None
         self.log = []
         self.lock = threading.Lock()
         proxy = self
@@ -208,7 +211,14 @@ class HostileProxy:
                 for prefix, fn in list(proxy.hooks):
                     if self.path.startswith(prefix):
                         fn(self.path)
-                status = self._repo() if self.path.startswith("/v1/tuf/image/") else self._forward(body)
+                own = proxy.answer(self.command, self.path, self.headers) if proxy.answer else None
+                if own:
+                    self._send(own[0], own[1], "application/problem+json")
+                    status = own[0]
+                elif proxy.repo and self.path.startswith("/v1/tuf/image/"):
+                    status = self._repo()
+                else:
+                    status = self._forward(body)
                 with proxy.lock:
                     proxy.log.append((self.command, self.path, status))
 

@@ -37,6 +37,7 @@ from ganglion_harness import (
     publish,
     wait_for,
 )
+from hostile_server import HostileProxy
 
 FLOOR = 1e-4
 
@@ -880,6 +881,43 @@ def test_agent_counts_on_the_profile_and_its_spool_survives_an_outage_and_kill_9
     assert g, (_requests(server), _spooled(a), a.log()[-4000:])
     assert wait_for(lambda: _spooled(a) == [], timeout=10), _spooled(a)
     assert g["dropped"] == 0
+
+
+def test_agent_sends_plain_batches_after_a_415_to_gzip(gangliond, agent):
+    """A server (or proxy) on the way answers 415 to gzip bodies: the agent sends that batch again
+    uncompressed and the next ones too, and every window arrives (the hour after which it tries
+    gzip again: test_gzip_fallback in tests/unit/agent/test_telemetry.c)."""
+    server = gangliond(extra_args=["--agent-poll-interval", "1s"])
+    meta = dict(json.loads((TEST_MODELS / "v1.json").read_text()), version="1.0.0", reference_profile=_agent_profile())
+    assert publish(server, "cam", (TEST_MODELS / "v1.onnx").read_bytes(), meta=meta).status_code == 201
+    batches = []  # Content-Encoding of each telemetry POST, in order
+
+    def no_gzip(method, path, headers):
+        if method == "POST" and path == "/v1/agent/telemetry":
+            batches.append(headers.get("Content-Encoding"))
+            if headers.get("Content-Encoding"):
+                return 415, b'{"title":"Unsupported Media Type","status":415,"detail":"no Content-Encoding here"}'
+        return None
+
+    proxy = HostileProxy(server.port, None)
+    proxy.answer = no_gzip
+    try:
+        a = agent(proxy)
+        a.enroll(server.make_enroll_token()["token"])
+        a.start()
+        assert server.api("PUT", f"/v1/devices/{a.device_id}/desired",
+                          json={"model": "cam", "version": "1.0.0"}).status_code == 200
+        assert wait_for(lambda: a.serving() is not None, timeout=90), a.log()
+        for total in (3, 6):  # two windows, two batches at least
+            for _ in range(3):
+                a.infer("cam", {"x": [0.0, 0.1, 0.2, 0.3]})
+            g = wait_for(lambda: (lambda g: g if g and g["requests"] == total else None)(_requests(server)),
+                         timeout=AGENT_WINDOW * 4, interval=0.5)
+            assert g, (_requests(server), batches, a.log()[-3000:])
+    finally:
+        proxy.close()
+    assert batches[0] == "gzip" and len(batches) >= 3 and set(batches[1:]) == {None}, batches
+    assert "event=telemetry_gzip_refused" in a.log()
 
 
 def test_agent_metrics_endpoint_shows_counters_and_the_open_windows_drift(server, agent):

@@ -431,12 +431,28 @@ static void test_open_window_across_restart(void **state)
 	telemetry_spool_free(s);
 }
 
+/* After a 415 to gzip: plain for an hour, then gzip again. */
+static void test_gzip_fallback(void **state)
+{
+	(void)state;
+	uint64_t since = 0, t = 5000000000ull;
+	assert_true(telemetry_gzip_next(&since, t));
+	since = t; /* a 415 at t */
+	assert_false(telemetry_gzip_next(&since, t));
+	assert_false(telemetry_gzip_next(&since, t + TELEMETRY_GZIP_RETRY_NS - 1));
+	assert_int_equal(since, t);
+	assert_true(telemetry_gzip_next(&since, t + TELEMETRY_GZIP_RETRY_NS));
+	assert_int_equal(since, 0);
+	assert_true(telemetry_gzip_next(&since, t + 2 * TELEMETRY_GZIP_RETRY_NS));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_counts_by_hand),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_windows_roll),
+		cmocka_unit_test(test_gzip_fallback),
 		cmocka_unit_test(test_checkpoint_restore),
 		cmocka_unit_test(test_image),
 		cmocka_unit_test(test_profile_bytes),
