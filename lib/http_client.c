@@ -432,6 +432,35 @@ char *gn_http_escape(const char *s)
 	return gn_buf_detach(&b);
 }
 
+/* The opaque part of the entity-tag at *p (W/ dropped, quotes kept) and its length; *p moves past
+ * it. Something not quoted runs to the next comma. */
+static const char *etag_opaque(const char **p, size_t *len)
+{
+	const char *t = *p, *end;
+	if (strncmp(t, "W/", 2) == 0)
+		t += 2;
+	end = *t == '"' ? strchr(t + 1, '"') : NULL;
+	end = end ? end + 1 : t + strcspn(t, ",");
+	*len = (size_t)(end - t);
+	*p = end;
+	return t;
+}
+
+bool gn_http_etag_match(const char *inm, const char *etag)
+{
+	size_t wn, n;
+	const char *want = etag_opaque(&etag, &wn);
+	while (inm && *(inm += strspn(inm, " \t,"))) {
+		if (*inm == '*')
+			return true;
+		const char *t = etag_opaque(&inm, &n);
+		if (n == wn && memcmp(t, want, n) == 0)
+			return true;
+		inm += strcspn(inm, ",");
+	}
+	return false;
+}
+
 /* What the download callbacks share while curl runs. */
 typedef struct download {
 	const gn_http_download_req *req;

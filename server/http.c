@@ -20,6 +20,7 @@
 #include "gangliond.h"
 #include "gzip.h"
 #include "log.h"
+#include "http_client.h"
 #include "http_metrics.h"
 #include "http_tls.h"
 #include "ratelimit.h"
@@ -596,6 +597,12 @@ static void new_request_id(struct gd_req *r)
  * ETag in If-None-Match makes it a 304 without the body. The server still builds the answer, but
  * a client that polls (the web dashboard) neither receives nor re-renders one that did not change.
  * Routes that set their own ETag (artifacts, check-ins, the dashboard's files) keep it. */
+bool gd_not_modified(struct gd_req *r, const char *etag)
+{
+	return gn_http_etag_match(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH),
+				  etag);
+}
+
 static void json_etag(struct gd_req *r)
 {
 	if (r->status != 200 || r->resp_fd >= 0 || !r->resp || !r->resp_type ||
@@ -610,8 +617,7 @@ static void json_etag(struct gd_req *r)
 	gn_sha256_hex(hex, r->resp, r->resp_len);
 	snprintf(etag, sizeof(etag), "W/\"%.32s\"", hex);
 	gd_header(r, "ETag", etag);
-	const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-	if (inm && strcmp(inm, etag) == 0) {
+	if (gd_not_modified(r, etag)) {
 		free(r->resp);
 		r->resp = NULL;
 		r->resp_len = 0;

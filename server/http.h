@@ -89,6 +89,9 @@ void gd_reply_fd(struct gd_req *r, int status, const char *type, int fd, uint64_
 void gd_reply_pipe(struct gd_req *r, int status, const char *type, int fd, uint64_t len);
 /* Adds a response header (value copied); name must be a string literal. */
 void gd_header(struct gd_req *r, const char *name, const char *value);
+/* Whether the request's If-None-Match names etag (gn_http_etag_match): the client's copy is
+ * current, the answer a 304. */
+bool gd_not_modified(struct gd_req *r, const char *etag);
 /* Answers a domain call's outcome: on rc == 0 status with json (JSON text, taken and freed), else
  * the error in err (json is then NULL or freed all the same). */
 void gd_reply_text(struct gd_req *r, int rc, int status, char *json, const gn_err *err);

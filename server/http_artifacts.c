@@ -87,12 +87,11 @@ static void serve(struct gd_req *r, const char *hex)
 	gd_header(r, "ETag", etag);
 	gd_header(r, "Accept-Ranges", "bytes");
 	gd_header(r, "Cache-Control", "public, max-age=31536000, immutable");
-	const char *inm = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
 	/* A Range with If-Range naming another entity gets the whole file. */
 	const char *ifr = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_RANGE);
 	const char *range = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
 	int rr = ifr && strcmp(ifr, etag) != 0 ? 0 : parse_range(range, size, &start, &end);
-	if (inm && strcmp(inm, etag) == 0) {
+	if (gd_not_modified(r, etag)) {
 		gd_reply_raw(r, 304, NULL, "", 0);
 	} else if (rr < 0) {
 		snprintf(buf, sizeof(buf), "bytes */%llu", (unsigned long long)size);

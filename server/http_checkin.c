@@ -245,7 +245,7 @@ static void http_checkin_post(struct gd_req *r)
 	checkin_cache_put(id, version, in_stage, fresh_until, rep.hash, rep.seq, now, epoch);
 	snprintf(etag, sizeof(etag), CHECKIN_ETAG, version, (long long)poll);
 	gd_header(r, "ETag", etag);
-	if (inm && strcmp(inm, etag) == 0)
+	if (gd_not_modified(r, etag))
 		gd_reply_raw(r, 304, NULL, "", 0);
 	else
 		reply_targets(r, version, poll, targets);

@@ -34,24 +34,6 @@ static void ui_security_headers(struct gd_req *r)
 	gd_header(r, "Cross-Origin-Opener-Policy", "same-origin");
 }
 
-/* If-None-Match holds etag (or "*"): the browser's copy is current. Weak comparison (RFC 9110
- * 13.1.2): W/"x" matches "x". */
-static bool ui_not_modified(struct gd_req *r, const char *etag)
-{
-	const char *inm = MHD_lookup_connection_value(gd_connection(r), MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-	if (!inm)
-		return false;
-	if (strcmp(inm, "*") == 0)
-		return true;
-	size_t n = strlen(etag);
-	for (const char *p = strstr(inm, etag); p; p = strstr(p + 1, etag)) {
-		char after = p[n];
-		if (after == '\0' || after == ',' || after == ' ' || after == '\t')
-			return true;
-	}
-	return false;
-}
-
 static void ui_serve(struct gd_req *r, const char *name)
 {
 	ui_security_headers(r);
@@ -62,7 +44,7 @@ static void ui_serve(struct gd_req *r, const char *name)
 	}
 	gd_header(r, "ETag", a->etag);
 	gd_header(r, "Cache-Control", "no-cache");
-	if (ui_not_modified(r, a->etag)) {
+	if (gd_not_modified(r, a->etag)) {
 		gd_reply_raw(r, 304, NULL, "", 0);
 		return;
 	}

@@ -276,6 +276,37 @@ static void test_escape(void **state)
 	}
 }
 
+static void test_etag_match(void **state)
+{
+	static const struct {
+		const char *inm, *etag;
+		bool match;
+	} cases[] = {
+		{"\"a1\"", "\"a1\"", true},
+		{"W/\"a1\"", "\"a1\"", true}, /* weak comparison, both ways */
+		{"\"a1\"", "W/\"a1\"", true},
+		{"W/\"a1\"", "W/\"a1\"", true},
+		{"*", "\"a1\"", true},
+		{"\"x\", \"a1\"", "\"a1\"", true},
+		{"\"x\",W/\"a1\" ,\"y\"", "\"a1\"", true},
+		{"\"a,1\"", "\"a,1\"", true}, /* a comma inside the quotes */
+		{"\"a,1\"", "\"a\"", false},
+		{"\"a1\"", "\"a\"", false},
+		{"\"a\"", "\"a1\"", false},
+		{"\"xa1\"", "\"a1\"", false},
+		{"\"a1", "\"a1\"", false},
+		{"a1", "\"a1\"", false},
+		{"", "\"a1\"", false},
+		{" , ", "\"a1\"", false},
+		{NULL, "\"a1\"", false},
+	};
+	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
+		if (gn_http_etag_match(cases[i].inm, cases[i].etag) != cases[i].match)
+			fail_msg("case %zu: If-None-Match %s, ETag %s: expected %d", i,
+				 cases[i].inm ? cases[i].inm : "(none)", cases[i].etag, cases[i].match);
+	}
+}
+
 struct sink_state {
 	gn_buf got;
 	size_t stop_after; /* 0: never */
@@ -399,11 +430,9 @@ static void test_upload_multipart(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_request_and_response),
-		cmocka_unit_test(test_bounds),
-		cmocka_unit_test(test_status_codes),
-		cmocka_unit_test(test_escape),
-		cmocka_unit_test(test_download),
+		cmocka_unit_test(test_request_and_response), cmocka_unit_test(test_bounds),
+		cmocka_unit_test(test_status_codes),         cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_etag_match),           cmocka_unit_test(test_download),
 		cmocka_unit_test(test_upload_multipart),
 	};
 	return cmocka_run_group_tests_name("http_client", tests, setup, teardown);
