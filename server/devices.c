@@ -22,13 +22,15 @@ static const db_stmt st_patch = {
 	"UPDATE devices d SET labels = (labels || $2::jsonb) - ARRAY(SELECT jsonb_array_elements_text($3::jsonb)),"
 	" name = coalesce($4, name) WHERE id = $1 RETURNING gn_device_json(d)::text",
 	4};
+/* Also says whether the device was not decommissioned yet (o reads the row as it was before). */
 static const db_stmt st_decommission = {
 	"devices_decommission",
-	"WITH d AS (UPDATE devices SET status = 'decommissioned', decommissioned_at = coalesce(decommissioned_at, now())"
+	"WITH o AS (SELECT status FROM devices WHERE id = $1),"
+	" d AS (UPDATE devices SET status = 'decommissioned', decommissioned_at = coalesce(decommissioned_at, now())"
 	"   WHERE id = $1 RETURNING *),"
 	" s AS (DELETE FROM device_sessions WHERE device_id = $1),"
 	" c AS (DELETE FROM device_challenges WHERE device_id = $1)"
-	" SELECT gn_device_json(d.*)::text FROM d",
+	" SELECT gn_device_json(d.*)::text, o.status <> 'decommissioned' FROM d, o",
 	1};
 
 int devices_selector_params(char *out[5], const char *selector, gn_err *err)
@@ -154,17 +156,21 @@ out:
 	return error;
 }
 
-int devices_decommission(char **out, db_conn *c, const struct gd_actor *who, const char *id, gn_err *err)
+int devices_decommission(char **out, bool *out_changed, db_conn *c, const struct gd_actor *who, const char *id,
+			 gn_err *err)
 {
 	PGresult *res = NULL;
 	*out = NULL;
+	*out_changed = false;
 	if (!gn_is_uuid(id))
 		return gn_err_set(err, GN_ENOTFOUND, "no such device");
 	const char *p[] = {id};
 	int error = audit_change(&res, c, who, &st_decommission, p, "no such device", "device.decommission", "device",
 				 id, NULL, err);
-	if (!error)
+	if (!error) {
 		*out = gn_strdup(PQgetvalue(res, 0, 0));
+		*out_changed = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+	}
 	PQclear(res);
 	return error;
 }

@@ -39,8 +39,10 @@ int devices_get(char **out, db_conn *c, const char *id, gn_err *err) GN_WUR;
  * JSON text (new). Own transaction, audited. */
 int devices_update(char **out, db_conn *c, const struct gd_actor *who, const char *id, const json_t *req,
 		   gn_err *err) GN_WUR;
-/* Decommissions the device and ends its sessions; *out is its JSON text (new). Own
+/* Decommissions the device and ends its sessions; *out is its JSON text (new), *out_changed
+ * whether it was active until now (else nothing changed and no replica is notified). Own
  * transaction, audited. */
-int devices_decommission(char **out, db_conn *c, const struct gd_actor *who, const char *id, gn_err *err) GN_WUR;
+int devices_decommission(char **out, bool *out_changed, db_conn *c, const struct gd_actor *who, const char *id,
+			 gn_err *err) GN_WUR;
 
 #endif

@@ -59,10 +59,12 @@ static void http_devices_patch(struct gd_req *r)
 static void http_devices_decommission(struct gd_req *r)
 {
 	char *out = NULL;
+	bool changed;
 	gn_err err;
-	int rc = devices_decommission(&out, gd_db(r), gd_actor(r), gd_param(r, 0), &err);
-	if (!rc)
-		device_tokens_wait_heard(gd_db(r), gd_param(r, 0), -1, true); /* and on every replica */
+	int rc = devices_decommission(&out, &changed, gd_db(r), gd_actor(r), gd_param(r, 0), &err);
+	/* and on every replica; a device decommissioned before notifies none (nothing to wait for) */
+	if (!rc && changed)
+		device_tokens_wait_heard(gd_db(r), gd_param(r, 0), -1, true);
 	gd_reply_text(r, rc, 200, out, &err);
 }
 
