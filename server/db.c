@@ -621,6 +621,189 @@ int db_exec_sql(db_conn *c, const char *sql, gn_err *err)
 	return rc;
 }
 
+/* --- COPY, binary format ------------------------------------------------------------------------ */
+
+/* PostgreSQL's binary COPY: a signature, flags and header extension length, then per row its field
+ * count and per field a length (-1: NULL) and the value in network byte order; -1 as the end. */
+static const char copy_signature[11] = {'P', 'G', 'C', 'O', 'P', 'Y', '\n', '\377', '\r', '\n', '\0'};
+#define PG_EPOCH_UNIX 946684800 /* 2000-01-01T00:00:00Z, where timestamps count from */
+#define INT8_OID 20
+#define COPY_CHUNK ((size_t)1 << 20) /* bytes handed to libpq at a time */
+
+/* Writes v's low `bytes` bytes, most significant first, at p; returns the end. */
+static unsigned char *be(unsigned char *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+	return p + bytes;
+}
+
+static void put_be(gn_buf *b, uint64_t v, int bytes)
+{
+	unsigned char x[8];
+	gn_buf_append(b, x, (size_t)(be(x, v, bytes) - x));
+}
+
+void db_copy_init(db_copy *cp)
+{
+	gn_buf_init(&cp->buf);
+	gn_buf_append(&cp->buf, copy_signature, sizeof(copy_signature));
+	put_be(&cp->buf, 0, 4); /* flags: no OIDs */
+	put_be(&cp->buf, 0, 4); /* no header extension */
+	cp->rows = 0;
+}
+
+void db_copy_cleanup(db_copy *cp)
+{
+	gn_buf_cleanup(&cp->buf);
+	cp->rows = 0;
+}
+
+void db_copy_row(db_copy *cp, int nfields)
+{
+	assert(nfields > 0 && nfields < 1600);
+	put_be(&cp->buf, (uint64_t)nfields, 2);
+	cp->rows++;
+}
+
+void db_copy_null(db_copy *cp)
+{
+	put_be(&cp->buf, UINT32_MAX, 4);
+}
+
+void db_copy_text(db_copy *cp, const char *s)
+{
+	size_t n = strlen(s);
+	assert(n < INT32_MAX);
+	put_be(&cp->buf, n, 4);
+	gn_buf_append(&cp->buf, s, n);
+}
+
+void db_copy_int4(db_copy *cp, int32_t v)
+{
+	put_be(&cp->buf, 4, 4);
+	put_be(&cp->buf, (uint32_t)v, 4);
+}
+
+void db_copy_int8(db_copy *cp, int64_t v)
+{
+	unsigned char x[12];
+	be(be(x, 8, 4), (uint64_t)v, 8);
+	gn_buf_append(&cp->buf, x, sizeof(x));
+}
+
+void db_copy_float8(db_copy *cp, double v)
+{
+	uint64_t u;
+	memcpy(&u, &v, sizeof(u));
+	db_copy_int8(cp, (int64_t)u); /* the same 8 bytes, big-endian */
+}
+
+void db_copy_timestamptz(db_copy *cp, int64_t unix_s)
+{
+	db_copy_int8(cp, (unix_s - PG_EPOCH_UNIX) * 1000000);
+}
+
+void db_copy_uuid(db_copy *cp, const uint8_t u[16])
+{
+	put_be(&cp->buf, 16, 4);
+	gn_buf_append(&cp->buf, u, 16);
+}
+
+void db_copy_int8_array(db_copy *cp, const int64_t *v, size_t n)
+{
+	assert(n < (INT32_MAX - 20) / 12);
+	if (n == 0) { /* an empty array has no dimensions */
+		put_be(&cp->buf, 12, 4);
+		put_be(&cp->buf, 0, 4); /* dimensions */
+		put_be(&cp->buf, 0, 4); /* has NULLs */
+		put_be(&cp->buf, INT8_OID, 4);
+		return;
+	}
+	unsigned char head[24], *p = head;
+	p = be(p, 20 + 12 * n, 4);
+	p = be(p, 1, 4); /* dimensions */
+	p = be(p, 0, 4); /* has NULLs */
+	p = be(p, INT8_OID, 4);
+	p = be(p, n, 4); /* length of the dimension */
+	p = be(p, 1, 4); /* its lower bound */
+	gn_buf_append(&cp->buf, head, (size_t)(p - head));
+	for (size_t i = 0; i < n; i++)
+		db_copy_int8(cp, v[i]);
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool db_uuid_parse(uint8_t out[16], const char *s)
+{
+	if (!gn_is_uuid(s))
+		return false;
+	for (int i = 0; i < 16; i++) {
+		while (*s == '-')
+			s++;
+		out[i] = (uint8_t)(hexval(s[0]) << 4 | hexval(s[1]));
+		s += 2;
+	}
+	return true;
+}
+
+int db_copy_send(int64_t *out_rows, db_conn *c, const db_stmt *s, const db_copy *cp, gn_err *err)
+{
+	static const char trailer[2] = {'\377', '\377'};
+	db_pool *p = c->pool;
+	uint64_t deadline = 0;
+	PGresult *res = NULL;
+	int rc;
+	assert(s->nparams == 0);
+	if (!c->pg)
+		return unusable(c, err);
+	if (!PQsendQuery(c->pg, s->sql))
+		return send_failed(c, s->name, err);
+	if (p && p->limits.statement_timeout_s > 0)
+		deadline = mono_ms() + (uint64_t)p->limits.statement_timeout_s * 1000 + CLIENT_SLACK_MS;
+	int w = wait_answer(c->pg, deadline);
+	if (w > 0)
+		return timed_out(c, s->name, err);
+	/* Not collect(): while a COPY waits for its data, PQgetResult answers PGRES_COPY_IN forever. */
+	res = PQgetResult(c->pg);
+	if (PQresultStatus(res) != PGRES_COPY_IN) {
+		rc = result_error(res, c, s->name, err);
+		PQclear(res);
+		if (c->pg)
+			PQclear(collect(c->pg));
+		return rc;
+	}
+	PQclear(res);
+	res = NULL;
+	/* A blocking connection: each call returns once libpq has sent or buffered the bytes. A row
+	 * PostgreSQL refuses ends the COPY there; it ignores the rest, and the error is the result. */
+	bool sent = true;
+	for (size_t off = 0; sent && off < cp->buf.len; off += COPY_CHUNK) {
+		size_t n = cp->buf.len - off < COPY_CHUNK ? cp->buf.len - off : COPY_CHUNK;
+		sent = PQputCopyData(c->pg, cp->buf.data + off, (int)n) == 1;
+	}
+	sent = sent && PQputCopyData(c->pg, trailer, sizeof(trailer)) == 1 && PQputCopyEnd(c->pg, NULL) == 1;
+	if (!sent && PQstatus(c->pg) != CONNECTION_OK)
+		return send_failed(c, s->name, err);
+	if ((rc = await(&res, c, s->name, err)))
+		return rc;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK || !sent)
+		rc = result_error(res, c, s->name, err);
+	else if (out_rows)
+		*out_rows = strtoll(PQcmdTuples(res), NULL, 10);
+	PQclear(res);
+	return rc;
+}
+
 static void exec_logged(db_conn *c, const char *sql)
 {
 	gn_err err;

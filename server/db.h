@@ -60,6 +60,38 @@ void db_tx_rollback(db_conn *c);
 /* True while c is inside a transaction opened with db_tx_begin. */
 bool db_in_tx(const db_conn *c);
 
+/* Rows for a COPY ... FROM STDIN (FORMAT binary), encoded here and sent in one go by db_copy_send:
+ * the fastest way PostgreSQL takes many rows, with no text to escape (each value goes as its type's
+ * binary form). Start each row with db_copy_row (its field count must match the COPY's column
+ * list), then one db_copy_* call per field, in column order. */
+typedef struct db_copy {
+	gn_buf buf;
+	int64_t rows;
+} db_copy;
+/* Starts an empty set of rows (the binary COPY header). */
+void db_copy_init(db_copy *cp);
+void db_copy_cleanup(db_copy *cp);
+void db_copy_row(db_copy *cp, int nfields);
+void db_copy_null(db_copy *cp);
+/* text (NUL-terminated; the client encoding, UTF-8). */
+void db_copy_text(db_copy *cp, const char *s);
+void db_copy_int4(db_copy *cp, int32_t v);
+void db_copy_int8(db_copy *cp, int64_t v);
+void db_copy_float8(db_copy *cp, double v);
+/* timestamptz at whole seconds since the Unix epoch. */
+void db_copy_timestamptz(db_copy *cp, int64_t unix_s);
+/* uuid, from 16 bytes (db_uuid_parse). */
+void db_copy_uuid(db_copy *cp, const uint8_t u[16]);
+/* bigint[] of n elements (one dimension, no NULLs; n may be 0: an empty array). */
+void db_copy_int8_array(db_copy *cp, const int64_t *v, size_t n);
+/* Reads a canonical UUID (8-4-4-4-12 hex digits) into 16 bytes; false when s is not one. */
+bool db_uuid_parse(uint8_t out[16], const char *s);
+/* Runs s (fixed SQL: "COPY table (columns) FROM STDIN (FORMAT binary)", no parameters) with cp's
+ * rows; *out_rows (may be NULL) gets the count PostgreSQL reports. Errors as db_exec (a row that
+ * breaks a constraint is GN_EINVAL or GN_ECONFLICT); on failure no row of this COPY is stored,
+ * and inside a transaction the transaction is failed (roll it back). cp is left as it was. */
+int db_copy_send(int64_t *out_rows, db_conn *c, const db_stmt *s, const db_copy *cp, gn_err *err) GN_WUR;
+
 /* Advisory lock keys, one list for the whole server so no two uses collide. */
 enum db_lock {
 	DB_LOCK_MIGRATE = 1734438503,        /* session lock: migrations */

@@ -51,27 +51,25 @@ static const db_stmt st_profile = {"telemetry_profile",
 static const db_stmt st_partition = {
 	"telemetry_partition", "SELECT count(*) FILTER (WHERE gn_telemetry_partition(d)) FROM unnest($1::date[]) d", 1};
 static const db_stmt st_drop = {"telemetry_drop", "SELECT gn_telemetry_drop_before($1::date)", 1};
-/* The windows that are new, then the features of those only; counts of both. */
-static const db_stmt st_insert = {
-	"telemetry_insert",
-	"WITH w AS (INSERT INTO telemetry_windows (device_id, model, version, window_start, seconds, requests, errors,"
+/* The windows that are new (a window sent again hits the primary key and counts once), returned so
+ * that only their features are copied in. */
+static const db_stmt st_windows = {
+	"telemetry_windows",
+	"INSERT INTO telemetry_windows (device_id, model, version, window_start, seconds, requests, errors,"
 	"   latency_us_buckets, dropped, resources)"
 	" SELECT $1::uuid, t.model, t.version, to_timestamp(t.start), t.seconds, t.requests, t.errors, t.lat::bigint[],"
 	"   t.dropped, t.res::jsonb"
 	" FROM unnest($2::text[], $3::text[], $4::bigint[], $5::int[], $6::bigint[], $7::bigint[], $8::text[],"
 	"   $9::bigint[], $10::text[]) AS t(model, version, start, seconds, requests, errors, lat, dropped, res)"
-	" ON CONFLICT DO NOTHING RETURNING model, version, window_start),"
-	" f AS (INSERT INTO telemetry_features (device_id, model, version, window_start, part, idx, counts, underflow,"
-	"   overflow, nan, n, mean, m2, min, max)"
-	" SELECT $1::uuid, w.model, w.version, w.window_start, f.part, f.idx, f.counts::bigint[], f.under, f.over,"
-	"   f.nan, f.n, f.mean, f.m2, f.min, f.max"
-	" FROM unnest($11::text[], $12::text[], $13::bigint[], $14::text[], $15::int[], $16::text[], $17::bigint[],"
-	"   $18::bigint[], $19::bigint[], $20::bigint[], $21::float8[], $22::float8[], $23::float8[], $24::float8[])"
-	"   AS f(model, version, start, part, idx, counts, under, over, nan, n, mean, m2, min, max)"
-	" JOIN w ON w.model = f.model AND w.version = f.version AND w.window_start = to_timestamp(f.start)"
-	" RETURNING 1)"
-	" SELECT (SELECT count(*) FROM w), (SELECT count(*) FROM f)",
-	24};
+	" ON CONFLICT DO NOTHING RETURNING model, version, extract(epoch FROM window_start)::bigint",
+	10};
+/* The new windows' features, in COPY's binary format (db_copy). */
+static const db_stmt st_features = {
+	"telemetry_features",
+	"COPY telemetry_features (device_id, model, version, window_start, part, idx, counts, underflow, overflow,"
+	" nan, n, mean, m2, min, max) FROM STDIN (FORMAT binary)",
+	0};
+enum { NFEATURE_COLUMNS = 15 };
 
 /* --- PostgreSQL array literals, built for the batch's one INSERT ------------------------------- */
 
@@ -116,16 +114,6 @@ static void arr_int(struct arr *a, int64_t v)
 	gn_buf_printf(&a->b, "%lld", (long long)v);
 }
 
-/* A double, or NULL unless have and finite. */
-static void arr_real(struct arr *a, double v, bool have)
-{
-	arr_sep(a);
-	if (have && isfinite(v))
-		gn_buf_printf(&a->b, "%.17g", v);
-	else
-		gn_buf_puts(&a->b, "NULL");
-}
-
 static char *arr_end(struct arr *a)
 {
 	gn_buf_puts(&a->b, "}");
@@ -147,6 +135,7 @@ struct window {
 	int64_t lat[GN_LATENCY_NBUCKETS];
 	char *resources; /* JSON text or NULL */
 	bool expired;
+	bool stored; /* new: its row went in, so its features follow */
 	struct fcounts *f;
 	size_t nf;
 };
@@ -455,18 +444,7 @@ static char *latency_text(const int64_t *lat)
 	return gn_buf_detach(&b);
 }
 
-static char *counts_text(const struct gn_drift_counts *c)
-{
-	gn_buf b;
-	gn_buf_init(&b);
-	gn_buf_puts(&b, "{");
-	for (size_t k = 0; k < c->nbins; k++)
-		gn_buf_printf(&b, "%s%llu", k ? "," : "", (unsigned long long)c->counts[k]);
-	gn_buf_puts(&b, "}");
-	return gn_buf_detach(&b);
-}
-
-enum { NW = 9, NF = 14 };
+enum { NW = 9 };
 
 static void add_window(struct arr *a, const struct window *w)
 {
@@ -483,25 +461,30 @@ static void add_window(struct arr *a, const struct window *w)
 	free(lat);
 }
 
-static void add_feature(struct arr *a, const struct window *w, const struct fcounts *f)
+/* One row of telemetry_features, the columns of st_features. NaN moments (none without values)
+ * are stored as NULL. */
+static void add_feature(db_copy *cp, const uint8_t dev[16], const struct window *w, const struct fcounts *f)
 {
-	char *counts = counts_text(&f->c);
 	bool have = f->c.n > 0;
-	arr_text(&a[0], w->model);
-	arr_text(&a[1], w->version);
-	arr_int(&a[2], w->start);
-	arr_text(&a[3], f->part);
-	arr_int(&a[4], f->idx);
-	arr_text(&a[5], counts);
-	arr_int(&a[6], (int64_t)f->c.underflow);
-	arr_int(&a[7], (int64_t)f->c.overflow);
-	arr_int(&a[8], (int64_t)f->c.nan);
-	arr_int(&a[9], (int64_t)f->c.n);
-	arr_real(&a[10], f->c.mean, have);
-	arr_real(&a[11], f->c.m2, have);
-	arr_real(&a[12], f->c.min, have);
-	arr_real(&a[13], f->c.max, have);
-	free(counts);
+	const double moments[] = {f->c.mean, f->c.m2, f->c.min, f->c.max};
+	db_copy_row(cp, NFEATURE_COLUMNS);
+	db_copy_uuid(cp, dev);
+	db_copy_text(cp, w->model);
+	db_copy_text(cp, w->version);
+	db_copy_timestamptz(cp, w->start);
+	db_copy_text(cp, f->part);
+	db_copy_int4(cp, f->idx);
+	/* the counts came from JSON integers checked non-negative, so they fit a bigint */
+	db_copy_int8_array(cp, (const int64_t *)f->c.counts, f->c.nbins);
+	db_copy_int8(cp, (int64_t)f->c.underflow);
+	db_copy_int8(cp, (int64_t)f->c.overflow);
+	db_copy_int8(cp, (int64_t)f->c.nan);
+	db_copy_int8(cp, (int64_t)f->c.n);
+	for (size_t k = 0; k < GN_ARRAY_LEN(moments); k++)
+		if (have && isfinite(moments[k]))
+			db_copy_float8(cp, moments[k]);
+		else
+			db_copy_null(cp);
 }
 
 /* The UTC day of t, YYYY-MM-DD. */
@@ -536,39 +519,70 @@ static char *days_text(const struct batch *b)
 	return arr_end(&a);
 }
 
-static int store(int64_t *out_windows, db_conn *c, const char *device_id, const struct batch *b, gn_err *err)
+/* Marks the windows st_windows returned (model, version, start) as stored; returns how many it
+ * found (all of them, unless this code and the table disagree). */
+static int mark_stored(struct batch *b, const PGresult *res)
 {
-	struct arr wa[NW], fa[NF];
-	char *wt[NW], *ft[NF], *days = days_text(b);
-	const char *p[1 + NW + NF];
+	int found = 0;
+	for (int r = 0; r < PQntuples(res); r++) {
+		const char *model = PQgetvalue(res, r, 0), *version = PQgetvalue(res, r, 1);
+		int64_t start = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+		for (size_t i = 0; i < b->nw; i++) {
+			struct window *w = &b->w[i];
+			if (w->start == start && !w->expired && strcmp(w->model, model) == 0 &&
+			    strcmp(w->version, version) == 0) {
+				w->stored = true;
+				found++;
+				break;
+			}
+		}
+	}
+	return found;
+}
+
+/* Makes the partitions of the windows' days, inserts the windows that are new, then COPYs the
+ * features of those only. In the caller's transaction: a failure at any step leaves nothing. */
+static int store(int64_t *out_windows, db_conn *c, const char *device_id, struct batch *b, gn_err *err)
+{
+	struct arr wa[NW];
+	char *wt[NW], *days = days_text(b);
+	const char *p[1 + NW];
+	uint8_t dev[16];
 	PGresult *res = NULL;
+	db_copy cp;
 	int rc;
+	db_copy_init(&cp);
 	for (int k = 0; k < NW; k++)
 		arr_init(&wa[k]);
-	for (int k = 0; k < NF; k++)
-		arr_init(&fa[k]);
-	for (size_t i = 0; i < b->nw; i++) {
-		if (b->w[i].expired)
-			continue;
-		add_window(wa, &b->w[i]);
-		for (size_t k = 0; k < b->w[i].nf; k++)
-			add_feature(fa, &b->w[i], &b->w[i].f[k]);
-	}
+	for (size_t i = 0; i < b->nw; i++)
+		if (!b->w[i].expired)
+			add_window(wa, &b->w[i]);
 	p[0] = device_id;
 	for (int k = 0; k < NW; k++)
 		p[1 + k] = wt[k] = arr_end(&wa[k]);
-	for (int k = 0; k < NF; k++)
-		p[1 + NW + k] = ft[k] = arr_end(&fa[k]);
 	const char *pd[] = {days};
-	if ((rc = db_exec(NULL, c, &st_partition, pd, err)) || (rc = db_exec(&res, c, &st_insert, p, err)))
+	if (!db_uuid_parse(dev, device_id)) {
+		rc = gn_err_set(err, GN_ERROR, "internal error: device id '%.40s' is not a UUID", device_id);
 		goto out;
-	*out_windows = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	}
+	if ((rc = db_exec(NULL, c, &st_partition, pd, err)) || (rc = db_exec(&res, c, &st_windows, p, err)))
+		goto out;
+	*out_windows = PQntuples(res);
+	if (mark_stored(b, res) != PQntuples(res)) {
+		gn_log(GN_LOG_ERROR, "event=bug msg=\"a stored window is not one of the batch's\"");
+		rc = gn_err_set(err, GN_ERROR, "internal error: a stored window is not one of the batch's");
+		goto out;
+	}
+	for (size_t i = 0; i < b->nw; i++)
+		for (size_t k = 0; b->w[i].stored && k < b->w[i].nf; k++)
+			add_feature(&cp, dev, &b->w[i], &b->w[i].f[k]);
+	if (cp.rows && (rc = db_copy_send(NULL, c, &st_features, &cp, err)))
+		goto out;
 out:
 	PQclear(res);
+	db_copy_cleanup(&cp);
 	for (int k = 0; k < NW; k++)
 		free(wt[k]);
-	for (int k = 0; k < NF; k++)
-		free(ft[k]);
 	free(days);
 	return rc;
 }

@@ -514,6 +514,30 @@ def test_partitions_retention_and_expired_windows(gangliond, pg, db):
     assert pg.sql("SELECT count(*) FROM telemetry_windows", dbname=db).strip() == "1"
 
 
+def test_a_failure_half_way_through_the_copy_stores_nothing(gangliond, pg, db):
+    """A batch's features go in by COPY after its windows, in one transaction: a row the database
+    refuses half-way through the COPY (a trigger stands in for a full disk) leaves neither windows
+    nor features, and the same batch is taken whole once the fault is gone."""
+    server = gangliond()
+    ((dev, tok),) = _fleet(server, n_devices=1)
+    rng = np.random.default_rng(3)
+    windows = [_window(_now_window(k), rng.normal(0, 1, 50), rng.choice(["0", "1", "2"], 30),
+                       classes=rng.choice(["0", "1"], 20)) for k in (1, 2, 3)]
+    stored = ("SELECT (SELECT count(*) FROM telemetry_windows) || ' ' || (SELECT count(*) FROM telemetry_features)")
+    # the second window's output row fails: the first window's rows and the second's inputs went before it
+    pg.sql("CREATE FUNCTION t_fault() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+           f" IF NEW.part = 'output' AND NEW.window_start = to_timestamp({windows[1]['start']}) THEN"
+           " RAISE EXCEPTION 'disk full (a fault the test made)'; END IF; RETURN NEW; END $$;"
+           " CREATE TRIGGER t_fault BEFORE INSERT ON telemetry_features FOR EACH ROW EXECUTE FUNCTION t_fault()",
+           dbname=db)
+    assert_problem(_post(server, tok, windows), 500, "request id")
+    assert pg.sql(stored, dbname=db) == "0 0"
+    pg.sql("DROP TRIGGER t_fault ON telemetry_features", dbname=db)
+    r = _post(server, tok, windows)
+    assert r.status_code == 200 and r.json() == {"accepted": 3, "duplicates": 0, "expired": 0}, r.text
+    assert pg.sql(stored, dbname=db) == "3 9"
+
+
 def _wait_alerts(server, want, state="open", timeout=30):
     def check():
         items, _ = list_all(server, "/v1/alerts", params={"state": state})

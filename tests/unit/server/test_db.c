@@ -1,6 +1,7 @@
 /* Unit tests for server/db.c against a real PostgreSQL (a throwaway private cluster started with
  * server/pgcluster.c): owned transactions refuse to nest and never commit the caller's work early,
- * a connection handed back inside a transaction is rolled back, advisory locks exclude. */
+ * a connection handed back inside a transaction is rolled back, advisory locks exclude, binary COPY
+ * stores each type's value as PostgreSQL reads it and a refused row leaves nothing of its COPY. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -170,12 +171,124 @@ static void test_advisory_locks_exclude(void **state)
 	db_release(pool, b);
 }
 
+static const db_stmt st_copy_types = {"t_copy_types", "COPY ct (u, s, ts, i, a, e, n, f, z) FROM STDIN (FORMAT binary)",
+				      0};
+static const db_stmt st_copy_checked = {"t_copy_checked", "COPY cc (v) FROM STDIN (FORMAT binary)", 0};
+static const db_stmt st_copy_types_read = {
+	"t_copy_types_read",
+	"SELECT u::text, s, extract(epoch FROM ts)::bigint, i, a::text, e::text, n, f = 0.1::float8, z IS NULL"
+	" FROM ct ORDER BY i",
+	0};
+static const db_stmt st_copy_checked_count = {"t_copy_checked_count", "SELECT count(*) FROM cc", 0};
+
+static void copy_types_row(db_copy *cp, const uint8_t u[16], const char *s, int64_t ts, int32_t i, const int64_t *a,
+			   size_t na, int64_t n)
+{
+	db_copy_row(cp, 9);
+	db_copy_uuid(cp, u);
+	db_copy_text(cp, s);
+	db_copy_timestamptz(cp, ts);
+	db_copy_int4(cp, i);
+	db_copy_int8_array(cp, a, na);
+	db_copy_int8_array(cp, NULL, 0);
+	db_copy_int8(cp, n);
+	db_copy_float8(cp, 0.1);
+	db_copy_null(cp);
+}
+
+static void test_copy_binary_values(void **state)
+{
+	gn_err err;
+	uint8_t u[16];
+	PGresult *res = NULL;
+	db_copy cp;
+	int64_t rows = 0;
+	const int64_t a[] = {1, -2, INT64_MAX};
+	(void)state;
+	db_conn *c = db_acquire(pool);
+	assert_int_equal(db_exec_sql(c,
+				     "CREATE TABLE ct (u uuid, s text, ts timestamptz, i int, a bigint[], e bigint[],"
+				     " n bigint, f float8, z float8)",
+				     &err),
+			 0);
+	assert_false(db_uuid_parse(u, "not-a-uuid"));
+	assert_false(db_uuid_parse(u, "0123456789ab-cdef-0123-456789abcdef0"));
+	assert_true(db_uuid_parse(u, "01234567-89ab-cdef-0123-456789ABCDEF"));
+	db_copy_init(&cp);
+	copy_types_row(&cp, u, "tab\there, line\nbreak, back\\slash \"quoted\" \xc3\xa9", 0, 1, a, 3, INT64_MIN);
+	copy_types_row(&cp, u, "", 946684800 + 86400 + 1, 2, a, 1, -1);
+	assert_int_equal(db_copy_send(&rows, c, &st_copy_types, &cp, &err), 0);
+	assert_int_equal(rows, 2);
+	db_copy_cleanup(&cp);
+	assert_int_equal(db_exec(&res, c, &st_copy_types_read, NULL, &err), 0);
+	assert_int_equal(PQntuples(res), 2);
+	const char *want[2][9] = {
+		{"01234567-89ab-cdef-0123-456789abcdef", "tab\there, line\nbreak, back\\slash \"quoted\" \xc3\xa9", "0",
+		 "1", "{1,-2,9223372036854775807}", "{}", "-9223372036854775808", "t", "t"},
+		{"01234567-89ab-cdef-0123-456789abcdef", "", "946771201", "2", "{1}", "{}", "-1", "t", "t"},
+	};
+	for (int r = 0; r < 2; r++)
+		for (int k = 0; k < 9; k++)
+			assert_string_equal(PQgetvalue(res, r, k), want[r][k]);
+	PQclear(res);
+	db_release(pool, c);
+}
+
+/* A row PostgreSQL refuses in the middle of a COPY larger than one chunk sent to libpq: an error
+ * naming the constraint, no row of that COPY stored, and the connection good for the next. */
+static void test_copy_refused_row_stores_nothing(void **state)
+{
+	gn_err err;
+	PGresult *res = NULL;
+	db_copy cp;
+	(void)state;
+	db_conn *c = db_acquire(pool);
+	assert_int_equal(db_exec_sql(c, "CREATE TABLE cc (v bigint CHECK (v <> 150000))", &err), 0);
+	db_copy_init(&cp);
+	for (int64_t v = 0; v < 200000; v++) {
+		db_copy_row(&cp, 1);
+		db_copy_int8(&cp, v);
+	}
+	assert_true(cp.buf.len > 2u << 20);
+	assert_int_equal(db_tx_begin(c, &err), 0);
+	assert_int_equal(db_copy_send(NULL, c, &st_copy_checked, &cp, &err), GN_EINVAL);
+	assert_non_null(strstr(err.msg, "cc_v_check"));
+	db_tx_rollback(c);
+	/* outside a transaction too */
+	assert_int_equal(db_copy_send(NULL, c, &st_copy_checked, &cp, &err), GN_EINVAL);
+	db_copy_cleanup(&cp);
+	/* a row of the wrong width */
+	db_copy_init(&cp);
+	db_copy_row(&cp, 2);
+	db_copy_int8(&cp, 1);
+	db_copy_int8(&cp, 2);
+	assert_int_not_equal(db_copy_send(NULL, c, &st_copy_checked, &cp, &err), 0);
+	db_copy_cleanup(&cp);
+	assert_int_equal(db_exec(&res, c, &st_copy_checked_count, NULL, &err), 0);
+	assert_string_equal(PQgetvalue(res, 0, 0), "0");
+	PQclear(res);
+	/* the connection still works: a good COPY goes in */
+	db_copy_init(&cp);
+	db_copy_row(&cp, 1);
+	db_copy_int8(&cp, 7);
+	assert_int_equal(db_copy_send(NULL, c, &st_copy_checked, &cp, &err), 0);
+	db_copy_cleanup(&cp);
+	assert_int_equal(db_exec(&res, c, &st_copy_checked_count, NULL, &err), 0);
+	assert_string_equal(PQgetvalue(res, 0, 0), "1");
+	PQclear(res);
+	db_release(pool, c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_nested_begin_refused),           cmocka_unit_test(test_commit_and_rollback),
-		cmocka_unit_test(test_failed_commit_ends_transaction), cmocka_unit_test(test_release_rolls_back),
+		cmocka_unit_test(test_nested_begin_refused),
+		cmocka_unit_test(test_commit_and_rollback),
+		cmocka_unit_test(test_failed_commit_ends_transaction),
+		cmocka_unit_test(test_release_rolls_back),
 		cmocka_unit_test(test_advisory_locks_exclude),
+		cmocka_unit_test(test_copy_binary_values),
+		cmocka_unit_test(test_copy_refused_row_stores_nothing),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
