@@ -1,4 +1,5 @@
-/* ganglion tokens: create, list and revoke API tokens for people and automation. */
+/* ganglion tokens: create, list and revoke API tokens for people and automation; list and rotate
+ * the keys that sign device tokens. */
 #include "cli.h"
 
 #include <stdlib.h>
@@ -105,6 +106,59 @@ out:
 	return error;
 }
 
+static const output_col key_cols[] = {
+	{"ID", "id", NULL},
+	{"STATE", "state", NULL},
+	{"CREATED", "created_at", NULL},
+	{"VERIFY UNTIL", "verify_until", NULL},
+	{"RETIRED", "retired_at", NULL},
+};
+
+static int device_keys_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	return cli_list_print(ctx, "/v1/device-token-keys", key_cols, GN_ARRAY_LEN(key_cols), err);
+}
+
+static int rotate_device_key_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	json_t *out = NULL, *k;
+	bool retire = cli_args_get(args, "retire-previous") != NULL;
+	json_t *body = json_pack("{s:b}", "retire_previous", retire);
+	size_t i;
+	int error = cli_request(&out, ctx, "POST", "/v1/device-token-keys/rotate", body, err);
+	json_decref(body);
+	if (error)
+		return error;
+	if (ctx->output == CLI_OUTPUT_JSON) {
+		output_json(out);
+		json_decref(out);
+		return 0;
+	}
+	printf("Device token key %lld signs from now on, on every replica.\n",
+	       (long long)json_integer_value(json_object_get(out, "key_id")));
+	if (retire)
+		printf("The keys before it are retired: every token they signed is refused now, and agents "
+		       "authenticate again with their enrolled keys.\n");
+	json_array_foreach(json_object_get(out, "keys"), i, k) {
+		const char *state = json_string_value(json_object_get(k, "state"));
+		if (state && strcmp(state, "verifying") == 0)
+			printf("Key %lld still verifies the tokens it signed until %s; agents move to the new key as "
+			       "they renew.\n",
+			       (long long)json_integer_value(json_object_get(k, "id")),
+			       json_string_value(json_object_get(k, "verify_until")));
+	}
+	printf("\n");
+	output_table(json_object_get(out, "keys"), key_cols, GN_ARRAY_LEN(key_cols));
+	json_decref(out);
+	return 0;
+}
+
+static const cli_opt rotate_device_key_opts[] = {
+	{"retire-previous", 0, NULL,
+	 "refuse every token the previous keys signed at once (a key that may have leaked); agents authenticate "
+	 "again"},
+};
+
 static const cli_opt create_opts[] = {
 	{"name", 0, "NAME", "what the token is for, 1 to 64 characters (required)"},
 	{"scope", 0, "SCOPE", "admin, operator, ci or read; repeatable or comma-separated (required)"},
@@ -116,6 +170,12 @@ static const cli_cmd cmds[] = {
 	 0, create_run},
 	{"list", "", "List API tokens (never the secrets).", NULL, 0, 0, 0, list_run},
 	{"revoke", "ID", "Revoke an API token at once.", NULL, 0, 1, 1, revoke_run},
+	{"device-keys", "", "List the keys that sign device tokens (never their secrets).", NULL, 0, 0, 0,
+	 device_keys_run},
+	{"rotate-device-key", "",
+	 "Make a new key sign device tokens on every replica; the previous ones verify until their tokens expire.",
+	 rotate_device_key_opts, GN_ARRAY_LEN(rotate_device_key_opts), 0, 0, rotate_device_key_run},
 };
 
-const cli_group cmd_tokens_group = {"tokens", "Manage API tokens (needs the admin scope).", cmds, GN_ARRAY_LEN(cmds)};
+const cli_group cmd_tokens_group = {"tokens", "Manage API tokens and the device token keys (needs the admin scope).",
+				    cmds, GN_ARRAY_LEN(cmds)};

@@ -15,6 +15,7 @@
 #include "db.h"
 #include "deployments.h"
 #include "device_auth.h"
+#include "device_tokens.h"
 #include "devices.h"
 #include "director.h"
 #include "enroll.h"
@@ -237,6 +238,15 @@ static int alert_rule(const json_t *b, gn_err *err)
 	return rc;
 }
 
+static int device_token_key_rotate(const json_t *b, gn_err *err)
+{
+	json_t *out = NULL;
+	int rc = device_tokens_rotate_key(&out, down, &who, json_is_true(json_object_get(b, "retire_previous")), 3600,
+					  err);
+	json_decref(out);
+	return rc;
+}
+
 /* Every route whose method takes a body: its table and domain call, or the domain call that takes
  * the raw bytes, or neither (no JSON body). The input's first byte indexes this table: append. */
 static const struct body_route {
@@ -281,6 +291,8 @@ static const struct body_route {
 	{"POST", "/v1/tuf/image/targets", http_tuf_root_fields, &http_tuf_root_nfields, targets_import, NULL},
 	{"POST", "/v1/tuf/image/release-draft", http_tuf_draft_fields, &http_tuf_draft_nfields, release_draft, NULL},
 	{"POST", "/v1/tuf/image/roles/{role}", http_tuf_root_fields, &http_tuf_root_nfields, role_publish, NULL},
+	{"POST", "/v1/device-token-keys/rotate", http_device_tokens_rotate_fields, &http_device_tokens_rotate_nfields,
+	 device_token_key_rotate, NULL},
 };
 
 /* Fails when the server has a route with a body that the table above does not list. */

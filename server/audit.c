@@ -14,15 +14,17 @@
  * device.rename by migration 0010; rollout.KIND by rollouts.c's event(), one per rollout event
  * kind (and rollout.hold by its hold()). */
 const char *const audit_actions[] = {
-	"token.create",     "token.rename",      "token.revoke",        "enroll_token.create", "enroll_token.revoke",
-	"device.enroll",    "device.update",     "device.decommission", "device.assign",       "device.unassign",
-	"device.conflict",  "device.rename",     "model.publish",       "model.alias",         "model.alias_delete",
-	"model.yank",       "model.unyank",      "tuf.key_rotate",      "tuf.root_import",     "tuf.targets_import",
-	"tuf.role_publish", "deployment.create", "deployment.update",   "deployment.delete",   "rollout.start",
-	"rollout.stage",    "rollout.pin",       "rollout.complete",    "rollout.rollback",    "rollout.pause",
-	"rollout.resume",   "rollout.promote",   "rollout.abort",       "rollout.approve",     "rollout.hold",
-	"gitops.apply",     "gitops.suspend",    "gitops.resume",       "alert.open",          "alert_rule.create",
-	"alert.resolve",    "alert_rule.delete", "device.token_rotate",
+	"token.create",        "token.rename",      "token.revoke",        "enroll_token.create",
+	"enroll_token.revoke", "device.enroll",     "device.update",       "device.decommission",
+	"device.assign",       "device.unassign",   "device.conflict",     "device.rename",
+	"model.publish",       "model.alias",       "model.alias_delete",  "model.yank",
+	"model.unyank",        "tuf.key_rotate",    "tuf.root_import",     "tuf.targets_import",
+	"tuf.role_publish",    "deployment.create", "deployment.update",   "deployment.delete",
+	"rollout.start",       "rollout.stage",     "rollout.pin",         "rollout.complete",
+	"rollout.rollback",    "rollout.pause",     "rollout.resume",      "rollout.promote",
+	"rollout.abort",       "rollout.approve",   "rollout.hold",        "gitops.apply",
+	"gitops.suspend",      "gitops.resume",     "alert.open",          "alert_rule.create",
+	"alert.resolve",       "alert_rule.delete", "device.token_rotate", "device_token_key.rotate",
 };
 const size_t audit_nactions = GN_ARRAY_LEN(audit_actions);
 

@@ -66,6 +66,8 @@ static int signed_verdict(enum device_token_verdict v, gn_err *err)
 		return gn_err_set(err, GN_EAUTH, "device has been decommissioned");
 	if (v == DEVICE_TOKEN_REVOKED)
 		return gn_err_set(err, GN_EAUTH, "device token has been revoked; authenticate again");
+	if (v == DEVICE_TOKEN_KEY_RETIRED)
+		return gn_err_set(err, GN_EAUTH, "device token was signed with a retired key; authenticate again");
 	return 0;
 }
 
@@ -93,7 +95,7 @@ static const char *bearer(const char *header, gn_err *err)
 int auth_authenticate_memory(struct gd_actor *out, bool *out_done, const char *header, gn_err *err)
 {
 	enum device_token_verdict v;
-	int64_t gen = 0;
+	struct device_token t;
 	int error;
 	clear_identity(out);
 	*out_done = false;
@@ -104,11 +106,9 @@ int auth_authenticate_memory(struct gd_actor *out, bool *out_done, const char *h
 	}
 	if (!device_tokens_is_signed(token))
 		return 0;
-	error = device_tokens_check(&v, out->id, &gen, token, gn_now(), err);
-	if (!error && v == DEVICE_TOKEN_UNKNOWN) {
-		out->id[0] = '\0';
+	error = device_tokens_check(&v, &t, token, gn_now(), err);
+	if (!error && (v == DEVICE_TOKEN_UNKNOWN || v == DEVICE_TOKEN_NO_KEY))
 		return 0; /* the database decides */
-	}
 	*out_done = true;
 	if (!error)
 		error = signed_verdict(v, err);
@@ -116,6 +116,7 @@ int auth_authenticate_memory(struct gd_actor *out, bool *out_done, const char *h
 		clear_identity(out);
 		return error;
 	}
+	snprintf(out->id, sizeof(out->id), "%s", t.device_id);
 	out->kind = GD_ACTOR_DEVICE;
 	out->scopes = GD_SCOPE_DEVICE;
 	return 0;
@@ -160,12 +161,11 @@ int auth_authenticate(struct gd_actor *out, db_conn *c, const char *header, gn_e
 		free(scopes);
 	} else if (device_tokens_is_signed(token)) {
 		enum device_token_verdict v;
-		int64_t gen = 0;
-		if ((error = device_tokens_check(&v, out->id, &gen, token, gn_now(), err)) ||
-		    (v == DEVICE_TOKEN_UNKNOWN && (error = device_tokens_check_db(&v, c, out->id, gen, err))))
+		struct device_token t;
+		if ((error = device_tokens_check_db(&v, &t, c, token, gn_now(), err)) ||
+		    (error = signed_verdict(v, err)))
 			goto out;
-		if ((error = signed_verdict(v, err)))
-			goto out;
+		snprintf(out->id, sizeof(out->id), "%s", t.device_id);
 		out->kind = GD_ACTOR_DEVICE;
 		out->scopes = GD_SCOPE_DEVICE;
 	} else if (strncmp(token, AUTH_DEVICE_PREFIX, 4) == 0) {

@@ -94,13 +94,14 @@ int db_copy_send(int64_t *out_rows, db_conn *c, const db_stmt *s, const db_copy 
 
 /* Advisory lock keys, one list for the whole server so no two uses collide. */
 enum db_lock {
-	DB_LOCK_MIGRATE = 1734438503,        /* session lock: migrations */
-	DB_LOCK_ADMIN_TOKEN = 1734438504,    /* session lock: first admin token */
-	DB_LOCK_TUF = 1734438505,            /* transaction lock: TUF image repository writers */
-	DB_LOCK_DEPLOYMENTS = 1734438506,    /* transaction lock: deployment writers (overlap checks) */
-	DB_LOCK_GITOPS = 1734438507,         /* session lock: a GitOps sync or plan (gitops.c) */
-	DB_LOCK_ARTIFACT_SWEEP = 1734438508, /* session lock: the unreferenced-artifact sweep */
-	DB_LOCK_JOBS = 1734438600,           /* jobs: DB_LOCK_JOBS + the job's index */
+	DB_LOCK_MIGRATE = 1734438503,           /* session lock: migrations */
+	DB_LOCK_ADMIN_TOKEN = 1734438504,       /* session lock: first admin token */
+	DB_LOCK_TUF = 1734438505,               /* transaction lock: TUF image repository writers */
+	DB_LOCK_DEPLOYMENTS = 1734438506,       /* transaction lock: deployment writers (overlap checks) */
+	DB_LOCK_GITOPS = 1734438507,            /* session lock: a GitOps sync or plan (gitops.c) */
+	DB_LOCK_ARTIFACT_SWEEP = 1734438508,    /* session lock: the unreferenced-artifact sweep */
+	DB_LOCK_DEVICE_TOKEN_KEYS = 1734438530, /* transaction lock: device token key rotation */
+	DB_LOCK_JOBS = 1734438600,              /* jobs: DB_LOCK_JOBS + the job's index */
 	/* transaction lock: telemetry partitions created or dropped; taken by migration 0012's SQL
 	 * functions gn_telemetry_partition and gn_telemetry_drop_before, which hold the number */
 	DB_LOCK_TELEMETRY_PARTITIONS = 1734438520,

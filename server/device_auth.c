@@ -122,9 +122,8 @@ int device_auth_token(json_t **out, db_conn *c, const char *device_id, const cha
 		return error;
 	if (PQntuples(res) != 1)
 		error = gn_err_set(err, GN_EFORBIDDEN, "device has been decommissioned");
-	else if (!(token = device_tokens_mint(device_id, strtoll(PQgetvalue(res, 0, 0), NULL, 10), exp)))
-		error = gn_err_set(err, GN_ERROR, "cannot sign the device token");
-	else
+	else if (!(error = device_tokens_mint(&token, c, device_id, strtoll(PQgetvalue(res, 0, 0), NULL, 10), exp,
+					      err)))
 		*out = json_pack("{s:s,s:s}", "token", token, "expires_at", PQgetvalue(res, 0, 1));
 	PQclear(res);
 	free(token);

@@ -12,6 +12,7 @@
 
 #include "audit.h"
 #include "crypto.h"
+#include "json.h"
 #include "log.h"
 #include "notify.h"
 
@@ -25,16 +26,34 @@
  * the same moment, from the same commit). */
 #define ROTATE_WAIT_MS 2000
 
-static const db_stmt st_key_put = {
-	"device_tokens_key_put",
-	"INSERT INTO server_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", 2};
-static const db_stmt st_key_get = {"device_tokens_key_get", "SELECT secret FROM server_secrets WHERE name = $1", 1};
+/* The first key: the one server_secrets held before migrations/0020 (which copies it), or a new
+ * one. Replicas starting together: the first insert wins and every one reads the same key. */
+static const db_stmt st_first_secret = {
+	"device_tokens_first_secret",
+	"INSERT INTO server_secrets (name, secret) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM device_token_keys)"
+	" ON CONFLICT (name) DO NOTHING",
+	2};
+static const db_stmt st_first_key = {
+	"device_tokens_first_key",
+	"INSERT INTO device_token_keys (id, secret) SELECT 1, secret FROM server_secrets WHERE name = $1"
+	" AND NOT EXISTS (SELECT 1 FROM device_token_keys) ON CONFLICT (id) DO NOTHING",
+	1};
+static const db_stmt st_keys = {"device_tokens_keys",
+				"SELECT id, secret, coalesce(floor(extract(epoch FROM verify_until))::bigint, 0),"
+				" retired_at IS NOT NULL FROM device_token_keys ORDER BY id",
+				0};
 static const db_stmt st_state = {"device_tokens_state",
 				 "SELECT id::text, token_generation, status <> 'active' FROM devices"
 				 " WHERE token_generation > 0 OR status <> 'active'",
 				 0};
-static const db_stmt st_device = {"device_tokens_device",
-				  "SELECT token_generation, status <> 'active' FROM devices WHERE id = $1", 1};
+/* The device's row and whether the key ($2) still verifies at $3 (Unix seconds); a device or a
+ * key that is not there reads as dead. */
+static const db_stmt st_device = {
+	"device_tokens_device",
+	"SELECT (SELECT token_generation FROM devices WHERE id = $1), (SELECT status <> 'active' FROM devices WHERE id = $1),"
+	" coalesce((SELECT retired_at IS NOT NULL OR coalesce(verify_until <= to_timestamp($3::bigint), false)"
+	"  FROM device_token_keys WHERE id = $2::integer), true)",
+	3};
 /* The trigger of migrations/0013 tells every replica (gn_device_tokens). */
 static const db_stmt st_rotate = {
 	"device_tokens_rotate",
@@ -49,13 +68,36 @@ static const db_stmt st_listeners = {"device_tokens_listeners",
 				     " AND application_name = $1",
 				     1};
 static const db_stmt st_status = {"device_tokens_status", "SELECT status FROM devices WHERE id = $1", 1};
+/* Key rotation; the trigger of migrations/0020 tells every replica (gn_device_token_keys). */
+static const db_stmt st_keys_retire = {
+	"device_tokens_keys_retire",
+	"UPDATE device_token_keys SET retired_at = now(), secret = NULL,"
+	" superseded_at = coalesce(superseded_at, now()), verify_until = coalesce(verify_until, now())"
+	" WHERE retired_at IS NULL RETURNING id",
+	0};
+/* The copy of key 1 that replicas of the release before key ids read: gone with key 1. */
+static const db_stmt st_first_secret_drop = {"device_tokens_first_secret_drop",
+					     "DELETE FROM server_secrets WHERE name = $1", 1};
+static const db_stmt st_keys_supersede = {
+	"device_tokens_keys_supersede",
+	"UPDATE device_token_keys SET superseded_at = now(), verify_until = now() + make_interval(secs => $1::bigint)"
+	" WHERE retired_at IS NULL AND superseded_at IS NULL RETURNING id",
+	1};
+static const db_stmt st_key_new = {
+	"device_tokens_key_new",
+	"INSERT INTO device_token_keys (id, secret) SELECT coalesce(max(id), 0) + 1, $1 FROM device_token_keys"
+	" RETURNING id",
+	1};
+static const db_stmt st_keys_list = {
+	"device_tokens_keys_list",
+	"SELECT coalesce(json_agg(json_build_object('id', id, 'state', CASE WHEN retired_at IS NOT NULL THEN 'retired'"
+	"  WHEN verify_until IS NULL THEN 'signing' WHEN verify_until > now() THEN 'verifying' ELSE 'expired' END,"
+	"  'created_at', gn_ts(created_at), 'superseded_at', gn_ts(superseded_at), 'verify_until', gn_ts(verify_until),"
+	"  'retired_at', gn_ts(retired_at)) ORDER BY id DESC), '[]')::text FROM device_token_keys",
+	0};
 
-static unsigned char key_[KEY_LEN];
-static _Atomic bool have_key;
-static EVP_MAC *mac_;
-static EVP_MAC_CTX *mac_template;
-static pthread_key_t mac_tls;
-static bool mac_tls_made;
+static _Atomic bool keys_wanted; /* a key was announced that is not loaded, or may have been */
+static int keys_load(db_conn *c, gn_err *err);
 
 /* --- the revocation state ---------------------------------------------------------------------- */
 
@@ -154,6 +196,8 @@ void device_tokens_on_listening(bool up)
 	atomic_fetch_add(&listen_gen, 1);
 	atomic_store(&listening, up);
 	atomic_store(&reload_wanted, up);
+	if (up)
+		atomic_store(&keys_wanted, true); /* a key may have come or gone unheard */
 	pthread_mutex_lock(&heard_lock);
 	pthread_cond_broadcast(&heard);
 	pthread_mutex_unlock(&heard_lock);
@@ -161,12 +205,16 @@ void device_tokens_on_listening(bool up)
 
 bool device_tokens_reload_wanted(void)
 {
-	return atomic_load(&reload_wanted);
+	return atomic_load(&reload_wanted) || atomic_load(&keys_wanted);
 }
 
 int device_tokens_reload(db_conn *c, gn_err *err)
 {
 	PGresult *res = NULL;
+	if (atomic_exchange(&keys_wanted, false) && keys_load(c, err)) {
+		atomic_store(&keys_wanted, true);
+		return err->code;
+	}
 	if (!atomic_exchange(&reload_wanted, false))
 		return 0;
 	/* Read after LISTEN: whatever changes after this read arrives as a notification. */
@@ -194,31 +242,105 @@ size_t device_tokens_revoked_count(void)
 	return n;
 }
 
-/* --- the key and the MAC ----------------------------------------------------------------------- */
+/* --- the keys and the MAC ---------------------------------------------------------------------- */
 
-static void mac_tls_free(void *ctx)
+/* What a replica knows of one key. Only ever learns more: a secret once, a verify_until that only
+ * comes earlier, retired for good (the order of notifications and reloads does not matter). */
+struct key {
+	int id;
+	int64_t verify_until; /* 0: none (it signs) */
+	bool retired;
+	EVP_MAC_CTX *tmpl; /* keyed; NULL while the secret is not loaded, and once retired */
+};
+
+static struct key *keys_;
+static size_t nkeys, keys_cap;
+static int newest_id; /* the newest key heard of, loaded or not */
+static pthread_rwlock_t keys_lock = PTHREAD_RWLOCK_INITIALIZER;
+static EVP_MAC *mac_;
+static pthread_key_t mac_tls;
+static pthread_once_t mac_tls_once = PTHREAD_ONCE_INIT;
+static bool mac_tls_made;
+/* Bumped whenever a key's secret is dropped: each thread then drops its copies. */
+static _Atomic uint64_t keys_epoch = 1;
+
+/* Each thread's keyed MAC contexts, copies of the keys' templates made once per thread and key. */
+#define THREAD_MACS 4
+struct thread_macs {
+	uint64_t epoch;
+	unsigned next;
+	int id[THREAD_MACS];
+	EVP_MAC_CTX *ctx[THREAD_MACS];
+};
+
+static void thread_macs_clear(struct thread_macs *t)
 {
-	EVP_MAC_CTX_free(ctx);
+	for (size_t i = 0; i < THREAD_MACS; i++) {
+		EVP_MAC_CTX_free(t->ctx[i]);
+		t->ctx[i] = NULL;
+		t->id[i] = 0;
+	}
 }
 
-/* This thread's keyed MAC context (a copy of the template, made once per thread). */
-static EVP_MAC_CTX *thread_mac(void)
+static void mac_tls_free(void *p)
 {
-	EVP_MAC_CTX *ctx = pthread_getspecific(mac_tls);
-	if (!ctx) {
-		ctx = EVP_MAC_CTX_dup(mac_template);
-		if (ctx && pthread_setspecific(mac_tls, ctx) != 0) {
-			EVP_MAC_CTX_free(ctx);
-			ctx = NULL;
+	if (p)
+		thread_macs_clear(p);
+	free(p);
+}
+
+static void mac_tls_create(void)
+{
+	mac_tls_made = pthread_key_create(&mac_tls, mac_tls_free) == 0;
+}
+
+/* The key numbered id (under keys_lock), or NULL. */
+static struct key *key_find(int id)
+{
+	for (size_t i = 0; i < nkeys; i++)
+		if (keys_[i].id == id)
+			return &keys_[i];
+	return NULL;
+}
+
+/* This thread's MAC context for key id, or NULL when its secret is not loaded (or retired). */
+static EVP_MAC_CTX *thread_mac(int id)
+{
+	if (!mac_tls_made)
+		return NULL;
+	struct thread_macs *t = pthread_getspecific(mac_tls);
+	if (!t) {
+		t = gn_calloc(1, sizeof(*t));
+		if (pthread_setspecific(mac_tls, t) != 0) {
+			free(t);
+			return NULL;
 		}
 	}
+	uint64_t epoch = atomic_load(&keys_epoch);
+	if (t->epoch != epoch) {
+		thread_macs_clear(t);
+		t->epoch = epoch;
+	}
+	for (size_t i = 0; i < THREAD_MACS; i++)
+		if (t->ctx[i] && t->id[i] == id)
+			return t->ctx[i];
+	pthread_rwlock_rdlock(&keys_lock);
+	struct key *k = key_find(id);
+	EVP_MAC_CTX *ctx = k && k->tmpl && !k->retired ? EVP_MAC_CTX_dup(k->tmpl) : NULL;
+	pthread_rwlock_unlock(&keys_lock);
+	if (!ctx)
+		return NULL;
+	size_t slot = t->next++ % THREAD_MACS;
+	EVP_MAC_CTX_free(t->ctx[slot]);
+	t->ctx[slot] = ctx;
+	t->id[slot] = id;
 	return ctx;
 }
 
-/* HMAC-SHA256 of msg under the shared key; false when OpenSSL fails. */
-static bool token_mac(unsigned char out[32], const char *msg, size_t len)
+/* HMAC-SHA256 of msg under key id; false when the key is not loaded or OpenSSL fails. */
+static bool token_mac(unsigned char out[32], int id, const char *msg, size_t len)
 {
-	EVP_MAC_CTX *ctx = atomic_load(&have_key) ? thread_mac() : NULL;
+	EVP_MAC_CTX *ctx = thread_mac(id);
 	size_t outl = 0;
 	/* A NULL key re-initialises with the key the template was given. */
 	return ctx && EVP_MAC_init(ctx, NULL, 0, NULL) == 1 &&
@@ -226,62 +348,143 @@ static bool token_mac(unsigned char out[32], const char *msg, size_t len)
 	       outl == 32;
 }
 
-int device_tokens_use_key(const unsigned char key[32], gn_err *err)
+/* A keyed HMAC-SHA256 template for secret, or NULL when OpenSSL fails. */
+static EVP_MAC_CTX *template_new(const unsigned char secret[KEY_LEN])
 {
 	OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
 			       OSSL_PARAM_construct_end()};
-	memcpy(key_, key, KEY_LEN);
-	if (!mac_tls_made) {
-		if (pthread_key_create(&mac_tls, mac_tls_free) != 0)
-			return gn_err_set(err, GN_ERROR, "cannot create the thread key of the device token MAC");
-		mac_tls_made = true;
+	EVP_MAC_CTX *ctx = mac_ ? EVP_MAC_CTX_new(mac_) : NULL;
+	if (ctx && EVP_MAC_init(ctx, secret, KEY_LEN, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
 	}
-	if (!(mac_ = EVP_MAC_fetch(NULL, "HMAC", NULL)) || !(mac_template = EVP_MAC_CTX_new(mac_)) ||
-	    EVP_MAC_init(mac_template, key_, sizeof(key_), params) != 1) {
-		device_tokens_cleanup();
+	return ctx;
+}
+
+/* Adds what is known of key id: its secret (may be NULL), verify_until (0: none), retired. */
+static int key_merge(int id, const unsigned char *secret, int64_t verify_until, bool retired, gn_err *err)
+{
+	int error = 0;
+	pthread_rwlock_wrlock(&keys_lock);
+	struct key *k = key_find(id);
+	if (!k) {
+		if (nkeys == keys_cap) {
+			keys_cap = keys_cap ? 2 * keys_cap : 8;
+			keys_ = gn_realloc(keys_, keys_cap * sizeof(*keys_));
+		}
+		k = &keys_[nkeys++];
+		memset(k, 0, sizeof(*k));
+		k->id = id;
+	}
+	if (id > newest_id)
+		newest_id = id;
+	if (verify_until > 0 && (k->verify_until == 0 || verify_until < k->verify_until))
+		k->verify_until = verify_until;
+	if (retired && !k->retired) {
+		k->retired = true;
+		EVP_MAC_CTX_free(k->tmpl);
+		k->tmpl = NULL;
+		atomic_fetch_add(&keys_epoch, 1);
+	}
+	if (secret && !k->retired && !k->tmpl && !(k->tmpl = template_new(secret)))
+		error = gn_err_set(err, GN_ERROR, "OpenSSL cannot set up HMAC-SHA256 for device tokens");
+	pthread_rwlock_unlock(&keys_lock);
+	return error;
+}
+
+/* The newest key that can sign (0 for none), and whether a newer one was announced. */
+static int signing_key(bool *out_newer)
+{
+	int id = 0;
+	pthread_rwlock_rdlock(&keys_lock);
+	for (size_t i = 0; i < nkeys; i++)
+		if (keys_[i].tmpl && !keys_[i].retired && keys_[i].id > id)
+			id = keys_[i].id;
+	*out_newer = newest_id > id;
+	pthread_rwlock_unlock(&keys_lock);
+	return id;
+}
+
+/* Reads every key from the database. */
+static int keys_load(db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	unsigned char secret[KEY_LEN];
+	int error = db_exec(&res, c, &st_keys, NULL, err);
+	for (int i = 0; !error && i < PQntuples(res); i++) {
+		const char *hex = db_val(res, i, 1);
+		if (hex && gn_hex_decode(secret, sizeof(secret), hex)) {
+			error = gn_err_set(err, GN_ERROR, "device token key %s in device_token_keys is corrupt",
+					   PQgetvalue(res, i, 0));
+			break;
+		}
+		error = key_merge(atoi(PQgetvalue(res, i, 0)), hex ? secret : NULL,
+				  strtoll(PQgetvalue(res, i, 2), NULL, 10), strcmp(PQgetvalue(res, i, 3), "t") == 0,
+				  err);
+	}
+	memset(secret, 0, sizeof(secret));
+	PQclear(res);
+	return error;
+}
+
+int device_tokens_use_key(int id, const unsigned char key[32], gn_err *err)
+{
+	pthread_once(&mac_tls_once, mac_tls_create);
+	if (!mac_tls_made)
+		return gn_err_set(err, GN_ERROR, "cannot create the thread key of the device token MAC");
+	if (!mac_ && !(mac_ = EVP_MAC_fetch(NULL, "HMAC", NULL)))
 		return gn_err_set(err, GN_ERROR, "OpenSSL cannot set up HMAC-SHA256 for device tokens");
-	}
-	atomic_store(&have_key, true);
-	return 0;
+	if (id <= 0)
+		return gn_err_set(err, GN_EINVAL, "device token key ids start at 1");
+	return key_merge(id, key, 0, false, err);
 }
 
 int device_tokens_init(db_conn *c, gn_err *err)
 {
-	PGresult *res = NULL;
-	unsigned char raw[KEY_LEN], key[KEY_LEN];
+	unsigned char raw[KEY_LEN];
 	char hex[2 * KEY_LEN + 1];
+	bool newer;
 	int error;
+	pthread_once(&mac_tls_once, mac_tls_create);
+	if (!mac_tls_made)
+		return gn_err_set(err, GN_ERROR, "cannot create the thread key of the device token MAC");
+	if (!mac_ && !(mac_ = EVP_MAC_fetch(NULL, "HMAC", NULL)))
+		return gn_err_set(err, GN_ERROR, "OpenSSL cannot set up HMAC-SHA256 for device tokens");
 	if ((error = gn_random_bytes(raw, sizeof(raw), err)))
 		return error;
 	gn_hex_encode(hex, raw, sizeof(raw));
+	memset(raw, 0, sizeof(raw));
 	const char *pp[] = {KEY_NAME, hex};
-	const char *pg[] = {KEY_NAME};
-	/* Replicas starting together: the first insert wins and every one reads the same key. */
-	if ((error = db_exec(NULL, c, &st_key_put, pp, err)) || (error = db_exec(&res, c, &st_key_get, pg, err)))
+	const char *pk[] = {KEY_NAME};
+	error = db_exec(NULL, c, &st_first_secret, pp, err);
+	memset(hex, 0, sizeof(hex));
+	if (error || (error = db_exec(NULL, c, &st_first_key, pk, err)) || (error = keys_load(c, err)))
 		return error;
-	if (PQntuples(res) != 1 || gn_hex_decode(key, sizeof(key), PQgetvalue(res, 0, 0)))
-		error = gn_err_set(err, GN_ERROR, "the device token key in server_secrets is corrupt");
-	PQclear(res);
-	if (!error)
-		error = device_tokens_use_key(key, err);
-	memset(key, 0, sizeof(key));
-	return error;
+	if (!signing_key(&newer))
+		return gn_err_set(err, GN_ERROR, "device_token_keys holds no key that can sign device tokens");
+	return 0;
 }
 
 void device_tokens_cleanup(void)
 {
-	atomic_store(&have_key, false);
 	atomic_store(&trusted, false);
+	atomic_store(&keys_wanted, false);
 	if (mac_tls_made) {
-		EVP_MAC_CTX *ctx = pthread_getspecific(mac_tls);
-		EVP_MAC_CTX_free(ctx);
+		struct thread_macs *t = pthread_getspecific(mac_tls);
+		mac_tls_free(t);
 		pthread_setspecific(mac_tls, NULL);
 	}
-	EVP_MAC_CTX_free(mac_template);
+	pthread_rwlock_wrlock(&keys_lock);
+	for (size_t i = 0; i < nkeys; i++)
+		EVP_MAC_CTX_free(keys_[i].tmpl);
+	free(keys_);
+	keys_ = NULL;
+	nkeys = keys_cap = 0;
+	newest_id = 0;
+	atomic_fetch_add(&keys_epoch, 1);
+	pthread_rwlock_unlock(&keys_lock);
 	EVP_MAC_free(mac_);
-	mac_template = NULL;
 	mac_ = NULL;
-	memset(key_, 0, sizeof(key_));
 	pthread_rwlock_wrlock(&state_lock);
 	for (size_t b = 0; b < BUCKETS; b++) {
 		while (buckets[b]) {
@@ -296,33 +499,54 @@ void device_tokens_cleanup(void)
 
 /* --- minting and checking ---------------------------------------------------------------------- */
 
-/* Token: "gnd_v2.ID.GEN.EXP.MAC", MAC the hex of the first MAC_LEN bytes of the HMAC-SHA256 of
- * everything before its dot. */
-char *device_tokens_mint(const char *device_id, int64_t gen, int64_t exp)
+/* Token: "gnd_v3.KEY.ID.GEN.EXP.MAC" ("gnd_v2.ID.GEN.EXP.MAC" while key 1 signs), MAC the hex of
+ * the first MAC_LEN bytes of the HMAC-SHA256 of everything before its dot. */
+int device_tokens_mint(char **out, db_conn *c, const char *device_id, int64_t gen, int64_t exp, gn_err *err)
 {
 	unsigned char mac[32];
 	char hex[MAC_HEX + 1];
-	char *body = gn_asprintf(DEVICE_TOKEN_PREFIX "%s.%lld.%lld", device_id, (long long)gen, (long long)exp);
-	if (!token_mac(mac, body, strlen(body))) {
+	bool newer;
+	gn_err e2;
+	*out = NULL;
+	/* A new key was announced (gn_device_token_keys): sign with it from the first token on. */
+	if (c) {
+		bool wanted = atomic_exchange(&keys_wanted, false);
+		signing_key(&newer);
+		if ((wanted || newer) && keys_load(c, &e2)) {
+			atomic_store(&keys_wanted, true);
+			gn_log(GN_LOG_WARN,
+			       "event=device_token_keys_load_failed msg=\"%s\" note=\"signs with the key it has\"",
+			       e2.msg);
+		}
+	}
+	int id = signing_key(&newer);
+	if (!id)
+		return gn_err_set(err, GN_EUNAVAIL, "no device token key can sign; try again shortly");
+	char *body = id == DEVICE_TOKEN_FIRST_KEY ? gn_asprintf(DEVICE_TOKEN_PREFIX_V2 "%s.%lld.%lld", device_id,
+								(long long)gen, (long long)exp)
+						  : gn_asprintf(DEVICE_TOKEN_PREFIX "%d.%s.%lld.%lld", id, device_id,
+								(long long)gen, (long long)exp);
+	if (!token_mac(mac, id, body, strlen(body))) {
 		free(body);
-		return NULL;
+		return gn_err_set(err, GN_ERROR, "cannot sign the device token");
 	}
 	gn_hex_encode(hex, mac, MAC_LEN);
-	char *out = gn_asprintf("%s.%s", body, hex);
+	*out = gn_asprintf("%s.%s", body, hex);
 	free(body);
-	return out;
+	return 0;
 }
 
 bool device_tokens_is_signed(const char *token)
 {
-	return strncmp(token, DEVICE_TOKEN_PREFIX, strlen(DEVICE_TOKEN_PREFIX)) == 0;
+	return strncmp(token, DEVICE_TOKEN_PREFIX, strlen(DEVICE_TOKEN_PREFIX)) == 0 ||
+	       strncmp(token, DEVICE_TOKEN_PREFIX_V2, strlen(DEVICE_TOKEN_PREFIX_V2)) == 0;
 }
 
-/* Parses a decimal field of 1 to 18 digits ending at `end`; false otherwise. */
-static bool parse_num(int64_t *out, const char *p, const char *end)
+/* Parses a decimal field of 1 to max digits ending at `end`; false otherwise. */
+static bool parse_num(int64_t *out, const char *p, const char *end, int max)
 {
 	int64_t v = 0;
-	if (end <= p || end - p > 18)
+	if (end <= p || end - p > max)
 		return false;
 	for (; p < end; p++) {
 		if (*p < '0' || *p > '9')
@@ -333,53 +557,109 @@ static bool parse_num(int64_t *out, const char *p, const char *end)
 	return true;
 }
 
-int device_tokens_check(enum device_token_verdict *out_verdict, char out_id[40], int64_t *out_gen, const char *token,
+/* Splits a signed token into *out (its key id, device id, generation, expiry), the length of what
+ * its MAC covers and the MAC; false when it is malformed. */
+static bool token_parse(struct device_token *out, size_t *out_signed, unsigned char mac[MAC_LEN], const char *token)
+{
+	int64_t kid = DEVICE_TOKEN_FIRST_KEY;
+	size_t len = strlen(token);
+	const char *p = token + strlen(DEVICE_TOKEN_PREFIX); /* both prefixes have the same length */
+	/* [KEY '.'] ID (36) '.' GEN '.' EXP '.' MAC (32) */
+	if (len < strlen(DEVICE_TOKEN_PREFIX) + 36 + 1 + 1 + 1 + 1 + 1 + MAC_HEX)
+		return false;
+	const char *m = token + len - MAC_HEX;
+	if (strncmp(token, DEVICE_TOKEN_PREFIX, strlen(DEVICE_TOKEN_PREFIX)) == 0) {
+		const char *dot = memchr(p, '.', (size_t)(m - p));
+		/* No leading zero: one token has one spelling. */
+		if (!dot || *p == '0' || !parse_num(&kid, p, dot, 9) || kid < 1)
+			return false;
+		p = dot + 1;
+	} else if (strncmp(token, DEVICE_TOKEN_PREFIX_V2, strlen(DEVICE_TOKEN_PREFIX_V2)) != 0) {
+		return false;
+	}
+	if (m - p < 36 + 1 + 1 + 1 + 1 + 1 + 1)
+		return false;
+	const char *gen = p + 37;
+	const char *dot_exp = memchr(gen, '.', (size_t)(m - gen));
+	/* Lower-case hex only, as minted: one token has one spelling. */
+	if (p[36] != '.' || m[-1] != '.' || !dot_exp || !parse_num(&out->gen, gen, dot_exp, 18) ||
+	    !parse_num(&out->exp, dot_exp + 1, m - 1, 18) || strspn(m, "0123456789abcdef") != MAC_HEX ||
+	    gn_hex_decode(mac, MAC_LEN, m))
+		return false;
+	memcpy(out->device_id, p, 36);
+	out->device_id[36] = '\0';
+	out->key_id = (int)kid;
+	*out_signed = (size_t)(m - 1 - token);
+	return gn_is_uuid(out->device_id);
+}
+
+/* What memory knows of key id at now: DEVICE_TOKEN_OK (its secret is loaded), _KEY_RETIRED or _NO_KEY. */
+static enum device_token_verdict key_verdict(int id, int64_t now)
+{
+	enum device_token_verdict v = DEVICE_TOKEN_NO_KEY;
+	pthread_rwlock_rdlock(&keys_lock);
+	const struct key *k = key_find(id);
+	if (k && (k->retired || (k->verify_until && now >= k->verify_until)))
+		v = DEVICE_TOKEN_KEY_RETIRED;
+	else if (k && k->tmpl)
+		v = DEVICE_TOKEN_OK;
+	pthread_rwlock_unlock(&keys_lock);
+	return v;
+}
+
+int device_tokens_check(enum device_token_verdict *out_verdict, struct device_token *out, const char *token,
 			int64_t now, gn_err *err)
 {
 	unsigned char want[32], got[MAC_LEN];
-	const size_t plen = strlen(DEVICE_TOKEN_PREFIX);
+	struct device_token t;
+	size_t signed_len;
 	*out_verdict = DEVICE_TOKEN_UNKNOWN;
-	out_id[0] = '\0';
-	/* prefix, ID (36), '.', GEN, '.', EXP, '.', MAC (32) */
-	size_t len = strlen(token);
-	if (len < plen + 36 + 1 + 1 + 1 + 1 + 1 + MAC_HEX || !device_tokens_is_signed(token))
+	memset(out, 0, sizeof(*out));
+	if (!token_parse(&t, &signed_len, got, token))
 		return gn_err_set(err, GN_EAUTH, "unknown or malformed device token");
-	const char *id = token + plen, *gen = id + 37, *mac = token + len - MAC_HEX;
-	const char *dot_exp = memchr(gen, '.', (size_t)(mac - gen));
-	int64_t g, exp;
-	/* Lower-case hex only, as minted: one token has one spelling. */
-	if (id[36] != '.' || mac[-1] != '.' || !dot_exp || !parse_num(&g, gen, dot_exp) ||
-	    !parse_num(&exp, dot_exp + 1, mac - 1) || strspn(mac, "0123456789abcdef") != MAC_HEX ||
-	    gn_hex_decode(got, sizeof(got), mac))
-		return gn_err_set(err, GN_EAUTH, "unknown or malformed device token");
-	memcpy(out_id, id, 36);
-	out_id[36] = '\0';
-	if (!gn_is_uuid(out_id) || !token_mac(want, token, (size_t)(mac - 1 - token)) ||
-	    !gn_consttime_eq(want, got, MAC_LEN)) {
-		out_id[0] = '\0';
-		return gn_err_set(err, GN_EAUTH, "unknown or malformed device token");
+	enum device_token_verdict kv = key_verdict(t.key_id, now);
+	if (kv == DEVICE_TOKEN_KEY_RETIRED)
+		return gn_err_set(err, GN_EAUTH, "device token was signed with a retired key; authenticate again");
+	if (kv == DEVICE_TOKEN_NO_KEY) {
+		*out_verdict = kv;
+		return 0;
 	}
-	if (now >= exp) {
-		out_id[0] = '\0';
+	if (!token_mac(want, t.key_id, token, signed_len) || !gn_consttime_eq(want, got, MAC_LEN))
+		return gn_err_set(err, GN_EAUTH, "unknown or malformed device token");
+	if (now >= t.exp)
 		return gn_err_set(err, GN_EAUTH, "device token has expired; authenticate again");
-	}
-	*out_gen = g;
-	*out_verdict = memory_verdict(out_id, g);
+	*out = t;
+	*out_verdict = memory_verdict(t.device_id, t.gen);
 	return 0;
 }
 
-int device_tokens_check_db(enum device_token_verdict *out_verdict, db_conn *c, const char *id, int64_t gen, gn_err *err)
+int device_tokens_check_db(enum device_token_verdict *out_verdict, struct device_token *out, db_conn *c,
+			   const char *token, int64_t now, gn_err *err)
 {
 	PGresult *res = NULL;
-	const char *p[] = {id};
-	int error = db_exec(&res, c, &st_device, p, err);
-	if (error)
+	char kid[16], snow[24];
+	int error = device_tokens_check(out_verdict, out, token, now, err);
+	if (!error && *out_verdict == DEVICE_TOKEN_NO_KEY) {
+		/* A key announced after this replica last read them, or none at all. */
+		if ((error = keys_load(c, err)) || (error = device_tokens_check(out_verdict, out, token, now, err)))
+			return error;
+		if (*out_verdict == DEVICE_TOKEN_NO_KEY)
+			return gn_err_set(err, GN_EAUTH, "unknown or malformed device token");
+	}
+	if (error || *out_verdict != DEVICE_TOKEN_UNKNOWN)
 		return error;
-	if (PQntuples(res) != 1)
+	snprintf(kid, sizeof(kid), "%d", out->key_id);
+	snprintf(snow, sizeof(snow), "%lld", (long long)now);
+	const char *p[] = {out->device_id, kid, snow};
+	if ((error = db_exec(&res, c, &st_device, p, err)))
+		return error;
+	if (strcmp(PQgetvalue(res, 0, 2), "t") == 0)
+		*out_verdict = DEVICE_TOKEN_KEY_RETIRED; /* a retirement this replica has not heard of */
+	else if (PQgetisnull(res, 0, 0))
 		*out_verdict = DEVICE_TOKEN_DEAD; /* signed for a device that is no more */
 	else
 		*out_verdict = verdict_of(strtoll(PQgetvalue(res, 0, 0), NULL, 10),
-					  strcmp(PQgetvalue(res, 0, 1), "t") == 0, gen);
+					  strcmp(PQgetvalue(res, 0, 1), "t") == 0, out->gen);
 	PQclear(res);
 	return 0;
 }
@@ -483,4 +763,158 @@ int device_tokens_rotate(json_t **out, db_conn *c, const struct gd_actor *who, c
 	PQclear(res);
 	device_tokens_wait_heard(c, id, gen, false);
 	return 0;
+}
+
+/* --- key rotation ------------------------------------------------------------------------------ */
+
+void device_tokens_on_key_notify(const char *payload)
+{
+	char state[16];
+	int id;
+	long long until;
+	if (strlen(payload) > 64 || sscanf(payload, "%d %15s %lld", &id, state, &until) != 3 || id <= 0 || until < 0) {
+		gn_log(GN_LOG_WARN, "event=device_token_keys_bad_notify len=%zu", strlen(payload));
+		atomic_store(&keys_wanted, true);
+		return;
+	}
+	gn_err err;
+	bool retired = strcmp(state, "retired") == 0;
+	if (key_merge(id, NULL, (int64_t)until, retired, &err) == 0 && strcmp(state, "signing") == 0)
+		atomic_store(&keys_wanted, true); /* its secret is read from the table, never sent */
+	gn_log(GN_LOG_INFO, "event=device_token_key key=%d state=%s", id, state);
+}
+
+/* The acknowledgements of key notifications heard lately, by payload. */
+#define KEY_ACKS 32
+static struct key_ack {
+	char payload[64];
+	int count;
+} key_acks[KEY_ACKS];
+static size_t key_ack_next;
+
+void device_tokens_on_key_ack(const char *payload)
+{
+	if (strlen(payload) >= sizeof(key_acks[0].payload))
+		return;
+	pthread_mutex_lock(&heard_lock);
+	size_t i = 0;
+	while (i < KEY_ACKS && !(key_acks[i].count && strcmp(key_acks[i].payload, payload) == 0))
+		i++;
+	if (i == KEY_ACKS) {
+		i = key_ack_next++ % KEY_ACKS;
+		snprintf(key_acks[i].payload, sizeof(key_acks[i].payload), "%s", payload);
+		key_acks[i].count = 0;
+	}
+	key_acks[i].count++;
+	pthread_cond_broadcast(&heard);
+	pthread_mutex_unlock(&heard_lock);
+}
+
+static int key_acked(const char *payload)
+{
+	for (size_t i = 0; i < KEY_ACKS; i++)
+		if (key_acks[i].count && strcmp(key_acks[i].payload, payload) == 0)
+			return key_acks[i].count;
+	return 0;
+}
+
+/* Waits, at most ROTATE_WAIT_MS, until every replica listening now has acknowledged payload. */
+static void wait_key_heard(db_conn *c, const char *payload)
+{
+	PGresult *res = NULL;
+	gn_err err;
+	int listeners = 1;
+	const char *p[] = {NOTIFY_APPLICATION_NAME};
+	if (db_exec(&res, c, &st_listeners, p, &err) == 0)
+		listeners = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ROTATE_WAIT_MS / 1000;
+	pthread_mutex_lock(&heard_lock);
+	while (atomic_load(&listening) && key_acked(payload) < listeners)
+		if (pthread_cond_timedwait(&heard, &heard_lock, &until) != 0) {
+			gn_log(GN_LOG_WARN,
+			       "event=device_token_keys_unacknowledged payload=\"%s\" acks=%d listeners=%d", payload,
+			       key_acked(payload), listeners);
+			break;
+		}
+	pthread_mutex_unlock(&heard_lock);
+}
+
+/* The ids of res's first column as a JSON array (new). */
+static json_t *ids_of(const PGresult *res)
+{
+	json_t *a = json_array();
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(a, json_integer(atoi(PQgetvalue(res, i, 0))));
+	return a;
+}
+
+int device_tokens_rotate_key(json_t **out, db_conn *c, const struct gd_actor *who, bool retire_previous,
+			     int64_t overlap, gn_err *err)
+{
+	PGresult *old = NULL, *res = NULL;
+	unsigned char raw[KEY_LEN];
+	char hex[2 * KEY_LEN + 1], sover[24], payload[64], sid[16];
+	json_t *keys = NULL, *detail = NULL;
+	int error, id = 0;
+	*out = NULL;
+	if (overlap < 0)
+		return gn_err_set(err, GN_EINVAL, "the overlap of a key rotation cannot be negative");
+	if ((error = gn_random_bytes(raw, sizeof(raw), err)))
+		return error;
+	gn_hex_encode(hex, raw, sizeof(raw));
+	memset(raw, 0, sizeof(raw));
+	snprintf(sover, sizeof(sover), "%lld", (long long)overlap);
+	const char *pover[] = {sover}, *pname[] = {KEY_NAME}, *phex[] = {hex};
+	if ((error = db_tx_begin(c, err)))
+		goto out;
+	if ((error = db_lock_xact(c, DB_LOCK_DEVICE_TOKEN_KEYS, err)))
+		goto fail;
+	if (!retire_previous)
+		error = db_exec(&old, c, &st_keys_supersede, pover, err);
+	else if (!(error = db_exec(&old, c, &st_keys_retire, NULL, err)))
+		error = db_exec(NULL, c, &st_first_secret_drop, pname, err);
+	if (error || (error = db_exec(&res, c, &st_key_new, phex, err)))
+		goto fail;
+	id = atoi(PQgetvalue(res, 0, 0));
+	snprintf(sid, sizeof(sid), "%d", id);
+	detail = json_pack("{s:b,s:o}", "retire_previous", retire_previous, retire_previous ? "retired" : "verifying",
+			   ids_of(old));
+	if (!retire_previous)
+		json_object_set_new(detail, "overlap_s", json_integer(overlap));
+	if ((error = audit_write(c, who, "device_token_key.rotate", "device_token_key", sid, detail, err)) ||
+	    (error = db_tx_commit(c, err)))
+		goto fail;
+	gn_log(GN_LOG_INFO, "event=device_token_key_rotated key=%d retired_previous=%s", id,
+	       retire_previous ? "true" : "false");
+	/* The new key's notification comes last from the commit: once heard, so were the others. */
+	snprintf(payload, sizeof(payload), "%d signing 0", id);
+	wait_key_heard(c, payload);
+	if ((error = device_tokens_keys(&keys, c, err)))
+		goto out;
+	*out = json_pack("{s:i,s:o}", "key_id", id, "keys", keys);
+	goto out;
+fail:
+	db_tx_rollback(c);
+out:
+	memset(hex, 0, sizeof(hex));
+	PQclear(old);
+	PQclear(res);
+	return error;
+}
+
+int device_tokens_keys(json_t **out, db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	gn_err e2;
+	*out = NULL;
+	int error = db_exec(&res, c, &st_keys_list, NULL, err);
+	if (error)
+		return error;
+	if (gn_json_parse(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 8, &e2))
+		error = gn_err_set(err, GN_ERROR, "cannot read the device token keys: %s", e2.msg);
+	PQclear(res);
+	return error;
 }

@@ -83,6 +83,7 @@ static const struct {
 	{http_agent_routes, &http_agent_nroutes},
 	{http_checkin_routes, &http_checkin_nroutes},
 	{http_devices_routes, &http_devices_nroutes},
+	{http_device_tokens_routes, &http_device_tokens_nroutes},
 	{http_desired_routes, &http_desired_nroutes},
 	{http_audit_routes, &http_audit_nroutes},
 	{http_models_routes, &http_models_nroutes},
@@ -491,6 +492,17 @@ int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, si
 	}
 	*out = j;
 	return 0;
+}
+
+int gd_body_json_opt(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n)
+{
+	size_t len = 0;
+	gd_body(r, &len);
+	if (len == 0) {
+		*out = json_object();
+		return 0;
+	}
+	return gd_body_json(out, r, fields, n);
 }
 
 /* Writes the client's address as a rate-limit key: IPv4 as it is, IPv6 by its /64 (one host

@@ -71,6 +71,8 @@ const char *gd_body(struct gd_req *r, size_t *out_len);
 /* Parses the body as a JSON object checked against fields; on failure answers 400 and returns
  * non-zero, so the handler just returns. *out is a new reference. */
 int gd_body_json(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n) GN_WUR;
+/* The same for a route whose body may be left out: none at all reads as {}. */
+int gd_body_json_opt(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n) GN_WUR;
 /* For routes that take compressed bodies: with Content-Encoding: gzip, inflates the body in place
  * (gd_body and gd_body_json then see the JSON), at most max-body bytes of it. Answers 413 when it
  * would inflate beyond that, 400 when it is not valid gzip, 415 for another encoding, and returns
@@ -138,6 +140,7 @@ GD_ROUTE_TABLE(enroll);
 GD_ROUTE_TABLE(agent);
 GD_ROUTE_TABLE(checkin);
 GD_ROUTE_TABLE(devices);
+GD_ROUTE_TABLE(device_tokens);
 GD_ROUTE_TABLE(desired);
 GD_ROUTE_TABLE(audit);
 GD_ROUTE_TABLE(models);
@@ -172,5 +175,6 @@ GD_BODY_FIELDS(tuf_rotate);
 GD_BODY_FIELDS(tuf_draft);
 GD_BODY_FIELDS(gitops_sync);
 GD_BODY_FIELDS(gitops_plan);
+GD_BODY_FIELDS(device_tokens_rotate);
 
 #endif

@@ -15,18 +15,6 @@ const gn_json_field http_gitops_plan_fields[] = {
 };
 const size_t http_gitops_plan_nfields = GN_ARRAY_LEN(http_gitops_plan_fields);
 
-/* Parses an optional JSON body: none at all is {}. Answers 400 and returns non-zero otherwise. */
-static int optional_body(json_t **out, struct gd_req *r, const gn_json_field *fields, size_t n)
-{
-	size_t len = 0;
-	gd_body(r, &len);
-	if (len == 0) {
-		*out = json_object();
-		return 0;
-	}
-	return gd_body_json(out, r, fields, n);
-}
-
 static void reply(struct gd_req *r, int rc, json_t *out, const gn_err *err)
 {
 	if (rc)
@@ -48,7 +36,7 @@ static void http_gitops_sync(struct gd_req *r)
 	json_t *body = NULL, *out = NULL;
 	char by[128];
 	gn_err err;
-	if (optional_body(&body, r, http_gitops_sync_fields, http_gitops_sync_nfields))
+	if (gd_body_json_opt(&body, r, http_gitops_sync_fields, http_gitops_sync_nfields))
 		return;
 	actor_label(by, sizeof(by), gd_actor(r));
 	int rc = gitops_sync(&out, gd_db(r), config_get(), by, json_is_true(json_object_get(body, "force")),
@@ -61,7 +49,7 @@ static void http_gitops_plan(struct gd_req *r)
 {
 	json_t *body = NULL, *out = NULL;
 	gn_err err;
-	if (optional_body(&body, r, http_gitops_plan_fields, http_gitops_plan_nfields))
+	if (gd_body_json_opt(&body, r, http_gitops_plan_fields, http_gitops_plan_nfields))
 		return;
 	int rc = gitops_plan(&out, gd_db(r), config_get(), gn_json_str(body, "ref"), &err);
 	reply(r, rc, out, &err);

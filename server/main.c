@@ -200,10 +200,20 @@ static void device_tokens_listening(bool up)
 		background_wake();
 }
 
+/* A new key's secret is read from the table (on the background thread, or by the first request
+ * that needs it). */
+static void device_token_keys_notify(const char *payload)
+{
+	device_tokens_on_key_notify(payload);
+	background_wake();
+}
+
 static const struct notify_channel channels[] = {
 	{"gn_director", checkin_cache_on_notify, checkin_cache_on_listening, NULL},
 	{"gn_device_tokens", device_tokens_on_notify, device_tokens_listening, "gn_device_tokens_ack"},
 	{"gn_device_tokens_ack", device_tokens_on_ack, NULL, NULL},
+	{"gn_device_token_keys", device_token_keys_notify, NULL, "gn_device_token_keys_ack"},
+	{"gn_device_token_keys_ack", device_tokens_on_key_ack, NULL, NULL},
 	{"gn_jobs", jobs_on_notify, NULL, NULL},
 };
 

@@ -505,12 +505,18 @@ def enroll_device(server, labels=None, name=None, facts=None, enroll_token=None,
     return Device(key, b["device_id"], b.get("name"), b.get("labels"))
 
 
-def sign_device_token(pg, db, device_id, generation, expires):
-    """Forges a signed device token (server/device_tokens.c) with the key the replicas share
-    (server_secrets), for a token the server would not issue: an expired or an old one."""
-    key = bytes.fromhex(pg.sql("SELECT secret FROM server_secrets WHERE name = 'device_token_hmac'", db))
-    body = f"gnd_v2.{device_id}.{generation}.{int(expires)}"
-    return body + "." + hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:32]
+def sign_device_token(pg, db, device_id, generation, expires, key_id=None, secret=None):
+    """Forges a signed device token (server/device_tokens.c) with a key the replicas share
+    (device_token_keys: key_id, else the newest that has its secret; or secret, the hex of a key
+    taken earlier, as key_id), for a token the server would not issue: an expired or an old one.
+    Key 1 signs in the gnd_v2 form, without its id, as servers before key ids did."""
+    if secret is None:
+        where = f"id = {int(key_id)}" if key_id else "secret IS NOT NULL ORDER BY id DESC LIMIT 1"
+        key_id, secret = pg.sql(f"SELECT id || ' ' || secret FROM device_token_keys WHERE {where}", db).split()
+    key_id = int(key_id or 1)
+    tail = f"{device_id}.{generation}.{int(expires)}"
+    body = f"gnd_v2.{tail}" if key_id == 1 else f"gnd_v3.{key_id}.{tail}"
+    return body + "." + hmac.new(bytes.fromhex(secret), body.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 # --- models and artifacts -------------------------------------------------------------------

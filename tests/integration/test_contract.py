@@ -43,6 +43,7 @@ def test_contract_names_the_documented_routes(contract):
         ("GET", "/v1/agent/self"), ("GET", "/v1/devices"), ("GET", "/v1/devices/{id}"),
         ("PATCH", "/v1/devices/{id}"), ("DELETE", "/v1/devices/{id}"), ("GET", "/v1/audit"),
         ("POST", "/v1/devices/{id}/rotate-token"),
+        ("GET", "/v1/device-token-keys"), ("POST", "/v1/device-token-keys/rotate"),
         ("GET", "/v1/models"), ("GET", "/v1/models/{name}"), ("POST", "/v1/models/{name}/versions"),
         ("GET", "/v1/models/{name}/versions/{version}"), ("GET", "/v1/models/{name}/versions/{version}/sample"),
         ("GET", "/v1/models/{name}/versions/{version}/reference-profile"),
@@ -144,6 +145,13 @@ def test_responses_fit_the_contract(server, contract):
     check("GET", "/v1/devices", s.api("GET", "/v1/devices", params={"name": "contract"}), 200)
     check("POST", "/v1/devices/{id}/rotate-token", s.api("POST", f"/v1/devices/{other.id}/rotate-token"), 200)
     check("POST", "/v1/devices/{id}/rotate-token", s.api("POST", f"/v1/devices/{missing}/rotate-token"), 404)
+    keys, rotate = "/v1/device-token-keys", "/v1/device-token-keys/rotate"
+    check("GET", keys, s.api("GET", keys), 200)
+    check("GET", keys, s.api("GET", keys, token=dtok), 403)
+    check("POST", rotate, s.api("POST", rotate, json={"retire_previous": "no"}), 400)
+    check("POST", rotate, s.api("POST", rotate, token=dtok), 403)
+    check("POST", rotate, s.api("POST", rotate), 200)  # no body; dtok's key verifies on
+    check("GET", keys, s.api("GET", keys), 200)  # with a verifying key
     check("GET", "/v1/status", s.api("GET", "/v1/status"), 200)
     check("GET", "/v1/status", s.api("GET", "/v1/status", token=dtok), 403)
     check("DELETE", "/v1/devices/{id}", s.api("DELETE", f"/v1/devices/{dev.id}"), 200)
