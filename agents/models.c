@@ -2,6 +2,7 @@
  * path the runtime would open again), self-test, one slot per model name with a reference-counted
  * hot swap, and the health counters of each version that serves. */
 #include <dlfcn.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -16,6 +17,9 @@
 #include "telemetry.h"
 #include "json.h"
 #include "log.h"
+
+/* The table size a plugin must report to have field f (fields are appended within ABI version 1). */
+#define RT_HAS_SIZE(f) (offsetof(ganglion_runtime, f) + sizeof(((ganglion_runtime *)0)->f))
 
 /* Opens the plugin and checks its table; sets a->dl and a->rt only when all of it worked. */
 static int open_runtime(struct agent *a, bool *out_opened, gn_err *err)
@@ -34,12 +38,12 @@ static int open_runtime(struct agent *a, bool *out_opened, gn_err *err)
 		return gn_err_set(err, GN_EINVAL, "%s speaks runtime ABI %u, this agent speaks %d",
 				  a->cfg.runtime_plugin, rt ? rt->abi_version : 0, GANGLION_RUNTIME_ABI_VERSION);
 	/* The agent needs every field up to load_buffer (it never lets a runtime open a model file). */
-	if (rt->struct_size < sizeof(ganglion_runtime) || !rt->load_buffer)
+	if (rt->struct_size < RT_HAS_SIZE(load_buffer) || !rt->load_buffer)
 		return gn_err_set(
 			err, GN_EINVAL,
 			"%s was built against an older runtime.h (its table of %u bytes lacks load_buffer, this "
 			"agent needs %zu): rebuild it",
-			a->cfg.runtime_plugin, rt->struct_size, sizeof(ganglion_runtime));
+			a->cfg.runtime_plugin, rt->struct_size, RT_HAS_SIZE(load_buffer));
 	/* runtime-options, split at commas; a CPU-only agent never lets OpenCV touch OpenCL unless
 	 * told to (opencl=...): no ICD loading, some 70 MB less memory. */
 	char *opts = gn_strdup(a->cfg.runtime_options), *save = NULL;
@@ -101,8 +105,13 @@ json_t *models_runtime_facts(struct agent *a)
 								 "device", caps.targets[i].device, "mem_total_bytes",
 								 (json_int_t)caps.targets[i].mem_total_bytes));
 	}
-	return json_pack("{s:s,s:s,s:o,s:s}", "name", a->rt->name, "version", a->rt->version, "targets", targets,
-			 "configured_target", a->cfg.runtime_target);
+	json_t *f = json_pack("{s:s,s:s,s:o,s:s}", "name", a->rt->name, "version", a->rt->version, "targets", targets,
+			      "configured_target", a->cfg.runtime_target);
+	/* Revision 3: the highest ONNX opset the runtime runs, when it says (requirements.opset). */
+	int opset = a->rt->struct_size >= RT_HAS_SIZE(onnx_opset) && a->rt->onnx_opset ? a->rt->onnx_opset() : 0;
+	if (opset > 0)
+		json_object_set_new(f, "onnx_opset", json_integer(opset));
+	return f;
 }
 
 int models_file_load(struct models_file *out, const char *path, gn_err *err)

@@ -5,6 +5,7 @@
 #include "release.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "json.h"
 #include "model.h"
 #include "npy.h"
+#include "onnx.h"
 #include "requirements.h"
 
 #define PROGRESS_INTERVAL_NS 100000000ULL      /* redraw at most ten times a second on a terminal */
@@ -546,6 +548,58 @@ out:
 	return error;
 }
 
+/* The default-domain opset the ONNX model at path declares (lib/onnx.c); GN_ENOTFOUND when it
+ * declares none, GN_EINVAL when it is not an ONNX model, CLI_EUSAGE when it cannot be opened. */
+static int file_opset(int64_t *opset, const char *path, gn_err *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", path, strerror(errno));
+	int rc = gn_onnx_opset_fd(opset, fd, err);
+	close(fd);
+	if (rc && rc != GN_ENOTFOUND) { /* the message names no file */
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%.500s", err->msg);
+		return gn_err_set(err, rc == GN_EINVAL ? CLI_EUSAGE : rc, "%s: %s", path, msg);
+	}
+	return rc;
+}
+
+/* An ONNX release whose requirements leave out its opset gets the one its file declares, so that
+ * devices whose runtime cannot run it are refused before they download it; an opset stated lower
+ * than the file's would let them through, and is an error. A file that cannot be read as ONNX is
+ * left to the devices' load, with a warning. */
+static int fill_opset(json_t *meta, const char *file, const char *meta_path, gn_err *err)
+{
+	const char *fmt = gn_json_str(meta, "format");
+	int64_t opset = 0;
+	gn_err e;
+	if (!fmt || strcmp(fmt, "onnx") != 0)
+		return 0;
+	int rc = file_opset(&opset, file, &e);
+	if (rc == GN_ENOTFOUND)
+		return 0;
+	if (rc) {
+		fprintf(stderr, "ganglion: warning: %s; the release's requirements say no opset\n", e.msg);
+		return 0;
+	}
+	json_t *req = json_object_get(meta, "requirements"), *stated = json_object_get(req, "opset");
+	if (stated && json_integer_value(stated) < opset)
+		return gn_err_set(err, CLI_EUSAGE,
+				  "%s: requirements.opset is %lld but %s declares ONNX opset %lld (devices that cannot "
+				  "run it would take it)",
+				  meta_path ? meta_path : "--meta", (long long)json_integer_value(stated), file,
+				  (long long)opset);
+	if (stated)
+		return 0;
+	if (!req) {
+		req = json_object();
+		json_object_set_new(meta, "requirements", req);
+	}
+	json_object_set_new(req, "opset", json_integer((json_int_t)opset));
+	return 0;
+}
+
 static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 {
 	int error = 0;
@@ -567,6 +621,7 @@ static int push_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
 		goto out;
 	/* Check everything that can be checked before reading what may be gigabytes. */
 	if ((error = load_metadata(&meta, args, err)) ||
+	    (error = fill_opset(meta, file, cli_args_get(args, "meta"), err)) ||
 	    (error = resolve_sample_files(&samples, meta, cli_args_get(args, "meta"), err)) ||
 	    (error = cli_signers_load(&signers, args, err)))
 		goto out;
@@ -784,13 +839,38 @@ static const cli_opt push_opts[] = {
 	 "version of it); without it, a draft saying so is refused"},
 };
 
+/* `models opset FILE...`: what push would put into requirements.opset, without a server. */
+static int opset_run(const cli_ctx *ctx, const cli_args *args, gn_err *err)
+{
+	int error = 0;
+	json_t *rows = json_array();
+	for (size_t i = 0; i < args->npos && !error; i++) {
+		int64_t opset = 0;
+		int rc = file_opset(&opset, args->pos[i], err);
+		if (rc && rc != GN_ENOTFOUND)
+			error = rc;
+		else if (ctx->output == CLI_OUTPUT_JSON)
+			json_array_append_new(rows, json_pack("{s:s,s:o}", "file", args->pos[i], "opset",
+							      rc ? json_null() : json_integer((json_int_t)opset)));
+		else if (rc)
+			printf("-\t%s (declares no opset for the default domain)\n", args->pos[i]);
+		else
+			printf("%lld\t%s\n", (long long)opset, args->pos[i]);
+	}
+	if (!error && ctx->output == CLI_OUTPUT_JSON)
+		output_json(rows);
+	json_decref(rows);
+	return error;
+}
+
 static const cli_cmd cmds[] = {
 	{"push", "FILE",
 	 "Publish FILE as a new model version (streamed; its SHA-256 and length are sent along, so a "
 	 "damaged transfer is refused). Flags override the --meta file, which must carry a sample for the "
-	 "devices' self-test unless --no-self-test. Signed (--sign-key/--signer-cmd), a push of a version "
-	 "already published with the same bytes only releases it: run it again to finish a release that "
-	 "failed after the upload.",
+	 "devices' self-test unless --no-self-test. An ONNX model's opset is read from FILE into "
+	 "requirements.opset unless the metadata states it. Signed (--sign-key/--signer-cmd), a push of a "
+	 "version already published with the same bytes only releases it: run it again to finish a release "
+	 "that failed after the upload.",
 	 push_opts, GN_ARRAY_LEN(push_opts), 1, 1, push_run},
 	{"list", "", "List models with their latest version and aliases.", NULL, 0, 0, 0, list_run},
 	{"show", "NAME[@VERSION]", "Show a model with its versions and aliases, or one version (or alias).", NULL, 0, 1,
@@ -802,6 +882,10 @@ static const cli_cmd cmds[] = {
 	 "it keep it.",
 	 yank_opts, GN_ARRAY_LEN(yank_opts), 2, 2, yank_run},
 	{"unyank", "NAME VERSION", "Undo a yank: VERSION may be targeted again.", NULL, 0, 2, 2, unyank_run},
+	{"opset", "FILE...",
+	 "Print the ONNX opset each model file declares for the default domain (read locally, nothing sent): "
+	 "what models push --format onnx puts into requirements.opset when the metadata leaves it out.",
+	 NULL, 0, 1, 4096, opset_run},
 	CMD_TELEMETRY_PROFILE,
 	CMD_TELEMETRY_DRIFT,
 	CMD_TELEMETRY_CANARY,

@@ -45,10 +45,9 @@ static int check_names(const json_t *arr, const char *field, size_t max, const c
 int gn_requirements_check(const json_t *req, gn_err *err)
 {
 	static const gn_json_field fields[] = {
-		{"runtime", GN_JSON_STRING, false, false},
-		{"runtimes", GN_JSON_ARRAY, false, false},
-		{"accelerators", GN_JSON_ARRAY, false, false},
-		{"min_memory_mb", GN_JSON_INTEGER, false, false},
+		{"runtime", GN_JSON_STRING, false, false},     {"runtimes", GN_JSON_ARRAY, false, false},
+		{"accelerators", GN_JSON_ARRAY, false, false}, {"min_memory_mb", GN_JSON_INTEGER, false, false},
+		{"opset", GN_JSON_INTEGER, false, false},
 	};
 	gn_err e;
 	int rc;
@@ -65,6 +64,10 @@ int gn_requirements_check(const json_t *req, gn_err *err)
 	json_t *mem = json_object_get(req, "min_memory_mb");
 	if (mem && (json_integer_value(mem) < 0 || json_integer_value(mem) > GN_REQ_MEMORY_MB_MAX))
 		return gn_err_set(err, GN_EINVAL, "requirements.min_memory_mb must be 0 to %d", GN_REQ_MEMORY_MB_MAX);
+	json_t *opset = json_object_get(req, "opset");
+	if (opset && (json_integer_value(opset) < 1 || json_integer_value(opset) > GN_REQ_OPSET_MAX))
+		return gn_err_set(err, GN_EINVAL, "requirements.opset must be an ONNX opset, 1 to %d",
+				  GN_REQ_OPSET_MAX);
 	return 0;
 }
 
@@ -136,7 +139,8 @@ enum gn_req_verdict gn_requirements_match(const json_t *req, const json_t *facts
 		why = dummy, whylen = sizeof(dummy);
 	why[0] = '\0';
 	const json_t *runtimes = json_object_get(req, "runtimes"), *mem = json_object_get(req, "min_memory_mb");
-	if (!runtimes && !json_object_get(req, "accelerators") && json_integer_value(mem) <= 0)
+	json_int_t opset = json_integer_value(json_object_get(req, "opset"));
+	if (!runtimes && !json_object_get(req, "accelerators") && json_integer_value(mem) <= 0 && opset <= 0)
 		return GN_REQ_OK; /* nothing to check */
 	if (!json_is_object(facts) || !rtname) {
 		snprintf(why, whylen, "it has not reported its runtime yet");
@@ -149,6 +153,12 @@ enum gn_req_verdict gn_requirements_match(const json_t *req, const json_t *facts
 	}
 	if (match_accelerators(req, rt, why, whylen) != GN_REQ_OK)
 		return GN_REQ_REFUSED;
+	json_int_t max_opset = json_integer_value(json_object_get(rt, "onnx_opset"));
+	if (opset > 0 && max_opset > 0 && opset > max_opset) {
+		snprintf(why, whylen, "its runtime %s runs ONNX opsets up to %lld; the release needs opset %lld",
+			 rtname, (long long)max_opset, (long long)opset);
+		return GN_REQ_REFUSED;
+	}
 	uint64_t need = (uint64_t)json_integer_value(mem) * 1048576u, have = gn_requirements_target_memory(req, facts);
 	if (need > 0 && have > 0 && have < need) {
 		snprintf(why, whylen, "it has %llu MB on its target; the release needs %llu MB",

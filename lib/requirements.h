@@ -13,6 +13,7 @@
 #define GN_REQ_NAME_MAX 32            /* bytes of a runtime name */
 #define GN_REQ_ACCEL_MAX 15           /* bytes of an accelerator kind (a runtime target name) */
 #define GN_REQ_MEMORY_MB_MAX 16777216 /* 16 TiB */
+#define GN_REQ_OPSET_MAX 1000         /* the same bound as lib/onnx.h's GN_ONNX_OPSET_MAX */
 
 /* What gn_requirements_match decides. */
 enum gn_req_verdict {
@@ -23,13 +24,16 @@ enum gn_req_verdict {
 
 /* Checks a "requirements" object strictly: only runtime (a free-text note), runtimes (names of
  * runtime plugins, any of which may run the release), accelerators (target kinds such as cpu,
- * cuda, tensorrt, any of which may run it) and min_memory_mb (memory the model needs on the target
- * it runs on); unknown fields, wrong types, empty or repeated names and out-of-range numbers are
- * GN_EINVAL with a message naming the field. Leaves err untouched on success. */
+ * cuda, tensorrt, any of which may run it), min_memory_mb (memory the model needs on the target
+ * it runs on) and opset (the ONNX opset of the model's default domain, 1 to GN_REQ_OPSET_MAX); unknown fields, wrong
+ * types, empty or repeated names and out-of-range numbers are GN_EINVAL with a message naming the field. Leaves err
+ * untouched on success. */
 int gn_requirements_check(const json_t *req, gn_err *err) GN_WUR;
 
 /* Whether a device whose check-in facts are facts (NULL when it has reported none) can run a
- * release that needs req (NULL or an object that gn_requirements_check accepted). Writes a
+ * release that needs req (NULL or an object that gn_requirements_check accepted). An opset above
+ * the runtime's reported onnx_opset is refused; a runtime that reports none is not refused for it
+ * (its load decides), nor is one that does not report its memory. Writes a
  * one-line reason into why (why may be NULL) unless the verdict is GN_REQ_OK. Pure. */
 enum gn_req_verdict gn_requirements_match(const json_t *req, const json_t *facts, char *why, size_t whylen);
 

@@ -945,6 +945,85 @@ static int rt_capabilities(ganglion_rt_caps *out, char *err, size_t errlen)
 	return GANGLION_RT_OK;
 }
 
+/* ---- the highest opset ------------------------------------------------------------------------- */
+
+/* ONNX Runtime's compatibility table (onnxruntime.ai/docs/reference/compatibility.html) lists the
+ * opset each release implements, but the copy we could read stops at 1.20 (opset 21), and the
+ * figure belongs to the library actually loaded, not to the one we built against. So the library is
+ * asked: by default ONNX Runtime refuses a model stamped with an opset newer than the last ONNX
+ * release it knows ("ONNX Runtime only *guarantees* support for models stamped with official
+ * released onnx opset versions"; session.allow_released_opsets_only, set here explicitly), so the
+ * highest opset at which a one-node Identity model still loads is its figure. Found by bisection
+ * between 7 (the oldest every release runs) and 127, once per process: about seven tiny sessions,
+ * a few milliseconds each. */
+static const unsigned char identity_model[] = {
+	0x08, 0x08,                                                       /* ir_version 8 */
+	0x3a, 0x37,                                                       /* graph, 55 bytes: */
+	0x0a, 0x10, 0x0a, 0x01, 'x',  0x12, 0x01, 'y',  0x22, 0x08,       /*   node: x -> */
+	'I',  'd',  'e',  'n',  't',  'i',  't',  'y',                    /*   Identity -> y */
+	0x12, 0x01, 'g',                                                  /*   name g */
+	0x5a, 0x0f, 0x0a, 0x01, 'x',  0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, /*   input x: float */
+	0x12, 0x04, 0x0a, 0x02, 0x08, 0x01,                               /*   of shape [1] */
+	0x62, 0x0f, 0x0a, 0x01, 'y',  0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, /*   output y: float */
+	0x12, 0x04, 0x0a, 0x02, 0x08, 0x01,                               /*   of shape [1] */
+	0x42, 0x04, 0x0a, 0x00, 0x10, 0x00 /* opset_import {domain "", version (set below)} */
+};
+
+static bool loads_at_opset(int opset)
+{
+	unsigned char model[sizeof(identity_model)];
+	OrtSessionOptions *so = NULL;
+	OrtSession *session = NULL;
+	memcpy(model, identity_model, sizeof(model));
+	model[sizeof(model) - 1] = (unsigned char)opset; /* a one-byte varint: opset < 128 */
+	OrtStatus *st = ort->CreateSessionOptions(&so);
+	if (!st)
+		st = ort->SetIntraOpNumThreads(so, 1);
+	if (!st)
+		st = ort->SetInterOpNumThreads(so, 1);
+	if (!st)
+		st = ort->AddSessionConfigEntry(so, "session.allow_released_opsets_only", "1");
+	if (!st)
+		st = ort->SetSessionLogSeverityLevel(so, ORT_LOGGING_LEVEL_FATAL);
+	if (!st)
+		st = ort->CreateSessionFromArray(env, model, sizeof(model), so, &session);
+	bool ok = !st;
+	if (st)
+		ort->ReleaseStatus(st);
+	if (session)
+		ort->ReleaseSession(session);
+	if (so)
+		ort->ReleaseSessionOptions(so);
+	return ok;
+}
+
+static pthread_once_t opset_once = PTHREAD_ONCE_INIT;
+static int max_opset;
+
+static void find_opset(void)
+{
+	int lo = 7, hi = 127; /* lo loads (checked first); hi + 1 is known not to */
+	if (!loads_at_opset(lo))
+		return; /* the probe itself does not work here: say nothing */
+	while (lo < hi) {
+		int mid = lo + (hi - lo + 1) / 2;
+		if (loads_at_opset(mid))
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	max_opset = lo < 127 ? lo : 0; /* everything loading means the check is off: no figure */
+}
+
+static int rt_onnx_opset(void)
+{
+	char err[256];
+	if (ensure_init(err, sizeof(err)))
+		return 0;
+	pthread_once(&opset_once, find_opset);
+	return max_opset;
+}
+
 static int read_file(void **out, size_t *len, const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
@@ -1033,6 +1112,7 @@ static ganglion_runtime table = {
 	.infer = rt_infer,
 	.free_model = rt_free_model,
 	.load_buffer = rt_load_buffer,
+	.onnx_opset = rt_onnx_opset,
 };
 static pthread_once_t version_once = PTHREAD_ONCE_INIT;
 

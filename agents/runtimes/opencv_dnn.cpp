@@ -968,6 +968,18 @@ void rt_free_model(ganglion_rt_model *model)
 
 const char *const formats[] = {"onnx", nullptr};
 
+// OpenCV 4.6 declares no highest opset. Its ONNX importer (modules/dnn/src/onnx/onnx_importer.cpp,
+// ONNXImporter::parseOperatorSet) reads the default domain's opset from the model only to choose how
+// to parse operators whose form changed, and refuses forms it does not know when it meets them. The
+// highest opset it names is 13: for reduce operators in the form opset 13 gave them, Debian's
+// libopencv_dnn.so.4.6.0 says "Unsupported ... operation of opset 13, please try to re-export the
+// onnx model with opset 11" (`strings` of the library). So 13 is what we report: a release stamped 14 or later is
+// refused before download, one stamped 12 or 13 is let through and its load decides.
+int rt_onnx_opset(void)
+{
+	return 13;
+}
+
 const ganglion_runtime table = {
 	GANGLION_RUNTIME_ABI_VERSION,
 	sizeof(ganglion_runtime),
@@ -981,6 +993,7 @@ const ganglion_runtime table = {
 	rt_infer,
 	rt_free_model,
 	rt_load_buffer,
+	rt_onnx_opset,
 };
 
 } // namespace

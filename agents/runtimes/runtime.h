@@ -1,4 +1,4 @@
-/* The inference-runtime plugin ABI of ganglion-agent, version 1 (revision 2: load_buffer).
+/* The inference-runtime plugin ABI of ganglion-agent, version 1 (revision 3: onnx_opset).
  *
  * A runtime plugin is a shared object that the agent loads with dlopen(RTLD_NOW | RTLD_LOCAL).
  * It exports exactly one symbol, GANGLION_RUNTIME_ENTRY ("ganglion_runtime_v1"), a function that
@@ -36,7 +36,10 @@
  *   1  the table up to free_model.
  *   2  load_buffer appended. An agent of revision 2 requires it: it loads only bytes it holds in
  *      memory and has hashed, so that no file can change between the check and the load
- *      (time-of-check to time-of-use). A revision-1 plugin is refused with a request to rebuild. */
+ *      (time-of-check to time-of-use). A revision-1 plugin is refused with a request to rebuild.
+ *   3  onnx_opset appended, optional: a revision-2 plugin (struct_size without it) or a NULL
+ *      pointer just reports no opset. The agent checks struct_size against each field it reads
+ *      past load_buffer, so plugins of revision 2 and 3 both load. */
 #ifndef GANGLION_RUNTIME_H
 #define GANGLION_RUNTIME_H
 
@@ -49,7 +52,7 @@ extern "C" {
 
 #define GANGLION_RUNTIME_ABI_VERSION 1
 /* The revision of version 1 this header describes (see Versioning above). */
-#define GANGLION_RUNTIME_ABI_REVISION 2
+#define GANGLION_RUNTIME_ABI_REVISION 3
 /* The one symbol a plugin exports; its type is ganglion_runtime_entry_fn. */
 #define GANGLION_RUNTIME_ENTRY "ganglion_runtime_v1"
 
@@ -203,6 +206,14 @@ typedef struct ganglion_runtime {
 	 * miss: GANGLION_RT_ENOTFOUND is not returned. Thread-safe like load(). */
 	int (*load_buffer)(ganglion_rt_model **out, const void *data, size_t len, const char *name, const char *target,
 			   char *err, size_t errlen);
+
+	/* Revision 3, optional (may be NULL). The highest opset of the default ONNX domain ("" or
+	 * "ai.onnx") that this plugin's backend runs, as its backend declares or enforces it: models
+	 * stamped with a higher opset are ones it refuses or does not know. 0 when the plugin cannot
+	 * tell. The agent reports it among the device's facts, and the server refuses a release whose
+	 * requirements.opset is higher. Called after init(); thread-safe; may be slow the first time
+	 * (a backend may have to be asked by trying), fast afterwards. */
+	int (*onnx_opset)(void);
 } ganglion_runtime;
 
 /* The entry point's type: returns the plugin's table (static, never NULL). Calling it has no

@@ -94,6 +94,9 @@ def test_agents_report_their_runtime_before_loading_it(srv, fleet):
         # and a check-in the server cannot answer from memory.
         assert cpu["mem_total_bytes"] > 0 and "mem_available_bytes" not in cpu, rt
         assert facts["arch"] == platform.machine() and facts["ram_bytes"] > 0, facts
+        # The highest ONNX opset: OpenCV 4.6 names 13 (agents/runtimes/opencv_dnn.cpp says where
+        # from); ONNX Runtime is asked, and 1.29 is past 1.20, whose documented figure is 21.
+        assert (rt["onnx_opset"] == 13) if want == "opencv-dnn" else (rt["onnx_opset"] >= 21), rt
         assert str(a.plugin) not in Path(f"/proc/{a.proc.pid}/maps").read_text(), "plugin loaded in the agent"
         out = srv.cli("devices", "show", a.device_id)
         assert out.returncode == 0, out.stderr
@@ -249,3 +252,39 @@ def test_a_swap_without_room_for_both_versions_pauses_and_fails_no_request(srv, 
         errors = a.stop(check=False)
         print(f"\n--- agent log ({a.logfile}) ---\n{a.log()[-6000:]}")
         assert not errors, errors
+
+
+def test_a_release_above_the_runtimes_opset_is_refused_and_the_dry_run_says_so(srv, fleet, tmp_path):
+    """`models push` reads the opset from a third-party .onnx file (libonnx-testdata, opset 17 as the
+    onnx package reads it) into requirements.opset; an assignment to the OpenCV device (13) is
+    refused, the ONNX Runtime device is not, and the dry run of rq-dep (the deployment above) names
+    only the OpenCV device. A stated opset below the file's is refused by the CLI before upload."""
+    import onnx
+
+    cv, ort = fleet["cv-1"], fleet["ort-1"]
+    model = Path("/usr/share/libonnx-testdata/data/node/test_layer_normalization_2d_axis0/model.onnx")
+    assert [(o.domain, o.version) for o in onnx.load(model).opset_import] == [("", 17)]
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"requirements": {"runtimes": ["opencv-dnn", "onnxruntime"], "opset": 13}}))
+    out = srv.cli("models", "push", model, "--name", "rq", "--version", "3.0.0", "--format", "onnx", "--meta", meta,
+                  "--no-self-test", "--no-progress")
+    assert out.returncode == 2 and "requirements.opset is 13 but" in out.stderr and "opset 17" in out.stderr, out
+    assert srv.api("GET", "/v1/models/rq/versions/3.0.0").status_code == 404
+    meta.write_text(json.dumps({"requirements": {"runtimes": ["opencv-dnn", "onnxruntime"]}}))
+    out = srv.cli("models", "push", model, "--name", "rq", "--version", "3.0.0", "--format", "onnx", "--meta", meta,
+                  "--no-self-test", "--no-progress")
+    assert out.returncode == 0, out
+    v = srv.api("GET", "/v1/models/rq/versions/3.0.0").json()
+    assert v["requirements"] == {"runtimes": ["opencv-dnn", "onnxruntime"], "opset": 17}, v
+
+    r = srv.api("PUT", f"/v1/devices/{cv.device_id}/desired", json={"model": "rq", "version": "3.0.0"})
+    assert_problem(r, 409, "its runtime opencv-dnn runs ONNX opsets up to 13; the release needs opset 17")
+    r = srv.api("POST", "/v1/desired", json={"selector": "fleet=rq", "model": "rq", "version": "3.0.0"})
+    assert_problem(r, 409, "1 device(s)")
+    assert "cv-1" in r.json()["detail"] and "ort-1" not in r.json()["detail"], r.text
+    plan = srv.api("GET", "/v1/deployments/rq-dep/plan", params={"version": "3.0.0"}).json()
+    assert [(x["name"], x["reason"]) for x in plan["refused"]] == [
+        ("cv-1", "its runtime opencv-dnn runs ONNX opsets up to 13; the release needs opset 17")], plan
+    out = srv.cli("rollout", "plan", "rq-dep", "--follow", "3.0.0")
+    assert out.returncode == 0 and "cv-1" in out.stdout and "ort-1" not in out.stdout, out
+    assert "up to 13" in out.stdout, out.stdout

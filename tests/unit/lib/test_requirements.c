@@ -27,6 +27,8 @@ static void test_valid(void **state)
 		"{\"runtimes\": [\"onnxruntime\"]}",
 		"{\"runtimes\": [\"opencv-dnn\", \"onnxruntime\"], \"accelerators\": [\"cuda\", \"tensorrt\"]}",
 		"{\"min_memory_mb\": 0}",
+		"{\"opset\": 1}",
+		"{\"opset\": 17, \"runtimes\": [\"onnxruntime\"]}",
 	};
 	(void)state;
 	for (size_t i = 0; i < GN_ARRAY_LEN(ok); i++) {
@@ -55,6 +57,9 @@ static void test_invalid(void **state)
 		{"{\"accelerators\": [\"a-sixteen-bytes!\"]}", "requirements.accelerators[0]"},
 		{"{\"accelerators\": [\"sixteen-letters0\"]}", "requirements.accelerators[0]"},
 		{"{\"min_memory_mb\": -1}", "requirements.min_memory_mb must be 0 to"},
+		{"{\"opset\": 0}", "requirements.opset must be an ONNX opset, 1 to 1000"},
+		{"{\"opset\": 1001}", "requirements.opset must be an ONNX opset, 1 to 1000"},
+		{"{\"opset\": \"17\"}", "field 'opset' must be an integer"},
 		{"{\"min_memory_mb\": 1.5}", "field 'min_memory_mb' must be an integer"},
 		{"{\"min_memory_mb\": 99999999999}", "requirements.min_memory_mb must be 0 to"},
 		{"{\"runtime\": \"\"}", "requirements.runtime must be 1 to 64 bytes"},
@@ -74,6 +79,8 @@ static void test_invalid(void **state)
 	"{\"arch\": \"x86_64\", \"runtime\": {\"name\": \"onnxruntime\", \"targets\": [{\"name\": \"cpu\"," \
 	" \"mem_total_bytes\": 4294967296}, {\"name\": \"cuda\", \"mem_total_bytes\": 1073741824}]}}"
 #define CV_FACTS "{\"runtime\": {\"name\": \"opencv-dnn\", \"targets\": [{\"name\": \"cpu\"}]}}"
+#define CV_OPSET_FACTS \
+	"{\"runtime\": {\"name\": \"opencv-dnn\", \"onnx_opset\": 13, \"targets\": [{\"name\": \"cpu\"}]}}"
 
 static void test_match(void **state)
 {
@@ -101,6 +108,13 @@ static void test_match(void **state)
 		{"{\"min_memory_mb\": 8192}", ORT_FACTS, GN_REQ_REFUSED, "has 4096 MB"},
 		/* memory not reported: not refused (the agent checks free memory before it loads) */
 		{"{\"min_memory_mb\": 8192}", CV_FACTS, GN_REQ_OK, ""},
+		/* opset: refused above the runtime's, not when the runtime does not say */
+		{"{\"opset\": 13}", CV_OPSET_FACTS, GN_REQ_OK, ""},
+		{"{\"opset\": 14}", CV_OPSET_FACTS, GN_REQ_REFUSED,
+		 "its runtime opencv-dnn runs ONNX opsets up to 13; the release needs opset 14"},
+		{"{\"opset\": 17, \"runtimes\": [\"opencv-dnn\"]}", CV_OPSET_FACTS, GN_REQ_REFUSED, "up to 13"},
+		{"{\"opset\": 99}", CV_FACTS, GN_REQ_OK, ""},
+		{"{\"opset\": 17}", NULL, GN_REQ_UNKNOWN, "has not reported its runtime"},
 	};
 	(void)state;
 	for (size_t i = 0; i < GN_ARRAY_LEN(cases); i++) {
