@@ -1,6 +1,7 @@
 /* The memory floor under ganglion-agent (bench/agent_rss.py runs it as the reference): a process
  * that links what the agent links for its network and its checks (libcurl, OpenSSL's libcrypto,
- * libmicrohttpd, jansson) and prints its RssAnon and RssFile (KiB, /proc/self/status) as JSON at
+ * libmicrohttpd, jansson) and prints its RssAnon and RssFile (KiB, /proc/self/status) and its Pss
+ * and Private (/proc/self/smaps_rollup: what it costs the device beside other processes) as JSON at
  * three points: at the start of main (the dynamic loader's work only), after one SHA-256 through
  * OpenSSL 3's EVP (which loads its default provider), and after curl_global_init. */
 #include <curl/curl.h>
@@ -11,18 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void rss(const char *tag, const char *sep)
+/* The value of field key in the text b ("Pss:   123 kB"), or -1. */
+static long field(const char *b, const char *key)
 {
-	char b[8192], *anon, *file;
-	FILE *f = fopen("/proc/self/status", "r");
-	size_t n = f ? fread(b, 1, sizeof(b) - 1, f) : 0;
+	const char *p = strstr(b, key);
+	return p ? strtol(p + strlen(key), NULL, 10) : -1L;
+}
+
+static size_t slurp(const char *path, char *b, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = f ? fread(b, 1, len - 1, f) : 0;
 	if (f)
 		fclose(f);
 	b[n] = '\0';
-	anon = strstr(b, "RssAnon:");
-	file = strstr(b, "RssFile:");
-	printf("\"%s\": {\"RssAnon\": %ld, \"RssFile\": %ld}%s", tag, anon ? strtol(anon + 8, NULL, 10) : -1L,
-	       file ? strtol(file + 8, NULL, 10) : -1L, sep);
+	return n;
+}
+
+/* RssAnon and RssFile (/proc/self/status), Pss and Private (clean + dirty, /proc/self/smaps_rollup). */
+static void rss(const char *tag, const char *sep)
+{
+	char b[8192], r[4096];
+	slurp("/proc/self/status", b, sizeof(b));
+	slurp("/proc/self/smaps_rollup", r, sizeof(r));
+	printf("\"%s\": {\"RssAnon\": %ld, \"RssFile\": %ld, \"Pss\": %ld, \"Private\": %ld}%s", tag,
+	       field(b, "RssAnon:"), field(b, "RssFile:"), field(r, "\nPss:"),
+	       field(r, "Private_Clean:") + field(r, "Private_Dirty:"), sep);
 }
 
 int main(void)

@@ -36,7 +36,7 @@ if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
 		exit 1
 	fi
 fi
-for f in "$b/server/gangliond" "$b/cli/ganglion" "$b/bench/fleetsim" "$b/bench/rss_floor" "$b/agents/ganglion-agent"; do
+for f in "$b/server/gangliond" "$b/cli/ganglion" "$b/bench/fleetsim" "$b/bench/rss_floor" "$b/bench/rss_layers" "$b/agents/ganglion-agent"; do
 	[ -x "$f" ] || { echo "run.sh: $f is not built (scripts/build.sh build)" >&2; exit 1; }
 done
 
@@ -133,6 +133,11 @@ for p in plugins:
     for what, key in (("no model", "idle"), (f"model v1 assigned, idle {a['v1_idle']['seconds']:.0f} s", "v1_idle")):
         kib = a[key]["VmRSS"]
         print(f"| agent RSS ({p} plugin), {what} | `{cmd}` | {kib} KiB | {ref} | {kib / floor_kib:.2f} |")
+    # What the device pays beside its other processes: pages no other process maps (Private), and
+    # shared pages divided among their users (Pss); against the same floor's.
+    i = a["idle"]
+    print(f"| agent Private (Pss) ({p} plugin), no model | `{cmd}` | {i['Private']} KiB ({i['Pss']} KiB)"
+          f" | `rss_floor` Private (Pss): {floor['Private']} KiB ({floor['Pss']} KiB) | {i['Private'] / floor['Private']:.2f} |")
     c = a["v1_idle"]
     print(f"| agent CPU ({p} plugin), model v1 assigned, idle {c['seconds']:.0f} s, checking in every 1 s"
           f" | `{cmd}` | {c['cpu_seconds']:.2f} s ({c['cpu_percent']:.3f} % of a core) | 0 | - |")
