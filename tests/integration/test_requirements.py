@@ -288,3 +288,14 @@ def test_a_release_above_the_runtimes_opset_is_refused_and_the_dry_run_says_so(s
     out = srv.cli("rollout", "plan", "rq-dep", "--follow", "3.0.0")
     assert out.returncode == 0 and "cv-1" in out.stdout and "ort-1" not in out.stdout, out
     assert "up to 13" in out.stdout, out.stdout
+
+    # The alias the deployment follows moves (the controller sends it on its own): the OpenCV agent
+    # checks the opset itself and downloads nothing; ONNX Runtime installs it.
+    since = last_event_id(srv, cv.device_id)
+    assert srv.api("PUT", "/v1/models/rq/aliases/stable", json={"version": "3.0.0"}).status_code == 200
+    failed = wait_event(srv, cv.device_id, lambda o: o["state"] == "failed" and o.get("version") == "3.0.0",
+                        after_id=since, what="cv-1 refusing 3.0.0")
+    assert "so it was not downloaded: its runtime opencv-dnn runs ONNX opsets up to 13" in failed["detail"], failed
+    sha = v["artifact"]["sha256"]
+    assert not [p for d in ("models", "downloads") for p in (cv.data_dir / d).glob(f"{sha}*")]
+    assert wait_for(lambda: any(m["name"] == "rq" and m["version"] == "3.0.0" for m in ort.models()), 90, 0.2)
