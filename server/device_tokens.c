@@ -88,6 +88,14 @@ static const db_stmt st_key_new = {
 	"INSERT INTO device_token_keys (id, secret) SELECT coalesce(max(id), 0) + 1, $1 FROM device_token_keys"
 	" RETURNING id",
 	1};
+/* Keys past their verify_until verify nothing more: retired, secrets erased (key 1's copy too). */
+static const db_stmt st_keys_expire = {
+	"device_tokens_keys_expire",
+	"WITH r AS (UPDATE device_token_keys SET retired_at = now(), secret = NULL"
+	"  WHERE retired_at IS NULL AND verify_until <= now() RETURNING id),"
+	" s AS (DELETE FROM server_secrets WHERE name = $1 AND EXISTS (SELECT 1 FROM r WHERE id = 1) RETURNING 1)"
+	" SELECT string_agg(id::text, ',' ORDER BY id) FROM r",
+	1};
 static const db_stmt st_keys_list = {
 	"device_tokens_keys_list",
 	"SELECT coalesce(json_agg(json_build_object('id', id, 'state', CASE WHEN retired_at IS NOT NULL THEN 'retired'"
@@ -915,6 +923,19 @@ int device_tokens_keys(json_t **out, db_conn *c, gn_err *err)
 		return error;
 	if (gn_json_parse(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 8, &e2))
 		error = gn_err_set(err, GN_ERROR, "cannot read the device token keys: %s", e2.msg);
+	PQclear(res);
+	return error;
+}
+
+int device_tokens_gc(db_conn *c, gn_err *err)
+{
+	PGresult *res = NULL;
+	const char *p[] = {KEY_NAME};
+	int error = db_exec(&res, c, &st_keys_expire, p, err);
+	if (!error && db_val(res, 0, 0))
+		gn_log(GN_LOG_INFO,
+		       "event=device_token_keys_expired keys=%s note=\"past verify_until; secrets erased\"",
+		       db_val(res, 0, 0));
 	PQclear(res);
 	return error;
 }

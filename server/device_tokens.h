@@ -70,6 +70,9 @@ int device_tokens_rotate_key(json_t **out, db_conn *c, const struct gd_actor *wh
 /* The keys, newest first, never their secrets: *out is [{"id", "state" (signing, verifying,
  * expired or retired), "created_at", "superseded_at", "verify_until", "retired_at"}]. A plain read. */
 int device_tokens_keys(json_t **out, db_conn *c, gn_err *err) GN_WUR;
+/* Retires the keys past their verify_until, erasing their secrets (a periodic job; they already
+ * verify nothing). One statement. */
+int device_tokens_gc(db_conn *c, gn_err *err) GN_WUR;
 /* The "gn_device_token_keys" channel's callbacks: payload "ID STATE VERIFY_UNTIL". */
 void device_tokens_on_key_notify(const char *payload);
 void device_tokens_on_key_ack(const char *payload);

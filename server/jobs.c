@@ -8,6 +8,7 @@
 
 #include "alerts.h"
 #include "device_auth.h"
+#include "device_tokens.h"
 #include "gitops.h"
 #include "log.h"
 #include "rollouts.h"
@@ -22,8 +23,11 @@ static int64_t every_housekeeping(const struct gd_config *cfg)
 
 static int job_auth_gc(db_conn *c, const struct gd_config *cfg, gn_err *err)
 {
+	int error;
 	(void)cfg;
-	return device_auth_gc(c, err);
+	if ((error = device_auth_gc(c, err)))
+		return error;
+	return device_tokens_gc(c, err);
 }
 
 /* Roots first, then the image repository's targets, snapshot and timestamp. */
@@ -86,7 +90,7 @@ static int job_alert_webhooks(db_conn *c, const struct gd_config *cfg, gn_err *e
 
 /* Add a job here: its lock key is DB_LOCK_JOBS + its index, so append, never reorder. */
 static const struct job jobs[] = {
-	{"auth_gc", every_housekeeping, job_auth_gc},         /* expired device nonces and sessions */
+	{"auth_gc", every_housekeeping, job_auth_gc},         /* expired device nonces, sessions and token keys */
 	{"tuf_refresh", every_housekeeping, job_tuf_refresh}, /* TUF metadata near its expiry */
 	{"rollouts", every_rollout_interval, job_rollouts},   /* the rollout controller (rollouts.c) */
 	{"gitops", every_gitops_interval, gitops_poll},       /* GitOps sync (gitops.c) */

@@ -169,7 +169,7 @@ def test_tokens_of_the_previous_release_survive_the_upgrade(gangliond, pg, db):
     _apply_as_release(pg, db, before)
     secret = "ab" * 32
     pg.sql(f"INSERT INTO server_secrets (name, secret) VALUES ('device_token_hmac', '{secret}')", db)
-    s = gangliond()
+    s = gangliond(extra_args=["--housekeeping-interval", "3600"])  # woken below
     dev = enroll_device(s)
     assert pg.sql("SELECT secret FROM device_token_keys WHERE id = 1", db) == secret
     # What the previous release minted, byte for byte: the same key, the same form.
@@ -180,3 +180,16 @@ def test_tokens_of_the_previous_release_survive_the_upgrade(gangliond, pg, db):
     assert _self(s, issued).status_code == 200
     assert s.api("POST", ROTATE).status_code == 200
     assert _self(s, issued).status_code == 200  # verifies on through the overlap
+
+    # Past the overlap (made so here rather than waited for): refused, and the housekeeping job
+    # then retires the key and erases its secret, the previous release's copy too.
+    pg.sql("UPDATE device_token_keys SET superseded_at = now() - interval '2 hours',"
+           " verify_until = now() - interval '1 second' WHERE id = 1", db)
+    assert wait_for(lambda: _self(s, issued).status_code == 401, 5, 0.05)
+    assert_problem(_self(s, issued), 401, "retired key")
+    assert _states(s) == [(2, "signing"), (1, "expired")]
+    pg.sql("NOTIFY gn_jobs, 'auth_gc'", db)
+    assert wait_for(lambda: _states(s) == [(2, "signing"), (1, "retired")], 10, 0.1), _states(s)
+    assert pg.sql("SELECT count(*) FROM device_token_keys WHERE secret IS NOT NULL", db) == "1"
+    assert pg.sql("SELECT count(*) FROM server_secrets WHERE name = 'device_token_hmac'", db) == "0"
+    assert _self(s, dev.authenticate(s)).status_code == 200
