@@ -209,7 +209,7 @@ static void put_bytes(gn_buf *b, json_int_t n)
 		gn_buf_printf(b, "%.1f MiB", (double)n / 1048576.0);
 }
 
-/* The runtime the agent reported: "NAME VERSION: TARGET (DEVICE, MEMORY), ...". */
+/* The runtime the agent reported: "NAME VERSION: TARGET (DEVICE, MEMORY), ...; ONNX opsets up to N". */
 static char *fmt_runtime(const json_t *row)
 {
 	const json_t *rt = json_object_get(json_object_get(row, "facts"), "runtime"), *t;
@@ -232,6 +232,9 @@ static char *fmt_runtime(const json_t *row)
 		}
 		gn_buf_puts(&b, ")");
 	}
+	json_int_t opset = json_integer_value(json_object_get(rt, "onnx_opset"));
+	if (opset > 0)
+		gn_buf_printf(&b, "; ONNX opsets up to %lld", (long long)opset);
 	if (json_is_false(json_object_get(rt, "loaded")))
 		gn_buf_puts(&b, "; not loaded (no model needs it yet)");
 	return gn_buf_detach(&b);

@@ -102,6 +102,7 @@ def test_agents_report_their_runtime_before_loading_it(srv, fleet):
         assert out.returncode == 0, out.stderr
         line = next(ln for ln in out.stdout.splitlines() if ln.startswith("Runtime"))
         assert f"{want} " in line and "cpu (" in line and "GiB" in line and "not loaded" in line, line
+        assert f"; ONNX opsets up to {rt['onnx_opset']};" in line, line
         assert platform.machine() in out.stdout and "RAM" in out.stdout, out.stdout
 
 
