@@ -517,7 +517,8 @@ def test_partitions_retention_and_expired_windows(gangliond, pg, db):
 def test_a_failure_half_way_through_the_copy_stores_nothing(gangliond, pg, db):
     """A batch's features go in by COPY after its windows, in one transaction: a row the database
     refuses half-way through the COPY (a trigger stands in for a full disk) leaves neither windows
-    nor features, and the same batch is taken whole once the fault is gone."""
+    nor features, and the same batch is taken whole once the fault is gone. A batch mixing windows
+    already stored with a new one gets only the new window's features copied in."""
     server = gangliond()
     ((dev, tok),) = _fleet(server, n_devices=1)
     rng = np.random.default_rng(3)
@@ -536,6 +537,13 @@ def test_a_failure_half_way_through_the_copy_stores_nothing(gangliond, pg, db):
     r = _post(server, tok, windows)
     assert r.status_code == 200 and r.json() == {"accepted": 3, "duplicates": 0, "expired": 0}, r.text
     assert pg.sql(stored, dbname=db) == "3 9"
+    # two of those again with a new one: only the new window's features are copied in
+    new = _window(_now_window(4), rng.normal(0, 1, 50), rng.choice(["0", "1", "2"], 30),
+                  classes=rng.choice(["0", "1"], 20))
+    r = _post(server, tok, [windows[2], new, windows[0]])
+    assert r.status_code == 200 and r.json() == {"accepted": 1, "duplicates": 2, "expired": 0}, r.text
+    assert pg.sql(stored, dbname=db) == "4 12"
+    assert pg.sql("SELECT count(DISTINCT window_start) FROM telemetry_features", dbname=db) == "4"
 
 
 def _wait_alerts(server, want, state="open", timeout=30):
