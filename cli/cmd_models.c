@@ -451,34 +451,27 @@ static int stored_same(json_t **out, const cli_ctx *ctx, const char *name, const
 		       uint64_t len, gn_err *err)
 {
 	const char *version = gn_json_str(meta, "version");
-	char *esc = NULL, *suffix = NULL, *path = NULL;
 	json_t *ver = NULL;
-	int error = 0;
 	*out = NULL;
 	if (!version) /* the upload's refusal says what is missing */
 		return 0;
-	esc = gn_http_escape(version);
-	suffix = gn_asprintf("/versions/%s", esc);
-	path = model_path(name, suffix);
-	error = cli_request(&ver, ctx, "GET", path, NULL, err);
+	char *esc = gn_http_escape(version), *suffix = gn_asprintf("/versions/%s", esc),
+	     *path = model_path(name, suffix);
+	int error = cli_request(&ver, ctx, "GET", path, NULL, err);
 	const json_t *a = json_object_get(ver, "artifact");
+	const char *got = gn_json_str(ver, "version"), *sha = gn_json_str(a, "sha256");
 	if (error == GN_ENOTFOUND) {
 		gn_err_clear(err);
 		error = 0;
-	} else if (error) {
-		goto out;
-	} else if (!gn_json_str(ver, "version") || strcmp(gn_json_str(ver, "version"), version) != 0) {
-		/* VERSION named an alias: not a version of its own, the upload says so */
-	} else if (!gn_json_str(a, "sha256") || strcmp(gn_json_str(a, "sha256"), hex) != 0 ||
-		   json_integer_value(json_object_get(a, "length")) != (json_int_t)len) {
-		error = gn_err_set(err, GN_ECONFLICT,
-				   "%s version %s is already published with other bytes (SHA-256 %s); versions are "
-				   "immutable",
-				   name, version, gn_json_str(a, "sha256") ? gn_json_str(a, "sha256") : "?");
-	} else {
-		*out = json_incref(ver);
+	} else if (!error && got && strcmp(got, version) == 0) { /* (not an alias of that name) */
+		if (sha && strcmp(sha, hex) == 0 && json_integer_value(json_object_get(a, "length")) == (json_int_t)len)
+			*out = json_incref(ver);
+		else
+			error = gn_err_set(err, GN_ECONFLICT,
+					   "%s version %s is already published with other bytes (SHA-256 %s); versions "
+					   "are immutable",
+					   name, version, sha ? sha : "?");
 	}
-out:
 	json_decref(ver);
 	free(esc);
 	free(suffix);
