@@ -318,19 +318,43 @@ static void finish(struct line *l)
 
 void gn_log_set_context(const char *kv)
 {
-	struct line l = {.len = 0};
-	size_t n = kv ? strlen(kv) : 0;
-	/* The caller writes the fields; control bytes and broken UTF-8 in them still get escaped. */
-	for (size_t i = 0, k; i < n && l.len + 4 < sizeof(log_ctx); i += k ? k : 1) {
-		k = utf8_len(kv + i, n - i);
-		if (k)
-			put(&l, kv + i, k);
-		else if (kv[i] == '"' || kv[i] == '\\' || !needs_escape((unsigned char)kv[i]))
-			put(&l, kv + i, 1);
-		else
-			put_escaped_byte(&l, (unsigned char)kv[i]);
+	/* Written straight into the thread's buffer: this runs several times per request. */
+	size_t len = 0, n = kv ? strlen(kv) : 0, plain = 0;
+	while (plain < n && kv[plain] >= 0x20 && kv[plain] < 0x7F)
+		plain++;
+	if (plain == n && n + 4 < sizeof(log_ctx)) { /* the common case: printable ASCII that fits */
+		memcpy(log_ctx, kv ? kv : "", n + 1);
+		return;
 	}
-	snprintf(log_ctx, sizeof(log_ctx), "%.*s", (int)l.len, l.buf);
+	/* The caller writes the fields; control bytes and broken UTF-8 in them still get escaped. */
+	for (size_t i = 0, k; i < n && len + 4 < sizeof(log_ctx); i += k ? k : 1) {
+		k = utf8_len(kv + i, n - i);
+		unsigned char c = (unsigned char)kv[i];
+		if (k) {
+			memcpy(log_ctx + len, kv + i, k);
+			len += k;
+		} else if (c == '"' || c == '\\' || !needs_escape(c)) {
+			log_ctx[len++] = (char)c;
+		} else {
+			static const char hex[] = "0123456789abcdef";
+			const char *e = c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t" : NULL;
+			if (e) {
+				memcpy(log_ctx + len, e, 2);
+				len += 2;
+			} else {
+				log_ctx[len++] = '\\';
+				log_ctx[len++] = 'x';
+				log_ctx[len++] = hex[c >> 4];
+				log_ctx[len++] = hex[c & 15];
+			}
+		}
+	}
+	log_ctx[len] = '\0';
+}
+
+bool gn_log_enabled(enum gn_log_level level)
+{
+	return level >= min_level;
 }
 
 static void put_prefix(struct line *l, enum gn_log_level level)

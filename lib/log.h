@@ -16,6 +16,8 @@ int gn_log_open(const char *path, gn_err *err) GN_WUR;
 /* Sets this thread's context fields (e.g. "req=3f2a"), copied (up to 95 bytes); NULL clears it.
  * Control bytes and invalid UTF-8 in it are escaped as in values. */
 void gn_log_set_context(const char *kv);
+/* Whether a line at level would be written (to skip building what only such a line needs). */
+bool gn_log_enabled(enum gn_log_level level);
 /* Writes one line: ts, level, this thread's context, then the key=value fields of fmt. The format
  * is trusted; every %s (and %c) value is escaped, so callers pass raw strings:
  *  - inside the format's quotes (msg=\"%s\"): " \ newline CR tab as \" \\ \n \r \t, other

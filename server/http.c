@@ -39,7 +39,8 @@ struct gd_req {
 	int route_index;
 	const char *method;
 	char *path;
-	char id[40]; /* request id */
+	char id[40];  /* request id */
+	char ctx[48]; /* "req=<id>", the log context while it is handled */
 	const char *params[GD_MAX_PARAMS];
 	char *param_store;
 	gn_buf body;
@@ -99,6 +100,9 @@ static const struct {
 };
 
 static struct gd_route routes[HTTP_METRICS_MAX_ROUTES];
+/* The length of each pattern's text before its first "{": a path that does not begin with it
+ * cannot match, which rules out most routes without splitting the path. */
+static size_t literal_len[HTTP_METRICS_MAX_ROUTES];
 static size_t nroutes;
 static pthread_once_t routes_once = PTHREAD_ONCE_INIT;
 
@@ -107,6 +111,7 @@ static void collect_routes(void)
 	for (size_t t = 0; t < GN_ARRAY_LEN(tables); t++) {
 		for (size_t i = 0; i < *tables[t].n; i++) {
 			assert(nroutes < GN_ARRAY_LEN(routes)); /* raise HTTP_METRICS_MAX_ROUTES */
+			literal_len[nroutes] = strcspn(tables[t].routes[i].pattern, "{");
 			routes[nroutes++] = tables[t].routes[i];
 		}
 	}
@@ -183,6 +188,10 @@ static bool match(const char *pattern, const char *path, struct gd_req *r)
 	}
 	if (*pp || *sp)
 		return false;
+	free(r->param_store);
+	r->param_store = NULL;
+	if (!np)
+		return true;
 	char *store = gn_malloc(total), *w = store;
 	for (int i = 0; i < np; i++) {
 		memcpy(w, starts[i], lens[i]);
@@ -190,7 +199,6 @@ static bool match(const char *pattern, const char *path, struct gd_req *r)
 		r->params[i] = w;
 		w += lens[i] + 1;
 	}
-	free(r->param_store);
 	r->param_store = store;
 	return true;
 }
@@ -598,11 +606,18 @@ static void new_request_id(struct gd_req *r)
 			return;
 		}
 	}
-	unsigned char raw[8];
+	/* Eight random bytes, drawn from a per-thread stock filled 64 ids at a time: one call to
+	 * OpenSSL's generator per request was a tenth of a check-in's CPU time. */
+	static _Thread_local unsigned char stock[8 * 64];
+	static _Thread_local size_t left;
 	gn_err err;
-	if (gn_random_bytes(raw, sizeof(raw), &err))
-		memset(raw, 0, sizeof(raw));
-	gn_hex_encode(r->id, raw, sizeof(raw));
+	if (!left) {
+		if (gn_random_bytes(stock, sizeof(stock), &err))
+			memset(stock, 0, sizeof(stock));
+		left = sizeof(stock);
+	}
+	left -= 8;
+	gn_hex_encode(r->id, stock + left, 8);
 }
 
 /* A GET answered 200 with a JSON body it built in memory gets an ETag, a hash of the body; the same
@@ -652,6 +667,26 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 	return MHD_http_unescape(s);
 }
 
+/* The Date header's value for now (RFC 9110's IMF-fixdate), made once a second per thread:
+ * libmicrohttpd's own calls gmtime_r on every answer, which takes glibc's one time-zone lock. */
+static const char *http_date(void)
+{
+	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+					   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	static _Thread_local char text[32];
+	static _Thread_local time_t made = -1;
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	if (ts.tv_sec != made && gmtime_r(&ts.tv_sec, &tm)) {
+		snprintf(text, sizeof(text), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+			 months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+		made = ts.tv_sec;
+	}
+	return text;
+}
+
 static enum MHD_Result queue(struct gd_req *r)
 {
 	struct MHD_Response *resp;
@@ -682,6 +717,7 @@ static enum MHD_Result queue(struct gd_req *r)
 	if (r->resp_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->resp_type);
 	MHD_add_response_header(resp, "X-Request-Id", r->id);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_DATE, http_date());
 	if (r->status == 401)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
 	if (r->status == 405 && r->route_index == -2) {
@@ -715,7 +751,7 @@ static int find_route(struct gd_req *r)
 {
 	bool path_seen = false;
 	for (size_t i = 0; i < nroutes; i++) {
-		if (!match(routes[i].pattern, r->path, r))
+		if (strncmp(routes[i].pattern, r->path, literal_len[i]) != 0 || !match(routes[i].pattern, r->path, r))
 			continue;
 		path_seen = true;
 		if (strcmp(routes[i].method, r->method) == 0 ||
@@ -798,8 +834,18 @@ static void release_db(struct gd_req *r)
 
 enum conn_phase { PHASE_HEADERS, PHASE_BODY, PHASE_HANDLING };
 
+/* The lists are kept in stripes, each with its own lock, and a connection's stripe is chosen by
+ * the libmicrohttpd thread that accepted it (which serves it for its whole life): the phase
+ * changes of every request (four per request) then take a lock that no other worker shares, so a
+ * worker never waits for, or is descheduled holding, a lock another worker needs. The deadline
+ * thread and evictions visit every stripe. */
+#define CONN_STRIPES 16
+
+struct conn_stripe;
+
 struct gd_conn {
 	struct gd_conn *prev, *next; /* in the list of its phase (headers: oldest first) */
+	struct conn_stripe *stripe;  /* fixed when the connection starts */
 	int fd;
 	enum conn_phase phase;
 	uint64_t since_ns; /* start of the phase */
@@ -808,20 +854,36 @@ struct gd_conn {
 	bool client_verified; /* its client certificate verified (tls-client-ca-file) */
 };
 
-static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn_stripe {
+	pthread_mutex_t lock;
+	struct gd_conn *hdr_head, *hdr_tail, *body_head;
+} conn_stripes[CONN_STRIPES];
+static _Atomic unsigned next_stripe;
+static _Atomic int nlive; /* open connections not yet cut */
+/* Cut since the last log line. */
+static _Atomic uint64_t cut_headers, cut_body, cut_evicted;
+
+static pthread_mutex_t reaper_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t reaper_wake;
-static struct gd_conn *hdr_head, *hdr_tail, *body_head;
-static int nlive;                                   /* open connections not yet cut */
-static uint64_t cut_headers, cut_body, cut_evicted; /* since the last log line */
 static pthread_t reaper;
 static bool reaper_running, reaper_stop;
 
-/* Unlinks gc from the list of its phase. Under conns_lock. */
+/* The stripe of connections this thread accepts. */
+static struct conn_stripe *thread_stripe(void)
+{
+	static _Thread_local struct conn_stripe *mine;
+	if (!mine)
+		mine = &conn_stripes[atomic_fetch_add(&next_stripe, 1) % CONN_STRIPES];
+	return mine;
+}
+
+/* Unlinks gc from the list of its phase. Under its stripe's lock. */
 static void conn_unlist(struct gd_conn *gc)
 {
 	if (!gc->listed)
 		return;
-	struct gd_conn **head = gc->phase == PHASE_HEADERS ? &hdr_head : &body_head;
+	struct conn_stripe *st = gc->stripe;
+	struct gd_conn **head = gc->phase == PHASE_HEADERS ? &st->hdr_head : &st->body_head;
 	if (gc->prev)
 		gc->prev->next = gc->next;
 	else
@@ -829,14 +891,16 @@ static void conn_unlist(struct gd_conn *gc)
 	if (gc->next)
 		gc->next->prev = gc->prev;
 	else if (gc->phase == PHASE_HEADERS)
-		hdr_tail = gc->prev;
+		st->hdr_tail = gc->prev;
 	gc->prev = gc->next = NULL;
 	gc->listed = false;
 }
 
-/* Moves gc into phase (the headers list is kept oldest first by appending). Under conns_lock. */
+/* Moves gc into phase (the headers list is kept oldest first by appending). Under its stripe's
+ * lock. */
 static void conn_enter(struct gd_conn *gc, enum conn_phase phase, uint64_t now)
 {
+	struct conn_stripe *st = gc->stripe;
 	conn_unlist(gc);
 	gc->phase = phase;
 	gc->since_ns = now;
@@ -844,28 +908,28 @@ static void conn_enter(struct gd_conn *gc, enum conn_phase phase, uint64_t now)
 	if (gc->cut || phase == PHASE_HANDLING)
 		return;
 	if (phase == PHASE_HEADERS) {
-		gc->prev = hdr_tail;
-		if (hdr_tail)
-			hdr_tail->next = gc;
+		gc->prev = st->hdr_tail;
+		if (st->hdr_tail)
+			st->hdr_tail->next = gc;
 		else
-			hdr_head = gc;
-		hdr_tail = gc;
+			st->hdr_head = gc;
+		st->hdr_tail = gc;
 	} else {
-		gc->next = body_head;
-		if (body_head)
-			body_head->prev = gc;
-		body_head = gc;
+		gc->next = st->body_head;
+		if (st->body_head)
+			st->body_head->prev = gc;
+		st->body_head = gc;
 	}
 	gc->listed = true;
 }
 
-/* Cuts gc's connection. Under conns_lock (the fd stays open until libmicrohttpd reports the
- * connection closed, which takes the lock). */
+/* Cuts gc's connection. Under its stripe's lock (the fd stays open until libmicrohttpd reports
+ * the connection closed, which takes the lock). */
 static void conn_cut(struct gd_conn *gc)
 {
 	conn_unlist(gc);
 	gc->cut = true;
-	nlive--;
+	atomic_fetch_sub(&nlive, 1);
 	shutdown(gc->fd, SHUT_RDWR);
 }
 
@@ -873,18 +937,18 @@ static void change_phase(struct gd_req *r, enum conn_phase phase)
 {
 	if (!r->gc)
 		return;
-	pthread_mutex_lock(&conns_lock);
+	pthread_mutex_lock(&r->gc->stripe->lock);
 	conn_enter(r->gc, phase, gn_mono_ns());
-	pthread_mutex_unlock(&conns_lock);
+	pthread_mutex_unlock(&r->gc->stripe->lock);
 }
 
 static void count_body(struct gd_req *r, size_t n)
 {
 	if (!r->gc)
 		return;
-	pthread_mutex_lock(&conns_lock);
+	pthread_mutex_lock(&r->gc->stripe->lock);
 	r->gc->body_bytes += n;
-	pthread_mutex_unlock(&conns_lock);
+	pthread_mutex_unlock(&r->gc->stripe->lock);
 }
 
 /* Connections past this many get the oldest connection still waiting for its headers cut. */
@@ -892,6 +956,37 @@ static int evict_above(void)
 {
 	int64_t limit = config_get()->connection_limit;
 	return (int)(limit - (limit / 8 > 1 ? limit / 8 : 1));
+}
+
+/* While more than evict_above() connections are open, cuts the one waiting longest for its
+ * headers (the oldest head of the stripes' headers lists), other than the newcomer gc. Takes one
+ * stripe lock at a time. */
+static void evict_oldest(const struct gd_conn *gc)
+{
+	int above = evict_above();
+	while (atomic_load(&nlive) > above) {
+		struct conn_stripe *oldest = NULL;
+		uint64_t since = 0;
+		for (int i = 0; i < CONN_STRIPES; i++) {
+			struct conn_stripe *st = &conn_stripes[i];
+			pthread_mutex_lock(&st->lock);
+			const struct gd_conn *h = st->hdr_head;
+			if (h && h != gc && (!oldest || h->since_ns < since)) {
+				oldest = st;
+				since = h->since_ns;
+			}
+			pthread_mutex_unlock(&st->lock);
+		}
+		if (!oldest)
+			return;
+		pthread_mutex_lock(&oldest->lock);
+		/* Whatever heads that list now (another thread may have moved the one seen) is its oldest. */
+		if (oldest->hdr_head && oldest->hdr_head != gc) {
+			conn_cut(oldest->hdr_head);
+			atomic_fetch_add(&cut_evicted, 1);
+		}
+		pthread_mutex_unlock(&oldest->lock);
+	}
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -902,28 +997,46 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		struct gd_conn *gc = gn_calloc(1, sizeof(*gc));
 		gc->fd = ci ? ci->connect_fd : -1;
+		gc->stripe = thread_stripe();
 		*socket_context = gc;
-		pthread_mutex_lock(&conns_lock);
-		nlive++;
+		pthread_mutex_lock(&gc->stripe->lock);
+		atomic_fetch_add(&nlive, 1);
 		conn_enter(gc, PHASE_HEADERS, gn_mono_ns());
-		int above = evict_above();
-		while (nlive > above && hdr_head && hdr_head != gc) {
-			conn_cut(hdr_head);
-			cut_evicted++;
-		}
-		pthread_mutex_unlock(&conns_lock);
+		pthread_mutex_unlock(&gc->stripe->lock);
+		evict_oldest(gc);
 		return;
 	}
 	struct gd_conn *gc = *socket_context;
 	if (!gc)
 		return;
-	pthread_mutex_lock(&conns_lock);
+	pthread_mutex_lock(&gc->stripe->lock);
 	conn_unlist(gc);
 	if (!gc->cut)
-		nlive--;
-	pthread_mutex_unlock(&conns_lock);
+		atomic_fetch_sub(&nlive, 1);
+	pthread_mutex_unlock(&gc->stripe->lock);
 	free(gc);
 	*socket_context = NULL;
+}
+
+/* Cuts the connections of one stripe that are past their deadline. */
+static void reap_stripe(struct conn_stripe *st, const struct gd_config *cfg, uint64_t now)
+{
+	uint64_t hdr_ns = (uint64_t)cfg->request_header_timeout * 1000000000ull;
+	pthread_mutex_lock(&st->lock);
+	while (st->hdr_head && now - st->hdr_head->since_ns > hdr_ns) {
+		conn_cut(st->hdr_head);
+		atomic_fetch_add(&cut_headers, 1);
+	}
+	for (struct gd_conn *gc = st->body_head, *next; gc; gc = next) {
+		next = gc->next;
+		double allowed =
+			(double)cfg->request_body_timeout + (double)gc->body_bytes / (double)cfg->min_body_rate;
+		if ((double)(now - gc->since_ns) / 1e9 > allowed) {
+			conn_cut(gc);
+			atomic_fetch_add(&cut_body, 1);
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
 }
 
 /* Cuts every connection past its deadline; logs what it cut at most once a second. */
@@ -931,30 +1044,21 @@ static void *reaper_main(void *unused)
 {
 	(void)unused;
 	uint64_t last_log = 0;
-	pthread_mutex_lock(&conns_lock);
+	pthread_mutex_lock(&reaper_lock);
 	while (!reaper_stop) {
+		pthread_mutex_unlock(&reaper_lock);
 		const struct gd_config *cfg = config_get();
 		uint64_t now = gn_mono_ns();
-		uint64_t hdr_ns = (uint64_t)cfg->request_header_timeout * 1000000000ull;
-		while (hdr_head && now - hdr_head->since_ns > hdr_ns) {
-			conn_cut(hdr_head);
-			cut_headers++;
-		}
-		for (struct gd_conn *gc = body_head, *next; gc; gc = next) {
-			next = gc->next;
-			double allowed =
-				(double)cfg->request_body_timeout + (double)gc->body_bytes / (double)cfg->min_body_rate;
-			if ((double)(now - gc->since_ns) / 1e9 > allowed) {
-				conn_cut(gc);
-				cut_body++;
-			}
-		}
-		if ((cut_headers || cut_body || cut_evicted) && now - last_log >= 1000000000ull) {
+		for (int i = 0; i < CONN_STRIPES; i++)
+			reap_stripe(&conn_stripes[i], cfg, now);
+		if ((atomic_load(&cut_headers) || atomic_load(&cut_body) || atomic_load(&cut_evicted)) &&
+		    now - last_log >= 1000000000ull) {
+			uint64_t h = atomic_exchange(&cut_headers, 0), b = atomic_exchange(&cut_body, 0),
+				 e = atomic_exchange(&cut_evicted, 0);
 			gn_log(GN_LOG_WARN,
 			       "event=connections_cut header_timeout=%llu body_timeout=%llu evicted=%llu open=%d",
-			       (unsigned long long)cut_headers, (unsigned long long)cut_body,
-			       (unsigned long long)cut_evicted, nlive);
-			cut_headers = cut_body = cut_evicted = 0;
+			       (unsigned long long)h, (unsigned long long)b, (unsigned long long)e,
+			       atomic_load(&nlive));
 			last_log = now;
 		}
 		struct timespec ts;
@@ -962,10 +1066,18 @@ static void *reaper_main(void *unused)
 		ts.tv_nsec += 200000000L;
 		ts.tv_sec += ts.tv_nsec / 1000000000L;
 		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&reaper_wake, &conns_lock, &ts);
+		pthread_mutex_lock(&reaper_lock);
+		if (!reaper_stop)
+			pthread_cond_timedwait(&reaper_wake, &reaper_lock, &ts);
 	}
-	pthread_mutex_unlock(&conns_lock);
+	pthread_mutex_unlock(&reaper_lock);
 	return NULL;
+}
+
+static void init_stripes(void)
+{
+	for (int i = 0; i < CONN_STRIPES; i++)
+		pthread_mutex_init(&conn_stripes[i].lock, NULL);
 }
 
 static int reaper_start(gn_err *err)
@@ -986,10 +1098,10 @@ static void reaper_end(void)
 {
 	if (!reaper_running)
 		return;
-	pthread_mutex_lock(&conns_lock);
+	pthread_mutex_lock(&reaper_lock);
 	reaper_stop = true;
 	pthread_cond_signal(&reaper_wake);
-	pthread_mutex_unlock(&conns_lock);
+	pthread_mutex_unlock(&reaper_lock);
 	pthread_join(reaper, NULL);
 	pthread_cond_destroy(&reaper_wake);
 	reaper_running = false;
@@ -1033,16 +1145,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		r->route_index = -1;
 		gn_buf_init(&r->body);
 		new_request_id(r);
-		snprintf(r->actor.request_id, sizeof(r->actor.request_id), "%s", r->id);
+		size_t idlen = strlen(r->id);
+		memcpy(r->actor.request_id, r->id, idlen + 1);
+		memcpy(r->ctx, "req=", 4);
+		memcpy(r->ctx + 4, r->id, idlen + 1);
 		r->route_index = find_route(r);
 		r->route = r->route_index >= 0 ? &routes[r->route_index] : NULL;
 		r->resp_fd = -1;
 		r->resp_pipe = false;
 		/* Credentials (and for uploads, the request itself) before a byte of the body: nobody
 		 * unauthenticated gets to fill buffers or disks. */
-		char ctx[128];
-		snprintf(ctx, sizeof(ctx), "req=%s", r->id);
-		gn_log_set_context(ctx);
+		gn_log_set_context(r->ctx);
 		if (check_client_cert(r) == 0 && r->route && r->route->scope != GD_SCOPE_PUBLIC && admit(r) == 0)
 			r->admitted = true;
 		if (!r->responded && r->route && r->route->stream) {
@@ -1094,9 +1207,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	/* The body is complete: answer now (on the second call, so keep-alive stays on). */
 	change_phase(r, PHASE_HANDLING);
-	char ctx[128];
-	snprintf(ctx, sizeof(ctx), "req=%s", r->id);
-	gn_log_set_context(ctx);
+	gn_log_set_context(r->ctx);
 	r->started = true;
 	if (r->too_big) {
 		char detail[128];
@@ -1121,33 +1232,39 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	uint64_t dur = gn_mono_ns() - r->start_ns;
 	int status = r->status ? r->status : 499; /* client went away before an answer */
 	http_metrics_observe(r->route_index, status, dur);
-	char ctx[128];
-	snprintf(ctx, sizeof(ctx), "req=%s", r->id);
-	gn_log_set_context(ctx);
-	/* The path is the client's: no line breaks or control bytes into the log. */
-	char *path = gn_utf8_clean_dup(r->path);
-	for (char *q = path; *q; q++)
-		if (*q == ' ' || *q == '"')
-			*q = '?';
-	char who[96];
-	if (r->actor.kind == GD_ACTOR_NONE)
-		snprintf(who, sizeof(who), "-");
-	else
-		actor_label(who, sizeof(who), &r->actor);
-	if (r->actor.kind == GD_ACTOR_TOKEN) /* the token's id, not its name: names need not be unique */
-		snprintf(who, sizeof(who), "token:%s", r->actor.id);
+	/* A device's routine answers (most of the traffic) are logged at debug: the line is only built
+	 * when it is to be written. */
 	enum gn_log_level lvl = status >= 500 ? GN_LOG_WARN : r->routine && status < 400 ? GN_LOG_DEBUG : GN_LOG_INFO;
-	const char *pattern = r->route ? r->route->pattern : "-";
-	if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-		gn_log(lvl, "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s", r->method, path,
-		       pattern, status, (double)dur / 1e6, who);
-	else
-		gn_log(lvl, "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s aborted=true",
-		       r->method, path, pattern, status, (double)dur / 1e6, who);
-	free(path);
-	if (r->stream && !r->handled)
+	bool logged = gn_log_enabled(lvl), abort_stream = r->stream && !r->handled;
+	if (logged || abort_stream)
+		gn_log_set_context(r->ctx);
+	if (logged) {
+		/* The path is the client's: no line breaks or control bytes into the log. */
+		char *path = gn_utf8_clean_dup(r->path);
+		for (char *q = path; *q; q++)
+			if (*q == ' ' || *q == '"')
+				*q = '?';
+		char who[96];
+		if (r->actor.kind == GD_ACTOR_NONE)
+			snprintf(who, sizeof(who), "-");
+		else
+			actor_label(who, sizeof(who), &r->actor);
+		if (r->actor.kind == GD_ACTOR_TOKEN) /* the token's id, not its name: names need not be unique */
+			snprintf(who, sizeof(who), "token:%s", r->actor.id);
+		const char *pattern = r->route ? r->route->pattern : "-";
+		if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+			gn_log(lvl, "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s",
+			       r->method, path, pattern, status, (double)dur / 1e6, who);
+		else
+			gn_log(lvl,
+			       "event=request method=%s path=%s route=%s status=%d dur_ms=%.3f actor=%s aborted=true",
+			       r->method, path, pattern, status, (double)dur / 1e6, who);
+		free(path);
+	}
+	if (abort_stream)
 		r->stream->abort(r);
-	gn_log_set_context(NULL);
+	if (logged || abort_stream)
+		gn_log_set_context(NULL);
 	if (r->db)
 		db_release(gd.pool, r->db);
 	if (r->resp_fd >= 0)
@@ -1177,7 +1294,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 int http_start(int fd, const struct sockaddr *addr, gn_err *err)
 {
+	static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
 	pthread_once(&routes_once, collect_routes);
+	pthread_once(&stripes_once, init_stripes);
 	/* Bound at start-up, before the database; accepting only now, so that a client is refused
 	 * (not kept waiting) while gangliond prepares. */
 	if (listen(fd, 1024) < 0) {
@@ -1185,8 +1304,9 @@ int http_start(int fd, const struct sockaddr *addr, gn_err *err)
 		close(fd);
 		return GN_ERROR;
 	}
-	unsigned flags =
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_TURBO |
+			 MHD_USE_ERROR_LOG |
+			 MHD_USE_SUPPRESS_DATE_NO_CLOCK; /* queue() adds its own Date, made once a second */
 	if (addr->sa_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	struct MHD_OptionItem tls[4];

@@ -28,8 +28,17 @@ def test_checkin_is_304_until_something_changes(server):
     assert r.status_code == 304
     got = server.api("GET", f"/v1/devices/{dev.id}").json()
     assert got["reported"]["last_operation"]["state"] == "active"
-    # An ETag the device was never given is answered in full.
+    # An ETag the device was never given is answered in full; If-None-Match naming the one it holds
+    # among others, or weakly, is a 304 (RFC 9110) and the ETag sent back is the exact one, never
+    # the header echoed.
     assert _checkin(server, tok, '"dt-999"').status_code == 200
+    for near in (etag[:-1], etag.replace('"dt-', '"dt-+')):
+        r = _checkin(server, tok, near)
+        assert r.status_code == 200 and r.headers["ETag"] == etag, (near, r.status_code)
+    for same in (etag + ', "x"', '"x", ' + etag, "W/" + etag):
+        r = _checkin(server, tok, same)
+        assert r.status_code == 304 and r.headers["ETag"] == etag, (same, r.status_code, r.headers.get("ETag"))
+    assert _checkin(server, tok, etag).status_code == 304
 
 
 def test_a_change_through_one_replica_is_seen_by_the_other(gangliond):

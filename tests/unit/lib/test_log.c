@@ -175,9 +175,42 @@ static void test_context(void **state)
 	gn_log_set_context("dev=a\nb");
 	gn_log(GN_LOG_INFO, "event=x");
 	assert_string_equal(one_line(), "dev=a\\nb event=x");
+	/* Quotes and backslashes as they are; other control bytes escaped; UTF-8 kept. */
+	gn_log_set_context("a=\"q\\\x01 b=\xc3\xa9");
+	gn_log(GN_LOG_INFO, "event=x");
+	assert_string_equal(one_line(), "a=\"q\\\\x01 b=\xc3\xa9 event=x");
+	/* At most 92 bytes of context, whether plain or escaped. */
+	char long_ctx[101], want[120];
+	memset(long_ctx, 'a', 100);
+	long_ctx[100] = '\0';
+	gn_log_set_context(long_ctx);
+	gn_log(GN_LOG_INFO, "event=x");
+	snprintf(want, sizeof(want), "%.92s event=x", long_ctx);
+	assert_string_equal(one_line(), want);
+	long_ctx[50] = '\n';
+	gn_log_set_context(long_ctx);
+	gn_log(GN_LOG_INFO, "event=x");
+	snprintf(want, sizeof(want), "%.50s\\n%.40s event=x", long_ctx, long_ctx + 51);
+	assert_string_equal(one_line(), want);
 	gn_log_set_context(NULL);
 	gn_log(GN_LOG_INFO, "event=x");
 	assert_string_equal(one_line(), "event=x");
+}
+
+/* gn_log_enabled answers as gn_log decides: nothing below the level set. */
+static void test_enabled(void **state)
+{
+	gn_log_set_level(GN_LOG_WARN);
+	assert_false(gn_log_enabled(GN_LOG_DEBUG));
+	assert_false(gn_log_enabled(GN_LOG_INFO));
+	assert_true(gn_log_enabled(GN_LOG_WARN));
+	assert_true(gn_log_enabled(GN_LOG_ERROR));
+	gn_log(GN_LOG_INFO, "event=hidden");
+	gn_log(GN_LOG_WARN, "event=shown");
+	assert_string_equal(one_line(), "event=shown");
+	gn_log_set_level(GN_LOG_INFO);
+	assert_true(gn_log_enabled(GN_LOG_INFO));
+	assert_false(gn_log_enabled(GN_LOG_DEBUG));
 }
 
 /* The level names the configuration accepts (--log-level), and a log file that cannot be opened. */
@@ -216,6 +249,7 @@ int main(void)
 		cmocka_unit_test(test_long_values_are_cut_safely),
 		cmocka_unit_test(test_conversions),
 		cmocka_unit_test(test_context),
+		cmocka_unit_test(test_enabled),
 		cmocka_unit_test(test_level_names_and_open_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
