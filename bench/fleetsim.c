@@ -11,6 +11,10 @@
  *              with request/error counts and a latency histogram (lib/latency.h buckets) that grow
  *              at --rps requests a second; a version named by --bad-version reports --bad-error-rate
  *              of its requests as errors.
+ *   settling   with --settle R, R more rounds after --duration, each one more check-in per device
+ *              (counted with the others): the fleet ends checked in, each device answered 304 from
+ *              what it was last told, even when --duration was too short for every device to get
+ *              past its first check-in (bench/fleet.sh measures memory then).
  * The bytes are not downloaded: this measures the server, not the network.
  *
  * SIGINT or SIGTERM ends the run early: requests in flight finish, then the report as usual.
@@ -21,7 +25,7 @@
  * Usage: fleetsim --url URL --enroll-token TOKEN|@FILE --devices N [--concurrency C]
  *                 [--duration S] [--interval S] [--state FILE] [--seed S] [--install-delay S]
  *                 [--rps R] [--bad-version V] [--bad-error-rate F] [--seen FILE] [--changes FILE]
- *                 [--json]
+ *                 [--settle R] [--json]
  * --seen FILE writes "DEVICE_ID MODEL/VERSION..." lines: every version the director ever named to
  * each device, so a test can check that no device outside a canary cohort was told a bad version.
  * --changes FILE appends a line for every check-in answered 200 (new director targets), as it
@@ -95,7 +99,7 @@ struct stats {
 
 static struct {
 	const char *url, *enroll_token, *state, *bad_version, *seen, *changes;
-	int ndev, concurrency;
+	int ndev, concurrency, settle;
 	double duration, interval, install_delay, rps, bad_error_rate;
 	uint64_t seed;
 	bool json;
@@ -696,23 +700,12 @@ static char *read_secret(const char *v)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{"url", 1, NULL, 'u'},
-		{"enroll-token", 1, NULL, 't'},
-		{"devices", 1, NULL, 'n'},
-		{"concurrency", 1, NULL, 'c'},
-		{"duration", 1, NULL, 'd'},
-		{"interval", 1, NULL, 'i'},
-		{"state", 1, NULL, 's'},
-		{"seed", 1, NULL, 'S'},
-		{"install-delay", 1, NULL, 'D'},
-		{"rps", 1, NULL, 'r'},
-		{"bad-version", 1, NULL, 'b'},
-		{"bad-error-rate", 1, NULL, 'e'},
-		{"seen", 1, NULL, 'w'},
-		{"json", 0, NULL, 'j'},
-		{"changes", 1, NULL, 'C'},
-		{"help", 0, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{"url", 1, NULL, 'u'},         {"enroll-token", 1, NULL, 't'}, {"devices", 1, NULL, 'n'},
+		{"concurrency", 1, NULL, 'c'}, {"duration", 1, NULL, 'd'},     {"interval", 1, NULL, 'i'},
+		{"state", 1, NULL, 's'},       {"seed", 1, NULL, 'S'},         {"install-delay", 1, NULL, 'D'},
+		{"rps", 1, NULL, 'r'},         {"bad-version", 1, NULL, 'b'},  {"bad-error-rate", 1, NULL, 'e'},
+		{"seen", 1, NULL, 'w'},        {"json", 0, NULL, 'j'},         {"changes", 1, NULL, 'C'},
+		{"settle", 1, NULL, 'R'},      {"help", 0, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	char *tok = NULL;
 	int c;
@@ -733,10 +726,11 @@ int main(int argc, char **argv)
 		case 'w': opt.seen = optarg; break;
 		case 'j': opt.json = true; break;
 		case 'C': opt.changes = optarg; break;
+		case 'R': opt.settle = (int)num(optarg, "--settle", 0, 10); break;
 		case 'h':
 			puts("usage: fleetsim --url URL --enroll-token TOKEN|@FILE --devices N [--concurrency C] "
 			     "[--duration S] [--interval S] [--state FILE] [--seed S] [--install-delay S] [--rps R] "
-			     "[--bad-version V] [--bad-error-rate F] [--seen FILE] [--changes FILE] [--json]\n(see the comment at the top of "
+			     "[--bad-version V] [--bad-error-rate F] [--seen FILE] [--changes FILE] [--settle R] [--json]\n(see the comment at the top of "
 			     "bench/fleetsim.c)");
 			return 0;
 		default: return 2;
@@ -808,6 +802,19 @@ int main(int argc, char **argv)
 	fprintf(stderr, "fleetsim: %d of %d devices authenticated in %.1f s; checking in for %.0f s\n", ready, opt.ndev,
 		t1 - t0, opt.duration);
 	run(multi, xs, opt.concurrency, t1 + opt.duration);
+	for (int r = 0; r < opt.settle; r++) {
+		double t = now_mono();
+		int n = 0;
+		for (int i = 0; i < opt.ndev; i++)
+			if (devs[i].next == PH_CHECKIN && devs[i].fails < MAX_FAILS) {
+				devs[i].due = t;
+				heap_push(&devs[i]);
+				n++;
+			}
+		run(multi, xs, opt.concurrency, t); /* an end already past: one check-in each */
+		fprintf(stderr, "fleetsim: settling round %d: %d devices checked in once more in %.1f s\n", r + 1, n,
+			now_mono() - t);
+	}
 	report();
 	if (opt.seen)
 		seen_save(devs);

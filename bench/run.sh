@@ -83,7 +83,8 @@ need "fleet errors" "$errs"
 row "fleet of $fleet_n: errors (count; kinds)" "$cmd" "$errs" "0" "-"
 per=$(awk '/bytes per device/ { print $(NF-3) }' "$out/fleet")
 need "gangliond memory per device" "$per"
-row "gangliond memory per device after $fleet_n checked in" "$cmd" "$per bytes" "aim: 1024 bytes" \
+cached=$(awk '/bytes per device/ { for (i = 1; i < NF; i++) if ($(i + 1) == "answered") print $i }' "$out/fleet")
+row "gangliond memory per idle device, $fleet_n checked in (${cached:-?} answered from memory)" "$cmd" "$per bytes" "aim: 1024 bytes" \
 	"$(awk -v a="$per" 'BEGIN { printf "%.2f", a / 1024 }')"
 
 # 3. Telemetry ingestion through the API against a plain COPY of the same rows.

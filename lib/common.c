@@ -187,6 +187,36 @@ bool gn_is_uuid(const char *s)
 	return true;
 }
 
+static int hex_value(char c)
+{
+	return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+int gn_uuid_parse(unsigned char out[16], const char *s)
+{
+	if (!gn_is_uuid(s))
+		return GN_EINVAL;
+	for (int i = 0, j = 0; i < 16; i++, j += 2) {
+		if (s[j] == '-')
+			j++;
+		out[i] = (unsigned char)(hex_value(s[j]) << 4 | hex_value(s[j + 1]));
+	}
+	return 0;
+}
+
+void gn_uuid_format(char out[37], const unsigned char uuid[16])
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = out;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[uuid[i] >> 4];
+		*p++ = hex[uuid[i] & 15];
+	}
+	*p = '\0';
+}
+
 size_t gn_edit_distance(const char *a, const char *b)
 {
 	size_t la = strlen(a), lb = strlen(b);

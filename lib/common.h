@@ -75,6 +75,11 @@ char *gn_buf_detach(gn_buf *b);
 
 /* Checks that s is a canonical UUID (8-4-4-4-12 hex digits), so it can go to a uuid column. */
 bool gn_is_uuid(const char *s);
+/* Writes the 16 bytes of UUID s (as gn_is_uuid accepts it, either case) to out; GN_EINVAL when s
+ * is not one. For keys kept per device: 16 bytes instead of 37. */
+int gn_uuid_parse(unsigned char out[16], const char *s) GN_WUR;
+/* Writes uuid as its canonical text (lowercase hex digits and dashes, NUL-terminated) to out. */
+void gn_uuid_format(char out[37], const unsigned char uuid[16]);
 
 /* Returns the Levenshtein distance between a and b (SIZE_MAX when either is longer than 63 bytes). */
 size_t gn_edit_distance(const char *a, const char *b);

@@ -9,9 +9,11 @@
 #include "device_tokens.h"
 #include "last_seen.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define FLUSH_EVERY_MS 1000
 #define FLUSH_MAX_ROWS 20000 /* per statement */
+#define PRUNE_EVERY_NS 60000000000ull
 
 static pthread_t thread;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -35,6 +37,14 @@ static void flush(db_conn *c)
 static void work(void)
 {
 	gn_err err;
+	static uint64_t pruned_at;
+	uint64_t now = gn_mono_ns();
+	if (now - pruned_at >= PRUNE_EVERY_NS) {
+		size_t n = ratelimit_prune(now);
+		pruned_at = now;
+		if (n)
+			gn_log(GN_LOG_DEBUG, "event=rate_limit_pruned keys=%zu", n);
+	}
 	if (!device_tokens_reload_wanted() && !last_seen_pending())
 		return;
 	db_conn *c = db_acquire(pool_);

@@ -8,22 +8,26 @@
 #include <string.h>
 
 #include "log.h"
+#include "pool.h"
 
 #define STRIPES 64
-#define BUCKETS 4096 /* per stripe */
+#define BUCKETS 1024 /* per stripe: 65,536 in all, as for last-seen times (last_seen.c) */
 
+/* One per device answered from here: 56 bytes, from its stripe's pool (bench/README.md has what
+ * a device costs in all). */
 struct entry {
 	struct entry *next;
-	char id[40];
-	int version;
-	bool in_stage; /* answered as a device in a rollout's running stage (its poll interval) */
+	unsigned char id[16]; /* the device id's UUID, binary */
 	int64_t fresh_until;
 	uint64_t body_hash;
 	int64_t seq; /* the highest report sequence number seen here (0: none) */
+	int version;
+	bool in_stage; /* answered as a device in a rollout's running stage (its poll interval) */
 };
 
 static struct stripe {
 	pthread_mutex_t lock;
+	gn_pool pool; /* the entries */
 	struct entry *buckets[BUCKETS];
 } stripes[STRIPES];
 
@@ -36,17 +40,17 @@ uint64_t checkin_cache_epoch(void)
 	return atomic_load(&epoch_);
 }
 
-static struct stripe *stripe_of(const char *id, size_t *bucket)
+static struct stripe *stripe_of(const unsigned char id[16], size_t *bucket)
 {
-	uint64_t h = gn_fnv1a(0, id, strlen(id));
+	uint64_t h = gn_fnv1a(0, id, 16);
 	*bucket = (size_t)(h >> 8) % BUCKETS;
 	return &stripes[h % STRIPES];
 }
 
-static struct entry **find(struct stripe *s, size_t bucket, const char *id)
+static struct entry **find(struct stripe *s, size_t bucket, const unsigned char id[16])
 {
 	struct entry **e = &s->buckets[bucket];
-	while (*e && strcmp((*e)->id, id) != 0)
+	while (*e && memcmp((*e)->id, id, 16) != 0)
 		e = &(*e)->next;
 	return e;
 }
@@ -56,9 +60,12 @@ bool checkin_cache_fresh(const char *device_id, int version, int64_t poll, const
 {
 	size_t b;
 	bool fresh = false;
-	struct stripe *s = stripe_of(device_id, &b);
+	unsigned char id[16];
+	if (gn_uuid_parse(id, device_id))
+		return false; /* never cached (checkin_cache_put) */
+	struct stripe *s = stripe_of(id, &b);
 	pthread_mutex_lock(&s->lock);
-	struct entry *e = *find(s, b, device_id);
+	struct entry *e = *find(s, b, id);
 	/* An older sequence number than seen here is a replay: the database says what becomes of it. */
 	if (atomic_load(&running) && e && e->version == version && intervals[e->in_stage] == poll &&
 	    now < e->fresh_until && (seq <= 0 || seq >= e->seq)) {
@@ -79,19 +86,20 @@ void checkin_cache_put(const char *device_id, int version, bool in_stage, int64_
 		       int64_t seq, int64_t now, uint64_t epoch)
 {
 	size_t b;
-	struct stripe *s = stripe_of(device_id, &b);
-	if (!atomic_load(&running))
+	unsigned char id[16];
+	if (!atomic_load(&running) || gn_uuid_parse(id, device_id))
 		return;
+	struct stripe *s = stripe_of(id, &b);
 	pthread_mutex_lock(&s->lock);
 	/* Checked under the lock that forget() takes after bumping the epoch. */
 	if (atomic_load(&epoch_) != epoch) {
 		pthread_mutex_unlock(&s->lock);
 		return;
 	}
-	struct entry **slot = find(s, b, device_id), *e = *slot;
+	struct entry **slot = find(s, b, id), *e = *slot;
 	if (!e) {
-		e = gn_calloc(1, sizeof(*e));
-		snprintf(e->id, sizeof(e->id), "%s", device_id);
+		e = gn_pool_get(&s->pool);
+		memcpy(e->id, id, 16);
 		*slot = e;
 	}
 	e->version = version;
@@ -103,16 +111,17 @@ void checkin_cache_put(const char *device_id, int version, bool in_stage, int64_
 	pthread_mutex_unlock(&s->lock);
 }
 
-void checkin_cache_forget(const char *device_id)
+/* Forgets the device of binary id. */
+static void forget(const unsigned char id[16])
 {
 	size_t b;
-	struct stripe *s = stripe_of(device_id, &b);
+	struct stripe *s = stripe_of(id, &b);
 	atomic_fetch_add(&epoch_, 1);
 	pthread_mutex_lock(&s->lock);
-	struct entry **slot = find(s, b, device_id), *e = *slot;
+	struct entry **slot = find(s, b, id), *e = *slot;
 	if (e) {
 		*slot = e->next;
-		free(e);
+		gn_pool_put(&s->pool, e);
 	}
 	pthread_mutex_unlock(&s->lock);
 }
@@ -122,23 +131,29 @@ static void clear_all(void)
 	atomic_fetch_add(&epoch_, 1);
 	for (int i = 0; i < STRIPES; i++) {
 		pthread_mutex_lock(&stripes[i].lock);
-		for (int b = 0; b < BUCKETS; b++) {
-			struct entry *e = stripes[i].buckets[b];
-			while (e) {
-				struct entry *n = e->next;
-				free(e);
-				e = n;
-			}
-			stripes[i].buckets[b] = NULL;
-		}
+		memset(stripes[i].buckets, 0, sizeof(stripes[i].buckets));
+		gn_pool_cleanup(&stripes[i].pool);
 		pthread_mutex_unlock(&stripes[i].lock);
 	}
+}
+
+/* Forgets the device of text id; forgets everything for a text that is no device id. */
+void checkin_cache_forget(const char *device_id)
+{
+	unsigned char id[16];
+	if (gn_uuid_parse(id, device_id)) {
+		/* Not an id: forget everything rather than keep an answer that may be stale. */
+		gn_log(GN_LOG_WARN, "event=checkin_cache_bad_notify len=%zu", strlen(device_id));
+		clear_all();
+		return;
+	}
+	forget(id);
 }
 
 void checkin_cache_on_notify(const char *payload)
 {
 	/* One device id, or several separated by spaces (a statement that changed many devices). */
-	char id[40];
+	char id[37];
 	for (const char *p = payload; *p;) {
 		size_t n = strcspn(p, " ");
 		if (n > 0 && n < sizeof(id)) {
@@ -146,7 +161,6 @@ void checkin_cache_on_notify(const char *payload)
 			id[n] = '\0';
 			checkin_cache_forget(id);
 		} else if (n > 0) {
-			/* Not an id: forget everything rather than keep an answer that may be stale. */
 			gn_log(GN_LOG_WARN, "event=checkin_cache_bad_notify len=%zu", n);
 			clear_all();
 		}
@@ -168,8 +182,21 @@ void checkin_cache_on_listening(bool up)
 
 void checkin_cache_init(void)
 {
-	for (int i = 0; i < STRIPES; i++)
+	for (int i = 0; i < STRIPES; i++) {
 		pthread_mutex_init(&stripes[i].lock, NULL);
+		gn_pool_init(&stripes[i].pool, sizeof(struct entry));
+	}
+}
+
+void checkin_cache_stats(size_t *out_entries, size_t *out_bytes)
+{
+	*out_entries = *out_bytes = 0;
+	for (int i = 0; i < STRIPES; i++) {
+		pthread_mutex_lock(&stripes[i].lock);
+		*out_entries += stripes[i].pool.in_use;
+		*out_bytes += gn_pool_bytes(&stripes[i].pool);
+		pthread_mutex_unlock(&stripes[i].lock);
+	}
 }
 
 void checkin_cache_cleanup(void)

@@ -30,7 +30,9 @@ uint64_t checkin_cache_epoch(void);
  * Ignored if anything was invalidated since `epoch` (the answer may predate the change). */
 void checkin_cache_put(const char *device_id, int version, bool in_stage, int64_t fresh_until, uint64_t body_hash,
 		       int64_t seq, int64_t now, uint64_t epoch);
-/* Forgets a device (its director state changed). */
+/* Forgets a device (its director state changed); everything, when device_id is no UUID. */
 void checkin_cache_forget(const char *device_id);
+/* How many devices the cache holds answers for, and the bytes its entries take (for /metrics). */
+void checkin_cache_stats(size_t *out_entries, size_t *out_bytes);
 
 #endif

@@ -3,8 +3,10 @@
 
 #include <stdatomic.h>
 
+#include "checkin_cache.h"
 #include "gangliond.h"
 #include "http.h"
+#include "last_seen.h"
 
 static _Atomic uint64_t counts[HTTP_METRICS_MAX_ROUTES + 1][600];
 static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
@@ -76,4 +78,23 @@ void http_metrics_render(gn_buf *b)
 		      "# TYPE gangliond_db_pool_waits_total counter\n"
 		      "gangliond_db_pool_waits_total %llu\n",
 		      size, in_use, (unsigned long long)waits);
+
+	/* What devices cost in memory here (bench/fleet.sh reads these to know all are cached). */
+	size_t cached, cached_bytes, seen, seen_bytes;
+	checkin_cache_stats(&cached, &cached_bytes);
+	last_seen_stats(&seen, &seen_bytes);
+	gn_buf_printf(b,
+		      "# HELP gangliond_checkin_cache_devices Devices whose check-in answer is held in memory.\n"
+		      "# TYPE gangliond_checkin_cache_devices gauge\n"
+		      "gangliond_checkin_cache_devices %zu\n"
+		      "# HELP gangliond_checkin_cache_bytes Memory taken by the check-in cache's entries.\n"
+		      "# TYPE gangliond_checkin_cache_bytes gauge\n"
+		      "gangliond_checkin_cache_bytes %zu\n"
+		      "# HELP gangliond_last_seen_devices Devices whose last-seen time is held in memory.\n"
+		      "# TYPE gangliond_last_seen_devices gauge\n"
+		      "gangliond_last_seen_devices %zu\n"
+		      "# HELP gangliond_last_seen_bytes Memory taken by the last-seen records.\n"
+		      "# TYPE gangliond_last_seen_bytes gauge\n"
+		      "gangliond_last_seen_bytes %zu\n",
+		      cached, cached_bytes, seen, seen_bytes);
 }

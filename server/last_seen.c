@@ -7,19 +7,23 @@
 #include <string.h>
 #include <time.h>
 
+#include "pool.h"
+
 #define STRIPES 64
 #define BUCKETS 1024 /* per stripe */
 
-/* One per device that checked in here (kept, so that a check-in allocates only the first time). */
+/* One per device that checked in here (kept, so that a check-in allocates only the first time):
+ * 48 bytes, from its stripe's pool. */
 struct seen {
 	struct seen *next;
-	char id[37];
-	bool dirty;
+	unsigned char id[16]; /* the device id's UUID, binary */
 	int64_t at_ms, seq;
+	bool dirty;
 };
 
 static struct stripe {
 	pthread_mutex_t lock;
+	gn_pool pool; /* the records */
 	struct seen *buckets[BUCKETS];
 } stripes[STRIPES];
 
@@ -32,32 +36,32 @@ static const db_stmt st_flush = {
 	" FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, at_ms, seq) WHERE d.id = v.id",
 	3};
 
-static struct stripe *stripe_of(const char *id, size_t *bucket)
+static struct stripe *stripe_of(const unsigned char id[16], size_t *bucket)
 {
-	uint64_t h = gn_fnv1a(0, id, strlen(id));
+	uint64_t h = gn_fnv1a(0, id, 16);
 	*bucket = (size_t)(h >> 8) % BUCKETS;
 	return &stripes[h % STRIPES];
 }
 
 void last_seen_init(void)
 {
-	for (size_t i = 0; i < STRIPES; i++)
+	for (size_t i = 0; i < STRIPES; i++) {
 		pthread_mutex_init(&stripes[i].lock, NULL);
+		gn_pool_init(&stripes[i].pool, sizeof(struct seen));
+	}
 }
 
-static void touch_at(const char *device_id, int64_t now_ms, int64_t seq)
+static void touch_at(const unsigned char id[16], int64_t now_ms, int64_t seq)
 {
 	size_t b;
-	if (strlen(device_id) != 36)
-		return;
-	struct stripe *s = stripe_of(device_id, &b);
+	struct stripe *s = stripe_of(id, &b);
 	pthread_mutex_lock(&s->lock);
 	struct seen *e = s->buckets[b];
-	while (e && memcmp(e->id, device_id, 36) != 0)
+	while (e && memcmp(e->id, id, 16) != 0)
 		e = e->next;
 	if (!e) {
-		e = gn_calloc(1, sizeof(*e));
-		memcpy(e->id, device_id, 36);
+		e = gn_pool_get(&s->pool);
+		memcpy(e->id, id, 16);
 		e->next = s->buckets[b];
 		s->buckets[b] = e;
 	}
@@ -72,8 +76,11 @@ static void touch_at(const char *device_id, int64_t now_ms, int64_t seq)
 void last_seen_touch(const char *device_id, int64_t seq)
 {
 	struct timespec ts;
+	unsigned char id[16];
+	if (gn_uuid_parse(id, device_id))
+		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	touch_at(device_id, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, seq);
+	touch_at(id, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, seq);
 }
 
 struct batch {
@@ -139,7 +146,9 @@ int last_seen_flush(size_t *out_rows, db_conn *c, size_t max_rows, gn_err *err)
 					b = (size_t)-1;
 					break;
 				}
-				gn_buf_printf(&bt.ids, "%s%s", bt.n ? "," : "", e->id);
+				char id[37];
+				gn_uuid_format(id, e->id);
+				gn_buf_printf(&bt.ids, "%s%s", bt.n ? "," : "", id);
 				gn_buf_printf(&bt.ats, "%s%lld", bt.n ? "," : "", (long long)e->at_ms);
 				gn_buf_printf(&bt.seqs, "%s%lld", bt.n ? "," : "", (long long)e->seq);
 				bt.rows[bt.n++] = *e;
@@ -172,17 +181,23 @@ size_t last_seen_pending(void)
 	return n;
 }
 
+void last_seen_stats(size_t *out_devices, size_t *out_bytes)
+{
+	*out_devices = *out_bytes = 0;
+	for (size_t i = 0; i < STRIPES; i++) {
+		pthread_mutex_lock(&stripes[i].lock);
+		*out_devices += stripes[i].pool.in_use;
+		*out_bytes += gn_pool_bytes(&stripes[i].pool);
+		pthread_mutex_unlock(&stripes[i].lock);
+	}
+}
+
 void last_seen_cleanup(void)
 {
 	for (size_t i = 0; i < STRIPES; i++) {
 		pthread_mutex_lock(&stripes[i].lock);
-		for (size_t b = 0; b < BUCKETS; b++) {
-			while (stripes[i].buckets[b]) {
-				struct seen *n = stripes[i].buckets[b]->next;
-				free(stripes[i].buckets[b]);
-				stripes[i].buckets[b] = n;
-			}
-		}
+		memset(stripes[i].buckets, 0, sizeof(stripes[i].buckets));
+		gn_pool_cleanup(&stripes[i].pool);
 		pthread_mutex_unlock(&stripes[i].lock);
 	}
 }

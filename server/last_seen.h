@@ -17,6 +17,8 @@ void last_seen_touch(const char *device_id, int64_t seq);
 int last_seen_flush(size_t *out_rows, db_conn *c, size_t max_rows, gn_err *err) GN_WUR;
 /* How many devices wait to be written. */
 size_t last_seen_pending(void);
+/* How many devices are noted (written or not), and the bytes their records take (for /metrics). */
+void last_seen_stats(size_t *out_devices, size_t *out_bytes);
 /* Drops what was noted (at exit, after the last flush). */
 void last_seen_cleanup(void);
 

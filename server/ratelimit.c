@@ -137,6 +137,18 @@ int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 	return wait;
 }
 
+size_t ratelimit_prune(uint64_t now)
+{
+	long before;
+	pthread_mutex_lock(&lock);
+	before = atomic_load(&nkeys);
+	for (size_t i = 0; i < NSLOTS; i++)
+		prune(i, now);
+	size_t freed = (size_t)(before - atomic_load(&nkeys));
+	pthread_mutex_unlock(&lock);
+	return freed;
+}
+
 void ratelimit_reset(void)
 {
 	pthread_mutex_lock(&lock);

@@ -1,7 +1,7 @@
 """Agent check-ins: 304 while nothing changed (answered from memory), and every replica sees a
 change made through any other at once (PostgreSQL NOTIFY drops the remembered answer)."""
 
-from ganglion_harness import enroll_device, model_meta, publish, wait_for
+from ganglion_harness import NO_TOKEN, enroll_device, metric_value, model_meta, parse_metrics, publish, wait_for
 
 
 def _checkin(server, token, etag=None, report=None):
@@ -12,6 +12,13 @@ def _checkin(server, token, etag=None, report=None):
 
 def _director_version(r):
     return r.json()["director_targets"]["signed"]["version"]
+
+
+def _held(server):
+    """(devices in the check-in cache, their bytes, devices with a last-seen record) on /metrics."""
+    m = parse_metrics(server.api("GET", "/metrics", token=NO_TOKEN).text)
+    return (metric_value(m, "gangliond_checkin_cache_devices"), metric_value(m, "gangliond_checkin_cache_bytes"),
+            metric_value(m, "gangliond_last_seen_devices"))
 
 
 def test_checkin_is_304_until_something_changes(server):
@@ -50,9 +57,17 @@ def test_a_change_through_one_replica_is_seen_by_the_other(gangliond):
     first = _checkin(b, tok)
     etag = first.headers["ETag"]
     assert _checkin(b, tok, etag).status_code == 304  # b now answers from memory
+    # b holds this one device's answer and last-seen time (the signing NOTIFY of its first
+    # check-in may drop the answer once: a next 304 brings it back); a has seen nothing of it.
+    assert wait_for(lambda: _checkin(b, tok, etag).status_code == 304 and _held(b)[0] == 1, 30, 0.1), _held(b)
+    cached, cached_bytes, seen = _held(b)
+    assert cached_bytes > 0 and seen == 1, _held(b)
+    assert _held(a)[0] == 0 and _held(a)[2] == 0, _held(a)
 
     r = a.api("PUT", f"/v1/devices/{dev.id}/desired", json={"model": "det", "version": "1.0.0"})
     assert r.status_code == 200, r.text
+    # The change made on a drops b's answer from b's memory, without a check-in.
+    assert wait_for(lambda: _held(b)[0] == 0, 60, 0.05), _held(b)
     # b must not keep saying "nothing changed": NOTIFY reaches it within moments (the deadline
     # only bounds a broken run).
     answers = []

@@ -99,6 +99,23 @@ static void test_peek_takes_nothing(void **state)
 /* Request threads read the clock before they take the limiter's lock, so one may arrive with a
  * time older than the bucket's last update: that must not count as time passed (the unsigned
  * difference wrapped and refilled the bucket to full). */
+/* Pruning forgets the keys whose buckets are full again, and only those: a key still short of
+ * tokens keeps counting. */
+static void test_prune_forgets_only_full_buckets(void **state)
+{
+	(void)state;
+	ratelimit_reset();
+	uint64_t t0 = 1000 * S;
+	assert_int_equal(ratelimit_take("quiet", 60, t0), 0);        /* 59 of 60 left: one more second to full */
+	assert_int_equal(ratelimit_take("busy", 1, t0), 0);          /* empty: a minute to full */
+	assert_int_equal(ratelimit_prune(t0), 0);                    /* neither full yet */
+	assert_int_equal(ratelimit_prune(t0 + 2 * S), 1);            /* "quiet" is full again */
+	assert_int_equal(ratelimit_take("busy", 1, t0 + 2 * S), 58); /* still counted */
+	assert_int_equal(ratelimit_prune(t0 + 2 * S), 0);
+	assert_int_equal(ratelimit_prune(t0 + 61 * S), 1); /* "busy" full again */
+	assert_int_equal(ratelimit_prune(t0 + 61 * S), 0); /* nothing left */
+}
+
 static void test_a_time_from_the_past_refills_nothing(void **state)
 {
 	(void)state;
@@ -153,6 +170,7 @@ int main(void)
 		cmocka_unit_test(test_burst_then_rate),
 		cmocka_unit_test(test_no_limit_and_reloads),
 		cmocka_unit_test(test_peek_takes_nothing),
+		cmocka_unit_test(test_prune_forgets_only_full_buckets),
 		cmocka_unit_test(test_a_time_from_the_past_refills_nothing),
 		cmocka_unit_test(test_threads_with_the_real_clock),
 	};
