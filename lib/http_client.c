@@ -451,8 +451,8 @@ bool gn_http_etag_match(const char *inm, const char *etag)
 	size_t wn, n;
 	const char *want = etag_opaque(&etag, &wn);
 	while (inm && *(inm += strspn(inm, " \t,"))) {
-		if (*inm == '*')
-			return true;
+		if (*inm == '*') /* "*" matches only as the whole field */
+			return inm[1 + strspn(inm + 1, " \t")] == '\0';
 		const char *t = etag_opaque(&inm, &n);
 		if (n == wn && memcmp(t, want, n) == 0)
 			return true;

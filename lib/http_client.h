@@ -111,7 +111,7 @@ int gn_http_download(long *out_status, const gn_http_download_req *req, gn_err *
 int gn_http_check(const gn_http_resp *resp, gn_err *err) GN_WUR;
 /* URL-encodes s (new). */
 char *gn_http_escape(const char *s);
-/* Whether an If-None-Match value (inm, may be NULL) names etag: "*", or an entity-tag of its
+/* Whether an If-None-Match value (inm, may be NULL) names etag: "*" (as the whole value), or an entity-tag of its
  * comma-separated list equal to etag by the weak comparison (RFC 9110 13.1.2: W/"x" and "x"
  * match). */
 bool gn_http_etag_match(const char *inm, const char *etag);

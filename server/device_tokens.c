@@ -219,7 +219,10 @@ bool device_tokens_reload_wanted(void)
 int device_tokens_reload(db_conn *c, gn_err *err)
 {
 	PGresult *res = NULL;
-	if (atomic_exchange(&keys_wanted, false) && keys_load(c, err)) {
+	/* A full reload (after LISTEN) reads the keys itself before it trusts memory again, even when a
+	 * minting thread took keys_wanted first: that thread's read may not be done, or may fail. */
+	bool full = atomic_load(&reload_wanted);
+	if ((atomic_exchange(&keys_wanted, false) || full) && keys_load(c, err)) {
 		atomic_store(&keys_wanted, true);
 		return err->code;
 	}
@@ -400,13 +403,14 @@ static int key_merge(int id, const unsigned char *secret, int64_t verify_until, 
 	return error;
 }
 
-/* The newest key that can sign (0 for none), and whether a newer one was announced. */
+/* The newest key that can sign (0 for none), and whether a newer one was announced. A superseded
+ * key (one with a verify_until) signs nothing: its tokens would be refused before they expire. */
 static int signing_key(bool *out_newer)
 {
 	int id = 0;
 	pthread_rwlock_rdlock(&keys_lock);
 	for (size_t i = 0; i < nkeys; i++)
-		if (keys_[i].tmpl && !keys_[i].retired && keys_[i].id > id)
+		if (keys_[i].tmpl && !keys_[i].retired && !keys_[i].verify_until && keys_[i].id > id)
 			id = keys_[i].id;
 	*out_newer = newest_id > id;
 	pthread_rwlock_unlock(&keys_lock);
@@ -517,8 +521,10 @@ int device_tokens_mint(char **out, db_conn *c, const char *device_id, int64_t ge
 	gn_err e2;
 	*out = NULL;
 	/* A new key was announced (gn_device_token_keys): sign with it from the first token on. */
+	/* While the listener is not trusted (down, or just back), a rotation may have gone unheard:
+	 * read the keys before signing rather than sign with a superseded one. */
 	if (c) {
-		bool wanted = atomic_exchange(&keys_wanted, false);
+		bool wanted = atomic_exchange(&keys_wanted, false) || !atomic_load(&trusted);
 		signing_key(&newer);
 		if ((wanted || newer) && keys_load(c, &e2)) {
 			atomic_store(&keys_wanted, true);

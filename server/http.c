@@ -190,6 +190,7 @@ static bool match(const char *pattern, const char *path, struct gd_req *r)
 		return false;
 	free(r->param_store);
 	r->param_store = NULL;
+	memset(r->params, 0, sizeof(r->params)); /* an earlier match's pointed into the store freed */
 	if (!np)
 		return true;
 	char *store = gn_malloc(total), *w = store;

@@ -1208,9 +1208,17 @@ int telemetry_device(char **out, db_conn *c, const char *device_id, int64_t sinc
 		rc = gn_err_set(err, GN_ENOTFOUND, "no such device '%s'", device_id);
 		goto out;
 	}
-	if ((rc = db_exec(&wres, c, &st_device_windows, p, err)) ||
-	    (rc = db_exec(&fres, c, &st_device_features, p, err)))
+	/* Both statements read one snapshot: a batch committed between them would otherwise give the
+	 * features a window the windows lack, and the one-pass merge below would stop there. */
+	if ((rc = db_tx_begin(c, err)))
 		goto out;
+	if ((rc = db_exec_sql(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY", err)) ||
+	    (rc = db_exec(&wres, c, &st_device_windows, p, err)) ||
+	    (rc = db_exec(&fres, c, &st_device_features, p, err))) {
+		db_tx_rollback(c);
+		goto out;
+	}
+	db_tx_rollback(c); /* read only: nothing to commit */
 	json_t *windows = json_array();
 	int f = 0; /* the features come in the windows' order: one pass over both */
 	for (int r = 0; r < PQntuples(wres); r++) {

@@ -94,7 +94,7 @@ int telemetry_canary_json(json_t **out, enum gn_canary_verdict *out_verdict, dou
  * window its model, version, start, seconds, requests, errors, error rate, latency percentiles,
  * dropped count, resources and, per feature of its version's profile, the counts and the PSI, JS
  * distance and L-infinity of that window alone. *out is {"device","since","windows"} (new text).
- * GN_ENOTFOUND for an unknown device. A plain read. */
+ * GN_ENOTFOUND for an unknown device. Opens its own (read-only, repeatable-read) transaction. */
 int telemetry_device(char **out, db_conn *c, const char *device_id, int64_t since, int limit, gn_err *err) GN_WUR;
 
 /* The name a feature goes by in drift answers and alerts: "input:NAME", "output:NAME",

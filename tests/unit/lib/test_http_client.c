@@ -287,6 +287,9 @@ static void test_etag_match(void **state)
 		{"\"a1\"", "W/\"a1\"", true},
 		{"W/\"a1\"", "W/\"a1\"", true},
 		{"*", "\"a1\"", true},
+		{" * ", "\"a1\"", true},
+		{"*x", "\"a1\"", false}, /* "*" only as the whole field */
+		{"*, \"b\"", "\"a1\"", false},
 		{"\"x\", \"a1\"", "\"a1\"", true},
 		{"\"x\",W/\"a1\" ,\"y\"", "\"a1\"", true},
 		{"\"a,1\"", "\"a,1\"", true}, /* a comma inside the quotes */
