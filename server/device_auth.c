@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "crypto.h"
@@ -115,6 +116,12 @@ int device_auth_token(json_t **out, db_conn *c, const char *device_id, const cha
 	if ((error = active_device(pub, c, device_id, err)) ||
 	    (error = check_nonce(c, pub, device_id, nonce, sig, err)))
 		return error;
+	/* The token names the device as PostgreSQL writes a uuid (lower case), whatever case the device
+	 * sent: revocations arrive in that form and are matched by text. */
+	char id[37];
+	for (int i = 0; i < 37; i++)
+		id[i] = (char)tolower((unsigned char)device_id[i]);
+	device_id = id;
 	int64_t exp = gn_now() + ttl;
 	snprintf(sexp, sizeof(sexp), "%lld", (long long)exp);
 	const char *ps[] = {device_id, sexp};

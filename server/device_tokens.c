@@ -604,7 +604,9 @@ static bool token_parse(struct device_token *out, size_t *out_signed, unsigned c
 	out->device_id[36] = '\0';
 	out->key_id = (int)kid;
 	*out_signed = (size_t)(m - 1 - token);
-	return gn_is_uuid(out->device_id);
+	/* Lower case only, as PostgreSQL writes a uuid (and so every NOTIFY that revokes one): a token
+	 * naming its device in upper case would escape the in-memory revocation table. */
+	return gn_is_uuid(out->device_id) && !strpbrk(out->device_id, "ABCDEF");
 }
 
 /* What memory knows of key id at now: DEVICE_TOKEN_OK (its secret is loaded), _KEY_RETIRED or _NO_KEY. */

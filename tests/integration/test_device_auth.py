@@ -121,6 +121,26 @@ def test_expired_nonce_is_401(gangliond):
     assert_problem(dev.exchange(s, nonce), 401)
 
 
+def test_a_device_id_in_upper_case_gets_a_token_that_revocation_still_reaches(server):
+    """PostgreSQL takes a uuid in either case; revocations name it in lower case. A token asked for
+    with the id in upper case names the device in lower case, so decommissioning refuses it."""
+    dev = enroll_device(server)
+    upper = dev.id.upper()
+    r = server.api("POST", "/v1/agent/auth/challenge", token=NO_TOKEN, json={"device_id": upper})
+    assert r.status_code == 200, r.text
+    nonce = r.json()["nonce"]
+    r = dev.exchange(server, nonce, signature=dev.sign(nonce, device_id=upper), device_id=upper)
+    assert r.status_code == 200, r.text
+    tok = r.json()["token"]
+    assert dev.id in tok and upper not in tok, tok
+    assert server.api("GET", "/v1/agent/self", token=tok).status_code == 200
+    # A token naming the device in upper case (as this server minted before) is refused outright.
+    forged_case = tok.replace(dev.id, upper)
+    assert_problem(server.api("GET", "/v1/agent/self", token=forged_case), 401)
+    assert server.api("DELETE", f"/v1/devices/{dev.id}").status_code == 200
+    assert_problem(server.api("GET", "/v1/agent/self", token=tok), 401)
+
+
 def test_decommissioned_device_is_locked_out(server):
     dev = enroll_device(server)
     tok = dev.authenticate(server)

@@ -92,6 +92,23 @@ static void test_round_trip(void **state)
 	free(tok);
 }
 
+/* A token naming its device in upper case (validly signed) is refused: revocations name devices
+ * in lower case and would miss it. */
+static void test_upper_case_id_is_refused(void **state)
+{
+	char id[40], msg[200], upper[40];
+	int64_t gen = -1;
+	(void)state;
+	snprintf(upper, sizeof(upper), "%s", ID);
+	for (char *p = upper; *p; p++)
+		if (*p >= 'a' && *p <= 'f')
+			*p = (char)(*p - 'a' + 'A');
+	assert_string_not_equal(upper, ID);
+	char *tok = mint(upper, 1, NOW + 60);
+	assert_int_equal(check(tok, id, &gen, msg, sizeof(msg)), GN_EAUTH);
+	free(tok);
+}
+
 static void test_expired(void **state)
 {
 	char id[40], msg[200];
@@ -303,6 +320,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_upper_case_id_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_every_alteration_is_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_another_key, setup, teardown),
