@@ -732,30 +732,6 @@ void db_copy_int8_array(db_copy *cp, const int64_t *v, size_t n)
 		db_copy_int8(cp, v[i]);
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-bool db_uuid_parse(uint8_t out[16], const char *s)
-{
-	if (!gn_is_uuid(s))
-		return false;
-	for (int i = 0; i < 16; i++) {
-		while (*s == '-')
-			s++;
-		out[i] = (uint8_t)(hexval(s[0]) << 4 | hexval(s[1]));
-		s += 2;
-	}
-	return true;
-}
-
 int db_copy_send(int64_t *out_rows, db_conn *c, const db_stmt *s, const db_copy *cp, gn_err *err)
 {
 	static const char trailer[2] = {'\377', '\377'};

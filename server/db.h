@@ -80,12 +80,10 @@ void db_copy_int8(db_copy *cp, int64_t v);
 void db_copy_float8(db_copy *cp, double v);
 /* timestamptz at whole seconds since the Unix epoch. */
 void db_copy_timestamptz(db_copy *cp, int64_t unix_s);
-/* uuid, from 16 bytes (db_uuid_parse). */
+/* uuid, from 16 bytes (gn_uuid_parse). */
 void db_copy_uuid(db_copy *cp, const uint8_t u[16]);
 /* bigint[] of n elements (one dimension, no NULLs; n may be 0: an empty array). */
 void db_copy_int8_array(db_copy *cp, const int64_t *v, size_t n);
-/* Reads a canonical UUID (8-4-4-4-12 hex digits) into 16 bytes; false when s is not one. */
-bool db_uuid_parse(uint8_t out[16], const char *s);
 /* Runs s (fixed SQL: "COPY table (columns) FROM STDIN (FORMAT binary)", no parameters) with cp's
  * rows; *out_rows (may be NULL) gets the count PostgreSQL reports. Errors as db_exec (a row that
  * breaks a constraint is GN_EINVAL or GN_ECONFLICT); on failure no row of this COPY is stored,

@@ -728,11 +728,15 @@ static int acked(const char *id, int64_t gen, bool dead)
 	return n;
 }
 
-void device_tokens_wait_heard(db_conn *c, const char *id, int64_t gen, bool dead)
+/* Waits, at most ROTATE_WAIT_MS, until count(what) (read under heard_lock) reaches the number of
+ * replicas listening now, or this one stops listening; false when the wait timed out. Either way
+ * *out_acks and *out_listeners are the last count and that number. */
+static bool wait_acks(int *out_acks, int *out_listeners, db_conn *c, int (*count)(const void *), const void *what)
 {
 	PGresult *res = NULL;
 	gn_err err;
 	int listeners = 1;
+	bool ok = true;
 	const char *p[] = {NOTIFY_APPLICATION_NAME};
 	if (db_exec(&res, c, &st_listeners, p, &err) == 0)
 		listeners = atoi(PQgetvalue(res, 0, 0));
@@ -741,13 +745,37 @@ void device_tokens_wait_heard(db_conn *c, const char *id, int64_t gen, bool dead
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += ROTATE_WAIT_MS / 1000;
 	pthread_mutex_lock(&heard_lock);
-	while (atomic_load(&listening) && acked(id, gen, dead) < listeners)
+	while (atomic_load(&listening) && count(what) < listeners)
 		if (pthread_cond_timedwait(&heard, &heard_lock, &until) != 0) {
-			gn_log(GN_LOG_WARN, "event=device_tokens_unacknowledged device=%s acks=%d listeners=%d", id,
-			       acked(id, gen, dead), listeners);
+			ok = false;
 			break;
 		}
+	*out_acks = count(what);
 	pthread_mutex_unlock(&heard_lock);
+	*out_listeners = listeners;
+	return ok;
+}
+
+/* What device_tokens_wait_heard waits for: acknowledgements of one device's change. */
+struct device_change {
+	const char *id;
+	int64_t gen;
+	bool dead;
+};
+
+static int device_change_acks(const void *what)
+{
+	const struct device_change *d = what;
+	return acked(d->id, d->gen, d->dead);
+}
+
+void device_tokens_wait_heard(db_conn *c, const char *id, int64_t gen, bool dead)
+{
+	const struct device_change d = {id, gen, dead};
+	int got, listeners;
+	if (!wait_acks(&got, &listeners, c, device_change_acks, &d))
+		gn_log(GN_LOG_WARN, "event=device_tokens_unacknowledged device=%s acks=%d listeners=%d", id, got,
+		       listeners);
 }
 
 int device_tokens_rotate(json_t **out, db_conn *c, const struct gd_actor *who, const char *id, gn_err *err)
@@ -834,28 +862,18 @@ static int key_acked(const char *payload)
 	return 0;
 }
 
+static int key_change_acks(const void *payload)
+{
+	return key_acked(payload);
+}
+
 /* Waits, at most ROTATE_WAIT_MS, until every replica listening now has acknowledged payload. */
 static void wait_key_heard(db_conn *c, const char *payload)
 {
-	PGresult *res = NULL;
-	gn_err err;
-	int listeners = 1;
-	const char *p[] = {NOTIFY_APPLICATION_NAME};
-	if (db_exec(&res, c, &st_listeners, p, &err) == 0)
-		listeners = atoi(PQgetvalue(res, 0, 0));
-	PQclear(res);
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ROTATE_WAIT_MS / 1000;
-	pthread_mutex_lock(&heard_lock);
-	while (atomic_load(&listening) && key_acked(payload) < listeners)
-		if (pthread_cond_timedwait(&heard, &heard_lock, &until) != 0) {
-			gn_log(GN_LOG_WARN,
-			       "event=device_token_keys_unacknowledged payload=\"%s\" acks=%d listeners=%d", payload,
-			       key_acked(payload), listeners);
-			break;
-		}
-	pthread_mutex_unlock(&heard_lock);
+	int got, listeners;
+	if (!wait_acks(&got, &listeners, c, key_change_acks, payload))
+		gn_log(GN_LOG_WARN, "event=device_token_keys_unacknowledged payload=\"%s\" acks=%d listeners=%d",
+		       payload, got, listeners);
 }
 
 /* The ids of res's first column as a JSON array (new). */

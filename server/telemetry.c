@@ -561,7 +561,7 @@ static int store(int64_t *out_windows, db_conn *c, const char *device_id, struct
 	for (int k = 0; k < NW; k++)
 		p[1 + k] = wt[k] = arr_end(&wa[k]);
 	const char *pd[] = {days};
-	if (!db_uuid_parse(dev, device_id)) {
+	if (gn_uuid_parse(dev, device_id)) {
 		rc = gn_err_set(err, GN_ERROR, "internal error: device id '%.40s' is not a UUID", device_id);
 		goto out;
 	}

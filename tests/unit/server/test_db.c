@@ -211,9 +211,7 @@ static void test_copy_binary_values(void **state)
 				     " n bigint, f float8, z float8)",
 				     &err),
 			 0);
-	assert_false(db_uuid_parse(u, "not-a-uuid"));
-	assert_false(db_uuid_parse(u, "0123456789ab-cdef-0123-456789abcdef0"));
-	assert_true(db_uuid_parse(u, "01234567-89ab-cdef-0123-456789ABCDEF"));
+	assert_int_equal(gn_uuid_parse(u, "01234567-89ab-cdef-0123-456789ABCDEF"), 0);
 	db_copy_init(&cp);
 	copy_types_row(&cp, u, "tab\there, line\nbreak, back\\slash \"quoted\" \xc3\xa9", 0, 1, a, 3, INT64_MIN);
 	copy_types_row(&cp, u, "", 946684800 + 86400 + 1, 2, a, 1, -1);

@@ -96,9 +96,6 @@ static void test_peek_takes_nothing(void **state)
 	assert_int_equal(ratelimit_take("p", 2, t0 + 30 * S), 30);
 }
 
-/* Request threads read the clock before they take the limiter's lock, so one may arrive with a
- * time older than the bucket's last update: that must not count as time passed (the unsigned
- * difference wrapped and refilled the bucket to full). */
 /* Pruning forgets the keys whose buckets are full again, and only those: a key still short of
  * tokens keeps counting. */
 static void test_prune_forgets_only_full_buckets(void **state)
@@ -116,6 +113,9 @@ static void test_prune_forgets_only_full_buckets(void **state)
 	assert_int_equal(ratelimit_prune(t0 + 61 * S), 0); /* nothing left */
 }
 
+/* Request threads read the clock before they take the limiter's lock, so one may arrive with a
+ * time older than the bucket's last update: that must not count as time passed (the unsigned
+ * difference wrapped and refilled the bucket to full). */
 static void test_a_time_from_the_past_refills_nothing(void **state)
 {
 	(void)state;
