@@ -12,32 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The value of field key in the text b ("Pss:   123 kB"), or -1. */
-static long field(const char *b, const char *key)
-{
-	const char *p = strstr(b, key);
-	return p ? strtol(p + strlen(key), NULL, 10) : -1L;
-}
-
-static size_t slurp(const char *path, char *b, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n = f ? fread(b, 1, len - 1, f) : 0;
-	if (f)
-		fclose(f);
-	b[n] = '\0';
-	return n;
-}
+#include "proc_mem.h"
 
 /* RssAnon and RssFile (/proc/self/status), Pss and Private (clean + dirty, /proc/self/smaps_rollup). */
 static void rss(const char *tag, const char *sep)
 {
 	char b[8192], r[4096];
-	slurp("/proc/self/status", b, sizeof(b));
-	slurp("/proc/self/smaps_rollup", r, sizeof(r));
+	proc_slurp("/proc/self/status", b, sizeof(b));
+	proc_slurp("/proc/self/smaps_rollup", r, sizeof(r));
 	printf("\"%s\": {\"RssAnon\": %ld, \"RssFile\": %ld, \"Pss\": %ld, \"Private\": %ld}%s", tag,
-	       field(b, "RssAnon:"), field(b, "RssFile:"), field(r, "\nPss:"),
-	       field(r, "Private_Clean:") + field(r, "Private_Dirty:"), sep);
+	       proc_field(b, "RssAnon:"), proc_field(b, "RssFile:"), proc_field(r, "\nPss:"),
+	       proc_field(r, "Private_Clean:") + proc_field(r, "Private_Dirty:"), sep);
 }
 
 int main(void)

@@ -11,20 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static long field(const char *b, const char *key)
-{
-	const char *p = strstr(b, key);
-	return p ? strtol(p + strlen(key), NULL, 10) : -1L;
-}
-
-static void slurp(const char *path, char *b, size_t len)
-{
-	FILE *f = fopen(path, "r");
-	size_t n = f ? fread(b, 1, len - 1, f) : 0;
-	if (f)
-		fclose(f);
-	b[n] = '\0';
-}
+#include "proc_mem.h"
 
 /* Shared objects mapped now: distinct paths in /proc/self/maps that contain ".so". */
 static int objects(void)
@@ -52,12 +39,13 @@ static int objects(void)
 static void report(const char *layer, const char *sep)
 {
 	char b[8192], r[4096];
-	slurp("/proc/self/status", b, sizeof(b));
-	slurp("/proc/self/smaps_rollup", r, sizeof(r));
+	proc_slurp("/proc/self/status", b, sizeof(b));
+	proc_slurp("/proc/self/smaps_rollup", r, sizeof(r));
 	printf("{\"layer\": \"%s\", \"VmRSS\": %ld, \"RssAnon\": %ld, \"RssFile\": %ld, \"Pss\": %ld, \"Private\": %ld, "
 	       "\"shared_objects\": %d}%s\n",
-	       layer, field(b, "VmRSS:"), field(b, "RssAnon:"), field(b, "RssFile:"), field(r, "\nPss:"),
-	       field(r, "Private_Clean:") + field(r, "Private_Dirty:"), objects(), sep);
+	       layer, proc_field(b, "VmRSS:"), proc_field(b, "RssAnon:"), proc_field(b, "RssFile:"),
+	       proc_field(r, "\nPss:"), proc_field(r, "Private_Clean:") + proc_field(r, "Private_Dirty:"), objects(),
+	       sep);
 }
 
 static void *open_or_die(const char *name)
