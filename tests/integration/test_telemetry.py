@@ -857,18 +857,29 @@ def _requests(server):
     return groups[0] if groups else None
 
 
-def test_agent_counts_on_the_profile_and_its_spool_survives_an_outage_and_kill_9(gangliond, agent):
-    server = gangliond(extra_args=["--agent-poll-interval", "1s"])
-    prof = _agent_profile()
+def _publish_cam(server, prof):
+    """Publishes the test model as cam@1.0.0 with reference profile prof."""
     meta = dict(json.loads((TEST_MODELS / "v1.json").read_text()), version="1.0.0", reference_profile=prof)
     r = publish(server, "cam", (TEST_MODELS / "v1.onnx").read_bytes(), meta=meta)
     assert r.status_code == 201, r.text
-    a = agent(server)
+
+
+def _serve_cam(server, a):
+    """Enrolls and starts agent a (talking to server, or to a proxy in front of it), assigns it
+    cam@1.0.0 and waits until it serves it; returns a."""
     a.enroll(server.make_enroll_token()["token"])
     a.start()
     assert server.api("PUT", f"/v1/devices/{a.device_id}/desired",
                       json={"model": "cam", "version": "1.0.0"}).status_code == 200
     assert wait_for(lambda: a.serving() is not None, timeout=90), a.log()
+    return a
+
+
+def test_agent_counts_on_the_profile_and_its_spool_survives_an_outage_and_kill_9(gangliond, agent):
+    server = gangliond(extra_args=["--agent-poll-interval", "1s"])
+    prof = _agent_profile()
+    _publish_cam(server, prof)
+    a = _serve_cam(server, agent(server))
     assert (a.data_dir / "profiles").is_dir() and list((a.data_dir / "profiles").glob("*.json"))
 
     rng = np.random.default_rng(3)
@@ -920,8 +931,7 @@ def test_agent_sends_plain_batches_after_a_415_to_gzip(gangliond, agent):
     uncompressed and the next ones too, and every window arrives (the hour after which it tries
     gzip again: test_gzip_fallback in tests/unit/agent/test_telemetry.c)."""
     server = gangliond(extra_args=["--agent-poll-interval", "1s"])
-    meta = dict(json.loads((TEST_MODELS / "v1.json").read_text()), version="1.0.0", reference_profile=_agent_profile())
-    assert publish(server, "cam", (TEST_MODELS / "v1.onnx").read_bytes(), meta=meta).status_code == 201
+    _publish_cam(server, _agent_profile())
     batches = []  # Content-Encoding of each telemetry POST, in order
 
     def no_gzip(method, path, headers):
@@ -934,12 +944,7 @@ def test_agent_sends_plain_batches_after_a_415_to_gzip(gangliond, agent):
     proxy = HostileProxy(server.port, None)
     proxy.answer = no_gzip
     try:
-        a = agent(proxy)
-        a.enroll(server.make_enroll_token()["token"])
-        a.start()
-        assert server.api("PUT", f"/v1/devices/{a.device_id}/desired",
-                          json={"model": "cam", "version": "1.0.0"}).status_code == 200
-        assert wait_for(lambda: a.serving() is not None, timeout=90), a.log()
+        a = _serve_cam(server, agent(proxy))
         for total in (3, 6):  # two windows, two batches at least
             for _ in range(3):
                 a.infer("cam", {"x": [0.0, 0.1, 0.2, 0.3]})
@@ -960,15 +965,9 @@ def test_agent_metrics_endpoint_shows_counters_and_the_open_windows_drift(server
     names = ["x0", 'x"1', "x\\2", "x\n3"]
     for f, name in zip(prof["features"], names):
         f["name"] = name
-    meta = dict(json.loads((TEST_MODELS / "v1.json").read_text()), version="1.0.0", reference_profile=prof)
-    assert publish(server, "cam", (TEST_MODELS / "v1.onnx").read_bytes(), meta=meta).status_code == 201
+    _publish_cam(server, prof)
     window = 3600  # one window for the whole test: not within a minute of its end
-    a = agent(server, window=window)
-    a.enroll(server.make_enroll_token()["token"])
-    a.start()
-    assert server.api("PUT", f"/v1/devices/{a.device_id}/desired",
-                      json={"model": "cam", "version": "1.0.0"}).status_code == 200
-    assert wait_for(lambda: a.serving() is not None, timeout=90), a.log()
+    a = _serve_cam(server, agent(server, window=window))
     left = window - time.time() % window
     if left < 60:
         time.sleep(left + 1)
