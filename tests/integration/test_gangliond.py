@@ -307,20 +307,32 @@ def test_routine_check_ins_are_logged_at_debug(gangliond):
         return s.api("POST", "/v1/agent/checkin", token=tok, json=body,
                      headers={"If-None-Match": etag} if etag else None)
 
-    def levels():
-        return [line.split("level=")[1].split()[0] for line in s.log(limit=10**7).splitlines()
-                if "route=/v1/agent/checkin" in line]
+    def level_of(r):
+        # The access-log line is written once the answer has gone out, so the client can hold the
+        # answer before the line exists: wait for this request's own line (by its X-Request-Id).
+        rid = r.headers["X-Request-Id"]
+
+        def line():
+            return next((ln for ln in s.log(limit=10**7).splitlines()
+                         if f"req={rid} " in ln and "route=/v1/agent/checkin" in ln), None)
+        found = wait_for(line, 30, 0.05)
+        assert found, f"no log line for request {rid}"
+        return found.split("level=")[1].split()[0]
+
+    def checked_in_at(body, etag, status):
+        r = checkin(body, etag)
+        assert r.status_code == status, r.text
+        return level_of(r)
 
     first = checkin(report)
     assert first.status_code == 200, first.text
+    assert level_of(first) == "info"  # the first one: new targets for the device
     etag = first.headers["ETag"]
     # Once the server answers from memory, a check-in that changes nothing is at debug.
-    assert wait_for(lambda: checkin(report, etag).status_code == 304 and levels()[-1] == "debug", 30, 0.1), \
-        levels()
-    assert levels()[0] == "info"  # the first one: new targets for the device
-    assert checkin(report, etag).status_code == 304 and levels()[-1] == "debug"
+    assert wait_for(lambda: checked_in_at(report, etag, 304) == "debug", 30, 0.1)
+    assert checked_in_at(report, etag, 304) == "debug"
     # A changed report (an update attempt that failed) and a refused check-in are at info.
     failed = dict(report, last_operation={"state": "failed", "model": "m", "version": "1.0.0", "detail": "x"})
-    assert checkin(failed, etag).status_code == 304 and levels()[-1] == "info"
-    assert checkin(failed, etag).status_code == 304 and levels()[-1] == "debug"
-    assert checkin({"agent_version": 7}, etag).status_code == 400 and levels()[-1] == "info"
+    assert checked_in_at(failed, etag, 304) == "info"
+    assert checked_in_at(failed, etag, 304) == "debug"
+    assert checked_in_at({"agent_version": 7}, etag, 400) == "info"
