@@ -89,9 +89,10 @@ echo "== a rollout to 2.0.0: until every device of its first stage (1 %) has the
 t=$(now) c=$(ticks)
 cli deploy set "b$tag" --follow 2.0.0 >/dev/null
 rid=$(sql "SELECT r.id FROM rollouts r JOIN deployments p ON p.id = r.deployment_id WHERE p.name = 'b$tag'")
-# The stage's devices, as the controller picks them (gn_cohort, migrations/0006; pinned ones).
+# The stage's devices, as the controller picks them (gn_in_stage, migrations/0021: their place,
+# pins and hold-backs).
 want=$(sql "SELECT count(*) FROM device_desired dd JOIN rollouts r ON r.deployment_id = dd.deployment_id
-	WHERE r.id = '$rid' AND (gn_cohort(r.id, dd.device_id) * 100 < 1 OR dd.device_id = ANY(r.pinned))")
+	WHERE r.id = '$rid' AND gn_in_stage(r.id, dd.device_id, 1, r.pinned, r.held_back)")
 until [ "$(sql "SELECT count(*) FROM device_desired dd JOIN deployments p ON p.id = dd.deployment_id
 	WHERE p.name = 'b$tag' AND dd.version = '2.0.0'")" -ge "$want" ]; do sleep 0.1; done
 stage1=$(since "$t") stage1_cpu=$(cpu_since "$c")

@@ -29,11 +29,15 @@ static char *fmt_progress(const json_t *row)
 	json_t *p = json_object_get(row, "progress");
 	if (!json_is_object(p))
 		return gn_strdup("-");
-	return gn_asprintf("%lld%%: %lld/%lld healthy, %lld failed",
+	long long held = (long long)json_integer_value(json_object_get(p, "held_back"));
+	char extra[64] = "";
+	if (held > 0)
+		snprintf(extra, sizeof(extra), ", %lld held back as the control", held);
+	return gn_asprintf("%lld%%: %lld/%lld healthy, %lld failed%s",
 			   (long long)json_integer_value(json_object_get(p, "percent")),
 			   (long long)json_integer_value(json_object_get(p, "healthy")),
 			   (long long)json_integer_value(json_object_get(p, "devices")),
-			   (long long)json_integer_value(json_object_get(p, "failed")));
+			   (long long)json_integer_value(json_object_get(p, "failed")), extra);
 }
 
 /* Each gate of the current stage: "max_failed 0/0 pass, max_p95_latency_ratio -/1.5 unjudged". */

@@ -25,6 +25,7 @@ const char *const audit_actions[] = {
 	"rollout.abort",       "rollout.approve",   "rollout.hold",        "gitops.apply",
 	"gitops.suspend",      "gitops.resume",     "alert.open",          "alert_rule.create",
 	"alert.resolve",       "alert_rule.delete", "device.token_rotate", "device_token_key.rotate",
+	"rollout.hold_back",
 };
 const size_t audit_nactions = GN_ARRAY_LEN(audit_actions);
 

@@ -25,7 +25,7 @@
 	" CASE WHEN r.stage_started_at = '-infinity' THEN NULL ELSE gn_ts(r.stage_started_at) END,"              \
 	" 'strategy', r.strategy, 'created_by', r.created_by, 'approved_by', r.approved_by, 'reason', r.reason," \
 	" 'created_at', gn_ts(r.created_at), 'updated_at', gn_ts(r.updated_at), 'finished_at',"                  \
-	" gn_ts(r.finished_at))"
+	" gn_ts(r.finished_at), 'pinned', to_jsonb(r.pinned), 'held_back', to_jsonb(r.held_back))"
 
 /* Newest first: the cursor is the creation time in microseconds, zero-padded, then the id. */
 #define ROLLOUT_CURSOR "(lpad((extract(epoch FROM r.created_at) * 1000000)::bigint::text, 20, '0') || r.id::text)"
@@ -72,14 +72,34 @@ static const db_stmt st_next_stage = {
 	"UPDATE rollouts SET stage = stage + 1, stage_started_at = now(), updated_at = now(), reason = $2 WHERE id = $1",
 	2};
 /* Takes the deployment's device that comes first in the rollout's order into the canary (and
- * restarts the stage's bake), for a stage that would otherwise hold no device. */
+ * restarts the stage's bake), for a stage that would otherwise hold no device; one held back is
+ * taken only when no other is left (a pinned device is in every stage, held back or not). */
 static const db_stmt st_pin = {
 	"rollouts_pin",
 	"UPDATE rollouts r SET pinned = r.pinned || x.device_id, stage_started_at = now(), updated_at = now()"
 	" FROM (SELECT dd.device_id FROM device_desired dd JOIN devices dv ON dv.id = dd.device_id, rollouts q"
 	"  WHERE q.id = $1 AND dd.deployment_id = q.deployment_id AND dv.status = 'active'"
-	"  ORDER BY gn_cohort(q.id, dd.device_id) LIMIT 1) x WHERE r.id = $1 RETURNING x.device_id",
+	"  ORDER BY dd.device_id = ANY(q.held_back), gn_cohort(q.id, dd.device_id) LIMIT 1) x WHERE r.id = $1"
+	" RETURNING x.device_id",
 	1};
+/* Holds one of the deployment's devices back from a stage ($2 percent, below 100) that would take
+ * every one of them (at least two), so that some stay on the old version as the control: one
+ * not told the new version yet if any, the last in the rollout's order among those, never a
+ * pinned one. Restarts the stage's bake (its control changed). Nothing when the stage leaves a
+ * device out already. */
+static const db_stmt st_hold_back = {
+	"rollouts_hold_back",
+	"UPDATE rollouts r SET held_back = r.held_back || x.device_id, stage_started_at = now(), updated_at = now()"
+	" FROM (SELECT m.device_id FROM (SELECT dd.device_id, dd.device_id = ANY(q.pinned) AS pinned,"
+	"   dd.version IS NOT DISTINCT FROM q.to_version AS told_new, gn_cohort(q.id, dd.device_id) AS place,"
+	"   count(*) OVER () AS total, count(*) FILTER (WHERE NOT gn_in_stage(q.id, dd.device_id, $2::int, q.pinned,"
+	"    q.held_back)) OVER () AS outside"
+	"  FROM rollouts q JOIN device_desired dd ON dd.deployment_id = q.deployment_id"
+	"  JOIN devices dv ON dv.id = dd.device_id WHERE q.id = $1 AND dv.status = 'active') m"
+	"  WHERE $2::int < 100 AND m.total >= 2 AND m.outside = 0 AND NOT m.pinned"
+	"  ORDER BY m.told_new, m.place DESC, m.device_id LIMIT 1) x"
+	" WHERE r.id = $1 RETURNING x.device_id, gn_notify_devices(ARRAY[x.device_id])",
+	2};
 static const db_stmt st_complete_deployment = {
 	"rollouts_complete_deployment",
 	"UPDATE deployments SET version = (SELECT to_version FROM rollouts WHERE id = $1), updated_at = now()"
@@ -96,7 +116,8 @@ static const db_stmt st_complete_deployment = {
 	"   AND x.to_version = (SELECT v.version FROM model_versions v WHERE v.model = p.model AND v.version ="     \
 	"   coalesce((SELECT version FROM model_aliases WHERE model = p.model AND alias = p.follows), p.follows))"  \
 	"   AND x.from_version = p.version),"                                                                       \
-	" r.pinned::text, r.stage_started_at = '-infinity', extract(epoch FROM r.created_at)::bigint"               \
+	" r.pinned::text, r.stage_started_at = '-infinity', extract(epoch FROM r.created_at)::bigint,"              \
+	" r.held_back::text"                                                                                        \
 	" FROM deployments p LEFT JOIN rollouts r ON r.deployment_id = p.id AND r.state IN " ACTIVE_STATES
 static const db_stmt st_deployments = {"rollouts_deployments", DEPLOYMENTS_SELECT " ORDER BY p.created_at", 0};
 static const db_stmt st_deployment = {"rollouts_deployment", DEPLOYMENTS_SELECT " WHERE p.id = $1", 1};
@@ -120,7 +141,8 @@ enum {
 	D_REFUSED,
 	R_PINNED,
 	R_PROMOTED,
-	R_CREATED
+	R_CREATED,
+	R_HELD_BACK
 };
 
 /* A device of a stage has finished with version $10 of model $7 once it reports it active, or
@@ -135,7 +157,8 @@ enum {
 	"   AND reported->'last_operation'->>'state' = 'failed'))"
 
 /* What each matching active device of a deployment should run: the rollout's new version for the
- * devices below the current stage's percentage (or pinned), the deployment's version for the rest.
+ * devices of the current stage (gn_in_stage: below its percentage and not held back, or pinned),
+ * the deployment's version for the rest.
  * With a cap ($14, max_parallel), a device of the stage is told the new version only while fewer
  * than the cap of those told it have not finished with it (in the rollout's order); the others
  * keep what they were told. A device with a per-device override of the model (deployment_id
@@ -151,7 +174,7 @@ static const db_stmt st_materialise = {
 	"WITH ours AS MATERIALIZED (SELECT device_id, version FROM device_desired WHERE deployment_id = $6 AND model = $7),"
 	" mine AS MATERIALIZED (SELECT d.id AS device_id, CASE WHEN $14::int IS NOT NULL THEN d.reported END AS reported,"
 	"   o.version AS cur,"
-	"   $9::uuid IS NOT NULL AND (gn_cohort($9::uuid, d.id) * 100 < $11::int OR d.id = ANY($13::uuid[])) AS in_stage"
+	"   $9::uuid IS NOT NULL AND gn_in_stage($9::uuid, d.id, $11::int, $13::uuid[], $15::uuid[]) AS in_stage"
 	"  FROM devices d LEFT JOIN ours o ON o.device_id = d.id"
 	"  WHERE d.status = 'active' AND" DEVICES_SELECTOR_WHERE
 	"   AND (o.device_id IS NOT NULL OR NOT EXISTS (SELECT 1 FROM device_desired x WHERE x.device_id = d.id"
@@ -174,20 +197,20 @@ static const db_stmt st_materialise = {
 	" WHERE (device_desired.deployment_id = excluded.deployment_id AND device_desired.version <> excluded.version)"
 	"  OR (device_desired.deployment_id <> excluded.deployment_id AND device_desired.stale_at IS NOT NULL)"
 	" RETURNING device_id",
-	14};
+	15};
 
 /* The health of a rollout's current stage, in one pass over the deployment's devices: devices in
  * it, healthy on the new version (active for the probation period), failed installs of it;
  * requests, errors and latency histograms of the canary (devices of the stage on the new version,
  * counting since they installed it) and, when $8 asks, of the control (the others, still on the
  * old version, counting since the rollout started: their counts minus the baseline taken then,
- * or all of them when the device has none or its counters went back, as after a restart). The
- * device events are read only for the stage's devices. */
+ * or all of them when the device has none or its counters went back, as after a restart); and
+ * the devices held back from the stage. The device events are read only for the stage's devices. */
 static const db_stmt st_stage_stats = {
 	"rollouts_stage_stats",
-	"WITH r AS (SELECT id, created_at, deployment_id, pinned FROM rollouts WHERE id = $1),"
-	" mine AS MATERIALIZED (SELECT dd.device_id,"
-	"   gn_cohort(r.id, dd.device_id) * 100 < $2::int OR dd.device_id = ANY(r.pinned) AS in_stage"
+	"WITH r AS (SELECT id, created_at, deployment_id, pinned, held_back FROM rollouts WHERE id = $1),"
+	" mine AS MATERIALIZED (SELECT dd.device_id, gn_in_stage(r.id, dd.device_id, $2::int, r.pinned, r.held_back)"
+	"   AS in_stage, $2::int < 100 AND dd.device_id = ANY(r.held_back) AS held"
 	"  FROM r JOIN device_desired dd ON dd.deployment_id = r.deployment_id JOIN devices dv ON dv.id = dd.device_id"
 	"  WHERE dv.status = 'active'),"
 	" per AS MATERIALIZED (SELECT m.device_id, m.in_stage,"
@@ -219,8 +242,9 @@ static const db_stmt st_stage_stats = {
 	"  (SELECT array_agg(q.s ORDER BY q.i) FROM (SELECT u.i, sum(u.v) AS s FROM f g, unnest(g.lat) WITH ORDINALITY"
 	"    u(v, i) WHERE g.in_stage GROUP BY u.i) q)::text,"
 	"  (SELECT array_agg(q.s ORDER BY q.i) FROM (SELECT u.i, sum(u.v) AS s FROM f g, unnest(g.lat) WITH ORDINALITY"
-	"    u(v, i) WHERE NOT g.in_stage GROUP BY u.i) q)::text"
-	" FROM (SELECT count(*) FILTER (WHERE in_stage) AS devices, count(*) AS total FROM mine) a,"
+	"    u(v, i) WHERE NOT g.in_stage GROUP BY u.i) q)::text, a.held"
+	" FROM (SELECT count(*) FILTER (WHERE in_stage) AS devices, count(*) AS total,"
+	"   count(*) FILTER (WHERE held AND NOT in_stage) AS held FROM mine) a,"
 	"  (SELECT count(*) FILTER (WHERE in_stage AND rep IS NOT NULL"
 	"    AND active_since <= now() - make_interval(secs => $5::bigint)) AS healthy,"
 	"   count(*) FILTER (WHERE in_stage AND last_state = 'failed') AS failed FROM per) b,"
@@ -256,15 +280,15 @@ static const db_stmt st_notify_stage = {
 	"rollouts_notify_stage",
 	"SELECT gn_notify_devices(ARRAY(SELECT dd.device_id FROM rollouts r"
 	" JOIN device_desired dd ON dd.deployment_id = r.deployment_id"
-	" WHERE r.id = $1 AND (gn_cohort(r.id, dd.device_id) * 100 < $2::int OR dd.device_id = ANY(r.pinned))))",
+	" WHERE r.id = $1 AND gn_in_stage(r.id, dd.device_id, $2::int, r.pinned, r.held_back)))",
 	2};
 
 /* Whether the device is in the current stage of a running rollout of a deployment it follows. */
 static const db_stmt st_in_stage = {
 	"rollouts_in_stage",
 	"SELECT EXISTS (SELECT 1 FROM device_desired dd JOIN rollouts r ON r.deployment_id = dd.deployment_id"
-	" AND r.state = 'running' WHERE dd.device_id = $1 AND (dd.device_id = ANY(r.pinned)"
-	"  OR gn_cohort(r.id, dd.device_id) * 100 < (r.strategy->'stages'->r.stage->>'percent')::int))",
+	" AND r.state = 'running' WHERE dd.device_id = $1"
+	" AND gn_in_stage(r.id, dd.device_id, (r.strategy->'stages'->r.stage->>'percent')::int, r.pinned, r.held_back))",
 	1};
 
 /* A hold of the current stage (a gate that cannot be judged), recorded unless the rollout's last
@@ -282,6 +306,7 @@ static const db_stmt st_hold = {
 struct stage_stats {
 	long long devices, healthy, failed, canary_req, canary_err, control_req, control_err, all;
 	long long control_devices; /* devices still on the old version that report it (when compared) */
+	long long held_back;       /* devices held back from the stage as the control */
 	uint64_t canary_lat[GN_LATENCY_NBUCKETS], control_lat[GN_LATENCY_NBUCKETS];
 	uint64_t canary_samples, control_samples; /* the histograms' totals */
 	bool compared;                            /* the control's figures were read */
@@ -332,6 +357,8 @@ static int stage_percent(const char *strategy, int stage)
 	return pct;
 }
 
+static int hold_back_one(db_conn *c, const struct gd_actor *who, const char *id, int stage, int percent, gn_err *err);
+
 int rollouts_start(db_conn *c, const struct gd_actor *who, const char *deployment_id, const char *from, const char *to,
 		   const char *strategy, gn_err *err)
 {
@@ -350,6 +377,8 @@ int rollouts_start(db_conn *c, const struct gd_actor *who, const char *deploymen
 		c, who, id, "start",
 		json_pack("{s:s,s:s,s:s}", "from_version", from, "to_version", to, "state", PQgetvalue(res, 0, 1)),
 		err);
+	if (!error)
+		error = hold_back_one(c, who, id, 0, stage_percent(strategy, 0), err);
 	if (!error && strcmp(PQgetvalue(res, 0, 1), "running") == 0 && !(error = baseline(c, id, err)))
 		error = notify_stage(c, id, stage_percent(strategy, 0), err);
 	if (!error)
@@ -403,6 +432,7 @@ static int stage_stats(struct stage_stats *out, db_conn *c, const char *id, int 
 		*f[i] = strtoll(PQgetvalue(res, 0, i), NULL, 10);
 	read_buckets(out->canary_lat, &out->canary_samples, db_val(res, 0, 9));
 	read_buckets(out->control_lat, &out->control_samples, db_val(res, 0, 10));
+	out->held_back = strtoll(PQgetvalue(res, 0, 11), NULL, 10);
 	PQclear(res);
 	return 0;
 }
@@ -421,6 +451,7 @@ static json_t *stats_json(const struct stage_stats *s)
 			      "canary_latency_samples", (json_int_t)s->canary_samples);
 	json_object_set_new(j, "canary_p95_latency_ms",
 			    s->canary_samples ? json_real(p95_ms(s->canary_lat)) : json_null());
+	json_object_set_new(j, "held_back", json_integer(s->held_back));
 	if (s->compared) {
 		json_object_set_new(j, "control_devices", json_integer(s->control_devices));
 		json_object_set_new(j, "control_requests", json_integer(s->control_req));
@@ -749,6 +780,29 @@ static int pin_one(db_conn *c, const struct gd_actor *who, const char *id, int s
 	return error;
 }
 
+/* Holds one device back from the rollout's stage `stage` of `percent` percent when it would take
+ * every device of the deployment (st_hold_back), and says so in the rollout's events. */
+static int hold_back_one(db_conn *c, const struct gd_actor *who, const char *id, int stage, int percent, gn_err *err)
+{
+	PGresult *res = NULL;
+	char pct[16];
+	snprintf(pct, sizeof(pct), "%d", percent);
+	const char *p[] = {id, pct};
+	int error = db_exec(&res, c, &st_hold_back, p, err);
+	if (!error && PQntuples(res) == 1) {
+		gn_log(GN_LOG_INFO, "event=rollout_held_back rollout=%s stage=%d device=%s", id, stage,
+		       PQgetvalue(res, 0, 0));
+		error = event(c, who, id, "hold_back",
+			      json_pack("{s:i,s:i,s:s,s:s}", "stage", stage, "percent", percent, "device",
+					PQgetvalue(res, 0, 0), "reason",
+					"the stage would take every device of the deployment; this one stays on the "
+					"old version as the control until the last stage"),
+			      err);
+	}
+	PQclear(res);
+	return error;
+}
+
 /* Holds a stage whose bake is over while a gate cannot be judged: the rollout's reason says why,
  * and its events say so once per stage and set of such gates. */
 static int hold(db_conn *c, const struct gd_actor *who, const char *id, int stage, const struct gate *g, int n,
@@ -802,6 +856,7 @@ static int pass_stage(db_conn *c, const struct gd_actor *who, const char *id, co
 	int error;
 	if (stage + 1 < st->nstages) {
 		if ((error = db_exec(NULL, c, &st_next_stage, p, err)) ||
+		    (error = hold_back_one(c, who, id, stage + 1, st->stages[stage + 1].percent, err)) ||
 		    (error = notify_stage(c, id, st->stages[stage + 1].percent, err))) {
 			json_decref(detail);
 			return error;
@@ -840,6 +895,9 @@ static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int 
 	if (error || stage >= st.nstages)
 		return error ? error
 			     : gn_err_set(err, GN_ERROR, "rollout %s is at stage %d of %d", id, stage, st.nstages);
+	/* The fleet may have changed since the stage began (a device left): keep a control. */
+	if ((error = hold_back_one(c, who, id, stage, st.stages[stage].percent, err)))
+		return error;
 	if ((error = stage_stats(&s, c, id, st.stages[stage].percent, PQgetvalue(d, row, D_MODEL),
 				 PQgetvalue(d, row, R_TO), PQgetvalue(d, row, R_FROM), &st, err)))
 		return error;
@@ -865,7 +923,8 @@ static int judge_gates(db_conn *c, const struct gd_actor *who, const PGresult *d
 				  json_pack("{s:i,s:s,s:s,s:o,s:o}", "stage", stage, "gate", bad->name, "reason",
 					    bad->why, "gates", gates_json(g, n), "stats", stats_json(&s)),
 				  err);
-	/* A canary stage with no device would judge nothing and pass: give it one. */
+	/* A canary stage with no device would judge nothing and pass: give it one (and one that
+	 * would take every device keeps one back: hold_back_one, before the stats). */
 	if (s.devices == 0 && s.all > 0 && stage + 1 < st.nstages)
 		return pin_one(c, who, id, stage, err);
 	if (strcmp(PQgetvalue(d, row, R_BAKED), "t") != 0 || !stage_passed(&st, &s))
@@ -917,7 +976,8 @@ static int materialise(long *out_changed, db_conn *c, const PGresult *d, int row
 			   pct,
 			   label,
 			   rid ? PQgetvalue(d, row, R_PINNED) : "{}",
-			   cap[0] ? cap : NULL};
+			   cap[0] ? cap : NULL,
+			   rid ? PQgetvalue(d, row, R_HELD_BACK) : "{}"};
 	if (!error)
 		error = db_exec(&res, c, &st_materialise, p, err);
 	if (!error)
@@ -1120,6 +1180,8 @@ out:
 	return error;
 }
 
+/* A dry run's stages, counted as the controller takes them over a fresh rollout id: never none
+ * (it pins one) and, below 100 percent, never all of two or more (it holds one back). */
 static const db_stmt st_plan = {
 	"rollouts_plan",
 	"WITH p AS (SELECT id FROM deployments WHERE name = $1), r AS (SELECT gen_random_uuid() AS id),"
@@ -1127,7 +1189,8 @@ static const db_stmt st_plan = {
 	"   WHERE dd.deployment_id = p.id)"
 	" SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM devs),"
 	"  (SELECT coalesce(jsonb_agg(jsonb_build_object('percent', s.pct::int, 'devices',"
-	"    GREATEST((SELECT count(*) FROM devs WHERE pos < s.pct::int),"
+	"    GREATEST(LEAST((SELECT count(*) FROM devs WHERE pos < s.pct::int),"
+	"      CASE WHEN s.pct::int < 100 AND (SELECT count(*) FROM devs) >= 2 THEN (SELECT count(*) FROM devs) - 1 END),"
 	"     CASE WHEN EXISTS (SELECT 1 FROM devs) THEN 1 ELSE 0 END))), '[]')::text"
 	"   FROM jsonb_array_elements_text($2::jsonb) AS s(pct))",
 	2};

@@ -504,7 +504,8 @@
 			} else if (i === r.stage && ['running', 'paused', 'waiting_approval'].includes(r.state)) {
 				const n = p.devices || 0;
 				value = n ? Math.round(100 * (p.healthy || 0) / n) : 0;
-				text = (p.healthy || 0) + ' of ' + n + ' healthy' + (p.failed ? ', ' + p.failed + ' failed' : '');
+				text = (p.healthy || 0) + ' of ' + n + ' healthy' + (p.failed ? ', ' + p.failed + ' failed' : '') +
+					(p.held_back ? ', ' + p.held_back + ' held back as the control' : '');
 			} else if (i === r.stage) {
 				text = r.state.replace('_', ' ');
 			}

@@ -363,10 +363,11 @@ def test_override_wins_and_is_shown(fast):
 
 
 def transitions(server, rollout_id):
-    """The rollout's events but pins: with a handful of devices a canary stage may hold none by
-    chance, and then takes the first device in the rollout's order (a pin event)."""
+    """The rollout's events but pins and hold-backs: with a handful of devices a canary stage may
+    by chance hold none (it takes the first device in the rollout's order, a pin event) or all of
+    them (it keeps the last back as the control, a hold_back event)."""
     items = server.api("GET", f"/v1/rollouts/{rollout_id}/events").json()["items"]
-    return [e["kind"] for e in items if e["kind"] != "pin"]
+    return [e["kind"] for e in items if e["kind"] not in ("pin", "hold_back")]
 
 
 def _kill9(server):
@@ -845,3 +846,59 @@ def test_telemetry_gate_settings_are_checked(fast):
                                                                               "max_output_psi": 0.2}))
     g = d["strategy"]["gates"]
     assert g["canary_judgement"] == {"min_score": 95, "marginal_score": 75} and g["max_output_psi"] == 0.2, g
+
+
+def test_a_canary_stage_never_takes_every_device(fast):
+    """Two devices and a 50 % stage: rollouts are started (each waits for approval, moving
+    nothing) and aborted until one's id puts both below 50 % by gn_cohort. The controller holds
+    back the one last in that rollout's order (a hold_back event): it stays on 1.0.0 as the
+    control, so the canary judgement compares 2.0.0 with it and the stage passes; the last stage
+    then gives it 2.0.0 too."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(2)]
+    start_fleet(fast, fleet, dict(JUDGED, approval=True))
+    plan = fast.api("GET", "/v1/deployments/cams/plan").json()
+    assert [s["devices"] for s in plan["stages"]] == [1, 2], plan  # whatever the draw
+    for _ in range(60):  # each id puts both below 50 % one time in four
+        assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+        r = rollout_of(fast, "cams")
+        assert r["state"] == "waiting_approval", r
+        if all(cohort(r["id"], d.dev.id) < 0.5 for d in fleet):
+            break
+        assert r["held_back"] == [], r
+        assert fast.api("POST", f"/v1/rollouts/{r['id']}/abort").status_code == 200
+    else:
+        pytest.fail("no rollout id in 60 put both devices in the 50 % stage")
+    held = max(fleet, key=lambda d: cohort(r["id"], d.dev.id))
+    canary = [d for d in fleet if d is not held][0]
+    assert r["held_back"] == [held.dev.id] and r["pinned"] == [], r
+    ev = events_of(fast, r["id"])
+    assert [e["kind"] for e in ev] == ["start", "hold_back"], ev
+    assert ev[1]["detail"]["device"] == held.dev.id and ev[1]["detail"]["stage"] == 0, ev
+    assert [a["object_id"] for a in audit_of(fast, "rollout.hold_back")] == [r["id"]]
+    op = fast.make_token(["operator"])["token"]
+    assert fast.api("POST", f"/v1/rollouts/{r['id']}/approve", token=op).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: (r["reason"] or "").startswith("holding stage 0"))
+    assert canary.running == ("det", "2.0.0") and ("det", "2.0.0") not in held.seen
+    # No telemetry yet: inconclusive, not "no device outside the stage".
+    assert "inconclusive, 0 canary and 0 control" in r["reason"], r
+    p = fast.api("GET", f"/v1/rollouts/{r['id']}").json()["progress"]
+    assert (p["devices"], p["held_back"], p["deployment_devices"]) == (1, 1, 2), p
+    out = fast.cli("rollout", "status", r["id"])
+    assert out.returncode == 0 and "50%: " in out.stdout and "1 held back as the control" in out.stdout, out
+    send_windows(fast, fleet, {"1.0.0": 4, "2.0.0": 4}, windows=6)
+    told_in_stage_0 = []  # whether the held-back device had been told 2.0.0, at each look in stage 0
+
+    def until(r):
+        if r["stage"] == 0:
+            told_in_stage_0.append(("det", "2.0.0") in held.seen)
+        return r["state"] != "running"
+    r = drive(fast, fleet, "cams", until)
+    assert r["state"] == "completed" and told_in_stage_0 and not any(told_in_stage_0), (r, told_in_stage_0)
+    stage = [e for e in events_of(fast, r["id"]) if e["kind"] == "stage"][0]["detail"]
+    gate = [g for g in stage["gates"] if g["gate"] == "canary_judgement"][0]
+    assert gate["state"] == "pass" and "waived" not in stage, stage
+    m = gate["judgement"]["metrics"][0]
+    assert m["n_canary"] == 6 and m["n_control"] == 6, m
+    fleet_checkin(fleet, 2)
+    assert on_version(fleet, "2.0.0")
