@@ -855,14 +855,16 @@ static int pass_stage(db_conn *c, const struct gd_actor *who, const char *id, co
 	const char *p[] = {id, "stage passed"};
 	int error;
 	if (stage + 1 < st->nstages) {
-		if ((error = db_exec(NULL, c, &st_next_stage, p, err)) ||
-		    (error = hold_back_one(c, who, id, stage + 1, st->stages[stage + 1].percent, err)) ||
-		    (error = notify_stage(c, id, st->stages[stage + 1].percent, err))) {
+		if ((error = db_exec(NULL, c, &st_next_stage, p, err))) {
 			json_decref(detail);
 			return error;
 		}
 		gn_log(GN_LOG_INFO, "event=rollout_stage_passed rollout=%s stage=%d", id, stage);
-		return event(c, who, id, "stage", detail, err);
+		/* The next stage keeps its control before any of its devices is told the new version. */
+		if ((error = event(c, who, id, "stage", detail, err)) ||
+		    (error = hold_back_one(c, who, id, stage + 1, st->stages[stage + 1].percent, err)))
+			return error;
+		return notify_stage(c, id, st->stages[stage + 1].percent, err);
 	}
 	const char *pc[] = {id};
 	if ((error = set_state(c, id, "completed", "every stage passed", NULL, false, err)) ||

@@ -902,3 +902,40 @@ def test_a_canary_stage_never_takes_every_device(fast):
     assert m["n_canary"] == 6 and m["n_control"] == 6, m
     fleet_checkin(fleet, 2)
     assert on_version(fleet, "2.0.0")
+
+
+def test_a_pin_and_a_hold_back_in_one_rollout(fast):
+    """Two devices, stages of 1 %, 99 % and 100 %, and a rollout id (drawn as above) that puts both
+    between 1 % and 99 %: the first stage would take neither, so the first in the rollout's order
+    is pinned into it; the second would take both, so as it begins the other is held back (the
+    pinned one never is); only the last stage tells that one the new version."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(2)]
+    strat = {"stages": [{"percent": 1, "bake": 0}, {"percent": 99, "bake": 1}, {"percent": 100, "bake": 0}],
+             "approval": True}
+    start_fleet(fast, fleet, strat)
+    for _ in range(20):  # one id in 25 puts a device below 1 % or above 99 %
+        assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+        r = rollout_of(fast, "cams")
+        if all(0.01 <= cohort(r["id"], d.dev.id) < 0.99 for d in fleet):
+            break
+        assert fast.api("POST", f"/v1/rollouts/{r['id']}/abort").status_code == 200
+    else:
+        pytest.fail("no rollout id in 20 put both devices between 1 % and 99 %")
+    first, last = sorted(fleet, key=lambda d: cohort(r["id"], d.dev.id))
+    op = fast.make_token(["operator"])["token"]
+    assert fast.api("POST", f"/v1/rollouts/{r['id']}/approve", token=op).status_code == 200
+    told_early = []  # whether the held-back device had been told 2.0.0, at each look before the last stage
+
+    def until(r):
+        if r["stage"] < 2:
+            told_early.append(("det", "2.0.0") in last.seen)
+        return r["state"] != "running"
+    r = drive(fast, fleet, "cams", until)
+    assert r["state"] == "completed" and told_early and not any(told_early), (r, told_early)
+    assert r["pinned"] == [first.dev.id] and r["held_back"] == [last.dev.id], r
+    ev = events_of(fast, r["id"])
+    assert [e["kind"] for e in ev] == ["start", "approve", "pin", "stage", "hold_back", "stage", "complete"], ev
+    assert ev[4]["detail"]["stage"] == 1 and ev[4]["detail"]["device"] == last.dev.id, ev
+    fleet_checkin(fleet, 2)
+    assert on_version(fleet, "2.0.0")
