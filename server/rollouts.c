@@ -83,10 +83,12 @@ static const db_stmt st_pin = {
 	" RETURNING x.device_id",
 	1};
 /* Holds one of the deployment's devices back from a stage ($2 percent, below 100) that would take
- * every one of them (at least two), so that some stay on the old version as the control: one
- * not told the new version yet if any, the last in the rollout's order among those, never a
- * pinned one. Restarts the stage's bake (its control changed). Nothing when the stage leaves a
- * device out already. */
+ * every one of them (at least two), so that some stay on the old version as the control: the last
+ * in the rollout's order among those not told the new version yet, never a pinned one. A device
+ * already told the new version is never taken back to the old one to make a control (only a
+ * device leaving mid-stage can bring that about): then nothing is held back and the comparing
+ * gates wait, saying why, for an operator. Restarts the stage's bake (its control changed).
+ * Nothing when the stage leaves a device out already. */
 static const db_stmt st_hold_back = {
 	"rollouts_hold_back",
 	"UPDATE rollouts r SET held_back = r.held_back || x.device_id, stage_started_at = now(), updated_at = now()"
@@ -96,8 +98,8 @@ static const db_stmt st_hold_back = {
 	"    q.held_back)) OVER () AS outside"
 	"  FROM rollouts q JOIN device_desired dd ON dd.deployment_id = q.deployment_id"
 	"  JOIN devices dv ON dv.id = dd.device_id WHERE q.id = $1 AND dv.status = 'active') m"
-	"  WHERE $2::int < 100 AND m.total >= 2 AND m.outside = 0 AND NOT m.pinned"
-	"  ORDER BY m.told_new, m.place DESC, m.device_id LIMIT 1) x"
+	"  WHERE $2::int < 100 AND m.total >= 2 AND m.outside = 0 AND NOT m.pinned AND NOT m.told_new"
+	"  ORDER BY m.place DESC, m.device_id LIMIT 1) x"
 	" WHERE r.id = $1 RETURNING x.device_id, gn_notify_devices(ARRAY[x.device_id])",
 	2};
 static const db_stmt st_complete_deployment = {
