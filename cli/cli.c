@@ -24,9 +24,11 @@ static const struct {
 	int code;
 	int exit;
 } exit_map[] = {
-	{CLI_EUSAGE, CLI_EXIT_USAGE},      {GN_EAUTH, CLI_EXIT_AUTH},         {GN_EFORBIDDEN, CLI_EXIT_AUTH},
-	{GN_ENOTFOUND, CLI_EXIT_NOTFOUND}, {GN_ECONFLICT, CLI_EXIT_CONFLICT}, {GN_EUNAVAIL, CLI_EXIT_UNAVAIL},
-	{GN_EINVAL, CLI_EXIT_INVALID},     {GN_ETOOBIG, CLI_EXIT_INVALID},    {CLI_ENOTGANGLION, CLI_EXIT_NOTGANGLION},
+	{CLI_EUSAGE, CLI_EXIT_USAGE},      {GN_EAUTH, CLI_EXIT_AUTH},
+	{GN_EFORBIDDEN, CLI_EXIT_AUTH},    {GN_ENOTFOUND, CLI_EXIT_NOTFOUND},
+	{GN_ECONFLICT, CLI_EXIT_CONFLICT}, {GN_EUNAVAIL, CLI_EXIT_UNAVAIL},
+	{GN_EINVAL, CLI_EXIT_INVALID},     {GN_ETOOBIG, CLI_EXIT_INVALID},
+	{GN_EMISMATCH, CLI_EXIT_INVALID},  {CLI_ENOTGANGLION, CLI_EXIT_NOTGANGLION},
 };
 
 static const char *const exit_text[] = {
@@ -37,7 +39,7 @@ static const char *const exit_text[] = {
 	[CLI_EXIT_NOTFOUND] = "not found (HTTP 404)",
 	[CLI_EXIT_CONFLICT] = "conflict (HTTP 409)",
 	[CLI_EXIT_UNAVAIL] = "server unreachable, timed out, or failing (HTTP 5xx)",
-	[CLI_EXIT_INVALID] = "request rejected by the server as invalid (HTTP 400/413)",
+	[CLI_EXIT_INVALID] = "request rejected by the server as invalid (HTTP 400/413/422)",
 	[CLI_EXIT_NOTGANGLION] = "the server at --url is not gangliond (its answer is not JSON)",
 };
 

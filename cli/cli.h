@@ -22,7 +22,7 @@
  *     4  | not found (HTTP 404)                             | GN_ENOTFOUND
  *     5  | conflict (HTTP 409)                              | GN_ECONFLICT
  *     6  | server unreachable, timed out, or HTTP 5xx       | GN_EUNAVAIL
- *     7  | request rejected as invalid (HTTP 400/413)       | GN_EINVAL, GN_ETOOBIG
+ *     7  | request rejected as invalid (HTTP 400/413/422)   | GN_EINVAL, GN_ETOOBIG, GN_EMISMATCH
  *     8  | the server at --url is not gangliond             | CLI_ENOTGANGLION
  *
  * A command that acts on nothing fails (a selector that matches no device: 4); a list that comes

@@ -559,30 +559,39 @@ static int file_opset(int64_t *opset, const char *path, gn_err *err)
 }
 
 /* An ONNX release whose requirements leave out its opset gets the one its file declares, so that
- * devices whose runtime cannot run it are refused before they download it; an opset stated lower
- * than the file's would let them through, and is an error. A file that cannot be read as ONNX is
- * left to the devices' load, with a warning. */
+ * devices whose runtime cannot run it are refused before they download it. A stated opset must be
+ * the file's (gangliond refuses another with a 422 after the upload: this says so before it). A
+ * file that cannot be read as ONNX is left to the devices' load, with a warning, unless an opset is
+ * stated for it. */
 static int fill_opset(json_t *meta, const char *file, const char *meta_path, gn_err *err)
 {
-	const char *fmt = gn_json_str(meta, "format");
+	const char *fmt = gn_json_str(meta, "format"), *where = meta_path ? meta_path : "--meta";
 	int64_t opset = 0;
 	gn_err e;
 	if (!fmt || strcmp(fmt, "onnx") != 0)
 		return 0;
 	int rc = file_opset(&opset, file, &e);
-	if (rc == GN_ENOTFOUND)
-		return 0;
-	if (rc) {
+	json_t *req = json_object_get(meta, "requirements"), *stated = json_object_get(req, "opset");
+	long long want = (long long)json_integer_value(stated);
+	if (rc && rc != GN_ENOTFOUND && !stated) {
 		fprintf(stderr, "ganglion: warning: %s; the release's requirements say no opset\n", e.msg);
 		return 0;
 	}
-	json_t *req = json_object_get(meta, "requirements"), *stated = json_object_get(req, "opset");
-	if (stated && json_integer_value(stated) < opset)
+	if (rc && rc != GN_ENOTFOUND)
+		return gn_err_set(err, CLI_EUSAGE, "%s: requirements.opset is %lld but %s", where, want, e.msg);
+	if (rc == GN_ENOTFOUND && stated)
 		return gn_err_set(err, CLI_EUSAGE,
-				  "%s: requirements.opset is %lld but %s declares ONNX opset %lld (devices that cannot "
-				  "run it would take it)",
-				  meta_path ? meta_path : "--meta", (long long)json_integer_value(stated), file,
-				  (long long)opset);
+				  "%s: requirements.opset is %lld but %s declares no ONNX opset for the default domain "
+				  "(leave requirements.opset out)",
+				  where, want, file);
+	if (rc == GN_ENOTFOUND)
+		return 0;
+	if (stated && want != (long long)opset)
+		return gn_err_set(
+			err, CLI_EUSAGE,
+			"%s: requirements.opset is %lld but %s declares ONNX opset %lld (state %lld, or leave "
+			"it out to have it filled in)",
+			where, want, file, (long long)opset, (long long)opset);
 	if (stated)
 		return 0;
 	if (!req) {
@@ -861,7 +870,7 @@ static const cli_cmd cmds[] = {
 	 "Publish FILE as a new model version (streamed; its SHA-256 and length are sent along, so a "
 	 "damaged transfer is refused). Flags override the --meta file, which must carry a sample for the "
 	 "devices' self-test unless --no-self-test. An ONNX model's opset is read from FILE into "
-	 "requirements.opset unless the metadata states it. Signed (--sign-key/--signer-cmd), a push of a "
+	 "requirements.opset unless the metadata states it (a stated one must be the file's). Signed (--sign-key/--signer-cmd), a push of a "
 	 "version already published with the same bytes only releases it: run it again to finish a release "
 	 "that failed after the upload.",
 	 push_opts, GN_ARRAY_LEN(push_opts), 1, 1, push_run},

@@ -39,6 +39,7 @@ const char *gn_err_name(int code)
 	case GN_ETOOBIG: return "too large";
 	case GN_EUNAVAIL: return "unavailable";
 	case GN_EGONE: return "gone";
+	case GN_EMISMATCH: return "mismatch";
 	default: return "error";
 	}
 }

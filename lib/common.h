@@ -24,6 +24,7 @@ enum {
 	GN_ETOOBIG = -7,    /* over a configured limit */
 	GN_EUNAVAIL = -8,   /* dependency (database, server) unreachable */
 	GN_EGONE = -9,      /* used up, expired or revoked */
+	GN_EMISMATCH = -10, /* well-formed, but contradicted by the data it describes */
 };
 
 /* The longest message a gn_err holds (bytes, with the NUL). Long enough for a runtime's own

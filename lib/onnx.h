@@ -7,7 +7,12 @@
  * fields only and skips every other field by its length, so the graph and its weights (field 7,
  * nearly all of the file) are never read: a multi-gigabyte model costs a few hundred small reads.
  * Everything is bounded by the file's own size; a truncated or garbage file is GN_EINVAL, never a
- * read past the end. */
+ * read past the end.
+ *
+ * The same walk runs on bytes fed as they arrive (gn_onnx_stream): gangliond reads an upload's
+ * opset while it streams to the artifact store, in memory of a few kilobytes whatever its size.
+ * opset_import (field 8) usually follows the graph, so the whole stream is fed; the graph's bytes
+ * are only counted. */
 #ifndef GN_ONNX_H
 #define GN_ONNX_H
 
@@ -29,5 +34,19 @@ int gn_onnx_opset_buf(int64_t *opset, const void *data, size_t len, gn_err *err)
 
 /* The same for the regular file open on fd, read with pread (the file offset is not moved). */
 int gn_onnx_opset_fd(int64_t *opset, int fd, gn_err *err) GN_WUR;
+
+/* A walk over bytes fed in pieces of any size. */
+typedef struct gn_onnx_stream gn_onnx_stream;
+
+/* Returns a new walk at byte 0 (free with gn_onnx_stream_free). */
+gn_onnx_stream *gn_onnx_stream_new(void);
+/* Frees s; NULL is fine. */
+void gn_onnx_stream_free(gn_onnx_stream *s);
+/* Walks the next len bytes of the model. A failure is kept (and nothing after it read) for
+ * gn_onnx_stream_finish to report. */
+void gn_onnx_stream_feed(gn_onnx_stream *s, const void *data, size_t len);
+/* Ends the walk: what gn_onnx_opset_buf says of all the bytes fed, with the same codes and messages
+ * (a field cut off by the end is GN_EINVAL). */
+int gn_onnx_stream_finish(gn_onnx_stream *s, int64_t *opset, gn_err *err) GN_WUR;
 
 #endif

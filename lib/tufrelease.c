@@ -72,6 +72,79 @@ static int only_known_keys(const json_t *sp, bool delegations_ok, gn_err *err)
 	return 0;
 }
 
+/* Most differing fields named in a refusal. */
+#define MAX_NAMED 8
+
+/* A short rendering of v for a message: a number, a string or a literal; "..." for anything else
+ * or anything long. New. */
+static char *brief(const json_t *v)
+{
+	if (!v)
+		return gn_strdup("nothing");
+	if (json_is_object(v) || json_is_array(v))
+		return gn_strdup(json_is_object(v) ? "{...}" : "[...]");
+	char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	if (s && strlen(s) <= 80)
+		return s;
+	free(s);
+	return gn_strdup("...");
+}
+
+/* Appends to b the paths (under path) where got and want differ: into objects down to depth
+ * levels, else the path with both values; *n counts them (at most MAX_NAMED named). */
+static void name_differences(gn_buf *b, size_t *n, const char *path, const json_t *got, const json_t *want, int depth)
+{
+	const char *k;
+	json_t *v;
+	if (json_equal(got, want) || (!got && !want))
+		return;
+	if (depth > 0 && json_is_object(got) && json_is_object(want)) {
+		json_object_foreach((json_t *)want, k, v) {
+			char *sub = gn_asprintf("%s%s%s", path, *path ? "." : "", k);
+			name_differences(b, n, sub, json_object_get(got, k), v, depth - 1);
+			free(sub);
+		}
+		json_object_foreach((json_t *)got, k, v) {
+			if (json_object_get(want, k))
+				continue;
+			char *sub = gn_asprintf("%s%s%s", path, *path ? "." : "", k);
+			name_differences(b, n, sub, v, NULL, depth - 1);
+			free(sub);
+		}
+		return;
+	}
+	if (++*n > MAX_NAMED)
+		return;
+	char *g = brief(got), *w = brief(want);
+	gn_buf_printf(b, "%s%s (the server's %s, this push's %s)", *n > 1 ? ", " : "", *path ? path : "the entry", g,
+		      w);
+	free(g);
+	free(w);
+}
+
+/* Returns what differs between the draft's target entry and the expected one, naming each field:
+ * "custom.requirements.opset (the server's 18, this push's 13), ..." (new). */
+static char *entry_differences(const json_t *got, const json_t *want)
+{
+	gn_buf b;
+	size_t n = 0;
+	json_t *g = json_deep_copy(got);
+	json_object_del(json_object_get(g, "custom"), "published_at"); /* checked on its own */
+	gn_buf_init(&b);
+	name_differences(&b, &n, "", g, want, 3);
+	if (n > MAX_NAMED)
+		gn_buf_printf(&b, " and %zu more", n - MAX_NAMED);
+	if (n == 0)
+		gn_buf_printf(&b, "custom.published_at (%s: not within a day of now)",
+			      gn_json_str(json_object_get(got, "custom"), "published_at")
+				      ? gn_json_str(json_object_get(got, "custom"), "published_at")
+				      : "not a time");
+	json_decref(g);
+	char *s = gn_strdup(b.len ? b.data : "");
+	gn_buf_cleanup(&b);
+	return s;
+}
+
 /* Whether the draft's entry is the expected one, but for the "published_at" the server adds to its
  * custom fields (when it stored the upload, which CI cannot know to the second): a time within
  * GN_TUFR_PUBLISHED_SKEW_S before and after now. */
@@ -157,12 +230,14 @@ int gn_tufr_draft_check(const json_t *draft, const struct gn_tufr_expect *want, 
 				"role %s already lists %s with other bytes or fields; the server's release draft "
 				"would replace them" REFUSE,
 				role, want->path);
-	else if (!entry_ok(json_object_get(targets, want->path), entry, want->now))
+	else if (!entry_ok(json_object_get(targets, want->path), entry, want->now)) {
+		char *diff = entry_differences(json_object_get(targets, want->path), entry);
 		rc = gn_err_set(err, GN_ERROR,
 				"the server's release draft lists %s with other bytes or custom fields than this "
-				"push" REFUSE,
-				want->path);
-	else if (!json_equal(targets, expect))
+				"push: %s" REFUSE,
+				want->path, diff);
+		free(diff);
+	} else if (!json_equal(targets, expect))
 		rc = gn_err_set(err, GN_ERROR,
 				"the server's release draft adds, removes or changes targets besides %s" REFUSE,
 				want->path);

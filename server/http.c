@@ -139,6 +139,7 @@ int gd_http_status(int code)
 	case GN_ECONFLICT: return 409;
 	case GN_EGONE: return 410;
 	case GN_ETOOBIG: return 413;
+	case GN_EMISMATCH: return 422;
 	case GN_EUNAVAIL: return 503;
 	default: return 500;
 	}
@@ -156,6 +157,7 @@ static const char *status_title(int status)
 	case 410: return "Gone";
 	case 413: return "Content Too Large";
 	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Content";
 	case 429: return "Too Many Requests";
 	case 503: return "Service Unavailable";
 	default: return status >= 500 ? "Internal Server Error" : "Error";

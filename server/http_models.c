@@ -17,7 +17,7 @@
 struct publish {
 	struct MHD_PostProcessor *pp;
 	gn_buf meta;
-	artifact_upload *up;
+	struct models_artifact art;
 	struct models_sample_file samples[MODELS_MAX_SAMPLE_FILES];
 	size_t nsamples;
 	bool meta_checked;
@@ -124,19 +124,19 @@ static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *k
 		publish_fail(p, 400, msg);
 		return MHD_NO;
 	}
-	if (off == 0 && p->up) {
+	if (off == 0 && p->art.up) {
 		publish_fail(p, 400, "more than one 'artifact' part");
 		return MHD_NO;
 	}
 	if (!p->meta_checked && early_check(r, p))
 		return MHD_NO;
-	if (!p->up) {
-		if (artifacts_begin(&p->up, &err)) {
+	if (!p->art.up) {
+		if (models_artifact_begin(&p->art, &err)) {
 			publish_fail(p, 500, err.msg);
 			return MHD_NO;
 		}
 	}
-	if (size && artifacts_write(p->up, data, size, (uint64_t)config_get()->max_artifact_size, &err)) {
+	if (size && models_artifact_write(&p->art, data, size, (uint64_t)config_get()->max_artifact_size, &err)) {
 		if (err.code == GN_ETOOBIG)
 			snprintf(err.msg, sizeof(err.msg), "the artifact is larger than %lld bytes (max-artifact-size)",
 				 (long long)config_get()->max_artifact_size);
@@ -205,7 +205,7 @@ static void publish_free(struct gd_req *r)
 		return;
 	if (p->pp)
 		MHD_destroy_post_processor(p->pp);
-	artifacts_abort(p->up);
+	models_artifact_cleanup(&p->art);
 	for (size_t i = 0; i < p->nsamples; i++) {
 		artifacts_abort(p->samples[i].up);
 		gn_buf_cleanup(&p->samples[i].head);
@@ -240,15 +240,13 @@ static void http_models_publish(struct gd_req *r)
 		gd_reply_problem(r, p->status, p->err.msg);
 	else if (!p->meta.len)
 		gd_reply_problem(r, 400, "the 'metadata' part is missing");
-	else if (!p->up)
+	else if (!p->art.up)
 		gd_reply_problem(r, 400, "the 'artifact' part is missing");
 	if (gd_answered(r))
 		goto out;
 	tuf_sign_settings(&ts, cfg);
-	artifact_upload *up = p->up;
-	p->up = NULL;
 	if (models_publish(&out, gd_db(r), gd_actor(r), &ts, gd_param(r, 0), p->meta.data, p->meta.len,
-			   (int)cfg->max_json_depth, up, p->samples, p->nsamples, &err))
+			   (int)cfg->max_json_depth, &p->art, p->samples, p->nsamples, &err))
 		gd_reply_error(r, &err);
 	else
 		gd_reply_raw(r, 201, "application/json", out, strlen(out));

@@ -375,6 +375,79 @@ static int check_stated(const struct model_meta *m, const char *digest, uint64_t
 	return 0;
 }
 
+int models_artifact_begin(struct models_artifact *a, gn_err *err)
+{
+	int error = artifacts_begin(&a->up, err);
+	if (!error)
+		a->onnx = gn_onnx_stream_new();
+	return error;
+}
+
+int models_artifact_write(struct models_artifact *a, const void *buf, size_t len, uint64_t max, gn_err *err)
+{
+	int error = artifacts_write(a->up, buf, len, max, err);
+	if (!error)
+		gn_onnx_stream_feed(a->onnx, buf, len);
+	return error;
+}
+
+void models_artifact_cleanup(struct models_artifact *a)
+{
+	artifacts_abort(a->up);
+	gn_onnx_stream_free(a->onnx);
+	a->up = NULL;
+	a->onnx = NULL;
+}
+
+/* An ONNX artifact's requirements.opset is the opset its file declares for the default domain:
+ * filled in when the metadata leaves it out, a 422 when it states another (devices would trust a
+ * wrong requirement) or when it states one for a file that cannot be read as ONNX or declares none.
+ * A file that cannot be read, with no opset stated, is stored without one, as before: the devices'
+ * load and self-test refuse it. */
+static int check_opset(json_t *meta, const char *name, const struct model_meta *m, gn_onnx_stream *onnx, gn_err *err)
+{
+	int64_t opset = 0;
+	gn_err e;
+	if (strcmp(m->format, "onnx") != 0)
+		return 0;
+	int rc = gn_onnx_stream_finish(onnx, &opset, &e);
+	json_t *req = json_object_get(meta, "requirements"), *stated = json_object_get(req, "opset");
+	if (!stated) {
+		if (rc == GN_EINVAL)
+			gn_log(GN_LOG_WARN, "event=model_not_onnx model=%s version=%s msg=\"%s\"", name, m->version,
+			       e.msg);
+		if (rc)
+			return 0;
+		if (!json_is_object(req)) {
+			req = json_object();
+			json_object_set_new(meta, "requirements", req);
+		}
+		json_object_set_new(req, "opset", json_integer((json_int_t)opset));
+		return 0;
+	}
+	long long want = (long long)json_integer_value(stated);
+	if (rc == GN_EINVAL)
+		return gn_err_set(err, GN_EMISMATCH,
+				  "requirements.opset is %lld but the artifact (format \"onnx\") cannot be read as an "
+				  "ONNX model: %s; nothing was stored",
+				  want, e.msg);
+	if (rc == GN_ENOTFOUND)
+		return gn_err_set(err, GN_EMISMATCH,
+				  "requirements.opset is %lld but the artifact declares no ONNX opset for the default "
+				  "domain (its opset_import); leave requirements.opset out; nothing was stored",
+				  want);
+	if (rc)
+		return gn_err_set(err, rc, "%s", e.msg);
+	if (want != (long long)opset)
+		return gn_err_set(
+			err, GN_EMISMATCH,
+			"requirements.opset is %lld but the artifact declares ONNX opset %lld for the default "
+			"domain (its opset_import); state %lld or leave requirements.opset out to have it "
+			"filled in; nothing was stored",
+			want, (long long)opset, (long long)opset);
+	return 0;
+}
+
 /* The sample files of a publish, finished: each one's digest, length and .npy header, and its
  * upload until it is committed. */
 struct sample_files {
@@ -535,9 +608,11 @@ out:
 }
 
 int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
-		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
+		   const char *meta, size_t meta_len, int json_depth, struct models_artifact *art,
 		   struct models_sample_file *files, size_t nfiles, gn_err *err)
 {
+	artifact_upload *up = art->up;
+	art->up = NULL;
 	struct sample_files *sf = gn_calloc(1, sizeof(*sf));
 	json_t *j = NULL;
 	struct model_meta m;
@@ -549,6 +624,7 @@ int models_publish(char **out, db_conn *c, const struct gd_actor *who, const str
 	*out = NULL;
 	if ((error = parse_meta(&j, &m, meta, meta_len, json_depth, err)) ||
 	    (error = artifacts_finish(up, digest, &length, err)) || (error = check_stated(&m, digest, length, err)) ||
+	    (error = check_opset(j, name, &m, art->onnx, err)) ||
 	    (error = sample_files_finish(sf, files, nfiles, err)) || (error = sample_files_match(sf, j, err)) ||
 	    (error = release_build(&rel, name, &m, j, err)) ||
 	    (error = record(out, &file_placed, c, who, tuf, name, &m, &rel, &up, sf, digest, length, err)))
@@ -574,6 +650,7 @@ out:
 	}
 	free(sf);
 	artifacts_abort(up);
+	models_artifact_cleanup(art);
 	json_decref(j);
 	release_cleanup(&rel);
 	return error;

@@ -6,6 +6,7 @@
 #include "actor.h"
 #include "artifacts.h"
 #include "db.h"
+#include "onnx.h"
 #include "tuf_sign.h"
 
 /* Pages over models: ($1 cursor name or NULL, $2 limit) -> (JSON text, name). */
@@ -25,17 +26,33 @@ struct models_sample_file {
 	gn_buf head;
 };
 
+/* The artifact of a publish as it streams in: its upload, and its bytes walked as an ONNX model
+ * (the format is known only from the metadata, which may come after the artifact). */
+struct models_artifact {
+	artifact_upload *up;
+	gn_onnx_stream *onnx;
+};
+/* Starts receiving the artifact into a (zeroed). */
+int models_artifact_begin(struct models_artifact *a, gn_err *err) GN_WUR;
+/* Appends bytes: stored and hashed (GN_ETOOBIG past max bytes, as artifacts_write) and walked. */
+int models_artifact_write(struct models_artifact *a, const void *buf, size_t len, uint64_t max, gn_err *err) GN_WUR;
+/* Drops what models_publish did not take (the temp upload); a zeroed a is fine. */
+void models_artifact_cleanup(struct models_artifact *a);
+
 /* Publishes version meta (the metadata part's bytes) of model `name` with the streamed artifact
- * `up` (taken: committed or aborted): checks the metadata and the stated digest and length,
+ * (its contents taken: committed or aborted): checks the metadata and the stated digest and length,
  * records the version, moves the file into place, re-signs the TUF targets and audits, all in one
  * transaction of its own; a file left unreferenced by a failure is removed. *out is the version's
  * JSON text (new). The sample's tensor files (files[i].up taken the same way) must be exactly those
  * the sample names by digest and length, each a .npy file with as many elements as its tensor's
- * shape. GN_EINVAL for bad metadata, an empty (0-byte) artifact, a digest or length other than the
- * stated one, or a sample file missing, unnamed or not matching its tensor; GN_ECONFLICT for a
- * version already published. */
+ * shape. An ONNX artifact (format "onnx") must be a readable ModelProto, and requirements.opset must
+ * be the opset it declares for the default domain (filled in when left out; left out when the
+ * file declares none). GN_EINVAL for bad metadata, an empty (0-byte) artifact, a digest or length
+ * other than the stated one, or a sample file missing, unnamed or not matching its tensor;
+ * GN_EMISMATCH for an ONNX artifact that cannot be read as one or declares another opset;
+ * GN_ECONFLICT for a version already published. */
 int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
-		   const char *meta, size_t meta_len, int json_depth, artifact_upload *up,
+		   const char *meta, size_t meta_len, int json_depth, struct models_artifact *art,
 		   struct models_sample_file *files, size_t nfiles, gn_err *err) GN_WUR;
 
 /* Checks that who may download the artifact with this digest (64 lower-case hex digits): a

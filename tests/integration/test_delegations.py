@@ -176,10 +176,10 @@ def model_bytes(tag):
     return m.SerializeToString()
 
 
-def cli_push(srv, dir, version, *sign_args, url=None, tag=None):
+def cli_push(srv, dir, version, *sign_args, url=None, tag=None, **meta_fields):
     art, meta = dir / f"{version}.onnx", dir / f"{version}.json"
     art.write_bytes(model_bytes(tag or version))
-    meta.write_text(json.dumps(dict(json.loads((TEST_MODELS / "v1.json").read_text()), version=version)))
+    meta.write_text(json.dumps(dict(json.loads((TEST_MODELS / "v1.json").read_text()), version=version, **meta_fields)))
     return srv.cli("models", "push", art, "--name", MODEL, "--meta", meta, "--no-progress", *sign_args, timeout=60,
                    url=url)
 
@@ -419,6 +419,12 @@ def test_ci_signs_releases_and_a_compromised_server_cannot(gangliond, pg, db, wo
     p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", f"/usr/bin/python3 {signer}",
                  tag="other")
     assert p.returncode == 5 and "already published with other bytes" in p.stderr, (p.returncode, p.stderr)
+    # With the same bytes but metadata changed since the upload, the draft (built from what was
+    # uploaded) is not what this push would release: refused, naming the field and both values.
+    p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", f"/usr/bin/python3 {signer}",
+                 requirements={"min_memory_mb": 4096})
+    assert p.returncode != 0 and "refusing to sign" in p.stderr, (p.returncode, p.stderr)
+    assert "custom.requirements.min_memory_mb (the server's nothing, this push's 4096)" in p.stderr, p.stderr
     p = cli_push(srv, workdir, "2.0.1", "--sign-key", ci[1], "--signer-cmd", f"/usr/bin/python3 {signer}")
     assert p.returncode == 0 and "Released: signed role ci version 2" in p.stdout, (p.stdout, p.stderr)
     assert "already published with these bytes: releasing it" in p.stderr, p.stderr

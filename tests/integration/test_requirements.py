@@ -17,10 +17,12 @@ from ganglion_harness import (
     TEST_MODELS,
     Agent,
     Gangliond,
+    artifact_files,
     assert_problem,
     device_events,
     last_event_id,
     make_dir,
+    model_meta,
     publish,
     wait_event,
     wait_for,
@@ -300,3 +302,77 @@ def test_a_release_above_the_runtimes_opset_is_refused_and_the_dry_run_says_so(s
     sha = v["artifact"]["sha256"]
     assert not [p for d in ("models", "downloads") for p in (cv.data_dir / d).glob(f"{sha}*")]
     assert wait_for(lambda: any(m["name"] == "rq" and m["version"] == "3.0.0" for m in ort.models()), 90, 0.2)
+
+
+TESTDATA = Path("/usr/share/libonnx-testdata/data/node")
+
+
+def _default_opset(path):
+    """The default-domain opset as the onnx package reads it (not our code), or None."""
+    import onnx
+
+    v = [o.version for o in onnx.load(path, load_external_data=False).opset_import if o.domain in ("", "ai.onnx")]
+    return max(v) if v else None
+
+
+def test_the_server_checks_an_onnx_uploads_opset_against_the_file(srv, tmp_path):
+    """A CI pipeline that calls the REST API itself: gangliond reads the opset an ONNX artifact
+    declares as it streams in, refuses (422, naming both) a requirements.opset that says anything
+    else, lower or higher, or one stated for a file that is not ONNX or declares none; nothing is
+    stored. Left out, it is filled in from the file. The CLI says the same before uploading."""
+    from onnx import helper
+
+    norm, absf = TESTDATA / "test_layer_normalization_2d_axis0/model.onnx", TESTDATA / "test_abs/model.onnx"
+    assert (_default_opset(norm), _default_opset(absf)) == (17, 13)
+    ml_only = tmp_path / "ml.onnx"  # a well-formed model that imports only ai.onnx.ml
+    ml_only.write_bytes(helper.make_model(helper.make_graph([], "g", [], []),
+                                          opset_imports=[helper.make_opsetid("ai.onnx.ml", 3)]).SerializeToString())
+    assert _default_opset(ml_only) is None
+
+    def meta(version, **req):
+        return model_meta(version, format="onnx", requirements={"runtimes": ["onnxruntime"], **req}, sample=None,
+                          reference_profile=None, no_self_test=True)
+
+    before = artifact_files(srv.data_dir)
+    for version, data, opset, why in (
+            ("4.0.0", norm.read_bytes(), 13, "requirements.opset is 13 but the artifact declares ONNX opset 17"),
+            ("4.0.1", absf.read_bytes(), 17, "requirements.opset is 17 but the artifact declares ONNX opset 13"),
+            ("4.0.2", b"not a model at all, only text", 13,
+             "requirements.opset is 13 but the artifact (format \"onnx\") cannot be read as an ONNX model: "
+             "not an ONNX model"),
+            ("4.0.3", norm.read_bytes()[:-3], 17, "cannot be read as an ONNX model: not an ONNX model"),
+            ("4.0.4", ml_only.read_bytes(), 13, "the artifact declares no ONNX opset for the default domain")):
+        r = publish(srv, "opset", data, meta=meta(version, opset=opset))
+        assert_problem(r, 422, why)
+        assert "nothing was stored" in r.json()["detail"], r.text
+        assert srv.api("GET", f"/v1/models/opset/versions/{version}").status_code == 404
+    assert artifact_files(srv.data_dir) == before, "a refused upload left a file behind"
+
+    # Left out: filled in from the file, in the stored version and in the signed target.
+    r = publish(srv, "opset", norm.read_bytes(), meta=meta("4.1.0"))
+    assert r.status_code == 201, r.text
+    v = srv.api("GET", "/v1/models/opset/versions/4.1.0").json()
+    assert v["requirements"] == {"runtimes": ["onnxruntime"], "opset": 17}, v
+    targets = srv.api("GET", "/v1/tuf/image/targets.json").json()["signed"]["targets"]
+    assert targets[v["target"]]["custom"]["requirements"]["opset"] == 17, targets[v["target"]]
+    # Stated right: kept. A file that declares no default-domain opset gets none.
+    r = publish(srv, "opset", absf.read_bytes(), meta=meta("4.1.1", opset=13))
+    assert r.status_code == 201 and r.json()["requirements"]["opset"] == 13, r.text
+    r = publish(srv, "opset", ml_only.read_bytes(), meta=meta("4.1.2"))
+    assert r.status_code == 201 and "opset" not in r.json()["requirements"], r.text
+    # Not ONNX and no opset stated: stored without one, as before the server read files (the
+    # devices' load and self-test refuse it); the log says so.
+    r = publish(srv, "opset", b"not a model either", meta=meta("4.1.3"))
+    assert r.status_code == 201 and "opset" not in r.json()["requirements"], r.text
+    assert "event=model_not_onnx model=opset version=4.1.3" in srv.log()
+
+    # The CLI refuses the same before it uploads anything.
+    m = tmp_path / "meta.json"
+    for file, opset, why in ((absf, 17, f"requirements.opset is 17 but {absf} declares ONNX opset 13"),
+                             (ml_only, 13, f"requirements.opset is 13 but {ml_only} declares no ONNX opset"),
+                             (Path("/etc/os-release"), 13, "requirements.opset is 13 but /etc/os-release: not an ONNX")):
+        m.write_text(json.dumps({"requirements": {"opset": opset}}))
+        out = srv.cli("models", "push", file, "--name", "opset", "--version", "4.2.0", "--format", "onnx", "--meta", m,
+                      "--no-self-test", "--no-progress")
+        assert out.returncode == 2 and why in out.stderr, out
+    assert srv.api("GET", "/v1/models/opset/versions/4.2.0").status_code == 404

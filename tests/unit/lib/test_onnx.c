@@ -67,6 +67,38 @@ static int opset_of(const void *p, size_t n, int64_t *out, gn_err *err)
 	return rc;
 }
 
+/* Runs the walk on the n bytes fed in pieces of 1 to 7 bytes (the sizes drawn from *x). */
+static int opset_streamed(const uint8_t *p, size_t n, uint64_t *x, int64_t *out, gn_err *err)
+{
+	gn_onnx_stream *s = gn_onnx_stream_new();
+	for (size_t k = 0; k < n;) {
+		*x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+		size_t piece = 1 + (size_t)(*x % 7);
+		piece = piece < n - k ? piece : n - k;
+		void *copy = malloc(piece); /* exactly the piece, for ASan */
+		memcpy(copy, p + k, piece);
+		gn_onnx_stream_feed(s, copy, piece);
+		free(copy);
+		k += piece;
+	}
+	int rc = gn_onnx_stream_finish(s, out, err);
+	gn_onnx_stream_free(s);
+	return rc;
+}
+
+/* Runs gn_onnx_opset_fd on a temporary file of the n bytes. */
+static int opset_file(const void *p, size_t n, int64_t *out, gn_err *err)
+{
+	char path[] = "/tmp/gn-test-onnx-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+	int rc = gn_onnx_opset_fd(out, fd, err);
+	close(fd);
+	return rc;
+}
+
 /* ir_version 8, a producer name, a graph whose payload holds bytes that would read as an
  * opset_import entry of version 99 if the walk looked inside it, then opset_import entries for
  * ai.onnx.ml (3) and the default domain (17). boundaries[] gets the offset after each top-level
@@ -240,6 +272,13 @@ static void test_fuzz(void **state)
 		int64_t v = -1;
 		gn_err err;
 		int rc = opset_of(buf, n, &v, &err);
+		/* fed in pieces, and read from a file (which skips), the answer is the same */
+		int64_t vs = -1;
+		gn_err es;
+		int rcs = i % 50 ? opset_streamed(buf, n, &x, &vs, &es) : opset_file(buf, n, &vs, &es);
+		if (rcs != rc || vs != v || (rc && strcmp(es.msg, err.msg) != 0))
+			fail_msg("case %d: whole %d %lld '%s', %s %d %lld '%s'", i, rc, (long long)v, rc ? err.msg : "",
+				 i % 50 ? "streamed" : "file", rcs, (long long)vs, rcs ? es.msg : "");
 		if (rc == 0 && (v < 1 || v > GN_ONNX_OPSET_MAX))
 			fail_msg("case %d: opset %lld", i, (long long)v);
 		if (rc != 0 && rc != GN_EINVAL && rc != GN_ENOTFOUND)
@@ -270,11 +309,52 @@ static void test_fd(void **state)
 	close(fd);
 }
 
+/* A graph of 3 MB before opset_import: fed in pieces of 64 KiB and read from a file (which
+ * skips the graph), opset 17; cut inside the graph, both name the field and the missing bytes. */
+static void test_large_graph(void **state)
+{
+	size_t big = 3 << 20, n = 0;
+	uint8_t *m = calloc(1, big + 64);
+	int64_t v = -1;
+	gn_err err;
+	(void)state;
+	m[n++] = 1 << 3 | 0, m[n++] = 8; /* ir_version 8 */
+	m[n++] = 7 << 3 | 2;             /* graph, a length of big as a varint */
+	for (size_t l = big; l; l >>= 7)
+		m[n++] = (uint8_t)((l & 0x7f) | (l >> 7 ? 0x80 : 0));
+	size_t graph_at = n;
+	n += big; /* zeros: would be field number 0 if read */
+	const uint8_t entry[] = {8 << 3 | 2, 2, 2 << 3 | 0, 17};
+	memcpy(m + n, entry, sizeof(entry));
+	n += sizeof(entry);
+	gn_onnx_stream *s = gn_onnx_stream_new();
+	for (size_t k = 0; k < n; k += 65536)
+		gn_onnx_stream_feed(s, m + k, n - k < 65536 ? n - k : 65536);
+	assert_int_equal(gn_onnx_stream_finish(s, &v, &err), 0);
+	assert_int_equal(v, 17);
+	gn_onnx_stream_free(s);
+	assert_int_equal(opset_file(m, n, &v, &err), 0);
+	assert_int_equal(v, 17);
+	assert_int_equal(opset_file(m, graph_at + 1000, &v, &err), GN_EINVAL);
+	char want[160];
+	snprintf(want, sizeof(want), "not an ONNX model: a field at byte %zu runs %zu bytes past the end", graph_at,
+		 big - 1000);
+	assert_string_equal(err.msg, want);
+	s = gn_onnx_stream_new();
+	gn_onnx_stream_feed(s, m, graph_at + 1000);
+	assert_int_equal(gn_onnx_stream_finish(s, &v, &err), GN_EINVAL);
+	assert_string_equal(err.msg, want);
+	gn_onnx_stream_free(s);
+	free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_declared),  cmocka_unit_test(test_not_declared), cmocka_unit_test(test_truncated),
-		cmocka_unit_test(test_malformed), cmocka_unit_test(test_fuzz),         cmocka_unit_test(test_fd),
+		cmocka_unit_test(test_declared),    cmocka_unit_test(test_not_declared),
+		cmocka_unit_test(test_truncated),   cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_fuzz),        cmocka_unit_test(test_fd),
+		cmocka_unit_test(test_large_graph),
 	};
 	return cmocka_run_group_tests_name("onnx", tests, NULL, NULL);
 }

@@ -169,27 +169,40 @@ static void test_changed_entry(void **state)
 		json_t *d = honest();
 		json_t *c = json_object_get(json_object_get(json_object_get(sp_of(d), "targets"), PATH), "custom");
 		json_object_set_new(c, fields[i], json_string("tampered"));
-		REFUSED(d, false, "other bytes or custom fields");
+		/* the refusal names the field that differs (what a re-push whose metadata changed needs) */
+		char want[120];
+		snprintf(want, sizeof(want),
+			 "other bytes or custom fields than this push: custom.%s (the server's \"tampered\"",
+			 fields[i]);
+		REFUSED(d, false, want);
 	}
 	static const char *const when[] = {"2999-01-01T00:00:00Z", "2020-01-01T00:00:00Z", "yesterday"};
 	for (size_t i = 0; i < sizeof(when) / sizeof(when[0]); i++) {
 		json_t *d = honest();
 		json_t *c = json_object_get(json_object_get(json_object_get(sp_of(d), "targets"), PATH), "custom");
 		json_object_set_new(c, "published_at", json_string(when[i]));
-		REFUSED(d, false, "other bytes or custom fields");
+		REFUSED(d, false, "custom fields than this push: custom.published_at (");
 	}
 	json_t *d = honest();
 	json_t *e = json_object_get(json_object_get(sp_of(d), "targets"), PATH);
 	json_object_set_new(json_object_get(e, "custom"), "extra", json_true());
-	REFUSED(d, false, "other bytes or custom fields");
+	REFUSED(d, false, "this push: custom.extra (the server's true, this push's nothing)");
+	/* inside requirements: the one field, with both values; several fields are all named */
+	d = honest();
+	e = json_object_get(json_object_get(sp_of(d), "targets"), PATH);
+	json_object_set_new(json_object_get(json_object_get(e, "custom"), "requirements"), "opset", json_integer(18));
+	json_object_set_new(json_object_get(json_object_get(e, "custom"), "requirements"), "runtime", json_string("x"));
+	REFUSED(d, false,
+		"this push: custom.requirements.runtime (the server's \"x\", this push's \"onnx\"), "
+		"custom.requirements.opset (the server's 18, this push's nothing); refusing to sign");
 	d = honest();
 	e = json_object_get(json_object_get(sp_of(d), "targets"), PATH);
 	json_object_set_new(e, "length", json_integer(LEN + 1));
-	REFUSED(d, false, "other bytes");
+	REFUSED(d, false, "other bytes or custom fields than this push: length (the server's 1235, this push's 1234)");
 	d = honest();
 	e = json_object_get(json_object_get(sp_of(d), "targets"), PATH);
 	json_object_set_new(json_object_get(e, "hashes"), "sha512", json_string("00"));
-	REFUSED(d, false, "other bytes");
+	REFUSED(d, false, "this push: hashes.sha512 (the server's \"00\", this push's nothing)");
 }
 
 static void test_current_null(void **state)
