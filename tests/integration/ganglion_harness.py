@@ -574,8 +574,10 @@ def artifact_files(data_dir):
     )
 
 
-def wait_for(predicate, timeout=5.0, interval=0.05):
-    """Polls predicate until it returns something true or timeout passes; returns its last value."""
+def wait_for(predicate, timeout=30.0, interval=0.05):
+    """Polls predicate until it returns something true or timeout passes; returns its last value.
+    The default deadline only bounds a broken run: under ASan on a loaded machine a few seconds
+    are not enough for what takes milliseconds otherwise."""
     deadline = time.monotonic() + timeout
     while True:
         v = predicate()

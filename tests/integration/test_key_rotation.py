@@ -164,8 +164,8 @@ def test_rotate_the_director_key_with_its_root_keys_here(gangliond, pg, db):
     # The device's targets are signed anew by the new key, and the check-in does not answer 304
     # from memory with the answer signed by the retired key (the notification that drops it
     # reaches the server's listener a moment after the commit).
-    got = wait_for(lambda: (lambda r: r if r.status_code != 304 else None)(_checkin(server, token, etag)), 5, 0.05)
-    assert got is not None, "the check-in still answers 304 (signed by the retired key) 5 s after the rotation"
+    got = wait_for(lambda: (lambda r: r if r.status_code != 304 else None)(_checkin(server, token, etag)), 30, 0.05)
+    assert got is not None, "the check-in still answers 304 (signed by the retired key) 30 s after the rotation"
     r = got
     assert r.status_code == 200, f"check-in after the rotation -> {r.status_code} {r.text[:300]}"
     ans = r.json()
@@ -401,7 +401,7 @@ def test_device_recovers_from_a_director_fast_forward(fleet):
                  f" '{top['model_version']}', now() + interval '1 day',"
                  f" (SELECT assigned_at FROM device_desired WHERE device_id = '{dev}'))")
     # The timestamp is stored last of the three.
-    taken = wait_for(lambda: _trusted(agent, "director", "timestamp")["signed"]["version"] == v, 15, 0.1)
+    taken = wait_for(lambda: _trusted(agent, "director", "timestamp")["signed"]["version"] == v, 60, 0.1)
     assert taken, f"the device did not take the forged metadata\n{agent.log()[-3000:]}"
     assert _trusted(agent, "director", "targets")["signed"]["version"] == v
 
@@ -545,7 +545,7 @@ def test_director_gets_4_roles(fleet, workdir, root_keys):
     _follows(root2, old)
     _assign(server, agent.device_id, "1.0.0" if root_keys == "offline" else "2.0.0")
     _serving(agent, "1.0.0" if root_keys == "offline" else "2.0.0")
-    assert wait_for(lambda: (trust / "timestamp.json").exists(), 15, 0.1), agent.log()[-3000:]
+    assert wait_for(lambda: (trust / "timestamp.json").exists(), 60, 0.1), agent.log()[-3000:]
     assert _trusted(agent, "director", "root")["signed"]["version"] == 2
     ts, sn, tg = (_trusted(agent, "director", r) for r in ("timestamp", "snapshot", "targets"))
     assert ts["signed"]["meta"]["snapshot.json"]["version"] == sn["signed"]["version"]

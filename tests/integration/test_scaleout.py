@@ -247,7 +247,7 @@ rgw thread pool size = 32
                 os.kill(pid, signal.SIGKILL)
             except (OSError, ValueError):
                 continue
-            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, 0.05)
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, 0.05)
 
 
 @pytest.fixture
@@ -401,12 +401,12 @@ def test_device_tokens_and_last_seen_across_replicas(pg, db, workdir):
         assert pg.sql(f"SELECT count(*) {listening}", db) == "2"  # one per replica
         pg.sql(f"SELECT pg_terminate_backend(pid) {listening}", db)
         lost = lambda s: "event=notify_listen_lost" in s.log(10**7)
-        assert wait_for(lambda: lost(a) and lost(b), 10), "the listeners did not notice the cut"
+        assert wait_for(lambda: lost(a) and lost(b), 30), "the listeners did not notice the cut"
         assert a.api("POST", f"/v1/devices/{devs[3].id}/rotate-token").status_code == 200
         for s in (a, b):
             assert_problem(_self(s, toks[3]), 401, "revoked")
         back = lambda: pg.sql(f"SELECT count(*) {listening}", db) == "2"
-        assert wait_for(back, 15, 0.1), "the listeners did not come back"
+        assert wait_for(back, 60, 0.1), "the listeners did not come back"
         time.sleep(0.5)  # the reload after the reconnect
         for s in (a, b):
             assert_problem(_self(s, toks[3]), 401, "revoked")
@@ -427,8 +427,10 @@ def test_device_tokens_and_last_seen_across_replicas(pg, db, workdir):
             assert _checkin(s, fresh, etag).status_code == 304  # c's cache warms from the database
         pg.sql(f"UPDATE devices SET last_seen_at = '2001-01-01Z' WHERE id = '{devs[0].id}'", db)
         assert _checkin(b, fresh, etag).status_code == 304
-        assert wait_for(lambda: int(_last_seen(pg, db, devs[0].id)) > time.time() - 30, 3, 0.05), \
-            "b did not write the last-seen time within 3 s"
+        # (About a second on a quiet machine; the deadline leaves room for ASan on a loaded one,
+        # and still says the batch writer wrote it, with no check-in to do so.)
+        assert wait_for(lambda: int(_last_seen(pg, db, devs[0].id)) > time.time() - 30, 15, 0.05), \
+            "b did not write the last-seen time within 15 s"
         pg.sql(f"UPDATE devices SET last_seen_at = '2001-01-01Z' WHERE id = '{devs[0].id}'", db)
         t0 = time.time()
         assert _checkin(c, fresh, etag).status_code == 304
@@ -634,7 +636,7 @@ def test_database_failover_to_a_promoted_standby(tmp_base, workdir):
             run(as_pg_user([PG_BINDIR / "pg_ctl", "-D", primary.datadir, "-m", "immediate", "-w", "stop"]))
             primary.started = False
             down_at = len(answers)
-            assert wait_for(lambda: any(a[0] == 503 for a in answers[down_at:]), 20, 0.05), answers[down_at:][-5:]
+            assert wait_for(lambda: any(a[0] == 503 for a in answers[down_at:]), 60, 0.05), answers[down_at:][-5:]
             standby.promote()
             before = len(acked)
             assert wait_for(lambda: len(acked) >= before + 30, 60, 0.1), (
