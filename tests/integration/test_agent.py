@@ -1171,10 +1171,10 @@ def test_far_future_issued_at_does_not_freeze_the_clock(srv, refs, dev_a):
                     top["model_version"])
     try:
         ok = wait_for(lambda: json.loads((a.data_dir / "trust" / "director" / "targets.json").read_text())
-                      ["signed"]["version"] == top["version"] + 1, 15, 0.1)
+                      ["signed"]["version"] == top["version"] + 1, 60, 0.1)
         assert ok, "the (validly signed) metadata was not accepted"
         # The clock is looked at once the metadata is stored (the targets first of three).
-        assert wait_for(lambda: "event=issued_at_ignored" in a.log(), 5, 0.1), a.log()[-3000:]
+        assert wait_for(lambda: "event=issued_at_ignored" in a.log(), 30, 0.1), a.log()[-3000:]
         clock = a.data_dir / "trust" / "clock"
         floor = int(clock.read_text()) if clock.exists() else 0
         assert floor <= time.time() + 86400, f"clock floor moved to {floor}"
@@ -1469,12 +1469,15 @@ def test_agent_takes_a_rotated_token(srv, dev_a):
     # a new challenge with its enrolled key and checks in again with the new token.
     a = dev_a
     before = len(a.log(10**8))  # the agent's log so far: earlier tests (a server outage) leave failures in it
+    # The server's log from here on. (Not from the rotation's own request line: that is written
+    # once its answer has gone out, and by then the agent's next check-in may be refused already
+    # and logged before it.)
+    srv_from = len(srv.log(10**8))
     p = srv.cli("devices", "rotate-token", a.device_id)
     assert p.returncode == 0, p.stderr
 
     def after_rotation():
-        log = srv.log(10**8)
-        return log[log.rfind("route=/v1/devices/{id}/rotate-token"):]
+        return srv.log(10**8)[srv_from:]
 
     def back():
         log = after_rotation()
