@@ -274,9 +274,23 @@ def _post(server, token, windows, **extra):
     return server.api("POST", "/v1/agent/telemetry", token=token, json=dict(extra, windows=windows))
 
 
+_test_began = [None]  # when the running test began (set by _pin_the_windows)
+
+
+@pytest.fixture(autouse=True)
+def _pin_the_windows():
+    """Pins the windows of _now_window to the time the test began: a window boundary (every five
+    minutes) passing while a test runs would otherwise move the windows it names later onto those it
+    named earlier (a window sent as new then counts as a duplicate, a time compared is one off)."""
+    _test_began[0] = time.time()
+    yield
+    _test_began[0] = None
+
+
 def _now_window(k=1):
-    """The start of the window k windows before the current one."""
-    return (int(time.time()) // WINDOW - k) * WINDOW
+    """The start of the window k windows before the one current when the test began."""
+    now = _test_began[0] if _test_began[0] is not None else time.time()
+    return (int(now) // WINDOW - k) * WINDOW
 
 
 def test_fleet_drift_is_the_drift_of_every_sample(server, contract):
@@ -496,15 +510,19 @@ def test_partitions_retention_and_expired_windows(gangliond, pg, db):
                      " WHERE i.inhparent = 'telemetry_features'::regclass ORDER BY 1", dbname=db)
         return [ln.strip() for ln in out.splitlines() if ln.strip()]
 
-    today = time.gmtime(time.time())
-    days = [time.strftime("%Y%m%d", time.gmtime(time.time() + d * 86400)) for d in range(-1, 3)]
-    assert all(f"telemetry_features_{d}" in partitions() for d in days), partitions()
+    def days():  # yesterday to the day after tomorrow, as of now
+        return [f"telemetry_features_{time.strftime('%Y%m%d', time.gmtime(time.time() + d * 86400))}"
+                for d in range(-1, 3)]
+
+    # Made at start-up, and by the job (each second here) as the days go by: a start just before
+    # midnight UTC made one day fewer ahead than the test, run just after it, looks for.
+    assert wait_for(lambda: all(p in partitions() for p in days()), timeout=30), (days(), partitions())
     # an old day's partition (as if made a week ago) goes once the job runs
     old = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 6 * 86400))
     pg.sql(f"SELECT gn_telemetry_partition('{old}')", dbname=db)
     assert f"telemetry_features_{old.replace('-', '')}" in partitions()
     assert wait_for(lambda: f"telemetry_features_{old.replace('-', '')}" not in partitions(), timeout=30), partitions()
-    assert time.strftime("%Y%m%d", today) in "".join(partitions())
+    assert f"telemetry_features_{time.strftime('%Y%m%d', time.gmtime())}" in partitions(), partitions()
     # a window older than the retention is acknowledged and not stored; a recent one is
     rng = np.random.default_rng(2)
     stale = _window(_now_window(3 * 86400 // WINDOW), rng.normal(0, 1, 20))
@@ -647,7 +665,7 @@ def test_alert_webhook_is_retried_and_delivered_once(gangliond, contract):
         for _, tok in fleet:
             assert _post(server, tok, [_window(_now_window(2), rng.normal(2.0, 1.0, 300))]).status_code == 200
         (a,) = _wait_alerts(server, 1)
-        assert wait_for(lambda: len(hook.got) >= 2, timeout=20, interval=0.2), hook.got
+        assert wait_for(lambda: len(hook.got) >= 2, timeout=60, interval=0.2), hook.got
         time.sleep(3)  # nothing more once delivered
         assert len(hook.got) == 2, hook.got
         (first, ctype), (second, _) = hook.got
@@ -660,16 +678,21 @@ def test_alert_webhook_is_retried_and_delivered_once(gangliond, contract):
         assert metric_value(m, "gangliond_alert_value", **labels) == pytest.approx(a["value"]), m
         assert metric_value(m, "gangliond_alert_webhook_deliveries", state="pending") == 0
         assert server.cli("alerts", "delete-rule", "hooked").returncode == 0
-        assert wait_for(lambda: len(hook.got) == 3, timeout=20, interval=0.2), hook.got
+        assert wait_for(lambda: len(hook.got) == 3, timeout=60, interval=0.2), hook.got
         last = hook.got[2][0]
         assert last["event"] == "alert.resolve" and last["alert"]["state"] == "resolved", last
         assert last["delivery"] != first["delivery"]
-        # /metrics reads the alerts at most every 5 s: the resolution shows within that.
+        # /metrics reads the alerts at most every 5 s: the resolution shows within that, and so
+        # does the delivery. (The receiver holds the POST before the server has its 200 and marks
+        # it delivered: a read of /metrics in between still counts it pending for 5 s.)
         scrape = lambda: parse_metrics(server.api("GET", "/metrics", token=NO_TOKEN).text)  # noqa: E731
-        assert wait_for(lambda: not [x for x in scrape() if x[0] == "gangliond_alerts_open"], timeout=15,
-                        interval=0.5), scrape()
-        m = scrape()
-        assert metric_value(m, "gangliond_alert_webhook_deliveries", state="pending") == 0, m
+
+        def settled():
+            m = scrape()
+            return (not [x for x in m if x[0] == "gangliond_alerts_open"]
+                    and metric_value(m, "gangliond_alert_webhook_deliveries", state="pending") == 0)
+
+        assert wait_for(settled, timeout=30, interval=0.5), scrape()
     finally:
         hook.close()
 
@@ -694,7 +717,7 @@ def test_alert_webhook_survives_a_restart(gangliond, pg, db):
     assert _post(server, fleet[0][1], [_window(_now_window(2), rng.normal(2.0, 1.0, 300))]).status_code == 200
     _wait_alerts(server, 1)
     tries = "SELECT attempts FROM alert_deliveries WHERE delivered_at IS NULL"
-    assert wait_for(lambda: int(pg.sql(tries, dbname=db).strip() or 0) >= 1, timeout=15), "no attempt made"
+    assert wait_for(lambda: int(pg.sql(tries, dbname=db).strip() or 0) >= 1, timeout=60), "no attempt made"
     stored = pg.sql("SELECT last_error FROM alert_deliveries", dbname=db)
     assert f"127.0.0.1:{port}/..." in stored or "HTTP" in stored, stored
     for secret in ("s3cr3t", "pa55word", "sig=abc"):
@@ -703,11 +726,14 @@ def test_alert_webhook_survives_a_restart(gangliond, pg, db):
     server.start()
     hook = _Receiver(port=port, fail_first=False)
     try:
-        assert wait_for(lambda: len(hook.got) == 1, timeout=30, interval=0.2), hook.got
+        # Each failed attempt doubled the wait before the next (1, 2, 4, ... s): after a slow stop
+        # and start under ASan the next one may be half a minute or more away.
+        assert wait_for(lambda: len(hook.got) == 1, timeout=120, interval=0.2), hook.got
         assert hook.got[0][0]["event"] == "alert.open"
-        row = pg.sql("SELECT attempts > 1, delivered_at IS NOT NULL, last_status FROM alert_deliveries",
-                     dbname=db).strip()
-        assert row == "t|t|200", row
+        # The receiver has the POST before the server has its answer and records the delivery.
+        row = lambda: pg.sql("SELECT attempts > 1, delivered_at IS NOT NULL, last_status FROM alert_deliveries",  # noqa: E731
+                             dbname=db).strip()
+        assert wait_for(lambda: row() == "t|t|200", timeout=30, interval=0.1), row()
     finally:
         hook.close()
 
@@ -922,7 +948,7 @@ def test_agent_counts_on_the_profile_and_its_spool_survives_an_outage_and_kill_9
     g = wait_for(lambda: (lambda g: g if g and g["requests"] == 125 else None)(_requests(server)),
                  timeout=AGENT_WINDOW * 6, interval=0.5)
     assert g, (_requests(server), _spooled(a), a.log()[-4000:])
-    assert wait_for(lambda: _spooled(a) == [], timeout=10), _spooled(a)
+    assert wait_for(lambda: _spooled(a) == [], timeout=30), _spooled(a)
     assert g["dropped"] == 0
 
 

@@ -281,7 +281,7 @@ def test_fleet_rollout_pause_and_scopes_in_the_browser(gangliond, browser):
     assert rollout_of(server, "cams")["state"] == "running"
     b.call("click", selector="[data-action=pause]")
     b.call("click", selector="#confirm-ok")
-    assert wait_for(lambda: rollout_of(server, "cams")["state"] == "paused", timeout=10), rollout_of(server, "cams")
+    assert wait_for(lambda: rollout_of(server, "cams")["state"] == "paused", timeout=30), rollout_of(server, "cams")
     b.call("wait", selector="[data-action=resume]")
     assert b.call("count", selector="[data-action=pause]") == 0
     audit = list_all(server, "/v1/audit", params={"action": "rollout.pause"})[0]
@@ -326,10 +326,12 @@ def test_a_drift_alert_shows_on_the_drift_page(gangliond, browser):
             "windows": 2, "group_by": "site"}
     assert server.api("POST", "/v1/alert-rules", json=rule).status_code == 201
     rng = np.random.default_rng(15)
+    # Two windows, the same two for every device even if a window boundary passes meanwhile.
+    starts = {k: _now_window(k) for k in (3, 2)}
     for k in (3, 2):
         for dev, tok in fleet:
             mu = 1.5 if dev.labels["site"] == "north" else 0.0
-            w = _window(_now_window(k), rng.normal(mu, 1.0, 300), classes=rng.choice(["0", "1"], 50))
+            w = _window(starts[k], rng.normal(mu, 1.0, 300), classes=rng.choice(["0", "1"], 50))
             assert _post(server, tok, [w]).status_code == 200
 
     b = browser(server)
