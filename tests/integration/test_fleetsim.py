@@ -5,7 +5,6 @@ outside the canary cohort is ever told that version."""
 
 import signal
 import subprocess
-import time
 
 from ganglion_harness import BUILDDIR, model_meta, publish, wait_for
 from test_rollouts import cohort
@@ -31,21 +30,29 @@ def test_a_simulated_fleet_catches_a_bad_canary(gangliond, workdir):
          "--interval", "0.5", "--duration", "120", "--install-delay", "0.2", "--rps", "100",
          "--bad-version", "2.0.0", "--bad-error-rate", "0.3", "--seen", seen],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def running():
+        """{version: devices that report running it}, from GET /v1/status."""
+        models = server.api("GET", "/v1/status").json()["models"]
+        return {v["version"]: v["running"] for m in models for v in m["versions"] if v["running"]}
+
     try:
         def on_v1():
             devs = server.api("GET", "/v1/deployments/sim").json()
             return devs["devices"] == N
         assert wait_for(on_v1, 60, 0.5), server.api("GET", "/v1/deployments/sim").text
-        time.sleep(2)  # every device has checked in on 1.0.0 (a control cohort with requests)
+        # Every device has been told 1.0.0 and runs it (a control cohort with requests). A fixed
+        # sleep was not always enough under ASan, where a round of 300 check-ins takes longer.
+        assert wait_for(lambda: running() == {"1.0.0": N}, 90, 0.5), running()
         assert server.api("PATCH", "/v1/deployments/sim", json={"follow": "2.0.0"}).status_code == 200
 
         def rolled_back():
             items = server.api("GET", "/v1/rollouts", params={"deployment": "sim"}).json()["items"]
             return items and items[0]["state"] == "rolled_back" and items[0]
-        assert wait_for(rolled_back, 35, 0.5), server.api("GET", "/v1/rollouts").text
+        assert wait_for(rolled_back, 90, 0.5), server.api("GET", "/v1/rollouts").text
         rollout = rolled_back()
         assert rollout["stage"] == 0 and "error rate" in rollout["reason"], rollout
-        time.sleep(1)  # the canary's devices hear of the rollback
+        # The canary's devices hear of the rollback and run 1.0.0 again.
+        assert wait_for(lambda: running() == {"1.0.0": N}, 60, 0.5), running()
         sim.send_signal(signal.SIGTERM)  # it reports what it saw and exits
         out, _ = sim.communicate(timeout=60)
     finally:

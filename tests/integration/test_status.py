@@ -5,7 +5,7 @@ why), stale (and why), and the rollouts in progress."""
 import json
 
 from ganglion_harness import NO_TOKEN, assert_problem, enroll_device, wait_for
-from test_rollouts import FAST, SimDevice, create, fleet_checkin, publish_versions, rollout_of
+from test_rollouts import FAST, SimDevice, cohort, create, fleet_checkin, publish_versions, rollout_of
 
 
 def _status(server, **kw):
@@ -27,8 +27,7 @@ def test_status_of_a_fleet(gangliond, pg, db):
     assert out.returncode == 0 and "No rollout in progress." in out.stdout, out
 
     publish_versions(s, "1.0.0", "2.0.0", "3.0.0")
-    # 12 devices: the 50 % stage must hold some of fleet[2:] (with 6 it held none about one run in
-    # twenty, and the wait below timed out).
+    # 12 devices, so that the 50 % stage usually holds some of fleet[2:] (the ones that check in).
     n = 12
     fleet = [SimDevice(s, {"site": "north"}, broken={"3.0.0"}) for _ in range(n)]
     create(s, follow="1.0.0", strategy={"stages": [{"percent": 50, "bake": 3600}, {"percent": 100}]})
@@ -46,7 +45,23 @@ def test_status_of_a_fleet(gangliond, pg, db):
     # A rollout to 2.0.0 that stays in its first stage (an hour's bake).
     assert s.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).ok
     ro = rollout_of(s, "cams")
-    assert wait_for(lambda: (fleet_checkin(fleet[2:]), any(d.running == ("det", "2.0.0") for d in fleet))[1], 30, 0.2)
+
+    def stage_installed():
+        """Every device of fleet[2:] in the first stage runs 2.0.0. The stage holds the rollout's
+        devices (fleet[1:]; bad has its own version) as gn_in_stage places them: below 50 % in
+        gn_cohort's order and not held back, or pinned. That may be none of fleet[2:] (about one
+        rollout in a thousand), and when it is none of fleet[1:] the controller pins one first."""
+        fleet_checkin(fleet[2:])
+        r = rollout_of(s, "cams")
+
+        def in_stage(d):
+            return d.dev.id in r["pinned"] or (cohort(r["id"], d.dev.id) < 0.5 and d.dev.id not in r["held_back"])
+
+        if not any(in_stage(d) for d in fleet[1:]):
+            return False  # the controller has yet to pin one
+        return all(d.running == ("det", "2.0.0") for d in fleet[2:] if in_stage(d))
+
+    assert wait_for(stage_installed, 30, 0.2), [(d.running, cohort(ro["id"], d.dev.id)) for d in fleet]
     fleet_checkin(fleet[2:], 2)  # every device of the stage installed and reported it
 
     st = _status(s)
