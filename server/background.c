@@ -40,10 +40,12 @@ static void work(void)
 	static uint64_t pruned_at;
 	uint64_t now = gn_mono_ns();
 	if (now - pruned_at >= PRUNE_EVERY_NS) {
-		size_t n = ratelimit_prune(now);
+		uint64_t hold = 0;
+		size_t n = ratelimit_prune(now, &hold);
 		pruned_at = now;
 		if (n)
-			gn_log(GN_LOG_DEBUG, "event=rate_limit_pruned keys=%zu", n);
+			gn_log(GN_LOG_DEBUG, "event=rate_limit_pruned keys=%zu dur_ms=%.1f longest_lock_ms=%.2f", n,
+			       (double)(gn_mono_ns() - now) / 1e6, (double)hold / 1e6);
 	}
 	if (!device_tokens_reload_wanted() && !last_seen_pending())
 		return;

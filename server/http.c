@@ -516,8 +516,9 @@ int gd_body_json_opt(json_t **out, struct gd_req *r, const gn_json_field *fields
 	return gd_body_json(out, r, fields, n);
 }
 
-/* Writes the client's address as a rate-limit key: IPv4 as it is, IPv6 by its /64 (one host
- * commonly holds a whole /64). */
+/* Writes the client's address as a rate-limit key, one form per client: IPv4 as it is (also when a
+ * dual-stack socket saw it as ::ffff:a.b.c.d), IPv6 by its /64 (one host commonly holds a whole
+ * /64), both as inet_ntop writes them. */
 static void client_key(char *out, size_t n, struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -527,9 +528,12 @@ static void client_key(char *out, size_t n, struct MHD_Connection *conn)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
 	} else if (sa && sa->sa_family == AF_INET6) {
 		struct in6_addr a = ((const struct sockaddr_in6 *)sa)->sin6_addr;
-		if (!IN6_IS_ADDR_V4MAPPED(&a))
+		if (IN6_IS_ADDR_V4MAPPED(&a)) {
+			inet_ntop(AF_INET, a.s6_addr + 12, host, sizeof(host));
+		} else {
 			memset(a.s6_addr + 8, 0, 8);
-		inet_ntop(AF_INET6, &a, host, sizeof(host));
+			inet_ntop(AF_INET6, &a, host, sizeof(host));
+		}
 	}
 	snprintf(out, n, "%s", host);
 }
@@ -557,23 +561,34 @@ int gd_rate_limit(struct gd_req *r, const char *what, const char *identity)
 	return -1;
 }
 
-/* When the last authentication failed (monotonic ns): a minute later every failure bucket is full
- * again, so the common path (no failure lately) skips the limiter's lock. */
-static _Atomic uint64_t last_auth_failure_ns;
+int gd_rate_limit_device(struct gd_req *r, const char *what, const char *device_id)
+{
+	unsigned char uuid[16];
+	char id[37];
+	if (!device_id || gn_uuid_parse(uuid, device_id))
+		return gd_rate_limit(r, what, NULL);
+	gn_uuid_format(id, uuid);
+	return gd_rate_limit(r, what, id);
+}
+
+/* Writes the client address's key of failed authentications (rate-limit-auth-failures). */
+static void auth_failures_key(char *out, size_t n, struct gd_req *r)
+{
+	char addr[INET6_ADDRSTRLEN];
+	client_key(addr, sizeof(addr), r->conn);
+	snprintf(out, n, "f|auth|%s", addr);
+}
 
 /* Authentication failures per client address (rate-limit-auth-failures): once an address has
  * used up its allowance, every request of it that needs a token gets 429 before its credentials
- * are looked at, so that guessing tokens costs the guesser time, not the database. Non-zero when
- * answered. */
-static int auth_failures_exceeded(struct gd_req *r)
+ * are looked at, so that guessing tokens costs the guesser time, not the database. Whether an
+ * attempt fails is known only after the look, so letting it in takes a token in the same locked
+ * step (parallel requests cannot all pass on the last one), and anything but a failure gives it
+ * back (ratelimit_attempt_end). Non-zero when answered. */
+static int auth_attempt_begin(struct gd_req *r, const char *key)
 {
-	char key[96], addr[INET6_ADDRSTRLEN], detail[160], after[24];
-	uint64_t now = gn_mono_ns(), last = atomic_load(&last_auth_failure_ns);
-	if (!last || now - last > 61ull * 1000000000ull)
-		return 0;
-	client_key(addr, sizeof(addr), r->conn);
-	snprintf(key, sizeof(key), "f|auth|%s", addr);
-	int64_t wait = ratelimit_peek(key, config_get()->rate_limit_auth_failures, now);
+	char detail[160], after[24];
+	int64_t wait = ratelimit_attempt(key, config_get()->rate_limit_auth_failures, gn_mono_ns());
 	if (!wait)
 		return 0;
 	snprintf(after, sizeof(after), "%lld", (long long)wait);
@@ -582,17 +597,6 @@ static int auth_failures_exceeded(struct gd_req *r)
 	gd_header(r, "Retry-After", after);
 	gd_reply_problem(r, 429, detail);
 	return -1;
-}
-
-/* Counts a failed authentication (401) against the client's address. */
-static void auth_failure_count(struct gd_req *r)
-{
-	char key[96], addr[INET6_ADDRSTRLEN];
-	uint64_t now = gn_mono_ns();
-	atomic_store(&last_auth_failure_ns, now);
-	client_key(addr, sizeof(addr), r->conn);
-	snprintf(key, sizeof(key), "f|auth|%s", addr);
-	(void)ratelimit_take(key, config_get()->rate_limit_auth_failures, now);
 }
 
 static void new_request_id(struct gd_req *r)
@@ -787,14 +791,20 @@ static int admit(struct gd_req *r)
 		 * before the failures of its address are: a good one passes even from an address that
 		 * others have used up (devices behind a NAT or a balancer with a token guesser), as it
 		 * costs the database nothing. */
+		char key[8 + INET6_ADDRSTRLEN];
 		int rc = auth_authenticate_memory(&r->actor, &done, h, &err);
-		if (!done && auth_failures_exceeded(r))
-			return -1;
-		if (!done)
+		if (!done) {
+			auth_failures_key(key, sizeof(key), r);
+			if (auth_attempt_begin(r, key))
+				return -1;
 			rc = auth_authenticate(&r->actor, gd_db(r), h, &err);
+			ratelimit_attempt_end(key, config_get()->rate_limit_auth_failures, gn_mono_ns(),
+					      rc == GN_EAUTH);
+		} else if (rc == GN_EAUTH) { /* a forged signed token: counted, though not refused */
+			auth_failures_key(key, sizeof(key), r);
+			(void)ratelimit_take(key, config_get()->rate_limit_auth_failures, gn_mono_ns());
+		}
 		if (rc || auth_allows(&r->actor, rt->scope, &err)) {
-			if (rc == GN_EAUTH)
-				auth_failure_count(r);
 			gd_reply_error(r, &err);
 			return -1;
 		}

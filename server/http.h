@@ -103,9 +103,15 @@ void gd_reply_problem(struct gd_req *r, int status, const char *detail);
 void gd_reply_error(struct gd_req *r, const gn_err *err);
 /* Counts this request against the rate limits of class `what` ("challenge", "token", "enroll",
  * "upload"): per client address (rate-limit-address) and, when identity is not NULL, per identity
- * (rate-limit-identity: a device id, a hash of an enrollment token, an API token id). Over either,
- * answers 429 problem+json with Retry-After and returns non-zero. In memory, per replica. */
+ * (rate-limit-identity), which must have one spelling per identity, or each spelling gets an
+ * allowance of its own: a hash of an enrollment token, an API token id as the database writes it;
+ * device ids as a client sent them go through gd_rate_limit_device. Over either, answers 429
+ * problem+json with Retry-After and returns non-zero. In memory, per replica. */
 int gd_rate_limit(struct gd_req *r, const char *what, const char *identity) GN_WUR;
+/* gd_rate_limit with a device id as the identity, counted by the device's UUID whatever the case of
+ * its hex digits (which all name the one device), so that varying them gives no fresh allowance.
+ * An id that is not a UUID names no device (the handler refuses it): only its address counts it. */
+int gd_rate_limit_device(struct gd_req *r, const char *what, const char *device_id) GN_WUR;
 /* Maps a GN_E code to its HTTP status. */
 int gd_http_status(int code);
 

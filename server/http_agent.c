@@ -16,7 +16,7 @@ static void http_agent_challenge(struct gd_req *r)
 	const struct gd_config *cfg = config_get();
 	if (gd_body_json(&body, r, http_agent_challenge_fields, http_agent_challenge_nfields))
 		return;
-	if (gd_rate_limit(r, "challenge", gn_json_str(body, "device_id")))
+	if (gd_rate_limit_device(r, "challenge", gn_json_str(body, "device_id")))
 		goto out;
 	if (device_auth_challenge(&out, gd_db(r), gn_json_str(body, "device_id"), cfg->challenge_ttl,
 				  (int)cfg->max_device_challenges, &err))
@@ -40,7 +40,7 @@ static void http_agent_token(struct gd_req *r)
 	gn_err err;
 	if (gd_body_json(&body, r, http_agent_token_fields, http_agent_token_nfields))
 		return;
-	if (gd_rate_limit(r, "token", gn_json_str(body, "device_id"))) {
+	if (gd_rate_limit_device(r, "token", gn_json_str(body, "device_id"))) {
 		json_decref(body);
 		return;
 	}

@@ -1,10 +1,11 @@
-/* In-memory token buckets for the rate limits, in a hash table under one lock (the limited
- * routes are few and cheap to count; a lookup is a few hundred nanoseconds). */
+/* In-memory token buckets for the rate limits: a hash table of 65,536 slots split into 64 shards,
+ * each under its own lock. A take locks the one shard its key hashes to (a lookup is a few hundred
+ * nanoseconds); the minute's prune walks the shards one after the other, so no request waits for
+ * more than one shard's walk, and requests for other shards do not wait at all. */
 #include "ratelimit.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,8 @@
 #include "log.h"
 
 #define NSLOTS 65536
+#define NSHARDS 64
+#define SHARD_SLOTS (NSLOTS / NSHARDS)
 #define MINUTE_NS 60000000000.0
 
 struct bucket {
@@ -22,11 +25,35 @@ struct bucket {
 	char key[];
 };
 
-static struct bucket *slots[NSLOTS];
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+struct shard {
+	pthread_mutex_t lock;
+	struct bucket *slots[SHARD_SLOTS]; /* under lock */
+};
+
+#define LOCK4(n)                                                                        \
+	[n].lock = PTHREAD_MUTEX_INITIALIZER, [n + 1].lock = PTHREAD_MUTEX_INITIALIZER, \
+	[n + 2].lock = PTHREAD_MUTEX_INITIALIZER, [n + 3].lock = PTHREAD_MUTEX_INITIALIZER
+#define LOCK16(n) LOCK4(n), LOCK4(n + 4), LOCK4(n + 8), LOCK4(n + 12)
+_Static_assert(NSHARDS == 64, "shards[] initialises 64 locks");
+static struct shard shards[NSHARDS] = {LOCK16(0), LOCK16(16), LOCK16(32), LOCK16(48)};
 static _Atomic long nkeys;
 static _Atomic bool overflow_logged;
-static uint64_t last_full_prune; /* under lock */
+static _Atomic uint64_t last_full_prune;
+
+/* The shard and the slot in it that key hashes to. */
+static struct bucket **slot_of(struct shard **sh, const char *key)
+{
+	size_t h = (size_t)(gn_fnv1a(0, key, strlen(key)) % NSLOTS);
+	*sh = &shards[h % NSHARDS];
+	return &(*sh)->slots[h / NSHARDS];
+}
+
+static struct bucket *find(struct bucket *b, const char *key)
+{
+	while (b && strcmp(b->key, key) != 0)
+		b = b->next;
+	return b;
+}
 
 /* Tokens in b at now (refilled, capped). Callers read the clock before they take the lock, so a
  * thread may come with a now older than the bucket's last update: no time has passed for it (the
@@ -38,13 +65,53 @@ static double level(const struct bucket *b, uint64_t now)
 	return t > (double)b->capacity ? (double)b->capacity : t;
 }
 
-/* Frees the buckets of one slot that are full again (idle long enough to forget). Under lock. */
-static void prune(size_t slot, uint64_t now)
+/* Brings b up to now at per_minute: refills it, and applies a reloaded limit (a lowered one caps
+ * what is left at once). Under the shard's lock. */
+static void refresh(struct bucket *b, int64_t per_minute, uint64_t now)
 {
-	struct bucket **pp = &slots[slot];
+	b->tokens = level(b, now);
+	if (now > b->at) /* never back in time (see level) */
+		b->at = now;
+	if (b->capacity != per_minute) {
+		b->capacity = per_minute;
+		if (b->tokens > (double)per_minute)
+			b->tokens = (double)per_minute;
+	}
+}
+
+/* Frees the buckets of one slot that are full again (idle long enough to forget); returns how many.
+ * Under the shard's lock. A bucket short of even a fraction of a token is kept: its client is
+ * still limited. */
+static size_t prune_slot(struct bucket **pp, uint64_t now)
+{
+	size_t freed = 0;
 	while (*pp) {
 		struct bucket *b = *pp;
 		if (level(b, now) >= (double)b->capacity) {
+			*pp = b->next;
+			free(b);
+			freed++;
+		} else {
+			pp = &b->next;
+		}
+	}
+	if (freed)
+		atomic_fetch_sub(&nkeys, (long)freed);
+	return freed;
+}
+
+/* Finds key's bucket in its slot, freeing the slot's other buckets that are full again on the way
+ * (key's own is kept even when full: a client that keeps coming keeps its bucket until the
+ * minute's prune, rather than one allocation a request). Under the shard's lock. */
+static struct bucket *find_and_prune(struct bucket **pp, const char *key, uint64_t now)
+{
+	struct bucket *found = NULL;
+	while (*pp) {
+		struct bucket *b = *pp;
+		if (!found && strcmp(b->key, key) == 0) {
+			found = b;
+			pp = &b->next;
+		} else if (level(b, now) >= (double)b->capacity) {
 			*pp = b->next;
 			free(b);
 			atomic_fetch_sub(&nkeys, 1);
@@ -52,6 +119,7 @@ static void prune(size_t slot, uint64_t now)
 			pp = &b->next;
 		}
 	}
+	return found;
 }
 
 /* Seconds until a bucket at tokens (below 1) holds a whole token, rounded up, at least 1. */
@@ -62,104 +130,114 @@ static int64_t wait_for_token(double tokens, int64_t per_minute)
 	return wait < 1 ? 1 : wait;
 }
 
-int64_t ratelimit_peek(const char *key, int64_t per_minute, uint64_t now)
+/* Takes a token from b (refreshed) when it holds one: 0; else the seconds until it will. */
+static int64_t take_from(struct bucket *b, int64_t per_minute, uint64_t now)
 {
-	if (per_minute <= 0)
-		return 0;
-	size_t slot = (size_t)(gn_fnv1a(0, key, strlen(key)) % NSLOTS);
-	int64_t wait = 0;
-	pthread_mutex_lock(&lock);
-	struct bucket *b = slots[slot];
-	while (b && strcmp(b->key, key) != 0)
-		b = b->next;
-	if (b) {
-		/* A lowered limit counts at once, as ratelimit_take would apply it. */
-		double t = level(b, now);
-		if (t > (double)per_minute)
-			t = (double)per_minute;
-		if (t < 1.0)
-			wait = wait_for_token(t, per_minute);
+	refresh(b, per_minute, now);
+	if (b->tokens < 1.0)
+		return wait_for_token(b->tokens, per_minute);
+	b->tokens -= 1.0;
+	return 0;
+}
+
+size_t ratelimit_prune(uint64_t now, uint64_t *longest_hold_ns)
+{
+	size_t freed = 0;
+	uint64_t longest = 0;
+	for (size_t s = 0; s < NSHARDS; s++) {
+		struct shard *sh = &shards[s];
+		pthread_mutex_lock(&sh->lock);
+		uint64_t t0 = longest_hold_ns ? gn_mono_ns() : 0;
+		for (size_t i = 0; i < SHARD_SLOTS; i++)
+			freed += prune_slot(&sh->slots[i], now);
+		uint64_t held = longest_hold_ns ? gn_mono_ns() - t0 : 0;
+		longest = held > longest ? held : longest;
+		pthread_mutex_unlock(&sh->lock);
 	}
-	pthread_mutex_unlock(&lock);
-	return wait;
+	if (longest_hold_ns)
+		*longest_hold_ns = longest;
+	return freed;
 }
 
 int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 {
 	if (per_minute <= 0)
 		return 0;
-	size_t slot = (size_t)(gn_fnv1a(0, key, strlen(key)) % NSLOTS);
-	int64_t wait = 0;
-	pthread_mutex_lock(&lock);
-	prune(slot, now);
-	struct bucket *b = slots[slot];
-	while (b && strcmp(b->key, key) != 0)
-		b = b->next;
-	if (!b && atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS && now > last_full_prune + 1000000000ull) {
-		/* Full: forget every idle key (at most once a second, it walks the whole table). */
-		last_full_prune = now;
-		for (size_t i = 0; i < NSLOTS; i++)
-			prune(i, now);
-	}
-	if (!b) {
-		if (atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS) {
-			pthread_mutex_unlock(&lock);
+	struct shard *sh;
+	struct bucket **slot = slot_of(&sh, key);
+	pthread_mutex_lock(&sh->lock);
+	struct bucket *b = find_and_prune(slot, key, now);
+	if (!b && atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS) {
+		/* Full: forget every idle key (at most once a second, it walks the whole table), with
+		 * this shard unlocked, as the walk locks each shard in turn. */
+		uint64_t last = atomic_load(&last_full_prune);
+		pthread_mutex_unlock(&sh->lock);
+		if (now > last + 1000000000ull && atomic_compare_exchange_strong(&last_full_prune, &last, now))
+			ratelimit_prune(now, NULL);
+		pthread_mutex_lock(&sh->lock);
+		b = find(*slot, key); /* another thread may have counted it meanwhile */
+		if (!b && atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS) {
+			pthread_mutex_unlock(&sh->lock);
 			if (!atomic_exchange(&overflow_logged, true))
 				gn_log(GN_LOG_WARN,
 				       "event=rate_limit_table_full keys=%d note=\"new keys pass unlimited\"",
 				       RATELIMIT_MAX_KEYS);
 			return 0;
 		}
+	}
+	if (!b) {
 		size_t n = strlen(key) + 1;
 		b = gn_malloc(sizeof(*b) + n);
 		memcpy(b->key, key, n);
 		b->tokens = (double)per_minute;
 		b->at = now;
 		b->capacity = per_minute;
-		b->next = slots[slot];
-		slots[slot] = b;
+		b->next = *slot;
+		*slot = b;
 		atomic_fetch_add(&nkeys, 1);
 	}
-	b->tokens = level(b, now);
-	if (now > b->at) /* never back in time (see level) */
-		b->at = now;
-	if (b->capacity != per_minute) {
-		b->capacity = per_minute;
-		if (b->tokens > (double)per_minute)
-			b->tokens = (double)per_minute;
-	}
-	if (b->tokens >= 1.0) {
-		b->tokens -= 1.0;
-	} else {
-		wait = wait_for_token(b->tokens, per_minute);
-	}
-	pthread_mutex_unlock(&lock);
+	int64_t wait = take_from(b, per_minute, now);
+	pthread_mutex_unlock(&sh->lock);
 	return wait;
 }
 
-size_t ratelimit_prune(uint64_t now)
+int64_t ratelimit_attempt(const char *key, int64_t per_minute, uint64_t now)
 {
-	long before;
-	pthread_mutex_lock(&lock);
-	before = atomic_load(&nkeys);
-	for (size_t i = 0; i < NSLOTS; i++)
-		prune(i, now);
-	size_t freed = (size_t)(before - atomic_load(&nkeys));
-	pthread_mutex_unlock(&lock);
-	return freed;
+	return ratelimit_take(key, per_minute, now);
+}
+
+void ratelimit_attempt_end(const char *key, int64_t per_minute, uint64_t now, bool failed)
+{
+	if (failed || per_minute <= 0)
+		return;
+	struct shard *sh;
+	struct bucket **slot = slot_of(&sh, key);
+	pthread_mutex_lock(&sh->lock);
+	struct bucket *b = find(*slot, key);
+	if (b) {
+		refresh(b, per_minute, now);
+		b->tokens += 1.0;
+		if (b->tokens > (double)per_minute)
+			b->tokens = (double)per_minute;
+	}
+	pthread_mutex_unlock(&sh->lock);
 }
 
 void ratelimit_reset(void)
 {
-	pthread_mutex_lock(&lock);
-	for (size_t i = 0; i < NSLOTS; i++) {
-		while (slots[i]) {
-			struct bucket *b = slots[i];
-			slots[i] = b->next;
-			free(b);
+	for (size_t s = 0; s < NSHARDS; s++) {
+		struct shard *sh = &shards[s];
+		pthread_mutex_lock(&sh->lock);
+		for (size_t i = 0; i < SHARD_SLOTS; i++) {
+			while (sh->slots[i]) {
+				struct bucket *b = sh->slots[i];
+				sh->slots[i] = b->next;
+				free(b);
+			}
 		}
+		pthread_mutex_unlock(&sh->lock);
 	}
 	atomic_store(&nkeys, 0);
-	pthread_mutex_unlock(&lock);
 	atomic_store(&overflow_logged, false);
+	atomic_store(&last_full_prune, 0);
 }

@@ -3,6 +3,7 @@ floods of unauthenticated requests, slow clients, a hung database, artifacts wit
 version, devices reaching for models not meant for them, empty artifacts, and libmicrohttpd's own
 refusals."""
 
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -278,10 +279,16 @@ def _assert_429(r, by):
 def test_rate_limits_per_identity_and_per_address(gangliond):
     s = gangliond(extra_args=["--rate-limit-identity", "3", "--rate-limit-address", "8"])
     a, b, c = (enroll_device(s) for _ in range(3))
-    # challenge: 3 for one device, the 4th is refused for that device only...
-    for _ in range(3):
-        assert a.challenge(s).status_code == 200
-    _assert_429(a.challenge(s), "identity")
+    # challenge: 3 for one device, the 4th is refused for that device only, whatever the case of
+    # the hex digits its id is sent in (they all name it)...
+    spellings = [a.id, a.id.upper(), a.id[:18].upper() + a.id[18:], a.id[:9] + a.id[9:].upper()]
+
+    def challenge(device_id):
+        return s.api("POST", "/v1/agent/auth/challenge", token=NO_TOKEN, json={"device_id": device_id})
+
+    for spelling in spellings[:3]:
+        assert challenge(spelling).status_code == 200
+    _assert_429(challenge(spellings[3]), "identity")
     for _ in range(3):
         assert b.challenge(s).status_code == 200
     assert c.challenge(s).status_code == 200
@@ -289,10 +296,14 @@ def test_rate_limits_per_identity_and_per_address(gangliond):
     _assert_429(c.challenge(s), "address")
     status, headers, body = _post_from("127.0.0.2", s.port, "/v1/agent/auth/challenge", {"device_id": c.id})
     assert status == 200, body
-    # token: counted per device too (failed attempts count).
-    for _ in range(3):
-        assert_problem(a.exchange(s, "0" * 64), 401)
-    _assert_429(a.exchange(s, "0" * 64), "identity")
+    # An id that is no UUID names no device: refused as such, counted by its address only.
+    for _ in range(4):
+        status, headers, body = _post_from("127.0.0.3", s.port, "/v1/agent/auth/challenge", {"device_id": "nope"})
+        assert status == 404, body
+    # token: counted per device too (failed attempts count), in any case.
+    for spelling in spellings[:3]:
+        assert_problem(a.exchange(s, "0" * 64, device_id=spelling), 401)
+    _assert_429(a.exchange(s, "0" * 64, device_id=spellings[3]), "identity")
     assert_problem(b.exchange(s, "1" * 64), 401)
     # enroll: per enrollment token.
     et = s.make_enroll_token(max_uses=10)["token"]
@@ -367,6 +378,19 @@ def test_failed_authentications_are_limited_per_address(gangliond):
     assert s.api("GET", "/v1/devices").status_code == 200
     assert exhaust() >= 1
     refused(lambda: s.api("GET", "/v1/devices"), "failed authentications")
+
+    # Parallel guesses get the allowance, no more: letting a request in takes from the allowance
+    # in the step that decides (a peek, then a count after the 401, let each of 8 threads through
+    # on the last tokens and on each one that refilled).
+    def guess(_):
+        return _post_from("127.0.0.4", s.port, "/v1/tokens", {}, {"Authorization": f"Bearer {bad}"})[0]
+
+    t0 = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(guess, range(160)))
+    refilled = time.monotonic() - t0  # one a second
+    assert set(statuses) == {401, 429}, statuses
+    assert 60 <= statuses.count(401) <= 60 + refilled + 1, (statuses.count(401), refilled)
 
 
 # --- 12: a hung database (postmaster and backends stopped) -------------------------------------
