@@ -92,7 +92,8 @@ static const gn_conf_opt opts[] = {
 	OPT("rate-limit-auth-failures", GN_CONF_INT, rate_limit_auth_failures, "600", true, 0, 1000000, "N",
 	    "requests a minute one client address may send with a token that fails authentication (401); past it, "
 	    "every request from that address that needs a token gets 429, whatever its token, until the allowance "
-	    "refills (counted per replica; 0: no limit)"),
+	    "refills (counted per replica; 0: no limit; else more than threads, as each request being checked "
+	    "holds one of the allowance until its token is known good)"),
 	OPT("shutdown-grace", GN_CONF_DURATION, shutdown_grace, "10s", true, 0, 3600, "DURATION",
 	    "on SIGTERM, how long in-flight requests may take to finish"),
 	OPT("housekeeping-interval", GN_CONF_DURATION, housekeeping_interval, "30s", false, 1, 3600, "DURATION",

@@ -128,6 +128,14 @@ static int check_config(const struct gd_config *c, gn_err *err)
 				  (long long)c->tuf_root_threshold, (long long)c->tuf_root_keys);
 	if (!c->data_dir || !*c->data_dir)
 		return gn_err_set(err, GN_EINVAL, "data-dir must be set");
+	/* Each request whose token is looked up holds one of its address's allowance while it is (so
+	 * parallel guesses get no more than the allowance), and up to `threads` are looked up at once:
+	 * an allowance that small would refuse good requests sent in parallel. */
+	if (c->rate_limit_auth_failures > 0 && c->rate_limit_auth_failures <= c->threads)
+		return gn_err_set(err, GN_EINVAL,
+				  "rate-limit-auth-failures (%lld) must be 0 (no limit) or more than threads (%lld): "
+				  "each of up to threads requests checked at once holds one of the allowance",
+				  (long long)c->rate_limit_auth_failures, (long long)c->threads);
 	if (gitops_check_config(c, err))
 		return GN_EINVAL;
 	if (check_artifact_store(c, err))

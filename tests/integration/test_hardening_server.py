@@ -327,6 +327,15 @@ def test_rate_limits_per_identity_and_per_address(gangliond):
         assert s.api("GET", "/v1/devices").status_code == 200
 
 
+def test_an_auth_failure_allowance_within_the_threads_is_refused(gangliond):
+    """Each request checked holds one of the allowance, and `threads` are checked at once: an
+    allowance that small would refuse good requests sent in parallel, so gangliond will not start."""
+    b = gangliond(extra_args=["--rate-limit-auth-failures", "4", "--threads", "4"], wait=False)
+    assert b.proc.wait(60) != 0, "gangliond started with rate-limit-auth-failures = threads"
+    b.start_failed = True  # expected; the teardown need not complain
+    assert "rate-limit-auth-failures (4) must be 0 (no limit) or more than threads (4)" in b.log(), b.log()
+
+
 def test_failed_authentications_are_limited_per_address(gangliond):
     """60 failed authentications a minute from one address (one a second back): then every
     request of that address that needs a token gets 429, a good token too (it is not looked at),
