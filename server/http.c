@@ -1031,12 +1031,22 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	*socket_context = NULL;
 }
 
-/* Cuts the connections of one stripe that are past their deadline. */
-static void reap_stripe(struct conn_stripe *st, const struct gd_config *cfg, uint64_t now)
+/* How long gc has been in its phase at now; 0 when it entered it after now. */
+static uint64_t phase_age(const struct gd_conn *gc, uint64_t now)
+{
+	return now > gc->since_ns ? now - gc->since_ns : 0;
+}
+
+/* Cuts the connections of one stripe that are past their deadline. The clock is read under the
+ * stripe's lock, and an age never wraps: a worker that moved a connection into a new phase just
+ * before (with a later clock than one read outside the lock) had made it look 2^64 ns old, and a
+ * healthy kept-alive connection was cut as it sent its next request. */
+static void reap_stripe(struct conn_stripe *st, const struct gd_config *cfg)
 {
 	uint64_t hdr_ns = (uint64_t)cfg->request_header_timeout * 1000000000ull;
 	pthread_mutex_lock(&st->lock);
-	while (st->hdr_head && now - st->hdr_head->since_ns > hdr_ns) {
+	uint64_t now = gn_mono_ns();
+	while (st->hdr_head && phase_age(st->hdr_head, now) > hdr_ns) {
 		conn_cut(st->hdr_head);
 		atomic_fetch_add(&cut_headers, 1);
 	}
@@ -1044,7 +1054,7 @@ static void reap_stripe(struct conn_stripe *st, const struct gd_config *cfg, uin
 		next = gc->next;
 		double allowed =
 			(double)cfg->request_body_timeout + (double)gc->body_bytes / (double)cfg->min_body_rate;
-		if ((double)(now - gc->since_ns) / 1e9 > allowed) {
+		if ((double)phase_age(gc, now) / 1e9 > allowed) {
 			conn_cut(gc);
 			atomic_fetch_add(&cut_body, 1);
 		}
@@ -1063,7 +1073,7 @@ static void *reaper_main(void *unused)
 		const struct gd_config *cfg = config_get();
 		uint64_t now = gn_mono_ns();
 		for (int i = 0; i < CONN_STRIPES; i++)
-			reap_stripe(&conn_stripes[i], cfg, now);
+			reap_stripe(&conn_stripes[i], cfg);
 		if ((atomic_load(&cut_headers) || atomic_load(&cut_body) || atomic_load(&cut_evicted)) &&
 		    now - last_log >= 1000000000ull) {
 			uint64_t h = atomic_exchange(&cut_headers, 0), b = atomic_exchange(&cut_body, 0),
