@@ -306,6 +306,10 @@ int gn_onnx_opset_fd(int64_t *opset, int fd, gn_err *err)
 		uint64_t left = size - s->off;
 		if (s->stage == IN_SKIP && s->want) {
 			pass(s, s->want < left ? s->want : left);
+			/* A payload passed to its end closes as one fed does: the next byte is a tag (or
+			 * the end of the file, which finish then takes for the end of the model). */
+			gn_onnx_stream_feed(s, NULL, 0);
+			rc = s->rc;
 			continue;
 		}
 		size_t n = left < sizeof(buf) ? (size_t)left : sizeof(buf);

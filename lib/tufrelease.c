@@ -90,6 +90,18 @@ static char *brief(const json_t *v)
 	return gn_strdup("...");
 }
 
+/* path.k (new), k cut at 64 bytes and its control bytes shown as '?': keys come from the server's
+ * draft, and a server this check distrusts must not write escape sequences to the terminal. */
+static char *sub_path(const char *path, const char *k)
+{
+	char safe[65];
+	size_t i = 0;
+	for (; k[i] && i < sizeof(safe) - 1; i++)
+		safe[i] = (unsigned char)k[i] < 0x20 || k[i] == 0x7f ? '?' : k[i];
+	safe[i] = '\0';
+	return gn_asprintf("%s%s%s%s", path, *path ? "." : "", safe, k[i] ? "..." : "");
+}
+
 /* Appends to b the paths (under path) where got and want differ: into objects down to depth
  * levels, else the path with both values; *n counts them (at most MAX_NAMED named). */
 static void name_differences(gn_buf *b, size_t *n, const char *path, const json_t *got, const json_t *want, int depth)
@@ -100,14 +112,14 @@ static void name_differences(gn_buf *b, size_t *n, const char *path, const json_
 		return;
 	if (depth > 0 && json_is_object(got) && json_is_object(want)) {
 		json_object_foreach((json_t *)want, k, v) {
-			char *sub = gn_asprintf("%s%s%s", path, *path ? "." : "", k);
+			char *sub = sub_path(path, k);
 			name_differences(b, n, sub, json_object_get(got, k), v, depth - 1);
 			free(sub);
 		}
 		json_object_foreach((json_t *)got, k, v) {
 			if (json_object_get(want, k))
 				continue;
-			char *sub = gn_asprintf("%s%s%s", path, *path ? "." : "", k);
+			char *sub = sub_path(path, k);
 			name_differences(b, n, sub, v, NULL, depth - 1);
 			free(sub);
 		}

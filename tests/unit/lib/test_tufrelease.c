@@ -203,6 +203,20 @@ static void test_changed_entry(void **state)
 	e = json_object_get(json_object_get(sp_of(d), "targets"), PATH);
 	json_object_set_new(json_object_get(e, "hashes"), "sha512", json_string("00"));
 	REFUSED(d, false, "this push: hashes.sha512 (the server's \"00\", this push's nothing)");
+	/* a key the server made up reaches the message without its control bytes, and cut */
+	d = honest();
+	e = json_object_get(json_object_get(sp_of(d), "targets"), PATH);
+	json_object_set_new(json_object_get(e, "custom"), "\x1b]0;owned\x07", json_true());
+	REFUSED(d, false, "this push: custom.?]0;owned? (the server's true, this push's nothing)");
+	char longkey[100];
+	memset(longkey, 'k', sizeof(longkey) - 1);
+	longkey[sizeof(longkey) - 1] = '\0';
+	d = honest();
+	e = json_object_get(json_object_get(sp_of(d), "targets"), PATH);
+	json_object_set_new(json_object_get(e, "custom"), longkey, json_true());
+	char want[120];
+	snprintf(want, sizeof(want), "this push: custom.%.64s... (the server's true", longkey);
+	REFUSED(d, false, want);
 }
 
 static void test_current_null(void **state)
