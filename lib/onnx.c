@@ -223,7 +223,8 @@ void gn_onnx_stream_feed(gn_onnx_stream *s, const void *data, size_t len)
 	while (!s->rc && (len || ((s->stage == IN_SKIP || s->stage == IN_ENTRY) && !s->want))) {
 		if (s->stage == IN_SKIP || s->stage == IN_ENTRY) {
 			size_t n = payload(s, p, len);
-			p += n, len -= n;
+			if (n) /* p may be NULL when len is 0 */
+				p += n, len -= n;
 			if (s->want)
 				continue;
 			if (s->stage == IN_ENTRY)
