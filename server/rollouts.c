@@ -72,13 +72,18 @@ static const db_stmt st_next_stage = {
 	"UPDATE rollouts SET stage = stage + 1, stage_started_at = now(), updated_at = now(), reason = $2 WHERE id = $1",
 	2};
 /* Takes the deployment's device that comes first in the rollout's order into the canary (and
- * restarts the stage's bake), for a stage that would otherwise hold no device; one held back is
- * taken only when no other is left (a pinned device is in every stage, held back or not). */
+ * restarts the stage's bake, unless an operator promoted it: '-infinity' stays), for a stage that
+ * would otherwise hold no device; one held back is taken only when no other is left (a pinned
+ * device is in every stage, held back or not). Rows marked stale (the device no longer matches
+ * the selector) are not the deployment's to take. */
+/* Restarts a stage's bake but keeps an operator's promote ('-infinity', see st_promote). */
+#define STAGE_RESTART \
+	" stage_started_at = CASE WHEN r.stage_started_at = '-infinity' THEN r.stage_started_at ELSE now() END"
 static const db_stmt st_pin = {
 	"rollouts_pin",
-	"UPDATE rollouts r SET pinned = r.pinned || x.device_id, stage_started_at = now(), updated_at = now()"
+	"UPDATE rollouts r SET pinned = r.pinned || x.device_id," STAGE_RESTART ", updated_at = now()"
 	" FROM (SELECT dd.device_id FROM device_desired dd JOIN devices dv ON dv.id = dd.device_id, rollouts q"
-	"  WHERE q.id = $1 AND dd.deployment_id = q.deployment_id AND dv.status = 'active'"
+	"  WHERE q.id = $1 AND dd.deployment_id = q.deployment_id AND dv.status = 'active' AND dd.stale_at IS NULL"
 	"  ORDER BY dd.device_id = ANY(q.held_back), gn_cohort(q.id, dd.device_id) LIMIT 1) x WHERE r.id = $1"
 	" RETURNING x.device_id",
 	1};
@@ -87,17 +92,18 @@ static const db_stmt st_pin = {
  * in the rollout's order among those not told the new version yet, never a pinned one. A device
  * already told the new version is never taken back to the old one to make a control (only a
  * device leaving mid-stage can bring that about): then nothing is held back and the comparing
- * gates wait, saying why, for an operator. Restarts the stage's bake (its control changed).
- * Nothing when the stage leaves a device out already. */
+ * gates wait, saying why, for an operator. Restarts the stage's bake (its control changed), unless
+ * an operator promoted it. Nothing when the stage leaves a device out already. Rows marked stale
+ * (the device no longer matches the selector and is leaving) neither count nor are chosen. */
 static const db_stmt st_hold_back = {
 	"rollouts_hold_back",
-	"UPDATE rollouts r SET held_back = r.held_back || x.device_id, stage_started_at = now(), updated_at = now()"
+	"UPDATE rollouts r SET held_back = r.held_back || x.device_id," STAGE_RESTART ", updated_at = now()"
 	" FROM (SELECT m.device_id FROM (SELECT dd.device_id, dd.device_id = ANY(q.pinned) AS pinned,"
 	"   dd.version IS NOT DISTINCT FROM q.to_version AS told_new, gn_cohort(q.id, dd.device_id) AS place,"
 	"   count(*) OVER () AS total, count(*) FILTER (WHERE NOT gn_in_stage(q.id, dd.device_id, $2::int, q.pinned,"
 	"    q.held_back)) OVER () AS outside"
 	"  FROM rollouts q JOIN device_desired dd ON dd.deployment_id = q.deployment_id"
-	"  JOIN devices dv ON dv.id = dd.device_id WHERE q.id = $1 AND dv.status = 'active') m"
+	"  JOIN devices dv ON dv.id = dd.device_id WHERE q.id = $1 AND dv.status = 'active' AND dd.stale_at IS NULL) m"
 	"  WHERE $2::int < 100 AND m.total >= 2 AND m.outside = 0 AND NOT m.pinned AND NOT m.told_new"
 	"  ORDER BY m.place DESC, m.device_id LIMIT 1) x"
 	" WHERE r.id = $1 RETURNING x.device_id, gn_notify_devices(ARRAY[x.device_id])",
@@ -207,14 +213,16 @@ static const db_stmt st_materialise = {
  * counting since they installed it) and, when $8 asks, of the control (the others, still on the
  * old version, counting since the rollout started: their counts minus the baseline taken then,
  * or all of them when the device has none or its counters went back, as after a restart); and
- * the devices held back from the stage. The device events are read only for the stage's devices. */
+ * the devices held back from the stage. Rows marked stale (the device no longer matches the
+ * selector, so it is told nothing new) are left out, as materialise leaves them. The device
+ * events are read only for the stage's devices. */
 static const db_stmt st_stage_stats = {
 	"rollouts_stage_stats",
 	"WITH r AS (SELECT id, created_at, deployment_id, pinned, held_back FROM rollouts WHERE id = $1),"
 	" mine AS MATERIALIZED (SELECT dd.device_id, gn_in_stage(r.id, dd.device_id, $2::int, r.pinned, r.held_back)"
 	"   AS in_stage, $2::int < 100 AND dd.device_id = ANY(r.held_back) AS held"
 	"  FROM r JOIN device_desired dd ON dd.deployment_id = r.deployment_id JOIN devices dv ON dv.id = dd.device_id"
-	"  WHERE dv.status = 'active'),"
+	"  WHERE dv.status = 'active' AND dd.stale_at IS NULL),"
 	" per AS MATERIALIZED (SELECT m.device_id, m.in_stage,"
 	"  (SELECT x FROM jsonb_array_elements(CASE WHEN jsonb_typeof(dv.reported->'models') = 'array'"
 	"    THEN dv.reported->'models' ELSE '[]' END) x WHERE x->>'name' = $3"
@@ -359,7 +367,8 @@ static int stage_percent(const char *strategy, int stage)
 	return pct;
 }
 
-static int hold_back_one(db_conn *c, const struct gd_actor *who, const char *id, int stage, int percent, gn_err *err);
+static int hold_back_one(db_conn *c, const struct gd_actor *who, const char *id, int stage, int percent, bool *held,
+			 gn_err *err);
 
 int rollouts_start(db_conn *c, const struct gd_actor *who, const char *deployment_id, const char *from, const char *to,
 		   const char *strategy, gn_err *err)
@@ -380,7 +389,7 @@ int rollouts_start(db_conn *c, const struct gd_actor *who, const char *deploymen
 		json_pack("{s:s,s:s,s:s}", "from_version", from, "to_version", to, "state", PQgetvalue(res, 0, 1)),
 		err);
 	if (!error)
-		error = hold_back_one(c, who, id, 0, stage_percent(strategy, 0), err);
+		error = hold_back_one(c, who, id, 0, stage_percent(strategy, 0), NULL, err);
 	if (!error && strcmp(PQgetvalue(res, 0, 1), "running") == 0 && !(error = baseline(c, id, err)))
 		error = notify_stage(c, id, stage_percent(strategy, 0), err);
 	if (!error)
@@ -783,14 +792,18 @@ static int pin_one(db_conn *c, const struct gd_actor *who, const char *id, int s
 }
 
 /* Holds one device back from the rollout's stage `stage` of `percent` percent when it would take
- * every device of the deployment (st_hold_back), and says so in the rollout's events. */
-static int hold_back_one(db_conn *c, const struct gd_actor *who, const char *id, int stage, int percent, gn_err *err)
+ * every device of the deployment (st_hold_back), and says so in the rollout's events; *held (when
+ * given) says whether it did. */
+static int hold_back_one(db_conn *c, const struct gd_actor *who, const char *id, int stage, int percent, bool *held,
+			 gn_err *err)
 {
 	PGresult *res = NULL;
 	char pct[16];
 	snprintf(pct, sizeof(pct), "%d", percent);
 	const char *p[] = {id, pct};
 	int error = db_exec(&res, c, &st_hold_back, p, err);
+	if (held)
+		*held = !error && PQntuples(res) == 1;
 	if (!error && PQntuples(res) == 1) {
 		gn_log(GN_LOG_INFO, "event=rollout_held_back rollout=%s stage=%d device=%s", id, stage,
 		       PQgetvalue(res, 0, 0));
@@ -864,7 +877,7 @@ static int pass_stage(db_conn *c, const struct gd_actor *who, const char *id, co
 		gn_log(GN_LOG_INFO, "event=rollout_stage_passed rollout=%s stage=%d", id, stage);
 		/* The next stage keeps its control before any of its devices is told the new version. */
 		if ((error = event(c, who, id, "stage", detail, err)) ||
-		    (error = hold_back_one(c, who, id, stage + 1, st->stages[stage + 1].percent, err)))
+		    (error = hold_back_one(c, who, id, stage + 1, st->stages[stage + 1].percent, NULL, err)))
 			return error;
 		return notify_stage(c, id, st->stages[stage + 1].percent, err);
 	}
@@ -899,12 +912,17 @@ static int judge(db_conn *c, const struct gd_actor *who, const PGresult *d, int 
 	if (error || stage >= st.nstages)
 		return error ? error
 			     : gn_err_set(err, GN_ERROR, "rollout %s is at stage %d of %d", id, stage, st.nstages);
-	/* The fleet may have changed since the stage began (a device left): keep a control. */
-	if ((error = hold_back_one(c, who, id, stage, st.stages[stage].percent, err)))
-		return error;
 	if ((error = stage_stats(&s, c, id, st.stages[stage].percent, PQgetvalue(d, row, D_MODEL),
 				 PQgetvalue(d, row, R_TO), PQgetvalue(d, row, R_FROM), &st, err)))
 		return error;
+	/* The fleet may have changed since the stage began (a device left) so that the stage takes
+	 * every device: keep a control. A hold-back restarts the bake, and this pass read the rollout
+	 * before it: the next pass judges the stage afresh (as after a pin). */
+	if (st.stages[stage].percent < 100 && s.all >= 2 && s.devices == s.all) {
+		bool held = false;
+		if ((error = hold_back_one(c, who, id, stage, st.stages[stage].percent, &held, err)) || held)
+			return error;
+	}
 	int n = gates_judge(g, &st, &s, stage + 1 == st.nstages);
 	struct rollout_ref ref = {PQgetvalue(d, row, D_MODEL), PQgetvalue(d, row, R_TO), PQgetvalue(d, row, R_FROM),
 				  PQgetvalue(d, row, D_SELECTOR), strtoll(PQgetvalue(d, row, R_CREATED), NULL, 10)};
@@ -928,7 +946,7 @@ static int judge_gates(db_conn *c, const struct gd_actor *who, const PGresult *d
 					    bad->why, "gates", gates_json(g, n), "stats", stats_json(&s)),
 				  err);
 	/* A canary stage with no device would judge nothing and pass: give it one (and one that
-	 * would take every device keeps one back: hold_back_one, before the stats). */
+	 * would take every device keeps one back: hold_back_one, in judge). */
 	if (s.devices == 0 && s.all > 0 && stage + 1 < st.nstages)
 		return pin_one(c, who, id, stage, err);
 	if (strcmp(PQgetvalue(d, row, R_BAKED), "t") != 0 || !stage_passed(&st, &s))
@@ -1116,10 +1134,11 @@ int rollouts_get(char **out, db_conn *c, const char *id, gn_err *err)
 	return error;
 }
 
-/* Checks that the rollout's state allows action and applies it; pct is its current stage's
- * percentage (whose devices poll faster only while it runs). */
+/* Checks that the rollout's state allows action and applies it; stage is its current stage, of
+ * pct percent (whose devices poll faster only while it runs). A rollout that starts or carries on
+ * running keeps a control first, as one that starts does: the fleet may have changed meanwhile. */
 static int act(db_conn *c, const struct gd_actor *who, const char *id, const char *action, const char *state,
-	       const char *creator, int pct, gn_err *err)
+	       const char *creator, int stage, int pct, gn_err *err)
 {
 	char label[128], reason[200];
 	bool active =
@@ -1129,9 +1148,10 @@ static int act(db_conn *c, const struct gd_actor *who, const char *id, const cha
 	snprintf(reason, sizeof(reason), "%s by %s", action, label);
 	if (strcmp(action, "pause") == 0 && strcmp(state, "running") == 0)
 		error = set_state(c, id, "paused", reason, NULL, false, err);
-	else if (strcmp(action, "resume") == 0 && strcmp(state, "paused") == 0)
-		error = set_state(c, id, "running", reason, NULL, true, err);
-	else if (strcmp(action, "abort") == 0 && active)
+	else if (strcmp(action, "resume") == 0 && strcmp(state, "paused") == 0) {
+		if (!(error = set_state(c, id, "running", reason, NULL, true, err)))
+			error = hold_back_one(c, who, id, stage, pct, NULL, err);
+	} else if (strcmp(action, "abort") == 0 && active)
 		error = set_state(c, id, "aborted", reason, NULL, false, err);
 	else if (strcmp(action, "promote") == 0 && (strcmp(state, "running") == 0 || strcmp(state, "paused") == 0)) {
 		const char *p[] = {id, reason};
@@ -1141,7 +1161,8 @@ static int act(db_conn *c, const struct gd_actor *who, const char *id, const cha
 		if (creator && who->kind == GD_ACTOR_TOKEN && strcmp(creator, who->id) == 0)
 			return gn_err_set(err, GN_EFORBIDDEN, "the token that started rollout %s cannot approve it",
 					  id);
-		if (!(error = set_state(c, id, "running", reason, label, true, err)))
+		if (!(error = set_state(c, id, "running", reason, label, true, err)) &&
+		    !(error = hold_back_one(c, who, id, stage, pct, NULL, err)))
 			error = baseline(c, id, err);
 	} else {
 		return gn_err_set(err, GN_ECONFLICT, "rollout %s is %s; it cannot %s", id, state, action);
@@ -1171,7 +1192,7 @@ int rollouts_action(char **out, db_conn *c, const struct gd_actor *who, const ch
 		error = gn_err_set(err, GN_ENOTFOUND, "no such rollout '%s'", id);
 		goto out;
 	}
-	if ((error = act(c, who, id, action, PQgetvalue(res, 0, 1), db_val(res, 0, 2),
+	if ((error = act(c, who, id, action, PQgetvalue(res, 0, 1), db_val(res, 0, 2), atoi(PQgetvalue(res, 0, 3)),
 			 stage_percent(PQgetvalue(res, 0, 4), atoi(PQgetvalue(res, 0, 3))), err)) ||
 	    (error = event(c, who, id, action, NULL, err)) || (error = rollouts_wake(c, err)) ||
 	    (error = db_tx_commit(c, err)))
@@ -1184,13 +1205,15 @@ out:
 	return error;
 }
 
-/* A dry run's stages, counted as the controller takes them over a fresh rollout id: never none
- * (it pins one) and, below 100 percent, never all of two or more (it holds one back). */
+/* A dry run's stages, counted as the controller takes them over a fresh rollout id and the
+ * devices it counts (active, not marked stale): never none (it pins one) and, below 100 percent,
+ * never all of two or more (it holds one back). */
 static const db_stmt st_plan = {
 	"rollouts_plan",
 	"WITH p AS (SELECT id FROM deployments WHERE name = $1), r AS (SELECT gen_random_uuid() AS id),"
-	" devs AS (SELECT gn_cohort(r.id, dd.device_id) * 100 AS pos FROM device_desired dd, p, r"
-	"   WHERE dd.deployment_id = p.id)"
+	" devs AS (SELECT gn_cohort(r.id, dd.device_id) * 100 AS pos FROM device_desired dd"
+	"   JOIN devices dv ON dv.id = dd.device_id, p, r"
+	"   WHERE dd.deployment_id = p.id AND dv.status = 'active' AND dd.stale_at IS NULL)"
 	" SELECT (SELECT count(*) FROM p), (SELECT count(*) FROM devs),"
 	"  (SELECT coalesce(jsonb_agg(jsonb_build_object('percent', s.pct::int, 'devices',"
 	"    GREATEST(LEAST((SELECT count(*) FROM devs WHERE pos < s.pct::int),"

@@ -939,3 +939,46 @@ def test_a_pin_and_a_hold_back_in_one_rollout(fast):
     assert ev[4]["detail"]["stage"] == 1 and ev[4]["detail"]["device"] == last.dev.id, ev
     fleet_checkin(fleet, 2)
     assert on_version(fleet, "2.0.0")
+
+
+def test_a_hold_back_never_takes_back_a_device_told_the_new_version(fast):
+    """Three devices and a 50 % stage whose rollout id (drawn as above) puts two of them in it: both
+    are told 2.0.0. Then the third one's labels change, so it leaves the deployment (marked stale)
+    and the stage holds every device left. No control is made by sending either back to 1.0.0:
+    nothing is held back, and the comparing gate holds the stage, saying why, instead of passing."""
+    publish_versions(fast, "1.0.0", "2.0.0")
+    fleet = [SimDevice(fast, {"site": "north"}) for _ in range(3)]
+    strat = {"stages": [{"percent": 50, "bake": 0}, {"percent": 100, "bake": 0}], "probation": 0,
+             "gates": {"max_error_increase": 0.05, "min_requests": 1000000}, "approval": True}
+    start_fleet(fast, fleet, strat)
+    for _ in range(40):  # one id in about three puts exactly two below 50 %
+        assert fast.api("PATCH", "/v1/deployments/cams", json={"follow": "2.0.0"}).status_code == 200
+        r = rollout_of(fast, "cams")
+        if sum(cohort(r["id"], d.dev.id) < 0.5 for d in fleet) == 2:
+            break
+        assert fast.api("POST", f"/v1/rollouts/{r['id']}/abort").status_code == 200
+    else:
+        pytest.fail("no rollout id in 40 put exactly two devices in the 50 % stage")
+    canaries = [d for d in fleet if cohort(r["id"], d.dev.id) < 0.5]
+    leaver = [d for d in fleet if d not in canaries][0]
+    op = fast.make_token(["operator"])["token"]
+    assert fast.api("POST", f"/v1/rollouts/{r['id']}/approve", token=op).status_code == 200
+    r = drive(fast, fleet, "cams", lambda r: (r["reason"] or "").startswith("holding stage 0"))
+    assert "min_requests" in r["reason"] and on_version(canaries, "2.0.0"), r
+    assert fast.api("PATCH", f"/v1/devices/{leaver.dev.id}", json={"labels": {"site": "south"}}).status_code == 200
+    told = []  # what each canary is told, at each check-in from now on
+
+    def until(r):
+        told.append([d.want for d in canaries])
+        return r["held_back"] != [] or "no device outside the stage" in (r["reason"] or "")
+    r = drive(fast, canaries, "cams", until)
+    fleet_checkin(canaries, 3)
+    r = rollout_of(fast, "cams")
+    assert r["state"] == "running" and r["stage"] == 0 and r["held_back"] == [], r
+    assert r["reason"].startswith("holding stage 0: max_error_increase cannot be judged: no device outside"), r
+    assert all(w == [("det", "2.0.0")] * 2 for w in told) and on_version(canaries, "2.0.0"), told
+    assert "hold_back" not in [e["kind"] for e in events_of(fast, r["id"])]
+    p = fast.api("GET", f"/v1/rollouts/{r['id']}").json()["progress"]
+    assert (p["devices"], p["held_back"], p["deployment_devices"], p["control_devices"]) == (2, 0, 2, 0), p
+    plan = fast.api("GET", "/v1/deployments/cams/plan").json()  # counts the devices the controller does
+    assert plan["devices"] == 2 and [s["devices"] for s in plan["stages"]] == [1, 2], plan
