@@ -79,46 +79,32 @@ static void refresh(struct bucket *b, int64_t per_minute, uint64_t now)
 	}
 }
 
-/* Frees the buckets of one slot that are full again (idle long enough to forget); returns how many.
- * Under the shard's lock. A bucket short of even a fraction of a token is kept: its client is
- * still limited. */
-static size_t prune_slot(struct bucket **pp, uint64_t now)
-{
-	size_t freed = 0;
-	while (*pp) {
-		struct bucket *b = *pp;
-		if (level(b, now) >= (double)b->capacity) {
-			*pp = b->next;
-			free(b);
-			freed++;
-		} else {
-			pp = &b->next;
-		}
-	}
-	if (freed)
-		atomic_fetch_sub(&nkeys, (long)freed);
-	return freed;
-}
-
-/* Finds key's bucket in its slot, freeing the slot's other buckets that are full again on the way
- * (key's own is kept even when full: a client that keeps coming keeps its bucket until the
- * minute's prune, rather than one allocation a request). Under the shard's lock. */
-static struct bucket *find_and_prune(struct bucket **pp, const char *key, uint64_t now)
+/* Frees the buckets of one slot that are full again (idle long enough to forget), but for key's
+ * own when key is not NULL (a client that keeps coming keeps its bucket until the minute's prune,
+ * rather than one allocation a request); returns key's bucket, or NULL. *freed (when given) counts
+ * what was freed. Under the shard's lock. A bucket short of even a fraction of a token is kept:
+ * its client is still limited. */
+static struct bucket *prune_slot(struct bucket **pp, const char *key, uint64_t now, size_t *freed)
 {
 	struct bucket *found = NULL;
+	size_t n = 0;
 	while (*pp) {
 		struct bucket *b = *pp;
-		if (!found && strcmp(b->key, key) == 0) {
+		if (key && !found && strcmp(b->key, key) == 0) {
 			found = b;
 			pp = &b->next;
 		} else if (level(b, now) >= (double)b->capacity) {
 			*pp = b->next;
 			free(b);
-			atomic_fetch_sub(&nkeys, 1);
+			n++;
 		} else {
 			pp = &b->next;
 		}
 	}
+	if (n)
+		atomic_fetch_sub(&nkeys, (long)n);
+	if (freed)
+		*freed += n;
 	return found;
 }
 
@@ -149,7 +135,7 @@ size_t ratelimit_prune(uint64_t now, uint64_t *longest_hold_ns)
 		pthread_mutex_lock(&sh->lock);
 		uint64_t t0 = longest_hold_ns ? gn_mono_ns() : 0;
 		for (size_t i = 0; i < SHARD_SLOTS; i++)
-			freed += prune_slot(&sh->slots[i], now);
+			(void)prune_slot(&sh->slots[i], NULL, now, &freed);
 		uint64_t held = longest_hold_ns ? gn_mono_ns() - t0 : 0;
 		longest = held > longest ? held : longest;
 		pthread_mutex_unlock(&sh->lock);
@@ -166,7 +152,7 @@ int64_t ratelimit_take(const char *key, int64_t per_minute, uint64_t now)
 	struct shard *sh;
 	struct bucket **slot = slot_of(&sh, key);
 	pthread_mutex_lock(&sh->lock);
-	struct bucket *b = find_and_prune(slot, key, now);
+	struct bucket *b = prune_slot(slot, key, now, NULL);
 	if (!b && atomic_load(&nkeys) >= RATELIMIT_MAX_KEYS) {
 		/* Full: forget every idle key (at most once a second, it walks the whole table), with
 		 * this shard unlocked, as the walk locks each shard in turn. */
