@@ -45,11 +45,12 @@ void models_artifact_cleanup(struct models_artifact *a);
  * transaction of its own; a file left unreferenced by a failure is removed. *out is the version's
  * JSON text (new). The sample's tensor files (files[i].up taken the same way) must be exactly those
  * the sample names by digest and length, each a .npy file with as many elements as its tensor's
- * shape. An ONNX artifact (format "onnx") must be a readable ModelProto, and requirements.opset must
- * be the opset it declares for the default domain (filled in when left out; left out when the
- * file declares none). GN_EINVAL for bad metadata, an empty (0-byte) artifact, a digest or length
- * other than the stated one, or a sample file missing, unnamed or not matching its tensor;
- * GN_EMISMATCH for an ONNX artifact that cannot be read as one or declares another opset;
+ * shape. For an ONNX artifact (format "onnx") a stated requirements.opset must be the opset the
+ * file declares for the default domain; one left out is filled in from the file (and stays out
+ * when the file declares none or cannot be read as ONNX: logged, and the devices' load refuses it). GN_EINVAL for bad
+ * metadata, an empty (0-byte) artifact, a digest or length other than the stated one, or a sample file missing, unnamed
+ * or not matching its tensor; GN_EMISMATCH for a stated opset the ONNX artifact does not declare
+ * (another one, none, or a file that cannot be read as ONNX);
  * GN_ECONFLICT for a version already published. */
 int models_publish(char **out, db_conn *c, const struct gd_actor *who, const struct tuf_settings *tuf, const char *name,
 		   const char *meta, size_t meta_len, int json_depth, struct models_artifact *art,

@@ -71,14 +71,14 @@ static const db_stmt st_next_stage = {
 	"rollouts_next_stage",
 	"UPDATE rollouts SET stage = stage + 1, stage_started_at = now(), updated_at = now(), reason = $2 WHERE id = $1",
 	2};
+/* Restarts a stage's bake but keeps an operator's promote ('-infinity', see st_promote). */
+#define STAGE_RESTART \
+	" stage_started_at = CASE WHEN r.stage_started_at = '-infinity' THEN r.stage_started_at ELSE now() END"
 /* Takes the deployment's device that comes first in the rollout's order into the canary (and
  * restarts the stage's bake, unless an operator promoted it: '-infinity' stays), for a stage that
  * would otherwise hold no device; one held back is taken only when no other is left (a pinned
  * device is in every stage, held back or not). Rows marked stale (the device no longer matches
  * the selector) are not the deployment's to take. */
-/* Restarts a stage's bake but keeps an operator's promote ('-infinity', see st_promote). */
-#define STAGE_RESTART \
-	" stage_started_at = CASE WHEN r.stage_started_at = '-infinity' THEN r.stage_started_at ELSE now() END"
 static const db_stmt st_pin = {
 	"rollouts_pin",
 	"UPDATE rollouts r SET pinned = r.pinned || x.device_id," STAGE_RESTART ", updated_at = now()"
