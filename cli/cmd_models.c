@@ -559,46 +559,33 @@ static int file_opset(int64_t *opset, const char *path, gn_err *err)
 }
 
 /* An ONNX release whose requirements leave out its opset gets the one its file declares, so that
- * devices whose runtime cannot run it are refused before they download it. A stated opset must be
- * the file's (gangliond refuses another with a 422 after the upload: this says so before it). A
- * file that cannot be read as ONNX is left to the devices' load, with a warning, unless an opset is
- * stated for it. */
+ * devices whose runtime cannot run it are refused before they download it; a stated one must be
+ * the file's (gn_requirements_opset_reconcile, the rule gangliond applies after the upload: this
+ * says so before it). A file that cannot be read as ONNX is left to the devices' load, with a
+ * warning, unless an opset is stated for it. */
 static int fill_opset(json_t *meta, const char *file, const char *meta_path, gn_err *err)
 {
-	const char *fmt = gn_json_str(meta, "format"), *where = meta_path ? meta_path : "--meta";
+	const char *fmt = gn_json_str(meta, "format");
 	int64_t opset = 0;
 	gn_err e;
 	if (!fmt || strcmp(fmt, "onnx") != 0)
 		return 0;
-	int rc = file_opset(&opset, file, &e);
-	json_t *req = json_object_get(meta, "requirements"), *stated = json_object_get(req, "opset");
-	long long want = (long long)json_integer_value(stated);
+	int fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return gn_err_set(err, CLI_EUSAGE, "cannot open %s: %s", file, strerror(errno));
+	int rc = gn_onnx_opset_fd(&opset, fd, &e);
+	close(fd);
+	bool stated = json_object_get(json_object_get(meta, "requirements"), "opset") != NULL;
 	if (rc && rc != GN_ENOTFOUND && !stated) {
-		fprintf(stderr, "ganglion: warning: %s; the release's requirements say no opset\n", e.msg);
+		fprintf(stderr, "ganglion: warning: %s: %s; the release's requirements say no opset\n", file, e.msg);
 		return 0;
 	}
-	if (rc && rc != GN_ENOTFOUND)
-		return gn_err_set(err, CLI_EUSAGE, "%s: requirements.opset is %lld but %s", where, want, e.msg);
-	if (rc == GN_ENOTFOUND && stated)
-		return gn_err_set(err, CLI_EUSAGE,
-				  "%s: requirements.opset is %lld but %s declares no ONNX opset for the default domain "
-				  "(leave requirements.opset out)",
-				  where, want, file);
-	if (rc == GN_ENOTFOUND)
-		return 0;
-	if (stated && want != (long long)opset)
-		return gn_err_set(
-			err, CLI_EUSAGE,
-			"%s: requirements.opset is %lld but %s declares ONNX opset %lld (state %lld, or leave "
-			"it out to have it filled in)",
-			where, want, file, (long long)opset, (long long)opset);
-	if (stated)
-		return 0;
-	if (!req) {
-		req = json_object();
-		json_object_set_new(meta, "requirements", req);
+	if (gn_requirements_opset_reconcile(meta, file, rc, opset, rc ? e.msg : "", err)) {
+		char msg[GN_ERR_MSG_MAX];
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		return gn_err_set(err, CLI_EUSAGE, "%s: %.*s", meta_path ? meta_path : "--meta", (int)sizeof(msg) - 64,
+				  msg);
 	}
-	json_object_set_new(req, "opset", json_integer((json_int_t)opset));
 	return 0;
 }
 

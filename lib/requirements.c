@@ -167,3 +167,35 @@ enum gn_req_verdict gn_requirements_match(const json_t *req, const json_t *facts
 	}
 	return GN_REQ_OK;
 }
+
+int gn_requirements_opset_reconcile(json_t *meta, const char *file, int parse_rc, int64_t opset, const char *parse_msg,
+				    gn_err *err)
+{
+	json_t *req = json_object_get(meta, "requirements"), *stated = json_object_get(req, "opset");
+	long long want = (long long)json_integer_value(stated);
+	if (!stated) {
+		if (parse_rc)
+			return 0;
+		if (!json_is_object(req)) {
+			req = json_object();
+			json_object_set_new(meta, "requirements", req);
+		}
+		json_object_set_new(req, "opset", json_integer((json_int_t)opset));
+		return 0;
+	}
+	if (parse_rc == GN_ENOTFOUND)
+		return gn_err_set(err, GN_EMISMATCH,
+				  "requirements.opset is %lld but %s declares no ONNX opset for the default domain "
+				  "(its opset_import); leave requirements.opset out",
+				  want, file);
+	if (parse_rc)
+		return gn_err_set(err, GN_EMISMATCH,
+				  "requirements.opset is %lld but %s cannot be read as an ONNX model: %s", want, file,
+				  parse_msg);
+	if (want != (long long)opset)
+		return gn_err_set(err, GN_EMISMATCH,
+				  "requirements.opset is %lld but %s declares ONNX opset %lld for the default domain "
+				  "(its opset_import); state %lld or leave requirements.opset out to have it filled in",
+				  want, file, (long long)opset, (long long)opset);
+	return 0;
+}

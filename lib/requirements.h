@@ -41,4 +41,14 @@ enum gn_req_verdict gn_requirements_match(const json_t *req, const json_t *facts
  * (every target when req lists none) report in total; 0 when none reports it. Pure. */
 uint64_t gn_requirements_target_memory(const json_t *req, const json_t *facts);
 
+/* Reconciles a release's requirements.opset with what its ONNX file declares for the default
+ * domain, as gn_onnx_* read it: parse_rc 0 and opset, GN_ENOTFOUND when the file declares none, any
+ * other code when it cannot be read as ONNX (parse_msg says why). One stated must be the file's:
+ * GN_EMISMATCH otherwise, with a message naming file (how the caller calls it: a path, "the
+ * artifact") and both sides. One left out is filled in from the file (an object "requirements" is
+ * made when meta has none), and stays out when the file gives none. gangliond applies it to every
+ * ONNX upload; the CLI before it uploads. */
+int gn_requirements_opset_reconcile(json_t *meta, const char *file, int parse_rc, int64_t opset, const char *parse_msg,
+				    gn_err *err) GN_WUR;
+
 #endif

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "model_meta.h"
 #include "npy.h"
+#include "requirements.h"
 #include "tuf_image.h"
 
 #define VERSION_JSON                                                                                               \
@@ -399,11 +400,10 @@ void models_artifact_cleanup(struct models_artifact *a)
 	a->onnx = NULL;
 }
 
-/* An ONNX artifact's requirements.opset is the opset its file declares for the default domain:
- * filled in when the metadata leaves it out, a 422 when it states another (devices would trust a
- * wrong requirement) or when it states one for a file that cannot be read as ONNX or declares none.
- * A file that cannot be read, with no opset stated, is stored without one, as before: the devices'
- * load and self-test refuse it. */
+/* An ONNX artifact's requirements.opset is the opset its file declares for the default domain
+ * (gn_requirements_opset_reconcile): filled in when the metadata leaves it out, a 422 when it
+ * states another (devices would trust a wrong requirement). A file that cannot be read, with no
+ * opset stated, is stored without one, as before: the devices' load and self-test refuse it. */
 static int check_opset(json_t *meta, const char *name, const struct model_meta *m, gn_onnx_stream *onnx, gn_err *err)
 {
 	int64_t opset = 0;
@@ -411,40 +411,13 @@ static int check_opset(json_t *meta, const char *name, const struct model_meta *
 	if (strcmp(m->format, "onnx") != 0)
 		return 0;
 	int rc = gn_onnx_stream_finish(onnx, &opset, &e);
-	json_t *req = json_object_get(meta, "requirements"), *stated = json_object_get(req, "opset");
-	if (!stated) {
-		if (rc == GN_EINVAL)
-			gn_log(GN_LOG_WARN, "event=model_not_onnx model=%s version=%s msg=\"%s\"", name, m->version,
-			       e.msg);
-		if (rc)
-			return 0;
-		if (!json_is_object(req)) {
-			req = json_object();
-			json_object_set_new(meta, "requirements", req);
-		}
-		json_object_set_new(req, "opset", json_integer((json_int_t)opset));
-		return 0;
+	if (rc == GN_EINVAL && !json_object_get(json_object_get(meta, "requirements"), "opset"))
+		gn_log(GN_LOG_WARN, "event=model_not_onnx model=%s version=%s msg=\"%s\"", name, m->version, e.msg);
+	if (gn_requirements_opset_reconcile(meta, "the artifact", rc, opset, rc ? e.msg : "", err)) {
+		size_t n = strlen(err->msg);
+		snprintf(err->msg + n, sizeof(err->msg) - n, "; nothing was stored");
+		return GN_EMISMATCH;
 	}
-	long long want = (long long)json_integer_value(stated);
-	if (rc == GN_EINVAL)
-		return gn_err_set(err, GN_EMISMATCH,
-				  "requirements.opset is %lld but the artifact (format \"onnx\") cannot be read as an "
-				  "ONNX model: %s; nothing was stored",
-				  want, e.msg);
-	if (rc == GN_ENOTFOUND)
-		return gn_err_set(err, GN_EMISMATCH,
-				  "requirements.opset is %lld but the artifact declares no ONNX opset for the default "
-				  "domain (its opset_import); leave requirements.opset out; nothing was stored",
-				  want);
-	if (rc)
-		return gn_err_set(err, rc, "%s", e.msg);
-	if (want != (long long)opset)
-		return gn_err_set(
-			err, GN_EMISMATCH,
-			"requirements.opset is %lld but the artifact declares ONNX opset %lld for the default "
-			"domain (its opset_import); state %lld or leave requirements.opset out to have it "
-			"filled in; nothing was stored",
-			want, (long long)opset, (long long)opset);
 	return 0;
 }
 

@@ -338,7 +338,7 @@ def test_the_server_checks_an_onnx_uploads_opset_against_the_file(srv, tmp_path)
             ("4.0.0", norm.read_bytes(), 13, "requirements.opset is 13 but the artifact declares ONNX opset 17"),
             ("4.0.1", absf.read_bytes(), 17, "requirements.opset is 17 but the artifact declares ONNX opset 13"),
             ("4.0.2", b"not a model at all, only text", 13,
-             "requirements.opset is 13 but the artifact (format \"onnx\") cannot be read as an ONNX model: "
+             "requirements.opset is 13 but the artifact cannot be read as an ONNX model: "
              "not an ONNX model"),
             ("4.0.3", norm.read_bytes()[:-3], 17, "cannot be read as an ONNX model: not an ONNX model"),
             ("4.0.4", ml_only.read_bytes(), 13, "the artifact declares no ONNX opset for the default domain")):
@@ -370,7 +370,8 @@ def test_the_server_checks_an_onnx_uploads_opset_against_the_file(srv, tmp_path)
     m = tmp_path / "meta.json"
     for file, opset, why in ((absf, 17, f"requirements.opset is 17 but {absf} declares ONNX opset 13"),
                              (ml_only, 13, f"requirements.opset is 13 but {ml_only} declares no ONNX opset"),
-                             (Path("/etc/os-release"), 13, "requirements.opset is 13 but /etc/os-release: not an ONNX")):
+                             (Path("/etc/os-release"), 13,
+                              "requirements.opset is 13 but /etc/os-release cannot be read as an ONNX model: not an ONNX")):
         m.write_text(json.dumps({"requirements": {"opset": opset}}))
         out = srv.cli("models", "push", file, "--name", "opset", "--version", "4.2.0", "--format", "onnx", "--meta", m,
                       "--no-self-test", "--no-progress")

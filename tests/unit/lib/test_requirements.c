@@ -139,13 +139,39 @@ static void test_target_memory(void **state)
 	json_decref(cuda);
 }
 
+/* The opset rule gangliond and the CLI share: left out, filled in from the file (a requirements
+ * object made when there is none) or left out when the file gives none; stated, it must be the
+ * file's, and each refusal names the file and both sides. */
+static void test_opset_reconcile(void **state)
+{
+	(void)state;
+	gn_err err;
+	json_t *m = json_object();
+	assert_int_equal(gn_requirements_opset_reconcile(m, "f", 0, 17, "", &err), 0);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "requirements"), "opset")), 17);
+	assert_int_equal(gn_requirements_opset_reconcile(m, "f", 0, 17, "", &err), 0); /* stated right */
+	assert_int_equal(gn_requirements_opset_reconcile(m, "f", 0, 13, "", &err), GN_EMISMATCH);
+	assert_string_equal(err.msg,
+			    "requirements.opset is 17 but f declares ONNX opset 13 for the default domain "
+			    "(its opset_import); state 13 or leave requirements.opset out to have it filled in");
+	assert_int_equal(gn_requirements_opset_reconcile(m, "f", GN_ENOTFOUND, 0, "", &err), GN_EMISMATCH);
+	assert_non_null(strstr(err.msg, "requirements.opset is 17 but f declares no ONNX opset"));
+	assert_int_equal(gn_requirements_opset_reconcile(m, "f", GN_EINVAL, 0, "cut short", &err), GN_EMISMATCH);
+	assert_string_equal(err.msg, "requirements.opset is 17 but f cannot be read as an ONNX model: cut short");
+	json_decref(m);
+	m = json_pack("{s:{s:[s]}}", "requirements", "runtimes", "onnxruntime");
+	assert_int_equal(gn_requirements_opset_reconcile(m, "f", GN_ENOTFOUND, 0, "", &err), 0);
+	assert_int_equal(gn_requirements_opset_reconcile(m, "f", GN_EINVAL, 0, "x", &err), 0);
+	assert_null(json_object_get(json_object_get(m, "requirements"), "opset"));
+	json_decref(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid),
-		cmocka_unit_test(test_invalid),
-		cmocka_unit_test(test_match),
-		cmocka_unit_test(test_target_memory),
+		cmocka_unit_test(test_valid),           cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_match),           cmocka_unit_test(test_target_memory),
+		cmocka_unit_test(test_opset_reconcile),
 	};
 	return cmocka_run_group_tests_name("requirements", tests, NULL, NULL);
 }
